@@ -1,1 +1,55 @@
-//! placeholder
+//! The versioned, append-only history of the mailsync local database schema.
+//!
+//! Each step is one migration, numbered v1..v8 in the order of [`Migrator::migrations`].
+//! A merged migration is never edited: a schema change is a new step. Migrations declare
+//! their own identifiers (they never import the store's entities), so history stays frozen
+//! when the entities move on.
+//!
+//! | version | migration | what it does |
+//! |---|---|---|
+//! | v1 | `m0001_create_accounts` | accounts (connection settings, a *reference* to the secret) |
+//! | v2 | `m0002_create_mailboxes` | mailboxes with IMAP status counters |
+//! | v3 | `m0003_create_emails` | emails and their mailbox memberships |
+//! | v4 | `m0004_create_bodies_attachments` | cached bodies and attachment metadata |
+//! | v5 | `m0005_create_sync_state` | server checkpoints per account and scope |
+//! | v6 | `m0006_create_outbox` | pending changes and failed (evicted) mutations |
+//! | v7 | `m0007_create_sync_log` | one row per sync cycle |
+//! | v8 | `m0008_mailbox_role` | mailboxes gain a nullable `role` |
+
+// `MigrationTrait` declares `&SchemaManager` with a late-bound lifetime; spelling it out breaks
+// the impls, so the 2018-idiom lint is silenced for this crate only.
+#![allow(elided_lifetimes_in_paths)]
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_create_accounts;
+mod m0002_create_mailboxes;
+mod m0003_create_emails;
+mod m0004_create_bodies_attachments;
+mod m0005_create_sync_state;
+mod m0006_create_outbox;
+mod m0007_create_sync_log;
+mod m0008_mailbox_role;
+
+/// The latest schema version (the number of migrations).
+pub const LATEST_VERSION: u32 = 8;
+
+/// Runs the mailsync migrations (see the crate docs for the list).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m0001_create_accounts::Migration),
+            Box::new(m0002_create_mailboxes::Migration),
+            Box::new(m0003_create_emails::Migration),
+            Box::new(m0004_create_bodies_attachments::Migration),
+            Box::new(m0005_create_sync_state::Migration),
+            Box::new(m0006_create_outbox::Migration),
+            Box::new(m0007_create_sync_log::Migration),
+            Box::new(m0008_mailbox_role::Migration),
+        ]
+    }
+}

@@ -1,1 +1,296 @@
-//! placeholder
+//! The mailsync local mail database: SeaORM entities and typed repository functions over the
+//! schema defined by the `migration` crate, on SQLite (the default) or PostgreSQL with the same code.
+//!
+//! # Overview
+//! [`Store::open`] connects and migrates to the latest schema version. The repository modules
+//! ([`accounts`], [`mailboxes`], [`emails`], [`bodies`], [`checkpoints`], [`queue`], [`sync_log`])
+//! are free functions taking any [`ConnectionTrait`], so a caller can run several of them in one
+//! transaction: that is how a sync batch and the checkpoint covering it commit together.
+//!
+//! This crate knows no protocol. Protocol cursors are opaque columns (a JMAP state string, IMAP
+//! UIDVALIDITY / last UID / HIGHESTMODSEQ), and queue payloads are JSON owned by the outbox.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> Result<(), mailsync_store::StoreError> {
+//! use mailsync_store::{Store, TransactionTrait, checkpoints::{self, Checkpoint, Scope}};
+//! let store = Store::open("sqlite://./mail.db?mode=rwc").await?;
+//! let txn = store.begin().await?;
+//! // ... emails::upsert_batch(&txn, account, &batch).await? ...
+//! # let account = mailsync_store::AccountId(1);
+//! checkpoints::put(&txn, account, &Scope::jmap("Email"), &Checkpoint::state("42")).await?;
+//! txn.commit().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Errors
+//! Every function returns [`StoreError`]. [`StoreError::is_transient`] tells a busy/locked database
+//! (retry shortly) from a real failure.
+
+pub mod accounts;
+pub mod bodies;
+pub mod checkpoints;
+pub mod emails;
+pub mod entity;
+pub mod mailboxes;
+pub mod queue;
+pub mod sync_log;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod types;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DbBackend, DbErr};
+
+pub use migration::LATEST_VERSION;
+pub use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+pub use types::{
+    AccountId, AccountKind, Address, BodyPolicy, ChangeId, EmailId, FailedId, Flags, MailboxId,
+    Role, SecretRef, Security, SyncLogId,
+};
+
+/// The one error type of this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL is neither `sqlite:` nor `postgres:`.
+    #[error(
+        "unsupported database URL {url:?}: expected sqlite://PATH?mode=rwc or postgres://USER@HOST/DB"
+    )]
+    BadUrl {
+        /// The URL with any password removed.
+        url: String,
+    },
+    /// The database could not be opened or reached.
+    #[error("cannot open database {url}: {source}")]
+    Open {
+        /// The URL with any password removed.
+        url: String,
+        /// What the driver said.
+        #[source]
+        source: DbErr,
+    },
+    /// Migrating the schema failed.
+    #[error("schema migration failed: {0}")]
+    Migration(#[source] DbErr),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    /// A text column holds a value this version does not understand.
+    #[error("invalid {what} value {value:?}")]
+    InvalidValue {
+        /// The type being parsed.
+        what: &'static str,
+        /// The offending text.
+        value: String,
+    },
+    /// A JSON column could not be (de)serialised.
+    #[error("invalid JSON in {what}: {source}")]
+    Json {
+        /// The column.
+        what: &'static str,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The row asked for does not exist.
+    #[error("{what} {key} not found")]
+    NotFound {
+        /// The kind of row ("account", "email", ...).
+        what: &'static str,
+        /// How it was looked up.
+        key: String,
+    },
+    /// A row with this unique key exists already.
+    #[error("{what} {key} already exists")]
+    AlreadyExists {
+        /// The kind of row.
+        what: &'static str,
+        /// The duplicate key.
+        key: String,
+    },
+}
+
+impl StoreError {
+    /// True for conditions that go away on their own: SQLite busy/locked, a dropped pool connection.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Db(e) | Self::Open { source: e, .. } => {
+                let text = e.to_string().to_ascii_lowercase();
+                text.contains("database is locked")
+                    || text.contains("database is busy")
+                    || text.contains("pool timed out")
+                    || text.contains("connection reset")
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn json(what: &'static str, source: serde_json::Error) -> Self {
+        Self::Json { what, source }
+    }
+}
+
+/// Which database engine a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// SQLite (a file, WAL mode).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A handle on the local mail database. Cheap to clone (a connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// Removes the password from a URL before it appears in an error or a log line.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Store {
+    /// Opens the database at `url` and migrates it to [`LATEST_VERSION`].
+    ///
+    /// `sqlite://PATH?mode=rwc` creates the file when missing; SQLite runs in WAL mode with
+    /// foreign keys on, `synchronous=NORMAL` and a 10 s busy timeout. `postgres://...` works the same.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the database without touching its schema (for migration tests and tools).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let is_sqlite = url.starts_with("sqlite:");
+        let is_pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !is_sqlite && !is_pg {
+            return Err(StoreError::BadUrl {
+                url: redact_url(url),
+            });
+        }
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(5));
+        if is_sqlite {
+            // WAL lets readers (the CLI) run while a sync writes; NORMAL is durable across
+            // process crashes in WAL mode, which is the guarantee we promise.
+            opts.map_sqlx_sqlite_opts(|o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .foreign_keys(true)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+            });
+            // One writer at a time anyway; a small pool avoids lock ping-pong.
+            opts.max_connections(4);
+        } else {
+            opts.max_connections(10);
+        }
+        let db = Database::connect(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: redact_url(url),
+                source,
+            })?;
+        Ok(Self { db })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None)
+            .await
+            .map_err(StoreError::Migration)
+    }
+
+    /// Migrates up or down until the schema is exactly at `version` (0 = empty).
+    pub async fn migrate_to(&self, version: u32) -> Result<(), StoreError> {
+        let current = self.schema_version().await?;
+        if version > current {
+            Migrator::up(&self.db, Some(version - current))
+                .await
+                .map_err(StoreError::Migration)
+        } else if version < current {
+            Migrator::down(&self.db, Some(current - version))
+                .await
+                .map_err(StoreError::Migration)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The number of migrations applied.
+    pub async fn schema_version(&self) -> Result<u32, StoreError> {
+        let applied = Migrator::get_applied_migrations(&self.db)
+            .await
+            .map_err(StoreError::Migration)?;
+        Ok(u32::try_from(applied.len()).unwrap_or(u32::MAX))
+    }
+
+    /// The underlying connection pool, for the repository functions.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Starts a transaction. Dropping it without `commit` rolls back.
+    pub async fn begin(&self) -> Result<DatabaseTransaction, StoreError> {
+        Ok(self.db.begin().await?)
+    }
+
+    /// The engine behind this store.
+    pub fn backend(&self) -> Backend {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(self) -> Result<(), StoreError> {
+        Ok(self.db.close().await?)
+    }
+}
+
+/// The current time, truncated to microseconds so it round-trips through both backends exactly.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    let t = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("sqlite://./x.db?mode=rwc"),
+            "sqlite://./x.db?mode=rwc"
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! Accounts: connection settings and a reference to the secret (never the secret itself).
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
+
+use crate::entity::accounts as acc;
+use crate::{AccountId, AccountKind, BodyPolicy, SecretRef, Security, StoreError};
+
+/// A server endpoint (IMAP or SMTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// How the connection is secured.
+    pub security: Security,
+}
+
+/// What is needed to create an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    /// Unique local name chosen by the user.
+    pub name: String,
+    /// IMAP or JMAP.
+    pub kind: AccountKind,
+    /// The account's email address (its identity when sending).
+    pub email: String,
+    /// Optional display name for outgoing mail.
+    pub display_name: Option<String>,
+    /// Login name.
+    pub username: String,
+    /// Where the secret comes from.
+    pub secret_ref: SecretRef,
+    /// IMAP server (IMAP accounts).
+    pub imap: Option<Endpoint>,
+    /// SMTP server (IMAP accounts).
+    pub smtp: Option<Endpoint>,
+    /// JMAP session URL (JMAP accounts).
+    pub jmap_session_url: Option<String>,
+    /// Extra CA certificate (PEM file) to trust, e.g. for a test server.
+    pub ca_file: Option<String>,
+    /// Whether the user explicitly allowed plaintext to a non-loopback host.
+    pub allow_plaintext: bool,
+    /// Which bodies to download during sync.
+    pub body_policy: BodyPolicy,
+}
+
+/// A stored account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Local id.
+    pub id: AccountId,
+    /// Unique local name.
+    pub name: String,
+    /// IMAP or JMAP.
+    pub kind: AccountKind,
+    /// The account's email address.
+    pub email: String,
+    /// Display name for outgoing mail.
+    pub display_name: Option<String>,
+    /// Login name.
+    pub username: String,
+    /// Where the secret comes from.
+    pub secret_ref: SecretRef,
+    /// IMAP server.
+    pub imap: Option<Endpoint>,
+    /// SMTP server.
+    pub smtp: Option<Endpoint>,
+    /// JMAP session URL.
+    pub jmap_session_url: Option<String>,
+    /// Extra CA certificate file.
+    pub ca_file: Option<String>,
+    /// Plaintext explicitly allowed.
+    pub allow_plaintext: bool,
+    /// Body download policy.
+    pub body_policy: BodyPolicy,
+    /// Creation time.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Last update time.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn endpoint(
+    host: Option<String>,
+    port: Option<i32>,
+    security: Option<String>,
+) -> Result<Option<Endpoint>, StoreError> {
+    match (host, port, security) {
+        (Some(host), Some(port), Some(sec)) => Ok(Some(Endpoint {
+            host,
+            port: u16::try_from(port).map_err(|_| StoreError::InvalidValue {
+                what: "port",
+                value: port.to_string(),
+            })?,
+            security: sec.parse()?,
+        })),
+        _ => Ok(None),
+    }
+}
+
+impl TryFrom<acc::Model> for Account {
+    type Error = StoreError;
+    fn try_from(m: acc::Model) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: AccountId(m.id),
+            kind: m.kind.parse()?,
+            secret_ref: m.secret_ref.parse()?,
+            imap: endpoint(m.imap_host, m.imap_port, m.imap_security)?,
+            smtp: endpoint(m.smtp_host, m.smtp_port, m.smtp_security)?,
+            body_policy: m.body_policy.parse()?,
+            name: m.name,
+            email: m.email,
+            display_name: m.display_name,
+            username: m.username,
+            jmap_session_url: m.jmap_session_url,
+            ca_file: m.ca_file,
+            allow_plaintext: m.allow_plaintext,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+}
+
+/// Creates an account. Fails with [`StoreError::AlreadyExists`] when the name is taken.
+pub async fn create<C: ConnectionTrait>(c: &C, new: NewAccount) -> Result<Account, StoreError> {
+    if find_by_name(c, &new.name).await?.is_some() {
+        return Err(StoreError::AlreadyExists {
+            what: "account",
+            key: new.name,
+        });
+    }
+    let now = crate::now();
+    let (imap_host, imap_port, imap_security) = split(new.imap);
+    let (smtp_host, smtp_port, smtp_security) = split(new.smtp);
+    let model = acc::ActiveModel {
+        name: Set(new.name),
+        kind: Set(new.kind.as_str().to_owned()),
+        email: Set(new.email),
+        display_name: Set(new.display_name),
+        username: Set(new.username),
+        secret_ref: Set(new.secret_ref.to_string()),
+        imap_host: Set(imap_host),
+        imap_port: Set(imap_port),
+        imap_security: Set(imap_security),
+        smtp_host: Set(smtp_host),
+        smtp_port: Set(smtp_port),
+        smtp_security: Set(smtp_security),
+        jmap_session_url: Set(new.jmap_session_url),
+        ca_file: Set(new.ca_file),
+        allow_plaintext: Set(new.allow_plaintext),
+        body_policy: Set(new.body_policy.to_string()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(c)
+    .await?;
+    model.try_into()
+}
+
+fn split(e: Option<Endpoint>) -> (Option<String>, Option<i32>, Option<String>) {
+    match e {
+        Some(e) => (
+            Some(e.host),
+            Some(i32::from(e.port)),
+            Some(e.security.as_str().to_owned()),
+        ),
+        None => (None, None, None),
+    }
+}
+
+/// Loads an account by id.
+pub async fn get<C: ConnectionTrait>(c: &C, id: AccountId) -> Result<Account, StoreError> {
+    acc::Entity::find_by_id(id.0)
+        .one(c)
+        .await?
+        .ok_or(StoreError::NotFound {
+            what: "account",
+            key: id.to_string(),
+        })?
+        .try_into()
+}
+
+/// Finds an account by its unique name.
+pub async fn find_by_name<C: ConnectionTrait>(
+    c: &C,
+    name: &str,
+) -> Result<Option<Account>, StoreError> {
+    acc::Entity::find()
+        .filter(acc::Column::Name.eq(name))
+        .one(c)
+        .await?
+        .map(Account::try_from)
+        .transpose()
+}
+
+/// Every account, by name.
+pub async fn list<C: ConnectionTrait>(c: &C) -> Result<Vec<Account>, StoreError> {
+    acc::Entity::find()
+        .order_by_asc(acc::Column::Name)
+        .all(c)
+        .await?
+        .into_iter()
+        .map(Account::try_from)
+        .collect()
+}
+
+/// Deletes an account and, through the foreign keys, all of its data.
+pub async fn delete<C: ConnectionTrait>(c: &C, id: AccountId) -> Result<(), StoreError> {
+    let res = acc::Entity::delete_by_id(id.0).exec(c).await?;
+    if res.rows_affected == 0 {
+        return Err(StoreError::NotFound {
+            what: "account",
+            key: id.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Changes the body download policy.
+pub async fn set_body_policy<C: ConnectionTrait>(
+    c: &C,
+    id: AccountId,
+    policy: BodyPolicy,
+) -> Result<(), StoreError> {
+    acc::ActiveModel {
+        id: Set(id.0),
+        body_policy: Set(policy.to_string()),
+        updated_at: Set(crate::now()),
+        ..Default::default()
+    }
+    .update(c)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Sync checkpoints (`sync_state`): what part of the server's state the database covers.
+//!
+//! Write a checkpoint in the same transaction as the data it covers, so that a crash can never
+//! leave a checkpoint ahead of the data.
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+
+use crate::entity::sync_state as s;
+use crate::{AccountId, MailboxId, StoreError};
+
+/// What a checkpoint is about, e.g. `jmap:Email` or `imap:mailbox:7`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope(String);
+
+impl Scope {
+    /// A JMAP data type's state (`Email`, `Mailbox`, `Thread`).
+    pub fn jmap(data_type: &str) -> Self {
+        Self(format!("jmap:{data_type}"))
+    }
+    /// An IMAP mailbox's checkpoint.
+    pub fn imap_mailbox(mailbox: MailboxId) -> Self {
+        Self(format!("imap:mailbox:{}", mailbox.0))
+    }
+    /// Any other scope.
+    pub fn custom(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The stored text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A server checkpoint. Fields not used by a protocol stay `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// JMAP state string.
+    pub state: Option<String>,
+    /// IMAP UIDVALIDITY.
+    pub uidvalidity: Option<i64>,
+    /// Highest IMAP UID whose message is in the database.
+    pub last_uid: Option<i64>,
+    /// IMAP HIGHESTMODSEQ covered.
+    pub highestmodseq: Option<i64>,
+}
+
+impl Checkpoint {
+    /// A JMAP state checkpoint.
+    pub fn state(state: impl Into<String>) -> Self {
+        Self {
+            state: Some(state.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Reads a checkpoint.
+pub async fn get<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    scope: &Scope,
+) -> Result<Option<Checkpoint>, StoreError> {
+    Ok(s::Entity::find()
+        .filter(s::Column::AccountId.eq(account.0))
+        .filter(s::Column::Scope.eq(scope.as_str()))
+        .one(c)
+        .await?
+        .map(|m| Checkpoint {
+            state: m.state,
+            uidvalidity: m.uidvalidity,
+            last_uid: m.last_uid,
+            highestmodseq: m.highestmodseq,
+        }))
+}
+
+/// Writes (inserts or replaces) a checkpoint.
+pub async fn put<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    scope: &Scope,
+    cp: &Checkpoint,
+) -> Result<(), StoreError> {
+    let model = s::ActiveModel {
+        account_id: Set(account.0),
+        scope: Set(scope.as_str().to_owned()),
+        state: Set(cp.state.clone()),
+        uidvalidity: Set(cp.uidvalidity),
+        last_uid: Set(cp.last_uid),
+        highestmodseq: Set(cp.highestmodseq),
+        updated_at: Set(crate::now()),
+        ..Default::default()
+    };
+    s::Entity::insert(model)
+        .on_conflict(
+            OnConflict::columns([s::Column::AccountId, s::Column::Scope])
+                .update_columns([
+                    s::Column::State,
+                    s::Column::Uidvalidity,
+                    s::Column::LastUid,
+                    s::Column::Highestmodseq,
+                    s::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(c)
+        .await?;
+    Ok(())
+}
+
+/// Drops a checkpoint (forcing a full resync of that scope).
+pub async fn delete<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    scope: &Scope,
+) -> Result<(), StoreError> {
+    s::Entity::delete_many()
+        .filter(s::Column::AccountId.eq(account.0))
+        .filter(s::Column::Scope.eq(scope.as_str()))
+        .exec(c)
+        .await?;
+    Ok(())
+}
+
+/// Drops every checkpoint of an account.
+pub async fn delete_all<C: ConnectionTrait>(c: &C, account: AccountId) -> Result<(), StoreError> {
+    s::Entity::delete_many()
+        .filter(s::Column::AccountId.eq(account.0))
+        .exec(c)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! Mailboxes: server identity, display name, hierarchy, role and counters.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
+
+use crate::entity::{email_mailboxes as em, emails as em_emails, mailboxes as mb};
+use crate::{AccountId, MailboxId, Role, StoreError};
+
+/// A mailbox as the server describes it, to insert or update.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MailboxUpsert {
+    /// IMAP full name as sent by the server, or JMAP id.
+    pub remote_id: String,
+    /// Decoded display name.
+    pub name: String,
+    /// The parent's `remote_id`.
+    pub parent_remote_id: Option<String>,
+    /// IMAP hierarchy delimiter.
+    pub delimiter: Option<String>,
+    /// False for `\Noselect` containers.
+    pub selectable: bool,
+    /// The role the server gives. `None` keeps whatever role the mailbox has (a user-set one).
+    pub role: Option<Role>,
+    /// Counters and IMAP status, when known; `None` keeps the stored value.
+    pub status: Option<MailboxStatus>,
+}
+
+/// Server counters of a mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MailboxStatus {
+    /// Number of messages.
+    pub total: i64,
+    /// Number of unseen messages.
+    pub unread: i64,
+    /// IMAP UIDVALIDITY.
+    pub uidvalidity: Option<i64>,
+    /// IMAP UIDNEXT.
+    pub uidnext: Option<i64>,
+    /// IMAP HIGHESTMODSEQ.
+    pub highestmodseq: Option<i64>,
+}
+
+/// A stored mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    /// Local id.
+    pub id: MailboxId,
+    /// Owning account.
+    pub account_id: AccountId,
+    /// IMAP name / JMAP id.
+    pub remote_id: String,
+    /// Decoded display name.
+    pub name: String,
+    /// Parent's remote id.
+    pub parent_remote_id: Option<String>,
+    /// IMAP hierarchy delimiter.
+    pub delimiter: Option<String>,
+    /// False for `\Noselect` containers.
+    pub selectable: bool,
+    /// Role, if any.
+    pub role: Option<Role>,
+    /// Counters and IMAP status as last seen.
+    pub status: MailboxStatus,
+}
+
+impl TryFrom<mb::Model> for Mailbox {
+    type Error = StoreError;
+    fn try_from(m: mb::Model) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: MailboxId(m.id),
+            account_id: AccountId(m.account_id),
+            role: m.role.as_deref().map(str::parse).transpose()?,
+            remote_id: m.remote_id,
+            name: m.name,
+            parent_remote_id: m.parent_remote_id,
+            delimiter: m.delimiter,
+            selectable: m.selectable,
+            status: MailboxStatus {
+                total: m.total,
+                unread: m.unread,
+                uidvalidity: m.uidvalidity,
+                uidnext: m.uidnext,
+                highestmodseq: m.highestmodseq,
+            },
+        })
+    }
+}
+
+/// Inserts or updates mailboxes by `remote_id`; returns the stored rows in input order.
+pub async fn upsert<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    items: &[MailboxUpsert],
+) -> Result<Vec<Mailbox>, StoreError> {
+    let existing: HashMap<String, mb::Model> = mb::Entity::find()
+        .filter(mb::Column::AccountId.eq(account.0))
+        .all(c)
+        .await?
+        .into_iter()
+        .map(|m| (m.remote_id.clone(), m))
+        .collect();
+    let now = crate::now();
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let mut am = match existing.get(&item.remote_id) {
+            Some(m) => {
+                let mut am: mb::ActiveModel = m.clone().into();
+                am.updated_at = Set(now);
+                am
+            }
+            None => mb::ActiveModel {
+                account_id: Set(account.0),
+                remote_id: Set(item.remote_id.clone()),
+                created_at: Set(now),
+                updated_at: Set(now),
+                total: Set(0),
+                unread: Set(0),
+                role: Set(None),
+                uidvalidity: Set(None),
+                uidnext: Set(None),
+                highestmodseq: Set(None),
+                ..Default::default()
+            },
+        };
+        am.name = Set(item.name.clone());
+        am.parent_remote_id = Set(item.parent_remote_id.clone());
+        am.delimiter = Set(item.delimiter.clone());
+        am.selectable = Set(item.selectable);
+        if let Some(role) = item.role {
+            am.role = Set(Some(role.as_str().to_owned()));
+        }
+        if let Some(s) = item.status {
+            set_status(&mut am, s);
+        }
+        let model = if existing.contains_key(&item.remote_id) {
+            am.update(c).await?
+        } else {
+            am.insert(c).await?
+        };
+        out.push(model.try_into()?);
+    }
+    Ok(out)
+}
+
+fn set_status(am: &mut mb::ActiveModel, s: MailboxStatus) {
+    am.total = Set(s.total);
+    am.unread = Set(s.unread);
+    am.uidvalidity = Set(s.uidvalidity);
+    am.uidnext = Set(s.uidnext);
+    am.highestmodseq = Set(s.highestmodseq);
+}
+
+/// Every mailbox of an account, by name.
+pub async fn list<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+) -> Result<Vec<Mailbox>, StoreError> {
+    mb::Entity::find()
+        .filter(mb::Column::AccountId.eq(account.0))
+        .order_by_asc(mb::Column::Name)
+        .all(c)
+        .await?
+        .into_iter()
+        .map(Mailbox::try_from)
+        .collect()
+}
+
+/// Loads a mailbox by id.
+pub async fn get<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<Mailbox, StoreError> {
+    mb::Entity::find_by_id(id.0)
+        .one(c)
+        .await?
+        .ok_or(StoreError::NotFound {
+            what: "mailbox",
+            key: id.to_string(),
+        })?
+        .try_into()
+}
+
+/// Finds a mailbox by its server identity.
+pub async fn find_by_remote_id<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    remote_id: &str,
+) -> Result<Option<Mailbox>, StoreError> {
+    mb::Entity::find()
+        .filter(mb::Column::AccountId.eq(account.0))
+        .filter(mb::Column::RemoteId.eq(remote_id))
+        .one(c)
+        .await?
+        .map(Mailbox::try_from)
+        .transpose()
+}
+
+/// Finds the mailbox with a role (the first by id if several claim it).
+pub async fn find_by_role<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    role: Role,
+) -> Result<Option<Mailbox>, StoreError> {
+    mb::Entity::find()
+        .filter(mb::Column::AccountId.eq(account.0))
+        .filter(mb::Column::Role.eq(role.as_str()))
+        .order_by_asc(mb::Column::Id)
+        .one(c)
+        .await?
+        .map(Mailbox::try_from)
+        .transpose()
+}
+
+/// Finds a mailbox by display name, then by remote id (what a user types).
+pub async fn find_by_name<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    name: &str,
+) -> Result<Option<Mailbox>, StoreError> {
+    let by_name = mb::Entity::find()
+        .filter(mb::Column::AccountId.eq(account.0))
+        .filter(mb::Column::Name.eq(name))
+        .order_by_asc(mb::Column::Id)
+        .one(c)
+        .await?;
+    match by_name {
+        Some(m) => Ok(Some(m.try_into()?)),
+        None => find_by_remote_id(c, account, name).await,
+    }
+}
+
+/// Sets (or clears) a role chosen by the user; sync keeps it while the server gives none.
+pub async fn set_role<C: ConnectionTrait>(
+    c: &C,
+    id: MailboxId,
+    role: Option<Role>,
+) -> Result<(), StoreError> {
+    mb::ActiveModel {
+        id: Set(id.0),
+        role: Set(role.map(|r| r.as_str().to_owned())),
+        updated_at: Set(crate::now()),
+        ..Default::default()
+    }
+    .update(c)
+    .await?;
+    Ok(())
+}
+
+/// Stores the server counters and IMAP status of a mailbox.
+pub async fn update_status<C: ConnectionTrait>(
+    c: &C,
+    id: MailboxId,
+    status: MailboxStatus,
+) -> Result<(), StoreError> {
+    let mut am = mb::ActiveModel {
+        id: Set(id.0),
+        updated_at: Set(crate::now()),
+        ..Default::default()
+    };
+    set_status(&mut am, status);
+    am.update(c).await?;
+    Ok(())
+}
+
+/// Recomputes total and unread from the local emails (after a local change) and stores them.
+pub async fn recount<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(i64, i64), StoreError> {
+    let members = Query::select()
+        .column(em::Column::EmailId)
+        .from(em::Entity)
+        .and_where(Expr::col(em::Column::MailboxId).eq(id.0))
+        .to_owned();
+    let total = em_emails::Entity::find()
+        .filter(em_emails::Column::Id.in_subquery(members.clone()))
+        .count_rows(c)
+        .await?;
+    let unread = em_emails::Entity::find()
+        .filter(em_emails::Column::Id.in_subquery(members))
+        .filter(em_emails::Column::Seen.eq(false))
+        .count_rows(c)
+        .await?;
+    mb::Entity::update_many()
+        .col_expr(mb::Column::Total, Expr::value(total))
+        .col_expr(mb::Column::Unread, Expr::value(unread))
+        .filter(mb::Column::Id.eq(id.0))
+        .exec(c)
+        .await?;
+    Ok((total, unread))
+}
+
+trait CountRows {
+    async fn count_rows<C: ConnectionTrait>(self, c: &C) -> Result<i64, StoreError>;
+}
+
+impl CountRows for sea_orm::Select<em_emails::Entity> {
+    async fn count_rows<C: ConnectionTrait>(self, c: &C) -> Result<i64, StoreError> {
+        use sea_orm::PaginatorTrait;
+        let n = self.count(c).await?;
+        Ok(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+
+/// Deletes the account's mailboxes whose remote id is not in `keep`, with their emails.
+/// Returns the number of mailboxes removed.
+pub async fn delete_missing<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    keep: &[String],
+) -> Result<u64, StoreError> {
+    let gone: Vec<i64> = mb::Entity::find()
+        .filter(mb::Column::AccountId.eq(account.0))
+        .all(c)
+        .await?
+        .into_iter()
+        .filter(|m| !keep.contains(&m.remote_id))
+        .map(|m| m.id)
+        .collect();
+    for id in &gone {
+        delete(c, MailboxId(*id)).await?;
+    }
+    Ok(gone.len() as u64)
+}
+
+/// Deletes a mailbox, and every email that is then in no mailbox at all.
+pub async fn delete<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(), StoreError> {
+    let members = Query::select()
+        .column(em::Column::EmailId)
+        .from(em::Entity)
+        .and_where(Expr::col(em::Column::MailboxId).eq(id.0))
+        .to_owned();
+    let elsewhere = Query::select()
+        .column(em::Column::EmailId)
+        .from(em::Entity)
+        .and_where(Expr::col(em::Column::MailboxId).ne(id.0))
+        .to_owned();
+    em_emails::Entity::delete_many()
+        .filter(em_emails::Column::Id.in_subquery(members))
+        .filter(em_emails::Column::Id.not_in_subquery(elsewhere))
+        .exec(c)
+        .await?;
+    mb::Entity::delete_by_id(id.0).exec(c).await?;
+    Ok(())
+}

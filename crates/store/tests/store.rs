@@ -1,0 +1,681 @@
+//! Store tests on both SQLite and PostgreSQL: migrations (fresh, up/down/up, v7 -> v8 with data),
+//! repository round trips, transactional checkpoints and a 10,000-email batched insert.
+
+use std::time::Instant;
+
+use chrono::{TimeZone, Utc};
+use mailsync_store::accounts::{self, Endpoint, NewAccount};
+use mailsync_store::checkpoints::{self, Checkpoint, Scope};
+use mailsync_store::emails::{self, Attachment, EmailFilter, EmailUpsert, Membership};
+use mailsync_store::mailboxes::{self, MailboxStatus, MailboxUpsert};
+use mailsync_store::queue::{self, ChangeState, ChangeUpdate, NewChange};
+use mailsync_store::sync_log::{self, CycleStatus, SyncCounts};
+use mailsync_store::testing::TempDb;
+use mailsync_store::{
+    AccountId, AccountKind, Address, BodyPolicy, ConnectionTrait, Flags, Role, SecretRef, Security,
+    Store, StoreError, TransactionTrait, bodies,
+};
+
+type R = Result<(), Box<dyn std::error::Error>>;
+
+/// Runs a test body against a fresh SQLite file and a fresh PostgreSQL database.
+macro_rules! both_backends {
+    ($($name:ident => $body:ident;)*) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() -> super::R {
+                let db = super::TempDb::sqlite_unmigrated().await?;
+                let res = super::$body(&db.store).await;
+                db.cleanup().await?;
+                res
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() -> super::R {
+                let db = super::TempDb::postgres_unmigrated().await.map_err(|e| format!(
+                    "PostgreSQL is required for this test (MAILSYNC_PG_URL or {}): {e}",
+                    mailsync_store::testing::DEFAULT_PG_URL))?;
+                let res = super::$body(&db.store).await;
+                db.cleanup().await?;
+                res
+            })*
+        }
+    };
+}
+
+both_backends! {
+    fresh_migrate => fresh_migrate;
+    up_down_up => up_down_up;
+    v7_upgrade_keeps_rows => v7_upgrade_keeps_rows;
+    account_round_trip => account_round_trip;
+    mailbox_roles_and_removal => mailbox_roles_and_removal;
+    email_upsert_round_trip => email_upsert_round_trip;
+    checkpoint_commits_with_batch => checkpoint_commits_with_batch;
+    queue_and_failed => queue_and_failed;
+    sync_log_rows => sync_log_rows;
+    bulk_insert_10000 => bulk_insert_10000;
+}
+
+const TABLES: &[&str] = &[
+    "accounts",
+    "mailboxes",
+    "emails",
+    "email_mailboxes",
+    "email_bodies",
+    "attachments",
+    "sync_state",
+    "pending_changes",
+    "failed_mutations",
+    "sync_log",
+];
+
+async fn count(store: &Store, table: &str) -> Result<i64, Box<dyn std::error::Error>> {
+    let row = store
+        .conn()
+        .query_one_raw(sea_orm::Statement::from_string(
+            store.conn().get_database_backend(),
+            format!("SELECT COUNT(*) AS n FROM {table}"),
+        ))
+        .await?
+        .ok_or("no row")?;
+    Ok(row.try_get::<i64>("", "n")?)
+}
+
+async fn fresh_migrate(store: &Store) -> R {
+    assert_eq!(store.schema_version().await?, 0);
+    store.migrate().await?;
+    assert_eq!(
+        store.schema_version().await?,
+        mailsync_store::LATEST_VERSION
+    );
+    assert_eq!(mailsync_store::LATEST_VERSION, 8);
+    for t in TABLES {
+        assert_eq!(count(store, t).await?, 0, "{t}");
+    }
+    // Migrating again is a no-op.
+    store.migrate().await?;
+    assert_eq!(store.schema_version().await?, 8);
+    Ok(())
+}
+
+async fn up_down_up(store: &Store) -> R {
+    store.migrate().await?;
+    store.migrate_to(0).await?;
+    assert_eq!(store.schema_version().await?, 0);
+    for t in TABLES {
+        assert!(count(store, t).await.is_err(), "{t} should be gone");
+    }
+    store.migrate().await?;
+    assert_eq!(store.schema_version().await?, 8);
+    let acc = accounts::create(store.conn(), new_account("again")).await?;
+    mailboxes::upsert(store.conn(), acc.id, &[mbox("INBOX", Some(Role::Inbox))]).await?;
+    Ok(())
+}
+
+async fn v7_upgrade_keeps_rows(store: &Store) -> R {
+    store.migrate_to(7).await?;
+    // Populate every table the way a v7 binary would have, with raw SQL (v7 has no role).
+    let ts = "2026-01-02 03:04:05+00:00";
+    let stmts = [
+        format!("INSERT INTO accounts (name, kind, email, username, secret_ref, imap_host, imap_port, imap_security, allow_plaintext, body_policy, created_at, updated_at) VALUES ('old', 'imap', 'a@example.test', 'a', 'env:PW', 'imap.example.test', 993, 'tls', false, 'none', '{ts}', '{ts}')"),
+        format!("INSERT INTO mailboxes (account_id, remote_id, name, selectable, total, unread, uidvalidity, uidnext, highestmodseq, created_at, updated_at) VALUES ((SELECT id FROM accounts), 'INBOX', 'INBOX', true, 2, 1, 7, 3, 9, '{ts}', '{ts}')"),
+        format!("INSERT INTO mailboxes (account_id, remote_id, name, selectable, total, unread, created_at, updated_at) VALUES ((SELECT id FROM accounts), 'Sent', 'Sent', true, 0, 0, '{ts}', '{ts}')"),
+        format!("INSERT INTO emails (account_id, remote_id, message_id, subject, from_addr, to_addr, cc_addr, bcc_addr, reply_to, received_at, size, seen, flagged, answered, draft, keywords, has_attachment, created_at, updated_at) VALUES ((SELECT id FROM accounts), '1/7/1', 'm1@x', 'hello', '[]', '[]', '[]', '[]', '[]', '{ts}', 10, true, false, false, false, '[]', false, '{ts}', '{ts}')"),
+        "INSERT INTO email_mailboxes (email_id, mailbox_id, uidvalidity, uid, modseq) VALUES ((SELECT id FROM emails), (SELECT id FROM mailboxes WHERE remote_id = 'INBOX'), 7, 1, 5)".to_owned(),
+        format!("INSERT INTO email_bodies (email_id, text_body, truncated, fetched_at) VALUES ((SELECT id FROM emails), 'body', false, '{ts}')"),
+        "INSERT INTO attachments (email_id, mime_type, size) VALUES ((SELECT id FROM emails), 'application/pdf', 100)".to_owned(),
+        format!("INSERT INTO sync_state (account_id, scope, uidvalidity, last_uid, highestmodseq, updated_at) VALUES ((SELECT id FROM accounts), 'imap:mailbox:1', 7, 2, 9, '{ts}')"),
+        format!("INSERT INTO pending_changes (account_id, email_id, kind, payload, state, retry_count, next_attempt_at, created_at) VALUES ((SELECT id FROM accounts), (SELECT id FROM emails), 'flag', '{{}}', 'pending', 0, '{ts}', '{ts}')"),
+        format!("INSERT INTO failed_mutations (account_id, kind, payload, reason, retry_count, created_at, failed_at) VALUES ((SELECT id FROM accounts), 'move', '{{}}', 'gone', 5, '{ts}', '{ts}')"),
+        format!("INSERT INTO sync_log (account_id, started_at, finished_at, status, mailboxes, emails_added, emails_updated, emails_removed, changes_flushed) VALUES ((SELECT id FROM accounts), '{ts}', '{ts}', 'ok', 2, 1, 0, 0, 0)"),
+    ];
+    for s in &stmts {
+        store.conn().execute_unprepared(s).await?;
+    }
+    let before: Vec<i64> = futures_counts(store).await?;
+    store.migrate().await?;
+    assert_eq!(store.schema_version().await?, 8);
+    assert_eq!(futures_counts(store).await?, before, "every row kept");
+    let acc = accounts::find_by_name(store.conn(), "old")
+        .await?
+        .ok_or("account")?;
+    let boxes = mailboxes::list(store.conn(), acc.id).await?;
+    assert_eq!(boxes.len(), 2);
+    assert!(boxes.iter().all(|m| m.role.is_none()), "role starts null");
+    let inbox = boxes
+        .iter()
+        .find(|m| m.remote_id == "INBOX")
+        .ok_or("inbox")?;
+    assert_eq!(inbox.status.uidvalidity, Some(7));
+    mailboxes::set_role(store.conn(), inbox.id, Some(Role::Inbox)).await?;
+    let e = emails::find_by_message_id(store.conn(), acc.id, "m1@x").await?;
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].subject.as_deref(), Some("hello"));
+    let body = bodies::get(store.conn(), e[0].id).await?.ok_or("body")?;
+    assert_eq!(body.text.as_deref(), Some("body"));
+    // New rows still insert after the upgrade (sequences/autoincrement intact).
+    emails::upsert_batch(store.conn(), acc.id, &[email("1/7/2", inbox.id, 2)]).await?;
+    Ok(())
+}
+
+async fn futures_counts(store: &Store) -> Result<Vec<i64>, Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
+    for t in TABLES {
+        out.push(count(store, t).await?);
+    }
+    Ok(out)
+}
+
+fn new_account(name: &str) -> NewAccount {
+    NewAccount {
+        name: name.into(),
+        kind: AccountKind::Imap,
+        email: format!("{name}@example.test"),
+        display_name: Some("Test User".into()),
+        username: name.into(),
+        secret_ref: SecretRef::Env("MAILSYNC_TEST_PW".into()),
+        imap: Some(Endpoint {
+            host: "127.0.0.1".into(),
+            port: 10993,
+            security: Security::Tls,
+        }),
+        smtp: Some(Endpoint {
+            host: "127.0.0.1".into(),
+            port: 10025,
+            security: Security::Plain,
+        }),
+        jmap_session_url: None,
+        ca_file: Some("/tmp/ca.pem".into()),
+        allow_plaintext: false,
+        body_policy: BodyPolicy::MaxBytes(65536),
+    }
+}
+
+fn mbox(remote: &str, role: Option<Role>) -> MailboxUpsert {
+    MailboxUpsert {
+        remote_id: remote.into(),
+        name: remote.into(),
+        selectable: true,
+        role,
+        ..Default::default()
+    }
+}
+
+fn email(remote: &str, mailbox: mailsync_store::MailboxId, uid: i64) -> EmailUpsert {
+    let mut u = EmailUpsert::new(
+        remote,
+        Utc.timestamp_opt(1_700_000_000 + uid, 0)
+            .single()
+            .unwrap_or_default(),
+    );
+    u.message_id = Some(format!("{remote}@example.test"));
+    u.subject = Some(format!("Subject {uid} — ünïcode"));
+    u.from = vec![Address {
+        name: Some("Ann".into()),
+        email: "ann@example.test".into(),
+    }];
+    u.size = 1000 + uid;
+    u.mailboxes = vec![Membership {
+        mailbox_id: mailbox,
+        uidvalidity: Some(7),
+        uid: Some(uid),
+        modseq: Some(uid),
+    }];
+    u
+}
+
+async fn account_round_trip(store: &Store) -> R {
+    store.migrate().await?;
+    let c = store.conn();
+    let a = accounts::create(c, new_account("work")).await?;
+    assert_eq!(a.name, "work");
+    assert_eq!(a.secret_ref, SecretRef::Env("MAILSYNC_TEST_PW".into()));
+    assert_eq!(a.imap.as_ref().map(|e| e.port), Some(10993));
+    let again = accounts::get(c, a.id).await?;
+    assert_eq!(again, a);
+    assert!(matches!(
+        accounts::create(c, new_account("work")).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    accounts::set_body_policy(c, a.id, BodyPolicy::All).await?;
+    assert_eq!(accounts::get(c, a.id).await?.body_policy, BodyPolicy::All);
+    let b = accounts::create(c, new_account("home")).await?;
+    let names: Vec<_> = accounts::list(c)
+        .await?
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, vec!["home", "work"]);
+    // Deleting an account deletes its data through the foreign keys.
+    let inbox = mailboxes::upsert(c, b.id, &[mbox("INBOX", Some(Role::Inbox))]).await?;
+    emails::upsert_batch(c, b.id, &[email("x/1/1", inbox[0].id, 1)]).await?;
+    accounts::delete(c, b.id).await?;
+    assert_eq!(count(store, "emails").await?, 0);
+    assert_eq!(count(store, "mailboxes").await?, 0);
+    assert!(matches!(
+        accounts::get(c, b.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    Ok(())
+}
+
+async fn mailbox_roles_and_removal(store: &Store) -> R {
+    store.migrate().await?;
+    let c = store.conn();
+    let a = accounts::create(c, new_account("m")).await?;
+    let boxes = mailboxes::upsert(
+        c,
+        a.id,
+        &[
+            mbox("INBOX", Some(Role::Inbox)),
+            mbox("Sent", Some(Role::Sent)),
+            mbox("Stuff", None),
+        ],
+    )
+    .await?;
+    assert_eq!(boxes.len(), 3);
+    // A user-set role survives a sync that reports no role.
+    mailboxes::set_role(c, boxes[2].id, Some(Role::Archive)).await?;
+    mailboxes::upsert(c, a.id, &[mbox("Stuff", None)]).await?;
+    let found = mailboxes::find_by_role(c, a.id, Role::Archive)
+        .await?
+        .ok_or("archive")?;
+    assert_eq!(found.remote_id, "Stuff");
+    mailboxes::update_status(
+        c,
+        boxes[0].id,
+        MailboxStatus {
+            total: 3,
+            unread: 2,
+            uidvalidity: Some(11),
+            uidnext: Some(4),
+            highestmodseq: Some(99),
+        },
+    )
+    .await?;
+    let inbox = mailboxes::find_by_name(c, a.id, "INBOX")
+        .await?
+        .ok_or("inbox")?;
+    assert_eq!(inbox.status.highestmodseq, Some(99));
+    // An email in INBOX and Stuff (JMAP style) survives the removal of Stuff; one only in Stuff goes.
+    let mut both = email("j1", inbox.id, 1);
+    both.mailboxes.push(Membership::plain(boxes[2].id));
+    let only = email("j2", boxes[2].id, 2);
+    emails::upsert_batch(c, a.id, &[both, only]).await?;
+    let removed = mailboxes::delete_missing(c, a.id, &["INBOX".into(), "Sent".into()]).await?;
+    assert_eq!(removed, 1);
+    assert!(emails::find_by_remote_id(c, a.id, "j1").await?.is_some());
+    assert!(emails::find_by_remote_id(c, a.id, "j2").await?.is_none());
+    let (total, unread) = mailboxes::recount(c, inbox.id).await?;
+    assert_eq!((total, unread), (1, 1));
+    Ok(())
+}
+
+async fn email_upsert_round_trip(store: &Store) -> R {
+    store.migrate().await?;
+    let c = store.conn();
+    let a = accounts::create(c, new_account("e")).await?;
+    let boxes = mailboxes::upsert(
+        c,
+        a.id,
+        &[
+            mbox("INBOX", Some(Role::Inbox)),
+            mbox("Archive", Some(Role::Archive)),
+        ],
+    )
+    .await?;
+    let (inbox, archive) = (boxes[0].id, boxes[1].id);
+    let mut e1 = email("1/7/1", inbox, 1);
+    e1.has_attachment = true;
+    e1.attachments = Some(vec![Attachment {
+        part_id: Some("2".into()),
+        file_name: Some("report.pdf".into()),
+        mime_type: "application/pdf".into(),
+        size: 12345,
+        disposition: Some("attachment".into()),
+        ..Default::default()
+    }]);
+    e1.flags.keywords = vec!["$Forwarded".into()];
+    let e2 = email("1/7/2", inbox, 2);
+    let e3 = email("2/7/1", archive, 1);
+    let stats = emails::upsert_batch(c, a.id, &[e1.clone(), e2.clone(), e3]).await?;
+    assert_eq!((stats.inserted, stats.updated), (3, 0));
+    // Updating: same remote id, new flags; attachments left alone when None.
+    let mut e1b = e1.clone();
+    e1b.flags.seen = true;
+    e1b.attachments = None;
+    let stats = emails::upsert_batch(c, a.id, &[e1b]).await?;
+    assert_eq!((stats.inserted, stats.updated), (0, 1));
+    let got = emails::find_by_remote_id(c, a.id, "1/7/1")
+        .await?
+        .ok_or("e1")?;
+    assert!(got.flags.seen);
+    assert_eq!(got.flags.keywords, vec!["$Forwarded".to_owned()]);
+    assert_eq!(got.from[0].to_string(), "Ann <ann@example.test>");
+    assert_eq!(got.subject.as_deref(), Some("Subject 1 — ünïcode"));
+    let att = emails::attachments(c, got.id).await?;
+    assert_eq!(att.len(), 1);
+    assert_eq!(att[0].file_name.as_deref(), Some("report.pdf"));
+    // Listing: newest first, by mailbox and by role, with mailbox names.
+    let all = emails::list(
+        c,
+        &EmailFilter {
+            account: Some(a.id),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let ids: Vec<_> = all.iter().map(|s| s.email.remote_id.as_str()).collect();
+    assert_eq!(ids, vec!["1/7/2", "2/7/1", "1/7/1"]);
+    let by_role = emails::list(
+        c,
+        &EmailFilter {
+            account: Some(a.id),
+            role: Some(Role::Archive),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(by_role.len(), 1);
+    assert_eq!(by_role[0].mailboxes, vec!["Archive".to_owned()]);
+    let limited = emails::list(
+        c,
+        &EmailFilter {
+            mailbox: Some(inbox),
+            limit: Some(1),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(limited.len(), 1);
+    assert_eq!(limited[0].email.remote_id, "1/7/2");
+    // UIDs, flags by remote id, deletion by UID.
+    assert_eq!(emails::uids_in_mailbox(c, inbox).await?, vec![1, 2]);
+    assert_eq!(emails::max_uid(c, inbox).await?, Some(2));
+    let flagged = Flags {
+        flagged: true,
+        ..Default::default()
+    };
+    let n = emails::set_flags_by_remote_ids(c, a.id, &[("1/7/2".into(), flagged.clone())]).await?;
+    assert_eq!(n, 1);
+    assert!(
+        emails::find_by_remote_id(c, a.id, "1/7/2")
+            .await?
+            .ok_or("e2")?
+            .flags
+            .flagged
+    );
+    assert_eq!(emails::delete_by_uids(c, inbox, &[2]).await?, 1);
+    assert_eq!(emails::uids_in_mailbox(c, inbox).await?, vec![1]);
+    // Bodies.
+    bodies::put(
+        c,
+        got.id,
+        &bodies::Body {
+            text: Some("hi".into()),
+            html: Some("<p>hi</p>".into()),
+            raw: Some(b"raw".to_vec()),
+            truncated: false,
+        },
+    )
+    .await?;
+    bodies::put(
+        c,
+        got.id,
+        &bodies::Body {
+            text: Some("hi2".into()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(
+        bodies::get(c, got.id).await?.ok_or("body")?.text.as_deref(),
+        Some("hi2")
+    );
+    // Optimistic move and its revert.
+    let before = emails::memberships(c, got.id).await?;
+    emails::set_memberships(c, got.id, &[Membership::plain(archive)]).await?;
+    assert_eq!(emails::memberships(c, got.id).await?[0].mailbox_id, archive);
+    emails::set_memberships(c, got.id, &before).await?;
+    assert_eq!(emails::memberships(c, got.id).await?, before);
+    // UIDVALIDITY change: uids forgotten, rows kept for re-matching by Message-ID.
+    assert_eq!(emails::clear_uids(c, inbox).await?, 1);
+    assert!(emails::uids_in_mailbox(c, inbox).await?.is_empty());
+    assert_eq!(
+        emails::find_by_message_id(c, a.id, "1/7/1@example.test")
+            .await?
+            .len(),
+        1
+    );
+    assert_eq!(
+        emails::delete_by_remote_ids(c, a.id, &["2/7/1".into()]).await?,
+        1
+    );
+    assert_eq!(emails::count(c, a.id).await?, 1);
+    Ok(())
+}
+
+async fn checkpoint_commits_with_batch(store: &Store) -> R {
+    store.migrate().await?;
+    let a = accounts::create(store.conn(), new_account("cp")).await?;
+    let inbox =
+        mailboxes::upsert(store.conn(), a.id, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    let scope = Scope::imap_mailbox(inbox);
+    let cp = Checkpoint {
+        uidvalidity: Some(7),
+        last_uid: Some(2),
+        highestmodseq: Some(5),
+        state: None,
+    };
+    // A batch whose transaction is dropped leaves neither rows nor checkpoint.
+    {
+        let txn = store.begin().await?;
+        emails::upsert_batch(&txn, a.id, &[email("1", inbox, 1), email("2", inbox, 2)]).await?;
+        checkpoints::put(&txn, a.id, &scope, &cp).await?;
+        drop(txn);
+    }
+    assert_eq!(emails::count(store.conn(), a.id).await?, 0);
+    assert!(
+        checkpoints::get(store.conn(), a.id, &scope)
+            .await?
+            .is_none()
+    );
+    // Committed: both.
+    let txn = store.conn().begin().await?;
+    emails::upsert_batch(&txn, a.id, &[email("1", inbox, 1), email("2", inbox, 2)]).await?;
+    checkpoints::put(&txn, a.id, &scope, &cp).await?;
+    txn.commit().await?;
+    assert_eq!(emails::count(store.conn(), a.id).await?, 2);
+    assert_eq!(
+        checkpoints::get(store.conn(), a.id, &scope).await?,
+        Some(cp)
+    );
+    checkpoints::put(
+        store.conn(),
+        a.id,
+        &Scope::jmap("Email"),
+        &Checkpoint::state("s1"),
+    )
+    .await?;
+    checkpoints::put(
+        store.conn(),
+        a.id,
+        &Scope::jmap("Email"),
+        &Checkpoint::state("s2"),
+    )
+    .await?;
+    assert_eq!(
+        checkpoints::get(store.conn(), a.id, &Scope::jmap("Email"))
+            .await?
+            .and_then(|c| c.state),
+        Some("s2".into())
+    );
+    checkpoints::delete(store.conn(), a.id, &Scope::jmap("Email")).await?;
+    assert!(
+        checkpoints::get(store.conn(), a.id, &Scope::jmap("Email"))
+            .await?
+            .is_none()
+    );
+    Ok(())
+}
+
+async fn queue_and_failed(store: &Store) -> R {
+    store.migrate().await?;
+    let c = store.conn();
+    let a = accounts::create(c, new_account("q")).await?;
+    let now = mailsync_store::now();
+    let later = now + chrono::Duration::seconds(60);
+    let id1 = queue::insert(
+        c,
+        NewChange {
+            account_id: a.id,
+            email_id: None,
+            kind: "flag".into(),
+            payload: "{\"a\":1}".into(),
+            next_attempt_at: now,
+        },
+    )
+    .await?;
+    let id2 = queue::insert(
+        c,
+        NewChange {
+            account_id: a.id,
+            email_id: None,
+            kind: "move".into(),
+            payload: "{}".into(),
+            next_attempt_at: later,
+        },
+    )
+    .await?;
+    let due = queue::due(c, a.id, now, 10).await?;
+    assert_eq!(due.iter().map(|p| p.id).collect::<Vec<_>>(), vec![id1]);
+    assert_eq!(queue::count(c, a.id).await?, 2);
+    queue::update(
+        c,
+        id1,
+        ChangeUpdate {
+            state: Some(ChangeState::Submitted),
+            retry_count: Some(2),
+            last_error: Some(Some("timeout".into())),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let p1 = queue::get(c, id1).await?.ok_or("p1")?;
+    assert_eq!(
+        (p1.state, p1.retry_count, p1.last_error.as_deref()),
+        (ChangeState::Submitted, 2, Some("timeout"))
+    );
+    assert_eq!(queue::next_due_at(c, a.id).await?, Some(now));
+    let f = queue::evict(c, id2, "mailbox does not exist").await?;
+    assert_eq!(queue::count(c, a.id).await?, 1);
+    assert_eq!(queue::count_failed(c, a.id).await?, 1);
+    let failed = queue::list_failed(c, Some(a.id)).await?;
+    assert_eq!(failed[0].reason, "mailbox does not exist");
+    assert_eq!(failed[0].kind, "move");
+    let back = queue::requeue_failed(c, f, now).await?;
+    assert_eq!(queue::get(c, back).await?.ok_or("requeued")?.retry_count, 0);
+    assert_eq!(queue::count_failed(c, a.id).await?, 0);
+    let f2 = queue::evict(c, back, "again").await?;
+    queue::dismiss_failed(c, f2).await?;
+    assert!(queue::get_failed(c, f2).await?.is_none());
+    queue::delete(c, id1).await?;
+    assert_eq!(queue::count(c, a.id).await?, 0);
+    Ok(())
+}
+
+async fn sync_log_rows(store: &Store) -> R {
+    store.migrate().await?;
+    let c = store.conn();
+    let a = accounts::create(c, new_account("l")).await?;
+    let id = sync_log::start(c, a.id).await?;
+    assert!(sync_log::last_finished(c, a.id).await?.is_none());
+    let counts = SyncCounts {
+        mailboxes: 6,
+        emails_added: 10,
+        ..Default::default()
+    };
+    sync_log::finish(c, id, Ok(()), counts).await?;
+    let id2 = sync_log::start(c, a.id).await?;
+    sync_log::finish(
+        c,
+        id2,
+        Err("authentication failed\nsecond line"),
+        SyncCounts::default(),
+    )
+    .await?;
+    let rows = sync_log::list(c, Some(a.id), 10).await?;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].status, CycleStatus::Error);
+    assert_eq!(rows[0].error.as_deref(), Some("authentication failed"));
+    assert_eq!(rows[1].counts, counts);
+    assert_eq!(
+        sync_log::last_finished(c, a.id).await?.ok_or("last")?.id,
+        id2
+    );
+    Ok(())
+}
+
+async fn bulk_insert_10000(store: &Store) -> R {
+    store.migrate().await?;
+    let a = accounts::create(store.conn(), new_account("bulk")).await?;
+    let inbox =
+        mailboxes::upsert(store.conn(), a.id, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    let started = Instant::now();
+    let mut batch = Vec::with_capacity(500);
+    for uid in 1..=10_000i64 {
+        batch.push(email(&format!("{}/7/{uid}", inbox.0), inbox, uid));
+        if batch.len() == 500 {
+            let txn = store.begin().await?;
+            emails::upsert_batch(&txn, a.id, &batch).await?;
+            checkpoints::put(
+                &txn,
+                a.id,
+                &Scope::imap_mailbox(inbox),
+                &Checkpoint {
+                    uidvalidity: Some(7),
+                    last_uid: Some(uid),
+                    highestmodseq: None,
+                    state: None,
+                },
+            )
+            .await?;
+            txn.commit().await?;
+            batch.clear();
+        }
+    }
+    let elapsed = started.elapsed();
+    let backend = format!("{:?}", store.backend());
+    println!(
+        "bulk_insert_10000 {backend}: {:.0} ms ({:.0} emails/s)",
+        elapsed.as_secs_f64() * 1e3,
+        10_000.0 / elapsed.as_secs_f64()
+    );
+    assert_eq!(emails::count(store.conn(), a.id).await?, 10_000);
+    assert_eq!(count(store, "email_mailboxes").await?, 10_000);
+    assert_eq!(emails::max_uid(store.conn(), inbox).await?, Some(10_000));
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_url_is_a_clear_error() {
+    let err = Store::open("mysql://x")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("unsupported database URL"), "{err}");
+    let err = Store::open("postgres://nobody:pw@127.0.0.1:1/none")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("cannot open database") && !err.contains("pw@"),
+        "{err}"
+    );
+}
+
+#[allow(dead_code)]
+fn unused(_: AccountId) {}
