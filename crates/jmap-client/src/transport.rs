@@ -1,0 +1,307 @@
+//! HTTP plumbing: TLS configuration (rustls + ring + platform verifier), credentials, the
+//! plain-HTTP policy, and mapping HTTP failures to typed [`Error`]s.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use url::{Host, Url};
+
+use crate::error::{Error, ProblemDetails, TransportError, TransportErrorKind};
+
+/// How the client authenticates.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum Credentials {
+    /// No `Authorization` header.
+    #[default]
+    None,
+    /// HTTP Basic.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password (never logged, redacted in `Debug`).
+        password: String,
+    },
+    /// An OAuth bearer token (never logged, redacted in `Debug`).
+    Bearer(String),
+}
+
+impl Credentials {
+    /// HTTP Basic credentials.
+    pub fn basic(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Credentials::Basic {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    /// A bearer token.
+    pub fn bearer(token: impl Into<String>) -> Self {
+        Credentials::Bearer(token.into())
+    }
+
+    /// The `Authorization` header value, marked sensitive so it is never logged by the stack.
+    pub(crate) fn header(&self) -> Result<Option<HeaderValue>, Error> {
+        let raw = match self {
+            Credentials::None => return Ok(None),
+            Credentials::Basic { username, password } => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+            ),
+            Credentials::Bearer(token) => format!("Bearer {token}"),
+        };
+        let mut value = HeaderValue::from_str(&raw)
+            .map_err(|_| Error::Config("credentials contain characters not allowed in an HTTP header".into()))?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+/// True when the URL's host is a loopback address or `localhost`.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(d)) => {
+            let d = d.trim_end_matches('.');
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+/// Secure by default: `https` always, `http` only to loopback or with an explicit opt-in.
+pub(crate) fn check_url_allowed(url: &Url, allow_insecure_http: bool) -> Result<(), Error> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure_http || is_loopback(url) => Ok(()),
+        _ => Err(Error::InsecureUrl { url: url.to_string() }),
+    }
+}
+
+/// Parses PEM certificates (extra trust anchors).
+pub(crate) fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Config(format!("invalid PEM certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::Config("no certificate found in PEM data".into()));
+    }
+    Ok(certs)
+}
+
+/// Builds the rustls configuration explicitly (ring provider, platform verifier plus extra
+/// roots), so the library never depends on a process-wide default provider.
+pub(crate) fn tls_config(extra_roots: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = if extra_roots.is_empty() {
+        rustls_platform_verifier::Verifier::new(provider.clone())
+    } else {
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots.iter().cloned(), provider.clone())
+    }
+    .map_err(|e| Error::Config(format!("cannot build the TLS certificate verifier: {e}")))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS protocol versions: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    // The HTTP stack is built without HTTP/2, so only offer HTTP/1.1.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Marker error returned by the redirect policy when a redirect leads to a refused URL.
+#[derive(Debug)]
+pub(crate) struct InsecureRedirect(pub(crate) String);
+
+impl fmt::Display for InsecureRedirect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redirect to refused URL {}", self.0)
+    }
+}
+
+impl std::error::Error for InsecureRedirect {}
+
+pub(crate) fn build_http_client(
+    extra_roots: &[CertificateDer<'static>],
+    allow_insecure_http: bool,
+    connect_timeout: Duration,
+    user_agent: &str,
+) -> Result<reqwest::Client, Error> {
+    let tls = tls_config(extra_roots)?;
+    let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 10 {
+            attempt.error("too many redirects")
+        } else if check_url_allowed(attempt.url(), allow_insecure_http).is_err() {
+            let url = attempt.url().to_string();
+            attempt.error(InsecureRedirect(url))
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(policy)
+        .connect_timeout(connect_timeout)
+        .user_agent(user_agent)
+        .no_proxy()
+        .build()
+        .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+}
+
+/// Maps an HTTP-library error to a typed [`Error`] without exposing the library's type.
+pub(crate) fn map_reqwest_error(e: reqwest::Error) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    let mut tls = false;
+    while let Some(err) = source {
+        if let Some(redirect) = err.downcast_ref::<InsecureRedirect>() {
+            return Error::InsecureUrl { url: redirect.0.clone() };
+        }
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            tls = true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            tls = true;
+        }
+        source = err.source();
+    }
+    let kind = if tls {
+        TransportErrorKind::Tls
+    } else if e.is_timeout() {
+        TransportErrorKind::Timeout
+    } else if e.is_connect() {
+        TransportErrorKind::Connect
+    } else if e.is_redirect() {
+        TransportErrorKind::Redirect
+    } else if e.is_body() || e.is_decode() {
+        TransportErrorKind::Body
+    } else if e.is_request() {
+        // Typically hyper failing on a malformed status line or a connection closed early.
+        TransportErrorKind::Protocol
+    } else {
+        TransportErrorKind::Other
+    };
+    Error::Transport(TransportError::new(kind, e))
+}
+
+/// Parses `Retry-After` (delta-seconds or HTTP-date).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+pub(crate) fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.to_ascii_lowercase())
+}
+
+/// Turns a non-success response into [`Error::Unauthorized`] or [`Error::Http`] (with the
+/// problem details when the body is `application/problem+json` or any JSON object with a `type`).
+pub(crate) async fn error_from_response(resp: reqwest::Response) -> Error {
+    let status = resp.status().as_u16();
+    if status == 401 {
+        return Error::Unauthorized { status };
+    }
+    let retry_after = retry_after(resp.headers());
+    let ct = content_type(resp.headers());
+    // A problem document is small; do not read arbitrarily large error pages.
+    let body = read_limited(resp, 64 * 1024).await.unwrap_or_default();
+    let problem = if ct.as_deref().is_some_and(|c| c.contains("json")) {
+        serde_json::from_slice::<ProblemDetails>(&body).ok().map(Box::new)
+    } else {
+        None
+    };
+    Error::Http {
+        status,
+        problem,
+        retry_after,
+    }
+}
+
+/// Reads a response body, stopping (with an error) after `limit` bytes.
+pub(crate) async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(map_reqwest_error)? {
+        if out.len() + chunk.len() > limit {
+            let take = limit.saturating_sub(out.len());
+            out.extend_from_slice(chunk.get(..take).unwrap_or_default());
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_opted_in() {
+        for ok in ["http://127.0.0.1:8080/x", "http://[::1]/", "http://localhost/", "http://a.localhost/", "https://example.org/"] {
+            assert!(check_url_allowed(&Url::parse(ok).unwrap(), false).is_ok(), "{ok}");
+        }
+        for bad in ["http://example.org/", "http://10.0.0.1/", "ftp://127.0.0.1/", "http://localhost.example.org/"] {
+            assert!(matches!(check_url_allowed(&Url::parse(bad).unwrap(), false), Err(Error::InsecureUrl { .. })), "{bad}");
+        }
+        assert!(check_url_allowed(&Url::parse("http://example.org/").unwrap(), true).is_ok());
+    }
+
+    #[test]
+    fn credentials_debug_is_redacted() {
+        let c = Credentials::basic("alice", "s3cret");
+        let d = format!("{c:?}");
+        assert!(d.contains("alice") && !d.contains("s3cret"), "{d}");
+        assert!(!format!("{:?}", Credentials::bearer("tok123")).contains("tok123"));
+        let h = c.header().unwrap().unwrap();
+        assert!(h.is_sensitive());
+        assert_eq!(h.to_str().unwrap(), "Basic YWxpY2U6czNjcmV0");
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("120"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(120)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn tls_config_builds_without_global_provider() {
+        let c = tls_config(&[]).unwrap();
+        assert_eq!(c.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(parse_pem_certificates(b"not pem").is_err());
+    }
+}
