@@ -478,22 +478,6 @@ impl MethodError {
         }
     }
 
-    pub(crate) fn synthetic(
-        method: &str,
-        call_id: &str,
-        kind: MethodErrorType,
-        description: String,
-    ) -> Self {
-        MethodError {
-            method: method.to_owned(),
-            call_id: call_id.to_owned(),
-            kind,
-            type_name: kind.as_str().to_owned(),
-            description: Some(description),
-            extra: Map::new(),
-        }
-    }
-
     /// True when the server sent a type this crate does not know (reported as `serverFail`).
     pub fn is_unknown_type(&self) -> bool {
         self.kind.as_str() != self.type_name

@@ -8,6 +8,7 @@ pub mod error;
 pub mod id;
 pub mod method;
 pub mod object;
+mod pager;
 pub mod push;
 pub mod request;
 pub mod session;
@@ -33,6 +34,7 @@ pub use object::mailbox::{Mailbox, MailboxFilterCondition, MailboxRights, Mailbo
 pub use object::snippet::{SearchSnippet, SearchSnippetGet, SearchSnippetGetResponse};
 pub use object::submission::{DeliveryStatus, EmailSubmission, Envelope, SubmissionAddress, UndoStatus};
 pub use object::thread::Thread;
+pub use pager::{ChangesPage, ChangesPager, QueryPage, QueryPager};
 pub use push::{PushConfig, PushEvent, PushStream, StateChange};
 pub use request::{Arg, Call, CreationId, Method, RequestBuilder, Response, ResultRef};
 pub use session::{Account, CoreCapabilities, Session, UrlTemplate, capability};

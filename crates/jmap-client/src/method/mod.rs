@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use crate::id::JmapId;
 
 /// A JMAP data type (Email, Mailbox, …) usable with the generic standard methods.
-pub trait Object: Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Object: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The id type of this object.
     type Id: JmapId;
     /// The type name, e.g. `Email`.

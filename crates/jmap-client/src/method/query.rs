@@ -13,7 +13,7 @@ use crate::request::{Arguments, Call, Method, ResultRef};
 /// An object type that supports `/query`, with its filter condition type.
 pub trait Queryable: Object {
     /// The FilterCondition type.
-    type Condition: Serialize + Clone + Send + Sync + 'static;
+    type Condition: Serialize + Clone + std::fmt::Debug + Send + Sync + 'static;
 }
 
 /// A filter: a condition or an operator over sub-filters.
@@ -217,10 +217,6 @@ impl<O: Queryable> Query<O> {
         self.position = None;
         self.anchor = None;
         self.anchor_offset = None;
-    }
-
-    pub(crate) fn limit_value(&self) -> Option<u64> {
-        self.limit
     }
 }
 
