@@ -1,0 +1,64 @@
+//! The test accounts provisioned by `cargo xtask servers up`.
+
+/// A pool of pre-provisioned Cyrus users `<prefix>1` ..= `<prefix><size>`, password `testpw`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CyrusPool {
+    /// User name prefix, e.g. `jc`.
+    pub prefix: &'static str,
+    /// Number of users in the pool.
+    pub size: usize,
+}
+
+impl CyrusPool {
+    /// The `n`-th user of the pool (1-based), e.g. `JMAP_CLIENT.user(3) == "jc3"`.
+    pub fn user(&self, n: usize) -> String {
+        assert!(
+            (1..=self.size).contains(&n),
+            "pool {} has users 1..={}",
+            self.prefix,
+            self.size
+        );
+        format!("{}{n}", self.prefix)
+    }
+
+    /// All users of the pool.
+    pub fn users(&self) -> Vec<String> {
+        (1..=self.size)
+            .map(|n| format!("{}{n}", self.prefix))
+            .collect()
+    }
+}
+
+/// Password of every pool user.
+pub const CYRUS_POOL_PASSWORD: &str = "testpw";
+/// Password of every Dovecot `t_*` user.
+pub const DOVECOT_T_PASSWORD: &str = "testpw";
+
+/// `jc1`..`jc10`: jmap-client tests.
+pub const JMAP_CLIENT: CyrusPool = CyrusPool {
+    prefix: "jc",
+    size: 10,
+};
+/// `is1`..`is10`: imap-sync tests.
+pub const IMAP_SYNC: CyrusPool = CyrusPool {
+    prefix: "is",
+    size: 10,
+};
+/// `en1`..`en10`: engine tests.
+pub const ENGINE: CyrusPool = CyrusPool {
+    prefix: "en",
+    size: 10,
+};
+/// `cl1`..`cl10`: CLI tests.
+pub const CLI: CyrusPool = CyrusPool {
+    prefix: "cl",
+    size: 10,
+};
+/// `bench1`..`bench3`: benchmarks (and the testkit's own loader tests).
+pub const BENCH: CyrusPool = CyrusPool {
+    prefix: "bench",
+    size: 3,
+};
+
+/// Every Cyrus pool, in provisioning order.
+pub const CYRUS_POOLS: &[CyrusPool] = &[JMAP_CLIENT, IMAP_SYNC, ENGINE, CLI, BENCH];
