@@ -157,7 +157,7 @@ impl Account {
 
 /// An RFC 6570 level-1 URL template from the Session, resolved against the Session URL
 /// (Cyrus sends relative templates).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UrlTemplate {
     template: String,
     base: Url,
@@ -200,6 +200,12 @@ impl UrlTemplate {
     }
 }
 
+impl std::fmt::Debug for UrlTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UrlTemplate({:?} relative to {:?})", self.template, self.base.as_str())
+    }
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters (RFC 6570 simple expansion).
 fn percent_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -214,7 +220,7 @@ fn percent_encode(value: &str) -> String {
 }
 
 /// A parsed JMAP Session object.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Session {
     url: Url,
     username: String,
@@ -227,6 +233,24 @@ pub struct Session {
     core: CoreCapabilities,
     accounts: BTreeMap<AccountId, Account>,
     primary_accounts: BTreeMap<String, AccountId>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("url", &self.url.as_str())
+            .field("username", &self.username)
+            .field("api_url", &self.api_url.as_str())
+            .field("download_url", &self.download_url)
+            .field("upload_url", &self.upload_url)
+            .field("event_source_url", &self.event_source_url)
+            .field("state", &self.state)
+            .field("core", &self.core)
+            .field("capabilities", &self.capabilities)
+            .field("accounts", &self.accounts)
+            .field("primary_accounts", &self.primary_accounts)
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]

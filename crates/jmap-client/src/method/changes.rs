@@ -85,8 +85,6 @@ pub struct ChangesResponse<O: Object> {
     /// `updatedProperties` (Mailbox/changes only): when set, only these properties changed.
     #[serde(default)]
     pub updated_properties: Option<Vec<String>>,
-    #[serde(skip)]
-    _object: PhantomData<fn() -> O>,
 }
 
 impl<O: Object> ChangesResponse<O> {

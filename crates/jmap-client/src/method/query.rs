@@ -1,7 +1,6 @@
 //! `Foo/query` and `Foo/queryChanges` (RFC 8620 §5.5, §5.6), filters and sort comparators.
 
 use std::borrow::Cow;
-use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -286,8 +285,6 @@ pub struct QueryResponse<O: Queryable> {
     /// `limit`, when the server capped the requested limit.
     #[serde(default)]
     pub limit: Option<u64>,
-    #[serde(skip)]
-    _object: PhantomData<fn() -> O>,
 }
 
 impl<O: Queryable> Call<Query<O>> {

@@ -409,6 +409,18 @@ impl Response {
         }
     }
 
+    /// Builds a response from an API response body (`{"methodResponses": …}`), e.g. to
+    /// replay a recorded exchange in tests. Responses are keyed by their call ids, so take
+    /// them with the handles of a [`RequestBuilder`] built the same way.
+    pub fn from_json(body: &[u8]) -> Result<Self, Error> {
+        let api: exec::ApiResponse = serde_json::from_slice(body).map_err(|e| Error::decode("API response", e))?;
+        let mut results: HashMap<String, Vec<(String, Value)>> = HashMap::new();
+        for (name, args, id) in api.method_responses {
+            results.entry(id).or_default().push((name, args));
+        }
+        Ok(Response::new(results, api.session_state, api.created_ids.unwrap_or_default(), 1))
+    }
+
     /// Takes the typed response of a call. A method-level error becomes [`Error::Method`];
     /// taking the same call twice gives [`Error::MissingResponse`].
     pub fn take<M: Method>(&mut self, call: &Call<M>) -> Result<M::Response, Error> {
