@@ -226,17 +226,10 @@ impl std::error::Error for ReaderFailed {}
 
 /// An error of the upload reader, found in the HTTP error's source chain.
 fn io_source(e: &reqwest::Error) -> Option<Error> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(ReaderFailed(io)) = err.downcast_ref::<ReaderFailed>() {
-            return Some(Error::Io {
-                context: "reading the upload source",
-                source: std::io::Error::new(io.kind(), io.to_string()),
-            });
-        }
-        source = err.source();
-    }
-    None
+    transport::find_in_chain::<ReaderFailed>(e).map(|ReaderFailed(io)| Error::Io {
+        context: "reading the upload source",
+        source: std::io::Error::new(io.kind(), io.to_string()),
+    })
 }
 
 struct LimitedVec {

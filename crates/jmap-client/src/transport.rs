@@ -171,22 +171,10 @@ pub(crate) fn build_http_client(
 
 /// Maps an HTTP-library error to a typed [`Error`] without exposing the library's type.
 pub(crate) fn map_reqwest_error(e: reqwest::Error) -> Error {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    let mut tls = false;
-    while let Some(err) = source {
-        if let Some(redirect) = err.downcast_ref::<InsecureRedirect>() {
-            return Error::InsecureUrl { url: redirect.0.clone() };
-        }
-        if err.downcast_ref::<rustls::Error>().is_some() {
-            tls = true;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
-        {
-            tls = true;
-        }
-        source = err.source();
+    if let Some(url) = find_in_chain::<InsecureRedirect>(&e).map(|r| r.0.clone()) {
+        return Error::InsecureUrl { url };
     }
+    let tls = find_in_chain::<rustls::Error>(&e).is_some();
     let kind = if tls {
         TransportErrorKind::Tls
     } else if e.is_timeout() {
@@ -204,6 +192,34 @@ pub(crate) fn map_reqwest_error(e: reqwest::Error) -> Error {
         TransportErrorKind::Other
     };
     Error::Transport(TransportError::new(kind, e))
+}
+
+/// Finds an error of type `T` in a source chain, also looking inside `io::Error`s (whose
+/// `source()` skips the error they wrap).
+pub(crate) fn find_in_chain<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current: Option<&'a (dyn std::error::Error + 'static)> = Some(err);
+    let mut depth = 0;
+    while let Some(e) = current {
+        depth += 1;
+        if depth > 32 {
+            return None;
+        }
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+        {
+            let inner: &(dyn std::error::Error + 'static) = inner;
+            if let Some(t) = find_in_chain::<T>(inner) {
+                return Some(t);
+            }
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// Parses `Retry-After` (delta-seconds or HTTP-date).

@@ -3,3 +3,7 @@
 
 mod golden;
 mod support;
+mod cyrus;
+mod servers;
+mod fake;
+mod http;
