@@ -183,6 +183,29 @@ async fn cyrus_query_and_get_chained_in_one_request() {
         let again = resp.take(&again).unwrap();
         assert!(again.list.iter().filter(|e| e.subject.as_deref().is_some_and(|s| s.starts_with(&token))).count() >= 3);
 
+        // Email/queryChanges: a new delivery shows up as added at the top.
+        let late = format!("{token} late");
+        lmtp_deliver(&s, "jc3", &message("a@example.test", "jc3@example.test", &late, &unique("mid"))).await;
+        let qc = client
+            .call(
+                QueryChanges::<Email>::new(&account, &qr.query_state)
+                    .filter(EmailFilterCondition::in_mailbox(inbox))
+                    .sort([Comparator::descending("receivedAt"), Comparator::descending("id")])
+                    .calculate_total(true),
+            )
+            .await
+            .unwrap();
+        assert_eq!(qc.old_query_state, qr.query_state);
+        assert_eq!(qc.added.len(), 1, "{qc:?}");
+        // Near the top (receivedAt has one-second resolution, the id breaks the tie).
+        assert!(qc.added[0].index < 4, "{qc:?}");
+        let added = client
+            .call(Get::<Email>::new(&account).ids(vec![qc.added[0].id.clone()]).properties(["subject"]))
+            .await
+            .unwrap();
+        assert_eq!(added.list[0].subject.as_deref(), Some(late.as_str()));
+        assert_eq!(qc.total, Some(qr.total.unwrap() + 1));
+
         // Full-text search and snippets (Xapian): the index lags the delivery slightly.
         let mut found = false;
         for _ in 0..50 {
@@ -193,15 +216,15 @@ async fn cyrus_query_and_get_chained_in_one_request() {
             let mut resp = client.send(req).await.unwrap();
             let ids = resp.take(&q).unwrap().ids;
             let snippets = resp.take(&sn).unwrap();
-            if ids.len() == 3 {
-                assert_eq!(snippets.list.len(), 3);
+            if ids.len() == 4 {
+                assert_eq!(snippets.list.len(), 4);
                 assert!(snippets.list.iter().all(|s| s.subject.as_deref().is_some_and(|x| x.contains("<mark>"))));
                 found = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(found, "the three messages never became searchable");
+        assert!(found, "the four messages never became searchable");
     })
     .await;
 }
@@ -516,6 +539,34 @@ async fn cyrus_draft_and_submission_in_one_request_reach_the_sink_and_move_to_se
         let email = &after.list[0];
         assert!(email.in_mailbox(&sent) && !email.in_mailbox(&drafts), "{email:?}");
         assert!(!email.has_keyword(keyword::DRAFT));
+
+        // onSuccessDestroyEmail: send, then the draft disappears.
+        let mid2 = unique("sub2");
+        let mut req = client.request();
+        let mut set = Set::<Email>::new(&account);
+        let draft2 = set.create(Email {
+            mailbox_ids: Some([(drafts.clone(), true)].into()),
+            from: Some(vec![EmailAddress::new("jc8@example.test")]),
+            to: Some(vec![EmailAddress::new("carol@example.test")]),
+            subject: Some(unique("destroy-on-success")),
+            message_id: Some(vec![mid2.clone()]),
+            body_values: Some([("b".to_owned(), EmailBodyValue::new("bye\n"))].into()),
+            text_body: Some(vec![EmailBodyPart::from_value("b", "text/plain")]),
+            ..Default::default()
+        });
+        let e = req.call(set);
+        let mut sub = Set::<EmailSubmission>::new(&account);
+        let sc2 = sub.create(EmailSubmission::new(identities.list[0].id.clone().unwrap(), draft2.reference()));
+        sub.on_success_destroy_email(&sc2);
+        let sh = req.call(sub);
+        let mut resp = client.send(req).await.unwrap();
+        let id2 = resp.take(&e).unwrap().created_or_error(&draft2).unwrap().id.clone().unwrap();
+        resp.take(&sh).unwrap().created_or_error(&sc2).unwrap();
+        let implicit = resp.take_on_success_email_set(&sh).unwrap().expect("implicit Email/set");
+        assert_eq!(implicit.destroyed, [id2.clone()]);
+        sink_message_containing(&s, &mid2).await;
+        let gone = client.call(Get::<Email>::new(&account).ids(vec![id2.clone()])).await.unwrap();
+        assert_eq!(gone.not_found, [id2]);
     })
     .await;
 }

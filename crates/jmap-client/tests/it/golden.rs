@@ -120,6 +120,18 @@ fn request_draft_and_submission_in_one_request() {
 }
 
 #[test]
+fn request_submission_destroying_the_email_on_success() {
+    let mut req = RequestBuilder::new();
+    let mut sub = Set::<EmailSubmission>::new(&acct());
+    let s = CreationId::<EmailSubmission>::named("s");
+    sub.create_with_id(&s, EmailSubmission::new(IdentityId::new("jc1"), EmailId::new("Mexisting")));
+    sub.on_success_destroy_email(&s);
+    sub.on_success_destroy_email(&SubmissionId::new("S9"));
+    req.call(sub);
+    request_golden("submission_destroy", &req);
+}
+
+#[test]
 fn request_mailbox_get_all_and_changes_and_set() {
     let mut req = RequestBuilder::new();
     req.call(Get::<Mailbox>::new(&acct()));

@@ -330,3 +330,43 @@ async fn https_needs_a_trusted_certificate_and_extra_roots_work() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn changes_loop_stops_when_the_server_state_does_not_advance() {
+    within(30, async {
+        let server = FakeServer::start(|req, _| match req.target.as_str() {
+            "/session" => Reply::json(200, &session_json(false, 1000, "0")),
+            _ => {
+                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+                let since = body["methodCalls"][0][1]["sinceState"].as_str().unwrap().to_owned();
+                // s0 -> s1 with more changes, then stuck at s1 while still claiming more.
+                let new = "s1";
+                Reply::json(
+                    200,
+                    &json!({"methodResponses": [["Email/changes", {"accountId": "u1", "oldState": since, "newState": new,
+                        "hasMoreChanges": true, "created": ["M1"], "updated": [], "destroyed": []}, "c0"]], "sessionState": "0"}),
+                )
+            }
+        })
+        .await;
+        let client = Client::builder()
+            .credentials(Credentials::bearer("tok-123"))
+            .connect(&server.url("/session"))
+            .await
+            .unwrap();
+        let account = client.mail_account_id().unwrap();
+        let mut pager = ChangesPager::<Email>::new(&client, &account, &State::new("s0"));
+        let first = pager.next_page().await.unwrap().unwrap();
+        assert_eq!(first.changes.created, [EmailId::new("M1")]);
+        assert_eq!(pager.state(), &State::new("s1"));
+        match pager.next_page().await {
+            Err(Error::StateNotAdvancing { method, state }) => {
+                assert_eq!(method, "Email/changes");
+                assert_eq!(state, State::new("s1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(server.requests().iter().all(|r| r.header("Authorization") == Some("Bearer tok-123")));
+    })
+    .await;
+}
