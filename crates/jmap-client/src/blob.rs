@@ -45,8 +45,14 @@ impl Client {
         let data: Bytes = data.into();
         let size = u64::try_from(data.len()).unwrap_or(u64::MAX);
         self.check_upload_size(size)?;
-        self.upload_body(account_id, content_type, reqwest::Body::from(data), Some(size), None)
-            .await
+        self.upload_body(
+            account_id,
+            content_type,
+            reqwest::Body::from(data),
+            Some(size),
+            None,
+        )
+        .await
     }
 
     /// Uploads from a reader without holding the data in memory. With `size` the request
@@ -72,7 +78,10 @@ impl Client {
             let counter = counter.clone();
             async move {
                 let mut buf = BytesMut::zeroed(CHUNK);
-                let n = reader.read(&mut buf).await.map_err(|e| -> BoxError { Box::new(ReaderFailed(e)) })?;
+                let n = reader
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| -> BoxError { Box::new(ReaderFailed(e)) })?;
                 if n == 0 {
                     return Ok(None);
                 }
@@ -106,7 +115,9 @@ impl Client {
         counter: Option<(Arc<AtomicU64>, u64)>,
     ) -> Result<UploadResponse, Error> {
         let session = self.session();
-        let url = session.upload_url().expand(&[("accountId", account_id.as_str())])?;
+        let url = session
+            .upload_url()
+            .expand(&[("accountId", account_id.as_str())])?;
         transport::check_url_allowed(&url, self.config().allow_insecure_http)?;
         let _permit = self.upload_permits().acquire().await.ok();
         let mut req = self
@@ -193,8 +204,14 @@ impl Client {
             data: Vec::new(),
             max: max_bytes,
         };
-        self.download(account_id, blob_id, "blob", "application/octet-stream", &mut sink)
-            .await?;
+        self.download(
+            account_id,
+            blob_id,
+            "blob",
+            "application/octet-stream",
+            &mut sink,
+        )
+        .await?;
         Ok(sink.data)
     }
 }
@@ -244,13 +261,18 @@ impl AsyncWrite for LimitedVec {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         if self.data.len() + buf.len() > self.max {
-            return std::task::Poll::Ready(Err(std::io::Error::other("blob larger than the allowed maximum")));
+            return std::task::Poll::Ready(Err(std::io::Error::other(
+                "blob larger than the allowed maximum",
+            )));
         }
         self.data.extend_from_slice(buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 

@@ -206,7 +206,10 @@ pub(crate) struct Config {
     max_objects_in_set: Option<u64>,
 }
 
-async fn discovery_candidates(input: &str, dns_servers: Option<&[SocketAddr]>) -> Result<Vec<Url>, Error> {
+async fn discovery_candidates(
+    input: &str,
+    dns_servers: Option<&[SocketAddr]>,
+) -> Result<Vec<Url>, Error> {
     let input = input.trim();
     let invalid = |source| Error::InvalidUrl {
         url: input.to_owned(),
@@ -222,14 +225,20 @@ async fn discovery_candidates(input: &str, dns_servers: Option<&[SocketAddr]>) -
     let host = input.rsplit_once('@').map_or(input, |(_, domain)| domain);
     let mut out = Vec::new();
     let bare_host = host.split(':').next().unwrap_or(host);
-    if !bare_host.is_empty() && bare_host.parse::<std::net::IpAddr>().is_err() && !host.contains(':') {
+    if !bare_host.is_empty()
+        && bare_host.parse::<std::net::IpAddr>().is_err()
+        && !host.contains(':')
+    {
         let servers = match dns_servers {
             Some(s) => s.to_vec(),
             None => crate::dns::system_nameservers(),
         };
         let name = format!("_jmap._tcp.{bare_host}");
         for target in crate::dns::lookup_srv(&name, &servers, Duration::from_secs(3)).await {
-            if let Ok(u) = Url::parse(&format!("https://{}:{}/.well-known/jmap", target.host, target.port)) {
+            if let Ok(u) = Url::parse(&format!(
+                "https://{}:{}/.well-known/jmap",
+                target.host, target.port
+            )) {
                 out.push(u);
             }
         }
@@ -245,7 +254,11 @@ fn authed(req: reqwest::RequestBuilder, config: &Config) -> reqwest::RequestBuil
     }
 }
 
-async fn fetch_session(http: &reqwest::Client, url: &Url, config: &Config) -> Result<Session, Error> {
+async fn fetch_session(
+    http: &reqwest::Client,
+    url: &Url,
+    config: &Config,
+) -> Result<Session, Error> {
     transport::check_url_allowed(url, config.allow_insecure_http)?;
     let resp = authed(http.get(url.clone()), config)
         .header(ACCEPT, "application/json")
@@ -270,7 +283,10 @@ async fn fetch_session(http: &reqwest::Client, url: &Url, config: &Config) -> Re
     if !(200..300).contains(&status) {
         return Err(not_jmap(NotJmapReason::Status(status)));
     }
-    if ct.as_deref().is_some_and(|c| c.starts_with("text/html") || c.starts_with("application/xhtml")) {
+    if ct
+        .as_deref()
+        .is_some_and(|c| c.starts_with("text/html") || c.starts_with("application/xhtml"))
+    {
         return Err(not_jmap(NotJmapReason::HtmlPage));
     }
     let body = transport::read_limited(resp, SESSION_BODY_LIMIT).await?;
@@ -289,7 +305,9 @@ async fn fetch_session(http: &reqwest::Client, url: &Url, config: &Config) -> Re
             source,
         } => Error::NotJmap {
             url,
-            reason: NotJmapReason::NotJson { content_type: ct.clone() },
+            reason: NotJmapReason::NotJson {
+                content_type: ct.clone(),
+            },
             source,
         },
         other => other,
@@ -471,14 +489,28 @@ mod tests {
 
     #[tokio::test]
     async fn discovery_candidates_forms() {
-        let c = discovery_candidates("http://127.0.0.1:10080", Some(&[])).await.unwrap();
+        let c = discovery_candidates("http://127.0.0.1:10080", Some(&[]))
+            .await
+            .unwrap();
         assert_eq!(c[0].as_str(), "http://127.0.0.1:10080/.well-known/jmap");
-        let c = discovery_candidates("http://127.0.0.1:10080/jmap/", Some(&[])).await.unwrap();
+        let c = discovery_candidates("http://127.0.0.1:10080/jmap/", Some(&[]))
+            .await
+            .unwrap();
         assert_eq!(c[0].as_str(), "http://127.0.0.1:10080/jmap/");
-        let c = discovery_candidates("user@example.org", Some(&[])).await.unwrap();
-        assert_eq!(c.last().unwrap().as_str(), "https://example.org/.well-known/jmap");
-        let c = discovery_candidates("mail.example.org:8443", Some(&[])).await.unwrap();
+        let c = discovery_candidates("user@example.org", Some(&[]))
+            .await
+            .unwrap();
+        assert_eq!(
+            c.last().unwrap().as_str(),
+            "https://example.org/.well-known/jmap"
+        );
+        let c = discovery_candidates("mail.example.org:8443", Some(&[]))
+            .await
+            .unwrap();
         assert_eq!(c.len(), 1);
-        assert_eq!(c[0].as_str(), "https://mail.example.org:8443/.well-known/jmap");
+        assert_eq!(
+            c[0].as_str(),
+            "https://mail.example.org:8443/.well-known/jmap"
+        );
     }
 }

@@ -30,7 +30,9 @@ fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
     text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
-            (it.next() == Some("nameserver")).then(|| it.next()).flatten()
+            (it.next() == Some("nameserver"))
+                .then(|| it.next())
+                .flatten()
         })
         // Strip an IPv6 zone id; we cannot use it for a plain UDP socket address anyway.
         .filter_map(|a| a.split('%').next()?.parse::<IpAddr>().ok())
@@ -40,7 +42,11 @@ fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
 
 /// Looks up SRV records, trying each server in turn; results are sorted by priority, then
 /// by descending weight. A target of `.` ("service not available") yields nothing.
-pub(crate) async fn lookup_srv(name: &str, servers: &[SocketAddr], timeout: Duration) -> Vec<SrvTarget> {
+pub(crate) async fn lookup_srv(
+    name: &str,
+    servers: &[SocketAddr],
+    timeout: Duration,
+) -> Vec<SrvTarget> {
     for server in servers {
         match tokio::time::timeout(timeout, query(name, *server)).await {
             Ok(Some(mut targets)) => {
@@ -86,7 +92,9 @@ pub(crate) fn build_query(id: u16, name: &str) -> Option<Vec<u8>> {
     p.extend_from_slice(&[0x01, 0x00]); // RD
     p.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // QDCOUNT=1
     for label in name.trim_end_matches('.').split('.') {
-        let len = u8::try_from(label.len()).ok().filter(|l| (1..=63).contains(l))?;
+        let len = u8::try_from(label.len())
+            .ok()
+            .filter(|l| (1..=63).contains(l))?;
         p.push(len);
         p.extend_from_slice(label.as_bytes());
     }
@@ -205,10 +213,25 @@ mod tests {
 
     #[test]
     fn parses_srv_answers_and_rejects_garbage() {
-        let a = answer(7, "_jmap._tcp.example.org", &[(10, 5, 443, "jmap.example.org"), (0, 1, 8443, "a.example.org")]);
+        let a = answer(
+            7,
+            "_jmap._tcp.example.org",
+            &[
+                (10, 5, 443, "jmap.example.org"),
+                (0, 1, 8443, "a.example.org"),
+            ],
+        );
         let r = parse_response(7, &a).unwrap();
         assert_eq!(r.len(), 2);
-        assert_eq!(r[0], SrvTarget { priority: 10, weight: 5, port: 443, host: "jmap.example.org".into() });
+        assert_eq!(
+            r[0],
+            SrvTarget {
+                priority: 10,
+                weight: 5,
+                port: 443,
+                host: "jmap.example.org".into()
+            }
+        );
         assert_eq!(parse_response(8, &a), None);
         for cut in 0..a.len() {
             let _ = parse_response(7, &a[..cut]); // must not panic
@@ -219,7 +242,11 @@ mod tests {
         looped[n - 2] = 0xC0;
         let _ = parse_response(7, &looped);
         assert!(build_query(1, &"x".repeat(64)).is_none());
-        assert_eq!(parse_resolv_conf("# c\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nsearch x\n").len(), 2);
+        assert_eq!(
+            parse_resolv_conf("# c\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nsearch x\n")
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -231,11 +258,23 @@ mod tests {
             let (n, peer) = server.recv_from(&mut buf).await.unwrap();
             let id = u16::from_be_bytes([buf[0], buf[1]]);
             assert!(buf[..n].windows(5).any(|w| w == b"_jmap"));
-            let reply = answer(id, "_jmap._tcp.example.org", &[(1, 1, 8443, "jmap.example.org")]);
+            let reply = answer(
+                id,
+                "_jmap._tcp.example.org",
+                &[(1, 1, 8443, "jmap.example.org")],
+            );
             server.send_to(&reply, peer).await.unwrap();
         });
         let r = lookup_srv("_jmap._tcp.example.org", &[addr], Duration::from_secs(5)).await;
         task.await.unwrap();
-        assert_eq!(r, vec![SrvTarget { priority: 1, weight: 1, port: 8443, host: "jmap.example.org".into() }]);
+        assert_eq!(
+            r,
+            vec![SrvTarget {
+                priority: 1,
+                weight: 1,
+                port: 8443,
+                host: "jmap.example.org".into()
+            }]
+        );
     }
 }

@@ -333,7 +333,9 @@ pub enum PushUnavailableReason {
 impl fmt::Display for PushUnavailableReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PushUnavailableReason::NoEventSourceUrl => f.write_str("the session has no eventSourceUrl"),
+            PushUnavailableReason::NoEventSourceUrl => {
+                f.write_str("the session has no eventSourceUrl")
+            }
             PushUnavailableReason::NoContent => {
                 f.write_str("the EventSource endpoint answered 204 No Content")
             }
@@ -486,7 +488,11 @@ impl MethodError {
 
 impl fmt::Display for MethodError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (call {}) failed: {}", self.method, self.call_id, self.type_name)?;
+        write!(
+            f,
+            "{} (call {}) failed: {}",
+            self.method, self.call_id, self.type_name
+        )?;
         if let Some(d) = &self.description {
             write!(f, ": {d}")?;
         }
@@ -823,7 +829,8 @@ mod tests {
         assert_eq!(e.type_name, "somethingNew");
         assert!(e.is_unknown_type());
         assert_eq!(e.extra.get("hint"), Some(&json!(1)));
-        let known = MethodError::from_arguments("Email/set", "c1", &json!({"type": "stateMismatch"}));
+        let known =
+            MethodError::from_arguments("Email/set", "c1", &json!({"type": "stateMismatch"}));
         assert_eq!(known.kind, MethodErrorType::StateMismatch);
         assert!(!known.is_unknown_type());
         assert_eq!(known.description, None);
@@ -850,7 +857,9 @@ mod tests {
             let back: SetError = serde_json::from_value(v).unwrap();
             assert_eq!(back.kind, t);
         }
-        let e: SetError = serde_json::from_value(json!({"type": "smtpProtocolError", "description": "555"})).unwrap();
+        let e: SetError =
+            serde_json::from_value(json!({"type": "smtpProtocolError", "description": "555"}))
+                .unwrap();
         assert_eq!(e.kind, SetErrorType::Other("smtpProtocolError".into()));
         let e: SetError = serde_json::from_value(json!({"type": null})).unwrap();
         assert_eq!(e.kind, SetErrorType::Missing);

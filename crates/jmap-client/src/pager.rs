@@ -102,7 +102,9 @@ impl<O: Queryable> QueryPager<O> {
         let anchored = self.use_anchor && self.last_id.is_some();
         let result = self.fetch(anchored).await;
         let (ids, objects, not_found, position, total, query_state, state, limit) = match result {
-            Err(e) if anchored && e.method_error_type() == Some(MethodErrorType::AnchorNotFound) => {
+            Err(e)
+                if anchored && e.method_error_type() == Some(MethodErrorType::AnchorNotFound) =>
+            {
                 tracing::debug!("query anchor vanished; continuing by position");
                 self.fetch(false).await?
             }
@@ -140,10 +142,24 @@ impl<O: Queryable> QueryPager<O> {
     async fn fetch(
         &self,
         anchored: bool,
-    ) -> Result<(Vec<O::Id>, Vec<O>, Vec<O::Id>, u64, Option<u64>, State, State, Option<u64>), Error> {
+    ) -> Result<
+        (
+            Vec<O::Id>,
+            Vec<O>,
+            Vec<O::Id>,
+            u64,
+            Option<u64>,
+            State,
+            State,
+            Option<u64>,
+        ),
+        Error,
+    > {
         let mut query = self.query.clone();
         query.clear_paging();
-        query = query.limit(self.page_size).calculate_total(self.first_state.is_none());
+        query = query
+            .limit(self.page_size)
+            .calculate_total(self.first_state.is_none());
         query = match (&self.last_id, anchored) {
             (Some(id), true) => query.anchor(id, 1),
             _ => query.position(i64::try_from(self.position).unwrap_or(i64::MAX)),
@@ -154,7 +170,16 @@ impl<O: Queryable> QueryPager<O> {
         let mut resp = self.client.send(req).await?;
         let qr = resp.take(&q)?;
         let gr = resp.take(&g)?;
-        Ok((qr.ids, gr.list, gr.not_found, qr.position, qr.total, qr.query_state, gr.state, qr.limit))
+        Ok((
+            qr.ids,
+            gr.list,
+            gr.not_found,
+            qr.position,
+            qr.total,
+            qr.query_state,
+            gr.state,
+            qr.limit,
+        ))
     }
 }
 
@@ -240,8 +265,14 @@ impl<O: Object> ChangesPager<O> {
         }
         let mut req = self.client.request();
         let c = req.call(changes);
-        let created = self.fetch_created.clone().map(|g| req.call(g.ids(c.created())));
-        let updated = self.fetch_updated.clone().map(|g| req.call(g.ids(c.updated())));
+        let created = self
+            .fetch_created
+            .clone()
+            .map(|g| req.call(g.ids(c.created())));
+        let updated = self
+            .fetch_updated
+            .clone()
+            .map(|g| req.call(g.ids(c.updated())));
         let mut resp = self.client.send(req).await?;
         let changes = resp.take(&c)?;
         let mut page = ChangesPage {
@@ -261,7 +292,9 @@ impl<O: Object> ChangesPager<O> {
             page.not_found.extend(r.not_found);
         }
         let ch = &page.changes;
-        if ch.has_more_changes && (ch.new_state == ch.old_state || self.seen.contains(&ch.new_state)) {
+        if ch.has_more_changes
+            && (ch.new_state == ch.old_state || self.seen.contains(&ch.new_state))
+        {
             return Err(Error::StateNotAdvancing {
                 method: format!("{}/changes", O::NAME),
                 state: ch.new_state.clone(),

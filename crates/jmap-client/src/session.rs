@@ -83,7 +83,11 @@ impl CoreCapabilities {
             collation_algorithms: v
                 .get("collationAlgorithms")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -196,13 +200,20 @@ impl UrlTemplate {
             }
         }
         out.push_str(rest);
-        self.base.join(&out).map_err(|source| Error::InvalidUrl { url: out, source })
+        self.base
+            .join(&out)
+            .map_err(|source| Error::InvalidUrl { url: out, source })
     }
 }
 
 impl std::fmt::Debug for UrlTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "UrlTemplate({:?} relative to {:?})", self.template, self.base.as_str())
+        write!(
+            f,
+            "UrlTemplate({:?} relative to {:?})",
+            self.template,
+            self.base.as_str()
+        )
     }
 }
 
@@ -301,24 +312,37 @@ impl Session {
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| not_jmap(NotJmapReason::NotJson { content_type: None }, Some(e)))?;
         if !value.is_object() {
-            return Err(not_jmap(NotJmapReason::InvalidSession("not a JSON object"), None));
+            return Err(not_jmap(
+                NotJmapReason::InvalidSession("not a JSON object"),
+                None,
+            ));
         }
         let raw: RawSession = serde_json::from_value(value).map_err(|e| {
-            not_jmap(NotJmapReason::InvalidSession("malformed Session members"), Some(e))
+            not_jmap(
+                NotJmapReason::InvalidSession("malformed Session members"),
+                Some(e),
+            )
         })?;
         let capabilities = raw.capabilities.unwrap_or_default();
-        let core_value = capabilities
-            .get(capability::CORE)
-            .ok_or_else(|| not_jmap(NotJmapReason::InvalidSession("no urn:ietf:params:jmap:core capability"), None))?;
+        let core_value = capabilities.get(capability::CORE).ok_or_else(|| {
+            not_jmap(
+                NotJmapReason::InvalidSession("no urn:ietf:params:jmap:core capability"),
+                None,
+            )
+        })?;
         let core = CoreCapabilities::from_value(core_value);
         let api_url = raw
             .api_url
             .filter(|s| !s.is_empty())
             .ok_or_else(|| not_jmap(NotJmapReason::InvalidSession("no apiUrl"), None))?;
-        let api_url = url
-            .join(&api_url)
-            .map_err(|source| Error::InvalidUrl { url: api_url.clone(), source })?;
-        let template = |s: Option<String>| s.filter(|s| !s.is_empty()).map(|s| UrlTemplate::new(s, url.clone()));
+        let api_url = url.join(&api_url).map_err(|source| Error::InvalidUrl {
+            url: api_url.clone(),
+            source,
+        })?;
+        let template = |s: Option<String>| {
+            s.filter(|s| !s.is_empty())
+                .map(|s| UrlTemplate::new(s, url.clone()))
+        };
         let download_url = template(raw.download_url)
             .ok_or_else(|| not_jmap(NotJmapReason::InvalidSession("no downloadUrl"), None))?;
         let upload_url = template(raw.upload_url)
@@ -488,14 +512,22 @@ mod tests {
             base(),
         );
         let u = t
-            .expand(&[("accountId", "a b"), ("blobId", "G1"), ("name", "x/y.eml"), ("type", "message/rfc822")])
+            .expand(&[
+                ("accountId", "a b"),
+                ("blobId", "G1"),
+                ("name", "x/y.eml"),
+                ("type", "message/rfc822"),
+            ])
             .unwrap();
         assert_eq!(
             u.as_str(),
             "http://127.0.0.1:10080/jmap/download/a%20b/G1/x%2Fy.eml?accept=message%2Frfc822"
         );
         let abs = UrlTemplate::new("https://other.example/up/{accountId}".into(), base());
-        assert_eq!(abs.expand(&[("accountId", "u1")]).unwrap().as_str(), "https://other.example/up/u1");
+        assert_eq!(
+            abs.expand(&[("accountId", "u1")]).unwrap().as_str(),
+            "https://other.example/up/u1"
+        );
         let unclosed = UrlTemplate::new("/x/{oops".into(), base());
         assert!(unclosed.expand(&[]).is_ok());
         let missing = UrlTemplate::new("/x/{a}/{b}".into(), base());
@@ -504,7 +536,9 @@ mod tests {
 
     #[test]
     fn core_limits_are_never_zero() {
-        let c = CoreCapabilities::from_value(&serde_json::json!({"maxObjectsInGet": 0, "maxCallsInRequest": "x"}));
+        let c = CoreCapabilities::from_value(
+            &serde_json::json!({"maxObjectsInGet": 0, "maxCallsInRequest": "x"}),
+        );
         assert_eq!(c.max_objects_in_get, 1);
         assert_eq!(c.max_calls_in_request, 16);
     }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use rustls::pki_types::pem::PemObject;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use url::{Host, Url};
 
 use crate::error::{Error, ProblemDetails, TransportError, TransportErrorKind};
@@ -55,8 +55,9 @@ impl Credentials {
             ),
             Credentials::Bearer(token) => format!("Bearer {token}"),
         };
-        let mut value = HeaderValue::from_str(&raw)
-            .map_err(|_| Error::Config("credentials contain characters not allowed in an HTTP header".into()))?;
+        let mut value = HeaderValue::from_str(&raw).map_err(|_| {
+            Error::Config("credentials contain characters not allowed in an HTTP header".into())
+        })?;
         value.set_sensitive(true);
         Ok(Some(value))
     }
@@ -94,7 +95,9 @@ pub(crate) fn check_url_allowed(url: &Url, allow_insecure_http: bool) -> Result<
     match url.scheme() {
         "https" => Ok(()),
         "http" if allow_insecure_http || is_loopback(url) => Ok(()),
-        _ => Err(Error::InsecureUrl { url: url.to_string() }),
+        _ => Err(Error::InsecureUrl {
+            url: url.to_string(),
+        }),
     }
 }
 
@@ -111,12 +114,17 @@ pub(crate) fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'s
 
 /// Builds the rustls configuration explicitly (ring provider, platform verifier plus extra
 /// roots), so the library never depends on a process-wide default provider.
-pub(crate) fn tls_config(extra_roots: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig, Error> {
+pub(crate) fn tls_config(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = if extra_roots.is_empty() {
         rustls_platform_verifier::Verifier::new(provider.clone())
     } else {
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots.iter().cloned(), provider.clone())
+        rustls_platform_verifier::Verifier::new_with_extra_roots(
+            extra_roots.iter().cloned(),
+            provider.clone(),
+        )
     }
     .map_err(|e| Error::Config(format!("cannot build the TLS certificate verifier: {e}")))?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -252,7 +260,9 @@ pub(crate) async fn error_from_response(resp: reqwest::Response) -> Error {
     // A problem document is small; do not read arbitrarily large error pages.
     let body = read_limited(resp, 64 * 1024).await.unwrap_or_default();
     let problem = if ct.as_deref().is_some_and(|c| c.contains("json")) {
-        serde_json::from_slice::<ProblemDetails>(&body).ok().map(Box::new)
+        serde_json::from_slice::<ProblemDetails>(&body)
+            .ok()
+            .map(Box::new)
     } else {
         None
     };
@@ -264,7 +274,10 @@ pub(crate) async fn error_from_response(resp: reqwest::Response) -> Error {
 }
 
 /// Reads a response body, stopping (with an error) after `limit` bytes.
-pub(crate) async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, Error> {
+pub(crate) async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(map_reqwest_error)? {
         if out.len() + chunk.len() > limit {
@@ -283,11 +296,31 @@ mod tests {
 
     #[test]
     fn plain_http_only_to_loopback_unless_opted_in() {
-        for ok in ["http://127.0.0.1:8080/x", "http://[::1]/", "http://localhost/", "http://a.localhost/", "https://example.org/"] {
-            assert!(check_url_allowed(&Url::parse(ok).unwrap(), false).is_ok(), "{ok}");
+        for ok in [
+            "http://127.0.0.1:8080/x",
+            "http://[::1]/",
+            "http://localhost/",
+            "http://a.localhost/",
+            "https://example.org/",
+        ] {
+            assert!(
+                check_url_allowed(&Url::parse(ok).unwrap(), false).is_ok(),
+                "{ok}"
+            );
         }
-        for bad in ["http://example.org/", "http://10.0.0.1/", "ftp://127.0.0.1/", "http://localhost.example.org/"] {
-            assert!(matches!(check_url_allowed(&Url::parse(bad).unwrap(), false), Err(Error::InsecureUrl { .. })), "{bad}");
+        for bad in [
+            "http://example.org/",
+            "http://10.0.0.1/",
+            "ftp://127.0.0.1/",
+            "http://localhost.example.org/",
+        ] {
+            assert!(
+                matches!(
+                    check_url_allowed(&Url::parse(bad).unwrap(), false),
+                    Err(Error::InsecureUrl { .. })
+                ),
+                "{bad}"
+            );
         }
         assert!(check_url_allowed(&Url::parse("http://example.org/").unwrap(), true).is_ok());
     }
@@ -308,7 +341,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("120"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(120)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);

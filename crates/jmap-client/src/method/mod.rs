@@ -9,8 +9,8 @@ mod set;
 pub use changes::{Changes, ChangesResponse};
 pub use get::{Get, GetResponse};
 pub use query::{
-    AddedItem, Comparator, Filter, FilterOperator, Operator, Query, QueryChanges, QueryChangesResponse,
-    QueryResponse, Queryable,
+    AddedItem, Comparator, Filter, FilterOperator, Operator, Query, QueryChanges,
+    QueryChangesResponse, QueryResponse, Queryable,
 };
 pub use set::{Patch, Set, SetResponse};
 
@@ -20,7 +20,9 @@ use serde::de::DeserializeOwned;
 use crate::id::JmapId;
 
 /// A JMAP data type (Email, Mailbox, …) usable with the generic standard methods.
-pub trait Object: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static {
+pub trait Object:
+    Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static
+{
     /// The id type of this object.
     type Id: JmapId;
     /// The type name, e.g. `Email`.

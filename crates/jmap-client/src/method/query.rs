@@ -445,7 +445,10 @@ mod tests {
 
     #[test]
     fn filters_serialise_untagged() {
-        let f: Filter<Value> = Filter::and([Filter::Condition(json!({"a": 1})), Filter::not([json!({"b": 2}).into()])]);
+        let f: Filter<Value> = Filter::and([
+            Filter::Condition(json!({"a": 1})),
+            Filter::not([json!({"b": 2}).into()]),
+        ]);
         assert_eq!(
             serde_json::to_value(&f).unwrap(),
             json!({"operator": "AND", "conditions": [{"a": 1}, {"operator": "NOT", "conditions": [{"b": 2}]}]})

@@ -35,20 +35,37 @@ impl Patch {
     #[must_use]
     pub fn keyword(self, keyword: &str, present: bool) -> Self {
         let path = format!("keywords/{}", escape(keyword));
-        self.set(path, if present { Value::Bool(true) } else { Value::Null })
+        self.set(
+            path,
+            if present {
+                Value::Bool(true)
+            } else {
+                Value::Null
+            },
+        )
     }
 
     /// Adds (`true`) or removes (`false`) the Email from one mailbox (`mailboxIds/<id>`).
     #[must_use]
     pub fn mailbox(self, mailbox_id: &impl JmapId, present: bool) -> Self {
         let path = format!("mailboxIds/{}", escape(mailbox_id.as_str()));
-        self.set(path, if present { Value::Bool(true) } else { Value::Null })
+        self.set(
+            path,
+            if present {
+                Value::Bool(true)
+            } else {
+                Value::Null
+            },
+        )
     }
 
     /// Replaces the whole keyword set.
     #[must_use]
     pub fn keywords<I: IntoIterator<Item = S>, S: Into<String>>(self, keywords: I) -> Self {
-        let map: Map<String, Value> = keywords.into_iter().map(|k| (k.into(), Value::Bool(true))).collect();
+        let map: Map<String, Value> = keywords
+            .into_iter()
+            .map(|k| (k.into(), Value::Bool(true)))
+            .collect();
         self.set("keywords", Value::Object(map))
     }
 
@@ -283,8 +300,16 @@ impl<O: Object> SetResponse<O> {
             .not_created
             .iter()
             .map(|(k, e)| (SetOperation::Create, k.clone(), e))
-            .chain(self.not_updated.iter().map(|(k, e)| (SetOperation::Update, k.to_string(), e)))
-            .chain(self.not_destroyed.iter().map(|(k, e)| (SetOperation::Destroy, k.to_string(), e)))
+            .chain(
+                self.not_updated
+                    .iter()
+                    .map(|(k, e)| (SetOperation::Update, k.to_string(), e)),
+            )
+            .chain(
+                self.not_destroyed
+                    .iter()
+                    .map(|(k, e)| (SetOperation::Destroy, k.to_string(), e)),
+            )
             .next();
         match first {
             None => Ok(()),

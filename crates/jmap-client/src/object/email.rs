@@ -124,9 +124,10 @@ pub struct Email {
 impl Email {
     /// True if the keyword is set (compared case-insensitively, as keywords are).
     pub fn has_keyword(&self, keyword: &str) -> bool {
-        self.keywords
-            .as_ref()
-            .is_some_and(|k| k.iter().any(|(name, on)| *on && name.eq_ignore_ascii_case(keyword)))
+        self.keywords.as_ref().is_some_and(|k| {
+            k.iter()
+                .any(|(name, on)| *on && name.eq_ignore_ascii_case(keyword))
+        })
     }
 
     /// True if the Email is in the mailbox.
@@ -146,7 +147,11 @@ impl Email {
             .filter_map(|id| values.get(id))
             .map(|v| v.value.as_str())
             .collect();
-        if texts.is_empty() { None } else { Some(texts.concat()) }
+        if texts.is_empty() {
+            None
+        } else {
+            Some(texts.concat())
+        }
     }
 }
 
@@ -262,7 +267,11 @@ impl EmailBodyPart {
     }
 
     /// A part referring to an uploaded blob (an attachment), for creating an Email.
-    pub fn from_blob(blob_id: BlobId, content_type: impl Into<String>, name: Option<String>) -> Self {
+    pub fn from_blob(
+        blob_id: BlobId,
+        content_type: impl Into<String>,
+        name: Option<String>,
+    ) -> Self {
         EmailBodyPart {
             blob_id: Some(blob_id),
             content_type: Some(content_type.into()),

@@ -220,8 +220,7 @@ async fn connect(
         config.types.join(",")
     };
     let ping = config.ping_secs().to_string();
-    let url = template
-        .expand(&[("types", &types), ("closeafter", "no"), ("ping", &ping)])?;
+    let url = template.expand(&[("types", &types), ("closeafter", "no"), ("ping", &ping)])?;
     transport::check_url_allowed(&url, client.config().allow_insecure_http)?;
     let mut req = client
         .authed(client.http().get(url))
@@ -250,7 +249,10 @@ async fn connect(
         }),
         200..=299 => {
             let ct = transport::content_type(resp.headers());
-            if !ct.as_deref().is_some_and(|c| c.starts_with("text/event-stream")) {
+            if !ct
+                .as_deref()
+                .is_some_and(|c| c.starts_with("text/event-stream"))
+            {
                 return Err(Error::PushUnavailable {
                     reason: PushUnavailableReason::NotEventStream { content_type: ct },
                 });
@@ -263,9 +265,14 @@ async fn connect(
 
 impl PushState {
     fn next_delay(&mut self) -> Duration {
-        let base = self.server_retry.unwrap_or(self.config.initial_backoff).max(Duration::from_millis(10));
+        let base = self
+            .server_retry
+            .unwrap_or(self.config.initial_backoff)
+            .max(Duration::from_millis(10));
         let factor = 2u32.saturating_pow(self.attempt.min(20));
-        let delay = base.saturating_mul(factor).min(self.config.max_backoff.max(base));
+        let delay = base
+            .saturating_mul(factor)
+            .min(self.config.max_backoff.max(base));
         self.attempt = self.attempt.saturating_add(1);
         let low = delay / 2;
         if delay.is_zero() {
@@ -317,7 +324,14 @@ async fn step(mut st: PushState) -> Option<(Result<PushEvent, Error>, PushState)
                 tokio::time::sleep(delay).await;
                 st.phase = Phase::Connect;
             }
-            Phase::Connect => match connect(&st.client, &st.config, &st.template, st.last_event_id.as_deref()).await {
+            Phase::Connect => match connect(
+                &st.client,
+                &st.config,
+                &st.template,
+                st.last_event_id.as_deref(),
+            )
+            .await
+            {
                 Ok(stream) => {
                     st.attempt = 0;
                     st.parser = SseParser::new();
@@ -333,8 +347,14 @@ async fn step(mut st: PushState) -> Option<(Result<PushEvent, Error>, PushState)
             },
             Phase::Streaming(mut stream) => {
                 let error = match tokio::time::timeout(st.dead_after, stream.next()).await {
-                    Err(_) => transport_error(TransportErrorKind::Timeout, "no event or ping within the expected interval"),
-                    Ok(None) => transport_error(TransportErrorKind::Body, "the server closed the event stream"),
+                    Err(_) => transport_error(
+                        TransportErrorKind::Timeout,
+                        "no event or ping within the expected interval",
+                    ),
+                    Ok(None) => transport_error(
+                        TransportErrorKind::Body,
+                        "the server closed the event stream",
+                    ),
                     Ok(Some(Err(e))) => transport::map_reqwest_error(e),
                     Ok(Some(Ok(bytes))) => match st.parser.feed(&bytes) {
                         Ok(events) => {
@@ -347,7 +367,10 @@ async fn step(mut st: PushState) -> Option<(Result<PushEvent, Error>, PushState)
                             st.phase = Phase::Streaming(stream);
                             continue;
                         }
-                        Err(_) => transport_error(TransportErrorKind::Protocol, "event stream line too long"),
+                        Err(_) => transport_error(
+                            TransportErrorKind::Protocol,
+                            "event stream line too long",
+                        ),
                     },
                 };
                 let ev = st.disconnect(error);
@@ -367,13 +390,18 @@ mod tests {
             r#"{"@type":"StateChange","changed":{"u1":{"Email":"s9","Mailbox":"m3"}}}"#,
         )
         .unwrap();
-        assert_eq!(c.state_of(&AccountId::new("u1"), "Email"), Some(&State::new("s9")));
+        assert_eq!(
+            c.state_of(&AccountId::new("u1"), "Email"),
+            Some(&State::new("s9"))
+        );
         assert_eq!(c.state_of(&AccountId::new("u1"), "Thread"), None);
     }
 
     #[test]
     fn dead_after_uses_the_longer_interval() {
-        let c = PushConfig::default().ping_interval(Duration::from_secs(10)).missed_pings(2);
+        let c = PushConfig::default()
+            .ping_interval(Duration::from_secs(10))
+            .missed_pings(2);
         assert_eq!(c.dead_after(0), Duration::from_secs(30));
         assert_eq!(c.dead_after(20), Duration::from_secs(60));
     }

@@ -106,7 +106,11 @@ impl SseParser {
             data.pop();
         }
         events.push(SseEvent {
-            event: if event.is_empty() { "message".into() } else { event },
+            event: if event.is_empty() {
+                "message".into()
+            } else {
+                event
+            },
             data,
             id: self.last_id.clone(),
         });
@@ -129,8 +133,22 @@ mod tests {
             b"\xEF\xBB\xBF: hello\nevent: state\nid: 7\ndata: {\"a\":\ndata:1}\n\ndata: plain\n\nretry: 2500\nevent: ping\ndata\n\n",
         );
         assert_eq!(ev.len(), 3);
-        assert_eq!(ev[0], SseEvent { event: "state".into(), data: "{\"a\":\n1}".into(), id: Some("7".into()) });
-        assert_eq!(ev[1], SseEvent { event: "message".into(), data: "plain".into(), id: Some("7".into()) });
+        assert_eq!(
+            ev[0],
+            SseEvent {
+                event: "state".into(),
+                data: "{\"a\":\n1}".into(),
+                id: Some("7".into())
+            }
+        );
+        assert_eq!(
+            ev[1],
+            SseEvent {
+                event: "message".into(),
+                data: "plain".into(),
+                id: Some("7".into())
+            }
+        );
         assert_eq!(ev[2].event, "ping");
         assert_eq!(ev[2].data, "");
         assert_eq!(p.retry_ms, Some(2500));

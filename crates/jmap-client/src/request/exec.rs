@@ -109,7 +109,10 @@ fn resolve(results: &Results, name: &str, path: &str) -> Result<Value, String> {
 }
 
 fn error_result(kind: MethodErrorType, description: String) -> Results {
-    vec![("error".into(), json!({"type": kind.as_str(), "description": description}))]
+    vec![(
+        "error".into(),
+        json!({"type": kind.as_str(), "description": description}),
+    )]
 }
 
 fn is_error(results: &Results, kind: Option<MethodErrorType>) -> bool {
@@ -205,8 +208,10 @@ fn split(call: &PendingCall, limits: &Limits) -> Option<Vec<Map<String, Value>>>
                     .chunks(limits.max_objects_in_set)
                     .map(|chunk| {
                         let mut args = call.args.clone();
-                        let part: Map<String, Value> =
-                            chunk.iter().map(|(k, v)| ((*k).clone(), (*v).clone())).collect();
+                        let part: Map<String, Value> = chunk
+                            .iter()
+                            .map(|(k, v)| ((*k).clone(), (*v).clone()))
+                            .collect();
                         args.insert(field.to_owned(), Value::Object(part));
                         args
                     })
@@ -248,7 +253,13 @@ fn merge(policy: SplitPolicy, name: &str, pieces: Vec<Results>) -> Results {
         SplitPolicy::Ids { .. } => (&["list", "notFound"], &[]),
         SplitPolicy::Set => (
             &["destroyed"],
-            &["created", "updated", "notCreated", "notUpdated", "notDestroyed"],
+            &[
+                "created",
+                "updated",
+                "notCreated",
+                "notUpdated",
+                "notDestroyed",
+            ],
         ),
         SplitPolicy::Map { .. } => (&[], &["created", "notCreated"]),
         SplitPolicy::None => (&[], &[]),
@@ -267,7 +278,9 @@ fn merge(policy: SplitPolicy, name: &str, pieces: Vec<Results>) -> Results {
         for key in maps {
             if let Some(Value::Object(more)) = next.get(*key) {
                 match merged.get_mut(*key) {
-                    Some(Value::Object(m)) => m.extend(more.iter().map(|(k, v)| (k.clone(), v.clone()))),
+                    Some(Value::Object(m)) => {
+                        m.extend(more.iter().map(|(k, v)| (k.clone(), v.clone())))
+                    }
                     _ => {
                         merged.insert((*key).to_owned(), Value::Object(more.clone()));
                     }
@@ -341,7 +354,10 @@ pub(crate) async fn execute<S: ChunkSender>(
 
         while let Some(mut wc) = queue.pop_front() {
             let refs = references(&wc.call.args);
-            if refs.iter().any(|r| chunk_split_handles.contains(&r.result_of)) {
+            if refs
+                .iter()
+                .any(|r| chunk_split_handles.contains(&r.result_of))
+            {
                 // A split call's merged result only exists after its pieces ran: resolve it
                 // on the client in the next HTTP request.
                 queue.push_front(wc);
@@ -354,7 +370,10 @@ pub(crate) async fn execute<S: ChunkSender>(
                     wc.server_refs.push(r.result_of.clone());
                     continue;
                 }
-                let Some(source) = by_wire.get(&r.result_of).or_else(|| by_handle.get(&r.result_of)) else {
+                let Some(source) = by_wire
+                    .get(&r.result_of)
+                    .or_else(|| by_handle.get(&r.result_of))
+                else {
                     // Unknown call id: let the server report invalidResultReference.
                     continue;
                 };
@@ -364,7 +383,10 @@ pub(crate) async fn execute<S: ChunkSender>(
                         wc.call.args.insert(r.key.clone(), v);
                     }
                     Err(description) => {
-                        failed = Some(error_result(MethodErrorType::InvalidResultReference, description));
+                        failed = Some(error_result(
+                            MethodErrorType::InvalidResultReference,
+                            description,
+                        ));
                         break;
                     }
                 }
@@ -379,7 +401,10 @@ pub(crate) async fn execute<S: ChunkSender>(
                 let chained = wc.call.args.contains_key("ifInState");
                 let n = parts.len();
                 tracing::debug!(method = %wc.call.name, pieces = n, "splitting oversized call");
-                pieces.insert(wc.handle.clone(), (wc.call.split, wc.call.name.clone(), vec![None; n]));
+                pieces.insert(
+                    wc.handle.clone(),
+                    (wc.call.split, wc.call.name.clone(), vec![None; n]),
+                );
                 for (i, mut args) in parts.into_iter().enumerate().rev() {
                     if chained && i > 0 {
                         args.remove("ifInState");
@@ -402,7 +427,11 @@ pub(crate) async fn execute<S: ChunkSender>(
                 }
                 continue;
             }
-            let size = serde_json::to_vec(&wc.call.args).map(|v| v.len()).unwrap_or(0) + wc.call.name.len() + 32;
+            let size = serde_json::to_vec(&wc.call.args)
+                .map(|v| v.len())
+                .unwrap_or(0)
+                + wc.call.name.len()
+                + 32;
             if !chunk.is_empty()
                 && (chunk.len() >= limits.max_calls || chunk_size + size > limits.max_size_request)
             {
@@ -423,7 +452,11 @@ pub(crate) async fn execute<S: ChunkSender>(
         let calls: Vec<PendingCall> = chunk.iter().map(|w| w.call.clone()).collect();
         let body = request_body(&calls, &created);
         let bytes = serde_json::to_vec(&body).map_err(Error::Encode)?;
-        tracing::debug!(calls = calls.len(), bytes = bytes.len(), "sending JMAP request");
+        tracing::debug!(
+            calls = calls.len(),
+            bytes = bytes.len(),
+            "sending JMAP request"
+        );
         let response = sender.send_chunk(bytes).await?;
         http_requests += 1;
         if response.session_state.is_some() {
@@ -442,7 +475,8 @@ pub(crate) async fn execute<S: ChunkSender>(
         for wc in chunk {
             let results = grouped.remove(&wc.call.id).unwrap_or_default();
             let too_large = is_error(&results, Some(MethodErrorType::RequestTooLarge));
-            let depends_on_retry = is_error(&results, None) && wc.server_refs.iter().any(|r| retried_ids.contains(r));
+            let depends_on_retry =
+                is_error(&results, None) && wc.server_refs.iter().any(|r| retried_ids.contains(r));
             if !wc.retried && ((too_large && !wc.server_refs.is_empty()) || depends_on_retry) {
                 // The server resolved a reference to more ids than it accepts: resolve it
                 // here instead and let the split logic cut it to size.

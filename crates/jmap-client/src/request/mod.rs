@@ -80,18 +80,28 @@ impl Arguments {
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
         match serde_json::to_value(value)? {
             Value::Object(map) => Ok(Arguments(map)),
-            _ => Err(serde::ser::Error::custom("method arguments must be a JSON object")),
+            _ => Err(serde::ser::Error::custom(
+                "method arguments must be a JSON object",
+            )),
         }
     }
 
     /// Sets an argument.
-    pub fn set<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), serde_json::Error> {
+    pub fn set<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), serde_json::Error> {
         self.0.insert(name.to_owned(), serde_json::to_value(value)?);
         Ok(())
     }
 
     /// Sets an argument that may be a result reference (stored as `#name`).
-    pub fn set_arg<T: Serialize>(&mut self, name: &str, arg: &Arg<T>) -> Result<(), serde_json::Error> {
+    pub fn set_arg<T: Serialize>(
+        &mut self,
+        name: &str,
+        arg: &Arg<T>,
+    ) -> Result<(), serde_json::Error> {
         match arg {
             Arg::Value(v) => self.set(name, v),
             Arg::Ref(r) => self.set(&format!("#{name}"), r),
@@ -192,7 +202,11 @@ impl<T> Clone for ResultRef<T> {
 
 impl<T> fmt::Debug for ResultRef<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ResultRef({} {} {})", self.result_of, self.name, self.path)
+        write!(
+            f,
+            "ResultRef({} {} {})",
+            self.result_of, self.name, self.path
+        )
     }
 }
 
@@ -413,12 +427,18 @@ impl Response {
     /// replay a recorded exchange in tests. Responses are keyed by their call ids, so take
     /// them with the handles of a [`RequestBuilder`] built the same way.
     pub fn from_json(body: &[u8]) -> Result<Self, Error> {
-        let api: exec::ApiResponse = serde_json::from_slice(body).map_err(|e| Error::decode("API response", e))?;
+        let api: exec::ApiResponse =
+            serde_json::from_slice(body).map_err(|e| Error::decode("API response", e))?;
         let mut results: HashMap<String, Vec<(String, Value)>> = HashMap::new();
         for (name, args, id) in api.method_responses {
             results.entry(id).or_default().push((name, args));
         }
-        Ok(Response::new(results, api.session_state, api.created_ids.unwrap_or_default(), 1))
+        Ok(Response::new(
+            results,
+            api.session_state,
+            api.created_ids.unwrap_or_default(),
+            1,
+        ))
     }
 
     /// Takes the typed response of a call. A method-level error becomes [`Error::Method`];
@@ -438,7 +458,10 @@ impl Response {
     /// (e.g. the implicit `Email/set` of `EmailSubmission/set` with `onSuccessUpdateEmail`).
     /// `Ok(None)` if there is none. Take the call's own response first: a remaining `error`
     /// response for the call is reported as the implicit call's failure.
-    pub fn take_implicit<M: Method, N: Method>(&mut self, call: &Call<M>) -> Result<Option<N::Response>, Error> {
+    pub fn take_implicit<M: Method, N: Method>(
+        &mut self,
+        call: &Call<M>,
+    ) -> Result<Option<N::Response>, Error> {
         let name = N::name();
         let Some(parts) = self.results.get_mut(&call.id) else {
             return Ok(None);
@@ -448,7 +471,9 @@ impl Response {
         };
         let (n, args) = parts.remove(pos);
         if n == "error" {
-            return Err(Error::Method(Box::new(MethodError::from_arguments(&name, &call.id, &args))));
+            return Err(Error::Method(Box::new(MethodError::from_arguments(
+                &name, &call.id, &args,
+            ))));
         }
         serde_json::from_value(args)
             .map(Some)
@@ -467,7 +492,9 @@ impl Response {
             .ok_or_else(missing)?;
         let (n, args) = parts.remove(pos);
         if n == "error" {
-            return Err(Error::Method(Box::new(MethodError::from_arguments(name, id, &args))));
+            return Err(Error::Method(Box::new(MethodError::from_arguments(
+                name, id, &args,
+            ))));
         }
         Ok(args)
     }
@@ -484,7 +511,9 @@ impl Response {
 
     /// The server id assigned to a creation id, if it was created.
     pub fn created_id<O: crate::method::Object>(&self, creation: &CreationId<O>) -> Option<O::Id> {
-        self.created_ids.get(creation.as_str()).map(|s| O::Id::from(s.clone()))
+        self.created_ids
+            .get(creation.as_str())
+            .map(|s| O::Id::from(s.clone()))
     }
 
     /// How many HTTP requests were needed (more than one when the request was split).

@@ -62,7 +62,10 @@ mod tests {
         assert_eq!(evaluate(&v, "/ids"), Some(json!(["a", "b"])));
         assert_eq!(evaluate(&v, "/list/*/id"), Some(json!(["a", "b"])));
         assert_eq!(evaluate(&v, "/list/*/threadId"), Some(json!(["t1", "t2"])));
-        assert_eq!(evaluate(&v, "/list/*/emailIds"), Some(json!(["x", "y", "z"])));
+        assert_eq!(
+            evaluate(&v, "/list/*/emailIds"),
+            Some(json!(["x", "y", "z"]))
+        );
         assert_eq!(evaluate(&v, "/list/1/id"), Some(json!("b")));
         assert_eq!(evaluate(&v, "/a~1b/c~0d"), Some(json!(1)));
         assert_eq!(evaluate(&v, "/nope"), None);

@@ -7,7 +7,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use mailsync_jmap_client::*;
 
-use crate::servers::{Imap, Servers, lmtp_deliver, message, sink_message_containing, unique, within};
+use crate::servers::{
+    Imap, Servers, lmtp_deliver, message, sink_message_containing, unique, within,
+};
 
 async fn roles(client: &Client) -> (AccountId, BTreeMap<MailboxRole, MailboxId>) {
     let account = client.mail_account_id().unwrap();
@@ -24,11 +26,19 @@ async fn roles(client: &Client) -> (AccountId, BTreeMap<MailboxRole, MailboxId>)
 }
 
 async fn email_state(client: &Client, account: &AccountId) -> State {
-    client.call(Get::<Email>::new(account).ids(Vec::new())).await.unwrap().state
+    client
+        .call(Get::<Email>::new(account).ids(Vec::new()))
+        .await
+        .unwrap()
+        .state
 }
 
 /// Email ids created since `since`, with their subjects.
-async fn created_since(client: &Client, account: &AccountId, since: &State) -> (BTreeMap<String, EmailId>, State) {
+async fn created_since(
+    client: &Client,
+    account: &AccountId,
+    since: &State,
+) -> (BTreeMap<String, EmailId>, State) {
     let mut pager = ChangesPager::<Email>::new(client, account, since)
         .fetch_created(Get::<Email>::new(account).properties(["id", "subject"]));
     let mut out = BTreeMap::new();
@@ -44,7 +54,11 @@ async fn created_since(client: &Client, account: &AccountId, since: &State) -> (
 async fn cyrus_discovery_via_well_known_and_relative_urls() {
     within(60, async {
         let s = Servers::load();
-        let base = format!("http://{}:{}", s.get("MAILSYNC_CYRUS_HOST"), s.get("MAILSYNC_CYRUS_HTTP_PORT"));
+        let base = format!(
+            "http://{}:{}",
+            s.get("MAILSYNC_CYRUS_HOST"),
+            s.get("MAILSYNC_CYRUS_HTTP_PORT")
+        );
         let client = Client::builder()
             .credentials(Credentials::basic("jc1", "testpw"))
             .discover(&base)
@@ -54,7 +68,11 @@ async fn cyrus_discovery_via_well_known_and_relative_urls() {
         // /.well-known/jmap answered with a 301 to /jmap, which was followed.
         assert_eq!(session.url().as_str(), format!("{base}/jmap"));
         assert_eq!(session.username(), "jc1");
-        assert_eq!(session.api_url().as_str(), format!("{base}/jmap/"), "relative apiUrl resolved");
+        assert_eq!(
+            session.api_url().as_str(),
+            format!("{base}/jmap/"),
+            "relative apiUrl resolved"
+        );
         assert!(session.supports_mail() && session.supports_submission());
         assert!(session.advertises_event_source());
         assert_eq!(session.mail_account_id().unwrap(), AccountId::new("jc1"));
@@ -87,7 +105,11 @@ async fn cyrus_mailbox_get_with_roles_changes_and_cross_request_creation_ids() {
         ] {
             assert!(roles.contains_key(&role), "missing role {role}: {roles:?}");
         }
-        let before = client.call(Get::<Mailbox>::new(&account).ids(Vec::new())).await.unwrap().state;
+        let before = client
+            .call(Get::<Mailbox>::new(&account).ids(Vec::new()))
+            .await
+            .unwrap()
+            .state;
 
         // One logical request, forced into one call per HTTP request: the child refers to
         // its parent by creation id across HTTP requests (createdIds).
@@ -104,18 +126,42 @@ async fn cyrus_mailbox_get_with_roles_changes_and_cross_request_creation_ids() {
         let mut set = Set::<Mailbox>::new(&account);
         let child = set.create(Mailbox::new(unique("child")).with_parent(parent.reference()));
         let c = req.call(set);
-        let get = req.call(Get::<Mailbox>::new(&account).ids(vec![child.reference()]).properties(["parentId", "name"]));
+        let get = req.call(
+            Get::<Mailbox>::new(&account)
+                .ids(vec![child.reference()])
+                .properties(["parentId", "name"]),
+        );
         let mut resp = one_call.send(req).await.unwrap();
         assert_eq!(resp.http_requests(), 3);
-        let parent_id = resp.take(&p).unwrap().created_or_error(&parent).unwrap().id.clone().unwrap();
-        let child_id = resp.take(&c).unwrap().created_or_error(&child).unwrap().id.clone().unwrap();
+        let parent_id = resp
+            .take(&p)
+            .unwrap()
+            .created_or_error(&parent)
+            .unwrap()
+            .id
+            .clone()
+            .unwrap();
+        let child_id = resp
+            .take(&c)
+            .unwrap()
+            .created_or_error(&child)
+            .unwrap()
+            .id
+            .clone()
+            .unwrap();
         let fetched = resp.take(&get).unwrap();
         assert_eq!(fetched.list[0].parent_id.as_ref(), Some(&parent_id));
         assert_eq!(resp.created_id(&child), Some(child_id.clone()));
 
-        let changes = client.call(Changes::<Mailbox>::new(&account, &before)).await.unwrap();
+        let changes = client
+            .call(Changes::<Mailbox>::new(&account, &before))
+            .await
+            .unwrap();
         let created: HashSet<_> = changes.created.iter().collect();
-        assert!(created.contains(&parent_id) && created.contains(&child_id), "{changes:?}");
+        assert!(
+            created.contains(&parent_id) && created.contains(&child_id),
+            "{changes:?}"
+        );
 
         // Clean up (children first), then see the destruction as a change.
         let after = changes.new_state;
@@ -124,7 +170,10 @@ async fn cyrus_mailbox_get_with_roles_changes_and_cross_request_creation_ids() {
             set.destroy([id]);
             client.call(set).await.unwrap().check().unwrap();
         }
-        let changes = client.call(Changes::<Mailbox>::new(&account, &after)).await.unwrap();
+        let changes = client
+            .call(Changes::<Mailbox>::new(&account, &after))
+            .await
+            .unwrap();
         assert!(changes.destroyed.contains(&child_id) && changes.destroyed.contains(&parent_id));
     })
     .await;
@@ -140,25 +189,49 @@ async fn cyrus_query_and_get_chained_in_one_request() {
         let token = unique("qg");
         for i in 0..3 {
             let subject = format!("{token} {i}");
-            lmtp_deliver(&s, "jc3", &message("a@example.test", "jc3@example.test", &subject, &unique("mid"))).await;
+            lmtp_deliver(
+                &s,
+                "jc3",
+                &message(
+                    "a@example.test",
+                    "jc3@example.test",
+                    &subject,
+                    &unique("mid"),
+                ),
+            )
+            .await;
         }
         let mut req = client.request();
         let q = req.call(
             Query::<Email>::new(&account)
                 .filter(EmailFilterCondition::in_mailbox(inbox))
-                .sort([Comparator::descending("receivedAt"), Comparator::descending("id")])
+                .sort([
+                    Comparator::descending("receivedAt"),
+                    Comparator::descending("id"),
+                ])
                 .limit(10)
                 .calculate_total(true),
         );
         let g = req.call(
             Get::<Email>::new(&account)
                 .ids(q.ids())
-                .properties(["id", "subject", "threadId", "textBody", "bodyValues", "mailboxIds"])
+                .properties([
+                    "id",
+                    "subject",
+                    "threadId",
+                    "textBody",
+                    "bodyValues",
+                    "mailboxIds",
+                ])
                 .fetch_text_body_values(true)
                 .max_body_value_bytes(8),
         );
         let t = req.call(Get::<Thread>::new(&account).ids(g.thread_ids()));
-        let again = req.call(Get::<Email>::new(&account).ids(t.email_ids()).properties(["subject"]));
+        let again = req.call(
+            Get::<Email>::new(&account)
+                .ids(t.email_ids())
+                .properties(["subject"]),
+        );
         let mut resp = client.send(req).await.unwrap();
         assert_eq!(resp.http_requests(), 1, "one HTTP request");
         let qr = resp.take(&q).unwrap();
@@ -181,16 +254,31 @@ async fn cyrus_query_and_get_chained_in_one_request() {
         let threads = resp.take(&t).unwrap();
         assert!(!threads.list.is_empty());
         let again = resp.take(&again).unwrap();
-        assert!(again.list.iter().filter(|e| e.subject.as_deref().is_some_and(|s| s.starts_with(&token))).count() >= 3);
+        assert!(
+            again
+                .list
+                .iter()
+                .filter(|e| e.subject.as_deref().is_some_and(|s| s.starts_with(&token)))
+                .count()
+                >= 3
+        );
 
         // Email/queryChanges: a new delivery shows up as added at the top.
         let late = format!("{token} late");
-        lmtp_deliver(&s, "jc3", &message("a@example.test", "jc3@example.test", &late, &unique("mid"))).await;
+        lmtp_deliver(
+            &s,
+            "jc3",
+            &message("a@example.test", "jc3@example.test", &late, &unique("mid")),
+        )
+        .await;
         let qc = client
             .call(
                 QueryChanges::<Email>::new(&account, &qr.query_state)
                     .filter(EmailFilterCondition::in_mailbox(inbox))
-                    .sort([Comparator::descending("receivedAt"), Comparator::descending("id")])
+                    .sort([
+                        Comparator::descending("receivedAt"),
+                        Comparator::descending("id"),
+                    ])
                     .calculate_total(true),
             )
             .await
@@ -200,7 +288,11 @@ async fn cyrus_query_and_get_chained_in_one_request() {
         // Near the top (receivedAt has one-second resolution, the id breaks the tie).
         assert!(qc.added[0].index < 4, "{qc:?}");
         let added = client
-            .call(Get::<Email>::new(&account).ids(vec![qc.added[0].id.clone()]).properties(["subject"]))
+            .call(
+                Get::<Email>::new(&account)
+                    .ids(vec![qc.added[0].id.clone()])
+                    .properties(["subject"]),
+            )
             .await
             .unwrap();
         assert_eq!(added.list[0].subject.as_deref(), Some(late.as_str()));
@@ -209,7 +301,10 @@ async fn cyrus_query_and_get_chained_in_one_request() {
         // Full-text search and snippets (Xapian): the index lags the delivery slightly.
         let mut found = false;
         for _ in 0..50 {
-            let text = EmailFilterCondition { text: Some(token.clone()), ..Default::default() };
+            let text = EmailFilterCondition {
+                text: Some(token.clone()),
+                ..Default::default()
+            };
             let mut req = client.request();
             let q = req.call(Query::<Email>::new(&account).filter(text.clone()));
             let sn = req.call(SearchSnippetGet::new(&account, text, q.ids()));
@@ -218,7 +313,12 @@ async fn cyrus_query_and_get_chained_in_one_request() {
             let snippets = resp.take(&sn).unwrap();
             if ids.len() == 4 {
                 assert_eq!(snippets.list.len(), 4);
-                assert!(snippets.list.iter().all(|s| s.subject.as_deref().is_some_and(|x| x.contains("<mark>"))));
+                assert!(
+                    snippets
+                        .list
+                        .iter()
+                        .all(|s| s.subject.as_deref().is_some_and(|x| x.contains("<mark>")))
+                );
                 found = true;
                 break;
             }
@@ -238,11 +338,26 @@ async fn cyrus_paging_through_more_than_500_emails() {
         let name = unique("paging");
         let mut set = Set::<Mailbox>::new(&account);
         let mcid = set.create(Mailbox::new(name.clone()));
-        let mailbox = client.call(set).await.unwrap().created_or_error(&mcid).unwrap().id.clone().unwrap();
+        let mailbox = client
+            .call(set)
+            .await
+            .unwrap()
+            .created_or_error(&mcid)
+            .unwrap()
+            .id
+            .clone()
+            .unwrap();
 
         let token = unique("pg");
         let msgs: Vec<Vec<u8>> = (0..520)
-            .map(|i| message("a@example.test", "jc4@example.test", &format!("{token} {i:03}"), &unique("mid")))
+            .map(|i| {
+                message(
+                    "a@example.test",
+                    "jc4@example.test",
+                    &format!("{token} {i:03}"),
+                    &unique("mid"),
+                )
+            })
             .collect();
         let mut imap = Imap::login(&s, "jc4").await;
         for chunk in msgs.chunks(130) {
@@ -251,7 +366,10 @@ async fn cyrus_paging_through_more_than_500_emails() {
 
         let query = Query::<Email>::new(&account)
             .filter(EmailFilterCondition::in_mailbox(&mailbox))
-            .sort([Comparator::ascending("receivedAt"), Comparator::ascending("id")]);
+            .sort([
+                Comparator::ascending("receivedAt"),
+                Comparator::ascending("id"),
+            ]);
         let get = Get::<Email>::new(&account).properties(["id", "subject"]);
         for anchor in [true, false] {
             let mut pager = QueryPager::new(&client, query.clone(), get.clone(), 100);
@@ -270,7 +388,11 @@ async fn cyrus_paging_through_more_than_500_emails() {
             }
             assert_eq!(pages, 6, "anchor paging: {anchor}");
             assert_eq!(ids.len(), 520);
-            assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 520, "no duplicates");
+            assert_eq!(
+                ids.iter().collect::<HashSet<_>>().len(),
+                520,
+                "no duplicates"
+            );
             assert!(pager.first_state().is_some());
         }
 
@@ -286,7 +408,11 @@ async fn cyrus_paging_through_more_than_500_emails() {
         let all = capped.call(query.clone().limit(1000)).await.unwrap().ids;
         assert_eq!(all.len(), 520);
         let mut req = capped.request();
-        let g = req.call(Get::<Email>::new(&account).ids(all.clone()).properties(["subject"]));
+        let g = req.call(
+            Get::<Email>::new(&account)
+                .ids(all.clone())
+                .properties(["subject"]),
+        );
         let mut resp = capped.send(req).await.unwrap();
         assert_eq!(resp.http_requests(), 2, "6 pieces, 4 per request");
         let got = resp.take(&g).unwrap();
@@ -319,40 +445,67 @@ async fn cyrus_email_changes_after_lmtp_imap_flag_and_expunge() {
 
         let mid = unique("mid");
         let subject = unique("changes");
-        lmtp_deliver(&s, "jc5", &message("a@example.test", "jc5@example.test", &subject, &mid)).await;
+        lmtp_deliver(
+            &s,
+            "jc5",
+            &message("a@example.test", "jc5@example.test", &subject, &mid),
+        )
+        .await;
         let (created, state1) = created_since(&client, &account, &state0).await;
-        let id = created.get(&subject).cloned().unwrap_or_else(|| panic!("{subject} not created: {created:?}"));
+        let id = created
+            .get(&subject)
+            .cloned()
+            .unwrap_or_else(|| panic!("{subject} not created: {created:?}"));
 
         // Another client flags it over IMAP.
         let mut imap = Imap::login(&s, "jc5").await;
         imap.cmd("SELECT INBOX").await;
         let uids = imap.uids_by_message_id(&mid).await;
         assert_eq!(uids.len(), 1, "{uids:?}");
-        imap.cmd(&format!("UID STORE {} +FLAGS (\\Flagged)", uids[0])).await;
-        let mut pager = ChangesPager::<Email>::new(&client, &account, &state1)
-            .fetch_updated(Get::<Email>::new(&account).properties(["id", "keywords", "mailboxIds"]));
+        imap.cmd(&format!("UID STORE {} +FLAGS (\\Flagged)", uids[0]))
+            .await;
+        let mut pager = ChangesPager::<Email>::new(&client, &account, &state1).fetch_updated(
+            Get::<Email>::new(&account).properties(["id", "keywords", "mailboxIds"]),
+        );
         let mut updated = Vec::new();
         while let Some(page) = pager.next_page().await.unwrap() {
             assert!(page.changes.created.is_empty());
             updated.extend(page.updated);
         }
-        let e = updated.iter().find(|e| e.id.as_ref() == Some(&id)).expect("flag change seen as update");
+        let e = updated
+            .iter()
+            .find(|e| e.id.as_ref() == Some(&id))
+            .expect("flag change seen as update");
         assert!(e.has_keyword(keyword::FLAGGED));
         assert!(e.in_mailbox(&inbox));
         let state2 = pager.state().clone();
         assert_ne!(state2, state1);
 
         // ... and expunges it.
-        imap.cmd(&format!("UID STORE {} +FLAGS (\\Deleted)", uids[0])).await;
+        imap.cmd(&format!("UID STORE {} +FLAGS (\\Deleted)", uids[0]))
+            .await;
         imap.cmd(&format!("UID EXPUNGE {}", uids[0])).await;
-        let ch = client.call(Changes::<Email>::new(&account, &state2)).await.unwrap();
+        let ch = client
+            .call(Changes::<Email>::new(&account, &state2))
+            .await
+            .unwrap();
         assert!(ch.destroyed.contains(&id), "{ch:?}");
 
         // hasMoreChanges loop: five deliveries read two at a time.
         let token = unique("loop");
         let state3 = ch.new_state;
         for i in 0..5 {
-            lmtp_deliver(&s, "jc5", &message("a@example.test", "jc5@example.test", &format!("{token} {i}"), &unique("mid"))).await;
+            lmtp_deliver(
+                &s,
+                "jc5",
+                &message(
+                    "a@example.test",
+                    "jc5@example.test",
+                    &format!("{token} {i}"),
+                    &unique("mid"),
+                ),
+            )
+            .await;
         }
         let mut pager = ChangesPager::<Email>::new(&client, &account, &state3)
             .max_changes(2)
@@ -361,10 +514,18 @@ async fn cyrus_email_changes_after_lmtp_imap_flag_and_expunge() {
         let mut subjects = BTreeSet::new();
         while let Some(page) = pager.next_page().await.unwrap() {
             pages += 1;
-            assert!(page.changes.created.len() + page.changes.updated.len() + page.changes.destroyed.len() <= 2);
+            assert!(
+                page.changes.created.len()
+                    + page.changes.updated.len()
+                    + page.changes.destroyed.len()
+                    <= 2
+            );
             subjects.extend(page.created.into_iter().filter_map(|e| e.subject));
         }
-        assert!(pages >= 3, "maxChanges 2 over 5 creations took {pages} pages");
+        assert!(
+            pages >= 3,
+            "maxChanges 2 over 5 creations took {pages} pages"
+        );
         assert_eq!(subjects.iter().filter(|s| s.starts_with(&token)).count(), 5);
     })
     .await;
@@ -379,10 +540,24 @@ async fn cyrus_stale_if_in_state_is_a_typed_state_mismatch() {
         let state0 = email_state(&client, &account).await;
         let token = unique("stale");
         for i in 0..3 {
-            lmtp_deliver(&s, "jc6", &message("a@example.test", "jc6@example.test", &format!("{token} {i}"), &unique("mid"))).await;
+            lmtp_deliver(
+                &s,
+                "jc6",
+                &message(
+                    "a@example.test",
+                    "jc6@example.test",
+                    &format!("{token} {i}"),
+                    &unique("mid"),
+                ),
+            )
+            .await;
         }
         let (created, current) = created_since(&client, &account, &state0).await;
-        let ids: Vec<EmailId> = created.iter().filter(|(s, _)| s.starts_with(&token)).map(|(_, id)| id.clone()).collect();
+        let ids: Vec<EmailId> = created
+            .iter()
+            .filter(|(s, _)| s.starts_with(&token))
+            .map(|(_, id)| id.clone())
+            .collect();
         assert_eq!(ids.len(), 3);
 
         let mut set = Set::<Email>::new(&account).if_in_state(&state0);
@@ -403,7 +578,10 @@ async fn cyrus_stale_if_in_state_is_a_typed_state_mismatch() {
         for id in &ids {
             set.update(id, Patch::new().keyword("$stale", true));
         }
-        assert_eq!(split.call(set).await.unwrap_err().method_error_type(), Some(MethodErrorType::StateMismatch));
+        assert_eq!(
+            split.call(set).await.unwrap_err().method_error_type(),
+            Some(MethodErrorType::StateMismatch)
+        );
         let mut set = Set::<Email>::new(&account).if_in_state(&current);
         for id in &ids {
             set.update(id, Patch::new().keyword(keyword::SEEN, true));
@@ -412,12 +590,19 @@ async fn cyrus_stale_if_in_state_is_a_typed_state_mismatch() {
         assert_eq!(r.updated.len(), 3);
         assert_eq!(r.old_state.as_ref(), Some(&current));
         let got = client
-            .call(Get::<Email>::new(&account).ids(ids.clone()).properties(["keywords"]))
+            .call(
+                Get::<Email>::new(&account)
+                    .ids(ids.clone())
+                    .properties(["keywords"]),
+            )
             .await
             .unwrap();
         for e in got.list {
             assert!(e.has_keyword(keyword::SEEN));
-            assert!(!e.has_keyword("$stale"), "the stale split set applied nothing");
+            assert!(
+                !e.has_keyword("$stale"),
+                "the stale split set applied nothing"
+            );
         }
     })
     .await;
@@ -430,39 +615,75 @@ async fn cyrus_blob_upload_import_download() {
         let client = s.client("jc7").await;
         let (account, roles) = roles(&client).await;
         let inbox = roles[&MailboxRole::Inbox].clone();
-        let raw = message("a@example.test", "jc7@example.test", &unique("import"), &unique("mid"));
+        let raw = message(
+            "a@example.test",
+            "jc7@example.test",
+            &unique("import"),
+            &unique("mid"),
+        );
 
         // Streamed from a reader, without a length (chunked body).
         let up = client
-            .upload(&account, "message/rfc822", std::io::Cursor::new(raw.clone()), None)
+            .upload(
+                &account,
+                "message/rfc822",
+                std::io::Cursor::new(raw.clone()),
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(up.size, raw.len() as u64);
         // The same bytes with a length give the same blob.
-        let up2 = client.upload_bytes(&account, "message/rfc822", raw.clone()).await.unwrap();
+        let up2 = client
+            .upload_bytes(&account, "message/rfc822", raw.clone())
+            .await
+            .unwrap();
         assert_eq!(up2.blob_id, up.blob_id);
 
         let mut req = client.request();
         let mut import = EmailImport::new(&account);
-        let i1 = import.email(EmailImportItem::new(up.blob_id.clone(), [&inbox]).keyword(keyword::SEEN));
+        let i1 =
+            import.email(EmailImportItem::new(up.blob_id.clone(), [&inbox]).keyword(keyword::SEEN));
         let ih = req.call(import);
-        let g = req.call(Get::<Email>::new(&account).ids(vec![i1.reference()]).properties(["keywords", "blobId"]));
+        let g = req.call(
+            Get::<Email>::new(&account)
+                .ids(vec![i1.reference()])
+                .properties(["keywords", "blobId"]),
+        );
         let mut resp = client.send(req).await.unwrap();
         let imported = resp.take(&ih).unwrap();
-        let email = imported.created(&i1).unwrap_or_else(|| panic!("{imported:?}"));
+        let email = imported
+            .created(&i1)
+            .unwrap_or_else(|| panic!("{imported:?}"));
         let id = email.id.clone().unwrap();
         let got = resp.take(&g).unwrap();
-        assert_eq!(got.list[0].id.as_ref(), Some(&id), "creation reference resolved in the same request");
+        assert_eq!(
+            got.list[0].id.as_ref(),
+            Some(&id),
+            "creation reference resolved in the same request"
+        );
         assert!(got.list[0].has_keyword(keyword::SEEN));
 
         let mut out = Vec::new();
         let n = client
-            .download(&account, email.blob_id.as_ref().unwrap(), "m.eml", "message/rfc822", &mut out)
+            .download(
+                &account,
+                email.blob_id.as_ref().unwrap(),
+                "m.eml",
+                "message/rfc822",
+                &mut out,
+            )
             .await
             .unwrap();
         assert_eq!(n as usize, raw.len());
         assert_eq!(out, raw);
-        assert_eq!(client.download_bytes(&account, &up.blob_id, 1 << 20).await.unwrap(), raw);
+        assert_eq!(
+            client
+                .download_bytes(&account, &up.blob_id, 1 << 20)
+                .await
+                .unwrap(),
+            raw
+        );
         assert!(matches!(
             client.download_bytes(&account, &up.blob_id, 10).await,
             Err(Error::Io { .. })
@@ -502,7 +723,13 @@ async fn cyrus_draft_and_submission_in_one_request_reach_the_sink_and_move_to_se
         let mut set = Set::<Email>::new(&account);
         let draft = set.create(Email {
             mailbox_ids: Some([(drafts.clone(), true)].into()),
-            keywords: Some([(keyword::DRAFT.to_owned(), true), (keyword::SEEN.to_owned(), true)].into()),
+            keywords: Some(
+                [
+                    (keyword::DRAFT.to_owned(), true),
+                    (keyword::SEEN.to_owned(), true),
+                ]
+                .into(),
+            ),
             from: Some(vec![EmailAddress::new("jc8@example.test")]),
             to: Some(vec![EmailAddress::new("bob@example.test")]),
             subject: Some(subject.clone()),
@@ -517,27 +744,54 @@ async fn cyrus_draft_and_submission_in_one_request_reach_the_sink_and_move_to_se
             EmailSubmission::new(identity, draft.reference())
                 .with_envelope(Envelope::new("jc8@example.test", ["bob@example.test"])),
         );
-        sub.on_success_update_email(&sc, Patch::new().mailbox(&drafts, false).mailbox(&sent, true).keyword(keyword::DRAFT, false));
+        sub.on_success_update_email(
+            &sc,
+            Patch::new()
+                .mailbox(&drafts, false)
+                .mailbox(&sent, true)
+                .keyword(keyword::DRAFT, false),
+        );
         let sh = req.call(sub);
         let mut resp = client.send(req).await.unwrap();
         assert_eq!(resp.http_requests(), 1);
-        let email_id = resp.take(&e).unwrap().created_or_error(&draft).unwrap().id.clone().unwrap();
+        let email_id = resp
+            .take(&e)
+            .unwrap()
+            .created_or_error(&draft)
+            .unwrap()
+            .id
+            .clone()
+            .unwrap();
         let subr = resp.take(&sh).unwrap();
         subr.created_or_error(&sc).unwrap();
-        let implicit = resp.take_on_success_email_set(&sh).unwrap().expect("implicit Email/set");
+        let implicit = resp
+            .take_on_success_email_set(&sh)
+            .unwrap()
+            .expect("implicit Email/set");
         assert!(implicit.updated.contains_key(&email_id), "{implicit:?}");
 
         let raw = sink_message_containing(&s, &mid).await;
         assert!(raw.contains(&subject));
         let envelopes = std::fs::read_to_string(s.sink_dir().join("envelopes.jsonl")).unwrap();
-        assert!(envelopes.lines().any(|l| l.contains("jc8@example.test") && l.contains("bob@example.test")));
+        assert!(
+            envelopes
+                .lines()
+                .any(|l| l.contains("jc8@example.test") && l.contains("bob@example.test"))
+        );
 
         let after = client
-            .call(Get::<Email>::new(&account).ids(vec![email_id]).properties(["mailboxIds", "keywords"]))
+            .call(
+                Get::<Email>::new(&account)
+                    .ids(vec![email_id])
+                    .properties(["mailboxIds", "keywords"]),
+            )
             .await
             .unwrap();
         let email = &after.list[0];
-        assert!(email.in_mailbox(&sent) && !email.in_mailbox(&drafts), "{email:?}");
+        assert!(
+            email.in_mailbox(&sent) && !email.in_mailbox(&drafts),
+            "{email:?}"
+        );
         assert!(!email.has_keyword(keyword::DRAFT));
 
         // onSuccessDestroyEmail: send, then the draft disappears.
@@ -556,16 +810,32 @@ async fn cyrus_draft_and_submission_in_one_request_reach_the_sink_and_move_to_se
         });
         let e = req.call(set);
         let mut sub = Set::<EmailSubmission>::new(&account);
-        let sc2 = sub.create(EmailSubmission::new(identities.list[0].id.clone().unwrap(), draft2.reference()));
+        let sc2 = sub.create(EmailSubmission::new(
+            identities.list[0].id.clone().unwrap(),
+            draft2.reference(),
+        ));
         sub.on_success_destroy_email(&sc2);
         let sh = req.call(sub);
         let mut resp = client.send(req).await.unwrap();
-        let id2 = resp.take(&e).unwrap().created_or_error(&draft2).unwrap().id.clone().unwrap();
+        let id2 = resp
+            .take(&e)
+            .unwrap()
+            .created_or_error(&draft2)
+            .unwrap()
+            .id
+            .clone()
+            .unwrap();
         resp.take(&sh).unwrap().created_or_error(&sc2).unwrap();
-        let implicit = resp.take_on_success_email_set(&sh).unwrap().expect("implicit Email/set");
-        assert_eq!(implicit.destroyed, [id2.clone()]);
+        let implicit = resp
+            .take_on_success_email_set(&sh)
+            .unwrap()
+            .expect("implicit Email/set");
+        assert_eq!(implicit.destroyed, std::slice::from_ref(&id2));
         sink_message_containing(&s, &mid2).await;
-        let gone = client.call(Get::<Email>::new(&account).ids(vec![id2.clone()])).await.unwrap();
+        let gone = client
+            .call(Get::<Email>::new(&account).ids(vec![id2.clone()]))
+            .await
+            .unwrap();
         assert_eq!(gone.not_found, [id2]);
     })
     .await;
@@ -580,38 +850,69 @@ async fn cyrus_connection_test_errors_are_typed() {
             .connect(s.session_url())
             .await
             .unwrap_err();
-        assert!(matches!(wrong, Error::Unauthorized { status: 401 }), "{wrong:?}");
+        assert!(
+            matches!(wrong, Error::Unauthorized { status: 401 }),
+            "{wrong:?}"
+        );
 
-        let root = format!("http://{}:{}/", s.get("MAILSYNC_CYRUS_HOST"), s.get("MAILSYNC_CYRUS_HTTP_PORT"));
+        let root = format!(
+            "http://{}:{}/",
+            s.get("MAILSYNC_CYRUS_HOST"),
+            s.get("MAILSYNC_CYRUS_HTTP_PORT")
+        );
         let not_jmap = Client::builder()
             .credentials(Credentials::basic("jc9", "testpw"))
             .connect(&root)
             .await
             .unwrap_err();
         assert!(
-            matches!(not_jmap, Error::NotJmap { reason: NotJmapReason::Status(404), .. }),
+            matches!(
+                not_jmap,
+                Error::NotJmap {
+                    reason: NotJmapReason::Status(404),
+                    ..
+                }
+            ),
             "{not_jmap:?}"
         );
 
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = free.local_addr().unwrap().port();
         drop(free);
-        let unreachable = Client::builder().connect(&format!("http://127.0.0.1:{port}/jmap/")).await.unwrap_err();
+        let unreachable = Client::builder()
+            .connect(&format!("http://127.0.0.1:{port}/jmap/"))
+            .await
+            .unwrap_err();
         match &unreachable {
-            Error::Transport(t) => assert_eq!(t.kind(), TransportErrorKind::Connect, "{unreachable:?}"),
+            Error::Transport(t) => {
+                assert_eq!(t.kind(), TransportErrorKind::Connect, "{unreachable:?}")
+            }
             other => panic!("{other:?}"),
         }
 
         // Dovecot's IMAPS port has a self-signed certificate: a TLS failure.
-        let imaps = format!("https://127.0.0.1:{}/", s.get("MAILSYNC_DOVECOT_IMAPS_PORT"));
+        let imaps = format!(
+            "https://127.0.0.1:{}/",
+            s.get("MAILSYNC_DOVECOT_IMAPS_PORT")
+        );
         let tls = Client::builder().connect(&imaps).await.unwrap_err();
         match &tls {
             Error::Transport(t) => assert_eq!(t.kind(), TransportErrorKind::Tls, "{tls:?}"),
             other => panic!("{other:?}"),
         }
-        let insecure = Client::builder().connect("http://192.0.2.1/.well-known/jmap").await.unwrap_err();
-        assert!(matches!(insecure, Error::InsecureUrl { .. }), "{insecure:?}");
-        let bad_pem = Client::builder().add_root_certificates_pem(b"junk").connect(s.session_url()).await.unwrap_err();
+        let insecure = Client::builder()
+            .connect("http://192.0.2.1/.well-known/jmap")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(insecure, Error::InsecureUrl { .. }),
+            "{insecure:?}"
+        );
+        let bad_pem = Client::builder()
+            .add_root_certificates_pem(b"junk")
+            .connect(s.session_url())
+            .await
+            .unwrap_err();
         assert!(matches!(bad_pem, Error::Config(_)), "{bad_pem:?}");
     })
     .await;
@@ -622,12 +923,19 @@ async fn cyrus_push_is_reported_unavailable() {
     within(30, async {
         let s = Servers::load();
         let client = s.client("jc10").await;
-        let mut stream = client.event_source(PushConfig::default().types(["Email", "Mailbox"])).unwrap();
+        let mut stream = client
+            .event_source(PushConfig::default().types(["Email", "Mailbox"]))
+            .unwrap();
         match stream.next().await {
-            Some(Err(Error::PushUnavailable { reason: PushUnavailableReason::NoContent })) => {}
+            Some(Err(Error::PushUnavailable {
+                reason: PushUnavailableReason::NoContent,
+            })) => {}
             other => panic!("expected push unavailable (204), got {other:?}"),
         }
-        assert!(stream.next().await.is_none(), "the stream ends after a final error");
+        assert!(
+            stream.next().await.is_none(),
+            "the stream ends after a final error"
+        );
     })
     .await;
 }

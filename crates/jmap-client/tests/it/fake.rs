@@ -30,9 +30,18 @@ impl Recorded {
 /// What to answer.
 pub enum Reply {
     /// A complete response.
-    Full { status: u16, headers: Vec<(&'static str, String)>, body: Vec<u8> },
+    Full {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
     /// A streamed body: chunks written after delays, then closed or left open (hung).
-    Stream { status: u16, headers: Vec<(&'static str, String)>, chunks: Vec<(Duration, Vec<u8>)>, hang: bool },
+    Stream {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        chunks: Vec<(Duration, Vec<u8>)>,
+        hang: bool,
+    },
 }
 
 impl Reply {
@@ -60,7 +69,9 @@ impl Drop for FakeServer {
 }
 
 impl FakeServer {
-    pub async fn start(handler: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> FakeServer {
+    pub async fn start(
+        handler: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static,
+    ) -> FakeServer {
         Self::start_inner(Arc::new(handler), None).await
     }
 
@@ -68,17 +79,26 @@ impl FakeServer {
         tls: Arc<rustls::ServerConfig>,
         handler: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static,
     ) -> FakeServer {
-        Self::start_inner(Arc::new(handler), Some(tokio_rustls::TlsAcceptor::from(tls))).await
+        Self::start_inner(
+            Arc::new(handler),
+            Some(tokio_rustls::TlsAcceptor::from(tls)),
+        )
+        .await
     }
 
-    async fn start_inner(handler: Arc<Handler>, tls: Option<tokio_rustls::TlsAcceptor>) -> FakeServer {
+    async fn start_inner(
+        handler: Arc<Handler>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let recorded = requests.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 let handler = handler.clone();
                 let recorded = recorded.clone();
                 let tls = tls.clone();
@@ -94,7 +114,11 @@ impl FakeServer {
                 });
             }
         });
-        FakeServer { addr, requests, task }
+        FakeServer {
+            addr,
+            requests,
+            task,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -106,7 +130,11 @@ impl FakeServer {
     }
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, handler: Arc<Handler>, recorded: Arc<Mutex<Vec<Recorded>>>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    handler: Arc<Handler>,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+) {
     let mut r = BufReader::new(stream);
     let mut line = String::new();
     if r.read_line(&mut line).await.unwrap_or(0) == 0 {
@@ -129,7 +157,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, handler: Arc<Handle
             headers.push((k.trim().to_owned(), v.trim().to_owned()));
         }
     }
-    let find = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
     let mut body = Vec::new();
     if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
         body.resize(len, 0);
@@ -142,7 +175,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, handler: Arc<Handle
             if r.read_line(&mut size).await.unwrap_or(0) == 0 {
                 return;
             }
-            let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return };
+            let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+                return;
+            };
             let mut chunk = vec![0; n + 2];
             if r.read_exact(&mut chunk).await.is_err() {
                 return;
@@ -153,7 +188,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, handler: Arc<Handle
             body.extend_from_slice(&chunk[..n]);
         }
     }
-    let req = Recorded { method, target, headers, body };
+    let req = Recorded {
+        method,
+        target,
+        headers,
+        body,
+    };
     let index = {
         let mut all = recorded.lock().unwrap();
         all.push(req.clone());
@@ -170,15 +210,30 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, handler: Arc<Handle
         s
     };
     match reply {
-        Reply::Full { status, headers, body } => {
-            let h = head(status, &headers, &format!("Content-Length: {}\r\n", body.len()));
+        Reply::Full {
+            status,
+            headers,
+            body,
+        } => {
+            let h = head(
+                status,
+                &headers,
+                &format!("Content-Length: {}\r\n", body.len()),
+            );
             let _ = stream.write_all(h.as_bytes()).await;
             let _ = stream.write_all(&body).await;
             let _ = stream.flush().await;
             let _ = stream.shutdown().await;
         }
-        Reply::Stream { status, headers, chunks, hang } => {
-            let _ = stream.write_all(head(status, &headers, "").as_bytes()).await;
+        Reply::Stream {
+            status,
+            headers,
+            chunks,
+            hang,
+        } => {
+            let _ = stream
+                .write_all(head(status, &headers, "").as_bytes())
+                .await;
             let _ = stream.flush().await;
             for (delay, bytes) in chunks {
                 tokio::time::sleep(delay).await;

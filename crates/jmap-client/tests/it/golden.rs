@@ -29,12 +29,19 @@ fn request_query_then_get_by_back_reference() {
     let mut req = RequestBuilder::new();
     let filter = Filter::and([
         EmailFilterCondition::in_mailbox(&inbox()).into(),
-        Filter::not([EmailFilterCondition { has_keyword: Some(keyword::SEEN.into()), ..Default::default() }.into()]),
+        Filter::not([EmailFilterCondition {
+            has_keyword: Some(keyword::SEEN.into()),
+            ..Default::default()
+        }
+        .into()]),
     ]);
     let q = req.call(
         Query::<Email>::new(&acct())
             .filter(filter)
-            .sort([Comparator::descending("receivedAt"), Comparator::ascending("id")])
+            .sort([
+                Comparator::descending("receivedAt"),
+                Comparator::ascending("id"),
+            ])
             .position(100)
             .limit(50)
             .calculate_total(true),
@@ -42,12 +49,23 @@ fn request_query_then_get_by_back_reference() {
     req.call(
         Get::<Email>::new(&acct())
             .ids(q.ids())
-            .properties(["id", "threadId", "mailboxIds", "keywords", "subject", "receivedAt", "textBody"])
+            .properties([
+                "id",
+                "threadId",
+                "mailboxIds",
+                "keywords",
+                "subject",
+                "receivedAt",
+                "textBody",
+            ])
             .body_properties(["partId", "type", "size"])
             .fetch_text_body_values(true)
             .max_body_value_bytes(4096),
     );
-    assert_eq!(req.using(), ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]);
+    assert_eq!(
+        req.using(),
+        ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
+    );
     request_golden("query_get", &req);
 }
 
@@ -55,8 +73,18 @@ fn request_query_then_get_by_back_reference() {
 fn request_changes_with_gets_of_created_and_updated() {
     let mut req = RequestBuilder::new();
     let c = req.call(Changes::<Email>::new(&acct(), &State::new("1034")).max_changes(256));
-    req.call(Get::<Email>::new(&acct()).ids(c.created()).properties(["id", "threadId", "mailboxIds", "keywords", "subject"]));
-    req.call(Get::<Email>::new(&acct()).ids(c.updated()).properties(["id", "mailboxIds", "keywords"]));
+    req.call(Get::<Email>::new(&acct()).ids(c.created()).properties([
+        "id",
+        "threadId",
+        "mailboxIds",
+        "keywords",
+        "subject",
+    ]));
+    req.call(Get::<Email>::new(&acct()).ids(c.updated()).properties([
+        "id",
+        "mailboxIds",
+        "keywords",
+    ]));
     request_golden("changes_get", &req);
 }
 
@@ -73,9 +101,14 @@ fn request_set_with_if_in_state_and_patches() {
     );
     set.update(
         &EmailId::new("M2"),
-        Patch::new().mailbox(&inbox(), false).mailbox(&MailboxId::new("Marchive"), true),
+        Patch::new()
+            .mailbox(&inbox(), false)
+            .mailbox(&MailboxId::new("Marchive"), true),
     );
-    set.update(&EmailId::new("M3"), Patch::new().keywords([keyword::SEEN, keyword::ANSWERED]));
+    set.update(
+        &EmailId::new("M3"),
+        Patch::new().keywords([keyword::SEEN, keyword::ANSWERED]),
+    );
     set.destroy(&[EmailId::new("M4"), EmailId::new("M5")]);
     req.call(set);
     request_golden("email_set", &req);
@@ -92,7 +125,13 @@ fn request_draft_and_submission_in_one_request() {
         &draft,
         Email {
             mailbox_ids: Some([(drafts.clone(), true)].into()),
-            keywords: Some([(keyword::DRAFT.to_owned(), true), (keyword::SEEN.to_owned(), true)].into()),
+            keywords: Some(
+                [
+                    (keyword::DRAFT.to_owned(), true),
+                    (keyword::SEEN.to_owned(), true),
+                ]
+                .into(),
+            ),
             from: Some(vec![EmailAddress::with_name("JC One", "jc1@example.test")]),
             to: Some(vec![EmailAddress::new("bob@example.test")]),
             subject: Some("hello".into()),
@@ -110,11 +149,21 @@ fn request_draft_and_submission_in_one_request() {
         EmailSubmission::new(IdentityId::new("jc1"), draft.reference())
             .with_envelope(Envelope::new("jc1@example.test", ["bob@example.test"])),
     );
-    sub.on_success_update_email(&s, Patch::new().mailbox(&drafts, false).mailbox(&sent, true).keyword(keyword::DRAFT, false));
+    sub.on_success_update_email(
+        &s,
+        Patch::new()
+            .mailbox(&drafts, false)
+            .mailbox(&sent, true)
+            .keyword(keyword::DRAFT, false),
+    );
     req.call(sub);
     assert_eq!(
         req.using(),
-        ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", "urn:ietf:params:jmap:submission"]
+        [
+            "urn:ietf:params:jmap:core",
+            "urn:ietf:params:jmap:mail",
+            "urn:ietf:params:jmap:submission"
+        ]
     );
     request_golden("draft_submission", &req);
 }
@@ -124,7 +173,10 @@ fn request_submission_destroying_the_email_on_success() {
     let mut req = RequestBuilder::new();
     let mut sub = Set::<EmailSubmission>::new(&acct());
     let s = CreationId::<EmailSubmission>::named("s");
-    sub.create_with_id(&s, EmailSubmission::new(IdentityId::new("jc1"), EmailId::new("Mexisting")));
+    sub.create_with_id(
+        &s,
+        EmailSubmission::new(IdentityId::new("jc1"), EmailId::new("Mexisting")),
+    );
     sub.on_success_destroy_email(&s);
     sub.on_success_destroy_email(&SubmissionId::new("S9"));
     req.call(sub);
@@ -137,11 +189,17 @@ fn request_mailbox_get_all_and_changes_and_set() {
     req.call(Get::<Mailbox>::new(&acct()));
     req.call(Changes::<Mailbox>::new(&acct(), &State::new("7")));
     let mut set = Set::<Mailbox>::new(&acct());
-    set.create_with_id(&CreationId::named("m"), Mailbox::new("Spam").with_role(MailboxRole::Junk));
+    set.create_with_id(
+        &CreationId::named("m"),
+        Mailbox::new("Spam").with_role(MailboxRole::Junk),
+    );
     set.destroy(&[MailboxId::new("Mold")]);
     set.on_destroy_remove_emails(true);
     req.call(set);
-    assert_eq!(req.using(), ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]);
+    assert_eq!(
+        req.using(),
+        ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
+    );
     request_golden("mailbox", &req);
 }
 
@@ -156,13 +214,28 @@ fn request_import_thread_snippet_identity_query_changes() {
             .received_at(Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()),
     );
     req.call(import);
-    let g = req.call(Get::<Email>::new(&acct()).ids(vec![EmailId::new("M1")]).properties(["threadId"]));
+    let g = req.call(
+        Get::<Email>::new(&acct())
+            .ids(vec![EmailId::new("M1")])
+            .properties(["threadId"]),
+    );
     let t = req.call(Get::<Thread>::new(&acct()).ids(g.thread_ids()));
-    req.call(Get::<Email>::new(&acct()).ids(t.email_ids()).properties(["subject"]));
-    let text = EmailFilterCondition { text: Some("invoice".into()), ..Default::default() };
+    req.call(
+        Get::<Email>::new(&acct())
+            .ids(t.email_ids())
+            .properties(["subject"]),
+    );
+    let text = EmailFilterCondition {
+        text: Some("invoice".into()),
+        ..Default::default()
+    };
     let q = req.call(Query::<Email>::new(&acct()).filter(text.clone()).limit(10));
     req.call(SearchSnippetGet::new(&acct(), text.clone(), q.ids()));
-    req.call(QueryChanges::<Email>::new(&acct(), &State::new("q1")).filter(text).max_changes(100));
+    req.call(
+        QueryChanges::<Email>::new(&acct(), &State::new("q1"))
+            .filter(text)
+            .max_changes(100),
+    );
     req.call(Get::<Identity>::new(&acct()));
     request_golden("misc", &req);
 }
@@ -173,7 +246,10 @@ fn response_cyrus_session_with_relative_urls() {
     let s = Session::parse(&golden_input("responses/session_cyrus.json"), &url).unwrap();
     assert_eq!(s.api_url().as_str(), "http://127.0.0.1:10080/jmap/");
     assert_eq!(
-        s.upload_url().expand(&[("accountId", "jc1")]).unwrap().as_str(),
+        s.upload_url()
+            .expand(&[("accountId", "jc1")])
+            .unwrap()
+            .as_str(),
         "http://127.0.0.1:10080/jmap/upload/jc1/"
     );
     assert_eq!(
@@ -188,10 +264,22 @@ fn response_cyrus_session_with_relative_urls() {
     assert_eq!(s.mail_account_id().unwrap(), AccountId::new("jc1"));
     assert_eq!(s.core().max_calls_in_request, 50);
     assert_eq!(s.core().max_objects_in_get, 4096);
-    let mail = s.account(&AccountId::new("jc1")).unwrap().mail_capabilities().unwrap();
-    assert!(mail.email_query_sort_options.contains(&"receivedAt".to_owned()));
+    let mail = s
+        .account(&AccountId::new("jc1"))
+        .unwrap()
+        .mail_capabilities()
+        .unwrap();
+    assert!(
+        mail.email_query_sort_options
+            .contains(&"receivedAt".to_owned())
+    );
     // An unprovisioned account (Cyrus C5) has null accountCapabilities.
-    assert!(s.account(&AccountId::new("ghost")).unwrap().account_capabilities.is_empty());
+    assert!(
+        s.account(&AccountId::new("ghost"))
+            .unwrap()
+            .account_capabilities
+            .is_empty()
+    );
     debug_golden("session_cyrus", &s);
 }
 
@@ -211,7 +299,11 @@ fn response_not_a_session() {
     }
     assert!(matches!(
         Session::parse(b"<html>", &url),
-        Err(Error::NotJmap { reason: NotJmapReason::NotJson { .. }, source: Some(_), .. })
+        Err(Error::NotJmap {
+            reason: NotJmapReason::NotJson { .. },
+            source: Some(_),
+            ..
+        })
     ));
 }
 
@@ -235,8 +327,14 @@ fn response_query_and_get_with_body_values() {
     let gr = resp.take(&g).unwrap();
     let e = &gr.list[0];
     assert!(e.has_keyword("$SEEN"));
-    assert_eq!(e.text_body_text().as_deref(), Some("Hello Bob,\nsee you.\n"));
-    assert_eq!(e.received_at, Some(Utc.with_ymd_and_hms(2026, 11, 24, 15, 40, 35).unwrap()));
+    assert_eq!(
+        e.text_body_text().as_deref(),
+        Some("Hello Bob,\nsee you.\n")
+    );
+    assert_eq!(
+        e.received_at,
+        Some(Utc.with_ymd_and_hms(2026, 11, 24, 15, 40, 35).unwrap())
+    );
     // A malformed date does not fail the response.
     assert_eq!(gr.list[1].received_at, None);
     assert!(gr.list[1].other.contains_key("header:List-Id:asText"));
@@ -245,15 +343,27 @@ fn response_query_and_get_with_body_values() {
 
 #[test]
 fn response_cyrus_set_with_nulls_and_item_errors() {
-    let (s, mut resp) = replay("email_set_cyrus.json", |req| req.call(Set::<Email>::new(&acct())));
+    let (s, mut resp) = replay("email_set_cyrus.json", |req| {
+        req.call(Set::<Email>::new(&acct()))
+    });
     let r = resp.take(&s).unwrap();
-    assert!(r.created.is_empty() && r.not_created.is_empty(), "null maps read as empty");
+    assert!(
+        r.created.is_empty() && r.not_created.is_empty(),
+        "null maps read as empty"
+    );
     assert_eq!(r.updated.len(), 1);
-    assert_eq!(r.not_updated[&EmailId::new("Mgone")].kind, SetErrorType::NotFound);
+    assert_eq!(
+        r.not_updated[&EmailId::new("Mgone")].kind,
+        SetErrorType::NotFound
+    );
     let props = &r.not_destroyed[&EmailId::new("Mbad")];
     assert_eq!(props.kind, SetErrorType::Other("somethingNew".into()));
     match r.check() {
-        Err(Error::SetItem { operation: SetOperation::Update, id, error }) => {
+        Err(Error::SetItem {
+            operation: SetOperation::Update,
+            id,
+            error,
+        }) => {
             assert_eq!(id, "Mgone");
             assert_eq!(error.kind, SetErrorType::NotFound);
         }
@@ -274,31 +384,56 @@ fn response_method_errors_are_typed() {
     let e = resp.take(&a).unwrap_err();
     let m = e.method_error().unwrap();
     assert_eq!(m.kind, MethodErrorType::StateMismatch);
-    assert_eq!((m.method.as_str(), m.call_id.as_str(), m.description.as_deref()), ("Email/set", "c0", None));
-    assert_eq!(resp.take(&b).unwrap_err().method_error_type(), Some(MethodErrorType::CannotCalculateChanges));
+    assert_eq!(
+        (
+            m.method.as_str(),
+            m.call_id.as_str(),
+            m.description.as_deref()
+        ),
+        ("Email/set", "c0", None)
+    );
+    assert_eq!(
+        resp.take(&b).unwrap_err().method_error_type(),
+        Some(MethodErrorType::CannotCalculateChanges)
+    );
     let unknown = resp.take(&c).unwrap_err();
     let m = unknown.method_error().unwrap();
-    assert_eq!(m.kind, MethodErrorType::ServerFail, "unknown types are serverFail (RFC 8620 §3.6.2)");
+    assert_eq!(
+        m.kind,
+        MethodErrorType::ServerFail,
+        "unknown types are serverFail (RFC 8620 §3.6.2)"
+    );
     assert_eq!(m.type_name, "brandNewError");
     assert!(m.is_unknown_type());
 }
 
 #[test]
 fn response_import_without_states_and_already_exists() {
-    let (i, mut resp) = replay("email_import_cyrus.json", |req| req.call(EmailImport::new(&acct())));
+    let (i, mut resp) = replay("email_import_cyrus.json", |req| {
+        req.call(EmailImport::new(&acct()))
+    });
     let r = resp.take(&i).unwrap();
     assert_eq!(r.old_state, None);
-    assert_eq!(r.created["i1"].id, Some(EmailId::new("Ma5f1da92f28aa5ba14fca80f")));
+    assert_eq!(
+        r.created["i1"].id,
+        Some(EmailId::new("Ma5f1da92f28aa5ba14fca80f"))
+    );
     let dup = &r.not_created["i2"];
     assert_eq!(dup.kind, SetErrorType::AlreadyExists);
-    assert_eq!(dup.existing_id.as_deref(), Some("Ma5f1da92f28aa5ba14fca80f"));
+    assert_eq!(
+        dup.existing_id.as_deref(),
+        Some("Ma5f1da92f28aa5ba14fca80f")
+    );
     debug_golden("email_import_cyrus", &r);
 }
 
 #[test]
 fn response_submission_with_implicit_email_set() {
     let ((e, s), mut resp) = replay("submission_cyrus.json", |req| {
-        (req.call(Set::<Email>::new(&acct())), req.call(Set::<EmailSubmission>::new(&acct())))
+        (
+            req.call(Set::<Email>::new(&acct())),
+            req.call(Set::<EmailSubmission>::new(&acct())),
+        )
     });
     let er = resp.take(&e).unwrap();
     let draft = CreationId::<Email>::named("d");
@@ -308,7 +443,10 @@ fn response_submission_with_implicit_email_set() {
     assert_eq!(sub.undo_status, Some(UndoStatus::Final));
     let implicit = resp.take_on_success_email_set(&s).unwrap().unwrap();
     assert!(implicit.updated.contains_key(&EmailId::new("M44a3")));
-    assert_eq!(resp.created_ids().get("d").map(String::as_str), Some("M44a3"));
+    assert_eq!(
+        resp.created_ids().get("d").map(String::as_str),
+        Some("M44a3")
+    );
     assert!(resp.take_on_success_email_set(&s).unwrap().is_none());
     debug_golden("submission_cyrus", &(er, sr, implicit));
 }
@@ -327,11 +465,19 @@ fn response_mailboxes_changes_threads_identities() {
     let roles: Vec<Option<MailboxRole>> = m.list.iter().map(|b| b.role.clone()).collect();
     assert_eq!(
         roles,
-        [Some(MailboxRole::Inbox), Some(MailboxRole::Drafts), Some(MailboxRole::Other("x-custom".into())), None]
+        [
+            Some(MailboxRole::Inbox),
+            Some(MailboxRole::Drafts),
+            Some(MailboxRole::Other("x-custom".into())),
+            None
+        ]
     );
     assert!(m.list[0].my_rights.unwrap().may_add_items);
     let c = resp.take(&c).unwrap();
-    assert_eq!(c.updated_properties.as_deref(), Some(&["totalEmails".to_owned(), "unreadEmails".to_owned()][..]));
+    assert_eq!(
+        c.updated_properties.as_deref(),
+        Some(&["totalEmails".to_owned(), "unreadEmails".to_owned()][..])
+    );
     let t = resp.take(&t).unwrap();
     assert_eq!(t.list[0].email_ids.as_ref().unwrap().len(), 2);
     let i = resp.take(&i).unwrap();
@@ -341,7 +487,8 @@ fn response_mailboxes_changes_threads_identities() {
 
 #[test]
 fn problem_details_golden() {
-    let p: ProblemDetails = serde_json::from_slice(&golden_input("responses/problem_limit.json")).unwrap();
+    let p: ProblemDetails =
+        serde_json::from_slice(&golden_input("responses/problem_limit.json")).unwrap();
     assert_eq!(p.problem_type, ProblemType::Limit);
     assert_eq!(p.limit.as_deref(), Some("maxCallsInRequest"));
     let back = serde_json::to_string_pretty(&p).unwrap() + "\n";

@@ -14,7 +14,10 @@ use crate::servers::within;
 fn sse(chunks: &[(u64, &str)], hang: bool) -> Reply {
     Reply::Stream {
         status: 200,
-        headers: vec![("Content-Type", "text/event-stream".into()), ("Cache-Control", "no-cache".into())],
+        headers: vec![
+            ("Content-Type", "text/event-stream".into()),
+            ("Cache-Control", "no-cache".into()),
+        ],
         chunks: chunks
             .iter()
             .map(|(ms, s)| (Duration::from_millis(*ms), s.as_bytes().to_vec()))
@@ -118,7 +121,8 @@ async fn push_transient_errors_back_off_and_auth_failure_is_final() {
         })
         .await;
         let client = connect(&server).await;
-        let config = PushConfig::default().backoff(Duration::from_millis(10), Duration::from_millis(40));
+        let config =
+            PushConfig::default().backoff(Duration::from_millis(10), Duration::from_millis(40));
         let mut stream = client.event_source(config).unwrap();
         for _ in 0..4 {
             match stream.next().await {
@@ -134,19 +138,29 @@ async fn push_transient_errors_back_off_and_auth_failure_is_final() {
             if req.target == "/session" {
                 return Reply::json(200, &session_json(true, 1000, "0"));
             }
-            Reply::Full { status: 401, headers: vec![], body: vec![] }
+            Reply::Full {
+                status: 401,
+                headers: vec![],
+                body: vec![],
+            }
         })
         .await;
         let client = connect(&server).await;
         let mut stream = client.event_source(PushConfig::default()).unwrap();
-        assert!(matches!(stream.next().await, Some(Err(Error::Unauthorized { .. }))));
+        assert!(matches!(
+            stream.next().await,
+            Some(Err(Error::Unauthorized { .. }))
+        ));
         assert!(stream.next().await.is_none());
 
-        let server = FakeServer::start(|_, _| Reply::json(200, &session_json(false, 1000, "0"))).await;
+        let server =
+            FakeServer::start(|_, _| Reply::json(200, &session_json(false, 1000, "0"))).await;
         let client = connect(&server).await;
         assert!(matches!(
             client.event_source(PushConfig::default()),
-            Err(Error::PushUnavailable { reason: PushUnavailableReason::NoEventSourceUrl })
+            Err(Error::PushUnavailable {
+                reason: PushUnavailableReason::NoEventSourceUrl
+            })
         ));
     })
     .await;
@@ -161,36 +175,79 @@ async fn not_jmap_answers_are_told_apart() {
                 headers: vec![("Content-Type", "text/html; charset=utf-8".into())],
                 body: b"<!doctype html><title>Login</title>".to_vec(),
             },
-            "/html-untyped" => Reply::Full { status: 200, headers: vec![], body: b"  <html></html>".to_vec() },
+            "/html-untyped" => Reply::Full {
+                status: 200,
+                headers: vec![],
+                body: b"  <html></html>".to_vec(),
+            },
             "/json" => Reply::json(200, &json!({"hello": "world"})),
             "/text" => Reply::Full {
                 status: 200,
                 headers: vec![("Content-Type", "text/plain".into())],
                 body: b"OK".to_vec(),
             },
-            "/gone" => Reply::Full { status: 410, headers: vec![], body: vec![] },
-            _ => Reply::Full { status: 404, headers: vec![], body: vec![] },
+            "/gone" => Reply::Full {
+                status: 410,
+                headers: vec![],
+                body: vec![],
+            },
+            _ => Reply::Full {
+                status: 404,
+                headers: vec![],
+                body: vec![],
+            },
         })
         .await;
         let attempt = |path: &'static str| {
             let url = server.url(path);
             async move { Client::builder().connect(&url).await.unwrap_err() }
         };
-        assert!(matches!(attempt("/html").await, Error::NotJmap { reason: NotJmapReason::HtmlPage, .. }));
-        assert!(matches!(attempt("/html-untyped").await, Error::NotJmap { reason: NotJmapReason::HtmlPage, .. }));
+        assert!(matches!(
+            attempt("/html").await,
+            Error::NotJmap {
+                reason: NotJmapReason::HtmlPage,
+                ..
+            }
+        ));
+        assert!(matches!(
+            attempt("/html-untyped").await,
+            Error::NotJmap {
+                reason: NotJmapReason::HtmlPage,
+                ..
+            }
+        ));
         assert!(matches!(
             attempt("/json").await,
-            Error::NotJmap { reason: NotJmapReason::InvalidSession(_), .. }
+            Error::NotJmap {
+                reason: NotJmapReason::InvalidSession(_),
+                ..
+            }
         ));
         match attempt("/text").await {
-            Error::NotJmap { reason: NotJmapReason::NotJson { content_type }, source, .. } => {
+            Error::NotJmap {
+                reason: NotJmapReason::NotJson { content_type },
+                source,
+                ..
+            } => {
                 assert_eq!(content_type.as_deref(), Some("text/plain"));
                 assert!(source.is_some());
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(attempt("/gone").await, Error::NotJmap { reason: NotJmapReason::Status(410), .. }));
-        assert!(matches!(attempt("/missing").await, Error::NotJmap { reason: NotJmapReason::Status(404), .. }));
+        assert!(matches!(
+            attempt("/gone").await,
+            Error::NotJmap {
+                reason: NotJmapReason::Status(410),
+                ..
+            }
+        ));
+        assert!(matches!(
+            attempt("/missing").await,
+            Error::NotJmap {
+                reason: NotJmapReason::Status(404),
+                ..
+            }
+        ));
     })
     .await;
 }
@@ -313,20 +370,36 @@ fn tls_server_config() -> Arc<rustls::ServerConfig> {
 #[tokio::test]
 async fn https_needs_a_trusted_certificate_and_extra_roots_work() {
     within(30, async {
-        let server = FakeServer::start_tls(tls_server_config(), |req, _| match req.target.as_str() {
-            "/session" => Reply::json(200, &session_json(false, 1000, "0")),
-            _ => Reply::Full { status: 404, headers: vec![], body: vec![] },
-        })
-        .await;
+        let server =
+            FakeServer::start_tls(tls_server_config(), |req, _| match req.target.as_str() {
+                "/session" => Reply::json(200, &session_json(false, 1000, "0")),
+                _ => Reply::Full {
+                    status: 404,
+                    headers: vec![],
+                    body: vec![],
+                },
+            })
+            .await;
         let url = format!("https://localhost:{}/session", server.addr.port());
         let e = Client::builder().connect(&url).await.unwrap_err();
         match &e {
             Error::Transport(t) => assert_eq!(t.kind(), TransportErrorKind::Tls, "{e:?}"),
             other => panic!("{other:?}"),
         }
-        let ca = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem")).unwrap();
-        let client = Client::builder().add_root_certificates_pem(&ca).connect(&url).await.unwrap();
-        assert_eq!(client.session().api_url().as_str(), format!("https://localhost:{}/api", server.addr.port()));
+        let ca = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tls/ca.pem"
+        ))
+        .unwrap();
+        let client = Client::builder()
+            .add_root_certificates_pem(&ca)
+            .connect(&url)
+            .await
+            .unwrap();
+        assert_eq!(
+            client.session().api_url().as_str(),
+            format!("https://localhost:{}/api", server.addr.port())
+        );
     })
     .await;
 }

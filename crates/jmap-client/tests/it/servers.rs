@@ -58,7 +58,11 @@ impl Servers {
     }
 
     pub fn cyrus_imap(&self) -> String {
-        format!("{}:{}", self.get("MAILSYNC_CYRUS_HOST"), self.get("MAILSYNC_CYRUS_IMAP_PORT"))
+        format!(
+            "{}:{}",
+            self.get("MAILSYNC_CYRUS_HOST"),
+            self.get("MAILSYNC_CYRUS_IMAP_PORT")
+        )
     }
 
     pub fn sink_dir(&self) -> PathBuf {
@@ -85,8 +89,15 @@ pub async fn within<F: Future>(secs: u64, f: F) -> F::Output {
 /// A token unique across processes and calls (Cyrus dedupes identical message bytes).
 pub fn unique(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("{tag}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{tag}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A small RFC 5322 message with a unique Message-ID.
@@ -103,7 +114,10 @@ async fn read_reply(r: &mut BufReader<TcpStream>) -> String {
     let mut all = String::new();
     loop {
         let mut line = String::new();
-        assert!(r.read_line(&mut line).await.unwrap() > 0, "LMTP connection closed");
+        assert!(
+            r.read_line(&mut line).await.unwrap() > 0,
+            "LMTP connection closed"
+        );
         all.push_str(&line);
         if line.as_bytes().get(3) != Some(&b'-') {
             return all;
@@ -113,9 +127,16 @@ async fn read_reply(r: &mut BufReader<TcpStream>) -> String {
 
 /// Delivers a message over LMTP to one user, like an MTA would.
 pub async fn lmtp_deliver(servers: &Servers, user: &str, msg: &[u8]) {
-    let stream = TcpStream::connect(servers.get("MAILSYNC_CYRUS_LMTP")).await.unwrap();
+    let stream = TcpStream::connect(servers.get("MAILSYNC_CYRUS_LMTP"))
+        .await
+        .unwrap();
     let mut r = BufReader::new(stream);
-    let expect = |reply: String, code: &str| assert!(reply.starts_with(code), "LMTP: expected {code}, got {reply:?}");
+    let expect = |reply: String, code: &str| {
+        assert!(
+            reply.starts_with(code),
+            "LMTP: expected {code}, got {reply:?}"
+        )
+    };
     expect(read_reply(&mut r).await, "220");
     for (cmd, code) in [
         ("LHLO test.example\r\n".to_owned(), "250"),
@@ -148,7 +169,10 @@ pub struct Imap {
 impl Imap {
     pub async fn login(servers: &Servers, user: &str) -> Imap {
         let stream = TcpStream::connect(servers.cyrus_imap()).await.unwrap();
-        let mut imap = Imap { r: BufReader::new(stream), tag: 0 };
+        let mut imap = Imap {
+            r: BufReader::new(stream),
+            tag: 0,
+        };
         let mut greeting = String::new();
         imap.r.read_line(&mut greeting).await.unwrap();
         assert!(greeting.starts_with("* OK"), "IMAP greeting: {greeting:?}");
@@ -168,7 +192,10 @@ impl Imap {
         let mut untagged = Vec::new();
         loop {
             let mut l = String::new();
-            assert!(self.r.read_line(&mut l).await.unwrap() > 0, "IMAP connection closed");
+            assert!(
+                self.r.read_line(&mut l).await.unwrap() > 0,
+                "IMAP connection closed"
+            );
             if let Some(rest) = l.strip_prefix(&format!("{tag} ")) {
                 assert!(rest.starts_with("OK"), "IMAP command failed: {rest:?}");
                 return untagged;
@@ -183,11 +210,17 @@ impl Imap {
 
     /// UIDs matching a Message-ID in the selected mailbox.
     pub async fn uids_by_message_id(&mut self, mid: &str) -> Vec<u32> {
-        let lines = self.cmd(&format!("UID SEARCH HEADER Message-ID \"{mid}\"")).await;
+        let lines = self
+            .cmd(&format!("UID SEARCH HEADER Message-ID \"{mid}\""))
+            .await;
         lines
             .iter()
             .filter_map(|l| l.strip_prefix("* SEARCH"))
-            .flat_map(|rest| rest.split_whitespace().filter_map(|n| n.parse().ok()).collect::<Vec<u32>>())
+            .flat_map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
             .collect()
     }
 
@@ -217,5 +250,8 @@ pub async fn sink_message_containing(servers: &Servers, needle: &str) -> String 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("no message containing {needle:?} arrived in the SMTP sink {}", dir.display());
+    panic!(
+        "no message containing {needle:?} arrived in the SMTP sink {}",
+        dir.display()
+    );
 }

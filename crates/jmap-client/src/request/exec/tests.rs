@@ -38,8 +38,12 @@ impl Toy {
             let mut bad_ref = false;
             for (k, v) in args.clone() {
                 if let Some(key) = k.strip_prefix('#') {
-                    let target = out.iter().find(|(n, _, i)| *i == v["resultOf"] && *n == v["name"]);
-                    match target.and_then(|(_, a, _)| pointer::evaluate(a, v["path"].as_str().unwrap())) {
+                    let target = out
+                        .iter()
+                        .find(|(n, _, i)| *i == v["resultOf"] && *n == v["name"]);
+                    match target
+                        .and_then(|(_, a, _)| pointer::evaluate(a, v["path"].as_str().unwrap()))
+                    {
                         Some(val) => {
                             args.remove(&k);
                             args.insert(key.to_owned(), val);
@@ -49,14 +53,21 @@ impl Toy {
                 }
             }
             if bad_ref {
-                out.push(("error".into(), json!({"type": "invalidResultReference"}), id));
+                out.push((
+                    "error".into(),
+                    json!({"type": "invalidResultReference"}),
+                    id,
+                ));
                 continue;
             }
             let result = match name.as_str() {
                 "Email/query" => {
                     let n = args["limit"].as_u64().unwrap_or(3);
                     let ids: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
-                    (name.clone(), json!({"ids": ids, "queryState": "q1", "position": 0}))
+                    (
+                        name.clone(),
+                        json!({"ids": ids, "queryState": "q1", "position": 0}),
+                    )
                 }
                 "Email/get" => {
                     let ids = args["ids"].as_array().unwrap();
@@ -64,7 +75,10 @@ impl Toy {
                         ("error".into(), json!({"type": "requestTooLarge"}))
                     } else {
                         let list: Vec<Value> = ids.iter().map(|i| json!({"id": i})).collect();
-                        (name.clone(), json!({"state": "s1", "list": list, "notFound": null}))
+                        (
+                            name.clone(),
+                            json!({"state": "s1", "list": list, "notFound": null}),
+                        )
                     }
                 }
                 "Email/set" => {
@@ -79,7 +93,11 @@ impl Toy {
                         let created: serde_json::Map<String, Value> = args
                             .get("create")
                             .and_then(Value::as_object)
-                            .map(|m| m.keys().map(|k| (k.clone(), json!({"id": format!("new-{k}")}))).collect())
+                            .map(|m| {
+                                m.keys()
+                                    .map(|k| (k.clone(), json!({"id": format!("new-{k}")})))
+                                    .collect()
+                            })
                             .unwrap_or_default();
                         (
                             name.clone(),
@@ -128,8 +146,15 @@ fn limits(calls: usize, get: usize, set: usize) -> Limits {
 }
 
 async fn run(req: RequestBuilder, limits: Limits, toy: &Toy) -> Response {
-    let ex = execute(req.into_calls().unwrap(), limits, toy).await.unwrap();
-    Response::new(ex.results, ex.session_state, ex.created_ids, ex.http_requests)
+    let ex = execute(req.into_calls().unwrap(), limits, toy)
+        .await
+        .unwrap();
+    Response::new(
+        ex.results,
+        ex.session_state,
+        ex.created_ids,
+        ex.http_requests,
+    )
 }
 
 fn acct() -> AccountId {
@@ -152,7 +177,10 @@ async fn fits_in_one_request_and_resolves_on_the_server() {
     assert_eq!(resp.take(&g).unwrap().list.len(), 5);
     assert!(matches!(resp.take(&g), Err(Error::MissingResponse { .. })));
     let sent = &toy.bodies.lock().unwrap()[0];
-    assert!(sent["methodCalls"][1][1].get("#ids").is_some(), "reference left to the server");
+    assert!(
+        sent["methodCalls"][1][1].get("#ids").is_some(),
+        "reference left to the server"
+    );
 }
 
 #[tokio::test]
@@ -186,7 +214,10 @@ async fn oversized_get_is_split_and_merged_in_order() {
     let mut resp = run(req, limits(16, 100, 100), &toy).await;
     assert_eq!(toy.calls_per_request(), vec![3]);
     let list = resp.take(&g).unwrap().list;
-    let got: Vec<String> = list.iter().map(|e| e.id.clone().unwrap().into_inner()).collect();
+    let got: Vec<String> = list
+        .iter()
+        .map(|e| e.id.clone().unwrap().into_inner())
+        .collect();
     let want: Vec<String> = ids(250).into_iter().map(EmailId::into_inner).collect();
     assert_eq!(got, want);
 }
@@ -215,7 +246,10 @@ async fn request_too_large_is_retried_only_once() {
     let q = req.call(Query::<Email>::new(&acct()).limit(250));
     let g = req.call(Get::<Email>::new(&acct()).ids(q.ids()));
     let mut resp = run(req, limits(16, 1000, 100), &toy).await;
-    assert_eq!(resp.take(&g).unwrap_err().method_error_type(), Some(MethodErrorType::RequestTooLarge));
+    assert_eq!(
+        resp.take(&g).unwrap_err().method_error_type(),
+        Some(MethodErrorType::RequestTooLarge)
+    );
     assert_eq!(toy.calls_per_request(), vec![2, 1]);
 }
 
@@ -256,7 +290,10 @@ async fn stale_state_on_a_split_set_applies_nothing() {
     let s = req.call(set);
     let mut resp = run(req, limits(16, 100, 2), &toy).await;
     let err = resp.take(&s).unwrap_err();
-    assert_eq!(err.method_error_type(), Some(MethodErrorType::StateMismatch));
+    assert_eq!(
+        err.method_error_type(),
+        Some(MethodErrorType::StateMismatch)
+    );
     assert_eq!(*toy.state.lock().unwrap(), 10, "no piece was applied");
 }
 
@@ -269,9 +306,15 @@ async fn creation_ids_are_collected_and_sent_to_later_requests() {
     req.call(set);
     req.call(Query::<Email>::new(&acct()).limit(1));
     let resp = run(req, limits(1, 100, 100), &toy).await;
-    assert_eq!(resp.created_id(&c), Some(EmailId::new(format!("new-{}", c.as_str()))));
+    assert_eq!(
+        resp.created_id(&c),
+        Some(EmailId::new(format!("new-{}", c.as_str())))
+    );
     let second = &toy.bodies.lock().unwrap()[1];
-    assert_eq!(second["createdIds"][c.as_str()], json!(format!("new-{}", c.as_str())));
+    assert_eq!(
+        second["createdIds"][c.as_str()],
+        json!(format!("new-{}", c.as_str()))
+    );
 }
 
 #[tokio::test]
@@ -282,16 +325,26 @@ async fn failed_local_reference_is_an_invalid_result_reference() {
     let s = req.call(set);
     let g = req.call(Get::<Email>::new(&acct()).ids(s.reference::<Vec<EmailId>>("/destroyed")));
     let mut resp = run(req, limits(1, 100, 100), &toy).await;
-    assert_eq!(resp.take(&s).unwrap_err().method_error_type(), Some(MethodErrorType::StateMismatch));
+    assert_eq!(
+        resp.take(&s).unwrap_err().method_error_type(),
+        Some(MethodErrorType::StateMismatch)
+    );
     assert_eq!(
         resp.take(&g).unwrap_err().method_error_type(),
         Some(MethodErrorType::InvalidResultReference)
     );
-    assert_eq!(toy.calls_per_request(), vec![1], "the failing reference was not sent");
+    assert_eq!(
+        toy.calls_per_request(),
+        vec![1],
+        "the failing reference was not sent"
+    );
 }
 
 #[test]
 fn limits_of_zero_do_not_panic() {
     let l = limits(0, 0, 0).sane();
-    assert_eq!((l.max_calls, l.max_objects_in_get, l.max_objects_in_set), (1, 1, 1));
+    assert_eq!(
+        (l.max_calls, l.max_objects_in_get, l.max_objects_in_set),
+        (1, 1, 1)
+    );
 }
