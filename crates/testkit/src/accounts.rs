@@ -62,3 +62,35 @@ pub const BENCH: CyrusPool = CyrusPool {
 
 /// Every Cyrus pool, in provisioning order.
 pub const CYRUS_POOLS: &[CyrusPool] = &[JMAP_CLIENT, IMAP_SYNC, ENGINE, CLI, BENCH];
+
+/// A user name and password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The login name.
+    pub user: String,
+    /// The password (test-only; never a real secret).
+    pub password: String,
+}
+
+impl Account {
+    /// An account from its parts.
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Account {
+        Account {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    /// The `n`-th user of a Cyrus pool, with the pool password.
+    pub fn cyrus_pool(pool: CyrusPool, n: usize) -> Account {
+        Account::new(pool.user(n), CYRUS_POOL_PASSWORD)
+    }
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
