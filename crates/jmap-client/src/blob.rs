@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::client::Client;
-use crate::error::Error;
+use crate::error::{Error, TransportError, TransportErrorKind};
 use crate::id::{AccountId, BlobId};
 use crate::transport;
 
@@ -168,17 +168,27 @@ impl Client {
             ("type", content_type),
         ])?;
         transport::check_url_allowed(&url, self.config().allow_insecure_http)?;
-        let resp = self
-            .authed(self.http().get(url))
-            .send()
+        // The whole transfer may take long; bound only the waits (headers, each chunk).
+        let idle = self.config().request_timeout;
+        let stalled = || {
+            Error::Transport(TransportError::new(
+                TransportErrorKind::Timeout,
+                "the blob download stalled",
+            ))
+        };
+        let resp = tokio::time::timeout(idle, self.authed(self.http().get(url)).send())
             .await
+            .map_err(|_| stalled())?
             .map_err(transport::map_reqwest_error)?;
         if !resp.status().is_success() {
             return Err(transport::error_from_response(resp).await);
         }
         let mut stream = resp.bytes_stream();
         let mut written = 0u64;
-        while let Some(chunk) = stream.next().await {
+        while let Some(chunk) = tokio::time::timeout(idle, stream.next())
+            .await
+            .map_err(|_| stalled())?
+        {
             let chunk = chunk.map_err(transport::map_reqwest_error)?;
             writer.write_all(&chunk).await.map_err(|source| Error::Io {
                 context: "writing a downloaded blob",

@@ -142,6 +142,7 @@ impl ClientBuilder {
             url: session_url.to_owned(),
             source,
         })?;
+        refuse_userinfo(&url)?;
         let parts = self.into_parts()?;
         let session = fetch_session(&parts.http, &url, &parts.config).await?;
         Ok(Client::from_parts(parts, session))
@@ -153,6 +154,9 @@ impl ClientBuilder {
     /// Bad credentials stop the search at once.
     pub async fn discover(self, input: &str) -> Result<Client, Error> {
         let candidates = discovery_candidates(input, self.dns_servers.as_deref()).await?;
+        for url in &candidates {
+            refuse_userinfo(url)?;
+        }
         let parts = self.into_parts()?;
         let mut last = None;
         for url in candidates {
@@ -245,6 +249,17 @@ async fn discovery_candidates(
     }
     out.push(Url::parse(&format!("https://{host}/.well-known/jmap")).map_err(invalid)?);
     Ok(out)
+}
+
+/// Credentials belong in [`ClientBuilder::credentials`], where they are never logged; a
+/// password inside a URL would end up in logs and error messages.
+fn refuse_userinfo(url: &Url) -> Result<(), Error> {
+    if url.password().is_some() || !url.username().is_empty() {
+        return Err(Error::Config(
+            "credentials inside the URL are not accepted; use ClientBuilder::credentials".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn authed(req: reqwest::RequestBuilder, config: &Config) -> reqwest::RequestBuilder {
@@ -511,6 +526,45 @@ mod tests {
         assert_eq!(
             c[0].as_str(),
             "https://mail.example.org:8443/.well-known/jmap"
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_in_urls_are_refused() {
+        let e = Client::builder()
+            .connect("https://u:secret@example.org/jmap")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Config(m) if !m.contains("secret")),
+            "{e:?}"
+        );
+        let e = Client::builder()
+            .discover("http://u:secret@127.0.0.1:1")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Config(_)));
+    }
+
+    #[test]
+    fn public_types_are_thread_safe() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        fn send<T: Send + 'static>() {}
+        send_sync::<Client>();
+        send_sync::<Error>();
+        send_sync::<crate::Response>();
+        send::<crate::PushStream>();
+    }
+
+    #[allow(dead_code)]
+    fn futures_are_send(client: &Client, account: &AccountId) {
+        fn is_send<F: Send>(_: F) {}
+        is_send(client.send(client.request()));
+        is_send(client.call(crate::Get::<crate::Email>::new(account)));
+        is_send(client.upload_bytes(account, "text/plain", Vec::new()));
+        is_send(
+            crate::ChangesPager::<crate::Email>::new(client, account, &crate::State::new("0"))
+                .next_page(),
         );
     }
 }

@@ -29,7 +29,7 @@ pub struct Mailbox {
     pub role: Option<MailboxRole>,
     /// `sortOrder`
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sort_order: Option<u32>,
+    pub sort_order: Option<u64>,
     /// `totalEmails`
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total_emails: Option<u64>,

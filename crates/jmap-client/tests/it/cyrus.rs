@@ -83,6 +83,11 @@ async fn cyrus_discovery_via_well_known_and_relative_urls() {
             .await
             .unwrap();
         assert_eq!(via_url.session().api_url(), session.api_url());
+        let debug = format!("{client:?}");
+        assert!(
+            !debug.contains("testpw") && !debug.contains("amMxOnRlc3Rwdw"),
+            "credentials leak into Debug"
+        );
         let refreshed = client.refresh_session().await.unwrap();
         assert_eq!(refreshed.api_url(), session.api_url());
     })
