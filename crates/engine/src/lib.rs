@@ -1,1 +1,25 @@
-//! placeholder
+//! The running system of mailsync: composes the store, the JMAP client, IMAP sync and the outbox
+//! into per-account sync workers with push/IDLE waits, sending, backoff and a sync log.
+//!
+//! # Overview
+//! - [`worker`]: the per-account loop over an [`worker::AccountDriver`] (one cycle, then wait for
+//!   the server, a wake or shutdown; back off 5 s doubling to 300 s after failures), writing one
+//!   `sync_log` row per cycle.
+//! - [`classify`]: the single place where errors become decisions (retry, offline, resync,
+//!   needs the user, reject), specified by a table-driven test.
+//! - [`compose`] and [`smtp`]: building messages with mail-builder (Bcc in the envelope only) and
+//!   sending them with lettre.
+//! - [`secret`]: resolving an account's secret reference; secrets are never stored or logged.
+//!
+//! Status: the protocol drivers (IMAP and JMAP) and the public `Engine` API are being built;
+//! see `docs/ARCHITECTURE.md`.
+
+pub mod backoff;
+pub mod classify;
+pub mod compose;
+pub mod error;
+pub mod secret;
+pub mod smtp;
+pub mod worker;
+
+pub use error::EngineError;

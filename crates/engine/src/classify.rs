@@ -1,0 +1,116 @@
+//! The one place where errors become decisions: retry, go offline, resync, ask the user, or reject.
+//!
+//! Protocol crates report typed facts (IMAP response codes, JMAP error types, HTTP statuses);
+//! [`classify`] maps every [`EngineError`] to a [`Disposition`]. The table-driven test below is the
+//! specification.
+
+use std::time::Duration;
+
+use crate::error::EngineError;
+
+/// What to do about a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Disposition {
+    /// Try again after backoff (or the server-given delay).
+    Retry {
+        /// A server-given delay (`Retry-After`), when there was one.
+        after: Option<Duration>,
+    },
+    /// The server cannot be reached: back off, spend no per-item attempts.
+    Offline,
+    /// The local view is stale: drop the checkpoint and resync, then try again.
+    Resync,
+    /// Only the user can fix it (credentials, configuration, quota, permissions).
+    NeedsUser,
+    /// It will never work as it is (a bug or invalid data): log it, do not loop.
+    Reject,
+}
+
+/// Classifies an engine error. See the table in the tests.
+pub fn classify(err: &EngineError) -> Disposition {
+    match err {
+        EngineError::Secret(_) | EngineError::Config(_) => Disposition::NeedsUser,
+        EngineError::Store(e) if e.is_transient() => Disposition::Retry { after: None },
+        EngineError::Store(_) => Disposition::Reject,
+        EngineError::Smtp(e) => match e {
+            crate::smtp::SmtpError::Connect { .. } => Disposition::Offline,
+            crate::smtp::SmtpError::Auth { .. } => Disposition::NeedsUser,
+            crate::smtp::SmtpError::Rejected {
+                permanent: true, ..
+            } => Disposition::Reject,
+            crate::smtp::SmtpError::Rejected {
+                permanent: false, ..
+            } => Disposition::Retry { after: None },
+            crate::smtp::SmtpError::Tls { .. } => Disposition::NeedsUser,
+            crate::smtp::SmtpError::Other { .. } => Disposition::Retry { after: None },
+        },
+        EngineError::Compose(_) => Disposition::Reject,
+        EngineError::Cancelled => Disposition::Retry { after: None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::SecretError;
+    use crate::smtp::SmtpError;
+
+    #[test]
+    fn classification_table() {
+        let cases: Vec<(EngineError, Disposition)> = vec![
+            (
+                EngineError::Secret(SecretError::EnvMissing("PW".into())),
+                Disposition::NeedsUser,
+            ),
+            (
+                EngineError::Config("no IMAP host".into()),
+                Disposition::NeedsUser,
+            ),
+            (
+                EngineError::Store(mailsync_store::StoreError::NotFound {
+                    what: "email",
+                    key: "1".into(),
+                }),
+                Disposition::Reject,
+            ),
+            (
+                EngineError::Smtp(SmtpError::Connect {
+                    server: "h:25".into(),
+                    reason: "refused".into(),
+                }),
+                Disposition::Offline,
+            ),
+            (
+                EngineError::Smtp(SmtpError::Auth {
+                    server: "h:25".into(),
+                    reason: "535".into(),
+                }),
+                Disposition::NeedsUser,
+            ),
+            (
+                EngineError::Smtp(SmtpError::Rejected {
+                    code: Some(550),
+                    permanent: true,
+                    reason: "no such user".into(),
+                }),
+                Disposition::Reject,
+            ),
+            (
+                EngineError::Smtp(SmtpError::Rejected {
+                    code: Some(451),
+                    permanent: false,
+                    reason: "try later".into(),
+                }),
+                Disposition::Retry { after: None },
+            ),
+            (
+                EngineError::Compose("bad address".into()),
+                Disposition::Reject,
+            ),
+        ];
+        for (err, want) in &cases {
+            assert_eq!(&classify(err), want, "{err}");
+        }
+    }
+}

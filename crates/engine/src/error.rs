@@ -1,0 +1,28 @@
+//! The engine's error type: the typed errors of the crates it composes, plus its own.
+
+use crate::secret::SecretError;
+use crate::smtp::SmtpError;
+
+/// Everything that can go wrong in the engine. Classified by [`crate::classify::classify`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The local database.
+    #[error(transparent)]
+    Store(#[from] mailsync_store::StoreError),
+    /// The account's secret could not be obtained.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// Sending over SMTP.
+    #[error(transparent)]
+    Smtp(#[from] SmtpError),
+    /// The account's settings are incomplete or invalid.
+    #[error("account configuration: {0}")]
+    Config(String),
+    /// A message could not be built from what was given.
+    #[error("cannot build message: {0}")]
+    Compose(String),
+    /// The operation was stopped by a shutdown.
+    #[error("cancelled by shutdown")]
+    Cancelled,
+}

@@ -1,0 +1,198 @@
+//! Sends a built message over SMTP with lettre: implicit TLS, STARTTLS (required), or plaintext
+//! to loopback / by explicit opt-in; AUTH with the account's credentials.
+
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use mailsync_store::Security;
+use mailsync_store::accounts::Endpoint;
+
+use crate::compose::Built;
+use crate::secret::Secret;
+
+/// An SMTP failure, typed for classification.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SmtpError {
+    /// The server could not be reached.
+    #[error("SMTP server {server} unreachable: {reason}")]
+    Connect {
+        /// host:port
+        server: String,
+        /// Why.
+        reason: String,
+    },
+    /// TLS failed (certificate, handshake) or plaintext was refused by policy.
+    #[error("SMTP TLS with {server} failed: {reason}")]
+    Tls {
+        /// host:port
+        server: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server refused the credentials.
+    #[error("SMTP authentication failed at {server}: {reason}")]
+    Auth {
+        /// host:port
+        server: String,
+        /// What the server said.
+        reason: String,
+    },
+    /// The server refused the message or a recipient.
+    #[error("SMTP server refused the message ({}): {reason}", code.map(|c| c.to_string()).unwrap_or_else(|| "no code".into()))]
+    Rejected {
+        /// The SMTP reply code.
+        code: Option<u16>,
+        /// 5xx (true) or 4xx (false).
+        permanent: bool,
+        /// What the server said.
+        reason: String,
+    },
+    /// Anything else (protocol error, timeout).
+    #[error("SMTP error: {reason}")]
+    Other {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Whether plaintext may be used to `host`: loopback always, others only with the opt-in.
+pub fn plaintext_allowed(host: &str, opt_in: bool) -> bool {
+    opt_in
+        || host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// How to reach and authenticate to an SMTP server.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// Server and security.
+    pub endpoint: Endpoint,
+    /// Login (None: no AUTH).
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<Secret>,
+    /// Extra trusted CA (PEM), e.g. for a test server.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Explicit opt-in to plaintext to a non-loopback host.
+    pub allow_plaintext: bool,
+}
+
+/// Sends one message. Returns the server's reply text on success.
+pub async fn send(cfg: &SmtpConfig, built: &Built) -> Result<String, SmtpError> {
+    let ep = &cfg.endpoint;
+    let server = format!("{}:{}", ep.host, ep.port);
+    let tls_params = || {
+        let mut b = TlsParameters::builder(ep.host.clone());
+        if let Some(pem) = &cfg.ca_pem {
+            let cert = Certificate::from_pem(pem).map_err(|e| SmtpError::Tls {
+                server: server.clone(),
+                reason: format!("bad CA file: {e}"),
+            })?;
+            b = b.add_root_certificate(cert);
+        }
+        b.build_rustls().map_err(|e| SmtpError::Tls {
+            server: server.clone(),
+            reason: e.to_string(),
+        })
+    };
+    let tls = match ep.security {
+        Security::Tls => Tls::Wrapper(tls_params()?),
+        Security::Starttls => Tls::Required(tls_params()?),
+        Security::Plain => {
+            if !plaintext_allowed(&ep.host, cfg.allow_plaintext) {
+                return Err(SmtpError::Tls {
+                    server,
+                    reason: "plaintext SMTP to a non-loopback host needs --allow-plaintext".into(),
+                });
+            }
+            Tls::None
+        }
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(ep.host.clone())
+        .port(ep.port)
+        .tls(tls)
+        .timeout(Some(Duration::from_secs(60)));
+    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+        builder = builder.credentials(Credentials::new(u.clone(), p.expose().to_owned()));
+    }
+    let transport = builder.build();
+    let envelope = Envelope::new(
+        Some(built.mail_from.parse().map_err(|e| SmtpError::Rejected {
+            code: None,
+            permanent: true,
+            reason: format!("invalid sender {:?}: {e}", built.mail_from),
+        })?),
+        built
+            .rcpt_to
+            .iter()
+            .map(|r| {
+                r.parse().map_err(|e| SmtpError::Rejected {
+                    code: None,
+                    permanent: true,
+                    reason: format!("invalid recipient {r:?}: {e}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    )
+    .map_err(|e| SmtpError::Rejected {
+        code: None,
+        permanent: true,
+        reason: e.to_string(),
+    })?;
+    match transport.send_raw(&envelope, &built.raw).await {
+        Ok(resp) => Ok(resp.message().collect::<Vec<_>>().join(" ")),
+        Err(e) => Err(map_err(&server, e)),
+    }
+}
+
+fn map_err(server: &str, e: lettre::transport::smtp::Error) -> SmtpError {
+    let reason = e.to_string();
+    let code = e.status().map(|c| {
+        let s = c.to_string();
+        s.parse::<u16>().unwrap_or(0)
+    });
+    if e.is_tls() {
+        SmtpError::Tls {
+            server: server.into(),
+            reason,
+        }
+    } else if code.is_some_and(|c| c == 535 || c == 534 || c == 530) {
+        SmtpError::Auth {
+            server: server.into(),
+            reason,
+        }
+    } else if e.is_permanent() || e.is_transient() {
+        SmtpError::Rejected {
+            code,
+            permanent: e.is_permanent(),
+            reason,
+        }
+    } else if e.is_timeout() || e.is_transport_shutdown() || code.is_none() {
+        SmtpError::Connect {
+            server: server.into(),
+            reason,
+        }
+    } else {
+        SmtpError::Other { reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_only_to_loopback_unless_opted_in() {
+        assert!(plaintext_allowed("127.0.0.1", false));
+        assert!(plaintext_allowed("::1", false));
+        assert!(plaintext_allowed("localhost", false));
+        assert!(!plaintext_allowed("smtp.example.com", false));
+        assert!(plaintext_allowed("smtp.example.com", true));
+    }
+}

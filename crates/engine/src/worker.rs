@@ -1,0 +1,418 @@
+//! The per-account worker: a loop of sync cycles separated by waits (IDLE, push, poll or backoff),
+//! each cycle recorded in the sync log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailsync_store::sync_log::{self, SyncCounts};
+use mailsync_store::{AccountId, Store};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::classify::{Disposition, classify};
+use crate::error::EngineError;
+
+/// What a worker needs from a protocol: one cycle, and a wait for the next server change.
+///
+/// Implemented by the engine for IMAP and JMAP; mocked in tests.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait::async_trait]
+pub trait AccountDriver: Send {
+    /// One sync cycle: (re)connect when needed, flush the outbox, sync mailboxes and emails.
+    /// Checks `cancel` between batches and returns early (without error) when it fires, after
+    /// committing the batch in progress.
+    async fn cycle(&mut self, cancel: &CancellationToken) -> Result<SyncCounts, EngineError>;
+    /// Waits until the server reports a change (IDLE, EventSource) or the poll interval passes.
+    /// Must be cancel-safe: the worker drops it when woken or shut down.
+    async fn wait_for_change(&mut self) -> Result<(), EngineError>;
+    /// Forgets checkpoints so the next cycle resyncs from scratch (after a resync disposition).
+    async fn reset_checkpoints(&mut self) -> Result<(), EngineError>;
+}
+
+/// What happened, for a UI to refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineEvent {
+    /// A cycle finished; the store changed as counted.
+    Synced {
+        /// Account.
+        account: AccountId,
+        /// What changed.
+        counts: SyncCounts,
+    },
+    /// A cycle failed.
+    Failed {
+        /// Account.
+        account: AccountId,
+        /// One-line message.
+        message: String,
+        /// What the worker does about it.
+        disposition: Disposition,
+    },
+    /// A local change was queued (the store changed optimistically).
+    LocalChange {
+        /// Account.
+        account: AccountId,
+    },
+}
+
+/// Timing policy of a worker.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerPolicy {
+    /// Backoff after failed cycles.
+    pub backoff: Backoff,
+    /// How long a shutdown waits for a cycle in progress before dropping it (rolling back).
+    pub shutdown_grace: Duration,
+    /// Minimum time between the starts of two cycles triggered by the server: a server that
+    /// reports changes in a tight loop (or a broken IDLE) cannot make the worker spin.
+    pub min_cycle_interval: Duration,
+}
+
+impl Default for WorkerPolicy {
+    fn default() -> Self {
+        Self {
+            backoff: Backoff::default(),
+            shutdown_grace: Duration::from_secs(10),
+            min_cycle_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A running worker's outcome for `--once` callers.
+pub type CycleResult = Result<SyncCounts, EngineError>;
+
+/// Where cycles are recorded: the `sync_log` table in production, memory in tests.
+#[async_trait::async_trait]
+pub trait CycleLog: Send + Sync {
+    /// Records the start of a cycle; returns a handle for [`CycleLog::finish`].
+    async fn start(&self, account: AccountId) -> Result<i64, EngineError>;
+    /// Records the end of a cycle.
+    async fn finish(
+        &self,
+        handle: i64,
+        outcome: Result<(), &str>,
+        counts: SyncCounts,
+    ) -> Result<(), EngineError>;
+}
+
+#[async_trait::async_trait]
+impl CycleLog for Store {
+    async fn start(&self, account: AccountId) -> Result<i64, EngineError> {
+        Ok(sync_log::start(self.conn(), account).await?.0)
+    }
+    async fn finish(
+        &self,
+        handle: i64,
+        outcome: Result<(), &str>,
+        counts: SyncCounts,
+    ) -> Result<(), EngineError> {
+        Ok(sync_log::finish(
+            self.conn(),
+            mailsync_store::SyncLogId(handle),
+            outcome,
+            counts,
+        )
+        .await?)
+    }
+}
+
+/// Runs one cycle and records it (start, end, counts, one-line error).
+pub async fn run_cycle<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
+    log: &L,
+    account: AccountId,
+    driver: &mut D,
+    cancel: &CancellationToken,
+) -> CycleResult {
+    let handle = log.start(account).await?;
+    let res = driver.cycle(cancel).await;
+    let (outcome, counts) = match &res {
+        Ok(c) => (Ok(()), *c),
+        Err(e) => (Err(e.to_string()), SyncCounts::default()),
+    };
+    log.finish(
+        handle,
+        outcome.as_ref().map(|_| ()).map_err(String::as_str),
+        counts,
+    )
+    .await?;
+    res
+}
+
+/// The worker loop. Returns when `cancel` fires.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
+    log: &L,
+    account: AccountId,
+    driver: &mut D,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+    events: broadcast::Sender<EngineEvent>,
+    mut policy: WorkerPolicy,
+) {
+    let span = tracing::info_span!("account", id = %account);
+    let _enter = span.enter();
+    let mut just_resynced = false;
+    loop {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let cycle_started = tokio::time::Instant::now();
+        // The cycle is not raced with `cancel`: it watches the token itself and stops after the
+        // batch in progress commits, so a shutdown never tears a transaction.
+        let res = run_cycle(log, account, driver, &cancel).await;
+        let wait = match res {
+            Ok(counts) => {
+                policy.backoff.reset();
+                just_resynced = false;
+                tracing::info!(
+                    added = counts.emails_added,
+                    updated = counts.emails_updated,
+                    removed = counts.emails_removed,
+                    flushed = counts.changes_flushed,
+                    "Cycle finished."
+                );
+                let _ = events.send(EngineEvent::Synced { account, counts });
+                None
+            }
+            Err(e) => {
+                let d = classify(&e);
+                tracing::warn!(error = %e, disposition = ?d, "Cycle failed.");
+                let _ = events.send(EngineEvent::Failed {
+                    account,
+                    message: e.to_string(),
+                    disposition: d.clone(),
+                });
+                match d {
+                    Disposition::Resync if !just_resynced => {
+                        just_resynced = true;
+                        if let Err(e) = driver.reset_checkpoints().await {
+                            tracing::warn!(error = %e, "Could not drop checkpoints.");
+                        }
+                        // Resync right away, once; a second failure backs off.
+                        continue;
+                    }
+                    Disposition::Retry { after } => Some(policy.backoff.next_delay(after)),
+                    _ => Some(policy.backoff.next_delay(None)),
+                }
+            }
+        };
+        if cancel.is_cancelled() {
+            break;
+        }
+        match wait {
+            // After a success: wait for the server (IDLE / push / poll), a wake, or shutdown.
+            None => {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    () = wake.notified() => {}
+                    r = driver.wait_for_change() => {
+                        if let Err(e) = r {
+                            // A broken IDLE/push just means: run a cycle now; it reconnects.
+                            tracing::debug!(error = %e, "Wait ended with an error.");
+                        }
+                        tokio::select! {
+                            biased;
+                            () = cancel.cancelled() => break,
+                            () = wake.notified() => {}
+                            () = tokio::time::sleep_until(cycle_started + policy.min_cycle_interval) => {}
+                        }
+                    }
+                }
+            }
+            // After a failure: back off, unless woken or shut down.
+            Some(delay) => {
+                tracing::info!(delay_s = delay.as_secs(), "Backing off.");
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    tracing::info!("Worker stopped.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tokio::time::Instant;
+
+    /// An in-memory cycle log: (started, finished ok?, error).
+    type Row = (bool, Option<Result<(), String>>);
+    #[derive(Default)]
+    struct MemLog(Mutex<Vec<Row>>);
+
+    #[async_trait::async_trait]
+    impl CycleLog for MemLog {
+        async fn start(&self, _: AccountId) -> Result<i64, EngineError> {
+            let mut v = self.0.lock().expect("lock");
+            v.push((true, None));
+            Ok(v.len() as i64 - 1)
+        }
+        async fn finish(
+            &self,
+            h: i64,
+            o: Result<(), &str>,
+            _: SyncCounts,
+        ) -> Result<(), EngineError> {
+            let mut v = self.0.lock().expect("lock");
+            if let Some(row) = v.get_mut(h as usize) {
+                row.1 = Some(o.map_err(str::to_owned));
+            }
+            Ok(())
+        }
+    }
+
+    const ACCOUNT: AccountId = AccountId(1);
+
+    fn offline() -> EngineError {
+        EngineError::Smtp(crate::smtp::SmtpError::Connect {
+            server: "h:1".into(),
+            reason: "refused".into(),
+        })
+    }
+
+    /// Failures back off 5, 10, 20 s (paused time), a success resets, and each cycle is logged.
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_then_resets_and_logs_every_cycle() {
+        let log = Arc::new(MemLog::default());
+        let account = ACCOUNT;
+        let starts = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+        let calls = Arc::new(AtomicU32::new(0));
+        let mut driver = MockAccountDriver::new();
+        let (s2, c2) = (starts.clone(), calls.clone());
+        driver.expect_cycle().returning(move |_| {
+            s2.lock().expect("lock").push(Instant::now());
+            match c2.fetch_add(1, Ordering::SeqCst) {
+                0..=2 => Err(offline()),
+                _ => Ok(SyncCounts {
+                    emails_added: 1,
+                    ..Default::default()
+                }),
+            }
+        });
+        // The mock's server wait returns at once: the worker then simply runs another cycle.
+        driver.expect_wait_for_change().returning(|| Ok(()));
+        let cancel = CancellationToken::new();
+        let (tx, mut rx) = broadcast::channel(16);
+        let wake = Arc::new(Notify::new());
+        let l2 = log.clone();
+        let c3 = cancel.clone();
+        let handle = tokio::spawn(async move {
+            run(
+                &*l2,
+                account,
+                &mut driver,
+                wake,
+                c3,
+                tx,
+                WorkerPolicy::default(),
+            )
+            .await;
+        });
+        // Wait for the success event.
+        loop {
+            match rx.recv().await {
+                Ok(EngineEvent::Synced { .. }) => break,
+                Ok(_) => {}
+                Err(e) => panic!("events closed: {e}"),
+            }
+        }
+        cancel.cancel();
+        handle.await.expect("worker");
+        let starts = starts.lock().expect("lock").clone();
+        let gaps: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+        assert_eq!(&gaps[..3], &[5, 10, 20], "gaps {gaps:?}");
+        let rows = log.0.lock().expect("lock").clone();
+        let errors = rows.iter().filter(|r| matches!(r.1, Some(Err(_)))).count();
+        let oks = rows.iter().filter(|r| matches!(r.1, Some(Ok(())))).count();
+        assert_eq!(errors, 3);
+        assert!(oks >= 1);
+        assert!(
+            rows.iter().all(|r| r.1.is_some()),
+            "every started cycle finished"
+        );
+    }
+
+    /// A wake skips the backoff wait.
+    #[tokio::test(start_paused = true)]
+    async fn wake_skips_the_backoff() {
+        let log = Arc::new(MemLog::default());
+        let account = ACCOUNT;
+        let calls = Arc::new(AtomicU32::new(0));
+        let c2 = calls.clone();
+        let mut driver = MockAccountDriver::new();
+        driver.expect_cycle().returning(move |_| {
+            c2.fetch_add(1, Ordering::SeqCst);
+            Err(offline())
+        });
+        driver.expect_wait_for_change().returning(|| Ok(()));
+        let cancel = CancellationToken::new();
+        let (tx, _rx) = broadcast::channel(64);
+        let wake = Arc::new(Notify::new());
+        let (l2, c3, w2) = (log.clone(), cancel.clone(), wake.clone());
+        let handle = tokio::spawn(async move {
+            run(
+                &*l2,
+                account,
+                &mut driver,
+                w2,
+                c3,
+                tx,
+                WorkerPolicy::default(),
+            )
+            .await;
+        });
+        // Let the first cycle fail; the worker now sleeps 5 s. Advance only 1 s, then wake.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let t0 = Instant::now();
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "woken cycle ran at once");
+        assert!(Instant::now() - t0 < Duration::from_secs(1));
+        cancel.cancel();
+        handle.await.expect("worker");
+    }
+
+    /// Shutdown stops a worker that is between cycles within a second.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_a_waiting_worker_promptly() {
+        let log = Arc::new(MemLog::default());
+        let account = ACCOUNT;
+        let mut driver = MockAccountDriver::new();
+        driver
+            .expect_cycle()
+            .returning(|_| Ok(SyncCounts::default()));
+        driver.expect_wait_for_change().returning(|| Ok(()));
+        let cancel = CancellationToken::new();
+        let (tx, mut rx) = broadcast::channel(1024);
+        let wake = Arc::new(Notify::new());
+        let (l2, c3) = (log.clone(), cancel.clone());
+        let handle = tokio::spawn(async move {
+            run(
+                &*l2,
+                account,
+                &mut driver,
+                wake,
+                c3,
+                tx,
+                WorkerPolicy::default(),
+            )
+            .await;
+        });
+        let _ = rx.recv().await;
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(1), handle)
+            .await
+            .expect("stopped within 1 s")
+            .expect("worker");
+    }
+}
