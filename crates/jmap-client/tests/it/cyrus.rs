@@ -8,7 +8,7 @@ use futures::StreamExt;
 use mailsync_jmap_client::*;
 
 use crate::servers::{
-    Imap, Servers, lmtp_deliver, message, sink_message_containing, unique, within,
+    Servers, imap_append, imap_on_message, lmtp_deliver, message, sink_message, unique, within,
 };
 
 async fn roles(client: &Client) -> (AccountId, BTreeMap<MailboxRole, MailboxId>) {
@@ -54,11 +54,7 @@ async fn created_since(
 async fn cyrus_discovery_via_well_known_and_relative_urls() {
     within(60, async {
         let s = Servers::load();
-        let base = format!(
-            "http://{}:{}",
-            s.get("MAILSYNC_CYRUS_HOST"),
-            s.get("MAILSYNC_CYRUS_HTTP_PORT")
-        );
+        let base = format!("http://{}:{}", s.0.cyrus_host(), s.0.cyrus_http_port());
         let client = Client::builder()
             .credentials(Credentials::basic("jc1", "testpw"))
             .discover(&base)
@@ -79,7 +75,7 @@ async fn cyrus_discovery_via_well_known_and_relative_urls() {
         assert_eq!(session.core().max_calls_in_request, 50);
         let via_url = Client::builder()
             .credentials(Credentials::basic("jc1", "testpw"))
-            .connect(s.get("MAILSYNC_JMAP_WELL_KNOWN"))
+            .connect(s.0.jmap_well_known())
             .await
             .unwrap();
         assert_eq!(via_url.session().api_url(), session.api_url());
@@ -197,12 +193,12 @@ async fn cyrus_query_and_get_chained_in_one_request() {
             lmtp_deliver(
                 &s,
                 "jc3",
-                &message(
+                vec![message(
                     "a@example.test",
                     "jc3@example.test",
                     &subject,
                     &unique("mid"),
-                ),
+                )],
             )
             .await;
         }
@@ -273,7 +269,12 @@ async fn cyrus_query_and_get_chained_in_one_request() {
         lmtp_deliver(
             &s,
             "jc3",
-            &message("a@example.test", "jc3@example.test", &late, &unique("mid")),
+            vec![message(
+                "a@example.test",
+                "jc3@example.test",
+                &late,
+                &unique("mid"),
+            )],
         )
         .await;
         let qc = client
@@ -364,10 +365,7 @@ async fn cyrus_paging_through_more_than_500_emails() {
                 )
             })
             .collect();
-        let mut imap = Imap::login(&s, "jc4").await;
-        for chunk in msgs.chunks(130) {
-            imap.append_many(&name, chunk).await;
-        }
+        imap_append(&s, "jc4", &name, msgs).await;
 
         let query = Query::<Email>::new(&account)
             .filter(EmailFilterCondition::in_mailbox(&mailbox))
@@ -453,7 +451,12 @@ async fn cyrus_email_changes_after_lmtp_imap_flag_and_expunge() {
         lmtp_deliver(
             &s,
             "jc5",
-            &message("a@example.test", "jc5@example.test", &subject, &mid),
+            vec![message(
+                "a@example.test",
+                "jc5@example.test",
+                &subject,
+                &mid,
+            )],
         )
         .await;
         let (created, state1) = created_since(&client, &account, &state0).await;
@@ -463,12 +466,7 @@ async fn cyrus_email_changes_after_lmtp_imap_flag_and_expunge() {
             .unwrap_or_else(|| panic!("{subject} not created: {created:?}"));
 
         // Another client flags it over IMAP.
-        let mut imap = Imap::login(&s, "jc5").await;
-        imap.cmd("SELECT INBOX").await;
-        let uids = imap.uids_by_message_id(&mid).await;
-        assert_eq!(uids.len(), 1, "{uids:?}");
-        imap.cmd(&format!("UID STORE {} +FLAGS (\\Flagged)", uids[0]))
-            .await;
+        imap_on_message(&s, "jc5", &mid, &["UID STORE {uid} +FLAGS (\\Flagged)"]).await;
         let mut pager = ChangesPager::<Email>::new(&client, &account, &state1).fetch_updated(
             Get::<Email>::new(&account).properties(["id", "keywords", "mailboxIds"]),
         );
@@ -487,9 +485,13 @@ async fn cyrus_email_changes_after_lmtp_imap_flag_and_expunge() {
         assert_ne!(state2, state1);
 
         // ... and expunges it.
-        imap.cmd(&format!("UID STORE {} +FLAGS (\\Deleted)", uids[0]))
-            .await;
-        imap.cmd(&format!("UID EXPUNGE {}", uids[0])).await;
+        imap_on_message(
+            &s,
+            "jc5",
+            &mid,
+            &["UID STORE {uid} +FLAGS (\\Deleted)", "UID EXPUNGE {uid}"],
+        )
+        .await;
         let ch = client
             .call(Changes::<Email>::new(&account, &state2))
             .await
@@ -503,12 +505,12 @@ async fn cyrus_email_changes_after_lmtp_imap_flag_and_expunge() {
             lmtp_deliver(
                 &s,
                 "jc5",
-                &message(
+                vec![message(
                     "a@example.test",
                     "jc5@example.test",
                     &format!("{token} {i}"),
                     &unique("mid"),
-                ),
+                )],
             )
             .await;
         }
@@ -548,12 +550,12 @@ async fn cyrus_stale_if_in_state_is_a_typed_state_mismatch() {
             lmtp_deliver(
                 &s,
                 "jc6",
-                &message(
+                vec![message(
                     "a@example.test",
                     "jc6@example.test",
                     &format!("{token} {i}"),
                     &unique("mid"),
-                ),
+                )],
             )
             .await;
         }
@@ -775,14 +777,10 @@ async fn cyrus_draft_and_submission_in_one_request_reach_the_sink_and_move_to_se
             .expect("implicit Email/set");
         assert!(implicit.updated.contains_key(&email_id), "{implicit:?}");
 
-        let raw = sink_message_containing(&s, &mid).await;
-        assert!(raw.contains(&subject));
-        let envelopes = std::fs::read_to_string(s.sink_dir().join("envelopes.jsonl")).unwrap();
-        assert!(
-            envelopes
-                .lines()
-                .any(|l| l.contains("jc8@example.test") && l.contains("bob@example.test"))
-        );
+        let sent_msg = sink_message(&s, &mid).await;
+        assert!(String::from_utf8_lossy(&sent_msg.raw).contains(&subject));
+        assert_eq!(sent_msg.mail_from, "jc8@example.test");
+        assert_eq!(sent_msg.rcpt_tos, ["bob@example.test"]);
 
         let after = client
             .call(
@@ -836,7 +834,12 @@ async fn cyrus_draft_and_submission_in_one_request_reach_the_sink_and_move_to_se
             .unwrap()
             .expect("implicit Email/set");
         assert_eq!(implicit.destroyed, std::slice::from_ref(&id2));
-        sink_message_containing(&s, &mid2).await;
+        let second = sink_message(&s, &mid2).await;
+        assert_eq!(
+            second.rcpt_tos,
+            ["carol@example.test"],
+            "envelope derived from the headers"
+        );
         let gone = client
             .call(Get::<Email>::new(&account).ids(vec![id2.clone()]))
             .await
@@ -860,11 +863,7 @@ async fn cyrus_connection_test_errors_are_typed() {
             "{wrong:?}"
         );
 
-        let root = format!(
-            "http://{}:{}/",
-            s.get("MAILSYNC_CYRUS_HOST"),
-            s.get("MAILSYNC_CYRUS_HTTP_PORT")
-        );
+        let root = format!("http://{}:{}/", s.0.cyrus_host(), s.0.cyrus_http_port());
         let not_jmap = Client::builder()
             .credentials(Credentials::basic("jc9", "testpw"))
             .connect(&root)
@@ -896,10 +895,7 @@ async fn cyrus_connection_test_errors_are_typed() {
         }
 
         // Dovecot's IMAPS port has a self-signed certificate: a TLS failure.
-        let imaps = format!(
-            "https://127.0.0.1:{}/",
-            s.get("MAILSYNC_DOVECOT_IMAPS_PORT")
-        );
+        let imaps = format!("https://127.0.0.1:{}/", s.0.dovecot_imaps_port());
         let tls = Client::builder().connect(&imaps).await.unwrap_err();
         match &tls {
             Error::Transport(t) => assert_eq!(t.kind(), TransportErrorKind::Tls, "{tls:?}"),

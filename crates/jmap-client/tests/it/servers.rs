@@ -1,78 +1,32 @@
-//! Access to the real test servers of `cargo xtask servers up`, plus "another client":
-//! raw LMTP delivery and a minimal raw IMAP session (std protocol lines over tokio TCP).
+//! Access to the real test servers (users `jc1`..`jc10`, one per test) of `cargo xtask servers up` through `mailsync-testkit`,
+//! plus "another client" actions (LMTP delivery, IMAP flag change and expunge, bulk
+//! MULTIAPPEND) run on blocking threads, since testkit's clients are synchronous.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mailsync_jmap_client::{Client, Credentials};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use mailsync_testkit::{CYRUS_POOL_PASSWORD, ImapClient, SinkMessage};
 
-/// Connection details from the environment or `.state/servers.env`.
-pub struct Servers {
-    vars: HashMap<String, String>,
-}
+/// Connection details; panics with instructions when the servers were never started.
+pub struct Servers(pub mailsync_testkit::Servers);
 
 impl Servers {
-    /// Loads the details; panics with instructions when the servers were never started.
     pub fn load() -> Servers {
-        let mut vars: HashMap<String, String> = HashMap::new();
-        let mut dir: Option<&Path> = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
-        while let Some(d) = dir {
-            let f = d.join(".state/servers.env");
-            if let Ok(text) = std::fs::read_to_string(&f) {
-                for line in text.lines() {
-                    if let Some((k, v)) = line.split_once('=')
-                        && !k.trim_start().starts_with('#')
-                    {
-                        vars.insert(k.trim().to_owned(), v.trim().to_owned());
-                    }
-                }
-                break;
-            }
-            dir = d.parent();
+        match mailsync_testkit::Servers::load() {
+            Ok(s) => Servers(s),
+            Err(e) => panic!("test servers not available ({e}): run `cargo xtask servers up`"),
         }
-        for (k, v) in std::env::vars() {
-            if k.starts_with("MAILSYNC_") {
-                vars.insert(k, v);
-            }
-        }
-        assert!(
-            vars.contains_key("MAILSYNC_JMAP_SESSION_URL"),
-            "test servers not configured: run `cargo xtask servers up` (or export MAILSYNC_* variables)"
-        );
-        Servers { vars }
-    }
-
-    pub fn get(&self, key: &str) -> &str {
-        self.vars
-            .get(key)
-            .unwrap_or_else(|| panic!("{key} missing from the test-server environment"))
     }
 
     pub fn session_url(&self) -> &str {
-        self.get("MAILSYNC_JMAP_SESSION_URL")
+        self.0.jmap_session_url()
     }
 
-    pub fn cyrus_imap(&self) -> String {
-        format!(
-            "{}:{}",
-            self.get("MAILSYNC_CYRUS_HOST"),
-            self.get("MAILSYNC_CYRUS_IMAP_PORT")
-        )
-    }
-
-    pub fn sink_dir(&self) -> PathBuf {
-        PathBuf::from(self.get("MAILSYNC_SMTP_SINK_DIR"))
-    }
-
-    /// A connected client for a pool user (password `testpw`).
+    /// A connected client for a pool user.
     pub async fn client(&self, user: &str) -> Client {
         Client::builder()
-            .credentials(Credentials::basic(user, "testpw"))
+            .credentials(Credentials::basic(user, CYRUS_POOL_PASSWORD))
             .connect(self.session_url())
             .await
             .unwrap_or_else(|e| panic!("cannot connect to Cyrus JMAP as {user}: {e} ({e:?})"))
@@ -88,19 +42,10 @@ pub async fn within<F: Future>(secs: u64, f: F) -> F::Output {
 
 /// A token unique across processes and calls (Cyrus dedupes identical message bytes).
 pub fn unique(tag: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    mailsync_testkit::unique_name(tag)
 }
 
-/// A small RFC 5322 message with a unique Message-ID.
+/// A small RFC 5322 message; the unique Message-ID keeps its bytes unique.
 pub fn message(from: &str, to: &str, subject: &str, mid: &str) -> Vec<u8> {
     format!(
         "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{mid}>\r\nDate: Tue, 24 Nov 2026 12:00:00 +0000\r\n\
@@ -109,149 +54,90 @@ pub fn message(from: &str, to: &str, subject: &str, mid: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn read_reply(r: &mut BufReader<TcpStream>) -> String {
-    // SMTP/LMTP replies: "250-..." continues, "250 ..." ends.
-    let mut all = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            r.read_line(&mut line).await.unwrap() > 0,
-            "LMTP connection closed"
-        );
-        all.push_str(&line);
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return all;
-        }
-    }
-}
-
-/// Delivers a message over LMTP to one user, like an MTA would.
-pub async fn lmtp_deliver(servers: &Servers, user: &str, msg: &[u8]) {
-    let stream = TcpStream::connect(servers.get("MAILSYNC_CYRUS_LMTP"))
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
         .await
-        .unwrap();
-    let mut r = BufReader::new(stream);
-    let expect = |reply: String, code: &str| {
-        assert!(
-            reply.starts_with(code),
-            "LMTP: expected {code}, got {reply:?}"
+        .expect("blocking test helper panicked")
+}
+
+/// Delivers messages over LMTP to one user, like an MTA would.
+pub async fn lmtp_deliver(servers: &Servers, user: &str, messages: Vec<Vec<u8>>) {
+    let addr = servers.0.cyrus_lmtp().to_owned();
+    let user = user.to_owned();
+    let n = messages.len();
+    let delivered = blocking(move || mailsync_testkit::lmtp_deliver(&addr, &user, messages))
+        .await
+        .unwrap_or_else(|e| panic!("LMTP delivery failed: {e}"));
+    assert_eq!(delivered, n);
+}
+
+/// Appends messages to a (new or existing) mailbox with MULTIAPPEND.
+pub async fn imap_append(servers: &Servers, user: &str, mailbox: &str, messages: Vec<Vec<u8>>) {
+    let (host, port) = (
+        servers.0.cyrus_host().to_owned(),
+        servers.0.cyrus_imap_port(),
+    );
+    let (user, mailbox) = (user.to_owned(), mailbox.to_owned());
+    let n = messages.len();
+    let appended = blocking(move || {
+        mailsync_testkit::imap_append_bulk(
+            &host,
+            port,
+            &user,
+            CYRUS_POOL_PASSWORD,
+            &mailbox,
+            messages,
+            200,
         )
-    };
-    expect(read_reply(&mut r).await, "220");
-    for (cmd, code) in [
-        ("LHLO test.example\r\n".to_owned(), "250"),
-        ("MAIL FROM:<sender@example.test>\r\n".to_owned(), "250"),
-        (format!("RCPT TO:<{user}>\r\n"), "250"),
-        ("DATA\r\n".to_owned(), "354"),
-    ] {
-        r.get_mut().write_all(cmd.as_bytes()).await.unwrap();
-        expect(read_reply(&mut r).await, code);
-    }
-    let mut data = Vec::with_capacity(msg.len() + 8);
-    for line in msg.split_inclusive(|b| *b == b'\n') {
-        if line.first() == Some(&b'.') {
-            data.push(b'.');
-        }
-        data.extend_from_slice(line);
-    }
-    data.extend_from_slice(b".\r\n");
-    r.get_mut().write_all(&data).await.unwrap();
-    expect(read_reply(&mut r).await, "250");
-    r.get_mut().write_all(b"QUIT\r\n").await.unwrap();
+    })
+    .await
+    .unwrap_or_else(|e| panic!("IMAP append failed: {e}"));
+    assert_eq!(appended, n);
 }
 
-/// A minimal raw IMAP session (LOGIN, SELECT, UID STORE, UID EXPUNGE, APPEND).
-pub struct Imap {
-    r: BufReader<TcpStream>,
-    tag: u32,
-}
-
-impl Imap {
-    pub async fn login(servers: &Servers, user: &str) -> Imap {
-        let stream = TcpStream::connect(servers.cyrus_imap()).await.unwrap();
-        let mut imap = Imap {
-            r: BufReader::new(stream),
-            tag: 0,
-        };
-        let mut greeting = String::new();
-        imap.r.read_line(&mut greeting).await.unwrap();
-        assert!(greeting.starts_with("* OK"), "IMAP greeting: {greeting:?}");
-        imap.cmd(&format!("LOGIN {user} testpw")).await;
-        imap
-    }
-
-    /// Sends a command (bytes may contain LITERAL+ literals) and returns the untagged lines;
-    /// panics unless the tagged response is OK.
-    pub async fn cmd_bytes(&mut self, command: &[u8]) -> Vec<String> {
-        self.tag += 1;
-        let tag = format!("t{}", self.tag);
-        let mut line = format!("{tag} ").into_bytes();
-        line.extend_from_slice(command);
-        line.extend_from_slice(b"\r\n");
-        self.r.get_mut().write_all(&line).await.unwrap();
-        let mut untagged = Vec::new();
-        loop {
-            let mut l = String::new();
-            assert!(
-                self.r.read_line(&mut l).await.unwrap() > 0,
-                "IMAP connection closed"
-            );
-            if let Some(rest) = l.strip_prefix(&format!("{tag} ")) {
-                assert!(rest.starts_with("OK"), "IMAP command failed: {rest:?}");
-                return untagged;
-            }
-            untagged.push(l);
-        }
-    }
-
-    pub async fn cmd(&mut self, command: &str) -> Vec<String> {
-        self.cmd_bytes(command.as_bytes()).await
-    }
-
-    /// UIDs matching a Message-ID in the selected mailbox.
-    pub async fn uids_by_message_id(&mut self, mid: &str) -> Vec<u32> {
-        let lines = self
-            .cmd(&format!("UID SEARCH HEADER Message-ID \"{mid}\""))
-            .await;
-        lines
-            .iter()
-            .filter_map(|l| l.strip_prefix("* SEARCH"))
+/// Runs IMAP commands in INBOX on the message with this Message-ID (`{uid}` in each command
+/// is replaced by its UID), as a second client would.
+pub async fn imap_on_message(servers: &Servers, user: &str, mid: &str, commands: &[&str]) {
+    let (host, port) = (
+        servers.0.cyrus_host().to_owned(),
+        servers.0.cyrus_imap_port(),
+    );
+    let (user, mid) = (user.to_owned(), mid.to_owned());
+    let commands: Vec<String> = commands.iter().map(|c| (*c).to_owned()).collect();
+    blocking(move || {
+        let mut imap = ImapClient::login(&host, port, &user, CYRUS_POOL_PASSWORD).unwrap();
+        imap.select("INBOX").unwrap();
+        let search = imap
+            .command(&format!("UID SEARCH HEADER Message-ID \"{mid}\""))
+            .unwrap();
+        let uids: Vec<u32> = search
+            .lines()
+            .filter_map(|l| l.strip_prefix("* SEARCH").map(str::to_owned))
             .flat_map(|rest| {
                 rest.split_whitespace()
                     .filter_map(|n| n.parse().ok())
                     .collect::<Vec<u32>>()
             })
-            .collect()
-    }
-
-    /// Appends many messages in one MULTIAPPEND command (LITERAL+).
-    pub async fn append_many(&mut self, mailbox: &str, messages: &[Vec<u8>]) {
-        let mut cmd = format!("APPEND \"{mailbox}\"").into_bytes();
-        for m in messages {
-            cmd.extend_from_slice(format!(" {{{}+}}\r\n", m.len()).as_bytes());
-            cmd.extend_from_slice(m);
+            .collect();
+        assert_eq!(uids.len(), 1, "UIDs for {mid}: {uids:?}");
+        for c in commands {
+            imap.command(&c.replace("{uid}", &uids[0].to_string()))
+                .unwrap();
         }
-        self.cmd_bytes(&cmd).await;
-    }
+        imap.logout();
+    })
+    .await;
 }
 
-/// Waits until a file in the SMTP sink contains `needle`; returns its content.
-pub async fn sink_message_containing(servers: &Servers, needle: &str) -> String {
-    let dir = servers.sink_dir().join("Maildir/new");
-    for _ in 0..100 {
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                if let Ok(text) = std::fs::read_to_string(e.path())
-                    && text.contains(needle)
-                {
-                    return text;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "no message containing {needle:?} arrived in the SMTP sink {}",
-        dir.display()
-    );
+/// Waits for the message with this Message-ID in the SMTP sink.
+pub async fn sink_message(servers: &Servers, mid: &str) -> SinkMessage {
+    let dir = servers.0.smtp_sink_dir().to_owned();
+    let mid = mid.to_owned();
+    blocking(move || {
+        mailsync_testkit::wait_for_sink_message(&dir, Duration::from_secs(15), |m| {
+            m.message_id().is_some_and(|id| id.contains(&mid))
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("submission never reached the SMTP sink: {e}"))
 }
