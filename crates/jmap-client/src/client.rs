@@ -289,7 +289,8 @@ async fn fetch_session(
         reason,
         source: None,
     };
-    if status == 401 {
+    // Some servers and proxies refuse bad credentials with 403 instead of 401.
+    if status == 401 || status == 403 {
         return Err(Error::Unauthorized { status });
     }
     if status == 429 || status >= 500 {

@@ -21,10 +21,10 @@ pub enum Error {
     #[error("transport error: {0}")]
     Transport(#[from] TransportError),
 
-    /// The server rejected the credentials (HTTP 401).
+    /// The server rejected the credentials (HTTP 401; also 403 on the Session resource).
     #[error("authentication failed (HTTP {status})")]
     Unauthorized {
-        /// The HTTP status (401).
+        /// The HTTP status (401, or 403 when fetching the Session).
         status: u16,
     },
 

@@ -32,7 +32,9 @@ pub struct QueryPage<O: Queryable> {
 ///
 /// Pages after the first are addressed by anchor (the last id seen, offset 1) so that
 /// concurrent insertions before the current position do not shift the window; when the
-/// anchor has disappeared (`anchorNotFound`) the page is fetched by position instead.
+/// anchor has disappeared (`anchorNotFound`) paging resumes by position one page back, so
+/// ids may repeat (callers should upsert) but none is skipped unless more than a page of
+/// earlier results vanished.
 /// Sort with a unique tie-breaker (e.g. `receivedAt`, then `id`) for a stable order.
 ///
 /// To synchronise afterwards, start `/changes` from [`QueryPager::first_state`]: the
@@ -105,7 +107,8 @@ impl<O: Queryable> QueryPager<O> {
             Err(e)
                 if anchored && e.method_error_type() == Some(MethodErrorType::AnchorNotFound) =>
             {
-                tracing::debug!("query anchor vanished; continuing by position");
+                tracing::debug!("query anchor vanished; continuing by position, one page back");
+                self.position = self.position.saturating_sub(self.page_size);
                 self.fetch(false).await?
             }
             other => other?,
