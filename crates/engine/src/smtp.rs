@@ -157,7 +157,7 @@ fn map_err(server: &str, e: lettre::transport::smtp::Error) -> SmtpError {
         let s = c.to_string();
         s.parse::<u16>().unwrap_or(0)
     });
-    if e.is_tls() {
+    if e.is_tls() || caused_by_tls(&e) {
         SmtpError::Tls {
             server: server.into(),
             reason,
@@ -181,6 +181,26 @@ fn map_err(server: &str, e: lettre::transport::smtp::Error) -> SmtpError {
     } else {
         SmtpError::Other { reason }
     }
+}
+
+/// True when a rustls error is somewhere in the source chain: lettre reports a failed handshake
+/// (bad certificate) as a connection error, but for the user it is a TLS problem, not an outage.
+fn caused_by_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 #[cfg(test)]
