@@ -1,1 +1,123 @@
-//! placeholder
+//! The protocol-agnostic queue of local mail changes: optimistic update, coalescing, undo,
+//! retries with backoff, eviction with revert, and crash-safe sending.
+//!
+//! # Overview
+//! A mail app marks a message read, flags, moves or deletes it, or sends a message, possibly
+//! offline. [`Outbox::enqueue`] applies the change to the local database at once and queues it
+//! in `pending_changes`, in one transaction (mailbox counters included). The engine later calls
+//! [`Outbox::flush`] with an [`Executor`] it implements for IMAP and JMAP; each item's
+//! [`ItemOutcome`] decides what happens to its row. This crate knows no protocol: the engine
+//! classifies protocol errors and hands over protocol-free outcomes.
+//!
+//! # Coalescing
+//! Changes to one email keep their order. While an email's newest queued row has not been
+//! handed to the server (state `pending`), a new change of that email is merged into it; the
+//! row then asks the server for the difference between the state the server had when the row
+//! was created (`before`) and the result of all merged actions:
+//! - seen then unseen (any flag set then cleared) is nothing, and the row disappears;
+//! - a later value of the same flag replaces an earlier one;
+//! - move A→B then B→C is one move A→C; a move back to A is nothing;
+//! - a permanent delete supersedes earlier flag changes and moves of the email;
+//! - a delete to the trash is a move: it replaces earlier moves, flag changes are kept;
+//! - a change that leaves the email as it is (marking a read email read) queues nothing.
+//!
+//! A row that is in flight or submitted is never merged into: the next change starts a new row,
+//! which waits until the earlier one has an outcome. Changes of different emails are batched
+//! together (up to [`RetryPolicy::batch_size`] per executor call), oldest first.
+//!
+//! # Outcomes
+//! - [`ItemOutcome::Done`] / [`ItemOutcome::Relocated`]: the row is deleted (for a permanent
+//!   delete, the local email row too).
+//! - [`ItemOutcome::Transient`] / [`ItemOutcome::Unknown`] / [`BatchError::Transient`]: one more
+//!   failure; next attempt after exponential backoff with full jitter (or the server's
+//!   `retry_after`); after [`RetryPolicy::max_transient_failures`] (5) failures: evicted.
+//! - [`ItemOutcome::Permanent`]: evicted at once.
+//! - Evicted: moved to `failed_mutations` with its reason and time, and its optimistic local
+//!   change reverted to the state the server had (the server wins; the engine's next sync
+//!   reconciles any residual difference). See [`Outbox::failed`], [`Outbox::retry_failed`],
+//!   [`Outbox::dismiss_failed`].
+//! - [`BatchError::Offline`] / [`BatchError::NeedsUser`]: the queue pauses
+//!   ([`FlushReport::paused`]); no attempt is spent.
+//! - [`BatchError::StateMismatch`]: nothing fails; [`FlushReport::resync_needed`] asks the caller
+//!   to resync and flush again.
+//!
+//! # Crash safety
+//! A row is marked in flight (committed) before the executor sees it and deleted only after an
+//! acknowledgement. A row found in flight by the next flush is handed over as
+//! [`Attempt::Uncertain`] (check before repeating: for a send, look for its Message-ID on the
+//! server). A send the server accepted is persisted as submitted and only asked to finish
+//! ([`Attempt::Submitted`]), even after an eviction and a retry. See [`executor`] for the full
+//! contract.
+//!
+//! # Undo
+//! [`Outbox::cancel`] withdraws a change not yet handed to the server and restores the local
+//! state exactly; for one already handed over it queues the compensating change (move back,
+//! flag back). [`Outbox::undo_last`] does the same for the account's latest action. Completed
+//! changes stay undoable while this `Outbox` remembers them (the last 256, in memory: undo is an
+//! interactive feature). A permanent delete or a send that reached the server cannot be undone.
+//!
+//! # Payloads
+//! `pending_changes.payload` is JSON owned by this crate (`kind` is `flags`, `move`, `delete` or
+//! `send`):
+//! ```json
+//! {"type": "email", "v": 1, "remote_id": "M1a2", "message_id": "abc@example.org",
+//!  "before": {"flags": {"seen": false, "flagged": false, "answered": false, "draft": false,
+//!                       "keywords": []},
+//!             "mailboxes": [{"mailbox_id": 3, "uidvalidity": 7, "uid": 42, "modseq": 9}]},
+//!  "ops": [{"at": "2026-09-01T10:00:00Z", "op": "set_flag", "flag": "seen", "value": true},
+//!          {"at": "2026-09-01T10:00:05Z", "op": "move", "to": [5]}]}
+//! {"type": "send", "v": 1, "at": "2026-09-01T10:00:00Z", "submitted_at": "2026-09-01T10:00:02Z",
+//!  "message": {"message_id": "…", "from": {"email": "me@example.org"}, "to": [], "cc": [],
+//!              "bcc": [], "subject": "…", "text": "…", "attachments": [], "references": []}}
+//! ```
+//! Ops are `set_flag` (`flag`: `seen`, `flagged`, `answered`, `draft` or `{"keyword": "…"}`),
+//! `move` (`to`: the complete new set of mailbox ids), `trash` (`to`: the trash mailbox: a delete
+//! that became a move), `destroy`; each may carry `"undo": true` (a compensation) or
+//! `"undone": true`.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo(store: mailsync_store::Store, executor: &dyn mailsync_outbox::Executor)
+//! # -> Result<(), mailsync_outbox::Error> {
+//! use mailsync_outbox::{Change, Outbox};
+//! use mailsync_store::{AccountId, EmailId};
+//! let outbox = Outbox::new(store);
+//! outbox.enqueue(AccountId(1), Change::seen(EmailId(42), true)).await?;
+//! let report = outbox.flush(AccountId(1), executor).await?;
+//! if let Some(next) = report.next_due { /* schedule the next flush */ }
+//! # Ok(()) }
+//! ```
+//!
+//! # Errors
+//! [`Error`]; [`Error::is_transient`] marks a busy database (already retried internally).
+//!
+//! # Feature flags
+//! - `mocks`: `MockExecutor` (mockall) for the engine's tests.
+
+mod change;
+mod error;
+pub mod executor;
+mod local;
+mod model;
+mod outbox;
+mod policy;
+mod rows;
+
+#[cfg(test)]
+mod tests;
+
+pub use change::{Change, Flag, OutgoingAttachment, OutgoingMessage};
+pub use error::{Error, UndoRefusal};
+#[cfg(any(test, feature = "mocks"))]
+pub use executor::MockExecutor;
+pub use executor::{
+    Attempt, BatchError, EmailChange, Executor, ItemOutcome, Operation, QueuedChange,
+};
+pub use mailsync_store::queue::ChangeState;
+pub use mailsync_store::{AccountId, Address, ChangeId, EmailId, FailedId, Flags, MailboxId};
+pub use model::{FlagChange, Location, Snapshot, Target};
+pub use outbox::{
+    Counts, Enqueued, FailedItem, FlushReport, Outbox, Pause, PendingItem, Undone,
+    reapply_after_sync,
+};
+pub use policy::{Clock, FixedJitter, FullJitter, Jitter, RetryPolicy, SystemClock, TokioClock};

@@ -1,0 +1,172 @@
+//! The boundary with the protocols: the [`Executor`] trait the engine implements for IMAP and
+//! JMAP, what it is handed ([`QueuedChange`]) and what it answers ([`ItemOutcome`], [`BatchError`]).
+//!
+//! # Contract
+//! - [`Executor::execute`] gets a batch of items of one account, oldest first, with at most one
+//!   item per email (an email's next change waits for the outcome of the previous one), and
+//!   returns exactly one [`ItemOutcome`] per item, in the same order, or one [`BatchError`].
+//! - Items of an email carry a flag delta and a [`Target`]: apply the flags first, then the move
+//!   or the destroy. `before` is where the email is on the server *now* (the source of a move,
+//!   with IMAP UIDVALIDITY/UID) and its flags there.
+//! - [`Attempt`] says what the outbox knows of earlier hand-overs of the same item:
+//!   - [`Attempt::Fresh`]: never handed over, or reported as not applied.
+//!   - [`Attempt::Uncertain`]: a previous hand-over ended without an answer (crash, cancelled
+//!     flush, [`ItemOutcome::Unknown`]). The operation may already have taken effect: check
+//!     before repeating it. For a send this is essential: look for the message's Message-ID on
+//!     the server (Sent mailbox, EmailSubmission) and only submit when it is not there.
+//!   - [`Attempt::Submitted`]: a send the server accepted. Never submit it again; only do the
+//!     remaining step (file the copy in Sent) and answer `Done`.
+//! - The outbox persists the row as in flight (or submitted) *before* calling the executor and
+//!   deletes it only after a `Done`, so a crash at any point leads to a checked retry, never to a
+//!   blind second submission.
+//! - The executor classifies protocol errors (the engine does it in one place); the outbox only
+//!   sees these protocol-free outcomes.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mailsync_store::{AccountId, ChangeId, EmailId};
+
+use crate::change::OutgoingMessage;
+use crate::model::{FlagChange, Location, Snapshot, Target};
+
+/// Executes queued changes against a server. Implemented by the engine for IMAP and JMAP.
+///
+/// With the `mocks` feature (and in this crate's tests) mockall generates `MockExecutor`.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait::async_trait]
+pub trait Executor: Send + Sync {
+    /// Executes a batch (see the [module docs](self) for the contract).
+    async fn execute(
+        &self,
+        account: AccountId,
+        batch: &[QueuedChange],
+    ) -> Result<Vec<ItemOutcome>, BatchError>;
+}
+
+/// One queued item, as handed to the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedChange {
+    /// Queue id.
+    pub id: ChangeId,
+    /// The account.
+    pub account: AccountId,
+    /// What is known of earlier hand-overs.
+    pub attempt: Attempt,
+    /// Transient failures so far.
+    pub retry_count: u32,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+    /// What to do.
+    pub operation: Operation,
+}
+
+/// What the outbox knows of earlier hand-overs of an item (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Attempt {
+    /// Never handed over, or reported as not applied.
+    Fresh,
+    /// May already have taken effect: check before repeating (for a send: check the Message-ID).
+    Uncertain,
+    /// A send accepted by the server: do only the remaining step, never submit again.
+    Submitted,
+}
+
+/// What an item asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Flags, a move or a delete of one email.
+    Email(EmailChange),
+    /// Send a message.
+    Send(OutgoingMessage),
+}
+
+/// Changes to one email: set/clear `flags`, then go to `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailChange {
+    /// Local id.
+    pub email_id: EmailId,
+    /// The email's server identity (JMAP Email id; IMAP `mailbox/uidvalidity/uid`).
+    pub remote_id: String,
+    /// Its Message-ID (without brackets), to find it again on the server when needed.
+    pub message_id: Option<String>,
+    /// The server's state before this change: its flags, and where it is (with IMAP
+    /// UIDVALIDITY/UID of each copy). The source of a move.
+    pub before: Snapshot,
+    /// Flags to set or clear (empty for a destroy).
+    pub flags: Vec<FlagChange>,
+    /// Where it ends up.
+    pub target: Target,
+}
+
+impl EmailChange {
+    /// Where the email is on the server now (the source of a move).
+    pub fn source(&self) -> &[Location] {
+        &self.before.mailboxes
+    }
+}
+
+/// The outcome of one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    /// Applied (or found already applied). The row is deleted.
+    Done,
+    /// Applied, and the email now has a new server identity, e.g. an IMAP move answered with
+    /// COPYUID: the new `remote_id` (when it changed) and its new locations. The local row is
+    /// updated, so the next sync does not see a stranger and a duplicate.
+    Relocated {
+        /// The new server identity, if it changed.
+        remote_id: Option<String>,
+        /// Where the email is now, with IMAP identity.
+        locations: Vec<Location>,
+    },
+    /// A send accepted by the server whose remaining step (filing the copy in Sent) is not done
+    /// yet. Persisted: the item will only be asked to finish ([`Attempt::Submitted`]).
+    Submitted,
+    /// Not applied; worth retrying (network, timeout before sending, HTTP 5xx/429, IMAP
+    /// `[UNAVAILABLE]`/`[INUSE]`, JMAP `serverUnavailable`/`rateLimit`). Spends an attempt.
+    Transient {
+        /// One line, for the user and the log.
+        reason: String,
+        /// The server's suggested delay, which replaces the computed backoff.
+        retry_after: Option<Duration>,
+    },
+    /// It may or may not have taken effect (e.g. a timeout after the request was written).
+    /// Spends an attempt like `Transient`; the next hand-over is [`Attempt::Uncertain`].
+    Unknown {
+        /// One line.
+        reason: String,
+    },
+    /// Will never succeed as it is (JMAP `notFound`, `forbidden`, `invalidProperties`,
+    /// `invalidPatch`, `tooLarge`; IMAP `NO [NONEXISTENT]`/`[NOPERM]`/`[CANNOT]`, `BAD`).
+    /// Evicted at once, the local change reverted.
+    Permanent {
+        /// One line.
+        reason: String,
+    },
+}
+
+/// The whole batch failed; no item has its own outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// No connection: nothing in the batch was attempted. The queue pauses; no attempt is spent.
+    #[error("offline: {0}")]
+    Offline(String),
+    /// The user must act (bad credentials): nothing was attempted. The queue pauses; no attempt
+    /// is spent.
+    #[error("needs the user: {0}")]
+    NeedsUser(String),
+    /// JMAP `stateMismatch`: the request was rejected as a whole. Nothing is spent; the caller
+    /// resyncs and flushes again.
+    #[error("server state changed; resync needed")]
+    StateMismatch,
+    /// The request as a whole failed before any item took effect (e.g. HTTP 503): every item
+    /// counts a transient failure.
+    #[error("transient: {reason}")]
+    Transient {
+        /// One line.
+        reason: String,
+        /// The server's suggested delay.
+        retry_after: Option<Duration>,
+    },
+}

@@ -1,0 +1,73 @@
+//! The optimistic side: reading and writing an email's local flags and memberships, and
+//! keeping the counters of the mailboxes it touches right.
+
+use std::collections::BTreeSet;
+
+use mailsync_store::emails::{self, Email, Membership};
+use mailsync_store::{ConnectionTrait, EmailId, MailboxId, StoreError, mailboxes};
+
+use crate::Error;
+use crate::model::{Location, Snapshot};
+
+/// Mailboxes whose counters must be recomputed before the transaction commits.
+#[derive(Debug, Default)]
+pub(crate) struct Touched(BTreeSet<MailboxId>);
+
+impl Touched {
+    pub(crate) fn add(&mut self, s: &Snapshot) {
+        self.0.extend(s.mailboxes.iter().map(|l| l.mailbox_id));
+    }
+
+    /// Recounts every touched mailbox that still exists.
+    pub(crate) async fn recount<C: ConnectionTrait>(self, c: &C) -> Result<(), Error> {
+        for m in self.0 {
+            mailboxes::recount(c, m).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The email and its current local state; `None` when the email row is gone.
+pub(crate) async fn load<C: ConnectionTrait>(
+    c: &C,
+    id: EmailId,
+) -> Result<Option<(Email, Snapshot)>, Error> {
+    let email = match emails::get(c, id).await {
+        Ok(e) => e,
+        Err(StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mailboxes = emails::memberships(c, id)
+        .await?
+        .into_iter()
+        .map(Location::from)
+        .collect();
+    let snap = Snapshot {
+        flags: email.flags.clone(),
+        mailboxes,
+    };
+    Ok(Some((email, snap)))
+}
+
+/// Writes `new` over `old` (what is stored now), touching only what differs.
+pub(crate) async fn write<C: ConnectionTrait>(
+    c: &C,
+    id: EmailId,
+    old: &Snapshot,
+    new: &Snapshot,
+    touched: &mut Touched,
+) -> Result<(), Error> {
+    if old.flags != new.flags {
+        emails::set_flags(c, id, &new.flags).await?;
+        // Seen changes the unread counter of every mailbox the email is in.
+        touched.add(old);
+        touched.add(new);
+    }
+    if old.mailboxes != new.mailboxes {
+        let members: Vec<Membership> = new.mailboxes.iter().map(|l| (*l).into()).collect();
+        emails::set_memberships(c, id, &members).await?;
+        touched.add(old);
+        touched.add(new);
+    }
+    Ok(())
+}

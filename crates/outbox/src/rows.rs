@@ -1,0 +1,206 @@
+//! Typed access to `pending_changes` rows beyond the store's functions: decoded payloads,
+//! state-conditional updates (so an enqueue never merges into a row a flush has just taken),
+//! the per-email "next due" selection and per-state counts.
+
+use chrono::{DateTime, Utc};
+use mailsync_store::entity::pending_changes as p;
+use mailsync_store::queue::{self, ChangeState, PendingChange};
+use mailsync_store::{AccountId, ChangeId, ConnectionTrait, EmailId};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::Error;
+use crate::model::{EmailPayload, Payload};
+
+/// A queued row with its payload decoded.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) id: ChangeId,
+    pub(crate) account: AccountId,
+    pub(crate) email_id: Option<EmailId>,
+    pub(crate) state: ChangeState,
+    pub(crate) retry_count: u32,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) payload: Payload,
+}
+
+impl Row {
+    pub(crate) fn decode(c: PendingChange) -> Result<Self, Error> {
+        Ok(Self {
+            payload: Payload::parse(c.id.0, &c.payload)?,
+            id: c.id,
+            account: c.account_id,
+            email_id: c.email_id,
+            state: c.state,
+            retry_count: c.retry_count,
+            created_at: c.created_at,
+        })
+    }
+
+    pub(crate) fn email_payload(&self) -> Option<&EmailPayload> {
+        match &self.payload {
+            Payload::Email(e) => Some(e),
+            Payload::Send(_) => None,
+        }
+    }
+}
+
+fn decode_all(rows: Vec<p::Model>) -> Result<Vec<Row>, Error> {
+    rows.into_iter()
+        .map(|m| Row::decode(PendingChange::try_from(m)?))
+        .collect()
+}
+
+/// One row.
+pub(crate) async fn get<C: ConnectionTrait>(c: &C, id: ChangeId) -> Result<Option<Row>, Error> {
+    queue::get(c, id).await?.map(Row::decode).transpose()
+}
+
+/// The rows of one email, oldest first.
+pub(crate) async fn for_email<C: ConnectionTrait>(
+    c: &C,
+    email: EmailId,
+) -> Result<Vec<Row>, Error> {
+    queue::for_email(c, email)
+        .await?
+        .into_iter()
+        .map(Row::decode)
+        .collect()
+}
+
+/// The rows of an account, oldest first.
+pub(crate) async fn for_account<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+) -> Result<Vec<Row>, Error> {
+    queue::list(c, Some(account))
+        .await?
+        .into_iter()
+        .map(Row::decode)
+        .collect()
+}
+
+/// The rows of these emails, oldest first.
+pub(crate) async fn for_emails<C: ConnectionTrait>(
+    c: &C,
+    emails: &[EmailId],
+) -> Result<Vec<Row>, Error> {
+    let mut out = Vec::new();
+    for chunk in emails.chunks(400) {
+        let models = p::Entity::find()
+            .filter(p::Column::EmailId.is_in(chunk.iter().map(|e| e.0)))
+            .order_by_asc(p::Column::Id)
+            .all(c)
+            .await?;
+        out.extend(decode_all(models)?);
+    }
+    out.sort_by_key(|r| r.id);
+    Ok(out)
+}
+
+/// Rows of an account due at `now`, oldest first, at most `limit`, skipping every row that has
+/// an older row for the same email (whatever that row's state or schedule): an email's changes
+/// go to the server one at a time, in order. Sends have no email and are never held back.
+pub(crate) async fn due_heads<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<PendingChange>, Error> {
+    let earlier = Alias::new("earlier");
+    let older_of_same_email = Query::select()
+        .expr(Expr::val(1))
+        .from_as(p::Entity, earlier.clone())
+        .and_where(
+            Expr::col((earlier.clone(), p::Column::EmailId))
+                .equals((p::Entity, p::Column::EmailId)),
+        )
+        .and_where(Expr::col((earlier, p::Column::Id)).lt(Expr::col((p::Entity, p::Column::Id))))
+        .to_owned();
+    let models = p::Entity::find()
+        .filter(p::Column::AccountId.eq(account.0))
+        .filter(p::Column::NextAttemptAt.lte(now))
+        .filter(Expr::not_exists(older_of_same_email))
+        .order_by_asc(p::Column::Id)
+        .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+        .all(c)
+        .await?;
+    // Decoded by the caller, row by row: one unreadable payload must not block the queue.
+    models
+        .into_iter()
+        .map(|m| PendingChange::try_from(m).map_err(Error::from))
+        .collect()
+}
+
+/// What to change in a row.
+#[derive(Debug, Default)]
+pub(crate) struct Patch {
+    pub(crate) payload: Option<Payload>,
+    pub(crate) state: Option<ChangeState>,
+    pub(crate) retry_count: Option<u32>,
+    pub(crate) next_attempt_at: Option<DateTime<Utc>>,
+    pub(crate) last_error: Option<Option<String>>,
+}
+
+/// Updates a row, only while it is in state `only_if` (when given). Returns whether it did.
+pub(crate) async fn update<C: ConnectionTrait>(
+    c: &C,
+    id: ChangeId,
+    only_if: Option<ChangeState>,
+    patch: Patch,
+) -> Result<bool, Error> {
+    let mut q = p::Entity::update_many().filter(p::Column::Id.eq(id.0));
+    if let Some(s) = only_if {
+        q = q.filter(p::Column::State.eq(s.as_str()));
+    }
+    if let Some(pl) = &patch.payload {
+        q = q
+            .col_expr(p::Column::Payload, Expr::value(pl.to_json()))
+            .col_expr(p::Column::Kind, Expr::value(pl.kind()));
+    }
+    if let Some(s) = patch.state {
+        q = q.col_expr(p::Column::State, Expr::value(s.as_str()));
+    }
+    if let Some(n) = patch.retry_count {
+        q = q.col_expr(
+            p::Column::RetryCount,
+            Expr::value(i32::try_from(n).unwrap_or(i32::MAX)),
+        );
+    }
+    if let Some(t) = patch.next_attempt_at {
+        q = q.col_expr(p::Column::NextAttemptAt, Expr::value(t));
+    }
+    if let Some(e) = patch.last_error {
+        q = q.col_expr(p::Column::LastError, Expr::value(e));
+    }
+    Ok(q.exec(c).await?.rows_affected > 0)
+}
+
+/// Deletes a row, only while it is in state `only_if` (when given). Returns whether it did.
+pub(crate) async fn delete<C: ConnectionTrait>(
+    c: &C,
+    id: ChangeId,
+    only_if: Option<ChangeState>,
+) -> Result<bool, Error> {
+    let mut q = p::Entity::delete_many().filter(p::Column::Id.eq(id.0));
+    if let Some(s) = only_if {
+        q = q.filter(p::Column::State.eq(s.as_str()));
+    }
+    Ok(q.exec(c).await?.rows_affected > 0)
+}
+
+/// Number of rows of an account per state.
+pub(crate) async fn count_by_state<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+) -> Result<Vec<(String, i64)>, Error> {
+    Ok(p::Entity::find()
+        .select_only()
+        .column(p::Column::State)
+        .column_as(p::Column::Id.count(), "n")
+        .filter(p::Column::AccountId.eq(account.0))
+        .group_by(p::Column::State)
+        .into_tuple::<(String, i64)>()
+        .all(c)
+        .await?)
+}
