@@ -920,6 +920,18 @@ async fn cyrus_connection_test_errors_are_typed() {
             Error::Transport(t) => assert_eq!(t.kind(), TransportErrorKind::Tls, "{tls:?}"),
             other => panic!("{other:?}"),
         }
+        // Trusting the test CA fixes the handshake; then the peer simply does not speak HTTP.
+        let pem = s.0.tls_ca_pem().unwrap();
+        let trusted = Client::builder()
+            .add_root_certificates_pem(&pem)
+            .request_timeout(Duration::from_secs(5))
+            .connect(&imaps)
+            .await
+            .unwrap_err();
+        match &trusted {
+            Error::Transport(t) => assert_ne!(t.kind(), TransportErrorKind::Tls, "{trusted:?}"),
+            other => panic!("{other:?}"),
+        }
         let insecure = Client::builder()
             .connect("http://192.0.2.1/.well-known/jmap")
             .await
