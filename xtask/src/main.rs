@@ -1,6 +1,9 @@
 //! `cargo xtask`: project automation (real test servers, bulk loads, the CI pipeline).
 
+mod ci;
 mod install;
+mod lint;
+mod load;
 mod servers;
 mod util;
 
@@ -12,7 +15,12 @@ usage: cargo xtask <command>
   servers up|down [--keep-state]|status|env
                      real test servers on loopback (MAILSYNC_SERVERS_ROOT, MAILSYNC_PORT_BASE)
   install [--bench] [--postgres]
-                     apt-get install the server packages (root), unpack cyrus imapd";
+                     apt-get install the server packages (root), unpack cyrus imapd
+  load --server dovecot|cyrus --user U [--password P] [--mailbox M] --count N [--seed S]
+       [--start I] [--chunk C] [--profile default|small] [--via imap|lmtp|maildir]
+                     fill a mailbox with generated messages (testkit loaders)
+  ci [--no-install] [--keep-servers] [install|fmt|lint|clippy|doc|test]...
+                     the whole pipeline (or the named steps), with a timed summary";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +35,8 @@ fn dispatch(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("servers") => servers::cmd(rest),
         Some("install") => install::cmd(rest),
+        Some("load") => load::cmd(rest),
+        Some("ci") => ci::cmd(rest),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -1284,12 +1284,24 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-/// Base64 in 76-column CRLF lines.
+/// Base64 in 76-column CRLF lines (57 input bytes per line).
 fn base64_lines(data: &[u8]) -> Vec<u8> {
-    let text = base64(data);
-    let mut out = Vec::with_capacity(text.len() + text.len() / 38 + 2);
-    for line in text.as_bytes().chunks(76) {
-        out.extend_from_slice(line);
+    let mut out = Vec::with_capacity(data.len() / 57 * 78 + 80);
+    for line in data.chunks(57) {
+        let mut groups = line.chunks_exact(3);
+        for g in &mut groups {
+            let n = (u32::from(g[0]) << 16) | (u32::from(g[1]) << 8) | u32::from(g[2]);
+            out.extend_from_slice(&[
+                B64[(n >> 18) as usize & 63],
+                B64[(n >> 12) as usize & 63],
+                B64[(n >> 6) as usize & 63],
+                B64[n as usize & 63],
+            ]);
+        }
+        let rest = groups.remainder();
+        if !rest.is_empty() {
+            out.extend_from_slice(base64(rest).as_bytes());
+        }
         out.extend_from_slice(b"\r\n");
     }
     out
@@ -1313,7 +1325,8 @@ fn quoted_printable(data: &[u8]) -> Vec<u8> {
             if plain {
                 out.push(b);
             } else {
-                out.extend_from_slice(format!("={b:02X}").as_bytes());
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
             }
             col += piece_len;
         }
@@ -1501,6 +1514,18 @@ mod tests {
             rfc5322_date(951_782_400, 0),
             "Tue, 29 Feb 2000 00:00:00 +0000"
         );
+    }
+
+    #[test]
+    fn base64_lines_match_the_plain_encoder() {
+        for n in [0, 1, 2, 3, 56, 57, 58, 200] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 37 % 256) as u8).collect();
+            let lines = String::from_utf8(base64_lines(&data)).unwrap();
+            assert_eq!(lines.replace("\r\n", ""), base64(&data));
+            assert!(lines.split("\r\n").all(|l| l.len() <= 76));
+        }
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(b"fo"), "Zm8=");
     }
 
     #[test]

@@ -77,7 +77,8 @@ impl Instance {
                 .trim()
                 .parse()
                 .with_context(|| format!("MAILSYNC_PORT_BASE={s:?} is not a port number"))?,
-            Err(_) => DEFAULT_PORT_BASE,
+            // an existing instance remembers its port base
+            Err(_) => recorded_base(&root).unwrap_or(DEFAULT_PORT_BASE),
         };
         Ok(Instance {
             root,
@@ -107,6 +108,16 @@ impl Instance {
     fn marker(&self) -> PathBuf {
         self.dir(MARKER)
     }
+}
+
+/// The port base recorded in a state root's marker file.
+fn recorded_base(root: &Path) -> Option<u16> {
+    fs::read_to_string(root.join(MARKER))
+        .ok()?
+        .trim()
+        .strip_prefix("port_base=")?
+        .parse()
+        .ok()
 }
 
 /// The env file tests read: `<workspace>/.state/servers.env` (default instance only).
@@ -143,12 +154,14 @@ impl State {
 }
 
 /// What `up` did.
-#[allow(dead_code)] // read by `ci` (next commit)
 pub struct UpReport {
     /// Nothing was running before: this call started a fresh instance.
     pub fresh: bool,
-    /// Nothing had to be started.
-    pub already_running: bool,
+}
+
+/// Whether the machine's PostgreSQL on 127.0.0.1:5432 takes trust logins to `test`.
+pub fn postgres_available() -> bool {
+    postgres::trust_ok(5432)
 }
 
 fn states(inst: &Instance) -> Vec<(&'static str, State)> {
@@ -291,10 +304,7 @@ pub fn up(inst: &Instance) -> Result<UpReport> {
         );
     }
     println!("connection details: {}", env_files(inst).join(", "));
-    Ok(UpReport {
-        fresh,
-        already_running: started.is_empty(),
-    })
+    Ok(UpReport { fresh })
 }
 
 fn env_files(inst: &Instance) -> Vec<String> {
@@ -309,11 +319,7 @@ fn env_files(inst: &Instance) -> Vec<String> {
 fn prepare_root(inst: &Instance) -> Result<bool> {
     let marker = inst.marker();
     if marker.exists() {
-        let recorded: Option<u16> = fs::read_to_string(&marker).ok().and_then(|s| {
-            s.trim()
-                .strip_prefix("port_base=")
-                .and_then(|v| v.parse().ok())
-        });
+        let recorded = recorded_base(&inst.root);
         if any_own_process(inst) {
             if recorded != Some(inst.base) {
                 bail!(
@@ -362,6 +368,11 @@ fn ensure_tls(inst: &Instance) -> Result<()> {
             ])
             .args(["-nodes", "-days", "3650", "-subj", "/CN=localhost"])
             .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            // A leaf, not a CA: rustls/webpki refuse a CA certificate used as the server's own
+            // (CaUsedAsEndEntity); pinned as the trust anchor, this self-signed leaf verifies.
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args(["-addext", "keyUsage=critical,digitalSignature"])
+            .args(["-addext", "extendedKeyUsage=serverAuth"])
             .arg("-keyout")
             .arg(dir.join("key.pem"))
             .arg("-out")
