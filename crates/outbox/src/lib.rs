@@ -103,6 +103,9 @@ mod outbox;
 mod policy;
 mod rows;
 
+// Lets the shared test fixture name this crate as the integration tests do.
+#[cfg(test)]
+extern crate self as mailsync_outbox;
 #[cfg(test)]
 mod tests;
 
@@ -120,4 +123,6 @@ pub use outbox::{
     Counts, Enqueued, FailedItem, FlushReport, Outbox, Pause, PendingItem, Undone,
     reapply_after_sync,
 };
-pub use policy::{Clock, FixedJitter, FullJitter, Jitter, RetryPolicy, SystemClock, TokioClock};
+pub use policy::{
+    Clock, FixedJitter, FullJitter, Jitter, ManualClock, RetryPolicy, SystemClock, TokioClock,
+};

@@ -54,8 +54,42 @@ pub struct Outbox {
 struct Completed {
     id: ChangeId,
     account: AccountId,
-    email: EmailId,
-    payload: EmailPayload,
+    email: Option<EmailId>,
+    payload: Payload,
+}
+
+impl Completed {
+    /// When its latest undoable action happened (`None`: nothing left to undo).
+    fn last_undoable_at(&self) -> Option<DateTime<Utc>> {
+        match &self.payload {
+            Payload::Send(s) => Some(s.at),
+            Payload::Email(p) => p
+                .ops
+                .iter()
+                .rev()
+                .find(|o| !o.undo && !o.undone)
+                .map(|o| o.at),
+        }
+    }
+}
+
+/// Queues the compensation of an acknowledged change.
+async fn compensate_completed<C: ConnectionTrait>(
+    c: &C,
+    done: &Completed,
+    now: DateTime<Utc>,
+    touched: &mut Touched,
+) -> Result<Undone, Error> {
+    let refuse = |why| Error::CannotUndo { id: done.id, why };
+    let (Payload::Email(p), Some(email)) = (&done.payload, done.email) else {
+        return Err(refuse(UndoRefusal::AlreadySent));
+    };
+    let ops = compensation(p, None).map_err(refuse)?;
+    let compensation = enqueue_ops(c, done.account, email, ops, true, now, touched).await?;
+    Ok(Undone::Compensated {
+        change: done.id,
+        compensation,
+    })
 }
 
 /// What [`Outbox::enqueue`] did with a change.
@@ -355,16 +389,7 @@ impl Outbox {
             Some(row) => withdraw_or_compensate(&txn, &row, None, now, &mut touched).await?,
             None => {
                 let done = self.completed(id).ok_or(Error::ChangeNotFound(id))?;
-                let ops = compensation(&done.payload, None).map_err(|why| Error::CannotUndo {
-                    id,
-                    why,
-                })?;
-                let compensation =
-                    enqueue_ops(&txn, done.account, done.email, ops, true, now, &mut touched).await?;
-                Undone::Compensated {
-                    change: id,
-                    compensation,
-                }
+                compensate_completed(&txn, &done, now, &mut touched).await?
             }
         };
         touched.recount(&txn).await?;
@@ -419,17 +444,8 @@ impl Outbox {
             let Some((_, done)) = recent else {
                 return Err(Error::NothingToUndo(account));
             };
-            let ops = compensation(&done.payload, None).map_err(|why| Error::CannotUndo {
-                id: done.id,
-                why,
-            })?;
-            let compensation =
-                enqueue_ops(&txn, done.account, done.email, ops, true, now, &mut touched).await?;
             (
-                Undone::Compensated {
-                    change: done.id,
-                    compensation,
-                },
+                compensate_completed(&txn, &done, now, &mut touched).await?,
                 Some(done.id),
             )
         } else {
@@ -460,14 +476,7 @@ impl Outbox {
         recent
             .iter()
             .filter(|c| c.account == account)
-            .filter_map(|c| {
-                c.payload
-                    .ops
-                    .iter()
-                    .rev()
-                    .find(|o| !o.undo && !o.undone)
-                    .map(|o| (o.at, c.clone()))
-            })
+            .filter_map(|c| c.last_undoable_at().map(|at| (at, c.clone())))
             .max_by_key(|(at, c)| (*at, c.id))
     }
 
@@ -480,7 +489,7 @@ impl Outbox {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         for c in done {
             // Compensations are not offered for undo again.
-            if c.payload.ops.iter().all(|o| o.undo || o.undone) {
+            if c.last_undoable_at().is_none() {
                 continue;
             }
             recent.push_back(c);
@@ -1441,6 +1450,12 @@ async fn on_done<C: ConnectionTrait>(
 ) -> Result<(), Error> {
     rows::delete(c, row.id, None).await?;
     tally.done += 1;
+    tally.completed.push(Completed {
+        id: row.id,
+        account,
+        email: row.email_id,
+        payload: row.payload.clone(),
+    });
     let (Some(email), Payload::Email(p)) = (row.email_id, &row.payload) else {
         return Ok(());
     };
@@ -1460,12 +1475,6 @@ async fn on_done<C: ConnectionTrait>(
     if let Some((remote_id, locations)) = relocated {
         relocate(c, account, email, remote_id, locations, touched).await?;
     }
-    tally.completed.push(Completed {
-        id: row.id,
-        account,
-        email,
-        payload: p.clone(),
-    });
     Ok(())
 }
 

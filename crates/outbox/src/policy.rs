@@ -1,6 +1,7 @@
 //! Retry policy: exponential backoff with full jitter, eviction limit, batch size; and the
 //! injectable clock and randomness it runs on.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -152,6 +153,32 @@ impl Clock for TokioClock {
     }
 }
 
+/// A clock that moves only when told to: deterministic schedules in tests that also do real
+/// I/O (tokio's paused time auto-advances while a database call is pending, which fires the
+/// connection pool's timeouts). Clones share the same time.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    /// A clock showing `start` (truncated to microseconds).
+    pub fn new(start: DateTime<Utc>) -> Self {
+        let t = DateTime::from_timestamp_micros(start.timestamp_micros()).unwrap_or(start);
+        Self(Arc::new(Mutex::new(t)))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, d: Duration) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *t += chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::zero());
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The random part of the backoff.
 pub trait Jitter: Send + Sync + std::fmt::Debug {
     /// A duration in `[0, max]`.
@@ -229,6 +256,37 @@ mod tests {
         assert!(draws.iter().all(|d| *d <= max));
         assert!(draws.iter().any(|d| *d < max / 4));
         assert!(draws.iter().any(|d| *d > max * 3 / 4));
+    }
+
+    #[test]
+    fn manual_clock_moves_when_told() {
+        let c = ManualClock::new(mailsync_store::now());
+        let shared = c.clone();
+        let t0 = c.now();
+        assert_eq!(c.now(), t0);
+        shared.advance(Duration::from_millis(1500));
+        assert_eq!((c.now() - t0).num_milliseconds(), 1500);
+    }
+
+    /// The whole retry schedule of one change, slept through in paused tokio time: the attempts
+    /// happen at the cumulative ceilings (no jitter), and the clock the outbox reads agrees.
+    #[tokio::test(start_paused = true)]
+    async fn retry_schedule_in_paused_time() {
+        let p = RetryPolicy::default();
+        let clock = TokioClock::new();
+        let t0 = clock.now();
+        let started = tokio::time::Instant::now();
+        let mut due = t0;
+        let mut attempts = Vec::new();
+        for failures in 1..p.max_transient_failures {
+            due += chrono::Duration::from_std(p.delay(failures, None, &FixedJitter(1.0)))
+                .unwrap_or_default();
+            let wait = (due - clock.now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            attempts.push(started.elapsed().as_secs());
+            assert!(clock.now() >= due);
+        }
+        assert_eq!(attempts, vec![2, 6, 14, 30]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,627 @@
+//! Every outcome path of a flush: done, relocated, submitted, transient with backoff (paused
+//! tokio time), unknown, permanent, eviction after five failures, pauses, state mismatch,
+//! broken executors, crash safety of sends, and per-email ordering.
+//! Schedules use a manual clock (see `setup_clocked`).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::support::{FakeServer, R};
+use super::*;
+use crate::{
+    AccountId, Attempt, BatchError, Change, ChangeState, Enqueued, Error, Executor, Operation,
+    OutgoingMessage, Pause, Target,
+};
+use mailsync_store::Address;
+
+fn message(subject: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        from: Address {
+            name: None,
+            email: "t@example.test".into(),
+        },
+        to: vec![Address {
+            name: None,
+            email: "bob@example.test".into(),
+        }],
+        subject: subject.into(),
+        text: "hello".into(),
+        ..Default::default()
+    }
+}
+
+fn transient(reason: &str, retry_after: Option<Duration>) -> ItemOutcome {
+    ItemOutcome::Transient {
+        reason: reason.into(),
+        retry_after,
+    }
+}
+
+#[tokio::test]
+async fn done_deletes_the_row_and_keeps_the_local_change() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    let c = calls();
+    let report = fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert_eq!((report.done, report.batches), (1, 1));
+    assert_eq!(taken(&c)[0][0].attempt, Attempt::Fresh);
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    assert!(fx.state(a).await?.is_some_and(|s| s.flags.seen));
+    // Flushing again is harmless: nothing is sent twice.
+    let report = fx.outbox.flush(fx.account, &never()).await?;
+    assert_eq!(report.done, 0);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn relocated_records_the_new_server_identity() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?;
+    // The move is in flight when the user flags the email: a second row, based on the moved copy.
+    let mut m = MockExecutor::new();
+    let archive = fx.archive;
+    m.expect_execute().times(1).returning(move |_, batch| {
+        Ok(batch
+            .iter()
+            .map(|_| ItemOutcome::Relocated {
+                remote_id: Some(format!("{}/9/500", archive.0)),
+                locations: vec![crate::Location {
+                    mailbox_id: archive,
+                    uidvalidity: Some(9),
+                    uid: Some(500),
+                    modseq: None,
+                }],
+            })
+            .collect())
+    });
+    let report = fx.outbox.flush(fx.account, &m).await?;
+    assert_eq!(report.done, 1);
+    let s = fx.state(a).await?.ok_or("email gone")?;
+    assert_eq!(s.mailboxes[0].mailbox_id, fx.archive);
+    assert_eq!(s.mailboxes[0].uid, Some(500));
+    let e = mailsync_store::emails::get(fx.store.conn(), a).await?;
+    assert_eq!(e.remote_id, format!("{}/9/500", fx.archive.0));
+    // A later change starts from the new identity.
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    let c = calls();
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    let batches = taken(&c);
+    let Operation::Email(op) = &batches[0][0].operation else {
+        return Err("expected an email change".into());
+    };
+    assert_eq!(op.remote_id, format!("{}/9/500", fx.archive.0));
+    assert_eq!(op.source()[0].uid, Some(500));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn transient_failures_back_off_exponentially() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    let a = fx.email(1).await?;
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    let c = calls();
+    let failing = answering(transient("HTTP 503", None), c.clone());
+    // Ceilings with no jitter: 2 s, 4 s, 8 s, 16 s.
+    for (n, wait) in [(1u32, 2u64), (2, 4), (3, 8), (4, 16)] {
+        let report = fx.outbox.flush(fx.account, &failing).await?;
+        assert_eq!(report.transient, 1, "failure {n}");
+        assert_eq!(taken(&c).len(), 1);
+        let item = &fx.outbox.pending(fx.account).await?[0];
+        assert_eq!(item.retry_count, n);
+        assert_eq!(item.state, ChangeState::Pending);
+        assert_eq!(item.last_error.as_deref(), Some("HTTP 503"));
+        let due = report.next_due.ok_or("next due")?;
+        assert_eq!((due - fx.outbox.now()).num_milliseconds(), (wait * 1000) as i64);
+        // Not due a moment before: the executor is not called.
+        clock.advance(Duration::from_millis(wait * 1000 - 10));
+        let early = fx.outbox.flush(fx.account, &failing).await?;
+        assert_eq!(early.batches, 0);
+        assert!(taken(&c).is_empty());
+        clock.advance(Duration::from_millis(10));
+    }
+    // The local change stands while retries go on.
+    assert!(fx.state(a).await?.is_some_and(|s| s.flags.seen));
+    let report = fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert_eq!(report.done, 1);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn retry_after_replaces_the_computed_backoff() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    let a = fx.email(1).await?;
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    let c = calls();
+    let limited = answering(
+        transient("rateLimit", Some(Duration::from_secs(90))),
+        c.clone(),
+    );
+    fx.outbox.flush(fx.account, &limited).await?;
+    clock.advance(Duration::from_secs(89));
+    assert_eq!(fx.outbox.flush(fx.account, &never()).await?.batches, 0);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(fx.outbox.flush(fx.account, &acking(c)).await?.done, 1);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn five_transient_failures_evict_and_revert() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    let a = fx.email(1).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?;
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    let c = calls();
+    let failing = answering(transient("timeout", None), c.clone());
+    let mut evicted = 0;
+    for _ in 0..5 {
+        let r = fx.outbox.flush(fx.account, &failing).await?;
+        evicted += r.evicted;
+        clock.advance(Duration::from_secs(600));
+    }
+    assert_eq!(taken(&c).len(), 5);
+    assert_eq!(evicted, 1);
+    let counts = fx.outbox.counts(fx.account).await?;
+    assert_eq!((counts.queued(), counts.failed), (0, 1));
+    // The server wins: back in the inbox with its UID, unread again.
+    let s = fx.state(a).await?.ok_or("email gone")?;
+    assert_eq!(s.mailboxes[0].mailbox_id, fx.inbox);
+    assert_eq!(s.mailboxes[0].uid, Some(1));
+    assert!(!s.flags.seen);
+    fx.assert_counters_exact().await?;
+    let failed = fx.outbox.failed(fx.account).await?;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].retry_count, 5);
+    assert_eq!(
+        failed[0].reason,
+        "gave up after 5 transient failures: timeout"
+    );
+    assert_eq!(failed[0].email_id, Some(a));
+    assert_eq!(
+        failed[0].description,
+        format!("mark read; move to mailbox {}", fx.archive)
+    );
+    // Nothing more is tried.
+    assert_eq!(fx.outbox.flush(fx.account, &never()).await?.batches, 0);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn permanent_failure_evicts_at_once_then_retry_and_dismiss() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?;
+    let c = calls();
+    let rejecting = answering(
+        ItemOutcome::Permanent {
+            reason: "NO [NOPERM]".into(),
+        },
+        c.clone(),
+    );
+    let report = fx.outbox.flush(fx.account, &rejecting).await?;
+    assert_eq!(report.evicted, 1);
+    assert_eq!(fx.where_is(a).await?, vec![fx.inbox]);
+    assert_eq!(fx.state(a).await?.ok_or("gone")?.mailboxes[0].uid, Some(1));
+    fx.assert_counters_exact().await?;
+    let failed = fx.outbox.failed(fx.account).await?;
+    assert_eq!(failed[0].reason, "NO [NOPERM]");
+    assert_eq!(failed[0].retry_count, 0);
+
+    // Retry: applied again locally and queued.
+    let r = fx.outbox.retry_failed(failed[0].id).await?;
+    assert!(matches!(r, Enqueued::Queued(_)));
+    assert_eq!(fx.where_is(a).await?, vec![fx.archive]);
+    assert!(fx.outbox.failed(fx.account).await?.is_empty());
+    // Fails again; this time dismiss it.
+    fx.outbox.flush(fx.account, &rejecting).await?;
+    let failed = fx.outbox.failed(fx.account).await?;
+    fx.outbox.dismiss_failed(failed[0].id).await?;
+    let counts = fx.outbox.counts(fx.account).await?;
+    assert_eq!((counts.queued(), counts.failed), (0, 0));
+    assert_eq!(fx.where_is(a).await?, vec![fx.inbox]);
+    assert!(matches!(
+        fx.outbox.dismiss_failed(failed[0].id).await,
+        Err(Error::FailedNotFound(_))
+    ));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_outcome_is_handed_over_as_uncertain_next_time() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    let a = fx.email(1).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?;
+    let c = calls();
+    let unsure = answering(
+        ItemOutcome::Unknown {
+            reason: "timeout after the request was sent".into(),
+        },
+        c.clone(),
+    );
+    let r = fx.outbox.flush(fx.account, &unsure).await?;
+    assert_eq!(r.transient, 1);
+    let item = &fx.outbox.pending(fx.account).await?[0];
+    assert_eq!((item.state, item.retry_count), (ChangeState::InFlight, 1));
+    // An in-flight row is never merged into: the next change gets its own row.
+    let next = fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    assert!(matches!(next, Enqueued::Queued(id) if id != item.id));
+    clock.advance(Duration::from_secs(2));
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    let batches = taken(&c);
+    assert_eq!(batches.len(), 3, "one per email per batch, in order");
+    assert_eq!(batches[1][0].attempt, Attempt::Uncertain);
+    assert_eq!(batches[1][0].id, item.id);
+    assert_eq!(batches[2][0].attempt, Attempt::Fresh);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_email_second_change_never_goes_before_its_first() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    let a = fx.email(1).await?;
+    let b = fx.email(2).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?;
+    let c = calls();
+    fx.outbox
+        .flush(
+            fx.account,
+            &answering(ItemOutcome::Unknown { reason: "?".into() }, c.clone()),
+        )
+        .await?;
+    // a's first change waits 2 s; its second is due now, and so is b's.
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    fx.outbox.enqueue(fx.account, Change::seen(b, true)).await?;
+    taken(&c);
+    clock.advance(Duration::from_millis(1));
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    let batches = taken(&c);
+    let emails: Vec<_> = batches
+        .iter()
+        .flatten()
+        .map(|q| match &q.operation {
+            Operation::Email(e) => e.email_id,
+            Operation::Send(_) => crate::EmailId(0),
+        })
+        .collect();
+    assert_eq!(emails, vec![b], "a's second change waits for its first");
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn offline_and_bad_credentials_pause_without_spending_attempts() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    for (err, pause) in [
+        (
+            BatchError::Offline("connect refused".into()),
+            Pause::Offline("connect refused".into()),
+        ),
+        (
+            BatchError::NeedsUser("AUTHENTICATIONFAILED".into()),
+            Pause::NeedsUser("AUTHENTICATIONFAILED".into()),
+        ),
+    ] {
+        let mut m = MockExecutor::new();
+        m.expect_execute()
+            .times(1)
+            .returning(move |_, _| Err(err.clone()));
+        let report = fx.outbox.flush(fx.account, &m).await?;
+        assert_eq!(report.paused, Some(pause));
+        let item = &fx.outbox.pending(fx.account).await?[0];
+        assert_eq!((item.state, item.retry_count), (ChangeState::Pending, 0));
+        assert!(report.next_due.is_some());
+    }
+    // Still merged into (it never left), and handed over fresh when back online.
+    assert!(matches!(
+        fx.outbox.enqueue(fx.account, Change::flagged(a, true)).await?,
+        Enqueued::Merged(_)
+    ));
+    let c = calls();
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert_eq!(taken(&c)[0][0].attempt, Attempt::Fresh);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn state_mismatch_fails_nothing_and_asks_for_a_resync() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    let mut m = MockExecutor::new();
+    m.expect_execute()
+        .times(1)
+        .returning(|_, _| Err(BatchError::StateMismatch));
+    let report = fx.outbox.flush(fx.account, &m).await?;
+    assert!(report.resync_needed);
+    assert_eq!((report.transient, report.evicted), (0, 0));
+    let item = &fx.outbox.pending(fx.account).await?[0];
+    assert_eq!((item.state, item.retry_count), (ChangeState::Pending, 0));
+    assert!(fx.state(a).await?.is_some_and(|s| s.flags.seen));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_wide_transient_error_counts_for_every_item() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    let b = fx.email(2).await?;
+    fx.outbox
+        .enqueue_all(
+            fx.account,
+            vec![Change::seen(a, true), Change::seen(b, true)],
+        )
+        .await?;
+    let mut m = MockExecutor::new();
+    m.expect_execute().times(1).returning(|_, _| {
+        Err(BatchError::Transient {
+            reason: "HTTP 502".into(),
+            retry_after: None,
+        })
+    });
+    let report = fx.outbox.flush(fx.account, &m).await?;
+    assert_eq!(report.transient, 2);
+    let items = fx.outbox.pending(fx.account).await?;
+    assert!(items.iter().all(|i| i.retry_count == 1));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_executor_breaking_the_contract_leaves_the_batch_uncertain() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    let mut m = MockExecutor::new();
+    m.expect_execute().times(1).returning(|_, _| Ok(Vec::new()));
+    assert!(matches!(
+        fx.outbox.flush(fx.account, &m).await,
+        Err(Error::OutcomeCount {
+            expected: 1,
+            got: 0
+        })
+    ));
+    let c = calls();
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert_eq!(taken(&c)[0][0].attempt, Attempt::Uncertain);
+    db.cleanup().await?;
+    Ok(())
+}
+
+/// Submits every send to the fake server, then never answers (the process "crashes").
+struct SendsThenHangs(std::sync::Arc<FakeServer>);
+
+#[async_trait::async_trait]
+impl Executor for SendsThenHangs {
+    async fn execute(
+        &self,
+        account: AccountId,
+        batch: &[QueuedChange],
+    ) -> Result<Vec<ItemOutcome>, BatchError> {
+        self.0.execute(account, batch).await?;
+        std::future::pending::<()>().await;
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_send_and_delete_never_sends_twice() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let server = std::sync::Arc::new(FakeServer::default());
+    let id = fx
+        .outbox
+        .enqueue(fx.account, Change::send(message("once")))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    let mid = match &fx.outbox.pending(fx.account).await?[0] {
+        p if p.kind == "send" => p.description.clone(),
+        _ => return Err("not a send".into()),
+    };
+    assert!(mid.contains("bob@example.test"));
+    let crashed = tokio::time::timeout(
+        Duration::from_millis(300),
+        fx.outbox.flush(fx.account, &SendsThenHangs(server.clone())),
+    )
+    .await;
+    assert!(crashed.is_err(), "the flush was cut off");
+    assert_eq!(server.sent().len(), 1);
+    // The row is persisted in flight: it cannot be undone, and is checked on the next flush.
+    assert!(matches!(
+        fx.outbox.cancel(id).await,
+        Err(Error::CannotUndo { .. })
+    ));
+    assert_eq!(fx.outbox.counts(fx.account).await?.in_flight, 1);
+    let report = fx.outbox.flush(fx.account, server.as_ref()).await?;
+    assert_eq!(report.done, 1);
+    let batches = server.batches.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(batches[1][0].attempt, Attempt::Uncertain);
+    assert_eq!(server.sent().len(), 1, "not sent twice");
+    let Operation::Send(m) = &batches[1][0].operation else {
+        return Err("not a send".into());
+    };
+    assert_eq!(server.sent()[0], m.message_id);
+    assert!(m.message_id.ends_with("@example.test"));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_submitted_send_is_only_asked_to_finish() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    fx.outbox
+        .enqueue(fx.account, Change::send(message("hi")))
+        .await?;
+    let c = calls();
+    let r = fx
+        .outbox
+        .flush(fx.account, &answering(ItemOutcome::Submitted, c.clone()))
+        .await?;
+    assert_eq!(r.submitted, 1);
+    let counts = fx.outbox.counts(fx.account).await?;
+    assert_eq!(counts.submitted, 1);
+    assert!(fx.outbox.pending(fx.account).await?[0]
+        .description
+        .ends_with("(sent, filing in Sent)"));
+    clock.advance(Duration::from_secs(1));
+    // Filing fails permanently: evicted, and a retry stays submitted (never sent twice).
+    fx.outbox
+        .flush(
+            fx.account,
+            &answering(
+                ItemOutcome::Permanent {
+                    reason: "Sent is read-only".into(),
+                },
+                c.clone(),
+            ),
+        )
+        .await?;
+    let batches = taken(&c);
+    assert_eq!(batches[1][0].attempt, Attempt::Submitted);
+    let failed = fx.outbox.failed(fx.account).await?;
+    assert_eq!(failed[0].kind, "send");
+    fx.outbox.retry_failed(failed[0].id).await?;
+    assert_eq!(fx.outbox.counts(fx.account).await?.submitted, 1);
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert_eq!(taken(&c)[0][0].attempt, Attempt::Submitted);
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_transient_send_failure_is_retried_fresh() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    fx.outbox
+        .enqueue(fx.account, Change::send(message("retry")))
+        .await?;
+    let c = calls();
+    fx.outbox
+        .flush(fx.account, &answering(transient("421", None), c.clone()))
+        .await?;
+    clock.advance(Duration::from_secs(2));
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    let b = taken(&c);
+    assert_eq!((b[0][0].attempt, b[1][0].attempt), (Attempt::Fresh, Attempt::Fresh));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_destroyed_email_takes_its_later_changes_along() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    let a = fx.email_in(1, fx.trash, Default::default()).await?;
+    fx.outbox.enqueue(fx.account, Change::delete(a)).await?;
+    let c = calls();
+    fx.outbox
+        .flush(
+            fx.account,
+            &answering(ItemOutcome::Unknown { reason: "?".into() }, c.clone()),
+        )
+        .await?;
+    // While the destroy is in flight, the user moves it back (an undelete attempt).
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.inbox))
+        .await?;
+    assert_eq!(fx.where_is(a).await?, vec![fx.inbox]);
+    clock.advance(Duration::from_secs(2));
+    let report = fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert_eq!((report.done, report.moot), (1, 1));
+    assert_eq!(fx.state(a).await?, None);
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    fx.assert_counters_exact().await?;
+    db.cleanup().await?;
+    Ok(())
+}
+
+/// Enqueues a change while the batch is being executed, then acknowledges the batch.
+struct EnqueuesDuring {
+    outbox: std::sync::Arc<crate::Outbox>,
+    change: Change,
+    result: Mutex<Option<Enqueued>>,
+}
+
+#[async_trait::async_trait]
+impl Executor for EnqueuesDuring {
+    async fn execute(
+        &self,
+        account: AccountId,
+        batch: &[QueuedChange],
+    ) -> Result<Vec<ItemOutcome>, BatchError> {
+        let r = self.outbox.enqueue(account, self.change.clone()).await.ok();
+        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = r;
+        Ok(batch.iter().map(|_| ItemOutcome::Done).collect())
+    }
+}
+
+#[tokio::test]
+async fn a_change_made_during_a_flush_is_not_lost() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    let ex = EnqueuesDuring {
+        outbox: fx.outbox.clone(),
+        change: Change::move_to(a, fx.archive),
+        result: Mutex::new(None),
+    };
+    fx.outbox.flush(fx.account, &ex).await?;
+    let r = ex.result.lock().unwrap_or_else(|p| p.into_inner()).take();
+    assert!(matches!(r, Some(Enqueued::Queued(_))), "{r:?}");
+    let c = calls();
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    let b = taken(&c);
+    let Operation::Email(op) = &b[0][0].operation else {
+        return Err("not an email change".into());
+    };
+    assert_eq!(op.target, Target::Mailboxes(vec![fx.archive]));
+    assert!(op.flags.is_empty(), "seen was already acknowledged");
+    assert!(op.before.flags.seen);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreadable_row_is_evicted_instead_of_blocking_the_queue() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    mailsync_store::queue::insert(
+        fx.store.conn(),
+        mailsync_store::queue::NewChange {
+            account_id: fx.account,
+            email_id: Some(a),
+            kind: "flags".into(),
+            payload: "{not json".into(),
+            next_attempt_at: fx.outbox.now(),
+        },
+    )
+    .await?;
+    let b = fx.email(2).await?;
+    fx.outbox.enqueue(fx.account, Change::seen(b, true)).await?;
+    let c = calls();
+    let report = fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert_eq!(report.done, 1);
+    assert_eq!(fx.outbox.counts(fx.account).await?.failed, 1);
+    db.cleanup().await?;
+    Ok(())
+}
