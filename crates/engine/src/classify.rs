@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use mailsync_jmap_client as jmap;
+
 use crate::error::EngineError;
 
 /// What to do about a failure.
@@ -47,6 +49,57 @@ pub fn classify(err: &EngineError) -> Disposition {
         },
         EngineError::Compose(_) => Disposition::Reject,
         EngineError::Cancelled => Disposition::Retry { after: None },
+        EngineError::Jmap(e) => classify_jmap(e),
+    }
+}
+
+/// JMAP facts: transport kind, HTTP status, method error type, SetError type.
+pub fn classify_jmap(e: &jmap::Error) -> Disposition {
+    use jmap::{MethodErrorType as M, SetErrorType as S, TransportErrorKind as T};
+    match e {
+        jmap::Error::Transport(t) => match t.kind() {
+            T::Connect | T::Timeout | T::Body => Disposition::Offline,
+            T::Tls => Disposition::NeedsUser,
+            _ => Disposition::Retry { after: None },
+        },
+        jmap::Error::Unauthorized { .. } => Disposition::NeedsUser,
+        jmap::Error::Http {
+            status,
+            retry_after,
+            ..
+        } => match status {
+            429 | 500..=599 => Disposition::Retry {
+                after: *retry_after,
+            },
+            _ => Disposition::Reject,
+        },
+        jmap::Error::Method(m) => match m.kind {
+            M::StateMismatch | M::CannotCalculateChanges | M::ServerPartialFail => {
+                Disposition::Resync
+            }
+            M::ServerUnavailable => Disposition::Retry { after: None },
+            M::Forbidden
+            | M::AccountNotFound
+            | M::AccountNotSupportedByMethod
+            | M::AccountReadOnly => Disposition::NeedsUser,
+            _ => Disposition::Reject,
+        },
+        jmap::Error::SetItem { error, .. } => match error.kind {
+            S::RateLimit => Disposition::Retry { after: None },
+            S::OverQuota | S::Forbidden => Disposition::NeedsUser,
+            _ => Disposition::Reject,
+        },
+        jmap::Error::StateNotAdvancing { .. } => Disposition::Resync,
+        jmap::Error::NotJmap { .. }
+        | jmap::Error::InsecureUrl { .. }
+        | jmap::Error::InvalidUrl { .. }
+        | jmap::Error::Config(_)
+        | jmap::Error::NoAccount { .. }
+        | jmap::Error::UnsupportedCapability { .. } => Disposition::NeedsUser,
+        jmap::Error::Io { .. } | jmap::Error::PushUnavailable { .. } => {
+            Disposition::Retry { after: None }
+        }
+        _ => Disposition::Reject,
     }
 }
 
@@ -111,6 +164,46 @@ mod tests {
         ];
         for (err, want) in &cases {
             assert_eq!(&classify(err), want, "{err}");
+        }
+    }
+
+    fn jmap_method(kind: &str) -> jmap::Error {
+        jmap::Error::Method(Box::new(jmap::MethodError {
+            method: "Email/set".into(),
+            call_id: "c0".into(),
+            kind: jmap::MethodErrorType::parse(kind),
+            type_name: kind.into(),
+            description: None,
+            extra: serde_json::Map::new(),
+        }))
+    }
+
+    #[test]
+    fn jmap_classification_table() {
+        let cases: Vec<(jmap::Error, Disposition)> = vec![
+            (
+                jmap::Error::Unauthorized { status: 401 },
+                Disposition::NeedsUser,
+            ),
+            (jmap_method("stateMismatch"), Disposition::Resync),
+            (jmap_method("cannotCalculateChanges"), Disposition::Resync),
+            (
+                jmap_method("serverUnavailable"),
+                Disposition::Retry { after: None },
+            ),
+            (jmap_method("serverFail"), Disposition::Reject),
+            (jmap_method("somethingNew"), Disposition::Reject),
+            (jmap_method("accountNotFound"), Disposition::NeedsUser),
+            (
+                jmap::Error::StateNotAdvancing {
+                    method: "Email/changes".into(),
+                    state: jmap::State::new("1"),
+                },
+                Disposition::Resync,
+            ),
+        ];
+        for (err, want) in &cases {
+            assert_eq!(&classify_jmap(err), want, "{err}");
         }
     }
 }

@@ -13,6 +13,9 @@ pub enum EngineError {
     /// The account's secret could not be obtained.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The JMAP server.
+    #[error(transparent)]
+    Jmap(#[from] mailsync_jmap_client::Error),
     /// Sending over SMTP.
     #[error(transparent)]
     Smtp(#[from] SmtpError),

@@ -800,6 +800,20 @@ pub async fn list<C: ConnectionTrait>(
         .collect()
 }
 
+/// Every `remote_id` of an account (for reconciling a full listing from the server).
+pub async fn remote_ids<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+) -> Result<Vec<String>, StoreError> {
+    Ok(e::Entity::find()
+        .select_only()
+        .column(e::Column::RemoteId)
+        .filter(e::Column::AccountId.eq(account.0))
+        .into_tuple::<String>()
+        .all(c)
+        .await?)
+}
+
 /// Number of emails of an account.
 pub async fn count<C: ConnectionTrait>(c: &C, account: AccountId) -> Result<u64, StoreError> {
     Ok(e::Entity::find()

@@ -1,0 +1,474 @@
+//! JMAP objects into the store: mailboxes (Mailbox/get, then Mailbox/changes) and emails
+//! (Email/query + Email/get chained in one request per page, then Email/changes + Email/get of
+//! created and updated), with bodies cached by the account's body policy.
+//!
+//! Checkpoints are the JMAP state strings under [`Scope::jmap`]`("Mailbox")` and `("Email")`,
+//! written in the same transaction as the data they cover. A full listing commits its pages as it
+//! goes (idempotent upserts) and writes the checkpoint, with the removal of emails the server no
+//! longer has, only at the end: killed midway, the next cycle starts the listing again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use mailsync_jmap_client as jmap;
+use mailsync_jmap_client::{
+    ChangesPager, Client, Comparator, Email, Get, MailboxRole, MethodErrorType, Query, QueryPager,
+};
+use mailsync_store::bodies::{self, Body};
+use mailsync_store::checkpoints::{self, Checkpoint, Scope};
+use mailsync_store::emails::{self, Attachment, EmailUpsert, Membership};
+use mailsync_store::mailboxes::{self, MailboxStatus, MailboxUpsert};
+use mailsync_store::{AccountId, Address, BodyPolicy, Flags, MailboxId, Role, Store, StoreError};
+
+use crate::error::EngineError;
+
+/// Emails per page of a full listing (one Email/query + Email/get request each).
+pub const PAGE_SIZE: u64 = 500;
+
+/// The Email properties stored for every email.
+pub const EMAIL_PROPERTIES: &[&str] = &[
+    "id",
+    "blobId",
+    "threadId",
+    "mailboxIds",
+    "keywords",
+    "size",
+    "receivedAt",
+    "messageId",
+    "inReplyTo",
+    "references",
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "replyTo",
+    "subject",
+    "sentAt",
+    "hasAttachment",
+    "preview",
+    "attachments",
+];
+
+/// What a JMAP sync pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JmapCounts {
+    /// Mailboxes on the server.
+    pub mailboxes: i64,
+    /// Emails inserted.
+    pub added: i64,
+    /// Emails updated.
+    pub updated: i64,
+    /// Emails removed.
+    pub removed: i64,
+    /// Whether a full listing was needed (first run or lost checkpoint).
+    pub full: bool,
+}
+
+fn role(r: &MailboxRole) -> Option<Role> {
+    match r {
+        MailboxRole::Inbox => Some(Role::Inbox),
+        MailboxRole::Sent => Some(Role::Sent),
+        MailboxRole::Drafts => Some(Role::Drafts),
+        MailboxRole::Trash => Some(Role::Trash),
+        MailboxRole::Junk => Some(Role::Junk),
+        MailboxRole::Archive => Some(Role::Archive),
+        _ => None,
+    }
+}
+
+/// Whether an error means "this checkpoint is useless: list everything again".
+fn needs_full(e: &jmap::Error) -> bool {
+    match e {
+        jmap::Error::Method(m) => match m.kind {
+            MethodErrorType::CannotCalculateChanges | MethodErrorType::StateMismatch => true,
+            // Cyrus answers a state it does not know (e.g. after its database was rebuilt) with
+            // invalidArguments naming sinceState rather than cannotCalculateChanges.
+            MethodErrorType::InvalidArguments => {
+                m.method.ends_with("/changes")
+                    && m.extra
+                        .get("arguments")
+                        .and_then(|a| a.as_array())
+                        .is_some_and(|a| a.iter().any(|v| v == "sinceState"))
+            }
+            _ => false,
+        },
+        jmap::Error::StateNotAdvancing { .. } => true,
+        _ => false,
+    }
+}
+
+fn mailbox_upsert(m: &jmap::Mailbox) -> Option<MailboxUpsert> {
+    let id = m.id.as_ref()?;
+    Some(MailboxUpsert {
+        remote_id: id.as_str().to_owned(),
+        name: m.name.clone().unwrap_or_else(|| id.as_str().to_owned()),
+        parent_remote_id: m.parent_id.as_ref().map(|p| p.as_str().to_owned()),
+        delimiter: None,
+        selectable: true,
+        role: m.role.as_ref().and_then(role),
+        status: Some(MailboxStatus {
+            total: m
+                .total_emails
+                .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+            unread: m
+                .unread_emails
+                .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+            uidvalidity: None,
+            uidnext: None,
+            highestmodseq: None,
+        }),
+    })
+}
+
+/// Syncs the mailbox list: Mailbox/changes from the stored state, or Mailbox/get of all.
+pub async fn sync_mailboxes(
+    client: &Client,
+    store: &Store,
+    account: AccountId,
+    jmap_account: &jmap::AccountId,
+) -> Result<i64, EngineError> {
+    let scope = Scope::jmap("Mailbox");
+    if let Some(state) = checkpoints::get(store.conn(), account, &scope)
+        .await?
+        .and_then(|c| c.state)
+    {
+        let mut pager =
+            ChangesPager::<jmap::Mailbox>::new(client, jmap_account, &jmap::State::new(state))
+                .fetch_created(Get::new(jmap_account))
+                .fetch_updated(Get::new(jmap_account));
+        loop {
+            match pager.next_page().await {
+                Ok(Some(page)) => {
+                    let txn = store.begin().await?;
+                    let items: Vec<_> = page
+                        .created
+                        .iter()
+                        .chain(&page.updated)
+                        .filter_map(mailbox_upsert)
+                        .collect();
+                    mailboxes::upsert(&txn, account, &items).await?;
+                    for gone in &page.changes.destroyed {
+                        if let Some(m) =
+                            mailboxes::find_by_remote_id(&txn, account, gone.as_str()).await?
+                        {
+                            mailboxes::delete(&txn, m.id).await?;
+                        }
+                    }
+                    checkpoints::put(
+                        &txn,
+                        account,
+                        &scope,
+                        &Checkpoint::state(page.changes.new_state.as_str()),
+                    )
+                    .await?;
+                    txn.commit().await.map_err(StoreError::from)?;
+                }
+                Ok(None) => {
+                    return Ok(mailboxes::list(store.conn(), account).await?.len() as i64);
+                }
+                Err(e) if needs_full(&e) => {
+                    tracing::info!(error = %e, "Mailbox checkpoint unusable; listing all mailboxes.");
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let resp = client.call(Get::<jmap::Mailbox>::new(jmap_account)).await?;
+    let items: Vec<_> = resp.list.iter().filter_map(mailbox_upsert).collect();
+    let keep: Vec<String> = items.iter().map(|m| m.remote_id.clone()).collect();
+    let txn = store.begin().await?;
+    mailboxes::upsert(&txn, account, &items).await?;
+    mailboxes::delete_missing(&txn, account, &keep).await?;
+    checkpoints::put(
+        &txn,
+        account,
+        &scope,
+        &Checkpoint::state(resp.state.as_str()),
+    )
+    .await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    Ok(items.len() as i64)
+}
+
+fn addresses(v: &Option<Vec<jmap::EmailAddress>>) -> Vec<Address> {
+    v.iter()
+        .flatten()
+        .map(|a| Address {
+            name: a.name.clone().filter(|n| !n.is_empty()),
+            email: a.email.clone(),
+        })
+        .collect()
+}
+
+fn flags(keywords: &Option<BTreeMap<String, bool>>) -> Flags {
+    let mut f = Flags::default();
+    for (k, on) in keywords.iter().flatten() {
+        if !on {
+            continue;
+        }
+        match k.to_ascii_lowercase().as_str() {
+            "$seen" => f.seen = true,
+            "$flagged" => f.flagged = true,
+            "$answered" => f.answered = true,
+            "$draft" => f.draft = true,
+            _ => f.keywords.push(k.clone()),
+        }
+    }
+    f.keywords.sort();
+    f.keywords.dedup();
+    f
+}
+
+/// Converts a JMAP Email into a store upsert; `None` for an email without id or receivedAt.
+pub fn email_upsert(e: &Email, boxes: &HashMap<String, MailboxId>) -> Option<EmailUpsert> {
+    let id = e.id.as_ref()?;
+    let received = e.received_at?;
+    let mut u = EmailUpsert::new(id.as_str(), received);
+    u.blob_id = e.blob_id.as_ref().map(|b| b.as_str().to_owned());
+    u.thread_id = e.thread_id.as_ref().map(|t| t.as_str().to_owned());
+    u.message_id = e.message_id.as_ref().and_then(|v| v.first().cloned());
+    u.in_reply_to = e
+        .in_reply_to
+        .as_ref()
+        .map(|v| v.join(" "))
+        .filter(|s| !s.is_empty());
+    u.references = e
+        .references
+        .as_ref()
+        .map(|v| v.join(" "))
+        .filter(|s| !s.is_empty());
+    u.subject = e.subject.clone();
+    u.from = addresses(&e.from);
+    u.to = addresses(&e.to);
+    u.cc = addresses(&e.cc);
+    u.bcc = addresses(&e.bcc);
+    u.reply_to = addresses(&e.reply_to);
+    u.sent_at = e.sent_at.map(|d| d.with_timezone(&chrono::Utc));
+    u.size = e.size.map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX));
+    u.flags = flags(&e.keywords);
+    u.preview = e.preview.clone();
+    u.has_attachment = e.has_attachment.unwrap_or(false);
+    u.mailboxes = e
+        .mailbox_ids
+        .iter()
+        .flatten()
+        .filter(|(_, on)| **on)
+        .filter_map(|(m, _)| boxes.get(m.as_str()).copied())
+        .map(Membership::plain)
+        .collect();
+    u.attachments = e.attachments.as_ref().map(|parts| {
+        parts
+            .iter()
+            .map(|p| Attachment {
+                part_id: p.part_id.clone(),
+                blob_id: p.blob_id.as_ref().map(|b| b.as_str().to_owned()),
+                file_name: p.name.clone(),
+                mime_type: p
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/octet-stream".into())
+                    .to_ascii_lowercase(),
+                size: p.size.map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX)),
+                disposition: p.disposition.clone(),
+                content_id: p.cid.clone(),
+            })
+            .collect()
+    });
+    Some(u)
+}
+
+async fn mailbox_map(
+    store: &Store,
+    account: AccountId,
+) -> Result<HashMap<String, MailboxId>, EngineError> {
+    Ok(mailboxes::list(store.conn(), account)
+        .await?
+        .into_iter()
+        .map(|m| (m.remote_id, m.id))
+        .collect())
+}
+
+fn email_get(jmap_account: &jmap::AccountId) -> Get<Email> {
+    Get::new(jmap_account).properties(EMAIL_PROPERTIES.iter().copied())
+}
+
+/// Syncs emails: Email/changes from the stored state, else a full paged listing.
+pub async fn sync_emails(
+    client: &Client,
+    store: &Store,
+    account: AccountId,
+    jmap_account: &jmap::AccountId,
+    policy: BodyPolicy,
+) -> Result<JmapCounts, EngineError> {
+    let scope = Scope::jmap("Email");
+    let boxes = mailbox_map(store, account).await?;
+    let mut counts = JmapCounts::default();
+    if let Some(state) = checkpoints::get(store.conn(), account, &scope)
+        .await?
+        .and_then(|c| c.state)
+    {
+        let mut pager = ChangesPager::<Email>::new(client, jmap_account, &jmap::State::new(state))
+            .max_changes(PAGE_SIZE)
+            .fetch_created(email_get(jmap_account))
+            .fetch_updated(email_get(jmap_account));
+        loop {
+            match pager.next_page().await {
+                Ok(Some(page)) => {
+                    let items: Vec<_> = page
+                        .created
+                        .iter()
+                        .chain(&page.updated)
+                        .filter_map(|e| email_upsert(e, &boxes))
+                        .collect();
+                    let gone: Vec<String> = page
+                        .changes
+                        .destroyed
+                        .iter()
+                        .chain(&page.not_found)
+                        .map(|i| i.as_str().to_owned())
+                        .collect();
+                    let txn = store.begin().await?;
+                    let stats = emails::upsert_batch(&txn, account, &items).await?;
+                    let removed = emails::delete_by_remote_ids(&txn, account, &gone).await?;
+                    checkpoints::put(
+                        &txn,
+                        account,
+                        &scope,
+                        &Checkpoint::state(page.changes.new_state.as_str()),
+                    )
+                    .await?;
+                    txn.commit().await.map_err(StoreError::from)?;
+                    counts.added += stats.inserted as i64;
+                    counts.updated += stats.updated as i64;
+                    counts.removed += removed as i64;
+                    fetch_bodies_for(client, store, account, jmap_account, policy, &items).await?;
+                }
+                Ok(None) => return Ok(counts),
+                Err(e) if needs_full(&e) => {
+                    tracing::info!(error = %e, "Email checkpoint unusable; full resync.");
+                    checkpoints::delete(store.conn(), account, &scope).await?;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    counts.full = true;
+    let query = Query::<Email>::new(jmap_account).sort([
+        Comparator::descending("receivedAt"),
+        Comparator::ascending("id"),
+    ]);
+    let mut pager = QueryPager::new(client, query, email_get(jmap_account), PAGE_SIZE);
+    let mut seen: HashSet<String> = HashSet::new();
+    while let Some(page) = pager.next_page().await? {
+        let items: Vec<_> = page
+            .objects
+            .iter()
+            .filter_map(|e| email_upsert(e, &boxes))
+            .collect();
+        seen.extend(items.iter().map(|u| u.remote_id.clone()));
+        let txn = store.begin().await?;
+        let stats = emails::upsert_batch(&txn, account, &items).await?;
+        txn.commit().await.map_err(StoreError::from)?;
+        counts.added += stats.inserted as i64;
+        counts.updated += stats.updated as i64;
+        fetch_bodies_for(client, store, account, jmap_account, policy, &items).await?;
+    }
+    // The oldest state seen during paging: changes made meanwhile are replayed next time.
+    let Some(state) = pager.first_state().cloned() else {
+        return Ok(counts);
+    };
+    let local = emails::remote_ids(store.conn(), account).await?;
+    let stale: Vec<String> = local.into_iter().filter(|r| !seen.contains(r)).collect();
+    let txn = store.begin().await?;
+    counts.removed += emails::delete_by_remote_ids(&txn, account, &stale).await? as i64;
+    checkpoints::put(&txn, account, &scope, &Checkpoint::state(state.as_str())).await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    Ok(counts)
+}
+
+/// Bodies to fetch per request.
+const BODY_BATCH: usize = 50;
+
+async fn fetch_bodies_for(
+    client: &Client,
+    store: &Store,
+    account: AccountId,
+    jmap_account: &jmap::AccountId,
+    policy: BodyPolicy,
+    items: &[EmailUpsert],
+) -> Result<(), EngineError> {
+    let want: Vec<String> = items
+        .iter()
+        .filter(|u| policy.wants(u64::try_from(u.size).unwrap_or(u64::MAX)))
+        .map(|u| u.remote_id.clone())
+        .collect();
+    for chunk in want.chunks(BODY_BATCH) {
+        let ids: Vec<jmap::EmailId> = chunk.iter().map(jmap::EmailId::new).collect();
+        fetch_and_store_bodies(client, store, account, jmap_account, ids).await?;
+    }
+    Ok(())
+}
+
+/// Fetches text and HTML bodies of these emails (Email/get with body values) and caches them.
+pub async fn fetch_and_store_bodies(
+    client: &Client,
+    store: &Store,
+    account: AccountId,
+    jmap_account: &jmap::AccountId,
+    ids: Vec<jmap::EmailId>,
+) -> Result<usize, EngineError> {
+    let get = Get::<Email>::new(jmap_account)
+        .ids(ids)
+        .properties(["id", "textBody", "htmlBody", "bodyValues"])
+        .fetch_text_body_values(true)
+        .fetch_html_body_values(true);
+    let resp = client.call(get).await?;
+    let remote: Vec<String> = resp
+        .list
+        .iter()
+        .filter_map(|e| e.id.as_ref().map(|i| i.as_str().to_owned()))
+        .collect();
+    let local = emails::ids_by_remote_ids(store.conn(), account, &remote).await?;
+    let txn = store.begin().await?;
+    let mut n = 0;
+    for e in &resp.list {
+        let Some(id) = e.id.as_ref().and_then(|i| local.get(i.as_str())) else {
+            continue;
+        };
+        bodies::put(&txn, *id, &body_of(e)).await?;
+        n += 1;
+    }
+    txn.commit().await.map_err(StoreError::from)?;
+    Ok(n)
+}
+
+fn join_parts(e: &Email, parts: &Option<Vec<jmap::EmailBodyPart>>) -> (Option<String>, bool) {
+    let mut out = String::new();
+    let mut truncated = false;
+    let mut any = false;
+    for p in parts.iter().flatten() {
+        let Some(pid) = &p.part_id else { continue };
+        if let Some(v) = e.body_values.as_ref().and_then(|b| b.get(pid)) {
+            out.push_str(&v.value);
+            truncated |= v.is_truncated;
+            any = true;
+        }
+    }
+    (any.then_some(out), truncated)
+}
+
+/// Text and HTML of an Email fetched with body values.
+pub fn body_of(e: &Email) -> Body {
+    let (text, t1) = join_parts(e, &e.text_body);
+    let (html, t2) = join_parts(e, &e.html_body);
+    // RFC 8621: htmlBody falls back to the text parts when there is no HTML; do not store the
+    // text twice as if it were HTML.
+    let html = html.filter(|h| Some(h) != text.as_ref());
+    Body {
+        text,
+        html,
+        raw: None,
+        truncated: t1 || t2,
+    }
+}
