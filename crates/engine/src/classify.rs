@@ -64,15 +64,13 @@ pub fn classify_jmap(e: &jmap::Error) -> Disposition {
         },
         jmap::Error::Unauthorized { .. } => Disposition::NeedsUser,
         jmap::Error::Http {
-            status,
+            status: 429 | 500..=599,
             retry_after,
             ..
-        } => match status {
-            429 | 500..=599 => Disposition::Retry {
-                after: *retry_after,
-            },
-            _ => Disposition::Reject,
+        } => Disposition::Retry {
+            after: *retry_after,
         },
+        jmap::Error::Http { .. } => Disposition::Reject,
         jmap::Error::Method(m) => match m.kind {
             M::StateMismatch | M::CannotCalculateChanges | M::ServerPartialFail => {
                 Disposition::Resync
