@@ -1,0 +1,377 @@
+//! Cancel and undo, before and after the server saw the change; reverts that keep later
+//! changes of the same email.
+
+use std::time::Duration;
+
+use super::support::R;
+use super::*;
+use crate::{
+    Change, ChangeState, Enqueued, Error, Flag, FlagChange, Operation, OutgoingMessage, Target,
+    UndoRefusal, Undone,
+};
+use mailsync_store::Address;
+
+fn email_op(q: &QueuedChange) -> Result<&crate::EmailChange, &'static str> {
+    match &q.operation {
+        Operation::Email(e) => Ok(e),
+        Operation::Send(_) => Err("expected an email change"),
+    }
+}
+
+#[tokio::test]
+async fn cancel_before_flush_restores_the_local_state_exactly() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    let before = fx.state(a).await?;
+    let counters = fx.counters(fx.inbox).await?;
+    let id = fx
+        .outbox
+        .enqueue(fx.account, Change::seen(a, true))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?;
+    assert_eq!(fx.outbox.cancel(id).await?, Undone::Withdrawn(id));
+    assert_eq!(fx.state(a).await?, before);
+    assert_eq!(fx.counters(fx.inbox).await?, counters);
+    fx.assert_counters_exact().await?;
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    assert_eq!(fx.outbox.flush(fx.account, &never()).await?.batches, 0);
+    assert!(matches!(
+        fx.outbox.cancel(crate::ChangeId(id.0 + 100)).await,
+        Err(Error::ChangeNotFound(_))
+    ));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn undo_last_withdraws_only_the_last_action_and_walks_back() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    let b = fx.email(2).await?;
+    let original = fx.state(a).await?;
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    fx.outbox.enqueue(fx.account, Change::flagged(b, true)).await?;
+    let id = fx
+        .outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    // Last action: the move of a (merged with its earlier "seen").
+    assert_eq!(fx.outbox.undo_last(fx.account).await?, Undone::Withdrawn(id));
+    let s = fx.state(a).await?.ok_or("gone")?;
+    assert_eq!(s.mailboxes, original.clone().ok_or("gone")?.mailboxes);
+    assert!(s.flags.seen, "the earlier action stays");
+    assert_eq!(fx.outbox.pending(fx.account).await?[0].description, "mark read");
+    // Then b's flag, then a's seen.
+    fx.outbox.undo_last(fx.account).await?;
+    assert!(fx.state(b).await?.is_some_and(|s| !s.flags.flagged));
+    fx.outbox.undo_last(fx.account).await?;
+    assert_eq!(fx.state(a).await?, original);
+    assert!(matches!(
+        fx.outbox.undo_last(fx.account).await,
+        Err(Error::NothingToUndo(_))
+    ));
+    fx.assert_counters_exact().await?;
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn undo_after_flush_queues_the_compensating_move() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    let id = fx
+        .outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    let c = calls();
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    let r = fx.outbox.undo_last(fx.account).await?;
+    let Undone::Compensated {
+        change,
+        compensation: Enqueued::Queued(comp),
+    } = r
+    else {
+        return Err(format!("unexpected {r:?}").into());
+    };
+    assert_eq!(change, id);
+    assert_eq!(fx.where_is(a).await?, vec![fx.inbox]);
+    fx.assert_counters_exact().await?;
+    // The compensation is not itself offered for undo, and the original is forgotten.
+    assert!(matches!(
+        fx.outbox.undo_last(fx.account).await,
+        Err(Error::NothingToUndo(_))
+    ));
+    assert!(matches!(
+        fx.outbox.cancel(id).await,
+        Err(Error::ChangeNotFound(_))
+    ));
+    taken(&c);
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    let b = taken(&c);
+    assert_eq!(b[0][0].id, comp);
+    let op = email_op(&b[0][0])?;
+    assert_eq!(op.source()[0].mailbox_id, fx.archive);
+    assert_eq!(op.target, Target::Mailboxes(vec![fx.inbox]));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancel_of_an_acknowledged_flag_change_flags_back() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    let id = fx
+        .outbox
+        .enqueue(fx.account, Change::seen(a, true))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    let c = calls();
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert!(matches!(
+        fx.outbox.cancel(id).await?,
+        Undone::Compensated { change, .. } if change == id
+    ));
+    assert!(fx.state(a).await?.is_some_and(|s| !s.flags.seen));
+    assert_eq!(fx.counters(fx.inbox).await?, (1, 1));
+    taken(&c);
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    let b = taken(&c);
+    assert_eq!(
+        email_op(&b[0][0])?.flags,
+        vec![FlagChange {
+            flag: Flag::Seen,
+            value: false
+        }]
+    );
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancel_while_in_flight_compensates_after_it() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    let a = fx.email(1).await?;
+    let id = fx
+        .outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    let c = calls();
+    fx.outbox
+        .flush(
+            fx.account,
+            &answering(ItemOutcome::Unknown { reason: "?".into() }, c.clone()),
+        )
+        .await?;
+    let r = fx.outbox.cancel(id).await?;
+    assert!(matches!(r, Undone::Compensated { compensation: Enqueued::Queued(_), .. }));
+    assert_eq!(fx.where_is(a).await?, vec![fx.inbox]);
+    assert!(matches!(
+        fx.outbox.undo_last(fx.account).await,
+        Err(Error::NothingToUndo(_))
+    ));
+    // The in-flight move goes first (checked), then the move back.
+    clock.advance(Duration::from_secs(2));
+    taken(&c);
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    let b = taken(&c);
+    assert_eq!(b.len(), 2);
+    assert_eq!(b[0][0].id, id);
+    assert_eq!(email_op(&b[1][0])?.target, Target::Mailboxes(vec![fx.inbox]));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancelling_a_change_with_later_ones_keeps_them() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    let a = fx.email(1).await?;
+    let first = fx
+        .outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    let c = calls();
+    // In flight (unknown), then the user marks it read: a second row, based on the moved copy.
+    fx.outbox
+        .flush(
+            fx.account,
+            &answering(ItemOutcome::Unknown { reason: "?".into() }, c.clone()),
+        )
+        .await?;
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    // The retry says "not applied": the first row is pending again, before the second.
+    clock.advance(Duration::from_secs(2));
+    fx.outbox
+        .flush(
+            fx.account,
+            &answering(
+                ItemOutcome::Transient {
+                    reason: "503".into(),
+                    retry_after: None,
+                },
+                c.clone(),
+            ),
+        )
+        .await?;
+    let items = fx.outbox.pending(fx.account).await?;
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].state, ChangeState::Pending);
+    assert_eq!(fx.outbox.cancel(first).await?, Undone::Withdrawn(first));
+    // Back in the inbox with its UID, and still read.
+    let s = fx.state(a).await?.ok_or("gone")?;
+    assert_eq!(s.mailboxes[0].mailbox_id, fx.inbox);
+    assert_eq!(s.mailboxes[0].uid, Some(1));
+    assert!(s.flags.seen);
+    fx.assert_counters_exact().await?;
+    // The remaining change now targets the inbox copy.
+    taken(&c);
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    let b = taken(&c);
+    let op = email_op(&b[0][0])?;
+    assert_eq!(op.source()[0].uid, Some(1));
+    assert_eq!(op.target, Target::Stay);
+    assert_eq!(op.flags.len(), 1);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn eviction_reverts_only_its_own_effect() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    let a = fx.email(1).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?;
+    let c = calls();
+    fx.outbox
+        .flush(
+            fx.account,
+            &answering(ItemOutcome::Unknown { reason: "?".into() }, c.clone()),
+        )
+        .await?;
+    fx.outbox.enqueue(fx.account, Change::flagged(a, true)).await?;
+    clock.advance(Duration::from_secs(2));
+    let mut m = MockExecutor::new();
+    let mut seq = mockall::Sequence::new();
+    m.expect_execute()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, batch| {
+            Ok(batch
+                .iter()
+                .map(|_| ItemOutcome::Permanent {
+                    reason: "NO [NONEXISTENT]".into(),
+                })
+                .collect())
+        });
+    // The flag change, next in line, finds the account offline.
+    m.expect_execute()
+        .times(1)
+        .in_sequence(&mut seq)
+        .withf(|_, batch| batch.len() == 1)
+        .returning(|_, _| Err(crate::BatchError::Offline("gone".into())));
+    // The move is handed over alone (the flag waits for it) and is evicted.
+    let report = fx.outbox.flush(fx.account, &m).await?;
+    assert_eq!(report.evicted, 1);
+    assert!(report.paused.is_some());
+    let s = fx.state(a).await?.ok_or("gone")?;
+    assert_eq!(s.mailboxes[0].mailbox_id, fx.inbox);
+    assert_eq!(s.mailboxes[0].uid, Some(1));
+    assert!(s.flags.flagged, "the later change stays applied");
+    let items = fx.outbox.pending(fx.account).await?;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].description, "flag");
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_permanent_delete_can_be_cancelled_until_the_server_did_it() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email_in(1, fx.trash, Default::default()).await?;
+    let before = fx.state(a).await?;
+    let id = fx
+        .outbox
+        .enqueue(fx.account, Change::delete(a))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    assert_eq!(fx.outbox.undo_last(fx.account).await?, Undone::Withdrawn(id));
+    assert_eq!(fx.state(a).await?, before);
+    let id = fx
+        .outbox
+        .enqueue(fx.account, Change::delete(a))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    fx.outbox.flush(fx.account, &acking(calls())).await?;
+    assert!(matches!(
+        fx.outbox.cancel(id).await,
+        Err(Error::CannotUndo {
+            why: UndoRefusal::PermanentlyDeleted,
+            ..
+        })
+    ));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_send_can_be_undone_until_it_is_handed_over() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let msg = OutgoingMessage {
+        from: Address {
+            name: None,
+            email: "t@example.test".into(),
+        },
+        to: vec![Address {
+            name: None,
+            email: "bob@example.test".into(),
+        }],
+        subject: "oops".into(),
+        ..Default::default()
+    };
+    let id = fx
+        .outbox
+        .enqueue(fx.account, Change::send(msg.clone()))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    assert_eq!(fx.outbox.undo_last(fx.account).await?, Undone::Withdrawn(id));
+    assert_eq!(fx.outbox.flush(fx.account, &never()).await?.batches, 0);
+    let id = fx
+        .outbox
+        .enqueue(fx.account, Change::send(msg))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    fx.outbox.flush(fx.account, &acking(calls())).await?;
+    assert!(matches!(
+        fx.outbox.cancel(id).await,
+        Err(Error::CannotUndo {
+            why: UndoRefusal::AlreadySent,
+            ..
+        })
+    ));
+    assert!(matches!(
+        fx.outbox.undo_last(fx.account).await,
+        Err(Error::CannotUndo {
+            why: UndoRefusal::AlreadySent,
+            ..
+        })
+    ));
+    db.cleanup().await?;
+    Ok(())
+}
