@@ -18,6 +18,7 @@ pub mod backoff;
 pub mod classify;
 pub mod compose;
 pub mod error;
+pub mod jmap_send;
 pub mod jmap_sync;
 pub mod secret;
 pub mod smtp;

@@ -1,0 +1,220 @@
+//! Sending from a JMAP account: attachments uploaded as blobs first, then `Email/set` (create in
+//! Drafts with `$draft`) and `EmailSubmission/set` with `onSuccessUpdateEmail` (into Sent,
+//! `$draft` removed) chained in one request. Bcc recipients travel in the envelope only.
+//!
+//! Exactly once: when the outbox says an earlier attempt may have reached the server, the
+//! Message-ID is looked up first. Found in Sent: done. Found as a draft: only submitted.
+
+use mailsync_jmap_client as jmap;
+use mailsync_jmap_client::{
+    Client, Email, EmailAddress, EmailBodyPart, EmailBodyValue, EmailFilterCondition,
+    EmailSubmission, Envelope, Get, Identity, Patch, Query, Set, keyword,
+};
+use mailsync_store::{AccountId, Address, Role, Store, mailboxes};
+
+use crate::compose::Draft;
+use crate::error::EngineError;
+
+/// How a send ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendOutcome {
+    /// Submitted now; the Email id of the copy in Sent.
+    Submitted {
+        /// The JMAP Email id.
+        email_id: String,
+    },
+    /// An earlier attempt had already been submitted: nothing was sent again.
+    AlreadySent {
+        /// The JMAP Email id found in Sent.
+        email_id: String,
+    },
+}
+
+fn jaddr(a: &Address) -> EmailAddress {
+    match &a.name {
+        Some(n) if !n.is_empty() => EmailAddress::with_name(n.clone(), a.email.clone()),
+        _ => EmailAddress::new(a.email.clone()),
+    }
+}
+
+async fn role_mailbox(
+    store: &Store,
+    account: AccountId,
+    role: Role,
+) -> Result<jmap::MailboxId, EngineError> {
+    mailboxes::find_by_role(store.conn(), account, role)
+        .await?
+        .map(|m| jmap::MailboxId::new(m.remote_id))
+        .ok_or_else(|| EngineError::Config(format!("the account has no {role} mailbox")))
+}
+
+/// The identity to send as: the one whose address matches `from`, else the first.
+async fn identity(
+    client: &Client,
+    jacc: &jmap::AccountId,
+    from: &str,
+) -> Result<jmap::IdentityId, EngineError> {
+    let list = client.call(Get::<Identity>::new(jacc)).await?.list;
+    list.iter()
+        .find(|i| {
+            i.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(from))
+        })
+        .or_else(|| list.first())
+        .and_then(|i| i.id.clone())
+        .ok_or_else(|| EngineError::Config("the JMAP account has no sending identity".into()))
+}
+
+/// Finds an Email with this Message-ID and tells whether it is in Sent or still a draft.
+async fn find_previous(
+    client: &Client,
+    jacc: &jmap::AccountId,
+    message_id: &str,
+    sent: &jmap::MailboxId,
+) -> Result<Option<(jmap::EmailId, bool)>, EngineError> {
+    let found = client
+        .call(
+            Query::<Email>::new(jacc)
+                .filter(EmailFilterCondition::header(
+                    "Message-ID",
+                    Some(format!("<{message_id}>")),
+                ))
+                .limit(5),
+        )
+        .await?;
+    if found.ids.is_empty() {
+        return Ok(None);
+    }
+    let got = client
+        .call(
+            Get::<Email>::new(jacc)
+                .ids(found.ids)
+                .properties(["id", "mailboxIds", "messageId"]),
+        )
+        .await?;
+    for e in got.list {
+        let exact = e
+            .message_id
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|m| m == message_id));
+        if let (true, Some(id)) = (exact, e.id.clone()) {
+            return Ok(Some((id, e.in_mailbox(sent))));
+        }
+    }
+    Ok(None)
+}
+
+/// Sends `draft` from a JMAP account. `maybe_sent` asks to check the server for an earlier
+/// attempt first (the outbox sets it after a crash or an ambiguous failure).
+pub async fn send(
+    client: &Client,
+    store: &Store,
+    account: AccountId,
+    draft: &Draft,
+    maybe_sent: bool,
+) -> Result<SendOutcome, EngineError> {
+    let jacc = client.mail_account_id()?;
+    let drafts = role_mailbox(store, account, Role::Drafts).await?;
+    let sent = role_mailbox(store, account, Role::Sent).await?;
+    let identity_id = identity(client, &jacc, &draft.from.email).await?;
+    let recipients: Vec<String> = draft
+        .to
+        .iter()
+        .chain(&draft.cc)
+        .chain(&draft.bcc)
+        .map(|a| a.email.clone())
+        .collect();
+    if recipients.is_empty() {
+        return Err(EngineError::Compose("no recipients".into()));
+    }
+    let envelope = Envelope::new(draft.from.email.clone(), recipients);
+    let move_to_sent = Patch::new()
+        .mailbox(&drafts, false)
+        .mailbox(&sent, true)
+        .keyword(keyword::DRAFT, false);
+
+    let existing = if maybe_sent {
+        find_previous(client, &jacc, &draft.message_id, &sent).await?
+    } else {
+        None
+    };
+    if let Some((email_id, in_sent)) = existing {
+        if in_sent {
+            return Ok(SendOutcome::AlreadySent {
+                email_id: email_id.as_str().to_owned(),
+            });
+        }
+        // The draft exists but was never submitted: submit it, nothing else.
+        let mut sub = Set::<EmailSubmission>::new(&jacc);
+        let sc =
+            sub.create(EmailSubmission::new(identity_id, email_id.clone()).with_envelope(envelope));
+        sub.on_success_update_email(&sc, move_to_sent);
+        let resp = client.call(sub).await?;
+        resp.created_or_error(&sc)?;
+        return Ok(SendOutcome::Submitted {
+            email_id: email_id.as_str().to_owned(),
+        });
+    }
+
+    let mut attachments = Vec::with_capacity(draft.attachments.len());
+    for a in &draft.attachments {
+        let up = client
+            .upload_bytes(&jacc, &a.mime_type, a.content.clone())
+            .await?;
+        attachments.push(EmailBodyPart::from_blob(
+            up.blob_id,
+            a.mime_type.clone(),
+            Some(a.file_name.clone()),
+        ));
+    }
+    let mut body_values = vec![("text".to_owned(), EmailBodyValue::new(draft.text.clone()))];
+    let mut html_body = None;
+    if let Some(h) = &draft.html {
+        body_values.push(("html".to_owned(), EmailBodyValue::new(h.clone())));
+        html_body = Some(vec![EmailBodyPart::from_value("html", "text/html")]);
+    }
+    let email = Email {
+        mailbox_ids: Some([(drafts.clone(), true)].into()),
+        keywords: Some(
+            [
+                (keyword::DRAFT.to_owned(), true),
+                (keyword::SEEN.to_owned(), true),
+            ]
+            .into(),
+        ),
+        message_id: Some(vec![draft.message_id.clone()]),
+        in_reply_to: draft.in_reply_to.clone().map(|r| vec![r]),
+        references: (!draft.references.is_empty()).then(|| draft.references.clone()),
+        from: Some(vec![jaddr(&draft.from)]),
+        to: (!draft.to.is_empty()).then(|| draft.to.iter().map(jaddr).collect()),
+        cc: (!draft.cc.is_empty()).then(|| draft.cc.iter().map(jaddr).collect()),
+        subject: Some(draft.subject.clone()),
+        body_values: Some(body_values.into_iter().collect()),
+        text_body: Some(vec![EmailBodyPart::from_value("text", "text/plain")]),
+        html_body,
+        attachments: (!attachments.is_empty()).then_some(attachments),
+        ..Default::default()
+    };
+    let mut req = client.request();
+    let mut set = Set::<Email>::new(&jacc);
+    let created = set.create(email);
+    let set_call = req.call(set);
+    let mut sub = Set::<EmailSubmission>::new(&jacc);
+    let sc =
+        sub.create(EmailSubmission::new(identity_id, created.reference()).with_envelope(envelope));
+    sub.on_success_update_email(&sc, move_to_sent);
+    let sub_call = req.call(sub);
+    let mut resp = client.send(req).await?;
+    let email_id = resp
+        .take(&set_call)?
+        .created_or_error(&created)?
+        .id
+        .clone()
+        .ok_or_else(|| EngineError::Config("server returned no id for the created Email".into()))?;
+    resp.take(&sub_call)?.created_or_error(&sc)?;
+    Ok(SendOutcome::Submitted {
+        email_id: email_id.as_str().to_owned(),
+    })
+}
