@@ -131,14 +131,24 @@ pub fn cyrus_bin_dir() -> Result<PathBuf> {
 /// `cargo xtask install [--bench]`.
 pub fn cmd(args: &[String]) -> Result<()> {
     let mut pkgs: Vec<&'static str> = SERVER_PACKAGES.to_vec();
+    let mut check = false;
     for a in args {
         match a.as_str() {
             "--bench" => pkgs.extend_from_slice(BENCH_PACKAGES),
             "--postgres" => pkgs.extend_from_slice(POSTGRES_PACKAGES),
+            "--check" => check = true,
             other => bail!(
-                "unknown install option {other}; usage: cargo xtask install [--bench] [--postgres]"
+                "unknown install option {other}; usage: cargo xtask install [--check] [--bench] [--postgres]"
             ),
         }
+    }
+    if check {
+        let m = missing(&pkgs);
+        if m.is_empty() {
+            println!("all {} packages are installed", pkgs.len());
+            return Ok(());
+        }
+        bail!("missing Debian packages: {}", m.join(" "));
     }
     ensure_packages(&pkgs)?;
     let bin = cyrus_bin_dir()?;

@@ -13,11 +13,15 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
   servers up|down [--keep-state]|status|env
-                     real test servers on loopback (MAILSYNC_SERVERS_ROOT, MAILSYNC_PORT_BASE)
-  install [--bench] [--postgres]
+                     real test servers on loopback, state in MAILSYNC_SERVERS_ROOT (default
+                     /dev/shm/mailsync-servers), ports 10143/10993/10080/10024/10144/10025
+                     shifted by MAILSYNC_PORT_BASE - 10000; MAILSYNC_PG=own forces a private
+                     PostgreSQL. The default instance writes .state/servers.env; for another
+                     root, tests find <root>/servers.env through MAILSYNC_SERVERS_ROOT.
+  install [--check] [--bench] [--postgres]
                      apt-get install the server packages (root), unpack cyrus imapd
   load --server dovecot|cyrus --user U [--password P] [--mailbox M] --count N [--seed S]
-       [--start I] [--chunk C] [--profile default|small] [--via imap|lmtp|maildir]
+       [--start I] [--chunk C] [--profile default|small] [--via imap|lmtp|maildir|none]
                      fill a mailbox with generated messages (testkit loaders)
   ci [--no-install] [--keep-servers] [install|fmt|lint|clippy|doc|test]...
                      the whole pipeline (or the named steps), with a timed summary";
