@@ -1,0 +1,554 @@
+//! An authenticated IMAP connection: connect (TLS, STARTTLS, plaintext), authenticate
+//! (LOGIN, PLAIN, XOAUTH2, OAUTHBEARER), CAPABILITY, ID, ENABLE, and the mailbox-level
+//! commands the sync uses (LIST, STATUS, SELECT).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use base64::Engine as _;
+use mailsync_store::Security;
+
+use crate::config::{Auth, ImapConfig};
+use crate::error::{Error, ResponseCode};
+use crate::transport::{self, Transport};
+use crate::wire::{Cmd, Done, Event, ListEntry, Response, Status, StatusItems, Untagged, Wire};
+
+/// What SELECT told us about the selected mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Selected {
+    /// The wire (modified UTF-7) name.
+    pub name: String,
+    pub uidvalidity: u32,
+    pub uidnext: Option<u32>,
+    pub exists: u32,
+    /// `None` with `[NOMODSEQ]` or without CONDSTORE.
+    pub highestmodseq: Option<u64>,
+    pub read_only: bool,
+}
+
+/// An authenticated IMAP connection. Not cancel-safe in the middle of a command: if a future
+/// of this crate is dropped before it completes, the connection reports
+/// [`Error::ConnectionLost`] on its next use and must be replaced.
+pub struct Connection {
+    pub(crate) wire: Wire,
+    caps: BTreeSet<String>,
+    disabled: Vec<String>,
+    condstore: bool,
+    qresync: bool,
+    pub(crate) selected: Option<Selected>,
+    host: String,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("host", &self.host)
+            .field("condstore", &self.condstore)
+            .field("qresync", &self.qresync)
+            .field("selected", &self.selected.as_ref().map(|s| &s.name))
+            .finish_non_exhaustive()
+    }
+}
+
+fn caps_from(list: &[String]) -> BTreeSet<String> {
+    list.iter().map(|c| c.to_ascii_uppercase()).collect()
+}
+
+impl Connection {
+    /// Connects, secures, authenticates and enables CONDSTORE/QRESYNC when offered.
+    pub async fn connect(cfg: &ImapConfig) -> Result<Connection, Error> {
+        if cfg.security == Security::Plain
+            && !cfg.allow_plaintext
+            && !transport::is_loopback(&cfg.host)
+        {
+            return Err(Error::PlaintextRefused {
+                host: cfg.host.clone(),
+            });
+        }
+        let tcp = transport::tcp(cfg).await?;
+        let t = match cfg.security {
+            Security::Tls => transport::tls(cfg, tcp).await?,
+            Security::Starttls | Security::Plain => Transport::Plain(tcp),
+        };
+        let mut wire = Wire::new(t, cfg.timeouts);
+        wire.timeouts.read = cfg.timeouts.connect;
+        let (mut caps, preauth) = greeting(&mut wire).await?;
+        if cfg.security == Security::Starttls {
+            let pre = match caps.take() {
+                Some(c) => c,
+                None => capability(&mut wire).await?,
+            };
+            if !pre.contains("STARTTLS") {
+                return Err(Error::MissingCapability {
+                    capability: "STARTTLS".into(),
+                });
+            }
+            wire.run(&Cmd::new("STARTTLS")).await?;
+            let Transport::Plain(tcp) = wire.into_transport() else {
+                return Err(Error::Protocol("STARTTLS on a TLS stream".into()));
+            };
+            let t = transport::tls(cfg, tcp).await?;
+            wire = Wire::new(t, cfg.timeouts);
+            wire.timeouts.read = cfg.timeouts.connect;
+            // Capabilities from before TLS must not be trusted.
+            caps = None;
+        }
+        let pre = match caps {
+            Some(c) => c,
+            None => capability(&mut wire).await?,
+        };
+        wire.literal_plus = pre.contains("LITERAL+");
+        let post = if preauth {
+            None
+        } else {
+            authenticate(&mut wire, cfg, &pre).await?
+        };
+        let caps = match post {
+            Some(c) if c.contains("IMAP4REV1") || c.contains("IMAP4REV2") => c,
+            _ => capability(&mut wire).await?,
+        };
+        wire.timeouts.read = cfg.timeouts.read;
+        let mut conn = Connection {
+            wire,
+            caps,
+            disabled: cfg.disabled_extensions.iter().map(|d| d.to_ascii_uppercase()).collect(),
+            condstore: false,
+            qresync: false,
+            selected: None,
+            host: cfg.host.clone(),
+        };
+        conn.wire.literal_plus = conn.has_capability("LITERAL+");
+        if conn.has_capability("ID") {
+            let id = Cmd::new("ID").raw(&format!(
+                "(\"name\" {} \"version\" \"{}\")",
+                quote(&cfg.client_name),
+                env!("CARGO_PKG_VERSION")
+            ));
+            match conn.wire.run(&id).await {
+                Ok(_) => {}
+                Err(e) if e.is_connection() => return Err(e),
+                Err(e) => tracing::debug!(error = %e, "ID refused"),
+            }
+        }
+        conn.enable().await?;
+        Ok(conn)
+    }
+
+    async fn enable(&mut self) -> Result<(), Error> {
+        let want = if self.has_capability("QRESYNC") && self.has_capability("ENABLE") {
+            "QRESYNC"
+        } else if self.has_capability("CONDSTORE") && self.has_capability("ENABLE") {
+            "CONDSTORE"
+        } else {
+            return Ok(());
+        };
+        let (data, _) = self.wire.run(&Cmd::new("ENABLE").raw(want)).await?;
+        for u in data {
+            if let Untagged::Capabilities(list) = u {
+                for c in list {
+                    match c.as_str() {
+                        "QRESYNC" => {
+                            self.qresync = true;
+                            self.condstore = true;
+                        }
+                        "CONDSTORE" => self.condstore = true,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the server offers `cap` (case-insensitive) and it is not disabled by the
+    /// configuration.
+    pub fn has_capability(&self, cap: &str) -> bool {
+        let c = cap.to_ascii_uppercase();
+        self.caps.contains(&c) && !self.disabled.contains(&c)
+    }
+
+    /// The server's capabilities (upper case), including disabled ones.
+    pub fn capabilities(&self) -> impl Iterator<Item = &str> {
+        self.caps.iter().map(String::as_str)
+    }
+
+    /// True when CONDSTORE is enabled (mod-sequences are available).
+    pub fn condstore_enabled(&self) -> bool {
+        self.condstore
+    }
+
+    /// True when QRESYNC is enabled.
+    pub fn qresync_enabled(&self) -> bool {
+        self.qresync
+    }
+
+    /// Sends NOOP (a liveness check that also collects pending untagged data).
+    pub async fn noop(&mut self) -> Result<(), Error> {
+        let (data, _) = self.wire.run(&Cmd::new("NOOP")).await?;
+        for u in &data {
+            self.note(u);
+        }
+        Ok(())
+    }
+
+    /// Logs out politely (errors ignored: the connection is being dropped anyway).
+    pub async fn logout(mut self) {
+        let _ = self.wire.run(&Cmd::new("LOGOUT")).await;
+    }
+
+    /// Keeps `selected` current with unsolicited data seen during other commands.
+    pub(crate) fn note(&mut self, u: &Untagged) {
+        let Some(s) = self.selected.as_mut() else {
+            return;
+        };
+        match u {
+            Untagged::Exists(n) => s.exists = *n,
+            Untagged::Expunge(_) => s.exists = s.exists.saturating_sub(1),
+            Untagged::Vanished {
+                earlier: false,
+                uids,
+            } => {
+                let n: u64 = uids.iter().map(|(a, b)| u64::from(b - a) + 1).sum();
+                s.exists = s.exists.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs a command, noting unsolicited data, returning the rest.
+    pub(crate) async fn run(&mut self, cmd: &Cmd) -> Result<(Vec<Untagged>, Done), Error> {
+        let (data, done) = self.wire.run(cmd).await?;
+        for u in &data {
+            self.note(u);
+        }
+        Ok((data, done))
+    }
+
+    /// `LIST "" "*"`, with SPECIAL-USE and STATUS (LIST-STATUS) when offered.
+    pub(crate) async fn list(&mut self) -> Result<(Vec<ListEntry>, Vec<(String, StatusItems)>), Error> {
+        let cmd = if self.has_capability("LIST-STATUS") && self.has_capability("LIST-EXTENDED") {
+            let mut ret = String::from("RETURN (");
+            if self.has_capability("SPECIAL-USE") {
+                ret.push_str("SPECIAL-USE ");
+            }
+            ret.push_str("STATUS (");
+            ret.push_str(&self.status_items());
+            ret.push_str("))");
+            Cmd::new("LIST").raw("\"\" \"*\"").raw(&ret)
+        } else {
+            Cmd::new("LIST").raw("\"\" \"*\"")
+        };
+        let (data, _) = self.run(&cmd).await?;
+        let mut lists = Vec::new();
+        let mut statuses = Vec::new();
+        for u in data {
+            match u {
+                Untagged::List(l) => lists.push(l),
+                Untagged::Status { mailbox, items } => statuses.push((mailbox, items)),
+                _ => {}
+            }
+        }
+        Ok((lists, statuses))
+    }
+
+    pub(crate) fn status_items(&self) -> String {
+        let mut s = String::from("MESSAGES UNSEEN UIDNEXT UIDVALIDITY");
+        if self.condstore {
+            s.push_str(" HIGHESTMODSEQ");
+        }
+        s
+    }
+
+    /// STATUS of several mailboxes in one round trip. A mailbox that cannot be examined
+    /// (deleted meanwhile) gives its error in place.
+    pub(crate) async fn status_many(
+        &mut self,
+        names: &[String],
+    ) -> Result<Vec<Result<StatusItems, Error>>, Error> {
+        let items = format!("({})", self.status_items());
+        let cmds: Vec<Cmd> = names
+            .iter()
+            .map(|n| Cmd::new("STATUS").astring(n).raw(&items))
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        for chunk in cmds.chunks(200) {
+            let results = self.wire.pipeline(chunk).await?;
+            for r in results {
+                out.push(r.map(|(data, _)| {
+                    data.into_iter()
+                        .find_map(|u| match u {
+                            Untagged::Status { items, .. } => Some(items),
+                            _ => None,
+                        })
+                        .unwrap_or_default()
+                }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends SELECT and returns its tag; the caller reads the responses (QRESYNC may bring
+    /// many FETCH/VANISHED) through [`SelectState`].
+    pub(crate) async fn start_select(
+        &mut self,
+        name: &str,
+        qresync: Option<(u32, u64, Option<u32>)>,
+    ) -> Result<String, Error> {
+        self.selected = None;
+        let mut cmd = Cmd::new("SELECT").astring(name);
+        match qresync {
+            Some((uv, modseq, last_uid)) if self.qresync => {
+                let known = last_uid
+                    .filter(|&u| u > 0)
+                    .map(|u| format!(" 1:{u}"))
+                    .unwrap_or_default();
+                cmd = cmd.raw(&format!("(QRESYNC ({uv} {modseq}{known}))"));
+            }
+            _ if self.condstore => cmd = cmd.raw("(CONDSTORE)"),
+            _ => {}
+        }
+        self.wire.send(&cmd).await
+    }
+
+    /// A plain SELECT, collecting everything.
+    pub(crate) async fn select(&mut self, name: &str) -> Result<Selected, Error> {
+        if let Some(s) = &self.selected
+            && s.name == name
+        {
+            return Ok(s.clone());
+        }
+        let tag = self.start_select(name, None).await?;
+        let mut st = SelectState::new(name);
+        loop {
+            match self.wire.next(&tag).await? {
+                Event::Data(u) => {
+                    st.absorb(u);
+                }
+                Event::Done(d) => return self.finish_select(st, &d),
+            }
+        }
+    }
+
+    pub(crate) fn finish_select(&mut self, st: SelectState, done: &Done) -> Result<Selected, Error> {
+        let mut sel = st.finish(self.condstore)?;
+        if matches!(done.code, Some(ResponseCode::ReadOnly)) {
+            sel.read_only = true;
+        }
+        self.selected = Some(sel.clone());
+        Ok(sel)
+    }
+
+    /// Forgets the selection after a failed command that may have deselected.
+    pub(crate) fn forget_selection(&mut self) {
+        self.selected = None;
+    }
+}
+
+/// Accumulates SELECT responses.
+#[derive(Debug)]
+pub(crate) struct SelectState {
+    sel: Selected,
+    uidvalidity: Option<u32>,
+    nomodseq: bool,
+}
+
+impl SelectState {
+    pub fn new(name: &str) -> Self {
+        Self {
+            sel: Selected {
+                name: name.to_owned(),
+                ..Selected::default()
+            },
+            uidvalidity: None,
+            nomodseq: false,
+        }
+    }
+
+    /// Takes in the mailbox-level data; returns data it does not consume (FETCH, VANISHED).
+    pub fn absorb(&mut self, u: Untagged) -> Option<Untagged> {
+        match u {
+            Untagged::Exists(n) => self.sel.exists = n,
+            Untagged::Cond {
+                code: Some(code), ..
+            } => match code {
+                ResponseCode::UidValidity(v) => self.uidvalidity = Some(v),
+                ResponseCode::UidNext(n) => self.sel.uidnext = Some(n),
+                ResponseCode::HighestModSeq(m) => self.sel.highestmodseq = Some(m),
+                ResponseCode::NoModSeq => self.nomodseq = true,
+                _ => {}
+            },
+            u @ (Untagged::Fetch(_) | Untagged::Vanished { .. }) => return Some(u),
+            _ => {}
+        }
+        None
+    }
+
+    fn finish(mut self, condstore: bool) -> Result<Selected, Error> {
+        self.sel.uidvalidity = self.uidvalidity.ok_or_else(|| {
+            Error::Protocol(format!("SELECT {} without UIDVALIDITY", self.sel.name))
+        })?;
+        if self.nomodseq || !condstore {
+            self.sel.highestmodseq = None;
+        }
+        Ok(self.sel)
+    }
+}
+
+/// An IMAP quoted string.
+pub(crate) fn quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars().filter(|c| *c != '\r' && *c != '\n') {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+/// Reads the greeting: its capabilities (when it carries them) and whether it is PREAUTH.
+async fn greeting(wire: &mut Wire) -> Result<(Option<BTreeSet<String>>, bool), Error> {
+    loop {
+        match wire.read().await? {
+            Response::Untagged(Untagged::Cond { status, code, text }) => {
+                let caps = match code {
+                    Some(ResponseCode::Capability(c)) => Some(caps_from(&c)),
+                    _ => None,
+                };
+                return match status {
+                    Status::Ok => Ok((caps, false)),
+                    Status::PreAuth => Ok((caps, true)),
+                    _ => {
+                        wire.kill();
+                        Err(Error::ConnectionLost {
+                            bye: Some(text),
+                            source: None,
+                        })
+                    }
+                };
+            }
+            Response::Untagged(_) => continue,
+            _ => return Err(Error::Protocol("no greeting".into())),
+        }
+    }
+}
+
+async fn capability(wire: &mut Wire) -> Result<BTreeSet<String>, Error> {
+    let (data, _) = wire.run(&Cmd::new("CAPABILITY")).await?;
+    let mut caps = BTreeSet::new();
+    for u in data {
+        if let Untagged::Capabilities(c) = u {
+            caps.extend(c.into_iter().map(|s| s.to_ascii_uppercase()));
+        }
+    }
+    Ok(caps)
+}
+
+fn auth_error(e: Error) -> Error {
+    match e {
+        Error::No { code, text, .. } => Error::Auth { code, text },
+        other => other,
+    }
+}
+
+/// Authenticates; returns the capabilities announced in the tagged OK, if any.
+async fn authenticate(
+    wire: &mut Wire,
+    cfg: &ImapConfig,
+    caps: &BTreeSet<String>,
+) -> Result<Option<BTreeSet<String>>, Error> {
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let sasl_ir = caps.contains("SASL-IR");
+    let (mechanism, initial, on_error) = match &cfg.auth {
+        Auth::Password(pw) if caps.contains("AUTH=PLAIN") => {
+            let mut v = Vec::new();
+            v.push(0);
+            v.extend_from_slice(cfg.username.as_bytes());
+            v.push(0);
+            v.extend_from_slice(pw.as_bytes());
+            ("PLAIN", b64(&v), "*")
+        }
+        Auth::Password(pw) | Auth::Login(pw) => {
+            if caps.contains("LOGINDISABLED") {
+                return Err(Error::MissingCapability {
+                    capability: "LOGIN (the server says LOGINDISABLED)".into(),
+                });
+            }
+            let cmd = Cmd::new("LOGIN")
+                .astring(&cfg.username)
+                .astring(pw)
+                .sensitive();
+            let (_, done) = wire.run(&cmd).await.map_err(auth_error)?;
+            return Ok(match done.code {
+                Some(ResponseCode::Capability(c)) => Some(caps_from(&c)),
+                _ => None,
+            });
+        }
+        Auth::XOAuth2(token) => {
+            if !caps.contains("AUTH=XOAUTH2") {
+                return Err(Error::MissingCapability {
+                    capability: "AUTH=XOAUTH2".into(),
+                });
+            }
+            let s = format!("user={}\x01auth=Bearer {token}\x01\x01", cfg.username);
+            // On failure the server sends a JSON challenge; an empty reply ends the exchange.
+            ("XOAUTH2", b64(s.as_bytes()), "")
+        }
+        Auth::OAuthBearer(token) => {
+            if !caps.contains("AUTH=OAUTHBEARER") {
+                return Err(Error::MissingCapability {
+                    capability: "AUTH=OAUTHBEARER".into(),
+                });
+            }
+            let s = format!(
+                "n,a={},\x01host={}\x01port={}\x01auth=Bearer {token}\x01\x01",
+                cfg.username, cfg.host, cfg.port
+            );
+            // RFC 7628: the client answers an error challenge with a single 0x01.
+            ("OAUTHBEARER", b64(s.as_bytes()), "AQ==")
+        }
+    };
+    let cmd = if sasl_ir {
+        Cmd::new("AUTHENTICATE").raw(mechanism).raw(&initial).sensitive()
+    } else {
+        Cmd::new("AUTHENTICATE").raw(mechanism).sensitive()
+    };
+    let tag = wire.send_expecting_continuation(&cmd).await?;
+    let mut sent_initial = sasl_ir;
+    loop {
+        match wire.read().await? {
+            Response::Continue(_) => {
+                let line = if sent_initial {
+                    on_error.to_owned()
+                } else {
+                    sent_initial = true;
+                    initial.clone()
+                };
+                wire.write_all(format!("{line}\r\n").as_bytes()).await?;
+            }
+            Response::Tagged {
+                tag: t,
+                status,
+                code,
+                text,
+            } if t == tag => {
+                wire.set_ready();
+                return match status {
+                    Status::Ok => Ok(match code {
+                        Some(ResponseCode::Capability(c)) => Some(caps_from(&c)),
+                        _ => None,
+                    }),
+                    Status::No => Err(Error::Auth { code, text }),
+                    _ => Err(Error::Bad {
+                        command: format!("AUTHENTICATE {mechanism}"),
+                        code,
+                        text,
+                    }),
+                };
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! TCP and TLS (rustls with ring, platform roots plus an optional extra CA) byte streams.
+
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::config::ImapConfig;
+use crate::error::Error;
+
+/// The byte stream under an IMAP connection.
+pub(crate) enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Plain(_) => f.write_str("Transport::Plain"),
+            Self::Tls(_) => f.write_str("Transport::Tls"),
+        }
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Whether `host` names this machine (plaintext is allowed there without opt-in).
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Opens the TCP connection (bounded by the connect timeout).
+pub(crate) async fn tcp(cfg: &ImapConfig) -> Result<TcpStream, Error> {
+    let unreachable = |source| Error::Unreachable {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        source,
+    };
+    let stream = tokio::time::timeout(
+        cfg.timeouts.connect,
+        TcpStream::connect((cfg.host.as_str(), cfg.port)),
+    )
+    .await
+    .map_err(|_| {
+        unreachable(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connect timed out",
+        ))
+    })?
+    .map_err(unreachable)?;
+    // IMAP is request/response with small commands; Nagle only adds latency.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// The rustls client configuration: ring, platform roots, plus the extra CA when given.
+pub(crate) fn tls_config(cfg: &ImapConfig) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut extra = Vec::new();
+    if let Some(path) = &cfg.ca_file {
+        let pem = std::fs::read(path).map_err(|e| Error::TlsConfig {
+            reason: format!("cannot read CA file {}", path.display()),
+            source: Some(Box::new(e)),
+        })?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            extra.push(cert.map_err(|e| Error::TlsConfig {
+                reason: format!("invalid PEM in {}", path.display()),
+                source: Some(Box::new(e)),
+            })?);
+        }
+        if extra.is_empty() {
+            return Err(Error::TlsConfig {
+                reason: format!("no certificate in {}", path.display()),
+                source: None,
+            });
+        }
+    }
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+        .map_err(|e| Error::TlsConfig {
+            reason: "cannot build the certificate verifier".into(),
+            source: Some(Box::new(e)),
+        })?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::TlsConfig {
+            reason: "no usable TLS protocol version".into(),
+            source: Some(Box::new(e)),
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Runs the TLS handshake over `tcp` (bounded by the connect timeout).
+pub(crate) async fn tls(cfg: &ImapConfig, tcp: TcpStream) -> Result<Transport, Error> {
+    let config = tls_config(cfg)?;
+    let host = cfg.host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| Error::TlsConfig {
+        reason: format!("invalid server name {host:?}"),
+        source: Some(Box::new(e)),
+    })?;
+    let tls_err = |source| Error::Tls {
+        host: cfg.host.clone(),
+        source,
+    };
+    let stream = tokio::time::timeout(
+        cfg.timeouts.connect,
+        TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| {
+        tls_err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "TLS handshake timed out",
+        ))
+    })?
+    .map_err(tls_err)?;
+    Ok(Transport::Tls(Box::new(stream)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_detection() {
+        for h in ["127.0.0.1", "localhost", "::1", "[::1]", "127.1.2.3", "LOCALHOST"] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["example.org", "10.0.0.1", "::2", "localhost.example.org"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+}
