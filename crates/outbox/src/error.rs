@@ -98,8 +98,18 @@ impl From<sea_orm::DbErr> for Error {
 }
 
 impl Error {
-    /// True when retrying the same call shortly may succeed (a busy SQLite database).
+    /// True when retrying the same call shortly may succeed: a busy SQLite database, a
+    /// PostgreSQL deadlock or serialization failure (the transaction was rolled back).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Store(e) if e.is_transient())
+        match self {
+            Self::Store(e) => {
+                if e.is_transient() {
+                    return true;
+                }
+                let text = e.to_string();
+                text.contains("deadlock detected") || text.contains("could not serialize")
+            }
+            _ => false,
+        }
     }
 }

@@ -4,6 +4,9 @@
 use std::collections::BTreeSet;
 
 use mailsync_store::emails::{self, Email, Membership};
+use mailsync_store::entity::emails as e;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use mailsync_store::{ConnectionTrait, EmailId, MailboxId, StoreError, mailboxes};
 
 use crate::Error;
@@ -25,6 +28,25 @@ impl Touched {
         }
         Ok(())
     }
+}
+
+/// Locks the email rows (in id order, so concurrent callers never deadlock) until the end of
+/// the transaction: every read-modify-write of an email's state and queued rows runs under this
+/// lock. A no-op update takes PostgreSQL's row lock and makes a SQLite transaction the writer
+/// from its first statement.
+pub(crate) async fn lock<C: ConnectionTrait>(
+    c: &C,
+    ids: impl IntoIterator<Item = EmailId>,
+) -> Result<(), Error> {
+    let sorted: BTreeSet<EmailId> = ids.into_iter().collect();
+    for id in sorted {
+        e::Entity::update_many()
+            .col_expr(e::Column::UpdatedAt, Expr::col(e::Column::UpdatedAt).into())
+            .filter(e::Column::Id.eq(id.0))
+            .exec(c)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The email and its current local state; `None` when the email row is gone.

@@ -350,6 +350,7 @@ impl Outbox {
         changes: &[Change],
     ) -> Result<Vec<Enqueued>, Error> {
         let txn = self.store.begin().await?;
+        local::lock(&txn, changes.iter().filter_map(Change::email)).await?;
         let now = self.clock.now();
         let mut touched = Touched::default();
         let mut out = Vec::with_capacity(changes.len());
@@ -385,6 +386,11 @@ impl Outbox {
         let txn = self.store.begin().await?;
         let now = self.clock.now();
         let mut touched = Touched::default();
+        let email = match rows::get(&txn, id).await? {
+            Some(row) => row.email_id,
+            None => self.completed(id).and_then(|c| c.email),
+        };
+        local::lock(&txn, email).await?;
         let out = match rows::get(&txn, id).await? {
             Some(row) => withdraw_or_compensate(&txn, &row, None, now, &mut touched).await?,
             None => {
@@ -444,6 +450,7 @@ impl Outbox {
             let Some((_, done)) = recent else {
                 return Err(Error::NothingToUndo(account));
             };
+            local::lock(&txn, done.email).await?;
             (
                 compensate_completed(&txn, &done, now, &mut touched).await?,
                 Some(done.id),
@@ -452,6 +459,8 @@ impl Outbox {
             let Some((_, id, k)) = best else {
                 return Err(Error::NothingToUndo(account));
             };
+            let email = rows::get(&txn, id).await?.and_then(|r| r.email_id);
+            local::lock(&txn, email).await?;
             let row = rows::get(&txn, id)
                 .await?
                 .ok_or(Error::ChangeNotFound(id))?;
@@ -622,6 +631,7 @@ impl Outbox {
     ) -> Result<(Vec<(Row, Attempt)>, u32), Error> {
         let txn = self.store.begin().await?;
         let heads = rows::due_heads(&txn, account, start, self.policy.batch_size).await?;
+        local::lock(&txn, heads.iter().filter_map(|h| h.email_id)).await?;
         let mut batch = Vec::with_capacity(heads.len());
         let mut moot = 0;
         for raw in heads {
@@ -706,6 +716,7 @@ impl Outbox {
         outcomes: &[ItemOutcome],
     ) -> Result<Tally, Error> {
         let txn = self.store.begin().await?;
+        local::lock(&txn, batch.iter().filter_map(|(r, _)| r.email_id)).await?;
         let now = self.clock.now();
         let mut touched = Touched::default();
         let mut tally = Tally::default();
@@ -915,6 +926,7 @@ impl Outbox {
         let failed = queue::get_failed(&txn, id)
             .await?
             .ok_or(Error::FailedNotFound(id))?;
+        local::lock(&txn, failed.email_id).await?;
         let out = match Payload::parse(failed.id.0, &failed.payload)? {
             Payload::Send(s) => {
                 let new_id = queue::requeue_failed(&txn, id, now).await?;
@@ -1641,6 +1653,7 @@ pub async fn reapply_after_sync<C: ConnectionTrait>(
     c: &C,
     emails: &[EmailId],
 ) -> Result<u64, Error> {
+    local::lock(c, emails.iter().copied()).await?;
     let all = rows::for_emails(c, emails).await?;
     let mut by_email: HashMap<EmailId, Vec<Row>> = HashMap::new();
     for r in all {
