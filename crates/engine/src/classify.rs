@@ -50,6 +50,8 @@ pub fn classify(err: &EngineError) -> Disposition {
         EngineError::Compose(_) => Disposition::Reject,
         EngineError::Cancelled => Disposition::Retry { after: None },
         EngineError::Jmap(e) => classify_jmap(e),
+        EngineError::Outbox(e) if e.is_transient() => Disposition::Retry { after: None },
+        EngineError::Outbox(_) => Disposition::Reject,
     }
 }
 

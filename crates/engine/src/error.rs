@@ -16,6 +16,9 @@ pub enum EngineError {
     /// The JMAP server.
     #[error(transparent)]
     Jmap(#[from] mailsync_jmap_client::Error),
+    /// The outbox (queue storage).
+    #[error(transparent)]
+    Outbox(#[from] mailsync_outbox::Error),
     /// Sending over SMTP.
     #[error(transparent)]
     Smtp(#[from] SmtpError),

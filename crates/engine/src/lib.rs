@@ -17,11 +17,16 @@
 pub mod backoff;
 pub mod classify;
 pub mod compose;
+pub mod engine;
 pub mod error;
+pub mod imap_driver;
+pub mod jmap_driver;
 pub mod jmap_send;
 pub mod jmap_sync;
 pub mod secret;
 pub mod smtp;
 pub mod worker;
 
+pub use engine::{AccountStatus, Engine};
 pub use error::EngineError;
+pub use worker::EngineEvent;

@@ -68,6 +68,17 @@ pub struct WorkerPolicy {
     /// Minimum time between the starts of two cycles triggered by the server: a server that
     /// reports changes in a tight loop (or a broken IDLE) cannot make the worker spin.
     pub min_cycle_interval: Duration,
+    /// How often a driver without push polls the server (JMAP without EventSource).
+    pub poll_interval: Duration,
+}
+
+impl WorkerPolicy {
+    /// Sets the polling interval for servers without push.
+    #[must_use]
+    pub fn with_poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = d;
+        self
+    }
 }
 
 impl Default for WorkerPolicy {
@@ -76,6 +87,7 @@ impl Default for WorkerPolicy {
             backoff: Backoff::default(),
             shutdown_grace: Duration::from_secs(10),
             min_cycle_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(30),
         }
     }
 }

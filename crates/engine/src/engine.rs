@@ -1,0 +1,349 @@
+//! The public API for apps: accounts, workers (start, wake, stop, shutdown), local changes and
+//! sends through the outbox, bodies on demand, status and a stream of change events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailsync_outbox::{Change, Enqueued, Outbox, OutgoingMessage};
+use mailsync_store::accounts::{self, Account, NewAccount};
+use mailsync_store::bodies::{self, Body};
+use mailsync_store::sync_log::{self, SyncCounts, SyncLogEntry};
+use mailsync_store::{AccountId, AccountKind, EmailId, Store, emails, queue};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::EngineError;
+use crate::worker::{self, AccountDriver, EngineEvent, WorkerPolicy};
+
+/// Per-account status for `mailsync status` and UIs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountStatus {
+    /// The account.
+    pub account: Account,
+    /// The latest finished cycle.
+    pub last_sync: Option<SyncLogEntry>,
+    /// Queued changes.
+    pub pending: u64,
+    /// Evicted changes waiting for the user.
+    pub failed: u64,
+    /// Whether a worker runs for it in this process.
+    pub running: bool,
+}
+
+struct WorkerHandle {
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+}
+
+struct Inner {
+    store: Store,
+    outbox: Arc<Outbox>,
+    events: broadcast::Sender<EngineEvent>,
+    workers: Mutex<HashMap<AccountId, WorkerHandle>>,
+    tracker: TaskTracker,
+    root: CancellationToken,
+    policy: WorkerPolicy,
+}
+
+/// The sync engine. Cheap to clone; all clones share the workers.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+/// Builds the protocol driver of an account.
+pub fn driver_for(
+    store: &Store,
+    outbox: &Arc<Outbox>,
+    account: Account,
+    policy: &WorkerPolicy,
+) -> Box<dyn AccountDriver> {
+    match account.kind {
+        AccountKind::Jmap => Box::new(
+            crate::jmap_driver::JmapDriver::new(store.clone(), outbox.clone(), account)
+                .with_poll_interval(policy.poll_interval),
+        ),
+        AccountKind::Imap => Box::new(crate::imap_driver::ImapDriver::new(
+            store.clone(),
+            outbox.clone(),
+            account,
+        )),
+    }
+}
+
+impl Engine {
+    /// An engine over an opened store.
+    pub fn new(store: Store) -> Self {
+        Self::with_policy(store, WorkerPolicy::default())
+    }
+
+    /// An engine with a custom worker timing policy.
+    pub fn with_policy(store: Store, policy: WorkerPolicy) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(Inner {
+                outbox: Arc::new(Outbox::new(store.clone())),
+                store,
+                events,
+                workers: Mutex::new(HashMap::new()),
+                tracker: TaskTracker::new(),
+                root: CancellationToken::new(),
+                policy,
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The outbox.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.inner.outbox
+    }
+
+    /// Change events (cycles finished or failed, local changes), for a UI to refresh.
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Tests an account's settings: resolves the secret and logs in (IMAP) or fetches the
+    /// session (JMAP). Nothing is stored.
+    pub async fn test_account(&self, account: &Account) -> Result<(), EngineError> {
+        match account.kind {
+            AccountKind::Jmap => crate::jmap_driver::connect(account).await.map(|_| ()),
+            AccountKind::Imap => crate::imap_driver::test(account).await,
+        }
+    }
+
+    /// Tests the settings, then stores the account. Stores nothing when the test fails.
+    pub async fn add_account(&self, new: NewAccount) -> Result<Account, EngineError> {
+        if accounts::find_by_name(self.store().conn(), &new.name)
+            .await?
+            .is_some()
+        {
+            return Err(EngineError::Config(format!(
+                "an account named {:?} exists already",
+                new.name
+            )));
+        }
+        let candidate = Account {
+            id: AccountId(0),
+            name: new.name.clone(),
+            kind: new.kind,
+            email: new.email.clone(),
+            display_name: new.display_name.clone(),
+            username: new.username.clone(),
+            secret_ref: new.secret_ref.clone(),
+            imap: new.imap.clone(),
+            smtp: new.smtp.clone(),
+            jmap_session_url: new.jmap_session_url.clone(),
+            ca_file: new.ca_file.clone(),
+            allow_plaintext: new.allow_plaintext,
+            body_policy: new.body_policy,
+            created_at: mailsync_store::now(),
+            updated_at: mailsync_store::now(),
+        };
+        self.test_account(&candidate).await?;
+        Ok(accounts::create(self.store().conn(), new).await?)
+    }
+
+    /// Stops the account's worker and deletes the account with all its data.
+    pub async fn remove_account(&self, id: AccountId) -> Result<(), EngineError> {
+        self.stop(id);
+        Ok(accounts::delete(self.store().conn(), id).await?)
+    }
+
+    /// Runs one full cycle for an account (flush, sync), recorded in the sync log.
+    pub async fn sync_once(&self, id: AccountId) -> Result<SyncCounts, EngineError> {
+        let account = accounts::get(self.store().conn(), id).await?;
+        let mut driver = driver_for(self.store(), self.outbox(), account, &self.inner.policy);
+        let cancel = self.inner.root.child_token();
+        let res = worker::run_cycle(self.store(), id, driver.as_mut(), &cancel).await;
+        match &res {
+            Ok(counts) => {
+                let _ = self.inner.events.send(EngineEvent::Synced {
+                    account: id,
+                    counts: *counts,
+                });
+            }
+            Err(e) => {
+                let _ = self.inner.events.send(EngineEvent::Failed {
+                    account: id,
+                    message: e.to_string(),
+                    disposition: crate::classify::classify(e),
+                });
+            }
+        }
+        res
+    }
+
+    /// Starts a worker for an account (no-op when one runs).
+    pub fn start(&self, account: Account) {
+        let id = account.id;
+        let mut workers = self.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
+        if workers.contains_key(&id) {
+            return;
+        }
+        let wake = Arc::new(Notify::new());
+        let cancel = self.inner.root.child_token();
+        workers.insert(
+            id,
+            WorkerHandle {
+                wake: wake.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        let store = self.store().clone();
+        let outbox = self.outbox().clone();
+        let events = self.inner.events.clone();
+        let policy = self.inner.policy.clone();
+        self.inner.tracker.spawn(async move {
+            let mut driver = driver_for(&store, &outbox, account, &policy);
+            worker::run(&store, id, driver.as_mut(), wake, cancel, events, policy).await;
+        });
+    }
+
+    /// Starts a worker for every account.
+    pub async fn start_all(&self) -> Result<usize, EngineError> {
+        let all = accounts::list(self.store().conn()).await?;
+        let n = all.len();
+        for a in all {
+            self.start(a);
+        }
+        Ok(n)
+    }
+
+    /// Makes an account's worker skip its wait and run a cycle now.
+    pub fn wake(&self, id: AccountId) {
+        if let Some(w) = self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            w.wake.notify_one();
+        }
+    }
+
+    /// Stops one account's worker (it finishes the batch in progress).
+    pub fn stop(&self, id: AccountId) {
+        if let Some(w) = self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+        {
+            w.cancel.cancel();
+        }
+    }
+
+    /// Stops every worker and waits for them, at most `grace`; after that, the remaining tasks
+    /// are dropped (their open transaction rolls back, so nothing half-written remains).
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.inner.root.cancel();
+        self.inner.tracker.close();
+        let clean = tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_ok();
+        if !clean {
+            tracing::warn!(?grace, "Workers did not stop in time.");
+        }
+        self.inner
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        clean
+    }
+
+    /// Applies a local change at once and queues it for the server; wakes the account's worker.
+    pub async fn enqueue(
+        &self,
+        account: AccountId,
+        change: Change,
+    ) -> Result<Enqueued, EngineError> {
+        let e = self.outbox().enqueue(account, change).await?;
+        let _ = self.inner.events.send(EngineEvent::LocalChange { account });
+        self.wake(account);
+        Ok(e)
+    }
+
+    /// Queues a message to send; it goes out at the next cycle (now, if a worker runs).
+    pub async fn send(
+        &self,
+        account: AccountId,
+        message: OutgoingMessage,
+    ) -> Result<Enqueued, EngineError> {
+        self.enqueue(account, Change::Send(message)).await
+    }
+
+    /// The body of an email: cached, or fetched from the server, cached and returned.
+    pub async fn body(&self, email: EmailId) -> Result<Body, EngineError> {
+        if let Some(b) = bodies::get(self.store().conn(), email).await?
+            && !b.truncated
+        {
+            return Ok(b);
+        }
+        let e = emails::get(self.store().conn(), email).await?;
+        let account = accounts::get(self.store().conn(), e.account_id).await?;
+        match account.kind {
+            AccountKind::Jmap => {
+                let client = crate::jmap_driver::connect(&account).await?;
+                let jacc = client.mail_account_id()?;
+                crate::jmap_sync::fetch_and_store_bodies(
+                    &client,
+                    self.store(),
+                    account.id,
+                    &jacc,
+                    vec![mailsync_jmap_client::EmailId::new(e.remote_id.clone())],
+                )
+                .await?;
+            }
+            AccountKind::Imap => {
+                crate::imap_driver::fetch_body(self.store(), &account, email).await?;
+            }
+        }
+        bodies::get(self.store().conn(), email)
+            .await?
+            .ok_or(EngineError::Store(mailsync_store::StoreError::NotFound {
+                what: "body on the server for email",
+                key: email.to_string(),
+            }))
+    }
+
+    /// Status of every account.
+    pub async fn status(&self) -> Result<Vec<AccountStatus>, EngineError> {
+        let c = self.store().conn();
+        let running: Vec<AccountId> = self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        let mut out = Vec::new();
+        for a in accounts::list(c).await? {
+            out.push(AccountStatus {
+                last_sync: sync_log::last_finished(c, a.id).await?,
+                pending: queue::count(c, a.id).await?,
+                failed: queue::count_failed(c, a.id).await?,
+                running: running.contains(&a.id),
+                account: a,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,437 @@
+//! The JMAP side of a worker: the outbox executor for JMAP (one `Email/set` per batch, sends
+//! through [`crate::jmap_send`]) and the [`AccountDriver`] that runs a cycle (session, flush,
+//! mailbox changes, email changes) and waits for an EventSource `StateChange`, or polls every
+//! 30 s where push is unavailable (Cyrus 3.6 in Debian).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use mailsync_jmap_client as jmap;
+use mailsync_jmap_client::{
+    Client, Credentials, Email, Patch, PushConfig, PushEvent, PushStream, Set,
+};
+use mailsync_outbox::{
+    Attempt, BatchError, EmailChange, Executor, Flag, ItemOutcome, Operation, Outbox, QueuedChange,
+};
+use mailsync_store::accounts::Account;
+use mailsync_store::sync_log::SyncCounts;
+use mailsync_store::{AccountId, MailboxId, Store, mailboxes};
+use tokio_util::sync::CancellationToken;
+
+use crate::classify::{Disposition, classify, classify_jmap};
+use crate::compose::{Draft, DraftAttachment};
+use crate::error::EngineError;
+use crate::jmap_send::{self};
+use crate::jmap_sync;
+use crate::secret;
+use crate::worker::AccountDriver;
+
+/// How often to poll when the server offers no push.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Connects a JMAP client for an account (the connection test of `account add` too).
+pub async fn connect(account: &Account) -> Result<Client, EngineError> {
+    let url = account
+        .jmap_session_url
+        .as_deref()
+        .ok_or_else(|| EngineError::Config("JMAP account without a session URL".into()))?;
+    let password = secret::resolve(&account.secret_ref).await?;
+    let mut b = Client::builder()
+        .credentials(Credentials::basic(&account.username, password.expose()))
+        .allow_insecure_http(account.allow_plaintext)
+        .connect_timeout(Duration::from_secs(15))
+        .request_timeout(Duration::from_secs(120));
+    if let Some(ca) = &account.ca_file {
+        let pem = tokio::fs::read(ca)
+            .await
+            .map_err(|e| EngineError::Config(format!("cannot read CA file {ca}: {e}")))?;
+        b = b.add_root_certificates_pem(&pem);
+    }
+    Ok(b.connect(url).await?)
+}
+
+/// Converts an outbox message into a [`Draft`].
+pub fn draft_of(m: &mailsync_outbox::OutgoingMessage) -> Result<Draft, EngineError> {
+    let attachments = m
+        .attachments
+        .iter()
+        .map(|a| {
+            Ok(DraftAttachment {
+                file_name: a.file_name.clone(),
+                mime_type: a.mime_type.clone(),
+                content: a.bytes().map_err(|e| EngineError::Compose(e.to_string()))?,
+            })
+        })
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    Ok(Draft {
+        message_id: m.message_id.clone(),
+        from: m.from.clone(),
+        to: m.to.clone(),
+        cc: m.cc.clone(),
+        bcc: m.bcc.clone(),
+        subject: m.subject.clone(),
+        text: m.text.clone(),
+        html: m.html.clone(),
+        attachments,
+        in_reply_to: m.in_reply_to.clone(),
+        references: m.references.clone(),
+        date: None,
+    })
+}
+
+/// Maps a failure of a whole batch to the outbox's vocabulary (classified in one place).
+pub fn batch_error(e: &EngineError) -> BatchError {
+    let reason = e.to_string();
+    match classify(e) {
+        Disposition::Offline => BatchError::Offline(reason),
+        Disposition::NeedsUser => BatchError::NeedsUser(reason),
+        Disposition::Resync => BatchError::StateMismatch,
+        Disposition::Retry { after } => BatchError::Transient {
+            reason,
+            retry_after: after,
+        },
+        _ => BatchError::Transient {
+            reason,
+            retry_after: None,
+        },
+    }
+}
+
+/// Maps a failure of one item to its outcome.
+pub fn item_outcome(e: &EngineError) -> ItemOutcome {
+    let reason = e.to_string();
+    match classify(e) {
+        Disposition::Retry { after } => ItemOutcome::Transient {
+            reason,
+            retry_after: after,
+        },
+        Disposition::Offline => ItemOutcome::Transient {
+            reason,
+            retry_after: None,
+        },
+        _ => ItemOutcome::Permanent { reason },
+    }
+}
+
+fn keyword(flag: &Flag) -> String {
+    match flag {
+        Flag::Seen => jmap::keyword::SEEN.to_owned(),
+        Flag::Flagged => jmap::keyword::FLAGGED.to_owned(),
+        Flag::Answered => jmap::keyword::ANSWERED.to_owned(),
+        Flag::Draft => jmap::keyword::DRAFT.to_owned(),
+        Flag::Keyword(k) => k.clone(),
+        #[allow(unreachable_patterns)]
+        _ => String::new(),
+    }
+}
+
+/// Executes queued changes against a JMAP account.
+pub struct JmapExecutor<'a> {
+    /// The connected client.
+    pub client: &'a Client,
+    /// The store (mailbox id mapping, Sent/Drafts roles).
+    pub store: &'a Store,
+}
+
+impl JmapExecutor<'_> {
+    async fn email_changes(
+        &self,
+        account: AccountId,
+        items: &[(usize, &EmailChange)],
+        out: &mut [Option<ItemOutcome>],
+    ) -> Result<(), BatchError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let jacc = self
+            .client
+            .mail_account_id()
+            .map_err(|e| batch_error(&e.into()))?;
+        let boxes: HashMap<MailboxId, String> = mailboxes::list(self.store.conn(), account)
+            .await
+            .map_err(|e| batch_error(&e.into()))?
+            .into_iter()
+            .map(|m| (m.id, m.remote_id))
+            .collect();
+        let mut set = Set::<Email>::new(&jacc);
+        let mut destroys = Vec::new();
+        for (i, c) in items {
+            let id = jmap::EmailId::new(c.remote_id.clone());
+            match &c.target {
+                mailsync_outbox::Target::Destroy => {
+                    destroys.push(id);
+                }
+                target => {
+                    let mut patch = Patch::new();
+                    for f in &c.flags {
+                        patch = patch.keyword(&keyword(&f.flag), f.value);
+                    }
+                    if let mailsync_outbox::Target::Mailboxes(to) = target {
+                        let mut remote = Vec::with_capacity(to.len());
+                        for m in to {
+                            match boxes.get(m) {
+                                Some(r) => remote.push(jmap::MailboxId::new(r.clone())),
+                                None => {
+                                    out[*i] = Some(ItemOutcome::Permanent {
+                                        reason: format!("mailbox {m} no longer exists"),
+                                    });
+                                }
+                            }
+                        }
+                        if out[*i].is_some() {
+                            continue;
+                        }
+                        patch = patch.mailboxes(remote.iter());
+                    }
+                    if patch.is_empty() {
+                        out[*i] = Some(ItemOutcome::Done);
+                        continue;
+                    }
+                    set.update(&id, patch);
+                }
+            }
+        }
+        set.destroy(destroys.iter());
+        if set.is_empty() {
+            return Ok(());
+        }
+        let resp = self
+            .client
+            .call(set)
+            .await
+            .map_err(|e| batch_error(&e.into()))?;
+        for (i, c) in items {
+            if out[*i].is_some() {
+                continue;
+            }
+            let id = jmap::EmailId::new(c.remote_id.clone());
+            let err = resp
+                .not_updated
+                .get(&id)
+                .or_else(|| resp.not_destroyed.get(&id));
+            out[*i] = Some(match err {
+                None => ItemOutcome::Done,
+                // Destroying what is already gone is success: the operation is idempotent.
+                Some(e)
+                    if e.kind == jmap::SetErrorType::NotFound
+                        && c.target == mailsync_outbox::Target::Destroy =>
+                {
+                    ItemOutcome::Done
+                }
+                Some(e) => {
+                    let err = jmap::Error::SetItem {
+                        operation: jmap::SetOperation::Update,
+                        id: c.remote_id.clone(),
+                        error: Box::new(e.clone()),
+                    };
+                    match classify_jmap(&err) {
+                        Disposition::Retry { after } => ItemOutcome::Transient {
+                            reason: err.to_string(),
+                            retry_after: after,
+                        },
+                        _ => ItemOutcome::Permanent {
+                            reason: err.to_string(),
+                        },
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Executor for JmapExecutor<'_> {
+    async fn execute(
+        &self,
+        account: AccountId,
+        batch: &[QueuedChange],
+    ) -> Result<Vec<ItemOutcome>, BatchError> {
+        let mut out: Vec<Option<ItemOutcome>> = vec![None; batch.len()];
+        let emails: Vec<(usize, &EmailChange)> = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| match &q.operation {
+                Operation::Email(c) => Some((i, c)),
+                _ => None,
+            })
+            .collect();
+        self.email_changes(account, &emails, &mut out).await?;
+        for (i, q) in batch.iter().enumerate() {
+            let Operation::Send(msg) = &q.operation else {
+                continue;
+            };
+            let outcome = match draft_of(msg) {
+                Err(e) => item_outcome(&e),
+                Ok(draft) => {
+                    // JMAP moves the copy to Sent atomically with the submission
+                    // (onSuccessUpdateEmail), so a Submitted row has nothing left to do.
+                    if q.attempt == Attempt::Submitted {
+                        ItemOutcome::Done
+                    } else {
+                        let maybe_sent = q.attempt == Attempt::Uncertain || q.retry_count > 0;
+                        match jmap_send::send(self.client, self.store, account, &draft, maybe_sent)
+                            .await
+                        {
+                            Ok(_) => ItemOutcome::Done,
+                            Err(e) => match classify(&e) {
+                                Disposition::Offline | Disposition::NeedsUser => {
+                                    return Err(batch_error(&e));
+                                }
+                                _ => item_outcome(&e),
+                            },
+                        }
+                    }
+                }
+            };
+            out[i] = Some(outcome);
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or(ItemOutcome::Unknown {
+                    reason: "no outcome recorded".into(),
+                })
+            })
+            .collect())
+    }
+}
+
+/// Runs cycles and waits for a JMAP account.
+pub struct JmapDriver {
+    store: Store,
+    outbox: std::sync::Arc<Outbox>,
+    account: Account,
+    client: Option<Client>,
+    push: Option<PushStream>,
+    push_unavailable: bool,
+    poll_interval: Duration,
+}
+
+impl JmapDriver {
+    /// A driver for `account`; it connects lazily on the first cycle.
+    pub fn new(store: Store, outbox: std::sync::Arc<Outbox>, account: Account) -> Self {
+        Self {
+            store,
+            outbox,
+            account,
+            client: None,
+            push: None,
+            push_unavailable: false,
+            poll_interval: POLL_INTERVAL,
+        }
+    }
+
+    /// Changes the polling interval used when push is unavailable.
+    #[must_use]
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Whether the server refused push (the driver polls instead).
+    pub fn push_unavailable(&self) -> bool {
+        self.push_unavailable
+    }
+
+    async fn client(&mut self) -> Result<Client, EngineError> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let c = connect(&self.account).await?;
+        self.client = Some(c.clone());
+        Ok(c)
+    }
+}
+
+#[async_trait::async_trait]
+impl AccountDriver for JmapDriver {
+    async fn cycle(&mut self, _cancel: &CancellationToken) -> Result<SyncCounts, EngineError> {
+        let client = match self.client().await {
+            Ok(c) => c,
+            Err(e) => return Err(e),
+        };
+        let res = async {
+            let jacc = client.mail_account_id()?;
+            let executor = JmapExecutor {
+                client: &client,
+                store: &self.store,
+            };
+            let flushed = self.outbox.flush(self.account.id, &executor).await?;
+            let nboxes =
+                jmap_sync::sync_mailboxes(&client, &self.store, self.account.id, &jacc).await?;
+            let counts = jmap_sync::sync_emails(
+                &client,
+                &self.store,
+                self.account.id,
+                &jacc,
+                self.account.body_policy,
+            )
+            .await?;
+            if flushed.resync_needed {
+                // The server state moved under the queued changes: they were re-based by the
+                // sync above and go out with the next cycle.
+                tracing::info!("Outbox asked for a resync before retrying.");
+            }
+            Ok::<_, EngineError>(SyncCounts {
+                mailboxes: nboxes,
+                emails_added: counts.added,
+                emails_updated: counts.updated,
+                emails_removed: counts.removed,
+                changes_flushed: i64::from(flushed.done),
+            })
+        }
+        .await;
+        if res.is_err() {
+            // Reconnect next time: the session may have moved.
+            self.client = None;
+            self.push = None;
+        }
+        res
+    }
+
+    async fn wait_for_change(&mut self) -> Result<(), EngineError> {
+        if self.push.is_none() && !self.push_unavailable {
+            let client = self.client().await?;
+            match client.event_source(PushConfig::default().types(["Email", "Mailbox"])) {
+                Ok(s) => self.push = Some(s),
+                Err(e) if e.is_push_unavailable() => self.push_unavailable = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let Some(stream) = self.push.as_mut() else {
+            tokio::time::sleep(self.poll_interval).await;
+            return Ok(());
+        };
+        loop {
+            match stream.next().await {
+                Some(Ok(PushEvent::StateChange(_))) => return Ok(()),
+                // After a reconnection, changes may have been missed: sync once.
+                Some(Ok(PushEvent::Connected)) => {}
+                Some(Ok(PushEvent::Disconnected { .. })) => {}
+                Some(Ok(_)) => {}
+                Some(Err(e)) if e.is_push_unavailable() => {
+                    self.push = None;
+                    self.push_unavailable = true;
+                    tracing::info!("Push unavailable; polling every {:?}.", self.poll_interval);
+                    tokio::time::sleep(self.poll_interval).await;
+                    return Ok(());
+                }
+                Some(Err(e)) => {
+                    self.push = None;
+                    return Err(e.into());
+                }
+                None => {
+                    self.push = None;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn reset_checkpoints(&mut self) -> Result<(), EngineError> {
+        mailsync_store::checkpoints::delete_all(self.store.conn(), self.account.id).await?;
+        Ok(())
+    }
+}
