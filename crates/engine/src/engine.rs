@@ -286,7 +286,7 @@ impl Engine {
         account: AccountId,
         message: OutgoingMessage,
     ) -> Result<Enqueued, EngineError> {
-        self.enqueue(account, Change::Send(message)).await
+        self.enqueue(account, Change::send(message)).await
     }
 
     /// The body of an email: cached, or fetched from the server, cached and returned.
