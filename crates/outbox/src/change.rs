@@ -126,7 +126,7 @@ pub enum Change {
         email: EmailId,
     },
     /// Send a message.
-    Send(OutgoingMessage),
+    Send(Box<OutgoingMessage>),
 }
 
 impl Change {
@@ -169,7 +169,7 @@ impl Change {
 
     /// Send a message.
     pub fn send(message: OutgoingMessage) -> Self {
-        Self::Send(message)
+        Self::Send(Box::new(message))
     }
 
     /// The email the change is about (`None` for a send).
@@ -420,6 +420,9 @@ mod tests {
             b"hello",
         ));
         assert!(good_att.prepare().is_ok());
-        assert_eq!(good_att.attachments[0].bytes().ok(), Some(b"hello".to_vec()));
+        assert_eq!(
+            good_att.attachments[0].bytes().ok(),
+            Some(b"hello".to_vec())
+        );
     }
 }

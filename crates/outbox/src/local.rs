@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use mailsync_store::emails::{self, Email, Membership};
 use mailsync_store::entity::emails as e;
+use mailsync_store::{ConnectionTrait, EmailId, MailboxId, StoreError, mailboxes};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use mailsync_store::{ConnectionTrait, EmailId, MailboxId, StoreError, mailboxes};
 
 use crate::Error;
 use crate::model::{Location, Snapshot};
@@ -41,7 +41,7 @@ pub(crate) async fn lock<C: ConnectionTrait>(
     let sorted: BTreeSet<EmailId> = ids.into_iter().collect();
     for id in sorted {
         e::Entity::update_many()
-            .col_expr(e::Column::UpdatedAt, Expr::col(e::Column::UpdatedAt).into())
+            .col_expr(e::Column::UpdatedAt, Expr::col(e::Column::UpdatedAt))
             .filter(e::Column::Id.eq(id.0))
             .exec(c)
             .await?;

@@ -378,11 +378,7 @@ pub(crate) fn describe(p: &Payload) -> String {
             } else {
                 ""
             };
-            format!(
-                "send {:?} to {}{state}",
-                s.message.subject,
-                to.join(", ")
-            )
+            format!("send {:?} to {}{state}", s.message.subject, to.join(", "))
         }
         Payload::Email(e) => {
             let d = e.delta();
@@ -510,11 +506,7 @@ mod tests {
         let kw = Flag::Keyword("$Forwarded".into());
         let p = payload(
             before(&[1]),
-            vec![
-                set(kw.clone(), true),
-                set(Flag::Seen, true),
-                set(kw, false),
-            ],
+            vec![set(kw.clone(), true), set(Flag::Seen, true), set(kw, false)],
         );
         assert_eq!(
             p.delta(),
@@ -566,7 +558,10 @@ mod tests {
         let d = p.delta();
         assert_eq!(d.target, Target::Mailboxes(vec![MailboxId(9)]));
         assert_eq!(d.flags.len(), 1);
-        assert_eq!(describe(&Payload::Email(p)), "mark read; delete (move to trash 9)");
+        assert_eq!(
+            describe(&Payload::Email(p)),
+            "mark read; delete (move to trash 9)"
+        );
     }
 
     #[test]

@@ -357,7 +357,7 @@ impl Outbox {
         for change in changes {
             let r = match change {
                 Change::Send(message) => {
-                    enqueue_send(&txn, account, message.clone(), now).await?
+                    enqueue_send(&txn, account, message.as_ref().clone(), now).await?
                 }
                 _ => enqueue_email(&txn, account, change, now, &mut touched).await?,
             };
@@ -415,10 +415,7 @@ impl Outbox {
         Ok(out)
     }
 
-    async fn undo_last_txn(
-        &self,
-        account: AccountId,
-    ) -> Result<(Undone, Option<ChangeId>), Error> {
+    async fn undo_last_txn(&self, account: AccountId) -> Result<(Undone, Option<ChangeId>), Error> {
         let txn = self.store.begin().await?;
         let now = self.clock.now();
         let mut touched = Touched::default();
@@ -947,7 +944,16 @@ impl Outbox {
             Payload::Email(p) => {
                 let email = failed.email_id.ok_or(Error::FailedNotFound(id))?;
                 let ops = p.ops.into_iter().map(|o| o.op).collect();
-                let r = enqueue_ops(&txn, failed.account_id, email, ops, false, now, &mut touched).await?;
+                let r = enqueue_ops(
+                    &txn,
+                    failed.account_id,
+                    email,
+                    ops,
+                    false,
+                    now,
+                    &mut touched,
+                )
+                .await?;
                 queue::dismiss_failed(&txn, id).await?;
                 r
             }

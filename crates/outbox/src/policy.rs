@@ -226,7 +226,10 @@ mod tests {
         for n in 1..8 {
             for _ in 0..200 {
                 let d = p.delay(n, None, &FullJitter);
-                assert!(d >= p.min_delay && d <= p.ceiling(n).max(p.min_delay), "{d:?}");
+                assert!(
+                    d >= p.min_delay && d <= p.ceiling(n).max(p.min_delay),
+                    "{d:?}"
+                );
             }
         }
         assert_eq!(p.delay(3, None, &FixedJitter(1.0)), Duration::from_secs(8));

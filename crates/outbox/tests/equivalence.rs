@@ -309,11 +309,47 @@ proptest! {
 fn known_tricky_sequences() -> Res<()> {
     use Step::*;
     let cases = vec![
-        vec![Seen(0, true), Seen(0, false), Move(0, 1), Move(0, 2), Move(0, 0)],
-        vec![Move(0, 1), Unknown, Move(0, 2), Seen(0, true), Unknown, Move(0, 0), Flush],
-        vec![Seen(1, false), Delete(1), Delete(1), Flagged(0, true), Offline, Delete(0)],
-        vec![Move(2, 3), Delete(2), Keyword(0, true), Unknown, Keyword(0, false), Delete(0)],
-        vec![Delete(0), Unknown, Move(0, 1), Delete(0), Delete(0), Flush, Seen(2, true)],
+        vec![
+            Seen(0, true),
+            Seen(0, false),
+            Move(0, 1),
+            Move(0, 2),
+            Move(0, 0),
+        ],
+        vec![
+            Move(0, 1),
+            Unknown,
+            Move(0, 2),
+            Seen(0, true),
+            Unknown,
+            Move(0, 0),
+            Flush,
+        ],
+        vec![
+            Seen(1, false),
+            Delete(1),
+            Delete(1),
+            Flagged(0, true),
+            Offline,
+            Delete(0),
+        ],
+        vec![
+            Move(2, 3),
+            Delete(2),
+            Keyword(0, true),
+            Unknown,
+            Keyword(0, false),
+            Delete(0),
+        ],
+        vec![
+            Delete(0),
+            Unknown,
+            Move(0, 1),
+            Delete(0),
+            Delete(0),
+            Flush,
+            Seen(2, true),
+        ],
     ];
     let rt = runtime();
     for (i, steps) in cases.into_iter().enumerate() {

@@ -172,8 +172,9 @@ async fn eviction_and_failed_list(store: Store) -> R {
     fx.outbox.retry_failed(failed[0].id).await?;
     assert_eq!(fx.where_is(a).await?, vec![fx.archive]);
     let server = FakeServer::mirror(&fx, &[]).await?;
+    let remote_id = emails::get(fx.store.conn(), a).await?.remote_id;
     server.lock_emails().insert(
-        emails::get(fx.store.conn(), a).await?.remote_id,
+        remote_id,
         support::ServerEmail {
             flags: mailsync_outbox::Flags::default(),
             mailboxes: [fx.inbox].into_iter().collect(),
@@ -218,7 +219,11 @@ async fn crashed_send_is_checked(store: Store) -> R {
     assert_eq!(restarted.counts(fx.account).await?.in_flight, 1);
     let report = restarted.flush(fx.account, server.as_ref()).await?;
     assert_eq!(report.done, 1);
-    let batches = server.batches.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let batches = server
+        .batches
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     assert_eq!(batches.len(), 2);
     assert_eq!(batches[1][0].attempt, Attempt::Uncertain);
     assert_eq!(server.sent().len(), 1);
@@ -327,7 +332,9 @@ async fn queued_changes_survive_a_sync(store: Store) -> R {
     let a = fx.email(1).await?;
     let b = fx.email(2).await?;
     fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
-    fx.outbox.enqueue(fx.account, Change::flagged(b, true)).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::flagged(b, true))
+        .await?;
     // A sync writes what the server has: a still unread; b flagged by another client.
     let c = fx.store.conn();
     let mut batch = Vec::new();
@@ -349,7 +356,10 @@ async fn queued_changes_survive_a_sync(store: Store) -> R {
     let n = reapply_after_sync(&txn, &[a, b]).await?;
     txn.commit().await?;
     assert_eq!(n, 2);
-    assert!(fx.state(a).await?.is_some_and(|s| s.flags.seen), "still shown read");
+    assert!(
+        fx.state(a).await?.is_some_and(|s| s.flags.seen),
+        "still shown read"
+    );
     // b's change is already satisfied on the server: nothing left to send for it.
     let pending = fx.outbox.pending(fx.account).await?;
     assert_eq!(pending.len(), 1);

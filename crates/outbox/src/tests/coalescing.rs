@@ -2,9 +2,7 @@
 
 use super::support::{Fx, R};
 use super::*;
-use crate::{
-    Change, ChangeState, EmailChange, Enqueued, Flag, FlagChange, Operation, Target,
-};
+use crate::{Change, ChangeState, EmailChange, Enqueued, Flag, FlagChange, Operation, Target};
 
 fn email_op(q: &QueuedChange) -> &EmailChange {
     match &q.operation {
@@ -49,8 +47,14 @@ async fn seen_then_unseen_is_nothing() -> R {
     let (db, fx) = setup(|o| o).await?;
     let a = fx.email(1).await?;
     let first = fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
-    let second = fx.outbox.enqueue(fx.account, Change::seen(a, false)).await?;
-    assert_eq!(second, Enqueued::Collapsed(first.change_id().ok_or("queued")?));
+    let second = fx
+        .outbox
+        .enqueue(fx.account, Change::seen(a, false))
+        .await?;
+    assert_eq!(
+        second,
+        Enqueued::Collapsed(first.change_id().ok_or("queued")?)
+    );
     assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
     assert!(fx.state(a).await?.is_some_and(|s| !s.flags.seen));
     assert_eq!(fx.counters(fx.inbox).await?, (1, 1));
@@ -71,7 +75,10 @@ async fn a_later_value_of_the_same_flag_replaces_the_earlier() -> R {
         .change_id()
         .ok_or("queued")?;
     let kw = Change::keyword(a, "$Forwarded", true)?;
-    assert_eq!(fx.outbox.enqueue(fx.account, kw).await?, Enqueued::Merged(id));
+    assert_eq!(
+        fx.outbox.enqueue(fx.account, kw).await?,
+        Enqueued::Merged(id)
+    );
     assert_eq!(
         fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?,
         Enqueued::Merged(id)
@@ -246,7 +253,9 @@ async fn permanent_delete_supersedes_flags_and_moves() -> R {
 async fn delete_without_a_trash_or_in_the_trash_is_permanent() -> R {
     let (db, fx) = setup(|o| o).await?;
     let in_trash = fx.email_in(3, fx.trash, Default::default()).await?;
-    fx.outbox.enqueue(fx.account, Change::delete(in_trash)).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::delete(in_trash))
+        .await?;
     let pending = fx.outbox.pending(fx.account).await?;
     assert_eq!(pending[0].kind, "delete");
     // No trash role at all.
@@ -266,7 +275,9 @@ async fn invalid_requests_are_refused_without_side_effects() -> R {
     let a = fx.email(1).await?;
     let missing = crate::EmailId(9999);
     assert!(matches!(
-        fx.outbox.enqueue(fx.account, Change::seen(missing, true)).await,
+        fx.outbox
+            .enqueue(fx.account, Change::seen(missing, true))
+            .await,
         Err(crate::Error::EmailNotFound(_))
     ));
     assert!(matches!(

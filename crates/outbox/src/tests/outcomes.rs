@@ -117,7 +117,10 @@ async fn transient_failures_back_off_exponentially() -> R {
         assert_eq!(item.state, ChangeState::Pending);
         assert_eq!(item.last_error.as_deref(), Some("HTTP 503"));
         let due = report.next_due.ok_or("next due")?;
-        assert_eq!((due - fx.outbox.now()).num_milliseconds(), (wait * 1000) as i64);
+        assert_eq!(
+            (due - fx.outbox.now()).num_milliseconds(),
+            (wait * 1000) as i64
+        );
         // Not due a moment before: the executor is not called.
         clock.advance(Duration::from_millis(wait * 1000 - 10));
         let early = fx.outbox.flush(fx.account, &failing).await?;
@@ -333,7 +336,9 @@ async fn offline_and_bad_credentials_pause_without_spending_attempts() -> R {
     }
     // Still merged into (it never left), and handed over fresh when back online.
     assert!(matches!(
-        fx.outbox.enqueue(fx.account, Change::flagged(a, true)).await?,
+        fx.outbox
+            .enqueue(fx.account, Change::flagged(a, true))
+            .await?,
         Enqueued::Merged(_)
     ));
     let c = calls();
@@ -455,7 +460,11 @@ async fn a_crash_between_send_and_delete_never_sends_twice() -> R {
     assert_eq!(fx.outbox.counts(fx.account).await?.in_flight, 1);
     let report = fx.outbox.flush(fx.account, server.as_ref()).await?;
     assert_eq!(report.done, 1);
-    let batches = server.batches.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let batches = server
+        .batches
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     assert_eq!(batches[1][0].attempt, Attempt::Uncertain);
     assert_eq!(server.sent().len(), 1, "not sent twice");
     let Operation::Send(m) = &batches[1][0].operation else {
@@ -481,9 +490,11 @@ async fn a_submitted_send_is_only_asked_to_finish() -> R {
     assert_eq!(r.submitted, 1);
     let counts = fx.outbox.counts(fx.account).await?;
     assert_eq!(counts.submitted, 1);
-    assert!(fx.outbox.pending(fx.account).await?[0]
-        .description
-        .ends_with("(sent, filing in Sent)"));
+    assert!(
+        fx.outbox.pending(fx.account).await?[0]
+            .description
+            .ends_with("(sent, filing in Sent)")
+    );
     clock.advance(Duration::from_secs(1));
     // Filing fails permanently: evicted, and a retry stays submitted (never sent twice).
     fx.outbox
@@ -523,7 +534,10 @@ async fn a_transient_send_failure_is_retried_fresh() -> R {
     clock.advance(Duration::from_secs(2));
     fx.outbox.flush(fx.account, &acking(c.clone())).await?;
     let b = taken(&c);
-    assert_eq!((b[0][0].attempt, b[1][0].attempt), (Attempt::Fresh, Attempt::Fresh));
+    assert_eq!(
+        (b[0][0].attempt, b[1][0].attempt),
+        (Attempt::Fresh, Attempt::Fresh)
+    );
     db.cleanup().await?;
     Ok(())
 }

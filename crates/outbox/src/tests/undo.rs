@@ -54,7 +54,9 @@ async fn undo_last_withdraws_only_the_last_action_and_walks_back() -> R {
     let b = fx.email(2).await?;
     let original = fx.state(a).await?;
     fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
-    fx.outbox.enqueue(fx.account, Change::flagged(b, true)).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::flagged(b, true))
+        .await?;
     let id = fx
         .outbox
         .enqueue(fx.account, Change::move_to(a, fx.archive))
@@ -62,11 +64,17 @@ async fn undo_last_withdraws_only_the_last_action_and_walks_back() -> R {
         .change_id()
         .ok_or("queued")?;
     // Last action: the move of a (merged with its earlier "seen").
-    assert_eq!(fx.outbox.undo_last(fx.account).await?, Undone::Withdrawn(id));
+    assert_eq!(
+        fx.outbox.undo_last(fx.account).await?,
+        Undone::Withdrawn(id)
+    );
     let s = fx.state(a).await?.ok_or("gone")?;
     assert_eq!(s.mailboxes, original.clone().ok_or("gone")?.mailboxes);
     assert!(s.flags.seen, "the earlier action stays");
-    assert_eq!(fx.outbox.pending(fx.account).await?[0].description, "mark read");
+    assert_eq!(
+        fx.outbox.pending(fx.account).await?[0].description,
+        "mark read"
+    );
     // Then b's flag, then a's seen.
     fx.outbox.undo_last(fx.account).await?;
     assert!(fx.state(b).await?.is_some_and(|s| !s.flags.flagged));
@@ -174,7 +182,13 @@ async fn cancel_while_in_flight_compensates_after_it() -> R {
         )
         .await?;
     let r = fx.outbox.cancel(id).await?;
-    assert!(matches!(r, Undone::Compensated { compensation: Enqueued::Queued(_), .. }));
+    assert!(matches!(
+        r,
+        Undone::Compensated {
+            compensation: Enqueued::Queued(_),
+            ..
+        }
+    ));
     assert_eq!(fx.where_is(a).await?, vec![fx.inbox]);
     assert!(matches!(
         fx.outbox.undo_last(fx.account).await,
@@ -187,7 +201,10 @@ async fn cancel_while_in_flight_compensates_after_it() -> R {
     let b = taken(&c);
     assert_eq!(b.len(), 2);
     assert_eq!(b[0][0].id, id);
-    assert_eq!(email_op(&b[1][0])?.target, Target::Mailboxes(vec![fx.inbox]));
+    assert_eq!(
+        email_op(&b[1][0])?.target,
+        Target::Mailboxes(vec![fx.inbox])
+    );
     db.cleanup().await?;
     Ok(())
 }
@@ -261,7 +278,9 @@ async fn eviction_reverts_only_its_own_effect() -> R {
             &answering(ItemOutcome::Unknown { reason: "?".into() }, c.clone()),
         )
         .await?;
-    fx.outbox.enqueue(fx.account, Change::flagged(a, true)).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::flagged(a, true))
+        .await?;
     clock.advance(Duration::from_secs(2));
     let mut m = MockExecutor::new();
     let mut seq = mockall::Sequence::new();
@@ -308,7 +327,10 @@ async fn a_permanent_delete_can_be_cancelled_until_the_server_did_it() -> R {
         .await?
         .change_id()
         .ok_or("queued")?;
-    assert_eq!(fx.outbox.undo_last(fx.account).await?, Undone::Withdrawn(id));
+    assert_eq!(
+        fx.outbox.undo_last(fx.account).await?,
+        Undone::Withdrawn(id)
+    );
     assert_eq!(fx.state(a).await?, before);
     let id = fx
         .outbox
@@ -349,7 +371,10 @@ async fn a_send_can_be_undone_until_it_is_handed_over() -> R {
         .await?
         .change_id()
         .ok_or("queued")?;
-    assert_eq!(fx.outbox.undo_last(fx.account).await?, Undone::Withdrawn(id));
+    assert_eq!(
+        fx.outbox.undo_last(fx.account).await?,
+        Undone::Withdrawn(id)
+    );
     assert_eq!(fx.outbox.flush(fx.account, &never()).await?.batches, 0);
     let id = fx
         .outbox
