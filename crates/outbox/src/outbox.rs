@@ -629,49 +629,51 @@ impl Outbox {
         let txn = self.store.begin().await?;
         let heads = rows::due_heads(&txn, account, start, self.policy.batch_size).await?;
         local::lock(&txn, heads.iter().filter_map(|h| h.email_id)).await?;
-        let mut batch = Vec::with_capacity(heads.len());
-        let mut moot = 0;
-        for raw in heads {
+        // Re-read under the locks: an enqueue may have merged into a row (or a cancel removed
+        // one) after the select. From now on nobody merges into these rows.
+        let ids: Vec<ChangeId> = heads.iter().map(|h| h.id).collect();
+        let mut taken = Vec::with_capacity(ids.len());
+        for raw in rows::get_many(&txn, &ids).await? {
             let (id, state) = (raw.id, raw.state);
             let has_email = raw.email_id.is_some();
-            let row = match Row::decode(raw) {
-                Ok(r) => r,
+            match Row::decode(raw) {
+                Ok(row) if has_email == row.email_payload().is_some() => {
+                    let attempt = match state {
+                        ChangeState::Pending => Attempt::Fresh,
+                        ChangeState::InFlight => Attempt::Uncertain,
+                        ChangeState::Submitted => Attempt::Submitted,
+                    };
+                    taken.push((id, attempt));
+                }
+                Ok(_) => {
+                    warn!(change = %id, "Queued change does not match its email; evicting it.");
+                    queue::evict(&txn, id, "queued change does not match its email").await?;
+                }
                 Err(e) => {
                     warn!(change = %id, error = %e, "Unreadable queued change; evicting it.");
                     queue::evict(&txn, id, &e.to_string()).await?;
-                    continue;
-                }
-            };
-            if has_email != row.email_payload().is_some() {
-                warn!(change = %id, "Queued change without its email; evicting it.");
-                queue::evict(&txn, id, "queued change does not match its email").await?;
-                continue;
-            }
-            let attempt = match state {
-                ChangeState::Pending => Attempt::Fresh,
-                ChangeState::InFlight => Attempt::Uncertain,
-                ChangeState::Submitted => Attempt::Submitted,
-            };
-            if state == ChangeState::Pending {
-                let took = rows::update(
-                    &txn,
-                    id,
-                    Some(ChangeState::Pending),
-                    Patch {
-                        state: Some(ChangeState::InFlight),
-                        ..Patch::default()
-                    },
-                )
-                .await?;
-                if !took {
-                    continue;
                 }
             }
-            // Re-read: an enqueue may have merged into the row between the select and the
-            // update; from now on nobody merges into it.
-            let Some(row) = rows::get(&txn, row.id).await? else {
+        }
+        let fresh: Vec<ChangeId> = taken
+            .iter()
+            .filter(|(_, a)| *a == Attempt::Fresh)
+            .map(|(id, _)| *id)
+            .collect();
+        rows::mark_in_flight(&txn, &fresh).await?;
+        let ids: Vec<ChangeId> = taken.iter().map(|(id, _)| *id).collect();
+        let attempts: HashMap<ChangeId, Attempt> = taken.into_iter().collect();
+        let mut batch = Vec::with_capacity(ids.len());
+        let mut moot = 0;
+        for raw in rows::get_many(&txn, &ids).await? {
+            let row = Row::decode(raw)?;
+            let Some(attempt) = attempts.get(&row.id).copied() else {
                 continue;
             };
+            // A send a concurrent cancel removed is simply gone; one still pending lost a race.
+            if attempt == Attempt::Fresh && row.state != ChangeState::InFlight {
+                continue;
+            }
             if let Some(p) = row.email_payload()
                 && p.delta().is_empty()
             {

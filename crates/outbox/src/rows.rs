@@ -56,6 +56,41 @@ pub(crate) async fn get<C: ConnectionTrait>(c: &C, id: ChangeId) -> Result<Optio
     queue::get(c, id).await?.map(Row::decode).transpose()
 }
 
+/// These rows (undecoded; missing ones are skipped), oldest first.
+pub(crate) async fn get_many<C: ConnectionTrait>(
+    c: &C,
+    ids: &[ChangeId],
+) -> Result<Vec<PendingChange>, Error> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(400) {
+        let models = p::Entity::find()
+            .filter(p::Column::Id.is_in(chunk.iter().map(|i| i.0)))
+            .all(c)
+            .await?;
+        for m in models {
+            out.push(PendingChange::try_from(m)?);
+        }
+    }
+    out.sort_by_key(|r| r.id);
+    Ok(out)
+}
+
+/// Marks the pending ones among these rows in flight.
+pub(crate) async fn mark_in_flight<C: ConnectionTrait>(
+    c: &C,
+    ids: &[ChangeId],
+) -> Result<(), Error> {
+    for chunk in ids.chunks(400) {
+        p::Entity::update_many()
+            .col_expr(p::Column::State, Expr::value(ChangeState::InFlight.as_str()))
+            .filter(p::Column::Id.is_in(chunk.iter().map(|i| i.0)))
+            .filter(p::Column::State.eq(ChangeState::Pending.as_str()))
+            .exec(c)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The rows of one email, oldest first.
 pub(crate) async fn for_email<C: ConnectionTrait>(
     c: &C,
