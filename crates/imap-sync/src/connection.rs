@@ -177,6 +177,12 @@ impl Connection {
         self.condstore
     }
 
+    /// False once the connection failed (lost, timed out, or a command was abandoned
+    /// midway): drop it and connect again.
+    pub fn is_usable(&self) -> bool {
+        !self.wire.is_dead()
+    }
+
     /// True when QRESYNC is enabled.
     pub fn qresync_enabled(&self) -> bool {
         self.qresync
@@ -203,7 +209,7 @@ impl Connection {
         };
         match u {
             Untagged::Exists(n) => s.exists = *n,
-            Untagged::Expunge(_) => s.exists = s.exists.saturating_sub(1),
+            Untagged::Expunge => s.exists = s.exists.saturating_sub(1),
             Untagged::Vanished {
                 earlier: false,
                 uids,

@@ -391,6 +391,12 @@ pub enum Error {
     Store(#[from] StoreError),
 }
 
+impl From<sea_orm::DbErr> for Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Store(StoreError::Db(e))
+    }
+}
+
 fn fmt_text(t: &str) -> String {
     if t.is_empty() {
         String::new()
@@ -446,13 +452,6 @@ impl Error {
     /// True for a tagged `BAD`.
     pub fn is_bad(&self) -> bool {
         matches!(self, Self::Bad { .. })
-    }
-
-    pub(crate) fn lost(source: io::Error) -> Self {
-        Self::ConnectionLost {
-            bye: None,
-            source: Some(source),
-        }
     }
 }
 

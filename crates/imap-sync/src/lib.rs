@@ -1,22 +1,104 @@
-//! IMAP sync of one account into the mailsync store (async-imap, CONDSTORE/QRESYNC, IDLE,
-//! server-side mutations).
+//! IMAP sync of one account into the mailsync store, on async-imap: CONDSTORE/QRESYNC change
+//! detection, IDLE, and server-side mutations.
+//!
+//! # Overview
+//! * [`Connection::connect`] opens an authenticated connection from an [`ImapConfig`]
+//!   (implicit TLS, STARTTLS or loopback plaintext; LOGIN, PLAIN, XOAUTH2, OAUTHBEARER) and
+//!   enables QRESYNC (or CONDSTORE) when offered.
+//! * [`sync_account`] runs one cycle: [`sync_mailboxes`] (LIST with SPECIAL-USE and
+//!   LIST-STATUS), then [`sync_mailbox`] for every selectable mailbox. Each batch of new
+//!   messages is written with the checkpoint covering it in one transaction.
+//! * [`fetch_body`] downloads, parses and caches one email's body on demand.
+//! * [`idle`] waits for a change on a mailbox (IDLE, or NOOP polling).
+//! * [`apply`] applies [`ImapMutation`]s (flags, move, delete, append) and returns a
+//!   [`MutationOutcome`] per item.
+//!
+//! The library spawns no task; every network wait is bounded by [`Timeouts`].
+//!
+//! # Store identity
+//! Every IMAP copy of a message is its own email row with
+//! `remote_id = mailsync_store::emails::imap_remote_id(mailbox, uidvalidity, uid)` and one
+//! membership `(mailbox, uidvalidity, uid, modseq)`. Checkpoints live under
+//! `Scope::imap_mailbox(mailbox)`: UIDVALIDITY, the highest UID stored, and the
+//! HIGHESTMODSEQ covered (only written once the whole mailbox is reconciled).
+//!
+//! Local rows with a UID-less membership in a mailbox (a pending local move or append made
+//! by the engine) are *adopted* by the sync when a new server message in that mailbox has the
+//! same Message-ID: the row gets the server identity and keeps its cached body. The same
+//! mechanism re-matches messages after a UIDVALIDITY change.
+//!
+//! # Change detection
+//! | server | unchanged mailbox | flags of known messages | expunges |
+//! |---|---|---|---|
+//! | QRESYNC | skipped (LIST-STATUS HIGHESTMODSEQ) | FETCH in `SELECT (QRESYNC ...)` | `VANISHED (EARLIER)` |
+//! | CONDSTORE | skipped | `UID FETCH 1:n (FLAGS) (CHANGEDSINCE m)` | count check, then `UID SEARCH ALL` diff |
+//! | neither | SELECT | `UID FETCH 1:n (FLAGS)` compared locally | count check, then `UID SEARCH ALL` diff |
+//!
+//! [`ImapConfig::disabled_extensions`] turns extensions off on the client side (the tests use
+//! it to run the CONDSTORE-only and plain-IMAP paths against the same Dovecot).
+//!
+//! # async-imap pitfalls handled
+//! async-imap (0.12) is used only for framing and parsing. Its high-level commands treat a
+//! tagged `NO`/`BAD` as an empty success, drop response codes and push untagged data into a
+//! channel that silently drops entries past 100, so this crate sends every command itself
+//! and reads every response (`run_command`-style tagged writes, `read_response` reads):
+//! `NO`/`BAD` become [`Error::No`]/[`Error::Bad`] with a typed [`ResponseCode`] (including the
+//! codes imap-proto leaves in the text: `NONEXISTENT`, `NOPERM`, `CLOSED`, `NOMODSEQ`,
+//! `MODIFIED`...). A parse error (which stops async-imap's stream for good) and an end of
+//! stream are [`Error::ConnectionLost`]. Commands whose responses async-imap cannot parse
+//! (`SEARCH ... MODSEQ`, `ESEARCH`, `NAMESPACE`) are never sent. `PREVIEW`, which imap-proto
+//! parses and discards, is read from the raw response bytes.
+//!
+//! # Errors
+//! One [`Error`] type with [`Error::is_auth`], [`Error::is_connection`] and
+//! [`Error::response_code`]. After a connection-class error, drop the [`Connection`] and
+//! connect again; the checkpoints make the next run resume where the last committed batch
+//! ended.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo(store: mailsync_store::Store, account: mailsync_store::AccountId)
+//! # -> Result<(), mailsync_imap_sync::Error> {
+//! use mailsync_imap_sync::{Auth, Connection, ImapConfig, SyncOptions, sync_account};
+//! use mailsync_store::Security;
+//! let cfg = ImapConfig::new("imap.example.org", 993, Security::Tls, "me", Auth::Password("pw".into()));
+//! let mut conn = Connection::connect(&cfg).await?;
+//! let report = sync_account(&mut conn, &store, account, &SyncOptions::default()).await?;
+//! println!("{} new emails", report.totals.added);
+//! # Ok(()) }
+//! ```
 
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+mod body;
 mod config;
 mod connection;
 mod error;
+mod idle;
+mod mailboxes;
 mod mime;
+mod mutate;
+pub mod plan;
 mod rawscan;
+mod storeext;
+mod sync;
 mod transport;
 mod uidset;
 pub mod utf7;
 mod wire;
 
+pub use body::fetch_body;
 pub use config::{Auth, ImapConfig, Timeouts};
 pub use connection::Connection;
 pub use error::{Error, ResponseCode};
+pub use idle::{IdleOutcome, idle};
+pub use mailboxes::{MailboxesReport, assign_roles, role_from_attributes, role_from_name, sync_mailboxes};
 pub use mime::ParsedBody;
+pub use mutate::{ImapMutation, MutationOutcome, apply};
+pub use sync::{
+    AccountSyncReport, MailboxOutcome, MailboxResult, ProgressFn, SyncCounts, SyncOptions,
+    SyncProgress, sync_account, sync_mailbox,
+};

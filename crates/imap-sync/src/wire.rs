@@ -64,8 +64,7 @@ pub(crate) enum Untagged {
     /// `CAPABILITY` and `ENABLED` (imap-proto maps both to capabilities).
     Capabilities(Vec<String>),
     Exists(u32),
-    Recent(u32),
-    Expunge(u32),
+    Expunge,
     Vanished {
         earlier: bool,
         uids: Vec<(u32, u32)>,
@@ -77,7 +76,6 @@ pub(crate) enum Untagged {
         items: StatusItems,
     },
     Search(Vec<u32>),
-    Flags(Vec<String>),
     Other,
 }
 
@@ -86,7 +84,7 @@ impl Untagged {
     pub fn is_mailbox_change(&self) -> bool {
         matches!(
             self,
-            Self::Exists(_) | Self::Expunge(_) | Self::Vanished { .. } | Self::Fetch(_)
+            Self::Exists(_) | Self::Expunge | Self::Vanished { .. } | Self::Fetch(_)
         )
     }
 }
@@ -112,7 +110,6 @@ pub(crate) struct StatusItems {
 /// One `FETCH` response.
 #[derive(Debug, Default)]
 pub(crate) struct FetchData {
-    pub seq: u32,
     pub uid: Option<u32>,
     pub flags: Option<Vec<String>>,
     pub modseq: Option<u64>,
@@ -210,11 +207,6 @@ impl Cmd {
     pub fn sensitive(mut self) -> Self {
         self.sensitive = true;
         self
-    }
-
-    /// The verb, for errors.
-    pub fn verb(&self) -> &str {
-        &self.verb
     }
 
     fn push_text(&mut self, t: &str) {
@@ -689,16 +681,14 @@ fn convert(p: &P<'_>, raw: &[u8]) -> Response {
         P::Capabilities(caps) => {
             Response::Untagged(Untagged::Capabilities(caps.iter().map(capability).collect()))
         }
-        P::Expunge(n) => Response::Untagged(Untagged::Expunge(*n)),
+        P::Expunge(_) => Response::Untagged(Untagged::Expunge),
         P::Vanished { earlier, uids } => Response::Untagged(Untagged::Vanished {
             earlier: *earlier,
             uids: uids.iter().map(|r| (*r.start(), *r.end())).collect(),
         }),
-        P::Fetch(seq, attrs) => Response::Untagged(Untagged::Fetch(Box::new(fetch(*seq, attrs, raw)))),
+        P::Fetch(_, attrs) => Response::Untagged(Untagged::Fetch(Box::new(fetch(attrs, raw)))),
         P::MailboxData(d) => Response::Untagged(match d {
             MailboxDatum::Exists(n) => Untagged::Exists(*n),
-            MailboxDatum::Recent(n) => Untagged::Recent(*n),
-            MailboxDatum::Flags(f) => Untagged::Flags(f.iter().map(|s| s.to_string()).collect()),
             MailboxDatum::Search(v) => Untagged::Search(v.clone()),
             MailboxDatum::List(l) => Untagged::List(ListEntry {
                 attributes: l.name_attributes.iter().map(name_attribute).collect(),
@@ -761,11 +751,8 @@ fn path_string(path: &[u32]) -> String {
         .join(".")
 }
 
-fn fetch(seq: u32, attrs: &[AttributeValue<'_>], raw: &[u8]) -> FetchData {
-    let mut f = FetchData {
-        seq,
-        ..FetchData::default()
-    };
+fn fetch(attrs: &[AttributeValue<'_>], raw: &[u8]) -> FetchData {
+    let mut f = FetchData::default();
     let mut unknown = false;
     for a in attrs {
         match a {

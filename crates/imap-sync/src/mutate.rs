@@ -1,0 +1,545 @@
+//! Server-side mutations: flags, move, delete, append, applied in order over one connection
+//! with a typed outcome per item. Identities of moved/appended messages are updated locally
+//! from COPYUID/APPENDUID so the next sync does not download them again.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use mailsync_store::emails::{self, Membership};
+use mailsync_store::mailboxes::{self, Mailbox};
+use mailsync_store::{EmailId, MailboxId, Role, Store};
+
+use crate::connection::Connection;
+use crate::error::{Error, ResponseCode};
+use crate::storeext;
+use crate::uidset;
+use crate::wire::{Cmd, Untagged};
+
+/// A change to make on the server, at the protocol level (mailbox + UIDs). The outbox
+/// crate knows nothing of IMAP; the engine translates its queue items into these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImapMutation {
+    /// `UID STORE uids +FLAGS.SILENT (flags)`; flags are IMAP names (`\Seen`, `$Forwarded`).
+    AddFlags {
+        /// The mailbox holding the messages.
+        mailbox: MailboxId,
+        /// Their UIDs.
+        uids: Vec<u32>,
+        /// Flags to add.
+        flags: Vec<String>,
+    },
+    /// `UID STORE uids -FLAGS.SILENT (flags)`.
+    RemoveFlags {
+        /// The mailbox holding the messages.
+        mailbox: MailboxId,
+        /// Their UIDs.
+        uids: Vec<u32>,
+        /// Flags to remove.
+        flags: Vec<String>,
+    },
+    /// `UID MOVE`, else `UID COPY` + `\Deleted` + `UID EXPUNGE`.
+    Move {
+        /// Source mailbox.
+        from: MailboxId,
+        /// UIDs in the source.
+        uids: Vec<u32>,
+        /// Target mailbox.
+        to: MailboxId,
+    },
+    /// Moves to the trash mailbox; when already in the trash (or there is none), sets
+    /// `\Deleted` and expunges these UIDs.
+    Delete {
+        /// The mailbox holding the messages.
+        mailbox: MailboxId,
+        /// Their UIDs.
+        uids: Vec<u32>,
+    },
+    /// `APPEND` of a raw RFC 5322 message.
+    Append {
+        /// Target mailbox.
+        mailbox: MailboxId,
+        /// The message bytes.
+        raw: Vec<u8>,
+        /// Flags to set (`\Seen`, `\Draft`...).
+        flags: Vec<String>,
+        /// INTERNALDATE to give it (the server's clock otherwise).
+        internal_date: Option<DateTime<Utc>>,
+        /// A local email row standing for this message: given the server identity from
+        /// APPENDUID, so the next sync updates it instead of adding a copy.
+        local: Option<EmailId>,
+    },
+}
+
+/// The result of one mutation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MutationOutcome {
+    /// Done.
+    Ok {
+        /// UIDVALIDITY of the target mailbox when new UIDs are reported.
+        uidvalidity: Option<u32>,
+        /// `(source UID, target UID)` of moved messages (COPYUID), when the server says.
+        moved: Vec<(u32, u32)>,
+        /// The UID of an appended message (APPENDUID), when the server says.
+        appended_uid: Option<u32>,
+    },
+    /// Not done; try again later (connection lost, `[UNAVAILABLE]`, `[INUSE]`, local
+    /// database busy). After a connection loss every following item is transient too.
+    Transient {
+        /// What happened.
+        reason: String,
+        /// The response code, if the server gave one.
+        code: Option<ResponseCode>,
+    },
+    /// Refused and will stay refused as is: `[NONEXISTENT]`/`[TRYCREATE]` (no such mailbox),
+    /// `[NOPERM]`, `[OVERQUOTA]`, a `BAD`, an unknown local mailbox...
+    Permanent {
+        /// What happened.
+        reason: String,
+        /// The response code, if the server gave one.
+        code: Option<ResponseCode>,
+    },
+}
+
+impl MutationOutcome {
+    fn ok() -> Self {
+        Self::Ok {
+            uidvalidity: None,
+            moved: Vec::new(),
+            appended_uid: None,
+        }
+    }
+
+    /// True for [`MutationOutcome::Ok`].
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Self::Ok { .. })
+    }
+
+    /// Classifies an error.
+    pub fn from_error(e: &Error) -> Self {
+        let reason = e.to_string();
+        let code = e.response_code().cloned();
+        let transient = match e {
+            _ if e.is_connection() => true,
+            Error::No { code: Some(c), .. } => c.is_transient(),
+            Error::Store(s) => s.is_transient(),
+            _ => false,
+        };
+        if transient {
+            Self::Transient { reason, code }
+        } else {
+            Self::Permanent { reason, code }
+        }
+    }
+}
+
+fn valid_flag(f: &str) -> bool {
+    let body = f.strip_prefix('\\').unwrap_or(f);
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b > 0x20 && b < 0x7f && !b"(){%*\"\\]".contains(&b))
+}
+
+/// Applies the mutations in order over one connection; returns one outcome per item, in the
+/// same order. Consecutive items of the same kind on the same mailbox are sent as one command
+/// (UID sets). A connection loss makes the failed item and all later ones
+/// [`MutationOutcome::Transient`].
+pub async fn apply(
+    conn: &mut Connection,
+    store: &Store,
+    items: &[ImapMutation],
+) -> Vec<MutationOutcome> {
+    let mut out: Vec<Option<MutationOutcome>> = vec![None; items.len()];
+    let mut boxes: HashMap<MailboxId, Mailbox> = HashMap::new();
+    let mut i = 0;
+    let mut dead: Option<String> = None;
+    while i < items.len() {
+        // Group consecutive compatible items.
+        let mut j = i + 1;
+        while j < items.len()
+            && let (Some(a), Some(b)) = (items.get(i), items.get(j))
+            && same_group(a, b)
+        {
+            j += 1;
+        }
+        let group = items.get(i..j).unwrap_or_default();
+        let outcome = if let Some(reason) = &dead {
+            MutationOutcome::Transient {
+                reason: reason.clone(),
+                code: None,
+            }
+        } else {
+            match apply_group(conn, store, &mut boxes, group).await {
+                Ok(o) => o,
+                Err(e) => {
+                    if e.is_connection() {
+                        dead = Some(e.to_string());
+                    }
+                    MutationOutcome::from_error(&e)
+                }
+            }
+        };
+        for slot in out.get_mut(i..j).unwrap_or_default() {
+            *slot = Some(outcome.clone());
+        }
+        i = j;
+    }
+    out.into_iter()
+        .map(|o| o.unwrap_or_else(MutationOutcome::ok))
+        .collect()
+}
+
+fn same_group(a: &ImapMutation, b: &ImapMutation) -> bool {
+    use ImapMutation as M;
+    match (a, b) {
+        (
+            M::AddFlags {
+                mailbox: m1,
+                flags: f1,
+                ..
+            },
+            M::AddFlags {
+                mailbox: m2,
+                flags: f2,
+                ..
+            },
+        )
+        | (
+            M::RemoveFlags {
+                mailbox: m1,
+                flags: f1,
+                ..
+            },
+            M::RemoveFlags {
+                mailbox: m2,
+                flags: f2,
+                ..
+            },
+        ) => m1 == m2 && f1 == f2,
+        (M::Move { from: a1, to: b1, .. }, M::Move { from: a2, to: b2, .. }) => {
+            a1 == a2 && b1 == b2
+        }
+        (M::Delete { mailbox: m1, .. }, M::Delete { mailbox: m2, .. }) => m1 == m2,
+        _ => false,
+    }
+}
+
+async fn mailbox(
+    store: &Store,
+    boxes: &mut HashMap<MailboxId, Mailbox>,
+    id: MailboxId,
+) -> Result<Mailbox, Error> {
+    if let Some(m) = boxes.get(&id) {
+        return Ok(m.clone());
+    }
+    let m = mailboxes::get(store.conn(), id).await.map_err(|e| match e {
+        mailsync_store::StoreError::NotFound { what, key } => Error::NotFound { what, key },
+        other => Error::Store(other),
+    })?;
+    boxes.insert(id, m.clone());
+    Ok(m)
+}
+
+fn all_uids(group: &[ImapMutation]) -> Vec<u32> {
+    let mut v: Vec<u32> = group
+        .iter()
+        .flat_map(|m| match m {
+            ImapMutation::AddFlags { uids, .. }
+            | ImapMutation::RemoveFlags { uids, .. }
+            | ImapMutation::Move { uids, .. }
+            | ImapMutation::Delete { uids, .. } => uids.clone(),
+            ImapMutation::Append { .. } => Vec::new(),
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+async fn apply_group(
+    conn: &mut Connection,
+    store: &Store,
+    boxes: &mut HashMap<MailboxId, Mailbox>,
+    group: &[ImapMutation],
+) -> Result<MutationOutcome, Error> {
+    let Some(first) = group.first() else {
+        return Ok(MutationOutcome::ok());
+    };
+    let uids = all_uids(group);
+    match first {
+        ImapMutation::AddFlags { mailbox: m, flags, .. }
+        | ImapMutation::RemoveFlags { mailbox: m, flags, .. } => {
+            if let Some(bad) = flags.iter().find(|f| !valid_flag(f)) {
+                return Ok(MutationOutcome::Permanent {
+                    reason: format!("invalid IMAP flag {bad:?}"),
+                    code: None,
+                });
+            }
+            if uids.is_empty() || flags.is_empty() {
+                return Ok(MutationOutcome::ok());
+            }
+            let mb = mailbox(store, boxes, *m).await?;
+            conn.select(&mb.remote_id).await?;
+            let op = if matches!(first, ImapMutation::AddFlags { .. }) {
+                "+FLAGS.SILENT"
+            } else {
+                "-FLAGS.SILENT"
+            };
+            for (set, _) in uidset::chunked_sets(&uids, 500) {
+                let cmd = Cmd::new("UID STORE")
+                    .raw(&set)
+                    .raw(op)
+                    .raw(&format!("({})", flags.join(" ")));
+                conn.run(&cmd).await?;
+            }
+            Ok(MutationOutcome::ok())
+        }
+        ImapMutation::Move { from, to, .. } => {
+            let src = mailbox(store, boxes, *from).await?;
+            let dst = mailbox(store, boxes, *to).await?;
+            move_uids(conn, store, &src, &dst, &uids).await
+        }
+        ImapMutation::Delete { mailbox: m, .. } => {
+            let src = mailbox(store, boxes, *m).await?;
+            let trash = mailboxes::find_by_role(store.conn(), src.account_id, Role::Trash).await?;
+            match trash {
+                Some(t) if t.id != src.id && t.selectable => {
+                    move_uids(conn, store, &src, &t, &uids).await
+                }
+                _ => {
+                    if uids.is_empty() {
+                        return Ok(MutationOutcome::ok());
+                    }
+                    conn.select(&src.remote_id).await?;
+                    expunge_uids(conn, &uids).await?;
+                    let gone: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
+                    emails::delete_by_uids(store.conn(), src.id, &gone).await?;
+                    Ok(MutationOutcome::ok())
+                }
+            }
+        }
+        ImapMutation::Append {
+            mailbox: m,
+            raw,
+            flags,
+            internal_date,
+            local,
+        } => {
+            if let Some(bad) = flags.iter().find(|f| !valid_flag(f)) {
+                return Ok(MutationOutcome::Permanent {
+                    reason: format!("invalid IMAP flag {bad:?}"),
+                    code: None,
+                });
+            }
+            let mb = mailbox(store, boxes, *m).await?;
+            let mut cmd = Cmd::new("APPEND").astring(&mb.remote_id);
+            if !flags.is_empty() {
+                cmd = cmd.raw(&format!("({})", flags.join(" ")));
+            }
+            if let Some(d) = internal_date {
+                cmd = cmd.raw(&format!("\"{}\"", d.format("%d-%b-%Y %H:%M:%S +0000")));
+            }
+            cmd = cmd.literal(raw.clone());
+            let (_, done) = conn.run(&cmd).await?;
+            let (uidvalidity, uid) = match done.code {
+                Some(ResponseCode::AppendUid { uidvalidity, uids }) => {
+                    (Some(uidvalidity), uids.first().copied())
+                }
+                _ => (None, None),
+            };
+            if let (Some(id), Some(uv), Some(uid)) = (local, uidvalidity, uid) {
+                let txn = store.begin().await?;
+                storeext::set_remote_id(&txn, *id, &emails::imap_remote_id(mb.id, uv, uid))
+                    .await?;
+                emails::set_memberships(
+                    &txn,
+                    *id,
+                    &[Membership {
+                        mailbox_id: mb.id,
+                        uidvalidity: Some(i64::from(uv)),
+                        uid: Some(i64::from(uid)),
+                        modseq: None,
+                    }],
+                )
+                .await?;
+                txn.commit().await?;
+            }
+            Ok(MutationOutcome::Ok {
+                uidvalidity,
+                moved: Vec::new(),
+                appended_uid: uid,
+            })
+        }
+    }
+}
+
+/// `\Deleted` then `UID EXPUNGE` (UIDPLUS) or `EXPUNGE` on the selected mailbox.
+async fn expunge_uids(conn: &mut Connection, uids: &[u32]) -> Result<(), Error> {
+    for (set, _) in uidset::chunked_sets(uids, 500) {
+        conn.run(&Cmd::new("UID STORE").raw(&set).raw("+FLAGS.SILENT (\\Deleted)"))
+            .await?;
+        if conn.has_capability("UIDPLUS") {
+            conn.run(&Cmd::new("UID EXPUNGE").raw(&set)).await?;
+        } else {
+            // Without UIDPLUS this also expunges other messages marked \Deleted.
+            conn.run(&Cmd::new("EXPUNGE")).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn move_uids(
+    conn: &mut Connection,
+    store: &Store,
+    src: &Mailbox,
+    dst: &Mailbox,
+    uids: &[u32],
+) -> Result<MutationOutcome, Error> {
+    if uids.is_empty() {
+        return Ok(MutationOutcome::ok());
+    }
+    let sel = conn.select(&src.remote_id).await?;
+    let mut moved: Vec<(u32, u32)> = Vec::new();
+    let mut dst_uv: Option<u32> = None;
+    let mut take_copyuid = |code: &Option<ResponseCode>| {
+        if let Some(ResponseCode::CopyUid {
+            uidvalidity,
+            source,
+            destination,
+        }) = code
+        {
+            dst_uv = Some(*uidvalidity);
+            moved.extend(source.iter().copied().zip(destination.iter().copied()));
+        }
+    };
+    for (set, _) in uidset::chunked_sets(uids, 500) {
+        if conn.has_capability("MOVE") {
+            let (data, done) = conn
+                .run(&Cmd::new("UID MOVE").raw(&set).astring(&dst.remote_id))
+                .await?;
+            // RFC 6851: COPYUID comes in an untagged OK before the expunges.
+            for u in &data {
+                if let Untagged::Cond { code, .. } = u {
+                    take_copyuid(code);
+                }
+            }
+            take_copyuid(&done.code);
+        } else {
+            let (_, done) = conn
+                .run(&Cmd::new("UID COPY").raw(&set).astring(&dst.remote_id))
+                .await?;
+            take_copyuid(&done.code);
+            let members: Vec<u32> = uidset::parse_uid_set(&set).unwrap_or_default();
+            expunge_uids(conn, &members).await?;
+        }
+    }
+    // The moved messages keep their rows: same email, new identity in the target.
+    let txn = store.begin().await?;
+    if let Some(uv) = dst_uv {
+        let olds: Vec<String> = moved
+            .iter()
+            .map(|(s, _)| emails::imap_remote_id(src.id, sel.uidvalidity, *s))
+            .collect();
+        let ids = emails::ids_by_remote_ids(&txn, src.account_id, &olds).await?;
+        for ((_, d), old) in moved.iter().zip(&olds) {
+            let Some(id) = ids.get(old) else { continue };
+            storeext::set_remote_id(&txn, *id, &emails::imap_remote_id(dst.id, uv, *d)).await?;
+            emails::set_memberships(
+                &txn,
+                *id,
+                &[Membership {
+                    mailbox_id: dst.id,
+                    uidvalidity: Some(i64::from(uv)),
+                    uid: Some(i64::from(*d)),
+                    modseq: None,
+                }],
+            )
+            .await?;
+        }
+    }
+    txn.commit().await?;
+    Ok(MutationOutcome::Ok {
+        uidvalidity: dst_uv,
+        moved,
+        appended_uid: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_validated() {
+        for ok in ["\\Seen", "$Forwarded", "Junk", "\\Deleted", "NonJunk"] {
+            assert!(valid_flag(ok), "{ok}");
+        }
+        for bad in ["", "\\", "a b", "(x", "x)", "\"q\"", "a\\b", "\u{e9}"] {
+            assert!(!valid_flag(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grouping_rules() {
+        let add = |m: i64, f: &str| ImapMutation::AddFlags {
+            mailbox: MailboxId(m),
+            uids: vec![1],
+            flags: vec![f.into()],
+        };
+        assert!(same_group(&add(1, "\\Seen"), &add(1, "\\Seen")));
+        assert!(!same_group(&add(1, "\\Seen"), &add(2, "\\Seen")));
+        assert!(!same_group(&add(1, "\\Seen"), &add(1, "\\Flagged")));
+        let mv = |a: i64, b: i64| ImapMutation::Move {
+            from: MailboxId(a),
+            uids: vec![3],
+            to: MailboxId(b),
+        };
+        assert!(same_group(&mv(1, 2), &mv(1, 2)));
+        assert!(!same_group(&mv(1, 2), &mv(1, 3)));
+        assert!(!same_group(&mv(1, 2), &add(1, "\\Seen")));
+    }
+
+    #[test]
+    fn classification() {
+        let e = Error::No {
+            command: "UID MOVE".into(),
+            code: Some(ResponseCode::TryCreate),
+            text: "no".into(),
+        };
+        assert!(matches!(
+            MutationOutcome::from_error(&e),
+            MutationOutcome::Permanent {
+                code: Some(ResponseCode::TryCreate),
+                ..
+            }
+        ));
+        let e = Error::No {
+            command: "UID STORE".into(),
+            code: Some(ResponseCode::InUse),
+            text: "busy".into(),
+        };
+        assert!(matches!(
+            MutationOutcome::from_error(&e),
+            MutationOutcome::Transient { .. }
+        ));
+        let e = Error::ConnectionLost {
+            bye: None,
+            source: None,
+        };
+        assert!(matches!(
+            MutationOutcome::from_error(&e),
+            MutationOutcome::Transient { .. }
+        ));
+        let e = Error::Bad {
+            command: "UID STORE".into(),
+            code: None,
+            text: "syntax".into(),
+        };
+        assert!(matches!(
+            MutationOutcome::from_error(&e),
+            MutationOutcome::Permanent { .. }
+        ));
+    }
+}

@@ -1,0 +1,221 @@
+//! Queries the IMAP sync needs that `mailsync-store` does not offer (yet), written against its
+//! public entities: UID-range deletes, identity re-matching after a UIDVALIDITY change, flag
+//! comparison. Candidates to move into the store crate.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
+
+use mailsync_store::entity::{email_mailboxes as em, emails as e};
+use mailsync_store::{AccountId, EmailId, Flags, MailboxId, StoreError};
+
+const CHUNK: usize = 400;
+
+/// Deletes the emails whose copy in `mailbox` has a UID in one of the inclusive ranges.
+pub(crate) async fn delete_uid_ranges<C: ConnectionTrait>(
+    c: &C,
+    mailbox: MailboxId,
+    ranges: &[(u32, u32)],
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for &(lo, hi) in ranges {
+        let sub = Query::select()
+            .column(em::Column::EmailId)
+            .from(em::Entity)
+            .and_where(Expr::col(em::Column::MailboxId).eq(mailbox.0))
+            .and_where(Expr::col(em::Column::Uid).gte(i64::from(lo)))
+            .and_where(Expr::col(em::Column::Uid).lte(i64::from(hi)))
+            .to_owned();
+        n += e::Entity::delete_many()
+            .filter(e::Column::Id.in_subquery(sub))
+            .exec(c)
+            .await?
+            .rows_affected;
+    }
+    Ok(n)
+}
+
+/// Number of copies in `mailbox` that have a UID.
+pub(crate) async fn count_with_uid<C: ConnectionTrait>(
+    c: &C,
+    mailbox: MailboxId,
+) -> Result<u64, StoreError> {
+    Ok(em::Entity::find()
+        .filter(em::Column::MailboxId.eq(mailbox.0))
+        .filter(em::Column::Uid.is_not_null())
+        .count(c)
+        .await?)
+}
+
+/// After a UIDVALIDITY change: forgets the UIDs of the mailbox's copies but keeps their old
+/// UIDVALIDITY, so a later rescan can tell the leftovers of the old numbering (to re-match by
+/// Message-ID, then delete) from local rows that never had a UID (pending local changes).
+pub(crate) async fn detach_uids<C: ConnectionTrait>(
+    c: &C,
+    mailbox: MailboxId,
+) -> Result<u64, StoreError> {
+    Ok(em::Entity::update_many()
+        .col_expr(em::Column::Uid, Expr::value(Option::<i64>::None))
+        .filter(em::Column::MailboxId.eq(mailbox.0))
+        .filter(em::Column::Uid.is_not_null())
+        .exec(c)
+        .await?
+        .rows_affected)
+}
+
+/// Whether the mailbox has copies without a UID (re-match candidates).
+pub(crate) async fn has_unmatched<C: ConnectionTrait>(
+    c: &C,
+    mailbox: MailboxId,
+) -> Result<bool, StoreError> {
+    Ok(em::Entity::find()
+        .filter(em::Column::MailboxId.eq(mailbox.0))
+        .filter(em::Column::Uid.is_null())
+        .count(c)
+        .await?
+        > 0)
+}
+
+/// Emails with a UID-less copy in `mailbox` whose Message-ID is one of `ids`, oldest first.
+pub(crate) async fn unmatched_by_message_id<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    mailbox: MailboxId,
+    ids: &[String],
+) -> Result<Vec<(EmailId, String)>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        let members = Query::select()
+            .column(em::Column::EmailId)
+            .from(em::Entity)
+            .and_where(Expr::col(em::Column::MailboxId).eq(mailbox.0))
+            .and_where(Expr::col(em::Column::Uid).is_null())
+            .to_owned();
+        let rows: Vec<(i64, Option<String>)> = e::Entity::find()
+            .select_only()
+            .column(e::Column::Id)
+            .column(e::Column::MessageId)
+            .filter(e::Column::AccountId.eq(account.0))
+            .filter(e::Column::MessageId.is_in(chunk.iter().cloned()))
+            .filter(e::Column::Id.in_subquery(members))
+            .into_tuple()
+            .all(c)
+            .await?;
+        out.extend(
+            rows.into_iter()
+                .filter_map(|(id, mid)| mid.map(|m| (EmailId(id), m))),
+        );
+    }
+    out.sort_by_key(|(id, _)| *id);
+    Ok(out)
+}
+
+/// Gives an existing email row a new server identity (it is the same message under a new
+/// UID), so the upsert that follows updates it and its cached body is kept.
+pub(crate) async fn set_remote_id<C: ConnectionTrait>(
+    c: &C,
+    id: EmailId,
+    remote_id: &str,
+) -> Result<(), StoreError> {
+    e::Entity::update_many()
+        .col_expr(e::Column::RemoteId, Expr::value(remote_id.to_owned()))
+        .filter(e::Column::Id.eq(id.0))
+        .exec(c)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the emails left over from an older UIDVALIDITY in `mailbox` (UID-less copies that
+/// still carry another UIDVALIDITY): they were not found again on the server.
+pub(crate) async fn delete_stale<C: ConnectionTrait>(
+    c: &C,
+    mailbox: MailboxId,
+    uidvalidity: u32,
+) -> Result<u64, StoreError> {
+    let sub = Query::select()
+        .column(em::Column::EmailId)
+        .from(em::Entity)
+        .and_where(Expr::col(em::Column::MailboxId).eq(mailbox.0))
+        .and_where(Expr::col(em::Column::Uid).is_null())
+        .and_where(Expr::col(em::Column::Uidvalidity).is_not_null())
+        .and_where(Expr::col(em::Column::Uidvalidity).ne(i64::from(uidvalidity)))
+        .to_owned();
+    Ok(e::Entity::delete_many()
+        .filter(e::Column::Id.in_subquery(sub))
+        .exec(c)
+        .await?
+        .rows_affected)
+}
+
+/// The stored flags of these emails, by remote id.
+pub(crate) async fn flags_by_remote_ids<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    remote_ids: &[String],
+) -> Result<HashMap<String, Flags>, StoreError> {
+    let mut out = HashMap::with_capacity(remote_ids.len());
+    for chunk in remote_ids.chunks(CHUNK) {
+        let rows: Vec<(String, bool, bool, bool, bool, String)> = e::Entity::find()
+            .select_only()
+            .column(e::Column::RemoteId)
+            .column(e::Column::Seen)
+            .column(e::Column::Flagged)
+            .column(e::Column::Answered)
+            .column(e::Column::Draft)
+            .column(e::Column::Keywords)
+            .filter(e::Column::AccountId.eq(account.0))
+            .filter(e::Column::RemoteId.is_in(chunk.iter().cloned()))
+            .into_tuple()
+            .all(c)
+            .await?;
+        for (remote, seen, flagged, answered, draft, keywords) in rows {
+            let keywords: Vec<String> = serde_json_keywords(&keywords)?;
+            out.insert(
+                remote,
+                Flags {
+                    seen,
+                    flagged,
+                    answered,
+                    draft,
+                    keywords,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn serde_json_keywords(s: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(s).map_err(|_| StoreError::InvalidValue {
+        what: "emails.keywords",
+        value: s.to_owned(),
+    })
+}
+
+/// Sets the preview of one email (computed after its body was downloaded).
+pub(crate) async fn set_preview<C: ConnectionTrait>(
+    c: &C,
+    id: EmailId,
+    preview: &str,
+) -> Result<(), StoreError> {
+    e::Entity::update_many()
+        .col_expr(e::Column::Preview, Expr::value(preview.to_owned()))
+        .filter(e::Column::Id.eq(id.0))
+        .exec(c)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keyword_json() {
+        assert_eq!(
+            super::serde_json_keywords(r#"["$Forwarded", "a\"b", "\u00e9"]"#).ok(),
+            Some(vec!["$Forwarded".into(), "a\"b".into(), "é".into()])
+        );
+        assert_eq!(super::serde_json_keywords("[]").ok(), Some(vec![]));
+        assert!(super::serde_json_keywords("nope").is_err());
+    }
+}

@@ -1,0 +1,758 @@
+//! Mailbox and account sync: checkpoint-driven plans, streamed `UID FETCH` committed batch by
+//! batch with its checkpoint, QRESYNC/CONDSTORE change detection with fallbacks, UIDVALIDITY
+//! rescans that re-match by Message-ID, optional body download.
+
+use std::fmt;
+use std::ops::AddAssign;
+use std::sync::Arc;
+
+use mailsync_store::bodies::{self, Body};
+use mailsync_store::checkpoints::{self, Checkpoint, Scope};
+use mailsync_store::emails::{self, EmailUpsert};
+use mailsync_store::mailboxes::{self, Mailbox};
+use mailsync_store::{AccountId, BodyPolicy, MailboxId, Role, Store};
+
+use crate::connection::{Connection, SelectState};
+use crate::error::Error;
+use crate::mailboxes::{sync_mailboxes, to_state};
+use crate::mime;
+use crate::plan::{self, FlagCheck, Plan, ServerState};
+use crate::storeext;
+use crate::uidset;
+use crate::wire::{Cmd, Event, FetchData, Untagged};
+
+/// A progress callback: called after every committed batch.
+pub type ProgressFn = Arc<dyn Fn(&SyncProgress) + Send + Sync>;
+
+/// Progress of a mailbox sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncProgress {
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// Messages stored so far in this run.
+    pub stored: u64,
+    /// How many new messages are expected at most (from EXISTS or UIDNEXT).
+    pub expected: Option<u64>,
+}
+
+/// Options of a sync run.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SyncOptions {
+    /// Which bodies to download during sync (the others are fetched on demand).
+    pub body_policy: BodyPolicy,
+    /// Messages per committed batch (one transaction, with its checkpoint).
+    pub batch_size: usize,
+    /// Called after each committed batch.
+    pub progress: Option<ProgressFn>,
+}
+
+impl fmt::Debug for SyncOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncOptions")
+            .field("body_policy", &self.body_policy)
+            .field("batch_size", &self.batch_size)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            body_policy: BodyPolicy::None,
+            batch_size: 1000,
+            progress: None,
+        }
+    }
+}
+
+impl SyncOptions {
+    /// Sets the body download policy.
+    #[must_use]
+    pub fn with_body_policy(mut self, p: BodyPolicy) -> Self {
+        self.body_policy = p;
+        self
+    }
+    /// Sets the batch size (at least 1).
+    #[must_use]
+    pub fn with_batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+    /// Sets the progress callback.
+    #[must_use]
+    pub fn with_progress(mut self, f: ProgressFn) -> Self {
+        self.progress = Some(f);
+        self
+    }
+}
+
+/// What a sync changed locally.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncCounts {
+    /// Emails inserted.
+    pub added: u64,
+    /// Emails updated (flags changed, or re-matched after a UIDVALIDITY change).
+    pub updated: u64,
+    /// Emails deleted (expunged or moved away on the server).
+    pub removed: u64,
+}
+
+impl AddAssign for SyncCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.added += o.added;
+        self.updated += o.updated;
+        self.removed += o.removed;
+    }
+}
+
+/// How one mailbox fared in an account sync.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MailboxResult {
+    /// Unchanged on the server (proved by HIGHESTMODSEQ): not even selected.
+    Skipped,
+    /// Synced.
+    Synced(SyncCounts),
+    /// The server refused (e.g. deleted meanwhile); the other mailboxes went on.
+    Failed(Error),
+}
+
+/// One mailbox of an account sync.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct MailboxOutcome {
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// Its display name.
+    pub name: String,
+    /// What happened.
+    pub result: MailboxResult,
+}
+
+/// What one account sync cycle did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct AccountSyncReport {
+    /// Mailboxes created locally.
+    pub mailboxes_added: u64,
+    /// Mailboxes removed locally.
+    pub mailboxes_removed: u64,
+    /// Per selectable mailbox, INBOX first.
+    pub mailboxes: Vec<MailboxOutcome>,
+    /// Sum over the mailboxes.
+    pub totals: SyncCounts,
+}
+
+/// Syncs the whole account: the mailbox list, then every selectable mailbox (INBOX first).
+/// With QRESYNC/CONDSTORE an unchanged mailbox costs nothing beyond its LIST-STATUS line.
+/// Connection and store errors abort the cycle; a mailbox the server refuses is reported in
+/// its [`MailboxOutcome`] and the others go on.
+pub async fn sync_account(
+    conn: &mut Connection,
+    store: &Store,
+    account: AccountId,
+    opts: &SyncOptions,
+) -> Result<AccountSyncReport, Error> {
+    let listed = sync_mailboxes(conn, store, account).await?;
+    let mut report = AccountSyncReport {
+        mailboxes_added: listed.added,
+        mailboxes_removed: listed.removed,
+        ..AccountSyncReport::default()
+    };
+    let mut order: Vec<usize> = (0..listed.mailboxes.len()).collect();
+    order.sort_by_key(|&i| {
+        listed
+            .mailboxes
+            .get(i)
+            .is_none_or(|m| m.role != Some(Role::Inbox))
+    });
+    for i in order {
+        let Some(mb) = listed.mailboxes.get(i) else { continue };
+        if !mb.selectable {
+            continue;
+        }
+        let hint = listed.states.get(i).copied().flatten();
+        let result = match sync_mailbox_inner(conn, store, account, mb, opts, hint).await {
+            Ok(None) => MailboxResult::Skipped,
+            Ok(Some(c)) => {
+                report.totals += c;
+                MailboxResult::Synced(c)
+            }
+            Err(e) if e.is_connection() || matches!(e, Error::Store(_)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(mailbox = %mb.name, error = %e, "mailbox sync failed");
+                MailboxResult::Failed(e)
+            }
+        };
+        report.mailboxes.push(MailboxOutcome {
+            mailbox: mb.id,
+            name: mb.name.clone(),
+            result,
+        });
+    }
+    Ok(report)
+}
+
+/// Syncs one mailbox (as stored by [`sync_mailboxes`]). Returns what changed locally; an
+/// unchanged mailbox (by HIGHESTMODSEQ) returns zero counts without being selected.
+pub async fn sync_mailbox(
+    conn: &mut Connection,
+    store: &Store,
+    account: AccountId,
+    mailbox: &Mailbox,
+    opts: &SyncOptions,
+) -> Result<SyncCounts, Error> {
+    Ok(sync_mailbox_inner(conn, store, account, mailbox, opts, None)
+        .await?
+        .unwrap_or_default())
+}
+
+/// The items fetched for each new message.
+fn fetch_items(conn: &Connection, with_body: bool) -> String {
+    let mut s = String::from(
+        "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (REFERENCES)]",
+    );
+    if conn.condstore_enabled() {
+        s.push_str(" MODSEQ");
+    }
+    if conn.has_capability("PREVIEW") {
+        s.push_str(" PREVIEW");
+    }
+    if conn.has_capability("OBJECTID") {
+        s.push_str(" THREADID");
+    }
+    if with_body {
+        s.push_str(" BODY.PEEK[]");
+    }
+    s.push(')');
+    s
+}
+
+/// Keeps a batch in memory bounded when bodies are fetched with it.
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+struct Ctx<'a> {
+    store: &'a Store,
+    account: AccountId,
+    mailbox: MailboxId,
+    uidvalidity: u32,
+    scope: Scope,
+    opts: &'a SyncOptions,
+}
+
+async fn sync_mailbox_inner(
+    conn: &mut Connection,
+    store: &Store,
+    account: AccountId,
+    mb: &Mailbox,
+    opts: &SyncOptions,
+    hint: Option<ServerState>,
+) -> Result<Option<SyncCounts>, Error> {
+    if !mb.selectable {
+        return Ok(None);
+    }
+    let scope = Scope::imap_mailbox(mb.id);
+    let cp = checkpoints::get(store.conn(), account, &scope).await?;
+    let selected_now = conn
+        .selected
+        .as_ref()
+        .is_some_and(|s| s.name == mb.remote_id);
+    let state = match hint {
+        Some(s) => Some(s),
+        // A STATUS on the selected mailbox is discouraged (RFC 3501 6.3.10); re-SELECT instead.
+        None if selected_now => None,
+        None => {
+            let mut r = conn.status_many(std::slice::from_ref(&mb.remote_id)).await?;
+            Some(to_state(&r.pop().unwrap_or(Ok(Default::default()))?))
+        }
+    };
+    if let Some(s) = &state
+        && plan::can_skip(cp.as_ref(), s)
+    {
+        return Ok(None);
+    }
+
+    let mut counts = SyncCounts::default();
+    let batch = opts.batch_size.max(1);
+    let qparams = if conn.qresync_enabled() {
+        plan::qresync_params(cp.as_ref())
+    } else {
+        None
+    };
+    let cp_uv = cp
+        .as_ref()
+        .and_then(|c| c.uidvalidity)
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(0);
+
+    // SELECT, applying what QRESYNC reports as it streams in.
+    let tag = conn.start_select(&mb.remote_id, qparams).await?;
+    let mut st = SelectState::new(&mb.remote_id);
+    let mut flag_buf: Vec<(u32, Vec<String>)> = Vec::new();
+    let sel = loop {
+        let ev = match conn.wire.next(&tag).await {
+            Ok(ev) => ev,
+            Err(e) => {
+                conn.forget_selection();
+                return Err(e);
+            }
+        };
+        match ev {
+            Event::Data(u) => match st.absorb(u) {
+                Some(Untagged::Vanished { uids, .. }) if qparams.is_some() => {
+                    counts.removed +=
+                        storeext::delete_uid_ranges(store.conn(), mb.id, &uids).await?;
+                }
+                Some(Untagged::Fetch(f)) if qparams.is_some() => {
+                    if let (Some(uid), Some(flags)) = (f.uid, f.flags) {
+                        flag_buf.push((uid, flags));
+                        if flag_buf.len() >= batch {
+                            counts.updated +=
+                                apply_flags(store, account, mb.id, cp_uv, &flag_buf).await?;
+                            flag_buf.clear();
+                        }
+                    }
+                }
+                _ => {}
+            },
+            Event::Done(d) => break conn.finish_select(st, &d)?,
+        }
+    };
+    if !flag_buf.is_empty() {
+        counts.updated += apply_flags(store, account, mb.id, cp_uv, &flag_buf).await?;
+        flag_buf.clear();
+    }
+
+    let sel_state = ServerState {
+        uidvalidity: Some(sel.uidvalidity),
+        uidnext: sel.uidnext,
+        highestmodseq: sel.highestmodseq,
+        messages: Some(sel.exists),
+    };
+    let planned = plan::plan(cp.as_ref(), &sel_state, qparams.is_some());
+    tracing::debug!(mailbox = %mb.name, ?planned, "mailbox plan");
+    let ctx = Ctx {
+        store,
+        account,
+        mailbox: mb.id,
+        uidvalidity: sel.uidvalidity,
+        scope,
+        opts,
+    };
+    let (last_uid, fetch_new, flags, kept_modseq) = match planned {
+        Plan::Full { reset } => {
+            if reset {
+                // Old UIDs mean nothing now. Keep the rows for re-matching by Message-ID; the
+                // checkpoint moves to the new UIDVALIDITY in the same transaction.
+                let txn = store.begin().await?;
+                storeext::detach_uids(&txn, mb.id).await?;
+                checkpoints::put(
+                    &txn,
+                    account,
+                    &ctx.scope,
+                    &Checkpoint {
+                        uidvalidity: Some(i64::from(sel.uidvalidity)),
+                        last_uid: Some(0),
+                        ..Checkpoint::default()
+                    },
+                )
+                .await?;
+                txn.commit().await?;
+            }
+            (0, true, FlagCheck::Nothing, None)
+        }
+        Plan::Incremental {
+            last_uid,
+            fetch_new,
+            flags,
+            expunges: _,
+        } => (
+            last_uid,
+            fetch_new,
+            flags,
+            cp.as_ref().and_then(|c| c.highestmodseq),
+        ),
+    };
+
+    // New messages: one streamed UID FETCH, committed batch by batch with the checkpoint.
+    let mut max_fetched = 0u32;
+    let mut body_uids: Vec<(u32, bool)> = Vec::new();
+    if fetch_new {
+        let expected = match planned {
+            Plan::Full { .. } => Some(u64::from(sel.exists)),
+            _ => sel
+                .uidnext
+                .map(|n| u64::from(n.saturating_sub(last_uid + 1))),
+        };
+        let with_body = matches!(opts.body_policy, BodyPolicy::All);
+        let cmd = Cmd::new("UID FETCH")
+            .raw(&format!("{}:*", last_uid.saturating_add(1)))
+            .raw(&fetch_items(conn, with_body));
+        let rematch = storeext::has_unmatched(store.conn(), mb.id).await?;
+        let tag = conn.wire.send(&cmd).await?;
+        let mut pending: Vec<Box<FetchData>> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut monotonic = true;
+        let mut stored = 0u64;
+        loop {
+            match conn.wire.next(&tag).await? {
+                Event::Data(Untagged::Fetch(f)) => {
+                    let Some(uid) = f.uid else { continue };
+                    // `n:*` returns the last message even when its UID is below n; and a
+                    // FETCH without ENVELOPE is an unsolicited flag update, not our data.
+                    if uid <= last_uid || f.envelope.is_none() {
+                        continue;
+                    }
+                    if uid < max_fetched {
+                        monotonic = false;
+                    }
+                    max_fetched = max_fetched.max(uid);
+                    pending_bytes += f.body.as_ref().map_or(0, Vec::len);
+                    pending.push(f);
+                    if pending.len() >= batch || pending_bytes >= MAX_BATCH_BYTES {
+                        let cp_next = monotonic.then(|| Checkpoint {
+                            uidvalidity: Some(i64::from(sel.uidvalidity)),
+                            last_uid: Some(i64::from(max_fetched)),
+                            highestmodseq: kept_modseq,
+                            ..Checkpoint::default()
+                        });
+                        let (c, n) = commit_new(&ctx, &mut pending, rematch, cp_next, &mut body_uids)
+                            .await?;
+                        counts += c;
+                        stored += n;
+                        pending_bytes = 0;
+                        progress(&ctx, stored, expected);
+                    }
+                }
+                Event::Data(other) => conn.note(&other),
+                Event::Done(_) => break,
+            }
+        }
+        if !pending.is_empty() {
+            let cp_next = monotonic.then(|| Checkpoint {
+                uidvalidity: Some(i64::from(sel.uidvalidity)),
+                last_uid: Some(i64::from(max_fetched)),
+                highestmodseq: kept_modseq,
+                ..Checkpoint::default()
+            });
+            let (c, n) = commit_new(&ctx, &mut pending, rematch, cp_next, &mut body_uids).await?;
+            counts += c;
+            stored += n;
+            progress(&ctx, stored, expected);
+        }
+    }
+
+    // Flag changes of messages we already had.
+    let flag_cmd = match flags {
+        FlagCheck::Nothing | FlagCheck::FromSelect => None,
+        FlagCheck::ChangedSince(m) => Some(
+            Cmd::new("UID FETCH")
+                .raw(&format!("1:{last_uid}"))
+                .raw(&format!("(UID FLAGS) (CHANGEDSINCE {m})")),
+        ),
+        FlagCheck::All => Some(
+            Cmd::new("UID FETCH")
+                .raw(&format!("1:{last_uid}"))
+                .raw("(UID FLAGS)"),
+        ),
+    };
+    if let Some(cmd) = flag_cmd {
+        let tag = conn.wire.send(&cmd).await?;
+        loop {
+            match conn.wire.next(&tag).await? {
+                Event::Data(Untagged::Fetch(f)) => {
+                    if let (Some(uid), Some(flags)) = (f.uid, f.flags)
+                        && uid <= last_uid
+                    {
+                        flag_buf.push((uid, flags));
+                        if flag_buf.len() >= batch {
+                            counts.updated +=
+                                apply_flags(store, account, mb.id, sel.uidvalidity, &flag_buf)
+                                    .await?;
+                            flag_buf.clear();
+                        }
+                    }
+                }
+                Event::Data(other) => conn.note(&other),
+                Event::Done(_) => break,
+            }
+        }
+        if !flag_buf.is_empty() {
+            counts.updated +=
+                apply_flags(store, account, mb.id, sel.uidvalidity, &flag_buf).await?;
+            flag_buf.clear();
+        }
+    }
+
+    // Expunges: whatever QRESYNC said, counts must agree; otherwise compare UID lists.
+    let local = storeext::count_with_uid(store.conn(), mb.id).await?;
+    let server_count = conn.selected.as_ref().map_or(sel.exists, |s| s.exists);
+    if local != u64::from(server_count) {
+        let (data, _) = conn.run(&Cmd::new("UID SEARCH").raw("ALL")).await?;
+        let mut server: Vec<u32> = data
+            .into_iter()
+            .flat_map(|u| match u {
+                Untagged::Search(v) => v,
+                _ => Vec::new(),
+            })
+            .collect();
+        server.sort_unstable();
+        let gone: Vec<i64> = emails::uids_in_mailbox(store.conn(), mb.id)
+            .await?
+            .into_iter()
+            .filter(|&u| {
+                u32::try_from(u).map_or(true, |u| server.binary_search(&u).is_err())
+            })
+            .collect();
+        if !gone.is_empty() {
+            counts.removed += emails::delete_by_uids(store.conn(), mb.id, &gone).await?;
+        }
+    }
+
+    // Bodies by size policy: a second pass over the small enough new messages.
+    if !body_uids.is_empty() {
+        fetch_bodies(conn, &ctx, &body_uids).await?;
+    }
+
+    // Done: leftovers of an old UIDVALIDITY that did not re-match are gone for good.
+    let txn = store.begin().await?;
+    counts.removed += storeext::delete_stale(&txn, mb.id, sel.uidvalidity).await?;
+    checkpoints::put(
+        &txn,
+        account,
+        &ctx.scope,
+        &Checkpoint {
+            uidvalidity: Some(i64::from(sel.uidvalidity)),
+            last_uid: Some(i64::from(plan::final_last_uid(
+                last_uid,
+                max_fetched,
+                sel.uidnext,
+            ))),
+            highestmodseq: sel.highestmodseq.and_then(|m| i64::try_from(m).ok()),
+            ..Checkpoint::default()
+        },
+    )
+    .await?;
+    mailboxes::recount(&txn, mb.id).await?;
+    txn.commit().await?;
+    Ok(Some(counts))
+}
+
+fn progress(ctx: &Ctx<'_>, stored: u64, expected: Option<u64>) {
+    if let Some(p) = &ctx.opts.progress {
+        p(&SyncProgress {
+            mailbox: ctx.mailbox,
+            stored,
+            expected,
+        });
+    }
+}
+
+/// Stores a batch of new messages (re-matching UID-less rows by Message-ID first) and the
+/// checkpoint covering it, in one transaction.
+async fn commit_new(
+    ctx: &Ctx<'_>,
+    pending: &mut Vec<Box<FetchData>>,
+    rematch: bool,
+    checkpoint: Option<Checkpoint>,
+    body_uids: &mut Vec<(u32, bool)>,
+) -> Result<(SyncCounts, u64), Error> {
+    let mut upserts: Vec<EmailUpsert> = Vec::with_capacity(pending.len());
+    let mut bodies_out: Vec<(String, Body)> = Vec::new();
+    for f in pending.drain(..) {
+        let Some(mut u) = mime::to_upsert(&f, ctx.mailbox, ctx.uidvalidity) else {
+            continue;
+        };
+        if let Some(raw) = &f.body {
+            let parsed = mime::parse_message(raw);
+            if u.preview.is_none() {
+                u.preview.clone_from(&parsed.preview);
+            }
+            bodies_out.push((
+                u.remote_id.clone(),
+                Body {
+                    text: parsed.text,
+                    html: parsed.html,
+                    raw: None,
+                    truncated: false,
+                },
+            ));
+        } else if let (BodyPolicy::MaxBytes(max), Some(uid)) = (ctx.opts.body_policy, f.uid)
+            && u64::try_from(u.size).is_ok_and(|s| s <= max)
+        {
+            body_uids.push((uid, u.preview.is_none()));
+        }
+        upserts.push(u);
+    }
+    let n = upserts.len() as u64;
+    let txn = ctx.store.begin().await?;
+    if rematch {
+        rematch_batch(&txn, ctx, &upserts).await?;
+    }
+    let stats = emails::upsert_batch(&txn, ctx.account, &upserts).await?;
+    if !bodies_out.is_empty() {
+        let remotes: Vec<String> = bodies_out.iter().map(|(r, _)| r.clone()).collect();
+        let ids = emails::ids_by_remote_ids(&txn, ctx.account, &remotes).await?;
+        for (r, b) in &bodies_out {
+            if let Some(id) = ids.get(r) {
+                bodies::put(&txn, *id, b).await?;
+            }
+        }
+    }
+    if let Some(cp) = checkpoint {
+        checkpoints::put(&txn, ctx.account, &ctx.scope, &cp).await?;
+    }
+    txn.commit().await?;
+    Ok((
+        SyncCounts {
+            added: stats.inserted,
+            updated: stats.updated,
+            removed: 0,
+        },
+        n,
+    ))
+}
+
+/// Gives UID-less rows of this mailbox with the same Message-ID (leftovers of an old
+/// UIDVALIDITY, or local rows of a pending move/append) the identity of the new messages, so
+/// the upsert updates them and their cached bodies survive.
+async fn rematch_batch<C: sea_orm::ConnectionTrait>(
+    c: &C,
+    ctx: &Ctx<'_>,
+    upserts: &[EmailUpsert],
+) -> Result<(), Error> {
+    let ids: Vec<String> = upserts.iter().filter_map(|u| u.message_id.clone()).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut candidates = storeext::unmatched_by_message_id(c, ctx.account, ctx.mailbox, &ids).await?;
+    for u in upserts {
+        let Some(mid) = &u.message_id else { continue };
+        if let Some(pos) = candidates.iter().position(|(_, m)| m == mid) {
+            let (id, _) = candidates.remove(pos);
+            storeext::set_remote_id(c, id, &u.remote_id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Compares fetched flags with the stored ones and writes the differences. Returns how many
+/// emails changed.
+async fn apply_flags(
+    store: &Store,
+    account: AccountId,
+    mailbox: MailboxId,
+    uidvalidity: u32,
+    items: &[(u32, Vec<String>)],
+) -> Result<u64, Error> {
+    let remotes: Vec<String> = items
+        .iter()
+        .map(|(uid, _)| emails::imap_remote_id(mailbox, uidvalidity, *uid))
+        .collect();
+    let current = storeext::flags_by_remote_ids(store.conn(), account, &remotes).await?;
+    let changes: Vec<(String, mailsync_store::Flags)> = items
+        .iter()
+        .zip(remotes)
+        .filter_map(|((_, f), r)| {
+            let new = mime::flags_from(f);
+            match current.get(&r) {
+                Some(old) if *old != new => Some((r, new)),
+                _ => None,
+            }
+        })
+        .collect();
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    emails::set_flags_by_remote_ids(store.conn(), account, &changes).await?;
+    Ok(changes.len() as u64)
+}
+
+/// Downloads, parses and caches the bodies of these UIDs (`bool`: also set the preview).
+async fn fetch_bodies(
+    conn: &mut Connection,
+    ctx: &Ctx<'_>,
+    uids: &[(u32, bool)],
+) -> Result<(), Error> {
+    let only: Vec<u32> = uids.iter().map(|(u, _)| *u).collect();
+    let needs_preview = |uid: u32| uids.iter().any(|(u, p)| *u == uid && *p);
+    for chunk in only.chunks(100) {
+        for (set, _) in uidset::chunked_sets(chunk, 100) {
+            let cmd = Cmd::new("UID FETCH").raw(&set).raw("(UID BODY.PEEK[])");
+            let tag = conn.wire.send(&cmd).await?;
+            let mut got: Vec<(u32, Vec<u8>)> = Vec::new();
+            loop {
+                match conn.wire.next(&tag).await? {
+                    Event::Data(Untagged::Fetch(f)) => {
+                        if let (Some(uid), Some(body)) = (f.uid, f.body) {
+                            got.push((uid, body));
+                        }
+                    }
+                    Event::Data(other) => conn.note(&other),
+                    Event::Done(_) => break,
+                }
+            }
+            let remotes: Vec<String> = got
+                .iter()
+                .map(|(uid, _)| emails::imap_remote_id(ctx.mailbox, ctx.uidvalidity, *uid))
+                .collect();
+            let txn = ctx.store.begin().await?;
+            let ids = emails::ids_by_remote_ids(&txn, ctx.account, &remotes).await?;
+            for ((uid, raw), remote) in got.iter().zip(&remotes) {
+                let Some(id) = ids.get(remote) else { continue };
+                let parsed = mime::parse_message(raw);
+                if needs_preview(*uid)
+                    && let Some(p) = &parsed.preview
+                {
+                    storeext::set_preview(&txn, *id, p).await?;
+                }
+                bodies::put(
+                    &txn,
+                    *id,
+                    &Body {
+                        text: parsed.text,
+                        html: parsed.html,
+                        raw: None,
+                        truncated: false,
+                    },
+                )
+                .await?;
+            }
+            txn.commit().await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_add_up() {
+        let mut a = SyncCounts {
+            added: 1,
+            updated: 2,
+            removed: 3,
+        };
+        a += SyncCounts {
+            added: 10,
+            updated: 20,
+            removed: 30,
+        };
+        assert_eq!(
+            a,
+            SyncCounts {
+                added: 11,
+                updated: 22,
+                removed: 33
+            }
+        );
+        let o = SyncOptions::default().with_batch_size(0);
+        assert_eq!(o.batch_size, 1);
+        assert!(format!("{o:?}").contains("batch_size: 1"));
+    }
+}
