@@ -94,12 +94,14 @@
 //! # Feature flags
 //! - `mocks`: `MockExecutor` (mockall) for the engine's tests.
 
+mod apply;
 mod change;
 mod error;
 pub mod executor;
 mod local;
 mod model;
 mod outbox;
+mod outcome;
 mod policy;
 mod rows;
 
@@ -109,6 +111,7 @@ extern crate self as mailsync_outbox;
 #[cfg(test)]
 mod tests;
 
+pub use apply::reapply_after_sync;
 pub use change::{Change, Flag, OutgoingAttachment, OutgoingMessage};
 pub use error::{Error, UndoRefusal};
 #[cfg(any(test, feature = "mocks"))]
@@ -119,10 +122,7 @@ pub use executor::{
 pub use mailsync_store::queue::ChangeState;
 pub use mailsync_store::{AccountId, Address, ChangeId, EmailId, FailedId, Flags, MailboxId};
 pub use model::{FlagChange, Location, Snapshot, Target};
-pub use outbox::{
-    Counts, Enqueued, FailedItem, FlushReport, Outbox, Pause, PendingItem, Undone,
-    reapply_after_sync,
-};
+pub use outbox::{Counts, Enqueued, FailedItem, FlushReport, Outbox, Pause, PendingItem, Undone};
 pub use policy::{
     Clock, FixedJitter, FullJitter, Jitter, ManualClock, RetryPolicy, SystemClock, TokioClock,
 };

@@ -82,7 +82,10 @@ pub(crate) async fn mark_in_flight<C: ConnectionTrait>(
 ) -> Result<(), Error> {
     for chunk in ids.chunks(400) {
         p::Entity::update_many()
-            .col_expr(p::Column::State, Expr::value(ChangeState::InFlight.as_str()))
+            .col_expr(
+                p::Column::State,
+                Expr::value(ChangeState::InFlight.as_str()),
+            )
             .filter(p::Column::Id.is_in(chunk.iter().map(|i| i.0)))
             .filter(p::Column::State.eq(ChangeState::Pending.as_str()))
             .exec(c)

@@ -1,0 +1,493 @@
+//! The optimistic side of the queue: applying a change locally while merging it into the
+//! email's not-yet-sent row, withdrawing or compensating changes, and re-deriving an email's
+//! rows and local state after one of them is removed.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use mailsync_store::emails::Email;
+use mailsync_store::queue::{self, ChangeState, NewChange};
+use mailsync_store::{AccountId, ConnectionTrait, EmailId, MailboxId, Role, mailboxes};
+
+use crate::change::{Change, OutgoingMessage};
+use crate::error::{Error, UndoRefusal};
+use crate::local::{self, Touched};
+use crate::model::{
+    self, EmailPayload, Fields, Folded, Location, Op, OpEntry, PAYLOAD_VERSION, Payload,
+    SendPayload, Snapshot, Target,
+};
+use crate::outbox::{Enqueued, Undone, not_found_is_none};
+use crate::rows::{self, Patch, Row};
+
+// ----- enqueue ---------------------------------------------------------------------------------------
+
+pub(crate) async fn enqueue_send<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    mut message: OutgoingMessage,
+    now: DateTime<Utc>,
+) -> Result<Enqueued, Error> {
+    message.prepare()?;
+    let payload = Payload::Send(SendPayload {
+        v: PAYLOAD_VERSION,
+        at: now,
+        submitted_at: None,
+        message,
+    });
+    let id = queue::insert(
+        c,
+        NewChange {
+            account_id: account,
+            email_id: None,
+            kind: payload.kind().to_owned(),
+            payload: payload.to_json(),
+            next_attempt_at: now,
+        },
+    )
+    .await?;
+    Ok(Enqueued::Queued(id))
+}
+
+pub(crate) async fn check_mailbox<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    id: MailboxId,
+) -> Result<(), Error> {
+    let mb = not_found_is_none(mailboxes::get(c, id).await)?.ok_or(Error::MailboxNotFound(id))?;
+    if mb.account_id != account {
+        return Err(Error::WrongAccount {
+            what: "mailbox",
+            expected: account,
+            actual: mb.account_id,
+        });
+    }
+    if !mb.selectable {
+        return Err(Error::MailboxNotSelectable(id));
+    }
+    Ok(())
+}
+
+pub(crate) async fn load_email<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    id: EmailId,
+) -> Result<(Email, Snapshot), Error> {
+    let (email, snap) = local::load(c, id).await?.ok_or(Error::EmailNotFound(id))?;
+    if email.account_id != account {
+        return Err(Error::WrongAccount {
+            what: "email",
+            expected: account,
+            actual: email.account_id,
+        });
+    }
+    Ok((email, snap))
+}
+
+pub(crate) async fn enqueue_email<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    change: &Change,
+    now: DateTime<Utc>,
+    touched: &mut Touched,
+) -> Result<Enqueued, Error> {
+    let Some(email_id) = change.email() else {
+        return Ok(Enqueued::Unchanged);
+    };
+    let (email, current) = load_email(c, account, email_id).await?;
+    let queued = rows::for_email(c, email_id).await?;
+    let op = match change {
+        Change::SetFlag { flag, value, .. } => Op::SetFlag {
+            flag: flag.clone(),
+            value: *value,
+        },
+        Change::Move { to, .. } => {
+            check_mailbox(c, account, *to).await?;
+            Op::Move { to: vec![*to] }
+        }
+        Change::Delete { .. } => {
+            if current.mailboxes.is_empty() {
+                let deleting = queued
+                    .last()
+                    .and_then(Row::email_payload)
+                    .is_some_and(|p| p.fold().destroyed);
+                if deleting {
+                    return Ok(Enqueued::Unchanged);
+                }
+                Op::Destroy
+            } else {
+                match mailboxes::find_by_role(c, account, Role::Trash).await? {
+                    Some(t) if !current.mailboxes.iter().any(|l| l.mailbox_id == t.id) => {
+                        Op::Trash { to: t.id }
+                    }
+                    _ => Op::Destroy,
+                }
+            }
+        }
+        Change::Send(_) => return Ok(Enqueued::Unchanged),
+    };
+    let entries = vec![OpEntry {
+        at: now,
+        op,
+        undo: false,
+        undone: false,
+    }];
+    apply_entries(c, &email, &current, &queued, entries, touched).await
+}
+
+/// Queues `ops` for an email as one action: a compensation (`undo`) or a retried change.
+pub(crate) async fn enqueue_ops<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    email_id: EmailId,
+    ops: Vec<Op>,
+    undo: bool,
+    now: DateTime<Utc>,
+    touched: &mut Touched,
+) -> Result<Enqueued, Error> {
+    let (email, current) = load_email(c, account, email_id).await?;
+    let queued = rows::for_email(c, email_id).await?;
+    let entries = ops
+        .into_iter()
+        .map(|op| OpEntry {
+            at: now,
+            op,
+            undo,
+            undone: false,
+        })
+        .collect();
+    apply_entries(c, &email, &current, &queued, entries, touched).await
+}
+
+/// The optimistic update plus coalescing: applies `entries` to the local state and merges them
+/// into the email's newest row when that row has not been handed to the server yet.
+pub(crate) async fn apply_entries<C: ConnectionTrait>(
+    c: &C,
+    email: &Email,
+    current: &Snapshot,
+    queued: &[Row],
+    entries: Vec<OpEntry>,
+    touched: &mut Touched,
+) -> Result<Enqueued, Error> {
+    // Identity of copies the server still has: the not-yet-sent tail row's `before`.
+    let known: &[Location] = match queued.last() {
+        Some(Row {
+            state: ChangeState::Pending,
+            payload: Payload::Email(p),
+            ..
+        }) => &p.before.mailboxes,
+        _ => &[],
+    };
+    let mut after = Folded {
+        state: current.clone(),
+        destroyed: false,
+    };
+    for e in &entries {
+        model::apply_op(&mut after, &e.op, known);
+    }
+    let destroys = entries.iter().any(|e| matches!(e.op, Op::Destroy));
+    if after.state == *current && !destroys {
+        return Ok(Enqueued::Unchanged);
+    }
+    let mut result = None;
+    if let Some(tail) = queued.last()
+        && tail.state == ChangeState::Pending
+        && let Payload::Email(p) = &tail.payload
+    {
+        let mut merged = p.clone();
+        merged.ops.extend(entries.iter().cloned());
+        if merged.delta().is_empty() {
+            if rows::delete(c, tail.id, Some(ChangeState::Pending)).await? {
+                result = Some(Enqueued::Collapsed(tail.id));
+            }
+        } else if rows::update(
+            c,
+            tail.id,
+            Some(ChangeState::Pending),
+            Patch {
+                payload: Some(Payload::Email(merged)),
+                ..Patch::default()
+            },
+        )
+        .await?
+        {
+            result = Some(Enqueued::Merged(tail.id));
+        }
+    }
+    let result = match result {
+        Some(r) => r,
+        None => {
+            let payload = Payload::Email(EmailPayload {
+                v: PAYLOAD_VERSION,
+                remote_id: email.remote_id.clone(),
+                message_id: email.message_id.clone(),
+                before: current.clone(),
+                ops: entries,
+            });
+            let next_attempt_at = payload.last_at().unwrap_or_else(mailsync_store::now);
+            let id = queue::insert(
+                c,
+                NewChange {
+                    account_id: email.account_id,
+                    email_id: Some(email.id),
+                    kind: payload.kind().to_owned(),
+                    payload: payload.to_json(),
+                    next_attempt_at,
+                },
+            )
+            .await?;
+            Enqueued::Queued(id)
+        }
+    };
+    local::write(c, email.id, current, &after.state, touched).await?;
+    Ok(result)
+}
+
+// ----- undo ---------------------------------------------------------------------------------------
+
+/// Withdraws a not-yet-sent row (or only its op `k`), or queues the compensation of a row the
+/// server has (or may have) seen.
+pub(crate) async fn withdraw_or_compensate<C: ConnectionTrait>(
+    c: &C,
+    row: &Row,
+    k: Option<usize>,
+    now: DateTime<Utc>,
+    touched: &mut Touched,
+) -> Result<Undone, Error> {
+    match &row.payload {
+        Payload::Send(_) => {
+            if row.state == ChangeState::Pending
+                && rows::delete(c, row.id, Some(ChangeState::Pending)).await?
+            {
+                Ok(Undone::Withdrawn(row.id))
+            } else {
+                Err(Error::CannotUndo {
+                    id: row.id,
+                    why: UndoRefusal::AlreadySent,
+                })
+            }
+        }
+        Payload::Email(p) => {
+            let email = row.email_id.ok_or(Error::ChangeNotFound(row.id))?;
+            let queued = rows::for_email(c, email).await?;
+            let i = queued
+                .iter()
+                .position(|r| r.id == row.id)
+                .ok_or(Error::ChangeNotFound(row.id))?;
+            if row.state == ChangeState::Pending {
+                let partial = k.filter(|_| p.ops.len() > 1);
+                let withdrawn = match partial {
+                    Some(k) => {
+                        let mut ops = p.ops.clone();
+                        if k < ops.len() {
+                            ops.remove(k);
+                        }
+                        resettle(c, &queued, i, Some(ops), touched).await?;
+                        true
+                    }
+                    None => {
+                        if rows::delete(c, row.id, Some(ChangeState::Pending)).await? {
+                            resettle(c, &queued, i, None, touched).await?;
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                };
+                if withdrawn {
+                    return Ok(Undone::Withdrawn(row.id));
+                }
+            }
+            // Handed to the server: compensate, and mark what was undone.
+            let ops = compensation(p, k).map_err(|why| Error::CannotUndo { id: row.id, why })?;
+            let mut marked = p.clone();
+            for (j, o) in marked.ops.iter_mut().enumerate() {
+                if k.is_none_or(|k| k == j) {
+                    o.undone = true;
+                }
+            }
+            rows::update(
+                c,
+                row.id,
+                None,
+                Patch {
+                    payload: Some(Payload::Email(marked)),
+                    ..Patch::default()
+                },
+            )
+            .await?;
+            let compensation = enqueue_ops(c, row.account, email, ops, true, now, touched).await?;
+            Ok(Undone::Compensated {
+                change: row.id,
+                compensation,
+            })
+        }
+    }
+}
+
+/// The ops that undo a whole row (`k = None`) or only its op `k`, as a new change.
+pub(crate) fn compensation(p: &EmailPayload, k: Option<usize>) -> Result<Vec<Op>, UndoRefusal> {
+    let (prev, after) = match k {
+        None => (model::fold(&p.before, &[]), p.fold()),
+        Some(k) => {
+            let k = k.min(p.ops.len().saturating_sub(1));
+            (
+                model::fold(&p.before, p.ops.get(..k).unwrap_or_default()),
+                model::fold(&p.before, p.ops.get(..=k).unwrap_or_default()),
+            )
+        }
+    };
+    if after.destroyed && !prev.destroyed {
+        return Err(UndoRefusal::PermanentlyDeleted);
+    }
+    let d = model::diff(&prev.state, &after);
+    let mut ops: Vec<Op> = d
+        .flags
+        .into_iter()
+        .map(|f| Op::SetFlag {
+            flag: f.flag,
+            value: !f.value,
+        })
+        .collect();
+    if d.target != Target::Stay {
+        ops.push(if prev.destroyed {
+            Op::Destroy
+        } else {
+            Op::Move {
+                to: prev.state.mailbox_ids(),
+            }
+        });
+    }
+    Ok(ops)
+}
+
+/// Re-derives an email's rows after row `i` is removed (`replacement = None`; the caller
+/// deletes or evicts it) or has its ops replaced: later rows are rebased on what the server
+/// has without row `i`'s effect, rows left with nothing to send are dropped (when not yet
+/// handed over), and the local state gets row `i`'s `before` back for every field these rows
+/// touch, with the later rows' effects re-applied. Other fields (e.g. set by a sync since) are
+/// left alone.
+pub(crate) async fn resettle<C: ConnectionTrait>(
+    c: &C,
+    queued: &[Row],
+    i: usize,
+    replacement: Option<Vec<OpEntry>>,
+    touched: &mut Touched,
+) -> Result<(), Error> {
+    let Some(x) = queued.get(i) else {
+        return Ok(());
+    };
+    let (Some(email), Some(xp)) = (x.email_id, x.email_payload()) else {
+        return Ok(());
+    };
+    let mut fields = Fields::of(&xp.delta());
+    let mut state = Folded {
+        state: xp.before.clone(),
+        destroyed: false,
+    };
+    if let Some(ops) = replacement {
+        let mut np = xp.clone();
+        np.ops = ops;
+        let d = np.delta();
+        fields.add(Fields::of(&d));
+        if d.is_empty() {
+            rows::delete(c, x.id, None).await?;
+        } else {
+            rows::update(
+                c,
+                x.id,
+                None,
+                Patch {
+                    payload: Some(Payload::Email(np.clone())),
+                    ..Patch::default()
+                },
+            )
+            .await?;
+        }
+        state = np.fold();
+    }
+    let rebased = rebase(c, queued.get(i + 1..).unwrap_or_default(), state).await?;
+    fields.add(rebased.1);
+    if let Some((_, current)) = local::load(c, email).await? {
+        let new = model::overlay(&current, &rebased.0.state, &fields);
+        local::write(c, email, &current, &new, touched).await?;
+    }
+    Ok(())
+}
+
+/// Rebases `rows` (consecutive rows of one email) on `state`: rewrites each row's `before`,
+/// drops not-yet-sent rows left with nothing to send. Returns the final state and the fields
+/// the remaining rows touch.
+pub(crate) async fn rebase<C: ConnectionTrait>(
+    c: &C,
+    rows_after: &[Row],
+    mut state: Folded,
+) -> Result<(Folded, Fields), Error> {
+    let mut fields = Fields::default();
+    for y in rows_after {
+        let Some(yp) = y.email_payload() else {
+            continue;
+        };
+        let mut np = yp.clone();
+        np.before = state.state.clone();
+        let d = np.delta();
+        if d.is_empty() && y.state == ChangeState::Pending {
+            rows::delete(c, y.id, Some(ChangeState::Pending)).await?;
+        } else if np != *yp {
+            rows::update(
+                c,
+                y.id,
+                None,
+                Patch {
+                    payload: Some(Payload::Email(np.clone())),
+                    ..Patch::default()
+                },
+            )
+            .await?;
+        }
+        fields.add(Fields::of(&d));
+        state = np.fold();
+    }
+    Ok((state, fields))
+}
+
+// ----- sync hook -----------------------------------------------------------------------------
+
+/// Re-applies queued changes on top of what a sync just wrote. Call it in the sync's
+/// transaction with the ids of the emails the batch wrote: for each one with queued changes,
+/// the written state becomes the new server state those changes are based on (their
+/// `before`), not-yet-sent changes that the server state already satisfies are dropped, and
+/// the local row shows the queued changes again instead of the older server values. Returns
+/// how many emails had queued changes.
+pub async fn reapply_after_sync<C: ConnectionTrait>(
+    c: &C,
+    emails: &[EmailId],
+) -> Result<u64, Error> {
+    local::lock(c, emails.iter().copied()).await?;
+    let all = rows::for_emails(c, emails).await?;
+    let mut by_email: HashMap<EmailId, Vec<Row>> = HashMap::new();
+    for r in all {
+        if let Some(e) = r.email_id {
+            by_email.entry(e).or_default().push(r);
+        }
+    }
+    let mut touched = Touched::default();
+    let n = by_email.len() as u64;
+    for (email, queued) in by_email {
+        let Some((_, current)) = local::load(c, email).await? else {
+            continue;
+        };
+        let (state, fields) = rebase(
+            c,
+            &queued,
+            Folded {
+                state: current.clone(),
+                destroyed: false,
+            },
+        )
+        .await?;
+        let new = model::overlay(&current, &state.state, &fields);
+        local::write(c, email, &current, &new, &mut touched).await?;
+    }
+    touched.recount(c).await?;
+    Ok(n)
+}

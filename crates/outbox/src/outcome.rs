@@ -1,0 +1,209 @@
+//! What a flush does with the executor's answers (acknowledgement, new server identity,
+//! eviction with revert), and the executor's view of a queued row.
+
+use mailsync_store::emails;
+use mailsync_store::entity::{email_mailboxes as em, emails as e};
+use mailsync_store::queue;
+use mailsync_store::{AccountId, ConnectionTrait, EmailId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use tracing::{debug, warn};
+
+use crate::apply::resettle;
+use crate::error::Error;
+use crate::executor::{Attempt, EmailChange, Operation, QueuedChange};
+use crate::local::{self, Touched};
+use crate::model::{Location, Payload, Target};
+use crate::outbox::{Completed, Tally, not_found_is_none};
+use crate::rows::{self, Patch, Row};
+
+// ----- outcome ---------------------------------------------------------------------------------------
+
+pub(crate) async fn on_done<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    row: &Row,
+    relocated: Option<(Option<&str>, &[Location])>,
+    touched: &mut Touched,
+    tally: &mut Tally,
+) -> Result<(), Error> {
+    rows::delete(c, row.id, None).await?;
+    tally.done += 1;
+    tally.completed.push(Completed {
+        id: row.id,
+        account,
+        email: row.email_id,
+        payload: row.payload.clone(),
+    });
+    let (Some(email), Payload::Email(p)) = (row.email_id, &row.payload) else {
+        return Ok(());
+    };
+    if p.delta().target == Target::Destroy {
+        // Gone from the server: later changes of it are moot, and so is the local row.
+        for later in rows::for_email(c, email).await? {
+            debug!(change = %later.id, "Dropping a change of an email the server deleted.");
+            rows::delete(c, later.id, None).await?;
+            tally.moot += 1;
+        }
+        if let Some((_, snap)) = local::load(c, email).await? {
+            touched.add(&snap);
+            emails::delete(c, email).await?;
+        }
+        return Ok(());
+    }
+    if let Some((remote_id, locations)) = relocated {
+        relocate(c, account, email, remote_id, locations, touched).await?;
+    }
+    Ok(())
+}
+
+/// Records the server identity an executed move gave the email (IMAP COPYUID), locally and in
+/// the email's later rows, unless a sync already stored that identity on another row.
+pub(crate) async fn relocate<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    email: EmailId,
+    remote_id: Option<&str>,
+    locations: &[Location],
+    touched: &mut Touched,
+) -> Result<(), Error> {
+    for l in locations {
+        if let Some(uid) = l.uid {
+            let taken = em::Entity::find()
+                .filter(em::Column::MailboxId.eq(l.mailbox_id.0))
+                .filter(em::Column::Uid.eq(uid))
+                .filter(em::Column::EmailId.ne(email.0))
+                .one(c)
+                .await?;
+            if taken.is_some() {
+                warn!(email = %email, mailbox = %l.mailbox_id, uid, "A sync already stored the moved copy; keeping the local row as it is.");
+                return Ok(());
+            }
+        }
+    }
+    if let Some(rid) = remote_id
+        && let Some(other) = emails::find_by_remote_id(c, account, rid).await?
+        && other.id != email
+    {
+        warn!(email = %email, remote_id = rid, "A sync already stored the moved email; keeping the local row as it is.");
+        return Ok(());
+    }
+    let patch_locs = |locs: &mut Vec<Location>| {
+        for l in locs.iter_mut() {
+            if let Some(n) = locations.iter().find(|n| n.mailbox_id == l.mailbox_id) {
+                *l = *n;
+            }
+        }
+    };
+    if let Some((e, current)) = local::load(c, email).await? {
+        let mut new = current.clone();
+        patch_locs(&mut new.mailboxes);
+        local::write(c, email, &current, &new, touched).await?;
+        if let Some(rid) = remote_id
+            && rid != e.remote_id
+        {
+            e::Entity::update_many()
+                .col_expr(e::Column::RemoteId, Expr::value(rid))
+                .filter(e::Column::Id.eq(email.0))
+                .exec(c)
+                .await?;
+        }
+    }
+    for later in rows::for_email(c, email).await? {
+        if let Payload::Email(p) = &later.payload {
+            let mut np = p.clone();
+            patch_locs(&mut np.before.mailboxes);
+            if let Some(rid) = remote_id {
+                rid.clone_into(&mut np.remote_id);
+            }
+            if np != *p {
+                rows::update(
+                    c,
+                    later.id,
+                    None,
+                    Patch {
+                        payload: Some(Payload::Email(np)),
+                        ..Patch::default()
+                    },
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn evict<C: ConnectionTrait>(
+    c: &C,
+    row: &Row,
+    reason: &str,
+    touched: &mut Touched,
+) -> Result<(), Error> {
+    evict_with_count(c, row, reason, row.retry_count, touched).await
+}
+
+/// Moves a row to the failed list and reverts its optimistic change: the server wins.
+pub(crate) async fn evict_with_count<C: ConnectionTrait>(
+    c: &C,
+    row: &Row,
+    reason: &str,
+    retry_count: u32,
+    touched: &mut Touched,
+) -> Result<(), Error> {
+    warn!(change = %row.id, kind = row.payload.kind(), reason, "Change evicted; local change reverted.");
+    let queued = match row.email_id {
+        Some(email) => rows::for_email(c, email).await?,
+        None => Vec::new(),
+    };
+    if retry_count != row.retry_count {
+        rows::update(
+            c,
+            row.id,
+            None,
+            Patch {
+                retry_count: Some(retry_count),
+                ..Patch::default()
+            },
+        )
+        .await?;
+    }
+    if not_found_is_none(queue::evict(c, row.id, reason).await)?.is_none() {
+        return Ok(());
+    }
+    if let Some(i) = queued.iter().position(|r| r.id == row.id) {
+        resettle(c, &queued, i, None, touched).await?;
+    }
+    Ok(())
+}
+
+// ----- executor view -------------------------------------------------------------------------
+
+pub(crate) fn queued_change(row: &Row, attempt: Attempt) -> Option<QueuedChange> {
+    let operation = match &row.payload {
+        Payload::Send(s) => Operation::Send(s.message.clone()),
+        Payload::Email(p) => {
+            let d = p.delta();
+            let flags = if d.target == Target::Destroy {
+                Vec::new()
+            } else {
+                d.flags
+            };
+            Operation::Email(EmailChange {
+                email_id: row.email_id?,
+                remote_id: p.remote_id.clone(),
+                message_id: p.message_id.clone(),
+                before: p.before.clone(),
+                flags,
+                target: d.target,
+            })
+        }
+    };
+    Some(QueuedChange {
+        id: row.id,
+        account: row.account,
+        attempt,
+        retry_count: row.retry_count,
+        queued_at: row.created_at,
+        operation,
+    })
+}
