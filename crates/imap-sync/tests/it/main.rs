@@ -1,0 +1,5 @@
+//! Integration tests against the real Dovecot and Cyrus from `cargo xtask servers up`.
+
+mod common;
+mod connect;
+mod sync_dovecot;
