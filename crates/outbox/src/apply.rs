@@ -452,12 +452,18 @@ pub(crate) async fn rebase<C: ConnectionTrait>(
 
 // ----- sync hook -----------------------------------------------------------------------------
 
-/// Re-applies queued changes on top of what a sync just wrote. Call it in the sync's
-/// transaction with the ids of the emails the batch wrote: for each one with queued changes,
-/// the written state becomes the new server state those changes are based on (their
-/// `before`), not-yet-sent changes that the server state already satisfies are dropped, and
-/// the local row shows the queued changes again instead of the older server values. Returns
-/// how many emails had queued changes.
+/// Re-applies queued changes on top of what a sync just wrote (the engine's hook; optional
+/// but recommended). Call it in the sync's transaction, after writing a batch, with the ids of
+/// the emails the batch wrote. For each one with queued changes:
+/// - the written state becomes the server state the queued changes are based on (their
+///   `before`: the source of a move gets the UID the sync saw);
+/// - not-yet-sent changes the server already satisfies (another client did the same) are
+///   dropped;
+/// - the local row shows the queued changes again instead of the server's older values, so a
+///   sync never makes an optimistic change flicker away before it is flushed.
+///
+/// Changes already handed to the server keep their operation; only their base is updated.
+/// Returns how many of the emails had queued changes.
 pub async fn reapply_after_sync<C: ConnectionTrait>(
     c: &C,
     emails: &[EmailId],

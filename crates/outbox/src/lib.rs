@@ -22,8 +22,16 @@
 //! - a change that leaves the email as it is (marking a read email read) queues nothing.
 //!
 //! A row that is in flight or submitted is never merged into: the next change starts a new row,
-//! which waits until the earlier one has an outcome. Changes of different emails are batched
-//! together (up to [`RetryPolicy::batch_size`] per executor call), oldest first.
+//! which waits until the earlier one has an outcome. A change merged into a row waiting for a
+//! retry waits with it. Changes of different emails are batched together (up to
+//! [`RetryPolicy::batch_size`] per executor call, at most one per email), oldest first.
+//!
+//! Every read-modify-write of an email's state and queued rows (enqueue, cancel, undo, taking a
+//! batch, recording outcomes, [`reapply_after_sync`]) runs in one transaction holding that
+//! email's row lock, so concurrent callers (several tasks, or a CLI next to a daemon) never lose
+//! a change. Flushes of one account are serialised inside one [`Outbox`]; run a single flusher
+//! per account (the engine's worker): a second process flushing the same account would treat
+//! the first one's in-flight items as interrupted ones.
 //!
 //! # Outcomes
 //! - [`ItemOutcome::Done`] / [`ItemOutcome::Relocated`]: the row is deleted (for a permanent

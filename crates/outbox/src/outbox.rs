@@ -540,12 +540,16 @@ impl Outbox {
             if batch.iter().any(|(r, _)| !handed.insert(r.id)) {
                 // A clock going backwards could make a handled row due again; never loop.
                 warn!("A change became due twice in one flush; stopping this flush.");
+                retry_busy(|| self.release(&batch)).await?;
                 break;
             }
-            let items: Vec<QueuedChange> = batch
-                .iter()
-                .filter_map(|(row, attempt)| queued_change(row, *attempt))
-                .collect();
+            // Outcomes are matched to rows by position: keep the two lists aligned.
+            let (batch, items): (Vec<(Row, Attempt)>, Vec<QueuedChange>) = batch
+                .into_iter()
+                .filter_map(|(row, attempt)| {
+                    queued_change(&row, attempt).map(|q| ((row, attempt), q))
+                })
+                .unzip();
             report.batches += 1;
             debug!(items = items.len(), "Handing a batch to the executor.");
             let outcomes = match executor.execute(account, &items).await {
