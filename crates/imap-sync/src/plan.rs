@@ -108,11 +108,13 @@ pub fn plan(cp: Option<&Checkpoint>, selected: &ServerState, qresync_sent: bool)
     if selected.uidvalidity != Some(cp_uv) {
         return Plan::Full { reset: true };
     }
+    let empty = selected.messages == Some(0);
     let last_uid = cp_u32(cp.last_uid).unwrap_or(0);
     let fetch_new = match selected.uidnext {
+        _ if empty => false,
         Some(n) => u64::from(n) > u64::from(last_uid) + 1,
-        // Without UIDNEXT, only an empty mailbox is known to have nothing new.
-        None => selected.messages != Some(0),
+        // Without UIDNEXT, look.
+        None => true,
     };
     let cp_modseq = cp_u64(cp.highestmodseq);
     let (flags, expunges) = match (selected.highestmodseq, cp_modseq) {
@@ -232,6 +234,11 @@ mod tests {
         assert!(matches!(
             plan(Some(&cp(7, 100, Some(50))), &st(7, 101, Some(40), 100), false),
             Plan::Incremental { flags: FlagCheck::All, .. }
+        ));
+        // Everything expunged: nothing to fetch.
+        assert!(matches!(
+            plan(Some(&cp(7, 100, Some(50))), &st(7, 130, Some(70), 0), false),
+            Plan::Incremental { fetch_new: false, .. }
         ));
         // Nothing stored yet: no flags to compare.
         assert!(matches!(

@@ -362,7 +362,7 @@ async fn sync_mailbox_inner(
                 .await?;
                 txn.commit().await?;
             }
-            (0, true, FlagCheck::Nothing, None)
+            (0, sel.exists > 0, FlagCheck::Nothing, None)
         }
         Plan::Incremental {
             last_uid,

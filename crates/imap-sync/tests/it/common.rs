@@ -101,8 +101,19 @@ pub async fn add_account(db: &TempDb) -> anyhow::Result<AccountId> {
     Ok(a.id)
 }
 
+/// Logs to stderr when `RUST_LOG` is set (e.g. `RUST_LOG=mailsync_imap_sync=debug`).
+pub fn init_log() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Connects, failing the test on error.
 pub async fn connect(cfg: &ImapConfig) -> Connection {
+    init_log();
     match limit(30, Connection::connect(cfg)).await {
         Ok(c) => c,
         Err(e) => panic!("connect to {}:{} failed: {e:?}", cfg.host, cfg.port),

@@ -3,3 +3,5 @@
 mod common;
 mod connect;
 mod sync_dovecot;
+mod incremental;
+mod uidvalidity;
