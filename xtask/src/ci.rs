@@ -60,13 +60,26 @@ fn cargo() -> Command {
     c
 }
 
+/// `cargo clippy --workspace ...`: program name and arguments, without env and cwd.
+fn describe(cmd: &Command) -> String {
+    let program = std::path::Path::new(cmd.get_program())
+        .file_name()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    format!("{program} {}", args.join(" "))
+}
+
 fn status(cmd: &mut Command) -> Result<()> {
     println!("$ {cmd:?}");
     let st = cmd
         .status()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
+        .with_context(|| format!("cannot run {}", describe(cmd)))?;
     if !st.success() {
-        bail!("{cmd:?} failed ({st})");
+        bail!("`{}` failed ({st})", describe(cmd));
     }
     Ok(())
 }
@@ -79,7 +92,7 @@ fn cargo_test(cmd: &mut Command) -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
+        .with_context(|| format!("cannot run {}", describe(cmd)))?;
     let (tx, rx) = mpsc::channel::<String>();
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
@@ -117,7 +130,7 @@ fn cargo_test(cmd: &mut Command) -> Result<()> {
     }
     let st = child.wait()?;
     if !st.success() {
-        bail!("{cmd:?} failed ({st})");
+        bail!("`{}` failed ({st})", describe(cmd));
     }
     if ignored > 0 {
         bail!("{ignored} test(s) were ignored; nothing may be skipped");
