@@ -283,7 +283,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
     fn queued_then_flushed_equals_one_by_one_sqlite(steps in prop::collection::vec(step(), 1..30)) {

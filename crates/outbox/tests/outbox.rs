@@ -255,8 +255,8 @@ async fn per_email_order(store: Store) -> R {
             .collect())
     });
     fx.outbox.flush(fx.account, &m).await?;
-    // a's first change waits; its second (a new row: the first is not merged into once it
-    // failed? it is pending again, so it is merged) ...
+    // a's move waits for its retry; a change of a made now joins it (the row is pending
+    // again) and waits with it, while b's change is due at once.
     let r = fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
     assert!(matches!(r, Enqueued::Merged(_)), "{r:?}");
     fx.outbox.enqueue(fx.account, Change::seen(b, true)).await?;
