@@ -70,12 +70,27 @@ const RULES: &[Rule] = &[
         ]),
         &["mailsync-testkit"],
     ),
+    // the command-line application composes everything (but never ships the testkit)
+    (
+        "mailsync",
+        Some(&[
+            "mailsync-migration",
+            "mailsync-store",
+            "mailsync-jmap-client",
+            "mailsync-imap-sync",
+            "mailsync-outbox",
+            "mailsync-engine",
+        ]),
+        &["mailsync-testkit"],
+    ),
     ("mailsync-tests", None, &[]),
     ("xtask", Some(&["mailsync-testkit"]), &[]),
 ];
 
 /// Packages that are applications or test harnesses, not libraries: anyhow is fine there.
-const NOT_LIBRARIES: &[&str] = &["xtask", "mailsync-tests"];
+const NOT_LIBRARIES: &[&str] = &["xtask", "mailsync-tests", "mailsync"];
+/// Packages that may use the testkit as a normal dependency (they are test tooling).
+const TESTKIT_USERS: &[&str] = &["xtask", "mailsync-tests"];
 const BANNED_IN_LIBRARIES: &[&str] = &["anyhow", "eyre"];
 
 /// Reads the workspace packages with `cargo metadata --no-deps`.
@@ -155,7 +170,7 @@ pub fn layering_violations(packages: &[Package]) -> Vec<String> {
                 }
                 if d.name == "mailsync-testkit"
                     && d.kind != DepKind::Dev
-                    && !NOT_LIBRARIES.contains(&p.name.as_str())
+                    && !TESTKIT_USERS.contains(&p.name.as_str())
                 {
                     errors.push(format!("{}: testkit may only be a dev-dependency", p.name));
                 }
@@ -339,8 +354,21 @@ mod tests {
                     ("mailsync-testkit", DepKind::Normal),
                 ],
             ),
+            pkg(
+                "mailsync",
+                &[
+                    ("mailsync-engine", DepKind::Normal),
+                    ("mailsync-testkit", DepKind::Dev),
+                ],
+            ),
         ]);
         assert_eq!(layering_violations(&ps), Vec::<String>::new());
+        // the CLI must not ship the testkit
+        let cli = all_members(vec![pkg(
+            "mailsync",
+            &[("mailsync-testkit", DepKind::Normal)],
+        )]);
+        assert_eq!(layering_violations(&cli).len(), 2);
     }
 
     #[test]
