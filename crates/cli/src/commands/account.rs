@@ -1,0 +1,280 @@
+//! `account add|test|list|remove`: settings validation, the connection test, listing.
+
+use std::net::IpAddr;
+
+use mailsync_store::accounts::{Endpoint, NewAccount};
+use mailsync_store::{AccountKind, BodyPolicy, SecretRef, Security};
+
+use super::Ctx;
+use crate::args::{AccountAddArgs, AccountCmd, JsonArg, SecurityArg};
+use crate::error::CliError;
+use crate::output;
+
+pub async fn run(ctx: &Ctx, cmd: AccountCmd) -> Result<u8, CliError> {
+    match cmd {
+        AccountCmd::Add(a) => add(ctx, *a).await,
+        AccountCmd::Test { name } => test(ctx, &name).await,
+        AccountCmd::List(a) => list(ctx, a).await,
+        AccountCmd::Remove { name } => remove(ctx, &name).await,
+    }
+}
+
+fn security(s: SecurityArg) -> Security {
+    match s {
+        SecurityArg::Tls => Security::Tls,
+        SecurityArg::Starttls => Security::Starttls,
+        SecurityArg::Plain => Security::Plain,
+    }
+}
+
+/// True for `localhost` and loopback addresses.
+pub fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// Splits `HOST[:PORT]` (IPv6 as `[::1]:143`); `default_port` when no port is given.
+pub fn host_port(s: &str, default_port: u16) -> Result<(String, u16), CliError> {
+    let s = s.trim();
+    let bad = || CliError::usage(format!("invalid server {s:?}: expected HOST or HOST:PORT"));
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host.to_owned(), p.parse().map_err(|_| bad())?)),
+            None if after.is_empty() => Ok((host.to_owned(), default_port)),
+            None => Err(bad()),
+        };
+    }
+    match s.rsplit_once(':') {
+        // More than one colon without brackets: a bare IPv6 address.
+        Some((h, _)) if h.contains(':') => Ok((s.to_owned(), default_port)),
+        Some((h, p)) if !h.is_empty() => Ok((h.to_owned(), p.parse().map_err(|_| bad())?)),
+        Some(_) => Err(bad()),
+        None => Ok((s.to_owned(), default_port)),
+    }
+}
+
+/// The host of an http(s) URL, and whether it is plain http.
+fn url_host(url: &str) -> Result<(bool, String), CliError> {
+    let bad = || {
+        CliError::usage(format!(
+            "invalid JMAP URL {url:?}: expected http(s)://HOST/..."
+        ))
+    };
+    let (plain, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (true, r)
+    } else {
+        return Err(bad());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, _) = host_port(authority, 0).map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((plain, host))
+}
+
+async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
+    let object = format!("account {:?}", a.name);
+    if a.name.trim().is_empty() {
+        return Err(CliError::usage("the account name cannot be empty"));
+    }
+    let body_policy: BodyPolicy = a.bodies.parse().map_err(|_| {
+        CliError::usage(format!(
+            "invalid --bodies {:?}: expected none, all or <N>kb",
+            a.bodies
+        ))
+    })?;
+    let secret_ref = match (&a.password_env, &a.password_cmd) {
+        (Some(v), None) => SecretRef::Env(v.clone()),
+        (None, Some(c)) => SecretRef::Command(c.clone()),
+        _ => {
+            return Err(CliError::usage(
+                "give exactly one of --password-env and --password-cmd",
+            ));
+        }
+    };
+    let refuse_plain = |host: &str, what: &str| -> Result<(), CliError> {
+        if !a.allow_plaintext && !is_loopback(host) {
+            Err(CliError::usage(format!(
+                "{object}: refusing {what} to non-loopback host {host:?} (use --allow-plaintext to force)"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    let (kind, imap, smtp, jmap_url, server_host) = if let Some(url) = &a.jmap {
+        let (plain, host) = url_host(url)?;
+        if plain {
+            refuse_plain(&host, "plain http://")?;
+        }
+        (AccountKind::Jmap, None, None, Some(url.clone()), host)
+    } else if let Some(imap) = &a.imap {
+        let sec = security(a.security.unwrap_or(SecurityArg::Tls));
+        let default_port = if sec == Security::Tls { 993 } else { 143 };
+        let (host, port) = host_port(imap, default_port)?;
+        if sec == Security::Plain {
+            refuse_plain(&host, "plain IMAP")?;
+        }
+        let smtp = match &a.smtp {
+            Some(s) => {
+                let ssec = a.smtp_security.map(security).unwrap_or(sec);
+                let dp = match ssec {
+                    Security::Tls => 465,
+                    Security::Starttls => 587,
+                    Security::Plain => 25,
+                };
+                let (shost, sport) = host_port(s, dp)?;
+                if ssec == Security::Plain {
+                    refuse_plain(&shost, "plain SMTP")?;
+                }
+                Some(Endpoint {
+                    host: shost,
+                    port: sport,
+                    security: ssec,
+                })
+            }
+            None => None,
+        };
+        (
+            AccountKind::Imap,
+            Some(Endpoint {
+                host: host.clone(),
+                port,
+                security: sec,
+            }),
+            smtp,
+            None,
+            host,
+        )
+    } else {
+        return Err(CliError::usage("give --imap or --jmap"));
+    };
+    let ca_file = match &a.ca_file {
+        Some(p) => {
+            let abs = std::fs::canonicalize(p)
+                .map_err(|e| CliError::usage(format!("--ca-file {}: {e}", p.display())))?;
+            Some(abs.display().to_string())
+        }
+        None => None,
+    };
+    let email = match &a.email {
+        Some(e) => e.clone(),
+        None if a.user.contains('@') => a.user.clone(),
+        None => format!("{}@{}", a.user, server_host),
+    };
+    let new = NewAccount {
+        name: a.name.clone(),
+        kind,
+        email,
+        display_name: a.display_name.clone(),
+        username: a.user.clone(),
+        secret_ref,
+        imap,
+        smtp,
+        jmap_session_url: jmap_url,
+        ca_file,
+        allow_plaintext: a.allow_plaintext,
+        body_policy,
+    };
+    if ctx.account(&a.name).await.is_ok() {
+        return Err(CliError::failure(format!(
+            "{object}: an account with this name exists already"
+        )));
+    }
+    let acc = ctx
+        .engine
+        .add_account(new)
+        .await
+        .map_err(|e| CliError::engine(&object, &e))?;
+    output::line(format!(
+        "account {:?} added ({}, {})",
+        acc.name,
+        acc.kind.as_str(),
+        acc.email
+    ))?;
+    Ok(0)
+}
+
+async fn test(ctx: &Ctx, name: &str) -> Result<u8, CliError> {
+    let acc = ctx.account(name).await?;
+    ctx.engine
+        .test_account(&acc)
+        .await
+        .map_err(|e| CliError::engine(&format!("account {name:?}"), &e))?;
+    output::line(format!("account {name:?}: ok"))?;
+    Ok(0)
+}
+
+async fn list(ctx: &Ctx, a: JsonArg) -> Result<u8, CliError> {
+    let all = ctx.accounts(&[]).await?;
+    for acc in &all {
+        if a.json {
+            output::json_line(&output::account_json(acc))?;
+        } else {
+            let server = match (&acc.imap, &acc.jmap_session_url) {
+                (Some(e), _) => format!("{}:{} ({})", e.host, e.port, e.security.as_str()),
+                (None, Some(u)) => u.clone(),
+                _ => String::new(),
+            };
+            output::line(format!(
+                "{}  {}  {}  {}",
+                output::cell(&acc.name, 16),
+                output::cell(acc.kind.as_str(), 4),
+                output::cell(&acc.email, 30),
+                server
+            ))?;
+        }
+    }
+    Ok(0)
+}
+
+async fn remove(ctx: &Ctx, name: &str) -> Result<u8, CliError> {
+    let acc = ctx.account(name).await?;
+    ctx.engine
+        .remove_account(acc.id)
+        .await
+        .map_err(|e| CliError::engine(&format!("account {name:?}"), &e))?;
+    output::line(format!("account {name:?} removed"))?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(host_port("h", 993).ok(), Some(("h".into(), 993)));
+        assert_eq!(host_port("h:10143", 993).ok(), Some(("h".into(), 10143)));
+        assert_eq!(host_port("[::1]:5", 993).ok(), Some(("::1".into(), 5)));
+        assert_eq!(host_port("::1", 993).ok(), Some(("::1".into(), 993)));
+        assert!(host_port("h:x", 993).is_err());
+        assert!(host_port(":5", 993).is_err());
+        assert!(host_port("", 993).is_err());
+    }
+
+    #[test]
+    fn loopback_and_urls() {
+        assert!(is_loopback("127.0.0.1") && is_loopback("localhost") && is_loopback("[::1]"));
+        assert!(!is_loopback("example.org") && !is_loopback("10.0.0.1"));
+        assert_eq!(
+            url_host("http://127.0.0.1:10080/jmap/").ok(),
+            Some((true, "127.0.0.1".into()))
+        );
+        assert_eq!(
+            url_host("https://u@mail.example.org/.well-known/jmap").ok(),
+            Some((false, "mail.example.org".into()))
+        );
+        assert!(url_host("ftp://x").is_err());
+    }
+}

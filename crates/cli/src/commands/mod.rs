@@ -1,0 +1,111 @@
+//! Dispatch: opens the database, builds the engine and runs one command.
+
+mod account;
+mod changes;
+mod read;
+mod send;
+mod status;
+mod sync;
+
+use std::path::PathBuf;
+
+use mailsync_engine::Engine;
+use mailsync_store::accounts::{self, Account};
+use mailsync_store::{AccountId, Store};
+
+use crate::args::{Cli, Command};
+use crate::error::CliError;
+
+/// What every command works with.
+pub struct Ctx {
+    pub engine: Engine,
+}
+
+impl Ctx {
+    pub fn store(&self) -> &Store {
+        self.engine.store()
+    }
+
+    /// The account named `name`, or exit code 3.
+    pub async fn account(&self, name: &str) -> Result<Account, CliError> {
+        accounts::find_by_name(self.store().conn(), name)
+            .await?
+            .ok_or_else(|| CliError::not_found(format!("account {name:?}: no such account")))
+    }
+
+    /// The selected accounts (all when `names` is empty).
+    pub async fn accounts(&self, names: &[String]) -> Result<Vec<Account>, CliError> {
+        if names.is_empty() {
+            return Ok(accounts::list(self.store().conn()).await?);
+        }
+        let mut out = Vec::new();
+        for n in names {
+            out.push(self.account(n).await?);
+        }
+        Ok(out)
+    }
+
+    /// The name of an account by id (for listings).
+    pub async fn account_name(&self, id: AccountId) -> Result<String, CliError> {
+        Ok(accounts::get(self.store().conn(), id).await?.name)
+    }
+}
+
+/// The default database: `$XDG_DATA_HOME/mailsync/mailsync.db`, else under `~/.local/share`.
+fn default_db() -> Result<String, CliError> {
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(h) => PathBuf::from(h).join(".local/share"),
+            None => {
+                return Err(CliError::usage(
+                    "no --db given and neither $MAILSYNC_DB, $XDG_DATA_HOME nor $HOME is set",
+                ));
+            }
+        },
+    };
+    let dir = base.join("mailsync");
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        CliError::new(
+            crate::error::code::DATABASE,
+            format!("database directory {}: {e}", dir.display()),
+        )
+    })?;
+    Ok(format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("mailsync.db").display()
+    ))
+}
+
+/// Runs the parsed command; returns the exit code.
+pub async fn run(cli: Cli) -> Result<u8, CliError> {
+    let url = match cli.db {
+        Some(u) if !u.is_empty() => u,
+        _ => default_db()?,
+    };
+    let store = Store::open(&url)
+        .await
+        .map_err(|e| CliError::database(&e))?;
+    let policy = match &cli.command {
+        Command::Sync(a) => sync::policy(a)?,
+        _ => mailsync_engine::worker::WorkerPolicy::default(),
+    };
+    let ctx = Ctx {
+        engine: Engine::with_policy(store, policy),
+    };
+    match cli.command {
+        Command::Account(a) => account::run(&ctx, a).await,
+        Command::Sync(a) => sync::run(&ctx, a).await,
+        Command::Mailboxes(a) => read::mailboxes(&ctx, a).await,
+        Command::Emails(a) => read::emails(&ctx, a).await,
+        Command::Show(a) => read::show(&ctx, a).await,
+        Command::Flag(a) => changes::flag(&ctx, a).await,
+        Command::Move(a) => changes::move_to(&ctx, a).await,
+        Command::Delete(a) => changes::delete(&ctx, a).await,
+        Command::Undo(a) => changes::undo(&ctx, a).await,
+        Command::Send(a) => send::run(&ctx, a).await,
+        Command::Status(a) => status::status(&ctx, a).await,
+        Command::Failed(a) => status::failed(&ctx, a).await,
+        Command::Log(a) => status::log(&ctx, a).await,
+    }
+}

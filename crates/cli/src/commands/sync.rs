@@ -1,0 +1,182 @@
+//! `sync`: one cycle per account (`--once`) or the daemon (workers until SIGINT/SIGTERM).
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use mailsync_engine::EngineEvent;
+use mailsync_engine::worker::WorkerPolicy;
+use mailsync_store::BodyPolicy;
+use mailsync_store::accounts::{self, Account};
+use mailsync_store::sync_log::SyncCounts;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::Ctx;
+use crate::args::SyncArgs;
+use crate::error::{CliError, code};
+use crate::output;
+
+/// Parses `500ms`, `2s`, `1m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => t.split_at(i),
+        None => (t.as_str(), "s"),
+    };
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" | "sec" => n,
+        "m" | "min" => n * 60.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// The worker policy for this run (`--poll-interval` / `MAILSYNC_POLL_INTERVAL`).
+pub fn policy(a: &SyncArgs) -> Result<WorkerPolicy, CliError> {
+    let mut p = WorkerPolicy::default();
+    if let Some(s) = &a.poll_interval {
+        let d = parse_duration(s).ok_or_else(|| {
+            CliError::usage(format!(
+                "invalid poll interval {s:?}: expected e.g. 500ms, 5s, 2m"
+            ))
+        })?;
+        p = p.with_poll_interval(d);
+    }
+    Ok(p)
+}
+
+fn summary(c: &SyncCounts) -> String {
+    format!(
+        "{} mailboxes, {} added, {} updated, {} removed, {} changes sent",
+        c.mailboxes, c.emails_added, c.emails_updated, c.emails_removed, c.changes_flushed
+    )
+}
+
+pub async fn run(ctx: &Ctx, a: SyncArgs) -> Result<u8, CliError> {
+    let selected = ctx.accounts(&a.accounts).await?;
+    if selected.is_empty() {
+        return Err(CliError::not_found(
+            "no accounts: add one with `mailsync account add`",
+        ));
+    }
+    if let Some(b) = &a.bodies {
+        let policy: BodyPolicy = b.parse().map_err(|_| {
+            CliError::usage(format!(
+                "invalid --bodies {b:?}: expected none, all or <N>kb"
+            ))
+        })?;
+        for acc in &selected {
+            accounts::set_body_policy(ctx.store().conn(), acc.id, policy).await?;
+        }
+    }
+    if a.once {
+        once(ctx, &selected).await
+    } else {
+        daemon(ctx, selected).await
+    }
+}
+
+/// Runs one cycle for an account, with a spinner on a terminal. Returns the error line on failure.
+pub async fn cycle(ctx: &Ctx, acc: &Account, progress: bool) -> Result<SyncCounts, CliError> {
+    let started = Instant::now();
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} syncing {msg} ({elapsed})")
+        {
+            b.set_style(style);
+        }
+        b.set_message(format!("{:?}", acc.name));
+        b.enable_steady_tick(Duration::from_millis(120));
+        b
+    });
+    let res = ctx.engine.sync_once(acc.id).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let object = format!("account {:?}", acc.name);
+    let counts = res.map_err(|e| CliError::engine(&object, &e))?;
+    tracing::info!(account = %acc.name, elapsed = ?started.elapsed(), "Cycle done.");
+    Ok(counts)
+}
+
+async fn once(ctx: &Ctx, selected: &[Account]) -> Result<u8, CliError> {
+    let progress = std::io::stderr().is_terminal();
+    let mut first_code = 0;
+    for acc in selected {
+        let started = Instant::now();
+        match cycle(ctx, acc, progress).await {
+            Ok(c) => output::line(format!(
+                "account {:?}: synced in {:.1}s: {}",
+                acc.name,
+                started.elapsed().as_secs_f64(),
+                summary(&c)
+            ))?,
+            Err(e) => {
+                eprintln!("error: {}", e.message);
+                if first_code == 0 {
+                    first_code = e.code;
+                }
+            }
+        }
+    }
+    Ok(first_code)
+}
+
+async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| CliError::failure(format!("cannot listen for SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| CliError::failure(format!("cannot listen for SIGINT: {e}")))?;
+    let mut events = ctx.engine.subscribe();
+    let names: std::collections::HashMap<_, _> =
+        selected.iter().map(|a| (a.id, a.name.clone())).collect();
+    for acc in selected {
+        eprintln!("mailsync: starting account {:?}", acc.name);
+        ctx.engine.start(acc);
+    }
+    loop {
+        tokio::select! {
+            _ = term.recv() => { eprintln!("mailsync: SIGTERM, shutting down"); break; }
+            _ = int.recv() => { eprintln!("mailsync: SIGINT, shutting down"); break; }
+            ev = events.recv() => match ev {
+                Ok(EngineEvent::Synced { account, counts }) => {
+                    let name = names.get(&account).cloned().unwrap_or_default();
+                    eprintln!("mailsync: account {name:?}: synced: {}", summary(&counts));
+                }
+                Ok(EngineEvent::Failed { account, message, disposition }) => {
+                    let name = names.get(&account).cloned().unwrap_or_default();
+                    eprintln!("mailsync: account {name:?}: sync failed ({disposition:?}): {message}");
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "Event stream lagged.");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+    if ctx.engine.shutdown(Duration::from_secs(10)).await {
+        eprintln!("mailsync: stopped");
+        Ok(0)
+    } else {
+        eprintln!("error: workers did not stop within 10 s; unfinished batches were rolled back");
+        Ok(code::FAILURE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("fast"), None);
+    }
+}
