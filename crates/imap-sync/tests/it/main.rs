@@ -5,3 +5,7 @@ mod connect;
 mod sync_dovecot;
 mod incremental;
 mod uidvalidity;
+mod idle;
+mod mutations;
+mod cyrus;
+mod names;
