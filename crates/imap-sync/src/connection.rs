@@ -37,6 +37,7 @@ pub struct Connection {
     qresync: bool,
     pub(crate) selected: Option<Selected>,
     host: String,
+    config: ImapConfig,
 }
 
 impl fmt::Debug for Connection {
@@ -116,6 +117,7 @@ impl Connection {
             qresync: false,
             selected: None,
             host: cfg.host.clone(),
+            config: cfg.clone(),
         };
         conn.wire.literal_plus = conn.has_capability("LITERAL+");
         if conn.has_capability("ID") {
@@ -158,6 +160,19 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Replaces this connection with a new one made from the same configuration (after a
+    /// connection-class error). The selection is lost.
+    pub async fn reconnect(&mut self) -> Result<(), Error> {
+        let fresh = Connection::connect(&self.config).await?;
+        *self = fresh;
+        Ok(())
+    }
+
+    /// The configuration this connection was made from.
+    pub fn config(&self) -> &ImapConfig {
+        &self.config
     }
 
     /// Whether the server offers `cap` (case-insensitive) and it is not disabled by the

@@ -367,6 +367,15 @@ pub enum Error {
         #[source]
         source: Option<io::Error>,
     },
+    /// The server sent a response that async-imap/imap-proto cannot parse (for example raw
+    /// 8-bit bytes where UTF-8 is expected); async-imap stops reading after that, so the
+    /// connection is gone. The sync recovers from this by reconnecting and fetching the
+    /// offending message without BODYSTRUCTURE.
+    #[error("unparsable IMAP response, connection closed: {excerpt}")]
+    Unparsable {
+        /// The start of the offending data.
+        excerpt: String,
+    },
     /// A network operation took too long; the connection is unusable afterwards.
     #[error("IMAP {operation} timed out after {seconds} s")]
     Timeout {
@@ -430,6 +439,7 @@ impl Error {
             Self::Unreachable { .. }
                 | Self::Tls { .. }
                 | Self::ConnectionLost { .. }
+                | Self::Unparsable { .. }
                 | Self::Timeout { .. }
         )
     }

@@ -269,9 +269,13 @@ fn unfold(s: &str) -> String {
 /// Decodes an unstructured header value (RFC 2047 encoded words in any charset, raw UTF-8,
 /// folding).
 pub(crate) fn decode_words(raw: &[u8]) -> String {
-    let plain = raw.is_ascii() && !raw.windows(2).any(|w| w == b"=?");
-    if plain {
-        return unfold(&String::from_utf8_lossy(raw));
+    let words = raw.windows(2).any(|w| w == b"=?");
+    if !words {
+        return match std::str::from_utf8(raw) {
+            Ok(s) => unfold(s),
+            // Raw 8-bit that is not UTF-8: old mailers wrote Latin-1/windows-1252.
+            Err(_) => unfold(&decode_charset("windows-1252", raw)),
+        };
     }
     let mut header = Vec::with_capacity(raw.len() + 16);
     header.extend_from_slice(b"Subject: ");
@@ -556,6 +560,7 @@ mod tests {
             (b"=?UTF-8?Q?a?= =?UTF-8?Q?b?=", "ab"),
             (b"plain\r\n  folded   subject", "plain folded subject"),
             ("raw UTF-8 Grüße".as_bytes(), "raw UTF-8 Grüße"),
+            (b"caf\xe9 raw latin1", "café raw latin1"),
         ];
         for (raw, want) in cases {
             assert_eq!(decode_words(raw), *want, "{}", String::from_utf8_lossy(raw));

@@ -378,72 +378,23 @@ async fn sync_mailbox_inner(
     };
 
     // New messages: one streamed UID FETCH, committed batch by batch with the checkpoint.
-    let mut max_fetched = 0u32;
-    let mut body_uids: Vec<(u32, bool)> = Vec::new();
+    let mut fetched = NewMessages {
+        kept_modseq,
+        ..NewMessages::default()
+    };
     if fetch_new {
-        let expected = match planned {
+        fetched.expected = match planned {
             Plan::Full { .. } => Some(u64::from(sel.exists)),
             _ => sel
                 .uidnext
                 .map(|n| u64::from(n.saturating_sub(last_uid + 1))),
         };
-        let with_body = matches!(opts.body_policy, BodyPolicy::All);
-        let cmd = Cmd::new("UID FETCH")
-            .raw(&format!("{}:*", last_uid.saturating_add(1)))
-            .raw(&fetch_items(conn, with_body));
-        let rematch = storeext::has_unmatched(store.conn(), mb.id).await?;
-        let tag = conn.wire.send(&cmd).await?;
-        let mut pending: Vec<Box<FetchData>> = Vec::new();
-        let mut pending_bytes = 0usize;
-        let mut monotonic = true;
-        let mut stored = 0u64;
-        loop {
-            match conn.wire.next(&tag).await? {
-                Event::Data(Untagged::Fetch(f)) => {
-                    let Some(uid) = f.uid else { continue };
-                    // `n:*` returns the last message even when its UID is below n; and a
-                    // FETCH without ENVELOPE is an unsolicited flag update, not our data.
-                    if uid <= last_uid || f.envelope.is_none() {
-                        continue;
-                    }
-                    if uid < max_fetched {
-                        monotonic = false;
-                    }
-                    max_fetched = max_fetched.max(uid);
-                    pending_bytes += f.body.as_ref().map_or(0, Vec::len);
-                    pending.push(f);
-                    if pending.len() >= batch || pending_bytes >= MAX_BATCH_BYTES {
-                        let cp_next = monotonic.then(|| Checkpoint {
-                            uidvalidity: Some(i64::from(sel.uidvalidity)),
-                            last_uid: Some(i64::from(max_fetched)),
-                            highestmodseq: kept_modseq,
-                            ..Checkpoint::default()
-                        });
-                        let (c, n) = commit_new(&ctx, &mut pending, rematch, cp_next, &mut body_uids)
-                            .await?;
-                        counts += c;
-                        stored += n;
-                        pending_bytes = 0;
-                        progress(&ctx, stored, expected);
-                    }
-                }
-                Event::Data(other) => conn.note(&other),
-                Event::Done(_) => break,
-            }
-        }
-        if !pending.is_empty() {
-            let cp_next = monotonic.then(|| Checkpoint {
-                uidvalidity: Some(i64::from(sel.uidvalidity)),
-                last_uid: Some(i64::from(max_fetched)),
-                highestmodseq: kept_modseq,
-                ..Checkpoint::default()
-            });
-            let (c, n) = commit_new(&ctx, &mut pending, rematch, cp_next, &mut body_uids).await?;
-            counts += c;
-            stored += n;
-            progress(&ctx, stored, expected);
-        }
+        fetched.rematch = storeext::has_unmatched(store.conn(), mb.id).await?;
+        fetch_new_messages(conn, &ctx, &mb.remote_id, last_uid, &mut fetched).await?;
+        counts += fetched.counts;
     }
+    let max_fetched = fetched.max_fetched;
+    let body_uids = std::mem::take(&mut fetched.body_uids);
 
     // Flag changes of messages we already had.
     let flag_cmd = match flags {
@@ -541,6 +492,176 @@ async fn sync_mailbox_inner(
     Ok(Some(counts))
 }
 
+/// Bounds the reconnect-and-skip recoveries of one mailbox sync.
+const MAX_RECOVERIES: usize = 100;
+
+/// State of the new-message download of one mailbox.
+#[derive(Default)]
+struct NewMessages {
+    pending: Vec<Box<FetchData>>,
+    pending_bytes: usize,
+    monotonic: bool,
+    max_fetched: u32,
+    stored: u64,
+    expected: Option<u64>,
+    rematch: bool,
+    kept_modseq: Option<i64>,
+    counts: SyncCounts,
+    body_uids: Vec<(u32, bool)>,
+}
+
+impl NewMessages {
+    fn push(&mut self, f: Box<FetchData>, uid: u32) {
+        if uid < self.max_fetched {
+            self.monotonic = false;
+        }
+        self.max_fetched = self.max_fetched.max(uid);
+        self.pending_bytes += f.body.as_ref().map_or(0, Vec::len);
+        self.pending.push(f);
+    }
+
+    fn full(&self, batch: usize) -> bool {
+        self.pending.len() >= batch || self.pending_bytes >= MAX_BATCH_BYTES
+    }
+
+    /// Commits what is pending with the checkpoint covering it (when responses came in UID
+    /// order, which makes "everything up to the highest UID" true).
+    async fn flush(&mut self, ctx: &Ctx<'_>) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let cp_next = self.monotonic.then(|| Checkpoint {
+            uidvalidity: Some(i64::from(ctx.uidvalidity)),
+            last_uid: Some(i64::from(self.max_fetched)),
+            highestmodseq: self.kept_modseq,
+            ..Checkpoint::default()
+        });
+        let (c, n) = commit_new(ctx, &mut self.pending, self.rematch, cp_next, &mut self.body_uids)
+            .await?;
+        self.counts += c;
+        self.stored += n;
+        self.pending_bytes = 0;
+        progress(ctx, self.stored, self.expected);
+        Ok(())
+    }
+}
+
+/// `UID FETCH last+1:*`, streamed. When the server sends a response async-imap cannot parse
+/// (the connection is then dead), reconnects, fetches that one message without BODYSTRUCTURE
+/// (its full body is parsed locally instead) and resumes after it.
+async fn fetch_new_messages(
+    conn: &mut Connection,
+    ctx: &Ctx<'_>,
+    mailbox: &str,
+    last_uid: u32,
+    st: &mut NewMessages,
+) -> Result<(), Error> {
+    st.monotonic = true;
+    let batch = ctx.opts.batch_size.max(1);
+    let with_body = matches!(ctx.opts.body_policy, BodyPolicy::All);
+    let mut from = last_uid.saturating_add(1);
+    let mut recoveries = 0usize;
+    loop {
+        let cmd = Cmd::new("UID FETCH")
+            .raw(&format!("{from}:*"))
+            .raw(&fetch_items(conn, with_body));
+        let tag = conn.wire.send(&cmd).await?;
+        let failure = loop {
+            match conn.wire.next(&tag).await {
+                Ok(Event::Data(Untagged::Fetch(f))) => {
+                    let Some(uid) = f.uid else { continue };
+                    // `n:*` returns the last message even when its UID is below n; and a
+                    // FETCH without ENVELOPE is an unsolicited flag update, not our data.
+                    if uid < from || f.envelope.is_none() {
+                        continue;
+                    }
+                    st.push(f, uid);
+                    if st.full(batch) {
+                        st.flush(ctx).await?;
+                    }
+                }
+                Ok(Event::Data(other)) => conn.note(&other),
+                Ok(Event::Done(_)) => break None,
+                Err(e @ Error::Unparsable { .. }) if recoveries < MAX_RECOVERIES => break Some(e),
+                Err(e) => return Err(e),
+            }
+        };
+        st.flush(ctx).await?;
+        let Some(e) = failure else { return Ok(()) };
+        recoveries += 1;
+        tracing::warn!(%mailbox, error = %e, "unparsable FETCH response; reconnecting to fetch that message without BODYSTRUCTURE");
+        conn.reconnect().await?;
+        let sel = conn.select(mailbox).await?;
+        if sel.uidvalidity != ctx.uidvalidity {
+            return Err(Error::Protocol(format!(
+                "UIDVALIDITY of {mailbox} changed during the sync"
+            )));
+        }
+        // Responses arrive in UID order: the culprit is the first UID after the last one read.
+        let after = st.max_fetched.max(from.saturating_sub(1)).saturating_add(1);
+        let Some(uid) = next_uid(conn, after, sel.uidnext).await? else {
+            return Ok(());
+        };
+        let mut items = String::from("(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY.PEEK[]");
+        if conn.condstore_enabled() {
+            items.push_str(" MODSEQ");
+        }
+        items.push(')');
+        let (data, _) = conn
+            .run(&Cmd::new("UID FETCH").raw(&uid.to_string()).raw(&items))
+            .await?;
+        for u in data {
+            if let Untagged::Fetch(mut f) = u
+                && f.uid == Some(uid)
+            {
+                // The header section holds References; BODYSTRUCTURE is replaced by parsing.
+                if let Some(raw) = &f.body {
+                    let end = raw
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(raw.len(), |p| p + 4);
+                    f.header = raw.get(..end).map(<[u8]>::to_vec);
+                }
+                st.push(f, uid);
+            }
+        }
+        st.flush(ctx).await?;
+        from = uid.saturating_add(1);
+    }
+}
+
+/// The smallest UID at or above `from` (looking in windows, so a sparse mailbox is cheap).
+async fn next_uid(
+    conn: &mut Connection,
+    from: u32,
+    uidnext: Option<u32>,
+) -> Result<Option<u32>, Error> {
+    const WINDOW: u32 = 1000;
+    let mut lo = from;
+    loop {
+        let bounded = uidnext.is_some_and(|n| lo.saturating_add(WINDOW) < n);
+        let range = if bounded {
+            format!("{lo}:{}", lo.saturating_add(WINDOW - 1))
+        } else {
+            format!("{lo}:*")
+        };
+        let (data, _) = conn
+            .run(&Cmd::new("UID FETCH").raw(&range).raw("(UID)"))
+            .await?;
+        let found = data
+            .iter()
+            .filter_map(|u| match u {
+                Untagged::Fetch(f) => f.uid.filter(|&x| x >= lo),
+                _ => None,
+            })
+            .min();
+        if found.is_some() || !bounded {
+            return Ok(found);
+        }
+        lo = lo.saturating_add(WINDOW);
+    }
+}
+
 fn progress(ctx: &Ctx<'_>, stored: u64, expected: Option<u64>) {
     if let Some(p) = &ctx.opts.progress {
         p(&SyncProgress {
@@ -570,6 +691,10 @@ async fn commit_new(
             let parsed = mime::parse_message(raw);
             if u.preview.is_none() {
                 u.preview.clone_from(&parsed.preview);
+            }
+            if u.attachments.is_none() {
+                u.has_attachment = !parsed.attachments.is_empty();
+                u.attachments = Some(parsed.attachments.clone());
             }
             bodies_out.push((
                 u.remote_id.clone(),

@@ -338,7 +338,21 @@ impl Wire {
                 Ok(resp)
             }
             Ok(None) => Err(self.lost(None)),
-            Err(e) => Err(self.lost(Some(e))),
+            Err(e) => {
+                let text = e.to_string();
+                if let Some(at) = text.find(" during parsing of ") {
+                    // async-imap closes its stream for good after a parse error.
+                    self.state = State::Dead;
+                    let excerpt: String = text
+                        .get(at + " during parsing of ".len()..)
+                        .unwrap_or_default()
+                        .chars()
+                        .take(200)
+                        .collect();
+                    return Err(Error::Unparsable { excerpt });
+                }
+                Err(self.lost(Some(e)))
+            }
         }
     }
 

@@ -80,7 +80,7 @@ async fn unreachable_and_plaintext_policy() {
 #[tokio::test]
 async fn cyrus_connects_with_qresync() {
     let user = Account::new("is1", "testpw");
-    let mut c = connect(&cyrus(&user)).await;
+    let c = connect(&cyrus(&user)).await;
     assert!(c.qresync_enabled());
     c.logout().await;
 }

@@ -9,3 +9,4 @@ mod idle;
 mod mutations;
 mod cyrus;
 mod names;
+mod poison;
