@@ -5,7 +5,7 @@ use mailsync_store::bodies::{self, Body};
 use mailsync_store::{EmailId, Store, emails, mailboxes};
 
 use crate::connection::Connection;
-use crate::error::Error;
+use crate::error::{Error, ResponseCode};
 use crate::mime::{self, ParsedBody};
 use crate::storeext;
 use crate::wire::{Cmd, Event, Untagged};
@@ -38,23 +38,30 @@ pub async fn fetch_body(
     let cmd = Cmd::new("UID FETCH")
         .raw(&uid.to_string())
         .raw("(UID BODY.PEEK[])");
+    let gone = || Error::NotFound {
+        what: "message on the server",
+        key: format!("{}/{uid}", mailbox.name),
+    };
     let tag = conn.wire.send(&cmd).await?;
     let mut raw: Option<Vec<u8>> = None;
     loop {
-        match conn.wire.next(&tag).await? {
-            Event::Data(Untagged::Fetch(f)) => {
+        match conn.wire.next(&tag).await {
+            Ok(Event::Data(Untagged::Fetch(f))) => {
                 if f.uid.map(i64::from) == Some(uid) && f.body.is_some() {
                     raw = f.body;
                 }
             }
-            Event::Data(other) => conn.note(&other),
-            Event::Done(_) => break,
+            Ok(Event::Data(other)) => conn.note(&other),
+            Ok(Event::Done(_)) => break,
+            Err(Error::No {
+                code: Some(ResponseCode::ExpungeIssued | ResponseCode::NonExistent),
+                ..
+            }) => return Err(gone()),
+            Err(e) => return Err(e),
         }
     }
-    let raw = raw.ok_or_else(|| Error::NotFound {
-        what: "message on the server",
-        key: format!("{}/{uid}", mailbox.name),
-    })?;
+    // An expunged message may come back as NIL or empty; no real message is empty.
+    let raw = raw.filter(|r| !r.is_empty()).ok_or_else(gone)?;
     let parsed = mime::parse_message(&raw);
     let txn = store.begin().await?;
     bodies::put(

@@ -713,6 +713,7 @@ async fn commit_new(
         upserts.push(u);
     }
     let n = upserts.len() as u64;
+    let started = std::time::Instant::now();
     let txn = ctx.store.begin().await?;
     if rematch {
         rematch_batch(&txn, ctx, &upserts).await?;
@@ -731,6 +732,11 @@ async fn commit_new(
         checkpoints::put(&txn, ctx.account, &ctx.scope, &cp).await?;
     }
     txn.commit().await?;
+    tracing::debug!(
+        messages = n,
+        ms = started.elapsed().as_millis() as u64,
+        "batch committed"
+    );
     Ok((
         SyncCounts {
             added: stats.inserted,

@@ -782,11 +782,16 @@ fn fetch(attrs: &[AttributeValue<'_>], raw: &[u8]) -> FetchData {
             AttributeValue::BodySection {
                 section, data, ..
             } => {
-                let bytes = data.as_ref().map(|d| d.to_vec()).unwrap_or_default();
+                // NIL (an expunged message, for some servers) stays None.
+                let bytes = data.as_ref().map(|d| d.to_vec());
                 match section {
-                    None => f.body = Some(bytes),
-                    Some(SectionPath::Full(MessageSection::Header)) => f.header = Some(bytes),
-                    Some(SectionPath::Part(path, None)) => f.sections.push((path_string(path), bytes)),
+                    None => f.body = bytes,
+                    Some(SectionPath::Full(MessageSection::Header)) => f.header = bytes,
+                    Some(SectionPath::Part(path, None)) => {
+                        if let Some(b) = bytes {
+                            f.sections.push((path_string(path), b));
+                        }
+                    }
                     Some(_) => {}
                 }
             }

@@ -10,3 +10,6 @@ mod mutations;
 mod cyrus;
 mod names;
 mod poison;
+mod bodies;
+mod perf;
+mod postgres;
