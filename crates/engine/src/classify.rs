@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use mailsync_imap_sync as imap;
 use mailsync_jmap_client as jmap;
 
 use crate::error::EngineError;
@@ -50,8 +51,37 @@ pub fn classify(err: &EngineError) -> Disposition {
         EngineError::Compose(_) => Disposition::Reject,
         EngineError::Cancelled => Disposition::Retry { after: None },
         EngineError::Jmap(e) => classify_jmap(e),
+        EngineError::Imap(e) => classify_imap(e),
         EngineError::Outbox(e) if e.is_transient() => Disposition::Retry { after: None },
         EngineError::Outbox(_) => Disposition::Reject,
+    }
+}
+
+/// IMAP facts: connection class, authentication, response codes (RFC 5530).
+pub fn classify_imap(e: &imap::Error) -> Disposition {
+    use imap::ResponseCode as C;
+    if e.is_auth() {
+        return Disposition::NeedsUser;
+    }
+    match e {
+        imap::Error::Unreachable { .. }
+        | imap::Error::ConnectionLost { .. }
+        | imap::Error::Timeout { .. } => Disposition::Offline,
+        imap::Error::Tls { .. }
+        | imap::Error::TlsConfig { .. }
+        | imap::Error::PlaintextRefused { .. }
+        | imap::Error::MissingCapability { .. } => Disposition::NeedsUser,
+        imap::Error::No { code, .. } => match code {
+            Some(C::Unavailable | C::InUse | C::Limit) => Disposition::Retry { after: None },
+            Some(C::NonExistent | C::UidValidity(_)) => Disposition::Resync,
+            Some(C::NoPerm | C::OverQuota | C::ContactAdmin | C::PrivacyRequired) => {
+                Disposition::NeedsUser
+            }
+            Some(C::ServerBug | C::Corruption) => Disposition::Retry { after: None },
+            _ => Disposition::Reject,
+        },
+        imap::Error::Store(s) if s.is_transient() => Disposition::Retry { after: None },
+        _ => Disposition::Reject,
     }
 }
 
@@ -176,6 +206,68 @@ mod tests {
             description: None,
             extra: serde_json::Map::new(),
         }))
+    }
+
+    fn imap_no(code: Option<imap::ResponseCode>) -> imap::Error {
+        imap::Error::No {
+            command: "UID MOVE".into(),
+            code,
+            text: "x".into(),
+        }
+    }
+
+    #[test]
+    fn imap_classification_table() {
+        use imap::ResponseCode as C;
+        let cases: Vec<(imap::Error, Disposition)> = vec![
+            (
+                imap::Error::Auth {
+                    code: Some(C::AuthenticationFailed),
+                    text: "bad".into(),
+                },
+                Disposition::NeedsUser,
+            ),
+            (
+                imap::Error::Unreachable {
+                    host: "h".into(),
+                    port: 993,
+                    source: std::io::Error::other("refused"),
+                },
+                Disposition::Offline,
+            ),
+            (
+                imap::Error::ConnectionLost {
+                    bye: None,
+                    source: None,
+                },
+                Disposition::Offline,
+            ),
+            (
+                imap::Error::PlaintextRefused { host: "h".into() },
+                Disposition::NeedsUser,
+            ),
+            (
+                imap_no(Some(C::Unavailable)),
+                Disposition::Retry { after: None },
+            ),
+            (imap_no(Some(C::InUse)), Disposition::Retry { after: None }),
+            (imap_no(Some(C::NonExistent)), Disposition::Resync),
+            (imap_no(Some(C::NoPerm)), Disposition::NeedsUser),
+            (imap_no(Some(C::OverQuota)), Disposition::NeedsUser),
+            (imap_no(Some(C::Cannot)), Disposition::Reject),
+            (imap_no(None), Disposition::Reject),
+            (
+                imap::Error::Bad {
+                    command: "X".into(),
+                    code: None,
+                    text: "syntax".into(),
+                },
+                Disposition::Reject,
+            ),
+        ];
+        for (err, want) in &cases {
+            assert_eq!(&classify_imap(err), want, "{err}");
+        }
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub enum EngineError {
     /// The JMAP server.
     #[error(transparent)]
     Jmap(#[from] mailsync_jmap_client::Error),
+    /// The IMAP server.
+    #[error(transparent)]
+    Imap(#[from] mailsync_imap_sync::Error),
     /// The outbox (queue storage).
     #[error(transparent)]
     Outbox(#[from] mailsync_outbox::Error),
