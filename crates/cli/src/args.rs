@@ -97,9 +97,9 @@ pub enum Command {
     /// Delete emails (applied locally now, sent at the next sync).
     #[command(after_help = "Examples:\n  mailsync delete 42\n  mailsync delete 42 43 --now")]
     Delete(DeleteArgs),
-    /// Cancel the last queued change (or queue its compensation if it reached the server).
+    /// Cancel the last change that is still queued (restores the local state).
     #[command(
-        after_help = "Examples:\n  mailsync undo\n  mailsync undo --account work\n\nWithout --account: the account whose change was queued last."
+        after_help = "Examples:\n  mailsync undo\n  mailsync undo --account work\n\nWithout --account: the account whose change was queued last.\nOnly changes still queued (not yet sent) can be undone from the command line: sent changes\nare remembered only by the process that sent them."
     )]
     Undo(UndoArgs),
     /// Send a message through the outbox (sent now when the account is reachable).
