@@ -172,7 +172,8 @@ impl ImapConfig {
     /// Ignores a capability (see [`ImapConfig::disabled_extensions`]).
     #[must_use]
     pub fn disable_extension(mut self, capability: &str) -> Self {
-        self.disabled_extensions.push(capability.to_ascii_uppercase());
+        self.disabled_extensions
+            .push(capability.to_ascii_uppercase());
         self
     }
 }

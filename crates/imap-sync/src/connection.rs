@@ -112,7 +112,11 @@ impl Connection {
         let mut conn = Connection {
             wire,
             caps,
-            disabled: cfg.disabled_extensions.iter().map(|d| d.to_ascii_uppercase()).collect(),
+            disabled: cfg
+                .disabled_extensions
+                .iter()
+                .map(|d| d.to_ascii_uppercase())
+                .collect(),
             condstore: false,
             qresync: false,
             selected: None,
@@ -230,7 +234,9 @@ impl Connection {
                 uids,
             } => {
                 let n: u64 = uids.iter().map(|(a, b)| u64::from(b - a) + 1).sum();
-                s.exists = s.exists.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
+                s.exists = s
+                    .exists
+                    .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
             }
             _ => {}
         }
@@ -246,7 +252,9 @@ impl Connection {
     }
 
     /// `LIST "" "*"`, with SPECIAL-USE and STATUS (LIST-STATUS) when offered.
-    pub(crate) async fn list(&mut self) -> Result<(Vec<ListEntry>, Vec<(String, StatusItems)>), Error> {
+    pub(crate) async fn list(
+        &mut self,
+    ) -> Result<(Vec<ListEntry>, Vec<(String, StatusItems)>), Error> {
         let cmd = if self.has_capability("LIST-STATUS") && self.has_capability("LIST-EXTENDED") {
             let mut ret = String::from("RETURN (");
             if self.has_capability("SPECIAL-USE") {
@@ -350,7 +358,11 @@ impl Connection {
         }
     }
 
-    pub(crate) fn finish_select(&mut self, st: SelectState, done: &Done) -> Result<Selected, Error> {
+    pub(crate) fn finish_select(
+        &mut self,
+        st: SelectState,
+        done: &Done,
+    ) -> Result<Selected, Error> {
         let mut sel = st.finish(self.condstore)?;
         if matches!(done.code, Some(ResponseCode::ReadOnly)) {
             sel.read_only = true;
@@ -532,7 +544,10 @@ async fn authenticate(
         }
     };
     let cmd = if sasl_ir {
-        Cmd::new("AUTHENTICATE").raw(mechanism).raw(&initial).sensitive()
+        Cmd::new("AUTHENTICATE")
+            .raw(mechanism)
+            .raw(&initial)
+            .sensitive()
     } else {
         Cmd::new("AUTHENTICATE").raw(mechanism).sensitive()
     };

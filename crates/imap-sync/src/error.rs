@@ -223,7 +223,11 @@ impl fmt::Display for ResponseCode {
             Self::Alert => "ALERT",
             Self::AlreadyExists => "ALREADYEXISTS",
             Self::AppendUid { uidvalidity, uids } => {
-                return write!(f, "APPENDUID {uidvalidity} {}", crate::uidset::format_uid_set(uids));
+                return write!(
+                    f,
+                    "APPENDUID {uidvalidity} {}",
+                    crate::uidset::format_uid_set(uids)
+                );
             }
             Self::AuthenticationFailed => "AUTHENTICATIONFAILED",
             Self::AuthorizationFailed => "AUTHORIZATIONFAILED",

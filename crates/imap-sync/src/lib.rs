@@ -95,7 +95,9 @@ pub use config::{Auth, ImapConfig, Timeouts};
 pub use connection::Connection;
 pub use error::{Error, ResponseCode};
 pub use idle::{IdleOutcome, idle};
-pub use mailboxes::{MailboxesReport, assign_roles, role_from_attributes, role_from_name, sync_mailboxes};
+pub use mailboxes::{
+    MailboxesReport, assign_roles, role_from_attributes, role_from_name, sync_mailboxes,
+};
 pub use mime::ParsedBody;
 pub use mutate::{ImapMutation, MutationOutcome, apply};
 pub use sync::{

@@ -17,16 +17,16 @@ use crate::wire::{ListEntry, StatusItems};
 /// The role given by special-use attributes (RFC 6154), compared case-insensitively
 /// (Cyrus sends `\sent`).
 pub fn role_from_attributes<S: AsRef<str>>(attributes: &[S]) -> Option<Role> {
-    attributes.iter().find_map(|a| {
-        match a.as_ref().to_ascii_lowercase().as_str() {
+    attributes
+        .iter()
+        .find_map(|a| match a.as_ref().to_ascii_lowercase().as_str() {
             "\\sent" => Some(Role::Sent),
             "\\drafts" => Some(Role::Drafts),
             "\\trash" => Some(Role::Trash),
             "\\junk" => Some(Role::Junk),
             "\\archive" => Some(Role::Archive),
             _ => None,
-        }
-    })
+        })
 }
 
 /// The role suggested by a well-known name (last hierarchy level, case-insensitive).
@@ -88,9 +88,9 @@ pub fn assign_roles(entries: &[(String, Option<String>, Vec<String>)]) -> Vec<Op
 }
 
 fn is_selectable(attrs: &[String]) -> bool {
-    !attrs.iter().any(|a| {
-        a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
-    })
+    !attrs
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent"))
 }
 
 pub(crate) fn to_state(s: &StatusItems) -> ServerState {

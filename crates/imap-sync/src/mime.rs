@@ -86,10 +86,12 @@ pub(crate) fn part_from(b: &async_imap::imap_proto::BodyStructure<'_>, path: &st
         }
     }
     fn single(o: &BodyContentSinglePart<'_>, p: &mut Part) {
-        p.content_id = o
-            .id
-            .as_ref()
-            .map(|i| i.trim().trim_start_matches('<').trim_end_matches('>').to_owned());
+        p.content_id = o.id.as_ref().map(|i| {
+            i.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        });
         use async_imap::imap_proto::ContentEncoding as E;
         p.encoding = match &o.transfer_encoding {
             E::SevenBit => "7bit".to_owned(),
@@ -103,7 +105,9 @@ pub(crate) fn part_from(b: &async_imap::imap_proto::BodyStructure<'_>, path: &st
     }
     let mut p = Part::default();
     match b {
-        B::Multipart { common: c, bodies, .. } => {
+        B::Multipart {
+            common: c, bodies, ..
+        } => {
             common(c, &mut p);
             p.path = path.to_owned();
             p.children = bodies
@@ -112,12 +116,22 @@ pub(crate) fn part_from(b: &async_imap::imap_proto::BodyStructure<'_>, path: &st
                 .map(|(i, child)| part_from(child, &child_path(path, i + 1)))
                 .collect();
         }
-        B::Basic { common: c, other, .. }
-        | B::Text { common: c, other, .. }
-        | B::Message { common: c, other, .. } => {
+        B::Basic {
+            common: c, other, ..
+        }
+        | B::Text {
+            common: c, other, ..
+        }
+        | B::Message {
+            common: c, other, ..
+        } => {
             common(c, &mut p);
             single(other, &mut p);
-            p.path = if path.is_empty() { "1".to_owned() } else { path.to_owned() };
+            p.path = if path.is_empty() {
+                "1".to_owned()
+            } else {
+                path.to_owned()
+            };
         }
     }
     p
@@ -200,11 +214,19 @@ fn percent_decode(s: &str) -> Vec<u8> {
 /// A MIME parameter, decoded: RFC 2231 (`key*`, `key*0*`, `key*1`...) first, else the plain
 /// value (with RFC 2047 words, which mailers use in `name=` despite the RFCs).
 pub(crate) fn param(params: &[(String, String)], key: &str) -> Option<String> {
-    let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(pk, _)| pk == k)
+            .map(|(_, v)| v.as_str())
+    };
     let ext = format!("{key}*");
     if let Some(v) = get(&ext) {
         let (charset, data) = split_2231(v);
-        return Some(decode_charset(charset.unwrap_or("utf-8"), &percent_decode(data)));
+        return Some(decode_charset(
+            charset.unwrap_or("utf-8"),
+            &percent_decode(data),
+        ));
     }
     let mut segs: Vec<(u32, bool, &str)> = params
         .iter()
@@ -279,7 +301,10 @@ pub(crate) fn decode_words(raw: &[u8]) -> String {
     }
     let mut header = Vec::with_capacity(raw.len() + 16);
     header.extend_from_slice(b"Subject: ");
-    header.extend(raw.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+    header.extend(
+        raw.iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
     header.extend_from_slice(b"\r\n\r\n");
     match MessageParser::new().parse_headers(&header) {
         Some(m) => m.subject().map(unfold).unwrap_or_default(),
@@ -291,7 +316,10 @@ pub(crate) fn decode_words(raw: &[u8]) -> String {
 pub(crate) fn decode_date(raw: &[u8]) -> Option<DateTime<Utc>> {
     let mut header = Vec::with_capacity(raw.len() + 16);
     header.extend_from_slice(b"Date: ");
-    header.extend(raw.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+    header.extend(
+        raw.iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
     header.extend_from_slice(b"\r\n\r\n");
     let m = MessageParser::new().parse_headers(&header)?;
     let d = m.date()?;
@@ -423,7 +451,11 @@ pub(crate) fn make_preview(text: &str) -> Option<String> {
 }
 
 /// Builds the store row for a fetched message; `None` without UID (never for UID FETCH).
-pub(crate) fn to_upsert(f: &FetchData, mailbox: MailboxId, uidvalidity: u32) -> Option<EmailUpsert> {
+pub(crate) fn to_upsert(
+    f: &FetchData,
+    mailbox: MailboxId,
+    uidvalidity: u32,
+) -> Option<EmailUpsert> {
     let uid = f.uid?;
     let remote = mailsync_store::emails::imap_remote_id(mailbox, uidvalidity, uid);
     let env = f.envelope.clone().unwrap_or_default();
@@ -437,7 +469,11 @@ pub(crate) fn to_upsert(f: &FetchData, mailbox: MailboxId, uidvalidity: u32) -> 
         .message_id
         .as_deref()
         .and_then(|m| message_ids(m).into_iter().next());
-    let irt = env.in_reply_to.as_deref().map(message_ids).unwrap_or_default();
+    let irt = env
+        .in_reply_to
+        .as_deref()
+        .map(message_ids)
+        .unwrap_or_default();
     u.in_reply_to = (!irt.is_empty()).then(|| irt.join(" "));
     let refs = f
         .header
@@ -515,7 +551,10 @@ pub(crate) fn parse_message(raw: &[u8]) -> ParsedBody {
             PartType::Text(t) => Some(t.to_string()),
             _ => None,
         })
-        .or_else(|| html.as_deref().map(mail_parser::decoders::html::html_to_text));
+        .or_else(|| {
+            html.as_deref()
+                .map(mail_parser::decoders::html::html_to_text)
+        });
     let preview = text.as_deref().and_then(make_preview);
     let attachments = m
         .attachments()
@@ -531,7 +570,9 @@ pub(crate) fn parse_message(raw: &[u8]) -> ParsedBody {
                 })
                 .unwrap_or_else(|| "application/octet-stream".into()),
             size: i64::try_from(a.contents().len()).unwrap_or(i64::MAX),
-            disposition: a.content_disposition().map(|d| d.ctype().to_ascii_lowercase()),
+            disposition: a
+                .content_disposition()
+                .map(|d| d.ctype().to_ascii_lowercase()),
             content_id: a
                 .content_id()
                 .map(|c| c.trim_start_matches('<').trim_end_matches('>').to_owned()),
@@ -556,7 +597,10 @@ mod tests {
             (b"=?utf-8?q?J=C3=B6rg?=", "Jörg"),
             (b"=?iso-8859-1?q?caf=E9?= preview test", "café preview test"),
             (b"=?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=", "テスト"),
-            (b"=?windows-1252?Q?=93quoted=94_=80?=", "\u{201c}quoted\u{201d} €"),
+            (
+                b"=?windows-1252?Q?=93quoted=94_=80?=",
+                "\u{201c}quoted\u{201d} €",
+            ),
             (b"=?UTF-8?Q?a?= =?UTF-8?Q?b?=", "ab"),
             (b"plain\r\n  folded   subject", "plain folded subject"),
             ("raw UTF-8 Grüße".as_bytes(), "raw UTF-8 Grüße"),
@@ -570,7 +614,9 @@ mod tests {
     #[test]
     fn rfc2231_parameters() {
         let p = |v: &[(&str, &str)]| -> Vec<(String, String)> {
-            v.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+            v.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect()
         };
         assert_eq!(
             param(&p(&[("filename*", "UTF-8''%C3%A4rger.pdf")]), "filename").as_deref(),
@@ -600,7 +646,10 @@ mod tests {
 
     #[test]
     fn ids_dates_and_flags() {
-        assert_eq!(message_ids(b"<a@b> <c@d>\r\n <e@f>"), vec!["a@b", "c@d", "e@f"]);
+        assert_eq!(
+            message_ids(b"<a@b> <c@d>\r\n <e@f>"),
+            vec!["a@b", "c@d", "e@f"]
+        );
         assert_eq!(message_ids(b"bare@id"), vec!["bare@id"]);
         assert!(message_ids(b"").is_empty());
         let d = decode_date(b"Tue, 14 Nov 2023 22:13:20 +0000").map(|d| d.timestamp());
@@ -677,11 +726,23 @@ mod tests {
             ..Part::default()
         };
         let atts = attachments(&root);
-        let ids: Vec<_> = atts.iter().map(|a| a.part_id.clone().unwrap_or_default()).collect();
+        let ids: Vec<_> = atts
+            .iter()
+            .map(|a| a.part_id.clone().unwrap_or_default())
+            .collect();
         assert_eq!(ids, vec!["1.2", "2", "3"]);
-        assert_eq!(atts.get(1).and_then(|a| a.file_name.as_deref()), Some("data.csv"));
-        assert_eq!(atts.first().and_then(|a| a.content_id.as_deref()), Some("img1"));
-        assert_eq!(first_text_part(&root).map(|p| p.path.as_str()), Some("1.1.1"));
+        assert_eq!(
+            atts.get(1).and_then(|a| a.file_name.as_deref()),
+            Some("data.csv")
+        );
+        assert_eq!(
+            atts.first().and_then(|a| a.content_id.as_deref()),
+            Some("img1")
+        );
+        assert_eq!(
+            first_text_part(&root).map(|p| p.path.as_str()),
+            Some("1.1.1")
+        );
     }
 
     #[test]
@@ -703,7 +764,10 @@ mod tests {
             ..part
         };
         // Cut in the middle of a quantum: the incomplete tail is ignored.
-        assert_eq!(preview_from_section(&b64, b"SGVsbG8gd29ybGQ").as_deref(), Some("Hello wor"));
+        assert_eq!(
+            preview_from_section(&b64, b"SGVsbG8gd29ybGQ").as_deref(),
+            Some("Hello wor")
+        );
     }
 
     #[test]
@@ -714,7 +778,10 @@ mod tests {
         assert!(b.html.as_deref().is_some_and(|h| h.contains("<b>body</b>")));
         assert_eq!(b.preview.as_deref(), Some("Hello body"));
         assert_eq!(b.attachments.len(), 1);
-        assert_eq!(b.attachments.first().and_then(|a| a.file_name.as_deref()), Some("doc.pdf"));
+        assert_eq!(
+            b.attachments.first().and_then(|a| a.file_name.as_deref()),
+            Some("doc.pdf")
+        );
         let plain_only = parse_message(b"Subject: y\r\n\r\njust text\r\n");
         assert_eq!(plain_only.html, None);
         assert_eq!(plain_only.text.as_deref().map(str::trim), Some("just text"));

@@ -218,9 +218,14 @@ fn same_group(a: &ImapMutation, b: &ImapMutation) -> bool {
                 ..
             },
         ) => m1 == m2 && f1 == f2,
-        (M::Move { from: a1, to: b1, .. }, M::Move { from: a2, to: b2, .. }) => {
-            a1 == a2 && b1 == b2
-        }
+        (
+            M::Move {
+                from: a1, to: b1, ..
+            },
+            M::Move {
+                from: a2, to: b2, ..
+            },
+        ) => a1 == a2 && b1 == b2,
         (M::Delete { mailbox: m1, .. }, M::Delete { mailbox: m2, .. }) => m1 == m2,
         _ => false,
     }
@@ -234,10 +239,12 @@ async fn mailbox(
     if let Some(m) = boxes.get(&id) {
         return Ok(m.clone());
     }
-    let m = mailboxes::get(store.conn(), id).await.map_err(|e| match e {
-        mailsync_store::StoreError::NotFound { what, key } => Error::NotFound { what, key },
-        other => Error::Store(other),
-    })?;
+    let m = mailboxes::get(store.conn(), id)
+        .await
+        .map_err(|e| match e {
+            mailsync_store::StoreError::NotFound { what, key } => Error::NotFound { what, key },
+            other => Error::Store(other),
+        })?;
     boxes.insert(id, m.clone());
     Ok(m)
 }
@@ -269,8 +276,12 @@ async fn apply_group(
     };
     let uids = all_uids(group);
     match first {
-        ImapMutation::AddFlags { mailbox: m, flags, .. }
-        | ImapMutation::RemoveFlags { mailbox: m, flags, .. } => {
+        ImapMutation::AddFlags {
+            mailbox: m, flags, ..
+        }
+        | ImapMutation::RemoveFlags {
+            mailbox: m, flags, ..
+        } => {
             if let Some(bad) = flags.iter().find(|f| !valid_flag(f)) {
                 return Ok(MutationOutcome::Permanent {
                     reason: format!("invalid IMAP flag {bad:?}"),
@@ -351,8 +362,7 @@ async fn apply_group(
             };
             if let (Some(id), Some(uv), Some(uid)) = (local, uidvalidity, uid) {
                 let txn = store.begin().await?;
-                storeext::set_remote_id(&txn, *id, &emails::imap_remote_id(mb.id, uv, uid))
-                    .await?;
+                storeext::set_remote_id(&txn, *id, &emails::imap_remote_id(mb.id, uv, uid)).await?;
                 emails::set_memberships(
                     &txn,
                     *id,
@@ -378,8 +388,12 @@ async fn apply_group(
 /// `\Deleted` then `UID EXPUNGE` (UIDPLUS) or `EXPUNGE` on the selected mailbox.
 async fn expunge_uids(conn: &mut Connection, uids: &[u32]) -> Result<(), Error> {
     for (set, _) in uidset::chunked_sets(uids, 500) {
-        conn.run(&Cmd::new("UID STORE").raw(&set).raw("+FLAGS.SILENT (\\Deleted)"))
-            .await?;
+        conn.run(
+            &Cmd::new("UID STORE")
+                .raw(&set)
+                .raw("+FLAGS.SILENT (\\Deleted)"),
+        )
+        .await?;
         if conn.has_capability("UIDPLUS") {
             conn.run(&Cmd::new("UID EXPUNGE").raw(&set)).await?;
         } else {

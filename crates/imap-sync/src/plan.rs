@@ -127,7 +127,11 @@ pub fn plan(cp: Option<&Checkpoint>, selected: &ServerState, qresync_sent: bool)
         // HIGHESTMODSEQ went backwards: look at every flag.
         _ => (FlagCheck::All, ExpungeCheck::CompareCounts),
     };
-    let flags = if last_uid == 0 { FlagCheck::Nothing } else { flags };
+    let flags = if last_uid == 0 {
+        FlagCheck::Nothing
+    } else {
+        flags
+    };
     Plan::Incremental {
         last_uid,
         fetch_new,
@@ -168,9 +172,15 @@ mod tests {
     fn skip_only_when_modseq_proves_no_change() {
         let c = cp(7, 100, Some(50));
         assert!(can_skip(Some(&c), &st(7, 101, Some(50), 90)));
-        assert!(!can_skip(Some(&c), &st(7, 101, Some(51), 90)), "flag change");
+        assert!(
+            !can_skip(Some(&c), &st(7, 101, Some(51), 90)),
+            "flag change"
+        );
         assert!(!can_skip(Some(&c), &st(7, 102, Some(50), 91)), "new uid");
-        assert!(!can_skip(Some(&c), &st(8, 101, Some(50), 90)), "uidvalidity");
+        assert!(
+            !can_skip(Some(&c), &st(8, 101, Some(50), 90)),
+            "uidvalidity"
+        );
         assert!(!can_skip(Some(&c), &st(7, 101, None, 90)), "no condstore");
         assert!(!can_skip(None, &st(7, 1, Some(1), 0)), "first sync");
         assert!(
@@ -181,20 +191,30 @@ mod tests {
 
     #[test]
     fn qresync_parameters_need_a_complete_checkpoint() {
-        assert_eq!(qresync_params(Some(&cp(7, 100, Some(50)))), Some((7, 50, Some(100))));
+        assert_eq!(
+            qresync_params(Some(&cp(7, 100, Some(50)))),
+            Some((7, 50, Some(100)))
+        );
         assert_eq!(qresync_params(Some(&cp(7, 100, None))), None);
         assert_eq!(qresync_params(None), None);
     }
 
     #[test]
     fn plans() {
-        assert_eq!(plan(None, &st(7, 1, Some(1), 0), false), Plan::Full { reset: false });
+        assert_eq!(
+            plan(None, &st(7, 1, Some(1), 0), false),
+            Plan::Full { reset: false }
+        );
         assert_eq!(
             plan(Some(&cp(7, 100, Some(50))), &st(8, 5, Some(3), 4), true),
             Plan::Full { reset: true }
         );
         assert_eq!(
-            plan(Some(&cp(7, 100, Some(50))), &st(7, 120, Some(60), 110), true),
+            plan(
+                Some(&cp(7, 100, Some(50))),
+                &st(7, 120, Some(60), 110),
+                true
+            ),
             Plan::Incremental {
                 last_uid: 100,
                 fetch_new: true,
@@ -203,7 +223,11 @@ mod tests {
             }
         );
         assert_eq!(
-            plan(Some(&cp(7, 100, Some(50))), &st(7, 101, Some(60), 100), false),
+            plan(
+                Some(&cp(7, 100, Some(50))),
+                &st(7, 101, Some(60), 100),
+                false
+            ),
             Plan::Incremental {
                 last_uid: 100,
                 fetch_new: false,
@@ -212,7 +236,11 @@ mod tests {
             }
         );
         assert_eq!(
-            plan(Some(&cp(7, 100, Some(50))), &st(7, 101, Some(50), 100), false),
+            plan(
+                Some(&cp(7, 100, Some(50))),
+                &st(7, 101, Some(50), 100),
+                false
+            ),
             Plan::Incremental {
                 last_uid: 100,
                 fetch_new: false,
@@ -232,18 +260,32 @@ mod tests {
         );
         // HIGHESTMODSEQ went backwards (server restored from backup).
         assert!(matches!(
-            plan(Some(&cp(7, 100, Some(50))), &st(7, 101, Some(40), 100), false),
-            Plan::Incremental { flags: FlagCheck::All, .. }
+            plan(
+                Some(&cp(7, 100, Some(50))),
+                &st(7, 101, Some(40), 100),
+                false
+            ),
+            Plan::Incremental {
+                flags: FlagCheck::All,
+                ..
+            }
         ));
         // Everything expunged: nothing to fetch.
         assert!(matches!(
             plan(Some(&cp(7, 100, Some(50))), &st(7, 130, Some(70), 0), false),
-            Plan::Incremental { fetch_new: false, .. }
+            Plan::Incremental {
+                fetch_new: false,
+                ..
+            }
         ));
         // Nothing stored yet: no flags to compare.
         assert!(matches!(
             plan(Some(&cp(7, 0, None)), &st(7, 5, None, 4), false),
-            Plan::Incremental { flags: FlagCheck::Nothing, fetch_new: true, .. }
+            Plan::Incremental {
+                flags: FlagCheck::Nothing,
+                fetch_new: true,
+                ..
+            }
         ));
     }
 

@@ -164,6 +164,9 @@ mod tests {
             None
         );
         assert_eq!(fetch_attribute(b"* OK [X] y\r\n", "PREVIEW"), None);
-        assert_eq!(fetch_attribute(b"* 1 FETCH (PREVIEW \"unterminated", "PREVIEW"), None);
+        assert_eq!(
+            fetch_attribute(b"* 1 FETCH (PREVIEW \"unterminated", "PREVIEW"),
+            None
+        );
     }
 }

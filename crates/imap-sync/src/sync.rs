@@ -170,7 +170,9 @@ pub async fn sync_account(
             .is_none_or(|m| m.role != Some(Role::Inbox))
     });
     for i in order {
-        let Some(mb) = listed.mailboxes.get(i) else { continue };
+        let Some(mb) = listed.mailboxes.get(i) else {
+            continue;
+        };
         if !mb.selectable {
             continue;
         }
@@ -205,9 +207,11 @@ pub async fn sync_mailbox(
     mailbox: &Mailbox,
     opts: &SyncOptions,
 ) -> Result<SyncCounts, Error> {
-    Ok(sync_mailbox_inner(conn, store, account, mailbox, opts, None)
-        .await?
-        .unwrap_or_default())
+    Ok(
+        sync_mailbox_inner(conn, store, account, mailbox, opts, None)
+            .await?
+            .unwrap_or_default(),
+    )
 }
 
 /// The items fetched for each new message.
@@ -265,7 +269,9 @@ async fn sync_mailbox_inner(
         // A STATUS on the selected mailbox is discouraged (RFC 3501 6.3.10); re-SELECT instead.
         None if selected_now => None,
         None => {
-            let mut r = conn.status_many(std::slice::from_ref(&mb.remote_id)).await?;
+            let mut r = conn
+                .status_many(std::slice::from_ref(&mb.remote_id))
+                .await?;
             Some(to_state(&r.pop().unwrap_or(Ok(Default::default()))?))
         }
     };
@@ -454,9 +460,7 @@ async fn sync_mailbox_inner(
         let gone: Vec<i64> = emails::uids_in_mailbox(store.conn(), mb.id)
             .await?
             .into_iter()
-            .filter(|&u| {
-                u32::try_from(u).map_or(true, |u| server.binary_search(&u).is_err())
-            })
+            .filter(|&u| u32::try_from(u).map_or(true, |u| server.binary_search(&u).is_err()))
             .collect();
         if !gone.is_empty() {
             counts.removed += emails::delete_by_uids(store.conn(), mb.id, &gone).await?;
@@ -498,7 +502,7 @@ const MAX_RECOVERIES: usize = 100;
 /// State of the new-message download of one mailbox.
 #[derive(Default)]
 struct NewMessages {
-    pending: Vec<Box<FetchData>>,
+    pending: Vec<FetchData>,
     pending_bytes: usize,
     monotonic: bool,
     max_fetched: u32,
@@ -511,7 +515,7 @@ struct NewMessages {
 }
 
 impl NewMessages {
-    fn push(&mut self, f: Box<FetchData>, uid: u32) {
+    fn push(&mut self, f: FetchData, uid: u32) {
         if uid < self.max_fetched {
             self.monotonic = false;
         }
@@ -536,8 +540,14 @@ impl NewMessages {
             highestmodseq: self.kept_modseq,
             ..Checkpoint::default()
         });
-        let (c, n) = commit_new(ctx, &mut self.pending, self.rematch, cp_next, &mut self.body_uids)
-            .await?;
+        let (c, n) = commit_new(
+            ctx,
+            &mut self.pending,
+            self.rematch,
+            cp_next,
+            &mut self.body_uids,
+        )
+        .await?;
         self.counts += c;
         self.stored += n;
         self.pending_bytes = 0;
@@ -575,7 +585,7 @@ async fn fetch_new_messages(
                     if uid < from || f.envelope.is_none() {
                         continue;
                     }
-                    st.push(f, uid);
+                    st.push(*f, uid);
                     if st.full(batch) {
                         st.flush(ctx).await?;
                     }
@@ -622,7 +632,7 @@ async fn fetch_new_messages(
                         .map_or(raw.len(), |p| p + 4);
                     f.header = raw.get(..end).map(<[u8]>::to_vec);
                 }
-                st.push(f, uid);
+                st.push(*f, uid);
             }
         }
         st.flush(ctx).await?;
@@ -676,7 +686,7 @@ fn progress(ctx: &Ctx<'_>, stored: u64, expected: Option<u64>) {
 /// checkpoint covering it, in one transaction.
 async fn commit_new(
     ctx: &Ctx<'_>,
-    pending: &mut Vec<Box<FetchData>>,
+    pending: &mut Vec<FetchData>,
     rematch: bool,
     checkpoint: Option<Checkpoint>,
     body_uids: &mut Vec<(u32, bool)>,
@@ -755,11 +765,15 @@ async fn rematch_batch<C: sea_orm::ConnectionTrait>(
     ctx: &Ctx<'_>,
     upserts: &[EmailUpsert],
 ) -> Result<(), Error> {
-    let ids: Vec<String> = upserts.iter().filter_map(|u| u.message_id.clone()).collect();
+    let ids: Vec<String> = upserts
+        .iter()
+        .filter_map(|u| u.message_id.clone())
+        .collect();
     if ids.is_empty() {
         return Ok(());
     }
-    let mut candidates = storeext::unmatched_by_message_id(c, ctx.account, ctx.mailbox, &ids).await?;
+    let mut candidates =
+        storeext::unmatched_by_message_id(c, ctx.account, ctx.mailbox, &ids).await?;
     for u in upserts {
         let Some(mid) = &u.message_id else { continue };
         if let Some(pos) = candidates.iter().position(|(_, m)| m == mid) {

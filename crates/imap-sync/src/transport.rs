@@ -90,12 +90,7 @@ pub(crate) async fn tcp(cfg: &ImapConfig) -> Result<TcpStream, Error> {
         TcpStream::connect((cfg.host.as_str(), cfg.port)),
     )
     .await
-    .map_err(|_| {
-        unreachable(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "connect timed out",
-        ))
-    })?
+    .map_err(|_| unreachable(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))?
     .map_err(unreachable)?;
     // IMAP is request/response with small commands; Nagle only adds latency.
     let _ = stream.set_nodelay(true);
@@ -124,11 +119,13 @@ pub(crate) fn tls_config(cfg: &ImapConfig) -> Result<Arc<rustls::ClientConfig>, 
             });
         }
     }
-    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
-        .map_err(|e| Error::TlsConfig {
-            reason: "cannot build the certificate verifier".into(),
-            source: Some(Box::new(e)),
-        })?;
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone()).map_err(
+            |e| Error::TlsConfig {
+                reason: "cannot build the certificate verifier".into(),
+                source: Some(Box::new(e)),
+            },
+        )?;
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::TlsConfig {
@@ -174,7 +171,14 @@ mod tests {
 
     #[test]
     fn loopback_detection() {
-        for h in ["127.0.0.1", "localhost", "::1", "[::1]", "127.1.2.3", "LOCALHOST"] {
+        for h in [
+            "127.0.0.1",
+            "localhost",
+            "::1",
+            "[::1]",
+            "127.1.2.3",
+            "LOCALHOST",
+        ] {
             assert!(is_loopback(h), "{h}");
         }
         for h in ["example.org", "10.0.0.1", "::2", "localhost.example.org"] {

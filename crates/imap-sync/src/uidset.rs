@@ -30,7 +30,13 @@ pub(crate) fn format_uid_set(uids: &[u32]) -> String {
     v.dedup();
     ranges(&v)
         .iter()
-        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}:{b}") })
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}:{b}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -58,7 +64,13 @@ pub(crate) fn chunked_sets(uids: &[u32], max_ranges: usize) -> Vec<(String, Vec<
         .map(|chunk| {
             let text = chunk
                 .iter()
-                .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}:{b}") })
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}:{b}")
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(",");
             let members = chunk.iter().flat_map(|&(a, b)| a..=b).collect();
@@ -79,7 +91,10 @@ mod tests {
         assert_eq!(parse_uid_set(""), None);
         assert_eq!(parse_uid_set("1:4294967295"), None);
         assert_eq!(format_uid_set(&[7, 1, 2, 3, 3, 9, 10]), "1:3,7,9:10");
-        assert_eq!(format_uid_set(&[u32::MAX, u32::MAX - 1]), "4294967294:4294967295");
+        assert_eq!(
+            format_uid_set(&[u32::MAX, u32::MAX - 1]),
+            "4294967294:4294967295"
+        );
     }
 
     #[test]

@@ -2,6 +2,12 @@
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
+fn sextet_char(v: u32) -> char {
+    ALPHABET
+        .get((v & 63) as usize)
+        .map_or('A', |&b| char::from(b))
+}
+
 fn sextet(c: u8) -> Option<u32> {
     ALPHABET.iter().position(|&a| a == c).map(|p| p as u32)
 }
@@ -40,11 +46,11 @@ fn flush(pending: &mut Vec<u16>, out: &mut String) {
         bits += 8;
         while bits >= 6 {
             bits -= 6;
-            out.push(char::from(ALPHABET[((acc >> bits) & 63) as usize]));
+            out.push(sextet_char(acc >> bits));
         }
     }
     if bits > 0 {
-        out.push(char::from(ALPHABET[((acc << (6 - bits)) & 63) as usize]));
+        out.push(sextet_char(acc << (6 - bits)));
     }
     out.push('-');
     pending.clear();

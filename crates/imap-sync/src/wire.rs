@@ -12,8 +12,7 @@ use std::fmt;
 use std::io;
 
 use async_imap::imap_proto::{
-    self, AttributeValue, MailboxDatum, MessageSection, Response as P, SectionPath,
-    StatusAttribute,
+    self, AttributeValue, MailboxDatum, MessageSection, Response as P, SectionPath, StatusAttribute,
 };
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncWriteExt;
@@ -177,9 +176,7 @@ impl Cmd {
     /// Appends ` "string"` (quoted) or a literal when the string cannot be quoted.
     pub fn astring(mut self, s: &str) -> Self {
         self.push_text(" ");
-        if s.bytes()
-            .all(|b| (0x20..0x7f).contains(&b))
-        {
+        if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             let mut q = String::with_capacity(s.len() + 2);
             q.push('"');
             for c in s.chars() {
@@ -217,6 +214,9 @@ impl Cmd {
         }
     }
 }
+
+/// The outcome of one command: its untagged data and completion.
+pub(crate) type CommandResult = Result<(Vec<Untagged>, Done), Error>;
 
 /// What the next response of a running command is.
 #[derive(Debug)]
@@ -406,7 +406,8 @@ impl Wire {
                             Response::Continue(_) => break,
                             r @ Response::Tagged { .. } => {
                                 // Refused before the literal was sent: the command is over.
-                                let ours = matches!(&r, Response::Tagged { tag: t, .. } if *t == tag);
+                                let ours =
+                                    matches!(&r, Response::Tagged { tag: t, .. } if *t == tag);
                                 self.pending.push_back(r);
                                 if ours {
                                     return Ok(tag);
@@ -458,9 +459,9 @@ impl Wire {
                             code,
                             text,
                         }),
-                        Status::PreAuth | Status::Bye => Err(Error::Protocol(format!(
-                            "tagged {status:?} for {command}"
-                        ))),
+                        Status::PreAuth | Status::Bye => {
+                            Err(Error::Protocol(format!("tagged {status:?} for {command}")))
+                        }
                     };
                 }
             }
@@ -480,10 +481,7 @@ impl Wire {
     }
 
     /// Sends several commands at once and collects each one's outcome (one round trip).
-    pub async fn pipeline(
-        &mut self,
-        cmds: &[Cmd],
-    ) -> Result<Vec<Result<(Vec<Untagged>, Done), Error>>, Error> {
+    pub async fn pipeline(&mut self, cmds: &[Cmd]) -> Result<Vec<CommandResult>, Error> {
         self.check_usable()?;
         let mut tags = Vec::with_capacity(cmds.len());
         let mut buf = Vec::new();
@@ -506,8 +504,7 @@ impl Wire {
         self.state = State::Busy;
         self.current = "pipelined commands".into();
         self.write_all(&buf).await?;
-        let mut results: Vec<Option<Result<(Vec<Untagged>, Done), Error>>> =
-            (0..tags.len()).map(|_| None).collect();
+        let mut results: Vec<Option<CommandResult>> = (0..tags.len()).map(|_| None).collect();
         let mut data: Vec<Vec<Untagged>> = (0..tags.len()).map(|_| Vec::new()).collect();
         let mut open = tags.len();
         // Untagged data belongs to the oldest command still running.
@@ -643,7 +640,9 @@ fn outcome(o: &imap_proto::Outcome<'_>) -> (Option<ResponseCode>, String) {
         C::Capabilities(c) => ResponseCode::Capability(c.iter().map(capability).collect()),
         C::HighestModSeq(n) => ResponseCode::HighestModSeq(*n),
         C::Parse => ResponseCode::Parse,
-        C::PermanentFlags(f) => ResponseCode::PermanentFlags(f.iter().map(|s| s.to_string()).collect()),
+        C::PermanentFlags(f) => {
+            ResponseCode::PermanentFlags(f.iter().map(|s| s.to_string()).collect())
+        }
         C::ReadOnly => ResponseCode::ReadOnly,
         C::ReadWrite => ResponseCode::ReadWrite,
         C::TryCreate => ResponseCode::TryCreate,
@@ -683,8 +682,13 @@ fn convert(p: &P<'_>, raw: &[u8]) -> Response {
                 text,
             }
         }
-        P::Continue(o) => Response::Continue(o.information.as_deref().unwrap_or_default().to_owned()),
-        P::Data { status: s, outcome: o } => {
+        P::Continue(o) => {
+            Response::Continue(o.information.as_deref().unwrap_or_default().to_owned())
+        }
+        P::Data {
+            status: s,
+            outcome: o,
+        } => {
             let (code, text) = outcome(o);
             Response::Untagged(Untagged::Cond {
                 status: status(s),
@@ -692,9 +696,9 @@ fn convert(p: &P<'_>, raw: &[u8]) -> Response {
                 text,
             })
         }
-        P::Capabilities(caps) => {
-            Response::Untagged(Untagged::Capabilities(caps.iter().map(capability).collect()))
-        }
+        P::Capabilities(caps) => Response::Untagged(Untagged::Capabilities(
+            caps.iter().map(capability).collect(),
+        )),
         P::Expunge(_) => Response::Untagged(Untagged::Expunge),
         P::Vanished { earlier, uids } => Response::Untagged(Untagged::Vanished {
             earlier: *earlier,
@@ -779,9 +783,7 @@ fn fetch(attrs: &[AttributeValue<'_>], raw: &[u8]) -> FetchData {
             AttributeValue::BodyStructure(b) => f.structure = Some(crate::mime::part_from(b, "")),
             AttributeValue::Rfc822(data) => f.body = data.as_ref().map(|d| d.to_vec()),
             AttributeValue::Rfc822Header(data) => f.header = data.as_ref().map(|d| d.to_vec()),
-            AttributeValue::BodySection {
-                section, data, ..
-            } => {
+            AttributeValue::BodySection { section, data, .. } => {
                 // NIL (an expunged message, for some servers) stays None.
                 let bytes = data.as_ref().map(|d| d.to_vec());
                 match section {
@@ -860,7 +862,10 @@ mod tests {
 
     #[test]
     fn commands_quote_or_use_literals() {
-        let c = Cmd::new("LOGIN").astring("us\"er").astring("pässwörd").sensitive();
+        let c = Cmd::new("LOGIN")
+            .astring("us\"er")
+            .astring("pässwörd")
+            .sensitive();
         assert_eq!(format!("{c:?}"), "LOGIN ***");
         assert!(matches!(c.parts.last(), Some(Piece::Literal(l)) if l == "pässwörd".as_bytes()));
         let c = Cmd::new("SELECT").astring("a\\b").raw("(CONDSTORE)");
@@ -922,7 +927,11 @@ mod tests {
         match parse(b"* LIST (\\HasNoChildren \\sent) \"/\" Sent\r\n") {
             Response::Untagged(Untagged::List(l)) => {
                 assert_eq!(l.name, "Sent");
-                assert!(l.attributes.iter().any(|a| a.eq_ignore_ascii_case("\\sent")));
+                assert!(
+                    l.attributes
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case("\\sent"))
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -950,7 +959,8 @@ mod tests {
         let s = f.structure.as_ref().map(crate::mime::attachments);
         assert_eq!(s.as_ref().map(Vec::len), Some(1));
         assert_eq!(
-            s.and_then(|v| v.first().and_then(|a| a.file_name.clone())).as_deref(),
+            s.and_then(|v| v.first().and_then(|a| a.file_name.clone()))
+                .as_deref(),
             Some("ä.pdf")
         );
     }

@@ -16,36 +16,77 @@ async fn fetch_body_on_demand_parses_and_caches() -> anyhow::Result<()> {
     // Pick a plain, an alternative and a nested message.
     let mut picks = Vec::new();
     for kind in [Kind::Plain, Kind::Alternative, Kind::Nested] {
-        let i = (0..400).find(|&i| g.expected(i).kind == kind).expect("kind present");
+        let i = (0..400)
+            .find(|&i| g.expected(i).kind == kind)
+            .expect("kind present");
         picks.push(i);
     }
-    append(&cfg, &user, "INBOX", picks.iter().map(|&i| g.message(i)).collect()).await?;
+    append(
+        &cfg,
+        &user,
+        "INBOX",
+        picks.iter().map(|&i| g.message(i)).collect(),
+    )
+    .await?;
     let (db, account) = store().await?;
     let mut conn = connect(&cfg).await;
-    limit(30, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
-    let inbox = mailboxes::find_by_role(db.store.conn(), account, Role::Inbox).await?.expect("inbox");
+    limit(
+        30,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
+    let inbox = mailboxes::find_by_role(db.store.conn(), account, Role::Inbox)
+        .await?
+        .expect("inbox");
     let uv = u32::try_from(inbox.status.uidvalidity.expect("uv"))?;
     for (n, &i) in picks.iter().enumerate() {
         let x = g.expected(i);
         let remote = emails::imap_remote_id(inbox.id, uv, u32::try_from(n + 1)?);
-        let e = emails::find_by_remote_id(db.store.conn(), account, &remote).await?.expect("email");
-        assert!(bodies::get(db.store.conn(), e.id).await?.is_none(), "no body before asking");
+        let e = emails::find_by_remote_id(db.store.conn(), account, &remote)
+            .await?
+            .expect("email");
+        assert!(
+            bodies::get(db.store.conn(), e.id).await?.is_none(),
+            "no body before asking"
+        );
         let parsed = limit(30, fetch_body(&mut conn, &db.store, e.id)).await?;
-        assert!(parsed.text.as_deref().is_some_and(|t| t.contains(&x.token)), "{:?} text", x.kind);
+        assert!(
+            parsed.text.as_deref().is_some_and(|t| t.contains(&x.token)),
+            "{:?} text",
+            x.kind
+        );
         assert_eq!(parsed.html.is_some(), x.has_html, "{:?} html", x.kind);
         if x.has_html {
             assert!(parsed.html.as_deref().is_some_and(|h| h.contains(&x.token)));
         }
-        assert_eq!(parsed.attachments.len(), x.attachments.len(), "{:?} attachments", x.kind);
+        assert_eq!(
+            parsed.attachments.len(),
+            x.attachments.len(),
+            "{:?} attachments",
+            x.kind
+        );
         let cached = bodies::get(db.store.conn(), e.id).await?.expect("cached");
         assert_eq!(cached.text, parsed.text);
         assert_eq!(cached.raw.as_ref().map(Vec::len), Some(x.size));
     }
     // A message gone from the server is a typed NotFound.
     let remote = emails::imap_remote_id(inbox.id, uv, 1);
-    let e = emails::find_by_remote_id(db.store.conn(), account, &remote).await?.expect("email");
-    doveadm(vec!["expunge".into(), "-u".into(), u, "mailbox".into(), "INBOX".into(), "uid".into(), "1".into()]).await?;
-    let err = limit(30, fetch_body(&mut conn, &db.store, e.id)).await.expect_err("gone");
+    let e = emails::find_by_remote_id(db.store.conn(), account, &remote)
+        .await?
+        .expect("email");
+    doveadm(vec![
+        "expunge".into(),
+        "-u".into(),
+        u,
+        "mailbox".into(),
+        "INBOX".into(),
+        "uid".into(),
+        "1".into(),
+    ])
+    .await?;
+    let err = limit(30, fetch_body(&mut conn, &db.store, e.id))
+        .await
+        .expect_err("gone");
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     Ok(())
 }
@@ -61,11 +102,18 @@ async fn body_policies_during_sync() -> anyhow::Result<()> {
     for (policy, want) in [
         (BodyPolicy::None, 0usize),
         (BodyPolicy::All, n),
-        (BodyPolicy::MaxBytes(limit_bytes), (0..n).filter(|&i| g.expected(i).size as u64 <= limit_bytes).count()),
+        (
+            BodyPolicy::MaxBytes(limit_bytes),
+            (0..n)
+                .filter(|&i| g.expected(i).size as u64 <= limit_bytes)
+                .count(),
+        ),
     ] {
         let (db, account) = store().await?;
         let mut conn = connect(&cfg.clone().disable_extension("PREVIEW")).await;
-        let opts = SyncOptions::default().with_body_policy(policy).with_batch_size(7);
+        let opts = SyncOptions::default()
+            .with_body_policy(policy)
+            .with_batch_size(7);
         let r = limit(60, sync_account(&mut conn, &db.store, account, &opts)).await?;
         assert_eq!(r.totals.added, n as u64);
         let mut with_body = 0;
@@ -74,7 +122,10 @@ async fn body_policies_during_sync() -> anyhow::Result<()> {
             if let Some(b) = bodies::get(db.store.conn(), s.email.id).await? {
                 with_body += 1;
                 assert!(b.text.is_some());
-                assert!(policy != BodyPolicy::MaxBytes(limit_bytes) || s.email.size as u64 <= limit_bytes);
+                assert!(
+                    policy != BodyPolicy::MaxBytes(limit_bytes)
+                        || s.email.size as u64 <= limit_bytes
+                );
             }
             if s.email.preview.is_some() {
                 with_preview += 1;
@@ -83,7 +134,10 @@ async fn body_policies_during_sync() -> anyhow::Result<()> {
         assert_eq!(with_body, want, "{policy:?}");
         // Without server previews, the preview comes from the downloaded body.
         assert_eq!(with_preview, want, "{policy:?}");
-        assert!(want == 0 || want == n || (want > 0 && want < n), "the limit splits the corpus");
+        assert!(
+            want == 0 || want == n || (want > 0 && want < n),
+            "the limit splits the corpus"
+        );
     }
     Ok(())
 }

@@ -19,7 +19,11 @@ async fn plaintext_starttls_and_tls_connect_and_enable_qresync() {
     tls.port = s.dovecot_imaps_port();
     for cfg in [plain, starttls, tls] {
         let mut c = connect(&cfg).await;
-        assert!(c.qresync_enabled(), "{:?}: QRESYNC not enabled", cfg.security);
+        assert!(
+            c.qresync_enabled(),
+            "{:?}: QRESYNC not enabled",
+            cfg.security
+        );
         assert!(c.condstore_enabled());
         assert!(c.has_capability("idle") && c.has_capability("UIDPLUS"));
         limit(10, c.noop()).await.expect("noop");
@@ -34,7 +38,9 @@ async fn tls_without_the_test_ca_is_refused() {
     let mut cfg = dovecot(&fresh_user("noca"));
     cfg.security = Security::Tls;
     cfg.port = s.dovecot_imaps_port();
-    let err = limit(30, Connection::connect(&cfg)).await.expect_err("self-signed accepted");
+    let err = limit(30, Connection::connect(&cfg))
+        .await
+        .expect_err("self-signed accepted");
     assert!(matches!(err, Error::Tls { .. }), "{err:?}");
     assert!(err.is_connection());
 }
@@ -45,14 +51,22 @@ async fn bad_password_is_an_auth_error_with_its_code() {
     for auth in [Auth::Password("wrong".into()), Auth::Login("wrong".into())] {
         let mut cfg = dovecot(&user);
         cfg.auth = auth;
-        let err = limit(30, Connection::connect(&cfg)).await.expect_err("logged in");
+        let err = limit(30, Connection::connect(&cfg))
+            .await
+            .expect_err("logged in");
         assert!(err.is_auth(), "{err:?}");
-        assert_eq!(err.response_code(), Some(&ResponseCode::AuthenticationFailed), "{err:?}");
+        assert_eq!(
+            err.response_code(),
+            Some(&ResponseCode::AuthenticationFailed),
+            "{err:?}"
+        );
     }
     // Cyrus answers LOGIN failures the same way.
     let mut cfg = cyrus(&Account::new("is1", "wrong"));
     cfg.auth = Auth::Login("wrong".into());
-    let err = limit(30, Connection::connect(&cfg)).await.expect_err("logged in");
+    let err = limit(30, Connection::connect(&cfg))
+        .await
+        .expect_err("logged in");
     assert!(err.is_auth(), "{err:?}");
 }
 
@@ -60,7 +74,9 @@ async fn bad_password_is_an_auth_error_with_its_code() {
 async fn oauth_mechanisms_missing_is_typed() {
     let mut cfg = dovecot(&fresh_user("oauth"));
     cfg.auth = Auth::XOAuth2("token".into());
-    let err = limit(30, Connection::connect(&cfg)).await.expect_err("no XOAUTH2 here");
+    let err = limit(30, Connection::connect(&cfg))
+        .await
+        .expect_err("no XOAUTH2 here");
     assert!(
         matches!(&err, Error::MissingCapability { capability } if capability == "AUTH=XOAUTH2"),
         "{err:?}"
@@ -69,11 +85,30 @@ async fn oauth_mechanisms_missing_is_typed() {
 
 #[tokio::test]
 async fn unreachable_and_plaintext_policy() {
-    let cfg = ImapConfig::new("127.0.0.1", 1, Security::Plain, "x", Auth::Password("y".into()));
-    let err = limit(30, Connection::connect(&cfg)).await.expect_err("port 1 answered");
-    assert!(matches!(err, Error::Unreachable { .. }) && err.is_connection(), "{err:?}");
-    let cfg = ImapConfig::new("mail.example.invalid", 143, Security::Plain, "x", Auth::Password("y".into()));
-    let err = limit(30, Connection::connect(&cfg)).await.expect_err("plaintext allowed");
+    let cfg = ImapConfig::new(
+        "127.0.0.1",
+        1,
+        Security::Plain,
+        "x",
+        Auth::Password("y".into()),
+    );
+    let err = limit(30, Connection::connect(&cfg))
+        .await
+        .expect_err("port 1 answered");
+    assert!(
+        matches!(err, Error::Unreachable { .. }) && err.is_connection(),
+        "{err:?}"
+    );
+    let cfg = ImapConfig::new(
+        "mail.example.invalid",
+        143,
+        Security::Plain,
+        "x",
+        Auth::Password("y".into()),
+    );
+    let err = limit(30, Connection::connect(&cfg))
+        .await
+        .expect_err("plaintext allowed");
     assert!(matches!(err, Error::PlaintextRefused { .. }), "{err:?}");
 }
 

@@ -10,7 +10,16 @@ use tokio::sync::Notify;
 
 use crate::common::*;
 
-async fn setup(tag: &str, disable_idle: bool) -> anyhow::Result<(mailsync_testkit::Account, mailsync_imap_sync::ImapConfig, mailsync_store::testing::TempDb, mailsync_store::mailboxes::Mailbox, mailsync_imap_sync::Connection)> {
+async fn setup(
+    tag: &str,
+    disable_idle: bool,
+) -> anyhow::Result<(
+    mailsync_testkit::Account,
+    mailsync_imap_sync::ImapConfig,
+    mailsync_store::testing::TempDb,
+    mailsync_store::mailboxes::Mailbox,
+    mailsync_imap_sync::Connection,
+)> {
     let user = fresh_user(tag);
     let mut cfg = dovecot(&user);
     if disable_idle {
@@ -19,8 +28,14 @@ async fn setup(tag: &str, disable_idle: bool) -> anyhow::Result<(mailsync_testki
     }
     let (db, account) = store().await?;
     let mut conn = connect(&cfg).await;
-    limit(30, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
-    let inbox = mailboxes::find_by_role(db.store.conn(), account, Role::Inbox).await?.expect("inbox");
+    limit(
+        30,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
+    let inbox = mailboxes::find_by_role(db.store.conn(), account, Role::Inbox)
+        .await?
+        .expect("inbox");
     Ok((user, cfg, db, inbox, conn))
 }
 
@@ -44,14 +59,29 @@ async fn idle_returns_within_a_second_of_a_delivery() -> anyhow::Result<()> {
         *d2.lock().expect("lock") = Some(Instant::now());
         r
     });
-    let outcome = limit(20, idle(&mut conn, &inbox, std::future::pending(), Duration::from_secs(15))).await?;
+    let outcome = limit(
+        20,
+        idle(
+            &mut conn,
+            &inbox,
+            std::future::pending(),
+            Duration::from_secs(15),
+        ),
+    )
+    .await?;
     let returned = Instant::now();
     deliver.await??;
     assert_eq!(outcome, IdleOutcome::Changed);
     let at = delivered.lock().expect("lock").expect("delivered");
     let lag = returned.saturating_duration_since(at);
-    println!("TIMING idle returned {} ms after doveadm save finished", lag.as_millis());
-    assert!(lag < Duration::from_secs(1), "IDLE returned {lag:?} after the delivery");
+    println!(
+        "TIMING idle returned {} ms after doveadm save finished",
+        lag.as_millis()
+    );
+    assert!(
+        lag < Duration::from_secs(1),
+        "IDLE returned {lag:?} after the delivery"
+    );
     // The connection is still usable after DONE.
     limit(10, conn.noop()).await?;
     assert!(conn.is_usable());
@@ -68,11 +98,29 @@ async fn idle_wakes_and_times_out() -> anyhow::Result<()> {
         n2.notify_one();
     });
     let t = Instant::now();
-    let o = limit(20, idle(&mut conn, &inbox, notify.notified(), Duration::from_secs(15))).await?;
+    let o = limit(
+        20,
+        idle(
+            &mut conn,
+            &inbox,
+            notify.notified(),
+            Duration::from_secs(15),
+        ),
+    )
+    .await?;
     assert_eq!(o, IdleOutcome::Woken);
     assert!(t.elapsed() < Duration::from_secs(5));
     let t = Instant::now();
-    let o = limit(20, idle(&mut conn, &inbox, std::future::pending(), Duration::from_millis(700))).await?;
+    let o = limit(
+        20,
+        idle(
+            &mut conn,
+            &inbox,
+            std::future::pending(),
+            Duration::from_millis(700),
+        ),
+    )
+    .await?;
     assert_eq!(o, IdleOutcome::Timeout);
     assert!(t.elapsed() >= Duration::from_millis(700));
     limit(10, conn.noop()).await?;
@@ -91,12 +139,25 @@ async fn idle_is_reissued_and_still_sees_changes() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(1_200)).await;
         let msg = generate(32, 1);
         let _ = blocking(move || {
-            mailsync_testkit::doveadm_with_input(servers().dovecot_conf(), &["save", "-u", &u, "-m", "INBOX"], Some(&msg))
+            mailsync_testkit::doveadm_with_input(
+                servers().dovecot_conf(),
+                &["save", "-u", &u, "-m", "INBOX"],
+                Some(&msg),
+            )
         })
         .await;
     });
     let t = Instant::now();
-    let o = limit(20, idle(&mut conn, &inbox, std::future::pending(), Duration::from_secs(15))).await?;
+    let o = limit(
+        20,
+        idle(
+            &mut conn,
+            &inbox,
+            std::future::pending(),
+            Duration::from_secs(15),
+        ),
+    )
+    .await?;
     assert_eq!(o, IdleOutcome::Changed);
     assert!(t.elapsed() >= Duration::from_millis(1_000));
     Ok(())
@@ -111,12 +172,25 @@ async fn noop_polling_without_idle() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(400)).await;
         let msg = generate(33, 2);
         let _ = blocking(move || {
-            mailsync_testkit::doveadm_with_input(servers().dovecot_conf(), &["save", "-u", &u, "-m", "INBOX"], Some(&msg))
+            mailsync_testkit::doveadm_with_input(
+                servers().dovecot_conf(),
+                &["save", "-u", &u, "-m", "INBOX"],
+                Some(&msg),
+            )
         })
         .await;
     });
     let t = Instant::now();
-    let o = limit(20, idle(&mut conn, &inbox, std::future::pending(), Duration::from_secs(10))).await?;
+    let o = limit(
+        20,
+        idle(
+            &mut conn,
+            &inbox,
+            std::future::pending(),
+            Duration::from_secs(10),
+        ),
+    )
+    .await?;
     assert_eq!(o, IdleOutcome::Changed);
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     Ok(())

@@ -20,7 +20,9 @@ fn configure(cfg: ImapConfig, mode: Mode) -> ImapConfig {
     match mode {
         Mode::Qresync => cfg,
         Mode::CondstoreOnly => cfg.disable_extension("QRESYNC"),
-        Mode::Neither => cfg.disable_extension("QRESYNC").disable_extension("CONDSTORE"),
+        Mode::Neither => cfg
+            .disable_extension("QRESYNC")
+            .disable_extension("CONDSTORE"),
     }
 }
 
@@ -57,43 +59,125 @@ async fn scenario(mode: Mode) -> anyhow::Result<()> {
     let u = user.user.clone();
     let base = dovecot(&user);
     let g = Generator::with_profile(Profile::small(), 11);
-    append(&base, &user, "INBOX", (0..40).map(|i| g.message(i)).collect()).await?;
-    append(&base, &user, "Work", (40..70).map(|i| g.message(i)).collect()).await?;
-    append(&base, &user, "Old", (70..73).map(|i| g.message(i)).collect()).await?;
-    doveadm(vec!["flags".into(), "add".into(), "-u".into(), u.clone(), "\\Seen".into(), "mailbox".into(), "INBOX".into(), "uid".into(), "4:6".into()]).await?;
+    append(
+        &base,
+        &user,
+        "INBOX",
+        (0..40).map(|i| g.message(i)).collect(),
+    )
+    .await?;
+    append(
+        &base,
+        &user,
+        "Work",
+        (40..70).map(|i| g.message(i)).collect(),
+    )
+    .await?;
+    append(
+        &base,
+        &user,
+        "Old",
+        (70..73).map(|i| g.message(i)).collect(),
+    )
+    .await?;
+    doveadm(vec![
+        "flags".into(),
+        "add".into(),
+        "-u".into(),
+        u.clone(),
+        "\\Seen".into(),
+        "mailbox".into(),
+        "INBOX".into(),
+        "uid".into(),
+        "4:6".into(),
+    ])
+    .await?;
 
     let cfg = configure(base.clone(), mode);
     let (db, account) = store().await?;
     let mut conn = connect(&cfg).await;
     assert_eq!(conn.qresync_enabled(), mode == Mode::Qresync);
     assert_eq!(conn.condstore_enabled(), mode != Mode::Neither);
-    let first = limit(60, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    let first = limit(
+        60,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     assert_eq!(first.totals.added, 73, "{first:?}");
-    let inbox = mailboxes::find_by_role(db.store.conn(), account, Role::Inbox).await?.expect("inbox");
-    let work = mailboxes::find_by_name(db.store.conn(), account, "Work").await?.expect("work");
-    assert!(mailboxes::find_by_name(db.store.conn(), account, "Old").await?.is_some());
+    let inbox = mailboxes::find_by_role(db.store.conn(), account, Role::Inbox)
+        .await?
+        .expect("inbox");
+    let work = mailboxes::find_by_name(db.store.conn(), account, "Work")
+        .await?
+        .expect("work");
+    assert!(
+        mailboxes::find_by_name(db.store.conn(), account, "Old")
+            .await?
+            .is_some()
+    );
     let before = flags_of(&db, account, inbox.id).await?;
     assert_eq!(before.iter().filter(|f| f.1).count(), 3, "{before:?}");
 
     // Another client: a second IMAP connection adds mail; doveadm flags, unflags, moves,
     // expunges and deletes a mailbox.
-    append(&base, &user, "INBOX", (100..102).map(|i| g.message(i)).collect()).await?;
+    append(
+        &base,
+        &user,
+        "INBOX",
+        (100..102).map(|i| g.message(i)).collect(),
+    )
+    .await?;
     let d = |args: &[&str]| -> Vec<String> { args.iter().map(|s| (*s).to_owned()).collect() };
-    doveadm(d(&["flags", "add", "-u", &u, "\\Flagged", "mailbox", "INBOX", "uid", "1:3"])).await?;
-    doveadm(d(&["flags", "remove", "-u", &u, "\\Seen", "mailbox", "INBOX", "uid", "4"])).await?;
-    doveadm(d(&["move", "-u", &u, "Work", "mailbox", "INBOX", "uid", "10"])).await?;
-    doveadm(d(&["expunge", "-u", &u, "mailbox", "INBOX", "uid", "11:12"])).await?;
+    doveadm(d(&[
+        "flags",
+        "add",
+        "-u",
+        &u,
+        "\\Flagged",
+        "mailbox",
+        "INBOX",
+        "uid",
+        "1:3",
+    ]))
+    .await?;
+    doveadm(d(&[
+        "flags", "remove", "-u", &u, "\\Seen", "mailbox", "INBOX", "uid", "4",
+    ]))
+    .await?;
+    doveadm(d(&[
+        "move", "-u", &u, "Work", "mailbox", "INBOX", "uid", "10",
+    ]))
+    .await?;
+    doveadm(d(&[
+        "expunge", "-u", &u, "mailbox", "INBOX", "uid", "11:12",
+    ]))
+    .await?;
     doveadm(d(&["mailbox", "delete", "-u", &u, "Old"])).await?;
 
-    let second = limit(60, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    let second = limit(
+        60,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     assert_eq!(
         second.totals,
-        SyncCounts { added: 3, updated: 4, removed: 3 },
+        SyncCounts {
+            added: 3,
+            updated: 4,
+            removed: 3
+        },
         "{mode:?}: {second:?}"
     );
     assert_eq!(second.mailboxes_removed, 1);
-    assert!(mailboxes::find_by_name(db.store.conn(), account, "Old").await?.is_none());
-    assert_eq!(emails::count(db.store.conn(), account).await?, 73 + 2 - 2 - 3);
+    assert!(
+        mailboxes::find_by_name(db.store.conn(), account, "Old")
+            .await?
+            .is_none()
+    );
+    assert_eq!(
+        emails::count(db.store.conn(), account).await?,
+        73 + 2 - 2 - 3
+    );
     let after = flags_of(&db, account, inbox.id).await?;
     assert_eq!(after.len(), 39);
     let flagged: Vec<i64> = after.iter().filter(|f| f.2).map(|f| f.0).collect();
@@ -105,14 +189,28 @@ async fn scenario(mode: Mode) -> anyhow::Result<()> {
     assert_eq!(work_flags.len(), 31);
 
     // Converged: nothing left to do.
-    let third = limit(60, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    let third = limit(
+        60,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     assert_eq!(third.totals, SyncCounts::default(), "{mode:?}: {third:?}");
     if mode != Mode::Neither {
-        assert!(third.mailboxes.iter().all(|m| matches!(m.result, MailboxResult::Skipped)), "{third:?}");
+        assert!(
+            third
+                .mailboxes
+                .iter()
+                .all(|m| matches!(m.result, MailboxResult::Skipped)),
+            "{third:?}"
+        );
     }
     // A fresh connection sees the same (checkpoints, not connection state, drive the sync).
     let mut conn2 = connect(&cfg).await;
-    let fourth = limit(60, sync_account(&mut conn2, &db.store, account, &SyncOptions::default())).await?;
+    let fourth = limit(
+        60,
+        sync_account(&mut conn2, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     assert_eq!(fourth.totals, SyncCounts::default(), "{mode:?}: {fourth:?}");
     Ok(())
 }

@@ -1,15 +1,15 @@
 //! Integration tests against the real Dovecot and Cyrus from `cargo xtask servers up`.
 
+mod bodies;
 mod common;
 mod connect;
-mod sync_dovecot;
-mod incremental;
-mod uidvalidity;
-mod idle;
-mod mutations;
 mod cyrus;
+mod idle;
+mod incremental;
+mod mutations;
 mod names;
-mod poison;
-mod bodies;
 mod perf;
+mod poison;
 mod postgres;
+mod sync_dovecot;
+mod uidvalidity;

@@ -25,14 +25,23 @@ async fn server_uids_and_flags(
         ],
     )
     .await?;
-    Ok(lines.into_iter().filter(|l| l.contains(" FETCH ")).collect())
+    Ok(lines
+        .into_iter()
+        .filter(|l| l.contains(" FETCH "))
+        .collect())
 }
 
 async fn role(db: &TempDb, account: AccountId, r: Role) -> anyhow::Result<MailboxId> {
-    Ok(mailboxes::find_by_role(db.store.conn(), account, r).await?.expect("role").id)
+    Ok(mailboxes::find_by_role(db.store.conn(), account, r)
+        .await?
+        .expect("role")
+        .id)
 }
 
-async fn uid_of(db: &TempDb, id: mailsync_store::EmailId) -> anyhow::Result<(MailboxId, Option<i64>)> {
+async fn uid_of(
+    db: &TempDb,
+    id: mailsync_store::EmailId,
+) -> anyhow::Result<(MailboxId, Option<i64>)> {
     let m = emails::memberships(db.store.conn(), id).await?;
     let m = m.first().expect("membership");
     Ok((m.mailbox_id, m.uid))
@@ -43,10 +52,20 @@ async fn every_mutation_kind() -> anyhow::Result<()> {
     let user = fresh_user("mut");
     let cfg = dovecot(&user);
     let g = Generator::with_profile(Profile::small(), 41);
-    append(&cfg, &user, "INBOX", (0..10).map(|i| g.message(i)).collect()).await?;
+    append(
+        &cfg,
+        &user,
+        "INBOX",
+        (0..10).map(|i| g.message(i)).collect(),
+    )
+    .await?;
     let (db, account) = store().await?;
     let mut conn = connect(&cfg).await;
-    limit(30, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    limit(
+        30,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     let inbox = role(&db, account, Role::Inbox).await?;
     let archive = role(&db, account, Role::Archive).await?;
     let trash = role(&db, account, Role::Trash).await?;
@@ -54,8 +73,12 @@ async fn every_mutation_kind() -> anyhow::Result<()> {
     let inbox_row = mailboxes::get(db.store.conn(), inbox).await?;
     let uv = u32::try_from(inbox_row.status.uidvalidity.expect("uv"))?;
     let id_of = |uid: u32| emails::imap_remote_id(inbox, uv, uid);
-    let e4 = emails::find_by_remote_id(db.store.conn(), account, &id_of(4)).await?.expect("4");
-    let e6 = emails::find_by_remote_id(db.store.conn(), account, &id_of(6)).await?.expect("6");
+    let e4 = emails::find_by_remote_id(db.store.conn(), account, &id_of(4))
+        .await?
+        .expect("4");
+    let e6 = emails::find_by_remote_id(db.store.conn(), account, &id_of(6))
+        .await?
+        .expect("6");
 
     // A local draft row (no UID yet) that an APPEND should adopt.
     let draft_raw = g.message(50);
@@ -64,37 +87,92 @@ async fn every_mutation_kind() -> anyhow::Result<()> {
     local.message_id = Some(draft_mid.clone());
     local.mailboxes = vec![Membership::plain(drafts)];
     emails::upsert_batch(db.store.conn(), account, &[local]).await?;
-    let local_id = emails::find_by_remote_id(db.store.conn(), account, "local:draft-1").await?.expect("local").id;
+    let local_id = emails::find_by_remote_id(db.store.conn(), account, "local:draft-1")
+        .await?
+        .expect("local")
+        .id;
 
     let items = vec![
-        ImapMutation::AddFlags { mailbox: inbox, uids: vec![1], flags: vec!["\\Flagged".into(), "$Forwarded".into()] },
-        ImapMutation::AddFlags { mailbox: inbox, uids: vec![2], flags: vec!["\\Flagged".into(), "$Forwarded".into()] },
-        ImapMutation::AddFlags { mailbox: inbox, uids: vec![3], flags: vec!["\\Seen".into()] },
-        ImapMutation::RemoveFlags { mailbox: inbox, uids: vec![3], flags: vec!["\\Seen".into()] },
-        ImapMutation::Move { from: inbox, uids: vec![4, 5], to: archive },
-        ImapMutation::Delete { mailbox: inbox, uids: vec![6] },
-        ImapMutation::Append { mailbox: drafts, raw: draft_raw, flags: vec!["\\Draft".into(), "\\Seen".into()], internal_date: Some(chrono::Utc::now()), local: Some(local_id) },
+        ImapMutation::AddFlags {
+            mailbox: inbox,
+            uids: vec![1],
+            flags: vec!["\\Flagged".into(), "$Forwarded".into()],
+        },
+        ImapMutation::AddFlags {
+            mailbox: inbox,
+            uids: vec![2],
+            flags: vec!["\\Flagged".into(), "$Forwarded".into()],
+        },
+        ImapMutation::AddFlags {
+            mailbox: inbox,
+            uids: vec![3],
+            flags: vec!["\\Seen".into()],
+        },
+        ImapMutation::RemoveFlags {
+            mailbox: inbox,
+            uids: vec![3],
+            flags: vec!["\\Seen".into()],
+        },
+        ImapMutation::Move {
+            from: inbox,
+            uids: vec![4, 5],
+            to: archive,
+        },
+        ImapMutation::Delete {
+            mailbox: inbox,
+            uids: vec![6],
+        },
+        ImapMutation::Append {
+            mailbox: drafts,
+            raw: draft_raw,
+            flags: vec!["\\Draft".into(), "\\Seen".into()],
+            internal_date: Some(chrono::Utc::now()),
+            local: Some(local_id),
+        },
     ];
     let out = limit(30, apply(&mut conn, &db.store, &items)).await;
     assert_eq!(out.len(), items.len());
     assert!(out.iter().all(MutationOutcome::is_ok), "{out:#?}");
-    let MutationOutcome::Ok { moved, uidvalidity, .. } = &out[4] else { unreachable!() };
+    let MutationOutcome::Ok {
+        moved, uidvalidity, ..
+    } = &out[4]
+    else {
+        unreachable!()
+    };
     assert_eq!(moved.iter().map(|m| m.0).collect::<Vec<_>>(), vec![4, 5]);
     assert!(uidvalidity.is_some());
-    let MutationOutcome::Ok { appended_uid, .. } = &out[6] else { unreachable!() };
+    let MutationOutcome::Ok { appended_uid, .. } = &out[6] else {
+        unreachable!()
+    };
     assert!(appended_uid.is_some());
 
     // The server agrees.
     let inbox_fetch = server_uids_and_flags(&cfg, &user, "INBOX").await?;
     assert_eq!(inbox_fetch.len(), 7, "{inbox_fetch:?}");
-    let line = |uid: u32| inbox_fetch.iter().find(|l| l.contains(&format!("UID {uid} "))).cloned().unwrap_or_default();
-    assert!(line(1).contains("\\Flagged") && line(1).contains("$Forwarded"), "{}", line(1));
+    let line = |uid: u32| {
+        inbox_fetch
+            .iter()
+            .find(|l| l.contains(&format!("UID {uid} ")))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        line(1).contains("\\Flagged") && line(1).contains("$Forwarded"),
+        "{}",
+        line(1)
+    );
     assert!(line(2).contains("\\Flagged"));
     assert!(!line(3).contains("\\Seen"), "{}", line(3));
-    assert_eq!(server_uids_and_flags(&cfg, &user, "Archive").await?.len(), 2);
+    assert_eq!(
+        server_uids_and_flags(&cfg, &user, "Archive").await?.len(),
+        2
+    );
     assert_eq!(server_uids_and_flags(&cfg, &user, "Trash").await?.len(), 1);
     let drafts_fetch = server_uids_and_flags(&cfg, &user, "Drafts").await?;
-    assert!(drafts_fetch.len() == 1 && drafts_fetch[0].contains("\\Draft"), "{drafts_fetch:?}");
+    assert!(
+        drafts_fetch.len() == 1 && drafts_fetch[0].contains("\\Draft"),
+        "{drafts_fetch:?}"
+    );
 
     // Moved rows kept their local id; the appended draft row got its server identity.
     assert_eq!(uid_of(&db, e4.id).await?.0, archive);
@@ -106,16 +184,43 @@ async fn every_mutation_kind() -> anyhow::Result<()> {
     let trash_row = mailboxes::get(db.store.conn(), trash).await?;
     let (_, trash_uid) = uid_of(&db, e6.id).await?;
     let trash_uid = u32::try_from(trash_uid.expect("uid in trash"))?;
-    let out = limit(30, apply(&mut conn, &db.store, &[ImapMutation::Delete { mailbox: trash_row.id, uids: vec![trash_uid] }])).await;
+    let out = limit(
+        30,
+        apply(
+            &mut conn,
+            &db.store,
+            &[ImapMutation::Delete {
+                mailbox: trash_row.id,
+                uids: vec![trash_uid],
+            }],
+        ),
+    )
+    .await;
     assert!(out[0].is_ok(), "{out:?}");
-    assert!(server_uids_and_flags(&cfg, &user, "Trash").await?.is_empty());
-    assert!(emails::get(db.store.conn(), e6.id).await.is_err(), "expunged row still there");
+    assert!(
+        server_uids_and_flags(&cfg, &user, "Trash")
+            .await?
+            .is_empty()
+    );
+    assert!(
+        emails::get(db.store.conn(), e6.id).await.is_err(),
+        "expunged row still there"
+    );
 
     // A resync adds nothing twice: moved and appended messages were adopted.
-    let report = limit(30, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    let report = limit(
+        30,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     assert_eq!(report.totals.added, 0, "{report:?}");
     assert_eq!(emails::count(db.store.conn(), account).await?, 10 - 1 + 1);
-    assert_eq!(emails::find_by_message_id(db.store.conn(), account, &draft_mid).await?.len(), 1);
+    assert_eq!(
+        emails::find_by_message_id(db.store.conn(), account, &draft_mid)
+            .await?
+            .len(),
+        1
+    );
     Ok(())
 }
 
@@ -129,59 +234,157 @@ async fn refusals_are_typed_never_success() -> anyhow::Result<()> {
     append(&cfg, &user, "Gone", (3..4).map(|i| g.message(i)).collect()).await?;
     let (db, account) = store().await?;
     let mut conn = connect(&cfg).await;
-    limit(30, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    limit(
+        30,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     let inbox = role(&db, account, Role::Inbox).await?;
-    let gone = mailboxes::find_by_name(db.store.conn(), account, "Gone").await?.expect("Gone").id;
-    doveadm(vec!["mailbox".into(), "delete".into(), "-u".into(), u, "Gone".into()]).await?;
+    let gone = mailboxes::find_by_name(db.store.conn(), account, "Gone")
+        .await?
+        .expect("Gone")
+        .id;
+    doveadm(vec![
+        "mailbox".into(),
+        "delete".into(),
+        "-u".into(),
+        u,
+        "Gone".into(),
+    ])
+    .await?;
 
-    let out = limit(30, apply(&mut conn, &db.store, &[
-        ImapMutation::Move { from: inbox, uids: vec![1], to: gone },
-        ImapMutation::AddFlags { mailbox: gone, uids: vec![1], flags: vec!["\\Seen".into()] },
-        ImapMutation::AddFlags { mailbox: inbox, uids: vec![0], flags: vec!["\\Seen".into()] },
-        ImapMutation::AddFlags { mailbox: inbox, uids: vec![1], flags: vec!["bad flag".into()] },
-        ImapMutation::Move { from: inbox, uids: vec![2], to: MailboxId(987_654) },
-        ImapMutation::AddFlags { mailbox: inbox, uids: vec![2], flags: vec!["\\Answered".into()] },
-    ])).await;
+    let out = limit(
+        30,
+        apply(
+            &mut conn,
+            &db.store,
+            &[
+                ImapMutation::Move {
+                    from: inbox,
+                    uids: vec![1],
+                    to: gone,
+                },
+                ImapMutation::AddFlags {
+                    mailbox: gone,
+                    uids: vec![1],
+                    flags: vec!["\\Seen".into()],
+                },
+                ImapMutation::AddFlags {
+                    mailbox: inbox,
+                    uids: vec![0],
+                    flags: vec!["\\Seen".into()],
+                },
+                ImapMutation::AddFlags {
+                    mailbox: inbox,
+                    uids: vec![1],
+                    flags: vec!["bad flag".into()],
+                },
+                ImapMutation::Move {
+                    from: inbox,
+                    uids: vec![2],
+                    to: MailboxId(987_654),
+                },
+                ImapMutation::AddFlags {
+                    mailbox: inbox,
+                    uids: vec![2],
+                    flags: vec!["\\Answered".into()],
+                },
+            ],
+        ),
+    )
+    .await;
     assert!(
-        matches!(&out[0], MutationOutcome::Permanent { code: Some(ResponseCode::TryCreate), .. }),
-        "move to a missing mailbox: {:?}", out[0]
+        matches!(
+            &out[0],
+            MutationOutcome::Permanent {
+                code: Some(ResponseCode::TryCreate),
+                ..
+            }
+        ),
+        "move to a missing mailbox: {:?}",
+        out[0]
     );
-    assert!(matches!(&out[1], MutationOutcome::Permanent { .. }), "{:?}", out[1]);
+    assert!(
+        matches!(&out[1], MutationOutcome::Permanent { .. }),
+        "{:?}",
+        out[1]
+    );
     assert!(
         matches!(&out[2], MutationOutcome::Permanent { reason, .. } if reason.contains("BAD")),
-        "UID 0: {:?}", out[2]
+        "UID 0: {:?}",
+        out[2]
     );
-    assert!(matches!(&out[3], MutationOutcome::Permanent { .. }), "{:?}", out[3]);
-    assert!(matches!(&out[4], MutationOutcome::Permanent { .. }), "{:?}", out[4]);
+    assert!(
+        matches!(&out[3], MutationOutcome::Permanent { .. }),
+        "{:?}",
+        out[3]
+    );
+    assert!(
+        matches!(&out[4], MutationOutcome::Permanent { .. }),
+        "{:?}",
+        out[4]
+    );
     // The connection survived all of that.
     assert!(out[5].is_ok(), "{:?}", out[5]);
     let inbox_fetch = server_uids_and_flags(&cfg, &user, "INBOX").await?;
-    assert_eq!(inbox_fetch.len(), 3, "the refused move moved something: {inbox_fetch:?}");
+    assert_eq!(
+        inbox_fetch.len(),
+        3,
+        "the refused move moved something: {inbox_fetch:?}"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn fallbacks_without_move_and_uidplus() -> anyhow::Result<()> {
     let user = fresh_user("mutfb");
-    let cfg = dovecot(&user).disable_extension("MOVE").disable_extension("UIDPLUS");
+    let cfg = dovecot(&user)
+        .disable_extension("MOVE")
+        .disable_extension("UIDPLUS");
     let g = Generator::with_profile(Profile::small(), 43);
     append(&cfg, &user, "INBOX", (0..5).map(|i| g.message(i)).collect()).await?;
     let (db, account) = store().await?;
     let mut conn = connect(&cfg).await;
     assert!(!conn.has_capability("MOVE"));
-    limit(30, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    limit(
+        30,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     let inbox = role(&db, account, Role::Inbox).await?;
     let archive = role(&db, account, Role::Archive).await?;
     let trash = role(&db, account, Role::Trash).await?;
-    let out = limit(30, apply(&mut conn, &db.store, &[
-        ImapMutation::Move { from: inbox, uids: vec![1, 2], to: archive },
-        ImapMutation::Delete { mailbox: inbox, uids: vec![3] },
-    ])).await;
+    let out = limit(
+        30,
+        apply(
+            &mut conn,
+            &db.store,
+            &[
+                ImapMutation::Move {
+                    from: inbox,
+                    uids: vec![1, 2],
+                    to: archive,
+                },
+                ImapMutation::Delete {
+                    mailbox: inbox,
+                    uids: vec![3],
+                },
+            ],
+        ),
+    )
+    .await;
     assert!(out.iter().all(MutationOutcome::is_ok), "{out:?}");
     assert_eq!(server_uids_and_flags(&cfg, &user, "INBOX").await?.len(), 2);
-    assert_eq!(server_uids_and_flags(&cfg, &user, "Archive").await?.len(), 2);
+    assert_eq!(
+        server_uids_and_flags(&cfg, &user, "Archive").await?.len(),
+        2
+    );
     assert_eq!(server_uids_and_flags(&cfg, &user, "Trash").await?.len(), 1);
-    let report = limit(30, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    let report = limit(
+        30,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     assert_eq!(report.totals.added, 0, "{report:?}");
     assert_eq!(emails::count(db.store.conn(), account).await?, 5);
     let _ = trash;
@@ -197,16 +400,40 @@ async fn connection_loss_makes_the_rest_transient() -> anyhow::Result<()> {
     append(&cfg, &user, "INBOX", (0..3).map(|i| g.message(i)).collect()).await?;
     let (db, account) = store().await?;
     let mut conn = connect(&cfg).await;
-    limit(30, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    limit(
+        30,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     let inbox = role(&db, account, Role::Inbox).await?;
     doveadm(vec!["kick".into(), u]).await?;
     // Let the kicked session go away (it may still answer a command it already read).
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let out = limit(30, apply(&mut conn, &db.store, &[
-        ImapMutation::AddFlags { mailbox: inbox, uids: vec![1], flags: vec!["\\Seen".into()] },
-        ImapMutation::Move { from: inbox, uids: vec![2], to: inbox },
-    ])).await;
-    assert!(out.iter().all(|o| matches!(o, MutationOutcome::Transient { .. })), "{out:?}");
+    let out = limit(
+        30,
+        apply(
+            &mut conn,
+            &db.store,
+            &[
+                ImapMutation::AddFlags {
+                    mailbox: inbox,
+                    uids: vec![1],
+                    flags: vec!["\\Seen".into()],
+                },
+                ImapMutation::Move {
+                    from: inbox,
+                    uids: vec![2],
+                    to: inbox,
+                },
+            ],
+        ),
+    )
+    .await;
+    assert!(
+        out.iter()
+            .all(|o| matches!(o, MutationOutcome::Transient { .. })),
+        "{out:?}"
+    );
     assert!(!conn.is_usable());
     Ok(())
 }

@@ -20,13 +20,20 @@ async fn timings_first_sync_10k_nochange_and_one_percent() -> anyhow::Result<()>
     let g = Generator::with_profile(Profile::small(), 71);
     let t = Instant::now();
     append(&cfg, &user, "INBOX", (0..n).map(|i| g.message(i)).collect()).await?;
-    println!("TIMING load {n} small messages (MULTIAPPEND): {} ms", t.elapsed().as_millis());
+    println!(
+        "TIMING load {n} small messages (MULTIAPPEND): {} ms",
+        t.elapsed().as_millis()
+    );
 
     // Cold server (Dovecot parses every message on the first BODYSTRUCTURE fetch).
     let (db, account) = store().await?;
     let mut conn = connect(&cfg).await;
     let t = Instant::now();
-    let r = limit(120, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    let r = limit(
+        120,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     let cold = t.elapsed();
     assert_eq!(r.totals.added, n as u64);
     // Warm server, fresh database: what the benchmark compares with the raw UID FETCH floor.
@@ -34,34 +41,93 @@ async fn timings_first_sync_10k_nochange_and_one_percent() -> anyhow::Result<()>
     let account2 = add_account(&db2).await?;
     let mut conn2 = connect(&cfg).await;
     let t = Instant::now();
-    let r = limit(120, sync_account(&mut conn2, &db2.store, account2, &SyncOptions::default())).await?;
+    let r = limit(
+        120,
+        sync_account(&mut conn2, &db2.store, account2, &SyncOptions::default()),
+    )
+    .await?;
     let warm = t.elapsed();
     assert_eq!(r.totals.added, n as u64);
     assert_eq!(emails::count(db2.store.conn(), account2).await?, n as u64);
 
     let t = Instant::now();
-    let r = limit(60, sync_account(&mut conn2, &db2.store, account2, &SyncOptions::default())).await?;
+    let r = limit(
+        60,
+        sync_account(&mut conn2, &db2.store, account2, &SyncOptions::default()),
+    )
+    .await?;
     let nochange = t.elapsed();
     assert_eq!(r.totals, SyncCounts::default());
-    assert!(r.mailboxes.iter().all(|m| matches!(m.result, MailboxResult::Skipped)));
+    assert!(
+        r.mailboxes
+            .iter()
+            .all(|m| matches!(m.result, MailboxResult::Skipped))
+    );
 
     // 1 %: another client flags 100 messages and expunges 100 others.
     let d = |args: &[&str]| -> Vec<String> { args.iter().map(|s| (*s).to_owned()).collect() };
     let flag_set: Vec<String> = (0..100).map(|k| (k * 97 + 1).to_string()).collect();
     let gone_set: Vec<String> = (0..100).map(|k| (k * 97 + 50).to_string()).collect();
-    doveadm(d(&["flags", "add", "-u", &u, "\\Flagged", "mailbox", "INBOX", "uid", &flag_set.join(",")])).await?;
-    doveadm(d(&["expunge", "-u", &u, "mailbox", "INBOX", "uid", &gone_set.join(",")])).await?;
+    doveadm(d(&[
+        "flags",
+        "add",
+        "-u",
+        &u,
+        "\\Flagged",
+        "mailbox",
+        "INBOX",
+        "uid",
+        &flag_set.join(","),
+    ]))
+    .await?;
+    doveadm(d(&[
+        "expunge",
+        "-u",
+        &u,
+        "mailbox",
+        "INBOX",
+        "uid",
+        &gone_set.join(","),
+    ]))
+    .await?;
     let t = Instant::now();
-    let r = limit(60, sync_account(&mut conn2, &db2.store, account2, &SyncOptions::default())).await?;
+    let r = limit(
+        60,
+        sync_account(&mut conn2, &db2.store, account2, &SyncOptions::default()),
+    )
+    .await?;
     let change = t.elapsed();
-    assert_eq!(r.totals, SyncCounts { added: 0, updated: 100, removed: 100 }, "{r:?}");
+    assert_eq!(
+        r.totals,
+        SyncCounts {
+            added: 0,
+            updated: 100,
+            removed: 100
+        },
+        "{r:?}"
+    );
 
-    println!("TIMING first sync {n} small msgs, cold server: {} ms", cold.as_millis());
-    println!("TIMING first sync {n} small msgs, warm server: {} ms", warm.as_millis());
-    println!("TIMING no-change resync ({n} msgs, QRESYNC): {} ms", nochange.as_millis());
-    println!("TIMING 1% change resync (100 flagged + 100 expunged of {n}): {} ms", change.as_millis());
+    println!(
+        "TIMING first sync {n} small msgs, cold server: {} ms",
+        cold.as_millis()
+    );
+    println!(
+        "TIMING first sync {n} small msgs, warm server: {} ms",
+        warm.as_millis()
+    );
+    println!(
+        "TIMING no-change resync ({n} msgs, QRESYNC): {} ms",
+        nochange.as_millis()
+    );
+    println!(
+        "TIMING 1% change resync (100 flagged + 100 expunged of {n}): {} ms",
+        change.as_millis()
+    );
     // Generous bounds for a loaded 2-core CI machine (targets: 100 ms and well under 1 s).
-    assert!(nochange < Duration::from_secs(1), "no-change resync took {nochange:?}");
+    assert!(
+        nochange < Duration::from_secs(1),
+        "no-change resync took {nochange:?}"
+    );
     assert!(change < Duration::from_secs(5), "1% resync took {change:?}");
     Ok(())
 }

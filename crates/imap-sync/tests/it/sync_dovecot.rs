@@ -21,7 +21,11 @@ async fn first_sync_of_varied_mime_then_no_change() -> anyhow::Result<()> {
     let (db, account) = store().await?;
     let mut conn = connect(&cfg).await;
     let t = Instant::now();
-    let report = limit(120, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    let report = limit(
+        120,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     let first_ms = t.elapsed().as_millis();
     assert_eq!(report.totals.added, n as u64, "{report:?}");
     assert_eq!(emails::count(db.store.conn(), account).await?, n as u64);
@@ -29,11 +33,18 @@ async fn first_sync_of_varied_mime_then_no_change() -> anyhow::Result<()> {
         .await?
         .expect("inbox");
     let t = Instant::now();
-    let again = limit(60, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    let again = limit(
+        60,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     let nochange_ms = t.elapsed().as_millis();
     assert_eq!(again.totals, Default::default(), "{again:?}");
     assert!(
-        again.mailboxes.iter().all(|m| matches!(m.result, MailboxResult::Skipped)),
+        again
+            .mailboxes
+            .iter()
+            .all(|m| matches!(m.result, MailboxResult::Skipped)),
         "{again:?}"
     );
     println!("TIMING first sync {n} msgs: {first_ms} ms; no-change resync: {nochange_ms} ms");
@@ -79,12 +90,29 @@ pub async fn verify_against_generator(
             .await?
             .unwrap_or_else(|| panic!("message {i} missing"));
         assert_eq!(e.message_id, x.message_id, "message-id of {i}");
-        assert_eq!(e.subject.as_deref().filter(|s| !s.is_empty()), x.subject.as_deref(), "subject of {i} ({:?})", x.subject_encoding);
+        assert_eq!(
+            e.subject.as_deref().filter(|s| !s.is_empty()),
+            x.subject.as_deref(),
+            "subject of {i} ({:?})",
+            x.subject_encoding
+        );
         let from = e.from.first().expect("from");
         assert_eq!(from.email, x.from_addr, "from of {i}");
-        assert_eq!(from.name.as_deref(), Some(x.from_name.as_str()), "from name of {i}");
-        assert_eq!(e.to.iter().map(|a| a.email.clone()).collect::<Vec<_>>(), x.to, "to of {i}");
-        assert_eq!(e.cc.iter().map(|a| a.email.clone()).collect::<Vec<_>>(), x.cc, "cc of {i}");
+        assert_eq!(
+            from.name.as_deref(),
+            Some(x.from_name.as_str()),
+            "from name of {i}"
+        );
+        assert_eq!(
+            e.to.iter().map(|a| a.email.clone()).collect::<Vec<_>>(),
+            x.to,
+            "to of {i}"
+        );
+        assert_eq!(
+            e.cc.iter().map(|a| a.email.clone()).collect::<Vec<_>>(),
+            x.cc,
+            "cc of {i}"
+        );
         assert_eq!(e.sent_at.map(|d| d.timestamp()), x.date, "date of {i}");
         assert_eq!(e.in_reply_to, x.in_reply_to, "in-reply-to of {i}");
         let refs: Vec<String> = e
@@ -93,10 +121,16 @@ pub async fn verify_against_generator(
             .map(|r| r.split(' ').map(str::to_owned).collect())
             .unwrap_or_default();
         assert_eq!(refs, x.references, "references of {i}");
-        assert_eq!(e.has_attachment, x.has_attachment, "has_attachment of {i} ({:?})", x.kind);
+        assert_eq!(
+            e.has_attachment, x.has_attachment,
+            "has_attachment of {i} ({:?})",
+            x.kind
+        );
         let atts = emails::attachments(db.store.conn(), e.id).await?;
-        let got: Vec<(Option<String>, String)> =
-            atts.iter().map(|a| (a.file_name.clone(), a.mime_type.clone())).collect();
+        let got: Vec<(Option<String>, String)> = atts
+            .iter()
+            .map(|a| (a.file_name.clone(), a.mime_type.clone()))
+            .collect();
         let want: Vec<(Option<String>, String)> = x
             .attachments
             .iter()
@@ -104,9 +138,17 @@ pub async fn verify_against_generator(
             .collect();
         assert_eq!(got, want, "attachments of {i} ({:?})", x.kind);
         if server_previews {
-            assert!(e.preview.as_deref().is_some_and(|p| !p.is_empty()), "preview of {i}");
+            assert!(
+                e.preview.as_deref().is_some_and(|p| !p.is_empty()),
+                "preview of {i}"
+            );
         }
-        assert!(e.size as usize == x.size, "size of {i}: {} vs {}", e.size, x.size);
+        assert!(
+            e.size as usize == x.size,
+            "size of {i}: {} vs {}",
+            e.size,
+            x.size
+        );
     }
     // The corpus really was varied (when large enough to be).
     if kinds.len() + encodings.len() > 2 {

@@ -19,13 +19,25 @@ async fn recreated_mailbox_is_rescanned_and_rematched_by_message_id() -> anyhow:
     append(&cfg, &user, "Box", (0..20).map(|i| g.message(i)).collect()).await?;
     let (db, account) = store().await?;
     let mut conn = connect(&cfg).await;
-    limit(60, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
-    let boxrow = mailboxes::find_by_name(db.store.conn(), account, "Box").await?.expect("Box");
+    limit(
+        60,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
+    let boxrow = mailboxes::find_by_name(db.store.conn(), account, "Box")
+        .await?
+        .expect("Box");
     let old_uv = boxrow.status.uidvalidity.expect("uidvalidity");
     let remote5 = emails::imap_remote_id(boxrow.id, u32::try_from(old_uv)?, 5);
-    let e5 = emails::find_by_remote_id(db.store.conn(), account, &remote5).await?.expect("uid 5");
+    let e5 = emails::find_by_remote_id(db.store.conn(), account, &remote5)
+        .await?
+        .expect("uid 5");
     let body = limit(30, fetch_body(&mut conn, &db.store, e5.id)).await?;
-    assert!(body.text.as_deref().is_some_and(|t| t.contains(&g.expected(4).token)));
+    assert!(
+        body.text
+            .as_deref()
+            .is_some_and(|t| t.contains(&g.expected(4).token))
+    );
     assert!(bodies::get(db.store.conn(), e5.id).await?.is_some());
 
     // Another client deletes and re-creates Box: 15 of the old messages come back (same
@@ -40,7 +52,9 @@ async fn recreated_mailbox_is_rescanned_and_rematched_by_message_id() -> anyhow:
     // The first rescan is killed after its first committed batch.
     let opts = SyncOptions::default()
         .with_batch_size(4)
-        .with_progress(Arc::new(|_p: &mailsync_imap_sync::SyncProgress| panic!("killed midway")));
+        .with_progress(Arc::new(|_p: &mailsync_imap_sync::SyncProgress| {
+            panic!("killed midway")
+        }));
     let store2 = db.store.clone();
     let cfg2 = cfg.clone();
     let killed = tokio::spawn(async move {
@@ -52,8 +66,14 @@ async fn recreated_mailbox_is_rescanned_and_rematched_by_message_id() -> anyhow:
 
     // A new run converges.
     let mut conn = connect(&cfg).await;
-    let report = limit(60, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
-    let boxrow = mailboxes::find_by_name(db.store.conn(), account, "Box").await?.expect("Box");
+    let report = limit(
+        60,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
+    let boxrow = mailboxes::find_by_name(db.store.conn(), account, "Box")
+        .await?
+        .expect("Box");
     let new_uv = boxrow.status.uidvalidity.expect("uidvalidity");
     assert_ne!(new_uv, old_uv);
     let in_box = emails::list(
@@ -68,20 +88,36 @@ async fn recreated_mailbox_is_rescanned_and_rematched_by_message_id() -> anyhow:
     // Same row, new identity, body still cached.
     let again5 = emails::get(db.store.conn(), e5.id).await?;
     assert_eq!(again5.message_id, e5.message_id);
-    assert_eq!(again5.remote_id, emails::imap_remote_id(boxrow.id, u32::try_from(new_uv)?, 5));
-    assert!(bodies::get(db.store.conn(), e5.id).await?.is_some(), "cached body lost");
+    assert_eq!(
+        again5.remote_id,
+        emails::imap_remote_id(boxrow.id, u32::try_from(new_uv)?, 5)
+    );
+    assert!(
+        bodies::get(db.store.conn(), e5.id).await?.is_some(),
+        "cached body lost"
+    );
     let members = emails::memberships(db.store.conn(), e5.id).await?;
     assert_eq!(members.first().and_then(|m| m.uid), Some(5));
     assert_eq!(members.first().and_then(|m| m.uidvalidity), Some(new_uv));
     // Every message of the new numbering exactly once; the vanished five are gone.
-    let mut mids: Vec<String> = in_box.iter().filter_map(|s| s.email.message_id.clone()).collect();
+    let mut mids: Vec<String> = in_box
+        .iter()
+        .filter_map(|s| s.email.message_id.clone())
+        .collect();
     mids.sort();
-    let mut want: Vec<String> = (0..15).chain(30..32).filter_map(|i| g.expected(i).message_id).collect();
+    let mut want: Vec<String> = (0..15)
+        .chain(30..32)
+        .filter_map(|i| g.expected(i).message_id)
+        .collect();
     want.sort();
     assert_eq!(mids, want);
     assert_eq!(emails::count(db.store.conn(), account).await?, 17);
 
-    let quiet = limit(60, sync_account(&mut conn, &db.store, account, &SyncOptions::default())).await?;
+    let quiet = limit(
+        60,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
     assert_eq!(quiet.totals, SyncCounts::default());
     Ok(())
 }
