@@ -211,7 +211,7 @@ pub struct AccountAddArgs {
     /// Display name for sent mail.
     #[arg(long)]
     pub display_name: Option<String>,
-    /// Bodies downloaded during sync: none, all or <N>kb (others are fetched on demand).
+    /// Bodies downloaded during sync: none, all or NNkb (e.g. 64kb) (others are fetched on demand).
     #[arg(long, default_value = "64kb", value_name = "none|all|<N>kb")]
     pub bodies: String,
     /// Allow plaintext (plain security, http://) to a non-loopback host.
@@ -234,7 +234,7 @@ pub struct SyncArgs {
     /// One full cycle per account, then exit.
     #[arg(long)]
     pub once: bool,
-    /// Body download policy (none, all, <N>kb), stored on the selected accounts.
+    /// Body download policy (none, all, NNkb), stored on the selected accounts.
     #[arg(long, value_name = "none|all|<N>kb")]
     pub bodies: Option<String>,
     /// Polling interval for servers without push, e.g. 1s, 500ms, 2m.
