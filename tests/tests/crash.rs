@@ -1,0 +1,235 @@
+//! "Kill at any moment, restart, converge": a sync run as a separate process is killed with
+//! SIGKILL at later and later moments (mid-batch, mid-transaction) until a run completes; the
+//! database must then equal the server exactly, with no duplicates and a checkpoint that never
+//! runs ahead of the data. Once over IMAP (Dovecot), once over JMAP (Cyrus).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mailsync_store::accounts::{self, Endpoint, NewAccount};
+use mailsync_store::checkpoints::{self, Scope};
+use mailsync_store::testing::TempDb;
+use mailsync_store::{AccountKind, BodyPolicy, Role, SecretRef, Security, emails, mailboxes};
+use mailsync_testkit::{Generator, Profile, Servers, imap_append_bulk};
+
+type R = Result<(), Box<dyn std::error::Error>>;
+
+const N: usize = 6000;
+
+fn server_uids(servers: &Servers, user: &str) -> Result<Vec<i64>, Box<dyn std::error::Error>> {
+    let out = servers.doveadm(&["fetch", "-u", user, "uid", "mailbox", "INBOX", "all"])?;
+    let mut v: Vec<i64> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("uid: "))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_syncs_converge() -> R {
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("crash");
+    imap_append_bulk(
+        servers.dovecot_host(),
+        servers.dovecot_imap_port(),
+        &user.user,
+        &user.password,
+        "INBOX",
+        Generator::with_profile(Profile::small(), 21).messages(0..N),
+        1000,
+    )?;
+    let db = TempDb::sqlite().await?;
+    let account = accounts::create(
+        db.store.conn(),
+        NewAccount {
+            name: "crash".into(),
+            kind: AccountKind::Imap,
+            email: format!("{}@example.test", user.user),
+            display_name: None,
+            username: user.user.clone(),
+            secret_ref: SecretRef::Command(format!("printf %s {}", user.password)),
+            imap: Some(Endpoint {
+                host: "127.0.0.1".into(),
+                port: servers.dovecot_imap_port(),
+                security: Security::Plain,
+            }),
+            smtp: None,
+            jmap_session_url: None,
+            ca_file: None,
+            allow_plaintext: false,
+            body_policy: BodyPolicy::All,
+        },
+    )
+    .await?;
+    let bin = env!("CARGO_BIN_EXE_crash_sync");
+    let run = || {
+        Command::new(bin)
+            .arg(&db.url)
+            .arg(account.id.0.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+    };
+    // Kill at later and later moments (connecting, listing, each batch) until a run finishes
+    // on its own; each run resumes from what the previous killed runs committed.
+    let mut killed_after_progress = 0;
+    for k in 1..=24u64 {
+        let delay_ms = 250 * k;
+        let mut child = run()?;
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let finished = child.try_wait()?.is_some();
+        if !finished {
+            child.kill()?;
+        }
+        child.wait()?;
+        let c = db.store.conn();
+        let stored = emails::count(c, account.id).await?;
+        // The checkpoint never runs ahead of the data it covers.
+        if let Some(inbox) = mailboxes::find_by_role(c, account.id, Role::Inbox).await? {
+            if let Some(cp) =
+                checkpoints::get(c, account.id, &Scope::imap_mailbox(inbox.id)).await?
+            {
+                let max_local = emails::max_uid(c, inbox.id).await?.unwrap_or(0);
+                assert!(
+                    cp.last_uid.unwrap_or(0) <= max_local,
+                    "checkpoint last_uid {:?} ahead of stored max uid {max_local}",
+                    cp.last_uid
+                );
+            }
+        }
+        if stored > 0 && (stored as usize) < N {
+            killed_after_progress += 1;
+        }
+        println!("killed after {delay_ms} ms (finished: {finished}): {stored} emails stored");
+        if finished {
+            break;
+        }
+    }
+    // A complete run converges to the server.
+    let t0 = Instant::now();
+    let status = run()?.wait()?;
+    assert!(status.success(), "final run failed: {status}");
+    println!("final run: {:?}", t0.elapsed());
+    let c = db.store.conn();
+    let inbox = mailboxes::find_by_role(c, account.id, Role::Inbox)
+        .await?
+        .ok_or("inbox")?;
+    let local = emails::uids_in_mailbox(c, inbox.id).await?;
+    assert_eq!(
+        local,
+        server_uids(&servers, &user.user)?,
+        "local UIDs equal the server's"
+    );
+    assert_eq!(
+        emails::count(c, account.id).await?,
+        N as u64,
+        "no duplicates"
+    );
+    assert!(
+        killed_after_progress >= 1,
+        "at least one kill landed mid-sync"
+    );
+    db.cleanup().await?;
+    Ok(())
+}
+
+async fn jmap_server_ids(
+    servers: &Servers,
+    user: &mailsync_testkit::Account,
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    use mailsync_jmap_client::{Client, Credentials, Email, Query};
+    let c = Client::builder()
+        .credentials(Credentials::basic(&user.user, &user.password))
+        .connect(servers.jmap_session_url())
+        .await?;
+    let account = c.mail_account_id()?;
+    let mut out = Vec::new();
+    loop {
+        let resp = c
+            .call(
+                Query::<Email>::new(&account)
+                    .position(out.len() as i64)
+                    .limit(1000),
+            )
+            .await?;
+        if resp.ids.is_empty() {
+            break;
+        }
+        out.extend(resp.ids.into_iter().map(|i| i.as_str().to_owned()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_jmap_syncs_converge() -> R {
+    let servers = Servers::load()?;
+    let user = mailsync_testkit::Account::cyrus_pool(mailsync_testkit::accounts::ENGINE, 4);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(5);
+    imap_append_bulk(
+        servers.cyrus_host(),
+        servers.cyrus_imap_port(),
+        &user.user,
+        &user.password,
+        "INBOX",
+        Generator::with_profile(Profile::small(), seed).messages(0..2000),
+        1000,
+    )?;
+    let db = TempDb::sqlite().await?;
+    let account = accounts::create(
+        db.store.conn(),
+        NewAccount {
+            name: "crash-jmap".into(),
+            kind: AccountKind::Jmap,
+            email: format!("{}@example.test", user.user),
+            display_name: None,
+            username: user.user.clone(),
+            secret_ref: SecretRef::Command(format!("printf %s {}", user.password)),
+            imap: None,
+            smtp: None,
+            jmap_session_url: Some(servers.jmap_session_url().into()),
+            ca_file: None,
+            allow_plaintext: false,
+            body_policy: BodyPolicy::None,
+        },
+    )
+    .await?;
+    let bin = env!("CARGO_BIN_EXE_crash_sync");
+    let run = || {
+        Command::new(bin)
+            .arg(&db.url)
+            .arg(account.id.0.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+    };
+    for k in 1..=40u64 {
+        let mut child = run()?;
+        tokio::time::sleep(Duration::from_millis(150 * k)).await;
+        let finished = child.try_wait()?.is_some();
+        if !finished {
+            child.kill()?;
+        }
+        child.wait()?;
+        let stored = emails::count(db.store.conn(), account.id).await?;
+        println!(
+            "JMAP: killed after {} ms (finished: {finished}): {stored} stored",
+            150 * k
+        );
+        if finished {
+            break;
+        }
+    }
+    let status = run()?.wait()?;
+    assert!(status.success(), "final run failed: {status}");
+    let mut local = emails::remote_ids(db.store.conn(), account.id).await?;
+    local.sort();
+    assert_eq!(local, jmap_server_ids(&servers, &user).await?);
+    db.cleanup().await?;
+    Ok(())
+}
