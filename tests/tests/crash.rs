@@ -87,17 +87,16 @@ async fn killed_syncs_converge() -> R {
         let c = db.store.conn();
         let stored = emails::count(c, account.id).await?;
         // The checkpoint never runs ahead of the data it covers.
-        if let Some(inbox) = mailboxes::find_by_role(c, account.id, Role::Inbox).await? {
-            if let Some(cp) =
+        if let Some(inbox) = mailboxes::find_by_role(c, account.id, Role::Inbox).await?
+            && let Some(cp) =
                 checkpoints::get(c, account.id, &Scope::imap_mailbox(inbox.id)).await?
-            {
-                let max_local = emails::max_uid(c, inbox.id).await?.unwrap_or(0);
-                assert!(
-                    cp.last_uid.unwrap_or(0) <= max_local,
-                    "checkpoint last_uid {:?} ahead of stored max uid {max_local}",
-                    cp.last_uid
-                );
-            }
+        {
+            let max_local = emails::max_uid(c, inbox.id).await?.unwrap_or(0);
+            assert!(
+                cp.last_uid.unwrap_or(0) <= max_local,
+                "checkpoint last_uid {:?} ahead of stored max uid {max_local}",
+                cp.last_uid
+            );
         }
         if stored > 0 && (stored as usize) < N {
             killed_after_progress += 1;
