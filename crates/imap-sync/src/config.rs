@@ -148,6 +148,23 @@ impl ImapConfig {
         }
     }
 
+    /// The IMAP settings of a stored account (server, login, CA file, plaintext opt-in), with
+    /// credentials the caller resolved from the account's secret reference. `None` when the
+    /// account has no IMAP endpoint.
+    pub fn from_account(account: &mailsync_store::accounts::Account, auth: Auth) -> Option<Self> {
+        let ep = account.imap.as_ref()?;
+        let mut cfg = Self::new(
+            ep.host.clone(),
+            ep.port,
+            ep.security,
+            account.username.clone(),
+            auth,
+        );
+        cfg.ca_file = account.ca_file.as_ref().map(PathBuf::from);
+        cfg.allow_plaintext = account.allow_plaintext;
+        Some(cfg)
+    }
+
     /// Trusts this PEM CA file in addition to the system roots.
     #[must_use]
     pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {

@@ -4,8 +4,10 @@ use std::fmt;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -66,6 +68,85 @@ impl AsyncWrite for Transport {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+fn millis_since_start() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A transport that records when bytes last moved, so time limits can be about inactivity
+/// (a 50 MB body on a slow link is fine as long as data keeps coming).
+#[derive(Debug)]
+pub(crate) struct Tracked {
+    pub inner: Transport,
+    last: Arc<AtomicU64>,
+}
+
+/// The shared "last progress" clock of a [`Tracked`] transport.
+#[derive(Debug, Clone)]
+pub(crate) struct ProgressClock(Arc<AtomicU64>);
+
+impl ProgressClock {
+    /// Time since bytes last moved.
+    pub fn idle_for(&self) -> Duration {
+        Duration::from_millis(millis_since_start().saturating_sub(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+impl Tracked {
+    pub fn new(inner: Transport) -> (Self, ProgressClock) {
+        let last = Arc::new(AtomicU64::new(millis_since_start()));
+        (
+            Self {
+                inner,
+                last: last.clone(),
+            },
+            ProgressClock(last),
+        )
+    }
+
+    fn touch(&self) {
+        self.last.store(millis_since_start(), Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.touch();
+        }
+        r
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

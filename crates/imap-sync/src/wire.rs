@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use async_imap::imap_proto::{
     self, AttributeValue, MailboxDatum, MessageSection, Response as P, SectionPath, StatusAttribute,
@@ -20,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use crate::config::Timeouts;
 use crate::error::{Error, ResponseCode};
 use crate::mime::{Envelope, EnvelopeAddress, Part};
-use crate::transport::Transport;
+use crate::transport::{ProgressClock, Tracked, Transport};
 
 /// Status of a condition response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +237,8 @@ enum State {
 
 /// One IMAP connection at the protocol level.
 pub(crate) struct Wire {
-    client: async_imap::Client<Transport>,
+    client: async_imap::Client<Tracked>,
+    clock: ProgressClock,
     next_tag: u64,
     pub timeouts: Timeouts,
     pub literal_plus: bool,
@@ -258,8 +260,10 @@ impl fmt::Debug for Wire {
 
 impl Wire {
     pub fn new(transport: Transport, timeouts: Timeouts) -> Self {
+        let (tracked, clock) = Tracked::new(transport);
         Self {
-            client: async_imap::Client::new(transport),
+            client: async_imap::Client::new(tracked),
+            clock,
             next_tag: 1,
             timeouts,
             literal_plus: false,
@@ -272,7 +276,7 @@ impl Wire {
 
     /// Gives the transport back (for STARTTLS). Only valid between commands.
     pub fn into_transport(self) -> Transport {
-        self.client.into_inner()
+        self.client.into_inner().inner
     }
 
     pub fn is_dead(&self) -> bool {
@@ -298,17 +302,25 @@ impl Wire {
         }
     }
 
-    /// Reads one response, bounded by the read timeout.
+    /// Reads one response. The read timeout is about inactivity: a large response is fine as
+    /// long as bytes keep arriving.
     pub async fn read(&mut self) -> Result<Response, Error> {
         let limit = self.timeouts.read;
-        match tokio::time::timeout(limit, self.read_untimed()).await {
-            Ok(r) => r,
-            Err(_) => {
-                self.state = State::Dead;
-                Err(Error::Timeout {
-                    operation: "read",
-                    seconds: limit.as_secs(),
-                })
+        loop {
+            let wait = limit
+                .saturating_sub(self.clock.idle_for())
+                .max(Duration::from_millis(10));
+            // `read_untimed` is cancel-safe, so it can be restarted after a timeout.
+            match tokio::time::timeout(wait, self.read_untimed()).await {
+                Ok(r) => return r,
+                Err(_) if self.clock.idle_for() < limit => continue,
+                Err(_) => {
+                    self.state = State::Dead;
+                    return Err(Error::Timeout {
+                        operation: "read",
+                        seconds: limit.as_secs(),
+                    });
+                }
             }
         }
     }
@@ -356,25 +368,33 @@ impl Wire {
         }
     }
 
-    /// Writes bytes, bounded by the write timeout.
+    /// Writes bytes; the write timeout applies to each 64 KB piece (inactivity, not size).
     pub async fn write_all(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let limit = self.timeouts.write;
         let stream = self.client.get_mut();
-        let res = tokio::time::timeout(limit, async {
-            stream.write_all(bytes).await?;
-            stream.flush().await
-        })
+        let res = async {
+            for piece in bytes.chunks(64 * 1024) {
+                match tokio::time::timeout(limit, stream.write_all(piece)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(false),
+                }
+            }
+            match tokio::time::timeout(limit, stream.flush()).await {
+                Ok(r) => r.map(|()| true),
+                Err(_) => Ok(false),
+            }
+        }
         .await;
         match res {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.lost(Some(e))),
-            Err(_) => {
+            Ok(true) => Ok(()),
+            Ok(false) => {
                 self.state = State::Dead;
                 Err(Error::Timeout {
                     operation: "write",
                     seconds: limit.as_secs(),
                 })
             }
+            Err(e) => Err(self.lost(Some(e))),
         }
     }
 

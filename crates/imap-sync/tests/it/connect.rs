@@ -48,12 +48,17 @@ async fn tls_without_the_test_ca_is_refused() {
 #[tokio::test]
 async fn bad_password_is_an_auth_error_with_its_code() {
     let user = Account::new(fresh_user("badpw").user, "wrong");
-    for auth in [Auth::Password("wrong".into()), Auth::Login("wrong".into())] {
-        let mut cfg = dovecot(&user);
-        cfg.auth = auth;
-        let err = limit(30, Connection::connect(&cfg))
-            .await
-            .expect_err("logged in");
+    // AUTHENTICATE PLAIN and LOGIN, concurrently: Dovecot delays failed logins from one IP by
+    // seconds (its auth penalty), whatever `auth_failure_delay` says.
+    let plain = dovecot(&user);
+    let mut login = dovecot(&user);
+    login.auth = Auth::Login("wrong".into());
+    let (a, b) = tokio::join!(
+        limit(40, Connection::connect(&plain)),
+        limit(40, Connection::connect(&login))
+    );
+    for r in [a, b] {
+        let err = r.expect_err("logged in");
         assert!(err.is_auth(), "{err:?}");
         assert_eq!(
             err.response_code(),
@@ -118,4 +123,79 @@ async fn cyrus_connects_with_qresync() {
     let c = connect(&cyrus(&user)).await;
     assert!(c.qresync_enabled());
     c.logout().await;
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hold = tokio::spawn(async move {
+        // Accept and say nothing.
+        let (_sock, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    });
+    let mut cfg = ImapConfig::new(
+        "127.0.0.1",
+        port,
+        Security::Plain,
+        "x",
+        Auth::Password("y".into()),
+    );
+    cfg.timeouts = cfg
+        .timeouts
+        .with_connect(std::time::Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let err = limit(10, Connection::connect(&cfg))
+        .await
+        .expect_err("greeting from nowhere");
+    assert!(
+        matches!(err, Error::Timeout { .. }) && err.is_connection(),
+        "{err:?}"
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(3));
+    hold.abort();
+}
+
+#[tokio::test]
+async fn config_from_a_stored_account() -> anyhow::Result<()> {
+    use mailsync_store::accounts::{self, Endpoint, NewAccount};
+    let db = mailsync_store::testing::TempDb::sqlite().await?;
+    let a = accounts::create(
+        db.store.conn(),
+        NewAccount {
+            name: "x".into(),
+            kind: mailsync_store::AccountKind::Imap,
+            email: "me@example.test".into(),
+            display_name: None,
+            username: "me".into(),
+            secret_ref: mailsync_store::SecretRef::Env("PW".into()),
+            imap: Some(Endpoint {
+                host: "imap.example.test".into(),
+                port: 993,
+                security: Security::Tls,
+            }),
+            smtp: None,
+            jmap_session_url: None,
+            ca_file: Some("/tmp/ca.pem".into()),
+            allow_plaintext: false,
+            body_policy: mailsync_store::BodyPolicy::None,
+        },
+    )
+    .await?;
+    let cfg = ImapConfig::from_account(&a, Auth::Password("pw".into())).expect("imap endpoint");
+    assert_eq!(
+        (cfg.host.as_str(), cfg.port, cfg.security),
+        ("imap.example.test", 993, Security::Tls)
+    );
+    assert_eq!(
+        cfg.ca_file.as_deref(),
+        Some(std::path::Path::new("/tmp/ca.pem"))
+    );
+    assert!(
+        !format!("{cfg:?}").contains("pw\""),
+        "secret in Debug output"
+    );
+    Ok(())
 }

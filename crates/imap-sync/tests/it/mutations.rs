@@ -324,6 +324,21 @@ async fn refusals_are_typed_never_success() -> anyhow::Result<()> {
         "{:?}",
         out[4]
     );
+    // Syncing the vanished mailbox is a typed NO, not an empty success.
+    let gone_row = mailboxes::get(db.store.conn(), gone).await?;
+    let err = limit(
+        30,
+        mailsync_imap_sync::sync_mailbox(
+            &mut conn,
+            &db.store,
+            account,
+            &gone_row,
+            &SyncOptions::default(),
+        ),
+    )
+    .await
+    .expect_err("synced a deleted mailbox");
+    assert!(err.is_no() && !err.is_connection(), "{err:?}");
     // The connection survived all of that.
     assert!(out[5].is_ok(), "{:?}", out[5]);
     let inbox_fetch = server_uids_and_flags(&cfg, &user, "INBOX").await?;
