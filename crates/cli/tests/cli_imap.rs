@@ -1,0 +1,279 @@
+//! The `mailsync` binary end to end with IMAP accounts on the real Dovecot (fresh `t_` users),
+//! sending through the SMTP sink: plain, STARTTLS and implicit TLS with a CA file, errors,
+//! sync/list/show, offline changes then sync, send, and the daemon (IDLE) stopping on SIGTERM.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Env, PW_VAR, R, message, unique, wait_for};
+use mailsync_testkit::Servers;
+
+fn imap_add(env: &Env, servers: &Servers, name: &str, user: &str, extra: &[&str]) -> common::Out {
+    let imap = format!("127.0.0.1:{}", servers.dovecot_imap_port());
+    let smtp = format!("127.0.0.1:{}", servers.smtp_port());
+    let mut args = vec![
+        "account",
+        "add",
+        name,
+        "--imap",
+        &imap,
+        "--security",
+        "plain",
+        "--smtp",
+        &smtp,
+        "--smtp-security",
+        "plain",
+        "--user",
+        user,
+        "--password-env",
+        PW_VAR,
+    ];
+    args.extend_from_slice(extra);
+    env.run(&args)
+}
+
+fn append(servers: &Servers, user: &str, mailbox: &str, msgs: Vec<Vec<u8>>) {
+    let n = mailsync_testkit::imap_append_bulk(
+        servers.dovecot_host(),
+        servers.dovecot_imap_port(),
+        user,
+        mailsync_testkit::DOVECOT_T_PASSWORD,
+        mailbox,
+        msgs.iter(),
+        100,
+    )
+    .expect("append to Dovecot");
+    assert_eq!(n, msgs.len());
+}
+
+#[test]
+fn imap_accounts_security_and_errors() -> R {
+    let servers = Servers::load()?;
+    let env = Env::new();
+    let user = servers.fresh_dovecot_user("cli").user;
+
+    // Wrong password: exit 4, nothing stored.
+    let imap = format!("127.0.0.1:{}", servers.dovecot_imap_port());
+    env.run(&[
+        "account",
+        "add",
+        "bad",
+        "--imap",
+        &imap,
+        "--security",
+        "plain",
+        "--user",
+        &user,
+        "--password-cmd",
+        "printf %s wrong",
+    ])
+    .fails(4);
+    assert!(
+        env.run(&["account", "list", "--json"])
+            .ok()
+            .stdout
+            .trim()
+            .is_empty()
+    );
+    // Nothing listens: exit 5.
+    env.run(&[
+        "account",
+        "add",
+        "bad",
+        "--imap",
+        "127.0.0.1:1",
+        "--security",
+        "plain",
+        "--user",
+        &user,
+        "--password-env",
+        PW_VAR,
+    ])
+    .fails(5);
+
+    imap_add(&env, &servers, "plain", &user, &[]).ok();
+    let ca = servers.tls_ca().to_str().ok_or("ca path")?.to_owned();
+    let imaps = format!("127.0.0.1:{}", servers.dovecot_imaps_port());
+    env.run(&[
+        "account",
+        "add",
+        "tls",
+        "--imap",
+        &imaps,
+        "--security",
+        "tls",
+        "--ca-file",
+        &ca,
+        "--user",
+        &user,
+        "--password-env",
+        PW_VAR,
+    ])
+    .ok();
+    env.run(&[
+        "account",
+        "add",
+        "starttls",
+        "--imap",
+        &imap,
+        "--security",
+        "starttls",
+        "--ca-file",
+        &ca,
+        "--user",
+        &user,
+        "--password-env",
+        PW_VAR,
+    ])
+    .ok();
+    // The self-signed certificate without its CA: refused.
+    let o = env.run(&[
+        "account",
+        "add",
+        "noca",
+        "--imap",
+        &imaps,
+        "--security",
+        "tls",
+        "--user",
+        &user,
+        "--password-env",
+        PW_VAR,
+    ]);
+    assert_ne!(o.code, 0, "{o:#?}");
+    let list = env.run(&["account", "list", "--json"]).ok().json_lines();
+    assert_eq!(list.len(), 3);
+    let plain = list.iter().find(|a| a["name"] == "plain").ok_or("plain")?;
+    assert_eq!(plain["kind"], "imap");
+    assert_eq!(plain["imap"]["security"], "plain");
+    assert_eq!(plain["smtp"]["port"], servers.smtp_port());
+    for name in ["plain", "tls", "starttls"] {
+        env.run(&["account", "test", name]).ok();
+    }
+    env.run(&["sync", "--once", "--account", "tls"]).ok();
+    Ok(())
+}
+
+#[test]
+fn imap_sync_changes_and_send() -> R {
+    let servers = Servers::load()?;
+    let env = Env::new();
+    let user = servers.fresh_dovecot_user("cli").user;
+    let subjects: Vec<String> = (0..3).map(|i| unique(&format!("cli-imap{i}"))).collect();
+    let mut msgs: Vec<Vec<u8>> = subjects
+        .iter()
+        .map(|s| message(s, "imap body", None).0)
+        .collect();
+    let s_att = unique("cli-imap-att");
+    msgs.push(message(&s_att, "with attachment", Some(("a.txt", "xyz"))).0);
+    append(&servers, &user, "INBOX", msgs);
+
+    imap_add(&env, &servers, "i", &user, &["--email", "me@example.test"]).ok();
+    env.run(&["sync", "--once"]).ok();
+    let boxes = env.run(&["mailboxes", "--json"]).ok().json_lines();
+    let inbox = boxes.iter().find(|b| b["role"] == "inbox").ok_or("inbox")?;
+    assert_eq!(inbox["name"], "INBOX");
+    assert_eq!(inbox["total"], 4);
+    assert_eq!(inbox["unread"], 4);
+    let att = env.email_by_subject(&s_att).ok_or("listed")?;
+    assert_eq!(att["has_attachments"], true);
+    let id = |s: &str| -> Result<String, Box<dyn std::error::Error>> {
+        Ok(env.email_by_subject(s).ok_or("listed")?["id"]
+            .as_i64()
+            .ok_or("id")?
+            .to_string())
+    };
+    let shown = env.run(&["show", &id(&subjects[0])?]).ok();
+    assert!(shown.stdout.contains("imap body"), "{shown:#?}");
+    let j: serde_json::Value =
+        serde_json::from_str(&env.run(&["show", &id(&s_att)?, "--json"]).ok().stdout)?;
+    assert_eq!(j["attachments"][0]["file_name"], "a.txt");
+
+    // Offline changes, then sync.
+    let offline = |args: &[&str]| {
+        env.run_with(args, |c| {
+            c.env_remove(PW_VAR);
+        })
+    };
+    offline(&["flag", &id(&subjects[0])?, "--seen"]).ok();
+    offline(&["move", &id(&subjects[1])?, "--to", "Archive"]).ok();
+    offline(&["delete", &id(&subjects[2])?]).ok();
+    env.run(&["sync", "--once"]).ok();
+    let st = env.run(&["status", "--json"]).ok().json_lines();
+    assert_eq!(st[0]["pending"], 0, "{}", st[0]);
+    let other = Env::new();
+    imap_add(&other, &servers, "i", &user, &[]).ok();
+    other.run(&["sync", "--once"]).ok();
+    assert_eq!(
+        other.email_by_subject(&subjects[0]).ok_or("a")?["seen"],
+        true
+    );
+    assert_eq!(
+        other.email_by_subject(&subjects[1]).ok_or("b")?["mailboxes"],
+        serde_json::json!(["Archive"])
+    );
+    if let Some(c) = other.email_by_subject(&subjects[2]) {
+        assert_ne!(c["mailboxes"], serde_json::json!(["INBOX"]), "{c}");
+    }
+
+    // Send through SMTP.
+    let subject = unique("cli-imap-send");
+    env.run(&[
+        "send",
+        "--account",
+        "i",
+        "--to",
+        "rcpt@example.test",
+        "--subject",
+        &subject,
+        "--body",
+        "via smtp",
+    ])
+    .ok();
+    mailsync_testkit::wait_for_sink_message(
+        servers.smtp_sink_dir(),
+        Duration::from_secs(30),
+        |m| m.header("Subject").as_deref() == Some(subject.as_str()),
+    )?;
+    Ok(())
+}
+
+#[test]
+fn imap_daemon_idle_and_sigterm() -> R {
+    let servers = Servers::load()?;
+    let env = Env::new();
+    let user = servers.fresh_dovecot_user("cli").user;
+    imap_add(&env, &servers, "d", &user, &[]).ok();
+    let log = std::fs::File::create(env.path("daemon.log"))?;
+    let mut child = env
+        .command(&["sync"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    let first = wait_for(Duration::from_secs(30), || {
+        let st = env.run(&["status", "--json"]).ok().json_lines();
+        st[0]["last_sync"].is_string().then_some(())
+    });
+    assert!(first.is_some(), "first cycle");
+    let subject = unique("cli-idle");
+    append(
+        &servers,
+        &user,
+        "INBOX",
+        vec![message(&subject, "idle", None).0],
+    );
+    let seen = wait_for(Duration::from_secs(30), || env.email_by_subject(&subject));
+    assert!(seen.is_some(), "IDLE picked up the new mail");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    let exit = wait_for(Duration::from_secs(20), || child.try_wait().ok().flatten());
+    let Some(exit) = exit else {
+        let _ = child.kill();
+        return Err("no exit within 20 s of SIGTERM".into());
+    };
+    assert_eq!(exit.code(), Some(0));
+    Ok(())
+}
