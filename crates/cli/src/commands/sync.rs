@@ -77,21 +77,56 @@ pub async fn run(ctx: &Ctx, a: SyncArgs) -> Result<u8, CliError> {
     }
 }
 
-/// Runs one cycle for an account, with a spinner on a terminal. Returns the error line on failure.
+/// Counts for the progress bar: emails stored locally, and the sum of the mailbox totals the
+/// server reported (an estimate: a JMAP email in two mailboxes counts twice).
+async fn progress_counts(ctx: &Ctx, acc: &Account) -> (u64, u64) {
+    let c = ctx.store().conn();
+    let done = mailsync_store::emails::count(c, acc.id).await.unwrap_or(0);
+    let total = mailsync_store::mailboxes::list(c, acc.id)
+        .await
+        .map(|l| l.iter().map(|m| m.status.total.max(0) as u64).sum())
+        .unwrap_or(0);
+    (done, total)
+}
+
+/// Runs one cycle for an account. On a terminal (`progress`), a bar shows the messages stored
+/// so far against the server's mailbox totals, with the rate; the engine has no progress
+/// callback, so the bar polls the database.
 pub async fn cycle(ctx: &Ctx, acc: &Account, progress: bool) -> Result<SyncCounts, CliError> {
     let started = Instant::now();
-    let bar = progress.then(|| {
+    let bar = if progress {
         let b = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{spinner} syncing {msg} ({elapsed})")
-        {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} {pos}/{len} messages ({per_sec}, {elapsed})",
+        ) {
             b.set_style(style);
         }
-        b.set_message(format!("{:?}", acc.name));
+        b.set_message(format!("syncing {:?}", acc.name));
         b.enable_steady_tick(Duration::from_millis(120));
-        b
-    });
-    let res = ctx.engine.sync_once(acc.id).await;
+        Some(b)
+    } else {
+        None
+    };
+    let (start_done, _) = if bar.is_some() {
+        progress_counts(ctx, acc).await
+    } else {
+        (0, 0)
+    };
+    let sync = ctx.engine.sync_once(acc.id);
+    tokio::pin!(sync);
+    let res = loop {
+        tokio::select! {
+            r = &mut sync => break r,
+            _ = tokio::time::sleep(Duration::from_millis(500)), if bar.is_some() => {
+                if let Some(b) = &bar {
+                    let (done, total) = progress_counts(ctx, acc).await;
+                    let pos = done.saturating_sub(start_done);
+                    b.set_length(total.saturating_sub(start_done).max(pos));
+                    b.set_position(pos);
+                }
+            }
+        }
+    };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
