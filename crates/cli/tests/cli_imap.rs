@@ -247,11 +247,12 @@ fn imap_daemon_idle_and_sigterm() -> R {
     let user = servers.fresh_dovecot_user("cli").user;
     imap_add(&env, &servers, "d", &user, &[]).ok();
     let log = std::fs::File::create(env.path("daemon.log"))?;
-    let mut child = env
-        .command(&["sync"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()?;
+    let mut child = common::Daemon(
+        env.daemon(&["sync"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?,
+    );
     let first = wait_for(Duration::from_secs(30), || {
         let st = env.run(&["status", "--json"]).ok().json_lines();
         st[0]["last_sync"].is_string().then_some(())
@@ -267,11 +268,13 @@ fn imap_daemon_idle_and_sigterm() -> R {
     let seen = wait_for(Duration::from_secs(30), || env.email_by_subject(&subject));
     assert!(seen.is_some(), "IDLE picked up the new mail");
     std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()?;
-    let exit = wait_for(Duration::from_secs(20), || child.try_wait().ok().flatten());
+    let exit = wait_for(Duration::from_secs(20), || {
+        child.0.try_wait().ok().flatten()
+    });
     let Some(exit) = exit else {
-        let _ = child.kill();
+        let _ = child.0.kill();
         return Err("no exit within 20 s of SIGTERM".into());
     };
     assert_eq!(exit.code(), Some(0));

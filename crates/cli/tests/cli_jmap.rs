@@ -324,10 +324,16 @@ fn sync_then_list_and_show() -> R {
     let date = e1["date"].as_str().ok_or("date")?;
     chrono::DateTime::parse_from_rfc3339(date)?;
     assert!(e1["id"].as_i64().is_some());
-    // Newest first: the second delivery comes before the first.
+    // Newest first (by arrival; Cyrus has 1 s resolution, so compare times, not ids).
     let all = env.emails();
-    let pos = |s: &str| all.iter().position(|e| e["subject"] == s);
-    assert!(pos(&s2) < pos(&s1), "newest first");
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = all
+        .iter()
+        .map(|e| chrono::DateTime::parse_from_rfc3339(e["received_at"].as_str().unwrap_or("")))
+        .collect::<Result<_, _>>()?;
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
     // Filters.
     let by_role = env
         .run(&["emails", "--role", "inbox", "--json", "--limit", "100000"])
@@ -663,12 +669,13 @@ fn daemon_picks_up_new_mail_and_stops_on_sigterm() -> R {
     let user = "cl4";
     env.add_jmap("c4", user).ok();
     let log = std::fs::File::create(env.path("daemon.log"))?;
-    let mut child = env
-        .command(&["sync"])
-        .env("MAILSYNC_POLL_INTERVAL", "1s")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()?;
+    let mut child = common::Daemon(
+        env.daemon(&["sync"])
+            .env("MAILSYNC_POLL_INTERVAL", "1s")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?,
+    );
     let first = wait_for(Duration::from_secs(30), || {
         let st = env.run(&["status", "--json"]).ok().json_lines();
         st[0]["last_sync"].is_string().then_some(())
@@ -690,12 +697,14 @@ fn daemon_picks_up_new_mail_and_stops_on_sigterm() -> R {
     assert!(flushed.is_some(), "the daemon flushed the queued change");
 
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()?;
     assert!(status.success());
-    let exit = wait_for(Duration::from_secs(20), || child.try_wait().ok().flatten());
+    let exit = wait_for(Duration::from_secs(20), || {
+        child.0.try_wait().ok().flatten()
+    });
     let Some(exit) = exit else {
-        let _ = child.kill();
+        let _ = child.0.kill();
         return Err("the daemon did not stop within 20 s of SIGTERM".into());
     };
     let log = std::fs::read_to_string(env.path("daemon.log"))?;
@@ -733,5 +742,96 @@ async fn postgres_database() -> R {
     .await;
     db.cleanup().await?;
     res??;
+    Ok(())
+}
+
+#[test]
+fn database_location_verbosity_and_closed_pipe() -> R {
+    let dir = tempfile::tempdir()?;
+    // No --db, no MAILSYNC_DB: $XDG_DATA_HOME/mailsync/mailsync.db is created.
+    let o = std::process::Command::new(common::BIN)
+        .args(["account", "list"])
+        .env_remove("MAILSYNC_DB")
+        .env("XDG_DATA_HOME", dir.path().join("xdg"))
+        .output()?;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(dir.path().join("xdg/mailsync/mailsync.db").exists());
+    // Else $HOME/.local/share/mailsync/mailsync.db.
+    let o = std::process::Command::new(common::BIN)
+        .args(["status"])
+        .env_remove("MAILSYNC_DB")
+        .env_remove("XDG_DATA_HOME")
+        .env("HOME", dir.path().join("home"))
+        .output()?;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        dir.path()
+            .join("home/.local/share/mailsync/mailsync.db")
+            .exists()
+    );
+    // MAILSYNC_DB is the default for --db.
+    let url = format!("sqlite://{}/env.db?mode=rwc", dir.path().display());
+    let o = std::process::Command::new(common::BIN)
+        .args(["log"])
+        .env("MAILSYNC_DB", &url)
+        .output()?;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(dir.path().join("env.db").exists());
+
+    // -v logs at info on stderr; the password never appears.
+    let env = Env::new();
+    env.add_jmap("c7", "cl7").ok();
+    let o = env.run(&["-v", "sync", "--once"]).ok();
+    assert!(o.stderr.contains("INFO"), "{o:#?}");
+    assert!(!o.stderr.contains("testpw"), "{o:#?}");
+    let quiet = env.run(&["sync", "--once"]).ok();
+    assert!(quiet.stderr.is_empty(), "{quiet:#?}");
+
+    // A closed stdout ends a listing quietly.
+    deliver("cl7", vec![message(&unique("cli-pipe"), "x", None).0]);
+    env.run(&["sync", "--once"]).ok();
+    let mut child = env
+        .command(&["emails", "--limit", "100000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn daemon_stops_on_sigint() -> R {
+    let env = Env::new();
+    env.add_jmap("c8", "cl8").ok();
+    let log = std::fs::File::create(env.path("daemon.log"))?;
+    let mut child = common::Daemon(
+        env.daemon(&["sync", "--account", "c8"])
+            .env("MAILSYNC_POLL_INTERVAL", "1s")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?,
+    );
+    let first = wait_for(Duration::from_secs(30), || {
+        let st = env.run(&["status", "--json"]).ok().json_lines();
+        st[0]["last_sync"].is_string().then_some(())
+    });
+    assert!(first.is_some(), "first cycle within 30 s");
+    std::process::Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()?;
+    let exit = wait_for(Duration::from_secs(20), || {
+        child.0.try_wait().ok().flatten()
+    });
+    let Some(exit) = exit else {
+        let _ = child.0.kill();
+        return Err("the daemon did not stop within 20 s of SIGINT".into());
+    };
+    let log = std::fs::read_to_string(env.path("daemon.log"))?;
+    assert_eq!(exit.code(), Some(0), "{log}");
+    assert!(log.contains("SIGINT"), "{log}");
     Ok(())
 }

@@ -86,6 +86,18 @@ impl Env {
         c
     }
 
+    /// The binary itself (no `timeout` wrapper), for a daemon the test signals directly.
+    pub fn daemon(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(["--db", &self.db])
+            .args(args)
+            .env(PW_VAR, mailsync_testkit::CYRUS_POOL_PASSWORD)
+            .env_remove("RUST_LOG")
+            .env_remove("MAILSYNC_DB")
+            .stdin(Stdio::null());
+        c
+    }
+
     /// Runs the binary (killed after 120 s).
     pub fn run(&self, args: &[&str]) -> Out {
         self.run_with(args, |_| {})
@@ -133,6 +145,18 @@ impl Env {
     /// The email with this subject, if listed.
     pub fn email_by_subject(&self, subject: &str) -> Option<Value> {
         self.emails().into_iter().find(|e| e["subject"] == subject)
+    }
+}
+
+/// A spawned daemon, killed when the test ends early (a failed assertion).
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
