@@ -502,8 +502,6 @@ const MAX_RECOVERIES: usize = 100;
 /// State of the new-message download of one mailbox.
 #[derive(Default)]
 struct NewMessages {
-    pending: Vec<FetchData>,
-    pending_bytes: usize,
     monotonic: bool,
     max_fetched: u32,
     stored: u64,
@@ -514,49 +512,108 @@ struct NewMessages {
     body_uids: Vec<(u32, bool)>,
 }
 
+/// Messages read but not yet committed.
+#[derive(Default)]
+struct Batch {
+    items: Vec<FetchData>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn full(&self, batch: usize) -> bool {
+        self.items.len() >= batch || self.bytes >= MAX_BATCH_BYTES
+    }
+}
+
 impl NewMessages {
-    fn push(&mut self, f: FetchData, uid: u32) {
+    fn push(&mut self, b: &mut Batch, f: FetchData, uid: u32) {
         if uid < self.max_fetched {
             self.monotonic = false;
         }
         self.max_fetched = self.max_fetched.max(uid);
-        self.pending_bytes += f.body.as_ref().map_or(0, Vec::len);
-        self.pending.push(f);
+        b.bytes += f.body.as_ref().map_or(0, Vec::len);
+        b.items.push(f);
     }
 
-    fn full(&self, batch: usize) -> bool {
-        self.pending.len() >= batch || self.pending_bytes >= MAX_BATCH_BYTES
-    }
-
-    /// Commits what is pending with the checkpoint covering it (when responses came in UID
-    /// order, which makes "everything up to the highest UID" true).
-    async fn flush(&mut self, ctx: &Ctx<'_>) -> Result<(), Error> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let cp_next = self.monotonic.then(|| Checkpoint {
+    /// The checkpoint covering everything read so far: valid when responses came in UID
+    /// order, which makes "everything up to the highest UID" true.
+    fn checkpoint(&self, ctx: &Ctx<'_>) -> Option<Checkpoint> {
+        self.monotonic.then(|| Checkpoint {
             uidvalidity: Some(i64::from(ctx.uidvalidity)),
             last_uid: Some(i64::from(self.max_fetched)),
             highestmodseq: self.kept_modseq,
             ..Checkpoint::default()
-        });
-        let (c, n) = commit_new(
-            ctx,
-            &mut self.pending,
-            self.rematch,
-            cp_next,
-            &mut self.body_uids,
-        )
-        .await?;
-        self.counts += c;
-        self.stored += n;
-        self.pending_bytes = 0;
+        })
+    }
+
+    fn committed(&mut self, ctx: &Ctx<'_>, done: Committed) {
+        self.counts += done.counts;
+        self.stored += done.stored;
+        self.body_uids.extend(done.body_uids);
         progress(ctx, self.stored, self.expected);
+    }
+
+    /// Commits a batch right away (outside the overlapped path).
+    async fn flush(&mut self, ctx: &Ctx<'_>, b: &mut Batch) -> Result<(), Error> {
+        if b.items.is_empty() {
+            return Ok(());
+        }
+        let items = std::mem::take(&mut b.items);
+        b.bytes = 0;
+        let done = commit_new(ctx, items, self.rematch, self.checkpoint(ctx)).await?;
+        self.committed(ctx, done);
         Ok(())
     }
 }
 
-/// `UID FETCH last+1:*`, streamed. When the server sends a response async-imap cannot parse
+/// How reading a batch ended.
+enum Read {
+    /// The batch is full; more may follow.
+    Full,
+    /// The command completed.
+    Done,
+    /// The server sent something unparsable; the connection is dead.
+    Unparsable(Error),
+}
+
+/// Reads FETCH responses of `tag` into `b` until it is full or the command ends.
+async fn read_batch(
+    conn: &mut Connection,
+    tag: &str,
+    from: u32,
+    batch: usize,
+    st_max: &mut (bool, u32),
+    b: &mut Batch,
+) -> Result<Read, Error> {
+    loop {
+        match conn.wire.next(tag).await {
+            Ok(Event::Data(Untagged::Fetch(f))) => {
+                let Some(uid) = f.uid else { continue };
+                // `n:*` returns the last message even when its UID is below n; and a FETCH
+                // without ENVELOPE is an unsolicited flag update, not our data.
+                if uid < from || f.envelope.is_none() {
+                    continue;
+                }
+                if uid < st_max.1 {
+                    st_max.0 = false;
+                }
+                st_max.1 = st_max.1.max(uid);
+                b.bytes += f.body.as_ref().map_or(0, Vec::len);
+                b.items.push(*f);
+                if b.full(batch) {
+                    return Ok(Read::Full);
+                }
+            }
+            Ok(Event::Data(other)) => conn.note(&other),
+            Ok(Event::Done(_)) => return Ok(Read::Done),
+            Err(e @ Error::Unparsable { .. }) => return Ok(Read::Unparsable(e)),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `UID FETCH last+1:*`, streamed: while one batch is committed, the next one is read from
+/// the socket (both in this task). When the server sends a response async-imap cannot parse
 /// (the connection is then dead), reconnects, fetches that one message without BODYSTRUCTURE
 /// (its full body is parsed locally instead) and resumes after it.
 async fn fetch_new_messages(
@@ -576,27 +633,30 @@ async fn fetch_new_messages(
             .raw(&format!("{from}:*"))
             .raw(&fetch_items(conn, with_body));
         let tag = conn.wire.send(&cmd).await?;
+        let mut cur = Batch::default();
+        let mut order = (st.monotonic, st.max_fetched);
+        let mut read = read_batch(conn, &tag, from, batch, &mut order, &mut cur).await?;
+        (st.monotonic, st.max_fetched) = order;
         let failure = loop {
-            match conn.wire.next(&tag).await {
-                Ok(Event::Data(Untagged::Fetch(f))) => {
-                    let Some(uid) = f.uid else { continue };
-                    // `n:*` returns the last message even when its UID is below n; and a
-                    // FETCH without ENVELOPE is an unsolicited flag update, not our data.
-                    if uid < from || f.envelope.is_none() {
-                        continue;
-                    }
-                    st.push(*f, uid);
-                    if st.full(batch) {
-                        st.flush(ctx).await?;
-                    }
+            match read {
+                Read::Full => {
+                    let ready = std::mem::take(&mut cur.items);
+                    cur.bytes = 0;
+                    let cp = st.checkpoint(ctx);
+                    let (committed, next) = tokio::join!(
+                        commit_new(ctx, ready, st.rematch, cp),
+                        read_batch(conn, &tag, from, batch, &mut order, &mut cur)
+                    );
+                    st.committed(ctx, committed?);
+                    read = next?;
+                    (st.monotonic, st.max_fetched) = order;
                 }
-                Ok(Event::Data(other)) => conn.note(&other),
-                Ok(Event::Done(_)) => break None,
-                Err(e @ Error::Unparsable { .. }) if recoveries < MAX_RECOVERIES => break Some(e),
-                Err(e) => return Err(e),
+                Read::Done => break None,
+                Read::Unparsable(e) if recoveries < MAX_RECOVERIES => break Some(e),
+                Read::Unparsable(e) => return Err(e),
             }
         };
-        st.flush(ctx).await?;
+        st.flush(ctx, &mut cur).await?;
         let Some(e) = failure else { return Ok(()) };
         recoveries += 1;
         tracing::warn!(%mailbox, error = %e, "unparsable FETCH response; reconnecting to fetch that message without BODYSTRUCTURE");
@@ -632,10 +692,10 @@ async fn fetch_new_messages(
                         .map_or(raw.len(), |p| p + 4);
                     f.header = raw.get(..end).map(<[u8]>::to_vec);
                 }
-                st.push(*f, uid);
+                st.push(&mut cur, *f, uid);
             }
         }
-        st.flush(ctx).await?;
+        st.flush(ctx, &mut cur).await?;
         from = uid.saturating_add(1);
     }
 }
@@ -684,16 +744,23 @@ fn progress(ctx: &Ctx<'_>, stored: u64, expected: Option<u64>) {
 
 /// Stores a batch of new messages (re-matching UID-less rows by Message-ID first) and the
 /// checkpoint covering it, in one transaction.
+/// What committing a batch did.
+struct Committed {
+    counts: SyncCounts,
+    stored: u64,
+    body_uids: Vec<(u32, bool)>,
+}
+
 async fn commit_new(
     ctx: &Ctx<'_>,
-    pending: &mut Vec<FetchData>,
+    pending: Vec<FetchData>,
     rematch: bool,
     checkpoint: Option<Checkpoint>,
-    body_uids: &mut Vec<(u32, bool)>,
-) -> Result<(SyncCounts, u64), Error> {
+) -> Result<Committed, Error> {
     let mut upserts: Vec<EmailUpsert> = Vec::with_capacity(pending.len());
     let mut bodies_out: Vec<(String, Body)> = Vec::new();
-    for f in pending.drain(..) {
+    let mut body_uids: Vec<(u32, bool)> = Vec::new();
+    for f in pending {
         let Some(mut u) = mime::to_upsert(&f, ctx.mailbox, ctx.uidvalidity) else {
             continue;
         };
@@ -747,14 +814,15 @@ async fn commit_new(
         ms = started.elapsed().as_millis() as u64,
         "batch committed"
     );
-    Ok((
-        SyncCounts {
+    Ok(Committed {
+        counts: SyncCounts {
             added: stats.inserted,
             updated: stats.updated,
             removed: 0,
         },
-        n,
-    ))
+        stored: n,
+        body_uids,
+    })
 }
 
 /// Gives UID-less rows of this mailbox with the same Message-ID (leftovers of an old
