@@ -1,6 +1,8 @@
 //! `cargo xtask`: project automation (real test servers, bulk loads, the CI pipeline).
 
+mod bench;
 mod ci;
+mod demo;
 mod install;
 mod lint;
 mod load;
@@ -23,6 +25,12 @@ usage: cargo xtask <command>
   load --server dovecot|cyrus --user U [--password P] [--mailbox M] --count N [--seed S]
        [--start I] [--chunk C] [--profile default|small] [--via imap|lmtp|maildir|none]
                      fill a mailbox with generated messages (testkit loaders)
+  demo [--keep-servers]
+                     the main job: servers up, mail loaded into an IMAP and a JMAP account,
+                     `mailsync account add`, `sync --once`, listings, a flag, a send, servers down
+  bench [--quick] [--sizes S,M,L] [--runs N] [--bin PATH] [--no-peers] [--no-jmap]
+                     mailsync (release binary) against mbsync, offlineimap and a raw IMAP
+                     floor; writes docs/benchmarks.md (root, servers up; not part of ci)
   ci [--no-install] [--keep-servers] [install|fmt|lint|clippy|doc|test]...
                      the whole pipeline (or the named steps), with a timed summary";
 
@@ -40,7 +48,9 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("servers") => servers::cmd(rest),
         Some("install") => install::cmd(rest),
         Some("load") => load::cmd(rest),
+        Some("bench") => bench::cmd(rest),
         Some("ci") => ci::cmd(rest),
+        Some("demo") => demo::cmd(rest),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
