@@ -280,3 +280,91 @@ fn imap_daemon_idle_and_sigterm() -> R {
     assert_eq!(exit.code(), Some(0));
     Ok(())
 }
+
+#[test]
+fn imap_failed_changes_list_retry_and_dismiss() -> R {
+    let servers = Servers::load()?;
+    let env = Env::new();
+    let user = servers.fresh_dovecot_user("clifail").user;
+    // Mailboxes another client deletes after we synced them: moving there fails.
+    let boxes = ["GoneA", "GoneB"];
+    let mut imap = mailsync_testkit::ImapClient::login(
+        servers.dovecot_host(),
+        servers.dovecot_imap_port(),
+        &user,
+        mailsync_testkit::DOVECOT_T_PASSWORD,
+    )?;
+    for b in boxes {
+        imap.create_mailbox(b)?;
+    }
+    let subjects: Vec<String> = (0..2).map(|i| unique(&format!("cli-fail{i}"))).collect();
+    append(
+        &servers,
+        &user,
+        "INBOX",
+        subjects
+            .iter()
+            .map(|s| message(s, "body", None).0)
+            .collect(),
+    );
+    imap_add(&env, &servers, "f", &user, &[]).ok();
+    env.run(&["sync", "--once"]).ok();
+    for b in boxes {
+        imap.delete_mailbox(b)?;
+    }
+    imap.logout();
+    for (s, b) in subjects.iter().zip(boxes) {
+        let id = env.email_by_subject(s).ok_or("listed")?["id"]
+            .as_i64()
+            .ok_or("id")?
+            .to_string();
+        env.run(&["move", &id, "--to", b]).ok();
+    }
+    // The sync succeeds; the refused moves are evicted and their local effect reverted.
+    env.run(&["sync", "--once"]).ok();
+    let failed = env.run(&["failed", "--json"]).ok().json_lines();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    for f in &failed {
+        assert_eq!(f["account"], "f");
+        assert_eq!(f["kind"], "move");
+        assert!(
+            f["reason"].as_str().unwrap_or("").contains("TRYCREATE"),
+            "{f}"
+        );
+        assert!(f["id"].is_i64() && f["email_id"].is_i64(), "{f}");
+    }
+    let st = env.run(&["status", "--json"]).ok().json_lines();
+    assert_eq!(st[0]["failed"], 2, "{}", st[0]);
+    assert_eq!(st[0]["pending"], 0, "{}", st[0]);
+    for s in &subjects {
+        let e = env.email_by_subject(s).ok_or("still listed")?;
+        assert_eq!(
+            e["mailboxes"],
+            serde_json::json!(["INBOX"]),
+            "reverted: {e}"
+        );
+    }
+    let human = env.run(&["failed"]).ok();
+    assert_eq!(human.stdout.lines().count(), 2, "{human:#?}");
+
+    let id0 = failed[0]["id"].as_i64().ok_or("id")?.to_string();
+    let id1 = failed[1]["id"].as_i64().ok_or("id")?.to_string();
+    // Retrying a move to a mailbox that is gone (locally too, since the sync): refused, kept.
+    // (The outbox reports a foreign-key failure here rather than "mailbox not found": exit 1.)
+    let r = env.run(&["failed", "retry", &id1]);
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:#?}");
+    assert!(
+        r.stderr.starts_with(&format!("error: failed change {id1}")),
+        "{r:#?}"
+    );
+    env.run(&["failed", "dismiss", &id0]).ok();
+    env.run(&["failed", "dismiss", &id0]).fails(3);
+    let left = env.run(&["failed", "--json"]).ok().json_lines();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["id"].to_string(), id1);
+    env.run(&["failed", "dismiss", &id1]).ok();
+    let st = env.run(&["status", "--json"]).ok().json_lines();
+    assert_eq!(st[0]["failed"], 0, "{}", st[0]);
+    Ok(())
+}
