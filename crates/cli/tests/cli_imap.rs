@@ -170,9 +170,23 @@ fn imap_sync_changes_and_send() -> R {
     msgs.push(message(&s_att, "with attachment", Some(("a.txt", "xyz"))).0);
     append(&servers, &user, "INBOX", msgs);
 
+    let mut imap = mailsync_testkit::ImapClient::login(
+        servers.dovecot_host(),
+        servers.dovecot_imap_port(),
+        &user,
+        mailsync_testkit::DOVECOT_T_PASSWORD,
+    )?;
+    imap.create_mailbox("Café Ünïcode")?;
+    imap.logout();
     imap_add(&env, &servers, "i", &user, &["--email", "me@example.test"]).ok();
     env.run(&["sync", "--once"]).ok();
     let boxes = env.run(&["mailboxes", "--json"]).ok().json_lines();
+    let cafe = boxes
+        .iter()
+        .find(|b| b["name"] == "Café Ünïcode")
+        .ok_or("the mailbox name is decoded from modified UTF-7")?;
+    assert_eq!(cafe["role"], serde_json::Value::Null);
+    assert_eq!(cafe["total"], 0);
     let inbox = boxes.iter().find(|b| b["role"] == "inbox").ok_or("inbox")?;
     assert_eq!(inbox["name"], "INBOX");
     assert_eq!(inbox["total"], 4);

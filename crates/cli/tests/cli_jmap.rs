@@ -457,6 +457,12 @@ fn offline_changes_then_sync() -> R {
             cmd.env_remove(PW_VAR);
         })
     };
+    // An unknown id among known ones: exit 3 and nothing applied.
+    offline(&["flag", &a, "999999", "--seen"]).fails(3);
+    assert_eq!(
+        env.email_by_subject(&subjects[0]).ok_or("a")?["seen"],
+        false
+    );
     offline(&["flag", &a, "--seen"]).ok();
     offline(&["move", &b, "--to", "archive"]).ok();
     offline(&["delete", &c]).ok();
