@@ -45,7 +45,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Add, test, list and remove accounts.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mailsync account add work --jmap https://jmap.example.org/.well-known/jmap --user me --password-env PW\n  mailsync account list --json\n  mailsync account test work\n  mailsync account remove work"
+    )]
     Account(AccountCmd),
     /// Synchronise accounts once (--once) or continuously until SIGINT/SIGTERM.
     #[command(after_help = concat!(
@@ -389,11 +392,13 @@ pub struct FailedArgs {
 #[derive(Debug, Subcommand)]
 pub enum FailedCmd {
     /// Queue a failed change again.
+    #[command(after_help = "Example:\n  mailsync failed retry 3")]
     Retry {
         /// Failed-change id (from `mailsync failed`).
         id: i64,
     },
     /// Forget a failed change (its local effect was already reverted).
+    #[command(after_help = "Example:\n  mailsync failed dismiss 3")]
     Dismiss {
         /// Failed-change id (from `mailsync failed`).
         id: i64,

@@ -177,8 +177,13 @@ async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
             _ = int.recv() => { eprintln!("mailsync: SIGINT, shutting down"); break; }
             ev = events.recv() => match ev {
                 Ok(EngineEvent::Synced { account, counts }) => {
+                    // Polls that change nothing stay quiet (they show with -v).
                     let name = names.get(&account).cloned().unwrap_or_default();
-                    eprintln!("mailsync: account {name:?}: synced: {}", summary(&counts));
+                    if counts != SyncCounts::default() {
+                        eprintln!("mailsync: account {name:?}: synced: {}", summary(&counts));
+                    } else {
+                        tracing::info!(account = %name, "Synced, nothing new.");
+                    }
                 }
                 Ok(EngineEvent::Failed { account, message, disposition }) => {
                     let name = names.get(&account).cloned().unwrap_or_default();
