@@ -23,9 +23,13 @@
 //! HIGHESTMODSEQ covered (only written once the whole mailbox is reconciled).
 //!
 //! Local rows with a UID-less membership in a mailbox (a pending local move or append made
-//! by the engine) are *adopted* by the sync when a new server message in that mailbox has the
-//! same Message-ID: the row gets the server identity and keeps its cached body. The same
-//! mechanism re-matches messages after a UIDVALIDITY change.
+//! by the engine, written with `Membership::plain`) are *adopted* by the sync when a new
+//! server message in that mailbox has the same Message-ID: the row gets the server identity
+//! and keeps its cached body. The same mechanism re-matches messages after a UIDVALIDITY
+//! change: the old copies keep their old UIDVALIDITY with the UID cleared until they are
+//! matched, and the unmatched ones are deleted once the mailbox is fully rescanned (so a run
+//! killed midway converges on the next one). [`apply`] also rewrites identities itself when
+//! the server reports COPYUID/APPENDUID.
 //!
 //! # Change detection
 //! | server | unchanged mailbox | flags of known messages | expunges |
@@ -48,6 +52,21 @@
 //! stream are [`Error::ConnectionLost`]. Commands whose responses async-imap cannot parse
 //! (`SEARCH ... MODSEQ`, `ESEARCH`, `NAMESPACE`) are never sent. `PREVIEW`, which imap-proto
 //! parses and discards, is read from the raw response bytes.
+//!
+//! # Recovery from unparsable responses
+//! imap-proto rejects BODYSTRUCTURE strings that are not UTF-8 (raw Latin-1 file names from
+//! old mailers), and async-imap then closes the stream. The sync reconnects
+//! ([`Connection::reconnect`]), fetches that one message whole without BODYSTRUCTURE (its
+//! attachments then come from parsing the body) and resumes after it.
+//!
+//! # Not implemented
+//! * COMPRESS=DEFLATE: async-imap only offers it on its own `Session` (its `DeflateStream`
+//!   constructor is private), which this crate does not use; doing it here would need
+//!   `async-compression` as a new dependency.
+//! * Newest-first download: batches go in ascending UID order so the checkpoint can say
+//!   "everything up to UID n"; a first sync shows the oldest mail first.
+//! * A mailbox renamed on the server is seen as deleted plus created: its emails are
+//!   downloaded again (bodies not kept).
 //!
 //! # Errors
 //! One [`Error`] type with [`Error::is_auth`], [`Error::is_connection`] and
