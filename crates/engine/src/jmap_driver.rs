@@ -154,6 +154,33 @@ impl JmapExecutor<'_> {
             .into_iter()
             .map(|m| (m.id, m.remote_id))
             .collect();
+        // Check that every move target still exists on the server: Cyrus accepts a patch into
+        // a mailbox another client just deleted and the email then vanishes from every
+        // mailbox, so such a move must be refused here (permanently) instead.
+        let mut targets: Vec<jmap::MailboxId> = items
+            .iter()
+            .filter_map(|(_, c)| match &c.target {
+                mailsync_outbox::Target::Mailboxes(to) => Some(to.clone()),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|m| boxes.get(&m).map(|r| jmap::MailboxId::new(r.clone())))
+            .collect();
+        targets.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        targets.dedup();
+        let mut gone: std::collections::HashSet<String> = std::collections::HashSet::new();
+        if !targets.is_empty() {
+            let resp = self
+                .client
+                .call(
+                    jmap::Get::<jmap::Mailbox>::new(&jacc)
+                        .ids(targets)
+                        .properties(["id"]),
+                )
+                .await
+                .map_err(|e| batch_error(&e.into()))?;
+            gone.extend(resp.not_found.iter().map(|m| m.as_str().to_owned()));
+        }
         let mut set = Set::<Email>::new(&jacc);
         let mut destroys = Vec::new();
         for (i, c) in items {
@@ -171,6 +198,13 @@ impl JmapExecutor<'_> {
                         let mut remote = Vec::with_capacity(to.len());
                         for m in to {
                             match boxes.get(m) {
+                                Some(r) if gone.contains(r) => {
+                                    out[*i] = Some(ItemOutcome::Permanent {
+                                        reason: format!(
+                                            "mailbox {r} no longer exists on the server"
+                                        ),
+                                    });
+                                }
                                 Some(r) => remote.push(jmap::MailboxId::new(r.clone())),
                                 None => {
                                     out[*i] = Some(ItemOutcome::Permanent {

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use mailsync_engine::worker::WorkerPolicy;
 use mailsync_engine::{Engine, EngineEvent};
-use mailsync_jmap_client::{Client, Credentials, Email, Get};
+use mailsync_jmap_client as jmap;
+use mailsync_jmap_client::{Client, Credentials, Email, Get, Set};
 use mailsync_outbox::{Change, OutgoingMessage};
 use mailsync_store::accounts::{self, NewAccount};
 use mailsync_store::emails::{self, EmailFilter};
@@ -176,6 +177,64 @@ async fn run(db: &TempDb) -> R {
     assert_eq!(
         emails::memberships(db.store.conn(), in_sent[0].id).await?[0].mailbox_id,
         sent.id
+    );
+
+    // A move into a mailbox another client deleted meanwhile is refused (evicted, reverted),
+    // never applied: Cyrus would accept it and the email would vanish from every mailbox.
+    let name = unique_name("doomed");
+    let mut create = Set::<jmap::Mailbox>::new(&jacc);
+    let cid = create.create(jmap::Mailbox {
+        name: Some(name.clone()),
+        ..Default::default()
+    });
+    let created = client.call(create).await?;
+    let doomed_id = created
+        .created_or_error(&cid)?
+        .id
+        .clone()
+        .ok_or("mailbox id")?;
+    engine.sync_once(account.id).await?;
+    let doomed = mailboxes::find_by_remote_id(db.store.conn(), account.id, doomed_id.as_str())
+        .await?
+        .ok_or("synced mailbox")?;
+    let mut destroy = Set::<jmap::Mailbox>::new(&jacc);
+    destroy.destroy([&doomed_id]);
+    client.call(destroy).await?.check()?;
+    let victim = emails::list(
+        db.store.conn(),
+        &EmailFilter {
+            mailbox: Some(inbox.id),
+            limit: Some(1),
+            ..Default::default()
+        },
+    )
+    .await?
+    .pop()
+    .ok_or("an inbox email")?;
+    engine
+        .enqueue(account.id, Change::move_to(victim.email.id, doomed.id))
+        .await?;
+    engine.sync_once(account.id).await?;
+    assert_eq!(engine.status().await?[0].failed, 1, "the move was evicted");
+    let still = client
+        .call(
+            Get::<Email>::new(&jacc)
+                .ids(vec![mailsync_jmap_client::EmailId::new(
+                    victim.email.remote_id.clone(),
+                )])
+                .properties(["mailboxIds"]),
+        )
+        .await?;
+    let inbox_remote = mailsync_jmap_client::MailboxId::new(inbox.remote_id.clone());
+    assert!(
+        still.list[0].in_mailbox(&inbox_remote),
+        "the email stayed in the inbox on the server"
+    );
+    let members = emails::memberships(db.store.conn(), victim.email.id).await?;
+    assert_eq!(
+        members.iter().map(|m| m.mailbox_id).collect::<Vec<_>>(),
+        vec![inbox.id],
+        "reverted locally"
     );
 
     // A running worker polls (Cyrus has no push) and picks up a delivery by another client.
