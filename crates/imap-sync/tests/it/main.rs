@@ -11,5 +11,6 @@ mod names;
 mod perf;
 mod poison;
 mod postgres;
+mod sasl;
 mod sync_dovecot;
 mod uidvalidity;
