@@ -16,6 +16,19 @@ type R = Result<(), Box<dyn std::error::Error>>;
 
 const N: usize = 6000;
 
+/// Starts one sync cycle of `account` in a separate process (the `crash_sync` helper binary).
+fn spawn_sync(
+    db_url: &str,
+    account: mailsync_store::AccountId,
+) -> std::io::Result<std::process::Child> {
+    Command::new(env!("CARGO_BIN_EXE_crash_sync"))
+        .arg(db_url)
+        .arg(account.0.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+}
+
 fn server_uids(servers: &Servers, user: &str) -> Result<Vec<i64>, Box<dyn std::error::Error>> {
     let out = servers.doveadm(&["fetch", "-u", user, "uid", "mailbox", "INBOX", "all"])?;
     let mut v: Vec<i64> = out
@@ -63,15 +76,7 @@ async fn killed_syncs_converge() -> R {
         },
     )
     .await?;
-    let bin = env!("CARGO_BIN_EXE_crash_sync");
-    let run = || {
-        Command::new(bin)
-            .arg(&db.url)
-            .arg(account.id.0.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-    };
+    let run = || spawn_sync(&db.url, account.id);
     // Kill at later and later moments (connecting, listing, each batch) until a run finishes
     // on its own; each run resumes from what the previous killed runs committed.
     let mut killed_after_progress = 0;
@@ -198,15 +203,7 @@ async fn killed_jmap_syncs_converge() -> R {
         },
     )
     .await?;
-    let bin = env!("CARGO_BIN_EXE_crash_sync");
-    let run = || {
-        Command::new(bin)
-            .arg(&db.url)
-            .arg(account.id.0.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-    };
+    let run = || spawn_sync(&db.url, account.id);
     for k in 1..=40u64 {
         let mut child = run()?;
         tokio::time::sleep(Duration::from_millis(150 * k)).await;
