@@ -53,6 +53,26 @@
 //! (`SEARCH ... MODSEQ`, `ESEARCH`, `NAMESPACE`) are never sent. `PREVIEW`, which imap-proto
 //! parses and discards, is read from the raw response bytes.
 //!
+//! # Performance
+//! New messages are fetched with one `UID FETCH last+1:*` per mailbox, streamed response by
+//! response; every [`SyncOptions::batch_size`] messages (default 1,000) are written in one
+//! transaction with their checkpoint, while the next batch is already being read from the
+//! socket (no task is spawned: both futures run in the caller's task). Memory is bounded by
+//! one batch in flight plus one being committed (and 16 MB of bodies per batch).
+//!
+//! Measured by `tests/it/perf.rs` and `tests/it/sync_dovecot.rs` against the loopback
+//! Dovecot, release build, on the shared 2-core machine (load 4-6 from other jobs, so the
+//! ranges are wide):
+//!
+//! | scenario | wall time |
+//! |---|---|
+//! | first sync, 2,000 generated messages of varied MIME (about 40 MB) | 0.5-1.1 s |
+//! | first sync, 10,000 small messages, server cold / warm | 1.7-3.1 s / 0.9-1.5 s |
+//! | no-change resync of 10,000 (QRESYNC, LIST-STATUS) | 2-30 ms |
+//! | 1 % change (100 flagged, 100 expunged by another client) | 70-140 ms |
+//!
+//! A no-change cycle is one LIST-STATUS plus one checkpoint read per mailbox; no SELECT.
+//!
 //! # Recovery from unparsable responses
 //! imap-proto rejects BODYSTRUCTURE strings that are not UTF-8 (raw Latin-1 file names from
 //! old mailers), and async-imap then closes the stream. The sync reconnects

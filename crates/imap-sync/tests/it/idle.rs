@@ -41,7 +41,8 @@ async fn setup(
 
 #[tokio::test]
 async fn idle_returns_within_a_second_of_a_delivery() -> anyhow::Result<()> {
-    let (user, _cfg, _db, inbox, mut conn) = setup("idle", false).await?;
+    let (user, _cfg, db, inbox, mut conn) = setup("idle", false).await?;
+    let account = inbox.account_id;
     let delivered = Arc::new(std::sync::Mutex::new(None::<Instant>));
     let d2 = delivered.clone();
     let u = user.user.clone();
@@ -82,9 +83,22 @@ async fn idle_returns_within_a_second_of_a_delivery() -> anyhow::Result<()> {
         lag < Duration::from_secs(1),
         "IDLE returned {lag:?} after the delivery"
     );
-    // The connection is still usable after DONE.
+    // The connection is still usable after DONE, and syncing the (still selected) mailbox
+    // picks up the delivery.
     limit(10, conn.noop()).await?;
     assert!(conn.is_usable());
+    let counts = limit(
+        30,
+        mailsync_imap_sync::sync_mailbox(
+            &mut conn,
+            &db.store,
+            account,
+            &inbox,
+            &SyncOptions::default(),
+        ),
+    )
+    .await?;
+    assert_eq!(counts.added, 1, "{counts:?}");
     Ok(())
 }
 
