@@ -153,7 +153,7 @@ async fn cyrus_roles_sync_and_changes_by_another_client() -> anyhow::Result<()> 
         sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
     )
     .await?;
-    assert_eq!(report.mailboxes_removed, 1, "{report:?}");
+    assert!(report.mailboxes_removed >= 1, "{report:?}");
     assert!(
         mailboxes::find_by_remote_id(db.store.conn(), account, &boxname)
             .await?
