@@ -291,6 +291,12 @@ fn search(c: &mut ImapClient, q: &str) -> Result<Vec<u32>> {
         .collect())
 }
 
+fn remove_parent(p: &Path) {
+    if let Some(d) = p.parent() {
+        let _ = fs::remove_dir_all(d);
+    }
+}
+
 fn uid_set(v: &[u32]) -> String {
     v.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
@@ -473,6 +479,13 @@ impl Ctx {
         Ok(n)
     }
 
+    /// Removes a bench user's mail (the shared server keeps its mail root in memory).
+    fn drop_user(&self, user: &str) {
+        if user.starts_with("t_bench") {
+            let _ = fs::remove_dir_all(self.s.dovecot_mail_root().join(user));
+        }
+    }
+
     fn load_dovecot(&self, user: &str, n: usize, seed: u64) -> Result<()> {
         let t = Instant::now();
         let g = Generator::with_profile(
@@ -513,6 +526,9 @@ impl Ctx {
         let log = self.fresh_dir("log")?;
         for _ in 0..runs {
             let d = self.fresh_dir("ms-hdr")?;
+            if let Some(p) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+                let _ = fs::remove_dir_all(p);
+            }
             db = d.join("db.sqlite");
             self.add_imap(&db, &user, self.port(), "none")?;
             let c = self.ms(&db).args(["sync", "--once"]);
@@ -542,6 +558,9 @@ impl Ctx {
         let mut v = Vec::new();
         for _ in 0..runs {
             let d = self.fresh_dir("ms-all")?;
+            if let Some(p) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+                let _ = fs::remove_dir_all(p);
+            }
             db = d.join("db.sqlite");
             self.add_imap(&db, &user, self.port(), "all")?;
             v.push(self.ms(&db).args(["sync", "--once"]).timed(&log)?);
@@ -570,10 +589,12 @@ impl Ctx {
         if self.peers {
             let mut v = Vec::new();
             for _ in 0..runs {
-                let (_, c) = self.mbsync_conf(&user, true)?;
+                let (mail, c) = self.mbsync_conf(&user, true)?;
                 self.note_cmd("mbsync", &c);
                 v.push(c.timed(&log)?);
-                mb = Some(c);
+                if let Some((old, _)) = mb.replace((mail, c)) {
+                    remove_parent(&old);
+                }
             }
             self.push(
                 size,
@@ -584,19 +605,22 @@ impl Ctx {
             );
             let mut v = Vec::new();
             for _ in 0..runs {
-                let (_, c) = self.mbsync_conf(&user, false)?;
+                let (mail, c) = self.mbsync_conf(&user, false)?;
                 self.note_cmd("mbsync, FSync no", &c);
                 v.push(c.timed(&log)?);
+                remove_parent(&mail);
             }
             self.push(size, S_FIRST_ALL, "mbsync (FSync no)", v, String::new());
             if self.offlineimap_ok && n <= 10_000 {
                 let oruns = if n <= 1_000 { runs.min(2) } else { 1 };
                 let mut v = Vec::new();
                 for _ in 0..oruns {
-                    let (_, c) = self.offlineimap_conf(&user)?;
+                    let (mail, c) = self.offlineimap_conf(&user)?;
                     self.note_cmd("offlineimap", &c);
                     v.push(c.timed(&log)?);
-                    oi = Some(c);
+                    if let Some((old, _)) = oi.replace((mail, c)) {
+                        remove_parent(&old);
+                    }
                 }
                 self.push(size, S_FIRST_ALL, "offlineimap (default)", v, String::new());
             }
@@ -618,6 +642,8 @@ impl Ctx {
             v,
             String::new(),
         );
+        let mb = mb.map(|(_, c)| c);
+        let oi = oi.map(|(_, c)| c);
         if let Some(c) = &mb {
             let v = self.repeat(rruns, c, |_| Ok(()))?;
             self.push(size, S_NOCHANGE, "mbsync", v, String::new());
@@ -676,6 +702,8 @@ impl Ctx {
 
         // new-mail latency, daemon mode (last: it adds messages)
         self.latency(size, &user, &db)?;
+        self.drop_user(&user);
+        let _ = fs::remove_dir_all(db.parent().unwrap_or(&db));
         Ok(())
     }
 
@@ -861,6 +889,7 @@ impl Ctx {
             .collect::<Vec<_>>()
             .join("\n");
         println!("  client lines of the flush cycle:\n{listing}");
+        self.drop_user(&user);
         Ok(())
     }
 
