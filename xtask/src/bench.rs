@@ -234,7 +234,7 @@ fn machine_info(root: &Path, bin: &Path) -> String {
     format!(
         "- date: {date}; mailsync at git {rev}, binary `{}`\n\
          - machine: {nproc} CPUs ({cpu}), {mem} RAM; load average at the start: {}\n\
-         - peers: {} / {} / server: Dovecot {} (Maildir, mail_fsync = never) and Cyrus on loopback\n",
+         - peers: {} / offlineimap {} / server: Dovecot {} (Maildir, mail_fsync = never) and Cyrus on loopback\n",
         bin.display(),
         load.trim(),
         first_line(Command::new("mbsync").arg("--version")),
