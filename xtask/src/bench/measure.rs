@@ -169,3 +169,18 @@ pub fn fmt_s(x: f64) -> String {
         format!("{x:.1}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{fmt_s, stats};
+
+    #[test]
+    fn median_min_max() {
+        assert_eq!(stats(&[3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(stats(&[4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+        assert!(stats(&[]).0.is_nan());
+        assert_eq!(fmt_s(0.0123), "0.012");
+        assert_eq!(fmt_s(1.234), "1.23");
+        assert_eq!(fmt_s(65.94), "65.9");
+    }
+}

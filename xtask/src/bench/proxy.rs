@@ -116,3 +116,25 @@ fn redact(line: &[u8]) -> String {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn credentials_never_reach_the_log() {
+        assert_eq!(redact(b"M1 LOGIN bob secret\r\n"), "M1 LOGIN ***");
+        assert_eq!(
+            redact(b"M1 AUTHENTICATE PLAIN AGJvYgBzZWNyZXQ=\r\n"),
+            "M1 AUTHENTICATE ***"
+        );
+        assert_eq!(
+            redact(b"AGJvYgBzZWNyZXQ=\r\n"),
+            "<continuation or literal, not shown>"
+        );
+        assert_eq!(
+            redact(b"M5 UID STORE 1:9 +FLAGS (\\Seen)\r\n"),
+            "M5 UID STORE 1:9 +FLAGS (\\Seen)\r\n"
+        );
+    }
+}
