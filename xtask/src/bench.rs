@@ -680,6 +680,9 @@ impl Ctx {
                     }
                 };
                 changed = self.change_1pct(&user, round)?;
+                // a quiet second after the change, as users see it: mbsync otherwise spends a
+                // second waiting for the clock to tick past its maildir's timestamps
+                thread::sleep(Duration::from_millis(1500));
                 v.push(c.timed(&log)?);
             }
             let note = if name == "mailsync" {
