@@ -231,8 +231,15 @@ fn machine_info(root: &Path, bin: &Path) -> String {
                 .arg(root)
                 .args(["rev-parse", "--short", "HEAD"]),
         );
+    let built = first_line(
+        Command::new("date")
+            .arg("-u")
+            .arg("-r")
+            .arg(bin)
+            .arg("+%Y-%m-%d %H:%M UTC"),
+    );
     format!(
-        "- date: {date}; mailsync at git {rev}, binary `{}`\n\
+        "- date: {date}; repository HEAD {rev} at bench time; binary `{}` built {built}\n\
          - machine: {nproc} CPUs ({cpu}), {mem} RAM; load average at the start: {}\n\
          - peers: {} / offlineimap {} / server: Dovecot {} (Maildir, mail_fsync = never) and Cyrus on loopback\n",
         bin.display(),
