@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mailsync_outbox::{Change, Enqueued, Outbox, OutgoingMessage};
+use mailsync_outbox::{Change, Enqueued, Outbox, OutgoingMessage, RetryPolicy};
 use mailsync_store::accounts::{self, Account, NewAccount};
 use mailsync_store::bodies::{self, Body};
 use mailsync_store::sync_log::{self, SyncCounts, SyncLogEntry};
@@ -90,7 +90,12 @@ impl Engine {
         let (events, _) = broadcast::channel(1024);
         Self {
             inner: Arc::new(Inner {
-                outbox: Arc::new(Outbox::new(store.clone())),
+                // Big batches: an executor groups a batch's flag changes into UID sets, so 1,000
+                // "mark read" changes go out as one UID STORE instead of ten.
+                outbox: Arc::new(
+                    Outbox::new(store.clone())
+                        .with_policy(RetryPolicy::default().with_batch_size(1000)),
+                ),
                 store,
                 events,
                 workers: Mutex::new(HashMap::new()),
@@ -275,6 +280,19 @@ impl Engine {
         change: Change,
     ) -> Result<Enqueued, EngineError> {
         let e = self.outbox().enqueue(account, change).await?;
+        let _ = self.inner.events.send(EngineEvent::LocalChange { account });
+        self.wake(account);
+        Ok(e)
+    }
+
+    /// Applies several local changes of one account in one transaction (all or nothing) and
+    /// queues them; wakes the account's worker.
+    pub async fn enqueue_all(
+        &self,
+        account: AccountId,
+        changes: Vec<Change>,
+    ) -> Result<Vec<Enqueued>, EngineError> {
+        let e = self.outbox().enqueue_all(account, changes).await?;
         let _ = self.inner.events.send(EngineEvent::LocalChange { account });
         self.wake(account);
         Ok(e)

@@ -38,16 +38,31 @@ fn describe(id: EmailId, what: &str, r: Enqueued) -> String {
 }
 
 async fn apply(ctx: &Ctx, list: Vec<(Email, Change, String)>, now: bool) -> Result<u8, CliError> {
+    // One transaction per account: a thousand ids cost one commit, and a failure changes nothing.
     let mut touched: Vec<AccountId> = Vec::new();
-    for (e, change, what) in list {
-        let r = ctx
-            .engine
-            .enqueue(e.account_id, change)
-            .await
-            .map_err(|err| CliError::engine(&format!("email {}", e.id), &err))?;
-        output::line(describe(e.id, &what, r))?;
+    for (e, _, _) in &list {
         if !touched.contains(&e.account_id) {
             touched.push(e.account_id);
+        }
+    }
+    for &account in &touched {
+        let mine: Vec<&(Email, Change, String)> = list
+            .iter()
+            .filter(|(e, _, _)| e.account_id == account)
+            .collect();
+        let changes = mine.iter().map(|(_, c, _)| c.clone()).collect();
+        let results = ctx
+            .engine
+            .enqueue_all(account, changes)
+            .await
+            .map_err(|err| match mine.first() {
+                Some((e, _, _)) if mine.len() == 1 => {
+                    CliError::engine(&format!("email {}", e.id), &err)
+                }
+                _ => CliError::engine(&format!("account {account}"), &err),
+            })?;
+        for ((e, _, what), r) in mine.iter().zip(results) {
+            output::line(describe(e.id, what, r))?;
         }
     }
     if now {
