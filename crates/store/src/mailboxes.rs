@@ -264,7 +264,17 @@ pub async fn update_status<C: ConnectionTrait>(
 }
 
 /// Recomputes total and unread from the local emails (after a local change) and stores them.
+///
+/// Takes the mailbox row's write lock first (a no-op update) and counts afterwards: under
+/// PostgreSQL's READ COMMITTED, two transactions recounting the same mailbox would otherwise
+/// each miss the other's uncommitted change and the last commit would store a stale count.
+/// Call it for several mailboxes in id order so concurrent callers cannot deadlock.
 pub async fn recount<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(i64, i64), StoreError> {
+    mb::Entity::update_many()
+        .col_expr(mb::Column::Total, Expr::col(mb::Column::Total))
+        .filter(mb::Column::Id.eq(id.0))
+        .exec(c)
+        .await?;
     let members = Query::select()
         .column(em::Column::EmailId)
         .from(em::Entity)
