@@ -227,7 +227,7 @@ pub fn http_get(port: u16, path: &str, basic: Option<(&str, &str)>) -> Option<(u
         .map(|(u, p)| {
             format!(
                 "Authorization: Basic {}\r\n",
-                base64(format!("{u}:{p}").as_bytes())
+                mailsync_testkit::generator::base64(format!("{u}:{p}").as_bytes())
             )
         })
         .unwrap_or_default();
@@ -244,56 +244,6 @@ pub fn http_get(port: u16, path: &str, basic: Option<(&str, &str)>) -> Option<(u
     Some((status, body))
 }
 
-/// One IMAP LOGIN + LOGOUT over plain TCP; Cyrus autocreates the account on first login.
-pub fn imap_login(port: u16, user: &str, pass: &str) -> Result<()> {
-    let s = connect(port).with_context(|| format!("cannot connect to 127.0.0.1:{port}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut w = s.try_clone()?;
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    if !line.starts_with("* OK") {
-        bail!("unexpected IMAP greeting: {line:?}");
-    }
-    w.write_all(format!("a LOGIN \"{user}\" \"{pass}\"\r\nb LOGOUT\r\n").as_bytes())?;
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            bail!("connection closed before LOGIN completed for {user}");
-        }
-        if let Some(rest) = line.strip_prefix("a ") {
-            if rest.starts_with("OK") {
-                return Ok(());
-            }
-            bail!("LOGIN {user} failed: {}", line.trim());
-        }
-    }
-}
-
-/// Standard base64 with padding.
-pub fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if c.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
 /// Formats a duration as seconds with two decimals.
 pub fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
@@ -302,15 +252,6 @@ pub fn secs(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-    }
 
     #[test]
     fn render_replaces_all_placeholders() {

@@ -1263,7 +1263,8 @@ fn iso2022jp(s: &str) -> Vec<u8> {
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn base64(data: &[u8]) -> String {
+/// Standard base64 (RFC 4648) with padding, on one line.
+pub fn base64(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
         let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
@@ -1524,8 +1525,15 @@ mod tests {
             assert_eq!(lines.replace("\r\n", ""), base64(&data));
             assert!(lines.split("\r\n").all(|l| l.len() <= 76));
         }
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
         assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use mailsync_testkit::ImapClient;
 
 use super::{Instance, State};
 use crate::util;
@@ -195,7 +196,8 @@ fn provision(inst: &Instance) -> Result<()> {
                 loop {
                     let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
                     let Some((user, pass)) = next else { break };
-                    if let Err(e) = util::imap_login(inst.ports.cyrus_imap, &user, &pass)
+                    let login = ImapClient::login("127.0.0.1", inst.ports.cyrus_imap, &user, &pass);
+                    if let Err(e) = login.map(ImapClient::logout)
                         && let Ok(mut v) = errors.lock()
                     {
                         v.push(format!("{user}: {e:#}"));
