@@ -891,7 +891,9 @@ async fn fetch_bodies(
     uids: &[(u32, bool)],
 ) -> Result<(), Error> {
     let only: Vec<u32> = uids.iter().map(|(u, _)| *u).collect();
-    let needs_preview = |uid: u32| uids.iter().any(|(u, p)| *u == uid && *p);
+    // A set, not a scan of `uids`, since this is asked once per downloaded body.
+    let want_preview: std::collections::HashSet<u32> =
+        uids.iter().filter(|(_, p)| *p).map(|(u, _)| *u).collect();
     for chunk in only.chunks(100) {
         for (set, _) in uidset::chunked_sets(chunk, 100) {
             let cmd = Cmd::new("UID FETCH").raw(&set).raw("(UID BODY.PEEK[])");
@@ -917,7 +919,7 @@ async fn fetch_bodies(
             for ((uid, raw), remote) in got.iter().zip(&remotes) {
                 let Some(id) = ids.get(remote) else { continue };
                 let parsed = mime::parse_message(raw);
-                if needs_preview(*uid)
+                if want_preview.contains(uid)
                     && let Some(p) = &parsed.preview
                 {
                     storeext::set_preview(&txn, *id, p).await?;
