@@ -189,9 +189,9 @@ pub(crate) async fn flags_by_remote_ids<C: ConnectionTrait>(
 }
 
 fn serde_json_keywords(s: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(s).map_err(|_| StoreError::InvalidValue {
+    serde_json::from_str(s).map_err(|source| StoreError::Json {
         what: "emails.keywords",
-        value: s.to_owned(),
+        source,
     })
 }
 
@@ -218,6 +218,12 @@ mod tests {
             Some(vec!["$Forwarded".into(), "a\"b".into(), "é".into()])
         );
         assert_eq!(super::serde_json_keywords("[]").ok(), Some(vec![]));
-        assert!(super::serde_json_keywords("nope").is_err());
+        assert!(matches!(
+            super::serde_json_keywords("nope"),
+            Err(mailsync_store::StoreError::Json {
+                what: "emails.keywords",
+                ..
+            })
+        ));
     }
 }
