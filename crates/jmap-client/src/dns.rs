@@ -234,13 +234,17 @@ mod tests {
         );
         assert_eq!(parse_response(8, &a), None);
         for cut in 0..a.len() {
-            let _ = parse_response(7, &a[..cut]); // must not panic
+            // Every truncation cuts into the last record: no panic, and no partial answer.
+            assert_eq!(parse_response(7, &a[..cut]), None, "truncated at {cut}");
         }
-        // a compression loop
+        // a compression loop: the last target's final label becomes a pointer to itself
         let mut looped = a.clone();
-        let n = looped.len();
-        looped[n - 2] = 0xC0;
-        let _ = parse_response(7, &looped);
+        let at = looped.len() - 5; // the length byte of "org" in "a.example.org"
+        assert_eq!(looped.get(at..), Some(&b"\x03org\x00"[..]));
+        let [hi, lo] = u16::try_from(at).unwrap().to_be_bytes();
+        looped[at] = 0xC0 | hi;
+        looped[at + 1] = lo;
+        assert_eq!(parse_response(7, &looped), None);
         assert!(build_query(1, &"x".repeat(64)).is_none());
         assert_eq!(
             parse_resolv_conf("# c\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nsearch x\n")
