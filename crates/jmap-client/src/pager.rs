@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use crate::client::Client;
 use crate::error::{Error, MethodErrorType};
 use crate::id::{AccountId, State};
-use crate::method::{Changes, ChangesResponse, Get, Object, Query, Queryable};
+use crate::method::{
+    Changes, ChangesResponse, Get, GetResponse, Object, Query, QueryResponse, Queryable,
+};
 
 /// One page of a [`QueryPager`].
 #[derive(Debug, Clone, PartialEq)]
@@ -103,7 +105,7 @@ impl<O: Queryable> QueryPager<O> {
         }
         let anchored = self.use_anchor && self.last_id.is_some();
         let result = self.fetch(anchored).await;
-        let (ids, objects, not_found, position, total, query_state, state, limit) = match result {
+        let (qr, gr) = match result {
             Err(e)
                 if anchored && e.method_error_type() == Some(MethodErrorType::AnchorNotFound) =>
             {
@@ -113,6 +115,20 @@ impl<O: Queryable> QueryPager<O> {
             }
             other => other?,
         };
+        let QueryResponse {
+            ids,
+            position,
+            total,
+            query_state,
+            limit,
+            ..
+        } = qr;
+        let GetResponse {
+            list: objects,
+            not_found,
+            state,
+            ..
+        } = gr;
         if self.first_state.is_none() {
             self.first_state = Some(state.clone());
             self.first_query_state = Some(query_state.clone());
@@ -121,7 +137,7 @@ impl<O: Queryable> QueryPager<O> {
         }
         let effective = limit.unwrap_or(self.page_size).min(self.page_size).max(1);
         let n = ids.len() as u64;
-        self.position = position + n;
+        self.position = position.saturating_add(n);
         if n < effective || total.is_some_and(|t| self.position >= t) {
             self.done = true;
         }
@@ -141,23 +157,7 @@ impl<O: Queryable> QueryPager<O> {
         }))
     }
 
-    #[allow(clippy::type_complexity)]
-    async fn fetch(
-        &self,
-        anchored: bool,
-    ) -> Result<
-        (
-            Vec<O::Id>,
-            Vec<O>,
-            Vec<O::Id>,
-            u64,
-            Option<u64>,
-            State,
-            State,
-            Option<u64>,
-        ),
-        Error,
-    > {
+    async fn fetch(&self, anchored: bool) -> Result<(QueryResponse<O>, GetResponse<O>), Error> {
         let mut query = self.query.clone();
         query.clear_paging();
         query = query
@@ -171,18 +171,7 @@ impl<O: Queryable> QueryPager<O> {
         let q = req.call(query);
         let g = req.call(self.get.clone().ids(q.ids()));
         let mut resp = self.client.send(req).await?;
-        let qr = resp.take(&q)?;
-        let gr = resp.take(&g)?;
-        Ok((
-            qr.ids,
-            gr.list,
-            gr.not_found,
-            qr.position,
-            qr.total,
-            qr.query_state,
-            gr.state,
-            qr.limit,
-        ))
+        Ok((resp.take(&q)?, resp.take(&g)?))
     }
 }
 
