@@ -273,7 +273,8 @@ pub(crate) async fn error_from_response(resp: reqwest::Response) -> Error {
     }
 }
 
-/// Reads a response body, stopping (with an error) after `limit` bytes.
+/// Reads a response body, keeping at most `limit` bytes: the rest is not read and the
+/// result is silently truncated (callers then fail to parse it).
 pub(crate) async fn read_limited(
     mut resp: reqwest::Response,
     limit: usize,
