@@ -69,7 +69,11 @@ pub fn user_ids(name: &str) -> Result<(u32, u32)> {
     for line in passwd.lines() {
         let f: Vec<&str> = line.split(':').collect();
         if f.len() > 3 && f[0] == name {
-            return Ok((f[2].parse()?, f[3].parse()?));
+            let id = |s: &str| {
+                s.parse::<u32>()
+                    .with_context(|| format!("/etc/passwd entry of `{name}`: bad id {s:?}"))
+            };
+            return Ok((id(f[2])?, id(f[3])?));
         }
     }
     bail!("system user `{name}` does not exist (is its Debian package installed?)")
@@ -81,7 +85,9 @@ pub fn group_id(name: &str) -> Result<u32> {
     for line in group.lines() {
         let f: Vec<&str> = line.split(':').collect();
         if f.len() > 2 && f[0] == name {
-            return Ok(f[2].parse()?);
+            return f[2]
+                .parse()
+                .with_context(|| format!("/etc/group entry of `{name}`: bad gid {:?}", f[2]));
         }
     }
     bail!("system group `{name}` does not exist")
