@@ -359,13 +359,13 @@ impl ImapClient {
             let tag = self.tag();
             let io = |peer: &str| Error::io(format!("sending APPEND to {peer}"));
             let peer = self.peer.clone();
-            write!(self.writer, "{tag} APPEND {quoted}").map_err(io(&peer))?;
+            write!(self.writer, "{tag} APPEND {quoted}").map_err(|e| io(&peer)(e))?;
             let (mut n, mut bytes) = (0usize, 0usize);
             while n < chunk && bytes < MAX_COMMAND_BYTES {
                 let Some(m) = iter.next() else { break };
                 let m = m.as_ref();
-                write!(self.writer, " () {{{}+}}\r\n", m.len()).map_err(io(&peer))?;
-                self.writer.write_all(m).map_err(io(&peer))?;
+                write!(self.writer, " () {{{}+}}\r\n", m.len()).map_err(|e| io(&peer)(e))?;
+                self.writer.write_all(m).map_err(|e| io(&peer)(e))?;
                 n += 1;
                 bytes += m.len();
             }

@@ -128,15 +128,15 @@ impl Lmtp {
         let peer = self.peer.clone();
         for line in m.split_inclusive(|b| *b == b'\n') {
             if line.first() == Some(&b'.') {
-                self.writer.write_all(b".").map_err(io(&peer))?;
+                self.writer.write_all(b".").map_err(|e| io(&peer)(e))?;
             }
-            self.writer.write_all(line).map_err(io(&peer))?;
+            self.writer.write_all(line).map_err(|e| io(&peer)(e))?;
         }
         if !m.ends_with(b"\n") {
-            self.writer.write_all(b"\r\n").map_err(io(&peer))?;
+            self.writer.write_all(b"\r\n").map_err(|e| io(&peer)(e))?;
         }
-        self.writer.write_all(b".\r\n").map_err(io(&peer))?;
-        self.writer.flush().map_err(io(&peer))
+        self.writer.write_all(b".\r\n").map_err(|e| io(&peer)(e))?;
+        self.writer.flush().map_err(|e| io(&peer)(e))
     }
 
     /// A full (possibly multi-line) reply.
