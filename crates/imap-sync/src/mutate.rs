@@ -428,7 +428,7 @@ async fn move_uids(
             moved.extend(source.iter().copied().zip(destination.iter().copied()));
         }
     };
-    for (set, _) in uidset::chunked_sets(uids, 500) {
+    for (set, members) in uidset::chunked_sets(uids, 500) {
         if conn.has_capability("MOVE") {
             let (data, done) = conn
                 .run(&Cmd::new("UID MOVE").raw(&set).astring(&dst.remote_id))
@@ -445,7 +445,6 @@ async fn move_uids(
                 .run(&Cmd::new("UID COPY").raw(&set).astring(&dst.remote_id))
                 .await?;
             take_copyuid(&done.code);
-            let members: Vec<u32> = uidset::parse_uid_set(&set).unwrap_or_default();
             expunge_uids(conn, &members).await?;
         }
     }
