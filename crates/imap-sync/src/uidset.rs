@@ -28,8 +28,12 @@ pub(crate) fn format_uid_set(uids: &[u32]) -> String {
     let mut v = uids.to_vec();
     v.sort_unstable();
     v.dedup();
-    ranges(&v)
-        .iter()
+    format_ranges(&ranges(&v))
+}
+
+/// `1:3,7` from contiguous ranges.
+fn format_ranges(rs: &[(u32, u32)]) -> String {
+    rs.iter()
         .map(|&(a, b)| {
             if a == b {
                 a.to_string()
@@ -62,17 +66,7 @@ pub(crate) fn chunked_sets(uids: &[u32], max_ranges: usize) -> Vec<(String, Vec<
     let rs = ranges(&v);
     rs.chunks(max_ranges.max(1))
         .map(|chunk| {
-            let text = chunk
-                .iter()
-                .map(|&(a, b)| {
-                    if a == b {
-                        a.to_string()
-                    } else {
-                        format!("{a}:{b}")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(",");
+            let text = format_ranges(chunk);
             let members = chunk.iter().flat_map(|&(a, b)| a..=b).collect();
             (text, members)
         })
