@@ -1,7 +1,7 @@
 //! `cargo xtask ci`: install, fmt, lint, clippy, doc, and every test against freshly started
 //! real servers, with a timed summary; each step also runs alone (`cargo xtask ci clippy`).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -97,33 +97,16 @@ fn cargo_test(cmd: &mut Command) -> Result<()> {
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
         let tx = tx.clone();
-        readers.push(thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                println!("{line}");
-                let _ = tx.send(line);
-            }
-        }));
+        readers.push(thread::spawn(move || pump(out, |l| println!("{l}"), &tx)));
     }
     if let Some(err) = child.stderr.take() {
         let tx = tx.clone();
-        readers.push(thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                let _ = tx.send(line);
-            }
-        }));
+        readers.push(thread::spawn(move || pump(err, |l| eprintln!("{l}"), &tx)));
     }
     drop(tx);
     let mut ignored = 0u64;
     for line in rx {
-        // "test result: ok. 3 passed; 0 failed; 1 ignored; ..."
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            for part in rest.split(';') {
-                if let Some(n) = part.trim().strip_suffix(" ignored") {
-                    ignored += n.trim().parse::<u64>().unwrap_or(0);
-                }
-            }
-        }
+        ignored += ignored_in(&line);
     }
     for r in readers {
         let _ = r.join();
@@ -136,6 +119,36 @@ fn cargo_test(cmd: &mut Command) -> Result<()> {
         bail!("{ignored} test(s) were ignored; nothing may be skipped");
     }
     Ok(())
+}
+
+/// Echoes a child's output line by line and forwards each line. Reads bytes, not `lines()`:
+/// one non-UTF-8 line must not stop the reader (the child would block on a full pipe).
+fn pump(r: impl Read, echo: fn(&str), tx: &mpsc::Sender<String>) {
+    let mut r = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end_matches(['\n', '\r']);
+        echo(line);
+        let _ = tx.send(line.to_string());
+    }
+}
+
+/// The ignored count of a libtest summary line
+/// (`test result: ok. 3 passed; 0 failed; 1 ignored; ...`), 0 for any other line.
+fn ignored_in(line: &str) -> u64 {
+    let Some(rest) = line.strip_prefix("test result: ") else {
+        return 0;
+    };
+    rest.split(';')
+        .filter_map(|part| part.trim().strip_suffix(" ignored"))
+        .map(|n| n.trim().parse::<u64>().unwrap_or(0))
+        .sum()
 }
 
 fn step_install() -> Result<()> {
@@ -272,5 +285,25 @@ mod tests {
         let one = parse(&["clippy".into(), "--keep-servers".into()]).unwrap();
         assert_eq!((one.steps, one.keep_servers), (vec!["clippy"], true));
         assert!(parse(&["bogus".into()]).is_err());
+    }
+
+    #[test]
+    fn ignored_tests_are_counted_from_libtest_summaries() {
+        let line = "test result: ok. 3 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out";
+        assert_eq!(ignored_in(line), 2);
+        assert_eq!(
+            ignored_in("test result: ok. 3 passed; 0 failed; 0 ignored"),
+            0
+        );
+        assert_eq!(ignored_in("test foo ... ignored"), 0);
+    }
+
+    #[test]
+    fn pump_survives_non_utf8_lines() {
+        let (tx, rx) = mpsc::channel();
+        pump(&b"a\r\n\xff\xfe\nb"[..], |_| {}, &tx);
+        drop(tx);
+        let got: Vec<String> = rx.into_iter().collect();
+        assert_eq!(got, ["a", "\u{fffd}\u{fffd}", "b"]);
     }
 }
