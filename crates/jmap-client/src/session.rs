@@ -219,12 +219,14 @@ impl std::fmt::Debug for UrlTemplate {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (RFC 6570 simple expansion).
 fn percent_encode(value: &str) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            // Writing into a String cannot fail; no temporary String per byte.
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out
