@@ -573,7 +573,7 @@ impl Ctx {
             v.push(self.ms(&db).args(["sync", "--once"]).timed(&log)?);
         }
         let rows = sqlite_count(&db, "SELECT count(*) FROM emails")?;
-        let bodies = sqlite_count(&db, "SELECT count(*) FROM email_bodies").unwrap_or(0);
+        let bodies = sqlite_count(&db, "SELECT count(*) FROM email_bodies")?;
         self.push(
             size,
             S_FIRST_ALL,

@@ -238,17 +238,21 @@ pub fn up(inst: &Instance) -> Result<UpReport> {
         let a = s.spawn(|| ensure("smtp-sink", inst, sink::start));
         let b = s.spawn(|| ensure("dovecot", inst, dovecot::start));
         let c = s.spawn(|| ensure("postgres", inst, postgres::start));
-        let join = |h: thread::ScopedJoinHandle<'_, Result<Option<Duration>>>| {
+        let join = |name: &str, h: thread::ScopedJoinHandle<'_, Result<Option<Duration>>>| {
             h.join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("thread panicked")))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("starting {name}: thread panicked")))
         };
-        let sink_r = join(a);
+        let sink_r = join("smtp-sink", a);
         let cyrus_r = if sink_r.is_ok() {
             Some(ensure("cyrus", inst, |i| cyrus::start(i, &cyrus_bin)))
         } else {
             None
         };
-        (sink_r.map(|d| (d, cyrus_r)), join(b), join(c))
+        (
+            sink_r.map(|d| (d, cyrus_r)),
+            join("dovecot", b),
+            join("postgres", c),
+        )
     });
     let mut errors = Vec::new();
     match sink_r {
