@@ -742,8 +742,6 @@ fn progress(ctx: &Ctx<'_>, stored: u64, expected: Option<u64>) {
     }
 }
 
-/// Stores a batch of new messages (re-matching UID-less rows by Message-ID first) and the
-/// checkpoint covering it, in one transaction.
 /// What committing a batch did.
 struct Committed {
     counts: SyncCounts,
@@ -751,6 +749,8 @@ struct Committed {
     body_uids: Vec<(u32, bool)>,
 }
 
+/// Stores a batch of new messages (re-matching UID-less rows by Message-ID first) and the
+/// checkpoint covering it, in one transaction.
 async fn commit_new(
     ctx: &Ctx<'_>,
     pending: Vec<FetchData>,
@@ -771,7 +771,7 @@ async fn commit_new(
             }
             if u.attachments.is_none() {
                 u.has_attachment = !parsed.attachments.is_empty();
-                u.attachments = Some(parsed.attachments.clone());
+                u.attachments = Some(parsed.attachments);
             }
             bodies_out.push((
                 u.remote_id.clone(),
