@@ -9,6 +9,8 @@ use std::time::Duration;
 use mailsync_imap_sync as imap;
 use mailsync_jmap_client as jmap;
 
+use mailsync_outbox::{BatchError, ItemOutcome};
+
 use crate::error::EngineError;
 
 /// What to do about a failure.
@@ -52,6 +54,7 @@ pub fn classify(err: &EngineError) -> Disposition {
         EngineError::Cancelled => Disposition::Retry { after: None },
         EngineError::Jmap(e) => classify_jmap(e),
         EngineError::Imap(e) => classify_imap(e),
+        EngineError::Mailbox { source, .. } => classify_imap(source),
         EngineError::Outbox(e) if e.is_transient() => Disposition::Retry { after: None },
         EngineError::Outbox(_) => Disposition::Reject,
     }
@@ -130,6 +133,40 @@ pub fn classify_jmap(e: &jmap::Error) -> Disposition {
             Disposition::Retry { after: None }
         }
         _ => Disposition::Reject,
+    }
+}
+
+/// Maps a failure of a whole outbox batch to the outbox's vocabulary (classified in one place).
+pub fn batch_error(e: &EngineError) -> BatchError {
+    let reason = e.to_string();
+    match classify(e) {
+        Disposition::Offline => BatchError::Offline(reason),
+        Disposition::NeedsUser => BatchError::NeedsUser(reason),
+        Disposition::Resync => BatchError::StateMismatch,
+        Disposition::Retry { after } => BatchError::Transient {
+            reason,
+            retry_after: after,
+        },
+        _ => BatchError::Transient {
+            reason,
+            retry_after: None,
+        },
+    }
+}
+
+/// Maps a failure of one item to its outcome.
+pub fn item_outcome(e: &EngineError) -> ItemOutcome {
+    let reason = e.to_string();
+    match classify(e) {
+        Disposition::Retry { after } => ItemOutcome::Transient {
+            reason,
+            retry_after: after,
+        },
+        Disposition::Offline => ItemOutcome::Transient {
+            reason,
+            retry_after: None,
+        },
+        _ => ItemOutcome::Permanent { reason },
     }
 }
 

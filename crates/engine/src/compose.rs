@@ -48,6 +48,38 @@ pub struct Draft {
     pub date: Option<i64>,
 }
 
+/// A queued outbox message as a [`Draft`] (attachments decoded).
+impl TryFrom<&mailsync_outbox::OutgoingMessage> for Draft {
+    type Error = EngineError;
+    fn try_from(m: &mailsync_outbox::OutgoingMessage) -> Result<Draft, EngineError> {
+        let attachments = m
+            .attachments
+            .iter()
+            .map(|a| {
+                Ok(DraftAttachment {
+                    file_name: a.file_name.clone(),
+                    mime_type: a.mime_type.clone(),
+                    content: a.bytes().map_err(|e| EngineError::Compose(e.to_string()))?,
+                })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        Ok(Draft {
+            message_id: m.message_id.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            cc: m.cc.clone(),
+            bcc: m.bcc.clone(),
+            subject: m.subject.clone(),
+            text: m.text.clone(),
+            html: m.html.clone(),
+            attachments,
+            in_reply_to: m.in_reply_to.clone(),
+            references: m.references.clone(),
+            date: None,
+        })
+    }
+}
+
 /// A built message and its SMTP envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Built {

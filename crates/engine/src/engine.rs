@@ -136,10 +136,13 @@ impl Engine {
             .await?
             .is_some()
         {
-            return Err(EngineError::Config(format!(
-                "an account named {:?} exists already",
-                new.name
-            )));
+            // Checked before the connection test so a taken name fails fast, with the store's
+            // own typed error (the same one `accounts::create` would return).
+            return Err(mailsync_store::StoreError::AlreadyExists {
+                what: "account",
+                key: new.name,
+            }
+            .into());
         }
         let candidate = Account {
             id: AccountId(0),

@@ -19,6 +19,15 @@ pub enum EngineError {
     /// The IMAP server.
     #[error(transparent)]
     Imap(#[from] mailsync_imap_sync::Error),
+    /// One mailbox failed to sync (the others were synced).
+    #[error("mailbox {mailbox:?}: {source}")]
+    Mailbox {
+        /// The mailbox's display name.
+        mailbox: String,
+        /// The IMAP error.
+        #[source]
+        source: Box<mailsync_imap_sync::Error>,
+    },
     /// The outbox (queue storage).
     #[error(transparent)]
     Outbox(#[from] mailsync_outbox::Error),

@@ -5,7 +5,7 @@
 //! IDLE must end with `DONE` to leave the connection usable; when the worker abandons a wait
 //! (woken, shut down) the driver notices the interrupted IDLE and reconnects on the next cycle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,10 +25,9 @@ use mailsync_store::{
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::{Disposition, classify};
+use crate::classify::{Disposition, batch_error, classify, item_outcome};
 use crate::compose;
 use crate::error::EngineError;
-use crate::jmap_driver::{batch_error, draft_of, item_outcome};
 use crate::secret;
 use crate::smtp::{self, SmtpConfig};
 use crate::worker::AccountDriver;
@@ -109,8 +108,6 @@ fn imap_flag(f: &Flag) -> String {
         Flag::Answered => "\\Answered".into(),
         Flag::Draft => "\\Draft".into(),
         Flag::Keyword(k) => k.clone(),
-        #[allow(unreachable_patterns)]
-        _ => String::new(),
     }
 }
 
@@ -236,23 +233,30 @@ impl ImapExecutor<'_> {
             imap::apply(&mut conn, self.store, &muts).await
         };
         for ((m, who), res) in muts.iter().zip(owners).zip(results) {
-            for i in who {
-                let mut o = outcome_of(&res);
-                // A move answered with COPYUID: tell the outbox the copy's new identity so the
-                // local row follows it instead of being duplicated by the next sync.
-                if let (
-                    ImapMutation::Move { to, uids, .. },
+            // A move answered with COPYUID: tell the outbox each copy's new identity so the local
+            // row follows it instead of being duplicated by the next sync. A group's `uids` and
+            // `who` were pushed pairwise, so they line up.
+            let relocated: HashMap<u32, (MailboxId, u32, u32)> = match (m, &res) {
+                (
+                    ImapMutation::Move { to, .. },
                     MutationOutcome::Ok {
                         uidvalidity: Some(v),
                         moved,
                         ..
                     },
-                ) = (m, &res)
-                    && let Some((_, c)) = items.iter().find(|(k, _)| *k == i)
-                    && let Some((_, old_uid, _)) = source(c)
-                    && uids.contains(&old_uid)
-                    && let Some((_, new_uid)) = moved.iter().find(|(o, _)| *o == old_uid)
-                {
+                ) => moved
+                    .iter()
+                    .map(|(old, new)| (*old, (*to, *v, *new)))
+                    .collect(),
+                _ => HashMap::new(),
+            };
+            let uids: &[u32] = match m {
+                ImapMutation::Move { uids, .. } => uids,
+                _ => &[],
+            };
+            for (k, i) in who.into_iter().enumerate() {
+                let mut o = outcome_of(&res);
+                if let Some((to, v, new_uid)) = uids.get(k).and_then(|u| relocated.get(u)) {
                     o = ItemOutcome::Relocated {
                         remote_id: Some(emails::imap_remote_id(*to, *v, *new_uid)),
                         locations: vec![Location {
@@ -290,7 +294,7 @@ impl ImapExecutor<'_> {
         q: &QueuedChange,
         msg: &mailsync_outbox::OutgoingMessage,
     ) -> Result<ItemOutcome, BatchError> {
-        let draft = match draft_of(msg) {
+        let draft = match compose::Draft::try_from(msg) {
             Ok(d) => d,
             Err(e) => return Ok(item_outcome(&e)),
         };
@@ -459,19 +463,27 @@ impl ImapDriver {
             mailsync_outbox::reapply_after_sync(&txn, &pending).await?;
             txn.commit().await.map_err(StoreError::from)?;
         }
+        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let nboxes = i64::try_from(report.mailboxes.len()).unwrap_or(i64::MAX);
+        // The other mailboxes were synced; the cycle still reports the first failure, with its
+        // typed cause so that it is classified like any other IMAP error.
         let mut first_failure = None;
-        for m in &report.mailboxes {
-            if let imap::MailboxResult::Failed(e) = &m.result {
+        for m in report.mailboxes {
+            if let imap::MailboxResult::Failed(e) = m.result {
                 tracing::warn!(mailbox = %m.name, error = %e, "Mailbox failed to sync.");
-                first_failure.get_or_insert_with(|| format!("mailbox {:?}: {e}", m.name));
+                if first_failure.is_none() {
+                    first_failure = Some(EngineError::Mailbox {
+                        mailbox: m.name,
+                        source: Box::new(e),
+                    });
+                }
             }
         }
-        if let Some(f) = first_failure {
-            return Err(EngineError::Config(f));
+        if let Some(e) = first_failure {
+            return Err(e);
         }
-        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         Ok(SyncCounts {
-            mailboxes: i64::try_from(report.mailboxes.len()).unwrap_or(i64::MAX),
+            mailboxes: nboxes,
             emails_added: to_i64(report.totals.added),
             emails_updated: to_i64(report.totals.updated),
             emails_removed: to_i64(report.totals.removed),

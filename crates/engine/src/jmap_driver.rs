@@ -19,8 +19,8 @@ use mailsync_store::sync_log::SyncCounts;
 use mailsync_store::{AccountId, MailboxId, Store, mailboxes};
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::{Disposition, classify, classify_jmap};
-use crate::compose::{Draft, DraftAttachment};
+use crate::classify::{Disposition, batch_error, classify, classify_jmap, item_outcome};
+use crate::compose::Draft;
 use crate::error::EngineError;
 use crate::jmap_send::{self};
 use crate::jmap_sync;
@@ -51,69 +51,6 @@ pub async fn connect(account: &Account) -> Result<Client, EngineError> {
     Ok(b.connect(url).await?)
 }
 
-/// Converts an outbox message into a [`Draft`].
-pub fn draft_of(m: &mailsync_outbox::OutgoingMessage) -> Result<Draft, EngineError> {
-    let attachments = m
-        .attachments
-        .iter()
-        .map(|a| {
-            Ok(DraftAttachment {
-                file_name: a.file_name.clone(),
-                mime_type: a.mime_type.clone(),
-                content: a.bytes().map_err(|e| EngineError::Compose(e.to_string()))?,
-            })
-        })
-        .collect::<Result<Vec<_>, EngineError>>()?;
-    Ok(Draft {
-        message_id: m.message_id.clone(),
-        from: m.from.clone(),
-        to: m.to.clone(),
-        cc: m.cc.clone(),
-        bcc: m.bcc.clone(),
-        subject: m.subject.clone(),
-        text: m.text.clone(),
-        html: m.html.clone(),
-        attachments,
-        in_reply_to: m.in_reply_to.clone(),
-        references: m.references.clone(),
-        date: None,
-    })
-}
-
-/// Maps a failure of a whole batch to the outbox's vocabulary (classified in one place).
-pub fn batch_error(e: &EngineError) -> BatchError {
-    let reason = e.to_string();
-    match classify(e) {
-        Disposition::Offline => BatchError::Offline(reason),
-        Disposition::NeedsUser => BatchError::NeedsUser(reason),
-        Disposition::Resync => BatchError::StateMismatch,
-        Disposition::Retry { after } => BatchError::Transient {
-            reason,
-            retry_after: after,
-        },
-        _ => BatchError::Transient {
-            reason,
-            retry_after: None,
-        },
-    }
-}
-
-/// Maps a failure of one item to its outcome.
-pub fn item_outcome(e: &EngineError) -> ItemOutcome {
-    let reason = e.to_string();
-    match classify(e) {
-        Disposition::Retry { after } => ItemOutcome::Transient {
-            reason,
-            retry_after: after,
-        },
-        Disposition::Offline => ItemOutcome::Transient {
-            reason,
-            retry_after: None,
-        },
-        _ => ItemOutcome::Permanent { reason },
-    }
-}
-
 fn keyword(flag: &Flag) -> String {
     match flag {
         Flag::Seen => jmap::keyword::SEEN.to_owned(),
@@ -121,8 +58,6 @@ fn keyword(flag: &Flag) -> String {
         Flag::Answered => jmap::keyword::ANSWERED.to_owned(),
         Flag::Draft => jmap::keyword::DRAFT.to_owned(),
         Flag::Keyword(k) => k.clone(),
-        #[allow(unreachable_patterns)]
-        _ => String::new(),
     }
 }
 
@@ -296,7 +231,7 @@ impl Executor for JmapExecutor<'_> {
             let Operation::Send(msg) = &q.operation else {
                 continue;
             };
-            let outcome = match draft_of(msg) {
+            let outcome = match Draft::try_from(msg) {
                 Err(e) => item_outcome(&e),
                 Ok(draft) => {
                     // JMAP moves the copy to Sent atomically with the submission
@@ -382,10 +317,7 @@ impl JmapDriver {
 #[async_trait::async_trait]
 impl AccountDriver for JmapDriver {
     async fn cycle(&mut self, _cancel: &CancellationToken) -> Result<SyncCounts, EngineError> {
-        let client = match self.client().await {
-            Ok(c) => c,
-            Err(e) => return Err(e),
-        };
+        let client = self.client().await?;
         let res = async {
             let jacc = client.mail_account_id()?;
             let executor = JmapExecutor {

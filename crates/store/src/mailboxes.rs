@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set,
 };
 
 use crate::entity::{email_mailboxes as em, emails as em_emails, mailboxes as mb};
@@ -280,15 +281,20 @@ pub async fn recount<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(i64, i
         .from(em::Entity)
         .and_where(Expr::col(em::Column::MailboxId).eq(id.0))
         .to_owned();
-    let total = em_emails::Entity::find()
-        .filter(em_emails::Column::Id.in_subquery(members.clone()))
-        .count_rows(c)
-        .await?;
-    let unread = em_emails::Entity::find()
-        .filter(em_emails::Column::Id.in_subquery(members))
-        .filter(em_emails::Column::Seen.eq(false))
-        .count_rows(c)
-        .await?;
+    let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let total = to_i64(
+        em_emails::Entity::find()
+            .filter(em_emails::Column::Id.in_subquery(members.clone()))
+            .count(c)
+            .await?,
+    );
+    let unread = to_i64(
+        em_emails::Entity::find()
+            .filter(em_emails::Column::Id.in_subquery(members))
+            .filter(em_emails::Column::Seen.eq(false))
+            .count(c)
+            .await?,
+    );
     mb::Entity::update_many()
         .col_expr(mb::Column::Total, Expr::value(total))
         .col_expr(mb::Column::Unread, Expr::value(unread))
@@ -296,18 +302,6 @@ pub async fn recount<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(i64, i
         .exec(c)
         .await?;
     Ok((total, unread))
-}
-
-trait CountRows {
-    async fn count_rows<C: ConnectionTrait>(self, c: &C) -> Result<i64, StoreError>;
-}
-
-impl CountRows for sea_orm::Select<em_emails::Entity> {
-    async fn count_rows<C: ConnectionTrait>(self, c: &C) -> Result<i64, StoreError> {
-        use sea_orm::PaginatorTrait;
-        let n = self.count(c).await?;
-        Ok(i64::try_from(n).unwrap_or(i64::MAX))
-    }
 }
 
 /// Deletes the account's mailboxes whose remote id is not in `keep`, with their emails.
