@@ -1,6 +1,8 @@
 //! Local changes through the outbox: `flag`, `move`, `delete` (applied at once, queued, sent at
 //! the next sync or right away with `--now`) and `undo`.
 
+use std::collections::HashMap;
+
 use mailsync_outbox::{Change, Enqueued, Undone};
 use mailsync_store::accounts::Account;
 use mailsync_store::emails::{self, Email};
@@ -51,16 +53,19 @@ async fn apply(ctx: &Ctx, list: Vec<(Email, Change, String)>, now: bool) -> Resu
             .filter(|(e, _, _)| e.account_id == account)
             .collect();
         let changes = mine.iter().map(|(_, c, _)| c.clone()).collect();
-        let results = ctx
-            .engine
-            .enqueue_all(account, changes)
-            .await
-            .map_err(|err| match mine.first() {
-                Some((e, _, _)) if mine.len() == 1 => {
-                    CliError::engine(&format!("email {}", e.id), &err)
-                }
-                _ => CliError::engine(&format!("account {account}"), &err),
-            })?;
+        let results = match ctx.engine.enqueue_all(account, changes).await {
+            Ok(r) => r,
+            Err(err) => {
+                let object = match mine.as_slice() {
+                    [(e, _, _)] => format!("email {}", e.id),
+                    _ => match ctx.account_name(account).await {
+                        Ok(name) => format!("account {name:?}"),
+                        Err(_) => format!("account {account}"),
+                    },
+                };
+                return Err(CliError::engine(&object, &err));
+            }
+        };
         for ((e, _, what), r) in mine.iter().zip(results) {
             output::line(describe(e.id, what, r))?;
         }
@@ -134,14 +139,20 @@ async fn target(ctx: &Ctx, account: AccountId, to: &str) -> Result<(MailboxId, S
 
 pub async fn move_to(ctx: &Ctx, a: MoveArgs) -> Result<u8, CliError> {
     let emails = load(ctx, &a.ids).await?;
-    let mut list = Vec::new();
+    // The target is resolved once per account, not once per email.
+    let mut targets: HashMap<AccountId, (MailboxId, String)> = HashMap::new();
+    let mut list = Vec::with_capacity(emails.len());
     for e in emails {
-        let (mb, name) = target(ctx, e.account_id, &a.to).await?;
-        list.push((
-            e.clone(),
-            Change::move_to(e.id, mb),
-            format!("moved to {name:?}"),
-        ));
+        let (mb, name) = match targets.get(&e.account_id) {
+            Some(t) => t.clone(),
+            None => {
+                let t = target(ctx, e.account_id, &a.to).await?;
+                targets.insert(e.account_id, t.clone());
+                t
+            }
+        };
+        let change = Change::move_to(e.id, mb);
+        list.push((e, change, format!("moved to {name:?}")));
     }
     apply(ctx, list, a.now).await
 }
