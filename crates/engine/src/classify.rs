@@ -55,6 +55,8 @@ pub fn classify(err: &EngineError) -> Disposition {
         EngineError::Jmap(e) => classify_jmap(e),
         EngineError::Imap(e) => classify_imap(e),
         EngineError::Mailbox { source, .. } => classify_imap(source),
+        EngineError::OutboxPaused { offline: true, .. } => Disposition::Offline,
+        EngineError::OutboxPaused { offline: false, .. } => Disposition::NeedsUser,
         EngineError::Outbox(e) if e.is_transient() => Disposition::Retry { after: None },
         EngineError::Outbox(_) => Disposition::Reject,
     }
@@ -227,6 +229,20 @@ mod tests {
             (
                 EngineError::Compose("bad address".into()),
                 Disposition::Reject,
+            ),
+            (
+                EngineError::OutboxPaused {
+                    reason: "SMTP server unreachable".into(),
+                    offline: true,
+                },
+                Disposition::Offline,
+            ),
+            (
+                EngineError::OutboxPaused {
+                    reason: "authentication failed".into(),
+                    offline: false,
+                },
+                Disposition::NeedsUser,
             ),
         ];
         for (err, want) in &cases {

@@ -28,6 +28,14 @@ pub enum EngineError {
         #[source]
         source: Box<mailsync_imap_sync::Error>,
     },
+    /// The sync ran, but queued changes could not be sent (the outbox paused).
+    #[error("queued changes not sent: {reason}")]
+    OutboxPaused {
+        /// The cause, one line.
+        reason: String,
+        /// The server was unreachable (else: the user must act, e.g. credentials).
+        offline: bool,
+    },
     /// The outbox (queue storage).
     #[error(transparent)]
     Outbox(#[from] mailsync_outbox::Error),
@@ -43,4 +51,21 @@ pub enum EngineError {
     /// The operation was stopped by a shutdown.
     #[error("cancelled by shutdown")]
     Cancelled,
+}
+
+impl EngineError {
+    /// The error to report for a cycle whose flush paused, so that the sync log and the exit
+    /// code say the changes did not go out instead of reporting success.
+    pub fn from_pause(p: &mailsync_outbox::Pause) -> Self {
+        match p {
+            mailsync_outbox::Pause::Offline(r) => Self::OutboxPaused {
+                reason: r.clone(),
+                offline: true,
+            },
+            mailsync_outbox::Pause::NeedsUser(r) => Self::OutboxPaused {
+                reason: r.clone(),
+                offline: false,
+            },
+        }
+    }
 }

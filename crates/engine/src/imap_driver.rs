@@ -482,6 +482,9 @@ impl ImapDriver {
         if let Some(e) = first_failure {
             return Err(e);
         }
+        if let Some(p) = &flushed.paused {
+            return Err(EngineError::from_pause(p));
+        }
         Ok(SyncCounts {
             mailboxes: nboxes,
             emails_added: to_i64(report.totals.added),

@@ -335,6 +335,9 @@ impl AccountDriver for JmapDriver {
                 self.account.body_policy,
             )
             .await?;
+            if let Some(p) = &flushed.paused {
+                return Err(EngineError::from_pause(p));
+            }
             if flushed.resync_needed {
                 // The server state moved under the queued changes: they were re-based by the
                 // sync above and go out with the next cycle.

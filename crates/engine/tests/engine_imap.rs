@@ -271,3 +271,54 @@ async fn engine_with_an_imap_account() -> R {
     db.cleanup().await?;
     res.map_err(|_| "timed out")?
 }
+
+/// A send whose SMTP server is unreachable: the sync still runs, but the cycle reports the
+/// failure (sync log row `error`, classified offline) and the message stays queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_changes_make_the_cycle_fail_visibly() -> R {
+    let db = TempDb::sqlite().await?;
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("nosmtp");
+    let engine = Engine::new(db.store.clone());
+    let mut new = new_account(&servers, &user.user, &user.password, "127.0.0.1");
+    new.smtp = Some(Endpoint {
+        host: "127.0.0.1".into(),
+        port: 1,
+        security: Security::Plain,
+    });
+    let account = engine.add_account(new).await?;
+    engine.sync_once(account.id).await?;
+    engine
+        .send(
+            account.id,
+            OutgoingMessage {
+                from: Address {
+                    name: None,
+                    email: format!("{}@example.test", user.user),
+                },
+                to: vec![Address {
+                    name: None,
+                    email: "bob@example.test".into(),
+                }],
+                subject: "never leaves".into(),
+                text: "x".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let err = engine
+        .sync_once(account.id)
+        .await
+        .err()
+        .ok_or("the cycle must fail")?;
+    assert_eq!(
+        mailsync_engine::classify::classify(&err),
+        mailsync_engine::classify::Disposition::Offline
+    );
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    let log = mailsync_store::sync_log::list(db.store.conn(), Some(account.id), 1).await?;
+    assert_eq!(log[0].status, mailsync_store::sync_log::CycleStatus::Error);
+    assert_eq!(engine.status().await?[0].pending, 1, "still queued");
+    db.cleanup().await?;
+    Ok(())
+}
