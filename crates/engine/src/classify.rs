@@ -30,6 +30,9 @@ pub enum Disposition {
     NeedsUser,
     /// It will never work as it is (a bug or invalid data): log it, do not loop.
     Reject,
+    /// The object a change addressed is not there (JMAP `notFound`; an IMAP UID that is gone or
+    /// recorded under another UIDVALIDITY): find it again after a sync, or drop the change.
+    Gone,
 }
 
 /// Classifies an engine error. See the table in the tests.
@@ -121,6 +124,7 @@ pub fn classify_jmap(e: &jmap::Error) -> Disposition {
         },
         jmap::Error::SetItem { error, .. } => match error.kind {
             S::RateLimit => Disposition::Retry { after: None },
+            S::NotFound => Disposition::Gone,
             S::OverQuota | S::Forbidden => Disposition::NeedsUser,
             _ => Disposition::Reject,
         },
@@ -168,6 +172,7 @@ pub fn item_outcome(e: &EngineError) -> ItemOutcome {
             reason,
             retry_after: None,
         },
+        Disposition::Gone => ItemOutcome::NotFound { reason },
         _ => ItemOutcome::Permanent { reason },
     }
 }
@@ -261,6 +266,16 @@ mod tests {
         }))
     }
 
+    fn set_item(kind: &str) -> jmap::Error {
+        let error: jmap::SetError =
+            serde_json::from_value(serde_json::json!({ "type": kind })).expect("set error");
+        jmap::Error::SetItem {
+            operation: jmap::SetOperation::Update,
+            id: "e1".into(),
+            error: Box::new(error),
+        }
+    }
+
     fn imap_no(code: Option<imap::ResponseCode>) -> imap::Error {
         imap::Error::No {
             command: "UID MOVE".into(),
@@ -339,6 +354,10 @@ mod tests {
             (jmap_method("serverFail"), Disposition::Reject),
             (jmap_method("somethingNew"), Disposition::Reject),
             (jmap_method("accountNotFound"), Disposition::NeedsUser),
+            (set_item("notFound"), Disposition::Gone),
+            (set_item("rateLimit"), Disposition::Retry { after: None }),
+            (set_item("forbidden"), Disposition::NeedsUser),
+            (set_item("invalidPatch"), Disposition::Reject),
             (
                 jmap::Error::StateNotAdvancing {
                     method: "Email/changes".into(),

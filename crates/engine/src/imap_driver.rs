@@ -111,15 +111,18 @@ fn imap_flag(f: &Flag) -> String {
     }
 }
 
-/// The one server copy an IMAP email change refers to.
-fn source(c: &EmailChange) -> Option<(MailboxId, u32, Option<i64>)> {
+/// The one server copy an IMAP email change refers to: mailbox, UID and the UIDVALIDITY the
+/// UID was recorded under (a UID means nothing without it).
+fn source(c: &EmailChange) -> Option<(MailboxId, u32, u32)> {
     c.source().iter().find_map(|l: &Location| {
         let uid = u32::try_from(l.uid?).ok()?;
-        Some((l.mailbox_id, uid, l.uidvalidity))
+        let uv = u32::try_from(l.uidvalidity?).ok()?;
+        Some((l.mailbox_id, uid, uv))
     })
 }
 
-fn outcome_of(o: &MutationOutcome) -> ItemOutcome {
+/// The outcome of one UID of a mutation, as read back by `imap-sync`.
+fn outcome_of(o: &MutationOutcome, uid: u32) -> ItemOutcome {
     match o {
         MutationOutcome::Transient { reason, .. } => ItemOutcome::Transient {
             reason: reason.clone(),
@@ -128,15 +131,28 @@ fn outcome_of(o: &MutationOutcome) -> ItemOutcome {
         MutationOutcome::Permanent { reason, .. } => ItemOutcome::Permanent {
             reason: reason.clone(),
         },
+        MutationOutcome::UidValidityChanged { expected, found } => ItemOutcome::NotFound {
+            reason: format!(
+                "the mailbox was re-created on the server (UIDVALIDITY {expected} is now {found})"
+            ),
+        },
+        MutationOutcome::Ok { missing, .. } if missing.contains(&uid) => ItemOutcome::NotFound {
+            reason: format!("UID {uid} is no longer in the mailbox (moved or expunged elsewhere)"),
+        },
+        MutationOutcome::Ok { refused, .. } if refused.contains(&uid) => ItemOutcome::Permanent {
+            reason: format!("the server did not apply the change to UID {uid} (read back)"),
+        },
         _ => ItemOutcome::Done,
     }
 }
 
-/// The worse of two outcomes (a permanent failure wins over a transient one over success).
+/// The worse of two outcomes (a permanent failure wins over a lost message over a transient
+/// failure over success).
 fn worse(a: ItemOutcome, b: ItemOutcome) -> ItemOutcome {
     fn rank(o: &ItemOutcome) -> u8 {
         match o {
-            ItemOutcome::Permanent { .. } => 3,
+            ItemOutcome::Permanent { .. } => 4,
+            ItemOutcome::NotFound { .. } => 3,
             ItemOutcome::Transient { .. } | ItemOutcome::Unknown { .. } => 2,
             ItemOutcome::Relocated { .. } => 1,
             _ => 0,
@@ -160,38 +176,40 @@ impl ImapExecutor<'_> {
     /// into UID sets, then moves grouped by (from, to), then deletes grouped by mailbox. 1,000
     /// "mark read" changes in one mailbox are one `UID STORE`.
     async fn emails(&self, items: &[(usize, &EmailChange)], out: &mut [Option<ItemOutcome>]) {
+        // Groups are keyed by the UIDVALIDITY too: UIDs are only sent under the one they were
+        // recorded with, which imap-sync checks against the freshly selected mailbox.
         type Group = (Vec<u32>, Vec<usize>);
-        let mut add: BTreeMap<(MailboxId, String), Group> = BTreeMap::new();
-        let mut remove: BTreeMap<(MailboxId, String), Group> = BTreeMap::new();
-        let mut moves: BTreeMap<(MailboxId, MailboxId), Group> = BTreeMap::new();
-        let mut deletes: BTreeMap<MailboxId, Group> = BTreeMap::new();
+        let mut add: BTreeMap<(MailboxId, u32, String), Group> = BTreeMap::new();
+        let mut remove: BTreeMap<(MailboxId, u32, String), Group> = BTreeMap::new();
+        let mut moves: BTreeMap<(MailboxId, u32, MailboxId), Group> = BTreeMap::new();
+        let mut deletes: BTreeMap<(MailboxId, u32), Group> = BTreeMap::new();
         for (i, c) in items {
-            let Some((mailbox, uid, _)) = source(c) else {
-                // Not on the server under a known UID yet (e.g. appended, not synced back).
-                out[*i] = Some(ItemOutcome::Transient {
-                    reason: "the message has no server UID yet; retrying after the next sync"
+            let Some((mailbox, uid, uv)) = source(c) else {
+                // No server identity (placed by an optimistic move that the server did not
+                // confirm, or its mailbox re-created): the sync must find it first.
+                out[*i] = Some(ItemOutcome::NotFound {
+                    reason: "the message has no server UID; looking for it after the next sync"
                         .into(),
-                    retry_after: None,
                 });
                 continue;
             };
             for f in &c.flags {
                 let map = if f.value { &mut add } else { &mut remove };
-                let g = map.entry((mailbox, imap_flag(&f.flag))).or_default();
+                let g = map.entry((mailbox, uv, imap_flag(&f.flag))).or_default();
                 g.0.push(uid);
                 g.1.push(*i);
             }
             match &c.target {
                 Target::Mailboxes(to) => match to.first() {
                     Some(dest) if *dest != mailbox => {
-                        let g = moves.entry((mailbox, *dest)).or_default();
+                        let g = moves.entry((mailbox, uv, *dest)).or_default();
                         g.0.push(uid);
                         g.1.push(*i);
                     }
                     _ => {}
                 },
                 Target::Destroy => {
-                    let g = deletes.entry(mailbox).or_default();
+                    let g = deletes.entry((mailbox, uv)).or_default();
                     g.0.push(uid);
                     g.1.push(*i);
                 }
@@ -200,30 +218,41 @@ impl ImapExecutor<'_> {
             out[*i] = Some(ItemOutcome::Done);
         }
         let mut muts = Vec::new();
-        let mut owners: Vec<Vec<usize>> = Vec::new();
-        for ((mailbox, flag), (uids, who)) in add {
+        let mut owners: Vec<Group> = Vec::new();
+        for ((mailbox, uidvalidity, flag), (uids, who)) in add {
             muts.push(ImapMutation::AddFlags {
                 mailbox,
-                uids,
+                uidvalidity,
+                uids: uids.clone(),
                 flags: vec![flag],
             });
-            owners.push(who);
+            owners.push((uids, who));
         }
-        for ((mailbox, flag), (uids, who)) in remove {
+        for ((mailbox, uidvalidity, flag), (uids, who)) in remove {
             muts.push(ImapMutation::RemoveFlags {
                 mailbox,
-                uids,
+                uidvalidity,
+                uids: uids.clone(),
                 flags: vec![flag],
             });
-            owners.push(who);
+            owners.push((uids, who));
         }
-        for ((from, to), (uids, who)) in moves {
-            muts.push(ImapMutation::Move { from, uids, to });
-            owners.push(who);
+        for ((from, uidvalidity, to), (uids, who)) in moves {
+            muts.push(ImapMutation::Move {
+                from,
+                uidvalidity,
+                uids: uids.clone(),
+                to,
+            });
+            owners.push((uids, who));
         }
-        for (mailbox, (uids, who)) in deletes {
-            muts.push(ImapMutation::Delete { mailbox, uids });
-            owners.push(who);
+        for ((mailbox, uidvalidity), (uids, who)) in deletes {
+            muts.push(ImapMutation::Delete {
+                mailbox,
+                uidvalidity,
+                uids: uids.clone(),
+            });
+            owners.push((uids, who));
         }
         if muts.is_empty() {
             return;
@@ -232,10 +261,9 @@ impl ImapExecutor<'_> {
             let mut conn = self.conn.lock().await;
             imap::apply(&mut conn, self.store, &muts).await
         };
-        for ((m, who), res) in muts.iter().zip(owners).zip(results) {
+        for ((m, (uids, who)), res) in muts.iter().zip(owners).zip(results) {
             // A move answered with COPYUID: tell the outbox each copy's new identity so the local
-            // row follows it instead of being duplicated by the next sync. A group's `uids` and
-            // `who` were pushed pairwise, so they line up.
+            // row follows it instead of being duplicated by the next sync.
             let relocated: HashMap<u32, (MailboxId, u32, u32)> = match (m, &res) {
                 (
                     ImapMutation::Move { to, .. },
@@ -250,22 +278,24 @@ impl ImapExecutor<'_> {
                     .collect(),
                 _ => HashMap::new(),
             };
-            let uids: &[u32] = match m {
-                ImapMutation::Move { uids, .. } => uids,
-                _ => &[],
-            };
-            for (k, i) in who.into_iter().enumerate() {
-                let mut o = outcome_of(&res);
-                if let Some((to, v, new_uid)) = uids.get(k).and_then(|u| relocated.get(u)) {
-                    o = ItemOutcome::Relocated {
-                        remote_id: Some(emails::imap_remote_id(*to, *v, *new_uid)),
-                        locations: vec![Location {
-                            mailbox_id: *to,
-                            uidvalidity: Some(i64::from(*v)),
-                            uid: Some(i64::from(*new_uid)),
-                            modseq: None,
-                        }],
-                    };
+            // A group's `uids` and `who` were pushed pairwise, so they line up.
+            for (uid, i) in uids.into_iter().zip(who) {
+                let mut o = outcome_of(&res, uid);
+                if matches!(m, ImapMutation::Move { .. })
+                    && let Some((to, v, new_uid)) = relocated.get(&uid)
+                {
+                    o = worse(
+                        o,
+                        ItemOutcome::Relocated {
+                            remote_id: Some(emails::imap_remote_id(*to, *v, *new_uid)),
+                            locations: vec![Location {
+                                mailbox_id: *to,
+                                uidvalidity: Some(i64::from(*v)),
+                                uid: Some(i64::from(*new_uid)),
+                                modseq: None,
+                            }],
+                        },
+                    );
                 }
                 let prev = out[i].take().unwrap_or(ItemOutcome::Done);
                 out[i] = Some(worse(prev, o));
@@ -482,6 +512,17 @@ impl ImapDriver {
         if let Some(e) = first_failure {
             return Err(e);
         }
+        // Every mailbox synced: changes whose message was not where they addressed it can be
+        // found again (or declared gone), and the found ones go out at once.
+        let mut done = flushed.done;
+        if flushed.paused.is_none() && outbox.reresolve(account.id).await?.found > 0 {
+            let executor = ImapExecutor {
+                conn: Mutex::new(&mut *conn),
+                store: &store,
+                account: &account,
+            };
+            done += outbox.flush(account.id, &executor).await?.done;
+        }
         if let Some(p) = &flushed.paused {
             return Err(EngineError::from_pause(p));
         }
@@ -490,7 +531,7 @@ impl ImapDriver {
             emails_added: to_i64(report.totals.added),
             emails_updated: to_i64(report.totals.updated),
             emails_removed: to_i64(report.totals.removed),
-            changes_flushed: i64::from(flushed.done),
+            changes_flushed: i64::from(done),
         })
     }
 }

@@ -195,6 +195,23 @@ pub async fn sync_account(
             result,
         });
     }
+    // After a complete pass only: a copy that a failed mailbox would have matched is no ghost.
+    if !report
+        .mailboxes
+        .iter()
+        .any(|m| matches!(m.result, MailboxResult::Failed(_)))
+    {
+        let txn = store.begin().await?;
+        let (touched, removed) = storeext::delete_ghosts(&txn, account).await?;
+        for m in touched {
+            mailboxes::recount(&txn, m).await?;
+        }
+        txn.commit().await?;
+        if removed > 0 {
+            tracing::info!(removed, "Removed local copies the server does not have.");
+        }
+        report.totals.removed += removed;
+    }
     Ok(report)
 }
 
