@@ -334,3 +334,196 @@ async fn changes_follow_a_moved_message_and_leave_no_ghosts() -> R {
     );
     Ok(())
 }
+
+/// What a Cyrus account has, read over IMAP (an independent client of the same mailstore).
+fn cyrus_state(servers: &Servers, user: &str, pw: &str, boxes: &[&str]) -> Result<State, E> {
+    let mut imap = ImapClient::login(servers.cyrus_host(), servers.cyrus_imap_port(), user, pw)?;
+    let mut state = State::new();
+    for b in boxes {
+        let n = imap.select(b)?;
+        if n == 0 {
+            continue;
+        }
+        let r = imap.command("FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")?;
+        for line in r.lines().filter(|l| l.contains(" FETCH ")) {
+            let flags = line
+                .split_once("FLAGS (")
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map(|(f, _)| f.to_owned())
+                .unwrap_or_default();
+            let lower = line.to_ascii_lowercase();
+            let mid = lower
+                .find("message-id:")
+                .and_then(|i| line.get(i..))
+                .and_then(|s| s.split_once('<'))
+                .and_then(|(_, r)| r.split_once('>'))
+                .map(|(m, _)| m.to_owned())
+                .unwrap_or_default();
+            state.insert((
+                (*b).to_owned(),
+                mid,
+                flags.contains("\\Seen"),
+                flags.contains("\\Flagged"),
+            ));
+        }
+    }
+    imap.logout();
+    Ok(state)
+}
+
+/// The database in the shape of [`cyrus_state`], by mailbox *name* (JMAP ids are not names).
+async fn db_state_by_name(store: &Store, account: &Account) -> Result<State, E> {
+    let mut state = State::new();
+    for m in mailboxes::list(store.conn(), account.id).await? {
+        for s in emails::list(
+            store.conn(),
+            &EmailFilter {
+                mailbox: Some(m.id),
+                ..Default::default()
+            },
+        )
+        .await?
+        {
+            let e = s.email;
+            // JMAP names the inbox "Inbox"; IMAP calls it INBOX.
+            let name = if m.role == Some(Role::Inbox) {
+                "INBOX".to_owned()
+            } else {
+                m.name.clone()
+            };
+            let key = (
+                name,
+                e.message_id.clone().unwrap_or_default(),
+                e.flags.seen,
+                e.flags.flagged,
+            );
+            assert!(state.insert(key.clone()), "duplicate local row {key:?}");
+        }
+    }
+    Ok(state)
+}
+
+/// The same interleaving as [`changes_follow_a_moved_message_and_leave_no_ghosts`] over JMAP on
+/// Cyrus (the other client works over IMAP on the same mailbox store): one conflict rule for
+/// both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmap_changes_follow_a_moved_message_and_drop_a_gone_one() -> R {
+    let servers = Servers::load()?;
+    let who = mailsync_testkit::Account::new("cl10", mailsync_testkit::CYRUS_POOL_PASSWORD);
+    let (host, port) = (servers.cyrus_host(), servers.cyrus_imap_port());
+    let boxes = ["INBOX", "Archive", "Trash"];
+    // The pool user is shared between runs: start from empty mailboxes.
+    let mut other = ImapClient::login(host, port, &who.user, &who.password)?;
+    for b in boxes {
+        if other.select(b)? > 0 {
+            other.command("STORE 1:* +FLAGS.SILENT (\\Deleted)")?;
+            other.command("EXPUNGE")?;
+        }
+    }
+    // Fresh Message-IDs each run (Cyrus also dedupes identical bytes).
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(47);
+    let g = Generator::new(seed);
+    imap_append_bulk(
+        host,
+        port,
+        &who.user,
+        &who.password,
+        "INBOX",
+        g.messages(0..4),
+        4,
+    )?;
+
+    let db = mailsync_store::testing::TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let acc = engine
+        .add_account(NewAccount {
+            name: "lost-jmap".into(),
+            kind: AccountKind::Jmap,
+            email: format!("{}@example.test", who.user),
+            display_name: None,
+            username: who.user.clone(),
+            secret_ref: SecretRef::Command(format!("printf %s {}", who.password)),
+            imap: None,
+            smtp: None,
+            jmap_session_url: Some(servers.jmap_session_url().into()),
+            ca_file: None,
+            allow_plaintext: false,
+            body_policy: BodyPolicy::None,
+        })
+        .await?;
+    engine.sync_once(acc.id).await?;
+    let c = db.store.conn();
+    let archive = mailboxes::find_by_role(c, acc.id, Role::Archive)
+        .await?
+        .ok_or("Archive")?;
+    let m = mids(&g, 0..4);
+    let mut ids = Vec::new();
+    for mid in &m {
+        let e = emails::find_by_message_id(c, acc.id, mid).await?;
+        ids.push(e.first().map(|e| e.id).ok_or("synced")?);
+    }
+
+    // The other client: m0 to Archive, m1 expunged, m2 flagged.
+    other.select("INBOX")?;
+    let uid_of = |other: &mut ImapClient, mid: &str| -> Result<String, E> {
+        let r = other.command(&format!("UID SEARCH HEADER Message-ID \"{mid}\""))?;
+        r.lines()
+            .find_map(|l| l.strip_prefix("* SEARCH ").map(|s| s.trim().to_owned()))
+            .ok_or_else(|| format!("{mid} not found").into())
+    };
+    let u0 = uid_of(&mut other, &m[0])?;
+    let u1 = uid_of(&mut other, &m[1])?;
+    let u2 = uid_of(&mut other, &m[2])?;
+    other.command(&format!("UID MOVE {u0} Archive"))?;
+    other.command(&format!("UID STORE {u1} +FLAGS.SILENT (\\Deleted)"))?;
+    other.command(&format!("UID EXPUNGE {u1}"))?;
+    other.command(&format!("UID STORE {u2} +FLAGS.SILENT (\\Flagged)"))?;
+    other.logout();
+
+    engine
+        .enqueue(acc.id, Change::Delete { email: ids[0] })
+        .await?;
+    engine
+        .enqueue(
+            acc.id,
+            Change::Move {
+                email: ids[1],
+                to: archive.id,
+            },
+        )
+        .await?;
+    engine
+        .enqueue(
+            acc.id,
+            Change::Move {
+                email: ids[2],
+                to: archive.id,
+            },
+        )
+        .await?;
+    engine.enqueue(acc.id, Change::seen(ids[2], true)).await?;
+
+    engine.sync_once(acc.id).await?;
+    let server = cyrus_state(&servers, &who.user, &who.password, &boxes)?;
+    let want: State = [
+        ("Trash".to_owned(), m[0].clone(), false, false),
+        ("Archive".to_owned(), m[2].clone(), true, true),
+        ("INBOX".to_owned(), m[3].clone(), false, false),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(server, want);
+    assert_eq!(
+        db_state_by_name(&db.store, &acc).await?,
+        server,
+        "database equals server"
+    );
+    let failed = engine.outbox().failed(acc.id).await?;
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert!(failed[0].reason.starts_with("gone"), "{failed:#?}");
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    Ok(())
+}
