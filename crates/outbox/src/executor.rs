@@ -147,7 +147,7 @@ pub enum ItemOutcome {
         /// One line.
         reason: String,
     },
-    /// Will never succeed as it is (JMAP `notFound`, `forbidden`, `invalidProperties`,
+    /// Will never succeed as it is (JMAP `forbidden`, `invalidProperties`,
     /// `invalidPatch`, `tooLarge`; IMAP `NO [NONEXISTENT]`/`[NOPERM]`/`[CANNOT]`, `BAD`).
     /// Evicted at once, the local change reverted.
     Permanent {
