@@ -131,6 +131,9 @@ fn outcome_of(o: &MutationOutcome, uid: u32) -> ItemOutcome {
         MutationOutcome::Permanent { reason, .. } => ItemOutcome::Permanent {
             reason: reason.clone(),
         },
+        MutationOutcome::SourceGone { reason } => ItemOutcome::NotFound {
+            reason: reason.clone(),
+        },
         MutationOutcome::UidValidityChanged { expected, found } => ItemOutcome::NotFound {
             reason: format!(
                 "the mailbox was re-created on the server (UIDVALIDITY {expected} is now {found})"

@@ -527,3 +527,78 @@ async fn jmap_changes_follow_a_moved_message_and_drop_a_gone_one() -> R {
     assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
     Ok(())
 }
+
+/// The other client renames the mailbox the queued changes address: the messages still exist
+/// (under the new name), so the changes apply there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_follow_a_renamed_mailbox() -> R {
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("lostren");
+    let (host, port) = (servers.dovecot_host(), servers.dovecot_imap_port());
+    let mut other = ImapClient::login(host, port, &user.user, &user.password)?;
+    other.create_mailbox("Box")?;
+    let g = Generator::new(45);
+    imap_append_bulk(
+        host,
+        port,
+        &user.user,
+        &user.password,
+        "Box",
+        g.messages(0..2),
+        2,
+    )?;
+
+    let db = mailsync_store::testing::TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let acc = account(&engine, &servers, &user.user, &user.password).await?;
+    engine.sync_once(acc.id).await?;
+    let c = db.store.conn();
+    let archive = mailboxes::find_by_role(c, acc.id, Role::Archive)
+        .await?
+        .ok_or("Archive")?;
+    let m = mids(&g, 0..2);
+    let mut ids = Vec::new();
+    for mid in &m {
+        let e = emails::find_by_message_id(c, acc.id, mid).await?;
+        ids.push(e.first().map(|e| e.id).ok_or("synced")?);
+    }
+    engine
+        .enqueue(
+            acc.id,
+            Change::SetFlag {
+                email: ids[0],
+                flag: Flag::Flagged,
+                value: true,
+            },
+        )
+        .await?;
+    engine
+        .enqueue(
+            acc.id,
+            Change::Move {
+                email: ids[1],
+                to: archive.id,
+            },
+        )
+        .await?;
+    other.command("RENAME Box Renamed")?;
+    other.logout();
+
+    engine.sync_once(acc.id).await?;
+    let server = server_state(&servers, &user.user)?;
+    let want: State = [
+        ("Renamed".to_owned(), m[0].clone(), false, true),
+        ("Archive".to_owned(), m[1].clone(), false, false),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(server, want);
+    assert_eq!(
+        db_state(&db.store, &acc).await?,
+        server,
+        "database equals server"
+    );
+    assert!(engine.outbox().failed(acc.id).await?.is_empty());
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    Ok(())
+}

@@ -100,6 +100,13 @@ pub enum MutationOutcome {
         /// not keep, a move that left the message where it was).
         refused: Vec<u32>,
     },
+    /// Nothing was sent: the source mailbox no longer exists (not listed locally any more, or
+    /// the server answers `NO [NONEXISTENT]`), e.g. another client deleted or renamed it. The
+    /// messages may still exist elsewhere.
+    SourceGone {
+        /// What happened.
+        reason: String,
+    },
     /// Nothing was sent: the mailbox's UIDVALIDITY is not the one the UIDs were recorded under
     /// (it was deleted and re-created, or renumbered), so those UIDs may name other messages.
     UidValidityChanged {
@@ -354,7 +361,10 @@ async fn apply_group(
             if uids.is_empty() || flags.is_empty() {
                 return Ok(MutationOutcome::ok());
             }
-            let mb = mailbox(store, boxes, *m).await?;
+            let mb = match source_mailbox(store, boxes, *m).await? {
+                Ok(mb) => mb,
+                Err(gone) => return Ok(gone),
+            };
             if let Some(changed) = select_guarded(conn, &mb, *uidvalidity).await? {
                 return Ok(changed);
             }
@@ -397,7 +407,10 @@ async fn apply_group(
             to,
             ..
         } => {
-            let src = mailbox(store, boxes, *from).await?;
+            let src = match source_mailbox(store, boxes, *from).await? {
+                Ok(mb) => mb,
+                Err(gone) => return Ok(gone),
+            };
             let dst = mailbox(store, boxes, *to).await?;
             if let Some(changed) = select_guarded(conn, &src, *uidvalidity).await? {
                 return Ok(changed);
@@ -409,7 +422,10 @@ async fn apply_group(
             uidvalidity,
             ..
         } => {
-            let src = mailbox(store, boxes, *m).await?;
+            let src = match source_mailbox(store, boxes, *m).await? {
+                Ok(mb) => mb,
+                Err(gone) => return Ok(gone),
+            };
             if let Some(changed) = select_guarded(conn, &src, *uidvalidity).await? {
                 return Ok(changed);
             }
@@ -501,6 +517,22 @@ async fn apply_group(
     }
 }
 
+/// The mailbox messages are addressed in; `Err(outcome)` when it is no longer known locally
+/// (the sync removed it: deleted or renamed by another client).
+async fn source_mailbox(
+    store: &Store,
+    boxes: &mut HashMap<MailboxId, Mailbox>,
+    id: MailboxId,
+) -> Result<Result<Mailbox, MutationOutcome>, Error> {
+    match mailbox(store, boxes, id).await {
+        Ok(m) => Ok(Ok(m)),
+        Err(Error::NotFound { .. }) => Ok(Err(MutationOutcome::SourceGone {
+            reason: format!("mailbox {id} is no longer on the server"),
+        })),
+        Err(e) => Err(e),
+    }
+}
+
 /// SELECTs the mailbox afresh (a cached selection could predate a delete and re-create by
 /// another client) and checks its UIDVALIDITY: `Some` outcome when the UIDs recorded under
 /// `expected` must not be used.
@@ -510,7 +542,21 @@ async fn select_guarded(
     expected: u32,
 ) -> Result<Option<MutationOutcome>, Error> {
     conn.forget_selection();
-    let sel = conn.select(&mb.remote_id).await?;
+    let sel = match conn.select(&mb.remote_id).await {
+        Ok(s) => s,
+        // Dovecot answers a SELECT of a deleted mailbox with a bare NO, others with
+        // [NONEXISTENT]; transient codes ([UNAVAILABLE], [INUSE]) stay errors.
+        Err(Error::No {
+            code: None | Some(ResponseCode::NonExistent),
+            text,
+            ..
+        }) => {
+            return Ok(Some(MutationOutcome::SourceGone {
+                reason: format!("mailbox {} no longer exists on the server: {text}", mb.name),
+            }));
+        }
+        Err(e) => return Err(e),
+    };
     if sel.uidvalidity == expected {
         Ok(None)
     } else {

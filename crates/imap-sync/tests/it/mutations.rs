@@ -318,7 +318,7 @@ async fn refusals_are_typed_never_success() -> anyhow::Result<()> {
         out[0]
     );
     assert!(
-        matches!(&out[1], MutationOutcome::Permanent { .. }),
+        matches!(&out[1], MutationOutcome::SourceGone { .. }),
         "{:?}",
         out[1]
     );
