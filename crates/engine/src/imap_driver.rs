@@ -18,14 +18,15 @@ use mailsync_outbox::{
     QueuedChange, Target,
 };
 use mailsync_store::accounts::Account;
-use mailsync_store::sync_log::SyncCounts;
+use mailsync_store::checkpoints::{self, Scope};
+use mailsync_store::sync_log::{self, SyncCounts};
 use mailsync_store::{
     AccountId, EmailId, MailboxId, Role, Store, StoreError, emails, mailboxes, queue,
 };
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::{Disposition, batch_error, classify, item_outcome};
+use crate::classify::{Disposition, batch_error, classify, classify_imap, item_outcome};
 use crate::compose;
 use crate::error::EngineError;
 use crate::secret;
@@ -433,6 +434,13 @@ impl Executor for ImapExecutor<'_> {
     }
 }
 
+/// How long a mailbox that failed `n` times in a row is left out of syncs: 5 s doubling, at
+/// most 5 minutes.
+fn mailbox_backoff(n: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << n.saturating_sub(1).min(6));
+    Duration::from_secs(secs.min(300))
+}
+
 /// Runs cycles and IDLE waits for an IMAP account.
 pub struct ImapDriver {
     store: Store,
@@ -442,6 +450,8 @@ pub struct ImapDriver {
     /// True while an IDLE is in progress; still true at the next cycle means the wait was
     /// abandoned mid-IDLE and the connection must be replaced.
     idling: bool,
+    /// Mailboxes isolated after failing: consecutive failures and when to try again.
+    isolated: HashMap<MailboxId, (u32, std::time::Instant)>,
 }
 
 impl ImapDriver {
@@ -453,6 +463,7 @@ impl ImapDriver {
             account,
             conn: None,
             idling: false,
+            isolated: HashMap::new(),
         }
     }
 
@@ -474,6 +485,13 @@ impl ImapDriver {
         let store = self.store.clone();
         let outbox = self.outbox.clone();
         let account = self.account.clone();
+        let now = std::time::Instant::now();
+        let deferred: Vec<MailboxId> = self
+            .isolated
+            .iter()
+            .filter(|(_, (_, until))| *until > now)
+            .map(|(m, _)| *m)
+            .collect();
         let conn = self.connection().await?;
         let flushed = {
             let executor = ImapExecutor {
@@ -483,8 +501,11 @@ impl ImapDriver {
             };
             outbox.flush(account.id, &executor).await?
         };
-        let opts = SyncOptions::default().with_body_policy(account.body_policy);
+        let opts = SyncOptions::default()
+            .with_body_policy(account.body_policy)
+            .with_deferred(deferred);
         let report = imap::sync_account(conn, &store, account.id, &opts).await?;
+        let complete = report.complete();
         // Show still-queued changes again on top of what the sync wrote.
         let pending: Vec<EmailId> = queue::list(store.conn(), Some(account.id))
             .await?
@@ -498,33 +519,59 @@ impl ImapDriver {
         }
         let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let nboxes = i64::try_from(report.mailboxes.len()).unwrap_or(i64::MAX);
-        // The other mailboxes were synced; the cycle still reports the first failure, with its
-        // typed cause so that it is classified like any other IMAP error.
-        let mut first_failure = None;
+        // A failing mailbox does not fail the account: it is isolated (its own backoff and a
+        // sync-log row) while the others sync and IDLE goes on. A mailbox whose local view is
+        // stale (classified Resync, e.g. deleted meanwhile) loses only its own checkpoint.
+        let mut outcomes: Vec<(MailboxId, Option<(String, imap::Error)>)> = Vec::new();
         for m in report.mailboxes {
-            if let imap::MailboxResult::Failed(e) = m.result {
-                tracing::warn!(mailbox = %m.name, error = %e, "Mailbox failed to sync.");
-                if first_failure.is_none() {
-                    first_failure = Some(EngineError::Mailbox {
-                        mailbox: m.name,
-                        source: Box::new(e),
-                    });
+            match m.result {
+                imap::MailboxResult::Failed(e) => {
+                    tracing::warn!(mailbox = %m.name, error = %e, "Mailbox failed to sync; isolating it.");
+                    if classify_imap(&e) == Disposition::Resync {
+                        checkpoints::delete(
+                            store.conn(),
+                            account.id,
+                            &Scope::imap_mailbox(m.mailbox),
+                        )
+                        .await?;
+                    }
+                    outcomes.push((m.mailbox, Some((m.name, e))));
                 }
+                imap::MailboxResult::Deferred => {}
+                _ => outcomes.push((m.mailbox, None)),
             }
-        }
-        if let Some(e) = first_failure {
-            return Err(e);
         }
         // Every mailbox synced: changes whose message was not where they addressed it can be
         // found again (or declared gone), and the found ones go out at once.
         let mut done = flushed.done;
-        if flushed.paused.is_none() && outbox.reresolve(account.id).await?.found > 0 {
+        if complete && flushed.paused.is_none() && outbox.reresolve(account.id).await?.found > 0 {
             let executor = ImapExecutor {
                 conn: Mutex::new(&mut *conn),
                 store: &store,
                 account: &account,
             };
             done += outbox.flush(account.id, &executor).await?.done;
+        }
+        for (mb, failure) in outcomes {
+            let Some((name, e)) = failure else {
+                self.isolated.remove(&mb);
+                continue;
+            };
+            let n = self
+                .isolated
+                .get(&mb)
+                .map_or(0, |(n, _)| *n)
+                .saturating_add(1);
+            self.isolated
+                .insert(mb, (n, std::time::Instant::now() + mailbox_backoff(n)));
+            let row = sync_log::start(store.conn(), account.id).await?;
+            sync_log::finish(
+                store.conn(),
+                row,
+                Err(&format!("mailbox {name}: {e}")),
+                SyncCounts::default(),
+            )
+            .await?;
         }
         if let Some(p) = &flushed.paused {
             return Err(EngineError::from_pause(p));

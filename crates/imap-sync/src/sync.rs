@@ -46,6 +46,8 @@ pub struct SyncOptions {
     pub batch_size: usize,
     /// Called after each committed batch.
     pub progress: Option<ProgressFn>,
+    /// Mailboxes not to sync this time (isolated by the caller after repeated failures).
+    pub deferred: Vec<MailboxId>,
 }
 
 impl fmt::Debug for SyncOptions {
@@ -54,6 +56,7 @@ impl fmt::Debug for SyncOptions {
             .field("body_policy", &self.body_policy)
             .field("batch_size", &self.batch_size)
             .field("progress", &self.progress.is_some())
+            .field("deferred", &self.deferred)
             .finish()
     }
 }
@@ -64,6 +67,7 @@ impl Default for SyncOptions {
             body_policy: BodyPolicy::None,
             batch_size: 1000,
             progress: None,
+            deferred: Vec::new(),
         }
     }
 }
@@ -85,6 +89,12 @@ impl SyncOptions {
     #[must_use]
     pub fn with_progress(mut self, f: ProgressFn) -> Self {
         self.progress = Some(f);
+        self
+    }
+    /// Mailboxes to leave out of this run (reported as [`MailboxResult::Deferred`]).
+    #[must_use]
+    pub fn with_deferred(mut self, mailboxes: Vec<MailboxId>) -> Self {
+        self.deferred = mailboxes;
         self
     }
 }
@@ -118,6 +128,19 @@ pub enum MailboxResult {
     Synced(SyncCounts),
     /// The server refused (e.g. deleted meanwhile); the other mailboxes went on.
     Failed(Error),
+    /// Left out of this run as asked ([`SyncOptions::with_deferred`]).
+    Deferred,
+}
+
+impl AccountSyncReport {
+    /// Did every mailbox sync (none failed or deferred)? Only then does the database reflect
+    /// the whole account, which conclusions like "this message is gone" need.
+    pub fn complete(&self) -> bool {
+        !self
+            .mailboxes
+            .iter()
+            .any(|m| matches!(m.result, MailboxResult::Failed(_) | MailboxResult::Deferred))
+    }
 }
 
 /// One mailbox of an account sync.
@@ -176,6 +199,14 @@ pub async fn sync_account(
         if !mb.selectable {
             continue;
         }
+        if opts.deferred.contains(&mb.id) {
+            report.mailboxes.push(MailboxOutcome {
+                mailbox: mb.id,
+                name: mb.name.clone(),
+                result: MailboxResult::Deferred,
+            });
+            continue;
+        }
         let hint = listed.states.get(i).copied().flatten();
         let result = match sync_mailbox_inner(conn, store, account, mb, opts, hint).await {
             Ok(None) => MailboxResult::Skipped,
@@ -196,11 +227,7 @@ pub async fn sync_account(
         });
     }
     // After a complete pass only: a copy that a failed mailbox would have matched is no ghost.
-    if !report
-        .mailboxes
-        .iter()
-        .any(|m| matches!(m.result, MailboxResult::Failed(_)))
-    {
+    if report.complete() {
         let txn = store.begin().await?;
         let (touched, removed) = storeext::delete_ghosts(&txn, account).await?;
         for m in touched {
