@@ -68,6 +68,11 @@ pub fn classify(err: &EngineError) -> Disposition {
 /// IMAP facts: connection class, authentication, response codes (RFC 5530).
 pub fn classify_imap(e: &imap::Error) -> Disposition {
     use imap::ResponseCode as C;
+    // A temporary server state wins over the command that met it: a LOGIN answered
+    // `NO [UNAVAILABLE]` is not a credentials problem.
+    if e.response_code().is_some_and(C::is_transient) {
+        return Disposition::Retry { after: None };
+    }
     if e.is_auth() {
         return Disposition::NeedsUser;
     }
@@ -80,12 +85,10 @@ pub fn classify_imap(e: &imap::Error) -> Disposition {
         | imap::Error::PlaintextRefused { .. }
         | imap::Error::MissingCapability { .. } => Disposition::NeedsUser,
         imap::Error::No { code, .. } => match code {
-            Some(C::Unavailable | C::InUse | C::Limit) => Disposition::Retry { after: None },
             Some(C::NonExistent | C::UidValidity(_)) => Disposition::Resync,
             Some(C::NoPerm | C::OverQuota | C::ContactAdmin | C::PrivacyRequired) => {
                 Disposition::NeedsUser
             }
-            Some(C::ServerBug | C::Corruption) => Disposition::Retry { after: None },
             _ => Disposition::Reject,
         },
         imap::Error::Store(s) if s.is_transient() => Disposition::Retry { after: None },
@@ -139,6 +142,20 @@ pub fn classify_jmap(e: &jmap::Error) -> Disposition {
             Disposition::Retry { after: None }
         }
         _ => Disposition::Reject,
+    }
+}
+
+/// Were credentials refused (as opposed to another "needs the user" cause such as a TLS or
+/// configuration problem)? A typed fact, never read from message text.
+pub fn is_auth_failure(err: &EngineError) -> bool {
+    match err {
+        EngineError::Imap(e) => e.is_auth() && classify_imap(e) == Disposition::NeedsUser,
+        EngineError::Mailbox { source, .. } => {
+            source.is_auth() && classify_imap(source) == Disposition::NeedsUser
+        }
+        EngineError::Jmap(jmap::Error::Unauthorized { .. }) => true,
+        EngineError::Smtp(crate::smtp::SmtpError::Auth { .. }) => true,
+        _ => false,
     }
 }
 
@@ -295,6 +312,14 @@ mod tests {
                 },
                 Disposition::NeedsUser,
             ),
+            // A login met by a temporary server state is retried, not "needs the user".
+            (
+                imap::Error::Auth {
+                    code: Some(C::Unavailable),
+                    text: "maintenance".into(),
+                },
+                Disposition::Retry { after: None },
+            ),
             (
                 imap::Error::Unreachable {
                     host: "h".into(),
@@ -319,6 +344,15 @@ mod tests {
                 Disposition::Retry { after: None },
             ),
             (imap_no(Some(C::InUse)), Disposition::Retry { after: None }),
+            (imap_no(Some(C::Limit)), Disposition::Retry { after: None }),
+            (
+                imap_no(Some(C::Corruption)),
+                Disposition::Retry { after: None },
+            ),
+            (
+                imap_no(Some(C::ServerBug)),
+                Disposition::Retry { after: None },
+            ),
             (imap_no(Some(C::NonExistent)), Disposition::Resync),
             (imap_no(Some(C::NoPerm)), Disposition::NeedsUser),
             (imap_no(Some(C::OverQuota)), Disposition::NeedsUser),
@@ -335,6 +369,14 @@ mod tests {
         ];
         for (err, want) in &cases {
             assert_eq!(&classify_imap(err), want, "{err}");
+            // Mutations decide with the same set of transient codes as syncs.
+            if let Some(code) = err.response_code() {
+                assert_eq!(
+                    code.is_transient(),
+                    matches!(want, Disposition::Retry { .. }),
+                    "{err}"
+                );
+            }
         }
     }
 
