@@ -6,7 +6,7 @@
 //! `cargo xtask model` runs more through the same tests, configured by environment:
 //! `MAILSYNC_MODEL_BACKEND` (one backend), `MAILSYNC_MODEL_SEEDS` (how many, from
 //! `MAILSYNC_MODEL_SEED_START`, default 1), `MAILSYNC_MODEL_SEED` (one seed),
-//! `MAILSYNC_MODEL_OPS` (per seed, default 25), `MAILSYNC_MODEL_REPLAY` (an operation list),
+//! `MAILSYNC_MODEL_OPS` (per seed, default 30), `MAILSYNC_MODEL_REPLAY` (an operation list),
 //! `MAILSYNC_MODEL_SHRINK_SECS` (shrink budget per failing seed, default 60),
 //! `MAILSYNC_MODEL_NO_FAIL` (report only).
 
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use mailsync_tests::model::{self, Backend, SeedReport};
 
 /// The seeds `cargo xtask ci` runs per backend.
-const CI_SEEDS: &[u64] = &[1, 2, 3];
-const CI_OPS: usize = 25;
+const CI_SEEDS: &[u64] = &[1, 2, 3, 4, 5];
+const CI_OPS: usize = 30;
 
 fn env<T: std::str::FromStr>(key: &str) -> Option<T> {
     std::env::var(key).ok().and_then(|v| v.trim().parse().ok())
