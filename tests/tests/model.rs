@@ -7,7 +7,9 @@
 //! `MAILSYNC_MODEL_BACKEND` (one backend), `MAILSYNC_MODEL_SEEDS` (how many, from
 //! `MAILSYNC_MODEL_SEED_START`, default 1), `MAILSYNC_MODEL_SEED` (one seed),
 //! `MAILSYNC_MODEL_OPS` (per seed, default 30), `MAILSYNC_MODEL_REPLAY` (an operation list),
-//! `MAILSYNC_MODEL_SHRINK_SECS` (shrink budget per failing seed, default 60),
+//! `MAILSYNC_MODEL_SHRINK_SECS` (shrink budget per shrunk seed, default 30),
+//! `MAILSYNC_MODEL_SHRINK_MAX` (how many divergent seeds to shrink, each with new divergence
+//! kinds, default 2),
 //! `MAILSYNC_MODEL_NO_FAIL` (report only).
 
 use std::collections::BTreeMap;
@@ -34,7 +36,7 @@ async fn run_backend(backend: Backend) {
         return;
     }
     let ops_per_seed: usize = env("MAILSYNC_MODEL_OPS").unwrap_or(CI_OPS);
-    let budget = Duration::from_secs(env("MAILSYNC_MODEL_SHRINK_SECS").unwrap_or(60));
+    let budget = Duration::from_secs(env("MAILSYNC_MODEL_SHRINK_SECS").unwrap_or(30));
     let mut runs: Vec<(Option<u64>, Vec<model::Op>)> = Vec::new();
     if let Ok(text) = std::env::var("MAILSYNC_MODEL_REPLAY") {
         runs.push((
@@ -60,9 +62,27 @@ async fn run_backend(backend: Backend) {
         );
     }
     let start = Instant::now();
+    let max_shrinks: usize = env("MAILSYNC_MODEL_SHRINK_MAX").unwrap_or(2);
+    let mut shrunk_kinds: Vec<Vec<String>> = Vec::new();
     let mut reports: Vec<SeedReport> = Vec::new();
     for (seed, ops) in runs {
-        let r = model::run_one(backend, seed, ops, budget).await;
+        let mut r = model::run_one(backend, seed, ops.clone(), Duration::ZERO).await;
+        // Shrink the first seeds of each new set of divergence kinds (bounded: CI time).
+        if let Ok(o) = &r.outcome
+            && !o.divergences.is_empty()
+            && !budget.is_zero()
+            && shrunk_kinds.len() < max_shrinks
+            && !shrunk_kinds.contains(&o.kinds())
+        {
+            shrunk_kinds.push(o.kinds());
+            let (small, found) = model::shrink(backend, ops, &o.kinds(), budget).await;
+            r.shrunk = Some((
+                small,
+                found
+                    .map(|f| f.divergences.iter().map(ToString::to_string).collect())
+                    .unwrap_or_else(|| vec!["(no smaller failing list found)".into()]),
+            ));
+        }
         print!("{}", r.render());
         reports.push(r);
     }

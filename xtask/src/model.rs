@@ -12,11 +12,12 @@ use crate::util;
 const USAGE: &str = "\
 usage: cargo xtask model [--seeds N] [--seed-start S] [--seed S] [--ops M]
                          [--backend dovecot|cyrus-imap|cyrus-jmap] [--replay 'OPS']
-                         [--shrink-secs T] [--no-fail] [--release]
+                         [--shrink-secs T] [--shrink-max K] [--no-fail] [--release]
 
   Random interleavings of engine actions and another IMAP client's changes, checked by the
   oracle (database equals server, no lost intent). Defaults: the CI seeds (1..=5), 30
-  operations, all three backends, 60 s of shrinking per divergent seed. --seeds N runs seeds
+  operations, all three backends; per backend the first K (2) divergent seeds with new
+  divergence kinds are shrunk, T (30) s each. --seeds N runs seeds
   S..S+N (S = --seed-start, default 1); --seed runs one; --replay runs a printed operation list
   (as printed for a failing seed). --no-fail reports without failing.
   The test servers must be up: `cargo xtask servers up` (Cyrus users en8, en9 are reset).";
@@ -42,6 +43,7 @@ fn env_of(args: &[String]) -> Result<(Vec<(&'static str, String)>, bool)> {
             "--backend" => value("MAILSYNC_MODEL_BACKEND")?,
             "--replay" => value("MAILSYNC_MODEL_REPLAY")?,
             "--shrink-secs" => value("MAILSYNC_MODEL_SHRINK_SECS")?,
+            "--shrink-max" => value("MAILSYNC_MODEL_SHRINK_MAX")?,
             "--no-fail" => env.push(("MAILSYNC_MODEL_NO_FAIL", "1".into())),
             "--release" => release = true,
             "-h" | "--help" => {
@@ -59,6 +61,7 @@ fn env_of(args: &[String]) -> Result<(Vec<(&'static str, String)>, bool)> {
                 | "MAILSYNC_MODEL_SEED"
                 | "MAILSYNC_MODEL_OPS"
                 | "MAILSYNC_MODEL_SHRINK_SECS"
+                | "MAILSYNC_MODEL_SHRINK_MAX"
         );
         if numeric && v.parse::<u64>().is_err() {
             bail!("{k}: `{v}` is not a number\n{USAGE}");

@@ -57,7 +57,11 @@ impl SeedReport {
                 let _ = writeln!(s, "HARNESS ERROR: {e}");
             }
             Ok(o) if o.divergences.is_empty() => {
-                let _ = writeln!(s, "ok ({} converge cycles)", o.converge_cycles);
+                let _ = writeln!(
+                    s,
+                    "ok ({} converge cycles, {} intents, {} checked, {} messages)",
+                    o.converge_cycles, o.intents.0, o.intents.1, o.server_messages
+                );
             }
             Ok(o) => {
                 let _ = writeln!(s, "DIVERGED {:?}", o.kinds());

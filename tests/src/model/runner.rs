@@ -70,6 +70,10 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// Sync cycles the convergence phase needed.
     pub converge_cycles: usize,
+    /// Engine intents recorded, and how many of them nothing later superseded (checked).
+    pub intents: (usize, usize),
+    /// Messages on the server at the end (all mailboxes).
+    pub server_messages: usize,
 }
 
 impl Outcome {
@@ -913,6 +917,11 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
         &sink,
         &failed,
     ));
+    out.intents = (
+        run.intents.len(),
+        run.intents.iter().filter(|i| !i.superseded).count(),
+    );
+    out.server_messages = sv_snap.mailboxes.values().map(Vec::len).sum();
     for d in &mut out.divergences {
         d.detail = run.short(&d.detail);
     }
