@@ -84,6 +84,23 @@ pub fn cmd(args: &[String]) -> Result<()> {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(util::workspace_root())
         .args(["test", "-p", "mailsync-tests", "--test", "model"]);
+    // What `cargo run` set for xtask itself would dirty build scripts that track it (ring
+    // tracks CARGO_MANIFEST_DIR) and rebuild half the tree.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&k.as_ref())
+        {
+            c.env_remove(k.as_ref());
+        }
+    }
     if release {
         c.arg("--release");
     }
