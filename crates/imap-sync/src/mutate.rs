@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use mailsync_store::emails::{self, Membership};
 use mailsync_store::mailboxes::{self, Mailbox};
-use mailsync_store::{EmailId, MailboxId, Role, Store};
+use mailsync_store::{EmailId, MailboxId, Store};
 
 use crate::connection::Connection;
 use crate::error::{Error, ResponseCode};
@@ -53,8 +53,8 @@ pub enum ImapMutation {
         /// Target mailbox.
         to: MailboxId,
     },
-    /// Moves to the trash mailbox; when already in the trash (or there is none), sets
-    /// `\Deleted` and expunges these UIDs.
+    /// Deletes for good: `\Deleted` and `UID EXPUNGE` of these UIDs (a delete to the trash is
+    /// a [`ImapMutation::Move`]).
     Delete {
         /// The mailbox holding the messages.
         mailbox: MailboxId,
@@ -429,37 +429,32 @@ async fn apply_group(
             if let Some(changed) = select_guarded(conn, &src, *uidvalidity).await? {
                 return Ok(changed);
             }
-            let trash = mailboxes::find_by_role(store.conn(), src.account_id, Role::Trash).await?;
-            match trash {
-                Some(t) if t.id != src.id && t.selectable => {
-                    move_uids(conn, store, &src, *uidvalidity, &t, &uids).await
-                }
-                _ => {
-                    if uids.is_empty() {
-                        return Ok(MutationOutcome::ok());
-                    }
-                    let present = existing_uids(conn, &uids).await?;
-                    let missing: Vec<u32> = uids
-                        .iter()
-                        .copied()
-                        .filter(|u| !present.contains(u))
-                        .collect();
-                    let wanted: Vec<u32> = present.iter().copied().collect();
-                    if !wanted.is_empty() {
-                        expunge_uids(conn, &wanted).await?;
-                    }
-                    // Read back: what is still there was not expunged.
-                    let left = existing_uids(conn, &wanted).await?;
-                    let refused: Vec<u32> = left.iter().copied().collect();
-                    let gone: Vec<i64> = wanted
-                        .iter()
-                        .filter(|u| !left.contains(u))
-                        .map(|&u| i64::from(u))
-                        .collect();
-                    emails::delete_by_uids(store.conn(), src.id, &gone).await?;
-                    Ok(MutationOutcome::checked(missing, refused))
-                }
+            // Permanent: the caller decided between the trash (a Move) and this. An expunge
+            // must not turn into a move here: "to Trash, then delete for good" coalesced by
+            // the outbox arrives as one Delete from the original mailbox.
+            if uids.is_empty() {
+                return Ok(MutationOutcome::ok());
             }
+            let present = existing_uids(conn, &uids).await?;
+            let missing: Vec<u32> = uids
+                .iter()
+                .copied()
+                .filter(|u| !present.contains(u))
+                .collect();
+            let wanted: Vec<u32> = present.iter().copied().collect();
+            if !wanted.is_empty() {
+                expunge_uids(conn, &wanted).await?;
+            }
+            // Read back: what is still there was not expunged.
+            let left = existing_uids(conn, &wanted).await?;
+            let refused: Vec<u32> = left.iter().copied().collect();
+            let gone: Vec<i64> = wanted
+                .iter()
+                .filter(|u| !left.contains(u))
+                .map(|&u| i64::from(u))
+                .collect();
+            emails::delete_by_uids(store.conn(), src.id, &gone).await?;
+            Ok(MutationOutcome::checked(missing, refused))
         }
         ImapMutation::Append {
             mailbox: m,

@@ -123,10 +123,11 @@ async fn every_mutation_kind() -> anyhow::Result<()> {
             uids: vec![4, 5],
             to: archive,
         },
-        ImapMutation::Delete {
-            mailbox: inbox,
+        ImapMutation::Move {
+            from: inbox,
             uidvalidity: uv_of(&db, inbox).await?,
             uids: vec![6],
+            to: trash,
         },
         ImapMutation::Append {
             mailbox: drafts,
@@ -394,10 +395,11 @@ async fn fallbacks_without_move_and_uidplus() -> anyhow::Result<()> {
                     uids: vec![1, 2],
                     to: archive,
                 },
-                ImapMutation::Delete {
-                    mailbox: inbox,
+                ImapMutation::Move {
+                    from: inbox,
                     uidvalidity: uv_of(&db, inbox).await?,
                     uids: vec![3],
+                    to: trash,
                 },
             ],
         ),
