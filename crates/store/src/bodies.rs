@@ -117,6 +117,9 @@ fn no_body() -> Expr {
     .not()
 }
 
+/// id, remote id, size, preview, UID.
+type DebtRow = (i64, String, i64, Option<String>, Option<i64>);
+
 /// The body debt: up to `limit` emails in `scope` whose body `policy` wants and the cache
 /// lacks, with ids above `after`, in id order. Callers page with `after` set to the last id
 /// returned, so an email whose body cannot be had (gone from the server) is passed over
@@ -146,7 +149,7 @@ pub async fn wanted_missing<C: ConnectionTrait>(
     if let Some(a) = after {
         q = q.filter(e::Column::Id.gt(a.0));
     }
-    let rows: Vec<(i64, String, i64, Option<String>, Option<i64>)> = match scope {
+    let rows: Vec<DebtRow> = match scope {
         DebtScope::Account => {
             // Only emails in some mailbox: a queued permanent delete keeps a row without any.
             let member = Query::select()
