@@ -783,6 +783,36 @@ async fn bulk_insert_10000(store: &Store) -> R {
     assert_eq!(emails::count(store.conn(), a.id).await?, 10_000);
     assert_eq!(count(store, "email_mailboxes").await?, 10_000);
     assert_eq!(emails::max_uid(store.conn(), inbox).await?, Some(10_000));
+    // The body-debt check a no-change resync makes once per account, owing and paid up.
+    let t = Instant::now();
+    let owing = bodies::mailboxes_with_debt(store.conn(), a.id, BodyPolicy::All).await?;
+    let owing_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(owing.len(), 1);
+    let txn = store.begin().await?;
+    let all = bodies::wanted_missing(
+        &txn,
+        a.id,
+        bodies::DebtScope::Account,
+        BodyPolicy::All,
+        None,
+        20_000,
+    )
+    .await?;
+    assert_eq!(all.len(), 10_000);
+    for w in all {
+        bodies::put(&txn, w.email, &bodies::Body::default()).await?;
+    }
+    txn.commit().await?;
+    let t = Instant::now();
+    assert!(
+        bodies::mailboxes_with_debt(store.conn(), a.id, BodyPolicy::All)
+            .await?
+            .is_empty()
+    );
+    println!(
+        "mailboxes_with_debt over 10,000 emails {backend}: {owing_ms:.1} ms owing, {:.1} ms paid up",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     Ok(())
 }
 
