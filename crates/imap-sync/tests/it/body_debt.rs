@@ -1,10 +1,12 @@
 //! Bodies are a debt: whatever the body policy wants and the cache lacks is fetched by later
 //! syncs, so a connection cut during a body download loses nothing (Dovecot, fault proxy).
 
-use mailsync_imap_sync::{ImapConfig, MailboxResult, SyncOptions, sync_account};
+use mailsync_imap_sync::{
+    ImapConfig, MailboxResult, SyncCounts, SyncOptions, sync_account, sync_mailbox,
+};
 use mailsync_store::emails::{self, EmailFilter};
 use mailsync_store::testing::TempDb;
-use mailsync_store::{AccountId, BodyPolicy, Security, bodies};
+use mailsync_store::{AccountId, BodyPolicy, Role, Security, bodies, mailboxes};
 use mailsync_testkit::{Account, Cut, FaultProxy, Generator};
 
 use crate::common::*;
@@ -135,8 +137,19 @@ async fn a_policy_raised_later_fetches_the_bodies_of_stored_messages() -> anyhow
     let none = SyncOptions::default();
     limit(60, sync_account(&mut conn, &db.store, account, &none)).await?;
     assert_eq!(cached(&db, &g, n).await?, (2 * n, 0));
-    // Nothing changed on the server: both mailboxes are skipped, and still get their bodies.
     let all = SyncOptions::default().with_body_policy(BodyPolicy::All);
+    // One unchanged mailbox on its own: it finds its debt with its own query.
+    let inbox = mailboxes::find_by_role(db.store.conn(), account, Role::Inbox)
+        .await?
+        .expect("inbox");
+    let c = limit(
+        60,
+        sync_mailbox(&mut conn, &db.store, account, &inbox, &all),
+    )
+    .await?;
+    assert_eq!(c, SyncCounts::default());
+    assert_eq!(cached(&db, &g, n).await?, (2 * n, n));
+    // Nothing changed on the server: every mailbox is skipped, and still gets its bodies.
     let r = limit(60, sync_account(&mut conn, &db.store, account, &all)).await?;
     assert!(r.mailboxes.len() >= 2);
     assert!(
