@@ -20,9 +20,7 @@ use mailsync_outbox::{
 use mailsync_store::accounts::Account;
 use mailsync_store::checkpoints::{self, Scope};
 use mailsync_store::sync_log::{self, SyncCounts};
-use mailsync_store::{
-    AccountId, EmailId, MailboxId, Role, Store, StoreError, emails, mailboxes, queue,
-};
+use mailsync_store::{AccountId, EmailId, MailboxId, Role, Store, StoreError, emails, mailboxes};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -507,16 +505,7 @@ impl ImapDriver {
         let report = imap::sync_account(conn, &store, account.id, &opts).await?;
         let complete = report.complete();
         // Show still-queued changes again on top of what the sync wrote.
-        let pending: Vec<EmailId> = queue::list(store.conn(), Some(account.id))
-            .await?
-            .into_iter()
-            .filter_map(|p| p.email_id)
-            .collect();
-        if !pending.is_empty() {
-            let txn = store.begin().await?;
-            mailsync_outbox::reapply_after_sync(&txn, &pending).await?;
-            txn.commit().await.map_err(StoreError::from)?;
-        }
+        outbox.reapply_queued(account.id).await?;
         let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let nboxes = i64::try_from(report.mailboxes.len()).unwrap_or(i64::MAX);
         // A failing mailbox does not fail the account: it is isolated (its own backoff and a

@@ -326,6 +326,8 @@ impl AccountDriver for JmapDriver {
                 self.account.body_policy,
             )
             .await?;
+            // Show still-queued changes again on top of what the sync wrote (as for IMAP).
+            self.outbox.reapply_queued(self.account.id).await?;
             // The sync covered the whole account: changes whose email was not found can now
             // be found again (or declared gone), and the found ones go out at once.
             let mut done = flushed.done;

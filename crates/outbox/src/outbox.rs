@@ -624,6 +624,29 @@ impl Outbox {
         Ok(report)
     }
 
+    /// After a sync of the account: shows its queued changes again on top of what the sync
+    /// wrote and rebases them on it ([`crate::reapply_after_sync`] over every email with queued
+    /// changes). Every protocol's cycle calls it, between the sync and [`Outbox::reresolve`].
+    pub async fn reapply_queued(&self, account: AccountId) -> Result<u64, Error> {
+        let mut emails: Vec<EmailId> = queue::list(self.store.conn(), Some(account))
+            .await?
+            .into_iter()
+            .filter_map(|p| p.email_id)
+            .collect();
+        emails.sort_unstable();
+        emails.dedup();
+        if emails.is_empty() {
+            return Ok(0);
+        }
+        retry_busy(|| async {
+            let txn = self.store.begin().await?;
+            let n = crate::apply::reapply_after_sync(&txn, &emails).await?;
+            txn.commit().await?;
+            Ok(n)
+        })
+        .await
+    }
+
     /// Finds lost changes again after a complete sync of the account (see
     /// [`crate::resolve`](crate::ResolveReport)): each applies to its message where it is now,
     /// or is dropped (listed as gone) when the message is no longer on the server. Flush again
