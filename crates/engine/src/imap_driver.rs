@@ -602,7 +602,12 @@ impl AccountDriver for ImapDriver {
             .conn
             .as_mut()
             .ok_or_else(|| EngineError::Config("no IMAP connection".into()))?;
-        let res = imap::idle(conn, &inbox, std::future::pending::<()>(), IDLE_MAX).await;
+        // NOTIFY (RFC 5465) watches every mailbox at once; without it, IDLE watches INBOX.
+        let res = if conn.has_capability("NOTIFY") {
+            imap::idle_account(conn, std::future::pending::<()>(), IDLE_MAX).await
+        } else {
+            imap::idle(conn, &inbox, std::future::pending::<()>(), IDLE_MAX).await
+        };
         self.idling = false;
         match res {
             Ok(IdleOutcome::Changed | IdleOutcome::Woken | IdleOutcome::Timeout) => Ok(()),

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::connection::Connection;
 use crate::error::Error;
-use crate::wire::{Cmd, Response, Status};
+use crate::wire::{Cmd, Response, Status, Untagged};
 
 /// Why [`idle`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,11 +39,72 @@ where
     W: Future<Output = ()>,
 {
     let deadline = Instant::now() + max_wait;
-    let mut wake = pin!(wake);
+    let wake = pin!(wake);
     conn.select(&mailbox.remote_id).await?;
     if !conn.has_capability("IDLE") {
-        return poll(conn, wake, deadline).await;
+        return poll(conn, wake, deadline, Untagged::is_mailbox_change).await;
     }
+    idle_loop(conn, wake, deadline, Untagged::is_mailbox_change).await
+}
+
+/// The NOTIFY events asked for: new mail, expunges and flag changes in every personal mailbox,
+/// and changes to the mailbox list (RFC 5465).
+const NOTIFY_SET: &str =
+    "SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))";
+
+/// Waits for a change in *any* mailbox of the account with NOTIFY (RFC 5465): the server
+/// reports other mailboxes' changes as STATUS responses and list changes as LIST responses, so
+/// new mail filtered into a folder, or moved there by another client, is seen at once instead
+/// of at the next round. Requires the `NOTIFY` capability (see [`Connection::has_capability`]).
+/// The mailbox is unselected first so that every mailbox reports the same way; NOTIFY is
+/// turned off again (`NOTIFY NONE`) before returning, so a following sync sees no unsolicited
+/// responses. Like [`idle`], ends cleanly on `wake` and on `max_wait`.
+pub async fn idle_account<W>(
+    conn: &mut Connection,
+    wake: W,
+    max_wait: Duration,
+) -> Result<IdleOutcome, Error>
+where
+    W: Future<Output = ()>,
+{
+    let deadline = Instant::now() + max_wait;
+    let wake = pin!(wake);
+    if conn.selected.is_some() && conn.has_capability("UNSELECT") {
+        conn.run(&Cmd::new("UNSELECT")).await?;
+        conn.forget_selection();
+    }
+    let (early, _) = conn.run(&Cmd::new("NOTIFY").raw(NOTIFY_SET)).await?;
+    let res = if early.iter().any(is_account_change) {
+        Ok(IdleOutcome::Changed)
+    } else if conn.has_capability("IDLE") {
+        idle_loop(conn, wake, deadline, is_account_change).await
+    } else {
+        poll(conn, wake, deadline, is_account_change).await
+    };
+    let outcome = res?;
+    let (late, _) = conn.run(&Cmd::new("NOTIFY").raw("NONE")).await?;
+    if outcome != IdleOutcome::Changed && late.iter().any(is_account_change) {
+        return Ok(IdleOutcome::Changed);
+    }
+    Ok(outcome)
+}
+
+/// A change somewhere in the account, as NOTIFY reports it.
+fn is_account_change(u: &Untagged) -> bool {
+    u.is_mailbox_change() || matches!(u, Untagged::Status { .. } | Untagged::List(_))
+}
+
+/// IDLE until `changed` says an untagged response is news, `wake`, or the deadline; re-issued
+/// before the server's limit.
+async fn idle_loop<W>(
+    conn: &mut Connection,
+    mut wake: std::pin::Pin<&mut W>,
+    deadline: Instant,
+    is_change: fn(&Untagged) -> bool,
+) -> Result<IdleOutcome, Error>
+where
+    W: Future<Output = ()>,
+{
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -62,7 +123,7 @@ where
                 Response::Continue(_) => break,
                 Response::Untagged(u) => {
                     conn.note(&u);
-                    changed |= u.is_mailbox_change();
+                    changed |= is_change(&u);
                 }
                 Response::Tagged {
                     tag: t,
@@ -97,7 +158,7 @@ where
                     r = conn.wire.read_untimed() => match r? {
                         Response::Untagged(u) => {
                             conn.note(&u);
-                            if u.is_mailbox_change() {
+                            if is_change(&u) {
                                 break Some(IdleOutcome::Changed);
                             }
                         }
@@ -110,7 +171,7 @@ where
                 }
             }
         };
-        let late_change = done(conn, &tag).await?;
+        let late_change = done(conn, &tag, is_change).await?;
         match outcome {
             Some(o) => return Ok(o),
             None if late_change => return Ok(IdleOutcome::Changed),
@@ -120,14 +181,18 @@ where
 }
 
 /// Ends IDLE; returns whether a change arrived in the meantime.
-async fn done(conn: &mut Connection, tag: &str) -> Result<bool, Error> {
+async fn done(
+    conn: &mut Connection,
+    tag: &str,
+    is_change: fn(&Untagged) -> bool,
+) -> Result<bool, Error> {
     conn.wire.write_all(b"DONE\r\n").await?;
     let mut changed = false;
     loop {
         match conn.wire.read().await? {
             Response::Untagged(u) => {
                 conn.note(&u);
-                changed |= u.is_mailbox_change();
+                changed |= is_change(&u);
             }
             Response::Tagged { tag: t, .. } if t == tag => {
                 conn.wire.set_ready();
@@ -142,10 +207,11 @@ async fn poll<W: Future<Output = ()>>(
     conn: &mut Connection,
     mut wake: std::pin::Pin<&mut W>,
     deadline: Instant,
+    is_change: fn(&Untagged) -> bool,
 ) -> Result<IdleOutcome, Error> {
     loop {
         let (data, _) = conn.run(&Cmd::new("NOOP")).await?;
-        if data.iter().any(|u| u.is_mailbox_change()) {
+        if data.iter().any(is_change) {
             return Ok(IdleOutcome::Changed);
         }
         let now = Instant::now();

@@ -133,7 +133,7 @@ pub use body::fetch_body;
 pub use config::{Auth, ImapConfig, Timeouts};
 pub use connection::Connection;
 pub use error::{Error, ResponseCode};
-pub use idle::{IdleOutcome, idle};
+pub use idle::{IdleOutcome, idle, idle_account};
 pub use mailboxes::{
     MailboxesReport, assign_roles, role_from_attributes, role_from_name, sync_mailboxes,
 };
