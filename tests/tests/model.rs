@@ -10,7 +10,8 @@
 //! `MAILSYNC_MODEL_SHRINK_SECS` (shrink budget per shrunk seed, default 30),
 //! `MAILSYNC_MODEL_SHRINK_MAX` (how many divergent seeds to shrink, each with new divergence
 //! kinds, default 2),
-//! `MAILSYNC_MODEL_NO_FAIL` (report only).
+//! `MAILSYNC_MODEL_NO_FAIL` (report only), `MAILSYNC_MODEL_CYRUS_USER` (`en8`..`en10`, instead
+//! of en8 for Cyrus IMAP and en9 for Cyrus JMAP; runs on one user take turns via a lock file).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

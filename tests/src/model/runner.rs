@@ -774,7 +774,12 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
             }
         }
         Backend::CyrusImap | Backend::CyrusJmap => {
-            let n = if backend == Backend::CyrusImap { 8 } else { 9 };
+            // en8 (IMAP) and en9 (JMAP); MAILSYNC_MODEL_CYRUS_USER=en10 moves a run aside.
+            let n = std::env::var("MAILSYNC_MODEL_CYRUS_USER")
+                .ok()
+                .and_then(|u| u.strip_prefix("en").and_then(|n| n.parse().ok()))
+                .filter(|n| (8..=10).contains(n))
+                .unwrap_or(if backend == Backend::CyrusImap { 8 } else { 9 });
             let u = mailsync_testkit::Account::cyrus_pool(mailsync_testkit::accounts::ENGINE, n);
             Server {
                 host: servers.cyrus_host().into(),
