@@ -389,6 +389,10 @@ struct Run {
     ever_copied: HashSet<String>,
     expunged: HashSet<String>,
     moved_by_other: HashSet<String>,
+    /// Names that were the source or target of a rename: a JMAP move follows the mailbox
+    /// (by id) into its new name, an IMAP one goes by name, so promises naming them are not
+    /// checked.
+    renamed: HashSet<String>,
     appended: usize,
     sends: usize,
     notes: Vec<String>,
@@ -587,8 +591,8 @@ async fn engine_op(local: &Local, run: &mut Run, index: usize, op: &Op, from: &s
                 email: Some(p.id),
                 change,
                 expect,
+                superseded: boxes.iter().any(|b| run.renamed.contains(b)),
                 mailboxes: boxes,
-                superseded: false,
                 raced_expunge: run.expunged.contains(&p.message_id),
             });
         }
@@ -685,8 +689,11 @@ fn other_op(c: &mut ImapClient, run: &mut Run, index: usize, op: &Op) -> Result<
                 ),
             };
             let r = c.command_any(&cmd)?;
-            if ok(r) && matches!(op, Op::ODelete { .. }) {
-                run.expunged.extend(inside.iter().cloned());
+            if ok(r) {
+                match op {
+                    Op::ODelete { .. } => run.expunged.extend(inside.iter().cloned()),
+                    _ => run.renamed.extend(boxes.iter().cloned()),
+                }
             }
             run.touch(&inside, &boxes);
         }
@@ -811,6 +818,7 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
         ever_copied: HashSet::new(),
         expunged: HashSet::new(),
         moved_by_other: HashSet::new(),
+        renamed: HashSet::new(),
         appended: 0,
         sends: 0,
         notes: Vec::new(),
