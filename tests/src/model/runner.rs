@@ -1057,3 +1057,34 @@ pub async fn shrink(
     }
     (best, best_outcome)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_lines_of_both_servers_parse() {
+        // Dovecot puts UID first; Cyrus may put FLAGS first. The literal is inlined.
+        let dovecot = b"* 3 FETCH (UID 17 FLAGS (\\Seen \\Flagged) BODY[HEADER.FIELDS (MESSAGE-ID)] {34}\r\nMessage-ID: <m1.r@model.test>\r\n\r\n)";
+        let f = parse_fetch(dovecot).unwrap();
+        assert_eq!(
+            (f.uid, f.message_id.as_str(), f.seen, f.flagged, f.deleted),
+            (17, "m1.r@model.test", true, true, false)
+        );
+        let cyrus = b"* 1 FETCH (FLAGS (\\Deleted) UID 4 BODY[HEADER.FIELDS (MESSAGE-ID)] {33}\r\nmessage-id: <s2.r@model.test>\r\n\r\n)";
+        let f = parse_fetch(cyrus).unwrap();
+        assert_eq!(
+            (f.uid, f.message_id.as_str(), f.seen, f.deleted),
+            (4, "s2.r@model.test", false, true)
+        );
+        assert!(parse_fetch(b"* 3 EXISTS").is_none());
+    }
+
+    #[test]
+    fn backends_round_trip_their_names() {
+        for b in Backend::ALL {
+            assert_eq!(Backend::parse(b.name()), Some(b));
+        }
+        assert_eq!(Backend::parse("exchange"), None);
+    }
+}
