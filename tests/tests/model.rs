@@ -9,8 +9,10 @@
 //! `MAILSYNC_MODEL_OPS` (per seed, default 30), `MAILSYNC_MODEL_REPLAY` (an operation list),
 //! `MAILSYNC_MODEL_SHRINK_SECS` (shrink budget per shrunk seed, default 30),
 //! `MAILSYNC_MODEL_SHRINK_MAX` (how many divergent seeds to shrink, each with new divergence
-//! kinds, default 2),
-//! `MAILSYNC_MODEL_NO_FAIL` (report only).
+//! kinds, default 2), `MAILSYNC_MODEL_SHRINK_TRIES` (runs per shrink candidate, for
+//! timing-dependent failures, default 1),
+//! `MAILSYNC_MODEL_NO_FAIL` (report only), `MAILSYNC_MODEL_CYRUS_USER` (`en8`..`en10`, instead
+//! of en8 for Cyrus IMAP and en9 for Cyrus JMAP; runs on one user take turns via a lock file).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -63,6 +65,7 @@ async fn run_backend(backend: Backend) {
     }
     let start = Instant::now();
     let max_shrinks: usize = env("MAILSYNC_MODEL_SHRINK_MAX").unwrap_or(2);
+    let tries: usize = env("MAILSYNC_MODEL_SHRINK_TRIES").unwrap_or(1);
     let mut shrunk_kinds: Vec<Vec<String>> = Vec::new();
     let mut reports: Vec<SeedReport> = Vec::new();
     for (seed, ops) in runs {
@@ -75,7 +78,7 @@ async fn run_backend(backend: Backend) {
             && !shrunk_kinds.contains(&o.kinds())
         {
             shrunk_kinds.push(o.kinds());
-            let (small, found) = model::shrink(backend, ops, &o.kinds(), budget).await;
+            let (small, found) = model::shrink(backend, ops, &o.kinds(), budget, tries).await;
             r.shrunk = Some((
                 small,
                 found

@@ -33,7 +33,7 @@ usage: cargo xtask <command>
                      mailsync (release binary) against mbsync, offlineimap and a raw IMAP
                      floor; writes docs/benchmarks.md (root, servers up; not part of ci)
   model [--seeds N] [--seed-start S] [--seed S] [--ops M] [--backend B] [--replay 'OPS']
-        [--shrink-secs T] [--shrink-max K] [--no-fail] [--release]
+        [--shrink-secs T] [--shrink-max K] [--shrink-tries R] [--no-fail] [--release]
                      the model test (random engine + other-client interleavings, oracle:
                      database equals server, no lost intent) beyond the CI seeds; backends
                      dovecot, cyrus-imap, cyrus-jmap; needs `cargo xtask servers up`

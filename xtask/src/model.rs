@@ -12,15 +12,18 @@ use crate::util;
 const USAGE: &str = "\
 usage: cargo xtask model [--seeds N] [--seed-start S] [--seed S] [--ops M]
                          [--backend dovecot|cyrus-imap|cyrus-jmap] [--replay 'OPS']
-                         [--shrink-secs T] [--shrink-max K] [--no-fail] [--release]
+                         [--shrink-secs T] [--shrink-max K] [--shrink-tries R]
+                         [--cyrus-user en8|en9|en10] [--no-fail] [--release]
 
   Random interleavings of engine actions and another IMAP client's changes, checked by the
   oracle (database equals server, no lost intent). Defaults: the CI seeds (1..=5), 30
   operations, all three backends; per backend the first K (2) divergent seeds with new
-  divergence kinds are shrunk, T (30) s each. --seeds N runs seeds
+  divergence kinds are shrunk, T (30) s each, a candidate list counting as failing when one of
+  R (1) runs fails (raise R for timing-dependent Cyrus failures). --seeds N runs seeds
   S..S+N (S = --seed-start, default 1); --seed runs one; --replay runs a printed operation list
   (as printed for a failing seed). --no-fail reports without failing.
-  The test servers must be up: `cargo xtask servers up` (Cyrus users en8, en9 are reset).";
+  The test servers must be up: `cargo xtask servers up`. Cyrus users are reset before each run:
+  en8 (IMAP) and en9 (JMAP), or --cyrus-user; runs on one user take turns (a lock file).";
 
 /// Maps the options to the test's environment variables.
 fn env_of(args: &[String]) -> Result<(Vec<(&'static str, String)>, bool)> {
@@ -44,6 +47,8 @@ fn env_of(args: &[String]) -> Result<(Vec<(&'static str, String)>, bool)> {
             "--replay" => value("MAILSYNC_MODEL_REPLAY")?,
             "--shrink-secs" => value("MAILSYNC_MODEL_SHRINK_SECS")?,
             "--shrink-max" => value("MAILSYNC_MODEL_SHRINK_MAX")?,
+            "--shrink-tries" => value("MAILSYNC_MODEL_SHRINK_TRIES")?,
+            "--cyrus-user" => value("MAILSYNC_MODEL_CYRUS_USER")?,
             "--no-fail" => env.push(("MAILSYNC_MODEL_NO_FAIL", "1".into())),
             "--release" => release = true,
             "-h" | "--help" => {
@@ -62,6 +67,7 @@ fn env_of(args: &[String]) -> Result<(Vec<(&'static str, String)>, bool)> {
                 | "MAILSYNC_MODEL_OPS"
                 | "MAILSYNC_MODEL_SHRINK_SECS"
                 | "MAILSYNC_MODEL_SHRINK_MAX"
+                | "MAILSYNC_MODEL_SHRINK_TRIES"
         );
         if numeric && v.parse::<u64>().is_err() {
             bail!("{k}: `{v}` is not a number\n{USAGE}");

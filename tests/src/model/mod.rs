@@ -104,7 +104,7 @@ pub async fn run_one(
         && !o.divergences.is_empty()
         && !shrink_budget.is_zero()
     {
-        let (small, found) = shrink(backend, ops.clone(), &o.kinds(), shrink_budget).await;
+        let (small, found) = shrink(backend, ops.clone(), &o.kinds(), shrink_budget, 1).await;
         let found = found
             .map(|f| f.divergences.iter().map(ToString::to_string).collect())
             .unwrap_or_else(|| vec!["(no smaller failing list found)".into()]);

@@ -329,7 +329,7 @@ pub fn check_intents(
                 (
                     there && !left,
                     "lost-intent/move",
-                    format!("copies in {:?}", server.holders(id)),
+                    format!("expected in {to}, copies in {:?}", server.holders(id)),
                 )
             }
             Expect::Trashed {
@@ -343,7 +343,7 @@ pub fn check_intents(
                 (
                     there && !left,
                     "lost-intent/delete",
-                    format!("copies in {:?}", server.holders(id)),
+                    format!("expected in {trash}, copies in {:?}", server.holders(id)),
                 )
             }
             Expect::Destroyed { single } => (
