@@ -47,6 +47,16 @@ pub struct Timeouts {
     pub idle_reissue: Duration,
     /// NOOP polling interval when the server has no IDLE.
     pub poll_interval: Duration,
+    /// How long a response may arrive slower than [`Timeouts::min_response_rate`] before it
+    /// is abandoned: bytes trickling in keep the inactivity timeout from firing, this does not.
+    pub response_grace: Duration,
+    /// The average rate (bytes per second) a response must reach after `response_grace`.
+    pub min_response_rate: u64,
+    /// The most bytes accepted without a line break. A line is parsed again as it grows, so
+    /// this bounds CPU as well as memory against a line that never ends; literals with line
+    /// breaks (message bodies) may be larger, up to 64 MiB per response. 4 MiB holds a SEARCH
+    /// result of about 500,000 UIDs.
+    pub max_line_bytes: u64,
 }
 
 impl Default for Timeouts {
@@ -57,6 +67,9 @@ impl Default for Timeouts {
             write: Duration::from_secs(60),
             idle_reissue: Duration::from_secs(25 * 60),
             poll_interval: Duration::from_secs(60),
+            response_grace: Duration::from_secs(60),
+            min_response_rate: 512,
+            max_line_bytes: 4 << 20,
         }
     }
 }

@@ -337,6 +337,13 @@ pub enum Error {
         /// The missing capability.
         capability: String,
     },
+    /// A single response exceeded the size limit (a line that never ends, a huge literal);
+    /// the connection is closed.
+    #[error("the server sent a response (or a line) larger than {} MiB; connection closed", limit >> 20)]
+    ResponseTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// Authentication was refused (bad credentials, expired token...).
     #[error("authentication failed{}: {text}", code.as_ref().map(|c| format!(" [{c}]")).unwrap_or_default())]
     Auth {

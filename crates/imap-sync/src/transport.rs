@@ -77,39 +77,96 @@ fn millis_since_start() -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The largest single response accepted (a line plus its literals): bounds memory whatever a
+/// server sends (a line that never ends, a huge literal). Larger messages are not fetched.
+pub(crate) const MAX_RESPONSE_BYTES: u64 = 64 << 20;
+
 /// A transport that records when bytes last moved, so time limits can be about inactivity
-/// (a 50 MB body on a slow link is fine as long as data keeps coming).
+/// (a 50 MB body on a slow link is fine as long as data keeps coming), and how much of the
+/// current response has arrived and since when, so a response can be bounded in size and in
+/// useful progress (a server trickling an endless line a byte at a time is never inactive).
 #[derive(Debug)]
 pub(crate) struct Tracked {
     pub inner: Transport,
-    last: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
-/// The shared "last progress" clock of a [`Tracked`] transport.
+#[derive(Debug)]
+struct Shared {
+    /// When bytes last moved (ms since process start).
+    last: AtomicU64,
+    /// Bytes of the response being read (0 between responses).
+    response_bytes: AtomicU64,
+    /// When its first byte arrived (ms since process start).
+    response_start: AtomicU64,
+    /// Bytes read since the last line feed.
+    since_lf: AtomicU64,
+    /// The most bytes accepted without a line feed.
+    max_line: u64,
+}
+
+/// The shared progress clock of a [`Tracked`] transport.
 #[derive(Debug, Clone)]
-pub(crate) struct ProgressClock(Arc<AtomicU64>);
+pub(crate) struct ProgressClock(Arc<Shared>);
 
 impl ProgressClock {
     /// Time since bytes last moved.
     pub fn idle_for(&self) -> Duration {
-        Duration::from_millis(millis_since_start().saturating_sub(self.0.load(Ordering::Relaxed)))
+        Duration::from_millis(
+            millis_since_start().saturating_sub(self.0.last.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// A response was read completely: the next one starts from zero.
+    pub fn response_done(&self) {
+        self.0.response_bytes.store(0, Ordering::Relaxed);
+    }
+
+    /// Did the current response exceed [`MAX_RESPONSE_BYTES`], or a line the line limit?
+    pub fn response_too_large(&self) -> bool {
+        self.0.response_bytes.load(Ordering::Relaxed) > MAX_RESPONSE_BYTES
+            || self.0.since_lf.load(Ordering::Relaxed) > self.0.max_line
+    }
+
+    /// Has the current response been arriving for longer than `grace` at less than
+    /// `min_rate` bytes per second on average (no useful progress)?
+    pub fn response_stalled(&self, grace: Duration, min_rate: u64) -> bool {
+        let bytes = self.0.response_bytes.load(Ordering::Relaxed);
+        if bytes == 0 {
+            return false;
+        }
+        let age_ms =
+            millis_since_start().saturating_sub(self.0.response_start.load(Ordering::Relaxed));
+        if u128::from(age_ms) <= grace.as_millis() {
+            return false;
+        }
+        u128::from(bytes) * 1000 < u128::from(min_rate) * u128::from(age_ms)
     }
 }
 
 impl Tracked {
-    pub fn new(inner: Transport) -> (Self, ProgressClock) {
-        let last = Arc::new(AtomicU64::new(millis_since_start()));
+    /// `max_line`: the most bytes accepted without a line feed.
+    pub fn new(inner: Transport, max_line: u64) -> (Self, ProgressClock) {
+        let shared = Arc::new(Shared {
+            last: AtomicU64::new(millis_since_start()),
+            response_bytes: AtomicU64::new(0),
+            response_start: AtomicU64::new(0),
+            since_lf: AtomicU64::new(0),
+            max_line,
+        });
         (
             Self {
                 inner,
-                last: last.clone(),
+                shared: shared.clone(),
             },
-            ProgressClock(last),
+            ProgressClock(shared),
         )
     }
 
     fn touch(&self) {
-        self.last.store(millis_since_start(), Ordering::Relaxed);
+        self.shared
+            .last
+            .store(millis_since_start(), Ordering::Relaxed);
     }
 }
 
@@ -122,8 +179,35 @@ impl AsyncRead for Tracked {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        let n = buf.filled().len().saturating_sub(before) as u64;
+        if n > 0 {
             this.touch();
+            let s = &this.shared;
+            let fresh = buf.filled().get(before..).unwrap_or_default();
+            match fresh.iter().rposition(|&b| b == b'\n') {
+                Some(p) => s
+                    .since_lf
+                    .store((fresh.len() - p - 1) as u64, Ordering::Relaxed),
+                None => {
+                    if s.since_lf.fetch_add(n, Ordering::Relaxed) + n > s.max_line {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "line too long",
+                        )));
+                    }
+                }
+            }
+            if s.response_bytes.fetch_add(n, Ordering::Relaxed) == 0 {
+                s.response_start
+                    .store(millis_since_start(), Ordering::Relaxed);
+            }
+            if s.response_bytes.load(Ordering::Relaxed) > MAX_RESPONSE_BYTES {
+                // Stop reading: the wire turns this into a typed error.
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "response too large",
+                )));
+            }
         }
         r
     }

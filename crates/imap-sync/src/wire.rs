@@ -260,7 +260,7 @@ impl fmt::Debug for Wire {
 
 impl Wire {
     pub fn new(transport: Transport, timeouts: Timeouts) -> Self {
-        let (tracked, clock) = Tracked::new(transport);
+        let (tracked, clock) = Tracked::new(transport, timeouts.max_line_bytes);
         Self {
             client: async_imap::Client::new(tracked),
             clock,
@@ -306,13 +306,27 @@ impl Wire {
     /// long as bytes keep arriving.
     pub async fn read(&mut self) -> Result<Response, Error> {
         let limit = self.timeouts.read;
+        // Also woken every second to check that a response in progress makes useful progress.
+        let tick = Duration::from_secs(1);
         loop {
             let wait = limit
                 .saturating_sub(self.clock.idle_for())
-                .max(Duration::from_millis(10));
+                .clamp(Duration::from_millis(10), tick);
             // `read_untimed` is cancel-safe, so it can be restarted after a timeout.
             match tokio::time::timeout(wait, self.read_untimed()).await {
                 Ok(r) => return r,
+                Err(_)
+                    if self.clock.response_stalled(
+                        self.timeouts.response_grace,
+                        self.timeouts.min_response_rate,
+                    ) =>
+                {
+                    self.state = State::Dead;
+                    return Err(Error::Timeout {
+                        operation: "read (a response making no useful progress)",
+                        seconds: self.timeouts.response_grace.as_secs(),
+                    });
+                }
                 Err(_) if self.clock.idle_for() < limit => continue,
                 Err(_) => {
                     self.state = State::Dead;
@@ -336,6 +350,7 @@ impl Wire {
         }
         match self.client.read_response().await {
             Ok(Some(data)) => {
+                self.clock.response_done();
                 let raw: &[u8] = data.borrow_owner();
                 let resp = convert(data.parsed(), raw);
                 if let Response::Untagged(Untagged::Cond {
@@ -350,6 +365,12 @@ impl Wire {
                 Ok(resp)
             }
             Ok(None) => Err(self.lost(None)),
+            Err(_) if self.clock.response_too_large() => {
+                self.state = State::Dead;
+                Err(Error::ResponseTooLarge {
+                    limit: self.timeouts.max_line_bytes,
+                })
+            }
             Err(e) => {
                 let text = e.to_string();
                 if let Some(at) = text.find(" during parsing of ") {

@@ -199,3 +199,77 @@ async fn config_from_a_stored_account() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A server that sends `greeting_start` and then `chunk` every `every`, forever.
+async fn endless_server(
+    chunk: Vec<u8>,
+    every: std::time::Duration,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        if sock.write_all(b"* OK ").await.is_err() {
+            return;
+        }
+        loop {
+            if sock.write_all(&chunk).await.is_err() {
+                return;
+            }
+            if !every.is_zero() {
+                tokio::time::sleep(every).await;
+            }
+        }
+    });
+    (port, task)
+}
+
+fn plain(port: u16) -> ImapConfig {
+    ImapConfig::new(
+        "127.0.0.1",
+        port,
+        Security::Plain,
+        "x",
+        Auth::Password("y".into()),
+    )
+}
+
+#[tokio::test]
+async fn an_endless_line_is_cut_at_the_size_limit() {
+    let (port, task) = endless_server(vec![b'a'; 64 * 1024], std::time::Duration::ZERO).await;
+    let mut cfg = plain(port);
+    // A smaller limit keeps the test fast in a debug build (the default is 4 MiB).
+    cfg.timeouts.max_line_bytes = 1 << 20;
+    let t = std::time::Instant::now();
+    let err = limit(60, Connection::connect(&cfg))
+        .await
+        .expect_err("no line ends");
+    assert!(matches!(err, Error::ResponseTooLarge { .. }), "{err:?}");
+    println!("endless line refused after {:?}: {err}", t.elapsed());
+    task.abort();
+}
+
+#[tokio::test]
+async fn a_trickled_line_is_cut_for_no_useful_progress() {
+    // One byte every 20 ms: never inactive, never done.
+    let (port, task) = endless_server(vec![b'a'], std::time::Duration::from_millis(20)).await;
+    let mut cfg = plain(port);
+    cfg.timeouts.response_grace = std::time::Duration::from_secs(1);
+    let t = std::time::Instant::now();
+    let err = limit(30, Connection::connect(&cfg))
+        .await
+        .expect_err("no line ends");
+    assert!(
+        matches!(err, Error::Timeout { .. }) && err.is_connection(),
+        "{err:?}"
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    task.abort();
+}
