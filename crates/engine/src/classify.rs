@@ -48,7 +48,9 @@ pub fn classify(err: &EngineError) -> Disposition {
                 permanent: false, ..
             } => Disposition::Retry { after: None },
             crate::smtp::SmtpError::Tls { .. } => Disposition::NeedsUser,
-            crate::smtp::SmtpError::Other { .. } => Disposition::Retry { after: None },
+            crate::smtp::SmtpError::Other { .. } | crate::smtp::SmtpError::Interrupted { .. } => {
+                Disposition::Retry { after: None }
+            }
         },
         EngineError::Compose(_) => Disposition::Reject,
         EngineError::Cancelled => Disposition::Retry { after: None },
@@ -156,9 +158,16 @@ pub fn batch_error(e: &EngineError) -> BatchError {
     }
 }
 
-/// Maps a failure of one item to its outcome.
+/// Maps a failure of one item to its outcome. A send interrupted while it was being handed
+/// over is `Unknown`: the outbox then only looks for it, never repeats it.
 pub fn item_outcome(e: &EngineError) -> ItemOutcome {
     let reason = e.to_string();
+    if matches!(
+        e,
+        EngineError::Smtp(crate::smtp::SmtpError::Interrupted { .. })
+    ) {
+        return ItemOutcome::Unknown { reason };
+    }
     match classify(e) {
         Disposition::Retry { after } => ItemOutcome::Transient {
             reason,
@@ -177,6 +186,24 @@ mod tests {
     use super::*;
     use crate::secret::SecretError;
     use crate::smtp::SmtpError;
+
+    #[test]
+    fn an_interrupted_smtp_transaction_is_an_unknown_outcome() {
+        let e = EngineError::Smtp(SmtpError::Interrupted {
+            server: "h:25".into(),
+            reason: "connection reset".into(),
+        });
+        assert!(matches!(item_outcome(&e), ItemOutcome::Unknown { .. }));
+        let refused = EngineError::Smtp(SmtpError::Rejected {
+            code: Some(451),
+            permanent: false,
+            reason: "try later".into(),
+        });
+        assert!(matches!(
+            item_outcome(&refused),
+            ItemOutcome::Transient { .. }
+        ));
+    }
 
     #[test]
     fn classification_table() {

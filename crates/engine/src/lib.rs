@@ -19,6 +19,7 @@ pub mod classify;
 pub mod compose;
 pub mod engine;
 pub mod error;
+pub mod failpoint;
 pub mod imap_driver;
 pub mod jmap_driver;
 pub mod jmap_send;
