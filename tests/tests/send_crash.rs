@@ -13,6 +13,7 @@ use mailsync_engine::Engine;
 use mailsync_engine::failpoint;
 use mailsync_jmap_client::{Client, Credentials, Email, EmailFilterCondition, Get, Query};
 use mailsync_store::accounts::{self, Endpoint, NewAccount};
+use mailsync_store::leases;
 use mailsync_store::testing::TempDb;
 use mailsync_store::{
     AccountId, AccountKind, Address, BodyPolicy, Role, SecretRef, Security, mailboxes,
@@ -56,6 +57,21 @@ fn kill_at(db_url: &str, account: AccountId, point: &str) -> R {
     if !reached {
         return Err(format!("the process never reached {point}").into());
     }
+    Ok(())
+}
+
+/// The killed process's lease is still recorded, and expires within its 1 s lifetime.
+async fn lease_left_behind(db: &TempDb, account: AccountId) -> R {
+    let now = mailsync_store::now();
+    let lease = leases::get(db.store.conn(), account)
+        .await?
+        .ok_or("the killed process held the account's lease")?;
+    let expires = lease.expires_at.ok_or("an expiry")?;
+    assert!(lease.owner.is_some());
+    assert!(
+        expires <= now + chrono::Duration::milliseconds(1100),
+        "a killed holder blocks the account for at most its lease expiry: {lease:?}"
+    );
     Ok(())
 }
 
@@ -205,6 +221,7 @@ async fn imap_kill_point(servers: &Servers, point: &str, expect: Expect) -> R {
     let message_id = format!("{}@mailsync.test", unique_name("imapkill"));
     engine.send(account, message(&address, &message_id)).await?;
     kill_at(&db.url, account, point)?;
+    lease_left_behind(&db, account).await?;
     let copies = || async { doveadm_sent_copies(servers, &user.user, &message_id) };
     check(&db, servers, account, point, &message_id, copies, expect).await?;
     db.cleanup().await?;
@@ -310,6 +327,7 @@ async fn jmap_kill_point(servers: &Servers, who: &Account, point: &str, expect: 
     let message_id = format!("{}@mailsync.test", unique_name("jmapkill"));
     engine.send(account, message(&address, &message_id)).await?;
     kill_at(&db.url, account, point)?;
+    lease_left_behind(&db, account).await?;
     let copies = || jmap_sent_copies(servers, who, &db, account, &message_id);
     check(&db, servers, account, point, &message_id, copies, expect).await?;
     db.cleanup().await?;

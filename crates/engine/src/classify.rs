@@ -61,6 +61,10 @@ pub fn classify(err: &EngineError) -> Disposition {
         EngineError::OutboxPaused { offline: false, .. } => Disposition::NeedsUser,
         EngineError::Outbox(e) if e.is_transient() => Disposition::Retry { after: None },
         EngineError::Outbox(_) => Disposition::Reject,
+        // Someone else syncs the account: try again later (the daemon waits for the lease).
+        EngineError::LeaseHeld { .. } | EngineError::LeaseLost(_) => {
+            Disposition::Retry { after: None }
+        }
     }
 }
 

@@ -24,10 +24,11 @@ pub mod imap_driver;
 pub mod jmap_driver;
 pub mod jmap_send;
 pub mod jmap_sync;
+pub mod lease;
 pub mod secret;
 pub mod smtp;
 pub mod worker;
 
-pub use engine::{AccountStatus, Engine};
+pub use engine::{AccountStatus, Engine, SyncNow};
 pub use error::EngineError;
 pub use worker::EngineEvent;
