@@ -1,7 +1,9 @@
-//! "Nothing doubled": a send is killed with SIGKILL at every step (`MAILSYNC_FAILPOINT` stops the
-//! `crash_sync` helper exactly there), then a fresh process runs a cycle, twice. Deliveries are
-//! counted at the SMTP sink and copies in Sent on the server: never two deliveries, and every
-//! kill point ends with one copy in Sent or a "may have been sent" entry in the failed list.
+//! "Nothing doubled": a send is killed with SIGKILL at every step (handed over, inside SMTP
+//! DATA, accepted by the server but not recorded, accepted and recorded, filed in Sent):
+//! `MAILSYNC_FAILPOINT` stops the `crash_sync` helper exactly there. Then a fresh process runs
+//! a cycle, twice. Deliveries are counted at the SMTP sink and copies in Sent on the server:
+//! never two deliveries, and every kill point ends with one copy in Sent or a "may have been
+//! sent" entry in the failed list; the killed process's lease expires within its lifetime.
 //! Over SMTP + IMAP (the sink and Dovecot) and over JMAP submission (Cyrus, relaying to the sink).
 
 use std::io::{BufRead, BufReader};
@@ -224,6 +226,20 @@ async fn imap_kill_point(servers: &Servers, point: &str, expect: Expect) -> R {
     lease_left_behind(&db, account).await?;
     let copies = || async { doveadm_sent_copies(servers, &user.user, &message_id) };
     check(&db, servers, account, point, &message_id, copies, expect).await?;
+    if expect.maybe_sent && expect.delivered == 0 {
+        // The person's retry is the one way to send it again: then it goes out once.
+        let outbox = mailsync_outbox::Outbox::new(db.store.clone());
+        let failed = outbox.failed(account).await?;
+        outbox.retry_failed(failed[0].id).await?;
+        recover(&db.url, account)?;
+        assert_eq!(
+            settled_deliveries(servers, &message_id, 1)?,
+            1,
+            "{point}: retried"
+        );
+        assert_eq!(copies().await?, 1, "{point}: retried and filed");
+        assert_eq!(maybe_sent(&db, account).await?, 0);
+    }
     db.cleanup().await?;
     Ok(())
 }
@@ -244,6 +260,8 @@ async fn imap_send_killed_at_every_step_is_never_doubled() -> R {
     // Handed over (journaled), killed before MAIL/DATA: nothing delivered, and it is the
     // user's call, not the engine's, to send it.
     imap_kill_point(&servers, "send:handed", maybe(0)).await?;
+    // Inside DATA (after the 354, before the message's final dot): the sink drops it.
+    imap_kill_point(&servers, "send:data", maybe(0)).await?;
     // The server said 250, killed before "accepted" was committed: delivered once, and
     // listed as maybe sent (no copy in Sent proves anything).
     imap_kill_point(&servers, "send:delivered", maybe(1)).await?;

@@ -262,6 +262,13 @@ mod tests {
                 Disposition::Reject,
             ),
             (
+                EngineError::LeaseHeld {
+                    account: mailsync_store::AccountId(1),
+                    owner: "daemon".into(),
+                },
+                Disposition::Retry { after: None },
+            ),
+            (
                 EngineError::OutboxPaused {
                     reason: "SMTP server unreachable".into(),
                     offline: true,

@@ -3,7 +3,8 @@
 //! on stdout and then waits forever, so a test can SIGKILL the process exactly there.
 //!
 //! Always compiled in and inert without the variable (one environment lookup per send step).
-//! Names: `send:handed` (the hand-over is committed; nothing sent yet), `send:delivered` (the
+//! Names: `send:handed` (the hand-over is committed; nothing sent yet), `send:data` (SMTP only:
+//! inside DATA, after the server's 354, before the message is written), `send:delivered` (the
 //! server accepted the message; "accepted" not committed yet), `send:accepted` ("accepted"
 //! committed; the copy not filed yet), `send:filed` (IMAP: the APPEND to Sent succeeded; the
 //! outcome not recorded yet).

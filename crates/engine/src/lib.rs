@@ -10,6 +10,9 @@
 //! - [`compose`] and [`smtp`]: building messages with mail-builder (Bcc in the envelope only) and
 //!   sending them with lettre.
 //! - [`secret`]: resolving an account's secret reference; secrets are never stored or logged.
+//! - [`lease`]: holding an account's lease (one flusher per account across processes) with a
+//!   heartbeat; [`Engine::sync_now`] hands an account held elsewhere to its holder.
+//! - [`failpoint`]: named stopping points of the send path for the kill-point tests.
 //!
 //! Status: the protocol drivers (IMAP and JMAP) and the public `Engine` API are being built;
 //! see `docs/ARCHITECTURE.md`.

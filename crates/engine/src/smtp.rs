@@ -12,7 +12,8 @@ use std::time::Duration;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::{Executor as _, Tokio1Executor};
 use mailsync_store::Security;
 use mailsync_store::accounts::Endpoint;
@@ -170,10 +171,11 @@ pub async fn connect(cfg: &SmtpConfig) -> Result<SmtpSession, SmtpError> {
 }
 
 impl SmtpSession {
-    /// Hands `built` over (`MAIL`, `RCPT`, `DATA`) and returns the server's final reply text.
+    /// Hands `built` over (`MAIL`, `RCPT`, `DATA`, the message) and returns the server's final
+    /// reply text. The failpoint `send:data` stops after the server's 354, before the message.
     pub async fn submit(mut self, built: &Built) -> Result<String, SmtpError> {
         let envelope = envelope(built)?;
-        match self.conn.send(&envelope, &built.raw).await {
+        match self.transaction(&envelope, &built.raw).await {
             Ok(resp) => {
                 // The message is accepted; a failing QUIT changes nothing.
                 let _ = self.conn.quit().await;
@@ -187,6 +189,39 @@ impl SmtpSession {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// lettre's `AsyncSmtpConnection::send`, step by step so a test can stop inside DATA.
+    async fn transaction(
+        &mut self,
+        envelope: &Envelope,
+        raw: &[u8],
+    ) -> Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error> {
+        let info = self.conn.server_info();
+        let mut params = Vec::new();
+        let addresses = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .map(|a| a.as_ref());
+        if addresses.clone().any(|a: &str| !a.is_ascii())
+            && info.supports_feature(Extension::SmtpUtfEight)
+        {
+            params.push(MailParameter::SmtpUtfEight);
+        }
+        if !raw.is_ascii() && info.supports_feature(Extension::EightBitMime) {
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        // `command` and `message` turn a negative reply into an error.
+        self.conn
+            .command(Mail::new(envelope.from().cloned(), params))
+            .await?;
+        for to in envelope.to() {
+            self.conn.command(Rcpt::new(to.clone(), vec![])).await?;
+        }
+        self.conn.command(Data).await?;
+        crate::failpoint::hit("send:data").await;
+        self.conn.message(raw).await
     }
 }
 
