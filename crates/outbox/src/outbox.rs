@@ -552,8 +552,8 @@ impl Outbox {
                 .unzip();
             report.batches += 1;
             debug!(items = items.len(), "Handing a batch to the executor.");
-            let outcomes = match executor.execute(account, &items).await {
-                Ok(o) if o.len() == items.len() => o,
+            let (outcomes, batch_wide) = match executor.execute(account, &items).await {
+                Ok(o) if o.len() == items.len() => (o, false),
                 Ok(o) => {
                     warn!(
                         expected = items.len(),
@@ -568,13 +568,16 @@ impl Outbox {
                 Err(BatchError::Transient {
                     reason,
                     retry_after,
-                }) => vec![
-                    ItemOutcome::Transient {
-                        reason,
-                        retry_after
-                    };
-                    items.len()
-                ],
+                }) => (
+                    vec![
+                        ItemOutcome::Transient {
+                            reason,
+                            retry_after
+                        };
+                        items.len()
+                    ],
+                    true,
+                ),
                 Err(e) => {
                     retry_busy(|| self.release(&batch)).await?;
                     match e {
@@ -594,7 +597,8 @@ impl Outbox {
                     break;
                 }
             };
-            let tally = retry_busy(|| self.apply_outcomes(account, &batch, &outcomes)).await?;
+            let tally =
+                retry_busy(|| self.apply_outcomes(account, &batch, &outcomes, batch_wide)).await?;
             report.done += tally.done;
             report.submitted += tally.submitted;
             report.transient += tally.transient;
@@ -715,11 +719,14 @@ impl Outbox {
         Ok(())
     }
 
+    /// Records the outcomes of a batch. `batch_wide`: the outcomes stand for one error of the
+    /// whole call, which says nothing about a send handed over before it.
     async fn apply_outcomes(
         &self,
         account: AccountId,
         batch: &[(Row, Attempt)],
         outcomes: &[ItemOutcome],
+        batch_wide: bool,
     ) -> Result<Tally, Error> {
         let txn = self.store.begin().await?;
         local::lock(&txn, batch.iter().filter_map(|(r, _)| r.email_id)).await?;
@@ -742,6 +749,27 @@ impl Outbox {
                 row
             };
             let kind = row.payload.kind();
+            // A send handed over and not known accepted is never "not applied": a failure of the
+            // lookup (attempt Uncertain) or of the whole call leaves it uncertain.
+            let handed = matches!(&row.payload, Payload::Send(s) if s.handed_at.is_some() && s.submitted_at.is_none());
+            let unknown;
+            let outcome = match outcome {
+                ItemOutcome::Transient { reason, .. }
+                    if handed && (batch_wide || *attempt == Attempt::Uncertain) =>
+                {
+                    unknown = ItemOutcome::Unknown {
+                        reason: reason.clone(),
+                    };
+                    &unknown
+                }
+                ItemOutcome::Permanent { reason } if handed && *attempt == Attempt::Uncertain => {
+                    unknown = ItemOutcome::Unconfirmed {
+                        reason: reason.clone(),
+                    };
+                    &unknown
+                }
+                o => o,
+            };
             match outcome {
                 ItemOutcome::Done => {
                     info!(change = %row.id, kind, outcome = "done", "Change acknowledged.");
@@ -890,7 +918,13 @@ impl Outbox {
     ) -> Result<(), Error> {
         let failures = row.retry_count.saturating_add(1);
         if failures >= self.policy.max_transient_failures {
-            let why = format!("gave up after {failures} transient failures: {reason}");
+            let maybe = match &row.payload {
+                Payload::Send(s) if s.handed_at.is_some() && s.submitted_at.is_none() => {
+                    "may have been sent: "
+                }
+                _ => "",
+            };
+            let why = format!("{maybe}gave up after {failures} transient failures: {reason}");
             evict_with_count(c, row, &why, failures, touched).await?;
             tally.evicted += 1;
             return Ok(());

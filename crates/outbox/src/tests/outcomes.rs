@@ -755,3 +755,86 @@ async fn an_unreadable_row_is_evicted_instead_of_blocking_the_queue() -> R {
     db.cleanup().await?;
     Ok(())
 }
+
+/// Journals the hand-over of every send, then fails the whole call transiently (as a later
+/// item's failure would).
+struct HandsThenFailsTheBatch(Arc<Outbox>);
+
+#[async_trait::async_trait]
+impl Executor for HandsThenFailsTheBatch {
+    async fn execute(
+        &self,
+        _account: AccountId,
+        batch: &[QueuedChange],
+    ) -> Result<Vec<ItemOutcome>, BatchError> {
+        for q in batch {
+            self.0
+                .send_handing(q.id)
+                .await
+                .map_err(|e| BatchError::Offline(e.to_string()))?;
+        }
+        Err(BatchError::Transient {
+            reason: "503".into(),
+            retry_after: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_handed_send_stays_uncertain_through_transient_failures() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    fx.outbox
+        .enqueue(fx.account, Change::send(message("handed")))
+        .await?;
+    // A batch-wide failure after the hand-over says nothing about the send.
+    fx.outbox
+        .flush(fx.account, &HandsThenFailsTheBatch(fx.outbox.clone()))
+        .await?;
+    assert_eq!(fx.outbox.counts(fx.account).await?.in_flight, 1);
+    clock.advance(Duration::from_secs(2));
+    // Looking for it fails transiently: still uncertain, never fresh.
+    let c = calls();
+    fx.outbox
+        .flush(
+            fx.account,
+            &answering(transient("Sent unavailable", None), c.clone()),
+        )
+        .await?;
+    assert_eq!(taken(&c)[0][0].attempt, Attempt::Uncertain);
+    clock.advance(Duration::from_secs(10));
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert_eq!(taken(&c)[0][0].attempt, Attempt::Uncertain);
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_handed_send_that_keeps_failing_is_evicted_as_maybe_sent() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    fx.outbox
+        .enqueue(fx.account, Change::send(message("never confirmed")))
+        .await?;
+    fx.outbox
+        .flush(fx.account, &HandsThenFailsTheBatch(fx.outbox.clone()))
+        .await?;
+    let c = calls();
+    for _ in 0..10 {
+        clock.advance(Duration::from_secs(3600));
+        fx.outbox
+            .flush(
+                fx.account,
+                &answering(transient("Sent unavailable", None), c.clone()),
+            )
+            .await?;
+    }
+    assert!(taken(&c).iter().all(|b| b[0].attempt == Attempt::Uncertain));
+    let failed = fx.outbox.failed(fx.account).await?;
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0].reason.starts_with("may have been sent"),
+        "{failed:?}"
+    );
+    db.cleanup().await?;
+    Ok(())
+}
