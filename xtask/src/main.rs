@@ -6,6 +6,7 @@ mod demo;
 mod install;
 mod lint;
 mod load;
+mod model;
 mod servers;
 mod util;
 
@@ -31,6 +32,11 @@ usage: cargo xtask <command>
   bench [--quick] [--sizes S,M,L] [--runs N] [--bin PATH] [--no-peers] [--no-jmap]
                      mailsync (release binary) against mbsync, offlineimap and a raw IMAP
                      floor; writes docs/benchmarks.md (root, servers up; not part of ci)
+  model [--seeds N] [--seed-start S] [--seed S] [--ops M] [--backend B] [--replay 'OPS']
+        [--shrink-secs T] [--shrink-max K] [--no-fail] [--release]
+                     the model test (random engine + other-client interleavings, oracle:
+                     database equals server, no lost intent) beyond the CI seeds; backends
+                     dovecot, cyrus-imap, cyrus-jmap; needs `cargo xtask servers up`
   ci [--no-install] [--keep-servers] [install|fmt|lint|clippy|doc|test]...
                      the whole pipeline (or the named steps), with a timed summary";
 
@@ -51,6 +57,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("bench") => bench::cmd(rest),
         Some("ci") => ci::cmd(rest),
         Some("demo") => demo::cmd(rest),
+        Some("model") => model::cmd(rest),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())

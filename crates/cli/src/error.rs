@@ -3,7 +3,7 @@
 use std::fmt;
 
 use mailsync_engine::EngineError;
-use mailsync_engine::classify::{Disposition, classify};
+use mailsync_engine::classify::{Disposition, classify, is_auth_failure};
 use mailsync_store::StoreError;
 
 /// Exit codes (also in `--help` and the crate docs).
@@ -74,10 +74,7 @@ impl CliError {
             ) => (code::NOT_FOUND, text),
             _ => match classify(err) {
                 Disposition::NeedsUser
-                    if looks_like_auth(&text)
-                        && !text
-                            .to_ascii_lowercase()
-                            .starts_with("authentication failed") =>
+                    if is_auth_failure(err) && !text.starts_with("authentication failed") =>
                 {
                     (
                         code::NEEDS_USER,
@@ -120,18 +117,6 @@ impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         Self::failure(format!("output: {e}"))
     }
-}
-
-fn looks_like_auth(text: &str) -> bool {
-    let t = text.to_ascii_lowercase();
-    t.contains("401")
-        || t.contains("auth")
-        || t.contains("login")
-        || t.contains("credentials")
-        || (t.contains("password")
-            && !t.contains("is not set")
-            && !t.contains("could not run")
-            && !t.contains("printed nothing"))
 }
 
 /// The error and its sources on one line, without repeating a source its parent already shows.

@@ -30,6 +30,9 @@ pub enum Disposition {
     NeedsUser,
     /// It will never work as it is (a bug or invalid data): log it, do not loop.
     Reject,
+    /// The object a change addressed is not there (JMAP `notFound`; an IMAP UID that is gone or
+    /// recorded under another UIDVALIDITY): find it again after a sync, or drop the change.
+    Gone,
 }
 
 /// Classifies an engine error. See the table in the tests.
@@ -71,6 +74,11 @@ pub fn classify(err: &EngineError) -> Disposition {
 /// IMAP facts: connection class, authentication, response codes (RFC 5530).
 pub fn classify_imap(e: &imap::Error) -> Disposition {
     use imap::ResponseCode as C;
+    // A temporary server state wins over the command that met it: a LOGIN answered
+    // `NO [UNAVAILABLE]` is not a credentials problem.
+    if e.response_code().is_some_and(C::is_transient) {
+        return Disposition::Retry { after: None };
+    }
     if e.is_auth() {
         return Disposition::NeedsUser;
     }
@@ -83,12 +91,10 @@ pub fn classify_imap(e: &imap::Error) -> Disposition {
         | imap::Error::PlaintextRefused { .. }
         | imap::Error::MissingCapability { .. } => Disposition::NeedsUser,
         imap::Error::No { code, .. } => match code {
-            Some(C::Unavailable | C::InUse | C::Limit) => Disposition::Retry { after: None },
             Some(C::NonExistent | C::UidValidity(_)) => Disposition::Resync,
             Some(C::NoPerm | C::OverQuota | C::ContactAdmin | C::PrivacyRequired) => {
                 Disposition::NeedsUser
             }
-            Some(C::ServerBug | C::Corruption) => Disposition::Retry { after: None },
             _ => Disposition::Reject,
         },
         imap::Error::Store(s) if s.is_transient() => Disposition::Retry { after: None },
@@ -127,6 +133,7 @@ pub fn classify_jmap(e: &jmap::Error) -> Disposition {
         },
         jmap::Error::SetItem { error, .. } => match error.kind {
             S::RateLimit => Disposition::Retry { after: None },
+            S::NotFound => Disposition::Gone,
             S::OverQuota | S::Forbidden => Disposition::NeedsUser,
             _ => Disposition::Reject,
         },
@@ -141,6 +148,20 @@ pub fn classify_jmap(e: &jmap::Error) -> Disposition {
             Disposition::Retry { after: None }
         }
         _ => Disposition::Reject,
+    }
+}
+
+/// Were credentials refused (as opposed to another "needs the user" cause such as a TLS or
+/// configuration problem)? A typed fact, never read from message text.
+pub fn is_auth_failure(err: &EngineError) -> bool {
+    match err {
+        EngineError::Imap(e) => e.is_auth() && classify_imap(e) == Disposition::NeedsUser,
+        EngineError::Mailbox { source, .. } => {
+            source.is_auth() && classify_imap(source) == Disposition::NeedsUser
+        }
+        EngineError::Jmap(jmap::Error::Unauthorized { .. }) => true,
+        EngineError::Smtp(crate::smtp::SmtpError::Auth { .. }) => true,
+        _ => false,
     }
 }
 
@@ -181,6 +202,7 @@ pub fn item_outcome(e: &EngineError) -> ItemOutcome {
             reason,
             retry_after: None,
         },
+        Disposition::Gone => ItemOutcome::NotFound { reason },
         _ => ItemOutcome::Permanent { reason },
     }
 }
@@ -299,6 +321,16 @@ mod tests {
         }))
     }
 
+    fn set_item(kind: &str) -> jmap::Error {
+        let error: jmap::SetError =
+            serde_json::from_value(serde_json::json!({ "type": kind })).expect("set error");
+        jmap::Error::SetItem {
+            operation: jmap::SetOperation::Update,
+            id: "e1".into(),
+            error: Box::new(error),
+        }
+    }
+
     fn imap_no(code: Option<imap::ResponseCode>) -> imap::Error {
         imap::Error::No {
             command: "UID MOVE".into(),
@@ -317,6 +349,14 @@ mod tests {
                     text: "bad".into(),
                 },
                 Disposition::NeedsUser,
+            ),
+            // A login met by a temporary server state is retried, not "needs the user".
+            (
+                imap::Error::Auth {
+                    code: Some(C::Unavailable),
+                    text: "maintenance".into(),
+                },
+                Disposition::Retry { after: None },
             ),
             (
                 imap::Error::Unreachable {
@@ -342,6 +382,15 @@ mod tests {
                 Disposition::Retry { after: None },
             ),
             (imap_no(Some(C::InUse)), Disposition::Retry { after: None }),
+            (imap_no(Some(C::Limit)), Disposition::Retry { after: None }),
+            (
+                imap_no(Some(C::Corruption)),
+                Disposition::Retry { after: None },
+            ),
+            (
+                imap_no(Some(C::ServerBug)),
+                Disposition::Retry { after: None },
+            ),
             (imap_no(Some(C::NonExistent)), Disposition::Resync),
             (imap_no(Some(C::NoPerm)), Disposition::NeedsUser),
             (imap_no(Some(C::OverQuota)), Disposition::NeedsUser),
@@ -358,6 +407,14 @@ mod tests {
         ];
         for (err, want) in &cases {
             assert_eq!(&classify_imap(err), want, "{err}");
+            // Mutations decide with the same set of transient codes as syncs.
+            if let Some(code) = err.response_code() {
+                assert_eq!(
+                    code.is_transient(),
+                    matches!(want, Disposition::Retry { .. }),
+                    "{err}"
+                );
+            }
         }
     }
 
@@ -377,6 +434,10 @@ mod tests {
             (jmap_method("serverFail"), Disposition::Reject),
             (jmap_method("somethingNew"), Disposition::Reject),
             (jmap_method("accountNotFound"), Disposition::NeedsUser),
+            (set_item("notFound"), Disposition::Gone),
+            (set_item("rateLimit"), Disposition::Retry { after: None }),
+            (set_item("forbidden"), Disposition::NeedsUser),
+            (set_item("invalidPatch"), Disposition::Reject),
             (
                 jmap::Error::StateNotAdvancing {
                     method: "Email/changes".into(),

@@ -18,14 +18,15 @@ use mailsync_outbox::{
     QueuedChange, Target,
 };
 use mailsync_store::accounts::Account;
-use mailsync_store::sync_log::SyncCounts;
+use mailsync_store::checkpoints::{self, Scope};
+use mailsync_store::sync_log::{self, SyncCounts};
 use mailsync_store::{
     AccountId, EmailId, MailboxId, Role, Store, StoreError, emails, mailboxes, queue,
 };
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::{Disposition, batch_error, classify, item_outcome};
+use crate::classify::{Disposition, batch_error, classify, classify_imap, item_outcome};
 use crate::compose;
 use crate::error::EngineError;
 use crate::secret;
@@ -111,15 +112,18 @@ fn imap_flag(f: &Flag) -> String {
     }
 }
 
-/// The one server copy an IMAP email change refers to.
-fn source(c: &EmailChange) -> Option<(MailboxId, u32, Option<i64>)> {
+/// The one server copy an IMAP email change refers to: mailbox, UID and the UIDVALIDITY the
+/// UID was recorded under (a UID means nothing without it).
+fn source(c: &EmailChange) -> Option<(MailboxId, u32, u32)> {
     c.source().iter().find_map(|l: &Location| {
         let uid = u32::try_from(l.uid?).ok()?;
-        Some((l.mailbox_id, uid, l.uidvalidity))
+        let uv = u32::try_from(l.uidvalidity?).ok()?;
+        Some((l.mailbox_id, uid, uv))
     })
 }
 
-fn outcome_of(o: &MutationOutcome) -> ItemOutcome {
+/// The outcome of one UID of a mutation, as read back by `imap-sync`.
+fn outcome_of(o: &MutationOutcome, uid: u32) -> ItemOutcome {
     match o {
         MutationOutcome::Transient { reason, .. } => ItemOutcome::Transient {
             reason: reason.clone(),
@@ -128,15 +132,31 @@ fn outcome_of(o: &MutationOutcome) -> ItemOutcome {
         MutationOutcome::Permanent { reason, .. } => ItemOutcome::Permanent {
             reason: reason.clone(),
         },
+        MutationOutcome::SourceGone { reason } => ItemOutcome::NotFound {
+            reason: reason.clone(),
+        },
+        MutationOutcome::UidValidityChanged { expected, found } => ItemOutcome::NotFound {
+            reason: format!(
+                "the mailbox was re-created on the server (UIDVALIDITY {expected} is now {found})"
+            ),
+        },
+        MutationOutcome::Ok { missing, .. } if missing.contains(&uid) => ItemOutcome::NotFound {
+            reason: format!("UID {uid} is no longer in the mailbox (moved or expunged elsewhere)"),
+        },
+        MutationOutcome::Ok { refused, .. } if refused.contains(&uid) => ItemOutcome::Permanent {
+            reason: format!("the server did not apply the change to UID {uid} (read back)"),
+        },
         _ => ItemOutcome::Done,
     }
 }
 
-/// The worse of two outcomes (a permanent failure wins over a transient one over success).
+/// The worse of two outcomes (a permanent failure wins over a lost message over a transient
+/// failure over success).
 fn worse(a: ItemOutcome, b: ItemOutcome) -> ItemOutcome {
     fn rank(o: &ItemOutcome) -> u8 {
         match o {
-            ItemOutcome::Permanent { .. } => 3,
+            ItemOutcome::Permanent { .. } => 4,
+            ItemOutcome::NotFound { .. } => 3,
             ItemOutcome::Transient { .. } | ItemOutcome::Unknown { .. } => 2,
             ItemOutcome::Relocated { .. } => 1,
             _ => 0,
@@ -162,38 +182,40 @@ impl ImapExecutor<'_> {
     /// into UID sets, then moves grouped by (from, to), then deletes grouped by mailbox. 1,000
     /// "mark read" changes in one mailbox are one `UID STORE`.
     async fn emails(&self, items: &[(usize, &EmailChange)], out: &mut [Option<ItemOutcome>]) {
+        // Groups are keyed by the UIDVALIDITY too: UIDs are only sent under the one they were
+        // recorded with, which imap-sync checks against the freshly selected mailbox.
         type Group = (Vec<u32>, Vec<usize>);
-        let mut add: BTreeMap<(MailboxId, String), Group> = BTreeMap::new();
-        let mut remove: BTreeMap<(MailboxId, String), Group> = BTreeMap::new();
-        let mut moves: BTreeMap<(MailboxId, MailboxId), Group> = BTreeMap::new();
-        let mut deletes: BTreeMap<MailboxId, Group> = BTreeMap::new();
+        let mut add: BTreeMap<(MailboxId, u32, String), Group> = BTreeMap::new();
+        let mut remove: BTreeMap<(MailboxId, u32, String), Group> = BTreeMap::new();
+        let mut moves: BTreeMap<(MailboxId, u32, MailboxId), Group> = BTreeMap::new();
+        let mut deletes: BTreeMap<(MailboxId, u32), Group> = BTreeMap::new();
         for (i, c) in items {
-            let Some((mailbox, uid, _)) = source(c) else {
-                // Not on the server under a known UID yet (e.g. appended, not synced back).
-                out[*i] = Some(ItemOutcome::Transient {
-                    reason: "the message has no server UID yet; retrying after the next sync"
+            let Some((mailbox, uid, uv)) = source(c) else {
+                // No server identity (placed by an optimistic move that the server did not
+                // confirm, or its mailbox re-created): the sync must find it first.
+                out[*i] = Some(ItemOutcome::NotFound {
+                    reason: "the message has no server UID; looking for it after the next sync"
                         .into(),
-                    retry_after: None,
                 });
                 continue;
             };
             for f in &c.flags {
                 let map = if f.value { &mut add } else { &mut remove };
-                let g = map.entry((mailbox, imap_flag(&f.flag))).or_default();
+                let g = map.entry((mailbox, uv, imap_flag(&f.flag))).or_default();
                 g.0.push(uid);
                 g.1.push(*i);
             }
             match &c.target {
                 Target::Mailboxes(to) => match to.first() {
                     Some(dest) if *dest != mailbox => {
-                        let g = moves.entry((mailbox, *dest)).or_default();
+                        let g = moves.entry((mailbox, uv, *dest)).or_default();
                         g.0.push(uid);
                         g.1.push(*i);
                     }
                     _ => {}
                 },
                 Target::Destroy => {
-                    let g = deletes.entry(mailbox).or_default();
+                    let g = deletes.entry((mailbox, uv)).or_default();
                     g.0.push(uid);
                     g.1.push(*i);
                 }
@@ -202,30 +224,41 @@ impl ImapExecutor<'_> {
             out[*i] = Some(ItemOutcome::Done);
         }
         let mut muts = Vec::new();
-        let mut owners: Vec<Vec<usize>> = Vec::new();
-        for ((mailbox, flag), (uids, who)) in add {
+        let mut owners: Vec<Group> = Vec::new();
+        for ((mailbox, uidvalidity, flag), (uids, who)) in add {
             muts.push(ImapMutation::AddFlags {
                 mailbox,
-                uids,
+                uidvalidity,
+                uids: uids.clone(),
                 flags: vec![flag],
             });
-            owners.push(who);
+            owners.push((uids, who));
         }
-        for ((mailbox, flag), (uids, who)) in remove {
+        for ((mailbox, uidvalidity, flag), (uids, who)) in remove {
             muts.push(ImapMutation::RemoveFlags {
                 mailbox,
-                uids,
+                uidvalidity,
+                uids: uids.clone(),
                 flags: vec![flag],
             });
-            owners.push(who);
+            owners.push((uids, who));
         }
-        for ((from, to), (uids, who)) in moves {
-            muts.push(ImapMutation::Move { from, uids, to });
-            owners.push(who);
+        for ((from, uidvalidity, to), (uids, who)) in moves {
+            muts.push(ImapMutation::Move {
+                from,
+                uidvalidity,
+                uids: uids.clone(),
+                to,
+            });
+            owners.push((uids, who));
         }
-        for (mailbox, (uids, who)) in deletes {
-            muts.push(ImapMutation::Delete { mailbox, uids });
-            owners.push(who);
+        for ((mailbox, uidvalidity), (uids, who)) in deletes {
+            muts.push(ImapMutation::Delete {
+                mailbox,
+                uidvalidity,
+                uids: uids.clone(),
+            });
+            owners.push((uids, who));
         }
         if muts.is_empty() {
             return;
@@ -234,10 +267,9 @@ impl ImapExecutor<'_> {
             let mut conn = self.conn.lock().await;
             imap::apply(&mut conn, self.store, &muts).await
         };
-        for ((m, who), res) in muts.iter().zip(owners).zip(results) {
+        for ((m, (uids, who)), res) in muts.iter().zip(owners).zip(results) {
             // A move answered with COPYUID: tell the outbox each copy's new identity so the local
-            // row follows it instead of being duplicated by the next sync. A group's `uids` and
-            // `who` were pushed pairwise, so they line up.
+            // row follows it instead of being duplicated by the next sync.
             let relocated: HashMap<u32, (MailboxId, u32, u32)> = match (m, &res) {
                 (
                     ImapMutation::Move { to, .. },
@@ -252,22 +284,24 @@ impl ImapExecutor<'_> {
                     .collect(),
                 _ => HashMap::new(),
             };
-            let uids: &[u32] = match m {
-                ImapMutation::Move { uids, .. } => uids,
-                _ => &[],
-            };
-            for (k, i) in who.into_iter().enumerate() {
-                let mut o = outcome_of(&res);
-                if let Some((to, v, new_uid)) = uids.get(k).and_then(|u| relocated.get(u)) {
-                    o = ItemOutcome::Relocated {
-                        remote_id: Some(emails::imap_remote_id(*to, *v, *new_uid)),
-                        locations: vec![Location {
-                            mailbox_id: *to,
-                            uidvalidity: Some(i64::from(*v)),
-                            uid: Some(i64::from(*new_uid)),
-                            modseq: None,
-                        }],
-                    };
+            // A group's `uids` and `who` were pushed pairwise, so they line up.
+            for (uid, i) in uids.into_iter().zip(who) {
+                let mut o = outcome_of(&res, uid);
+                if matches!(m, ImapMutation::Move { .. })
+                    && let Some((to, v, new_uid)) = relocated.get(&uid)
+                {
+                    o = worse(
+                        o,
+                        ItemOutcome::Relocated {
+                            remote_id: Some(emails::imap_remote_id(*to, *v, *new_uid)),
+                            locations: vec![Location {
+                                mailbox_id: *to,
+                                uidvalidity: Some(i64::from(*v)),
+                                uid: Some(i64::from(*new_uid)),
+                                modseq: None,
+                            }],
+                        },
+                    );
                 }
                 let prev = out[i].take().unwrap_or(ItemOutcome::Done);
                 out[i] = Some(worse(prev, o));
@@ -441,6 +475,13 @@ impl Executor for ImapExecutor<'_> {
     }
 }
 
+/// How long a mailbox that failed `n` times in a row is left out of syncs: 5 s doubling, at
+/// most 5 minutes.
+fn mailbox_backoff(n: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << n.saturating_sub(1).min(6));
+    Duration::from_secs(secs.min(300))
+}
+
 /// Runs cycles and IDLE waits for an IMAP account.
 pub struct ImapDriver {
     store: Store,
@@ -450,6 +491,8 @@ pub struct ImapDriver {
     /// True while an IDLE is in progress; still true at the next cycle means the wait was
     /// abandoned mid-IDLE and the connection must be replaced.
     idling: bool,
+    /// Mailboxes isolated after failing: consecutive failures and when to try again.
+    isolated: HashMap<MailboxId, (u32, std::time::Instant)>,
 }
 
 impl ImapDriver {
@@ -461,6 +504,7 @@ impl ImapDriver {
             account,
             conn: None,
             idling: false,
+            isolated: HashMap::new(),
         }
     }
 
@@ -482,6 +526,13 @@ impl ImapDriver {
         let store = self.store.clone();
         let outbox = self.outbox.clone();
         let account = self.account.clone();
+        let now = std::time::Instant::now();
+        let deferred: Vec<MailboxId> = self
+            .isolated
+            .iter()
+            .filter(|(_, (_, until))| *until > now)
+            .map(|(m, _)| *m)
+            .collect();
         let conn = self.connection().await?;
         let flushed = {
             let executor = ImapExecutor {
@@ -492,8 +543,11 @@ impl ImapDriver {
             };
             outbox.flush(account.id, &executor).await?
         };
-        let opts = SyncOptions::default().with_body_policy(account.body_policy);
+        let opts = SyncOptions::default()
+            .with_body_policy(account.body_policy)
+            .with_deferred(deferred);
         let report = imap::sync_account(conn, &store, account.id, &opts).await?;
+        let complete = report.complete();
         // Show still-queued changes again on top of what the sync wrote.
         let pending: Vec<EmailId> = queue::list(store.conn(), Some(account.id))
             .await?
@@ -507,22 +561,60 @@ impl ImapDriver {
         }
         let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let nboxes = i64::try_from(report.mailboxes.len()).unwrap_or(i64::MAX);
-        // The other mailboxes were synced; the cycle still reports the first failure, with its
-        // typed cause so that it is classified like any other IMAP error.
-        let mut first_failure = None;
+        // A failing mailbox does not fail the account: it is isolated (its own backoff and a
+        // sync-log row) while the others sync and IDLE goes on. A mailbox whose local view is
+        // stale (classified Resync, e.g. deleted meanwhile) loses only its own checkpoint.
+        let mut outcomes: Vec<(MailboxId, Option<(String, imap::Error)>)> = Vec::new();
         for m in report.mailboxes {
-            if let imap::MailboxResult::Failed(e) = m.result {
-                tracing::warn!(mailbox = %m.name, error = %e, "Mailbox failed to sync.");
-                if first_failure.is_none() {
-                    first_failure = Some(EngineError::Mailbox {
-                        mailbox: m.name,
-                        source: Box::new(e),
-                    });
+            match m.result {
+                imap::MailboxResult::Failed(e) => {
+                    tracing::warn!(mailbox = %m.name, error = %e, "Mailbox failed to sync; isolating it.");
+                    if classify_imap(&e) == Disposition::Resync {
+                        checkpoints::delete(
+                            store.conn(),
+                            account.id,
+                            &Scope::imap_mailbox(m.mailbox),
+                        )
+                        .await?;
+                    }
+                    outcomes.push((m.mailbox, Some((m.name, e))));
                 }
+                imap::MailboxResult::Deferred => {}
+                _ => outcomes.push((m.mailbox, None)),
             }
         }
-        if let Some(e) = first_failure {
-            return Err(e);
+        // Every mailbox synced: changes whose message was not where they addressed it can be
+        // found again (or declared gone), and the found ones go out at once.
+        let mut done = flushed.done;
+        if complete && flushed.paused.is_none() && outbox.reresolve(account.id).await?.found > 0 {
+            let executor = ImapExecutor {
+                conn: Mutex::new(&mut *conn),
+                store: &store,
+                account: &account,
+                outbox: &outbox,
+            };
+            done += outbox.flush(account.id, &executor).await?.done;
+        }
+        for (mb, failure) in outcomes {
+            let Some((name, e)) = failure else {
+                self.isolated.remove(&mb);
+                continue;
+            };
+            let n = self
+                .isolated
+                .get(&mb)
+                .map_or(0, |(n, _)| *n)
+                .saturating_add(1);
+            self.isolated
+                .insert(mb, (n, std::time::Instant::now() + mailbox_backoff(n)));
+            let row = sync_log::start(store.conn(), account.id).await?;
+            sync_log::finish(
+                store.conn(),
+                row,
+                Err(&format!("mailbox {name}: {e}")),
+                SyncCounts::default(),
+            )
+            .await?;
         }
         if let Some(p) = &flushed.paused {
             return Err(EngineError::from_pause(p));
@@ -532,7 +624,7 @@ impl ImapDriver {
             emails_added: to_i64(report.totals.added),
             emails_updated: to_i64(report.totals.updated),
             emails_removed: to_i64(report.totals.removed),
-            changes_flushed: i64::from(flushed.done),
+            changes_flushed: i64::from(done),
         })
     }
 }

@@ -19,7 +19,7 @@ use mailsync_store::sync_log::SyncCounts;
 use mailsync_store::{AccountId, MailboxId, Store, mailboxes};
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::{Disposition, batch_error, classify, classify_jmap, item_outcome};
+use crate::classify::{Disposition, batch_error, classify, item_outcome};
 use crate::compose::Draft;
 use crate::error::EngineError;
 use crate::jmap_send::{self, Previous};
@@ -190,22 +190,13 @@ impl JmapExecutor<'_> {
                 {
                     ItemOutcome::Done
                 }
-                Some(e) => {
-                    let err = jmap::Error::SetItem {
-                        operation: jmap::SetOperation::Update,
-                        id: c.remote_id.clone(),
-                        error: Box::new(e.clone()),
-                    };
-                    match classify_jmap(&err) {
-                        Disposition::Retry { after } => ItemOutcome::Transient {
-                            reason: err.to_string(),
-                            retry_after: after,
-                        },
-                        _ => ItemOutcome::Permanent {
-                            reason: err.to_string(),
-                        },
-                    }
-                }
+                // An email another client destroyed: `notFound` becomes NotFound, so the
+                // outbox looks for it again after the sync, as for IMAP.
+                Some(e) => item_outcome(&EngineError::Jmap(jmap::Error::SetItem {
+                    operation: jmap::SetOperation::Update,
+                    id: c.remote_id.clone(),
+                    error: Box::new(e.clone()),
+                })),
             });
         }
         Ok(())
@@ -370,6 +361,12 @@ impl AccountDriver for JmapDriver {
                 self.account.body_policy,
             )
             .await?;
+            // The sync covered the whole account: changes whose email was not found can now
+            // be found again (or declared gone), and the found ones go out at once.
+            let mut done = flushed.done;
+            if flushed.paused.is_none() && self.outbox.reresolve(self.account.id).await?.found > 0 {
+                done += self.outbox.flush(self.account.id, &executor).await?.done;
+            }
             if let Some(p) = &flushed.paused {
                 return Err(EngineError::from_pause(p));
             }
@@ -383,7 +380,7 @@ impl AccountDriver for JmapDriver {
                 emails_added: counts.added,
                 emails_updated: counts.updated,
                 emails_removed: counts.removed,
-                changes_flushed: i64::from(flushed.done),
+                changes_flushed: i64::from(done),
             })
         }
         .await;

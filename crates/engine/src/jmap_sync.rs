@@ -2,6 +2,11 @@
 //! (Email/query + Email/get chained in one request per page, then Email/changes + Email/get of
 //! created and updated), with bodies cached by the account's body policy.
 //!
+//! Bodies are a debt, not a one-shot: after the email objects, every sync fetches whatever the
+//! policy wants and the cache lacks ([`bodies::wanted_missing`], the query the IMAP sync uses
+//! too), in chunks committed one by one, so a download cut short or a policy raised later is
+//! made good by the next sync even though the Email checkpoint has moved on.
+//!
 //! Checkpoints are the JMAP state strings under [`Scope::jmap`]`("Mailbox")` and `("Email")`,
 //! written in the same transaction as the data they cover. A full listing commits its pages as it
 //! goes (idempotent upserts) and writes the checkpoint, with the removal of emails the server no
@@ -13,7 +18,7 @@ use mailsync_jmap_client as jmap;
 use mailsync_jmap_client::{
     ChangesPager, Client, Comparator, Email, Get, MailboxRole, MethodErrorType, Query, QueryPager,
 };
-use mailsync_store::bodies::{self, Body};
+use mailsync_store::bodies::{self, Body, DebtScope};
 use mailsync_store::checkpoints::{self, Checkpoint, Scope};
 use mailsync_store::emails::{self, Attachment, EmailUpsert, Membership};
 use mailsync_store::mailboxes::{self, MailboxStatus, MailboxUpsert};
@@ -292,13 +297,26 @@ fn email_get(jmap_account: &jmap::AccountId) -> Get<Email> {
     Get::new(jmap_account).properties(EMAIL_PROPERTIES.iter().copied())
 }
 
-/// Syncs emails: Email/changes from the stored state, else a full paged listing.
+/// Syncs emails: Email/changes from the stored state, else a full paged listing; then pays the
+/// body debt of the account under `policy`.
 pub async fn sync_emails(
     client: &Client,
     store: &Store,
     account: AccountId,
     jmap_account: &jmap::AccountId,
     policy: BodyPolicy,
+) -> Result<JmapCounts, EngineError> {
+    let counts = sync_email_objects(client, store, account, jmap_account).await?;
+    pay_body_debt(client, store, account, jmap_account, policy).await?;
+    Ok(counts)
+}
+
+/// Email/changes from the stored state, else a full paged listing (objects only, no bodies).
+async fn sync_email_objects(
+    client: &Client,
+    store: &Store,
+    account: AccountId,
+    jmap_account: &jmap::AccountId,
 ) -> Result<JmapCounts, EngineError> {
     let scope = Scope::jmap("Email");
     let boxes = mailbox_map(store, account).await?;
@@ -341,7 +359,6 @@ pub async fn sync_emails(
                     counts.added += stats.inserted as i64;
                     counts.updated += stats.updated as i64;
                     counts.removed += removed as i64;
-                    fetch_bodies_for(client, store, account, jmap_account, policy, &items).await?;
                 }
                 Ok(None) => return Ok(counts),
                 Err(e) if needs_full(&e) => {
@@ -372,7 +389,6 @@ pub async fn sync_emails(
         txn.commit().await.map_err(StoreError::from)?;
         counts.added += stats.inserted as i64;
         counts.updated += stats.updated as i64;
-        fetch_bodies_for(client, store, account, jmap_account, policy, &items).await?;
     }
     // The oldest state seen during paging: changes made meanwhile are replayed next time.
     let Some(state) = pager.first_state().cloned() else {
@@ -387,25 +403,42 @@ pub async fn sync_emails(
     Ok(counts)
 }
 
-/// Bodies to fetch per request.
-const BODY_BATCH: usize = 50;
+/// Bodies to fetch per request (and per committed chunk).
+const BODY_BATCH: u64 = 50;
 
-async fn fetch_bodies_for(
+/// Fetches the bodies `policy` wants and the cache lacks, a page of the debt query per
+/// Email/get, each committed on its own so a cut keeps what was stored. Paging by id passes
+/// over an email the server no longer has (`notFound`); the sync that sees it destroyed
+/// removes it.
+async fn pay_body_debt(
     client: &Client,
     store: &Store,
     account: AccountId,
     jmap_account: &jmap::AccountId,
     policy: BodyPolicy,
-    items: &[EmailUpsert],
 ) -> Result<(), EngineError> {
-    let want: Vec<String> = items
-        .iter()
-        .filter(|u| policy.wants(u64::try_from(u.size).unwrap_or(u64::MAX)))
-        .map(|u| u.remote_id.clone())
-        .collect();
-    for chunk in want.chunks(BODY_BATCH) {
-        let ids: Vec<jmap::EmailId> = chunk.iter().map(jmap::EmailId::new).collect();
-        fetch_and_store_bodies(client, store, account, jmap_account, ids).await?;
+    let mut after = None;
+    let mut paid = 0;
+    loop {
+        let owed = bodies::wanted_missing(
+            store.conn(),
+            account,
+            DebtScope::Account,
+            policy,
+            after,
+            BODY_BATCH,
+        )
+        .await?;
+        let Some(last) = owed.last() else { break };
+        after = Some(last.email);
+        let ids: Vec<jmap::EmailId> = owed
+            .iter()
+            .map(|w| jmap::EmailId::new(&w.remote_id))
+            .collect();
+        paid += fetch_and_store_bodies(client, store, account, jmap_account, ids).await?;
+    }
+    if paid > 0 {
+        tracing::debug!(bodies = paid, "body debt paid");
     }
     Ok(())
 }

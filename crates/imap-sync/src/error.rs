@@ -109,7 +109,12 @@ pub enum ResponseCode {
 impl ResponseCode {
     /// True for codes that say "try again later" (`UNAVAILABLE`, `INUSE`, `SERVERBUG`).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable | Self::InUse | Self::ServerBug)
+        // The engine's classification (Retry) uses this same set, so a sync and a mutation
+        // treat a code alike.
+        matches!(
+            self,
+            Self::Unavailable | Self::InUse | Self::Limit | Self::ServerBug | Self::Corruption
+        )
     }
 
     /// Parses the text form of a code (the part between the brackets).

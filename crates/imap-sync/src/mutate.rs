@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use mailsync_store::emails::{self, Membership};
 use mailsync_store::mailboxes::{self, Mailbox};
-use mailsync_store::{EmailId, MailboxId, Role, Store};
+use mailsync_store::{EmailId, MailboxId, Store};
 
 use crate::connection::Connection;
 use crate::error::{Error, ResponseCode};
@@ -24,6 +24,8 @@ pub enum ImapMutation {
     AddFlags {
         /// The mailbox holding the messages.
         mailbox: MailboxId,
+        /// The UIDVALIDITY the UIDs were recorded under (the command runs only under it).
+        uidvalidity: u32,
         /// Their UIDs.
         uids: Vec<u32>,
         /// Flags to add.
@@ -33,6 +35,8 @@ pub enum ImapMutation {
     RemoveFlags {
         /// The mailbox holding the messages.
         mailbox: MailboxId,
+        /// The UIDVALIDITY the UIDs were recorded under (the command runs only under it).
+        uidvalidity: u32,
         /// Their UIDs.
         uids: Vec<u32>,
         /// Flags to remove.
@@ -42,16 +46,20 @@ pub enum ImapMutation {
     Move {
         /// Source mailbox.
         from: MailboxId,
+        /// The UIDVALIDITY the UIDs were recorded under (the command runs only under it).
+        uidvalidity: u32,
         /// UIDs in the source.
         uids: Vec<u32>,
         /// Target mailbox.
         to: MailboxId,
     },
-    /// Moves to the trash mailbox; when already in the trash (or there is none), sets
-    /// `\Deleted` and expunges these UIDs.
+    /// Deletes for good: `\Deleted` and `UID EXPUNGE` of these UIDs (a delete to the trash is
+    /// a [`ImapMutation::Move`]).
     Delete {
         /// The mailbox holding the messages.
         mailbox: MailboxId,
+        /// The UIDVALIDITY the UIDs were recorded under (the command runs only under it).
+        uidvalidity: u32,
         /// Their UIDs.
         uids: Vec<u32>,
     },
@@ -75,7 +83,9 @@ pub enum ImapMutation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MutationOutcome {
-    /// Done.
+    /// Done for every UID except those listed in `missing` and `refused`; each UID's result was
+    /// read back from the server, not assumed from the tagged OK (which servers also give for
+    /// UIDs that no longer exist).
     Ok {
         /// UIDVALIDITY of the target mailbox when new UIDs are reported.
         uidvalidity: Option<u32>,
@@ -83,6 +93,27 @@ pub enum MutationOutcome {
         moved: Vec<(u32, u32)>,
         /// The UID of an appended message (APPENDUID), when the server says.
         appended_uid: Option<u32>,
+        /// UIDs not in the mailbox (expunged or moved away by another client): nothing was done
+        /// to them.
+        missing: Vec<u32>,
+        /// UIDs present whose read-back shows the change did not take (a flag the server does
+        /// not keep, a move that left the message where it was).
+        refused: Vec<u32>,
+    },
+    /// Nothing was sent: the source mailbox no longer exists (not listed locally any more, or
+    /// the server answers `NO [NONEXISTENT]`), e.g. another client deleted or renamed it. The
+    /// messages may still exist elsewhere.
+    SourceGone {
+        /// What happened.
+        reason: String,
+    },
+    /// Nothing was sent: the mailbox's UIDVALIDITY is not the one the UIDs were recorded under
+    /// (it was deleted and re-created, or renumbered), so those UIDs may name other messages.
+    UidValidityChanged {
+        /// The UIDVALIDITY the change was recorded under.
+        expected: u32,
+        /// The mailbox's UIDVALIDITY now.
+        found: u32,
     },
     /// Not done; try again later (connection lost, `[UNAVAILABLE]`, `[INUSE]`, local
     /// database busy). After a connection loss every following item is transient too.
@@ -108,6 +139,18 @@ impl MutationOutcome {
             uidvalidity: None,
             moved: Vec::new(),
             appended_uid: None,
+            missing: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+
+    fn checked(missing: Vec<u32>, refused: Vec<u32>) -> Self {
+        Self::Ok {
+            uidvalidity: None,
+            moved: Vec::new(),
+            appended_uid: None,
+            missing,
+            refused,
         }
     }
 
@@ -197,11 +240,13 @@ fn same_group(a: &ImapMutation, b: &ImapMutation) -> bool {
         (
             M::AddFlags {
                 mailbox: m1,
+                uidvalidity: v1,
                 flags: f1,
                 ..
             },
             M::AddFlags {
                 mailbox: m2,
+                uidvalidity: v2,
                 flags: f2,
                 ..
             },
@@ -209,24 +254,43 @@ fn same_group(a: &ImapMutation, b: &ImapMutation) -> bool {
         | (
             M::RemoveFlags {
                 mailbox: m1,
+                uidvalidity: v1,
                 flags: f1,
                 ..
             },
             M::RemoveFlags {
                 mailbox: m2,
+                uidvalidity: v2,
                 flags: f2,
                 ..
             },
-        ) => m1 == m2 && f1 == f2,
+        ) => m1 == m2 && v1 == v2 && f1 == f2,
         (
             M::Move {
-                from: a1, to: b1, ..
+                from: a1,
+                uidvalidity: v1,
+                to: b1,
+                ..
             },
             M::Move {
-                from: a2, to: b2, ..
+                from: a2,
+                uidvalidity: v2,
+                to: b2,
+                ..
             },
-        ) => a1 == a2 && b1 == b2,
-        (M::Delete { mailbox: m1, .. }, M::Delete { mailbox: m2, .. }) => m1 == m2,
+        ) => a1 == a2 && v1 == v2 && b1 == b2,
+        (
+            M::Delete {
+                mailbox: m1,
+                uidvalidity: v1,
+                ..
+            },
+            M::Delete {
+                mailbox: m2,
+                uidvalidity: v2,
+                ..
+            },
+        ) => m1 == m2 && v1 == v2,
         _ => false,
     }
 }
@@ -277,10 +341,16 @@ async fn apply_group(
     let uids = all_uids(group);
     match first {
         ImapMutation::AddFlags {
-            mailbox: m, flags, ..
+            mailbox: m,
+            uidvalidity,
+            flags,
+            ..
         }
         | ImapMutation::RemoveFlags {
-            mailbox: m, flags, ..
+            mailbox: m,
+            uidvalidity,
+            flags,
+            ..
         } => {
             if let Some(bad) = flags.iter().find(|f| !valid_flag(f)) {
                 return Ok(MutationOutcome::Permanent {
@@ -291,9 +361,15 @@ async fn apply_group(
             if uids.is_empty() || flags.is_empty() {
                 return Ok(MutationOutcome::ok());
             }
-            let mb = mailbox(store, boxes, *m).await?;
-            conn.select(&mb.remote_id).await?;
-            let op = if matches!(first, ImapMutation::AddFlags { .. }) {
+            let mb = match source_mailbox(store, boxes, *m).await? {
+                Ok(mb) => mb,
+                Err(gone) => return Ok(gone),
+            };
+            if let Some(changed) = select_guarded(conn, &mb, *uidvalidity).await? {
+                return Ok(changed);
+            }
+            let add = matches!(first, ImapMutation::AddFlags { .. });
+            let op = if add {
                 "+FLAGS.SILENT"
             } else {
                 "-FLAGS.SILENT"
@@ -305,31 +381,80 @@ async fn apply_group(
                     .raw(&format!("({})", flags.join(" ")));
                 conn.run(&cmd).await?;
             }
-            Ok(MutationOutcome::ok())
-        }
-        ImapMutation::Move { from, to, .. } => {
-            let src = mailbox(store, boxes, *from).await?;
-            let dst = mailbox(store, boxes, *to).await?;
-            move_uids(conn, store, &src, &dst, &uids).await
-        }
-        ImapMutation::Delete { mailbox: m, .. } => {
-            let src = mailbox(store, boxes, *m).await?;
-            let trash = mailboxes::find_by_role(store.conn(), src.account_id, Role::Trash).await?;
-            match trash {
-                Some(t) if t.id != src.id && t.selectable => {
-                    move_uids(conn, store, &src, &t, &uids).await
-                }
-                _ => {
-                    if uids.is_empty() {
-                        return Ok(MutationOutcome::ok());
+            // Read back: a UID STORE of UIDs that are gone is answered OK, and a server may
+            // silently drop keywords it does not keep (PERMANENTFLAGS).
+            let now = fetch_flags(conn, &uids).await?;
+            let mut missing = Vec::new();
+            let mut refused = Vec::new();
+            for u in &uids {
+                match now.get(u) {
+                    None => missing.push(*u),
+                    Some(have) => {
+                        let ok = flags
+                            .iter()
+                            .all(|f| have.iter().any(|h| h.eq_ignore_ascii_case(f)) == add);
+                        if !ok {
+                            refused.push(*u);
+                        }
                     }
-                    conn.select(&src.remote_id).await?;
-                    expunge_uids(conn, &uids).await?;
-                    let gone: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
-                    emails::delete_by_uids(store.conn(), src.id, &gone).await?;
-                    Ok(MutationOutcome::ok())
                 }
             }
+            Ok(MutationOutcome::checked(missing, refused))
+        }
+        ImapMutation::Move {
+            from,
+            uidvalidity,
+            to,
+            ..
+        } => {
+            let src = match source_mailbox(store, boxes, *from).await? {
+                Ok(mb) => mb,
+                Err(gone) => return Ok(gone),
+            };
+            let dst = mailbox(store, boxes, *to).await?;
+            if let Some(changed) = select_guarded(conn, &src, *uidvalidity).await? {
+                return Ok(changed);
+            }
+            move_uids(conn, store, &src, *uidvalidity, &dst, &uids).await
+        }
+        ImapMutation::Delete {
+            mailbox: m,
+            uidvalidity,
+            ..
+        } => {
+            let src = match source_mailbox(store, boxes, *m).await? {
+                Ok(mb) => mb,
+                Err(gone) => return Ok(gone),
+            };
+            if let Some(changed) = select_guarded(conn, &src, *uidvalidity).await? {
+                return Ok(changed);
+            }
+            // Permanent: the caller decided between the trash (a Move) and this. An expunge
+            // must not turn into a move here: "to Trash, then delete for good" coalesced by
+            // the outbox arrives as one Delete from the original mailbox.
+            if uids.is_empty() {
+                return Ok(MutationOutcome::ok());
+            }
+            let present = existing_uids(conn, &uids).await?;
+            let missing: Vec<u32> = uids
+                .iter()
+                .copied()
+                .filter(|u| !present.contains(u))
+                .collect();
+            let wanted: Vec<u32> = present.iter().copied().collect();
+            if !wanted.is_empty() {
+                expunge_uids(conn, &wanted).await?;
+            }
+            // Read back: what is still there was not expunged.
+            let left = existing_uids(conn, &wanted).await?;
+            let refused: Vec<u32> = left.iter().copied().collect();
+            let gone: Vec<i64> = wanted
+                .iter()
+                .filter(|u| !left.contains(u))
+                .map(|&u| i64::from(u))
+                .collect();
+            emails::delete_by_uids(store.conn(), src.id, &gone).await?;
+            Ok(MutationOutcome::checked(missing, refused))
         }
         ImapMutation::Append {
             mailbox: m,
@@ -380,9 +505,105 @@ async fn apply_group(
                 uidvalidity,
                 moved: Vec::new(),
                 appended_uid: uid,
+                missing: Vec::new(),
+                refused: Vec::new(),
             })
         }
     }
+}
+
+/// The mailbox messages are addressed in; `Err(outcome)` when it is no longer known locally
+/// (the sync removed it: deleted or renamed by another client).
+async fn source_mailbox(
+    store: &Store,
+    boxes: &mut HashMap<MailboxId, Mailbox>,
+    id: MailboxId,
+) -> Result<Result<Mailbox, MutationOutcome>, Error> {
+    match mailbox(store, boxes, id).await {
+        Ok(m) => Ok(Ok(m)),
+        Err(Error::NotFound { .. }) => Ok(Err(MutationOutcome::SourceGone {
+            reason: format!("mailbox {id} is no longer on the server"),
+        })),
+        Err(e) => Err(e),
+    }
+}
+
+/// SELECTs the mailbox afresh (a cached selection could predate a delete and re-create by
+/// another client) and checks its UIDVALIDITY: `Some` outcome when the UIDs recorded under
+/// `expected` must not be used.
+async fn select_guarded(
+    conn: &mut Connection,
+    mb: &Mailbox,
+    expected: u32,
+) -> Result<Option<MutationOutcome>, Error> {
+    conn.forget_selection();
+    let sel = match conn.select(&mb.remote_id).await {
+        Ok(s) => s,
+        // Dovecot answers a SELECT of a deleted mailbox with a bare NO, others with
+        // [NONEXISTENT]; transient codes ([UNAVAILABLE], [INUSE]) stay errors.
+        Err(Error::No {
+            code: None | Some(ResponseCode::NonExistent),
+            text,
+            ..
+        }) => {
+            return Ok(Some(MutationOutcome::SourceGone {
+                reason: format!("mailbox {} no longer exists on the server: {text}", mb.name),
+            }));
+        }
+        Err(e) => return Err(e),
+    };
+    if sel.uidvalidity == expected {
+        Ok(None)
+    } else {
+        tracing::info!(mailbox = %mb.name, expected, found = sel.uidvalidity, "UIDVALIDITY changed; not sending UID-addressed commands");
+        Ok(Some(MutationOutcome::UidValidityChanged {
+            expected,
+            found: sel.uidvalidity,
+        }))
+    }
+}
+
+/// Which of `uids` exist in the selected mailbox (`UID SEARCH UID set`).
+async fn existing_uids(
+    conn: &mut Connection,
+    uids: &[u32],
+) -> Result<std::collections::BTreeSet<u32>, Error> {
+    let mut out = std::collections::BTreeSet::new();
+    for (set, _) in uidset::chunked_sets(uids, 500) {
+        let (data, _) = conn
+            .run(&Cmd::new("UID SEARCH").raw("UID").raw(&set))
+            .await?;
+        for u in data {
+            if let Untagged::Search(v) = u {
+                out.extend(v);
+            }
+        }
+    }
+    // Only the asked UIDs count (`n:*` style surprises cannot add others).
+    out.retain(|u| uids.binary_search(u).is_ok());
+    Ok(out)
+}
+
+/// The flags of `uids` in the selected mailbox, by UID; absent UIDs are not in the map.
+async fn fetch_flags(
+    conn: &mut Connection,
+    uids: &[u32],
+) -> Result<HashMap<u32, Vec<String>>, Error> {
+    let mut out = HashMap::with_capacity(uids.len());
+    for (set, _) in uidset::chunked_sets(uids, 500) {
+        let (data, _) = conn
+            .run(&Cmd::new("UID FETCH").raw(&set).raw("(UID FLAGS)"))
+            .await?;
+        for u in data {
+            if let Untagged::Fetch(f) = u
+                && let (Some(uid), Some(flags)) = (f.uid, f.flags)
+                && uids.binary_search(&uid).is_ok()
+            {
+                out.insert(uid, flags);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `\Deleted` then `UID EXPUNGE` (UIDPLUS) or `EXPUNGE` on the selected mailbox.
@@ -404,31 +625,54 @@ async fn expunge_uids(conn: &mut Connection, uids: &[u32]) -> Result<(), Error> 
     Ok(())
 }
 
-async fn move_uids(
-    conn: &mut Connection,
-    store: &Store,
-    src: &Mailbox,
-    dst: &Mailbox,
-    uids: &[u32],
-) -> Result<MutationOutcome, Error> {
-    if uids.is_empty() {
-        return Ok(MutationOutcome::ok());
-    }
-    let sel = conn.select(&src.remote_id).await?;
-    let mut moved: Vec<(u32, u32)> = Vec::new();
-    let mut dst_uv: Option<u32> = None;
-    let mut take_copyuid = |code: &Option<ResponseCode>| {
+/// COPYUID response codes collected over the chunks of one move.
+#[derive(Default)]
+struct CopyUids {
+    seen: bool,
+    uidvalidity: Option<u32>,
+    pairs: Vec<(u32, u32)>,
+}
+
+impl CopyUids {
+    fn take(&mut self, code: &Option<ResponseCode>) {
         if let Some(ResponseCode::CopyUid {
             uidvalidity,
             source,
             destination,
         }) = code
         {
-            dst_uv = Some(*uidvalidity);
-            moved.extend(source.iter().copied().zip(destination.iter().copied()));
+            self.seen = true;
+            self.uidvalidity = Some(*uidvalidity);
+            self.pairs
+                .extend(source.iter().copied().zip(destination.iter().copied()));
         }
-    };
-    for (set, members) in uidset::chunked_sets(uids, 500) {
+    }
+}
+
+/// Moves `uids` of the selected mailbox `src` (checked to have `uidvalidity`) to `dst`. Which
+/// UIDs moved is read from COPYUID (RFC 4315) or, without it, by looking again.
+async fn move_uids(
+    conn: &mut Connection,
+    store: &Store,
+    src: &Mailbox,
+    uidvalidity: u32,
+    dst: &Mailbox,
+    uids: &[u32],
+) -> Result<MutationOutcome, Error> {
+    if uids.is_empty() {
+        return Ok(MutationOutcome::ok());
+    }
+    // Missing before the move: moved away or expunged by someone else. A MOVE of them is
+    // answered OK and does nothing, so they must not count as moved.
+    let present = existing_uids(conn, uids).await?;
+    let mut missing: Vec<u32> = uids
+        .iter()
+        .copied()
+        .filter(|u| !present.contains(u))
+        .collect();
+    let wanted: Vec<u32> = present.iter().copied().collect();
+    let mut cu = CopyUids::default();
+    for (set, members) in uidset::chunked_sets(&wanted, 500) {
         if conn.has_capability("MOVE") {
             let (data, done) = conn
                 .run(&Cmd::new("UID MOVE").raw(&set).astring(&dst.remote_id))
@@ -436,24 +680,55 @@ async fn move_uids(
             // RFC 6851: COPYUID comes in an untagged OK before the expunges.
             for u in &data {
                 if let Untagged::Cond { code, .. } = u {
-                    take_copyuid(code);
+                    cu.take(code);
                 }
             }
-            take_copyuid(&done.code);
+            cu.take(&done.code);
         } else {
+            let before = cu.pairs.len();
             let (_, done) = conn
                 .run(&Cmd::new("UID COPY").raw(&set).astring(&dst.remote_id))
                 .await?;
-            take_copyuid(&done.code);
-            expunge_uids(conn, &members).await?;
+            cu.take(&done.code);
+            // Only what was copied may be expunged.
+            let copied: Vec<u32> = if cu.seen {
+                cu.pairs
+                    .get(before..)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(s, _)| *s)
+                    .filter(|u| members.contains(u))
+                    .collect()
+            } else {
+                members.clone()
+            };
+            if !copied.is_empty() {
+                expunge_uids(conn, &copied).await?;
+            }
         }
+    }
+    let CopyUids {
+        seen: copyuid_seen,
+        uidvalidity: dst_uv,
+        pairs: moved,
+    } = cu;
+    let mut refused = Vec::new();
+    if copyuid_seen {
+        // A UID present a moment ago but not in COPYUID vanished in between.
+        let done: std::collections::BTreeSet<u32> = moved.iter().map(|(s, _)| *s).collect();
+        missing.extend(wanted.iter().copied().filter(|u| !done.contains(u)));
+        missing.sort_unstable();
+    } else if !wanted.is_empty() {
+        // No COPYUID: look again. Still in the source means it did not move.
+        let left = existing_uids(conn, &wanted).await?;
+        refused.extend(left.iter().copied());
     }
     // The moved messages keep their rows: same email, new identity in the target.
     let txn = store.begin().await?;
     if let Some(uv) = dst_uv {
         let olds: Vec<String> = moved
             .iter()
-            .map(|(s, _)| emails::imap_remote_id(src.id, sel.uidvalidity, *s))
+            .map(|(s, _)| emails::imap_remote_id(src.id, uidvalidity, *s))
             .collect();
         let ids = emails::ids_by_remote_ids(&txn, src.account_id, &olds).await?;
         for ((_, d), old) in moved.iter().zip(&olds) {
@@ -477,6 +752,8 @@ async fn move_uids(
         uidvalidity: dst_uv,
         moved,
         appended_uid: None,
+        missing,
+        refused,
     })
 }
 
@@ -498,6 +775,7 @@ mod tests {
     fn grouping_rules() {
         let add = |m: i64, f: &str| ImapMutation::AddFlags {
             mailbox: MailboxId(m),
+            uidvalidity: 7,
             uids: vec![1],
             flags: vec![f.into()],
         };
@@ -506,12 +784,21 @@ mod tests {
         assert!(!same_group(&add(1, "\\Seen"), &add(1, "\\Flagged")));
         let mv = |a: i64, b: i64| ImapMutation::Move {
             from: MailboxId(a),
+            uidvalidity: 7,
             uids: vec![3],
             to: MailboxId(b),
         };
         assert!(same_group(&mv(1, 2), &mv(1, 2)));
         assert!(!same_group(&mv(1, 2), &mv(1, 3)));
         assert!(!same_group(&mv(1, 2), &add(1, "\\Seen")));
+        // UIDs recorded under another UIDVALIDITY are never sent in the same command.
+        let other = ImapMutation::AddFlags {
+            mailbox: MailboxId(1),
+            uidvalidity: 8,
+            uids: vec![1],
+            flags: vec!["\\Seen".into()],
+        };
+        assert!(!same_group(&add(1, "\\Seen"), &other));
     }
 
     #[test]

@@ -209,6 +209,70 @@ pub(crate) async fn set_preview<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Removes ghosts after a complete sync of an account: copies without a UID (placed by an
+/// optimistic move or append) that no queued change stands behind. The sync has fetched every
+/// new message of every mailbox, so such a copy was either matched to its server copy by now or
+/// does not exist on the server. Emails left in no mailbox are deleted. Returns the mailboxes
+/// touched (to recount) and the number of emails deleted.
+pub(crate) async fn delete_ghosts<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+) -> Result<(Vec<MailboxId>, u64), StoreError> {
+    use mailsync_store::entity::{mailboxes as mb, pending_changes as pc};
+    let queued = Query::select()
+        .column(pc::Column::EmailId)
+        .from(pc::Entity)
+        .and_where(Expr::col(pc::Column::EmailId).is_not_null())
+        .to_owned();
+    let boxes = Query::select()
+        .column(mb::Column::Id)
+        .from(mb::Entity)
+        .and_where(Expr::col(mb::Column::AccountId).eq(account.0))
+        .to_owned();
+    let ghosts: Vec<(i64, i64)> = em::Entity::find()
+        .select_only()
+        .column(em::Column::EmailId)
+        .column(em::Column::MailboxId)
+        .filter(em::Column::MailboxId.in_subquery(boxes))
+        .filter(em::Column::Uid.is_null())
+        .filter(em::Column::EmailId.not_in_subquery(queued))
+        .into_tuple()
+        .all(c)
+        .await?;
+    if ghosts.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let mut mailboxes: Vec<MailboxId> = Vec::new();
+    for (email, mailbox) in &ghosts {
+        em::Entity::delete_many()
+            .filter(em::Column::EmailId.eq(*email))
+            .filter(em::Column::MailboxId.eq(*mailbox))
+            .exec(c)
+            .await?;
+        mailboxes.push(MailboxId(*mailbox));
+    }
+    mailboxes.sort_unstable();
+    mailboxes.dedup();
+    let mut emails: Vec<i64> = ghosts.iter().map(|(e, _)| *e).collect();
+    emails.sort_unstable();
+    emails.dedup();
+    let mut deleted = 0;
+    for chunk in emails.chunks(CHUNK) {
+        let members = Query::select()
+            .column(em::Column::EmailId)
+            .from(em::Entity)
+            .and_where(Expr::col(em::Column::EmailId).is_in(chunk.iter().copied()))
+            .to_owned();
+        deleted += e::Entity::delete_many()
+            .filter(e::Column::Id.is_in(chunk.iter().copied()))
+            .filter(e::Column::Id.not_in_subquery(members))
+            .exec(c)
+            .await?
+            .rows_affected;
+    }
+    Ok((mailboxes, deleted))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,19 +1,22 @@
 //! Mailbox and account sync: checkpoint-driven plans, streamed `UID FETCH` committed batch by
 //! batch with its checkpoint, QRESYNC/CONDSTORE change detection with fallbacks, UIDVALIDITY
-//! rescans that re-match by Message-ID, optional body download.
+//! rescans that re-match by Message-ID, optional body download (bodies the policy wants and the
+//! cache lacks are a debt every sync pays, in bounded chunks).
 
 use std::fmt;
 use std::ops::AddAssign;
 use std::sync::Arc;
 
-use mailsync_store::bodies::{self, Body};
+use std::collections::HashMap;
+
+use mailsync_store::bodies::{self, Body, DebtScope, WantedBody};
 use mailsync_store::checkpoints::{self, Checkpoint, Scope};
 use mailsync_store::emails::{self, EmailUpsert};
 use mailsync_store::mailboxes::{self, Mailbox};
 use mailsync_store::{AccountId, BodyPolicy, MailboxId, Role, Store};
 
 use crate::connection::{Connection, SelectState};
-use crate::error::Error;
+use crate::error::{Error, ResponseCode};
 use crate::mailboxes::{sync_mailboxes, to_state};
 use crate::mime;
 use crate::plan::{self, FlagCheck, Plan, ServerState};
@@ -46,6 +49,8 @@ pub struct SyncOptions {
     pub batch_size: usize,
     /// Called after each committed batch.
     pub progress: Option<ProgressFn>,
+    /// Mailboxes not to sync this time (isolated by the caller after repeated failures).
+    pub deferred: Vec<MailboxId>,
 }
 
 impl fmt::Debug for SyncOptions {
@@ -54,6 +59,7 @@ impl fmt::Debug for SyncOptions {
             .field("body_policy", &self.body_policy)
             .field("batch_size", &self.batch_size)
             .field("progress", &self.progress.is_some())
+            .field("deferred", &self.deferred)
             .finish()
     }
 }
@@ -64,6 +70,7 @@ impl Default for SyncOptions {
             body_policy: BodyPolicy::None,
             batch_size: 1000,
             progress: None,
+            deferred: Vec::new(),
         }
     }
 }
@@ -85,6 +92,12 @@ impl SyncOptions {
     #[must_use]
     pub fn with_progress(mut self, f: ProgressFn) -> Self {
         self.progress = Some(f);
+        self
+    }
+    /// Mailboxes to leave out of this run (reported as [`MailboxResult::Deferred`]).
+    #[must_use]
+    pub fn with_deferred(mut self, mailboxes: Vec<MailboxId>) -> Self {
+        self.deferred = mailboxes;
         self
     }
 }
@@ -118,6 +131,19 @@ pub enum MailboxResult {
     Synced(SyncCounts),
     /// The server refused (e.g. deleted meanwhile); the other mailboxes went on.
     Failed(Error),
+    /// Left out of this run as asked ([`SyncOptions::with_deferred`]).
+    Deferred,
+}
+
+impl AccountSyncReport {
+    /// Did every mailbox sync (none failed or deferred)? Only then does the database reflect
+    /// the whole account, which conclusions like "this message is gone" need.
+    pub fn complete(&self) -> bool {
+        !self
+            .mailboxes
+            .iter()
+            .any(|m| matches!(m.result, MailboxResult::Failed(_) | MailboxResult::Deferred))
+    }
 }
 
 /// One mailbox of an account sync.
@@ -162,6 +188,9 @@ pub async fn sync_account(
         mailboxes_removed: listed.removed,
         ..AccountSyncReport::default()
     };
+    // Which mailboxes owe bodies, in one query for the account: an unchanged mailbox is
+    // selected only when it does.
+    let owing = bodies::mailboxes_with_debt(store.conn(), account, opts.body_policy).await?;
     let mut order: Vec<usize> = (0..listed.mailboxes.len()).collect();
     order.sort_by_key(|&i| {
         listed
@@ -176,8 +205,17 @@ pub async fn sync_account(
         if !mb.selectable {
             continue;
         }
+        if opts.deferred.contains(&mb.id) {
+            report.mailboxes.push(MailboxOutcome {
+                mailbox: mb.id,
+                name: mb.name.clone(),
+                result: MailboxResult::Deferred,
+            });
+            continue;
+        }
         let hint = listed.states.get(i).copied().flatten();
-        let result = match sync_mailbox_inner(conn, store, account, mb, opts, hint).await {
+        let owes = Some(owing.contains(&mb.id));
+        let result = match sync_mailbox_inner(conn, store, account, mb, opts, hint, owes).await {
             Ok(None) => MailboxResult::Skipped,
             Ok(Some(c)) => {
                 report.totals += c;
@@ -195,11 +233,25 @@ pub async fn sync_account(
             result,
         });
     }
+    // After a complete pass only: a copy that a failed mailbox would have matched is no ghost.
+    if report.complete() {
+        let txn = store.begin().await?;
+        let (touched, removed) = storeext::delete_ghosts(&txn, account).await?;
+        for m in touched {
+            mailboxes::recount(&txn, m).await?;
+        }
+        txn.commit().await?;
+        if removed > 0 {
+            tracing::info!(removed, "Removed local copies the server does not have.");
+        }
+        report.totals.removed += removed;
+    }
     Ok(report)
 }
 
 /// Syncs one mailbox (as stored by [`sync_mailboxes`]). Returns what changed locally; an
-/// unchanged mailbox (by HIGHESTMODSEQ) returns zero counts without being selected.
+/// unchanged mailbox (by HIGHESTMODSEQ) returns zero counts without being selected, unless it
+/// still owes bodies the policy wants.
 pub async fn sync_mailbox(
     conn: &mut Connection,
     store: &Store,
@@ -208,7 +260,7 @@ pub async fn sync_mailbox(
     opts: &SyncOptions,
 ) -> Result<SyncCounts, Error> {
     Ok(
-        sync_mailbox_inner(conn, store, account, mailbox, opts, None)
+        sync_mailbox_inner(conn, store, account, mailbox, opts, None, None)
             .await?
             .unwrap_or_default(),
     )
@@ -254,6 +306,7 @@ async fn sync_mailbox_inner(
     mb: &Mailbox,
     opts: &SyncOptions,
     hint: Option<ServerState>,
+    owes_bodies: Option<bool>,
 ) -> Result<Option<SyncCounts>, Error> {
     if !mb.selectable {
         return Ok(None);
@@ -278,6 +331,7 @@ async fn sync_mailbox_inner(
     if let Some(s) = &state
         && plan::can_skip(cp.as_ref(), s)
     {
+        settle_unchanged(conn, store, account, mb, opts, s, owes_bodies).await?;
         return Ok(None);
     }
 
@@ -400,7 +454,6 @@ async fn sync_mailbox_inner(
         counts += fetched.counts;
     }
     let max_fetched = fetched.max_fetched;
-    let body_uids = std::mem::take(&mut fetched.body_uids);
 
     // Flag changes of messages we already had.
     let flag_cmd = match flags {
@@ -467,11 +520,6 @@ async fn sync_mailbox_inner(
         }
     }
 
-    // Bodies by size policy: a second pass over the small enough new messages.
-    if !body_uids.is_empty() {
-        fetch_bodies(conn, &ctx, &body_uids).await?;
-    }
-
     // Done: leftovers of an old UIDVALIDITY that did not re-match are gone for good.
     let txn = store.begin().await?;
     counts.removed += storeext::delete_stale(&txn, mb.id, sel.uidvalidity).await?;
@@ -493,7 +541,64 @@ async fn sync_mailbox_inner(
     .await?;
     mailboxes::recount(&txn, mb.id).await?;
     txn.commit().await?;
+    // Bodies last, each chunk committed on its own: the mailbox's state is already safe, and
+    // a cut here leaves the rest owed to the next sync.
+    pay_body_debt(
+        conn,
+        store,
+        account,
+        mb.id,
+        sel.uidvalidity,
+        opts.body_policy,
+    )
+    .await?;
     Ok(Some(counts))
+}
+
+/// An unchanged mailbox that still owes bodies (a download cut short, a policy raised since
+/// its messages were stored) is selected just to pay them. `owes` is what the caller already
+/// knows; without it one query for this mailbox decides.
+async fn settle_unchanged(
+    conn: &mut Connection,
+    store: &Store,
+    account: AccountId,
+    mb: &Mailbox,
+    opts: &SyncOptions,
+    status: &ServerState,
+    owes: Option<bool>,
+) -> Result<(), Error> {
+    let Some(uv) = status.uidvalidity else {
+        return Ok(());
+    };
+    let owes = match owes {
+        Some(o) => o,
+        None => !bodies::wanted_missing(
+            store.conn(),
+            account,
+            DebtScope::ImapMailbox {
+                mailbox: mb.id,
+                uidvalidity: i64::from(uv),
+            },
+            opts.body_policy,
+            None,
+            1,
+        )
+        .await?
+        .is_empty(),
+    };
+    if !owes {
+        return Ok(());
+    }
+    let sel = conn.select(&mb.remote_id).await?;
+    pay_body_debt(
+        conn,
+        store,
+        account,
+        mb.id,
+        sel.uidvalidity,
+        opts.body_policy,
+    )
+    .await
 }
 
 /// Bounds the reconnect-and-skip recoveries of one mailbox sync.
@@ -509,7 +614,6 @@ struct NewMessages {
     rematch: bool,
     kept_modseq: Option<i64>,
     counts: SyncCounts,
-    body_uids: Vec<(u32, bool)>,
 }
 
 /// Messages read but not yet committed.
@@ -549,7 +653,6 @@ impl NewMessages {
     fn committed(&mut self, ctx: &Ctx<'_>, done: Committed) {
         self.counts += done.counts;
         self.stored += done.stored;
-        self.body_uids.extend(done.body_uids);
         progress(ctx, self.stored, self.expected);
     }
 
@@ -746,7 +849,6 @@ fn progress(ctx: &Ctx<'_>, stored: u64, expected: Option<u64>) {
 struct Committed {
     counts: SyncCounts,
     stored: u64,
-    body_uids: Vec<(u32, bool)>,
 }
 
 /// Stores a batch of new messages (re-matching UID-less rows by Message-ID first) and the
@@ -759,7 +861,6 @@ async fn commit_new(
 ) -> Result<Committed, Error> {
     let mut upserts: Vec<EmailUpsert> = Vec::with_capacity(pending.len());
     let mut bodies_out: Vec<(String, Body)> = Vec::new();
-    let mut body_uids: Vec<(u32, bool)> = Vec::new();
     for f in pending {
         let Some(mut u) = mime::to_upsert(&f, ctx.mailbox, ctx.uidvalidity) else {
             continue;
@@ -782,10 +883,6 @@ async fn commit_new(
                     truncated: false,
                 },
             ));
-        } else if let (BodyPolicy::MaxBytes(max), Some(uid)) = (ctx.opts.body_policy, f.uid)
-            && u64::try_from(u.size).is_ok_and(|s| s <= max)
-        {
-            body_uids.push((uid, u.preview.is_none()));
         }
         upserts.push(u);
     }
@@ -821,7 +918,6 @@ async fn commit_new(
             removed: 0,
         },
         stored: n,
-        body_uids,
     })
 }
 
@@ -884,62 +980,117 @@ async fn apply_flags(
     Ok(changes.len() as u64)
 }
 
-/// Downloads, parses and caches the bodies of these UIDs (`bool`: also set the preview).
-async fn fetch_bodies(
+/// Bodies per debt query, and so at most per `UID FETCH`.
+const DEBT_PAGE: u64 = 100;
+
+/// Pays the body debt of the mailbox's copies numbered under `uidvalidity` (the one selected):
+/// pages of the "wanted, missing" query, each downloaded in chunks bounded in count and bytes
+/// and committed on its own, so a cut keeps what was stored. Paging by id passes over a
+/// message the server no longer has; the sync that notices its expunge removes it.
+async fn pay_body_debt(
     conn: &mut Connection,
-    ctx: &Ctx<'_>,
-    uids: &[(u32, bool)],
+    store: &Store,
+    account: AccountId,
+    mailbox: MailboxId,
+    uidvalidity: u32,
+    policy: BodyPolicy,
 ) -> Result<(), Error> {
-    let only: Vec<u32> = uids.iter().map(|(u, _)| *u).collect();
-    // A set, not a scan of `uids`, since this is asked once per downloaded body.
-    let want_preview: std::collections::HashSet<u32> =
-        uids.iter().filter(|(_, p)| *p).map(|(u, _)| *u).collect();
-    for chunk in only.chunks(100) {
-        for (set, _) in uidset::chunked_sets(chunk, 100) {
-            let cmd = Cmd::new("UID FETCH").raw(&set).raw("(UID BODY.PEEK[])");
-            let tag = conn.wire.send(&cmd).await?;
-            let mut got: Vec<(u32, Vec<u8>)> = Vec::new();
-            loop {
-                match conn.wire.next(&tag).await? {
-                    Event::Data(Untagged::Fetch(f)) => {
-                        if let (Some(uid), Some(body)) = (f.uid, f.body) {
-                            got.push((uid, body));
-                        }
-                    }
-                    Event::Data(other) => conn.note(&other),
-                    Event::Done(_) => break,
-                }
-            }
-            let remotes: Vec<String> = got
+    let scope = DebtScope::ImapMailbox {
+        mailbox,
+        uidvalidity: i64::from(uidvalidity),
+    };
+    let mut after = None;
+    let mut paid = 0usize;
+    loop {
+        let owed =
+            bodies::wanted_missing(store.conn(), account, scope, policy, after, DEBT_PAGE).await?;
+        let Some(last) = owed.last() else { break };
+        after = Some(last.email);
+        let mut rest = owed.as_slice();
+        while !rest.is_empty() {
+            // At least one message per chunk, then as many as fit in the memory bound.
+            let mut bytes = 0i64;
+            let n = rest
                 .iter()
-                .map(|(uid, _)| emails::imap_remote_id(ctx.mailbox, ctx.uidvalidity, *uid))
-                .collect();
-            let txn = ctx.store.begin().await?;
-            let ids = emails::ids_by_remote_ids(&txn, ctx.account, &remotes).await?;
-            for ((uid, raw), remote) in got.iter().zip(&remotes) {
-                let Some(id) = ids.get(remote) else { continue };
-                let parsed = mime::parse_message(raw);
-                if want_preview.contains(uid)
-                    && let Some(p) = &parsed.preview
-                {
-                    storeext::set_preview(&txn, *id, p).await?;
-                }
-                bodies::put(
-                    &txn,
-                    *id,
-                    &Body {
-                        text: parsed.text,
-                        html: parsed.html,
-                        raw: None,
-                        truncated: false,
-                    },
-                )
-                .await?;
-            }
-            txn.commit().await?;
+                .position(|w| {
+                    bytes = bytes.saturating_add(w.size.max(0));
+                    bytes > MAX_BATCH_BYTES as i64
+                })
+                .unwrap_or(rest.len())
+                .max(1);
+            let (chunk, tail) = rest.split_at(n.min(rest.len()));
+            paid += fetch_bodies(conn, store, chunk).await?;
+            rest = tail;
         }
     }
+    if paid > 0 {
+        tracing::debug!(mailbox = %mailbox, bodies = paid, "body debt paid");
+    }
     Ok(())
+}
+
+/// Downloads, parses and caches the bodies of these copies (UIDs of the selected mailbox) in
+/// one transaction, setting the preview where there was none. Returns how many were stored;
+/// messages the server no longer has are skipped.
+async fn fetch_bodies(
+    conn: &mut Connection,
+    store: &Store,
+    owed: &[WantedBody],
+) -> Result<usize, Error> {
+    let by_uid: HashMap<u32, &WantedBody> = owed
+        .iter()
+        .filter_map(|w| Some((u32::try_from(w.uid?).ok()?, w)))
+        .collect();
+    let uids: Vec<u32> = by_uid.keys().copied().collect();
+    let mut stored = 0;
+    for (set, _) in uidset::chunked_sets(&uids, 100) {
+        let cmd = Cmd::new("UID FETCH").raw(&set).raw("(UID BODY.PEEK[])");
+        let tag = conn.wire.send(&cmd).await?;
+        let mut got: Vec<(&WantedBody, Vec<u8>)> = Vec::new();
+        loop {
+            match conn.wire.next(&tag).await {
+                Ok(Event::Data(Untagged::Fetch(f))) => {
+                    // An expunged message may come back as NIL or empty; no real one is empty.
+                    if let (Some(w), Some(body)) = (f.uid.and_then(|u| by_uid.get(&u)), f.body)
+                        && !body.is_empty()
+                    {
+                        got.push((w, body));
+                    }
+                }
+                Ok(Event::Data(other)) => conn.note(&other),
+                Ok(Event::Done(_)) => break,
+                // Some servers refuse a FETCH naming expunged messages; the rest stays owed.
+                Err(Error::No {
+                    code: Some(ResponseCode::ExpungeIssued | ResponseCode::NonExistent),
+                    ..
+                }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let txn = store.begin().await?;
+        for (w, raw) in &got {
+            let parsed = mime::parse_message(raw);
+            if w.needs_preview
+                && let Some(p) = &parsed.preview
+            {
+                storeext::set_preview(&txn, w.email, p).await?;
+            }
+            bodies::put(
+                &txn,
+                w.email,
+                &Body {
+                    text: parsed.text,
+                    html: parsed.html,
+                    raw: None,
+                    truncated: false,
+                },
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        stored += got.len();
+    }
+    Ok(stored)
 }
 
 #[cfg(test)]

@@ -222,6 +222,7 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
                 v: PAYLOAD_VERSION,
                 remote_id: email.remote_id.clone(),
                 message_id: email.message_id.clone(),
+                size: Some(email.size),
                 before: current.clone(),
                 ops: entries,
             });
@@ -454,6 +455,20 @@ pub(crate) async fn rebase<C: ConnectionTrait>(
 
 // ----- sync hook -----------------------------------------------------------------------------
 
+/// The local state an email's queued rows lead to, from the first row's `before`.
+fn chain_state(queued: &[Row]) -> Option<Snapshot> {
+    let first = queued.iter().find_map(Row::email_payload)?;
+    let mut state = first.before.clone();
+    for r in queued {
+        if let Some(p) = r.email_payload() {
+            let mut np = p.clone();
+            np.before = state;
+            state = np.fold().state;
+        }
+    }
+    Some(state)
+}
+
 /// Re-applies queued changes on top of what a sync just wrote (the engine's hook; optional
 /// but recommended). Call it in the sync's transaction, after writing a batch, with the ids of
 /// the emails the batch wrote. For each one with queued changes:
@@ -481,9 +496,20 @@ pub async fn reapply_after_sync<C: ConnectionTrait>(
     let mut touched = Touched::default();
     let n = by_email.len() as u64;
     for (email, queued) in by_email {
+        // A lost change waits for `reresolve`, which rebases it itself.
+        if queued.iter().any(|r| r.state == ChangeState::Lost) {
+            continue;
+        }
         let Some((_, current)) = local::load(c, email).await? else {
             continue;
         };
+        // Still exactly what the queue shows (MODSEQs included, which a sync refreshes): the
+        // sync did not write this email, so there is no new server state to rebase on, and
+        // rebasing on the optimistic state would make the queued changes look already done and
+        // drop them before they reach the server.
+        if chain_state(&queued).as_ref() == Some(&current) {
+            continue;
+        }
         let (state, fields) = rebase(
             c,
             &queued,

@@ -157,7 +157,17 @@ pub enum ItemOutcome {
         /// What was looked at, one line.
         reason: String,
     },
-    /// Will never succeed as it is (JMAP `notFound`, `forbidden`, `invalidProperties`,
+    /// Not applied: the message is not where the change addressed it. It was moved or expunged
+    /// by another client, or its mailbox was deleted and re-created (IMAP UIDVALIDITY changed),
+    /// so the change must not be repeated as it is. The row waits (state `lost`) until
+    /// [`crate::Outbox::reresolve`], after a complete sync, finds the message again (the change
+    /// then applies to it where it is now) or declares it gone (the change is dropped and
+    /// listed in the failed list; a delete of a message that is gone counts as done).
+    NotFound {
+        /// One line.
+        reason: String,
+    },
+    /// Will never succeed as it is (JMAP `forbidden`, `invalidProperties`,
     /// `invalidPatch`, `tooLarge`; IMAP `NO [NONEXISTENT]`/`[NOPERM]`/`[CANNOT]`, `BAD`).
     /// Evicted at once, the local change reverted.
     Permanent {

@@ -118,6 +118,7 @@ mod model;
 mod outbox;
 mod outcome;
 mod policy;
+mod resolve;
 mod rows;
 
 // Lets the shared test fixture name this crate as the integration tests do.
@@ -141,3 +142,4 @@ pub use outbox::{Counts, Enqueued, FailedItem, FlushReport, Outbox, Pause, Pendi
 pub use policy::{
     Clock, FixedJitter, FullJitter, Jitter, ManualClock, RetryPolicy, SystemClock, TokioClock,
 };
+pub use resolve::{GONE_REASON, ResolveReport};

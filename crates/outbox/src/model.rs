@@ -145,6 +145,10 @@ pub(crate) struct EmailPayload {
     /// Its Message-ID, to find it again on the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) message_id: Option<String>,
+    /// Its size, which with the Message-ID tells copies of one message from other messages
+    /// reusing the Message-ID when the change must find it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) size: Option<i64>,
     /// The state the server is expected to have before this change (the local state before it).
     pub(crate) before: Snapshot,
     /// The user actions merged into this row, oldest first.
@@ -459,6 +463,7 @@ mod tests {
             v: PAYLOAD_VERSION,
             remote_id: "r".into(),
             message_id: None,
+            size: None,
             before: b,
             ops: ops
                 .into_iter()

@@ -145,6 +145,9 @@ pub struct FlushReport {
     /// Rows dropped without asking the server (nothing left to send, or about an email the
     /// server has just deleted).
     pub moot: u32,
+    /// Items whose message was not where they addressed it (moved or expunged by another
+    /// client, mailbox re-created): held until [`Outbox::reresolve`] after the next sync.
+    pub lost: u32,
     /// Executor calls made.
     pub batches: u32,
     /// Set when the queue paused (offline, credentials): no attempt was spent.
@@ -173,6 +176,8 @@ pub struct Counts {
     pub in_flight: u64,
     /// Sends the server accepted, copy to Sent still to do.
     pub submitted: u64,
+    /// Changes whose message was not where they addressed it, waiting for a sync to find it.
+    pub lost: u64,
     /// Evicted, waiting for the user to retry or dismiss.
     pub failed: u64,
 }
@@ -180,7 +185,7 @@ pub struct Counts {
 impl Counts {
     /// Everything still queued.
     pub fn queued(&self) -> u64 {
-        self.pending + self.in_flight + self.submitted
+        self.pending + self.in_flight + self.submitted + self.lost
     }
 }
 
@@ -236,6 +241,7 @@ pub(crate) struct Tally {
     pub(crate) transient: u32,
     pub(crate) evicted: u32,
     pub(crate) moot: u32,
+    pub(crate) lost: u32,
     pub(crate) completed: Vec<Completed>,
 }
 
@@ -604,6 +610,7 @@ impl Outbox {
             report.transient += tally.transient;
             report.evicted += tally.evicted;
             report.moot += tally.moot;
+            report.lost += tally.lost;
             self.remember_completed(tally.completed);
         }
         report.next_due = queue::next_due_at(self.store.conn(), account).await?;
@@ -613,10 +620,39 @@ impl Outbox {
             transient = report.transient,
             evicted = report.evicted,
             moot = report.moot,
+            lost = report.lost,
             paused = ?report.paused,
             resync = report.resync_needed,
             "Outbox flushed."
         );
+        Ok(report)
+    }
+
+    /// Finds lost changes again after a complete sync of the account (see
+    /// [`crate::resolve`](crate::ResolveReport)): each applies to its message where it is now,
+    /// or is dropped (listed as gone) when the message is no longer on the server. Flush again
+    /// when [`ResolveReport::found`] is not zero.
+    pub async fn reresolve(&self, account: AccountId) -> Result<crate::ResolveReport, Error> {
+        let lock = {
+            let mut locks = self.flush_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(account).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        let report = retry_busy(|| async {
+            let txn = self.store.begin().await?;
+            let r = crate::resolve::reresolve(&txn, account, self.clock.now()).await?;
+            txn.commit().await?;
+            Ok(r)
+        })
+        .await?;
+        if report != crate::ResolveReport::default() {
+            info!(
+                found = report.found,
+                gone = report.gone,
+                satisfied = report.satisfied,
+                "Lost changes re-resolved."
+            );
+        }
         Ok(report)
     }
 
@@ -647,6 +683,9 @@ impl Outbox {
                         }
                         (ChangeState::InFlight, _) => Attempt::Uncertain,
                         (ChangeState::Submitted, _) => Attempt::Submitted,
+                        // Not selected by due_heads; a lost row reaching here was just
+                        // re-resolved and made pending again by a concurrent caller.
+                        (ChangeState::Lost, _) => continue,
                     };
                     taken.push((id, attempt));
                 }
@@ -896,6 +935,37 @@ impl Outbox {
                         .await?;
                     }
                 },
+                ItemOutcome::NotFound { reason } => {
+                    if row.email_payload().is_none() {
+                        // Only email changes address a message; a send cannot be "lost".
+                        self.on_failure(
+                            &txn,
+                            row,
+                            *attempt,
+                            reason,
+                            None,
+                            true,
+                            now,
+                            &mut touched,
+                            &mut tally,
+                        )
+                        .await?;
+                        continue;
+                    }
+                    info!(change = %row.id, kind, outcome = "not found", reason, "Message not where the change addressed it; held until the next sync finds it.");
+                    rows::update(
+                        &txn,
+                        row.id,
+                        None,
+                        Patch {
+                            state: Some(ChangeState::Lost),
+                            last_error: Some(Some(reason.clone())),
+                            ..Patch::default()
+                        },
+                    )
+                    .await?;
+                    tally.lost += 1;
+                }
             }
         }
         touched.recount(&txn).await?;
@@ -1179,6 +1249,7 @@ impl Outbox {
                 Ok(ChangeState::Pending) => out.pending += n,
                 Ok(ChangeState::InFlight) => out.in_flight += n,
                 Ok(ChangeState::Submitted) => out.submitted += n,
+                Ok(ChangeState::Lost) => out.lost += n,
                 Err(_) => out.pending += n,
             }
         }

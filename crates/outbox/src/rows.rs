@@ -94,6 +94,20 @@ pub(crate) async fn mark_in_flight<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Points a row at another email (a lost change found again as another row).
+pub(crate) async fn set_email<C: ConnectionTrait>(
+    c: &C,
+    id: ChangeId,
+    email: EmailId,
+) -> Result<(), Error> {
+    p::Entity::update_many()
+        .col_expr(p::Column::EmailId, Expr::value(email.0))
+        .filter(p::Column::Id.eq(id.0))
+        .exec(c)
+        .await?;
+    Ok(())
+}
+
 /// The rows of one email, oldest first.
 pub(crate) async fn for_email<C: ConnectionTrait>(
     c: &C,
@@ -158,6 +172,8 @@ pub(crate) async fn due_heads<C: ConnectionTrait>(
     let models = p::Entity::find()
         .filter(p::Column::AccountId.eq(account.0))
         .filter(p::Column::NextAttemptAt.lte(now))
+        // A lost row is re-resolved after a sync, and blocks its email's later rows until then.
+        .filter(p::Column::State.ne(ChangeState::Lost.as_str()))
         .filter(Expr::not_exists(older_of_same_email))
         .order_by_asc(p::Column::Id)
         .limit(u64::try_from(limit).unwrap_or(u64::MAX))

@@ -49,6 +49,7 @@ both_backends! {
     per_email_order_holds_across_flushes => per_email_order;
     concurrent_enqueues_and_flushes_converge => concurrent_enqueues_and_flushes;
     queued_changes_survive_a_sync => queued_changes_survive_a_sync;
+    untouched_changes_survive_a_sync => untouched_changes_survive_a_sync;
     bulk_enqueue_and_flush_timings => bulk_timings;
 }
 
@@ -374,6 +375,26 @@ async fn queued_changes_survive_a_sync(store: Store) -> R {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].email_id, Some(a));
     assert_eq!(pending[0].state, ChangeState::Pending);
+    fx.assert_counters_exact().await?;
+    Ok(())
+}
+
+/// A change queued while a sync ran (or waiting for a retry) whose email the sync did not
+/// write: re-applying must keep it, not mistake the optimistic state for the server's.
+async fn untouched_changes_survive_a_sync(store: Store) -> R {
+    let fx = Fx::new(store, |o| o).await?;
+    let a = fx.email(1).await?;
+    let b = fx.email(2).await?;
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(b, fx.archive))
+        .await?;
+    let txn = fx.store.conn().begin().await?;
+    reapply_after_sync(&txn, &[a, b]).await?;
+    txn.commit().await?;
+    let pending = fx.outbox.pending(fx.account).await?;
+    assert_eq!(pending.len(), 2, "{pending:#?}");
+    assert!(fx.state(a).await?.is_some_and(|s| s.flags.seen));
     fx.assert_counters_exact().await?;
     Ok(())
 }

@@ -21,6 +21,10 @@ pub enum ChangeState {
     InFlight,
     /// A message the server accepted for delivery; must never be submitted again.
     Submitted,
+    /// Not sent: the message was not where the change addressed it (moved or expunged by
+    /// another client, or its mailbox re-created). Waits for the outbox to find it again after
+    /// a complete sync, or to declare it gone; never picked by a flush as it is.
+    Lost,
 }
 
 impl ChangeState {
@@ -30,6 +34,7 @@ impl ChangeState {
             Self::Pending => "pending",
             Self::InFlight => "in_flight",
             Self::Submitted => "submitted",
+            Self::Lost => "lost",
         }
     }
 }
@@ -41,6 +46,7 @@ impl std::str::FromStr for ChangeState {
             "pending" => Ok(Self::Pending),
             "in_flight" => Ok(Self::InFlight),
             "submitted" => Ok(Self::Submitted),
+            "lost" => Ok(Self::Lost),
             _ => Err(StoreError::InvalidValue {
                 what: "ChangeState",
                 value: s.to_owned(),
@@ -211,6 +217,8 @@ pub async fn next_due_at<C: ConnectionTrait>(
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
     Ok(p::Entity::find()
         .filter(p::Column::AccountId.eq(account.0))
+        // Lost rows wait for a sync, not for a time.
+        .filter(p::Column::State.ne(ChangeState::Lost.as_str()))
         .order_by_asc(p::Column::NextAttemptAt)
         .one(c)
         .await?

@@ -25,6 +25,7 @@ mod error;
 pub mod generator;
 pub mod imap;
 mod load;
+mod proxy;
 mod servers;
 mod sink;
 
@@ -36,6 +37,7 @@ pub use generator::{
 };
 pub use imap::ImapClient;
 pub use load::{imap_append_bulk, lmtp_deliver, maildir_populate};
+pub use proxy::{Cut, FaultProxy};
 pub use servers::{KEYS, Servers, unique_name};
 pub use sink::{SinkMessage, sink_messages, wait_for_sink_message};
 

@@ -54,7 +54,7 @@ fn summary(c: &SyncCounts) -> String {
 }
 
 pub async fn run(ctx: &Ctx, a: SyncArgs) -> Result<u8, CliError> {
-    let selected = ctx.accounts(&a.accounts).await?;
+    let mut selected = ctx.accounts(&a.accounts).await?;
     if selected.is_empty() {
         return Err(CliError::not_found(
             "no accounts: add one with `mailsync account add`",
@@ -66,8 +66,10 @@ pub async fn run(ctx: &Ctx, a: SyncArgs) -> Result<u8, CliError> {
                 "invalid --bodies {b:?}: expected none, all or <N>kb"
             ))
         })?;
-        for acc in &selected {
+        for acc in &mut selected {
             accounts::set_body_policy(ctx.store().conn(), acc.id, policy).await?;
+            // Daemon workers keep the account they start with: give them the new policy.
+            acc.body_policy = policy;
         }
     }
     if a.once {

@@ -166,3 +166,13 @@ pub async fn other_client(
     .await?;
     Ok(lines)
 }
+
+/// The UIDVALIDITY stored for a mailbox (0 when the sync has not seen one), which every
+/// UID-addressed mutation must carry.
+pub async fn uv_of(db: &TempDb, mailbox: mailsync_store::MailboxId) -> anyhow::Result<u32> {
+    let m = mailsync_store::mailboxes::get(db.store.conn(), mailbox).await?;
+    Ok(m.status
+        .uidvalidity
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(0))
+}

@@ -124,15 +124,22 @@ async fn cyrus_roles_sync_and_changes_by_another_client() -> anyhow::Result<()> 
             &[
                 ImapMutation::Move {
                     from: mb.id,
+                    uidvalidity: uv_of(&db, mb.id).await?,
                     uids: vec![3],
                     to: archive.id,
                 },
-                ImapMutation::Delete {
-                    mailbox: mb.id,
+                ImapMutation::Move {
+                    from: mb.id,
+                    uidvalidity: uv_of(&db, mb.id).await?,
                     uids: vec![4],
+                    to: mailboxes::find_by_role(db.store.conn(), account, Role::Trash)
+                        .await?
+                        .expect("trash")
+                        .id,
                 },
                 ImapMutation::Move {
                     from: mb.id,
+                    uidvalidity: uv_of(&db, mb.id).await?,
                     uids: vec![5],
                     to: mailsync_store::MailboxId(-1),
                 },

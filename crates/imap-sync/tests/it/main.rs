@@ -1,6 +1,7 @@
 //! Integration tests against the real Dovecot and Cyrus from `cargo xtask servers up`.
 
 mod bodies;
+mod body_debt;
 mod common;
 mod connect;
 mod cyrus;

@@ -95,32 +95,39 @@ async fn every_mutation_kind() -> anyhow::Result<()> {
     let items = vec![
         ImapMutation::AddFlags {
             mailbox: inbox,
+            uidvalidity: uv_of(&db, inbox).await?,
             uids: vec![1],
             flags: vec!["\\Flagged".into(), "$Forwarded".into()],
         },
         ImapMutation::AddFlags {
             mailbox: inbox,
+            uidvalidity: uv_of(&db, inbox).await?,
             uids: vec![2],
             flags: vec!["\\Flagged".into(), "$Forwarded".into()],
         },
         ImapMutation::AddFlags {
             mailbox: inbox,
+            uidvalidity: uv_of(&db, inbox).await?,
             uids: vec![3],
             flags: vec!["\\Seen".into()],
         },
         ImapMutation::RemoveFlags {
             mailbox: inbox,
+            uidvalidity: uv_of(&db, inbox).await?,
             uids: vec![3],
             flags: vec!["\\Seen".into()],
         },
         ImapMutation::Move {
             from: inbox,
+            uidvalidity: uv_of(&db, inbox).await?,
             uids: vec![4, 5],
             to: archive,
         },
-        ImapMutation::Delete {
-            mailbox: inbox,
+        ImapMutation::Move {
+            from: inbox,
+            uidvalidity: uv_of(&db, inbox).await?,
             uids: vec![6],
+            to: trash,
         },
         ImapMutation::Append {
             mailbox: drafts,
@@ -191,6 +198,7 @@ async fn every_mutation_kind() -> anyhow::Result<()> {
             &db.store,
             &[ImapMutation::Delete {
                 mailbox: trash_row.id,
+                uidvalidity: uv_of(&db, trash_row.id).await?,
                 uids: vec![trash_uid],
             }],
         ),
@@ -261,31 +269,37 @@ async fn refusals_are_typed_never_success() -> anyhow::Result<()> {
             &[
                 ImapMutation::Move {
                     from: inbox,
+                    uidvalidity: uv_of(&db, inbox).await?,
                     uids: vec![1],
                     to: gone,
                 },
                 ImapMutation::AddFlags {
                     mailbox: gone,
+                    uidvalidity: uv_of(&db, gone).await?,
                     uids: vec![1],
                     flags: vec!["\\Seen".into()],
                 },
                 ImapMutation::AddFlags {
                     mailbox: inbox,
+                    uidvalidity: uv_of(&db, inbox).await?,
                     uids: vec![0],
                     flags: vec!["\\Seen".into()],
                 },
                 ImapMutation::AddFlags {
                     mailbox: inbox,
+                    uidvalidity: uv_of(&db, inbox).await?,
                     uids: vec![1],
                     flags: vec!["bad flag".into()],
                 },
                 ImapMutation::Move {
                     from: inbox,
+                    uidvalidity: uv_of(&db, inbox).await?,
                     uids: vec![2],
                     to: MailboxId(987_654),
                 },
                 ImapMutation::AddFlags {
                     mailbox: inbox,
+                    uidvalidity: uv_of(&db, inbox).await?,
                     uids: vec![2],
                     flags: vec!["\\Answered".into()],
                 },
@@ -305,7 +319,7 @@ async fn refusals_are_typed_never_success() -> anyhow::Result<()> {
         out[0]
     );
     assert!(
-        matches!(&out[1], MutationOutcome::Permanent { .. }),
+        matches!(&out[1], MutationOutcome::SourceGone { .. }),
         "{:?}",
         out[1]
     );
@@ -377,12 +391,15 @@ async fn fallbacks_without_move_and_uidplus() -> anyhow::Result<()> {
             &[
                 ImapMutation::Move {
                     from: inbox,
+                    uidvalidity: uv_of(&db, inbox).await?,
                     uids: vec![1, 2],
                     to: archive,
                 },
-                ImapMutation::Delete {
-                    mailbox: inbox,
+                ImapMutation::Move {
+                    from: inbox,
+                    uidvalidity: uv_of(&db, inbox).await?,
                     uids: vec![3],
+                    to: trash,
                 },
             ],
         ),
@@ -432,11 +449,13 @@ async fn connection_loss_makes_the_rest_transient() -> anyhow::Result<()> {
             &[
                 ImapMutation::AddFlags {
                     mailbox: inbox,
+                    uidvalidity: uv_of(&db, inbox).await?,
                     uids: vec![1],
                     flags: vec!["\\Seen".into()],
                 },
                 ImapMutation::Move {
                     from: inbox,
+                    uidvalidity: uv_of(&db, inbox).await?,
                     uids: vec![2],
                     to: inbox,
                 },

@@ -47,6 +47,7 @@ async fn non_ascii_mailbox(cfg: ImapConfig, user: Account, cleanup: bool) -> any
             &db.store,
             &[ImapMutation::Move {
                 from: m.id,
+                uidvalidity: uv_of(&db, m.id).await?,
                 uids: vec![1],
                 to: inbox.id,
             }],

@@ -1,0 +1,604 @@
+//! "Nothing lost" regressions on the real Dovecot, with a second IMAP client changing the
+//! account between two syncs of the engine:
+//! - a mailbox deleted and re-created (new UIDVALIDITY, UIDs start again at 1) while changes
+//!   addressed by the old UIDs were queued: none of them may touch the new messages;
+//! - a queued move/delete of a message that the other client moved elsewhere or expunged: no
+//!   ghost copy is left, the delete still applies where the message is now, and the change of
+//!   the expunged message is listed as gone;
+//! - after every sync the database equals the server.
+
+use std::collections::BTreeSet;
+
+use mailsync_engine::Engine;
+use mailsync_outbox::{Change, Flag};
+use mailsync_store::accounts::{Account, Endpoint, NewAccount};
+use mailsync_store::emails::{self, EmailFilter};
+use mailsync_store::{
+    AccountKind, BodyPolicy, EmailId, Role, SecretRef, Security, Store, mailboxes,
+};
+use mailsync_testkit::{Generator, ImapClient, Servers, imap_append_bulk};
+
+type R = Result<(), Box<dyn std::error::Error>>;
+type E = Box<dyn std::error::Error>;
+
+/// (mailbox name, Message-ID, seen, flagged) of every message.
+type State = BTreeSet<(String, String, bool, bool)>;
+
+async fn account(engine: &Engine, servers: &Servers, user: &str, pw: &str) -> Result<Account, E> {
+    Ok(engine
+        .add_account(NewAccount {
+            name: format!("lost-{user}"),
+            kind: AccountKind::Imap,
+            email: format!("{user}@example.test"),
+            display_name: None,
+            username: user.into(),
+            secret_ref: SecretRef::Command(format!("printf %s {pw}")),
+            imap: Some(Endpoint {
+                host: "127.0.0.1".into(),
+                port: servers.dovecot_imap_port(),
+                security: Security::Plain,
+            }),
+            smtp: None,
+            jmap_session_url: None,
+            ca_file: None,
+            allow_plaintext: false,
+            body_policy: BodyPolicy::None,
+        })
+        .await?)
+}
+
+/// What the server has, read by doveadm (an independent client).
+fn server_state(servers: &Servers, user: &str) -> Result<State, E> {
+    let out = servers.doveadm(&["fetch", "-u", user, "mailbox flags hdr.message-id", "all"])?;
+    let mut state = State::new();
+    let mut cur: (Option<String>, String, Option<String>) = (None, String::new(), None);
+    let mut push = |c: &mut (Option<String>, String, Option<String>)| {
+        if let (Some(m), Some(id)) = (c.0.take(), c.2.take()) {
+            let id = id
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned();
+            state.insert((m, id, c.1.contains("\\Seen"), c.1.contains("\\Flagged")));
+        }
+        c.1.clear();
+    };
+    for line in out.lines() {
+        let line = line.trim_start_matches('\u{c}');
+        if let Some(m) = line.strip_prefix("mailbox: ") {
+            push(&mut cur);
+            cur.0 = Some(m.trim().to_owned());
+        } else if let Some(f) = line.strip_prefix("flags: ") {
+            cur.1 = f.to_owned();
+        } else if let Some(h) = line.strip_prefix("hdr.message-id: ") {
+            cur.2 = Some(h.to_owned());
+        }
+    }
+    push(&mut cur);
+    Ok(state)
+}
+
+/// What the database shows, in the same shape; also fails on a duplicate.
+async fn db_state(store: &Store, account: &Account) -> Result<State, E> {
+    let mut state = State::new();
+    for m in mailboxes::list(store.conn(), account.id).await? {
+        let list = emails::list(
+            store.conn(),
+            &EmailFilter {
+                mailbox: Some(m.id),
+                ..Default::default()
+            },
+        )
+        .await?;
+        for s in list {
+            let e = s.email;
+            let key = (
+                m.remote_id.clone(),
+                e.message_id.clone().unwrap_or_default(),
+                e.flags.seen,
+                e.flags.flagged,
+            );
+            assert!(state.insert(key.clone()), "duplicate local row {key:?}");
+        }
+    }
+    Ok(state)
+}
+
+async fn in_mailbox(store: &Store, mailbox: mailsync_store::MailboxId) -> Result<Vec<EmailId>, E> {
+    let mut v: Vec<(String, EmailId)> = emails::list(
+        store.conn(),
+        &EmailFilter {
+            mailbox: Some(mailbox),
+            ..Default::default()
+        },
+    )
+    .await?
+    .into_iter()
+    .map(|s| (s.email.message_id.unwrap_or_default(), s.email.id))
+    .collect();
+    v.sort();
+    Ok(v.into_iter().map(|(_, id)| id).collect())
+}
+
+fn mids(g: &Generator, range: std::ops::Range<usize>) -> Vec<String> {
+    range
+        .map(|i| g.expected(i).message_id.unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreated_mailbox_changes_never_hit_new_messages() -> R {
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("lostuv");
+    let (host, port) = (servers.dovecot_host(), servers.dovecot_imap_port());
+    let mut other = ImapClient::login(host, port, &user.user, &user.password)?;
+    other.create_mailbox("Box")?;
+    let g = Generator::new(41);
+    imap_append_bulk(
+        host,
+        port,
+        &user.user,
+        &user.password,
+        "Box",
+        g.messages(0..3),
+        3,
+    )?;
+
+    let db = mailsync_store::testing::TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let acc = account(&engine, &servers, &user.user, &user.password).await?;
+    engine.sync_once(acc.id).await?;
+    let c = db.store.conn();
+    let boxm = mailboxes::find_by_remote_id(c, acc.id, "Box")
+        .await?
+        .ok_or("Box")?;
+    let archive = mailboxes::find_by_role(c, acc.id, Role::Archive)
+        .await?
+        .ok_or("Archive")?;
+    let local = in_mailbox(&db.store, boxm.id).await?;
+    assert_eq!(local.len(), 3);
+
+    // Offline: delete, move and flag the three messages of Box.
+    engine
+        .enqueue(acc.id, Change::Delete { email: local[0] })
+        .await?;
+    engine
+        .enqueue(
+            acc.id,
+            Change::Move {
+                email: local[1],
+                to: archive.id,
+            },
+        )
+        .await?;
+    engine
+        .enqueue(
+            acc.id,
+            Change::SetFlag {
+                email: local[2],
+                flag: Flag::Flagged,
+                value: true,
+            },
+        )
+        .await?;
+
+    // Meanwhile the other client deletes Box and creates it again with new mail: new
+    // UIDVALIDITY, and UIDs 1..3 now name other messages.
+    other.delete_mailbox("Box")?;
+    other.create_mailbox("Box")?;
+    imap_append_bulk(
+        host,
+        port,
+        &user.user,
+        &user.password,
+        "Box",
+        g.messages(10..13),
+        3,
+    )?;
+    other.logout();
+
+    engine.sync_once(acc.id).await?;
+    let server = server_state(&servers, &user.user)?;
+    let new: BTreeSet<(String, String, bool, bool)> = mids(&g, 10..13)
+        .into_iter()
+        .map(|m| ("Box".to_owned(), m, false, false))
+        .collect();
+    assert_eq!(
+        server, new,
+        "the new messages of Box must be untouched, nothing elsewhere"
+    );
+    assert_eq!(
+        db_state(&db.store, &acc).await?,
+        server,
+        "database equals server"
+    );
+
+    // The flag and the move had nothing left to act on: listed as gone. The delete is
+    // satisfied (its message is gone), so it is not a failure.
+    let failed = engine.outbox().failed(acc.id).await?;
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert!(
+        failed.iter().all(|f| f.reason.starts_with("gone")),
+        "{failed:#?}"
+    );
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    // A further sync changes nothing.
+    engine.sync_once(acc.id).await?;
+    assert_eq!(
+        db_state(&db.store, &acc).await?,
+        server_state(&servers, &user.user)?
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_follow_a_moved_message_and_leave_no_ghosts() -> R {
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("lostghost");
+    let (host, port) = (servers.dovecot_host(), servers.dovecot_imap_port());
+    let g = Generator::new(43);
+    imap_append_bulk(
+        host,
+        port,
+        &user.user,
+        &user.password,
+        "INBOX",
+        g.messages(0..4),
+        4,
+    )?;
+
+    let db = mailsync_store::testing::TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let acc = account(&engine, &servers, &user.user, &user.password).await?;
+    engine.sync_once(acc.id).await?;
+    let c = db.store.conn();
+    let inbox = mailboxes::find_by_role(c, acc.id, Role::Inbox)
+        .await?
+        .ok_or("INBOX")?;
+    let archive = mailboxes::find_by_role(c, acc.id, Role::Archive)
+        .await?
+        .ok_or("Archive")?;
+    let by_mid = |mid: &str| {
+        let mid = mid.to_owned();
+        let store = db.store.clone();
+        let account = acc.id;
+        async move {
+            emails::find_by_message_id(store.conn(), account, &mid)
+                .await
+                .map(|v| v.first().map(|e| e.id))
+        }
+    };
+    let m = mids(&g, 0..4);
+    let e0 = by_mid(&m[0]).await?.ok_or("m0")?;
+    let e1 = by_mid(&m[1]).await?.ok_or("m1")?;
+    let e2 = by_mid(&m[2]).await?.ok_or("m2")?;
+
+    // The other client moves m0 to Archive, expunges m1, and flags m2 (UIDs 1, 2, 3).
+    let mut other = ImapClient::login(host, port, &user.user, &user.password)?;
+    other.select("INBOX")?;
+    other.command("UID MOVE 1 Archive")?;
+    other.command("UID STORE 2 +FLAGS.SILENT (\\Deleted)")?;
+    other.command("UID EXPUNGE 2")?;
+    other.command("UID STORE 3 +FLAGS.SILENT (\\Flagged)")?;
+    other.logout();
+
+    // Locally, not having synced: delete m0 (to Trash), move m1 to Archive, move m2 to
+    // Archive and mark it read.
+    engine.enqueue(acc.id, Change::Delete { email: e0 }).await?;
+    engine
+        .enqueue(
+            acc.id,
+            Change::Move {
+                email: e1,
+                to: archive.id,
+            },
+        )
+        .await?;
+    engine
+        .enqueue(
+            acc.id,
+            Change::Move {
+                email: e2,
+                to: archive.id,
+            },
+        )
+        .await?;
+    engine.enqueue(acc.id, Change::seen(e2, true)).await?;
+    let _ = inbox;
+
+    engine.sync_once(acc.id).await?;
+    let server = server_state(&servers, &user.user)?;
+    let want: BTreeSet<(String, String, bool, bool)> = [
+        // The local delete wins over the other client's move: m0 is in Trash.
+        ("Trash".to_owned(), m[0].clone(), false, false),
+        // Both clients' changes of m2 hold.
+        ("Archive".to_owned(), m[2].clone(), true, true),
+        ("INBOX".to_owned(), m[3].clone(), false, false),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(server, want);
+    assert_eq!(
+        db_state(&db.store, &acc).await?,
+        server,
+        "database equals server, no ghosts"
+    );
+    let failed = engine.outbox().failed(acc.id).await?;
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert!(failed[0].reason.starts_with("gone"), "{failed:#?}");
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    engine.sync_once(acc.id).await?;
+    assert_eq!(
+        db_state(&db.store, &acc).await?,
+        server_state(&servers, &user.user)?
+    );
+    Ok(())
+}
+
+/// What a Cyrus account has, read over IMAP (an independent client of the same mailstore).
+fn cyrus_state(servers: &Servers, user: &str, pw: &str, boxes: &[&str]) -> Result<State, E> {
+    let mut imap = ImapClient::login(servers.cyrus_host(), servers.cyrus_imap_port(), user, pw)?;
+    let mut state = State::new();
+    for b in boxes {
+        let n = imap.select(b)?;
+        if n == 0 {
+            continue;
+        }
+        let r = imap.command("FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")?;
+        for line in r.lines().filter(|l| l.contains(" FETCH ")) {
+            let flags = line
+                .split_once("FLAGS (")
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map(|(f, _)| f.to_owned())
+                .unwrap_or_default();
+            let lower = line.to_ascii_lowercase();
+            let mid = lower
+                .find("message-id:")
+                .and_then(|i| line.get(i..))
+                .and_then(|s| s.split_once('<'))
+                .and_then(|(_, r)| r.split_once('>'))
+                .map(|(m, _)| m.to_owned())
+                .unwrap_or_default();
+            state.insert((
+                (*b).to_owned(),
+                mid,
+                flags.contains("\\Seen"),
+                flags.contains("\\Flagged"),
+            ));
+        }
+    }
+    imap.logout();
+    Ok(state)
+}
+
+/// The database in the shape of [`cyrus_state`], by mailbox *name* (JMAP ids are not names).
+async fn db_state_by_name(store: &Store, account: &Account) -> Result<State, E> {
+    let mut state = State::new();
+    for m in mailboxes::list(store.conn(), account.id).await? {
+        for s in emails::list(
+            store.conn(),
+            &EmailFilter {
+                mailbox: Some(m.id),
+                ..Default::default()
+            },
+        )
+        .await?
+        {
+            let e = s.email;
+            // JMAP names the inbox "Inbox"; IMAP calls it INBOX.
+            let name = if m.role == Some(Role::Inbox) {
+                "INBOX".to_owned()
+            } else {
+                m.name.clone()
+            };
+            let key = (
+                name,
+                e.message_id.clone().unwrap_or_default(),
+                e.flags.seen,
+                e.flags.flagged,
+            );
+            assert!(state.insert(key.clone()), "duplicate local row {key:?}");
+        }
+    }
+    Ok(state)
+}
+
+/// The same interleaving as [`changes_follow_a_moved_message_and_leave_no_ghosts`] over JMAP on
+/// Cyrus (the other client works over IMAP on the same mailbox store): one conflict rule for
+/// both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmap_changes_follow_a_moved_message_and_drop_a_gone_one() -> R {
+    let servers = Servers::load()?;
+    let who = mailsync_testkit::Account::new("cl10", mailsync_testkit::CYRUS_POOL_PASSWORD);
+    let (host, port) = (servers.cyrus_host(), servers.cyrus_imap_port());
+    let boxes = ["INBOX", "Archive", "Trash"];
+    // The pool user is shared between runs: start from empty mailboxes.
+    let mut other = ImapClient::login(host, port, &who.user, &who.password)?;
+    for b in boxes {
+        if other.select(b)? > 0 {
+            other.command("STORE 1:* +FLAGS.SILENT (\\Deleted)")?;
+            other.command("EXPUNGE")?;
+        }
+    }
+    // Fresh Message-IDs each run (Cyrus also dedupes identical bytes).
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(47);
+    let g = Generator::new(seed);
+    imap_append_bulk(
+        host,
+        port,
+        &who.user,
+        &who.password,
+        "INBOX",
+        g.messages(0..4),
+        4,
+    )?;
+
+    let db = mailsync_store::testing::TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let acc = engine
+        .add_account(NewAccount {
+            name: "lost-jmap".into(),
+            kind: AccountKind::Jmap,
+            email: format!("{}@example.test", who.user),
+            display_name: None,
+            username: who.user.clone(),
+            secret_ref: SecretRef::Command(format!("printf %s {}", who.password)),
+            imap: None,
+            smtp: None,
+            jmap_session_url: Some(servers.jmap_session_url().into()),
+            ca_file: None,
+            allow_plaintext: false,
+            body_policy: BodyPolicy::None,
+        })
+        .await?;
+    engine.sync_once(acc.id).await?;
+    let c = db.store.conn();
+    let archive = mailboxes::find_by_role(c, acc.id, Role::Archive)
+        .await?
+        .ok_or("Archive")?;
+    let m = mids(&g, 0..4);
+    let mut ids = Vec::new();
+    for mid in &m {
+        let e = emails::find_by_message_id(c, acc.id, mid).await?;
+        ids.push(e.first().map(|e| e.id).ok_or("synced")?);
+    }
+
+    // The other client: m0 to Archive, m1 expunged, m2 flagged.
+    other.select("INBOX")?;
+    let uid_of = |other: &mut ImapClient, mid: &str| -> Result<String, E> {
+        let r = other.command(&format!("UID SEARCH HEADER Message-ID \"{mid}\""))?;
+        r.lines()
+            .find_map(|l| l.strip_prefix("* SEARCH ").map(|s| s.trim().to_owned()))
+            .ok_or_else(|| format!("{mid} not found").into())
+    };
+    let u0 = uid_of(&mut other, &m[0])?;
+    let u1 = uid_of(&mut other, &m[1])?;
+    let u2 = uid_of(&mut other, &m[2])?;
+    other.command(&format!("UID MOVE {u0} Archive"))?;
+    other.command(&format!("UID STORE {u1} +FLAGS.SILENT (\\Deleted)"))?;
+    other.command(&format!("UID EXPUNGE {u1}"))?;
+    other.command(&format!("UID STORE {u2} +FLAGS.SILENT (\\Flagged)"))?;
+    other.logout();
+
+    engine
+        .enqueue(acc.id, Change::Delete { email: ids[0] })
+        .await?;
+    engine
+        .enqueue(
+            acc.id,
+            Change::Move {
+                email: ids[1],
+                to: archive.id,
+            },
+        )
+        .await?;
+    engine
+        .enqueue(
+            acc.id,
+            Change::Move {
+                email: ids[2],
+                to: archive.id,
+            },
+        )
+        .await?;
+    engine.enqueue(acc.id, Change::seen(ids[2], true)).await?;
+
+    engine.sync_once(acc.id).await?;
+    let server = cyrus_state(&servers, &who.user, &who.password, &boxes)?;
+    let want: State = [
+        ("Trash".to_owned(), m[0].clone(), false, false),
+        ("Archive".to_owned(), m[2].clone(), true, true),
+        ("INBOX".to_owned(), m[3].clone(), false, false),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(server, want);
+    assert_eq!(
+        db_state_by_name(&db.store, &acc).await?,
+        server,
+        "database equals server"
+    );
+    let failed = engine.outbox().failed(acc.id).await?;
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert!(failed[0].reason.starts_with("gone"), "{failed:#?}");
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    Ok(())
+}
+
+/// The other client renames the mailbox the queued changes address: the messages still exist
+/// (under the new name), so the changes apply there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_follow_a_renamed_mailbox() -> R {
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("lostren");
+    let (host, port) = (servers.dovecot_host(), servers.dovecot_imap_port());
+    let mut other = ImapClient::login(host, port, &user.user, &user.password)?;
+    other.create_mailbox("Box")?;
+    let g = Generator::new(45);
+    imap_append_bulk(
+        host,
+        port,
+        &user.user,
+        &user.password,
+        "Box",
+        g.messages(0..2),
+        2,
+    )?;
+
+    let db = mailsync_store::testing::TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let acc = account(&engine, &servers, &user.user, &user.password).await?;
+    engine.sync_once(acc.id).await?;
+    let c = db.store.conn();
+    let archive = mailboxes::find_by_role(c, acc.id, Role::Archive)
+        .await?
+        .ok_or("Archive")?;
+    let m = mids(&g, 0..2);
+    let mut ids = Vec::new();
+    for mid in &m {
+        let e = emails::find_by_message_id(c, acc.id, mid).await?;
+        ids.push(e.first().map(|e| e.id).ok_or("synced")?);
+    }
+    engine
+        .enqueue(
+            acc.id,
+            Change::SetFlag {
+                email: ids[0],
+                flag: Flag::Flagged,
+                value: true,
+            },
+        )
+        .await?;
+    engine
+        .enqueue(
+            acc.id,
+            Change::Move {
+                email: ids[1],
+                to: archive.id,
+            },
+        )
+        .await?;
+    other.command("RENAME Box Renamed")?;
+    other.logout();
+
+    engine.sync_once(acc.id).await?;
+    let server = server_state(&servers, &user.user)?;
+    let want: State = [
+        ("Renamed".to_owned(), m[0].clone(), false, true),
+        ("Archive".to_owned(), m[1].clone(), false, false),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(server, want);
+    assert_eq!(
+        db_state(&db.store, &acc).await?,
+        server,
+        "database equals server"
+    );
+    assert!(engine.outbox().failed(acc.id).await?.is_empty());
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    Ok(())
+}

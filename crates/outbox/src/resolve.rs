@@ -1,0 +1,211 @@
+//! Finding lost changes again: a change whose message was not where it addressed it (moved or
+//! expunged by another client, or its mailbox re-created) is held in state `lost` by the flush;
+//! after a complete sync, [`Outbox::reresolve`](crate::Outbox::reresolve) applies it to the
+//! message where it is now, or drops it when the message is gone from the server.
+//!
+//! The rules are the same for every protocol (the database is the common ground, so this is
+//! protocol-free): a local change of a message that still exists wins, wherever another client
+//! put it; a message expunged on the server wins over any local change, which is dropped and
+//! listed in the failed list ("gone") — except a delete, which the server already satisfies.
+
+use mailsync_store::emails::{self, Email};
+use mailsync_store::queue::ChangeState;
+use mailsync_store::{AccountId, ConnectionTrait, EmailId};
+use tracing::{info, warn};
+
+use crate::apply::rebase;
+use crate::error::Error;
+use crate::local::{self, Touched};
+use crate::model::{self, Folded, Op, Payload};
+use crate::outcome::evict;
+use crate::rows::{self, Patch, Row};
+
+/// What one [`crate::Outbox::reresolve`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResolveReport {
+    /// Emails whose lost changes were found again and queued anew (flush again to send them).
+    pub found: u32,
+    /// Lost changes dropped because their message is gone (listed in the failed list).
+    pub gone: u32,
+    /// Lost deletes of messages that are gone: satisfied, dropped quietly.
+    pub satisfied: u32,
+}
+
+/// The reason recorded in the failed list for a change whose message is gone.
+pub const GONE_REASON: &str = "gone: the message is no longer on the server (expunged by another client, or its mailbox was deleted or re-created); the change was dropped";
+
+/// Re-resolves every lost change of `account` (see the module docs). Call it only after a sync
+/// that covered every mailbox of the account; otherwise a message merely moved to a mailbox not
+/// synced yet would be declared gone.
+pub(crate) async fn reresolve<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<ResolveReport, Error> {
+    let mut report = ResolveReport::default();
+    let lost: Vec<EmailId> = {
+        let mut v: Vec<EmailId> = rows::for_account(c, account)
+            .await?
+            .into_iter()
+            .filter(|r| r.state == ChangeState::Lost)
+            .filter_map(|r| r.email_id)
+            .collect();
+        v.dedup();
+        v
+    };
+    let mut touched = Touched::default();
+    for old in lost {
+        local::lock(c, [old]).await?;
+        let queued = rows::for_email(c, old).await?;
+        let Some(head) = queued.first() else { continue };
+        let Some(p) = head.email_payload().cloned() else {
+            continue;
+        };
+        if head.state != ChangeState::Lost {
+            continue;
+        }
+        match find_again(c, account, old, &p).await? {
+            Some(found) => {
+                local::lock(c, [found.id]).await?;
+                requeue(c, old, &found, &queued, now, &mut touched).await?;
+                report.found += 1;
+            }
+            None => {
+                // Whatever the local row still shows, the server does not have it; deleted
+                // first so that evicting does not restore its old location, whose UID may now
+                // belong to another message.
+                if let Some((_, snap)) = local::load(c, old).await? {
+                    touched.add(&snap);
+                    emails::delete(c, old).await?;
+                }
+                for r in &queued {
+                    if deletes(r) {
+                        info!(change = %r.id, "Lost delete of a message that is gone: satisfied.");
+                        rows::delete(c, r.id, None).await?;
+                        report.satisfied += 1;
+                    } else {
+                        evict(c, r, GONE_REASON, &mut touched).await?;
+                        report.gone += 1;
+                    }
+                }
+            }
+        }
+    }
+    touched.recount(c).await?;
+    Ok(report)
+}
+
+/// Does this row's user intent end with the message deleted (to the trash or for good)?
+fn deletes(r: &Row) -> bool {
+    r.email_payload().is_some_and(|p| {
+        p.ops
+            .iter()
+            .rev()
+            .find(|o| !matches!(o.op, Op::SetFlag { .. }))
+            .is_some_and(|o| matches!(o.op, Op::Trash { .. } | Op::Destroy))
+    })
+}
+
+/// The email a lost change now applies to: its own row when the sync re-identified it (new
+/// server identity after a UIDVALIDITY change), else the oldest row with the same Message-ID
+/// (and size, when both are known) that has no queued changes of its own.
+async fn find_again<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    old: EmailId,
+    p: &model::EmailPayload,
+) -> Result<Option<Email>, Error> {
+    if let Some((e, _)) = local::load(c, old).await?
+        && e.remote_id != p.remote_id
+    {
+        return Ok(Some(e));
+    }
+    let Some(mid) = &p.message_id else {
+        return Ok(None);
+    };
+    for e in emails::find_by_message_id(c, account, mid).await? {
+        if e.id == old {
+            continue;
+        }
+        if let Some(size) = p.size
+            && e.size != size
+        {
+            continue;
+        }
+        if !rows::for_email(c, e.id).await?.is_empty() {
+            continue;
+        }
+        if emails::memberships(c, e.id).await?.is_empty() {
+            continue;
+        }
+        return Ok(Some(e));
+    }
+    Ok(None)
+}
+
+/// Moves the lost email's rows onto `found`, rebased on its current (server) state, makes the
+/// head pending again and shows the changes on `found` locally; the old row, which the server
+/// does not have, is deleted.
+async fn requeue<C: ConnectionTrait>(
+    c: &C,
+    old: EmailId,
+    found: &Email,
+    queued: &[Row],
+    now: chrono::DateTime<chrono::Utc>,
+    touched: &mut Touched,
+) -> Result<(), Error> {
+    let Some((_, current)) = local::load(c, found.id).await? else {
+        return Ok(());
+    };
+    let mut moved = Vec::with_capacity(queued.len());
+    for (k, r) in queued.iter().enumerate() {
+        let Payload::Email(p) = &r.payload else {
+            continue;
+        };
+        let mut np = p.clone();
+        found.remote_id.clone_into(&mut np.remote_id);
+        np.size = Some(found.size);
+        if found.id != old {
+            rows::set_email(c, r.id, found.id).await?;
+        }
+        let patch = Patch {
+            payload: Some(Payload::Email(np.clone())),
+            state: (k == 0).then_some(ChangeState::Pending),
+            next_attempt_at: (k == 0).then_some(now),
+            last_error: (k == 0).then_some(None),
+            ..Patch::default()
+        };
+        rows::update(c, r.id, None, patch).await?;
+        let mut nr = r.clone();
+        nr.email_id = Some(found.id);
+        nr.payload = Payload::Email(np);
+        if k == 0 {
+            nr.state = ChangeState::Pending;
+        }
+        moved.push(nr);
+    }
+    let (state, fields) = rebase(
+        c,
+        &moved,
+        Folded {
+            state: current.clone(),
+            destroyed: false,
+        },
+    )
+    .await?;
+    let new = model::overlay(&current, &state.state, &fields);
+    local::write(c, found.id, &current, &new, touched).await?;
+    if found.id != old
+        && let Some((_, snap)) = local::load(c, old).await?
+    {
+        if !rows::for_email(c, old).await?.is_empty() {
+            warn!(email = %old, "Rows left on a lost email after re-resolving it.");
+        } else {
+            touched.add(&snap);
+            emails::delete(c, old).await?;
+        }
+    }
+    info!(from = %old, to = %found.id, changes = moved.len(), "Lost changes found again.");
+    Ok(())
+}

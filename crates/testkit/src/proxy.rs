@@ -1,0 +1,244 @@
+//! A fault-injecting TCP proxy on loopback: forwards bytes both ways and, when armed, cuts one
+//! connection a given number of server bytes after the client sent a given pattern (e.g. a
+//! body download command), to test what a sync keeps when the network drops mid-download.
+//!
+//! ```no_run
+//! use mailsync_testkit::{Cut, FaultProxy};
+//! let proxy = FaultProxy::start("127.0.0.1", 10143)?;
+//! proxy.arm(Cut::after_client_sends(b"BODY.PEEK[]", 50 * 1024));
+//! // connect a client to 127.0.0.1:proxy.port(): the next connection is cut once.
+//! # Ok::<(), mailsync_testkit::Error>(())
+//! ```
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+
+use crate::Error;
+
+/// When to cut a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// Start counting once the client has sent these bytes (empty: from the start).
+    pub trigger: Vec<u8>,
+    /// Server-to-client bytes forwarded after the trigger before the connection is cut.
+    pub server_bytes: u64,
+}
+
+impl Cut {
+    /// Cuts `server_bytes` bytes of server data after the connection opened.
+    pub fn after_server_bytes(server_bytes: u64) -> Self {
+        Self {
+            trigger: Vec::new(),
+            server_bytes,
+        }
+    }
+
+    /// Cuts `server_bytes` bytes of server data after the client sent `trigger`.
+    pub fn after_client_sends(trigger: &[u8], server_bytes: u64) -> Self {
+        Self {
+            trigger: trigger.to_vec(),
+            server_bytes,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    armed: Mutex<Option<Cut>>,
+    cuts: AtomicUsize,
+    connections: AtomicUsize,
+    stop: AtomicBool,
+    open: Mutex<Vec<TcpStream>>,
+}
+
+/// A TCP proxy from a loopback port to an upstream server, run on plain threads (so it works
+/// under any async runtime or none). Stops, closing every connection, when dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for FaultProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultProxy")
+            .field("addr", &self.addr)
+            .field("cuts", &self.cuts())
+            .finish()
+    }
+}
+
+impl FaultProxy {
+    /// Listens on an ephemeral loopback port and forwards every connection to `host:port`.
+    pub fn start(host: &str, port: u16) -> Result<Self, Error> {
+        let io = |context: String| move |source| Error::Io { context, source };
+        let upstream: SocketAddr = (host, port)
+            .to_socket_addrs()
+            .map_err(io(format!("resolving {host}:{port}")))?
+            .next()
+            .ok_or_else(|| {
+                io(format!("resolving {host}:{port}"))(std::io::Error::other("no address"))
+            })?;
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(io("binding the proxy".to_owned()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(io("reading the proxy's address".to_owned()))?;
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        thread::spawn(move || accept_loop(&listener, upstream, &s));
+        Ok(Self { addr, shared })
+    }
+
+    /// The loopback port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The host clients connect to.
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    /// Arms one cut: the next connection opened is cut as `cut` says; later ones pass through.
+    pub fn arm(&self, cut: Cut) {
+        *self
+            .shared
+            .armed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(cut);
+    }
+
+    /// How many connections were cut so far.
+    pub fn cuts(&self) -> usize {
+        self.shared.cuts.load(Ordering::SeqCst)
+    }
+
+    /// How many connections were accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        let open = std::mem::take(
+            &mut *self
+                .shared
+                .open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for s in open {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared>) {
+    for client in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        let Ok(server) = TcpStream::connect(upstream) else {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        };
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let cut = shared
+            .armed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
+            let mut open = shared.open.lock().unwrap_or_else(PoisonError::into_inner);
+            open.push(c);
+            open.push(s);
+        }
+        let _ = client.set_nodelay(true);
+        let _ = server.set_nodelay(true);
+        let triggered = Arc::new(AtomicBool::new(
+            cut.as_ref().is_none_or(|c| c.trigger.is_empty()),
+        ));
+        let budget = Arc::new(AtomicU64::new(
+            cut.as_ref().map_or(u64::MAX, |c| c.server_bytes),
+        ));
+        let trigger = cut.as_ref().map(|c| c.trigger.clone()).unwrap_or_default();
+        let armed = cut.is_some();
+        let (Ok(c_read), Ok(s_write)) = (client.try_clone(), server.try_clone()) else {
+            continue;
+        };
+        let t = triggered.clone();
+        thread::spawn(move || client_to_server(c_read, s_write, &trigger, &t));
+        let sh = shared.clone();
+        thread::spawn(move || server_to_client(server, client, armed, &triggered, &budget, &sh));
+    }
+}
+
+fn client_to_server(mut from: TcpStream, mut to: TcpStream, trigger: &[u8], seen: &AtomicBool) {
+    let mut buf = vec![0u8; 64 * 1024];
+    // The last bytes of the previous read, so a trigger split across reads is still found.
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let data = buf.get(..n).unwrap_or_default();
+        if !seen.load(Ordering::SeqCst) {
+            tail.extend_from_slice(data);
+            if tail.windows(trigger.len().max(1)).any(|w| w == trigger) {
+                seen.store(true, Ordering::SeqCst);
+            }
+            let keep = trigger.len().saturating_sub(1);
+            let drop_n = tail.len().saturating_sub(keep);
+            tail.drain(..drop_n);
+        }
+        if to.write_all(data).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+fn server_to_client(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    armed: bool,
+    triggered: &AtomicBool,
+    budget: &AtomicU64,
+    shared: &Shared,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let data = buf.get(..n).unwrap_or_default();
+        if armed && triggered.load(Ordering::SeqCst) {
+            let left = budget.load(Ordering::SeqCst);
+            if left <= n as u64 {
+                let take = usize::try_from(left).unwrap_or(n);
+                // Counted before the client can see the cut.
+                shared.cuts.fetch_add(1, Ordering::SeqCst);
+                let _ = to.write_all(data.get(..take).unwrap_or_default());
+                let _ = to.flush();
+                let _ = to.shutdown(Shutdown::Both);
+                let _ = from.shutdown(Shutdown::Both);
+                return;
+            }
+            budget.fetch_sub(n as u64, Ordering::SeqCst);
+        }
+        if to.write_all(data).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}

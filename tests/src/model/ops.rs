@@ -1,0 +1,411 @@
+//! The operations of the model test, their generator from a seed (a small self-contained PRNG)
+//! and their one-line text form (printed for a failing seed, parsed back for a replay).
+
+use std::fmt;
+
+/// The mailboxes the other client works in (messages are picked, moved and copied there).
+pub const OTHER_MAILBOXES: &[&str] = &["INBOX", "Archive", "Trash", "A", "B", "C"];
+/// The mailboxes the other client creates, deletes and renames.
+pub const POOL: &[&str] = &["A", "B", "C"];
+
+/// SplitMix64: tiny, fast, good enough to spread a seed over a few hundred draws.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed ^ 0x6d61_696c_7379_6e63)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// A pick index (resolved against the state at run time, modulo its size).
+    pub fn pick(&mut self) -> u32 {
+        (self.next_u64() % 1000) as u32
+    }
+
+    /// A coin flip.
+    pub fn coin(&mut self) -> bool {
+        self.next_u64() & 1 == 1
+    }
+
+    /// One of `items`.
+    pub fn choose<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// A flag the model changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFlag {
+    /// `\Seen`.
+    Seen,
+    /// `\Flagged`.
+    Flagged,
+}
+
+impl ModelFlag {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Seen => "seen",
+            Self::Flagged => "flagged",
+        }
+    }
+
+    /// The IMAP system flag.
+    pub fn imap(self) -> &'static str {
+        match self {
+            Self::Seen => "\\Seen",
+            Self::Flagged => "\\Flagged",
+        }
+    }
+}
+
+/// One step of a run. Emails and mailboxes are *picks*: indexes resolved at run time against
+/// the current state (sorted), modulo its size, so any sub-list of a run is a valid run (which
+/// is what shrinking needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Engine: set or clear a flag on a local email.
+    Flag {
+        /// Which local email.
+        pick: u32,
+        /// Which flag.
+        flag: ModelFlag,
+        /// Set or clear.
+        value: bool,
+    },
+    /// Engine: move a local email to a local mailbox.
+    Move {
+        /// Which local email.
+        pick: u32,
+        /// Which local mailbox.
+        to: u32,
+    },
+    /// Engine: delete a local email (to Trash, or for good from Trash).
+    Delete {
+        /// Which local email.
+        pick: u32,
+    },
+    /// Engine: undo the last action.
+    Undo,
+    /// Engine: send a new message.
+    Send,
+    /// Engine: one sync cycle (flush, then sync).
+    Sync,
+    /// Other client: STORE +/-FLAGS on a message.
+    OFlag {
+        /// In this mailbox.
+        mailbox: String,
+        /// Which message.
+        pick: u32,
+        /// Which flag.
+        flag: ModelFlag,
+        /// Set or clear.
+        value: bool,
+    },
+    /// Other client: UID MOVE.
+    OMove {
+        /// From this mailbox.
+        from: String,
+        /// Which message.
+        pick: u32,
+        /// To this mailbox.
+        to: String,
+    },
+    /// Other client: UID COPY.
+    OCopy {
+        /// From this mailbox.
+        from: String,
+        /// Which message.
+        pick: u32,
+        /// To this mailbox.
+        to: String,
+    },
+    /// Other client: \Deleted + UID EXPUNGE.
+    OExpunge {
+        /// In this mailbox.
+        mailbox: String,
+        /// Which message.
+        pick: u32,
+    },
+    /// Other client: APPEND a new message.
+    OAppend {
+        /// To this mailbox.
+        mailbox: String,
+        /// Appended \Seen.
+        seen: bool,
+    },
+    /// Other client: CREATE.
+    OCreate {
+        /// The mailbox.
+        name: String,
+    },
+    /// Other client: DELETE.
+    ODelete {
+        /// The mailbox.
+        name: String,
+    },
+    /// Other client: RENAME.
+    ORename {
+        /// Old name.
+        from: String,
+        /// New name.
+        to: String,
+    },
+}
+
+impl Op {
+    /// Whether the engine (not the other client) does it.
+    pub fn is_engine(&self) -> bool {
+        matches!(
+            self,
+            Self::Flag { .. }
+                | Self::Move { .. }
+                | Self::Delete { .. }
+                | Self::Undo
+                | Self::Send
+                | Self::Sync
+        )
+    }
+}
+
+fn b(v: bool) -> &'static str {
+    if v { "+" } else { "-" }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flag { pick, flag, value } => {
+                write!(f, "flag {pick} {}{}", b(*value), flag.word())
+            }
+            Self::Move { pick, to } => write!(f, "move {pick} {to}"),
+            Self::Delete { pick } => write!(f, "delete {pick}"),
+            Self::Undo => write!(f, "undo"),
+            Self::Send => write!(f, "send"),
+            Self::Sync => write!(f, "sync"),
+            Self::OFlag {
+                mailbox,
+                pick,
+                flag,
+                value,
+            } => write!(f, "o-flag {mailbox} {pick} {}{}", b(*value), flag.word()),
+            Self::OMove { from, pick, to } => write!(f, "o-move {from} {pick} {to}"),
+            Self::OCopy { from, pick, to } => write!(f, "o-copy {from} {pick} {to}"),
+            Self::OExpunge { mailbox, pick } => write!(f, "o-expunge {mailbox} {pick}"),
+            Self::OAppend { mailbox, seen } => {
+                write!(
+                    f,
+                    "o-append {mailbox} {}",
+                    if *seen { "seen" } else { "unseen" }
+                )
+            }
+            Self::OCreate { name } => write!(f, "o-create {name}"),
+            Self::ODelete { name } => write!(f, "o-delete {name}"),
+            Self::ORename { from, to } => write!(f, "o-rename {from} {to}"),
+        }
+    }
+}
+
+fn parse_flag(s: &str) -> Option<(ModelFlag, bool)> {
+    let (value, word) = match s.split_at_checked(1)? {
+        ("+", w) => (true, w),
+        ("-", w) => (false, w),
+        _ => return None,
+    };
+    let flag = match word {
+        "seen" => ModelFlag::Seen,
+        "flagged" => ModelFlag::Flagged,
+        _ => return None,
+    };
+    Some((flag, value))
+}
+
+impl std::str::FromStr for Op {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let w: Vec<&str> = s.split_whitespace().collect();
+        let bad = || format!("not an operation: {s:?}");
+        let num = |i: usize| -> Result<u32, String> {
+            w.get(i).and_then(|v| v.parse().ok()).ok_or_else(bad)
+        };
+        let word = |i: usize| -> Result<String, String> {
+            w.get(i).map(|v| (*v).to_string()).ok_or_else(bad)
+        };
+        let op = match (w.first().copied(), w.len()) {
+            (Some("flag"), 3) => {
+                let (flag, value) = parse_flag(w[2]).ok_or_else(bad)?;
+                Self::Flag {
+                    pick: num(1)?,
+                    flag,
+                    value,
+                }
+            }
+            (Some("move"), 3) => Self::Move {
+                pick: num(1)?,
+                to: num(2)?,
+            },
+            (Some("delete"), 2) => Self::Delete { pick: num(1)? },
+            (Some("undo"), 1) => Self::Undo,
+            (Some("send"), 1) => Self::Send,
+            (Some("sync"), 1) => Self::Sync,
+            (Some("o-flag"), 4) => {
+                let (flag, value) = parse_flag(w[3]).ok_or_else(bad)?;
+                Self::OFlag {
+                    mailbox: word(1)?,
+                    pick: num(2)?,
+                    flag,
+                    value,
+                }
+            }
+            (Some("o-move"), 4) => Self::OMove {
+                from: word(1)?,
+                pick: num(2)?,
+                to: word(3)?,
+            },
+            (Some("o-copy"), 4) => Self::OCopy {
+                from: word(1)?,
+                pick: num(2)?,
+                to: word(3)?,
+            },
+            (Some("o-expunge"), 3) => Self::OExpunge {
+                mailbox: word(1)?,
+                pick: num(2)?,
+            },
+            (Some("o-append"), 3) => Self::OAppend {
+                mailbox: word(1)?,
+                seen: match w[2] {
+                    "seen" => true,
+                    "unseen" => false,
+                    _ => return Err(bad()),
+                },
+            },
+            (Some("o-create"), 2) => Self::OCreate { name: word(1)? },
+            (Some("o-delete"), 2) => Self::ODelete { name: word(1)? },
+            (Some("o-rename"), 3) => Self::ORename {
+                from: word(1)?,
+                to: word(2)?,
+            },
+            _ => return Err(bad()),
+        };
+        Ok(op)
+    }
+}
+
+/// Formats a list of operations as one line, `;`-separated (the replay form).
+pub fn format_ops(ops: &[Op]) -> String {
+    ops.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Parses the replay form of [`format_ops`].
+pub fn parse_ops(s: &str) -> Result<Vec<Op>, String> {
+    s.split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::parse)
+        .collect()
+}
+
+/// The operations of a seed: about half engine actions (and syncs), the rest the other client.
+pub fn generate(seed: u64, n: usize) -> Vec<Op> {
+    let mut r = Rng::new(seed);
+    let mut ops = Vec::with_capacity(n);
+    while ops.len() < n {
+        let flag = if r.coin() {
+            ModelFlag::Seen
+        } else {
+            ModelFlag::Flagged
+        };
+        let op = match r.below(100) {
+            0..=11 => Op::Flag {
+                pick: r.pick(),
+                flag,
+                value: r.coin(),
+            },
+            12..=19 => Op::Move {
+                pick: r.pick(),
+                to: r.pick(),
+            },
+            20..=25 => Op::Delete { pick: r.pick() },
+            26..=30 => Op::Undo,
+            31..=33 => Op::Send,
+            34..=47 => Op::Sync,
+            48..=57 => Op::OFlag {
+                mailbox: r.choose(OTHER_MAILBOXES).into(),
+                pick: r.pick(),
+                flag,
+                value: r.coin(),
+            },
+            58..=64 => Op::OMove {
+                from: r.choose(OTHER_MAILBOXES).into(),
+                pick: r.pick(),
+                to: r.choose(OTHER_MAILBOXES).into(),
+            },
+            65..=69 => Op::OCopy {
+                from: r.choose(OTHER_MAILBOXES).into(),
+                pick: r.pick(),
+                to: r.choose(OTHER_MAILBOXES).into(),
+            },
+            70..=75 => Op::OExpunge {
+                mailbox: r.choose(OTHER_MAILBOXES).into(),
+                pick: r.pick(),
+            },
+            76..=84 => Op::OAppend {
+                mailbox: r.choose(OTHER_MAILBOXES).into(),
+                seen: r.coin(),
+            },
+            85..=89 => Op::OCreate {
+                name: r.choose(POOL).into(),
+            },
+            90..=95 => Op::ODelete {
+                name: r.choose(POOL).into(),
+            },
+            _ => Op::ORename {
+                from: r.choose(POOL).into(),
+                to: r.choose(POOL).into(),
+            },
+        };
+        ops.push(op);
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic_and_round_trips() {
+        for seed in 0..50 {
+            let ops = generate(seed, 40);
+            assert_eq!(ops, generate(seed, 40));
+            assert_eq!(parse_ops(&format_ops(&ops)).unwrap(), ops);
+        }
+        assert_ne!(generate(1, 40), generate(2, 40));
+    }
+
+    #[test]
+    fn bad_text_is_refused() {
+        assert!(parse_ops("flag 1 *seen").is_err());
+        assert!(parse_ops("jump 3").is_err());
+        assert!(parse_ops("o-move INBOX x A").is_err());
+    }
+}

@@ -1,0 +1,980 @@
+//! Runs one list of operations against a real server: the engine (outbox + protocol driver
+//! cycles on a temporary SQLite database) and another client (raw IMAP on the same account),
+//! then converges and asks the oracle. Also shrinks a failing list (delta debugging).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use mailsync_engine::worker::{WorkerPolicy, run_cycle};
+use mailsync_engine::{EngineError, engine::driver_for};
+use mailsync_outbox::{Change, Enqueued, Outbox, OutgoingMessage, Undone};
+use mailsync_outbox::{FixedJitter, ManualClock, RetryPolicy};
+use mailsync_store::accounts::{self, Account, Endpoint, NewAccount};
+use mailsync_store::emails::{self, EmailFilter};
+use mailsync_store::sync_log::SyncCounts;
+use mailsync_store::testing::TempDb;
+use mailsync_store::{AccountKind, Address, BodyPolicy, Role, SecretRef, Security, mailboxes};
+use mailsync_testkit::imap::quote_mailbox;
+use mailsync_testkit::{ImapClient, Servers, unique_name};
+use tokio_util::sync::CancellationToken;
+
+use super::ops::{ModelFlag, Op};
+use super::oracle::{self, Divergence, Expect, Failed, Intent, Msg, Snapshot, View};
+
+/// Where a run goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// IMAP on Dovecot (a fresh user per run).
+    Dovecot,
+    /// IMAP on Cyrus (user `en8`, reset before each run).
+    CyrusImap,
+    /// JMAP on Cyrus (user `en9`, reset before each run; the other client is IMAP on it).
+    CyrusJmap,
+}
+
+impl Backend {
+    /// All of them.
+    pub const ALL: [Backend; 3] = [Backend::Dovecot, Backend::CyrusImap, Backend::CyrusJmap];
+
+    /// `dovecot`, `cyrus-imap`, `cyrus-jmap`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dovecot => "dovecot",
+            Self::CyrusImap => "cyrus-imap",
+            Self::CyrusJmap => "cyrus-jmap",
+        }
+    }
+
+    /// From [`Backend::name`].
+    pub fn parse(s: &str) -> Option<Backend> {
+        Self::ALL.into_iter().find(|b| b.name() == s)
+    }
+
+    fn view(self) -> View {
+        match self {
+            Self::CyrusJmap => View::Jmap,
+            _ => View::Imap,
+        }
+    }
+}
+
+/// What one run found.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Oracle failures (empty: the run passed).
+    pub divergences: Vec<Divergence>,
+    /// Things worth knowing that are not failures (refused enqueues, failed cycles mid-run,
+    /// evicted changes).
+    pub notes: Vec<String>,
+    /// Sync cycles the convergence phase needed.
+    pub converge_cycles: usize,
+    /// Engine intents recorded, and how many of them nothing later superseded (checked).
+    pub intents: (usize, usize),
+    /// Messages on the server at the end (all mailboxes).
+    pub server_messages: usize,
+}
+
+impl Outcome {
+    /// The distinct divergence kinds, sorted.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut k: Vec<String> = self.divergences.iter().map(|d| d.kind.clone()).collect();
+        k.sort();
+        k.dedup();
+        k
+    }
+}
+
+const STANDARD: &[&str] = &["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"];
+const CONVERGE_CYCLES: usize = 8;
+
+struct Server {
+    host: String,
+    port: u16,
+    user: String,
+    password: String,
+}
+
+impl Server {
+    fn login(&self) -> Result<ImapClient> {
+        Ok(ImapClient::login(
+            &self.host,
+            self.port,
+            &self.user,
+            &self.password,
+        )?)
+    }
+}
+
+/// A message as the other client sees it.
+#[derive(Debug, Clone)]
+struct Fetched {
+    uid: u32,
+    message_id: String,
+    seen: bool,
+    flagged: bool,
+    deleted: bool,
+}
+
+fn parse_fetch(line: &[u8]) -> Option<Fetched> {
+    let text = String::from_utf8_lossy(line);
+    if !text.starts_with("* ") || !text.contains(" FETCH (") {
+        return None;
+    }
+    let uid = text
+        .split("UID ")
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    let flags = text
+        .split("FLAGS (")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let lower = text.to_ascii_lowercase();
+    let message_id = lower
+        .find("message-id:")
+        .map(|at| {
+            let rest = &text[at + "message-id:".len()..];
+            rest.split("\r\n")
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+        .unwrap_or_default();
+    Some(Fetched {
+        uid,
+        message_id,
+        seen: flags.contains("\\seen"),
+        flagged: flags.contains("\\flagged"),
+        deleted: flags.contains("\\deleted"),
+    })
+}
+
+/// The messages of a mailbox (`None` when it does not exist), sorted by (Message-ID, UID).
+fn fetch_all(c: &mut ImapClient, mailbox: &str) -> Result<Option<Vec<Fetched>>> {
+    let r = c.command_any(&format!("SELECT {}", quote_mailbox(mailbox)))?;
+    if r.status != "OK" {
+        return Ok(None);
+    }
+    let exists = r.lines().any(|l| {
+        l.strip_prefix("* ")
+            .and_then(|l| l.strip_suffix(" EXISTS"))
+            .is_some_and(|n| n.trim() != "0")
+    });
+    if !exists {
+        return Ok(Some(Vec::new()));
+    }
+    let r = c.command("UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")?;
+    let mut v: Vec<Fetched> = r.untagged.iter().filter_map(|l| parse_fetch(l)).collect();
+    v.sort_by(|a, b| (&a.message_id, a.uid).cmp(&(&b.message_id, b.uid)));
+    Ok(Some(v))
+}
+
+fn list_mailboxes(c: &mut ImapClient) -> Result<Vec<String>> {
+    let r = c.command("LIST \"\" \"*\"")?;
+    let mut out = Vec::new();
+    for l in r.lines() {
+        let Some(rest) = l.strip_prefix("* LIST ") else {
+            continue;
+        };
+        let lower = rest.to_ascii_lowercase();
+        if lower.contains("\\noselect") || lower.contains("\\nonexistent") {
+            continue;
+        }
+        let name = rest.rsplit(' ').next().unwrap_or("").trim_matches('"');
+        out.push(name.to_string());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The server's state over IMAP (messages flagged \Deleted but not expunged are left out).
+fn server_snapshot(c: &mut ImapClient) -> Result<Snapshot> {
+    let mut s = Snapshot::default();
+    for name in list_mailboxes(c)? {
+        let msgs = fetch_all(c, &name)?.unwrap_or_default();
+        let v = msgs
+            .into_iter()
+            .filter(|m| !m.deleted)
+            .map(|m| Msg::new(&m.message_id, m.seen, m.flagged))
+            .collect();
+        s.mailboxes.insert(normalize(&name, None), v);
+    }
+    Ok(s)
+}
+
+fn normalize(name: &str, role: Option<Role>) -> String {
+    if role == Some(Role::Inbox) || name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".into()
+    } else {
+        name.into()
+    }
+}
+
+/// Empties a shared (Cyrus) account: extra mailboxes deleted, the standard ones expunged.
+fn reset_account(c: &mut ImapClient) -> Result<()> {
+    for name in list_mailboxes(c)? {
+        if !STANDARD.contains(&name.as_str()) {
+            // Cyrus' delayed delete refuses a second DELETE of a name within the same second.
+            let cmd = format!("DELETE {}", quote_mailbox(&name));
+            for attempt in 0.. {
+                match c.command(&cmd) {
+                    Ok(_) => break,
+                    Err(_) if attempt < 5 => std::thread::sleep(Duration::from_millis(400)),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    for name in STANDARD {
+        c.create_mailbox(name)?;
+        if c.select(name)? > 0 {
+            c.command("STORE 1:* +FLAGS.SILENT (\\Deleted)")?;
+            c.command("EXPUNGE")?;
+        }
+    }
+    c.command("UNSELECT").or_else(|_| c.command("CLOSE"))?;
+    Ok(())
+}
+
+fn raw_message(message_id: &str, n: usize) -> Vec<u8> {
+    format!(
+        "From: Other <other@example.test>\r\nTo: user@example.test\r\nSubject: model {n}\r\n\
+         Message-ID: <{message_id}>\r\nDate: Thu, 03 Dec 2026 23:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nbody {n}\r\n"
+    )
+    .into_bytes()
+}
+
+fn append(
+    c: &mut ImapClient,
+    mailbox: &str,
+    message_id: &str,
+    n: usize,
+    seen: bool,
+) -> Result<bool> {
+    let raw = raw_message(message_id, n);
+    let flags = if seen { "(\\Seen)" } else { "()" };
+    let mut cmd = format!(
+        "APPEND {} {flags} {{{}+}}\r\n",
+        quote_mailbox(mailbox),
+        raw.len()
+    )
+    .into_bytes();
+    cmd.extend_from_slice(&raw);
+    let cmd = String::from_utf8(cmd).map_err(|e| anyhow!("{e}"))?;
+    Ok(c.command_any(&cmd)?.status == "OK")
+}
+
+/// The local (engine) side: store, outbox with a manual clock (retries come due when the
+/// convergence phase advances it), account.
+struct Local {
+    db: TempDb,
+    outbox: Arc<Outbox>,
+    clock: ManualClock,
+    account: Account,
+}
+
+/// An email the engine can act on.
+#[derive(Debug, Clone)]
+struct LocalEmail {
+    id: i64,
+    message_id: String,
+    mailbox: String,
+}
+
+impl Local {
+    async fn cycle(&self) -> Result<SyncCounts, EngineError> {
+        let store = &self.db.store;
+        let account = accounts::get(store.conn(), self.account.id).await?;
+        let mut driver = driver_for(store, &self.outbox, account, &WorkerPolicy::default());
+        run_cycle(
+            store,
+            self.account.id,
+            driver.as_mut(),
+            &CancellationToken::new(),
+        )
+        .await
+    }
+
+    /// Mailboxes: (id, normalized name, role), selectable only, sorted by name.
+    async fn mailboxes(&self) -> Result<Vec<(mailsync_store::MailboxId, String, Option<Role>)>> {
+        let mut v: Vec<_> = mailboxes::list(self.db.store.conn(), self.account.id)
+            .await?
+            .into_iter()
+            .filter(|m| m.selectable)
+            .map(|m| (m.id, normalize(&m.name, m.role), m.role))
+            .collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(v)
+    }
+
+    /// Every (email, mailbox) pair, sorted by (Message-ID, mailbox, id).
+    async fn emails(&self) -> Result<Vec<LocalEmail>> {
+        let mut out = Vec::new();
+        for (id, name, _) in self.mailboxes().await? {
+            let list = emails::list(
+                self.db.store.conn(),
+                &EmailFilter {
+                    mailbox: Some(id),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            for s in list {
+                out.push(LocalEmail {
+                    id: s.email.id.0,
+                    message_id: clean_id(s.email.message_id.as_deref()),
+                    mailbox: name.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.message_id, &a.mailbox, a.id).cmp(&(&b.message_id, &b.mailbox, b.id))
+        });
+        Ok(out)
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot> {
+        let mut s = Snapshot::default();
+        let mut ids = HashSet::new();
+        for (id, name, _) in self.mailboxes().await? {
+            let list = emails::list(
+                self.db.store.conn(),
+                &EmailFilter {
+                    mailbox: Some(id),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let v = list
+                .into_iter()
+                .map(|e| {
+                    ids.insert(e.email.id);
+                    Msg::new(
+                        &clean_id(e.email.message_id.as_deref()),
+                        e.email.flags.seen,
+                        e.email.flags.flagged,
+                    )
+                })
+                .collect();
+            s.mailboxes.insert(name, v);
+        }
+        let total = emails::count(self.db.store.conn(), self.account.id).await? as usize;
+        s.orphans = total.saturating_sub(ids.len());
+        Ok(s)
+    }
+}
+
+fn clean_id(id: Option<&str>) -> String {
+    id.unwrap_or("")
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
+}
+
+/// The running state of one run.
+struct Run {
+    tag: String,
+    intents: Vec<Intent>,
+    ever_copied: HashSet<String>,
+    expunged: HashSet<String>,
+    moved_by_other: HashSet<String>,
+    appended: usize,
+    sends: usize,
+    notes: Vec<String>,
+}
+
+impl Run {
+    fn touch(&mut self, ids: &[String], boxes: &[String]) {
+        for i in &mut self.intents {
+            if ids.contains(&i.message_id) || i.mailboxes.iter().any(|m| boxes.contains(m)) {
+                i.superseded = true;
+            }
+        }
+    }
+
+    fn short(&self, s: &str) -> String {
+        s.replace(&format!(".{}", self.tag), "")
+    }
+}
+
+fn pick<T>(v: &[T], p: u32) -> Option<&T> {
+    if v.is_empty() {
+        None
+    } else {
+        v.get(p as usize % v.len())
+    }
+}
+
+async fn engine_op(local: &Local, run: &mut Run, index: usize, op: &Op, from: &str) -> Result<()> {
+    let acc = local.account.id;
+    let ob = &local.outbox;
+    let text = op.to_string();
+    let result = match op {
+        Op::Sync => {
+            if let Err(e) = local.cycle().await {
+                run.notes.push(format!("op {index} `sync` failed: {e}"));
+            }
+            return Ok(());
+        }
+        Op::Undo => {
+            match ob.undo_last(acc).await {
+                Ok(Undone::Withdrawn(c) | Undone::Compensated { change: c, .. }) => {
+                    let mut hit = false;
+                    for i in &mut run.intents {
+                        if i.change == Some(c.0) {
+                            i.superseded = true;
+                            hit = true;
+                        }
+                    }
+                    if !hit {
+                        for i in &mut run.intents {
+                            i.superseded = true;
+                        }
+                    }
+                }
+                Err(e) => run.notes.push(format!("op {index} `undo` refused: {e}")),
+            }
+            return Ok(());
+        }
+        Op::Send => {
+            run.sends += 1;
+            let message_id = format!("s{}.{}@model.test", run.sends, run.tag);
+            let sent = local
+                .mailboxes()
+                .await?
+                .into_iter()
+                .find(|m| m.2 == Some(Role::Sent))
+                .map(|m| m.1)
+                .unwrap_or_else(|| "Sent".into());
+            let msg = OutgoingMessage {
+                message_id: message_id.clone(),
+                from: Address {
+                    name: None,
+                    email: from.into(),
+                },
+                to: vec![Address {
+                    name: None,
+                    email: "bob@example.test".into(),
+                }],
+                subject: format!("model send {message_id}"),
+                text: "sent by the model test".into(),
+                ..Default::default()
+            };
+            let r = ob.enqueue(acc, Change::send(msg)).await;
+            let change = match &r {
+                Ok(e) => e.change_id().map(|c| c.0),
+                Err(e) => {
+                    run.notes.push(format!("op {index} `send` refused: {e}"));
+                    return Ok(());
+                }
+            };
+            run.intents.push(Intent {
+                op: index,
+                text,
+                message_id,
+                email: None,
+                change,
+                expect: Expect::Sent { sent: sent.clone() },
+                mailboxes: vec![sent],
+                superseded: false,
+                raced_expunge: false,
+            });
+            return Ok(());
+        }
+        _ => {
+            let all = local.emails().await?;
+            let pick_of = |p: u32| pick(&all, p).cloned();
+            let (p, change, expect, boxes) = match op {
+                Op::Flag { pick, flag, value } => {
+                    let Some(e) = pick_of(*pick) else {
+                        return Ok(());
+                    };
+                    let ch = match flag {
+                        ModelFlag::Seen => Change::seen(mailsync_store::EmailId(e.id), *value),
+                        ModelFlag::Flagged => {
+                            Change::flagged(mailsync_store::EmailId(e.id), *value)
+                        }
+                    };
+                    (e, ch, Expect::Flag(*flag, *value), vec![])
+                }
+                Op::Move { pick, to } => {
+                    let Some(e) = pick_of(*pick) else {
+                        return Ok(());
+                    };
+                    let boxes = local.mailboxes().await?;
+                    let Some((tid, tname, _)) = self::pick(&boxes, *to).cloned() else {
+                        return Ok(());
+                    };
+                    let single = !run.ever_copied.contains(&e.message_id)
+                        && all.iter().filter(|x| x.message_id == e.message_id).count() == 1;
+                    let expect = Expect::Moved {
+                        to: tname.clone(),
+                        exclusive_from: single.then(|| e.mailbox.clone()),
+                    };
+                    let boxes = vec![e.mailbox.clone(), tname];
+                    (
+                        e.clone(),
+                        Change::move_to(mailsync_store::EmailId(e.id), tid),
+                        expect,
+                        boxes,
+                    )
+                }
+                Op::Delete { pick } => {
+                    let Some(e) = pick_of(*pick) else {
+                        return Ok(());
+                    };
+                    let trash = local
+                        .mailboxes()
+                        .await?
+                        .into_iter()
+                        .find(|m| m.2 == Some(Role::Trash))
+                        .map(|m| m.1)
+                        .unwrap_or_else(|| "Trash".into());
+                    let single = !run.ever_copied.contains(&e.message_id)
+                        && all.iter().filter(|x| x.message_id == e.message_id).count() == 1;
+                    let expect = if e.mailbox == trash {
+                        Expect::Destroyed { single }
+                    } else {
+                        Expect::Trashed {
+                            trash: trash.clone(),
+                            exclusive_from: single.then(|| e.mailbox.clone()),
+                        }
+                    };
+                    let boxes = vec![e.mailbox.clone(), trash];
+                    (
+                        e.clone(),
+                        Change::delete(mailsync_store::EmailId(e.id)),
+                        expect,
+                        boxes,
+                    )
+                }
+                _ => unreachable!("engine ops are handled above"),
+            };
+            // This action touches the message: earlier promises about it are superseded.
+            run.touch(std::slice::from_ref(&p.message_id), &[]);
+            let raced = if run.moved_by_other.contains(&p.message_id) {
+                " (after the other client moved it)"
+            } else {
+                ""
+            };
+            (p, change, expect, boxes, format!("{text}{raced}"))
+        }
+    };
+    let (p, change, expect, boxes, text) = result;
+    match ob.enqueue(acc, change).await {
+        // Nothing to do locally: no intent (the user asked for the state they saw).
+        Ok(Enqueued::Unchanged) => {}
+        Ok(e) => {
+            let change = match e {
+                Enqueued::Queued(c) | Enqueued::Merged(c) | Enqueued::Collapsed(c) => Some(c.0),
+                Enqueued::Unchanged => None,
+            };
+            run.intents.push(Intent {
+                op: index,
+                text: format!("{text} -> {}", run.short(&p.message_id)),
+                message_id: p.message_id.clone(),
+                email: Some(p.id),
+                change,
+                expect,
+                mailboxes: boxes,
+                superseded: false,
+                raced_expunge: run.expunged.contains(&p.message_id),
+            });
+        }
+        Err(e) => run.notes.push(format!("op {index} `{text}` refused: {e}")),
+    }
+    Ok(())
+}
+
+fn other_op(c: &mut ImapClient, run: &mut Run, index: usize, op: &Op) -> Result<()> {
+    let picked = |c: &mut ImapClient, mailbox: &str, p: u32| -> Result<Option<Fetched>> {
+        Ok(fetch_all(c, mailbox)?.and_then(|v| {
+            let v: Vec<Fetched> = v.into_iter().filter(|m| !m.deleted).collect();
+            pick(&v, p).cloned()
+        }))
+    };
+    let ok = |r: mailsync_testkit::imap::Response| r.status == "OK";
+    match op {
+        Op::OFlag {
+            mailbox,
+            pick,
+            flag,
+            value,
+        } => {
+            if let Some(m) = picked(c, mailbox, *pick)? {
+                let sign = if *value { '+' } else { '-' };
+                c.command(&format!(
+                    "UID STORE {} {sign}FLAGS.SILENT ({})",
+                    m.uid,
+                    flag.imap()
+                ))?;
+                run.touch(&[m.message_id], &[]);
+            }
+        }
+        Op::OMove { from, pick, to } | Op::OCopy { from, pick, to } => {
+            if from == to {
+                return Ok(());
+            }
+            if let Some(m) = picked(c, from, *pick)? {
+                let verb = if matches!(op, Op::OMove { .. }) {
+                    "MOVE"
+                } else {
+                    "COPY"
+                };
+                let r = c.command_any(&format!("UID {verb} {} {}", m.uid, quote_mailbox(to)))?;
+                if ok(r) {
+                    if verb == "COPY" {
+                        run.ever_copied.insert(m.message_id.clone());
+                    } else {
+                        run.moved_by_other.insert(m.message_id.clone());
+                    }
+                }
+                run.touch(&[m.message_id], &[]);
+            }
+        }
+        Op::OExpunge { mailbox, pick } => {
+            if let Some(m) = picked(c, mailbox, *pick)? {
+                c.command(&format!("UID STORE {} +FLAGS.SILENT (\\Deleted)", m.uid))?;
+                c.command(&format!("UID EXPUNGE {}", m.uid))?;
+                run.expunged.insert(m.message_id.clone());
+                run.touch(&[m.message_id], &[]);
+            }
+        }
+        Op::OAppend { mailbox, seen } => {
+            run.appended += 1;
+            let id = format!("m{}.{}@model.test", run.appended, run.tag);
+            if !append(c, mailbox, &id, run.appended, *seen)? {
+                run.notes.push(format!("op {index} `{op}`: APPEND refused"));
+            }
+        }
+        Op::OCreate { name } => {
+            let _ = c.command_any(&format!("CREATE {}", quote_mailbox(name)))?;
+            run.touch(&[], std::slice::from_ref(name));
+        }
+        Op::ODelete { name } | Op::ORename { from: name, .. } => {
+            let inside: Vec<String> = fetch_all(c, name)?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| m.message_id)
+                .collect();
+            let _ = c.command_any("UNSELECT")?;
+            let (cmd, boxes) = match op {
+                Op::ORename { to, .. } => {
+                    if to == name {
+                        return Ok(());
+                    }
+                    (
+                        format!("RENAME {} {}", quote_mailbox(name), quote_mailbox(to)),
+                        vec![name.clone(), to.clone()],
+                    )
+                }
+                _ => (
+                    format!("DELETE {}", quote_mailbox(name)),
+                    vec![name.clone()],
+                ),
+            };
+            let r = c.command_any(&cmd)?;
+            if ok(r) && matches!(op, Op::ODelete { .. }) {
+                run.expunged.extend(inside.iter().cloned());
+            }
+            run.touch(&inside, &boxes);
+        }
+        _ => bail!("not an other-client operation: {op}"),
+    }
+    Ok(())
+}
+
+fn new_account(backend: Backend, servers: &Servers, server: &Server) -> NewAccount {
+    let imap = match backend {
+        Backend::CyrusJmap => None,
+        _ => Some(Endpoint {
+            host: server.host.clone(),
+            port: server.port,
+            security: Security::Plain,
+        }),
+    };
+    NewAccount {
+        name: format!("model-{}", backend.name()),
+        kind: match backend {
+            Backend::CyrusJmap => AccountKind::Jmap,
+            _ => AccountKind::Imap,
+        },
+        email: format!("{}@example.test", server.user),
+        display_name: Some("Model".into()),
+        username: server.user.clone(),
+        secret_ref: SecretRef::Command(format!("printf %s {}", server.password)),
+        imap,
+        smtp: match backend {
+            Backend::CyrusJmap => None,
+            _ => Some(Endpoint {
+                host: servers.smtp_host().into(),
+                port: servers.smtp_port(),
+                security: Security::Plain,
+            }),
+        },
+        jmap_session_url: match backend {
+            Backend::CyrusJmap => Some(servers.jmap_session_url().into()),
+            _ => None,
+        },
+        ca_file: None,
+        allow_plaintext: false,
+        body_policy: BodyPolicy::None,
+    }
+}
+
+/// Runs `ops` on `backend` from a fresh start and asks the oracle. An `Err` is a harness or
+/// setup failure (servers down), not a divergence.
+pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
+    let servers = Servers::load().context("test servers (run `cargo xtask servers up`)")?;
+    let server = match backend {
+        Backend::Dovecot => {
+            let u = servers.fresh_dovecot_user("model");
+            Server {
+                host: servers.dovecot_host().into(),
+                port: servers.dovecot_imap_port(),
+                user: u.user,
+                password: u.password,
+            }
+        }
+        Backend::CyrusImap | Backend::CyrusJmap => {
+            let n = if backend == Backend::CyrusImap { 8 } else { 9 };
+            let u = mailsync_testkit::Account::cyrus_pool(mailsync_testkit::accounts::ENGINE, n);
+            Server {
+                host: servers.cyrus_host().into(),
+                port: servers.cyrus_imap_port(),
+                user: u.user,
+                password: u.password,
+            }
+        }
+    };
+    let mut other = server.login().context("the other client's login")?;
+    reset_account(&mut other).context("resetting the account")?;
+    let tag = unique_name("r");
+    let mut run = Run {
+        tag: tag.clone(),
+        intents: Vec::new(),
+        ever_copied: HashSet::new(),
+        expunged: HashSet::new(),
+        moved_by_other: HashSet::new(),
+        appended: 0,
+        sends: 0,
+        notes: Vec::new(),
+    };
+    // The starting mail: 6 in INBOX (2 read, 1 flagged), 2 in Archive, mailbox A with 1.
+    other.create_mailbox("A")?;
+    for (mailbox, seen) in [
+        ("INBOX", true),
+        ("INBOX", true),
+        ("INBOX", false),
+        ("INBOX", false),
+        ("INBOX", false),
+        ("INBOX", false),
+        ("Archive", true),
+        ("Archive", false),
+        ("A", false),
+    ] {
+        run.appended += 1;
+        let id = format!("m{}.{tag}@model.test", run.appended);
+        if !append(&mut other, mailbox, &id, run.appended, seen)? {
+            bail!("APPEND to {mailbox} refused");
+        }
+    }
+    other.select("INBOX")?;
+    other.command("STORE 4 +FLAGS.SILENT (\\Flagged)")?;
+    other.command("UNSELECT")?;
+
+    let db = TempDb::sqlite().await?;
+    let account =
+        accounts::create(db.store.conn(), new_account(backend, &servers, &server)).await?;
+    let clock = ManualClock::new(chrono::Utc::now());
+    let outbox = Arc::new(
+        Outbox::new(db.store.clone())
+            .with_policy(RetryPolicy::default().with_batch_size(1000))
+            .with_clock(Arc::new(clock.clone()))
+            .with_jitter(Arc::new(FixedJitter(1.0))),
+    );
+    let local = Local {
+        db,
+        outbox,
+        clock,
+        account,
+    };
+    local.cycle().await.context("the first sync")?;
+    let from = format!("{}@example.test", server.user);
+    let trace = std::env::var_os("MAILSYNC_MODEL_TRACE").is_some();
+    for (index, op) in ops.iter().enumerate() {
+        local.clock.advance(Duration::from_millis(10));
+        if trace {
+            let emails: Vec<String> = local
+                .emails()
+                .await?
+                .iter()
+                .map(|e| format!("{}:{}", run.short(&e.message_id), e.mailbox))
+                .collect();
+            eprintln!("  local before op {index}: {}", emails.join(" "));
+            eprintln!("op {index}: {op}");
+        }
+        if op.is_engine() {
+            engine_op(&local, &mut run, index, op, &from).await?;
+        } else {
+            other_op(&mut other, &mut run, index, op)?;
+        }
+    }
+    let _ = other.command_any("UNSELECT");
+
+    // Converge: cycles until the queue is empty and a cycle changes nothing.
+    let mut out = Outcome::default();
+    let mut last_err = None;
+    let mut converged = false;
+    for n in 1..=CONVERGE_CYCLES {
+        local.clock.advance(Duration::from_secs(3600));
+        out.converge_cycles = n;
+        let r = local.cycle().await;
+        let pending = local.outbox.pending(local.account.id).await?;
+        match r {
+            Ok(c) => {
+                last_err = None;
+                let quiet = c.emails_added == 0
+                    && c.emails_updated == 0
+                    && c.emails_removed == 0
+                    && c.changes_flushed == 0;
+                if quiet && pending.is_empty() {
+                    converged = true;
+                    break;
+                }
+            }
+            Err(e) => last_err = Some(e.to_string()),
+        }
+    }
+    let pending = local.outbox.pending(local.account.id).await?;
+    if !pending.is_empty() {
+        out.divergences.push(Divergence {
+            kind: "queue-not-drained".into(),
+            detail: pending
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} ({}, {:?})",
+                        p.description,
+                        p.kind,
+                        p.last_error.as_deref().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
+    if !converged {
+        out.divergences.push(Divergence {
+            kind: "not-converged".into(),
+            detail: format!(
+                "{CONVERGE_CYCLES} cycles after the last operation still changed something or failed{}",
+                last_err.map(|e| format!(" (last error: {e})")).unwrap_or_default()
+            ),
+        });
+    }
+
+    // The oracle.
+    let db_snap = local.snapshot().await?;
+    let sv_snap = server_snapshot(&mut other)?;
+    out.divergences
+        .extend(oracle::compare(&db_snap, &sv_snap, backend.view()));
+    let mut failed = Failed::default();
+    for f in local.outbox.failed(local.account.id).await? {
+        out.notes.push(format!(
+            "failed: {} ({}): {}",
+            f.description, f.kind, f.reason
+        ));
+        match f.email_id {
+            Some(e) => {
+                failed.emails.insert(e.0);
+            }
+            None => failed.sends.push(f.description),
+        }
+    }
+    let mut sink: HashMap<String, usize> = HashMap::new();
+    for m in servers.sink_messages()? {
+        if let Some(id) = m.message_id()
+            && id.contains(&tag)
+        {
+            *sink.entry(id).or_default() += 1;
+        }
+    }
+    out.divergences.extend(oracle::check_intents(
+        &run.intents,
+        &sv_snap,
+        &sink,
+        &failed,
+    ));
+    out.intents = (
+        run.intents.len(),
+        run.intents.iter().filter(|i| !i.superseded).count(),
+    );
+    out.server_messages = sv_snap.mailboxes.values().map(Vec::len).sum();
+    for d in &mut out.divergences {
+        d.detail = run.short(&d.detail);
+    }
+    out.notes.extend(run.notes.iter().map(|n| run.short(n)));
+    other.logout();
+    local.db.cleanup().await.ok();
+    Ok(out)
+}
+
+/// Removes operations while the run still fails with one of `kinds` (delta debugging), within
+/// `budget`. Returns the smallest failing list found and its outcome.
+pub async fn shrink(
+    backend: Backend,
+    ops: Vec<Op>,
+    kinds: &[String],
+    budget: Duration,
+) -> (Vec<Op>, Option<Outcome>) {
+    let start = Instant::now();
+    let mut best = ops;
+    let mut best_outcome = None;
+    let mut n = 2usize;
+    while best.len() >= 2 && start.elapsed() < budget {
+        let chunk = best.len().div_ceil(n);
+        let mut reduced = None;
+        for i in 0..n {
+            if start.elapsed() >= budget {
+                break;
+            }
+            let lo = i * chunk;
+            if lo >= best.len() {
+                break;
+            }
+            let hi = (lo + chunk).min(best.len());
+            let candidate: Vec<Op> = best[..lo].iter().chain(&best[hi..]).cloned().collect();
+            if candidate.is_empty() {
+                continue;
+            }
+            if let Ok(o) = run_ops(backend, &candidate).await
+                && o.kinds().iter().any(|k| kinds.contains(k))
+            {
+                reduced = Some((candidate, o));
+                break;
+            }
+        }
+        match reduced {
+            Some((candidate, o)) => {
+                best = candidate;
+                best_outcome = Some(o);
+                n = (n - 1).max(2);
+            }
+            None if n >= best.len() => break,
+            None => n = (n * 2).min(best.len()),
+        }
+    }
+    (best, best_outcome)
+}

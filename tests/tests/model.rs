@@ -1,0 +1,132 @@
+//! The model test (issue #11 "Nothing lost"): per backend (Dovecot IMAP, Cyrus IMAP, Cyrus
+//! JMAP), a fixed set of seeds, each a random interleaving of engine actions and another
+//! client's changes, checked by the oracle (database equals server, no lost intent). A failing
+//! seed prints its shrunk operation list with a replay command.
+//!
+//! `cargo xtask model` runs more through the same tests, configured by environment:
+//! `MAILSYNC_MODEL_BACKEND` (one backend), `MAILSYNC_MODEL_SEEDS` (how many, from
+//! `MAILSYNC_MODEL_SEED_START`, default 1), `MAILSYNC_MODEL_SEED` (one seed),
+//! `MAILSYNC_MODEL_OPS` (per seed, default 30), `MAILSYNC_MODEL_REPLAY` (an operation list),
+//! `MAILSYNC_MODEL_SHRINK_SECS` (shrink budget per shrunk seed, default 30),
+//! `MAILSYNC_MODEL_SHRINK_MAX` (how many divergent seeds to shrink, each with new divergence
+//! kinds, default 2),
+//! `MAILSYNC_MODEL_NO_FAIL` (report only).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use mailsync_tests::model::{self, Backend, SeedReport};
+
+/// The seeds `cargo xtask ci` runs per backend.
+const CI_SEEDS: &[u64] = &[1, 2, 3, 4, 5];
+const CI_OPS: usize = 30;
+
+fn env<T: std::str::FromStr>(key: &str) -> Option<T> {
+    std::env::var(key).ok().and_then(|v| v.trim().parse().ok())
+}
+
+async fn run_backend(backend: Backend) {
+    if let Ok(only) = std::env::var("MAILSYNC_MODEL_BACKEND")
+        && !only.split(',').any(|b| b.trim() == backend.name())
+    {
+        println!(
+            "{}: skipped (MAILSYNC_MODEL_BACKEND={only})",
+            backend.name()
+        );
+        return;
+    }
+    let ops_per_seed: usize = env("MAILSYNC_MODEL_OPS").unwrap_or(CI_OPS);
+    let budget = Duration::from_secs(env("MAILSYNC_MODEL_SHRINK_SECS").unwrap_or(30));
+    let mut runs: Vec<(Option<u64>, Vec<model::Op>)> = Vec::new();
+    if let Ok(text) = std::env::var("MAILSYNC_MODEL_REPLAY") {
+        runs.push((
+            None,
+            model::parse_ops(&text).expect("MAILSYNC_MODEL_REPLAY"),
+        ));
+    } else {
+        let seeds: Vec<u64> = match (
+            env::<u64>("MAILSYNC_MODEL_SEED"),
+            env::<u64>("MAILSYNC_MODEL_SEEDS"),
+        ) {
+            (Some(s), _) => vec![s],
+            (None, Some(n)) => {
+                let start: u64 = env("MAILSYNC_MODEL_SEED_START").unwrap_or(1);
+                (start..start + n).collect()
+            }
+            (None, None) => CI_SEEDS.to_vec(),
+        };
+        runs.extend(
+            seeds
+                .into_iter()
+                .map(|s| (Some(s), model::generate(s, ops_per_seed))),
+        );
+    }
+    let start = Instant::now();
+    let max_shrinks: usize = env("MAILSYNC_MODEL_SHRINK_MAX").unwrap_or(2);
+    let mut shrunk_kinds: Vec<Vec<String>> = Vec::new();
+    let mut reports: Vec<SeedReport> = Vec::new();
+    for (seed, ops) in runs {
+        let mut r = model::run_one(backend, seed, ops.clone(), Duration::ZERO).await;
+        // Shrink the first seeds of each new set of divergence kinds (bounded: CI time).
+        if let Ok(o) = &r.outcome
+            && !o.divergences.is_empty()
+            && !budget.is_zero()
+            && shrunk_kinds.len() < max_shrinks
+            && !shrunk_kinds.contains(&o.kinds())
+        {
+            shrunk_kinds.push(o.kinds());
+            let (small, found) = model::shrink(backend, ops, &o.kinds(), budget).await;
+            r.shrunk = Some((
+                small,
+                found
+                    .map(|f| f.divergences.iter().map(ToString::to_string).collect())
+                    .unwrap_or_else(|| vec!["(no smaller failing list found)".into()]),
+            ));
+        }
+        print!("{}", r.render());
+        reports.push(r);
+    }
+    let failed: Vec<&SeedReport> = reports.iter().filter(|r| r.failed()).collect();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &failed {
+        match &r.outcome {
+            Ok(o) => o
+                .kinds()
+                .into_iter()
+                .for_each(|k| *kinds.entry(k).or_default() += 1),
+            Err(_) => *kinds.entry("harness-error".into()).or_default() += 1,
+        }
+    }
+    let per_seed: f64 =
+        reports.iter().map(|r| r.elapsed.as_secs_f64()).sum::<f64>() / reports.len().max(1) as f64;
+    println!(
+        "MODEL SUMMARY {}: {} runs, {} divergent, {per_seed:.1} s per run, {:.0} s total; by kind: {kinds:?}",
+        backend.name(),
+        reports.len(),
+        failed.len(),
+        start.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() && std::env::var_os("MAILSYNC_MODEL_NO_FAIL").is_none() {
+        panic!(
+            "{}: {} of {} runs diverged (see the output above)",
+            backend.name(),
+            failed.len(),
+            reports.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_dovecot_imap() {
+    run_backend(Backend::Dovecot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_cyrus_imap() {
+    run_backend(Backend::CyrusImap).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_cyrus_jmap() {
+    run_backend(Backend::CyrusJmap).await;
+}
