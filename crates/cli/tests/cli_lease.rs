@@ -48,10 +48,10 @@ fn cli(env: &Env, args: &[&str]) -> common::Out {
 fn server_count(servers: &Servers, user: &str, mailbox: &str, query: &[&str]) -> usize {
     let mut args = vec!["search", "-u", user, "mailbox", mailbox];
     args.extend_from_slice(query);
-    servers
-        .doveadm(&args)
-        .map(|o| o.lines().filter(|l| !l.trim().is_empty()).count())
-        .unwrap_or(0)
+    match servers.doveadm(&args) {
+        Ok(o) => o.lines().filter(|l| !l.trim().is_empty()).count(),
+        Err(e) => panic!("doveadm {args:?}: {e}"),
+    }
 }
 
 fn delivered(servers: &Servers, subject: &str) -> usize {
@@ -122,7 +122,7 @@ fn daemon_and_cli(env: &Env) -> R {
 
     let log = std::fs::File::create(env.path("daemon.log"))?;
     let mut daemon = common::Daemon(
-        env.daemon(&["sync"])
+        env.daemon(&["-v", "sync"])
             .env("MAILSYNC_LEASE_TTL", LEASE_TTL)
             .stdout(Stdio::null())
             .stderr(log)
@@ -185,7 +185,9 @@ fn daemon_and_cli(env: &Env) -> R {
     for subject in &subjects[1..] {
         assert_eq!(
             server_count(&servers, &user, "INBOX", &["flagged", "subject", subject]),
-            1
+            1,
+            "{subject} flagged on the server; daemon log: {}",
+            std::fs::read_to_string(env.path("daemon.log")).unwrap_or_default()
         );
     }
     for subject in &send_subjects {
