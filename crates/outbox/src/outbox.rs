@@ -631,7 +631,7 @@ impl Outbox {
     /// Finds lost changes again after a complete sync of the account (see
     /// [`crate::resolve`](crate::ResolveReport)): each applies to its message where it is now,
     /// or is dropped (listed as gone) when the message is no longer on the server. Flush again
-    /// when [`ResolveReport::found`] is not zero.
+    /// when [`ResolveReport::found`](crate::ResolveReport::found) is not zero.
     pub async fn reresolve(&self, account: AccountId) -> Result<crate::ResolveReport, Error> {
         let lock = {
             let mut locks = self.flush_locks.lock().unwrap_or_else(|p| p.into_inner());
