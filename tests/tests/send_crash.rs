@@ -4,7 +4,8 @@
 //! a cycle, twice. Deliveries are counted at the SMTP sink and copies in Sent on the server:
 //! never two deliveries, and every kill point ends with one copy in Sent or a "may have been
 //! sent" entry in the failed list; the killed process's lease expires within its lifetime.
-//! Over SMTP + IMAP (the sink and Dovecot) and over JMAP submission (Cyrus, relaying to the sink).
+//! Over SMTP + IMAP (the sink and Dovecot; on SQLite and PostgreSQL) and over JMAP submission
+//! (Cyrus, relaying to the sink).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -187,9 +188,18 @@ fn doveadm_sent_copies(servers: &Servers, user: &str, message_id: &str) -> Res<u
     Ok(out.lines().filter(|l| !l.trim().is_empty()).count())
 }
 
-async fn imap_kill_point(servers: &Servers, point: &str, expect: Expect) -> R {
+/// A fresh database on the backend the test runs on.
+async fn temp_db(pg: bool) -> Res<TempDb> {
+    Ok(if pg {
+        TempDb::postgres().await?
+    } else {
+        TempDb::sqlite().await?
+    })
+}
+
+async fn imap_kill_point(servers: &Servers, pg: bool, point: &str, expect: Expect) -> R {
     let user = servers.fresh_dovecot_user("sendkill");
-    let db = TempDb::sqlite().await?;
+    let db = temp_db(pg).await?;
     let address = format!("{}@example.test", user.user);
     let account = accounts::create(
         db.store.conn(),
@@ -244,8 +254,8 @@ async fn imap_kill_point(servers: &Servers, point: &str, expect: Expect) -> R {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn imap_send_killed_at_every_step_is_never_doubled() -> R {
+/// Every kill point of an SMTP + IMAP send, on SQLite or PostgreSQL.
+async fn imap_kill_points(pg: bool) -> R {
     let servers = Servers::load()?;
     let maybe = |delivered| Expect {
         delivered,
@@ -259,17 +269,27 @@ async fn imap_send_killed_at_every_step_is_never_doubled() -> R {
     };
     // Handed over (journaled), killed before MAIL/DATA: nothing delivered, and it is the
     // user's call, not the engine's, to send it.
-    imap_kill_point(&servers, "send:handed", maybe(0)).await?;
+    imap_kill_point(&servers, pg, "send:handed", maybe(0)).await?;
     // Inside DATA (after the 354, before the message's final dot): the sink drops it.
-    imap_kill_point(&servers, "send:data", maybe(0)).await?;
+    imap_kill_point(&servers, pg, "send:data", maybe(0)).await?;
     // The server said 250, killed before "accepted" was committed: delivered once, and
     // listed as maybe sent (no copy in Sent proves anything).
-    imap_kill_point(&servers, "send:delivered", maybe(1)).await?;
+    imap_kill_point(&servers, pg, "send:delivered", maybe(1)).await?;
     // Accepted and committed, killed before the APPEND: only filed afterwards.
-    imap_kill_point(&servers, "send:accepted", filed).await?;
+    imap_kill_point(&servers, pg, "send:accepted", filed).await?;
     // APPENDed, killed before the outcome was recorded: found in Sent, not filed again.
-    imap_kill_point(&servers, "send:filed", filed).await?;
+    imap_kill_point(&servers, pg, "send:filed", filed).await?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_send_killed_at_every_step_is_never_doubled() -> R {
+    imap_kill_points(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_send_killed_at_every_step_is_never_doubled_on_postgres() -> R {
+    imap_kill_points(true).await
 }
 
 async fn jmap_sent_copies(
