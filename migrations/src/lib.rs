@@ -1,6 +1,6 @@
 //! The versioned, append-only history of the mailsync local database schema.
 //!
-//! Each step is one migration, numbered v1..v8 in the order of [`Migrator::migrations`].
+//! Each step is one migration, numbered v1..v9 in the order of [`Migrator::migrations`].
 //! A merged migration is never edited: a schema change is a new step. Migrations declare
 //! their own identifiers (they never import the store's entities), so history stays frozen
 //! when the entities move on.
@@ -15,6 +15,7 @@
 //! | v6 | `m0006_create_outbox` | pending changes and failed (evicted) mutations |
 //! | v7 | `m0007_create_sync_log` | one row per sync cycle |
 //! | v8 | `m0008_mailbox_role` | mailboxes gain a nullable `role` |
+//! | v9 | `m0009_account_leases` | per-account lease (owner, expiry, heartbeat) and wake request |
 
 // `MigrationTrait` declares `&SchemaManager` with a late-bound lifetime; spelling it out breaks
 // the impls, so the 2018-idiom lint is silenced for this crate only.
@@ -30,9 +31,10 @@ mod m0005_create_sync_state;
 mod m0006_create_outbox;
 mod m0007_create_sync_log;
 mod m0008_mailbox_role;
+mod m0009_account_leases;
 
 /// The latest schema version (the number of migrations).
-pub const LATEST_VERSION: u32 = 8;
+pub const LATEST_VERSION: u32 = 9;
 
 /// Runs the mailsync migrations (see the crate docs for the list).
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_create_outbox::Migration),
             Box::new(m0007_create_sync_log::Migration),
             Box::new(m0008_mailbox_role::Migration),
+            Box::new(m0009_account_leases::Migration),
         ]
     }
 }

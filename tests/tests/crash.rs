@@ -25,7 +25,7 @@ fn spawn_sync(
         .arg(db_url)
         .arg(account.0.to_string())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
         .spawn()
 }
 
@@ -84,11 +84,17 @@ async fn killed_syncs_converge() -> R {
         let delay_ms = 250 * k;
         let mut child = run()?;
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        let finished = child.try_wait()?.is_some();
-        if !finished {
+        let status = child.try_wait()?;
+        if status.is_none() {
             child.kill()?;
         }
         child.wait()?;
+        // Only a run that completed counts as finished; one that stopped with an error (e.g.
+        // the database still busy after the previous kill) is just one more interrupted run.
+        let finished = status.is_some_and(|s| s.success());
+        if let Some(s) = status.filter(|s| !s.success()) {
+            println!("a run stopped on its own with {s}");
+        }
         let c = db.store.conn();
         let stored = emails::count(c, account.id).await?;
         // The checkpoint never runs ahead of the data it covers.
@@ -207,11 +213,17 @@ async fn killed_jmap_syncs_converge() -> R {
     for k in 1..=40u64 {
         let mut child = run()?;
         tokio::time::sleep(Duration::from_millis(150 * k)).await;
-        let finished = child.try_wait()?.is_some();
-        if !finished {
+        let status = child.try_wait()?;
+        if status.is_none() {
             child.kill()?;
         }
         child.wait()?;
+        // Only a run that completed counts as finished; one that stopped with an error (e.g.
+        // the database still busy after the previous kill) is just one more interrupted run.
+        let finished = status.is_some_and(|s| s.success());
+        if let Some(s) = status.filter(|s| !s.success()) {
+            println!("a run stopped on its own with {s}");
+        }
         let stored = emails::count(db.store.conn(), account.id).await?;
         println!(
             "JMAP: killed after {} ms (finished: {finished}): {stored} stored",

@@ -22,6 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         "  MAILSYNC_DB             default for --db\n",
         "  RUST_LOG                tracing filter (overrides -v)\n",
         "  MAILSYNC_POLL_INTERVAL  how often `sync` polls servers without push (default 30s)\n",
+        "  MAILSYNC_LEASE_TTL      how long an account stays locked by a killed process (default 30s)\n",
         "\n",
         "Exit codes:\n",
         "  0 ok, 1 other failure, 2 usage, 3 not found, 4 needs the user (authentication),\n",

@@ -51,7 +51,9 @@ pub fn classify(err: &EngineError) -> Disposition {
                 permanent: false, ..
             } => Disposition::Retry { after: None },
             crate::smtp::SmtpError::Tls { .. } => Disposition::NeedsUser,
-            crate::smtp::SmtpError::Other { .. } => Disposition::Retry { after: None },
+            crate::smtp::SmtpError::Other { .. } | crate::smtp::SmtpError::Interrupted { .. } => {
+                Disposition::Retry { after: None }
+            }
         },
         EngineError::Compose(_) => Disposition::Reject,
         EngineError::Cancelled => Disposition::Retry { after: None },
@@ -62,6 +64,10 @@ pub fn classify(err: &EngineError) -> Disposition {
         EngineError::OutboxPaused { offline: false, .. } => Disposition::NeedsUser,
         EngineError::Outbox(e) if e.is_transient() => Disposition::Retry { after: None },
         EngineError::Outbox(_) => Disposition::Reject,
+        // Someone else syncs the account: try again later (the daemon waits for the lease).
+        EngineError::LeaseHeld { .. } | EngineError::LeaseLost(_) => {
+            Disposition::Retry { after: None }
+        }
     }
 }
 
@@ -177,9 +183,16 @@ pub fn batch_error(e: &EngineError) -> BatchError {
     }
 }
 
-/// Maps a failure of one item to its outcome.
+/// Maps a failure of one item to its outcome. A send interrupted while it was being handed
+/// over is `Unknown`: the outbox then only looks for it, never repeats it.
 pub fn item_outcome(e: &EngineError) -> ItemOutcome {
     let reason = e.to_string();
+    if matches!(
+        e,
+        EngineError::Smtp(crate::smtp::SmtpError::Interrupted { .. })
+    ) {
+        return ItemOutcome::Unknown { reason };
+    }
     match classify(e) {
         Disposition::Retry { after } => ItemOutcome::Transient {
             reason,
@@ -199,6 +212,24 @@ mod tests {
     use super::*;
     use crate::secret::SecretError;
     use crate::smtp::SmtpError;
+
+    #[test]
+    fn an_interrupted_smtp_transaction_is_an_unknown_outcome() {
+        let e = EngineError::Smtp(SmtpError::Interrupted {
+            server: "h:25".into(),
+            reason: "connection reset".into(),
+        });
+        assert!(matches!(item_outcome(&e), ItemOutcome::Unknown { .. }));
+        let refused = EngineError::Smtp(SmtpError::Rejected {
+            code: Some(451),
+            permanent: false,
+            reason: "try later".into(),
+        });
+        assert!(matches!(
+            item_outcome(&refused),
+            ItemOutcome::Transient { .. }
+        ));
+    }
 
     #[test]
     fn classification_table() {
@@ -251,6 +282,13 @@ mod tests {
             (
                 EngineError::Compose("bad address".into()),
                 Disposition::Reject,
+            ),
+            (
+                EngineError::LeaseHeld {
+                    account: mailsync_store::AccountId(1),
+                    owner: "daemon".into(),
+                },
+                Disposition::Retry { after: None },
             ),
             (
                 EngineError::OutboxPaused {

@@ -9,7 +9,7 @@ use mailsync_outbox::{Change, Enqueued, Outbox, OutgoingMessage, RetryPolicy};
 use mailsync_store::accounts::{self, Account, NewAccount};
 use mailsync_store::bodies::{self, Body};
 use mailsync_store::sync_log::{self, SyncCounts, SyncLogEntry};
-use mailsync_store::{AccountId, AccountKind, EmailId, Store, emails, queue};
+use mailsync_store::{AccountId, AccountKind, EmailId, Store, emails, leases, queue};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,7 +37,24 @@ struct WorkerHandle {
     cancel: CancellationToken,
 }
 
+/// What [`Engine::sync_now`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncNow {
+    /// Ran the cycle here.
+    Ran(SyncCounts),
+    /// Another engine holds the account's lease (a daemon): it was asked to run a cycle now.
+    Delegated {
+        /// The lease's owner.
+        owner: String,
+    },
+}
+
 struct Inner {
+    /// This engine's name as a lease owner.
+    owner: String,
+    /// Whether the wake-request poller runs.
+    polling: std::sync::atomic::AtomicBool,
     store: Store,
     outbox: Arc<Outbox>,
     events: broadcast::Sender<EngineEvent>,
@@ -90,6 +107,8 @@ impl Engine {
         let (events, _) = broadcast::channel(1024);
         Self {
             inner: Arc::new(Inner {
+                owner: crate::lease::owner_name(),
+                polling: std::sync::atomic::AtomicBool::new(false),
                 // Big batches: an executor groups a batch's flag changes into UID sets, so 1,000
                 // "mark read" changes go out as one UID STORE instead of ten.
                 outbox: Arc::new(
@@ -171,12 +190,34 @@ impl Engine {
         Ok(accounts::delete(self.store().conn(), id).await?)
     }
 
-    /// Runs one full cycle for an account (flush, sync), recorded in the sync log.
+    /// This engine's name as a lease owner.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// Runs one full cycle for an account (flush, sync), recorded in the sync log, holding the
+    /// account's lease. [`EngineError::LeaseHeld`] when another engine holds it.
     pub async fn sync_once(&self, id: AccountId) -> Result<SyncCounts, EngineError> {
         let account = accounts::get(self.store().conn(), id).await?;
-        let mut driver = driver_for(self.store(), self.outbox(), account, &self.inner.policy);
+        let policy = &self.inner.policy;
+        let owner = &self.inner.owner;
+        if let Some(holder) =
+            crate::lease::try_acquire(self.store(), id, owner, policy.lease_ttl).await?
+        {
+            return Err(EngineError::LeaseHeld {
+                account: id,
+                owner: holder,
+            });
+        }
+        let mut driver = driver_for(self.store(), self.outbox(), account, policy);
         let cancel = self.inner.root.child_token();
-        let res = worker::run_cycle(self.store(), id, driver.as_mut(), &cancel).await;
+        let cycle = worker::run_cycle(self.store(), id, driver.as_mut(), &cancel);
+        let (res, lost) = crate::lease::hold(self.store(), id, owner, policy, &cancel, cycle).await;
+        let res = if lost {
+            Err(EngineError::LeaseLost(id))
+        } else {
+            res
+        };
         match &res {
             Ok(counts) => {
                 let _ = self.inner.events.send(EngineEvent::Synced {
@@ -195,7 +236,52 @@ impl Engine {
         res
     }
 
-    /// Starts a worker for an account (no-op when one runs).
+    /// Runs a cycle here, or, when another engine (a daemon) holds the account's lease, asks
+    /// it to run one now instead of racing it.
+    pub async fn sync_now(&self, id: AccountId) -> Result<SyncNow, EngineError> {
+        match self.sync_once(id).await {
+            Err(EngineError::LeaseHeld { owner, .. }) => {
+                leases::request_wake(self.store().conn(), id, mailsync_store::now()).await?;
+                tracing::info!(account = %id, %owner, "Asked the lease holder to sync now.");
+                Ok(SyncNow::Delegated { owner })
+            }
+            other => other.map(SyncNow::Ran),
+        }
+    }
+
+    /// Polls the database for wake requests addressed to this engine's leases (changes made by
+    /// other processes) and wakes the workers, every [`WorkerPolicy::wake_poll`]. Started with
+    /// the first worker; one indexed query per poll.
+    fn poll_wakes(&self) {
+        use std::sync::atomic::Ordering;
+        if self.inner.polling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let engine = self.clone();
+        let cancel = self.inner.root.clone();
+        let every = self.inner.policy.wake_poll;
+        self.inner.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(every) => {}
+                }
+                match leases::take_wakes(engine.store().conn(), engine.owner()).await {
+                    Ok(ids) => {
+                        for id in ids {
+                            tracing::info!(account = %id, "Woken by another process.");
+                            engine.wake(id);
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "Wake poll failed."),
+                }
+            }
+        });
+    }
+
+    /// Starts a worker for an account (no-op when one runs). The worker holds the account's
+    /// lease while it runs (waiting for it while another engine holds it) and renews it.
     pub fn start(&self, account: Account) {
         let id = account.id;
         let mut workers = self.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
@@ -215,10 +301,65 @@ impl Engine {
         let outbox = self.outbox().clone();
         let events = self.inner.events.clone();
         let policy = self.inner.policy.clone();
+        let owner = self.inner.owner.clone();
         self.inner.tracker.spawn(async move {
-            let mut driver = driver_for(&store, &outbox, account, &policy);
-            worker::run(&store, id, driver.as_mut(), wake, cancel, events, policy).await;
+            loop {
+                // Wait for the lease: another engine may work on this account.
+                loop {
+                    match crate::lease::try_acquire(&store, id, &owner, policy.lease_ttl).await {
+                        Ok(None) => break,
+                        Ok(Some(holder)) => {
+                            tracing::debug!(account = %id, %holder, "Lease held elsewhere; waiting.");
+                        }
+                        Err(e) => tracing::warn!(account = %id, error = %e, "Cannot take the lease."),
+                    }
+                    tokio::select! {
+                        biased;
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+                let lost = cancel.child_token();
+                let mut driver = driver_for(&store, &outbox, account.clone(), &policy);
+                let work = worker::run(
+                    &store,
+                    id,
+                    driver.as_mut(),
+                    wake.clone(),
+                    lost.clone(),
+                    events.clone(),
+                    policy.clone(),
+                );
+                let ((), was_lost) =
+                    crate::lease::hold(&store, id, &owner, &policy, &lost, work).await;
+                if !was_lost || cancel.is_cancelled() {
+                    return;
+                }
+            }
         });
+        self.poll_wakes();
+    }
+
+    /// Whether a worker runs for the account in this engine.
+    fn has_worker(&self, id: AccountId) -> bool {
+        self.inner
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&id)
+    }
+
+    /// Wakes the account's worker here, or asks whichever engine holds its lease (a daemon in
+    /// another process) to run a cycle now.
+    async fn wake_anywhere(&self, account: AccountId) {
+        if self.has_worker(account) {
+            self.wake(account);
+        } else if let Err(e) =
+            leases::request_wake(self.store().conn(), account, mailsync_store::now()).await
+        {
+            // The change is queued all the same; the daemon's next cycle sends it.
+            tracing::warn!(account = %account, error = %e, "Could not ask the daemon to sync now.");
+        }
     }
 
     /// Starts a worker for every account.
@@ -284,7 +425,7 @@ impl Engine {
     ) -> Result<Enqueued, EngineError> {
         let e = self.outbox().enqueue(account, change).await?;
         let _ = self.inner.events.send(EngineEvent::LocalChange { account });
-        self.wake(account);
+        self.wake_anywhere(account).await;
         Ok(e)
     }
 
@@ -297,7 +438,7 @@ impl Engine {
     ) -> Result<Vec<Enqueued>, EngineError> {
         let e = self.outbox().enqueue_all(account, changes).await?;
         let _ = self.inner.events.send(EngineEvent::LocalChange { account });
-        self.wake(account);
+        self.wake_anywhere(account).await;
         Ok(e)
     }
 

@@ -51,6 +51,19 @@ pub enum EngineError {
     /// The operation was stopped by a shutdown.
     #[error("cancelled by shutdown")]
     Cancelled,
+    /// Another engine (a daemon, another process or machine) holds the account's lease: it
+    /// flushes and syncs the account; this one must not race it.
+    #[error("account {account} is being synced by {owner}")]
+    LeaseHeld {
+        /// The account.
+        account: mailsync_store::AccountId,
+        /// The lease's owner.
+        owner: String,
+    },
+    /// The account's lease expired while this engine worked on it (heartbeats failed) and
+    /// another owner took it: the work stopped after the batch in progress.
+    #[error("lost the lease of account {0}")]
+    LeaseLost(mailsync_store::AccountId),
 }
 
 impl EngineError {

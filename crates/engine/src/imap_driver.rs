@@ -171,6 +171,8 @@ pub struct ImapExecutor<'a> {
     pub store: &'a Store,
     /// The account (SMTP settings for sends).
     pub account: &'a Account,
+    /// The outbox, to journal each send's hand-over and acceptance as they happen.
+    pub outbox: &'a Outbox,
 }
 
 impl ImapExecutor<'_> {
@@ -319,8 +321,25 @@ impl ImapExecutor<'_> {
         Ok(false)
     }
 
-    /// SMTP, then APPEND to Sent. `Submitted` when the server took the message but the copy
-    /// could not be filed yet (the outbox then only asks to file it).
+    /// Refreshes Sent from the server and tells whether a copy with this Message-ID is there.
+    async fn filed(&self, sent: &mailboxes::Mailbox, message_id: &str) -> Result<bool, BatchError> {
+        {
+            let mut conn = self.conn.lock().await;
+            let opts = SyncOptions::default();
+            imap::sync_mailbox(&mut conn, self.store, self.account.id, sent, &opts)
+                .await
+                .map_err(|e| batch_error(&e.into()))?;
+        }
+        self.in_sent(sent.id, message_id)
+            .await
+            .map_err(|e| batch_error(&e.into()))
+    }
+
+    /// A send over SMTP, then APPEND to Sent, journaled in the outbox as it goes: "handing"
+    /// before `MAIL FROM`, "accepted" right after the 250 to DATA (before the APPEND starts).
+    /// An uncertain attempt (handed, acceptance unknown) is only looked for in Sent; an
+    /// accepted one is only filed (unless a copy is already there). `Submitted` when the copy
+    /// could not be filed yet.
     async fn send(
         &self,
         q: &QueuedChange,
@@ -337,38 +356,57 @@ impl ImapExecutor<'_> {
         let sent = mailboxes::find_by_role(self.store.conn(), self.account.id, Role::Sent)
             .await
             .map_err(|e| batch_error(&e.into()))?;
-        if q.attempt == Attempt::Uncertain {
-            // An earlier attempt was interrupted. The copy is filed after SMTP accepted the
-            // message, so a copy in Sent proves it went out: refresh Sent and look.
-            if let Some(s) = &sent {
-                let mut conn = self.conn.lock().await;
-                let opts = SyncOptions::default();
-                if let Err(e) =
-                    imap::sync_mailbox(&mut conn, self.store, self.account.id, s, &opts).await
+        match q.attempt {
+            Attempt::Uncertain => {
+                // Handed to the SMTP server, acceptance unknown. The copy is filed only after
+                // acceptance, so a copy in Sent proves it went out; no copy proves nothing.
+                if let Some(s) = &sent
+                    && self.filed(s, &msg.message_id).await?
                 {
-                    return Err(batch_error(&e.into()));
+                    return Ok(ItemOutcome::Done);
                 }
-                drop(conn);
-                if self
-                    .in_sent(s.id, &msg.message_id)
-                    .await
-                    .map_err(|e| batch_error(&e.into()))?
+                return Ok(ItemOutcome::Unconfirmed {
+                    reason: "handed to the SMTP server, interrupted before its answer was \
+                             recorded; no copy with its Message-ID in Sent"
+                        .into(),
+                });
+            }
+            Attempt::Submitted => {
+                // Accepted earlier; an interrupted APPEND may have completed.
+                if let Some(s) = &sent
+                    && self.filed(s, &msg.message_id).await?
                 {
                     return Ok(ItemOutcome::Done);
                 }
             }
-        }
-        if q.attempt != Attempt::Submitted {
-            let cfg = match smtp_config(self.account).await {
-                Ok(c) => c,
-                Err(e) => return Err(batch_error(&e)),
-            };
-            if let Err(e) = smtp::send(&cfg, &built).await {
-                let e = EngineError::from(e);
-                return match classify(&e) {
-                    Disposition::Offline | Disposition::NeedsUser => Err(batch_error(&e)),
-                    _ => Ok(item_outcome(&e)),
+            Attempt::Fresh => {
+                let cfg = smtp_config(self.account)
+                    .await
+                    .map_err(|e| batch_error(&e))?;
+                let session = match smtp::connect(&cfg).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let e = EngineError::from(e);
+                        return match classify(&e) {
+                            Disposition::Offline | Disposition::NeedsUser => Err(batch_error(&e)),
+                            _ => Ok(item_outcome(&e)),
+                        };
+                    }
                 };
+                if let Err(e) = self.outbox.send_handing(q.id).await {
+                    // Not journaled, so not sent: the hand-over must be on record first.
+                    return Ok(item_outcome(&e.into()));
+                }
+                crate::failpoint::hit("send:handed").await;
+                if let Err(e) = session.submit(&built).await {
+                    return Ok(item_outcome(&EngineError::from(e)));
+                }
+                crate::failpoint::hit("send:delivered").await;
+                if let Err(e) = self.outbox.send_accepted(q.id, None).await {
+                    // The outcome below records it as accepted all the same.
+                    tracing::warn!(change = %q.id, error = %e, "Could not journal the acceptance; filing anyway.");
+                }
+                crate::failpoint::hit("send:accepted").await;
             }
         }
         let Some(sent) = sent else {
@@ -392,7 +430,10 @@ impl ImapExecutor<'_> {
             .await
         };
         Ok(match res.first() {
-            Some(MutationOutcome::Ok { .. }) => ItemOutcome::Done,
+            Some(MutationOutcome::Ok { .. }) => {
+                crate::failpoint::hit("send:filed").await;
+                ItemOutcome::Done
+            }
             // Sent, not filed: persisted as submitted so only the APPEND is retried.
             _ => ItemOutcome::Submitted,
         })
@@ -496,6 +537,7 @@ impl ImapDriver {
                 conn: Mutex::new(&mut *conn),
                 store: &store,
                 account: &account,
+                outbox: &outbox,
             };
             outbox.flush(account.id, &executor).await?
         };
@@ -538,6 +580,7 @@ impl ImapDriver {
                 conn: Mutex::new(&mut *conn),
                 store: &store,
                 account: &account,
+                outbox: &outbox,
             };
             done += outbox.flush(account.id, &executor).await?.done;
         }

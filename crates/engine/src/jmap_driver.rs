@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::classify::{Disposition, batch_error, classify, item_outcome};
 use crate::compose::Draft;
 use crate::error::EngineError;
-use crate::jmap_send::{self};
+use crate::jmap_send::{self, Previous};
 use crate::jmap_sync;
 use crate::secret;
 use crate::worker::AccountDriver;
@@ -67,6 +67,8 @@ pub struct JmapExecutor<'a> {
     pub client: &'a Client,
     /// The store (mailbox id mapping, Sent/Drafts roles).
     pub store: &'a Store,
+    /// The outbox, to journal each send's hand-over and acceptance as they happen.
+    pub outbox: &'a Outbox,
 }
 
 impl JmapExecutor<'_> {
@@ -229,10 +231,42 @@ impl Executor for JmapExecutor<'_> {
                     // (onSuccessUpdateEmail), so a Submitted row has nothing left to do.
                     if q.attempt == Attempt::Submitted {
                         ItemOutcome::Done
-                    } else {
-                        let maybe_sent = q.attempt == Attempt::Uncertain || q.retry_count > 0;
-                        match jmap_send::send(self.client, self.store, account, &draft, maybe_sent)
+                    } else if q.attempt == Attempt::Uncertain {
+                        // Handed over, acceptance unknown: only look, never submit.
+                        match jmap_send::look(self.client, self.store, account, &draft.message_id)
                             .await
+                        {
+                            Ok(Previous::InSent(_)) => ItemOutcome::Done,
+                            Ok(Previous::Draft(_)) => ItemOutcome::Unconfirmed {
+                                reason: "handed to the JMAP server, interrupted before its \
+                                         answer was recorded; its draft is in Drafts, not in Sent"
+                                    .into(),
+                            },
+                            Ok(_) => ItemOutcome::Unconfirmed {
+                                reason: "handed to the JMAP server, interrupted before its \
+                                         answer was recorded; no email with its Message-ID"
+                                    .into(),
+                            },
+                            Err(e) => match classify(&e) {
+                                Disposition::Offline | Disposition::NeedsUser => {
+                                    return Err(batch_error(&e));
+                                }
+                                _ => item_outcome(&e),
+                            },
+                        }
+                    } else {
+                        let journal = jmap_send::Journal {
+                            outbox: self.outbox,
+                            change: q.id,
+                        };
+                        match jmap_send::send(
+                            self.client,
+                            self.store,
+                            account,
+                            &draft,
+                            Some(journal),
+                        )
+                        .await
                         {
                             Ok(_) => ItemOutcome::Done,
                             Err(e) => match classify(&e) {
@@ -314,6 +348,7 @@ impl AccountDriver for JmapDriver {
             let executor = JmapExecutor {
                 client: &client,
                 store: &self.store,
+                outbox: &self.outbox,
             };
             let flushed = self.outbox.flush(self.account.id, &executor).await?;
             let nboxes =

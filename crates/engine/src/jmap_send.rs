@@ -2,15 +2,20 @@
 //! Drafts with `$draft`) and `EmailSubmission/set` with `onSuccessUpdateEmail` (into Sent,
 //! `$draft` removed) chained in one request. Bcc recipients travel in the envelope only.
 //!
-//! Exactly once: when the outbox says an earlier attempt may have reached the server, the
-//! Message-ID is looked up first. Found in Sent: done. Found as a draft: only submitted.
+//! Exactly once: every send first looks for its Message-ID (`Email/query` on the header). Found
+//! in Sent: done, nothing is submitted. Found as a draft (an earlier attempt created it and was
+//! refused or never submitted it): only that draft is submitted. With a [`Journal`], the
+//! hand-over is committed in the outbox right before the request that submits, and the
+//! acceptance (with the EmailSubmission id) right after the server created the submission.
+//! [`look`] is the read-only check the executor uses after an interruption.
 
 use mailsync_jmap_client as jmap;
 use mailsync_jmap_client::{
     Client, Email, EmailAddress, EmailBodyPart, EmailBodyValue, EmailFilterCondition,
     EmailSubmission, Envelope, Get, Identity, Patch, Query, Set, keyword,
 };
-use mailsync_store::{AccountId, Address, Role, Store, mailboxes};
+use mailsync_outbox::Outbox;
+use mailsync_store::{AccountId, Address, ChangeId, Role, Store, mailboxes};
 
 use crate::compose::Draft;
 use crate::error::EngineError;
@@ -106,14 +111,70 @@ async fn find_previous(
     Ok(None)
 }
 
-/// Sends `draft` from a JMAP account. `maybe_sent` asks to check the server for an earlier
-/// attempt first (the outbox sets it after a crash or an ambiguous failure).
+/// Where the outbox records a send's progress while it is submitted.
+#[derive(Debug, Clone, Copy)]
+pub struct Journal<'a> {
+    /// The outbox.
+    pub outbox: &'a Outbox,
+    /// The queued send.
+    pub change: ChangeId,
+}
+
+impl Journal<'_> {
+    async fn handing(self) -> Result<(), EngineError> {
+        self.outbox.send_handing(self.change).await?;
+        crate::failpoint::hit("send:handed").await;
+        Ok(())
+    }
+
+    async fn accepted(self, submission_id: Option<String>) {
+        crate::failpoint::hit("send:delivered").await;
+        if let Err(e) = self.outbox.send_accepted(self.change, submission_id).await {
+            // The Done outcome that follows records it all the same.
+            tracing::warn!(change = %self.change, error = %e, "Could not journal the acceptance.");
+        }
+        crate::failpoint::hit("send:accepted").await;
+    }
+}
+
+/// What the server has of a message, by its Message-ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Previous {
+    /// Nothing with this Message-ID.
+    Nothing,
+    /// In Sent: submitted (the submission moved it there).
+    InSent(String),
+    /// Only as a draft: created, not submitted.
+    Draft(String),
+}
+
+/// Looks for `message_id` on the server without changing anything.
+pub async fn look(
+    client: &Client,
+    store: &Store,
+    account: AccountId,
+    message_id: &str,
+) -> Result<Previous, EngineError> {
+    let jacc = client.mail_account_id()?;
+    let sent = role_mailbox(store, account, Role::Sent).await?;
+    Ok(
+        match find_previous(client, &jacc, message_id, &sent).await? {
+            None => Previous::Nothing,
+            Some((id, true)) => Previous::InSent(id.as_str().to_owned()),
+            Some((id, false)) => Previous::Draft(id.as_str().to_owned()),
+        },
+    )
+}
+
+/// Sends `draft` from a JMAP account, unless a copy with its Message-ID is already in Sent
+/// (see the module docs); `journal` records the hand-over and the acceptance.
 pub async fn send(
     client: &Client,
     store: &Store,
     account: AccountId,
     draft: &Draft,
-    maybe_sent: bool,
+    journal: Option<Journal<'_>>,
 ) -> Result<SendOutcome, EngineError> {
     let jacc = client.mail_account_id()?;
     let drafts = role_mailbox(store, account, Role::Drafts).await?;
@@ -135,11 +196,7 @@ pub async fn send(
         .mailbox(&sent, true)
         .keyword(keyword::DRAFT, false);
 
-    let existing = if maybe_sent {
-        find_previous(client, &jacc, &draft.message_id, &sent).await?
-    } else {
-        None
-    };
+    let existing = find_previous(client, &jacc, &draft.message_id, &sent).await?;
     if let Some((email_id, in_sent)) = existing {
         if in_sent {
             return Ok(SendOutcome::AlreadySent {
@@ -151,8 +208,15 @@ pub async fn send(
         let sc =
             sub.create(EmailSubmission::new(identity_id, email_id.clone()).with_envelope(envelope));
         sub.on_success_update_email(&sc, move_to_sent);
+        if let Some(j) = journal {
+            j.handing().await?;
+        }
         let resp = client.call(sub).await?;
-        resp.created_or_error(&sc)?;
+        let created = resp.created_or_error(&sc)?;
+        if let Some(j) = journal {
+            j.accepted(created.id.as_ref().map(|i| i.as_str().to_owned()))
+                .await;
+        }
         return Ok(SendOutcome::Submitted {
             email_id: email_id.as_str().to_owned(),
         });
@@ -206,6 +270,9 @@ pub async fn send(
         sub.create(EmailSubmission::new(identity_id, created.reference()).with_envelope(envelope));
     sub.on_success_update_email(&sc, move_to_sent);
     let sub_call = req.call(sub);
+    if let Some(j) = journal {
+        j.handing().await?;
+    }
     let mut resp = client.send(req).await?;
     let email_id = resp
         .take(&set_call)?
@@ -213,7 +280,15 @@ pub async fn send(
         .id
         .clone()
         .ok_or_else(|| EngineError::Config("server returned no id for the created Email".into()))?;
-    resp.take(&sub_call)?.created_or_error(&sc)?;
+    let submission_id = resp
+        .take(&sub_call)?
+        .created_or_error(&sc)?
+        .id
+        .as_ref()
+        .map(|i| i.as_str().to_owned());
+    if let Some(j) = journal {
+        j.accepted(submission_id).await;
+    }
     Ok(SendOutcome::Submitted {
         email_id: email_id.as_str().to_owned(),
     })

@@ -10,6 +10,9 @@
 //! - [`compose`] and [`smtp`]: building messages with mail-builder (Bcc in the envelope only) and
 //!   sending them with lettre.
 //! - [`secret`]: resolving an account's secret reference; secrets are never stored or logged.
+//! - [`lease`]: holding an account's lease (one flusher per account across processes) with a
+//!   heartbeat; [`Engine::sync_now`] hands an account held elsewhere to its holder.
+//! - [`failpoint`]: named stopping points of the send path for the kill-point tests.
 //!
 //! Status: the protocol drivers (IMAP and JMAP) and the public `Engine` API are being built;
 //! see `docs/ARCHITECTURE.md`.
@@ -19,14 +22,16 @@ pub mod classify;
 pub mod compose;
 pub mod engine;
 pub mod error;
+pub mod failpoint;
 pub mod imap_driver;
 pub mod jmap_driver;
 pub mod jmap_send;
 pub mod jmap_sync;
+pub mod lease;
 pub mod secret;
 pub mod smtp;
 pub mod worker;
 
-pub use engine::{AccountStatus, Engine};
+pub use engine::{AccountStatus, Engine, SyncNow};
 pub use error::EngineError;
 pub use worker::EngineEvent;

@@ -1,12 +1,20 @@
 //! Sends a built message over SMTP with lettre: implicit TLS, STARTTLS (required), or plaintext
 //! to loopback / by explicit opt-in; AUTH with the account's credentials.
+//!
+//! Sending is two steps so the caller can journal the hand-over in between: [`connect`]
+//! (connection, TLS, EHLO, AUTH: nothing of the message has left) and [`SmtpSession::submit`]
+//! (`MAIL`, `RCPT`, `DATA`). A failure of `submit` with the server's negative reply is a
+//! definite refusal; a connection lost or timed out during it is [`SmtpError::Interrupted`]:
+//! the server may have accepted the message.
 
 use std::time::Duration;
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::{Executor as _, Tokio1Executor};
 use mailsync_store::Security;
 use mailsync_store::accounts::Endpoint;
 
@@ -51,6 +59,17 @@ pub enum SmtpError {
         /// What the server said.
         reason: String,
     },
+    /// The connection failed while the message was being handed over (after `MAIL FROM`,
+    /// before the server's final reply to DATA was read): it may have been accepted.
+    #[error(
+        "SMTP transaction with {server} interrupted, the message may have been accepted: {reason}"
+    )]
+    Interrupted {
+        /// host:port
+        server: String,
+        /// Why.
+        reason: String,
+    },
     /// Anything else (protocol error, timeout).
     #[error("SMTP error: {reason}")]
     Other {
@@ -83,8 +102,27 @@ pub struct SmtpConfig {
     pub allow_plaintext: bool,
 }
 
-/// Sends one message. Returns the server's reply text on success.
+/// An open, authenticated SMTP connection; nothing of a message has been sent on it yet.
+pub struct SmtpSession {
+    conn: AsyncSmtpConnection,
+    server: String,
+}
+
+impl std::fmt::Debug for SmtpSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSession")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends one message (connect, then submit). Returns the server's reply text on success.
 pub async fn send(cfg: &SmtpConfig, built: &Built) -> Result<String, SmtpError> {
+    connect(cfg).await?.submit(built).await
+}
+
+/// Connects, secures and authenticates. A failure here means nothing was sent.
+pub async fn connect(cfg: &SmtpConfig) -> Result<SmtpSession, SmtpError> {
     let ep = &cfg.endpoint;
     let server = format!("{}:{}", ep.host, ep.port);
     let tls_params = || {
@@ -114,15 +152,81 @@ pub async fn send(cfg: &SmtpConfig, built: &Built) -> Result<String, SmtpError> 
             Tls::None
         }
     };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(ep.host.clone())
-        .port(ep.port)
-        .tls(tls)
-        .timeout(Some(Duration::from_secs(60)));
+    let mut conn = Tokio1Executor::connect(
+        &ep.host,
+        ep.port,
+        Some(Duration::from_secs(60)),
+        &ClientId::default(),
+        &tls,
+    )
+    .await
+    .map_err(|e| map_err(&server, e))?;
     if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-        builder = builder.credentials(Credentials::new(u.clone(), p.expose().to_owned()));
+        let creds = Credentials::new(u.clone(), p.expose().to_owned());
+        conn.auth(DEFAULT_MECHANISMS, &creds)
+            .await
+            .map_err(|e| map_err(&server, e))?;
     }
-    let transport = builder.build();
-    let envelope = Envelope::new(
+    Ok(SmtpSession { conn, server })
+}
+
+impl SmtpSession {
+    /// Hands `built` over (`MAIL`, `RCPT`, `DATA`, the message) and returns the server's final
+    /// reply text. The failpoint `send:data` stops after the server's 354, before the message.
+    pub async fn submit(mut self, built: &Built) -> Result<String, SmtpError> {
+        let envelope = envelope(built)?;
+        match self.transaction(&envelope, &built.raw).await {
+            Ok(resp) => {
+                // The message is accepted; a failing QUIT changes nothing.
+                let _ = self.conn.quit().await;
+                Ok(resp.message().collect::<Vec<_>>().join(" "))
+            }
+            // A negative reply (to MAIL, RCPT or DATA), or refused before anything was
+            // written: the server did not take the message.
+            Err(e) if e.status().is_some() || e.is_client() => Err(map_err(&self.server, e)),
+            Err(e) => Err(SmtpError::Interrupted {
+                server: self.server,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// lettre's `AsyncSmtpConnection::send`, step by step so a test can stop inside DATA.
+    async fn transaction(
+        &mut self,
+        envelope: &Envelope,
+        raw: &[u8],
+    ) -> Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error> {
+        let info = self.conn.server_info();
+        let mut params = Vec::new();
+        let addresses = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .map(|a| a.as_ref());
+        if addresses.clone().any(|a: &str| !a.is_ascii())
+            && info.supports_feature(Extension::SmtpUtfEight)
+        {
+            params.push(MailParameter::SmtpUtfEight);
+        }
+        if !raw.is_ascii() && info.supports_feature(Extension::EightBitMime) {
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        // `command` and `message` turn a negative reply into an error.
+        self.conn
+            .command(Mail::new(envelope.from().cloned(), params))
+            .await?;
+        for to in envelope.to() {
+            self.conn.command(Rcpt::new(to.clone(), vec![])).await?;
+        }
+        self.conn.command(Data).await?;
+        crate::failpoint::hit("send:data").await;
+        self.conn.message(raw).await
+    }
+}
+
+fn envelope(built: &Built) -> Result<Envelope, SmtpError> {
+    Envelope::new(
         Some(built.mail_from.parse().map_err(|e| SmtpError::Rejected {
             code: None,
             permanent: true,
@@ -144,11 +248,7 @@ pub async fn send(cfg: &SmtpConfig, built: &Built) -> Result<String, SmtpError> 
         code: None,
         permanent: true,
         reason: e.to_string(),
-    })?;
-    match transport.send_raw(&envelope, &built.raw).await {
-        Ok(resp) => Ok(resp.message().collect::<Vec<_>>().join(" ")),
-        Err(e) => Err(map_err(&server, e)),
-    }
+    })
 }
 
 fn map_err(server: &str, e: lettre::transport::smtp::Error) -> SmtpError {

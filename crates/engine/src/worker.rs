@@ -70,6 +70,13 @@ pub struct WorkerPolicy {
     pub min_cycle_interval: Duration,
     /// How often a driver without push polls the server (JMAP without EventSource).
     pub poll_interval: Duration,
+    /// How long an account's lease lasts without a heartbeat: a killed process blocks the
+    /// account for at most this long.
+    pub lease_ttl: Duration,
+    /// How often the holder renews its leases (well under `lease_ttl`).
+    pub lease_renew: Duration,
+    /// How often a running engine looks for wake requests (changes made by other processes).
+    pub wake_poll: Duration,
 }
 
 impl WorkerPolicy {
@@ -77,6 +84,14 @@ impl WorkerPolicy {
     #[must_use]
     pub fn with_poll_interval(mut self, d: Duration) -> Self {
         self.poll_interval = d;
+        self
+    }
+
+    /// Sets the lease expiry and the heartbeat interval (tests use short ones).
+    #[must_use]
+    pub fn with_lease(mut self, ttl: Duration, renew: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self.lease_renew = renew;
         self
     }
 }
@@ -88,6 +103,9 @@ impl Default for WorkerPolicy {
             shutdown_grace: Duration::from_secs(10),
             min_cycle_interval: Duration::from_secs(1),
             poll_interval: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(30),
+            lease_renew: Duration::from_secs(10),
+            wake_poll: Duration::from_millis(250),
         }
     }
 }

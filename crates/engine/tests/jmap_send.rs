@@ -75,7 +75,7 @@ async fn run(db: &TempDb) -> R {
         }],
         ..Default::default()
     };
-    let out = jmap_send::send(&c, store, account, &draft, false).await?;
+    let out = jmap_send::send(&c, store, account, &draft, None).await?;
     let SendOutcome::Submitted { email_id } = out else {
         return Err(format!("unexpected outcome {out:?}").into());
     };
@@ -111,7 +111,7 @@ async fn run(db: &TempDb) -> R {
     );
 
     // A retry of the same message after a possible submission sends nothing.
-    let again = jmap_send::send(&c, store, account, &draft, true).await?;
+    let again = jmap_send::send(&c, store, account, &draft, None).await?;
     assert_eq!(
         again,
         SendOutcome::AlreadySent {

@@ -28,12 +28,14 @@ pub(crate) async fn enqueue_send<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<Enqueued, Error> {
     message.prepare()?;
-    let payload = Payload::Send(SendPayload {
+    let payload = Payload::Send(Box::new(SendPayload {
         v: PAYLOAD_VERSION,
         at: now,
+        handed_at: None,
         submitted_at: None,
+        submission_id: None,
         message,
-    });
+    }));
     let id = queue::insert(
         c,
         NewChange {

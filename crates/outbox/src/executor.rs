@@ -12,13 +12,26 @@
 //!   - [`Attempt::Fresh`]: never handed over, or reported as not applied.
 //!   - [`Attempt::Uncertain`]: a previous hand-over ended without an answer (crash, cancelled
 //!     flush, [`ItemOutcome::Unknown`]). The operation may already have taken effect: check
-//!     before repeating it. For a send this is essential: look for the message's Message-ID on
-//!     the server (Sent mailbox, EmailSubmission) and only submit when it is not there.
+//!     before repeating it. For a send it means the message was handed to the server and its
+//!     acceptance was not recorded: **only look** for its Message-ID on the server (Sent
+//!     mailbox, EmailSubmission) and never submit it: found and filed, answer `Done`; found
+//!     accepted but not filed, file it and answer `Done` (or `Submitted`); not found, answer
+//!     [`ItemOutcome::Unconfirmed`] (the outbox lists it as "may have been sent" and only the
+//!     user sends it again).
 //!   - [`Attempt::Submitted`]: a send the server accepted. Never submit it again; only do the
-//!     remaining step (file the copy in Sent) and answer `Done`.
+//!     remaining step (file the copy in Sent, unless a copy is already there) and answer `Done`.
+//! - A send is a persisted state machine: queued → in flight → *handed* → *accepted* → filed
+//!   (row deleted). The executor records the two middle steps itself, each committed before it
+//!   returns: [`Outbox::send_handing`](crate::Outbox::send_handing) right before the message
+//!   can reach the server (after connecting and authenticating, before SMTP `MAIL`/`DATA` or
+//!   the `EmailSubmission/set` request), and [`Outbox::send_accepted`](crate::Outbox::send_accepted)
+//!   right after the server accepted it (SMTP 250 after DATA, the submission created), before
+//!   filing starts. If recording "handing" fails the executor must not send.
 //! - The outbox persists the row as in flight (or submitted) *before* calling the executor and
 //!   deletes it only after a `Done`, so a crash at any point leads to a checked retry, never to a
-//!   blind second submission.
+//!   blind second submission. A send in flight that was never handed is sent as
+//!   [`Attempt::Fresh`]. All of this assumes one flusher per account (the engine holds the
+//!   account's lease while it flushes).
 //! - The executor classifies protocol errors (the engine does it in one place); the outbox only
 //!   sees these protocol-free outcomes.
 
@@ -135,6 +148,13 @@ pub enum ItemOutcome {
     /// Spends an attempt like `Transient`; the next hand-over is [`Attempt::Uncertain`].
     Unknown {
         /// One line.
+        reason: String,
+    },
+    /// A send handed to the server in an earlier attempt ([`Attempt::Uncertain`]) that was
+    /// looked for and not found: it may or may not have been delivered. Evicted at once to the
+    /// failed list with a reason starting "may have been sent"; only the user sends it again.
+    Unconfirmed {
+        /// What was looked at, one line.
         reason: String,
     },
     /// Not applied: the message is not where the change addressed it. It was moved or expunged

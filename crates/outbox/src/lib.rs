@@ -29,9 +29,10 @@
 //! Every read-modify-write of an email's state and queued rows (enqueue, cancel, undo, taking a
 //! batch, recording outcomes, [`reapply_after_sync`]) runs in one transaction holding that
 //! email's row lock, so concurrent callers (several tasks, or a CLI next to a daemon) never lose
-//! a change. Flushes of one account are serialised inside one [`Outbox`]; run a single flusher
-//! per account (the engine's worker): a second process flushing the same account would treat
-//! the first one's in-flight items as interrupted ones.
+//! a change. Flushes of one account are serialised inside one [`Outbox`]; across processes a
+//! single flusher per account is required (the engine holds the account's lease in the store
+//! while it flushes): a second flusher would treat the first one's in-flight items as
+//! interrupted ones.
 //!
 //! # Outcomes
 //! - [`ItemOutcome::Done`] / [`ItemOutcome::Relocated`]: the row is deleted (for a permanent
@@ -51,11 +52,16 @@
 //!
 //! # Crash safety
 //! A row is marked in flight (committed) before the executor sees it and deleted only after an
-//! acknowledgement. A row found in flight by the next flush is handed over as
-//! [`Attempt::Uncertain`] (check before repeating: for a send, look for its Message-ID on the
-//! server). A send the server accepted is persisted as submitted and only asked to finish
-//! ([`Attempt::Submitted`]), even after an eviction and a retry. See [`executor`] for the full
-//! contract.
+//! acknowledgement. A change of an email found in flight by the next flush is handed over as
+//! [`Attempt::Uncertain`] (check before repeating). A send is a journaled state machine:
+//! queued → in flight → handed ([`Outbox::send_handing`], committed by the executor right
+//! before the message can reach the server) → accepted ([`Outbox::send_accepted`], committed
+//! right after the server accepted it, before filing) → filed (row deleted). After a crash:
+//! in flight but never handed is sent as [`Attempt::Fresh`]; handed but not accepted is
+//! [`Attempt::Uncertain`]: only looked for, and when not found ([`ItemOutcome::Unconfirmed`])
+//! evicted with a reason starting "may have been sent"; accepted is [`Attempt::Submitted`]:
+//! only filed, even after an eviction and a retry. Only [`Outbox::retry_failed`] (a person)
+//! submits a message again. See [`executor`] for the full contract.
 //!
 //! # Undo
 //! [`Outbox::cancel`] withdraws a change not yet handed to the server and restores the local
@@ -74,7 +80,8 @@
 //!             "mailboxes": [{"mailbox_id": 3, "uidvalidity": 7, "uid": 42, "modseq": 9}]},
 //!  "ops": [{"at": "2026-09-01T10:00:00Z", "op": "set_flag", "flag": "seen", "value": true},
 //!          {"at": "2026-09-01T10:00:05Z", "op": "move", "to": [5]}]}
-//! {"type": "send", "v": 1, "at": "2026-09-01T10:00:00Z", "submitted_at": "2026-09-01T10:00:02Z",
+//! {"type": "send", "v": 1, "at": "2026-09-01T10:00:00Z", "handed_at": "2026-09-01T10:00:01Z",
+//!  "submitted_at": "2026-09-01T10:00:02Z", "submission_id": "S12",
 //!  "message": {"message_id": "…", "from": {"email": "me@example.org"}, "to": [], "cc": [],
 //!              "bcc": [], "subject": "…", "text": "…", "attachments": [], "references": []}}
 //! ```

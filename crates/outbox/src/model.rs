@@ -133,7 +133,7 @@ pub(crate) enum Payload {
     /// Flags, moves and deletes of one email.
     Email(EmailPayload),
     /// A message to send.
-    Send(SendPayload),
+    Send(Box<SendPayload>),
 }
 
 /// See [`Payload::Email`].
@@ -161,9 +161,19 @@ pub(crate) struct SendPayload {
     pub(crate) v: u32,
     /// When the user sent it.
     pub(crate) at: DateTime<Utc>,
-    /// Set when the server accepted it for delivery: never submit it again.
+    /// Set (and committed) right before the message is handed to the server (SMTP `MAIL`/DATA,
+    /// `EmailSubmission/set`); cleared when the executor reports it was not applied. A send in
+    /// flight with this set and no `submitted_at` may have been delivered: it is looked for,
+    /// never submitted again automatically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) handed_at: Option<DateTime<Utc>>,
+    /// Set (and committed) as soon as the server accepted it for delivery (SMTP 250 after DATA,
+    /// the EmailSubmission created): never submit it again, only file it in Sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) submitted_at: Option<DateTime<Utc>>,
+    /// The JMAP EmailSubmission id the server gave, when it was accepted over JMAP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) submission_id: Option<String>,
     pub(crate) message: OutgoingMessage,
 }
 
@@ -379,6 +389,8 @@ pub(crate) fn describe(p: &Payload) -> String {
                 .collect();
             let state = if s.submitted_at.is_some() {
                 " (sent, filing in Sent)"
+            } else if s.handed_at.is_some() {
+                " (handed to the server)"
             } else {
                 ""
             };
@@ -638,10 +650,12 @@ mod tests {
 
     #[test]
     fn send_payload_json_shape_is_stable() {
-        let p = Payload::Send(SendPayload {
+        let p = Payload::Send(Box::new(SendPayload {
             v: PAYLOAD_VERSION,
             at: at(0),
+            handed_at: None,
             submitted_at: None,
+            submission_id: None,
             message: OutgoingMessage {
                 message_id: "id@example.org".into(),
                 from: mailsync_store::Address {
@@ -663,7 +677,7 @@ mod tests {
                 in_reply_to: Some("p@x".into()),
                 ..Default::default()
             },
-        });
+        }));
         let v: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap_or_default();
         let want = serde_json::json!({
             "type": "send",

@@ -558,8 +558,8 @@ impl Outbox {
                 .unzip();
             report.batches += 1;
             debug!(items = items.len(), "Handing a batch to the executor.");
-            let outcomes = match executor.execute(account, &items).await {
-                Ok(o) if o.len() == items.len() => o,
+            let (outcomes, batch_wide) = match executor.execute(account, &items).await {
+                Ok(o) if o.len() == items.len() => (o, false),
                 Ok(o) => {
                     warn!(
                         expected = items.len(),
@@ -574,13 +574,16 @@ impl Outbox {
                 Err(BatchError::Transient {
                     reason,
                     retry_after,
-                }) => vec![
-                    ItemOutcome::Transient {
-                        reason,
-                        retry_after
-                    };
-                    items.len()
-                ],
+                }) => (
+                    vec![
+                        ItemOutcome::Transient {
+                            reason,
+                            retry_after
+                        };
+                        items.len()
+                    ],
+                    true,
+                ),
                 Err(e) => {
                     retry_busy(|| self.release(&batch)).await?;
                     match e {
@@ -600,7 +603,8 @@ impl Outbox {
                     break;
                 }
             };
-            let tally = retry_busy(|| self.apply_outcomes(account, &batch, &outcomes)).await?;
+            let tally =
+                retry_busy(|| self.apply_outcomes(account, &batch, &outcomes, batch_wide)).await?;
             report.done += tally.done;
             report.submitted += tally.submitted;
             report.transient += tally.transient;
@@ -650,7 +654,7 @@ impl Outbox {
     /// Finds lost changes again after a complete sync of the account (see
     /// [`crate::resolve`](crate::ResolveReport)): each applies to its message where it is now,
     /// or is dropped (listed as gone) when the message is no longer on the server. Flush again
-    /// when [`ResolveReport::found`] is not zero.
+    /// when [`ResolveReport::found`](crate::ResolveReport::found) is not zero.
     pub async fn reresolve(&self, account: AccountId) -> Result<crate::ResolveReport, Error> {
         let lock = {
             let mut locks = self.flush_locks.lock().unwrap_or_else(|p| p.into_inner());
@@ -693,13 +697,18 @@ impl Outbox {
             let has_email = raw.email_id.is_some();
             match Row::decode(raw) {
                 Ok(row) if has_email == row.email_payload().is_some() => {
-                    let attempt = match state {
-                        ChangeState::Pending => Attempt::Fresh,
-                        ChangeState::InFlight => Attempt::Uncertain,
-                        ChangeState::Submitted => Attempt::Submitted,
+                    let attempt = match (state, &row.payload) {
+                        (ChangeState::Pending, _) => Attempt::Fresh,
+                        // Taken by a flush that stopped before handing it to the server: it
+                        // cannot have reached it (one flusher per account holds the lease).
+                        (ChangeState::InFlight, Payload::Send(s)) if s.handed_at.is_none() => {
+                            Attempt::Fresh
+                        }
+                        (ChangeState::InFlight, _) => Attempt::Uncertain,
+                        (ChangeState::Submitted, _) => Attempt::Submitted,
                         // Not selected by due_heads; a lost row reaching here was just
                         // re-resolved and made pending again by a concurrent caller.
-                        ChangeState::Lost => continue,
+                        (ChangeState::Lost, _) => continue,
                     };
                     taken.push((id, attempt));
                 }
@@ -745,11 +754,17 @@ impl Outbox {
         Ok((batch, moot))
     }
 
-    /// Puts a batch back as it was (no attempt spent): rows taken from pending become pending.
+    /// Puts a batch back as it was (no attempt spent): rows taken from pending become pending,
+    /// except a send handed to the server meanwhile (its fate is unknown: it stays in flight and
+    /// is looked for next time).
     async fn release(&self, batch: &[(Row, Attempt)]) -> Result<(), Error> {
         let txn = self.store.begin().await?;
         for (row, attempt) in batch {
-            if *attempt == Attempt::Fresh {
+            let handed = matches!(
+                rows::get(&txn, row.id).await?.map(|r| r.payload),
+                Some(Payload::Send(s)) if s.handed_at.is_some()
+            );
+            if *attempt == Attempt::Fresh && !handed {
                 rows::update(
                     &txn,
                     row.id,
@@ -766,11 +781,14 @@ impl Outbox {
         Ok(())
     }
 
+    /// Records the outcomes of a batch. `batch_wide`: the outcomes stand for one error of the
+    /// whole call, which says nothing about a send handed over before it.
     async fn apply_outcomes(
         &self,
         account: AccountId,
         batch: &[(Row, Attempt)],
         outcomes: &[ItemOutcome],
+        batch_wide: bool,
     ) -> Result<Tally, Error> {
         let txn = self.store.begin().await?;
         local::lock(&txn, batch.iter().filter_map(|(r, _)| r.email_id)).await?;
@@ -778,7 +796,42 @@ impl Outbox {
         let mut touched = Touched::default();
         let mut tally = Tally::default();
         for ((row, attempt), outcome) in batch.iter().zip(outcomes) {
+            // The executor journals a send's progress while it runs: work on the row as it is
+            // now, not as it was taken.
+            let current;
+            let row = if matches!(row.payload, Payload::Send(_)) {
+                match rows::get(&txn, row.id).await? {
+                    Some(r) => {
+                        current = r;
+                        &current
+                    }
+                    None => continue,
+                }
+            } else {
+                row
+            };
             let kind = row.payload.kind();
+            // A send handed over and not known accepted is never "not applied": a failure of the
+            // lookup (attempt Uncertain) or of the whole call leaves it uncertain.
+            let handed = matches!(&row.payload, Payload::Send(s) if s.handed_at.is_some() && s.submitted_at.is_none());
+            let unknown;
+            let outcome = match outcome {
+                ItemOutcome::Transient { reason, .. }
+                    if handed && (batch_wide || *attempt == Attempt::Uncertain) =>
+                {
+                    unknown = ItemOutcome::Unknown {
+                        reason: reason.clone(),
+                    };
+                    &unknown
+                }
+                ItemOutcome::Permanent { reason } if handed && *attempt == Attempt::Uncertain => {
+                    unknown = ItemOutcome::Unconfirmed {
+                        reason: reason.clone(),
+                    };
+                    &unknown
+                }
+                o => o,
+            };
             match outcome {
                 ItemOutcome::Done => {
                     info!(change = %row.id, kind, outcome = "done", "Change acknowledged.");
@@ -803,7 +856,7 @@ impl Outbox {
                     (Payload::Send(s), Attempt::Fresh | Attempt::Uncertain) => {
                         info!(change = %row.id, kind, outcome = "submitted", "Message accepted by the server; filing in Sent remains.");
                         let mut s = s.clone();
-                        s.submitted_at = Some(now);
+                        s.submitted_at.get_or_insert(now);
                         rows::update(
                             &txn,
                             row.id,
@@ -883,6 +936,28 @@ impl Outbox {
                     evict(&txn, row, reason, &mut touched).await?;
                     tally.evicted += 1;
                 }
+                ItemOutcome::Unconfirmed { reason } => match &row.payload {
+                    Payload::Send(s) if s.submitted_at.is_none() => {
+                        warn!(change = %row.id, kind, outcome = "unconfirmed", reason, "A send handed to the server was not found there; listed as failed for the user.");
+                        let why = format!("may have been sent: {reason}");
+                        evict(&txn, row, &why, &mut touched).await?;
+                        tally.evicted += 1;
+                    }
+                    _ => {
+                        self.on_failure(
+                            &txn,
+                            row,
+                            *attempt,
+                            reason,
+                            None,
+                            true,
+                            now,
+                            &mut touched,
+                            &mut tally,
+                        )
+                        .await?;
+                    }
+                },
                 ItemOutcome::NotFound { reason } => {
                     if row.email_payload().is_none() {
                         // Only email changes address a message; a send cannot be "lost".
@@ -936,7 +1011,13 @@ impl Outbox {
     ) -> Result<(), Error> {
         let failures = row.retry_count.saturating_add(1);
         if failures >= self.policy.max_transient_failures {
-            let why = format!("gave up after {failures} transient failures: {reason}");
+            let maybe = match &row.payload {
+                Payload::Send(s) if s.handed_at.is_some() && s.submitted_at.is_none() => {
+                    "may have been sent: "
+                }
+                _ => "",
+            };
+            let why = format!("{maybe}gave up after {failures} transient failures: {reason}");
             evict_with_count(c, row, &why, failures, touched).await?;
             tally.evicted += 1;
             return Ok(());
@@ -952,6 +1033,15 @@ impl Outbox {
             ChangeState::Pending
         };
         let next = now + to_chrono(delay);
+        // Back to pending means the executor reported it not applied: not handed any more.
+        let payload = match &row.payload {
+            Payload::Send(s) if state == ChangeState::Pending && s.handed_at.is_some() => {
+                let mut s = s.clone();
+                s.handed_at = None;
+                Some(Payload::Send(s))
+            }
+            _ => None,
+        };
         info!(
             change = %row.id,
             kind = row.payload.kind(),
@@ -966,15 +1056,82 @@ impl Outbox {
             row.id,
             None,
             Patch {
+                payload,
                 state: Some(state),
                 retry_count: Some(failures),
                 next_attempt_at: Some(next),
                 last_error: Some(Some(reason.to_owned())),
-                ..Patch::default()
             },
         )
         .await?;
         tally.transient += 1;
+        Ok(())
+    }
+
+    // ----- the send journal ----------------------------------------------------------------
+
+    /// Records, committed before it returns, that the executor is about to hand send `id` to
+    /// the server (connected and authenticated; SMTP `MAIL`/`DATA` or `EmailSubmission/set`
+    /// next). From then on a crash leaves it "may have been sent": it is looked for and never
+    /// submitted again without the user. An error means nothing was recorded: do not send.
+    pub async fn send_handing(&self, id: ChangeId) -> Result<(), Error> {
+        retry_busy(|| self.journal_txn(id, None)).await
+    }
+
+    /// Records, committed before it returns, that the server accepted send `id` (SMTP 250
+    /// after DATA; the JMAP EmailSubmission created, `submission_id`). From then on it is only
+    /// filed in Sent, never submitted again. Call it before filing starts.
+    pub async fn send_accepted(
+        &self,
+        id: ChangeId,
+        submission_id: Option<String>,
+    ) -> Result<(), Error> {
+        let accepted = Some(submission_id);
+        retry_busy(|| self.journal_txn(id, accepted.clone())).await
+    }
+
+    /// `accepted`: `None` records the hand-over, `Some(submission id)` the acceptance.
+    async fn journal_txn(
+        &self,
+        id: ChangeId,
+        accepted: Option<Option<String>>,
+    ) -> Result<(), Error> {
+        let txn = self.store.begin().await?;
+        let now = self.clock.now();
+        let row = rows::get(&txn, id)
+            .await?
+            .ok_or(Error::ChangeNotFound(id))?;
+        let Payload::Send(mut s) = row.payload else {
+            return Err(Error::ChangeNotFound(id));
+        };
+        let (only_if, state) = match &accepted {
+            None => {
+                s.handed_at = Some(now);
+                (ChangeState::InFlight, None)
+            }
+            Some(sub) => {
+                s.handed_at.get_or_insert(now);
+                s.submitted_at = Some(now);
+                s.submission_id.clone_from(sub);
+                (row.state, Some(ChangeState::Submitted))
+            }
+        };
+        let updated = rows::update(
+            &txn,
+            id,
+            Some(only_if),
+            Patch {
+                payload: Some(Payload::Send(s)),
+                state,
+                ..Patch::default()
+            },
+        )
+        .await?;
+        if !updated {
+            return Err(Error::ChangeNotFound(id));
+        }
+        txn.commit().await?;
+        info!(change = %id, step = if accepted.is_some() { "accepted" } else { "handing" }, "Send journaled.");
         Ok(())
     }
 
@@ -1025,6 +1182,21 @@ impl Outbox {
                         None,
                         Patch {
                             state: Some(ChangeState::Submitted),
+                            ..Patch::default()
+                        },
+                    )
+                    .await?;
+                } else if s.handed_at.is_some() {
+                    // The user's decision to send it again: the only path to a second
+                    // submission of a message that may have been sent.
+                    let mut s = s;
+                    s.handed_at = None;
+                    rows::update(
+                        &txn,
+                        new_id,
+                        None,
+                        Patch {
+                            payload: Some(Payload::Send(s)),
                             ..Patch::default()
                         },
                     )

@@ -187,8 +187,8 @@ async fn eviction_and_failed_list(store: Store) -> R {
     Ok(())
 }
 
-/// Submits every send, then never answers.
-struct SendsThenHangs(Arc<FakeServer>);
+/// Journals the hand-over of every send as the contract asks, submits it, then never answers.
+struct SendsThenHangs(Arc<FakeServer>, Arc<mailsync_outbox::Outbox>);
 
 #[async_trait::async_trait]
 impl Executor for SendsThenHangs {
@@ -197,6 +197,12 @@ impl Executor for SendsThenHangs {
         account: AccountId,
         batch: &[QueuedChange],
     ) -> Result<Vec<ItemOutcome>, BatchError> {
+        for q in batch {
+            self.1
+                .send_handing(q.id)
+                .await
+                .map_err(|e| BatchError::Offline(e.to_string()))?;
+        }
         self.0.execute(account, batch).await?;
         std::future::pending::<()>().await;
         Ok(Vec::new())
@@ -211,7 +217,10 @@ async fn crashed_send_is_checked(store: Store) -> R {
         .await?;
     let cut = tokio::time::timeout(
         Duration::from_millis(500),
-        fx.outbox.flush(fx.account, &SendsThenHangs(server.clone())),
+        fx.outbox.flush(
+            fx.account,
+            &SendsThenHangs(server.clone(), fx.outbox.clone()),
+        ),
     )
     .await;
     assert!(cut.is_err());

@@ -32,6 +32,7 @@ pub mod bodies;
 pub mod checkpoints;
 pub mod emails;
 pub mod entity;
+pub mod leases;
 pub mod mailboxes;
 pub mod queue;
 pub mod sync_log;

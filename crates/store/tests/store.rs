@@ -1,4 +1,6 @@
-//! Store tests on both SQLite and PostgreSQL: migrations (fresh, up/down/up, v7 -> v8 with data),
+//! Store tests on both SQLite and PostgreSQL: migrations (fresh, up/down/up, v7 -> v8 and
+//! v8 -> v9 with data), account leases (one owner, expiry, heartbeat, wake requests, racing
+//! acquirers),
 //! repository round trips, transactional checkpoints and a 10,000-email batched insert.
 
 use std::time::Instant;
@@ -7,6 +9,7 @@ use chrono::{TimeZone, Utc};
 use mailsync_store::accounts::{self, Endpoint, NewAccount};
 use mailsync_store::checkpoints::{self, Checkpoint, Scope};
 use mailsync_store::emails::{self, Attachment, EmailFilter, EmailUpsert, Membership};
+use mailsync_store::leases;
 use mailsync_store::mailboxes::{self, MailboxStatus, MailboxUpsert};
 use mailsync_store::queue::{self, ChangeState, ChangeUpdate, NewChange};
 use mailsync_store::sync_log::{self, CycleStatus, SyncCounts};
@@ -48,6 +51,9 @@ both_backends! {
     fresh_migrate => fresh_migrate;
     up_down_up => up_down_up;
     v7_upgrade_keeps_rows => v7_upgrade_keeps_rows;
+    v8_upgrade_keeps_rows => v8_upgrade_keeps_rows;
+    lease_one_owner_expiry_and_wakes => lease_one_owner_expiry_and_wakes;
+    lease_racing_acquirers_one_wins => lease_racing_acquirers_one_wins;
     account_round_trip => account_round_trip;
     mailbox_roles_and_removal => mailbox_roles_and_removal;
     email_upsert_round_trip => email_upsert_round_trip;
@@ -69,6 +75,7 @@ const TABLES: &[&str] = &[
     "pending_changes",
     "failed_mutations",
     "sync_log",
+    "account_leases",
 ];
 
 async fn count(store: &Store, table: &str) -> Result<i64, Box<dyn std::error::Error>> {
@@ -90,13 +97,13 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 8);
+    assert_eq!(mailsync_store::LATEST_VERSION, 9);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }
     // Migrating again is a no-op.
     store.migrate().await?;
-    assert_eq!(store.schema_version().await?, 8);
+    assert_eq!(store.schema_version().await?, 9);
     Ok(())
 }
 
@@ -108,7 +115,7 @@ async fn up_down_up(store: &Store) -> R {
         assert!(count(store, t).await.is_err(), "{t} should be gone");
     }
     store.migrate().await?;
-    assert_eq!(store.schema_version().await?, 8);
+    assert_eq!(store.schema_version().await?, 9);
     let acc = accounts::create(store.conn(), new_account("again")).await?;
     mailboxes::upsert(store.conn(), acc.id, &[mbox("INBOX", Some(Role::Inbox))]).await?;
     Ok(())
@@ -134,10 +141,10 @@ async fn v7_upgrade_keeps_rows(store: &Store) -> R {
     for s in &stmts {
         store.conn().execute_unprepared(s).await?;
     }
-    let before: Vec<i64> = futures_counts(store).await?;
+    let before: Vec<i64> = futures_counts(store, 10).await?;
     store.migrate().await?;
-    assert_eq!(store.schema_version().await?, 8);
-    assert_eq!(futures_counts(store).await?, before, "every row kept");
+    assert_eq!(store.schema_version().await?, 9);
+    assert_eq!(futures_counts(store, 10).await?, before, "every row kept");
     let acc = accounts::find_by_name(store.conn(), "old")
         .await?
         .ok_or("account")?;
@@ -160,9 +167,115 @@ async fn v7_upgrade_keeps_rows(store: &Store) -> R {
     Ok(())
 }
 
-async fn futures_counts(store: &Store) -> Result<Vec<i64>, Box<dyn std::error::Error>> {
+async fn v8_upgrade_keeps_rows(store: &Store) -> R {
+    store.migrate_to(8).await?;
+    let c = store.conn();
+    let acc = accounts::create(c, new_account("v8")).await?;
+    mailboxes::upsert(c, acc.id, &[mbox("INBOX", Some(Role::Inbox))]).await?;
+    let inbox = mailboxes::list(c, acc.id).await?[0].id;
+    emails::upsert_batch(c, acc.id, &[email("1/7/1", inbox, 1)]).await?;
+    let before = futures_counts(store, 10).await?;
+    store.migrate().await?;
+    assert_eq!(store.schema_version().await?, 9);
+    assert_eq!(futures_counts(store, 10).await?, before, "every row kept");
+    assert_eq!(count(store, "account_leases").await?, 0);
+    // The new table works for the old account, and goes with it.
+    let now = mailsync_store::now();
+    let ttl = std::time::Duration::from_secs(30);
+    assert!(leases::acquire(c, acc.id, "a", ttl, now).await?);
+    accounts::delete(c, acc.id).await?;
+    assert_eq!(count(store, "account_leases").await?, 0, "cascades");
+    // And back down to v8.
+    store.migrate_to(8).await?;
+    assert!(count(store, "account_leases").await.is_err());
+    Ok(())
+}
+
+async fn lease_one_owner_expiry_and_wakes(store: &Store) -> R {
+    store.migrate().await?;
+    let c = store.conn();
+    let acc = accounts::create(c, new_account("leased")).await?.id;
+    let other = accounts::create(c, new_account("other")).await?.id;
+    let ttl = std::time::Duration::from_secs(30);
+    let t0 = mailsync_store::now();
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    assert!(leases::get(c, acc).await?.is_none());
+    assert!(leases::acquire(c, acc, "daemon", ttl, t0).await?);
+    // Held: nobody else gets it, the holder may re-acquire and renew.
+    assert!(!leases::acquire(c, acc, "cli", ttl, at(1)).await?);
+    assert!(leases::acquire(c, acc, "daemon", ttl, at(2)).await?);
+    assert!(leases::renew(c, acc, "daemon", ttl, at(20)).await?);
+    assert!(!leases::renew(c, acc, "cli", ttl, at(20)).await?);
+    let l = leases::get(c, acc).await?.ok_or("lease")?;
+    assert_eq!(l.holder_at(at(49)), Some("daemon"));
+    assert_eq!(l.heartbeat_at, Some(at(20)));
+    assert!(!leases::acquire(c, acc, "cli", ttl, at(49)).await?);
+    // A holder that stopped renewing (killed) loses it at expiry.
+    assert_eq!(l.holder_at(at(50)), None);
+    assert!(leases::acquire(c, acc, "cli", ttl, at(50)).await?);
+    assert!(!leases::renew(c, acc, "daemon", ttl, at(51)).await?, "lost");
+    // Released: free at once. Releasing what one does not hold does nothing.
+    assert!(!leases::release(c, acc, "daemon").await?);
+    assert!(leases::release(c, acc, "cli").await?);
+    assert_eq!(
+        leases::get(c, acc).await?.ok_or("lease")?.holder_at(at(52)),
+        None
+    );
+    assert!(leases::acquire(c, acc, "daemon", ttl, at(53)).await?);
+    // Wake requests reach the owner once; others' accounts are not its business.
+    assert!(leases::take_wakes(c, "daemon").await?.is_empty());
+    leases::request_wake(c, acc, at(54)).await?;
+    leases::request_wake(c, other, at(54)).await?;
+    assert_eq!(leases::take_wakes(c, "cli").await?, vec![]);
+    assert_eq!(leases::take_wakes(c, "daemon").await?, vec![acc]);
+    assert!(leases::take_wakes(c, "daemon").await?.is_empty());
+    // A request for a free account waits for whoever takes it next.
+    assert!(leases::acquire(c, other, "daemon", ttl, at(55)).await?);
+    assert_eq!(leases::take_wakes(c, "daemon").await?, vec![other]);
+    Ok(())
+}
+
+async fn lease_racing_acquirers_one_wins(store: &Store) -> R {
+    store.migrate().await?;
+    let acc = accounts::create(store.conn(), new_account("raced"))
+        .await?
+        .id;
+    let ttl = std::time::Duration::from_secs(30);
+    let now = mailsync_store::now();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("owner-{i}");
+            // A busy SQLite is retried like the engine does.
+            for _ in 0..50 {
+                match leases::acquire(store.conn(), acc, &owner, ttl, now).await {
+                    Err(e) if e.is_transient() => {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    other => return other,
+                }
+            }
+            Err(StoreError::NotFound {
+                what: "a moment the database was not busy",
+                key: owner,
+            })
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await?? {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one acquirer holds the lease");
+    Ok(())
+}
+
+/// Row counts of the first `n` tables of [`TABLES`] (the ones that exist at that version).
+async fn futures_counts(store: &Store, n: usize) -> Result<Vec<i64>, Box<dyn std::error::Error>> {
     let mut out = Vec::new();
-    for t in TABLES {
+    for t in &TABLES[..n] {
         out.push(count(store, t).await?);
     }
     Ok(out)

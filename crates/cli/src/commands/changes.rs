@@ -2,6 +2,7 @@
 //! the next sync or right away with `--now`) and `undo`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use mailsync_outbox::{Change, Enqueued, Undone};
 use mailsync_store::accounts::Account;
@@ -81,8 +82,20 @@ async fn sync_now(ctx: &Ctx, accounts: &[AccountId]) -> Result<u8, CliError> {
     let mut first = 0;
     for &id in accounts {
         let acc: Account = mailsync_store::accounts::get(ctx.store().conn(), id).await?;
-        match super::sync::cycle(ctx, &acc, false).await {
-            Ok(c) => {
+        let c = ctx.store().conn();
+        let before = queue::count(c, id).await?;
+        let drained = || async { Ok(queue::count(c, id).await? == 0) };
+        match super::sync::flush_now(ctx, &acc, Duration::from_secs(10), drained).await {
+            Ok(super::sync::Cycle::Delegated { owner }) => {
+                let left = queue::count(c, id).await?;
+                output::line(format!(
+                    "account {:?}: handed to the running daemon ({owner}): {} changes sent, {} still queued",
+                    acc.name,
+                    before.saturating_sub(left),
+                    left
+                ))?;
+            }
+            Ok(super::sync::Cycle::Ran(c)) => {
                 let left = queue::count(ctx.store().conn(), id).await?;
                 output::line(format!(
                     "account {:?}: {} changes sent, {} still queued",

@@ -86,10 +86,18 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     let store = Store::open(&url)
         .await
         .map_err(|e| CliError::database(&e))?;
-    let policy = match &cli.command {
+    let mut policy = match &cli.command {
         Command::Sync(a) => sync::policy(a)?,
         _ => mailsync_engine::worker::WorkerPolicy::default(),
     };
+    if let Ok(s) = std::env::var("MAILSYNC_LEASE_TTL") {
+        let ttl = sync::parse_duration(&s).ok_or_else(|| {
+            CliError::usage(format!(
+                "invalid MAILSYNC_LEASE_TTL {s:?}: expected e.g. 30s, 2s"
+            ))
+        })?;
+        policy = policy.with_lease(ttl, ttl / 3);
+    }
     let ctx = Ctx {
         engine: Engine::with_policy(store, policy),
     };

@@ -123,7 +123,17 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<u8, CliError> {
         ))?;
         return Ok(0);
     }
-    match super::sync::cycle(ctx, &acc, false).await {
+    // Here, or by the running daemon (then waited for until the send left the queue).
+    let outbox = ctx.engine.outbox();
+    let sent = || async {
+        let pending = outbox
+            .pending(acc.id)
+            .await
+            .map_err(|e| CliError::engine(&object, &e.into()))?;
+        Ok(!pending.iter().any(|p| p.id == change))
+    };
+    let cycle = super::sync::flush_now(ctx, &acc, std::time::Duration::from_secs(15), sent).await;
+    match cycle {
         Ok(_) => {
             let pending = ctx
                 .engine

@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use mailsync_engine::EngineEvent;
 use mailsync_engine::worker::WorkerPolicy;
+use mailsync_engine::{EngineEvent, SyncNow};
 use mailsync_store::BodyPolicy;
 use mailsync_store::accounts::{self, Account};
 use mailsync_store::sync_log::SyncCounts;
@@ -91,10 +91,69 @@ async fn progress_counts(ctx: &Ctx, acc: &Account) -> (u64, u64) {
     (done, total)
 }
 
-/// Runs one cycle for an account. On a terminal (`progress`), a bar shows the messages stored
-/// so far against the server's mailbox totals, with the rate; the engine has no progress
-/// callback, so the bar polls the database.
-pub async fn cycle(ctx: &Ctx, acc: &Account, progress: bool) -> Result<SyncCounts, CliError> {
+/// What [`cycle`] did.
+pub enum Cycle {
+    /// Ran here.
+    Ran(SyncCounts),
+    /// A running daemon holds the account: it was asked to sync now.
+    Delegated {
+        /// The daemon's lease owner name.
+        owner: String,
+    },
+}
+
+/// After handing an account to the running daemon: waits until `done` says the work left the
+/// queue, at most `limit` (the daemon is woken within a second and then flushes).
+pub async fn wait_for_daemon<F, Fut>(limit: Duration, mut done: F) -> Result<bool, CliError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, CliError>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if done().await? {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Flushes the account now: here, or by the running daemon that holds it (asked, then waited
+/// for until `done` says the work left the queue, at most `limit`). The request is repeated
+/// every second, and once the daemon's lease expired (a killed daemon) the cycle runs here.
+pub async fn flush_now<F, Fut>(
+    ctx: &Ctx,
+    acc: &Account,
+    limit: Duration,
+    mut done: F,
+) -> Result<Cycle, CliError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, CliError>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        match cycle(ctx, acc, false).await? {
+            Cycle::Ran(c) => return Ok(Cycle::Ran(c)),
+            Cycle::Delegated { owner } => {
+                if wait_for_daemon(Duration::from_secs(1), &mut done).await?
+                    || Instant::now() >= deadline
+                {
+                    return Ok(Cycle::Delegated { owner });
+                }
+            }
+        }
+    }
+}
+
+/// Runs one cycle for an account, or asks the daemon holding its lease to run one (then
+/// nothing races it). On a terminal (`progress`), a bar shows the messages stored so far
+/// against the server's mailbox totals, with the rate; the engine has no progress callback, so
+/// the bar polls the database.
+pub async fn cycle(ctx: &Ctx, acc: &Account, progress: bool) -> Result<Cycle, CliError> {
     let started = Instant::now();
     let bar = if progress {
         let b = indicatif::ProgressBar::new_spinner();
@@ -114,7 +173,7 @@ pub async fn cycle(ctx: &Ctx, acc: &Account, progress: bool) -> Result<SyncCount
     } else {
         (0, 0)
     };
-    let sync = ctx.engine.sync_once(acc.id);
+    let sync = ctx.engine.sync_now(acc.id);
     tokio::pin!(sync);
     let res = loop {
         tokio::select! {
@@ -133,9 +192,15 @@ pub async fn cycle(ctx: &Ctx, acc: &Account, progress: bool) -> Result<SyncCount
         b.finish_and_clear();
     }
     let object = format!("account {:?}", acc.name);
-    let counts = res.map_err(|e| CliError::engine(&object, &e))?;
+    let out = match res.map_err(|e| CliError::engine(&object, &e))? {
+        SyncNow::Ran(c) => Cycle::Ran(c),
+        SyncNow::Delegated { owner } => Cycle::Delegated { owner },
+        _ => Cycle::Delegated {
+            owner: "another engine".into(),
+        },
+    };
     tracing::info!(account = %acc.name, elapsed = ?started.elapsed(), "Cycle done.");
-    Ok(counts)
+    Ok(out)
 }
 
 async fn once(ctx: &Ctx, selected: &[Account]) -> Result<u8, CliError> {
@@ -144,11 +209,15 @@ async fn once(ctx: &Ctx, selected: &[Account]) -> Result<u8, CliError> {
     for acc in selected {
         let started = Instant::now();
         match cycle(ctx, acc, progress).await {
-            Ok(c) => output::line(format!(
+            Ok(Cycle::Ran(c)) => output::line(format!(
                 "account {:?}: synced in {:.1}s: {}",
                 acc.name,
                 started.elapsed().as_secs_f64(),
                 summary(&c)
+            ))?,
+            Ok(Cycle::Delegated { owner }) => output::line(format!(
+                "account {:?}: a running daemon ({owner}) syncs it; asked it to sync now",
+                acc.name
             ))?,
             Err(e) => {
                 eprintln!("error: {}", e.message);

@@ -6,11 +6,11 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::support::{FakeServer, R};
+use super::support::{FakeServer, Fx, R, Res};
 use super::*;
 use crate::{
-    AccountId, Attempt, BatchError, Change, ChangeState, Enqueued, Error, Executor, Operation,
-    OutgoingMessage, Pause, Target,
+    AccountId, Attempt, BatchError, Change, ChangeId, ChangeState, Enqueued, Error, Executor,
+    Operation, OutgoingMessage, Pause, Target,
 };
 use mailsync_store::Address;
 
@@ -414,50 +414,151 @@ async fn an_executor_breaking_the_contract_leaves_the_batch_uncertain() -> R {
     Ok(())
 }
 
-/// Submits every send to the fake server, then never answers (the process "crashes").
-struct SendsThenHangs(std::sync::Arc<FakeServer>);
+/// How far a journaling executor gets with a send before the process "crashes" (the future
+/// never completes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CrashAt {
+    /// Taken in flight, crashed before handing it over.
+    BeforeHanding,
+    /// "Handing" committed, the server took it, crashed before "accepted" was committed.
+    AfterDelivery,
+    /// "Accepted" committed, crashed before filing.
+    AfterAccepted,
+}
+
+/// Journals each send as the contract asks, submits it to the fake server, then hangs at `at`.
+struct CrashingSender {
+    outbox: Arc<Outbox>,
+    server: Arc<FakeServer>,
+    at: CrashAt,
+}
 
 #[async_trait::async_trait]
-impl Executor for SendsThenHangs {
+impl Executor for CrashingSender {
     async fn execute(
         &self,
-        account: AccountId,
+        _account: AccountId,
         batch: &[QueuedChange],
     ) -> Result<Vec<ItemOutcome>, BatchError> {
-        self.0.execute(account, batch).await?;
+        for q in batch {
+            let Operation::Send(m) = &q.operation else {
+                continue;
+            };
+            if self.at == CrashAt::BeforeHanding {
+                break;
+            }
+            let journal = |e: Error| BatchError::Transient {
+                reason: e.to_string(),
+                retry_after: None,
+            };
+            self.outbox.send_handing(q.id).await.map_err(journal)?;
+            self.server
+                .sent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(m.message_id.clone());
+            if self.at == CrashAt::AfterAccepted {
+                self.outbox
+                    .send_accepted(q.id, None)
+                    .await
+                    .map_err(journal)?;
+            }
+        }
         std::future::pending::<()>().await;
         Ok(Vec::new())
     }
 }
 
-#[tokio::test]
-async fn a_crash_between_send_and_delete_never_sends_twice() -> R {
-    let (db, fx) = setup(|o| o).await?;
-    let server = std::sync::Arc::new(FakeServer::default());
+/// Queues one send, runs a flush that crashes at `at`, and returns its id.
+async fn crash_a_send(fx: &Fx, server: &Arc<FakeServer>, at: CrashAt) -> Res<ChangeId> {
     let id = fx
         .outbox
         .enqueue(fx.account, Change::send(message("once")))
         .await?
         .change_id()
         .ok_or("queued")?;
-    let mid = match &fx.outbox.pending(fx.account).await?[0] {
-        p if p.kind == "send" => p.description.clone(),
-        _ => return Err("not a send".into()),
+    let crashing = CrashingSender {
+        outbox: fx.outbox.clone(),
+        server: server.clone(),
+        at,
     };
-    assert!(mid.contains("bob@example.test"));
     let crashed = tokio::time::timeout(
         Duration::from_millis(300),
-        fx.outbox.flush(fx.account, &SendsThenHangs(server.clone())),
+        fx.outbox.flush(fx.account, &crashing),
     )
     .await;
     assert!(crashed.is_err(), "the flush was cut off");
+    Ok(id)
+}
+
+#[tokio::test]
+async fn a_send_never_handed_over_is_sent_fresh_after_a_crash() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let server = Arc::new(FakeServer::default());
+    crash_a_send(&fx, &server, CrashAt::BeforeHanding).await?;
+    assert_eq!(fx.outbox.counts(fx.account).await?.in_flight, 1);
+    let c = calls();
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert_eq!(taken(&c)[0][0].attempt, Attempt::Fresh);
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_handed_send_is_only_looked_for_and_listed_as_maybe_sent() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let server = Arc::new(FakeServer::default());
+    let id = crash_a_send(&fx, &server, CrashAt::AfterDelivery).await?;
     assert_eq!(server.sent().len(), 1);
-    // The row is persisted in flight: it cannot be undone, and is checked on the next flush.
+    // Persisted in flight and handed: it cannot be undone, and is checked on the next flush.
     assert!(matches!(
         fx.outbox.cancel(id).await,
         Err(Error::CannotUndo { .. })
     ));
-    assert_eq!(fx.outbox.counts(fx.account).await?.in_flight, 1);
+    assert!(
+        fx.outbox.pending(fx.account).await?[0]
+            .description
+            .ends_with("(handed to the server)")
+    );
+    let c = calls();
+    let report = fx
+        .outbox
+        .flush(
+            fx.account,
+            &answering(
+                ItemOutcome::Unconfirmed {
+                    reason: "no copy with its Message-ID in Sent".into(),
+                },
+                c.clone(),
+            ),
+        )
+        .await?;
+    assert_eq!(taken(&c)[0][0].attempt, Attempt::Uncertain);
+    assert_eq!(report.evicted, 1);
+    let failed = fx.outbox.failed(fx.account).await?;
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0].reason.starts_with("may have been sent"),
+        "{failed:?}"
+    );
+    // Nothing sends it again but the user: a later flush has nothing to do.
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert!(taken(&c).is_empty());
+    // The user's retry is a fresh send.
+    fx.outbox.retry_failed(failed[0].id).await?;
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert_eq!(taken(&c)[0][0].attempt, Attempt::Fresh);
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_handed_send_found_on_the_server_is_done() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let server = Arc::new(FakeServer::default());
+    crash_a_send(&fx, &server, CrashAt::AfterDelivery).await?;
     let report = fx.outbox.flush(fx.account, server.as_ref()).await?;
     assert_eq!(report.done, 1);
     let batches = server
@@ -465,13 +566,28 @@ async fn a_crash_between_send_and_delete_never_sends_twice() -> R {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    assert_eq!(batches[1][0].attempt, Attempt::Uncertain);
+    assert_eq!(batches[0][0].attempt, Attempt::Uncertain);
     assert_eq!(server.sent().len(), 1, "not sent twice");
-    let Operation::Send(m) = &batches[1][0].operation else {
-        return Err("not a send".into());
-    };
-    assert_eq!(server.sent()[0], m.message_id);
-    assert!(m.message_id.ends_with("@example.test"));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_accepted_send_is_only_filed_after_a_crash() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let server = Arc::new(FakeServer::default());
+    crash_a_send(&fx, &server, CrashAt::AfterAccepted).await?;
+    let counts = fx.outbox.counts(fx.account).await?;
+    assert_eq!((counts.in_flight, counts.submitted), (0, 1));
+    let report = fx.outbox.flush(fx.account, server.as_ref()).await?;
+    assert_eq!(report.done, 1);
+    let batches = server
+        .batches
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    assert_eq!(batches[0][0].attempt, Attempt::Submitted);
+    assert_eq!(server.sent().len(), 1, "not sent twice");
     db.cleanup().await?;
     Ok(())
 }
@@ -636,6 +752,89 @@ async fn an_unreadable_row_is_evicted_instead_of_blocking_the_queue() -> R {
     let report = fx.outbox.flush(fx.account, &acking(c.clone())).await?;
     assert_eq!(report.done, 1);
     assert_eq!(fx.outbox.counts(fx.account).await?.failed, 1);
+    db.cleanup().await?;
+    Ok(())
+}
+
+/// Journals the hand-over of every send, then fails the whole call transiently (as a later
+/// item's failure would).
+struct HandsThenFailsTheBatch(Arc<Outbox>);
+
+#[async_trait::async_trait]
+impl Executor for HandsThenFailsTheBatch {
+    async fn execute(
+        &self,
+        _account: AccountId,
+        batch: &[QueuedChange],
+    ) -> Result<Vec<ItemOutcome>, BatchError> {
+        for q in batch {
+            self.0
+                .send_handing(q.id)
+                .await
+                .map_err(|e| BatchError::Offline(e.to_string()))?;
+        }
+        Err(BatchError::Transient {
+            reason: "503".into(),
+            retry_after: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_handed_send_stays_uncertain_through_transient_failures() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    fx.outbox
+        .enqueue(fx.account, Change::send(message("handed")))
+        .await?;
+    // A batch-wide failure after the hand-over says nothing about the send.
+    fx.outbox
+        .flush(fx.account, &HandsThenFailsTheBatch(fx.outbox.clone()))
+        .await?;
+    assert_eq!(fx.outbox.counts(fx.account).await?.in_flight, 1);
+    clock.advance(Duration::from_secs(2));
+    // Looking for it fails transiently: still uncertain, never fresh.
+    let c = calls();
+    fx.outbox
+        .flush(
+            fx.account,
+            &answering(transient("Sent unavailable", None), c.clone()),
+        )
+        .await?;
+    assert_eq!(taken(&c)[0][0].attempt, Attempt::Uncertain);
+    clock.advance(Duration::from_secs(10));
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    assert_eq!(taken(&c)[0][0].attempt, Attempt::Uncertain);
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_handed_send_that_keeps_failing_is_evicted_as_maybe_sent() -> R {
+    let (db, fx, clock) = setup_clocked().await?;
+    fx.outbox
+        .enqueue(fx.account, Change::send(message("never confirmed")))
+        .await?;
+    fx.outbox
+        .flush(fx.account, &HandsThenFailsTheBatch(fx.outbox.clone()))
+        .await?;
+    let c = calls();
+    for _ in 0..10 {
+        clock.advance(Duration::from_secs(3600));
+        fx.outbox
+            .flush(
+                fx.account,
+                &answering(transient("Sent unavailable", None), c.clone()),
+            )
+            .await?;
+    }
+    assert!(taken(&c).iter().all(|b| b[0].attempt == Attempt::Uncertain));
+    let failed = fx.outbox.failed(fx.account).await?;
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0].reason.starts_with("may have been sent"),
+        "{failed:?}"
+    );
     db.cleanup().await?;
     Ok(())
 }

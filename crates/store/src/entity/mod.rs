@@ -1,8 +1,9 @@
-//! SeaORM entities, one module per table, mirroring the schema at v8 (see the `migration` crate).
+//! SeaORM entities, one module per table, mirroring the schema at v9 (see the `migration` crate).
 //!
 //! These are plain row types. Hand-written queries live in the repository modules of the crate
 //! root; callers normally use those rather than the entities directly.
 
+pub mod account_leases;
 pub mod accounts;
 pub mod attachments;
 pub mod email_bodies;
