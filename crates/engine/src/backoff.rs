@@ -1,4 +1,5 @@
-//! Backoff between failed sync cycles: 5 s doubling to a 300 s cap, reset on success.
+//! Backoff between failed sync cycles: 5 s doubling to a 300 s cap, reset on success; network
+//! failures are capped much lower (see [`Backoff::next_delay_capped`]).
 
 use std::time::Duration;
 
@@ -42,6 +43,19 @@ impl Backoff {
         }
     }
 
+    /// Like [`Backoff::next_delay`], but never more than `cap`, and shortened by up to a fifth
+    /// at random so that many accounts (or daemons) cut off by one outage do not all come back
+    /// at the same instant. Used for network-class failures: when the server is unreachable,
+    /// waiting long only delays noticing its return.
+    pub fn next_delay_capped(&mut self, cap: Duration) -> Duration {
+        let d = self.next_delay(None).min(cap);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.subsec_nanos());
+        // 80..=100 % of the delay.
+        d.mul_f64(0.8 + f64::from(nanos % 1000) / 5000.0)
+    }
+
     /// Forgets past failures (after a successful cycle).
     pub fn reset(&mut self) {
         self.failures = 0;
@@ -64,6 +78,17 @@ mod tests {
         assert_eq!(got, vec![5, 10, 20, 40, 80, 160, 300, 300, 300]);
         b.reset();
         assert_eq!(b.next_delay(None), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn network_failures_are_capped_with_jitter() {
+        let mut b = Backoff::default();
+        let cap = Duration::from_secs(12);
+        for _ in 0..20 {
+            let d = b.next_delay_capped(cap);
+            assert!(d <= cap, "{d:?}");
+            assert!(d >= Duration::from_secs(4), "{d:?}");
+        }
     }
 
     #[test]

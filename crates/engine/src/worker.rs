@@ -77,6 +77,8 @@ pub struct WorkerPolicy {
     pub lease_renew: Duration,
     /// How often a running engine looks for wake requests (changes made by other processes).
     pub wake_poll: Duration,
+    /// The longest wait after a network-class failure (server unreachable), jittered.
+    pub offline_backoff_cap: Duration,
 }
 
 impl WorkerPolicy {
@@ -106,6 +108,7 @@ impl Default for WorkerPolicy {
             lease_ttl: Duration::from_secs(30),
             lease_renew: Duration::from_secs(10),
             wake_poll: Duration::from_millis(250),
+            offline_backoff_cap: Duration::from_secs(12),
         }
     }
 }
@@ -224,6 +227,11 @@ pub async fn run<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
                         continue;
                     }
                     Disposition::Retry { after } => Some(policy.backoff.next_delay(after)),
+                    // Unreachable: try again soon, so the return of the server is noticed
+                    // within seconds even after a long outage.
+                    Disposition::Offline => {
+                        Some(policy.backoff.next_delay_capped(policy.offline_backoff_cap))
+                    }
                     _ => Some(policy.backoff.next_delay(None)),
                 }
             }
@@ -309,6 +317,71 @@ mod tests {
         })
     }
 
+    fn transient() -> EngineError {
+        EngineError::Smtp(crate::smtp::SmtpError::Other {
+            reason: "try later".into(),
+        })
+    }
+
+    /// A 6-minute outage (paused time): waits never exceed the offline cap, and the first cycle
+    /// after the server returns comes within that cap.
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_is_noticed_within_seconds_of_its_end() {
+        let account = ACCOUNT;
+        let log = Arc::new(MemLog::default());
+        let t0 = Instant::now();
+        let outage = Duration::from_secs(360);
+        let starts = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+        let mut driver = MockAccountDriver::new();
+        let s2 = starts.clone();
+        driver.expect_cycle().returning(move |_| {
+            s2.lock().expect("lock").push(Instant::now());
+            if Instant::now() - t0 < outage {
+                Err(offline())
+            } else {
+                Ok(SyncCounts::default())
+            }
+        });
+        driver.expect_wait_for_change().returning(|| Ok(()));
+        let cancel = CancellationToken::new();
+        let (tx, mut rx) = broadcast::channel(256);
+        let l2 = log.clone();
+        let c3 = cancel.clone();
+        let policy = WorkerPolicy::default();
+        let cap = policy.offline_backoff_cap;
+        let handle = tokio::spawn(async move {
+            run(
+                &*l2,
+                account,
+                &mut driver,
+                Arc::new(Notify::new()),
+                c3,
+                tx,
+                policy,
+            )
+            .await;
+        });
+        loop {
+            match rx.recv().await {
+                Ok(EngineEvent::Synced { .. }) => break,
+                Ok(_) => {}
+                Err(e) => panic!("events closed: {e}"),
+            }
+        }
+        cancel.cancel();
+        handle.await.expect("worker");
+        let starts = starts.lock().expect("lock").clone();
+        for w in starts.windows(2) {
+            assert!(w[1] - w[0] <= cap, "a wait of {:?}", w[1] - w[0]);
+        }
+        let back = *starts.last().expect("a cycle");
+        assert!(
+            back - (t0 + outage) <= cap,
+            "noticed after {:?}",
+            back - (t0 + outage)
+        );
+    }
+
     /// Failures back off 5, 10, 20 s (paused time), a success resets, and each cycle is logged.
     #[tokio::test(start_paused = true)]
     async fn backoff_doubles_then_resets_and_logs_every_cycle() {
@@ -321,7 +394,7 @@ mod tests {
         driver.expect_cycle().returning(move |_| {
             s2.lock().expect("lock").push(Instant::now());
             match c2.fetch_add(1, Ordering::SeqCst) {
-                0..=2 => Err(offline()),
+                0..=2 => Err(transient()),
                 _ => Ok(SyncCounts {
                     emails_added: 1,
                     ..Default::default()
