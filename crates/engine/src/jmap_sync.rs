@@ -455,7 +455,10 @@ pub async fn fetch_and_store_bodies(
         .ids(ids)
         .properties(["id", "textBody", "htmlBody", "bodyValues"])
         .fetch_text_body_values(true)
-        .fetch_html_body_values(true);
+        .fetch_html_body_values(true)
+        // Bounds the response (the client refuses one over 64 MiB): a body cut here is
+        // stored as truncated, and the full message stays available on demand.
+        .max_body_value_bytes(512 * 1024);
     let resp = client.call(get).await?;
     let remote: Vec<String> = resp
         .list

@@ -142,7 +142,8 @@ impl Client {
         if !resp.status().is_success() {
             return Err(transport::error_from_response(resp).await);
         }
-        let bytes = resp.bytes().await.map_err(transport::map_reqwest_error)?;
+        // An upload answer is a small JSON object.
+        let bytes = transport::read_capped(resp, 1 << 20).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::decode("upload response", e))
     }
 

@@ -18,6 +18,8 @@ use crate::session::Session;
 use crate::transport::{self, Credentials};
 
 const SESSION_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// The default limit of an API response body.
+const DEFAULT_MAX_RESPONSE: u64 = 64 * 1024 * 1024;
 
 /// Configures and connects a [`Client`].
 #[derive(Debug)]
@@ -28,6 +30,7 @@ pub struct ClientBuilder {
     pending_error: Option<Error>,
     connect_timeout: Duration,
     request_timeout: Duration,
+    max_response_bytes: u64,
     user_agent: String,
     max_calls_in_request: Option<u64>,
     max_objects_in_get: Option<u64>,
@@ -44,6 +47,7 @@ impl Default for ClientBuilder {
             pending_error: None,
             connect_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(120),
+            max_response_bytes: DEFAULT_MAX_RESPONSE,
             user_agent: concat!("mailsync-jmap-client/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_calls_in_request: None,
             max_objects_in_get: None,
@@ -86,6 +90,15 @@ impl ClientBuilder {
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The largest API response body read (default 64 MiB): a larger one fails with
+    /// [`Error::ResponseTooLarge`] without being held in memory. Keep requests (e.g. how many
+    /// bodies one `Email/get` fetches) well under it.
+    #[must_use]
+    pub fn max_response_size(mut self, bytes: u64) -> Self {
+        self.max_response_bytes = bytes;
         self
     }
 
@@ -187,6 +200,7 @@ impl ClientBuilder {
                 auth,
                 allow_insecure_http: self.allow_insecure_http,
                 request_timeout: self.request_timeout,
+                max_response_bytes: self.max_response_bytes,
                 max_calls_in_request: self.max_calls_in_request,
                 max_objects_in_get: self.max_objects_in_get,
                 max_objects_in_set: self.max_objects_in_set,
@@ -205,6 +219,7 @@ pub(crate) struct Config {
     auth: Option<HeaderValue>,
     pub(crate) allow_insecure_http: bool,
     pub(crate) request_timeout: Duration,
+    pub(crate) max_response_bytes: u64,
     max_calls_in_request: Option<u64>,
     max_objects_in_get: Option<u64>,
     max_objects_in_set: Option<u64>,
@@ -494,7 +509,7 @@ impl ChunkSender for ApiSender<'_> {
         if !resp.status().is_success() {
             return Err(transport::error_from_response(resp).await);
         }
-        let bytes = resp.bytes().await.map_err(transport::map_reqwest_error)?;
+        let bytes = transport::read_capped(resp, inner.config.max_response_bytes).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::decode("API response", e))
     }
 }

@@ -119,6 +119,14 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// A response body exceeded the client's limit ([`crate::ClientBuilder::max_response_size`]);
+    /// it was not read further (memory stays bounded whatever the server sends).
+    #[error("the server's response exceeds the limit of {limit} bytes")]
+    ResponseTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+
     /// An upload exceeds the server's `maxSizeUpload`.
     #[error("upload of {size} bytes exceeds the server limit of {max} bytes")]
     UploadTooLarge {

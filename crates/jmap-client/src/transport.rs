@@ -273,6 +273,22 @@ pub(crate) async fn error_from_response(resp: reqwest::Response) -> Error {
     }
 }
 
+/// Reads a whole response body of at most `limit` bytes, streaming: a larger one (by its
+/// `Content-Length` or as it arrives) is [`Error::ResponseTooLarge`], never held in memory.
+pub(crate) async fn read_capped(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, Error> {
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(Error::ResponseTooLarge { limit });
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(map_reqwest_error)? {
+        if (out.len() + chunk.len()) as u64 > limit {
+            return Err(Error::ResponseTooLarge { limit });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 /// Reads a response body, keeping at most `limit` bytes: the rest is not read and the
 /// result is silently truncated (callers then fail to parse it).
 pub(crate) async fn read_limited(

@@ -443,3 +443,67 @@ async fn changes_loop_stops_when_the_server_state_does_not_advance() {
     })
     .await;
 }
+
+/// A server answering an API call with an endless body (here 64 MiB in 64 KiB chunks, no
+/// Content-Length, then hanging): the client stops at its limit with a typed error instead of
+/// holding the body in memory; a declared Content-Length over the limit is refused at once.
+#[tokio::test]
+async fn an_oversized_api_response_is_refused_without_being_read() {
+    within(60, async {
+        let server = FakeServer::start(|req, _| {
+            if req.target == "/session" {
+                return Reply::json(200, &session_json(false, 1000, "0"));
+            }
+            Reply::Stream {
+                status: 200,
+                headers: vec![("Content-Type", "application/json".into())],
+                chunks: (0..1024)
+                    .map(|_| (Duration::ZERO, vec![b' '; 64 * 1024]))
+                    .collect(),
+                hang: true,
+            }
+        })
+        .await;
+        let client = Client::builder()
+            .credentials(Credentials::basic("u1", "pw"))
+            .max_response_size(1 << 20)
+            .connect(&server.url("/session"))
+            .await
+            .unwrap();
+        let acc = client.mail_account_id().unwrap();
+        let t = Instant::now();
+        let err = client
+            .call(Get::<Mailbox>::new(&acc))
+            .await
+            .expect_err("too large");
+        assert!(
+            matches!(err, Error::ResponseTooLarge { limit } if limit == 1 << 20),
+            "{err:?}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+        let server = FakeServer::start(|req, _| {
+            if req.target == "/session" {
+                return Reply::json(200, &session_json(false, 1000, "0"));
+            }
+            Reply::Full {
+                status: 200,
+                headers: vec![("Content-Type", "application/json".into())],
+                body: vec![b' '; 2 << 20],
+            }
+        })
+        .await;
+        let client = Client::builder()
+            .credentials(Credentials::basic("u1", "pw"))
+            .max_response_size(1 << 20)
+            .connect(&server.url("/session"))
+            .await
+            .unwrap();
+        let err = client
+            .call(Get::<Mailbox>::new(&client.mail_account_id().unwrap()))
+            .await
+            .expect_err("too large");
+        assert!(matches!(err, Error::ResponseTooLarge { .. }), "{err:?}");
+    })
+    .await;
+}
