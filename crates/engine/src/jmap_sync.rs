@@ -151,7 +151,9 @@ pub async fn sync_mailboxes(
                         .filter_map(mailbox_upsert)
                         .collect();
                     mailboxes::upsert(&txn, account, &items).await?;
-                    for gone in &page.changes.destroyed {
+                    // Created or updated ids the /get no longer found were destroyed
+                    // meanwhile (servers may report such a mailbox as updated, not destroyed).
+                    for gone in page.changes.destroyed.iter().chain(&page.not_found) {
                         if let Some(m) =
                             mailboxes::find_by_remote_id(&txn, account, gone.as_str()).await?
                         {
