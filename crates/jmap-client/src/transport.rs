@@ -183,6 +183,19 @@ pub(crate) fn map_reqwest_error(e: reqwest::Error) -> Error {
         return Error::InsecureUrl { url };
     }
     let tls = find_in_chain::<rustls::Error>(&e).is_some();
+    // A connection that ends before the response is complete (even mid-headers) is the
+    // network failing, like a cut mid-body, not the server speaking bad HTTP.
+    let cut = find_in_chain::<hyper::Error>(&e)
+        .is_some_and(|h| h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+        || find_in_chain::<std::io::Error>(&e).is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        });
     let kind = if tls {
         TransportErrorKind::Tls
     } else if e.is_timeout() {
@@ -191,7 +204,7 @@ pub(crate) fn map_reqwest_error(e: reqwest::Error) -> Error {
         TransportErrorKind::Connect
     } else if e.is_redirect() {
         TransportErrorKind::Redirect
-    } else if e.is_body() || e.is_decode() {
+    } else if cut || e.is_body() || e.is_decode() {
         TransportErrorKind::Body
     } else if e.is_request() {
         // Typically hyper failing on a malformed status line or a connection closed early.

@@ -507,3 +507,36 @@ async fn an_oversized_api_response_is_refused_without_being_read() {
     })
     .await;
 }
+
+/// A connection cut in the middle of the response headers is the same fact as a cut in the
+/// middle of the body (the network failed), not "invalid HTTP": one classification, one exit
+/// code.
+#[tokio::test]
+async fn a_cut_mid_headers_is_a_transfer_failure() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    within(30, async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: applic")
+                    .await;
+                drop(sock);
+            }
+        });
+        let err = Client::builder()
+            .credentials(Credentials::basic("u1", "pw"))
+            .connect(&format!("http://127.0.0.1:{port}/session"))
+            .await
+            .expect_err("cut");
+        match &err {
+            Error::Transport(t) => assert_eq!(t.kind(), TransportErrorKind::Body, "{err:?}"),
+            other => panic!("{other:?}"),
+        }
+        task.abort();
+    })
+    .await;
+}
