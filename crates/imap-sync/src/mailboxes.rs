@@ -182,13 +182,20 @@ pub async fn sync_mailboxes(
         })
         .collect();
     let keep: Vec<String> = upserts.iter().map(|u| u.remote_id.clone()).collect();
+    // Sets, not scans: an account may have 100,000 mailboxes.
+    let keep_set: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
     let txn = store.begin().await?;
     let before = mailboxes::list(&txn, account).await?;
+    let known: std::collections::HashSet<&str> =
+        before.iter().map(|b| b.remote_id.as_str()).collect();
     let added = upserts
         .iter()
-        .filter(|u| !before.iter().any(|b| b.remote_id == u.remote_id))
+        .filter(|u| !known.contains(u.remote_id.as_str()))
         .count() as u64;
-    for gone in before.iter().filter(|b| !keep.contains(&b.remote_id)) {
+    for gone in before
+        .iter()
+        .filter(|b| !keep_set.contains(b.remote_id.as_str()))
+    {
         checkpoints::delete(&txn, account, &Scope::imap_mailbox(gone.id)).await?;
     }
     let removed = mailboxes::delete_missing(&txn, account, &keep).await?;

@@ -107,6 +107,13 @@ pub async fn upsert<C: ConnectionTrait>(
     let now = crate::now();
     let mut out = Vec::with_capacity(items.len());
     for item in items {
+        // Nothing changed: no write (a resync of an unchanged account writes no mailbox row).
+        if let Some(m) = existing.get(&item.remote_id)
+            && unchanged(m, item)
+        {
+            out.push(m.clone().try_into()?);
+            continue;
+        }
         let mut am = match existing.get(&item.remote_id) {
             Some(m) => {
                 let mut am: mb::ActiveModel = m.clone().into();
@@ -145,6 +152,24 @@ pub async fn upsert<C: ConnectionTrait>(
         out.push(model.try_into()?);
     }
     Ok(out)
+}
+
+/// Would upserting `item` over `m` change nothing?
+fn unchanged(m: &mb::Model, item: &MailboxUpsert) -> bool {
+    m.name == item.name
+        && m.parent_remote_id == item.parent_remote_id
+        && m.delimiter == item.delimiter
+        && m.selectable == item.selectable
+        && item
+            .role
+            .is_none_or(|r| m.role.as_deref() == Some(r.as_str()))
+        && item.status.is_none_or(|s| {
+            m.total == s.total
+                && m.unread == s.unread
+                && m.uidvalidity == s.uidvalidity
+                && m.uidnext == s.uidnext
+                && m.highestmodseq == s.highestmodseq
+        })
 }
 
 fn set_status(am: &mut mb::ActiveModel, s: MailboxStatus) {
@@ -311,12 +336,13 @@ pub async fn delete_missing<C: ConnectionTrait>(
     account: AccountId,
     keep: &[String],
 ) -> Result<u64, StoreError> {
+    let keep: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
     let gone: Vec<i64> = mb::Entity::find()
         .filter(mb::Column::AccountId.eq(account.0))
         .all(c)
         .await?
         .into_iter()
-        .filter(|m| !keep.contains(&m.remote_id))
+        .filter(|m| !keep.contains(m.remote_id.as_str()))
         .map(|m| m.id)
         .collect();
     for id in &gone {

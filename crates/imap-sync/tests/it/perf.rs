@@ -131,3 +131,44 @@ async fn timings_first_sync_10k_nochange_and_one_percent() -> anyhow::Result<()>
     assert!(change < Duration::from_secs(5), "1% resync took {change:?}");
     Ok(())
 }
+
+/// A mailbox list of 2,000 (all selectable, empty): listing and storing it stays linear, and a
+/// second pass over the unchanged list writes no mailbox row. Printed as TIMING.
+#[tokio::test]
+async fn timings_many_mailboxes() -> anyhow::Result<()> {
+    let n = 2_000usize;
+    let user = fresh_user("perfmb");
+    let cfg = dovecot(&user);
+    let mut args: Vec<String> = vec![
+        "mailbox".into(),
+        "create".into(),
+        "-u".into(),
+        user.user.clone(),
+    ];
+    args.extend((0..n).map(|i| format!("F{}/M{i}", i % 50)));
+    doveadm(args).await?;
+    let (db, account) = store().await?;
+    let mut conn = connect(&cfg).await;
+    let t = Instant::now();
+    let first = limit(
+        120,
+        mailsync_imap_sync::sync_mailboxes(&mut conn, &db.store, account),
+    )
+    .await?;
+    let first_ms = t.elapsed().as_millis();
+    assert!(first.mailboxes.len() >= n, "{}", first.mailboxes.len());
+    let t = Instant::now();
+    let again = limit(
+        120,
+        mailsync_imap_sync::sync_mailboxes(&mut conn, &db.store, account),
+    )
+    .await?;
+    let again_ms = t.elapsed().as_millis();
+    assert_eq!((again.added, again.removed), (0, 0));
+    println!(
+        "TIMING LIST of {} mailboxes: first {first_ms} ms, unchanged {again_ms} ms",
+        first.mailboxes.len()
+    );
+    assert!(again_ms < 30_000);
+    Ok(())
+}
