@@ -266,6 +266,8 @@ pub struct JmapDriver {
     client: Option<Client>,
     push: Option<PushStream>,
     push_unavailable: bool,
+    /// The push stream disconnected since its last `Connected`.
+    push_was_down: bool,
     poll_interval: Duration,
 }
 
@@ -279,6 +281,7 @@ impl JmapDriver {
             client: None,
             push: None,
             push_unavailable: false,
+            push_was_down: false,
             poll_interval: POLL_INTERVAL,
         }
     }
@@ -361,7 +364,10 @@ impl AccountDriver for JmapDriver {
         if self.push.is_none() && !self.push_unavailable {
             let client = self.client().await?;
             match client.event_source(PushConfig::default().types(["Email", "Mailbox"])) {
-                Ok(s) => self.push = Some(s),
+                Ok(s) => {
+                    self.push = Some(s);
+                    self.push_was_down = false;
+                }
                 Err(e) if e.is_push_unavailable() => self.push_unavailable = true,
                 Err(e) => return Err(e.into()),
             }
@@ -373,9 +379,16 @@ impl AccountDriver for JmapDriver {
         loop {
             match stream.next().await {
                 Some(Ok(PushEvent::StateChange(_))) => return Ok(()),
-                // After a reconnection, changes may have been missed: sync once.
-                Some(Ok(PushEvent::Connected)) => {}
-                Some(Ok(PushEvent::Disconnected { .. })) => {}
+                // After a reconnection, changes may have been missed while the stream was
+                // down (the server does not replay them): sync once. The first connection of
+                // a stream follows the cycle that just ran, so it needs no sync of its own.
+                Some(Ok(PushEvent::Connected)) => {
+                    if std::mem::take(&mut self.push_was_down) {
+                        tracing::debug!("Push reconnected; syncing what may have been missed.");
+                        return Ok(());
+                    }
+                }
+                Some(Ok(PushEvent::Disconnected { .. })) => self.push_was_down = true,
                 Some(Ok(_)) => {}
                 Some(Err(e)) if e.is_push_unavailable() => {
                     self.push = None;
