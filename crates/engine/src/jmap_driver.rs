@@ -15,6 +15,7 @@ use mailsync_outbox::{
     Attempt, BatchError, EmailChange, Executor, Flag, ItemOutcome, Operation, Outbox, QueuedChange,
 };
 use mailsync_store::accounts::Account;
+use mailsync_store::checkpoints::{self, Scope};
 use mailsync_store::sync_log::SyncCounts;
 use mailsync_store::{AccountId, MailboxId, Store, mailboxes};
 use tokio_util::sync::CancellationToken;
@@ -67,6 +68,36 @@ pub struct JmapExecutor<'a> {
     pub client: &'a Client,
     /// The store (mailbox id mapping, Sent/Drafts roles).
     pub store: &'a Store,
+    /// The Email state after this executor's own last `Email/set`: its changes are the only
+    /// ones since the state it was guarded by, so the next batch may build on it.
+    own_state: std::sync::Mutex<Option<jmap::State>>,
+}
+
+impl<'a> JmapExecutor<'a> {
+    /// An executor for one flush.
+    pub fn new(client: &'a Client, store: &'a Store) -> Self {
+        JmapExecutor {
+            client,
+            store,
+            own_state: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The `ifInState` of the next `Email/set`: the Email state the local view was last synced
+    /// at (or the state our own last set left), so that a change made by another client since
+    /// is answered with `stateMismatch` (resync, then retry) instead of being overwritten.
+    async fn guard_state(&self, account: AccountId) -> Result<Option<jmap::State>, BatchError> {
+        if let Some(s) = self.own_state.lock().ok().and_then(|g| g.clone()) {
+            return Ok(Some(s));
+        }
+        Ok(
+            checkpoints::get(self.store.conn(), account, &Scope::jmap("Email"))
+                .await
+                .map_err(|e| batch_error(&e.into()))?
+                .and_then(|c| c.state)
+                .map(jmap::State::new),
+        )
+    }
 }
 
 impl JmapExecutor<'_> {
@@ -165,11 +196,19 @@ impl JmapExecutor<'_> {
         if set.is_empty() {
             return Ok(());
         }
-        let resp = self
-            .client
-            .call(set)
-            .await
-            .map_err(|e| batch_error(&e.into()))?;
+        if let Some(state) = self.guard_state(account).await? {
+            set = set.if_in_state(&state);
+        }
+        let resp = self.client.call(set).await.map_err(|e| {
+            // Whatever state we held is no longer the server's: read it again after the resync.
+            if let Ok(mut g) = self.own_state.lock() {
+                *g = None;
+            }
+            batch_error(&e.into())
+        })?;
+        if let Ok(mut g) = self.own_state.lock() {
+            *g = resp.new_state.clone();
+        }
         for (i, c) in items {
             if out[*i].is_some() {
                 continue;
@@ -314,10 +353,7 @@ impl AccountDriver for JmapDriver {
         let client = self.client().await?;
         let res = async {
             let jacc = client.mail_account_id()?;
-            let executor = JmapExecutor {
-                client: &client,
-                store: &self.store,
-            };
+            let executor = JmapExecutor::new(&client, &self.store);
             let flushed = self.outbox.flush(self.account.id, &executor).await?;
             let nboxes =
                 jmap_sync::sync_mailboxes(&client, &self.store, self.account.id, &jacc).await?;
@@ -329,19 +365,34 @@ impl AccountDriver for JmapDriver {
                 self.account.body_policy,
             )
             .await?;
+            // Show still-queued changes again on top of what the sync wrote.
+            let pending: Vec<mailsync_store::EmailId> =
+                mailsync_store::queue::list(self.store.conn(), Some(self.account.id))
+                    .await?
+                    .into_iter()
+                    .filter_map(|p| p.email_id)
+                    .collect();
+            if !pending.is_empty() {
+                let txn = self.store.begin().await?;
+                mailsync_outbox::reapply_after_sync(&txn, &pending).await?;
+                txn.commit().await.map_err(mailsync_store::StoreError::from)?;
+            }
+            let mut done = flushed.done;
+            if flushed.resync_needed && flushed.paused.is_none() {
+                // Another client changed emails since our last sync (`stateMismatch` on the
+                // guarded Email/set): the sync above rebased the queued changes; send them
+                // again, once, guarded by the new state. A second mismatch waits for the next
+                // cycle.
+                tracing::info!("Email state moved under the queued changes; retrying after the resync.");
+                done += self.outbox.flush(self.account.id, &executor).await?.done;
+            }
             // The sync covered the whole account: changes whose email was not found can now
             // be found again (or declared gone), and the found ones go out at once.
-            let mut done = flushed.done;
             if flushed.paused.is_none() && self.outbox.reresolve(self.account.id).await?.found > 0 {
                 done += self.outbox.flush(self.account.id, &executor).await?.done;
             }
             if let Some(p) = &flushed.paused {
                 return Err(EngineError::from_pause(p));
-            }
-            if flushed.resync_needed {
-                // The server state moved under the queued changes: they were re-based by the
-                // sync above and go out with the next cycle.
-                tracing::info!("Outbox asked for a resync before retrying.");
             }
             Ok::<_, EngineError>(SyncCounts {
                 mailboxes: nboxes,
