@@ -375,7 +375,9 @@ impl AccountDriver for JmapDriver {
             if !pending.is_empty() {
                 let txn = self.store.begin().await?;
                 mailsync_outbox::reapply_after_sync(&txn, &pending).await?;
-                txn.commit().await.map_err(mailsync_store::StoreError::from)?;
+                txn.commit()
+                    .await
+                    .map_err(mailsync_store::StoreError::from)?;
             }
             let mut done = flushed.done;
             if flushed.resync_needed && flushed.paused.is_none() {
@@ -383,7 +385,9 @@ impl AccountDriver for JmapDriver {
                 // guarded Email/set): the sync above rebased the queued changes; send them
                 // again, once, guarded by the new state. A second mismatch waits for the next
                 // cycle.
-                tracing::info!("Email state moved under the queued changes; retrying after the resync.");
+                tracing::info!(
+                    "Email state moved under the queued changes; retrying after the resync."
+                );
                 done += self.outbox.flush(self.account.id, &executor).await?.done;
             }
             // The sync covered the whole account: changes whose email was not found can now

@@ -431,7 +431,13 @@ mod tests {
             .missed_pings(2);
         // 30000: milliseconds sent where RFC 8620 says seconds.
         assert_eq!(c.dead_after(30_000), Duration::from_secs(90));
-        assert_eq!(c.dead_after(MAX_PLAUSIBLE_PING_SECS), Duration::from_secs(1800));
-        assert_eq!(c.dead_after(MAX_PLAUSIBLE_PING_SECS + 1), Duration::from_secs(90));
+        assert_eq!(
+            c.dead_after(MAX_PLAUSIBLE_PING_SECS),
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            c.dead_after(MAX_PLAUSIBLE_PING_SECS + 1),
+            Duration::from_secs(90)
+        );
     }
 }
