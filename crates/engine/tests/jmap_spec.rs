@@ -232,28 +232,26 @@ async fn flush_is_guarded_by_if_in_state_and_retried_after_a_mismatch() -> R {
     };
     let counts = d.cycle(&cancel).await?;
     assert_eq!(counts.changes_flushed, 1);
-    let w = fake.world();
-    let sets: Vec<&serde_json::Value> = w
-        .calls
-        .iter()
-        .filter(|(n, _)| n == "Email/set")
-        .map(|(_, a)| a)
-        .collect();
+    let (sets, flagged, seen) = {
+        let w = fake.world();
+        let sets: Vec<serde_json::Value> = w
+            .calls
+            .iter()
+            .filter(|(n, _)| n == "Email/set")
+            .map(|(_, a)| a.clone())
+            .collect();
+        (
+            sets,
+            w.emails[&ours].keywords.get("$flagged").copied(),
+            w.emails[&theirs].keywords.get("$seen").copied(),
+        )
+    };
     assert_eq!(sets.len(), 2, "refused once, then retried: {sets:?}");
     assert_eq!(sets[0]["ifInState"], serde_json::json!(synced_state));
     assert_ne!(sets[1]["ifInState"], sets[0]["ifInState"]);
     assert!(sets[1]["ifInState"].is_string());
-    assert_eq!(
-        w.emails[&ours].keywords.get("$flagged"),
-        Some(&true),
-        "ours landed"
-    );
-    assert_eq!(
-        w.emails[&theirs].keywords.get("$seen"),
-        Some(&true),
-        "theirs kept"
-    );
-    drop(w);
+    assert_eq!(flagged, Some(true), "ours landed");
+    assert_eq!(seen, Some(true), "theirs kept");
     assert!(outbox.pending(acc.id).await?.is_empty());
     let theirs_local = emails::find_by_remote_id(db.store.conn(), acc.id, &theirs)
         .await?

@@ -313,10 +313,8 @@ impl World {
             }
             "Email/set" => {
                 let old = format!("e{}", self.email_state);
-                if let Some(want) = args["ifInState"].as_str() {
-                    if want != old {
-                        return Err(err("stateMismatch"));
-                    }
+                if args["ifInState"].as_str().is_some_and(|want| want != old) {
+                    return Err(err("stateMismatch"));
                 }
                 let mut updated = serde_json::Map::new();
                 let mut not_updated = serde_json::Map::new();
@@ -512,10 +510,10 @@ async fn serve_one(stream: tokio::net::TcpStream, world: Arc<Mutex<World>>, port
             Ok(0) | Err(_) => return,
             Ok(_) if h == "\r\n" => break,
             Ok(_) => {
-                if let Some((k, v)) = h.split_once(':') {
-                    if k.eq_ignore_ascii_case("content-length") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
+                if let Some((k, v)) = h.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    len = v.trim().parse().unwrap_or(0);
                 }
             }
         }
