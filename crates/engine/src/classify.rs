@@ -57,6 +57,9 @@ pub fn classify(err: &EngineError) -> Disposition {
         },
         EngineError::Compose(_) => Disposition::Reject,
         EngineError::Cancelled => Disposition::Retry { after: None },
+        // A server that rejects the state it has just given is broken for this account:
+        // resyncing again would only repeat the full listing.
+        EngineError::StateRejectedAgain { .. } => Disposition::Reject,
         EngineError::Jmap(e) => classify_jmap(e),
         EngineError::Imap(e) => classify_imap(e),
         EngineError::Mailbox { source, .. } => classify_imap(source),
@@ -162,6 +165,48 @@ pub fn is_auth_failure(err: &EngineError) -> bool {
         EngineError::Jmap(jmap::Error::Unauthorized { .. }) => true,
         EngineError::Smtp(crate::smtp::SmtpError::Auth { .. }) => true,
         _ => false,
+    }
+}
+
+/// Why a stored JMAP state can no longer be used as the start of `Foo/changes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StateRejection {
+    /// The server answered this method error to `Foo/changes` from the stored state:
+    /// `cannotCalculateChanges` (RFC 8620), or `invalidArguments` (servers that no longer
+    /// accept an old or foreign state string), or `stateMismatch`.
+    Method(jmap::MethodErrorType),
+    /// The server reported more changes without its state advancing.
+    NotAdvancing,
+}
+
+impl std::fmt::Display for StateRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateRejection::Method(m) => write!(f, "{}", m.as_str()),
+            StateRejection::NotAdvancing => f.write_str("state not advancing"),
+        }
+    }
+}
+
+/// Whether a `Foo/changes` failure means "the stored state is useless: list this type again".
+///
+/// The only client-chosen argument of our `/changes` calls that a server can reject is
+/// `sinceState` (`maxChanges` is always a positive integer), so `invalidArguments` on a
+/// `/changes` method is a rejected state whatever `arguments` the server names (Cyrus names
+/// `sinceState`; other servers only describe it in text, which is never parsed).
+pub fn state_rejection(e: &jmap::Error) -> Option<StateRejection> {
+    use jmap::MethodErrorType as M;
+    match e {
+        jmap::Error::Method(m) => match m.kind {
+            M::CannotCalculateChanges | M::StateMismatch => Some(StateRejection::Method(m.kind)),
+            M::InvalidArguments if m.method.ends_with("/changes") => {
+                Some(StateRejection::Method(m.kind))
+            }
+            _ => None,
+        },
+        jmap::Error::StateNotAdvancing { .. } => Some(StateRejection::NotAdvancing),
+        _ => None,
     }
 }
 
@@ -448,6 +493,46 @@ mod tests {
         ];
         for (err, want) in &cases {
             assert_eq!(&classify_jmap(err), want, "{err}");
+        }
+    }
+
+    fn method_on(method: &str, kind: &str) -> jmap::Error {
+        let jmap::Error::Method(mut m) = jmap_method(kind) else {
+            unreachable!()
+        };
+        m.method = method.into();
+        jmap::Error::Method(m)
+    }
+
+    #[test]
+    fn state_rejection_table() {
+        use jmap::MethodErrorType as M;
+        let cases = [
+            (
+                method_on("Email/changes", "invalidArguments"),
+                Some(StateRejection::Method(M::InvalidArguments)),
+            ),
+            (
+                method_on("Mailbox/changes", "invalidArguments"),
+                Some(StateRejection::Method(M::InvalidArguments)),
+            ),
+            (
+                method_on("Email/changes", "cannotCalculateChanges"),
+                Some(StateRejection::Method(M::CannotCalculateChanges)),
+            ),
+            // invalidArguments elsewhere is a bug of ours, not a stale state.
+            (method_on("Email/query", "invalidArguments"), None),
+            (method_on("Email/changes", "serverFail"), None),
+            (
+                jmap::Error::StateNotAdvancing {
+                    method: "Email/changes".into(),
+                    state: jmap::State::new("1"),
+                },
+                Some(StateRejection::NotAdvancing),
+            ),
+        ];
+        for (err, want) in &cases {
+            assert_eq!(&state_rejection(err), want, "{err}");
         }
     }
 }

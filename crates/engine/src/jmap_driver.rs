@@ -15,6 +15,7 @@ use mailsync_outbox::{
     Attempt, BatchError, EmailChange, Executor, Flag, ItemOutcome, Operation, Outbox, QueuedChange,
 };
 use mailsync_store::accounts::Account;
+use mailsync_store::checkpoints::{self, Scope};
 use mailsync_store::sync_log::SyncCounts;
 use mailsync_store::{AccountId, MailboxId, Store, mailboxes};
 use tokio_util::sync::CancellationToken;
@@ -69,6 +70,37 @@ pub struct JmapExecutor<'a> {
     pub store: &'a Store,
     /// The outbox, to journal each send's hand-over and acceptance as they happen.
     pub outbox: &'a Outbox,
+    /// The Email state after this executor's own last `Email/set`: its changes are the only
+    /// ones since the state it was guarded by, so the next batch may build on it.
+    own_state: std::sync::Mutex<Option<jmap::State>>,
+}
+
+impl<'a> JmapExecutor<'a> {
+    /// An executor for one flush.
+    pub fn new(client: &'a Client, store: &'a Store, outbox: &'a Outbox) -> Self {
+        JmapExecutor {
+            client,
+            store,
+            outbox,
+            own_state: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The `ifInState` of the next `Email/set`: the Email state the local view was last synced
+    /// at (or the state our own last set left), so that a change made by another client since
+    /// is answered with `stateMismatch` (resync, then retry) instead of being overwritten.
+    async fn guard_state(&self, account: AccountId) -> Result<Option<jmap::State>, BatchError> {
+        if let Some(s) = self.own_state.lock().ok().and_then(|g| g.clone()) {
+            return Ok(Some(s));
+        }
+        Ok(
+            checkpoints::get(self.store.conn(), account, &Scope::jmap("Email"))
+                .await
+                .map_err(|e| batch_error(&e.into()))?
+                .and_then(|c| c.state)
+                .map(jmap::State::new),
+        )
+    }
 }
 
 impl JmapExecutor<'_> {
@@ -167,11 +199,19 @@ impl JmapExecutor<'_> {
         if set.is_empty() {
             return Ok(());
         }
-        let resp = self
-            .client
-            .call(set)
-            .await
-            .map_err(|e| batch_error(&e.into()))?;
+        if let Some(state) = self.guard_state(account).await? {
+            set = set.if_in_state(&state);
+        }
+        let resp = self.client.call(set).await.map_err(|e| {
+            // Whatever state we held is no longer the server's: read it again after the resync.
+            if let Ok(mut g) = self.own_state.lock() {
+                *g = None;
+            }
+            batch_error(&e.into())
+        })?;
+        if let Ok(mut g) = self.own_state.lock() {
+            *g = resp.new_state.clone();
+        }
         for (i, c) in items {
             if out[*i].is_some() {
                 continue;
@@ -300,6 +340,8 @@ pub struct JmapDriver {
     client: Option<Client>,
     push: Option<PushStream>,
     push_unavailable: bool,
+    /// The push stream disconnected since its last `Connected`.
+    push_was_down: bool,
     poll_interval: Duration,
 }
 
@@ -313,6 +355,7 @@ impl JmapDriver {
             client: None,
             push: None,
             push_unavailable: false,
+            push_was_down: false,
             poll_interval: POLL_INTERVAL,
         }
     }
@@ -345,11 +388,7 @@ impl AccountDriver for JmapDriver {
         let client = self.client().await?;
         let res = async {
             let jacc = client.mail_account_id()?;
-            let executor = JmapExecutor {
-                client: &client,
-                store: &self.store,
-                outbox: &self.outbox,
-            };
+            let executor = JmapExecutor::new(&client, &self.store, &self.outbox);
             let flushed = self.outbox.flush(self.account.id, &executor).await?;
             let nboxes =
                 jmap_sync::sync_mailboxes(&client, &self.store, self.account.id, &jacc).await?;
@@ -363,19 +402,24 @@ impl AccountDriver for JmapDriver {
             .await?;
             // Show still-queued changes again on top of what the sync wrote (as for IMAP).
             self.outbox.reapply_queued(self.account.id).await?;
+            let mut done = flushed.done;
+            if flushed.resync_needed && flushed.paused.is_none() {
+                // Another client changed emails since our last sync (`stateMismatch` on the
+                // guarded Email/set): the sync above rebased the queued changes; send them
+                // again, once, guarded by the new state. A second mismatch waits for the next
+                // cycle.
+                tracing::info!(
+                    "Email state moved under the queued changes; retrying after the resync."
+                );
+                done += self.outbox.flush(self.account.id, &executor).await?.done;
+            }
             // The sync covered the whole account: changes whose email was not found can now
             // be found again (or declared gone), and the found ones go out at once.
-            let mut done = flushed.done;
             if flushed.paused.is_none() && self.outbox.reresolve(self.account.id).await?.found > 0 {
                 done += self.outbox.flush(self.account.id, &executor).await?.done;
             }
             if let Some(p) = &flushed.paused {
                 return Err(EngineError::from_pause(p));
-            }
-            if flushed.resync_needed {
-                // The server state moved under the queued changes: they were re-based by the
-                // sync above and go out with the next cycle.
-                tracing::info!("Outbox asked for a resync before retrying.");
             }
             Ok::<_, EngineError>(SyncCounts {
                 mailboxes: nboxes,
@@ -398,7 +442,10 @@ impl AccountDriver for JmapDriver {
         if self.push.is_none() && !self.push_unavailable {
             let client = self.client().await?;
             match client.event_source(PushConfig::default().types(["Email", "Mailbox"])) {
-                Ok(s) => self.push = Some(s),
+                Ok(s) => {
+                    self.push = Some(s);
+                    self.push_was_down = false;
+                }
                 Err(e) if e.is_push_unavailable() => self.push_unavailable = true,
                 Err(e) => return Err(e.into()),
             }
@@ -410,9 +457,16 @@ impl AccountDriver for JmapDriver {
         loop {
             match stream.next().await {
                 Some(Ok(PushEvent::StateChange(_))) => return Ok(()),
-                // After a reconnection, changes may have been missed: sync once.
-                Some(Ok(PushEvent::Connected)) => {}
-                Some(Ok(PushEvent::Disconnected { .. })) => {}
+                // After a reconnection, changes may have been missed while the stream was
+                // down (the server does not replay them): sync once. The first connection of
+                // a stream follows the cycle that just ran, so it needs no sync of its own.
+                Some(Ok(PushEvent::Connected)) => {
+                    if std::mem::take(&mut self.push_was_down) {
+                        tracing::debug!("Push reconnected; syncing what may have been missed.");
+                        return Ok(());
+                    }
+                }
+                Some(Ok(PushEvent::Disconnected { .. })) => self.push_was_down = true,
                 Some(Ok(_)) => {}
                 Some(Err(e)) if e.is_push_unavailable() => {
                     self.push = None;

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use mailsync_jmap_client as jmap;
 use mailsync_jmap_client::{
-    ChangesPager, Client, Comparator, Email, Get, MailboxRole, MethodErrorType, Query, QueryPager,
+    Changes, ChangesPager, Client, Comparator, Email, Get, MailboxRole, Query, QueryPager,
 };
 use mailsync_store::bodies::{self, Body, DebtScope};
 use mailsync_store::checkpoints::{self, Checkpoint, Scope};
@@ -24,6 +24,7 @@ use mailsync_store::emails::{self, Attachment, EmailUpsert, Membership};
 use mailsync_store::mailboxes::{self, MailboxStatus, MailboxUpsert};
 use mailsync_store::{AccountId, Address, BodyPolicy, Flags, MailboxId, Role, Store, StoreError};
 
+use crate::classify::{self, StateRejection};
 use crate::error::EngineError;
 
 /// Emails per page of a full listing (one Email/query + Email/get request each).
@@ -66,6 +67,8 @@ pub struct JmapCounts {
     pub removed: i64,
     /// Whether a full listing was needed (first run or lost checkpoint).
     pub full: bool,
+    /// Set when the listing was full because the server rejected the stored Email state.
+    pub email_state_rejected: Option<StateRejection>,
 }
 
 fn role(r: &MailboxRole) -> Option<Role> {
@@ -80,24 +83,27 @@ fn role(r: &MailboxRole) -> Option<Role> {
     }
 }
 
-/// Whether an error means "this checkpoint is useless: list everything again".
-fn needs_full(e: &jmap::Error) -> bool {
-    match e {
-        jmap::Error::Method(m) => match m.kind {
-            MethodErrorType::CannotCalculateChanges | MethodErrorType::StateMismatch => true,
-            // Cyrus answers a state it does not know (e.g. after its database was rebuilt) with
-            // invalidArguments naming sinceState rather than cannotCalculateChanges.
-            MethodErrorType::InvalidArguments => {
-                m.method.ends_with("/changes")
-                    && m.extra
-                        .get("arguments")
-                        .and_then(|a| a.as_array())
-                        .is_some_and(|a| a.iter().any(|v| v == "sinceState"))
-            }
-            _ => false,
+/// After a full listing that followed a rejected state: checks that the server accepts the
+/// state it has just given as the start of `Foo/changes`. A server that rejects even that
+/// would make every cycle list everything again; the cycle fails instead (a sync-log error
+/// row and backoff), so a rejected state leads to one full listing, never to a loop.
+async fn check_fresh_state<O: jmap::Object>(
+    client: &Client,
+    jmap_account: &jmap::AccountId,
+    state: &jmap::State,
+) -> Result<(), EngineError> {
+    match client
+        .call(Changes::<O>::new(jmap_account, state).max_changes(1))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => match classify::state_rejection(&e) {
+            Some(rejection) => Err(EngineError::StateRejectedAgain {
+                data_type: O::NAME,
+                rejection,
+            }),
+            None => Err(e.into()),
         },
-        jmap::Error::StateNotAdvancing { .. } => true,
-        _ => false,
     }
 }
 
@@ -132,6 +138,7 @@ pub async fn sync_mailboxes(
     jmap_account: &jmap::AccountId,
 ) -> Result<i64, EngineError> {
     let scope = Scope::jmap("Mailbox");
+    let mut rejected = None;
     if let Some(state) = checkpoints::get(store.conn(), account, &scope)
         .await?
         .and_then(|c| c.state)
@@ -172,11 +179,15 @@ pub async fn sync_mailboxes(
                 Ok(None) => {
                     return Ok(mailboxes::list(store.conn(), account).await?.len() as i64);
                 }
-                Err(e) if needs_full(&e) => {
-                    tracing::info!(error = %e, "Mailbox checkpoint unusable; listing all mailboxes.");
-                    break;
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => match classify::state_rejection(&e) {
+                    Some(why) => {
+                        tracing::warn!(error = %e, reason = %why,
+                            "Mailbox state rejected by the server; listing all mailboxes once.");
+                        rejected = Some(why);
+                        break;
+                    }
+                    None => return Err(e.into()),
+                },
             }
         }
     }
@@ -194,6 +205,9 @@ pub async fn sync_mailboxes(
     )
     .await?;
     txn.commit().await.map_err(StoreError::from)?;
+    if rejected.is_some() {
+        check_fresh_state::<jmap::Mailbox>(client, jmap_account, &resp.state).await?;
+    }
     Ok(items.len() as i64)
 }
 
@@ -363,28 +377,39 @@ async fn sync_email_objects(
                     counts.removed += removed as i64;
                 }
                 Ok(None) => return Ok(counts),
-                Err(e) if needs_full(&e) => {
-                    tracing::info!(error = %e, "Email checkpoint unusable; full resync.");
-                    checkpoints::delete(store.conn(), account, &scope).await?;
-                    break;
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => match classify::state_rejection(&e) {
+                    Some(why) => {
+                        tracing::warn!(error = %e, reason = %why,
+                            "Email state rejected by the server; listing all emails once.");
+                        counts.email_state_rejected = Some(why);
+                        checkpoints::delete(store.conn(), account, &scope).await?;
+                        break;
+                    }
+                    None => return Err(e.into()),
+                },
             }
         }
     }
     counts.full = true;
-    let query = Query::<Email>::new(jmap_account).sort([
-        Comparator::descending("receivedAt"),
-        Comparator::ascending("id"),
-    ]);
+    let mut query = Query::<Email>::new(jmap_account);
+    let sort = listing_sort(client, jmap_account);
+    if !sort.is_empty() {
+        query = query.sort(sort);
+    }
     let mut pager = QueryPager::new(client, query, email_get(jmap_account), PAGE_SIZE);
     let mut seen: HashSet<String> = HashSet::new();
     while let Some(page) = pager.next_page().await? {
-        let items: Vec<_> = page
+        let mut items: Vec<_> = page
             .objects
             .iter()
             .filter_map(|e| email_upsert(e, &boxes))
             .collect();
+        // Ties broken here, not on the wire: the same page is always written in the same order.
+        items.sort_by(|a, b| {
+            b.received_at
+                .cmp(&a.received_at)
+                .then_with(|| a.remote_id.cmp(&b.remote_id))
+        });
         seen.extend(items.iter().map(|u| u.remote_id.clone()));
         let txn = store.begin().await?;
         let stats = emails::upsert_batch(&txn, account, &items).await?;
@@ -402,7 +427,34 @@ async fn sync_email_objects(
     counts.removed += emails::delete_by_remote_ids(&txn, account, &stale).await? as i64;
     checkpoints::put(&txn, account, &scope, &Checkpoint::state(state.as_str())).await?;
     txn.commit().await.map_err(StoreError::from)?;
+    if counts.email_state_rejected.is_some() {
+        check_fresh_state::<Email>(client, jmap_account, &state).await?;
+    }
     Ok(counts)
+}
+
+/// The sort of the full listing: newest first by `receivedAt`, the one sort property RFC 8621
+/// §4.4.2 requires every server to support, unless the account's `emailQuerySortOptions` says
+/// otherwise (then the server's own order).
+///
+/// There is no tie-breaker on the wire: `id` is not an Email sort property, and a server answers
+/// it with `unsupportedSort`. None is needed: pages after the first are addressed by anchor (the
+/// last id seen), which is exact whatever order the server gives equal `receivedAt` values, the
+/// listing keeps every id it saw and upserts by id (a repeat is harmless), and the following
+/// `Email/changes` starts from the state of the first page, so an email that moved while paging
+/// is reconciled. Within a page, emails are written in (receivedAt, id) order, decided here.
+pub fn listing_sort(client: &Client, jmap_account: &jmap::AccountId) -> Vec<Comparator> {
+    let offered = client
+        .session()
+        .account(jmap_account)
+        .and_then(|a| a.mail_capabilities())
+        .map(|c| c.email_query_sort_options)
+        .unwrap_or_default();
+    if offered.is_empty() || offered.iter().any(|p| p == "receivedAt") {
+        vec![Comparator::descending("receivedAt")]
+    } else {
+        Vec::new()
+    }
 }
 
 /// Bodies to fetch per request (and per committed chunk).

@@ -233,6 +233,10 @@ async fn run(db: &TempDb) -> R {
     .await?;
     let recovered = jmap_sync::sync_emails(&c, store, account, &jacc, BodyPolicy::None).await?;
     assert!(recovered.full, "{recovered:?}");
+    assert!(
+        recovered.email_state_rejected.is_some(),
+        "a typed reason: {recovered:?}"
+    );
     assert_eq!(local_ids(store, account).await?, server_ids(&c).await?);
     Ok(())
 }

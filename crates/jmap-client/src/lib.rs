@@ -22,7 +22,7 @@
 //! let query = req.call(
 //!     Query::<Email>::new(&account)
 //!         .filter(EmailFilterCondition { has_keyword: Some(keyword::FLAGGED.into()), ..Default::default() })
-//!         .sort([Comparator::descending("receivedAt"), Comparator::ascending("id")])
+//!         .sort([Comparator::descending("receivedAt")])
 //!         .limit(50),
 //! );
 //! let get = req.call(Get::<Email>::new(&account).ids(query.ids()).properties(["subject", "keywords"]));

@@ -37,7 +37,8 @@ pub struct QueryPage<O: Queryable> {
 /// anchor has disappeared (`anchorNotFound`) paging resumes by position one page back, so
 /// ids may repeat (callers should upsert) but none is skipped unless more than a page of
 /// earlier results vanished.
-/// Sort with a unique tie-breaker (e.g. `receivedAt`, then `id`) for a stable order.
+/// Anchors are exact whatever order the server gives equal sort keys, so no tie-breaker is
+/// needed on the wire (nor allowed: `id` is not an Email sort property).
 ///
 /// To synchronise afterwards, start `/changes` from [`QueryPager::first_state`]: the
 /// state of the first page is the oldest, so nothing that changed during paging is missed.

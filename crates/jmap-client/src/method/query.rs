@@ -156,8 +156,10 @@ impl<O: Queryable> Query<O> {
         self
     }
 
-    /// `sort`. Add a unique tie-breaker (e.g. `id`) for stable paging: Cyrus' `receivedAt`
-    /// has one-second resolution.
+    /// `sort`. Use only the properties the data type defines (for Email: RFC 8621 §4.4.2,
+    /// as listed in the account's `emailQuerySortOptions`); `id` is not one, and a server
+    /// answers it with `unsupportedSort`. Ties (Cyrus' `receivedAt` has one-second
+    /// resolution) are the server's to order: page by anchor and break them client-side.
     #[must_use]
     pub fn sort(mut self, sort: impl IntoIterator<Item = Comparator>) -> Self {
         self.sort = Some(sort.into_iter().collect());

@@ -56,6 +56,10 @@ pub enum PushEvent {
     },
 }
 
+/// The longest ping interval (seconds) a server is believed to use; see
+/// [`PushConfig`]'s dead-connection rule.
+pub const MAX_PLAUSIBLE_PING_SECS: u64 = 600;
+
 /// Push stream settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -118,8 +122,22 @@ impl PushConfig {
         self.ping_interval.as_secs().max(1)
     }
 
+    /// How long a connection may stay silent: `missed_pings + 1` ping intervals, the interval
+    /// being the server's (it may raise ours to its minimum, RFC 8620 §7.3) unless that is
+    /// implausible. An interval over [`MAX_PLAUSIBLE_PING_SECS`] (e.g. 30000, a server
+    /// counting in milliseconds) is bounded by the one we asked for; taken as seconds it would
+    /// leave a dead stream unnoticed for a day.
     fn dead_after(&self, server_interval_secs: u64) -> Duration {
-        let secs = self.ping_secs().max(server_interval_secs);
+        let server = if server_interval_secs > MAX_PLAUSIBLE_PING_SECS {
+            tracing::debug!(
+                server_interval_secs,
+                "implausible ping interval; using the one asked for"
+            );
+            0
+        } else {
+            server_interval_secs
+        };
+        let secs = self.ping_secs().max(server);
         Duration::from_secs(secs.saturating_mul(u64::from(self.missed_pings.max(1)) + 1))
     }
 }
@@ -404,5 +422,22 @@ mod tests {
             .missed_pings(2);
         assert_eq!(c.dead_after(0), Duration::from_secs(30));
         assert_eq!(c.dead_after(20), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn an_implausible_server_interval_is_bounded_by_ours() {
+        let c = PushConfig::default()
+            .ping_interval(Duration::from_secs(30))
+            .missed_pings(2);
+        // 30000: milliseconds sent where RFC 8620 says seconds.
+        assert_eq!(c.dead_after(30_000), Duration::from_secs(90));
+        assert_eq!(
+            c.dead_after(MAX_PLAUSIBLE_PING_SECS),
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            c.dead_after(MAX_PLAUSIBLE_PING_SECS + 1),
+            Duration::from_secs(90)
+        );
     }
 }

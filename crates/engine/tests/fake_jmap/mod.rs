@@ -1,0 +1,578 @@
+//! A small, spec-following JMAP server on loopback for engine tests (RFC 8620 core, the parts of
+//! RFC 8621 the engine uses): Session, Mailbox/get|changes, Email/query|get|changes|set with
+//! back-references and `ifInState`, Identity/get, and an EventSource endpoint played from a
+//! script. What it checks is what the specs require and an independent server enforces:
+//! `unsupportedSort` for a sort property RFC 8621 does not define (such as `id`),
+//! `invalidArguments` for a `sinceState` it no longer accepts, `stateMismatch` for a stale
+//! `ifInState`. Tests reach into [`World`] to play "another client".
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// The sort properties RFC 8621 §4.4.2 defines for Email/query.
+pub const EMAIL_SORT_PROPERTIES: &[&str] = &[
+    "receivedAt",
+    "size",
+    "from",
+    "to",
+    "subject",
+    "sentAt",
+    "hasKeyword",
+    "allInThreadHaveKeyword",
+    "someInThreadHaveKeyword",
+];
+
+/// One email as stored by the fake.
+#[derive(Debug, Clone)]
+pub struct FEmail {
+    pub id: String,
+    pub received_at: String,
+    pub subject: String,
+    pub mailbox_ids: BTreeMap<String, bool>,
+    pub keywords: BTreeMap<String, bool>,
+}
+
+/// One step of an EventSource connection.
+#[derive(Debug, Clone)]
+pub enum Sse {
+    /// Write this raw SSE text.
+    Send(String),
+    /// Wait.
+    Sleep(Duration),
+    /// Close the connection.
+    Close,
+}
+
+/// Everything the fake serves; tests lock it to play another client.
+#[derive(Debug, Default)]
+pub struct World {
+    pub mailboxes: BTreeMap<String, (String, Option<String>, Option<String>)>,
+    pub mailbox_state: u64,
+    /// (state after, mailbox id)
+    pub mailbox_log: Vec<(u64, String)>,
+    pub emails: BTreeMap<String, FEmail>,
+    /// Insertion order (the server's own tie-breaker among equal receivedAt).
+    pub order: Vec<String>,
+    pub email_state: u64,
+    /// (state after, email id, created?, destroyed?)
+    pub email_log: Vec<(u64, String, bool, bool)>,
+    /// Email states below this are answered with `invalidArguments` (a server that forgot them).
+    pub forget_email_below: u64,
+    /// Mailbox states below this are answered with `invalidArguments`.
+    pub forget_mailbox_below: u64,
+    /// `emailQuerySortOptions` advertised (and enforced).
+    pub sort_options: Vec<String>,
+    /// Identities for Identity/get: (id, name, email).
+    pub identities: Vec<(String, String, String)>,
+    /// One script per EventSource connection, in order; after the last: pings only.
+    pub sse: VecDeque<Vec<Sse>>,
+    /// EventSource connections seen.
+    pub sse_connections: usize,
+    /// Every method call received: (name, arguments).
+    pub calls: Vec<(String, Value)>,
+    next_id: u64,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            sort_options: EMAIL_SORT_PROPERTIES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            mailbox_state: 1,
+            email_state: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Adds a mailbox (another client); returns its id.
+    pub fn add_mailbox(&mut self, name: &str, parent: Option<&str>, role: Option<&str>) -> String {
+        self.next_id += 1;
+        let id = format!("M{}", self.next_id);
+        self.mailboxes.insert(
+            id.clone(),
+            (
+                name.to_owned(),
+                parent.map(str::to_owned),
+                role.map(str::to_owned),
+            ),
+        );
+        self.mailbox_state += 1;
+        self.mailbox_log.push((self.mailbox_state, id.clone()));
+        id
+    }
+
+    /// Delivers an email (another client); returns its id.
+    pub fn add_email(&mut self, mailbox: &str, received_at: &str, subject: &str) -> String {
+        self.next_id += 1;
+        let id = format!("E{}", self.next_id);
+        self.emails.insert(
+            id.clone(),
+            FEmail {
+                id: id.clone(),
+                received_at: received_at.to_owned(),
+                subject: subject.to_owned(),
+                mailbox_ids: BTreeMap::from([(mailbox.to_owned(), true)]),
+                keywords: BTreeMap::new(),
+            },
+        );
+        self.order.push(id.clone());
+        self.email_state += 1;
+        self.email_log
+            .push((self.email_state, id.clone(), true, false));
+        id
+    }
+
+    /// Sets or clears a keyword (another client).
+    pub fn set_keyword(&mut self, id: &str, keyword: &str, on: bool) {
+        if let Some(e) = self.emails.get_mut(id) {
+            if on {
+                e.keywords.insert(keyword.to_owned(), true);
+            } else {
+                e.keywords.remove(keyword);
+            }
+            self.email_state += 1;
+            self.email_log
+                .push((self.email_state, id.to_owned(), false, false));
+        }
+    }
+
+    /// The names of the calls received so far.
+    pub fn call_names(&self) -> Vec<String> {
+        self.calls.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    fn email_json(e: &FEmail) -> Value {
+        json!({
+            "id": e.id, "blobId": format!("B{}", e.id), "threadId": format!("T{}", e.id),
+            "mailboxIds": e.mailbox_ids, "keywords": e.keywords, "size": 100,
+            "receivedAt": e.received_at, "subject": e.subject,
+            "messageId": [format!("{}@fake", e.id)],
+            "from": [{"name": "A", "email": "a@fake.test"}], "to": [{"name": null, "email": "u1@fake.test"}],
+            "preview": "", "hasAttachment": false, "attachments": [],
+        })
+    }
+
+    fn parse_state(&self, s: &str, prefix: char, current: u64) -> Option<u64> {
+        let n: u64 = s.strip_prefix(prefix)?.parse().ok()?;
+        let below = if prefix == 'e' {
+            self.forget_email_below
+        } else {
+            self.forget_mailbox_below
+        };
+        (n >= below && n <= current).then_some(n)
+    }
+
+    fn method(&mut self, name: &str, args: &Value) -> Result<Value, Value> {
+        let err = |t: &str| json!({"type": t});
+        match name {
+            "Mailbox/get" => {
+                let list: Vec<Value> = self
+                    .mailboxes
+                    .iter()
+                    .map(|(id, (n, p, r))| {
+                        json!({"id": id, "name": n, "parentId": p, "role": r,
+                               "totalEmails": 0, "unreadEmails": 0})
+                    })
+                    .collect();
+                Ok(
+                    json!({"accountId": "u1", "state": format!("m{}", self.mailbox_state), "list": list, "notFound": []}),
+                )
+            }
+            "Mailbox/changes" => {
+                let since = args["sinceState"].as_str().unwrap_or("");
+                let Some(n) = self.parse_state(since, 'm', self.mailbox_state) else {
+                    return Err(
+                        json!({"type": "invalidArguments", "description": "unknown state"}),
+                    );
+                };
+                let mut created = Vec::new();
+                let mut updated = Vec::new();
+                for (s, id) in &self.mailbox_log {
+                    if *s > n && self.mailboxes.contains_key(id) {
+                        if created.contains(id) || updated.contains(id) {
+                            continue;
+                        }
+                        created.push(id.clone());
+                    }
+                }
+                updated.retain(|i| !created.contains(i));
+                Ok(json!({"accountId": "u1", "oldState": since,
+                    "newState": format!("m{}", self.mailbox_state), "hasMoreChanges": false,
+                    "created": created, "updated": updated, "destroyed": []}))
+            }
+            "Email/query" => {
+                let sort = args["sort"].as_array().cloned().unwrap_or_default();
+                for c in &sort {
+                    let p = c["property"].as_str().unwrap_or("");
+                    if !EMAIL_SORT_PROPERTIES.contains(&p)
+                        || !self.sort_options.iter().any(|o| o == p)
+                    {
+                        return Err(err("unsupportedSort"));
+                    }
+                }
+                let mut ids: Vec<String> = self
+                    .order
+                    .iter()
+                    .filter(|i| self.emails.contains_key(*i))
+                    .cloned()
+                    .collect();
+                if let Some(c) = sort.first() {
+                    let asc = c["isAscending"].as_bool().unwrap_or(true);
+                    // Stable sort: ties keep insertion order, the server's own tie-breaker.
+                    ids.sort_by(|a, b| {
+                        let (x, y) = (&self.emails[a].received_at, &self.emails[b].received_at);
+                        if asc { x.cmp(y) } else { y.cmp(x) }
+                    });
+                }
+                let total = ids.len();
+                let mut position = args["position"].as_i64().unwrap_or(0).max(0) as usize;
+                if let Some(anchor) = args["anchor"].as_str() {
+                    let Some(at) = ids.iter().position(|i| i == anchor) else {
+                        return Err(err("anchorNotFound"));
+                    };
+                    position =
+                        (at as i64 + args["anchorOffset"].as_i64().unwrap_or(0)).max(0) as usize;
+                }
+                let limit = args["limit"].as_u64().unwrap_or(u64::MAX) as usize;
+                let page: Vec<String> = ids.iter().skip(position).take(limit).cloned().collect();
+                let mut r = json!({"accountId": "u1", "queryState": format!("q{}", self.email_state),
+                    "canCalculateChanges": false, "position": position, "ids": page});
+                if args["calculateTotal"].as_bool() == Some(true) {
+                    r["total"] = json!(total);
+                }
+                Ok(r)
+            }
+            "Email/get" => {
+                let ids: Vec<String> = match args["ids"].as_array() {
+                    Some(a) => a
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect(),
+                    None => self.order.clone(),
+                };
+                let mut list = Vec::new();
+                let mut not_found = Vec::new();
+                for id in ids {
+                    match self.emails.get(&id) {
+                        Some(e) => list.push(Self::email_json(e)),
+                        None => not_found.push(id),
+                    }
+                }
+                Ok(
+                    json!({"accountId": "u1", "state": format!("e{}", self.email_state),
+                    "list": list, "notFound": not_found}),
+                )
+            }
+            "Email/changes" => {
+                let since = args["sinceState"].as_str().unwrap_or("");
+                let Some(n) = self.parse_state(since, 'e', self.email_state) else {
+                    return Err(
+                        json!({"type": "invalidArguments", "description": "state is not valid"}),
+                    );
+                };
+                let max = args["maxChanges"].as_u64().unwrap_or(u64::MAX) as usize;
+                let mut touched: Vec<(String, bool)> = Vec::new();
+                let mut new_state = self.email_state;
+                let mut more = false;
+                for (s, id, created, _) in &self.email_log {
+                    if *s <= n {
+                        continue;
+                    }
+                    if let Some(t) = touched.iter_mut().find(|(i, _)| i == id) {
+                        t.1 |= *created;
+                        continue;
+                    }
+                    if touched.len() == max {
+                        new_state = *s - 1;
+                        more = true;
+                        break;
+                    }
+                    touched.push((id.clone(), *created));
+                }
+                let (mut created, mut updated, mut destroyed) = (vec![], vec![], vec![]);
+                for (id, c) in touched {
+                    match (self.emails.contains_key(&id), c) {
+                        (false, true) => {}
+                        (false, false) => destroyed.push(id),
+                        (true, true) => created.push(id),
+                        (true, false) => updated.push(id),
+                    }
+                }
+                Ok(json!({"accountId": "u1", "oldState": since,
+                    "newState": format!("e{new_state}"), "hasMoreChanges": more,
+                    "created": created, "updated": updated, "destroyed": destroyed}))
+            }
+            "Email/set" => {
+                let old = format!("e{}", self.email_state);
+                if args["ifInState"].as_str().is_some_and(|want| want != old) {
+                    return Err(err("stateMismatch"));
+                }
+                let mut updated = serde_json::Map::new();
+                let mut not_updated = serde_json::Map::new();
+                for (id, patch) in args["update"].as_object().cloned().unwrap_or_default() {
+                    let Some(e) = self.emails.get_mut(&id) else {
+                        not_updated.insert(id, json!({"type": "notFound"}));
+                        continue;
+                    };
+                    for (path, v) in patch.as_object().cloned().unwrap_or_default() {
+                        let (map, key) = if let Some(k) = path.strip_prefix("keywords/") {
+                            (&mut e.keywords, k)
+                        } else if let Some(k) = path.strip_prefix("mailboxIds/") {
+                            (&mut e.mailbox_ids, k)
+                        } else {
+                            continue;
+                        };
+                        if v == json!(true) {
+                            map.insert(key.to_owned(), true);
+                        } else {
+                            map.remove(key);
+                        }
+                    }
+                    self.email_state += 1;
+                    self.email_log
+                        .push((self.email_state, id.clone(), false, false));
+                    updated.insert(id, Value::Null);
+                }
+                let mut destroyed = Vec::new();
+                for id in args["destroy"].as_array().cloned().unwrap_or_default() {
+                    let id = id.as_str().unwrap_or("").to_owned();
+                    if self.emails.remove(&id).is_some() {
+                        self.email_state += 1;
+                        self.email_log
+                            .push((self.email_state, id.clone(), false, true));
+                        destroyed.push(id);
+                    }
+                }
+                Ok(json!({"accountId": "u1", "oldState": old,
+                    "newState": format!("e{}", self.email_state), "updated": updated,
+                    "notUpdated": not_updated, "destroyed": destroyed}))
+            }
+            "Identity/get" => {
+                let list: Vec<Value> = self
+                    .identities
+                    .iter()
+                    .map(|(id, name, email)| json!({"id": id, "name": name, "email": email, "mayDelete": true}))
+                    .collect();
+                Ok(json!({"accountId": "u1", "state": "i1", "list": list, "notFound": []}))
+            }
+            _ => Err(err("unknownMethod")),
+        }
+    }
+}
+
+/// Resolves a JSON pointer with `*` over arrays (RFC 8620 §3.7).
+fn pointer(v: &Value, path: &str) -> Option<Value> {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let head = parts.next()?;
+    let rest = parts.next();
+    let next = if head == "*" {
+        let arr = v.as_array()?;
+        let mut out = Vec::new();
+        for x in arr {
+            match rest.map(|r| pointer(x, r)) {
+                Some(Some(Value::Array(a))) => out.extend(a),
+                Some(Some(y)) => out.push(y),
+                Some(None) => return None,
+                None => out.push(x.clone()),
+            }
+        }
+        return Some(Value::Array(out));
+    } else if head.is_empty() {
+        v.clone()
+    } else {
+        v.get(head)?.clone()
+    };
+    match rest {
+        Some(r) => pointer(&next, r),
+        None => Some(next),
+    }
+}
+
+/// The fake server; dropped with the test's runtime.
+pub struct FakeJmap {
+    pub world: Arc<Mutex<World>>,
+    pub port: u16,
+}
+
+impl FakeJmap {
+    /// Starts it on a free loopback port.
+    pub async fn start() -> std::io::Result<FakeJmap> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let world = Arc::new(Mutex::new(World::new()));
+        let w = world.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve_one(stream, w.clone(), port));
+            }
+        });
+        Ok(FakeJmap { world, port })
+    }
+
+    /// The Session URL.
+    pub fn session_url(&self) -> String {
+        format!("http://127.0.0.1:{}/jmap/session", self.port)
+    }
+
+    /// Locks the world.
+    pub fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().expect("world lock")
+    }
+}
+
+fn session(port: u16, w: &World) -> String {
+    json!({
+        "capabilities": {
+            "urn:ietf:params:jmap:core": {"maxSizeUpload": 1000000, "maxConcurrentUpload": 2,
+                "maxSizeRequest": 1000000, "maxConcurrentRequests": 2, "maxCallsInRequest": 16,
+                "maxObjectsInGet": 500, "maxObjectsInSet": 500, "collationAlgorithms": []},
+            "urn:ietf:params:jmap:mail": {},
+            "urn:ietf:params:jmap:submission": {}
+        },
+        "accounts": {"u1": {"name": "u1@fake.test", "isPersonal": true, "isReadOnly": false,
+            "accountCapabilities": {
+                "urn:ietf:params:jmap:mail": {"maxMailboxesPerEmail": null, "maxMailboxDepth": null,
+                    "maxSizeMailboxName": 255, "maxSizeAttachmentsPerEmail": 1000000,
+                    "emailQuerySortOptions": w.sort_options, "mayCreateTopLevelMailbox": true},
+                "urn:ietf:params:jmap:submission": {"maxDelayedSend": 0, "submissionExtensions": {}}}}},
+        "primaryAccounts": {"urn:ietf:params:jmap:mail": "u1", "urn:ietf:params:jmap:submission": "u1"},
+        "username": "u1",
+        "apiUrl": format!("http://127.0.0.1:{port}/jmap/api"),
+        "downloadUrl": "/jmap/download/{accountId}/{blobId}/{name}?type={type}",
+        "uploadUrl": "/jmap/upload/{accountId}",
+        "eventSourceUrl": "/jmap/events?types={types}&closeafter={closeafter}&ping={ping}",
+        "state": "s1"
+    })
+    .to_string()
+}
+
+fn api(world: &Mutex<World>, body: &[u8]) -> Value {
+    let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut w = world.lock().expect("world lock");
+    let mut responses: Vec<Value> = Vec::new();
+    for call in req["methodCalls"].as_array().cloned().unwrap_or_default() {
+        let name = call[0].as_str().unwrap_or("").to_owned();
+        let mut args = call[1].clone();
+        let id = call[2].clone();
+        // Back-references: "#name": {resultOf, name, path}.
+        let mut bad = false;
+        if let Some(obj) = args.as_object_mut() {
+            let refs: Vec<String> = obj.keys().filter(|k| k.starts_with('#')).cloned().collect();
+            for k in refs {
+                let r = obj.remove(&k).unwrap_or(Value::Null);
+                let found = responses
+                    .iter()
+                    .find(|x| x[2] == r["resultOf"] && x[0] == r["name"])
+                    .and_then(|x| pointer(&x[1], r["path"].as_str().unwrap_or("")));
+                match found {
+                    Some(v) => {
+                        obj.insert(k[1..].to_owned(), v);
+                    }
+                    None => bad = true,
+                }
+            }
+        }
+        let out = if bad {
+            Err(json!({"type": "invalidResultReference"}))
+        } else {
+            w.calls.push((name.clone(), args.clone()));
+            w.method(&name, &args)
+        };
+        responses.push(match out {
+            Ok(v) => json!([name, v, id]),
+            Err(e) => json!(["error", e, id]),
+        });
+    }
+    json!({"methodResponses": responses, "sessionState": "s1"})
+}
+
+async fn serve_one(stream: tokio::net::TcpStream, world: Arc<Mutex<World>>, port: u16) {
+    let (r, mut wr) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = String::new();
+    if r.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        match r.read_line(&mut h).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) if h == "\r\n" => break,
+            Ok(_) => {
+                if let Some((k, v)) = h.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    if r.read_exact(&mut body).await.is_err() {
+        return;
+    }
+    let reply = |ct: &str, body: String| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    if target.starts_with("/jmap/events") {
+        let script = {
+            let mut w = world.lock().expect("world lock");
+            w.sse_connections += 1;
+            w.sse.pop_front()
+        };
+        let _ = wr
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n")
+            .await;
+        match script {
+            Some(steps) => {
+                for s in steps {
+                    match s {
+                        Sse::Send(t) => {
+                            if wr.write_all(t.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        Sse::Sleep(d) => tokio::time::sleep(d).await,
+                        Sse::Close => return,
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            None => loop {
+                if wr
+                    .write_all(b"event: ping\ndata: {\"interval\":1}\n\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            },
+        }
+    } else if target.starts_with("/jmap/api") {
+        let out = api(&world, &body).to_string();
+        let _ = wr
+            .write_all(reply("application/json", out).as_bytes())
+            .await;
+    } else {
+        let s = {
+            let w = world.lock().expect("world lock");
+            session(port, &w)
+        };
+        let _ = wr.write_all(reply("application/json", s).as_bytes()).await;
+    }
+}

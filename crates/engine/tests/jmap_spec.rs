@@ -1,0 +1,302 @@
+//! JMAP sync against a spec-following server that is not Cyrus (the scripted [`fake_jmap`]):
+//! the full listing sorts only by what RFC 8621 and the session allow; a stored state the server
+//! rejects (`invalidArguments` on `/changes`) leads to one full listing of that type, never a
+//! loop; every flush `Email/set` carries `ifInState` and a `stateMismatch` is resynced and
+//! retried in the same cycle; a push reconnection triggers one sync.
+
+mod fake_jmap;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fake_jmap::{FakeJmap, Sse};
+use mailsync_engine::classify::{Disposition, StateRejection, classify};
+use mailsync_engine::error::EngineError;
+use mailsync_engine::jmap_driver::{self, JmapDriver};
+use mailsync_engine::jmap_sync;
+use mailsync_engine::worker::{AccountDriver, run_cycle};
+use mailsync_jmap_client::MethodErrorType;
+use mailsync_outbox::{Change, Outbox};
+use mailsync_store::accounts::{self, Account, NewAccount};
+use mailsync_store::sync_log;
+use mailsync_store::testing::TempDb;
+use mailsync_store::{AccountKind, BodyPolicy, SecretRef, emails};
+use tokio_util::sync::CancellationToken;
+
+type R = Result<(), Box<dyn std::error::Error>>;
+type E = Box<dyn std::error::Error>;
+
+async fn account(db: &TempDb, fake: &FakeJmap, name: &str) -> Result<Account, E> {
+    Ok(accounts::create(
+        db.store.conn(),
+        NewAccount {
+            name: name.into(),
+            kind: AccountKind::Jmap,
+            email: "u1@fake.test".into(),
+            display_name: None,
+            username: "u1".into(),
+            secret_ref: SecretRef::Command("printf %s pw".into()),
+            imap: None,
+            smtp: None,
+            jmap_session_url: Some(fake.session_url()),
+            ca_file: None,
+            allow_plaintext: false,
+            body_policy: BodyPolicy::None,
+        },
+    )
+    .await?)
+}
+
+/// A mailbox with `n` emails, many sharing one `receivedAt` (ties across page boundaries).
+fn seed(fake: &FakeJmap, n: usize) -> String {
+    let mut w = fake.world();
+    let inbox = w.add_mailbox("Inbox", None, Some("inbox"));
+    w.add_mailbox("Archive", None, Some("archive"));
+    for i in 0..n {
+        let day = 1 + (i / 400) % 28;
+        w.add_email(
+            &inbox,
+            &format!("2024-01-{day:02}T10:00:00Z"),
+            &format!("m{i}"),
+        );
+    }
+    inbox
+}
+
+async fn sync(db: &TempDb, acc: &Account) -> Result<jmap_sync::JmapCounts, EngineError> {
+    let client = jmap_driver::connect(acc).await?;
+    let jacc = client.mail_account_id()?;
+    jmap_sync::sync_mailboxes(&client, &db.store, acc.id, &jacc).await?;
+    jmap_sync::sync_emails(&client, &db.store, acc.id, &jacc, BodyPolicy::None).await
+}
+
+fn query_calls(fake: &FakeJmap) -> Vec<serde_json::Value> {
+    fake.world()
+        .calls
+        .iter()
+        .filter(|(n, _)| n == "Email/query")
+        .map(|(_, a)| a.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_listing_sorts_only_by_spec_properties_and_misses_nothing() -> R {
+    let db = TempDb::sqlite().await?;
+    let fake = FakeJmap::start().await?;
+    seed(&fake, 1234);
+    let acc = account(&db, &fake, "sort").await?;
+    let counts = sync(&db, &acc).await?;
+    assert!(counts.full);
+    assert_eq!(counts.added, 1234);
+    assert_eq!(
+        emails::remote_ids(db.store.conn(), acc.id).await?.len(),
+        1234
+    );
+    let queries = query_calls(&fake);
+    assert_eq!(queries.len(), 3, "three pages of 500");
+    for q in &queries {
+        assert_eq!(
+            q["sort"],
+            serde_json::json!([{"property": "receivedAt", "isAscending": false}])
+        );
+    }
+
+    // A server whose emailQuerySortOptions lacks receivedAt gets no sort at all.
+    let fake2 = FakeJmap::start().await?;
+    seed(&fake2, 30);
+    fake2.world().sort_options = vec!["size".into()];
+    let acc2 = account(&db, &fake2, "nosort").await?;
+    assert_eq!(sync(&db, &acc2).await?.added, 30);
+    assert!(query_calls(&fake2).iter().all(|q| q.get("sort").is_none()));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_state_leads_to_one_full_listing_of_that_type() -> R {
+    let db = TempDb::sqlite().await?;
+    let fake = FakeJmap::start().await?;
+    let inbox = seed(&fake, 20);
+    let acc = account(&db, &fake, "rejected").await?;
+    sync(&db, &acc).await?;
+    // The server forgets every state it gave so far (a rebuilt index), then mail arrives.
+    {
+        let mut w = fake.world();
+        w.add_email(&inbox, "2024-02-01T10:00:00Z", "new");
+        w.add_mailbox("Later", None, None);
+        w.forget_email_below = w.email_state;
+        w.forget_mailbox_below = w.mailbox_state;
+        w.calls.clear();
+    }
+    let counts = sync(&db, &acc).await?;
+    assert!(counts.full, "listed again");
+    assert_eq!(
+        counts.email_state_rejected,
+        Some(StateRejection::Method(MethodErrorType::InvalidArguments))
+    );
+    assert_eq!(counts.added, 1);
+    assert_eq!(emails::remote_ids(db.store.conn(), acc.id).await?.len(), 21);
+    let names = fake.world().call_names();
+    assert_eq!(names.iter().filter(|n| *n == "Email/query").count(), 1);
+    assert_eq!(names.iter().filter(|n| *n == "Mailbox/get").count(), 1);
+    assert_eq!(
+        mailsync_store::mailboxes::list(db.store.conn(), acc.id)
+            .await?
+            .len(),
+        3
+    );
+    // The next sync starts from the fresh states: no listing.
+    fake.world().calls.clear();
+    let counts = sync(&db, &acc).await?;
+    assert!(!counts.full);
+    assert!(!fake.world().call_names().iter().any(|n| n == "Email/query"));
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_rejecting_its_own_fresh_state_fails_the_cycle_instead_of_looping() -> R {
+    let db = TempDb::sqlite().await?;
+    let fake = FakeJmap::start().await?;
+    seed(&fake, 5);
+    let acc = account(&db, &fake, "broken").await?;
+    sync(&db, &acc).await?;
+    fake.world().forget_email_below = u64::MAX;
+    fake.world().forget_mailbox_below = u64::MAX;
+    fake.world().calls.clear();
+    let mut d = JmapDriver::new(
+        db.store.clone(),
+        Arc::new(Outbox::new(db.store.clone())),
+        acc.clone(),
+    );
+    let err = run_cycle(&db.store, acc.id, &mut d, &CancellationToken::new())
+        .await
+        .expect_err("the cycle fails");
+    assert!(
+        matches!(
+            err,
+            EngineError::StateRejectedAgain {
+                data_type: "Mailbox",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(classify(&err), Disposition::Reject, "no resync loop");
+    let names = fake.world().call_names();
+    assert_eq!(
+        names.iter().filter(|n| *n == "Mailbox/get").count(),
+        1,
+        "listed once: {names:?}"
+    );
+    let log = sync_log::list(db.store.conn(), Some(acc.id), 10).await?;
+    let last = &log[0];
+    assert!(
+        last.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("rejects its own fresh Mailbox state"),
+        "{last:?}"
+    );
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_is_guarded_by_if_in_state_and_retried_after_a_mismatch() -> R {
+    let db = TempDb::sqlite().await?;
+    let fake = FakeJmap::start().await?;
+    seed(&fake, 3);
+    let acc = account(&db, &fake, "guard").await?;
+    let outbox = Arc::new(Outbox::new(db.store.clone()));
+    let mut d = JmapDriver::new(db.store.clone(), outbox.clone(), acc.clone());
+    let cancel = CancellationToken::new();
+    d.cycle(&cancel).await?;
+    let (ours, theirs) = {
+        let w = fake.world();
+        (w.order[0].clone(), w.order[1].clone())
+    };
+    let local = emails::find_by_remote_id(db.store.conn(), acc.id, &ours)
+        .await?
+        .ok_or("synced")?;
+    outbox
+        .enqueue(acc.id, Change::flagged(local.id, true))
+        .await?;
+    // Another client changes an email between our sync and our flush.
+    let synced_state = {
+        let mut w = fake.world();
+        let s = format!("e{}", w.email_state);
+        w.set_keyword(&theirs, "$seen", true);
+        w.calls.clear();
+        s
+    };
+    let counts = d.cycle(&cancel).await?;
+    assert_eq!(counts.changes_flushed, 1);
+    let (sets, flagged, seen) = {
+        let w = fake.world();
+        let sets: Vec<serde_json::Value> = w
+            .calls
+            .iter()
+            .filter(|(n, _)| n == "Email/set")
+            .map(|(_, a)| a.clone())
+            .collect();
+        (
+            sets,
+            w.emails[&ours].keywords.get("$flagged").copied(),
+            w.emails[&theirs].keywords.get("$seen").copied(),
+        )
+    };
+    assert_eq!(sets.len(), 2, "refused once, then retried: {sets:?}");
+    assert_eq!(sets[0]["ifInState"], serde_json::json!(synced_state));
+    assert_ne!(sets[1]["ifInState"], sets[0]["ifInState"]);
+    assert!(sets[1]["ifInState"].is_string());
+    assert_eq!(flagged, Some(true), "ours landed");
+    assert_eq!(seen, Some(true), "theirs kept");
+    assert!(outbox.pending(acc.id).await?.is_empty());
+    let theirs_local = emails::find_by_remote_id(db.store.conn(), acc.id, &theirs)
+        .await?
+        .ok_or("synced")?;
+    assert!(theirs_local.flags.seen);
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_reconnection_triggers_one_sync() -> R {
+    let db = TempDb::sqlite().await?;
+    let fake = FakeJmap::start().await?;
+    seed(&fake, 2);
+    // First connection: a ping counted in milliseconds, then the stream drops; the second
+    // connection only pings. No StateChange is ever sent: what changed meanwhile is missed.
+    fake.world().sse.push_back(vec![
+        Sse::Send("event: ping\ndata: {\"interval\":30000}\n\n".into()),
+        Sse::Sleep(Duration::from_millis(300)),
+        Sse::Close,
+    ]);
+    let acc = account(&db, &fake, "push").await?;
+    let mut d = JmapDriver::new(
+        db.store.clone(),
+        Arc::new(Outbox::new(db.store.clone())),
+        acc.clone(),
+    );
+    d.cycle(&CancellationToken::new()).await?;
+    let t0 = Instant::now();
+    tokio::time::timeout(Duration::from_secs(15), d.wait_for_change()).await??;
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "not on the first connect"
+    );
+    assert_eq!(
+        fake.world().sse_connections,
+        2,
+        "returned on the reconnection"
+    );
+    // The stream stays up: the next wait does not return on its own (only pings).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(2500), d.wait_for_change())
+            .await
+            .is_err()
+    );
+    db.cleanup().await?;
+    Ok(())
+}
