@@ -14,8 +14,8 @@ use mailsync_imap_sync::{
     Auth, Connection, IdleOutcome, ImapConfig, ImapMutation, MutationOutcome, SyncOptions,
 };
 use mailsync_outbox::{
-    Attempt, BatchError, EmailChange, Executor, Flag, ItemOutcome, Location, Operation, Outbox,
-    QueuedChange, Target,
+    Attempt, BatchError, EmailChange, Executor, Flag, FlushReport, ItemOutcome, Location,
+    Operation, Outbox, QueuedChange, Target,
 };
 use mailsync_store::accounts::Account;
 use mailsync_store::checkpoints::{self, Scope};
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::classify::{Disposition, batch_error, classify, classify_imap, item_outcome};
 use crate::compose;
+use crate::cycle::{self, Remote, Synced};
 use crate::error::EngineError;
 use crate::secret;
 use crate::smtp::{self, SmtpConfig};
@@ -520,10 +521,73 @@ impl ImapDriver {
             .ok_or_else(|| EngineError::Config("no IMAP connection".into()))
     }
 
-    async fn run_cycle(&mut self) -> Result<SyncCounts, EngineError> {
+    /// Records how each mailbox fared: a failing one is isolated (its own backoff and a
+    /// sync-log row) while the others sync and IDLE goes on; a mailbox whose local view is
+    /// stale (classified Resync, e.g. deleted meanwhile) loses only its own checkpoint.
+    async fn isolate_failures(
+        &mut self,
+        mailboxes: Vec<imap::MailboxOutcome>,
+    ) -> Result<(), EngineError> {
+        for m in mailboxes {
+            match m.result {
+                imap::MailboxResult::Failed(e) => {
+                    tracing::warn!(mailbox = %m.name, error = %e, "Mailbox failed to sync; isolating it.");
+                    if classify_imap(&e) == Disposition::Resync {
+                        checkpoints::delete(
+                            self.store.conn(),
+                            self.account.id,
+                            &Scope::imap_mailbox(m.mailbox),
+                        )
+                        .await?;
+                    }
+                    let n = self
+                        .isolated
+                        .get(&m.mailbox)
+                        .map_or(0, |(n, _)| *n)
+                        .saturating_add(1);
+                    self.isolated.insert(
+                        m.mailbox,
+                        (n, std::time::Instant::now() + mailbox_backoff(n)),
+                    );
+                    let row = sync_log::start(self.store.conn(), self.account.id).await?;
+                    sync_log::finish(
+                        self.store.conn(),
+                        row,
+                        Err(&format!("mailbox {}: {e}", m.name)),
+                        SyncCounts::default(),
+                    )
+                    .await?;
+                }
+                imap::MailboxResult::Deferred => {}
+                _ => {
+                    self.isolated.remove(&m.mailbox);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Remote for ImapDriver {
+    async fn flush(
+        &mut self,
+        outbox: &Outbox,
+        account: AccountId,
+    ) -> Result<FlushReport, EngineError> {
         let store = self.store.clone();
-        let outbox = self.outbox.clone();
-        let account = self.account.clone();
+        let acc = self.account.clone();
+        let conn = self.connection().await?;
+        let executor = ImapExecutor {
+            conn: Mutex::new(&mut *conn),
+            store: &store,
+            account: &acc,
+            outbox,
+        };
+        Ok(outbox.flush(account, &executor).await?)
+    }
+
+    async fn sync(&mut self) -> Result<Synced, EngineError> {
         let now = std::time::Instant::now();
         let deferred: Vec<MailboxId> = self
             .isolated
@@ -531,97 +595,32 @@ impl ImapDriver {
             .filter(|(_, (_, until))| *until > now)
             .map(|(m, _)| *m)
             .collect();
-        let conn = self.connection().await?;
-        let flushed = {
-            let executor = ImapExecutor {
-                conn: Mutex::new(&mut *conn),
-                store: &store,
-                account: &account,
-                outbox: &outbox,
-            };
-            outbox.flush(account.id, &executor).await?
-        };
+        let store = self.store.clone();
+        let account = self.account.clone();
         let opts = SyncOptions::default()
             .with_body_policy(account.body_policy)
             .with_deferred(deferred);
+        let conn = self.connection().await?;
         let report = imap::sync_account(conn, &store, account.id, &opts).await?;
-        let complete = report.complete();
-        // Show still-queued changes again on top of what the sync wrote.
-        outbox.reapply_queued(account.id).await?;
         let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let nboxes = i64::try_from(report.mailboxes.len()).unwrap_or(i64::MAX);
-        // A failing mailbox does not fail the account: it is isolated (its own backoff and a
-        // sync-log row) while the others sync and IDLE goes on. A mailbox whose local view is
-        // stale (classified Resync, e.g. deleted meanwhile) loses only its own checkpoint.
-        let mut outcomes: Vec<(MailboxId, Option<(String, imap::Error)>)> = Vec::new();
-        for m in report.mailboxes {
-            match m.result {
-                imap::MailboxResult::Failed(e) => {
-                    tracing::warn!(mailbox = %m.name, error = %e, "Mailbox failed to sync; isolating it.");
-                    if classify_imap(&e) == Disposition::Resync {
-                        checkpoints::delete(
-                            store.conn(),
-                            account.id,
-                            &Scope::imap_mailbox(m.mailbox),
-                        )
-                        .await?;
-                    }
-                    outcomes.push((m.mailbox, Some((m.name, e))));
-                }
-                imap::MailboxResult::Deferred => {}
-                _ => outcomes.push((m.mailbox, None)),
-            }
-        }
-        // Every mailbox synced: changes whose message was not where they addressed it can be
-        // found again (or declared gone), and the found ones go out at once.
-        let mut done = flushed.done;
-        if complete && flushed.paused.is_none() && outbox.reresolve(account.id).await?.found > 0 {
-            let executor = ImapExecutor {
-                conn: Mutex::new(&mut *conn),
-                store: &store,
-                account: &account,
-                outbox: &outbox,
-            };
-            done += outbox.flush(account.id, &executor).await?.done;
-        }
-        for (mb, failure) in outcomes {
-            let Some((name, e)) = failure else {
-                self.isolated.remove(&mb);
-                continue;
-            };
-            let n = self
-                .isolated
-                .get(&mb)
-                .map_or(0, |(n, _)| *n)
-                .saturating_add(1);
-            self.isolated
-                .insert(mb, (n, std::time::Instant::now() + mailbox_backoff(n)));
-            let row = sync_log::start(store.conn(), account.id).await?;
-            sync_log::finish(
-                store.conn(),
-                row,
-                Err(&format!("mailbox {name}: {e}")),
-                SyncCounts::default(),
-            )
-            .await?;
-        }
-        if let Some(p) = &flushed.paused {
-            return Err(EngineError::from_pause(p));
-        }
-        Ok(SyncCounts {
-            mailboxes: nboxes,
-            emails_added: to_i64(report.totals.added),
-            emails_updated: to_i64(report.totals.updated),
-            emails_removed: to_i64(report.totals.removed),
-            changes_flushed: i64::from(done),
-        })
+        let synced = Synced {
+            mailboxes: i64::try_from(report.mailboxes.len()).unwrap_or(i64::MAX),
+            added: to_i64(report.totals.added),
+            updated: to_i64(report.totals.updated),
+            removed: to_i64(report.totals.removed),
+            complete: report.complete(),
+        };
+        self.isolate_failures(report.mailboxes).await?;
+        Ok(synced)
     }
 }
 
 #[async_trait::async_trait]
 impl AccountDriver for ImapDriver {
     async fn cycle(&mut self, _cancel: &CancellationToken) -> Result<SyncCounts, EngineError> {
-        let res = self.run_cycle().await;
+        let outbox = self.outbox.clone();
+        let account = self.account.id;
+        let res = cycle::run(self, &outbox, account).await;
         if let Err(EngineError::Imap(e)) = &res
             && (e.is_connection() || e.is_auth())
         {

@@ -12,7 +12,8 @@ use mailsync_jmap_client::{
     Client, Credentials, Email, Patch, PushConfig, PushEvent, PushStream, Set,
 };
 use mailsync_outbox::{
-    Attempt, BatchError, EmailChange, Executor, Flag, ItemOutcome, Operation, Outbox, QueuedChange,
+    Attempt, BatchError, EmailChange, Executor, Flag, FlushReport, ItemOutcome, Operation, Outbox,
+    QueuedChange,
 };
 use mailsync_store::accounts::Account;
 use mailsync_store::checkpoints::{self, Scope};
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::classify::{Disposition, batch_error, classify, item_outcome};
 use crate::compose::Draft;
+use crate::cycle::{self, Remote, Synced};
 use crate::error::EngineError;
 use crate::jmap_send::{self, Previous};
 use crate::jmap_sync;
@@ -383,53 +385,47 @@ impl JmapDriver {
 }
 
 #[async_trait::async_trait]
+impl Remote for JmapDriver {
+    async fn flush(
+        &mut self,
+        outbox: &Outbox,
+        account: AccountId,
+    ) -> Result<FlushReport, EngineError> {
+        let client = self.client().await?;
+        let executor = JmapExecutor::new(&client, &self.store, outbox);
+        Ok(outbox.flush(account, &executor).await?)
+    }
+
+    async fn sync(&mut self) -> Result<Synced, EngineError> {
+        let client = self.client().await?;
+        let jacc = client.mail_account_id()?;
+        let mailboxes =
+            jmap_sync::sync_mailboxes(&client, &self.store, self.account.id, &jacc).await?;
+        let counts = jmap_sync::sync_emails(
+            &client,
+            &self.store,
+            self.account.id,
+            &jacc,
+            self.account.body_policy,
+        )
+        .await?;
+        Ok(Synced {
+            mailboxes,
+            added: counts.added,
+            updated: counts.updated,
+            removed: counts.removed,
+            // One Email/changes (or listing) covers every mailbox of the account.
+            complete: true,
+        })
+    }
+}
+
+#[async_trait::async_trait]
 impl AccountDriver for JmapDriver {
     async fn cycle(&mut self, _cancel: &CancellationToken) -> Result<SyncCounts, EngineError> {
-        let client = self.client().await?;
-        let res = async {
-            let jacc = client.mail_account_id()?;
-            let executor = JmapExecutor::new(&client, &self.store, &self.outbox);
-            let flushed = self.outbox.flush(self.account.id, &executor).await?;
-            let nboxes =
-                jmap_sync::sync_mailboxes(&client, &self.store, self.account.id, &jacc).await?;
-            let counts = jmap_sync::sync_emails(
-                &client,
-                &self.store,
-                self.account.id,
-                &jacc,
-                self.account.body_policy,
-            )
-            .await?;
-            // Show still-queued changes again on top of what the sync wrote (as for IMAP).
-            self.outbox.reapply_queued(self.account.id).await?;
-            let mut done = flushed.done;
-            if flushed.resync_needed && flushed.paused.is_none() {
-                // Another client changed emails since our last sync (`stateMismatch` on the
-                // guarded Email/set): the sync above rebased the queued changes; send them
-                // again, once, guarded by the new state. A second mismatch waits for the next
-                // cycle.
-                tracing::info!(
-                    "Email state moved under the queued changes; retrying after the resync."
-                );
-                done += self.outbox.flush(self.account.id, &executor).await?.done;
-            }
-            // The sync covered the whole account: changes whose email was not found can now
-            // be found again (or declared gone), and the found ones go out at once.
-            if flushed.paused.is_none() && self.outbox.reresolve(self.account.id).await?.found > 0 {
-                done += self.outbox.flush(self.account.id, &executor).await?.done;
-            }
-            if let Some(p) = &flushed.paused {
-                return Err(EngineError::from_pause(p));
-            }
-            Ok::<_, EngineError>(SyncCounts {
-                mailboxes: nboxes,
-                emails_added: counts.added,
-                emails_updated: counts.updated,
-                emails_removed: counts.removed,
-                changes_flushed: i64::from(done),
-            })
-        }
-        .await;
+        let outbox = self.outbox.clone();
+        let account = self.account.id;
+        let res = cycle::run(self, &outbox, account).await;
         if res.is_err() {
             // Reconnect next time: the session may have moved.
             self.client = None;

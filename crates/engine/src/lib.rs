@@ -20,6 +20,7 @@
 pub mod backoff;
 pub mod classify;
 pub mod compose;
+mod cycle;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
