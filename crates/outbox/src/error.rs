@@ -102,13 +102,7 @@ impl Error {
     /// PostgreSQL deadlock or serialization failure (the transaction was rolled back).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Store(e) => {
-                if e.is_transient() {
-                    return true;
-                }
-                let text = e.to_string();
-                text.contains("deadlock detected") || text.contains("could not serialize")
-            }
+            Self::Store(e) => e.is_transient(),
             _ => false,
         }
     }

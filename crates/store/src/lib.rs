@@ -115,22 +115,52 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True for conditions that go away on their own: SQLite busy/locked, a dropped pool connection.
+    /// True for conditions that go away on their own: SQLite busy/locked, a PostgreSQL
+    /// deadlock, serialization failure or lock timeout (the transaction was rolled back), no
+    /// pooled connection in time, a dropped connection. Decided from the databases' typed
+    /// codes, never from message text.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Db(e) | Self::Open { source: e, .. } => {
-                let text = e.to_string().to_ascii_lowercase();
-                text.contains("database is locked")
-                    || text.contains("database is busy")
-                    || text.contains("pool timed out")
-                    || text.contains("connection reset")
-            }
+            Self::Db(e) | Self::Open { source: e, .. } => db_err_is_transient(e),
             _ => false,
         }
     }
 
     pub(crate) fn json(what: &'static str, source: serde_json::Error) -> Self {
         Self::Json { what, source }
+    }
+}
+
+fn db_err_is_transient(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    let sqlx = match e {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(RuntimeErr::SqlxError(s))
+        | DbErr::Exec(RuntimeErr::SqlxError(s))
+        | DbErr::Query(RuntimeErr::SqlxError(s)) => s,
+        _ => return false,
+    };
+    match sqlx.as_ref() {
+        Sqlx::PoolTimedOut | Sqlx::Io(_) | Sqlx::PoolClosed => true,
+        Sqlx::Database(d) => {
+            let sqlite = d
+                .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some();
+            d.code().is_some_and(|c| transient_code(sqlite, &c))
+        }
+        _ => false,
+    }
+}
+
+/// SQLite primary result codes BUSY (5) and LOCKED (6), also within extended codes (SQLite
+/// reports e.g. 517 = BUSY_SNAPSHOT); PostgreSQL SQLSTATEs for a deadlock (40P01), a
+/// serialization failure (40001) and a lock not available (55P03).
+fn transient_code(sqlite: bool, code: &str) -> bool {
+    if sqlite {
+        code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+    } else {
+        matches!(code, "40P01" | "40001" | "55P03")
     }
 }
 
@@ -281,6 +311,25 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transient_codes_are_typed_per_backend() {
+        for (sqlite, code, want) in [
+            (true, "5", true),
+            (true, "6", true),
+            (true, "517", true),
+            (true, "261", true),
+            (true, "2067", false),
+            (true, "19", false),
+            (false, "40P01", true),
+            (false, "40001", true),
+            (false, "55P03", true),
+            (false, "23505", false),
+            (false, "5", false),
+        ] {
+            assert_eq!(transient_code(sqlite, code), want, "{sqlite} {code}");
+        }
+    }
 
     #[test]
     fn redacts_passwords_only() {
