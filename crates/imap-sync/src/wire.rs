@@ -371,21 +371,22 @@ impl Wire {
                     limit: self.timeouts.max_line_bytes,
                 })
             }
-            Err(e) => {
+            // async-imap reports a response it cannot parse as `io::Error::other(message)`:
+            // kind Other with a payload, which socket and TLS failures never are (they carry
+            // an OS code or kind InvalidData). It closes its stream for good afterwards.
+            Err(e) if e.kind() == io::ErrorKind::Other && e.get_ref().is_some() => {
+                self.state = State::Dead;
+                // The message only feeds the error text shown to the user.
                 let text = e.to_string();
-                if let Some(at) = text.find(" during parsing of ") {
-                    // async-imap closes its stream for good after a parse error.
-                    self.state = State::Dead;
-                    let excerpt: String = text
-                        .get(at + " during parsing of ".len()..)
-                        .unwrap_or_default()
-                        .chars()
-                        .take(200)
-                        .collect();
-                    return Err(Error::Unparsable { excerpt });
-                }
-                Err(self.lost(Some(e)))
+                let excerpt: String = text
+                    .split_once(" during parsing of ")
+                    .map_or(text.as_str(), |(_, rest)| rest)
+                    .chars()
+                    .take(200)
+                    .collect();
+                Err(Error::Unparsable { excerpt })
             }
+            Err(e) => Err(self.lost(Some(e))),
         }
     }
 
