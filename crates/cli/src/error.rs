@@ -3,7 +3,7 @@
 use std::fmt;
 
 use mailsync_engine::EngineError;
-use mailsync_engine::classify::{Disposition, classify, is_auth_failure};
+use mailsync_engine::classify::{Disposition, classify, is_auth_failure, names_authentication};
 use mailsync_store::StoreError;
 
 /// Exit codes (also in `--help` and the crate docs).
@@ -73,14 +73,10 @@ impl CliError {
                 | mailsync_outbox::Error::NothingToUndo(_),
             ) => (code::NOT_FOUND, text),
             _ => match classify(err) {
-                Disposition::NeedsUser
-                    if is_auth_failure(err) && !text.starts_with("authentication failed") =>
-                {
-                    (
-                        code::NEEDS_USER,
-                        format!("authentication failed (server said: {text})"),
-                    )
-                }
+                Disposition::NeedsUser if is_auth_failure(err) && !names_authentication(err) => (
+                    code::NEEDS_USER,
+                    format!("authentication failed (server said: {text})"),
+                ),
                 Disposition::NeedsUser => (code::NEEDS_USER, text),
                 Disposition::Offline => (code::UNREACHABLE, format!("server unreachable: {text}")),
                 _ => (code::FAILURE, text),

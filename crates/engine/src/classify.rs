@@ -168,6 +168,19 @@ pub fn is_auth_failure(err: &EngineError) -> bool {
     }
 }
 
+/// Does the error's own message already say "authentication failed" (its variant is the
+/// protocol's authentication failure, not another response that carries an auth code)?
+pub fn names_authentication(err: &EngineError) -> bool {
+    use imap::Error as I;
+    match err {
+        EngineError::Imap(I::Auth { .. }) => true,
+        EngineError::Mailbox { source, .. } => matches!(**source, I::Auth { .. }),
+        EngineError::Jmap(jmap::Error::Unauthorized { .. }) => true,
+        EngineError::Smtp(crate::smtp::SmtpError::Auth { .. }) => true,
+        _ => false,
+    }
+}
+
 /// Why a stored JMAP state can no longer be used as the start of `Foo/changes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
