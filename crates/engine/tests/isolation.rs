@@ -2,13 +2,14 @@
 //! mailbox is made unreadable on disk; the cycle still succeeds, the other mailboxes sync, the
 //! failing one gets its own sync-log row, and once readable again it syncs.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 
 use mailsync_engine::Engine;
-use mailsync_store::accounts::{Endpoint, NewAccount};
 use mailsync_store::emails::{self, EmailFilter};
+use mailsync_store::mailboxes;
 use mailsync_store::sync_log::{self, CycleStatus};
-use mailsync_store::{AccountKind, BodyPolicy, SecretRef, Security, mailboxes};
 use mailsync_testkit::{Generator, ImapClient, Servers, imap_append_bulk};
 
 type R = Result<(), Box<dyn std::error::Error>>;
@@ -45,24 +46,11 @@ async fn a_failing_mailbox_is_isolated() -> R {
     let db = mailsync_store::testing::TempDb::sqlite().await?;
     let engine = Engine::new(db.store.clone());
     let acc = engine
-        .add_account(NewAccount {
-            name: "iso".into(),
-            kind: AccountKind::Imap,
-            email: format!("{}@example.test", user.user),
-            display_name: None,
-            username: user.user.clone(),
-            secret_ref: SecretRef::Command(format!("printf %s {}", user.password)),
-            imap: Some(Endpoint {
-                host: "127.0.0.1".into(),
-                port,
-                security: Security::Plain,
-            }),
-            smtp: None,
-            jmap_session_url: None,
-            ca_file: None,
-            allow_plaintext: false,
-            body_policy: BodyPolicy::None,
-        })
+        .add_account(common::dovecot_account(
+            &servers,
+            &user.user,
+            &user.password,
+        ))
         .await?;
     engine.sync_once(acc.id).await?;
 

@@ -7,45 +7,22 @@
 //!   the expunged message is listed as gone;
 //! - after every sync the database equals the server.
 
+mod common;
+
 use std::collections::BTreeSet;
 
+use common::{E, Setup, ids_of, mids};
 use mailsync_engine::Engine;
 use mailsync_outbox::{Change, Flag};
-use mailsync_store::accounts::{Account, Endpoint, NewAccount};
+use mailsync_store::accounts::{Account, NewAccount};
 use mailsync_store::emails::{self, EmailFilter};
-use mailsync_store::{
-    AccountKind, BodyPolicy, EmailId, Role, SecretRef, Security, Store, mailboxes,
-};
+use mailsync_store::{AccountKind, BodyPolicy, Role, SecretRef, Store, mailboxes};
 use mailsync_testkit::{Generator, ImapClient, Servers, imap_append_bulk};
 
 type R = Result<(), Box<dyn std::error::Error>>;
-type E = Box<dyn std::error::Error>;
 
 /// (mailbox name, Message-ID, seen, flagged) of every message.
 type State = BTreeSet<(String, String, bool, bool)>;
-
-async fn account(engine: &Engine, servers: &Servers, user: &str, pw: &str) -> Result<Account, E> {
-    Ok(engine
-        .add_account(NewAccount {
-            name: format!("lost-{user}"),
-            kind: AccountKind::Imap,
-            email: format!("{user}@example.test"),
-            display_name: None,
-            username: user.into(),
-            secret_ref: SecretRef::Command(format!("printf %s {pw}")),
-            imap: Some(Endpoint {
-                host: "127.0.0.1".into(),
-                port: servers.dovecot_imap_port(),
-                security: Security::Plain,
-            }),
-            smtp: None,
-            jmap_session_url: None,
-            ca_file: None,
-            allow_plaintext: false,
-            body_policy: BodyPolicy::None,
-        })
-        .await?)
-}
 
 /// What the server has, read by doveadm (an independent client).
 fn server_state(servers: &Servers, user: &str) -> Result<State, E> {
@@ -78,22 +55,24 @@ fn server_state(servers: &Servers, user: &str) -> Result<State, E> {
     Ok(state)
 }
 
-/// What the database shows, in the same shape; also fails on a duplicate.
-async fn db_state(store: &Store, account: &Account) -> Result<State, E> {
+/// What the database shows, in the same shape (mailboxes by IMAP name, or by JMAP name with
+/// the inbox called INBOX); also fails on a duplicate row.
+async fn db_state(store: &Store, account: &Account, jmap: bool) -> Result<State, E> {
     let mut state = State::new();
     for m in mailboxes::list(store.conn(), account.id).await? {
-        let list = emails::list(
-            store.conn(),
-            &EmailFilter {
-                mailbox: Some(m.id),
-                ..Default::default()
-            },
-        )
-        .await?;
-        for s in list {
+        let name = match (jmap, m.role) {
+            (false, _) => m.remote_id.clone(),
+            (true, Some(Role::Inbox)) => "INBOX".to_owned(),
+            (true, _) => m.name.clone(),
+        };
+        let filter = EmailFilter {
+            mailbox: Some(m.id),
+            ..Default::default()
+        };
+        for s in emails::list(store.conn(), &filter).await? {
             let e = s.email;
             let key = (
-                m.remote_id.clone(),
+                name.clone(),
                 e.message_id.clone().unwrap_or_default(),
                 e.flags.seen,
                 e.flags.flagged,
@@ -104,59 +83,16 @@ async fn db_state(store: &Store, account: &Account) -> Result<State, E> {
     Ok(state)
 }
 
-async fn in_mailbox(store: &Store, mailbox: mailsync_store::MailboxId) -> Result<Vec<EmailId>, E> {
-    let mut v: Vec<(String, EmailId)> = emails::list(
-        store.conn(),
-        &EmailFilter {
-            mailbox: Some(mailbox),
-            ..Default::default()
-        },
-    )
-    .await?
-    .into_iter()
-    .map(|s| (s.email.message_id.unwrap_or_default(), s.email.id))
-    .collect();
-    v.sort();
-    Ok(v.into_iter().map(|(_, id)| id).collect())
-}
-
-fn mids(g: &Generator, range: std::ops::Range<usize>) -> Vec<String> {
-    range
-        .map(|i| g.expected(i).message_id.unwrap_or_default())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recreated_mailbox_changes_never_hit_new_messages() -> R {
-    let servers = Servers::load()?;
-    let user = servers.fresh_dovecot_user("lostuv");
-    let (host, port) = (servers.dovecot_host(), servers.dovecot_imap_port());
-    let mut other = ImapClient::login(host, port, &user.user, &user.password)?;
-    other.create_mailbox("Box")?;
     let g = Generator::new(41);
-    imap_append_bulk(
-        host,
-        port,
-        &user.user,
-        &user.password,
-        "Box",
-        g.messages(0..3),
-        3,
-    )?;
-
-    let db = mailsync_store::testing::TempDb::sqlite().await?;
-    let engine = Engine::new(db.store.clone());
-    let acc = account(&engine, &servers, &user.user, &user.password).await?;
-    engine.sync_once(acc.id).await?;
-    let c = db.store.conn();
-    let boxm = mailboxes::find_by_remote_id(c, acc.id, "Box")
-        .await?
-        .ok_or("Box")?;
-    let archive = mailboxes::find_by_role(c, acc.id, Role::Archive)
+    let t = Setup::dovecot("lostuv", "Box", &g, 0..3).await?;
+    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
+    let mut other = t.other()?;
+    let local = ids_of(&db.store, acc, &mids(&g, 0..3)).await?;
+    let archive = mailboxes::find_by_role(db.store.conn(), acc.id, Role::Archive)
         .await?
         .ok_or("Archive")?;
-    let local = in_mailbox(&db.store, boxm.id).await?;
-    assert_eq!(local.len(), 3);
 
     // Offline: delete, move and flag the three messages of Box.
     engine
@@ -186,19 +122,11 @@ async fn recreated_mailbox_changes_never_hit_new_messages() -> R {
     // UIDVALIDITY, and UIDs 1..3 now name other messages.
     other.delete_mailbox("Box")?;
     other.create_mailbox("Box")?;
-    imap_append_bulk(
-        host,
-        port,
-        &user.user,
-        &user.password,
-        "Box",
-        g.messages(10..13),
-        3,
-    )?;
+    t.append("Box", &g, 10..13)?;
     other.logout();
 
     engine.sync_once(acc.id).await?;
-    let server = server_state(&servers, &user.user)?;
+    let server = server_state(&t.servers, &t.user.user)?;
     let new: BTreeSet<(String, String, bool, bool)> = mids(&g, 10..13)
         .into_iter()
         .map(|m| ("Box".to_owned(), m, false, false))
@@ -208,7 +136,7 @@ async fn recreated_mailbox_changes_never_hit_new_messages() -> R {
         "the new messages of Box must be untouched, nothing elsewhere"
     );
     assert_eq!(
-        db_state(&db.store, &acc).await?,
+        db_state(&db.store, acc, false).await?,
         server,
         "database equals server"
     );
@@ -225,56 +153,26 @@ async fn recreated_mailbox_changes_never_hit_new_messages() -> R {
     // A further sync changes nothing.
     engine.sync_once(acc.id).await?;
     assert_eq!(
-        db_state(&db.store, &acc).await?,
-        server_state(&servers, &user.user)?
+        db_state(&db.store, acc, false).await?,
+        server_state(&t.servers, &t.user.user)?
     );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_follow_a_moved_message_and_leave_no_ghosts() -> R {
-    let servers = Servers::load()?;
-    let user = servers.fresh_dovecot_user("lostghost");
-    let (host, port) = (servers.dovecot_host(), servers.dovecot_imap_port());
     let g = Generator::new(43);
-    imap_append_bulk(
-        host,
-        port,
-        &user.user,
-        &user.password,
-        "INBOX",
-        g.messages(0..4),
-        4,
-    )?;
-
-    let db = mailsync_store::testing::TempDb::sqlite().await?;
-    let engine = Engine::new(db.store.clone());
-    let acc = account(&engine, &servers, &user.user, &user.password).await?;
-    engine.sync_once(acc.id).await?;
-    let c = db.store.conn();
-    let inbox = mailboxes::find_by_role(c, acc.id, Role::Inbox)
-        .await?
-        .ok_or("INBOX")?;
-    let archive = mailboxes::find_by_role(c, acc.id, Role::Archive)
+    let t = Setup::dovecot("lostghost", "INBOX", &g, 0..4).await?;
+    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
+    let archive = mailboxes::find_by_role(db.store.conn(), acc.id, Role::Archive)
         .await?
         .ok_or("Archive")?;
-    let by_mid = |mid: &str| {
-        let mid = mid.to_owned();
-        let store = db.store.clone();
-        let account = acc.id;
-        async move {
-            emails::find_by_message_id(store.conn(), account, &mid)
-                .await
-                .map(|v| v.first().map(|e| e.id))
-        }
-    };
     let m = mids(&g, 0..4);
-    let e0 = by_mid(&m[0]).await?.ok_or("m0")?;
-    let e1 = by_mid(&m[1]).await?.ok_or("m1")?;
-    let e2 = by_mid(&m[2]).await?.ok_or("m2")?;
+    let ids = ids_of(&db.store, acc, &m).await?;
+    let (e0, e1, e2) = (ids[0], ids[1], ids[2]);
 
     // The other client moves m0 to Archive, expunges m1, and flags m2 (UIDs 1, 2, 3).
-    let mut other = ImapClient::login(host, port, &user.user, &user.password)?;
+    let mut other = t.other()?;
     other.select("INBOX")?;
     other.command("UID MOVE 1 Archive")?;
     other.command("UID STORE 2 +FLAGS.SILENT (\\Deleted)")?;
@@ -304,10 +202,9 @@ async fn changes_follow_a_moved_message_and_leave_no_ghosts() -> R {
         )
         .await?;
     engine.enqueue(acc.id, Change::seen(e2, true)).await?;
-    let _ = inbox;
 
     engine.sync_once(acc.id).await?;
-    let server = server_state(&servers, &user.user)?;
+    let server = server_state(&t.servers, &t.user.user)?;
     let want: BTreeSet<(String, String, bool, bool)> = [
         // The local delete wins over the other client's move: m0 is in Trash.
         ("Trash".to_owned(), m[0].clone(), false, false),
@@ -319,7 +216,7 @@ async fn changes_follow_a_moved_message_and_leave_no_ghosts() -> R {
     .collect();
     assert_eq!(server, want);
     assert_eq!(
-        db_state(&db.store, &acc).await?,
+        db_state(&db.store, acc, false).await?,
         server,
         "database equals server, no ghosts"
     );
@@ -329,8 +226,8 @@ async fn changes_follow_a_moved_message_and_leave_no_ghosts() -> R {
     assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
     engine.sync_once(acc.id).await?;
     assert_eq!(
-        db_state(&db.store, &acc).await?,
-        server_state(&servers, &user.user)?
+        db_state(&db.store, acc, false).await?,
+        server_state(&t.servers, &t.user.user)?
     );
     Ok(())
 }
@@ -368,38 +265,6 @@ fn cyrus_state(servers: &Servers, user: &str, pw: &str, boxes: &[&str]) -> Resul
         }
     }
     imap.logout();
-    Ok(state)
-}
-
-/// The database in the shape of [`cyrus_state`], by mailbox *name* (JMAP ids are not names).
-async fn db_state_by_name(store: &Store, account: &Account) -> Result<State, E> {
-    let mut state = State::new();
-    for m in mailboxes::list(store.conn(), account.id).await? {
-        for s in emails::list(
-            store.conn(),
-            &EmailFilter {
-                mailbox: Some(m.id),
-                ..Default::default()
-            },
-        )
-        .await?
-        {
-            let e = s.email;
-            // JMAP names the inbox "Inbox"; IMAP calls it INBOX.
-            let name = if m.role == Some(Role::Inbox) {
-                "INBOX".to_owned()
-            } else {
-                m.name.clone()
-            };
-            let key = (
-                name,
-                e.message_id.clone().unwrap_or_default(),
-                e.flags.seen,
-                e.flags.flagged,
-            );
-            assert!(state.insert(key.clone()), "duplicate local row {key:?}");
-        }
-    }
     Ok(state)
 }
 
@@ -460,11 +325,7 @@ async fn jmap_changes_follow_a_moved_message_and_drop_a_gone_one() -> R {
         .await?
         .ok_or("Archive")?;
     let m = mids(&g, 0..4);
-    let mut ids = Vec::new();
-    for mid in &m {
-        let e = emails::find_by_message_id(c, acc.id, mid).await?;
-        ids.push(e.first().map(|e| e.id).ok_or("synced")?);
-    }
+    let ids = ids_of(&db.store, &acc, &m).await?;
 
     // The other client: m0 to Archive, m1 expunged, m2 flagged.
     other.select("INBOX")?;
@@ -517,7 +378,7 @@ async fn jmap_changes_follow_a_moved_message_and_drop_a_gone_one() -> R {
     .collect();
     assert_eq!(server, want);
     assert_eq!(
-        db_state_by_name(&db.store, &acc).await?,
+        db_state(&db.store, &acc, true).await?,
         server,
         "database equals server"
     );
@@ -532,36 +393,15 @@ async fn jmap_changes_follow_a_moved_message_and_drop_a_gone_one() -> R {
 /// (under the new name), so the changes apply there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_follow_a_renamed_mailbox() -> R {
-    let servers = Servers::load()?;
-    let user = servers.fresh_dovecot_user("lostren");
-    let (host, port) = (servers.dovecot_host(), servers.dovecot_imap_port());
-    let mut other = ImapClient::login(host, port, &user.user, &user.password)?;
-    other.create_mailbox("Box")?;
     let g = Generator::new(45);
-    imap_append_bulk(
-        host,
-        port,
-        &user.user,
-        &user.password,
-        "Box",
-        g.messages(0..2),
-        2,
-    )?;
-
-    let db = mailsync_store::testing::TempDb::sqlite().await?;
-    let engine = Engine::new(db.store.clone());
-    let acc = account(&engine, &servers, &user.user, &user.password).await?;
-    engine.sync_once(acc.id).await?;
-    let c = db.store.conn();
-    let archive = mailboxes::find_by_role(c, acc.id, Role::Archive)
+    let t = Setup::dovecot("lostren", "Box", &g, 0..2).await?;
+    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
+    let mut other = t.other()?;
+    let archive = mailboxes::find_by_role(db.store.conn(), acc.id, Role::Archive)
         .await?
         .ok_or("Archive")?;
     let m = mids(&g, 0..2);
-    let mut ids = Vec::new();
-    for mid in &m {
-        let e = emails::find_by_message_id(c, acc.id, mid).await?;
-        ids.push(e.first().map(|e| e.id).ok_or("synced")?);
-    }
+    let ids = ids_of(&db.store, acc, &m).await?;
     engine
         .enqueue(
             acc.id,
@@ -585,7 +425,7 @@ async fn changes_follow_a_renamed_mailbox() -> R {
     other.logout();
 
     engine.sync_once(acc.id).await?;
-    let server = server_state(&servers, &user.user)?;
+    let server = server_state(&t.servers, &t.user.user)?;
     let want: State = [
         ("Renamed".to_owned(), m[0].clone(), false, true),
         ("Archive".to_owned(), m[1].clone(), false, false),
@@ -594,7 +434,7 @@ async fn changes_follow_a_renamed_mailbox() -> R {
     .collect();
     assert_eq!(server, want);
     assert_eq!(
-        db_state(&db.store, &acc).await?,
+        db_state(&db.store, acc, false).await?,
         server,
         "database equals server"
     );

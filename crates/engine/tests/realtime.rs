@@ -2,12 +2,14 @@
 //! to a mailbox other than INBOX, a flag set there, and a message expunged there reach the
 //! database within 2 s each (IMAP NOTIFY on the real Dovecot).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use mailsync_engine::{Engine, EngineEvent};
-use mailsync_store::accounts::{self, Endpoint, NewAccount};
+use mailsync_store::accounts;
 use mailsync_store::emails::{self, EmailFilter};
-use mailsync_store::{AccountKind, BodyPolicy, SecretRef, Security, Store, mailboxes};
+use mailsync_store::{Store, mailboxes};
 use mailsync_testkit::{Generator, ImapClient, Servers, imap_append_bulk};
 
 type R = Result<(), Box<dyn std::error::Error>>;
@@ -57,24 +59,11 @@ async fn changes_outside_inbox_arrive_within_a_second() -> R {
     let db = mailsync_store::testing::TempDb::sqlite().await?;
     let engine = Engine::new(db.store.clone());
     let acc = engine
-        .add_account(NewAccount {
-            name: "rt".into(),
-            kind: AccountKind::Imap,
-            email: format!("{}@example.test", user.user),
-            display_name: None,
-            username: user.user.clone(),
-            secret_ref: SecretRef::Command(format!("printf %s {}", user.password)),
-            imap: Some(Endpoint {
-                host: "127.0.0.1".into(),
-                port,
-                security: Security::Plain,
-            }),
-            smtp: None,
-            jmap_session_url: None,
-            ca_file: None,
-            allow_plaintext: false,
-            body_policy: BodyPolicy::None,
-        })
+        .add_account(common::dovecot_account(
+            &servers,
+            &user.user,
+            &user.password,
+        ))
         .await?;
     let mut events = engine.subscribe();
     engine.start(accounts::get(db.store.conn(), acc.id).await?);

@@ -1,0 +1,137 @@
+//! Shared setup of the engine's real-server tests: an IMAP account on the test Dovecot, a
+//! fresh user with a mailbox of generated mail, and an engine with that account synced once.
+#![allow(dead_code)] // each test file uses part of it
+
+use mailsync_engine::Engine;
+use mailsync_store::accounts::{Account, Endpoint, NewAccount};
+use mailsync_store::testing::TempDb;
+use mailsync_store::{AccountKind, BodyPolicy, EmailId, SecretRef, Security, Store, emails};
+use mailsync_testkit::{Generator, ImapClient, Servers, imap_append_bulk};
+
+pub type E = Box<dyn std::error::Error>;
+
+/// An IMAP account on the test Dovecot (plaintext to loopback), password by command.
+pub fn dovecot_account(servers: &Servers, user: &str, pw: &str) -> NewAccount {
+    NewAccount {
+        name: format!("imap-{user}"),
+        kind: AccountKind::Imap,
+        email: format!("{user}@example.test"),
+        display_name: None,
+        username: user.into(),
+        secret_ref: SecretRef::Command(format!("printf %s {pw}")),
+        imap: Some(Endpoint {
+            host: "127.0.0.1".into(),
+            port: servers.dovecot_imap_port(),
+            security: Security::Plain,
+        }),
+        smtp: None,
+        jmap_session_url: None,
+        ca_file: None,
+        allow_plaintext: false,
+        body_policy: BodyPolicy::None,
+    }
+}
+
+/// A fresh Dovecot user with `mailbox` (created unless INBOX) holding messages `range` of
+/// `g`, and an engine on a temporary SQLite database with the account added and synced once.
+pub struct Setup {
+    pub servers: Servers,
+    pub user: mailsync_testkit::Account,
+    pub db: TempDb,
+    pub engine: Engine,
+    pub account: Account,
+}
+
+impl Setup {
+    pub async fn dovecot(
+        tag: &str,
+        mailbox: &str,
+        g: &Generator,
+        range: std::ops::Range<usize>,
+    ) -> Result<Setup, E> {
+        let servers = Servers::load()?;
+        let user = servers.fresh_dovecot_user(tag);
+        let (host, port) = (servers.dovecot_host(), servers.dovecot_imap_port());
+        if mailbox != "INBOX" {
+            let mut other = ImapClient::login(host, port, &user.user, &user.password)?;
+            other.create_mailbox(mailbox)?;
+            other.logout();
+        }
+        let n = range.len();
+        if n > 0 {
+            imap_append_bulk(
+                host,
+                port,
+                &user.user,
+                &user.password,
+                mailbox,
+                g.messages(range),
+                n,
+            )?;
+        }
+        let db = TempDb::sqlite().await?;
+        let engine = Engine::new(db.store.clone());
+        let account = engine
+            .add_account(dovecot_account(&servers, &user.user, &user.password))
+            .await?;
+        engine.sync_once(account.id).await?;
+        Ok(Setup {
+            servers,
+            user,
+            db,
+            engine,
+            account,
+        })
+    }
+
+    /// Another client on the same account.
+    pub fn other(&self) -> Result<ImapClient, E> {
+        Ok(ImapClient::login(
+            self.servers.dovecot_host(),
+            self.servers.dovecot_imap_port(),
+            &self.user.user,
+            &self.user.password,
+        )?)
+    }
+
+    /// Appends messages `range` of `g` to `mailbox` as another client.
+    pub fn append(
+        &self,
+        mailbox: &str,
+        g: &Generator,
+        range: std::ops::Range<usize>,
+    ) -> Result<(), E> {
+        let n = range.len();
+        imap_append_bulk(
+            self.servers.dovecot_host(),
+            self.servers.dovecot_imap_port(),
+            &self.user.user,
+            &self.user.password,
+            mailbox,
+            g.messages(range),
+            n,
+        )?;
+        Ok(())
+    }
+}
+
+/// The Message-IDs of messages `range` of `g`.
+pub fn mids(g: &Generator, range: std::ops::Range<usize>) -> Vec<String> {
+    range
+        .map(|i| g.expected(i).message_id.unwrap_or_default())
+        .collect()
+}
+
+/// The local email of each Message-ID (the first, if several).
+pub async fn ids_of(store: &Store, account: &Account, mids: &[String]) -> Result<Vec<EmailId>, E> {
+    let mut ids = Vec::with_capacity(mids.len());
+    for mid in mids {
+        let e = emails::find_by_message_id(store.conn(), account.id, mid).await?;
+        ids.push(
+            e.first()
+                .map(|e| e.id)
+                .ok_or_else(|| format!("{mid} not synced"))?,
+        );
+    }
+    Ok(ids)
+}
