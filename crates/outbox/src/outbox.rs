@@ -517,10 +517,7 @@ impl Outbox {
         account: AccountId,
         executor: &dyn Executor,
     ) -> Result<FlushReport, Error> {
-        let lock = {
-            let mut locks = self.flush_locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(account).or_default().clone()
-        };
+        let lock = self.account_lock(account);
         let _guard = lock.lock().await;
         let span = tracing::info_span!("outbox_flush", account = %account);
         self.flush_locked(account, executor).instrument(span).await
@@ -651,15 +648,18 @@ impl Outbox {
         .await
     }
 
+    /// The lock that serialises this process's flushes (and re-resolutions) of one account.
+    fn account_lock(&self, account: AccountId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.flush_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(account).or_default().clone()
+    }
+
     /// Finds lost changes again after a complete sync of the account (see
     /// [`crate::resolve`](crate::ResolveReport)): each applies to its message where it is now,
     /// or is dropped (listed as gone) when the message is no longer on the server. Flush again
     /// when [`ResolveReport::found`](crate::ResolveReport::found) is not zero.
     pub async fn reresolve(&self, account: AccountId) -> Result<crate::ResolveReport, Error> {
-        let lock = {
-            let mut locks = self.flush_locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(account).or_default().clone()
-        };
+        let lock = self.account_lock(account);
         let _guard = lock.lock().await;
         let report = retry_busy(|| async {
             let txn = self.store.begin().await?;
