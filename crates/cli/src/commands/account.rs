@@ -112,12 +112,35 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
             Ok(())
         }
     };
-    let (kind, imap, smtp, jmap_url, server_host) = if let Some(url) = &a.jmap {
-        let (plain, host) = url_host(url)?;
-        if plain {
-            refuse_plain(&host, "plain http://")?;
-        }
-        (AccountKind::Jmap, None, None, Some(url.clone()), host)
+    let (kind, imap, smtp, jmap_url, server_host) = if let Some(given) = &a.jmap {
+        // A URL as given, else an address or host to discover over https.
+        let host = if given.contains("://") {
+            let (plain, host) = url_host(given)?;
+            if plain {
+                refuse_plain(&host, "plain http://")?;
+            }
+            host
+        } else {
+            let host = given.rsplit_once('@').map_or(given.as_str(), |(_, d)| d);
+            let (host, _) = host_port(host, 443)?;
+            if host.is_empty() {
+                return Err(CliError::usage(format!(
+                    "invalid --jmap {given:?}: expected a URL, a host or an email address"
+                )));
+            }
+            host
+        };
+        let ca = a.ca_file.as_ref().map(|p| p.display().to_string());
+        let url = mailsync_engine::jmap_driver::discover_session_url(
+            given,
+            &a.user,
+            &secret_ref,
+            a.allow_plaintext,
+            ca.as_deref(),
+        )
+        .await
+        .map_err(|e| CliError::engine(&object, &e))?;
+        (AccountKind::Jmap, None, None, Some(url), host)
     } else if let Some(imap) = &a.imap {
         let sec = security(a.security.unwrap_or(SecurityArg::Tls));
         let default_port = if sec == Security::Tls { 993 } else { 143 };
