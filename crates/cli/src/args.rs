@@ -209,7 +209,8 @@ pub struct AccountAddArgs {
     /// Command printing the password on its first line.
     #[arg(long, value_name = "CMD")]
     pub password_cmd: Option<String>,
-    /// Address to send from (default: USER if it contains @, else USER@server-host).
+    /// Address to send from (default, JMAP: the server's identity for USER; IMAP: USER if it
+    /// contains @, else USER@server-host).
     #[arg(long, value_name = "ADDR")]
     pub email: Option<String>,
     /// Display name for sent mail.

@@ -55,6 +55,25 @@ fn account_add_discovers_the_session() -> R {
         );
         env.run(&["sync", "--once", "--account", name]).ok();
     }
+    // The same name again: refused before any connection (exit 1).
+    add(&env, "session", session).fails(1);
+    // No --email: the sender comes from the server's identities; Cyrus' identity has no
+    // address and the login is not one, so the user is asked for --email (never cl7@host).
+    let o = env
+        .run(&[
+            "account",
+            "add",
+            "noaddr",
+            "--jmap",
+            session,
+            "--user",
+            "cl7",
+            "--password-env",
+            PW_VAR,
+        ])
+        .fails(2);
+    assert!(o.stderr.contains("--email"), "{o:#?}");
+    assert_eq!(o.stderr.trim().lines().count(), 1, "{o:#?}");
     // Discovery errors keep their exit codes: a refused port is unreachable (5), a wrong
     // password needs the user (4) and stops the search.
     add(&env, "closed", "http://127.0.0.1:1").fails(5);

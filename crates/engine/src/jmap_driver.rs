@@ -47,7 +47,7 @@ pub async fn connect(account: &Account) -> Result<Client, EngineError> {
     Ok(b.connect(url).await?)
 }
 
-async fn builder(
+pub(crate) async fn builder(
     username: &str,
     secret_ref: &mailsync_store::SecretRef,
     allow_plaintext: bool,

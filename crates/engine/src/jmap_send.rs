@@ -213,7 +213,19 @@ pub async fn send(
         .id
         .clone()
         .ok_or_else(|| EngineError::Config("server returned no id for the created Email".into()))?;
-    resp.take(&sub_call)?.created_or_error(&sc)?;
+    if let Err(e) = resp
+        .take(&sub_call)
+        .and_then(|r| r.created_or_error(&sc).map(|_| ()))
+    {
+        // The server refused the submission: remove the draft the same request created, so a
+        // refused send leaves nothing behind (a retry creates it again).
+        let mut discard = Set::<Email>::new(&jacc);
+        discard.destroy([&email_id]);
+        if let Err(d) = client.call(discard).await {
+            tracing::warn!(error = %d, "Could not remove the draft of a refused send.");
+        }
+        return Err(e.into());
+    }
     Ok(SendOutcome::Submitted {
         email_id: email_id.as_str().to_owned(),
     })

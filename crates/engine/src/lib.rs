@@ -24,6 +24,7 @@ pub mod jmap_driver;
 pub mod jmap_send;
 pub mod jmap_sync;
 pub mod secret;
+pub mod sender;
 pub mod smtp;
 pub mod worker;
 

@@ -88,6 +88,12 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
     if a.name.trim().is_empty() {
         return Err(CliError::usage("the account name cannot be empty"));
     }
+    // Before any network use: discovery and the sender lookup would only be wasted.
+    if ctx.account(&a.name).await.is_ok() {
+        return Err(CliError::failure(format!(
+            "{object}: an account with this name exists already"
+        )));
+    }
     let body_policy: BodyPolicy = a.bodies.parse().map_err(|_| {
         CliError::usage(format!(
             "invalid --bodies {:?}: expected none, all or <N>kb",
@@ -190,10 +196,27 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
         }
         None => None,
     };
-    let email = match &a.email {
-        Some(e) => e.clone(),
-        None if a.user.contains('@') => a.user.clone(),
-        None => format!("{}@{}", a.user, server_host),
+    let email = match (&a.email, &jmap_url) {
+        (Some(e), _) => e.clone(),
+        // JMAP: the server knows which From it accepts (its identities); never guess
+        // user@host, which it would refuse at the first send.
+        (None, Some(url)) => mailsync_engine::sender::jmap_default_sender(
+            url,
+            &a.user,
+            &secret_ref,
+            a.allow_plaintext,
+            ca_file.as_deref(),
+        )
+        .await
+        .map_err(|e| CliError::engine(&object, &e))?
+        .ok_or_else(|| {
+            CliError::usage(format!(
+                "{object}: the server names no sending address for {:?}; give --email",
+                a.user
+            ))
+        })?,
+        (None, None) if a.user.contains('@') => a.user.clone(),
+        (None, None) => format!("{}@{}", a.user, server_host),
     };
     let new = NewAccount {
         name: a.name.clone(),
@@ -209,11 +232,6 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
         allow_plaintext: a.allow_plaintext,
         body_policy,
     };
-    if ctx.account(&a.name).await.is_ok() {
-        return Err(CliError::failure(format!(
-            "{object}: an account with this name exists already"
-        )));
-    }
     let acc = ctx
         .engine
         .add_account(new)
