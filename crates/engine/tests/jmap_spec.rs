@@ -281,6 +281,12 @@ async fn a_push_reconnection_triggers_one_sync() -> R {
         acc.clone(),
     );
     d.cycle(&CancellationToken::new()).await?;
+    // Delivered while the stream is (about to be) down: no StateChange will ever tell.
+    let missed = {
+        let mut w = fake.world();
+        let inbox = w.mailboxes.keys().next().cloned().ok_or("inbox")?;
+        w.add_email(&inbox, "2024-05-01T10:00:00Z", "missed")
+    };
     let t0 = Instant::now();
     tokio::time::timeout(Duration::from_secs(15), d.wait_for_change()).await??;
     assert!(
@@ -291,6 +297,14 @@ async fn a_push_reconnection_triggers_one_sync() -> R {
         fake.world().sse_connections,
         2,
         "returned on the reconnection"
+    );
+    // The sync the reconnection asked for picks it up.
+    let counts = d.cycle(&CancellationToken::new()).await?;
+    assert_eq!(counts.emails_added, 1);
+    assert!(
+        emails::find_by_remote_id(db.store.conn(), acc.id, &missed)
+            .await?
+            .is_some()
     );
     // The stream stays up: the next wait does not return on its own (only pings).
     assert!(
