@@ -185,8 +185,9 @@ pub struct AccountAddArgs {
     /// IMAP server, HOST or HOST:PORT.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub imap: Option<String>,
-    /// JMAP session URL or a /.well-known/jmap URL.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["smtp", "security", "smtp_security"])]
+    /// JMAP server: a session URL, a /.well-known/jmap URL, a URL without a path, a host or an
+    /// email address (discovered by DNS SRV `_jmap._tcp`, then https://HOST/.well-known/jmap).
+    #[arg(long, value_name = "URL|HOST|EMAIL", conflicts_with_all = ["smtp", "security", "smtp_security"])]
     pub jmap: Option<String>,
     /// IMAP connection security [default: tls].
     #[arg(long, value_enum, value_name = "tls|starttls|plain")]
@@ -209,7 +210,8 @@ pub struct AccountAddArgs {
     /// Command printing the password on its first line.
     #[arg(long, value_name = "CMD")]
     pub password_cmd: Option<String>,
-    /// Address to send from (default: USER if it contains @, else USER@server-host).
+    /// Address to send from (default, JMAP: the server's identity for USER; IMAP: USER if it
+    /// contains @, else USER@server-host).
     #[arg(long, value_name = "ADDR")]
     pub email: Option<String>,
     /// Display name for sent mail.

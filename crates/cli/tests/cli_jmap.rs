@@ -179,6 +179,9 @@ fn accounts_and_errors() -> R {
             "all",
             "--display-name",
             "CLI One",
+            // Cyrus' identity has no address: the sender must be given.
+            "--email",
+            "cl1@example.test",
         ])
         .ok();
     assert!(o.stdout.contains("work"), "{o:#?}");

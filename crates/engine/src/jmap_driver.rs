@@ -39,19 +39,54 @@ pub async fn connect(account: &Account) -> Result<Client, EngineError> {
         .jmap_session_url
         .as_deref()
         .ok_or_else(|| EngineError::Config("JMAP account without a session URL".into()))?;
-    let password = secret::resolve(&account.secret_ref).await?;
+    let b = builder(
+        &account.username,
+        &account.secret_ref,
+        account.allow_plaintext,
+        account.ca_file.as_deref(),
+    )
+    .await?;
+    Ok(b.connect(url).await?)
+}
+
+pub(crate) async fn builder(
+    username: &str,
+    secret_ref: &mailsync_store::SecretRef,
+    allow_plaintext: bool,
+    ca_file: Option<&str>,
+) -> Result<jmap::ClientBuilder, EngineError> {
+    let password = secret::resolve(secret_ref).await?;
     let mut b = Client::builder()
-        .credentials(Credentials::basic(&account.username, password.expose()))
-        .allow_insecure_http(account.allow_plaintext)
+        .credentials(Credentials::basic(username, password.expose()))
+        .allow_insecure_http(allow_plaintext)
         .connect_timeout(Duration::from_secs(15))
         .request_timeout(Duration::from_secs(120));
-    if let Some(ca) = &account.ca_file {
+    if let Some(ca) = ca_file {
         let pem = tokio::fs::read(ca)
             .await
             .map_err(|e| EngineError::Config(format!("cannot read CA file {ca}: {e}")))?;
         b = b.add_root_certificates_pem(&pem);
     }
-    Ok(b.connect(url).await?)
+    Ok(b)
+}
+
+/// Finds an account's JMAP Session URL from what the user gave: an email address or a host
+/// (`_jmap._tcp` SRV, then `https://host/.well-known/jmap`, RFC 8620 §2.2), a URL without a
+/// path (its `/.well-known/jmap`), or a full Session URL. Redirects are followed; the URL
+/// returned is the one the Session was finally served from, so later connections skip the
+/// discovery. Plain http is only used where the client allows it (loopback, or the opt-in).
+pub async fn discover_session_url(
+    input: &str,
+    username: &str,
+    secret_ref: &mailsync_store::SecretRef,
+    allow_plaintext: bool,
+    ca_file: Option<&str>,
+) -> Result<String, EngineError> {
+    let client = builder(username, secret_ref, allow_plaintext, ca_file)
+        .await?
+        .discover(input)
+        .await?;
+    Ok(client.session().url().to_string())
 }
 
 fn keyword(flag: &Flag) -> String {

@@ -280,12 +280,22 @@ pub async fn send(
         .id
         .clone()
         .ok_or_else(|| EngineError::Config("server returned no id for the created Email".into()))?;
-    let submission_id = resp
-        .take(&sub_call)?
-        .created_or_error(&sc)?
-        .id
-        .as_ref()
-        .map(|i| i.as_str().to_owned());
+    let submission_id = match resp.take(&sub_call).and_then(|r| {
+        r.created_or_error(&sc)
+            .map(|s| s.id.as_ref().map(|i| i.as_str().to_owned()))
+    }) {
+        Ok(id) => id,
+        Err(e) => {
+            // The server refused the submission: remove the draft the same request created,
+            // so a refused send leaves nothing behind (a retry creates it again).
+            let mut discard = Set::<Email>::new(&jacc);
+            discard.destroy([&email_id]);
+            if let Err(d) = client.call(discard).await {
+                tracing::warn!(error = %d, "Could not remove the draft of a refused send.");
+            }
+            return Err(e.into());
+        }
+    };
     if let Some(j) = journal {
         j.accepted(submission_id).await;
     }

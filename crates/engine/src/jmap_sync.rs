@@ -107,13 +107,50 @@ async fn check_fresh_state<O: jmap::Object>(
     }
 }
 
-fn mailbox_upsert(m: &jmap::Mailbox) -> Option<MailboxUpsert> {
+/// The separator of the full mailbox paths built from JMAP's parent chains.
+pub const PATH_SEPARATOR: &str = "/";
+
+/// Each mailbox's full path: the names along its `parentId` chain joined by `/`
+/// (`Projects/2024`), the form IMAP servers show and users type. A chain that loops or
+/// names a mailbox not in the list stops there.
+pub fn full_paths(list: &[jmap::Mailbox]) -> HashMap<String, String> {
+    let by_id: HashMap<&str, &jmap::Mailbox> = list
+        .iter()
+        .filter_map(|m| m.id.as_ref().map(|i| (i.as_str(), m)))
+        .collect();
+    let leaf = |m: &jmap::Mailbox, id: &str| m.name.clone().unwrap_or_else(|| id.to_owned());
+    let mut out = HashMap::new();
+    for (id, m) in &by_id {
+        let mut parts = vec![leaf(m, id)];
+        let mut seen = HashSet::from([*id]);
+        let mut cur = m.parent_id.as_ref();
+        while let Some(p) = cur {
+            let Some(pm) = by_id.get(p.as_str()) else {
+                break;
+            };
+            if !seen.insert(p.as_str()) {
+                break;
+            }
+            parts.push(leaf(pm, p.as_str()));
+            cur = pm.parent_id.as_ref();
+        }
+        parts.reverse();
+        out.insert((*id).to_owned(), parts.join(PATH_SEPARATOR));
+    }
+    out
+}
+
+fn mailbox_upsert(m: &jmap::Mailbox, paths: &HashMap<String, String>) -> Option<MailboxUpsert> {
     let id = m.id.as_ref()?;
     Some(MailboxUpsert {
         remote_id: id.as_str().to_owned(),
-        name: m.name.clone().unwrap_or_else(|| id.as_str().to_owned()),
+        name: paths
+            .get(id.as_str())
+            .cloned()
+            .or_else(|| m.name.clone())
+            .unwrap_or_else(|| id.as_str().to_owned()),
         parent_remote_id: m.parent_id.as_ref().map(|p| p.as_str().to_owned()),
-        delimiter: None,
+        delimiter: Some(PATH_SEPARATOR.to_owned()),
         selectable: true,
         role: m.role.as_ref().and_then(role),
         status: Some(MailboxStatus {
@@ -143,30 +180,19 @@ pub async fn sync_mailboxes(
         .await?
         .and_then(|c| c.state)
     {
+        // Mailbox/changes only tells whether anything changed: a mailbox's name is its full
+        // path (`Projects/2024`), which depends on its parents, so any change re-reads the
+        // whole (short) list and recomputes every path.
         let mut pager =
-            ChangesPager::<jmap::Mailbox>::new(client, jmap_account, &jmap::State::new(state))
-                .fetch_created(Get::new(jmap_account))
-                .fetch_updated(Get::new(jmap_account));
+            ChangesPager::<jmap::Mailbox>::new(client, jmap_account, &jmap::State::new(state));
         loop {
             match pager.next_page().await {
                 Ok(Some(page)) => {
-                    let txn = store.begin().await?;
-                    let items: Vec<_> = page
-                        .created
-                        .iter()
-                        .chain(&page.updated)
-                        .filter_map(mailbox_upsert)
-                        .collect();
-                    mailboxes::upsert(&txn, account, &items).await?;
-                    // Created or updated ids the /get no longer found were destroyed
-                    // meanwhile (servers may report such a mailbox as updated, not destroyed).
-                    for gone in page.changes.destroyed.iter().chain(&page.not_found) {
-                        if let Some(m) =
-                            mailboxes::find_by_remote_id(&txn, account, gone.as_str()).await?
-                        {
-                            mailboxes::delete(&txn, m.id).await?;
-                        }
+                    let c = &page.changes;
+                    if !(c.created.is_empty() && c.updated.is_empty() && c.destroyed.is_empty()) {
+                        break;
                     }
+                    let txn = store.begin().await?;
                     checkpoints::put(
                         &txn,
                         account,
@@ -192,7 +218,12 @@ pub async fn sync_mailboxes(
         }
     }
     let resp = client.call(Get::<jmap::Mailbox>::new(jmap_account)).await?;
-    let items: Vec<_> = resp.list.iter().filter_map(mailbox_upsert).collect();
+    let paths = full_paths(&resp.list);
+    let items: Vec<_> = resp
+        .list
+        .iter()
+        .filter_map(|m| mailbox_upsert(m, &paths))
+        .collect();
     let keep: Vec<String> = items.iter().map(|m| m.remote_id.clone()).collect();
     let txn = store.begin().await?;
     mailboxes::upsert(&txn, account, &items).await?;

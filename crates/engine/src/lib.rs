@@ -30,6 +30,7 @@ pub mod jmap_send;
 pub mod jmap_sync;
 pub mod lease;
 pub mod secret;
+pub mod sender;
 pub mod smtp;
 pub mod worker;
 

@@ -2,7 +2,8 @@
 //! the full listing sorts only by what RFC 8621 and the session allow; a stored state the server
 //! rejects (`invalidArguments` on `/changes`) leads to one full listing of that type, never a
 //! loop; every flush `Email/set` carries `ifInState` and a `stateMismatch` is resynced and
-//! retried in the same cycle; a push reconnection triggers one sync.
+//! retried in the same cycle; a push reconnection triggers one sync; the default sender comes
+//! from the server's identities and a refused send leaves no draft behind.
 
 mod fake_jmap;
 
@@ -280,6 +281,12 @@ async fn a_push_reconnection_triggers_one_sync() -> R {
         acc.clone(),
     );
     d.cycle(&CancellationToken::new()).await?;
+    // Delivered while the stream is (about to be) down: no StateChange will ever tell.
+    let missed = {
+        let mut w = fake.world();
+        let inbox = w.mailboxes.keys().next().cloned().ok_or("inbox")?;
+        w.add_email(&inbox, "2024-05-01T10:00:00Z", "missed")
+    };
     let t0 = Instant::now();
     tokio::time::timeout(Duration::from_secs(15), d.wait_for_change()).await??;
     assert!(
@@ -291,11 +298,77 @@ async fn a_push_reconnection_triggers_one_sync() -> R {
         2,
         "returned on the reconnection"
     );
+    // The sync the reconnection asked for picks it up.
+    let counts = d.cycle(&CancellationToken::new()).await?;
+    assert_eq!(counts.emails_added, 1);
+    assert!(
+        emails::find_by_remote_id(db.store.conn(), acc.id, &missed)
+            .await?
+            .is_some()
+    );
     // The stream stays up: the next wait does not return on its own (only pings).
     assert!(
         tokio::time::timeout(Duration::from_millis(2500), d.wait_for_change())
             .await
             .is_err()
+    );
+    db.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_comes_from_identities_and_a_refused_send_leaves_no_draft() -> R {
+    let db = TempDb::sqlite().await?;
+    let fake = FakeJmap::start().await?;
+    {
+        let mut w = fake.world();
+        w.add_mailbox("Inbox", None, Some("inbox"));
+        w.add_mailbox("Drafts", None, Some("drafts"));
+        w.add_mailbox("Sent", None, Some("sent"));
+        w.identities
+            .push(("i1".into(), "U One".into(), "u.one@real.example".into()));
+    }
+    // `--user u1` (no address): the identity's address, not u1@host.
+    let sender = mailsync_engine::sender::jmap_default_sender(
+        &fake.session_url(),
+        "u1",
+        &SecretRef::Command("printf %s pw".into()),
+        false,
+        None,
+    )
+    .await?;
+    assert_eq!(sender.as_deref(), Some("u.one@real.example"));
+
+    let acc = account(&db, &fake, "send").await?;
+    sync(&db, &acc).await?;
+    let client = jmap_driver::connect(&acc).await?;
+    let mut draft = mailsync_engine::compose::Draft {
+        message_id: "m1@test".into(),
+        from: mailsync_store::Address {
+            name: None,
+            email: "u1@127.0.0.1".into(),
+        },
+        to: vec![mailsync_store::Address {
+            name: None,
+            email: "bob@example.test".into(),
+        }],
+        subject: "refused".into(),
+        text: "hi".into(),
+        ..Default::default()
+    };
+    let before = fake.world().emails.len();
+    let err = mailsync_engine::jmap_send::send(&client, &db.store, acc.id, &draft, None)
+        .await
+        .expect_err("forbiddenFrom");
+    assert!(err.to_string().contains("forbiddenFrom"), "{err}");
+    assert_eq!(fake.world().emails.len(), before, "no draft left behind");
+    // From the identity's address the same send goes out.
+    draft.from.email = "u.one@real.example".into();
+    draft.message_id = "m2@test".into();
+    mailsync_engine::jmap_send::send(&client, &db.store, acc.id, &draft, None).await?;
+    assert_eq!(
+        fake.world().submitted,
+        vec!["u.one@real.example".to_owned()]
     );
     db.cleanup().await?;
     Ok(())

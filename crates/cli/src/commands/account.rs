@@ -88,6 +88,12 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
     if a.name.trim().is_empty() {
         return Err(CliError::usage("the account name cannot be empty"));
     }
+    // Before any network use: discovery and the sender lookup would only be wasted.
+    if ctx.account(&a.name).await.is_ok() {
+        return Err(CliError::failure(format!(
+            "{object}: an account with this name exists already"
+        )));
+    }
     let body_policy: BodyPolicy = a.bodies.parse().map_err(|_| {
         CliError::usage(format!(
             "invalid --bodies {:?}: expected none, all or <N>kb",
@@ -112,12 +118,35 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
             Ok(())
         }
     };
-    let (kind, imap, smtp, jmap_url, server_host) = if let Some(url) = &a.jmap {
-        let (plain, host) = url_host(url)?;
-        if plain {
-            refuse_plain(&host, "plain http://")?;
-        }
-        (AccountKind::Jmap, None, None, Some(url.clone()), host)
+    let (kind, imap, smtp, jmap_url, server_host) = if let Some(given) = &a.jmap {
+        // A URL as given, else an address or host to discover over https.
+        let host = if given.contains("://") {
+            let (plain, host) = url_host(given)?;
+            if plain {
+                refuse_plain(&host, "plain http://")?;
+            }
+            host
+        } else {
+            let host = given.rsplit_once('@').map_or(given.as_str(), |(_, d)| d);
+            let (host, _) = host_port(host, 443)?;
+            if host.is_empty() {
+                return Err(CliError::usage(format!(
+                    "invalid --jmap {given:?}: expected a URL, a host or an email address"
+                )));
+            }
+            host
+        };
+        let ca = a.ca_file.as_ref().map(|p| p.display().to_string());
+        let url = mailsync_engine::jmap_driver::discover_session_url(
+            given,
+            &a.user,
+            &secret_ref,
+            a.allow_plaintext,
+            ca.as_deref(),
+        )
+        .await
+        .map_err(|e| CliError::engine(&object, &e))?;
+        (AccountKind::Jmap, None, None, Some(url), host)
     } else if let Some(imap) = &a.imap {
         let sec = security(a.security.unwrap_or(SecurityArg::Tls));
         let default_port = if sec == Security::Tls { 993 } else { 143 };
@@ -167,10 +196,27 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
         }
         None => None,
     };
-    let email = match &a.email {
-        Some(e) => e.clone(),
-        None if a.user.contains('@') => a.user.clone(),
-        None => format!("{}@{}", a.user, server_host),
+    let email = match (&a.email, &jmap_url) {
+        (Some(e), _) => e.clone(),
+        // JMAP: the server knows which From it accepts (its identities); never guess
+        // user@host, which it would refuse at the first send.
+        (None, Some(url)) => mailsync_engine::sender::jmap_default_sender(
+            url,
+            &a.user,
+            &secret_ref,
+            a.allow_plaintext,
+            ca_file.as_deref(),
+        )
+        .await
+        .map_err(|e| CliError::engine(&object, &e))?
+        .ok_or_else(|| {
+            CliError::usage(format!(
+                "{object}: the server names no sending address for {:?}; give --email",
+                a.user
+            ))
+        })?,
+        (None, None) if a.user.contains('@') => a.user.clone(),
+        (None, None) => format!("{}@{}", a.user, server_host),
     };
     let new = NewAccount {
         name: a.name.clone(),
@@ -186,11 +232,6 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
         allow_plaintext: a.allow_plaintext,
         body_policy,
     };
-    if ctx.account(&a.name).await.is_ok() {
-        return Err(CliError::failure(format!(
-            "{object}: an account with this name exists already"
-        )));
-    }
     let acc = ctx
         .engine
         .add_account(new)

@@ -136,7 +136,7 @@ pub async fn flag(ctx: &Ctx, a: FlagArgs) -> Result<u8, CliError> {
 /// The mailbox `to` of an account: by name first, then by role.
 async fn target(ctx: &Ctx, account: AccountId, to: &str) -> Result<(MailboxId, String), CliError> {
     let c = ctx.store().conn();
-    if let Some(m) = mailboxes::find_by_name(c, account, to).await? {
+    if let Some(m) = ctx.mailbox(account, to).await? {
         return Ok((m.id, m.name));
     }
     if let Ok(role) = to.to_ascii_lowercase().parse::<mailsync_store::Role>()

@@ -45,9 +45,47 @@ impl Ctx {
         Ok(out)
     }
 
+    /// The mailbox an account calls `name`: its full path (`Projects/2024`), its server id,
+    /// or its last segment (`2024`) when exactly one mailbox ends so. A last segment shared by
+    /// several mailboxes is a usage error naming them all, never a silent pick.
+    pub async fn mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Option<mailsync_store::mailboxes::Mailbox>, CliError> {
+        let all = mailsync_store::mailboxes::list(self.store().conn(), account).await?;
+        if let Some(m) = all.iter().find(|m| m.name == name) {
+            return Ok(Some(m.clone()));
+        }
+        if let Some(m) = all.iter().find(|m| m.remote_id == name) {
+            return Ok(Some(m.clone()));
+        }
+        let mut found: Vec<_> = all.iter().filter(|m| last_segment(m) == name).collect();
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop().cloned()),
+            _ => {
+                let mut names: Vec<&str> = found.iter().map(|m| m.name.as_str()).collect();
+                names.sort_unstable();
+                Err(CliError::usage(format!(
+                    "mailbox {name:?} is ambiguous: {}; give the full name",
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
     /// The name of an account by id (for listings).
     pub async fn account_name(&self, id: AccountId) -> Result<String, CliError> {
         Ok(accounts::get(self.store().conn(), id).await?.name)
+    }
+}
+
+/// The last segment of a mailbox's full name, split at its hierarchy delimiter.
+fn last_segment(m: &mailsync_store::mailboxes::Mailbox) -> &str {
+    match m.delimiter.as_deref().filter(|d| !d.is_empty()) {
+        Some(d) => m.name.rsplit(d).next().unwrap_or(&m.name),
+        None => &m.name,
     }
 }
 

@@ -65,7 +65,7 @@ pub async fn emails(ctx: &Ctx, a: EmailsArgs) -> Result<u8, CliError> {
     if let Some(name) = &a.mailbox {
         let mut found = Vec::new();
         for acc in &accounts {
-            if let Some(m) = mailboxes::find_by_name(c, acc.id, name).await? {
+            if let Some(m) = ctx.mailbox(acc.id, name).await? {
                 found.push(m);
             }
         }

@@ -73,6 +73,10 @@ pub struct World {
     pub identities: Vec<(String, String, String)>,
     /// One script per EventSource connection, in order; after the last: pings only.
     pub sse: VecDeque<Vec<Sse>>,
+    /// Email ids by `#creationId`, for references in later calls.
+    pub created_ids: BTreeMap<String, String>,
+    /// Envelope senders of accepted submissions.
+    pub submitted: Vec<String>,
     /// EventSource connections seen.
     pub sse_connections: usize,
     /// Every method call received: (name, arguments).
@@ -342,6 +346,29 @@ impl World {
                         .push((self.email_state, id.clone(), false, false));
                     updated.insert(id, Value::Null);
                 }
+                let mut created = serde_json::Map::new();
+                for (cid, obj) in args["create"].as_object().cloned().unwrap_or_default() {
+                    self.next_id += 1;
+                    let id = format!("E{}", self.next_id);
+                    let boxes = obj["mailboxIds"].as_object().cloned().unwrap_or_default();
+                    let keywords = obj["keywords"].as_object().cloned().unwrap_or_default();
+                    self.emails.insert(
+                        id.clone(),
+                        FEmail {
+                            id: id.clone(),
+                            received_at: "2024-03-01T10:00:00Z".into(),
+                            subject: obj["subject"].as_str().unwrap_or("").to_owned(),
+                            mailbox_ids: boxes.keys().map(|k| (k.clone(), true)).collect(),
+                            keywords: keywords.keys().map(|k| (k.clone(), true)).collect(),
+                        },
+                    );
+                    self.order.push(id.clone());
+                    self.email_state += 1;
+                    self.email_log
+                        .push((self.email_state, id.clone(), true, false));
+                    self.created_ids.insert(format!("#{cid}"), id.clone());
+                    created.insert(cid, json!({"id": id, "blobId": format!("B{id}"), "threadId": format!("T{id}"), "size": 100}));
+                }
                 let mut destroyed = Vec::new();
                 for id in args["destroy"].as_array().cloned().unwrap_or_default() {
                     let id = id.as_str().unwrap_or("").to_owned();
@@ -353,8 +380,27 @@ impl World {
                     }
                 }
                 Ok(json!({"accountId": "u1", "oldState": old,
-                    "newState": format!("e{}", self.email_state), "updated": updated,
+                    "newState": format!("e{}", self.email_state), "created": created, "updated": updated,
                     "notUpdated": not_updated, "destroyed": destroyed}))
+            }
+            "EmailSubmission/set" => {
+                // Refuses every submission whose identity's address is not the From (RFC 8621
+                // §7.5 forbiddenFrom); the scripted identities are the allowed senders.
+                let mut not_created = serde_json::Map::new();
+                let mut created = serde_json::Map::new();
+                for (cid, sub) in args["create"].as_object().cloned().unwrap_or_default() {
+                    let from = sub["envelope"]["mailFrom"]["email"].as_str().unwrap_or("");
+                    if self.identities.iter().any(|(_, _, e)| e == from) {
+                        self.submitted.push(from.to_owned());
+                        created.insert(cid, json!({"id": format!("S{}", self.submitted.len())}));
+                    } else {
+                        not_created.insert(cid, json!({"type": "forbiddenFrom"}));
+                    }
+                }
+                Ok(
+                    json!({"accountId": "u1", "oldState": "x1", "newState": "x1",
+                    "created": created, "notCreated": not_created}),
+                )
             }
             "Identity/get" => {
                 let list: Vec<Value> = self
