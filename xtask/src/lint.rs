@@ -54,6 +54,11 @@ const RULES: &[Rule] = &[
         &["mailsync-testkit"],
     ),
     (
+        "mailsync-jmap-sync",
+        Some(&["mailsync-store", "mailsync-jmap-client"]),
+        &["mailsync-testkit"],
+    ),
+    (
         "mailsync-outbox",
         Some(&["mailsync-store"]),
         &["mailsync-testkit"],
@@ -66,6 +71,7 @@ const RULES: &[Rule] = &[
             "mailsync-store",
             "mailsync-jmap-client",
             "mailsync-imap-sync",
+            "mailsync-jmap-sync",
             "mailsync-outbox",
         ]),
         &["mailsync-testkit"],
@@ -78,6 +84,7 @@ const RULES: &[Rule] = &[
             "mailsync-store",
             "mailsync-jmap-client",
             "mailsync-imap-sync",
+            "mailsync-jmap-sync",
             "mailsync-outbox",
             "mailsync-engine",
         ]),

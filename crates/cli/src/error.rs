@@ -65,6 +65,9 @@ impl CliError {
             EngineError::Outbox(mailsync_outbox::Error::Store(s)) => {
                 return Self::store(object, s);
             }
+            EngineError::JmapSync(mailsync_engine::jmap_sync::Error::Store(s)) => {
+                return Self::store(object, s);
+            }
             EngineError::Outbox(
                 mailsync_outbox::Error::EmailNotFound(_)
                 | mailsync_outbox::Error::MailboxNotFound(_)

@@ -59,7 +59,13 @@ pub fn classify(err: &EngineError) -> Disposition {
         EngineError::Cancelled => Disposition::Retry { after: None },
         // A server that rejects the state it has just given is broken for this account:
         // resyncing again would only repeat the full listing.
-        EngineError::StateRejectedAgain { .. } => Disposition::Reject,
+        EngineError::JmapSync(e) => match e {
+            mailsync_jmap_sync::Error::Jmap(j) => classify_jmap(j),
+            mailsync_jmap_sync::Error::Store(s) if s.is_transient() => {
+                Disposition::Retry { after: None }
+            }
+            _ => Disposition::Reject,
+        },
         EngineError::Jmap(e) => classify_jmap(e),
         EngineError::Imap(e) => classify_imap(e),
         EngineError::Mailbox { source, .. } => classify_imap(source),
@@ -162,7 +168,10 @@ pub fn is_auth_failure(err: &EngineError) -> bool {
         EngineError::Mailbox { source, .. } => {
             source.is_auth() && classify_imap(source) == Disposition::NeedsUser
         }
-        EngineError::Jmap(jmap::Error::Unauthorized { .. }) => true,
+        EngineError::Jmap(jmap::Error::Unauthorized { .. })
+        | EngineError::JmapSync(mailsync_jmap_sync::Error::Jmap(jmap::Error::Unauthorized {
+            ..
+        })) => true,
         EngineError::Smtp(crate::smtp::SmtpError::Auth { .. }) => true,
         _ => false,
     }
@@ -175,53 +184,18 @@ pub fn names_authentication(err: &EngineError) -> bool {
     match err {
         EngineError::Imap(I::Auth { .. }) => true,
         EngineError::Mailbox { source, .. } => matches!(**source, I::Auth { .. }),
-        EngineError::Jmap(jmap::Error::Unauthorized { .. }) => true,
+        EngineError::Jmap(jmap::Error::Unauthorized { .. })
+        | EngineError::JmapSync(mailsync_jmap_sync::Error::Jmap(jmap::Error::Unauthorized {
+            ..
+        })) => true,
         EngineError::Smtp(crate::smtp::SmtpError::Auth { .. }) => true,
         _ => false,
     }
 }
 
-/// Why a stored JMAP state can no longer be used as the start of `Foo/changes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StateRejection {
-    /// The server answered this method error to `Foo/changes` from the stored state:
-    /// `cannotCalculateChanges` (RFC 8620), or `invalidArguments` (servers that no longer
-    /// accept an old or foreign state string), or `stateMismatch`.
-    Method(jmap::MethodErrorType),
-    /// The server reported more changes without its state advancing.
-    NotAdvancing,
-}
-
-impl std::fmt::Display for StateRejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StateRejection::Method(m) => write!(f, "{}", m.as_str()),
-            StateRejection::NotAdvancing => f.write_str("state not advancing"),
-        }
-    }
-}
-
-/// Whether a `Foo/changes` failure means "the stored state is useless: list this type again".
-///
-/// The only client-chosen argument of our `/changes` calls that a server can reject is
-/// `sinceState` (`maxChanges` is always a positive integer), so `invalidArguments` on a
-/// `/changes` method is a rejected state whatever `arguments` the server names (Cyrus names
-/// `sinceState`; other servers only describe it in text, which is never parsed).
-pub fn state_rejection(e: &jmap::Error) -> Option<StateRejection> {
-    use jmap::MethodErrorType as M;
-    match e {
-        jmap::Error::Method(m) => match m.kind {
-            M::CannotCalculateChanges | M::StateMismatch => Some(StateRejection::Method(m.kind)),
-            M::InvalidArguments if m.method.ends_with("/changes") => {
-                Some(StateRejection::Method(m.kind))
-            }
-            _ => None,
-        },
-        jmap::Error::StateNotAdvancing { .. } => Some(StateRejection::NotAdvancing),
-        _ => None,
-    }
-}
+/// Whether a `Foo/changes` failure means "list this type again" is decided by the JMAP sync
+/// (a protocol fact of its own, like an IMAP UIDVALIDITY change); its table test is here.
+pub use mailsync_jmap_sync::{StateRejection, state_rejection};
 
 /// Maps a failure of a whole outbox batch to the outbox's vocabulary (classified in one place).
 pub fn batch_error(e: &EngineError) -> BatchError {

@@ -48,15 +48,10 @@ pub enum EngineError {
     /// A message could not be built from what was given.
     #[error("cannot build message: {0}")]
     Compose(String),
-    /// The server rejected, as the start of `Foo/changes`, the state it had just given in a
-    /// full listing: listing again would loop, so the cycle fails instead.
-    #[error("the server rejects its own fresh {data_type} state ({rejection})")]
-    StateRejectedAgain {
-        /// The JMAP data type (`Email`, `Mailbox`).
-        data_type: &'static str,
-        /// How the server rejected it.
-        rejection: crate::classify::StateRejection,
-    },
+    /// Syncing a JMAP account into the store failed (its cause is typed: JMAP, store, or a
+    /// server rejecting its own fresh state).
+    #[error(transparent)]
+    JmapSync(#[from] mailsync_jmap_sync::Error),
     /// The operation was stopped by a shutdown.
     #[error("cancelled by shutdown")]
     Cancelled,

@@ -27,7 +27,8 @@ pub mod failpoint;
 pub mod imap_driver;
 pub mod jmap_driver;
 pub mod jmap_send;
-pub mod jmap_sync;
+/// JMAP→store sync lives in its own crate, beside `imap-sync`; re-exported under its old path.
+pub use mailsync_jmap_sync as jmap_sync;
 pub mod lease;
 pub mod secret;
 pub mod sender;

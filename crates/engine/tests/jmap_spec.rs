@@ -68,7 +68,7 @@ async fn sync(db: &TempDb, acc: &Account) -> Result<jmap_sync::JmapCounts, Engin
     let client = jmap_driver::connect(acc).await?;
     let jacc = client.mail_account_id()?;
     jmap_sync::sync_mailboxes(&client, &db.store, acc.id, &jacc).await?;
-    jmap_sync::sync_emails(&client, &db.store, acc.id, &jacc, BodyPolicy::None).await
+    Ok(jmap_sync::sync_emails(&client, &db.store, acc.id, &jacc, BodyPolicy::None).await?)
 }
 
 fn query_calls(fake: &FakeJmap) -> Vec<serde_json::Value> {
@@ -176,10 +176,10 @@ async fn a_server_rejecting_its_own_fresh_state_fails_the_cycle_instead_of_loopi
     assert!(
         matches!(
             err,
-            EngineError::StateRejectedAgain {
+            EngineError::JmapSync(jmap_sync::Error::StateRejectedAgain {
                 data_type: "Mailbox",
                 ..
-            }
+            })
         ),
         "{err}"
     );

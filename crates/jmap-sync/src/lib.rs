@@ -24,8 +24,9 @@ use mailsync_store::emails::{self, Attachment, EmailUpsert, Membership};
 use mailsync_store::mailboxes::{self, MailboxStatus, MailboxUpsert};
 use mailsync_store::{AccountId, Address, BodyPolicy, Flags, MailboxId, Role, Store, StoreError};
 
-use crate::classify::{self, StateRejection};
-use crate::error::EngineError;
+mod error;
+
+pub use error::{Error, StateRejection, state_rejection};
 
 /// Emails per page of a full listing (one Email/query + Email/get request each).
 pub const PAGE_SIZE: u64 = 500;
@@ -91,14 +92,14 @@ async fn check_fresh_state<O: jmap::Object>(
     client: &Client,
     jmap_account: &jmap::AccountId,
     state: &jmap::State,
-) -> Result<(), EngineError> {
+) -> Result<(), Error> {
     match client
         .call(Changes::<O>::new(jmap_account, state).max_changes(1))
         .await
     {
         Ok(_) => Ok(()),
-        Err(e) => match classify::state_rejection(&e) {
-            Some(rejection) => Err(EngineError::StateRejectedAgain {
+        Err(e) => match state_rejection(&e) {
+            Some(rejection) => Err(Error::StateRejectedAgain {
                 data_type: O::NAME,
                 rejection,
             }),
@@ -173,7 +174,7 @@ pub async fn sync_mailboxes(
     store: &Store,
     account: AccountId,
     jmap_account: &jmap::AccountId,
-) -> Result<i64, EngineError> {
+) -> Result<i64, Error> {
     let scope = Scope::jmap("Mailbox");
     let mut rejected = None;
     if let Some(state) = checkpoints::get(store.conn(), account, &scope)
@@ -205,7 +206,7 @@ pub async fn sync_mailboxes(
                 Ok(None) => {
                     return Ok(mailboxes::list(store.conn(), account).await?.len() as i64);
                 }
-                Err(e) => match classify::state_rejection(&e) {
+                Err(e) => match state_rejection(&e) {
                     Some(why) => {
                         tracing::warn!(error = %e, reason = %why,
                             "Mailbox state rejected by the server; listing all mailboxes once.");
@@ -332,7 +333,7 @@ pub fn email_upsert(e: &Email, boxes: &HashMap<String, MailboxId>) -> Option<Ema
 async fn mailbox_map(
     store: &Store,
     account: AccountId,
-) -> Result<HashMap<String, MailboxId>, EngineError> {
+) -> Result<HashMap<String, MailboxId>, Error> {
     Ok(mailboxes::list(store.conn(), account)
         .await?
         .into_iter()
@@ -352,7 +353,7 @@ pub async fn sync_emails(
     account: AccountId,
     jmap_account: &jmap::AccountId,
     policy: BodyPolicy,
-) -> Result<JmapCounts, EngineError> {
+) -> Result<JmapCounts, Error> {
     let counts = sync_email_objects(client, store, account, jmap_account).await?;
     pay_body_debt(client, store, account, jmap_account, policy).await?;
     Ok(counts)
@@ -364,7 +365,7 @@ async fn sync_email_objects(
     store: &Store,
     account: AccountId,
     jmap_account: &jmap::AccountId,
-) -> Result<JmapCounts, EngineError> {
+) -> Result<JmapCounts, Error> {
     let scope = Scope::jmap("Email");
     let boxes = mailbox_map(store, account).await?;
     let mut counts = JmapCounts::default();
@@ -408,7 +409,7 @@ async fn sync_email_objects(
                     counts.removed += removed as i64;
                 }
                 Ok(None) => return Ok(counts),
-                Err(e) => match classify::state_rejection(&e) {
+                Err(e) => match state_rejection(&e) {
                     Some(why) => {
                         tracing::warn!(error = %e, reason = %why,
                             "Email state rejected by the server; listing all emails once.");
@@ -501,7 +502,7 @@ async fn pay_body_debt(
     account: AccountId,
     jmap_account: &jmap::AccountId,
     policy: BodyPolicy,
-) -> Result<(), EngineError> {
+) -> Result<(), Error> {
     let mut after = None;
     let mut paid = 0;
     loop {
@@ -535,7 +536,7 @@ pub async fn fetch_and_store_bodies(
     account: AccountId,
     jmap_account: &jmap::AccountId,
     ids: Vec<jmap::EmailId>,
-) -> Result<usize, EngineError> {
+) -> Result<usize, Error> {
     let get = Get::<Email>::new(jmap_account)
         .ids(ids)
         .properties(["id", "textBody", "htmlBody", "bodyValues"])
