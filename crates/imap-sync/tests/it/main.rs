@@ -5,6 +5,7 @@ mod body_debt;
 mod common;
 mod connect;
 mod cyrus;
+mod deleted_midsync;
 mod idle;
 mod incremental;
 mod mutations;
