@@ -132,3 +132,75 @@ pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
     }
     out.replace(['\n', '\r'], " ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailsync_imap_sync::{Error as I, ResponseCode as C};
+    use mailsync_jmap_client::Error as J;
+
+    /// Exit codes come from the same classification as syncs and mutations: one row per
+    /// cause, never from message text.
+    #[test]
+    fn exit_codes_follow_the_classification() {
+        let rows: Vec<(EngineError, u8)> = vec![
+            (
+                EngineError::Imap(I::Auth {
+                    code: Some(C::AuthenticationFailed),
+                    text: "bad".into(),
+                }),
+                code::NEEDS_USER,
+            ),
+            // A temporary server state at login is not the user's to fix.
+            (
+                EngineError::Imap(I::Auth {
+                    code: Some(C::Unavailable),
+                    text: "maintenance".into(),
+                }),
+                code::FAILURE,
+            ),
+            (
+                EngineError::Imap(I::ConnectionLost {
+                    bye: None,
+                    source: None,
+                }),
+                code::UNREACHABLE,
+            ),
+            (
+                EngineError::Jmap(J::Unauthorized { status: 401 }),
+                code::NEEDS_USER,
+            ),
+            (
+                EngineError::JmapSync(mailsync_engine::jmap_sync::Error::Jmap(J::Unauthorized {
+                    status: 401,
+                })),
+                code::NEEDS_USER,
+            ),
+            (
+                EngineError::Store(StoreError::NotFound {
+                    what: "email",
+                    key: "1".into(),
+                }),
+                code::NOT_FOUND,
+            ),
+        ];
+        for (err, want) in rows {
+            let got = CliError::engine("account \"a\"", &err);
+            assert_eq!(got.code, want, "{err}: {}", got.message);
+            assert!(!got.message.contains('\n'), "one line: {}", got.message);
+        }
+        let auth = CliError::engine(
+            "account \"a\"",
+            &EngineError::Imap(I::No {
+                command: "LOGIN".into(),
+                code: Some(C::AuthenticationFailed),
+                text: "no".into(),
+            }),
+        );
+        assert!(
+            auth.message.contains("authentication failed"),
+            "{}",
+            auth.message
+        );
+    }
+}
