@@ -122,7 +122,8 @@ mod mime;
 mod mutate;
 pub mod plan;
 mod rawscan;
-mod storeext;
+/// The UID-level queries live in the store, beside every other query.
+pub(crate) use mailsync_store::uids as storeext;
 mod sync;
 mod transport;
 mod uidset;

@@ -39,6 +39,7 @@ pub mod sync_log;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod types;
+pub mod uids;
 
 use std::time::Duration;
 

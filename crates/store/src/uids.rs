@@ -1,6 +1,6 @@
-//! Queries the IMAP sync needs that `mailsync-store` does not offer (yet), written against its
-//! public entities: UID-range deletes, identity re-matching after a UIDVALIDITY change, flag
-//! comparison. Candidates to move into the store crate.
+//! Queries over the IMAP identity of email copies (UID, UIDVALIDITY) that an IMAP sync needs:
+//! UID-range deletes, identity re-matching after a UIDVALIDITY change, flag comparison, and the
+//! removal of copies without a UID that no queued change stands behind (ghosts).
 
 use std::collections::HashMap;
 
@@ -9,13 +9,13 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
 };
 
-use mailsync_store::entity::{email_mailboxes as em, emails as e};
-use mailsync_store::{AccountId, EmailId, Flags, MailboxId, StoreError};
+use crate::entity::{email_mailboxes as em, emails as e};
+use crate::{AccountId, EmailId, Flags, MailboxId, StoreError};
 
 const CHUNK: usize = 400;
 
 /// Deletes the emails whose copy in `mailbox` has a UID in one of the inclusive ranges.
-pub(crate) async fn delete_uid_ranges<C: ConnectionTrait>(
+pub async fn delete_uid_ranges<C: ConnectionTrait>(
     c: &C,
     mailbox: MailboxId,
     ranges: &[(u32, u32)],
@@ -39,7 +39,7 @@ pub(crate) async fn delete_uid_ranges<C: ConnectionTrait>(
 }
 
 /// Number of copies in `mailbox` that have a UID.
-pub(crate) async fn count_with_uid<C: ConnectionTrait>(
+pub async fn count_with_uid<C: ConnectionTrait>(
     c: &C,
     mailbox: MailboxId,
 ) -> Result<u64, StoreError> {
@@ -53,10 +53,7 @@ pub(crate) async fn count_with_uid<C: ConnectionTrait>(
 /// After a UIDVALIDITY change: forgets the UIDs of the mailbox's copies but keeps their old
 /// UIDVALIDITY, so a later rescan can tell the leftovers of the old numbering (to re-match by
 /// Message-ID, then delete) from local rows that never had a UID (pending local changes).
-pub(crate) async fn detach_uids<C: ConnectionTrait>(
-    c: &C,
-    mailbox: MailboxId,
-) -> Result<u64, StoreError> {
+pub async fn detach_uids<C: ConnectionTrait>(c: &C, mailbox: MailboxId) -> Result<u64, StoreError> {
     Ok(em::Entity::update_many()
         .col_expr(em::Column::Uid, Expr::value(Option::<i64>::None))
         .filter(em::Column::MailboxId.eq(mailbox.0))
@@ -67,7 +64,7 @@ pub(crate) async fn detach_uids<C: ConnectionTrait>(
 }
 
 /// Whether the mailbox has copies without a UID (re-match candidates).
-pub(crate) async fn has_unmatched<C: ConnectionTrait>(
+pub async fn has_unmatched<C: ConnectionTrait>(
     c: &C,
     mailbox: MailboxId,
 ) -> Result<bool, StoreError> {
@@ -80,7 +77,7 @@ pub(crate) async fn has_unmatched<C: ConnectionTrait>(
 }
 
 /// Emails with a UID-less copy in `mailbox` whose Message-ID is one of `ids`, oldest first.
-pub(crate) async fn unmatched_by_message_id<C: ConnectionTrait>(
+pub async fn unmatched_by_message_id<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
     mailbox: MailboxId,
@@ -115,7 +112,7 @@ pub(crate) async fn unmatched_by_message_id<C: ConnectionTrait>(
 
 /// Gives an existing email row a new server identity (it is the same message under a new
 /// UID), so the upsert that follows updates it and its cached body is kept.
-pub(crate) async fn set_remote_id<C: ConnectionTrait>(
+pub async fn set_remote_id<C: ConnectionTrait>(
     c: &C,
     id: EmailId,
     remote_id: &str,
@@ -130,7 +127,7 @@ pub(crate) async fn set_remote_id<C: ConnectionTrait>(
 
 /// Deletes the emails left over from an older UIDVALIDITY in `mailbox` (UID-less copies that
 /// still carry another UIDVALIDITY): they were not found again on the server.
-pub(crate) async fn delete_stale<C: ConnectionTrait>(
+pub async fn delete_stale<C: ConnectionTrait>(
     c: &C,
     mailbox: MailboxId,
     uidvalidity: u32,
@@ -151,7 +148,7 @@ pub(crate) async fn delete_stale<C: ConnectionTrait>(
 }
 
 /// The stored flags of these emails, by remote id.
-pub(crate) async fn flags_by_remote_ids<C: ConnectionTrait>(
+pub async fn flags_by_remote_ids<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
     remote_ids: &[String],
@@ -196,7 +193,7 @@ fn serde_json_keywords(s: &str) -> Result<Vec<String>, StoreError> {
 }
 
 /// Sets the preview of one email (computed after its body was downloaded).
-pub(crate) async fn set_preview<C: ConnectionTrait>(
+pub async fn set_preview<C: ConnectionTrait>(
     c: &C,
     id: EmailId,
     preview: &str,
@@ -214,11 +211,11 @@ pub(crate) async fn set_preview<C: ConnectionTrait>(
 /// new message of every mailbox, so such a copy was either matched to its server copy by now or
 /// does not exist on the server. Emails left in no mailbox are deleted. Returns the mailboxes
 /// touched (to recount) and the number of emails deleted.
-pub(crate) async fn delete_ghosts<C: ConnectionTrait>(
+pub async fn delete_ghosts<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
 ) -> Result<(Vec<MailboxId>, u64), StoreError> {
-    use mailsync_store::entity::{mailboxes as mb, pending_changes as pc};
+    use crate::entity::{mailboxes as mb, pending_changes as pc};
     let queued = Query::select()
         .column(pc::Column::EmailId)
         .from(pc::Entity)
@@ -284,7 +281,7 @@ mod tests {
         assert_eq!(super::serde_json_keywords("[]").ok(), Some(vec![]));
         assert!(matches!(
             super::serde_json_keywords("nope"),
-            Err(mailsync_store::StoreError::Json {
+            Err(crate::StoreError::Json {
                 what: "emails.keywords",
                 ..
             })
