@@ -15,6 +15,7 @@ use mailsync_store::emails::{self, EmailUpsert};
 use mailsync_store::mailboxes::{self, Mailbox};
 use mailsync_store::{AccountId, BodyPolicy, MailboxId, Role, Store};
 
+use crate::connection::Selected;
 use crate::connection::{Connection, SelectState};
 use crate::error::{Error, ResponseCode};
 use crate::mailboxes::{sync_mailboxes, to_state};
@@ -336,7 +337,6 @@ async fn sync_mailbox_inner(
     }
 
     let mut counts = SyncCounts::default();
-    let batch = opts.batch_size.max(1);
     let qparams = if conn.qresync_enabled() {
         plan::qresync_params(cp.as_ref())
     } else {
@@ -347,44 +347,9 @@ async fn sync_mailbox_inner(
         .and_then(|c| c.uidvalidity)
         .and_then(|v| u32::try_from(v).ok())
         .unwrap_or(0);
-
-    // SELECT, applying what QRESYNC reports as it streams in.
-    let tag = conn.start_select(&mb.remote_id, qparams).await?;
-    let mut st = SelectState::new(&mb.remote_id);
-    let mut flag_buf: Vec<(u32, Vec<String>)> = Vec::new();
-    let sel = loop {
-        let ev = match conn.wire.next(&tag).await {
-            Ok(ev) => ev,
-            Err(e) => {
-                conn.forget_selection();
-                return Err(e);
-            }
-        };
-        match ev {
-            Event::Data(u) => match st.absorb(u) {
-                Some(Untagged::Vanished { uids, .. }) if qparams.is_some() => {
-                    counts.removed +=
-                        storeext::delete_uid_ranges(store.conn(), mb.id, &uids).await?;
-                }
-                Some(Untagged::Fetch(f)) if qparams.is_some() => {
-                    if let (Some(uid), Some(flags)) = (f.uid, f.flags) {
-                        flag_buf.push((uid, flags));
-                        if flag_buf.len() >= batch {
-                            counts.updated +=
-                                apply_flags(store, account, mb.id, cp_uv, &flag_buf).await?;
-                            flag_buf.clear();
-                        }
-                    }
-                }
-                _ => {}
-            },
-            Event::Done(d) => break conn.finish_select(st, &d)?,
-        }
-    };
-    if !flag_buf.is_empty() {
-        counts.updated += apply_flags(store, account, mb.id, cp_uv, &flag_buf).await?;
-        flag_buf.clear();
-    }
+    let mut flags = FlagSink::new(store, account, mb.id, cp_uv, opts.batch_size);
+    let sel = select_applying_qresync(conn, store, mb, qparams, &mut flags, &mut counts).await?;
+    counts.updated += flags.flush().await?;
 
     let sel_state = ServerState {
         uidvalidity: Some(sel.uidvalidity),
@@ -402,16 +367,159 @@ async fn sync_mailbox_inner(
         scope,
         opts,
     };
-    let (last_uid, fetch_new, flags, kept_modseq) = match planned {
+    let (last_uid, fetch_new, flag_check, kept_modseq) =
+        follow_plan(&ctx, &planned, &sel, cp.as_ref()).await?;
+
+    // New messages: one streamed UID FETCH, committed batch by batch with the checkpoint.
+    let mut fetched = NewMessages {
+        kept_modseq,
+        ..NewMessages::default()
+    };
+    if fetch_new {
+        fetched.expected = match planned {
+            Plan::Full { .. } => Some(u64::from(sel.exists)),
+            _ => sel
+                .uidnext
+                .map(|n| u64::from(n.saturating_sub(last_uid + 1))),
+        };
+        fetched.rematch = storeext::has_unmatched(store.conn(), mb.id).await?;
+        fetch_new_messages(conn, &ctx, &mb.remote_id, last_uid, &mut fetched).await?;
+        counts += fetched.counts;
+    }
+
+    // Flag changes of messages we already had.
+    let mut flags = FlagSink::new(store, account, mb.id, sel.uidvalidity, opts.batch_size);
+    counts.updated += fetch_flag_changes(conn, flag_check, last_uid, &mut flags).await?;
+    counts.updated += flags.flush().await?;
+
+    counts.removed += detect_expunges(conn, store, mb, sel.exists).await?;
+    counts.removed += commit_mailbox(&ctx, &sel, last_uid, fetched.max_fetched).await?;
+    // Bodies last, each chunk committed on its own: the mailbox's state is already safe, and
+    // a cut here leaves the rest owed to the next sync.
+    pay_body_debt(
+        conn,
+        store,
+        account,
+        mb.id,
+        sel.uidvalidity,
+        opts.body_policy,
+    )
+    .await?;
+    Ok(Some(counts))
+}
+
+/// Flag updates of known messages, written in batches.
+struct FlagSink<'a> {
+    store: &'a Store,
+    account: AccountId,
+    mailbox: MailboxId,
+    uidvalidity: u32,
+    batch: usize,
+    buf: Vec<(u32, Vec<String>)>,
+}
+
+impl<'a> FlagSink<'a> {
+    fn new(
+        store: &'a Store,
+        account: AccountId,
+        mailbox: MailboxId,
+        uidvalidity: u32,
+        batch: usize,
+    ) -> Self {
+        Self {
+            store,
+            account,
+            mailbox,
+            uidvalidity,
+            batch: batch.max(1),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Buffers one message's flags; returns how many emails changed if a batch was written.
+    async fn push(&mut self, uid: u32, flags: Vec<String>) -> Result<u64, Error> {
+        self.buf.push((uid, flags));
+        if self.buf.len() >= self.batch {
+            return self.flush().await;
+        }
+        Ok(0)
+    }
+
+    /// Writes what is buffered; returns how many emails changed.
+    async fn flush(&mut self) -> Result<u64, Error> {
+        if self.buf.is_empty() {
+            return Ok(0);
+        }
+        let n = apply_flags(
+            self.store,
+            self.account,
+            self.mailbox,
+            self.uidvalidity,
+            &self.buf,
+        )
+        .await?;
+        self.buf.clear();
+        Ok(n)
+    }
+}
+
+/// SELECT (with QRESYNC parameters when there are any), applying what QRESYNC reports as it
+/// streams in: VANISHED UIDs are deleted, FETCH flags go to `flags`.
+async fn select_applying_qresync(
+    conn: &mut Connection,
+    store: &Store,
+    mb: &Mailbox,
+    qparams: Option<(u32, u64, Option<u32>)>,
+    flags: &mut FlagSink<'_>,
+    counts: &mut SyncCounts,
+) -> Result<Selected, Error> {
+    let tag = conn.start_select(&mb.remote_id, qparams).await?;
+    let mut st = SelectState::new(&mb.remote_id);
+    loop {
+        let ev = match conn.wire.next(&tag).await {
+            Ok(ev) => ev,
+            Err(e) => {
+                conn.forget_selection();
+                return Err(e);
+            }
+        };
+        match ev {
+            Event::Data(u) => match st.absorb(u) {
+                Some(Untagged::Vanished { uids, .. }) if qparams.is_some() => {
+                    counts.removed +=
+                        storeext::delete_uid_ranges(store.conn(), mb.id, &uids).await?;
+                }
+                Some(Untagged::Fetch(f)) if qparams.is_some() => {
+                    if let (Some(uid), Some(fl)) = (f.uid, f.flags) {
+                        counts.updated += flags.push(uid, fl).await?;
+                    }
+                }
+                _ => {}
+            },
+            Event::Done(d) => return conn.finish_select(st, &d),
+        }
+    }
+}
+
+/// Carries out the plan's preparation (a UIDVALIDITY reset detaches the old UIDs and moves the
+/// checkpoint in one transaction) and says what to fetch: `(last known UID, fetch new
+/// messages?, how to find flag changes, HIGHESTMODSEQ to keep in batch checkpoints)`.
+async fn follow_plan(
+    ctx: &Ctx<'_>,
+    planned: &Plan,
+    sel: &Selected,
+    cp: Option<&Checkpoint>,
+) -> Result<(u32, bool, FlagCheck, Option<i64>), Error> {
+    Ok(match planned {
         Plan::Full { reset } => {
-            if reset {
+            if *reset {
                 // Old UIDs mean nothing now. Keep the rows for re-matching by Message-ID; the
                 // checkpoint moves to the new UIDVALIDITY in the same transaction.
-                let txn = store.begin().await?;
-                storeext::detach_uids(&txn, mb.id).await?;
+                let txn = ctx.store.begin().await?;
+                storeext::detach_uids(&txn, ctx.mailbox).await?;
                 checkpoints::put(
                     &txn,
-                    account,
+                    ctx.account,
                     &ctx.scope,
                     &Checkpoint {
                         uidvalidity: Some(i64::from(sel.uidvalidity)),
@@ -430,102 +538,96 @@ async fn sync_mailbox_inner(
             flags,
             expunges: _,
         } => (
-            last_uid,
-            fetch_new,
-            flags,
-            cp.as_ref().and_then(|c| c.highestmodseq),
+            *last_uid,
+            *fetch_new,
+            *flags,
+            cp.and_then(|c| c.highestmodseq),
         ),
-    };
+    })
+}
 
-    // New messages: one streamed UID FETCH, committed batch by batch with the checkpoint.
-    let mut fetched = NewMessages {
-        kept_modseq,
-        ..NewMessages::default()
+/// Flag changes of the messages up to `last_uid`, as the plan says to find them.
+async fn fetch_flag_changes(
+    conn: &mut Connection,
+    check: FlagCheck,
+    last_uid: u32,
+    flags: &mut FlagSink<'_>,
+) -> Result<u64, Error> {
+    let cmd = match check {
+        FlagCheck::Nothing | FlagCheck::FromSelect => return Ok(0),
+        FlagCheck::ChangedSince(m) => Cmd::new("UID FETCH")
+            .raw(&format!("1:{last_uid}"))
+            .raw(&format!("(UID FLAGS) (CHANGEDSINCE {m})")),
+        FlagCheck::All => Cmd::new("UID FETCH")
+            .raw(&format!("1:{last_uid}"))
+            .raw("(UID FLAGS)"),
     };
-    if fetch_new {
-        fetched.expected = match planned {
-            Plan::Full { .. } => Some(u64::from(sel.exists)),
-            _ => sel
-                .uidnext
-                .map(|n| u64::from(n.saturating_sub(last_uid + 1))),
-        };
-        fetched.rematch = storeext::has_unmatched(store.conn(), mb.id).await?;
-        fetch_new_messages(conn, &ctx, &mb.remote_id, last_uid, &mut fetched).await?;
-        counts += fetched.counts;
-    }
-    let max_fetched = fetched.max_fetched;
-
-    // Flag changes of messages we already had.
-    let flag_cmd = match flags {
-        FlagCheck::Nothing | FlagCheck::FromSelect => None,
-        FlagCheck::ChangedSince(m) => Some(
-            Cmd::new("UID FETCH")
-                .raw(&format!("1:{last_uid}"))
-                .raw(&format!("(UID FLAGS) (CHANGEDSINCE {m})")),
-        ),
-        FlagCheck::All => Some(
-            Cmd::new("UID FETCH")
-                .raw(&format!("1:{last_uid}"))
-                .raw("(UID FLAGS)"),
-        ),
-    };
-    if let Some(cmd) = flag_cmd {
-        let tag = conn.wire.send(&cmd).await?;
-        loop {
-            match conn.wire.next(&tag).await? {
-                Event::Data(Untagged::Fetch(f)) => {
-                    if let (Some(uid), Some(flags)) = (f.uid, f.flags)
-                        && uid <= last_uid
-                    {
-                        flag_buf.push((uid, flags));
-                        if flag_buf.len() >= batch {
-                            counts.updated +=
-                                apply_flags(store, account, mb.id, sel.uidvalidity, &flag_buf)
-                                    .await?;
-                            flag_buf.clear();
-                        }
-                    }
+    let mut changed = 0;
+    let tag = conn.wire.send(&cmd).await?;
+    loop {
+        match conn.wire.next(&tag).await? {
+            Event::Data(Untagged::Fetch(f)) => {
+                if let (Some(uid), Some(fl)) = (f.uid, f.flags)
+                    && uid <= last_uid
+                {
+                    changed += flags.push(uid, fl).await?;
                 }
-                Event::Data(other) => conn.note(&other),
-                Event::Done(_) => break,
             }
-        }
-        if !flag_buf.is_empty() {
-            counts.updated +=
-                apply_flags(store, account, mb.id, sel.uidvalidity, &flag_buf).await?;
-            flag_buf.clear();
+            Event::Data(other) => conn.note(&other),
+            Event::Done(_) => return Ok(changed),
         }
     }
+}
 
-    // Expunges: whatever QRESYNC said, counts must agree; otherwise compare UID lists.
+/// Expunges: whatever QRESYNC said, counts must agree; otherwise compare UID lists. Returns
+/// how many emails were removed.
+async fn detect_expunges(
+    conn: &mut Connection,
+    store: &Store,
+    mb: &Mailbox,
+    exists_at_select: u32,
+) -> Result<u64, Error> {
     let local = storeext::count_with_uid(store.conn(), mb.id).await?;
-    let server_count = conn.selected.as_ref().map_or(sel.exists, |s| s.exists);
-    if local != u64::from(server_count) {
-        let (data, _) = conn.run(&Cmd::new("UID SEARCH").raw("ALL")).await?;
-        let mut server: Vec<u32> = data
-            .into_iter()
-            .flat_map(|u| match u {
-                Untagged::Search(v) => v,
-                _ => Vec::new(),
-            })
-            .collect();
-        server.sort_unstable();
-        let gone: Vec<i64> = emails::uids_in_mailbox(store.conn(), mb.id)
-            .await?
-            .into_iter()
-            .filter(|&u| u32::try_from(u).map_or(true, |u| server.binary_search(&u).is_err()))
-            .collect();
-        if !gone.is_empty() {
-            counts.removed += emails::delete_by_uids(store.conn(), mb.id, &gone).await?;
-        }
+    let server_count = conn
+        .selected
+        .as_ref()
+        .map_or(exists_at_select, |s| s.exists);
+    if local == u64::from(server_count) {
+        return Ok(0);
     }
+    let (data, _) = conn.run(&Cmd::new("UID SEARCH").raw("ALL")).await?;
+    let mut server: Vec<u32> = data
+        .into_iter()
+        .flat_map(|u| match u {
+            Untagged::Search(v) => v,
+            _ => Vec::new(),
+        })
+        .collect();
+    server.sort_unstable();
+    let gone: Vec<i64> = emails::uids_in_mailbox(store.conn(), mb.id)
+        .await?
+        .into_iter()
+        .filter(|&u| u32::try_from(u).map_or(true, |u| server.binary_search(&u).is_err()))
+        .collect();
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    Ok(emails::delete_by_uids(store.conn(), mb.id, &gone).await?)
+}
 
-    // Done: leftovers of an old UIDVALIDITY that did not re-match are gone for good.
-    let txn = store.begin().await?;
-    counts.removed += storeext::delete_stale(&txn, mb.id, sel.uidvalidity).await?;
+/// The mailbox is done: leftovers of an old UIDVALIDITY that did not re-match are deleted, and
+/// the final checkpoint and the counters commit together. Returns how many emails were removed.
+async fn commit_mailbox(
+    ctx: &Ctx<'_>,
+    sel: &Selected,
+    last_uid: u32,
+    max_fetched: u32,
+) -> Result<u64, Error> {
+    let txn = ctx.store.begin().await?;
+    let removed = storeext::delete_stale(&txn, ctx.mailbox, sel.uidvalidity).await?;
     checkpoints::put(
         &txn,
-        account,
+        ctx.account,
         &ctx.scope,
         &Checkpoint {
             uidvalidity: Some(i64::from(sel.uidvalidity)),
@@ -539,20 +641,9 @@ async fn sync_mailbox_inner(
         },
     )
     .await?;
-    mailboxes::recount(&txn, mb.id).await?;
+    mailboxes::recount(&txn, ctx.mailbox).await?;
     txn.commit().await?;
-    // Bodies last, each chunk committed on its own: the mailbox's state is already safe, and
-    // a cut here leaves the rest owed to the next sync.
-    pay_body_debt(
-        conn,
-        store,
-        account,
-        mb.id,
-        sel.uidvalidity,
-        opts.body_policy,
-    )
-    .await?;
-    Ok(Some(counts))
+    Ok(removed)
 }
 
 /// An unchanged mailbox that still owes bodies (a download cut short, a policy raised since
