@@ -3,24 +3,17 @@
 //! guarded `Email/set` with `stateMismatch`, the engine resyncs and sends the queued change
 //! again in the same cycle, and neither change is lost.
 
-use mailsync_engine::Engine;
+mod common;
+
+use common::{CyrusJmap, mids, uid_by_message_id};
 use mailsync_jmap_client::{Client, Credentials, Email, MethodErrorType, Patch, Set, State};
 use mailsync_outbox::Change;
-use mailsync_store::accounts::NewAccount;
 use mailsync_store::checkpoints::{self, Scope};
 use mailsync_store::emails;
-use mailsync_store::{AccountKind, BodyPolicy, SecretRef};
-use mailsync_testkit::{Generator, ImapClient, Servers, imap_append_bulk};
+use mailsync_testkit::ImapClient;
 
 type R = Result<(), Box<dyn std::error::Error>>;
 type E = Box<dyn std::error::Error>;
-
-fn uid_of(imap: &mut ImapClient, mid: &str) -> Result<String, E> {
-    let r = imap.command(&format!("UID SEARCH HEADER Message-ID \"{mid}\""))?;
-    r.lines()
-        .find_map(|l| l.strip_prefix("* SEARCH ").map(|s| s.trim().to_owned()))
-        .ok_or_else(|| format!("{mid} not found").into())
-}
 
 fn flags_of(imap: &mut ImapClient, uid: &str) -> Result<String, E> {
     Ok(imap
@@ -32,52 +25,10 @@ fn flags_of(imap: &mut ImapClient, uid: &str) -> Result<String, E> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrent_flag_change_makes_the_guarded_set_resync_and_retry() -> R {
-    let servers = Servers::load()?;
-    let who = mailsync_testkit::Account::new("cl6", mailsync_testkit::CYRUS_POOL_PASSWORD);
-    let (host, port) = (servers.cyrus_host(), servers.cyrus_imap_port());
-    // The pool user persists between runs: start from an empty INBOX.
-    let mut other = ImapClient::login(host, port, &who.user, &who.password)?;
-    if other.select("INBOX")? > 0 {
-        other.command("STORE 1:* +FLAGS.SILENT (\\Deleted)")?;
-        other.command("EXPUNGE")?;
-    }
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(61);
-    let g = Generator::new(seed);
-    imap_append_bulk(
-        host,
-        port,
-        &who.user,
-        &who.password,
-        "INBOX",
-        g.messages(0..2),
-        2,
-    )?;
-    let mids: Vec<String> = (0..2)
-        .map(|i| g.expected(i).message_id.unwrap_or_default())
-        .collect();
-
-    let db = mailsync_store::testing::TempDb::sqlite().await?;
-    let engine = Engine::new(db.store.clone());
-    let acc = engine
-        .add_account(NewAccount {
-            name: "guard-jmap".into(),
-            kind: AccountKind::Jmap,
-            email: format!("{}@example.test", who.user),
-            display_name: None,
-            username: who.user.clone(),
-            secret_ref: SecretRef::Command(format!("printf %s {}", who.password)),
-            imap: None,
-            smtp: None,
-            jmap_session_url: Some(servers.jmap_session_url().into()),
-            ca_file: None,
-            allow_plaintext: false,
-            body_policy: BodyPolicy::None,
-        })
-        .await?;
-    engine.sync_once(acc.id).await?;
+    let t = CyrusJmap::setup("cl6", &["INBOX"], 2).await?;
+    let (servers, who, db, engine, acc) = (&t.servers, &t.who, &t.db, &t.engine, &t.account);
+    let mut other = t.other;
+    let mids = mids(&t.g, 0..2);
     let c = db.store.conn();
     let ours = emails::find_by_message_id(c, acc.id, &mids[0])
         .await?
@@ -91,8 +42,8 @@ async fn a_concurrent_flag_change_makes_the_guarded_set_resync_and_retry() -> R 
 
     // The other client flags the second message after our sync.
     other.select("INBOX")?;
-    let u0 = uid_of(&mut other, &mids[0])?;
-    let u1 = uid_of(&mut other, &mids[1])?;
+    let u0 = uid_by_message_id(&mut other, &mids[0])?;
+    let u1 = uid_by_message_id(&mut other, &mids[1])?;
     other.command(&format!("UID STORE {u1} +FLAGS.SILENT (\\Flagged)"))?;
 
     // Cyrus enforces the guard: an Email/set from the synced state is refused now.
@@ -132,6 +83,6 @@ async fn a_concurrent_flag_change_makes_the_guarded_set_resync_and_retry() -> R 
     let ours = emails::get(c, ours.id).await?;
     assert!(ours.flags.seen);
     other.logout();
-    db.cleanup().await?;
+    t.db.cleanup().await?;
     Ok(())
 }

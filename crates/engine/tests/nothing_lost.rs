@@ -11,13 +11,12 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{E, Setup, ids_of, mids};
-use mailsync_engine::Engine;
+use common::{CyrusJmap, E, Setup, ids_of, mids, uid_by_message_id};
 use mailsync_outbox::{Change, Flag};
-use mailsync_store::accounts::{Account, NewAccount};
+use mailsync_store::accounts::Account;
 use mailsync_store::emails::{self, EmailFilter};
-use mailsync_store::{AccountKind, BodyPolicy, Role, SecretRef, Store, mailboxes};
-use mailsync_testkit::{Generator, ImapClient, Servers, imap_append_bulk};
+use mailsync_store::{Role, Store, mailboxes};
+use mailsync_testkit::{Generator, ImapClient, Servers};
 
 type R = Result<(), Box<dyn std::error::Error>>;
 
@@ -273,71 +272,23 @@ fn cyrus_state(servers: &Servers, user: &str, pw: &str, boxes: &[&str]) -> Resul
 /// both protocols.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jmap_changes_follow_a_moved_message_and_drop_a_gone_one() -> R {
-    let servers = Servers::load()?;
-    let who = mailsync_testkit::Account::new("cl10", mailsync_testkit::CYRUS_POOL_PASSWORD);
-    let (host, port) = (servers.cyrus_host(), servers.cyrus_imap_port());
     let boxes = ["INBOX", "Archive", "Trash"];
-    // The pool user is shared between runs: start from empty mailboxes.
-    let mut other = ImapClient::login(host, port, &who.user, &who.password)?;
-    for b in boxes {
-        if other.select(b)? > 0 {
-            other.command("STORE 1:* +FLAGS.SILENT (\\Deleted)")?;
-            other.command("EXPUNGE")?;
-        }
-    }
-    // Fresh Message-IDs each run (Cyrus also dedupes identical bytes).
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(47);
-    let g = Generator::new(seed);
-    imap_append_bulk(
-        host,
-        port,
-        &who.user,
-        &who.password,
-        "INBOX",
-        g.messages(0..4),
-        4,
-    )?;
-
-    let db = mailsync_store::testing::TempDb::sqlite().await?;
-    let engine = Engine::new(db.store.clone());
-    let acc = engine
-        .add_account(NewAccount {
-            name: "lost-jmap".into(),
-            kind: AccountKind::Jmap,
-            email: format!("{}@example.test", who.user),
-            display_name: None,
-            username: who.user.clone(),
-            secret_ref: SecretRef::Command(format!("printf %s {}", who.password)),
-            imap: None,
-            smtp: None,
-            jmap_session_url: Some(servers.jmap_session_url().into()),
-            ca_file: None,
-            allow_plaintext: false,
-            body_policy: BodyPolicy::None,
-        })
-        .await?;
-    engine.sync_once(acc.id).await?;
+    let t = CyrusJmap::setup("cl10", &boxes, 4).await?;
+    let (servers, who, g, db, engine, acc) =
+        (&t.servers, &t.who, &t.g, &t.db, &t.engine, &t.account);
+    let mut other = t.other;
     let c = db.store.conn();
     let archive = mailboxes::find_by_role(c, acc.id, Role::Archive)
         .await?
         .ok_or("Archive")?;
-    let m = mids(&g, 0..4);
-    let ids = ids_of(&db.store, &acc, &m).await?;
+    let m = mids(g, 0..4);
+    let ids = ids_of(&db.store, acc, &m).await?;
 
     // The other client: m0 to Archive, m1 expunged, m2 flagged.
     other.select("INBOX")?;
-    let uid_of = |other: &mut ImapClient, mid: &str| -> Result<String, E> {
-        let r = other.command(&format!("UID SEARCH HEADER Message-ID \"{mid}\""))?;
-        r.lines()
-            .find_map(|l| l.strip_prefix("* SEARCH ").map(|s| s.trim().to_owned()))
-            .ok_or_else(|| format!("{mid} not found").into())
-    };
-    let u0 = uid_of(&mut other, &m[0])?;
-    let u1 = uid_of(&mut other, &m[1])?;
-    let u2 = uid_of(&mut other, &m[2])?;
+    let u0 = uid_by_message_id(&mut other, &m[0])?;
+    let u1 = uid_by_message_id(&mut other, &m[1])?;
+    let u2 = uid_by_message_id(&mut other, &m[2])?;
     other.command(&format!("UID MOVE {u0} Archive"))?;
     other.command(&format!("UID STORE {u1} +FLAGS.SILENT (\\Deleted)"))?;
     other.command(&format!("UID EXPUNGE {u1}"))?;
@@ -368,7 +319,7 @@ async fn jmap_changes_follow_a_moved_message_and_drop_a_gone_one() -> R {
     engine.enqueue(acc.id, Change::seen(ids[2], true)).await?;
 
     engine.sync_once(acc.id).await?;
-    let server = cyrus_state(&servers, &who.user, &who.password, &boxes)?;
+    let server = cyrus_state(servers, &who.user, &who.password, &boxes)?;
     let want: State = [
         ("Trash".to_owned(), m[0].clone(), false, false),
         ("Archive".to_owned(), m[2].clone(), true, true),
@@ -378,7 +329,7 @@ async fn jmap_changes_follow_a_moved_message_and_drop_a_gone_one() -> R {
     .collect();
     assert_eq!(server, want);
     assert_eq!(
-        db_state(&db.store, &acc, true).await?,
+        db_state(&db.store, acc, true).await?,
         server,
         "database equals server"
     );

@@ -135,3 +135,81 @@ pub async fn ids_of(store: &Store, account: &Account, mids: &[String]) -> Result
     }
     Ok(ids)
 }
+
+/// A Cyrus pool user over JMAP: its `boxes` emptied first (pool users persist between runs),
+/// `n` fresh messages in INBOX (fresh Message-IDs each run: Cyrus dedupes identical bytes),
+/// and an engine with the account added and synced once; `other` is an IMAP client on the same
+/// mailbox store.
+pub struct CyrusJmap {
+    pub servers: Servers,
+    pub who: mailsync_testkit::Account,
+    pub g: Generator,
+    pub db: TempDb,
+    pub engine: Engine,
+    pub account: Account,
+    pub other: ImapClient,
+}
+
+impl CyrusJmap {
+    pub async fn setup(user: &str, boxes: &[&str], n: usize) -> Result<CyrusJmap, E> {
+        let servers = Servers::load()?;
+        let who = mailsync_testkit::Account::new(user, mailsync_testkit::CYRUS_POOL_PASSWORD);
+        let (host, port) = (servers.cyrus_host(), servers.cyrus_imap_port());
+        let mut other = ImapClient::login(host, port, &who.user, &who.password)?;
+        for b in boxes {
+            if other.select(b)? > 0 {
+                other.command("STORE 1:* +FLAGS.SILENT (\\Deleted)")?;
+                other.command("EXPUNGE")?;
+            }
+        }
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        let g = Generator::new(seed);
+        imap_append_bulk(
+            host,
+            port,
+            &who.user,
+            &who.password,
+            "INBOX",
+            g.messages(0..n),
+            n,
+        )?;
+        let db = TempDb::sqlite().await?;
+        let engine = Engine::new(db.store.clone());
+        let account = engine
+            .add_account(NewAccount {
+                name: format!("jmap-{user}"),
+                kind: AccountKind::Jmap,
+                email: format!("{user}@example.test"),
+                display_name: None,
+                username: who.user.clone(),
+                secret_ref: SecretRef::Command(format!("printf %s {}", who.password)),
+                imap: None,
+                smtp: None,
+                jmap_session_url: Some(servers.jmap_session_url().into()),
+                ca_file: None,
+                allow_plaintext: false,
+                body_policy: BodyPolicy::None,
+            })
+            .await?;
+        engine.sync_once(account.id).await?;
+        Ok(CyrusJmap {
+            servers,
+            who,
+            g,
+            db,
+            engine,
+            account,
+            other,
+        })
+    }
+}
+
+/// The UID of the message with this Message-ID in the mailbox `imap` has selected.
+pub fn uid_by_message_id(imap: &mut ImapClient, mid: &str) -> Result<String, E> {
+    let r = imap.command(&format!("UID SEARCH HEADER Message-ID \"{mid}\""))?;
+    r.lines()
+        .find_map(|l| l.strip_prefix("* SEARCH ").map(|s| s.trim().to_owned()))
+        .ok_or_else(|| format!("{mid} not found").into())
+}
