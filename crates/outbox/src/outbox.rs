@@ -919,18 +919,8 @@ impl Outbox {
                     .await?;
                 }
                 ItemOutcome::Unknown { reason } => {
-                    self.on_failure(
-                        &txn,
-                        row,
-                        *attempt,
-                        reason,
-                        None,
-                        true,
-                        now,
-                        &mut touched,
-                        &mut tally,
-                    )
-                    .await?;
+                    self.on_uncertain(&txn, row, *attempt, reason, now, &mut touched, &mut tally)
+                        .await?;
                 }
                 ItemOutcome::Permanent { reason } => {
                     evict(&txn, row, reason, &mut touched).await?;
@@ -944,13 +934,11 @@ impl Outbox {
                         tally.evicted += 1;
                     }
                     _ => {
-                        self.on_failure(
+                        self.on_uncertain(
                             &txn,
                             row,
                             *attempt,
                             reason,
-                            None,
-                            true,
                             now,
                             &mut touched,
                             &mut tally,
@@ -961,13 +949,11 @@ impl Outbox {
                 ItemOutcome::NotFound { reason } => {
                     if row.email_payload().is_none() {
                         // Only email changes address a message; a send cannot be "lost".
-                        self.on_failure(
+                        self.on_uncertain(
                             &txn,
                             row,
                             *attempt,
                             reason,
-                            None,
-                            true,
                             now,
                             &mut touched,
                             &mut tally,
@@ -994,6 +980,23 @@ impl Outbox {
         touched.recount(&txn).await?;
         txn.commit().await?;
         Ok(tally)
+    }
+
+    /// A failure after which the change may or may not have taken effect: spends an attempt,
+    /// and the next hand-over is `Attempt::Uncertain`.
+    #[allow(clippy::too_many_arguments)]
+    async fn on_uncertain<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        row: &Row,
+        attempt: Attempt,
+        reason: &str,
+        now: DateTime<Utc>,
+        touched: &mut Touched,
+        tally: &mut Tally,
+    ) -> Result<(), Error> {
+        self.on_failure(c, row, attempt, reason, None, true, now, touched, tally)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
