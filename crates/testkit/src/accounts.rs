@@ -60,8 +60,57 @@ pub const BENCH: CyrusPool = CyrusPool {
     size: 3,
 };
 
+/// `rt1`..`rt6`: real-time, push and event tests.
+pub const REALTIME: CyrusPool = CyrusPool {
+    prefix: "rt",
+    size: 6,
+};
+/// `dr1`..`dr6`: drafts and mailbox-management tests.
+pub const DRAFTS: CyrusPool = CyrusPool {
+    prefix: "dr",
+    size: 6,
+};
+/// `at1`..`at6`: attachment and account-edit tests.
+pub const ATTACH: CyrusPool = CyrusPool {
+    prefix: "at",
+    size: 6,
+};
+/// `th1`..`th6`: threading and search tests.
+pub const THREADS: CyrusPool = CyrusPool {
+    prefix: "th",
+    size: 6,
+};
+/// `oa1`..`oa6`: OAuth2 tests.
+pub const OAUTH: CyrusPool = CyrusPool {
+    prefix: "oa",
+    size: 6,
+};
+/// `hz1`..`hz6`: hostile-network and fault-injection tests.
+pub const HOSTILE: CyrusPool = CyrusPool {
+    prefix: "hz",
+    size: 6,
+};
+/// `fl1`..`fl6`: fleet and service-scale tests.
+pub const FLEET: CyrusPool = CyrusPool {
+    prefix: "fl",
+    size: 6,
+};
+
 /// Every Cyrus pool, in provisioning order.
-pub const CYRUS_POOLS: &[CyrusPool] = &[JMAP_CLIENT, IMAP_SYNC, ENGINE, CLI, BENCH];
+pub const CYRUS_POOLS: &[CyrusPool] = &[
+    JMAP_CLIENT,
+    IMAP_SYNC,
+    ENGINE,
+    CLI,
+    BENCH,
+    REALTIME,
+    DRAFTS,
+    ATTACH,
+    THREADS,
+    OAUTH,
+    HOSTILE,
+    FLEET,
+];
 
 /// A user name and password.
 #[derive(Clone, PartialEq, Eq)]
