@@ -18,6 +18,8 @@ pub enum Auth {
     XOAuth2(String),
     /// An OAuth 2 access token with `OAUTHBEARER` (RFC 7628).
     OAuthBearer(String),
+    /// An OAuth 2 access token: `OAUTHBEARER` where the server advertises it, else `XOAUTH2`.
+    Bearer(String),
 }
 
 impl fmt::Debug for Auth {
@@ -27,6 +29,7 @@ impl fmt::Debug for Auth {
             Self::Login(_) => "Login",
             Self::XOAuth2(_) => "XOAuth2",
             Self::OAuthBearer(_) => "OAuthBearer",
+            Self::Bearer(_) => "Bearer",
         };
         write!(f, "{kind}(***)")
     }

@@ -38,6 +38,7 @@ pub struct Connection {
     pub(crate) selected: Option<Selected>,
     host: String,
     config: ImapConfig,
+    mechanism: &'static str,
 }
 
 impl fmt::Debug for Connection {
@@ -99,8 +100,8 @@ impl Connection {
             None => capability(&mut wire).await?,
         };
         wire.literal_plus = pre.contains("LITERAL+");
-        let post = if preauth {
-            None
+        let (mechanism, post) = if preauth {
+            ("PREAUTH", None)
         } else {
             authenticate(&mut wire, cfg, &pre).await?
         };
@@ -122,6 +123,7 @@ impl Connection {
             selected: None,
             host: cfg.host.clone(),
             config: cfg.clone(),
+            mechanism,
         };
         conn.wire.literal_plus = conn.has_capability("LITERAL+");
         if conn.has_capability("ID") {
@@ -177,6 +179,12 @@ impl Connection {
     /// The configuration this connection was made from.
     pub fn config(&self) -> &ImapConfig {
         &self.config
+    }
+
+    /// How this connection authenticated: the SASL mechanism (`PLAIN`, `XOAUTH2`,
+    /// `OAUTHBEARER`), `LOGIN`, or `PREAUTH`.
+    pub fn mechanism(&self) -> &'static str {
+        self.mechanism
     }
 
     /// Whether the server offers `cap` (case-insensitive) and it is not disabled by the
@@ -486,13 +494,33 @@ fn auth_error(e: Error) -> Error {
     }
 }
 
-/// Authenticates; returns the capabilities announced in the tagged OK, if any.
+fn b64(s: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The XOAUTH2 initial response, and the answer to an error challenge (an empty line).
+fn xoauth2(cfg: &ImapConfig, token: &str) -> (&'static str, String, &'static str) {
+    let s = format!("user={}\x01auth=Bearer {token}\x01\x01", cfg.username);
+    ("XOAUTH2", b64(s.as_bytes()), "")
+}
+
+/// The OAUTHBEARER initial response (RFC 7628 §3.1), and the answer to an error challenge
+/// (a single 0x01).
+fn oauthbearer(cfg: &ImapConfig, token: &str) -> (&'static str, String, &'static str) {
+    let s = format!(
+        "n,a={},\x01host={}\x01port={}\x01auth=Bearer {token}\x01\x01",
+        cfg.username, cfg.host, cfg.port
+    );
+    ("OAUTHBEARER", b64(s.as_bytes()), "AQ==")
+}
+
+/// Authenticates; returns the mechanism used and the capabilities announced in the tagged OK,
+/// if any.
 async fn authenticate(
     wire: &mut Wire,
     cfg: &ImapConfig,
     caps: &BTreeSet<String>,
-) -> Result<Option<BTreeSet<String>>, Error> {
-    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+) -> Result<(&'static str, Option<BTreeSet<String>>), Error> {
     let sasl_ir = caps.contains("SASL-IR");
     let (mechanism, initial, on_error) = match &cfg.auth {
         Auth::Password(pw) if caps.contains("AUTH=PLAIN") => {
@@ -514,9 +542,19 @@ async fn authenticate(
                 .astring(pw)
                 .sensitive();
             let (_, done) = wire.run(&cmd).await.map_err(auth_error)?;
-            return Ok(match done.code {
-                Some(ResponseCode::Capability(c)) => Some(caps_from(&c)),
-                _ => None,
+            return Ok((
+                "LOGIN",
+                match done.code {
+                    Some(ResponseCode::Capability(c)) => Some(caps_from(&c)),
+                    _ => None,
+                },
+            ));
+        }
+        Auth::Bearer(token) if caps.contains("AUTH=OAUTHBEARER") => oauthbearer(cfg, token),
+        Auth::Bearer(token) if caps.contains("AUTH=XOAUTH2") => xoauth2(cfg, token),
+        Auth::Bearer(_) => {
+            return Err(Error::MissingCapability {
+                capability: "AUTH=OAUTHBEARER or AUTH=XOAUTH2".into(),
             });
         }
         Auth::XOAuth2(token) => {
@@ -525,9 +563,7 @@ async fn authenticate(
                     capability: "AUTH=XOAUTH2".into(),
                 });
             }
-            let s = format!("user={}\x01auth=Bearer {token}\x01\x01", cfg.username);
-            // On failure the server sends a JSON challenge; an empty reply ends the exchange.
-            ("XOAUTH2", b64(s.as_bytes()), "")
+            xoauth2(cfg, token)
         }
         Auth::OAuthBearer(token) => {
             if !caps.contains("AUTH=OAUTHBEARER") {
@@ -535,12 +571,7 @@ async fn authenticate(
                     capability: "AUTH=OAUTHBEARER".into(),
                 });
             }
-            let s = format!(
-                "n,a={},\x01host={}\x01port={}\x01auth=Bearer {token}\x01\x01",
-                cfg.username, cfg.host, cfg.port
-            );
-            // RFC 7628: the client answers an error challenge with a single 0x01.
-            ("OAUTHBEARER", b64(s.as_bytes()), "AQ==")
+            oauthbearer(cfg, token)
         }
     };
     let cmd = if sasl_ir {
@@ -572,10 +603,13 @@ async fn authenticate(
             } if t == tag => {
                 wire.set_ready();
                 return match status {
-                    Status::Ok => Ok(match code {
-                        Some(ResponseCode::Capability(c)) => Some(caps_from(&c)),
-                        _ => None,
-                    }),
+                    Status::Ok => Ok((
+                        mechanism,
+                        match code {
+                            Some(ResponseCode::Capability(c)) => Some(caps_from(&c)),
+                            _ => None,
+                        },
+                    )),
                     Status::No => Err(Error::Auth { code, text }),
                     _ => Err(Error::Bad {
                         command: format!("AUTHENTICATE {mechanism}"),

@@ -18,6 +18,22 @@ pub struct Endpoint {
     pub security: Security,
 }
 
+/// OAuth 2 settings of an account (RFC 6749 refresh-token grant). The refresh token is the
+/// account's [`SecretRef`]; like every secret it is only referenced, never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth {
+    /// The authorization server's token endpoint.
+    pub token_url: String,
+    /// The client id registered with the provider.
+    pub client_id: String,
+    /// Where the client secret comes from, for providers that require one.
+    pub client_secret_ref: Option<SecretRef>,
+    /// The scopes to ask for (none: the ones the refresh token was granted).
+    pub scopes: Vec<String>,
+    /// A shell command that receives a rotated refresh token on its standard input.
+    pub refresh_store_cmd: Option<String>,
+}
+
 /// What is needed to create an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAccount {
@@ -76,6 +92,8 @@ pub struct Account {
     pub allow_plaintext: bool,
     /// Body download policy.
     pub body_policy: BodyPolicy,
+    /// OAuth 2 settings: the secret is then a refresh token (None: a password).
+    pub oauth: Option<OAuth>,
     /// Creation time.
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Last update time.
@@ -100,10 +118,35 @@ fn endpoint(
     }
 }
 
+fn oauth_of(m: &mut acc::Model) -> Result<Option<OAuth>, StoreError> {
+    let (Some(token_url), Some(client_id)) = (m.oauth_token_url.take(), m.oauth_client_id.take())
+    else {
+        return Ok(None);
+    };
+    Ok(Some(OAuth {
+        token_url,
+        client_id,
+        client_secret_ref: m
+            .oauth_client_secret_ref
+            .take()
+            .map(|s| s.parse())
+            .transpose()?,
+        scopes: m
+            .oauth_scopes
+            .take()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        refresh_store_cmd: m.oauth_refresh_store_cmd.take(),
+    }))
+}
+
 impl TryFrom<acc::Model> for Account {
     type Error = StoreError;
-    fn try_from(m: acc::Model) -> Result<Self, StoreError> {
+    fn try_from(mut m: acc::Model) -> Result<Self, StoreError> {
         Ok(Self {
+            oauth: oauth_of(&mut m)?,
             id: AccountId(m.id),
             kind: m.kind.parse()?,
             secret_ref: m.secret_ref.parse()?,
@@ -125,6 +168,15 @@ impl TryFrom<acc::Model> for Account {
 
 /// Creates an account. Fails with [`StoreError::AlreadyExists`] when the name is taken.
 pub async fn create<C: ConnectionTrait>(c: &C, new: NewAccount) -> Result<Account, StoreError> {
+    create_with(c, new, None).await
+}
+
+/// Creates an account with its OAuth 2 settings (None: a password account), in one insert.
+pub async fn create_with<C: ConnectionTrait>(
+    c: &C,
+    new: NewAccount,
+    oauth: Option<OAuth>,
+) -> Result<Account, StoreError> {
     if find_by_name(c, &new.name).await?.is_some() {
         return Err(StoreError::AlreadyExists {
             what: "account",
@@ -151,6 +203,13 @@ pub async fn create<C: ConnectionTrait>(c: &C, new: NewAccount) -> Result<Accoun
         ca_file: Set(new.ca_file),
         allow_plaintext: Set(new.allow_plaintext),
         body_policy: Set(new.body_policy.to_string()),
+        oauth_token_url: Set(oauth.as_ref().map(|o| o.token_url.clone())),
+        oauth_client_id: Set(oauth.as_ref().map(|o| o.client_id.clone())),
+        oauth_client_secret_ref: Set(oauth
+            .as_ref()
+            .and_then(|o| o.client_secret_ref.as_ref().map(ToString::to_string))),
+        oauth_scopes: Set(oauth.as_ref().map(|o| o.scopes.join(" "))),
+        oauth_refresh_store_cmd: Set(oauth.as_ref().and_then(|o| o.refresh_store_cmd.clone())),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()

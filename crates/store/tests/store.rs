@@ -97,13 +97,13 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 9);
+    assert_eq!(mailsync_store::LATEST_VERSION, 10);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }
     // Migrating again is a no-op.
     store.migrate().await?;
-    assert_eq!(store.schema_version().await?, 9);
+    assert_eq!(store.schema_version().await?, 10);
     Ok(())
 }
 
@@ -115,7 +115,7 @@ async fn up_down_up(store: &Store) -> R {
         assert!(count(store, t).await.is_err(), "{t} should be gone");
     }
     store.migrate().await?;
-    assert_eq!(store.schema_version().await?, 9);
+    assert_eq!(store.schema_version().await?, 10);
     let acc = accounts::create(store.conn(), new_account("again")).await?;
     mailboxes::upsert(store.conn(), acc.id, &[mbox("INBOX", Some(Role::Inbox))]).await?;
     Ok(())
@@ -143,7 +143,7 @@ async fn v7_upgrade_keeps_rows(store: &Store) -> R {
     }
     let before: Vec<i64> = futures_counts(store, 10).await?;
     store.migrate().await?;
-    assert_eq!(store.schema_version().await?, 9);
+    assert_eq!(store.schema_version().await?, 10);
     assert_eq!(futures_counts(store, 10).await?, before, "every row kept");
     let acc = accounts::find_by_name(store.conn(), "old")
         .await?
@@ -176,7 +176,7 @@ async fn v8_upgrade_keeps_rows(store: &Store) -> R {
     emails::upsert_batch(c, acc.id, &[email("1/7/1", inbox, 1)]).await?;
     let before = futures_counts(store, 10).await?;
     store.migrate().await?;
-    assert_eq!(store.schema_version().await?, 9);
+    assert_eq!(store.schema_version().await?, 10);
     assert_eq!(futures_counts(store, 10).await?, before, "every row kept");
     assert_eq!(count(store, "account_leases").await?, 0);
     // The new table works for the old account, and goes with it.

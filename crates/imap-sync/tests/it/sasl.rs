@@ -27,12 +27,22 @@ async fn fake_server(
     sasl_ir: bool,
     accept_token: &'static str,
 ) -> (Vec<u8>, Option<String>) {
+    fake_server_offering(listener, sasl_ir, accept_token, "AUTH=XOAUTH2 AUTH=OAUTHBEARER").await
+}
+
+/// [`fake_server`] advertising the mechanisms `mechs`.
+async fn fake_server_offering(
+    listener: TcpListener,
+    sasl_ir: bool,
+    accept_token: &'static str,
+    mechs: &'static str,
+) -> (Vec<u8>, Option<String>) {
     let (sock, _) = listener.accept().await.expect("accept");
     let (r, mut w) = sock.into_split();
     let mut lines = BufReader::new(r).lines();
     let ir = if sasl_ir { " SASL-IR" } else { "" };
     w.write_all(
-        format!("* OK [CAPABILITY IMAP4rev1{ir} AUTH=XOAUTH2 AUTH=OAUTHBEARER] fake\r\n")
+        format!("* OK [CAPABILITY IMAP4rev1{ir} {mechs}] fake\r\n")
             .as_bytes(),
     )
     .await
@@ -164,4 +174,49 @@ async fn oauthbearer_success_and_failure() {
     assert!(err.is_auth(), "{err:?}");
     // RFC 7628: the client answers the error challenge with %x01.
     assert_eq!(reply.as_deref(), Some("AQ=="));
+}
+
+#[tokio::test]
+async fn bearer_prefers_oauthbearer_and_falls_back_to_xoauth2() {
+    for (mechs, expected) in [
+        ("AUTH=XOAUTH2 AUTH=OAUTHBEARER", "OAUTHBEARER"),
+        ("AUTH=XOAUTH2", "XOAUTH2"),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(fake_server_offering(listener, true, "good", mechs));
+        let cfg = ImapConfig::new(
+            "127.0.0.1",
+            port,
+            Security::Plain,
+            "me@example.test",
+            Auth::Bearer("good".into()),
+        );
+        let conn = limit(10, Connection::connect(&cfg))
+            .await
+            .expect("bearer login");
+        assert_eq!(conn.mechanism(), expected);
+        conn.logout().await;
+        let (initial, _) = limit(10, server).await.expect("server");
+        let text = String::from_utf8_lossy(&initial).into_owned();
+        assert_eq!(text.starts_with("n,a="), expected == "OAUTHBEARER", "{text:?}");
+    }
+    // Neither offered: a typed missing capability, nothing sent.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let _server = tokio::spawn(fake_server_offering(listener, true, "good", "AUTH=PLAIN"));
+    let cfg = ImapConfig::new(
+        "127.0.0.1",
+        port,
+        Security::Plain,
+        "me@example.test",
+        Auth::Bearer("good".into()),
+    );
+    let err = limit(10, Connection::connect(&cfg))
+        .await
+        .expect_err("no OAuth mechanism offered");
+    assert!(
+        matches!(&err, mailsync_imap_sync::Error::MissingCapability { capability } if capability.contains("OAUTHBEARER")),
+        "{err:?}"
+    );
 }

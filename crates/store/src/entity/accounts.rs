@@ -26,6 +26,11 @@ pub struct Model {
     pub ca_file: Option<String>,
     pub allow_plaintext: bool,
     pub body_policy: String,
+    pub oauth_token_url: Option<String>,
+    pub oauth_client_id: Option<String>,
+    pub oauth_client_secret_ref: Option<String>,
+    pub oauth_scopes: Option<String>,
+    pub oauth_refresh_store_cmd: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
