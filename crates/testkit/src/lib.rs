@@ -25,6 +25,7 @@ mod error;
 pub mod generator;
 pub mod imap;
 mod load;
+pub mod oauth;
 mod proxy;
 mod servers;
 mod sink;
@@ -36,6 +37,7 @@ pub use generator::{
     Expected, ExpectedAttachment, Generator, Kind, Profile, SubjectEncoding, expected, generate,
 };
 pub use imap::ImapClient;
+pub use oauth::TokenEndpoint;
 pub use load::{imap_append_bulk, lmtp_deliver, maildir_populate};
 pub use proxy::{Cut, FaultProxy};
 pub use servers::{KEYS, Servers, unique_name};

@@ -1,4 +1,5 @@
-//! Dovecot IMAP (CONDSTORE, QRESYNC, IDLE, SPECIAL-USE, MOVE, UIDPLUS) on loopback.
+//! Dovecot IMAP (CONDSTORE, QRESYNC, IDLE, SPECIAL-USE, MOVE, UIDPLUS) on loopback; users
+//! `o_*` log in with OAuth 2 only (XOAUTH2, OAUTHBEARER; tokens checked by introspection).
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -46,6 +47,15 @@ pub fn start(inst: &Instance) -> Result<()> {
     // Dovecot refuses to access mail as root (gotcha D1): mail is the Debian `mail` account.
     let (uid, gid) = util::user_ids("mail")?;
     util::chown_recursive(&dir.join("mail"), uid, gid)?;
+    // The oauth2 passdb's settings: tokens are checked at the introspection relay (RFC 7662).
+    fs::write(
+        dir.join("dovecot-oauth2.conf.ext"),
+        format!(
+            "introspection_mode = post\nintrospection_url = http://127.0.0.1:{}/introspect\n\
+             username_attribute = username\nactive_attribute = active\nactive_value = true\n",
+            inst.ports.oauth
+        ),
+    )?;
     let conf = dir.join("dovecot.conf");
     let state_dir = dir.display().to_string();
     let tls = inst.tls_dir().display().to_string();
@@ -59,6 +69,7 @@ pub fn start(inst: &Instance) -> Result<()> {
             ("IMAPS_PORT", &inst.ports.imaps.to_string()),
             ("MAIL_USER", "mail"),
             ("TLS_DIR", &tls),
+            ("OAUTH_PORT", &inst.ports.oauth.to_string()),
         ],
     );
     fs::write(&conf, text)?;

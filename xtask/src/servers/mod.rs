@@ -18,7 +18,8 @@ use crate::util::{self, secs};
 
 /// Default state root (tmpfs: Cyrus fsyncs every append and is 5-20x slower on disk).
 pub const DEFAULT_ROOT: &str = "/dev/shm/mailsync-servers";
-/// Default port base: ports are base + 143 (IMAP), 993, 80, 24, 144, 25 (and 432 for PostgreSQL).
+/// Default port base: ports are base + 143 (IMAP), 993, 80, 24, 144, 25, 81 (OAuth 2
+/// introspection) and 432 for PostgreSQL.
 pub const DEFAULT_PORT_BASE: u16 = 10000;
 /// Marks a directory as a state root made by xtask (we only ever wipe such directories).
 const MARKER: &str = ".mailsync-servers";
@@ -32,6 +33,8 @@ pub struct Ports {
     pub lmtp: u16,
     pub cyrus_imap: u16,
     pub smtp: u16,
+    /// The OAuth 2 token introspection relay (in the SMTP sink's process).
+    pub oauth: u16,
     pub postgres: u16,
 }
 
@@ -48,6 +51,7 @@ impl Ports {
             lmtp: p(24)?,
             cyrus_imap: p(144)?,
             smtp: p(25)?,
+            oauth: p(81)?,
             postgres: p(432)?,
         })
     }
@@ -494,7 +498,7 @@ pub fn status(inst: &Instance) -> bool {
     let mut all = true;
     for (name, s) in states(inst) {
         let ports = match name {
-            "smtp-sink" => format!("smtp {}", inst.ports.smtp),
+            "smtp-sink" => format!("smtp {}, oauth introspection {}", inst.ports.smtp, inst.ports.oauth),
             "dovecot" => format!("imap {}, imaps {}", inst.ports.imap, inst.ports.imaps),
             "cyrus" => format!(
                 "http {}, lmtp {}, imap {}",

@@ -1,5 +1,6 @@
 //! The SMTP sink: Debian's python3-aiosmtpd running our `smtp_sink.py`, which keeps every
-//! message and its envelope for tests to read.
+//! message and its envelope for tests to read, accepts AUTH XOAUTH2 for tokens the tests' issuers
+//! vouch for, and relays Dovecot's OAuth 2 token introspection to them (port base + 81).
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -30,11 +31,10 @@ pub fn state(inst: &Instance) -> State {
 pub fn start(inst: &Instance) -> Result<()> {
     let dir = inst.dir("smtp");
     fs::create_dir_all(&dir)?;
-    if util::port_open(inst.ports.smtp) {
-        bail!(
-            "port {} is already used by another program",
-            inst.ports.smtp
-        );
+    for port in [inst.ports.smtp, inst.ports.oauth] {
+        if util::port_open(port) {
+            bail!("port {port} is already used by another program");
+        }
     }
     let bin = inst.dir("bin");
     fs::create_dir_all(&bin)?;
@@ -51,6 +51,8 @@ pub fn start(inst: &Instance) -> Result<()> {
             "127.0.0.1",
             "--port",
             &inst.ports.smtp.to_string(),
+            "--oauth-port",
+            &inst.ports.oauth.to_string(),
         ])
         .arg("--tls-cert")
         .arg(tls.join("cert.pem"))
