@@ -56,6 +56,7 @@ pub fn classify(err: &EngineError) -> Disposition {
             }
         },
         EngineError::Compose(_) => Disposition::Reject,
+        EngineError::OAuth(e) => classify_oauth(e),
         EngineError::Cancelled => Disposition::Retry { after: None },
         // A server that rejects the state it has just given is broken for this account:
         // resyncing again would only repeat the full listing.
@@ -77,6 +78,26 @@ pub fn classify(err: &EngineError) -> Disposition {
         EngineError::LeaseHeld { .. } | EngineError::LeaseLost(_) => {
             Disposition::Retry { after: None }
         }
+    }
+}
+
+/// Token endpoint facts (RFC 6749 §5.2): a refused grant (revoked or expired refresh token,
+/// wrong client) needs the user to sign in again; an unreachable endpoint is an outage; a
+/// busy one (429, 5xx) is retried; any other answer that is not a token means the endpoint is
+/// not what the settings say (wrong URL), which only the user can fix.
+pub fn classify_oauth(e: &crate::oauth::OAuthError) -> Disposition {
+    use crate::oauth::OAuthError as O;
+    match e {
+        O::Unreachable { tls: false, .. } => Disposition::Offline,
+        O::Unreachable { tls: true, .. } => Disposition::NeedsUser,
+        O::Http {
+            status: 429 | 500..=599,
+            ..
+        } => Disposition::Retry { after: None },
+        O::Refused { error, .. } if error == "temporarily_unavailable" => {
+            Disposition::Retry { after: None }
+        }
+        O::Refused { .. } | O::Http { .. } | O::Garbage { .. } => Disposition::NeedsUser,
     }
 }
 
@@ -242,6 +263,7 @@ pub fn item_outcome(e: &EngineError) -> ItemOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oauth::OAuthError;
     use crate::secret::SecretError;
     use crate::smtp::SmtpError;
 
@@ -314,6 +336,59 @@ mod tests {
             (
                 EngineError::Compose("bad address".into()),
                 Disposition::Reject,
+            ),
+            (
+                EngineError::OAuth(OAuthError::Refused {
+                    url: "https://t/token".into(),
+                    error: "invalid_grant".into(),
+                    description: None,
+                }),
+                Disposition::NeedsUser,
+            ),
+            (
+                EngineError::OAuth(OAuthError::Refused {
+                    url: "https://t/token".into(),
+                    error: "temporarily_unavailable".into(),
+                    description: None,
+                }),
+                Disposition::Retry { after: None },
+            ),
+            (
+                EngineError::OAuth(OAuthError::Unreachable {
+                    url: "https://t/token".into(),
+                    reason: "connection refused".into(),
+                    tls: false,
+                }),
+                Disposition::Offline,
+            ),
+            (
+                EngineError::OAuth(OAuthError::Unreachable {
+                    url: "https://t/token".into(),
+                    reason: "invalid peer certificate".into(),
+                    tls: true,
+                }),
+                Disposition::NeedsUser,
+            ),
+            (
+                EngineError::OAuth(OAuthError::Http {
+                    url: "https://t/token".into(),
+                    status: 503,
+                }),
+                Disposition::Retry { after: None },
+            ),
+            (
+                EngineError::OAuth(OAuthError::Http {
+                    url: "https://t/token".into(),
+                    status: 404,
+                }),
+                Disposition::NeedsUser,
+            ),
+            (
+                EngineError::OAuth(OAuthError::Garbage {
+                    url: "https://t/token".into(),
+                    reason: "an HTML page instead of JSON".into(),
+                }),
+                Disposition::NeedsUser,
             ),
             (
                 EngineError::LeaseHeld {

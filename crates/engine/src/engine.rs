@@ -140,17 +140,35 @@ impl Engine {
         self.inner.events.subscribe()
     }
 
-    /// Tests an account's settings: resolves the secret and logs in (IMAP) or fetches the
-    /// session (JMAP). Nothing is stored.
-    pub async fn test_account(&self, account: &Account) -> Result<(), EngineError> {
+    /// Tests an account's settings: resolves the secret (or obtains an OAuth 2 access token)
+    /// and logs in (IMAP, and SMTP when configured) or fetches the session (JMAP). Nothing is
+    /// stored. Returns how it authenticated, e.g. `IMAP OAUTHBEARER, SMTP XOAUTH2` or
+    /// `JMAP Bearer`.
+    pub async fn test_account(&self, account: &Account) -> Result<String, EngineError> {
         match account.kind {
-            AccountKind::Jmap => crate::jmap_driver::connect(account).await.map(|_| ()),
+            AccountKind::Jmap => crate::jmap_driver::connect(account).await.map(|_| {
+                if account.oauth.is_some() {
+                    "JMAP Bearer".to_owned()
+                } else {
+                    "JMAP Basic".to_owned()
+                }
+            }),
             AccountKind::Imap => crate::imap_driver::test(account).await,
         }
     }
 
     /// Tests the settings, then stores the account. Stores nothing when the test fails.
     pub async fn add_account(&self, new: NewAccount) -> Result<Account, EngineError> {
+        self.add_account_with(new, None).await
+    }
+
+    /// [`Engine::add_account`] with OAuth 2 settings: the account's secret reference is then
+    /// its refresh token's. Stores nothing when the test fails (no token is ever stored).
+    pub async fn add_account_with(
+        &self,
+        new: NewAccount,
+        oauth: Option<accounts::OAuth>,
+    ) -> Result<Account, EngineError> {
         if accounts::find_by_name(self.store().conn(), &new.name)
             .await?
             .is_some()
@@ -177,11 +195,12 @@ impl Engine {
             ca_file: new.ca_file.clone(),
             allow_plaintext: new.allow_plaintext,
             body_policy: new.body_policy,
+            oauth: oauth.clone(),
             created_at: mailsync_store::now(),
             updated_at: mailsync_store::now(),
         };
         self.test_account(&candidate).await?;
-        Ok(accounts::create(self.store().conn(), new).await?)
+        Ok(accounts::create_with(self.store().conn(), new, oauth).await?)
     }
 
     /// Stops the account's worker and deletes the account with all its data.

@@ -13,6 +13,9 @@ pub enum EngineError {
     /// The account's secret could not be obtained.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// No OAuth 2 access token could be obtained from the token endpoint.
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
     /// The JMAP server.
     #[error(transparent)]
     Jmap(#[from] mailsync_jmap_client::Error),

@@ -28,26 +28,29 @@ use crate::classify::{Disposition, batch_error, classify, classify_imap, item_ou
 use crate::compose;
 use crate::cycle::{self, Remote, Synced};
 use crate::error::EngineError;
-use crate::secret;
+use crate::oauth::{self, Login};
 use crate::smtp::{self, SmtpConfig};
 use crate::worker::AccountDriver;
 
 /// How long one IDLE lasts before it is re-issued (servers drop IDLE after 30 minutes).
 pub const IDLE_MAX: Duration = Duration::from_secs(25 * 60);
 
-/// The IMAP configuration of an account (resolves its secret).
-pub async fn config(account: &Account) -> Result<ImapConfig, EngineError> {
+fn imap_config(account: &Account, login: Login) -> Result<ImapConfig, EngineError> {
     let ep = account
         .imap
         .as_ref()
         .ok_or_else(|| EngineError::Config("IMAP account without an IMAP server".into()))?;
-    let password = secret::resolve(&account.secret_ref).await?;
+    let auth = match login {
+        Login::Password(p) => Auth::Password(p.expose().to_owned()),
+        // OAUTHBEARER where advertised, else XOAUTH2.
+        Login::Bearer(t) => Auth::Bearer(t.expose().to_owned()),
+    };
     let mut cfg = ImapConfig::new(
         ep.host.clone(),
         ep.port,
         ep.security,
         account.username.clone(),
-        Auth::Password(password.expose().to_owned()),
+        auth,
     )
     .with_allow_plaintext(account.allow_plaintext);
     if let Some(ca) = &account.ca_file {
@@ -56,12 +59,30 @@ pub async fn config(account: &Account) -> Result<ImapConfig, EngineError> {
     Ok(cfg)
 }
 
-async fn smtp_config(account: &Account) -> Result<SmtpConfig, EngineError> {
+/// The IMAP configuration of an account (resolves its secret, or obtains an access token).
+pub async fn config(account: &Account) -> Result<ImapConfig, EngineError> {
+    imap_config(account, oauth::login(account.into()).await?)
+}
+
+/// Connects and logs in. An OAuth 2 account whose token the server refuses gets a fresh token
+/// and one more try before the failure is reported.
+pub async fn connect(account: &Account) -> Result<Connection, EngineError> {
+    oauth::with_login(account.into(), |login| async move {
+        let cfg = imap_config(account, login)?;
+        Ok(Connection::connect(&cfg).await?)
+    })
+    .await
+}
+
+async fn smtp_config(account: &Account, login: Login) -> Result<SmtpConfig, EngineError> {
     let ep = account
         .smtp
         .clone()
         .ok_or_else(|| EngineError::Config("no SMTP server configured for sending".into()))?;
-    let password = secret::resolve(&account.secret_ref).await?;
+    let (password, bearer) = match login {
+        Login::Password(p) => (p, false),
+        Login::Bearer(t) => (t, true),
+    };
     let ca_pem = match &account.ca_file {
         Some(f) => Some(
             tokio::fs::read(f)
@@ -74,17 +95,34 @@ async fn smtp_config(account: &Account) -> Result<SmtpConfig, EngineError> {
         endpoint: ep,
         username: Some(account.username.clone()),
         password: Some(password),
+        bearer,
         ca_pem,
         allow_plaintext: account.allow_plaintext,
     })
 }
 
-/// Tests an IMAP account: logs in and out.
-pub async fn test(account: &Account) -> Result<(), EngineError> {
-    let cfg = config(account).await?;
-    let conn = Connection::connect(&cfg).await?;
+/// Connects to the account's SMTP server and authenticates (with one fresh token and a second
+/// try when an OAuth 2 token is refused). Nothing is sent.
+pub async fn smtp_connect(account: &Account) -> Result<smtp::SmtpSession, EngineError> {
+    oauth::with_login(account.into(), |login| async move {
+        let cfg = smtp_config(account, login).await?;
+        Ok(smtp::connect(&cfg).await?)
+    })
+    .await
+}
+
+/// Tests an IMAP account: logs in and out, and authenticates to its SMTP server when it has
+/// one. Returns the mechanisms used (`IMAP OAUTHBEARER, SMTP XOAUTH2`).
+pub async fn test(account: &Account) -> Result<String, EngineError> {
+    let conn = connect(account).await?;
+    let mut used = format!("IMAP {}", conn.mechanism());
     conn.logout().await;
-    Ok(())
+    if account.smtp.is_some() {
+        let session = smtp_connect(account).await?;
+        used.push_str(&format!(", SMTP {}", session.mechanism()));
+        session.quit().await;
+    }
+    Ok(used)
 }
 
 /// Fetches, parses and caches one email's body over a fresh connection.
@@ -93,8 +131,7 @@ pub async fn fetch_body(
     account: &Account,
     email: EmailId,
 ) -> Result<(), EngineError> {
-    let cfg = config(account).await?;
-    let mut conn = Connection::connect(&cfg).await?;
+    let mut conn = connect(account).await?;
     let res = imap::fetch_body(&mut conn, store, email).await;
     conn.logout().await;
     res?;
@@ -381,13 +418,9 @@ impl ImapExecutor<'_> {
                 }
             }
             Attempt::Fresh => {
-                let cfg = smtp_config(self.account)
-                    .await
-                    .map_err(|e| batch_error(&e))?;
-                let session = match smtp::connect(&cfg).await {
+                let session = match smtp_connect(self.account).await {
                     Ok(s) => s,
                     Err(e) => {
-                        let e = EngineError::from(e);
                         return match classify(&e) {
                             Disposition::Offline | Disposition::NeedsUser => Err(batch_error(&e)),
                             _ => Ok(item_outcome(&e)),
@@ -513,8 +546,7 @@ impl ImapDriver {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let cfg = config(&self.account).await?;
-            self.conn = Some(Connection::connect(&cfg).await?);
+            self.conn = Some(connect(&self.account).await?);
         }
         self.conn
             .as_mut()

@@ -27,41 +27,49 @@ use crate::cycle::{self, Remote, Synced};
 use crate::error::EngineError;
 use crate::jmap_send::{self, Previous};
 use crate::jmap_sync;
-use crate::secret;
+use crate::oauth::{self, Creds, Login};
+use crate::secret::Secret;
 use crate::worker::AccountDriver;
 
 /// How often to poll when the server offers no push.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Connects a JMAP client for an account (the connection test of `account add` too).
+/// Connects a JMAP client for an account (the connection test of `account add` too). An
+/// OAuth 2 account whose token the server refuses gets a fresh token and one more try.
 pub async fn connect(account: &Account) -> Result<Client, EngineError> {
-    let url = account
+    let url = session_url(account)?;
+    oauth::with_login(account.into(), |login| connect_with(account, url, login)).await
+}
+
+fn session_url(account: &Account) -> Result<&str, EngineError> {
+    account
         .jmap_session_url
         .as_deref()
-        .ok_or_else(|| EngineError::Config("JMAP account without a session URL".into()))?;
-    let b = builder(
-        &account.username,
-        &account.secret_ref,
-        account.allow_plaintext,
-        account.ca_file.as_deref(),
-    )
-    .await?;
+        .ok_or_else(|| EngineError::Config("JMAP account without a session URL".into()))
+}
+
+async fn connect_with(account: &Account, url: &str, login: Login) -> Result<Client, EngineError> {
+    let b = builder(&account.username, login, account.into()).await?;
     Ok(b.connect(url).await?)
 }
 
+/// A client builder with the login (`Authorization: Basic` for a password, `Bearer` for an
+/// OAuth 2 access token), the account's CA and plaintext opt-in.
 pub(crate) async fn builder(
     username: &str,
-    secret_ref: &mailsync_store::SecretRef,
-    allow_plaintext: bool,
-    ca_file: Option<&str>,
+    login: Login,
+    creds: Creds<'_>,
 ) -> Result<jmap::ClientBuilder, EngineError> {
-    let password = secret::resolve(secret_ref).await?;
+    let credentials = match &login {
+        Login::Password(p) => Credentials::basic(username, p.expose()),
+        Login::Bearer(t) => Credentials::bearer(t.expose()),
+    };
     let mut b = Client::builder()
-        .credentials(Credentials::basic(username, password.expose()))
-        .allow_insecure_http(allow_plaintext)
+        .credentials(credentials)
+        .allow_insecure_http(creds.allow_plaintext)
         .connect_timeout(Duration::from_secs(15))
         .request_timeout(Duration::from_secs(120));
-    if let Some(ca) = ca_file {
+    if let Some(ca) = creds.ca_file {
         let pem = tokio::fs::read(ca)
             .await
             .map_err(|e| EngineError::Config(format!("cannot read CA file {ca}: {e}")))?;
@@ -78,14 +86,15 @@ pub(crate) async fn builder(
 pub async fn discover_session_url(
     input: &str,
     username: &str,
-    secret_ref: &mailsync_store::SecretRef,
-    allow_plaintext: bool,
-    ca_file: Option<&str>,
+    creds: Creds<'_>,
 ) -> Result<String, EngineError> {
-    let client = builder(username, secret_ref, allow_plaintext, ca_file)
-        .await?
-        .discover(input)
-        .await?;
+    let client = oauth::with_login(creds, |login| async move {
+        Ok(builder(username, login, creds)
+            .await?
+            .discover(input)
+            .await?)
+    })
+    .await?;
     Ok(client.session().url().to_string())
 }
 
@@ -375,6 +384,8 @@ pub struct JmapDriver {
     outbox: std::sync::Arc<Outbox>,
     account: Account,
     client: Option<Client>,
+    /// The OAuth 2 access token `client` was built with.
+    client_token: Option<Secret>,
     push: Option<PushStream>,
     push_unavailable: bool,
     /// The push stream disconnected since its last `Connected`.
@@ -390,6 +401,7 @@ impl JmapDriver {
             outbox,
             account,
             client: None,
+            client_token: None,
             push: None,
             push_unavailable: false,
             push_was_down: false,
@@ -410,11 +422,30 @@ impl JmapDriver {
     }
 
     async fn client(&mut self) -> Result<Client, EngineError> {
-        if let Some(c) = &self.client {
+        if self.account.oauth.is_none() {
+            if let Some(c) = &self.client {
+                return Ok(c.clone());
+            }
+            let c = connect(&self.account).await?;
+            self.client = Some(c.clone());
+            return Ok(c);
+        }
+        // OAuth 2: every request carries the token, so a client whose token was replaced
+        // (refreshed ahead of its expiry) is rebuilt with the new one, push included.
+        let login = oauth::login((&self.account).into()).await?;
+        let Login::Bearer(token) = &login else {
+            return Err(EngineError::Config("OAuth 2 account without a token".into()));
+        };
+        if let (Some(c), Some(t)) = (&self.client, &self.client_token)
+            && t == token
+        {
             return Ok(c.clone());
         }
-        let c = connect(&self.account).await?;
+        let token = token.clone();
+        let c = connect_with(&self.account, session_url(&self.account)?, login).await?;
         self.client = Some(c.clone());
+        self.client_token = Some(token);
+        self.push = None;
         Ok(c)
     }
 }
@@ -460,7 +491,18 @@ impl AccountDriver for JmapDriver {
     async fn cycle(&mut self, _cancel: &CancellationToken) -> Result<SyncCounts, EngineError> {
         let outbox = self.outbox.clone();
         let account = self.account.id;
-        let res = cycle::run(self, &outbox, account).await;
+        let mut res = cycle::run(self, &outbox, account).await;
+        if let Err(e) = &res
+            && self.account.oauth.is_some()
+            && crate::classify::is_auth_failure(e)
+        {
+            // The server refused the token before its expiry (revoked, or clocks apart):
+            // one fresh token and one more cycle before "needs the user".
+            self.client = None;
+            self.push = None;
+            oauth::relogin((&self.account).into()).await?;
+            res = cycle::run(self, &outbox, account).await;
+        }
         if res.is_err() {
             // Reconnect next time: the session may have moved.
             self.client = None;

@@ -10,6 +10,8 @@
 //! - [`compose`] and [`smtp`]: building messages with mail-builder (Bcc in the envelope only) and
 //!   sending them with lettre.
 //! - [`secret`]: resolving an account's secret reference; secrets are never stored or logged.
+//! - [`oauth`]: OAuth 2 access tokens from the refresh-token grant, cached in memory and
+//!   refreshed before expiry or after the server refused one.
 //! - [`lease`]: holding an account's lease (one flusher per account across processes) with a
 //!   heartbeat; [`Engine::sync_now`] hands an account held elsewhere to its holder.
 //! - [`failpoint`]: named stopping points of the send path for the kill-point tests.
@@ -30,6 +32,7 @@ pub mod jmap_send;
 /// JMAP→store sync lives in its own crate, beside `imap-sync`; re-exported under its old path.
 pub use mailsync_jmap_sync as jmap_sync;
 pub mod lease;
+pub mod oauth;
 pub mod secret;
 pub mod sender;
 pub mod smtp;

@@ -2,9 +2,9 @@
 //! identities (`Identity/get`) first, since a server refuses a From it has no identity for.
 
 use mailsync_jmap_client::{Client, Get, Identity};
-use mailsync_store::SecretRef;
 
 use crate::error::EngineError;
+use crate::oauth::Creds;
 
 /// Picks the sender among what the server says: the identity whose address is the login name
 /// (when that is an address), else the first identity with an address, else the Session's
@@ -38,14 +38,15 @@ pub fn pick_sender(
 pub async fn jmap_default_sender(
     session_url: &str,
     username: &str,
-    secret_ref: &SecretRef,
-    allow_plaintext: bool,
-    ca_file: Option<&str>,
+    creds: Creds<'_>,
 ) -> Result<Option<String>, EngineError> {
-    let client = crate::jmap_driver::builder(username, secret_ref, allow_plaintext, ca_file)
-        .await?
-        .connect(session_url)
-        .await?;
+    let client = crate::oauth::with_login(creds, |login| async move {
+        Ok(crate::jmap_driver::builder(username, login, creds)
+            .await?
+            .connect(session_url)
+            .await?)
+    })
+    .await?;
     Ok(pick(&client, username).await)
 }
 

@@ -1,5 +1,6 @@
 //! Sends a built message over SMTP with lettre: implicit TLS, STARTTLS (required), or plaintext
-//! to loopback / by explicit opt-in; AUTH with the account's credentials.
+//! to loopback / by explicit opt-in; AUTH with the account's credentials (PLAIN or LOGIN with a
+//! password, XOAUTH2 with an OAuth 2 access token).
 //!
 //! Sending is two steps so the caller can journal the hand-over in between: [`connect`]
 //! (connection, TLS, EHLO, AUTH: nothing of the message has left) and [`SmtpSession::submit`]
@@ -10,7 +11,7 @@
 use std::time::Duration;
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
@@ -94,8 +95,10 @@ pub struct SmtpConfig {
     pub endpoint: Endpoint,
     /// Login (None: no AUTH).
     pub username: Option<String>,
-    /// Password.
+    /// Password, or an OAuth 2 access token when `bearer`.
     pub password: Option<Secret>,
+    /// `password` is an OAuth 2 access token: authenticate with XOAUTH2.
+    pub bearer: bool,
     /// Extra trusted CA (PEM), e.g. for a test server.
     pub ca_pem: Option<Vec<u8>>,
     /// Explicit opt-in to plaintext to a non-loopback host.
@@ -106,6 +109,7 @@ pub struct SmtpConfig {
 pub struct SmtpSession {
     conn: AsyncSmtpConnection,
     server: String,
+    mechanism: Option<Mechanism>,
 }
 
 impl std::fmt::Debug for SmtpSession {
@@ -161,16 +165,43 @@ pub async fn connect(cfg: &SmtpConfig) -> Result<SmtpSession, SmtpError> {
     )
     .await
     .map_err(|e| map_err(&server, e))?;
+    let mut mechanism = None;
     if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
         let creds = Credentials::new(u.clone(), p.expose().to_owned());
-        conn.auth(DEFAULT_MECHANISMS, &creds)
+        let offered: &[Mechanism] = if cfg.bearer {
+            &[Mechanism::Xoauth2]
+        } else {
+            DEFAULT_MECHANISMS
+        };
+        // lettre takes the first of these the server advertises; remember which.
+        mechanism = offered
+            .iter()
+            .copied()
+            .find(|m| conn.server_info().supports_auth_mechanism(*m));
+        conn.auth(offered, &creds)
             .await
             .map_err(|e| map_err(&server, e))?;
     }
-    Ok(SmtpSession { conn, server })
+    Ok(SmtpSession {
+        conn,
+        server,
+        mechanism,
+    })
 }
 
 impl SmtpSession {
+    /// The SASL mechanism this session authenticated with (`PLAIN`, `LOGIN`, `XOAUTH2`), or
+    /// `none` when it did not authenticate.
+    pub fn mechanism(&self) -> String {
+        self.mechanism
+            .map_or_else(|| "none".to_owned(), |m| m.to_string())
+    }
+
+    /// Ends the session without sending anything.
+    pub async fn quit(mut self) {
+        let _ = self.conn.quit().await;
+    }
+
     /// Hands `built` over (`MAIL`, `RCPT`, `DATA`, the message) and returns the server's final
     /// reply text. The failpoint `send:data` stops after the server's 354, before the message.
     pub async fn submit(mut self, built: &Built) -> Result<String, SmtpError> {

@@ -52,6 +52,7 @@ fn config(servers: &Servers, security: Security, ca: bool) -> SmtpConfig {
         },
         username: Some("sender".into()),
         password: Some(Secret::new("any")),
+        bearer: false,
         ca_pem: ca.then(|| servers.tls_ca_pem().expect("CA pem")),
         allow_plaintext: false,
     }
@@ -113,6 +114,7 @@ async fn unreachable_server_is_a_connect_error() {
         },
         username: None,
         password: None,
+        bearer: false,
         ca_pem: None,
         allow_plaintext: false,
     };
@@ -133,6 +135,7 @@ async fn plaintext_to_a_remote_host_is_refused_without_opt_in() {
         },
         username: None,
         password: None,
+        bearer: false,
         ca_pem: None,
         allow_plaintext: false,
     };
