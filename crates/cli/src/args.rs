@@ -143,14 +143,37 @@ pub enum AccountCmd {
         "  mailsync account add home --jmap https://jmap.example.org/.well-known/jmap \\\n",
         "      --user me@example.org --password-env HOME_PW --bodies 64kb\n",
         "\n",
+        "OAuth 2 (the refresh token comes from a variable or a command; access tokens are\n",
+        "obtained, cached in memory and refreshed by mailsync, never stored). Google:\n",
+        "  mailsync account add gmail --oauth2 --imap imap.gmail.com --smtp smtp.gmail.com \\\n",
+        "      --user me@gmail.com --oauth-token-url https://oauth2.googleapis.com/token \\\n",
+        "      --oauth-client-id 1234.apps.googleusercontent.com \\\n",
+        "      --oauth-client-secret-cmd 'pass show google/client-secret' \\\n",
+        "      --oauth-scope https://mail.google.com/ \\\n",
+        "      --oauth-refresh-cmd 'pass show google/refresh-token' \\\n",
+        "      --oauth-refresh-store-cmd 'pass insert -m -f google/refresh-token'\n",
+        "Microsoft 365 / Outlook.com:\n",
+        "  mailsync account add work --oauth2 --imap outlook.office365.com \\\n",
+        "      --smtp smtp.office365.com --smtp-security starttls --user me@contoso.com \\\n",
+        "      --oauth-token-url https://login.microsoftonline.com/common/oauth2/v2.0/token \\\n",
+        "      --oauth-client-id 00000000-0000-0000-0000-000000000000 \\\n",
+        "      --oauth-scope https://outlook.office.com/IMAP.AccessAsUser.All \\\n",
+        "      --oauth-scope https://outlook.office.com/SMTP.Send --oauth-scope offline_access \\\n",
+        "      --oauth-refresh-env WORK_REFRESH_TOKEN\n",
+        "IMAP uses OAUTHBEARER where the server offers it, else XOAUTH2; SMTP XOAUTH2; JMAP\n",
+        "`Authorization: Bearer`. A refresh token the provider rotates is piped to\n",
+        "--oauth-refresh-store-cmd (else a warning says to store it).\n",
+        "\n",
         "The database keeps how to get the password (the variable name or the command), never\n",
         "the password. `plain` security and http:// URLs are refused unless the host is loopback\n",
         "or --allow-plaintext is given. Default ports: IMAP 993 (tls) / 143; SMTP 465 (tls) /\n",
         "587 (starttls) / 25 (plain)."
     ))]
     Add(Box<AccountAddArgs>),
-    /// Test an account's connection and credentials.
-    #[command(after_help = "Example:\n  mailsync account test work")]
+    /// Test an account's connection and credentials (prints the mechanisms used).
+    #[command(
+        after_help = "Example:\n  mailsync account test work\n  (prints e.g. `account \"work\": ok (IMAP OAUTHBEARER, SMTP XOAUTH2)`)"
+    )]
     Test {
         /// Account name.
         name: String,
@@ -178,7 +201,7 @@ pub enum SecurityArg {
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("server").required(true).args(["imap", "jmap"])))]
-#[command(group(clap::ArgGroup::new("password").required(true).args(["password_env", "password_cmd"])))]
+#[command(group(clap::ArgGroup::new("password").required(true).args(["password_env", "password_cmd", "oauth_refresh_env", "oauth_refresh_cmd"])))]
 pub struct AccountAddArgs {
     /// Local name of the account.
     pub name: String,
@@ -210,6 +233,33 @@ pub struct AccountAddArgs {
     /// Command printing the password on its first line.
     #[arg(long, value_name = "CMD")]
     pub password_cmd: Option<String>,
+    /// Log in with OAuth 2 (needs --oauth-token-url, --oauth-client-id and a refresh token).
+    #[arg(long, requires_all = ["oauth_token_url", "oauth_client_id"], conflicts_with_all = ["password_env", "password_cmd"])]
+    pub oauth2: bool,
+    /// OAuth 2: the provider's token endpoint.
+    #[arg(long, value_name = "URL", requires = "oauth2")]
+    pub oauth_token_url: Option<String>,
+    /// OAuth 2: the client id registered with the provider.
+    #[arg(long, value_name = "ID", requires = "oauth2")]
+    pub oauth_client_id: Option<String>,
+    /// OAuth 2: environment variable holding the client secret (if the provider needs one).
+    #[arg(long, value_name = "VAR", requires = "oauth2", conflicts_with = "oauth_client_secret_cmd")]
+    pub oauth_client_secret_env: Option<String>,
+    /// OAuth 2: command printing the client secret.
+    #[arg(long, value_name = "CMD", requires = "oauth2")]
+    pub oauth_client_secret_cmd: Option<String>,
+    /// OAuth 2: a scope to ask for (repeatable; default: those of the refresh token).
+    #[arg(long = "oauth-scope", value_name = "SCOPE", requires = "oauth2")]
+    pub oauth_scopes: Vec<String>,
+    /// OAuth 2: environment variable holding the refresh token.
+    #[arg(long, value_name = "VAR", requires = "oauth2")]
+    pub oauth_refresh_env: Option<String>,
+    /// OAuth 2: command printing the refresh token on its first line.
+    #[arg(long, value_name = "CMD", requires = "oauth2")]
+    pub oauth_refresh_cmd: Option<String>,
+    /// OAuth 2: command that stores a rotated refresh token (given on its standard input).
+    #[arg(long, value_name = "CMD", requires = "oauth2")]
+    pub oauth_refresh_store_cmd: Option<String>,
     /// Address to send from (default, JMAP: the server's identity for USER; IMAP: USER if it
     /// contains @, else USER@server-host).
     #[arg(long, value_name = "ADDR")]

@@ -46,10 +46,29 @@ fn endpoint(e: &Option<Endpoint>) -> Value {
     }
 }
 
+fn secret_source(r: &SecretRef) -> Value {
+    match r {
+        SecretRef::Env(v) => json!({"from": "env", "source": v}),
+        SecretRef::Command(c) => json!({"from": "cmd", "source": c}),
+    }
+}
+
 pub fn account_json(a: &Account) -> Value {
-    let (kind, source) = match &a.secret_ref {
-        SecretRef::Env(v) => ("env", v.as_str()),
-        SecretRef::Command(c) => ("cmd", c.as_str()),
+    // OAuth 2: the secret reference is the refresh token's.
+    let oauth = match &a.oauth {
+        Some(o) => json!({
+            "token_url": o.token_url,
+            "client_id": o.client_id,
+            "client_secret": o.client_secret_ref.as_ref().map(secret_source),
+            "scopes": o.scopes,
+            "refresh_token": secret_source(&a.secret_ref),
+            "refresh_store_cmd": o.refresh_store_cmd,
+        }),
+        None => Value::Null,
+    };
+    let password = match &a.oauth {
+        Some(_) => Value::Null,
+        None => secret_source(&a.secret_ref),
     };
     json!({
         "name": a.name,
@@ -57,7 +76,8 @@ pub fn account_json(a: &Account) -> Value {
         "email": a.email,
         "display_name": a.display_name,
         "username": a.username,
-        "password": {"from": kind, "source": source},
+        "password": password,
+        "oauth2": oauth,
         "imap": endpoint(&a.imap),
         "smtp": endpoint(&a.smtp),
         "jmap_session_url": a.jmap_session_url,

@@ -2,7 +2,8 @@
 
 use std::net::IpAddr;
 
-use mailsync_store::accounts::{Endpoint, NewAccount};
+use mailsync_engine::oauth::Creds;
+use mailsync_store::accounts::{Endpoint, NewAccount, OAuth};
 use mailsync_store::{AccountKind, BodyPolicy, SecretRef, Security};
 
 use super::Ctx;
@@ -100,14 +101,59 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
             a.bodies
         ))
     })?;
-    let secret_ref = match (&a.password_env, &a.password_cmd) {
-        (Some(v), None) => SecretRef::Env(v.clone()),
-        (None, Some(c)) => SecretRef::Command(c.clone()),
+    let secret_ref = match (
+        &a.password_env,
+        &a.password_cmd,
+        &a.oauth_refresh_env,
+        &a.oauth_refresh_cmd,
+    ) {
+        (Some(v), None, None, None) => SecretRef::Env(v.clone()),
+        (None, Some(c), None, None) => SecretRef::Command(c.clone()),
+        (None, None, Some(v), None) if a.oauth2 => SecretRef::Env(v.clone()),
+        (None, None, None, Some(c)) if a.oauth2 => SecretRef::Command(c.clone()),
+        _ if a.oauth2 => {
+            return Err(CliError::usage(
+                "--oauth2: give exactly one of --oauth-refresh-env and --oauth-refresh-cmd",
+            ));
+        }
         _ => {
             return Err(CliError::usage(
                 "give exactly one of --password-env and --password-cmd",
             ));
         }
+    };
+    let oauth = if a.oauth2 {
+        let (Some(token_url), Some(client_id)) = (&a.oauth_token_url, &a.oauth_client_id) else {
+            return Err(CliError::usage(
+                "--oauth2 needs --oauth-token-url and --oauth-client-id",
+            ));
+        };
+        Some(OAuth {
+            token_url: token_url.clone(),
+            client_id: client_id.clone(),
+            client_secret_ref: match (&a.oauth_client_secret_env, &a.oauth_client_secret_cmd) {
+                (Some(v), _) => Some(SecretRef::Env(v.clone())),
+                (None, Some(c)) => Some(SecretRef::Command(c.clone())),
+                (None, None) => None,
+            },
+            scopes: a
+                .oauth_scopes
+                .iter()
+                .flat_map(|s| s.split_whitespace())
+                .map(str::to_owned)
+                .collect(),
+            refresh_store_cmd: a.oauth_refresh_store_cmd.clone(),
+        })
+    } else {
+        None
+    };
+    let ca_for_creds = a.ca_file.as_ref().map(|p| p.display().to_string());
+    let creds = Creds {
+        name: &a.name,
+        secret_ref: &secret_ref,
+        oauth: oauth.as_ref(),
+        allow_plaintext: a.allow_plaintext,
+        ca_file: ca_for_creds.as_deref(),
     };
     let refuse_plain = |host: &str, what: &str| -> Result<(), CliError> {
         if !a.allow_plaintext && !is_loopback(host) {
@@ -136,14 +182,7 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
             }
             host
         };
-        let ca = a.ca_file.as_ref().map(|p| p.display().to_string());
-        let url = mailsync_engine::jmap_driver::discover_session_url(
-            given,
-            &a.user,
-            &secret_ref,
-            a.allow_plaintext,
-            ca.as_deref(),
-        )
+        let url = mailsync_engine::jmap_driver::discover_session_url(given, &a.user, creds)
         .await
         .map_err(|e| CliError::engine(&object, &e))?;
         (AccountKind::Jmap, None, None, Some(url), host)
@@ -203,9 +242,10 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
         (None, Some(url)) => mailsync_engine::sender::jmap_default_sender(
             url,
             &a.user,
-            &secret_ref,
-            a.allow_plaintext,
-            ca_file.as_deref(),
+            Creds {
+                ca_file: ca_file.as_deref(),
+                ..creds
+            },
         )
         .await
         .map_err(|e| CliError::engine(&object, &e))?
@@ -224,7 +264,7 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
         email,
         display_name: a.display_name.clone(),
         username: a.user.clone(),
-        secret_ref,
+        secret_ref: secret_ref.clone(),
         imap,
         smtp,
         jmap_session_url: jmap_url,
@@ -234,7 +274,7 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
     };
     let acc = ctx
         .engine
-        .add_account(new)
+        .add_account_with(new, oauth)
         .await
         .map_err(|e| CliError::engine(&object, &e))?;
     output::line(format!(
@@ -248,11 +288,12 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
 
 async fn test(ctx: &Ctx, name: &str) -> Result<u8, CliError> {
     let acc = ctx.account(name).await?;
-    ctx.engine
+    let used = ctx
+        .engine
         .test_account(&acc)
         .await
         .map_err(|e| CliError::engine(&format!("account {name:?}"), &e))?;
-    output::line(format!("account {name:?}: ok"))?;
+    output::line(format!("account {name:?}: ok ({used})"))?;
     Ok(0)
 }
 
