@@ -9,6 +9,7 @@
 //! started from this tree, e.g. `MAILSYNC_SERVERS_ROOT=/dev/shm/oauth`.
 
 mod common;
+mod fake_jmap;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -321,5 +322,81 @@ async fn bad_token_endpoints_fail_the_add_with_one_line_and_store_nothing() -> R
             .is_empty(),
         "nothing stored"
     );
+    Ok(())
+}
+
+/// JMAP with `Authorization: Bearer` against the spec-following fake (Cyrus has no OAuth): a
+/// driver that lives across token lifetimes rebuilds its client with each new token before the
+/// old one expires (no 401 at all), and a token the server refuses early is replaced once.
+#[tokio::test]
+async fn jmap_bearer_tokens_are_refreshed_ahead_and_after_a_refusal() -> Result<(), E> {
+    use fake_jmap::{BearerCheck, FakeJmap};
+    use mailsync_engine::jmap_driver::JmapDriver;
+    use mailsync_engine::worker::run_cycle;
+    use std::sync::Arc;
+    use tokio_util::sync::CancellationToken;
+
+    let issuer = Arc::new(TokenEndpoint::start(Duration::from_secs(2))?);
+    let fake = FakeJmap::start().await?;
+    let check = issuer.clone();
+    {
+        let mut w = fake.world();
+        w.bearer = Some(BearerCheck(Arc::new(move |t| check.is_active(t))));
+        let inbox = w.add_mailbox("Inbox", None, Some("inbox"));
+        w.add_email(&inbox, "2024-01-01T10:00:00Z", "first");
+    }
+    let dir = tempfile::tempdir()?;
+    let token_file = dir.path().join("refresh");
+    std::fs::write(&token_file, issuer.refresh_token_for("u1"))?;
+    let db = TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let account = engine
+        .add_account_with(
+            NewAccount {
+                name: "jmap-oauth".into(),
+                kind: AccountKind::Jmap,
+                email: "u1@fake.test".into(),
+                display_name: None,
+                username: "u1".into(),
+                secret_ref: SecretRef::Command(format!("cat {}", token_file.display())),
+                imap: None,
+                smtp: None,
+                jmap_session_url: Some(fake.session_url()),
+                ca_file: None,
+                allow_plaintext: false,
+                body_policy: BodyPolicy::None,
+            },
+            Some(oauth_settings(issuer.token_url(), None)),
+        )
+        .await?;
+    assert_eq!(engine.test_account(&account).await?, "JMAP Bearer");
+    let mut driver = JmapDriver::new(db.store.clone(), engine.outbox().clone(), account.clone());
+    let cancel = CancellationToken::new();
+    run_cycle(&db.store, account.id, &mut driver, &cancel).await?;
+    // Three token lifetimes, one cycle each, with new mail each time.
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        {
+            let mut w = fake.world();
+            let inbox = w
+                .mailboxes
+                .keys()
+                .next()
+                .cloned()
+                .ok_or("inbox")?;
+            w.add_email(&inbox, "2024-01-02T10:00:00Z", &format!("later {i}"));
+        }
+        run_cycle(&db.store, account.id, &mut driver, &cancel).await?;
+    }
+    assert_eq!(emails::count(db.store.conn(), account.id).await?, 4);
+    assert_eq!(fake.world().unauthorized, 0, "refreshed ahead of expiry");
+    assert!(fake.world().auth_schemes.iter().all(|s| s == "Bearer"));
+    // Revoked early (the cached token still looks valid): one 401, one fresh token, success.
+    let issuer_grants = issuer.grants();
+    issuer.revoke_access_tokens();
+    run_cycle(&db.store, account.id, &mut driver, &cancel).await?;
+    assert_eq!(fake.world().unauthorized, 1);
+    assert_eq!(issuer.grants(), issuer_grants + 1);
+    assert_no_token_in(&database_bytes(&db), &issuer.issued(), "the database");
     Ok(())
 }

@@ -158,6 +158,16 @@ impl TokenEndpoint {
         self.with(|s| s.issued.clone())
     }
 
+    /// Whether `token` is an access token this endpoint issued, not expired nor revoked (the
+    /// introspection answer, without HTTP: for a test server in the same process).
+    pub fn is_active(&self, token: &str) -> bool {
+        self.with(|s| {
+            s.access
+                .get(token)
+                .is_some_and(|(_, exp)| *exp > Instant::now())
+        })
+    }
+
     /// The refresh tokens currently valid.
     pub fn valid_refresh_tokens(&self) -> Vec<String> {
         self.with(|s| s.refresh.keys().cloned().collect())

@@ -50,6 +50,16 @@ pub enum Sse {
     Close,
 }
 
+/// Decides whether a bearer token is valid (RFC 6750), e.g. by asking a test token issuer.
+#[derive(Clone)]
+pub struct BearerCheck(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for BearerCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerCheck")
+    }
+}
+
 /// Everything the fake serves; tests lock it to play another client.
 #[derive(Debug, Default)]
 pub struct World {
@@ -81,6 +91,13 @@ pub struct World {
     pub sse_connections: usize,
     /// Every method call received: (name, arguments).
     pub calls: Vec<(String, Value)>,
+    /// When set, every request must carry `Authorization: Bearer <token>` this accepts;
+    /// others are answered `401` with `WWW-Authenticate: Bearer error="invalid_token"`.
+    pub bearer: Option<BearerCheck>,
+    /// Requests answered 401.
+    pub unauthorized: usize,
+    /// `Authorization` schemes seen (`Basic`, `Bearer`).
+    pub auth_schemes: Vec<String>,
     next_id: u64,
 }
 
@@ -550,22 +567,47 @@ async fn serve_one(stream: tokio::net::TcpStream, world: Arc<Mutex<World>>, port
     }
     let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
     let mut len = 0usize;
+    let mut authorization = String::new();
     loop {
         let mut h = String::new();
         match r.read_line(&mut h).await {
             Ok(0) | Err(_) => return,
             Ok(_) if h == "\r\n" => break,
             Ok(_) => {
-                if let Some((k, v)) = h.split_once(':')
-                    && k.eq_ignore_ascii_case("content-length")
-                {
-                    len = v.trim().parse().unwrap_or(0);
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().unwrap_or(0);
+                    } else if k.eq_ignore_ascii_case("authorization") {
+                        authorization = v.trim().to_owned();
+                    }
                 }
             }
         }
     }
     let mut body = vec![0; len];
     if r.read_exact(&mut body).await.is_err() {
+        return;
+    }
+    let authorized = {
+        let mut w = world.lock().expect("world lock");
+        if let Some(scheme) = authorization.split_whitespace().next() {
+            w.auth_schemes.push(scheme.to_owned());
+        }
+        let ok = match &w.bearer {
+            None => true,
+            Some(check) => authorization
+                .strip_prefix("Bearer ")
+                .is_some_and(|t| (check.0)(t.trim())),
+        };
+        if !ok {
+            w.unauthorized += 1;
+        }
+        ok
+    };
+    if !authorized {
+        let _ = wr
+            .write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer error=\"invalid_token\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await;
         return;
     }
     let reply = |ct: &str, body: String| {
