@@ -170,20 +170,45 @@ async fn v7_upgrade_keeps_rows(store: &Store) -> R {
 async fn v8_upgrade_keeps_rows(store: &Store) -> R {
     store.migrate_to(8).await?;
     let c = store.conn();
-    let acc = accounts::create(c, new_account("v8")).await?;
-    mailboxes::upsert(c, acc.id, &[mbox("INBOX", Some(Role::Inbox))]).await?;
-    let inbox = mailboxes::list(c, acc.id).await?[0].id;
-    emails::upsert_batch(c, acc.id, &[email("1/7/1", inbox, 1)]).await?;
+    // Raw SQL: today's account entity has columns a v8 table lacks (v11 OAuth settings).
+    let ts = "2026-01-02 03:04:05+00:00";
+    c.execute_unprepared(&format!("INSERT INTO accounts (name, kind, email, username, secret_ref, imap_host, imap_port, imap_security, allow_plaintext, body_policy, created_at, updated_at) VALUES ('v8', 'imap', 'a@example.test', 'a', 'env:PW', 'imap.example.test', 993, 'tls', false, 'none', '{ts}', '{ts}')")).await?;
+    let row = c
+        .query_one_raw(sea_orm::Statement::from_string(
+            c.get_database_backend(),
+            "SELECT id FROM accounts WHERE name = 'v8'",
+        ))
+        .await?
+        .ok_or("no row")?;
+    let acc_id = AccountId(row.try_get::<i64>("", "id")?);
+    mailboxes::upsert(c, acc_id, &[mbox("INBOX", Some(Role::Inbox))]).await?;
+    let inbox = mailboxes::list(c, acc_id).await?[0].id;
+    emails::upsert_batch(c, acc_id, &[email("1/7/1", inbox, 1)]).await?;
     let before = futures_counts(store, 10).await?;
     store.migrate().await?;
     assert_eq!(store.schema_version().await?, 10);
     assert_eq!(futures_counts(store, 10).await?, before, "every row kept");
     assert_eq!(count(store, "account_leases").await?, 0);
+    // v11: the old account has no OAuth settings; new ones round-trip.
+    let old = accounts::find_by_name(c, "v8").await?.ok_or("account")?;
+    assert_eq!(old.oauth, None);
+    let oauth = accounts::OAuth {
+        token_url: "https://oauth2.googleapis.com/token".into(),
+        client_id: "client".into(),
+        client_secret_ref: Some(SecretRef::Command("pass show secret".into())),
+        scopes: vec!["https://mail.google.com/".into(), "offline_access".into()],
+        refresh_store_cmd: Some("pass insert -m -f rt".into()),
+    };
+    let with = accounts::create_with(c, new_account("oauth"), Some(oauth.clone())).await?;
+    assert_eq!(with.oauth.as_ref(), Some(&oauth));
+    let back = accounts::get(c, with.id).await?;
+    assert_eq!(back.oauth, Some(oauth));
+    accounts::delete(c, with.id).await?;
     // The new table works for the old account, and goes with it.
     let now = mailsync_store::now();
     let ttl = std::time::Duration::from_secs(30);
-    assert!(leases::acquire(c, acc.id, "a", ttl, now).await?);
-    accounts::delete(c, acc.id).await?;
+    assert!(leases::acquire(c, acc_id, "a", ttl, now).await?);
+    accounts::delete(c, acc_id).await?;
     assert_eq!(count(store, "account_leases").await?, 0, "cascades");
     // And back down to v8.
     store.migrate_to(8).await?;
