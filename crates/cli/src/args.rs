@@ -243,7 +243,12 @@ pub struct AccountAddArgs {
     #[arg(long, value_name = "ID", requires = "oauth2")]
     pub oauth_client_id: Option<String>,
     /// OAuth 2: environment variable holding the client secret (if the provider needs one).
-    #[arg(long, value_name = "VAR", requires = "oauth2", conflicts_with = "oauth_client_secret_cmd")]
+    #[arg(
+        long,
+        value_name = "VAR",
+        requires = "oauth2",
+        conflicts_with = "oauth_client_secret_cmd"
+    )]
     pub oauth_client_secret_env: Option<String>,
     /// OAuth 2: command printing the client secret.
     #[arg(long, value_name = "CMD", requires = "oauth2")]

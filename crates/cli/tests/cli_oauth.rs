@@ -84,7 +84,12 @@ fn oauth_account_adds_tests_syncs_and_sends_without_leaking_tokens() -> R {
     logs.push_str(&out.stderr);
     assert!(out.stdout.contains("account \"o\" added"), "{out:#?}");
 
-    let out = run(&env, &["-vv".into(), "account".into(), "test".into(), "o".into()], &rt).ok();
+    let out = run(
+        &env,
+        &["-vv".into(), "account".into(), "test".into(), "o".into()],
+        &rt,
+    )
+    .ok();
     logs.push_str(&out.stderr);
     assert!(
         out.stdout.contains("ok (IMAP OAUTHBEARER, SMTP XOAUTH2)"),
@@ -100,15 +105,26 @@ fn oauth_account_adds_tests_syncs_and_sends_without_leaking_tokens() -> R {
     // Past the token's life: the next process gets a new one either way; what counts here is
     // that every step works with OAuth only and nothing leaks.
     std::thread::sleep(Duration::from_millis(2100));
-    let sync: Vec<String> = ["-vv", "sync", "--once"].iter().map(|s| s.to_string()).collect();
+    let sync: Vec<String> = ["-vv", "sync", "--once"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let out = run(&env, &sync, &rt).ok();
     logs.push_str(&out.stderr);
     assert!(env.email_by_subject(&subject).is_some(), "synced");
 
     let sent = unique("cli-oauth-out");
     let send: Vec<String> = [
-        "-vv", "send", "--account", "o", "--to", "rcpt@example.test", "--subject", &sent,
-        "--body", "via XOAUTH2",
+        "-vv",
+        "send",
+        "--account",
+        "o",
+        "--to",
+        "rcpt@example.test",
+        "--subject",
+        &sent,
+        "--body",
+        "via XOAUTH2",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -122,14 +138,22 @@ fn oauth_account_adds_tests_syncs_and_sends_without_leaking_tokens() -> R {
     )?;
     assert_eq!(got.auth_user.as_deref(), Some(user.as_str()));
 
-    let json = run(&env, &["account".into(), "list".into(), "--json".into()], &rt).ok();
+    let json = run(
+        &env,
+        &["account".into(), "list".into(), "--json".into()],
+        &rt,
+    )
+    .ok();
     let a = &json.json_lines()[0];
     assert_eq!(a["oauth2"]["token_url"], url.as_str());
     assert_eq!(a["oauth2"]["refresh_token"]["from"], "env");
     assert_eq!(a["oauth2"]["refresh_token"]["source"], RT_VAR);
     assert!(a["password"].is_null());
 
-    assert!(logs.contains("OAuth 2 access token"), "debug logs at -vv: {logs}");
+    assert!(
+        logs.contains("OAuth 2 access token"),
+        "debug logs at -vv: {logs}"
+    );
     let db = database_bytes(&env);
     for t in issuer.issued() {
         assert!(!logs.contains(&t), "a token appears in the logs");
@@ -148,7 +172,12 @@ fn bad_refresh_tokens_and_endpoints_exit_with_one_line_and_store_nothing() -> R 
     // Revoked: exit 4, names the cause.
     let rt = issuer.refresh_token_for(&user);
     issuer.revoke_refresh(&rt);
-    let out = run(&env, &add_args(&servers, "o", &user, &issuer.token_url()), &rt).fails(4);
+    let out = run(
+        &env,
+        &add_args(&servers, "o", &user, &issuer.token_url()),
+        &rt,
+    )
+    .fails(4);
     assert!(out.stderr.contains("invalid_grant"), "{out:#?}");
 
     // Unreachable: exit 5.
@@ -161,7 +190,12 @@ fn bad_refresh_tokens_and_endpoints_exit_with_one_line_and_store_nothing() -> R 
 
     // Garbage (an HTML page with 200 OK): exit 4, says so.
     issuer.set_garbage(true);
-    let out = run(&env, &add_args(&servers, "o", &user, &issuer.token_url()), &rt).fails(4);
+    let out = run(
+        &env,
+        &add_args(&servers, "o", &user, &issuer.token_url()),
+        &rt,
+    )
+    .fails(4);
     assert!(out.stderr.contains("HTML"), "{out:#?}");
 
     // --oauth2 with a password option is a usage error.
@@ -169,7 +203,15 @@ fn bad_refresh_tokens_and_endpoints_exit_with_one_line_and_store_nothing() -> R 
     args.extend(["--password-env".to_owned(), "X".to_owned()]);
     assert_eq!(run(&env, &args, &rt).code, 2);
 
-    let listed = run(&env, &["account".into(), "list".into(), "--json".into()], &rt).ok();
-    assert!(listed.stdout.trim().is_empty(), "nothing stored: {listed:#?}");
+    let listed = run(
+        &env,
+        &["account".into(), "list".into(), "--json".into()],
+        &rt,
+    )
+    .ok();
+    assert!(
+        listed.stdout.trim().is_empty(),
+        "nothing stored: {listed:#?}"
+    );
     Ok(())
 }

@@ -434,7 +434,9 @@ impl JmapDriver {
         // (refreshed ahead of its expiry) is rebuilt with the new one, push included.
         let login = oauth::login((&self.account).into()).await?;
         let Login::Bearer(token) = &login else {
-            return Err(EngineError::Config("OAuth 2 account without a token".into()));
+            return Err(EngineError::Config(
+                "OAuth 2 account without a token".into(),
+            ));
         };
         if let (Some(c), Some(t)) = (&self.client, &self.client_token)
             && t == token

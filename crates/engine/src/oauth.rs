@@ -368,10 +368,7 @@ fn parse_answer(url: &str, status: u16, body: &[u8]) -> Result<TokenAnswer, OAut
     Ok(TokenAnswer {
         access_token: Secret::new(ok.access_token),
         expires_in,
-        refresh_token: ok
-            .refresh_token
-            .filter(|r| !r.is_empty())
-            .map(Secret::new),
+        refresh_token: ok.refresh_token.filter(|r| !r.is_empty()).map(Secret::new),
     })
 }
 
@@ -428,7 +425,10 @@ async fn http_client(c: Creds<'_>, url: &str) -> Result<reqwest::Client, EngineE
         "https" => {}
         "http"
             if crate::smtp::plaintext_allowed(
-                parsed.host_str().unwrap_or_default().trim_matches(['[', ']']),
+                parsed
+                    .host_str()
+                    .unwrap_or_default()
+                    .trim_matches(['[', ']']),
                 c.allow_plaintext,
             ) => {}
         _ => {
@@ -445,9 +445,7 @@ async fn http_client(c: Creds<'_>, url: &str) -> Result<reqwest::Client, EngineE
             .map_err(|e| EngineError::Config(format!("cannot read CA file {ca}: {e}")))?;
         use rustls::pki_types::{CertificateDer, pem::PemObject};
         for c in CertificateDer::pem_slice_iter(&pem) {
-            extra.push(c.map_err(|e| {
-                EngineError::Config(format!("CA file {ca}: {e}"))
-            })?);
+            extra.push(c.map_err(|e| EngineError::Config(format!("CA file {ca}: {e}")))?);
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -486,7 +484,11 @@ mod tests {
         assert_eq!(ok.access_token.expose(), "a1");
         assert_eq!(ok.expires_in, Some(Duration::from_secs(3599)));
         assert_eq!(ok.refresh_token.as_ref().map(Secret::expose), Some("r2"));
-        let refused = parse_answer(u, 400, br#"{"error":"invalid_grant","error_description":"Token has been\nrevoked."}"#);
+        let refused = parse_answer(
+            u,
+            400,
+            br#"{"error":"invalid_grant","error_description":"Token has been\nrevoked."}"#,
+        );
         assert!(
             matches!(&refused, Err(OAuthError::Refused { error, description: Some(d), .. }) if error == "invalid_grant" && !d.contains('\n')),
             "{:?}",
@@ -496,10 +498,14 @@ mod tests {
             parse_answer(u, 503, b"<html>busy</html>"),
             Err(OAuthError::Http { status: 503, .. })
         ));
-        let html = parse_answer(u, 200, b"<html>sign in</html>").err().map(|e| e.to_string());
+        let html = parse_answer(u, 200, b"<html>sign in</html>")
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             html.as_deref(),
-            Some("token endpoint https://t.example/token did not answer with a token: an HTML page instead of JSON")
+            Some(
+                "token endpoint https://t.example/token did not answer with a token: an HTML page instead of JSON"
+            )
         );
         assert!(matches!(
             parse_answer(u, 200, br#"{"access_token":"a","token_type":"mac"}"#),
@@ -516,7 +522,10 @@ mod tests {
         assert_eq!(margin(Duration::from_secs(3600)), Duration::from_secs(60));
         assert_eq!(margin(Duration::from_secs(4)), Duration::from_secs(1));
         assert_eq!(
-            form_encode(&[("scope", "https://mail.google.com/ offline_access"), ("a", "b&c")]),
+            form_encode(&[
+                ("scope", "https://mail.google.com/ offline_access"),
+                ("a", "b&c")
+            ]),
             "scope=https%3A%2F%2Fmail.google.com%2F+offline_access&a=b%26c"
         );
     }

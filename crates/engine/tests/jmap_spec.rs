@@ -332,9 +332,13 @@ async fn the_sender_comes_from_identities_and_a_refused_send_leaves_no_draft() -
     let sender = mailsync_engine::sender::jmap_default_sender(
         &fake.session_url(),
         "u1",
-        &SecretRef::Command("printf %s pw".into()),
-        false,
-        None,
+        mailsync_engine::oauth::Creds {
+            name: "send",
+            secret_ref: &SecretRef::Command("printf %s pw".into()),
+            oauth: None,
+            allow_plaintext: false,
+            ca_file: None,
+        },
     )
     .await?;
     assert_eq!(sender.as_deref(), Some("u.one@real.example"));

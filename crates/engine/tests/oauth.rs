@@ -73,7 +73,11 @@ fn deliver(servers: &Servers, user: &str, subject: &str) -> Result<(), E> {
     Ok(())
 }
 
-async fn wait_for_email(engine: &Engine, account: &mailsync_store::accounts::Account, mid: &str) -> Result<(), E> {
+async fn wait_for_email(
+    engine: &Engine,
+    account: &mailsync_store::accounts::Account,
+    mid: &str,
+) -> Result<(), E> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
         if !emails::find_by_message_id(engine.store().conn(), account.id, mid)
@@ -162,7 +166,9 @@ async fn a_worker_outlives_its_access_tokens_and_keeps_syncing_and_sending() -> 
         let subject = format!("{user}-in-{round}");
         deliver(&servers, &user, &subject)?;
         let sent_subject = format!("{user}-out-{round}");
-        engine.send(account.id, message(&user, &sent_subject)).await?;
+        engine
+            .send(account.id, message(&user, &sent_subject))
+            .await?;
         wait_for_email(&engine, &account, &format!("{subject}@example.test")).await?;
         let sink = servers.smtp_sink_dir().to_path_buf();
         let s = sent_subject.clone();
@@ -172,7 +178,11 @@ async fn a_worker_outlives_its_access_tokens_and_keeps_syncing_and_sending() -> 
             })
         })
         .await??;
-        assert_eq!(got.auth_user.as_deref(), Some(user.as_str()), "XOAUTH2 user");
+        assert_eq!(
+            got.auth_user.as_deref(),
+            Some(user.as_str()),
+            "XOAUTH2 user"
+        );
     }
     let lived = started.elapsed();
     assert!(lived > Duration::from_secs(12), "{lived:?}");
@@ -183,7 +193,10 @@ async fn a_worker_outlives_its_access_tokens_and_keeps_syncing_and_sending() -> 
     );
     // Every request asked for the configured client and scopes.
     let req = issuer.requests().pop().ok_or("no token request")?;
-    assert_eq!(req.get("client_id").map(String::as_str), Some("mailsync-test"));
+    assert_eq!(
+        req.get("client_id").map(String::as_str),
+        Some("mailsync-test")
+    );
     assert_eq!(
         req.get("scope").map(String::as_str),
         Some("https://mail.example.test/ offline_access")
@@ -268,7 +281,10 @@ async fn a_rotated_refresh_token_is_handed_to_the_store_command() -> Result<(), 
         .await?;
     let stored = std::fs::read_to_string(&token_file)?;
     assert_ne!(stored.trim(), first, "the rotated token was stored");
-    assert_eq!(issuer.valid_refresh_tokens(), vec![stored.trim().to_owned()]);
+    assert_eq!(
+        issuer.valid_refresh_tokens(),
+        vec![stored.trim().to_owned()]
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     engine.sync_once(account.id).await?;
     assert_eq!(
@@ -378,12 +394,7 @@ async fn jmap_bearer_tokens_are_refreshed_ahead_and_after_a_refusal() -> Result<
         tokio::time::sleep(Duration::from_millis(2100)).await;
         {
             let mut w = fake.world();
-            let inbox = w
-                .mailboxes
-                .keys()
-                .next()
-                .cloned()
-                .ok_or("inbox")?;
+            let inbox = w.mailboxes.keys().next().cloned().ok_or("inbox")?;
             w.add_email(&inbox, "2024-01-02T10:00:00Z", &format!("later {i}"));
         }
         run_cycle(&db.store, account.id, &mut driver, &cancel).await?;

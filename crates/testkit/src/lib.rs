@@ -37,8 +37,8 @@ pub use generator::{
     Expected, ExpectedAttachment, Generator, Kind, Profile, SubjectEncoding, expected, generate,
 };
 pub use imap::ImapClient;
-pub use oauth::TokenEndpoint;
 pub use load::{imap_append_bulk, lmtp_deliver, maildir_populate};
+pub use oauth::TokenEndpoint;
 pub use proxy::{Cut, FaultProxy};
 pub use servers::{KEYS, Servers, unique_name};
 pub use sink::{SinkMessage, sink_messages, wait_for_sink_message};

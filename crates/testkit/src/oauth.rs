@@ -282,7 +282,10 @@ fn serve(mut sock: TcpStream, port: u16, state: &Mutex<State>) {
                 );
             }
             let refresh = f.get("refresh_token").cloned().unwrap_or_default();
-            let user = match (f.get("grant_type").map(String::as_str), st.refresh.get(&refresh)) {
+            let user = match (
+                f.get("grant_type").map(String::as_str),
+                st.refresh.get(&refresh),
+            ) {
                 (Some("refresh_token"), Some(u)) => u.clone(),
                 (Some("refresh_token"), None) => {
                     drop(st);

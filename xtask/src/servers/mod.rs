@@ -498,7 +498,10 @@ pub fn status(inst: &Instance) -> bool {
     let mut all = true;
     for (name, s) in states(inst) {
         let ports = match name {
-            "smtp-sink" => format!("smtp {}, oauth introspection {}", inst.ports.smtp, inst.ports.oauth),
+            "smtp-sink" => format!(
+                "smtp {}, oauth introspection {}",
+                inst.ports.smtp, inst.ports.oauth
+            ),
             "dovecot" => format!("imap {}, imaps {}", inst.ports.imap, inst.ports.imaps),
             "cyrus" => format!(
                 "http {}, lmtp {}, imap {}",

@@ -183,8 +183,8 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
             host
         };
         let url = mailsync_engine::jmap_driver::discover_session_url(given, &a.user, creds)
-        .await
-        .map_err(|e| CliError::engine(&object, &e))?;
+            .await
+            .map_err(|e| CliError::engine(&object, &e))?;
         (AccountKind::Jmap, None, None, Some(url), host)
     } else if let Some(imap) = &a.imap {
         let sec = security(a.security.unwrap_or(SecurityArg::Tls));

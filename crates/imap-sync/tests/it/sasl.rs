@@ -27,7 +27,13 @@ async fn fake_server(
     sasl_ir: bool,
     accept_token: &'static str,
 ) -> (Vec<u8>, Option<String>) {
-    fake_server_offering(listener, sasl_ir, accept_token, "AUTH=XOAUTH2 AUTH=OAUTHBEARER").await
+    fake_server_offering(
+        listener,
+        sasl_ir,
+        accept_token,
+        "AUTH=XOAUTH2 AUTH=OAUTHBEARER",
+    )
+    .await
 }
 
 /// [`fake_server`] advertising the mechanisms `mechs`.
@@ -41,12 +47,9 @@ async fn fake_server_offering(
     let (r, mut w) = sock.into_split();
     let mut lines = BufReader::new(r).lines();
     let ir = if sasl_ir { " SASL-IR" } else { "" };
-    w.write_all(
-        format!("* OK [CAPABILITY IMAP4rev1{ir} {mechs}] fake\r\n")
-            .as_bytes(),
-    )
-    .await
-    .expect("greet");
+    w.write_all(format!("* OK [CAPABILITY IMAP4rev1{ir} {mechs}] fake\r\n").as_bytes())
+        .await
+        .expect("greet");
     let line = lines.next_line().await.expect("read").expect("command");
     let mut parts = line.split(' ');
     let tag = parts.next().unwrap_or_default().to_owned();
@@ -199,7 +202,11 @@ async fn bearer_prefers_oauthbearer_and_falls_back_to_xoauth2() {
         conn.logout().await;
         let (initial, _) = limit(10, server).await.expect("server");
         let text = String::from_utf8_lossy(&initial).into_owned();
-        assert_eq!(text.starts_with("n,a="), expected == "OAUTHBEARER", "{text:?}");
+        assert_eq!(
+            text.starts_with("n,a="),
+            expected == "OAUTHBEARER",
+            "{text:?}"
+        );
     }
     // Neither offered: a typed missing capability, nothing sent.
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
