@@ -145,6 +145,12 @@ impl Engine {
     /// stored. Returns how it authenticated, e.g. `IMAP OAUTHBEARER, SMTP XOAUTH2` or
     /// `JMAP Bearer`.
     pub async fn test_account(&self, account: &Account) -> Result<String, EngineError> {
+        Self::test_login(account, true).await
+    }
+
+    /// The login test; `account add` leaves SMTP out (a send server down for a while must not
+    /// keep an account from being added: sends wait in the outbox).
+    async fn test_login(account: &Account, smtp: bool) -> Result<String, EngineError> {
         match account.kind {
             AccountKind::Jmap => crate::jmap_driver::connect(account).await.map(|_| {
                 if account.oauth.is_some() {
@@ -153,7 +159,7 @@ impl Engine {
                     "JMAP Basic".to_owned()
                 }
             }),
-            AccountKind::Imap => crate::imap_driver::test(account).await,
+            AccountKind::Imap => crate::imap_driver::test(account, smtp).await,
         }
     }
 
@@ -199,7 +205,7 @@ impl Engine {
             created_at: mailsync_store::now(),
             updated_at: mailsync_store::now(),
         };
-        self.test_account(&candidate).await?;
+        Self::test_login(&candidate, false).await?;
         Ok(accounts::create_with(self.store().conn(), new, oauth).await?)
     }
 

@@ -111,13 +111,13 @@ pub async fn smtp_connect(account: &Account) -> Result<smtp::SmtpSession, Engine
     .await
 }
 
-/// Tests an IMAP account: logs in and out, and authenticates to its SMTP server when it has
-/// one. Returns the mechanisms used (`IMAP OAUTHBEARER, SMTP XOAUTH2`).
-pub async fn test(account: &Account) -> Result<String, EngineError> {
+/// Tests an IMAP account: logs in and out, and with `smtp` authenticates to its SMTP server
+/// when it has one. Returns the mechanisms used (`IMAP OAUTHBEARER, SMTP XOAUTH2`).
+pub async fn test(account: &Account, smtp: bool) -> Result<String, EngineError> {
     let conn = connect(account).await?;
     let mut used = format!("IMAP {}", conn.mechanism());
     conn.logout().await;
-    if account.smtp.is_some() {
+    if smtp && account.smtp.is_some() {
         let session = smtp_connect(account).await?;
         used.push_str(&format!(", SMTP {}", session.mechanism()));
         session.quit().await;
