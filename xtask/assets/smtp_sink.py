@@ -46,17 +46,18 @@ class Sink:
     async def auth_XOAUTH2(self, server, args):
         # RFC-less but documented by Google/Microsoft: base64("user=U\x01auth=Bearer T\x01\x01")
         if len(args) < 2:
-            return AuthResult(success=False)
+            return AuthResult(success=False, handled=False)
         try:
             fields = dict(f.split("=", 1) for f in base64.b64decode(args[1]).decode().split("\x01") if "=" in f)
         except Exception:
-            return AuthResult(success=False)
+            return AuthResult(success=False, handled=False)
         user, auth = fields.get("user", ""), fields.get("auth", "")
         token = auth[7:] if auth.startswith("Bearer ") else ""
         answer = await asyncio.get_running_loop().run_in_executor(None, introspect, token)
         if answer.get("active") is True and answer.get("username") == user:
             return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
-        return AuthResult(success=False)
+        # handled=False: aiosmtpd answers 535 itself (its default leaves the client waiting)
+        return AuthResult(success=False, handled=False)
 
     async def handle_DATA(self, server, session, envelope):
         with lock:

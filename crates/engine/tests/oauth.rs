@@ -246,6 +246,29 @@ async fn a_token_refused_before_its_expiry_is_replaced_once() -> Result<(), E> {
         .len(),
         1
     );
+    // Again, with a send queued: SMTP (and IMAP) log in with the one fresh token.
+    issuer.revoke_access_tokens();
+    let before = issuer.grants();
+    let subject = format!("{user}-sent-after-revoke");
+    engine.send(account.id, message(&user, &subject)).await?;
+    engine.sync_once(account.id).await?;
+    assert_eq!(issuer.grants(), before + 1, "exactly one fresh token");
+    let sink = servers.smtp_sink_dir().to_path_buf();
+    let got = tokio::task::spawn_blocking(move || {
+        wait_for_sink_message(&sink, Duration::from_secs(20), |m| {
+            m.header("Subject").as_deref() == Some(subject.as_str())
+        })
+    })
+    .await??;
+    assert_eq!(got.auth_user.as_deref(), Some(user.as_str()));
+    // SMTP on its own (no IMAP login before it to refresh the token): the sink refuses the
+    // revoked token, one fresh token, accepted.
+    issuer.revoke_access_tokens();
+    let before = issuer.grants();
+    let session = mailsync_engine::imap_driver::smtp_connect(&account).await?;
+    assert_eq!(session.mechanism(), "XOAUTH2");
+    session.quit().await;
+    assert_eq!(issuer.grants(), before + 1, "exactly one fresh token");
     // Revoked for good (refresh token too): "needs the user", after exactly one more try.
     issuer.revoke_access_tokens();
     for t in issuer.valid_refresh_tokens() {
@@ -292,6 +315,21 @@ async fn a_rotated_refresh_token_is_handed_to_the_store_command() -> Result<(), 
         vec![std::fs::read_to_string(&token_file)?.trim().to_owned()],
         "rotated again, stored again"
     );
+    // A store command that fails: the rotated token is still used (in memory) and the sync
+    // goes on; the user is warned to store it.
+    let user2 = TokenEndpoint::fresh_user("i20s2");
+    let file2 = dir.path().join("refresh2");
+    std::fs::write(&file2, issuer.refresh_token_for(&user2))?;
+    let second = engine
+        .add_account_with(
+            oauth_account(&servers, &user2, &file2),
+            Some(oauth_settings(issuer.token_url(), Some("exit 3".into()))),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    engine.sync_once(second.id).await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    engine.sync_once(second.id).await?;
     assert_no_token_in(&database_bytes(&db), &issuer.issued(), "the database");
     Ok(())
 }

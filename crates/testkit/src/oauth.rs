@@ -3,8 +3,8 @@
 //! introspection endpoint (RFC 7662) that the test servers ask about them.
 //!
 //! Dovecot's `oauth2` passdb and the SMTP sink do not know this process: they ask the
-//! introspection relay that `cargo xtask servers up` starts (`oauth_relay` in the sink script,
-//! port base + 81), which reads this endpoint's port from the token itself
+//! introspection relay that `cargo xtask servers up` starts (in the SMTP sink's script, port
+//! base + 81), which reads this endpoint's port from the token itself
 //! (`mst-<port>-<n>-<random>`) and forwards the question here. So every test runs its own
 //! issuer, with its own lifetimes and revocations, against the one shared Dovecot.
 
