@@ -1,4 +1,5 @@
-//! Resolves an account's secret reference (environment variable or command) into the secret.
+//! Resolves an account's secret reference (environment variable or command) into the secret:
+//! a password, an OAuth 2 refresh token or client secret.
 //!
 //! The secret is held in [`Secret`], whose `Debug` never shows it, and is never written anywhere.
 
@@ -32,10 +33,10 @@ impl fmt::Debug for Secret {
 #[non_exhaustive]
 pub enum SecretError {
     /// The environment variable is not set (or not UTF-8).
-    #[error("password variable ${0} is not set")]
+    #[error("secret variable ${0} (password or token) is not set")]
     EnvMissing(String),
     /// The command could not be run.
-    #[error("password command {command:?} could not run: {reason}")]
+    #[error("secret command {command:?} (password or token) could not run: {reason}")]
     CommandFailed {
         /// The command line.
         command: String,
@@ -43,7 +44,7 @@ pub enum SecretError {
         reason: String,
     },
     /// The command printed nothing.
-    #[error("password command {0:?} printed nothing")]
+    #[error("secret command {0:?} (password or token) printed nothing")]
     CommandEmpty(String),
 }
 
