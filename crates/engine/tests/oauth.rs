@@ -135,24 +135,71 @@ fn message(user: &str, subject: &str) -> OutgoingMessage {
     }
 }
 
+/// An OAuth-only Dovecot user with its own token issuer, and an engine with the account added.
+struct Setup {
+    servers: Servers,
+    issuer: TokenEndpoint,
+    user: String,
+    /// Holds the refresh token file.
+    dir: tempfile::TempDir,
+    token_file: std::path::PathBuf,
+    db: TempDb,
+    engine: Engine,
+    account: mailsync_store::accounts::Account,
+}
+
+impl Setup {
+    /// Tokens live `lifetime`; with `rotate`, every grant rotates the refresh token and the
+    /// account stores the new one back into its token file.
+    async fn new(tag: &str, lifetime: Duration, rotate: bool) -> Result<Setup, E> {
+        let servers = Servers::load()?;
+        let issuer = TokenEndpoint::start(lifetime)?;
+        issuer.set_rotate(rotate);
+        let user = TokenEndpoint::fresh_user(tag);
+        let dir = tempfile::tempdir()?;
+        let token_file = dir.path().join("refresh");
+        std::fs::write(&token_file, issuer.refresh_token_for(&user))?;
+        let store_cmd = rotate.then(|| format!("cat > {}", token_file.display()));
+        let db = TempDb::sqlite().await?;
+        let engine = Engine::new(db.store.clone());
+        let account = engine
+            .add_account_with(
+                oauth_account(&servers, &user, &token_file),
+                Some(oauth_settings(issuer.token_url(), store_cmd)),
+            )
+            .await?;
+        Ok(Setup {
+            servers,
+            issuer,
+            user,
+            dir,
+            token_file,
+            db,
+            engine,
+            account,
+        })
+    }
+
+    /// Waits for the sink to receive `subject`.
+    async fn sent(&self, subject: &str) -> Result<mailsync_testkit::SinkMessage, E> {
+        let sink = self.servers.smtp_sink_dir().to_path_buf();
+        let subject = subject.to_owned();
+        Ok(tokio::task::spawn_blocking(move || {
+            wait_for_sink_message(&sink, Duration::from_secs(20), |m| {
+                m.header("Subject").as_deref() == Some(subject.as_str())
+            })
+        })
+        .await??)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_outlives_its_access_tokens_and_keeps_syncing_and_sending() -> Result<(), E> {
-    let servers = Servers::load()?;
-    let issuer = TokenEndpoint::start(Duration::from_secs(3))?;
-    let user = TokenEndpoint::fresh_user("i20w");
-    let dir = tempfile::tempdir()?;
-    let token_file = dir.path().join("refresh");
-    std::fs::write(&token_file, issuer.refresh_token_for(&user))?;
-    let db = TempDb::sqlite().await?;
-    let engine = Engine::new(db.store.clone());
-    let account = engine
-        .add_account_with(
-            oauth_account(&servers, &user, &token_file),
-            Some(oauth_settings(issuer.token_url(), None)),
-        )
-        .await?;
+    let t = Setup::new("i20w", Duration::from_secs(3), false).await?;
+    let (servers, issuer, user, engine, account) =
+        (&t.servers, &t.issuer, &t.user, &t.engine, &t.account);
     assert_eq!(
-        engine.test_account(&account).await?,
+        engine.test_account(account).await?,
         "IMAP OAUTHBEARER, SMTP XOAUTH2"
     );
     let grants_at_start = issuer.grants();
@@ -162,22 +209,15 @@ async fn a_worker_outlives_its_access_tokens_and_keeps_syncing_and_sending() -> 
     // server does when a session outlives its token), a message arrives, one is sent.
     for round in 0..4 {
         tokio::time::sleep(Duration::from_millis(3200)).await;
-        doveadm_with_input(servers.dovecot_conf(), &["kick", &user], None)?;
+        doveadm_with_input(servers.dovecot_conf(), &["kick", user], None)?;
         let subject = format!("{user}-in-{round}");
-        deliver(&servers, &user, &subject)?;
+        deliver(servers, user, &subject)?;
         let sent_subject = format!("{user}-out-{round}");
         engine
-            .send(account.id, message(&user, &sent_subject))
+            .send(account.id, message(user, &sent_subject))
             .await?;
-        wait_for_email(&engine, &account, &format!("{subject}@example.test")).await?;
-        let sink = servers.smtp_sink_dir().to_path_buf();
-        let s = sent_subject.clone();
-        let got = tokio::task::spawn_blocking(move || {
-            wait_for_sink_message(&sink, Duration::from_secs(20), |m| {
-                m.header("Subject").as_deref() == Some(s.as_str())
-            })
-        })
-        .await??;
+        wait_for_email(engine, account, &format!("{subject}@example.test")).await?;
+        let got = t.sent(&sent_subject).await?;
         assert_eq!(
             got.auth_user.as_deref(),
             Some(user.as_str()),
@@ -208,32 +248,21 @@ async fn a_worker_outlives_its_access_tokens_and_keeps_syncing_and_sending() -> 
             assert!(!m.to_lowercase().contains("auth"), "sync log: {m}");
         }
     }
-    assert_no_token_in(&database_bytes(&db), &issuer.issued(), "the database");
+    assert_no_token_in(&database_bytes(&t.db), &issuer.issued(), "the database");
     Ok(())
 }
 
 #[tokio::test]
 async fn a_token_refused_before_its_expiry_is_replaced_once() -> Result<(), E> {
-    let servers = Servers::load()?;
-    let issuer = TokenEndpoint::start(Duration::from_secs(600))?;
-    let user = TokenEndpoint::fresh_user("i20r");
-    let dir = tempfile::tempdir()?;
-    let token_file = dir.path().join("refresh");
-    std::fs::write(&token_file, issuer.refresh_token_for(&user))?;
-    let db = TempDb::sqlite().await?;
-    let engine = Engine::new(db.store.clone());
-    let account = engine
-        .add_account_with(
-            oauth_account(&servers, &user, &token_file),
-            Some(oauth_settings(issuer.token_url(), None)),
-        )
-        .await?;
+    let t = Setup::new("i20r", Duration::from_secs(600), false).await?;
+    let (servers, issuer, user, engine, account) =
+        (&t.servers, &t.issuer, &t.user, &t.engine, &t.account);
     engine.sync_once(account.id).await?;
     let before = issuer.grants();
     // The provider invalidates every access token (password change); the cached one still
     // looks valid for ten minutes.
     issuer.revoke_access_tokens();
-    deliver(&servers, &user, &format!("{user}-after-revoke"))?;
+    deliver(servers, user, &format!("{user}-after-revoke"))?;
     engine.sync_once(account.id).await?;
     assert_eq!(issuer.grants(), before + 1, "exactly one fresh token");
     assert_eq!(
@@ -250,22 +279,16 @@ async fn a_token_refused_before_its_expiry_is_replaced_once() -> Result<(), E> {
     issuer.revoke_access_tokens();
     let before = issuer.grants();
     let subject = format!("{user}-sent-after-revoke");
-    engine.send(account.id, message(&user, &subject)).await?;
+    engine.send(account.id, message(user, &subject)).await?;
     engine.sync_once(account.id).await?;
     assert_eq!(issuer.grants(), before + 1, "exactly one fresh token");
-    let sink = servers.smtp_sink_dir().to_path_buf();
-    let got = tokio::task::spawn_blocking(move || {
-        wait_for_sink_message(&sink, Duration::from_secs(20), |m| {
-            m.header("Subject").as_deref() == Some(subject.as_str())
-        })
-    })
-    .await??;
+    let got = t.sent(&subject).await?;
     assert_eq!(got.auth_user.as_deref(), Some(user.as_str()));
     // SMTP on its own (no IMAP login before it to refresh the token): the sink refuses the
     // revoked token, one fresh token, accepted.
     issuer.revoke_access_tokens();
     let before = issuer.grants();
-    let session = mailsync_engine::imap_driver::smtp_connect(&account).await?;
+    let session = mailsync_engine::imap_driver::smtp_connect(account).await?;
     assert_eq!(session.mechanism(), "XOAUTH2");
     session.quit().await;
     assert_eq!(issuer.grants(), before + 1, "exactly one fresh token");
@@ -285,24 +308,19 @@ async fn a_token_refused_before_its_expiry_is_replaced_once() -> Result<(), E> {
 
 #[tokio::test]
 async fn a_rotated_refresh_token_is_handed_to_the_store_command() -> Result<(), E> {
-    let servers = Servers::load()?;
-    let issuer = TokenEndpoint::start(Duration::from_secs(1))?;
-    issuer.set_rotate(true);
-    let user = TokenEndpoint::fresh_user("i20s");
-    let dir = tempfile::tempdir()?;
-    let token_file = dir.path().join("refresh");
-    let first = issuer.refresh_token_for(&user);
-    std::fs::write(&token_file, &first)?;
-    let store_cmd = format!("cat > {}", token_file.display());
-    let db = TempDb::sqlite().await?;
-    let engine = Engine::new(db.store.clone());
-    let account = engine
-        .add_account_with(
-            oauth_account(&servers, &user, &token_file),
-            Some(oauth_settings(issuer.token_url(), Some(store_cmd))),
-        )
-        .await?;
-    let stored = std::fs::read_to_string(&token_file)?;
+    let t = Setup::new("i20s", Duration::from_secs(1), true).await?;
+    let (servers, issuer, engine, account, token_file, dir, db) = (
+        &t.servers,
+        &t.issuer,
+        &t.engine,
+        &t.account,
+        &t.token_file,
+        t.dir.path(),
+        &t.db,
+    );
+    // The first refresh token was rotated by the add's login and stored back.
+    let first = issuer.issued()[0].clone();
+    let stored = std::fs::read_to_string(token_file)?;
     assert_ne!(stored.trim(), first, "the rotated token was stored");
     assert_eq!(
         issuer.valid_refresh_tokens(),
@@ -312,17 +330,17 @@ async fn a_rotated_refresh_token_is_handed_to_the_store_command() -> Result<(), 
     engine.sync_once(account.id).await?;
     assert_eq!(
         issuer.valid_refresh_tokens(),
-        vec![std::fs::read_to_string(&token_file)?.trim().to_owned()],
+        vec![std::fs::read_to_string(token_file)?.trim().to_owned()],
         "rotated again, stored again"
     );
     // A store command that fails: the rotated token is still used (in memory) and the sync
     // goes on; the user is warned to store it.
     let user2 = TokenEndpoint::fresh_user("i20s2");
-    let file2 = dir.path().join("refresh2");
+    let file2 = dir.join("refresh2");
     std::fs::write(&file2, issuer.refresh_token_for(&user2))?;
     let second = engine
         .add_account_with(
-            oauth_account(&servers, &user2, &file2),
+            oauth_account(servers, &user2, &file2),
             Some(oauth_settings(issuer.token_url(), Some("exit 3".into()))),
         )
         .await?;
@@ -330,7 +348,7 @@ async fn a_rotated_refresh_token_is_handed_to_the_store_command() -> Result<(), 
     engine.sync_once(second.id).await?;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     engine.sync_once(second.id).await?;
-    assert_no_token_in(&database_bytes(&db), &issuer.issued(), "the database");
+    assert_no_token_in(&database_bytes(db), &issuer.issued(), "the database");
     Ok(())
 }
 

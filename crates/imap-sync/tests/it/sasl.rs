@@ -95,18 +95,32 @@ async fn run(
     auth: Auth,
     sasl_ir: bool,
 ) -> (
-    Result<(), mailsync_imap_sync::Error>,
+    Result<&'static str, mailsync_imap_sync::Error>,
+    Vec<u8>,
+    Option<String>,
+) {
+    run_offering(auth, sasl_ir, "AUTH=XOAUTH2 AUTH=OAUTHBEARER").await
+}
+
+/// [`run`] against a server advertising `mechs`; a success gives the mechanism used.
+async fn run_offering(
+    auth: Auth,
+    sasl_ir: bool,
+    mechs: &'static str,
+) -> (
+    Result<&'static str, mailsync_imap_sync::Error>,
     Vec<u8>,
     Option<String>,
 ) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let server = tokio::spawn(fake_server(listener, sasl_ir, "good"));
+    let server = tokio::spawn(fake_server_offering(listener, sasl_ir, "good", mechs));
     let cfg = ImapConfig::new("127.0.0.1", port, Security::Plain, "me@example.test", auth);
     let outcome = match limit(10, Connection::connect(&cfg)).await {
         Ok(c) => {
+            let m = c.mechanism();
             c.logout().await;
-            Ok(())
+            Ok(m)
         }
         Err(e) => Err(e),
     };
@@ -185,22 +199,8 @@ async fn bearer_prefers_oauthbearer_and_falls_back_to_xoauth2() {
         ("AUTH=XOAUTH2 AUTH=OAUTHBEARER", "OAUTHBEARER"),
         ("AUTH=XOAUTH2", "XOAUTH2"),
     ] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let server = tokio::spawn(fake_server_offering(listener, true, "good", mechs));
-        let cfg = ImapConfig::new(
-            "127.0.0.1",
-            port,
-            Security::Plain,
-            "me@example.test",
-            Auth::Bearer("good".into()),
-        );
-        let conn = limit(10, Connection::connect(&cfg))
-            .await
-            .expect("bearer login");
-        assert_eq!(conn.mechanism(), expected);
-        conn.logout().await;
-        let (initial, _) = limit(10, server).await.expect("server");
+        let (r, initial, _) = run_offering(Auth::Bearer("good".into()), true, mechs).await;
+        assert_eq!(r.ok(), Some(expected));
         let text = String::from_utf8_lossy(&initial).into_owned();
         assert_eq!(
             text.starts_with("n,a="),
