@@ -29,25 +29,13 @@ use common::E;
 fn oauth_account(servers: &Servers, user: &str, token_file: &Path) -> NewAccount {
     NewAccount {
         name: format!("oauth-{user}"),
-        kind: AccountKind::Imap,
-        email: format!("{user}@example.test"),
-        display_name: None,
-        username: user.into(),
         secret_ref: SecretRef::Command(format!("cat {}", token_file.display())),
-        imap: Some(Endpoint {
-            host: "127.0.0.1".into(),
-            port: servers.dovecot_imap_port(),
-            security: Security::Plain,
-        }),
         smtp: Some(Endpoint {
             host: servers.smtp_host().into(),
             port: servers.smtp_port(),
             security: Security::Plain,
         }),
-        jmap_session_url: None,
-        ca_file: None,
-        allow_plaintext: false,
-        body_policy: BodyPolicy::None,
+        ..common::dovecot_account(servers, user, "unused")
     }
 }
 
