@@ -24,6 +24,7 @@ mod cycle;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+mod fetcher;
 pub mod imap_driver;
 pub mod jmap_driver;
 pub mod jmap_send;
@@ -36,5 +37,6 @@ pub mod smtp;
 pub mod worker;
 
 pub use engine::{AccountStatus, Engine, SyncNow};
+pub use fetcher::SavedPart;
 pub use error::EngineError;
 pub use worker::EngineEvent;
