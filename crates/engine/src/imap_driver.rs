@@ -87,20 +87,6 @@ pub async fn test(account: &Account) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Fetches, parses and caches one email's body over a fresh connection.
-pub async fn fetch_body(
-    store: &Store,
-    account: &Account,
-    email: EmailId,
-) -> Result<(), EngineError> {
-    let cfg = config(account).await?;
-    let mut conn = Connection::connect(&cfg).await?;
-    let res = imap::fetch_body(&mut conn, store, email).await;
-    conn.logout().await;
-    res?;
-    Ok(())
-}
-
 fn imap_flag(f: &Flag) -> String {
     match f {
         Flag::Seen => "\\Seen".into(),
