@@ -20,7 +20,7 @@ use mailsync_outbox::{
 use mailsync_store::accounts::Account;
 use mailsync_store::checkpoints::{self, Scope};
 use mailsync_store::sync_log::{self, SyncCounts};
-use mailsync_store::{AccountId, EmailId, MailboxId, Role, Store, StoreError, emails, mailboxes};
+use mailsync_store::{AccountId, MailboxId, Role, Store, StoreError, emails, mailboxes};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
