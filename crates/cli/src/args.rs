@@ -20,6 +20,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         "\n",
         "Environment:\n",
         "  MAILSYNC_DB             default for --db\n",
+        "  MAILSYNC_CACHE_DIR      where saved attachments are cached (default: <db>.parts/)\n",
         "  RUST_LOG                tracing filter (overrides -v)\n",
         "  MAILSYNC_POLL_INTERVAL  how often `sync` polls servers without push (default 30s)\n",
         "  MAILSYNC_CACHE_DIR      where downloaded attachments are cached (default: beside the\n",
