@@ -38,11 +38,7 @@ fn qp(text: &str) -> String {
             let enc = match c {
                 '=' => "=3D".to_owned(),
                 c if c.is_ascii() && !c.is_ascii_control() => c.to_string(),
-                c => c
-                    .to_string()
-                    .bytes()
-                    .map(|b| format!("={b:02X}"))
-                    .collect(),
+                c => c.to_string().bytes().map(|b| format!("={b:02X}")).collect(),
             };
             if cur.len() + enc.len() > 75 {
                 out.push_str(&cur);
@@ -331,8 +327,19 @@ fn clear_inbox(servers: &Servers, user: &str) -> R {
 fn add_dovecot(env: &Env, imap: &str, user: &str) {
     let cmd = format!("printf %s {}", mailsync_testkit::DOVECOT_T_PASSWORD);
     env.run(&[
-        "account", "add", "d", "--imap", imap, "--security", "plain", "--user", user,
-        "--password-cmd", &cmd, "--bodies", "none",
+        "account",
+        "add",
+        "d",
+        "--imap",
+        imap,
+        "--security",
+        "plain",
+        "--user",
+        user,
+        "--password-cmd",
+        &cmd,
+        "--bodies",
+        "none",
     ])
     .ok();
 }
@@ -370,10 +377,24 @@ fn account_edit_keeps_data_and_a_failed_test_changes_nothing() -> R {
     // its exit code, and the account and its emails exactly as before.
     env.run(&["account", "edit", "d", "--password-cmd", "printf %s wrong"])
         .fails(4);
-    env.run(&["account", "edit", "d", "--imap", "127.0.0.1:1", "--bodies", "all"])
-        .fails(5);
-    env.run(&["account", "edit", "d", "--password-env", "MAILSYNC_I15_UNSET_VAR"])
-        .fails(4);
+    env.run(&[
+        "account",
+        "edit",
+        "d",
+        "--imap",
+        "127.0.0.1:1",
+        "--bodies",
+        "all",
+    ])
+    .fails(5);
+    env.run(&[
+        "account",
+        "edit",
+        "d",
+        "--password-env",
+        "MAILSYNC_I15_UNSET_VAR",
+    ])
+    .fails(4);
     env.run(&["account", "edit", "d", "--jmap", "http://127.0.0.1:1/"])
         .fails(2);
     env.run(&["account", "edit", "nosuch", "--bodies", "all"])
@@ -384,7 +405,15 @@ fn account_edit_keeps_data_and_a_failed_test_changes_nothing() -> R {
     // (created_at), its email kept, and it syncs with the new settings.
     let o = env
         .run_with(
-            &["account", "edit", "d", "--password-env", "MAILSYNC_I15_PW", "--bodies", "all"],
+            &[
+                "account",
+                "edit",
+                "d",
+                "--password-env",
+                "MAILSYNC_I15_PW",
+                "--bodies",
+                "all",
+            ],
             |c| {
                 c.env("MAILSYNC_I15_PW", mailsync_testkit::DOVECOT_T_PASSWORD);
             },
@@ -425,5 +454,23 @@ fn account_edit_keeps_data_and_a_failed_test_changes_nothing() -> R {
     assert_eq!(jafter.0[0]["bodies"], "none");
     assert_eq!(jafter.0[0]["created_at"], jbefore.0[0]["created_at"]);
     assert_eq!(jafter.1, jbefore.1);
+    // The server given again (discovered and tested), with another policy.
+    jenv.run(&[
+        "account",
+        "edit",
+        "j",
+        "--jmap",
+        servers.jmap_session_url(),
+        "--bodies",
+        "all",
+    ])
+    .ok();
+    let j2 = snapshot(&jenv);
+    assert_eq!(j2.0[0]["bodies"], "all");
+    assert_eq!(j2.0[0]["jmap_session_url"], jbefore.0[0]["jmap_session_url"]);
+    // A session URL that does not answer: refused, unchanged.
+    jenv.run(&["account", "edit", "j", "--jmap", "http://127.0.0.1:1/jmap"])
+        .fails(5);
+    assert_eq!(snapshot(&jenv), j2);
     Ok(())
 }

@@ -268,9 +268,7 @@ fn edited_endpoint(
     default_port: fn(Security) -> u16,
     what: &str,
 ) -> Result<Option<Endpoint>, CliError> {
-    let security = sec
-        .or(current.map(|e| e.security))
-        .unwrap_or(Security::Tls);
+    let security = sec.or(current.map(|e| e.security)).unwrap_or(Security::Tls);
     match (given, current) {
         (Some(g), _) => {
             let (host, port) = host_port(g, default_port(security))?;
