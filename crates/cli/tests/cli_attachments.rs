@@ -467,7 +467,10 @@ fn account_edit_keeps_data_and_a_failed_test_changes_nothing() -> R {
     .ok();
     let j2 = snapshot(&jenv);
     assert_eq!(j2.0[0]["bodies"], "all");
-    assert_eq!(j2.0[0]["jmap_session_url"], jbefore.0[0]["jmap_session_url"]);
+    assert_eq!(
+        j2.0[0]["jmap_session_url"],
+        jbefore.0[0]["jmap_session_url"]
+    );
     // A session URL that does not answer: refused, unchanged.
     jenv.run(&["account", "edit", "j", "--jmap", "http://127.0.0.1:1/jmap"])
         .fails(5);
