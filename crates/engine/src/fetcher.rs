@@ -17,7 +17,7 @@ use crate::error::EngineError;
 
 /// An open connection of one account.
 enum Conn {
-    Imap(Connection),
+    Imap(Box<Connection>),
     Jmap(Box<Client>),
 }
 
@@ -154,7 +154,7 @@ impl Fetcher {
             let conn = match account.kind {
                 AccountKind::Imap => {
                     let cfg = crate::imap_driver::config(account).await?;
-                    Conn::Imap(Connection::connect(&cfg).await?)
+                    Conn::Imap(Box::new(Connection::connect(&cfg).await?))
                 }
                 AccountKind::Jmap => {
                     Conn::Jmap(Box::new(crate::jmap_driver::connect(account).await?))
@@ -216,9 +216,7 @@ impl Fetcher {
         let attachment = emails::attachments(store.conn(), email)
             .await?
             .into_iter()
-            .find(|a| {
-                a.part_id.as_deref() == Some(part) || a.blob_id.as_deref() == Some(part)
-            })
+            .find(|a| a.part_id.as_deref() == Some(part) || a.blob_id.as_deref() == Some(part))
             .ok_or_else(|| {
                 EngineError::Store(mailsync_store::StoreError::NotFound {
                     what: "attachment part (see `attachment list`) of email",
@@ -242,9 +240,7 @@ impl Fetcher {
             .await
             .map_err(|e| output_err(dest, e))?;
         drop(out);
-        let res = self
-            .cached_part(store, &account, email, &attachment)
-            .await;
+        let res = self.cached_part(store, &account, email, &attachment).await;
         let (cache, cached) = match res {
             Ok(c) => c,
             Err(e) => {
@@ -337,9 +333,8 @@ impl Fetcher {
                 }
                 Some(Conn::Jmap(client)) => {
                     let jacc = client.mail_account_id()?;
-                    let blob = mailsync_jmap_client::BlobId::new(
-                        a.blob_id.clone().unwrap_or_default(),
-                    );
+                    let blob =
+                        mailsync_jmap_client::BlobId::new(a.blob_id.clone().unwrap_or_default());
                     let name = a.file_name.as_deref().unwrap_or("part");
                     client
                         .download(&jacc, &blob, name, &a.mime_type, &mut file)

@@ -37,6 +37,6 @@ pub mod smtp;
 pub mod worker;
 
 pub use engine::{AccountStatus, Engine, SyncNow};
-pub use fetcher::SavedPart;
 pub use error::EngineError;
+pub use fetcher::SavedPart;
 pub use worker::EngineEvent;

@@ -65,8 +65,15 @@ async fn save_all(
         }
         let body = engine.body(id).await?;
         assert!(
-            body.text.as_deref().unwrap_or_default().contains(&want.token)
-                || body.html.as_deref().unwrap_or_default().contains(&want.token),
+            body.text
+                .as_deref()
+                .unwrap_or_default()
+                .contains(&want.token)
+                || body
+                    .html
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains(&want.token),
             "message {i}: body has its token"
         );
     }
@@ -86,7 +93,7 @@ async fn missing_part_changes_nothing(engine: &Engine, id: EmailId, out: &std::p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_parts_and_bodies_over_one_connection_and_account_edit() -> Result<(), E> {
-    let seed = 0x15_0d_0001;
+    let seed = 0x150d_0001;
     let g = Generator::new(seed);
     let s = Setup::dovecot("i15od", "INBOX", &g, 0..61).await?;
     let out = scratch("i15od");
@@ -102,7 +109,11 @@ async fn imap_parts_and_bodies_over_one_connection_and_account_edit() -> Result<
     );
     let ids = ids_of(&s.db.store, &s.account, &mids(&g, 0..1)).await?;
     missing_part_changes_nothing(&s.engine, ids[0], &out).await;
-    assert_eq!(s.engine.on_demand_connections(), 1, "kept after a missing part");
+    assert_eq!(
+        s.engine.on_demand_connections(),
+        1,
+        "kept after a missing part"
+    );
 
     // Account edit: a new secret reference and body policy; rows kept.
     let rows = emails::count(s.db.store.conn(), s.account.id).await?;
@@ -113,7 +124,9 @@ async fn imap_parts_and_bodies_over_one_connection_and_account_edit() -> Result<
     assert_eq!(stored.secret_ref, edited.secret_ref);
     assert_eq!(stored.body_policy, BodyPolicy::All);
     assert_eq!(
-        accounts::get(s.db.store.conn(), s.account.id).await?.secret_ref,
+        accounts::get(s.db.store.conn(), s.account.id)
+            .await?
+            .secret_ref,
         edited.secret_ref
     );
     assert_eq!(emails::count(s.db.store.conn(), s.account.id).await?, rows);
@@ -121,7 +134,11 @@ async fn imap_parts_and_bodies_over_one_connection_and_account_edit() -> Result<
     // never fetched).
     let last = ids_of(&s.db.store, &s.account, &mids(&g, 60..61)).await?;
     s.engine.body(last[0]).await?;
-    assert_eq!(s.engine.on_demand_connections(), 2, "reopened after the edit");
+    assert_eq!(
+        s.engine.on_demand_connections(),
+        2,
+        "reopened after the edit"
+    );
 
     // A failing edit (wrong password) changes nothing.
     let before = accounts::get(s.db.store.conn(), s.account.id).await?;
@@ -130,7 +147,10 @@ async fn imap_parts_and_bodies_over_one_connection_and_account_edit() -> Result<
     bad.body_policy = BodyPolicy::None;
     let err = s.engine.edit_account(bad).await;
     assert!(err.is_err(), "{err:?}");
-    assert_eq!(accounts::get(s.db.store.conn(), s.account.id).await?, before);
+    assert_eq!(
+        accounts::get(s.db.store.conn(), s.account.id).await?,
+        before
+    );
     assert_eq!(emails::count(s.db.store.conn(), s.account.id).await?, rows);
     // Name and kind stay.
     let mut renamed = before.clone();

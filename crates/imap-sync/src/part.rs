@@ -68,7 +68,9 @@ fn transfer_encoding(mime_header: &[u8]) -> Option<String> {
             break;
         }
         if let Some((name, v)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("content-transfer-encoding")
+            && name
+                .trim()
+                .eq_ignore_ascii_case("content-transfer-encoding")
         {
             value = Some(v.to_owned());
         }

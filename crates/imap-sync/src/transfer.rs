@@ -137,9 +137,10 @@ fn qp_decode(buf: &[u8], last: bool, ws: &mut Vec<u8>, out: &mut Vec<u8>) -> usi
                 if !last && (after.is_empty() || after == b"\r") {
                     return i;
                 }
-                if let (Some(h), Some(l)) =
-                    (rest.first().and_then(|c| hex(*c)), rest.get(1).and_then(|c| hex(*c)))
-                {
+                if let (Some(h), Some(l)) = (
+                    rest.first().and_then(|c| hex(*c)),
+                    rest.get(1).and_then(|c| hex(*c)),
+                ) {
                     out.append(ws);
                     out.push(h << 4 | l);
                     i += 3;
