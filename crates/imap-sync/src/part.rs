@@ -1,5 +1,5 @@
-//! On-demand download of one MIME part of an email (an attachment): its transfer encoding
-//! from `BODY.PEEK[part.MIME]`, then the content in ranges with `BODY.PEEK[part]<offset.n>`
+//! On-demand download of one MIME part of an email (an attachment): its existence and
+//! transfer encoding from the BODYSTRUCTURE, then the content in ranges with `BODY.PEEK[part]<offset.n>`
 //! (RFC 3501 partial fetch), decoded as it arrives and written out, so memory holds one range
 //! whatever the part's size.
 
@@ -9,6 +9,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::body::select_copy;
 use crate::connection::Connection;
 use crate::error::{Error, ResponseCode};
+use crate::mime::Part;
 use crate::transfer::Decoder;
 use crate::wire::{Cmd, Event, Untagged};
 
@@ -53,29 +54,34 @@ async fn fetch_section(
     }
 }
 
-/// The `Content-Transfer-Encoding` named in a part's MIME header, if any.
-fn transfer_encoding(mime_header: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(mime_header);
-    let mut value: Option<String> = None;
-    for line in text.split('\n') {
-        let line = line.trim_end_matches('\r');
-        if let Some(v) = &mut value {
-            // A folded header continues on lines starting with a blank.
-            if line.starts_with([' ', '\t']) {
-                v.push_str(line);
-                continue;
+/// The transfer encoding of leaf `part` in a BODYSTRUCTURE, `None` when the message has no
+/// such leaf (servers answer a fetch of a missing section with an empty string, RFC 3501
+/// leaves it open, so existence is decided by the structure).
+fn leaf_encoding<'a>(p: &'a Part, part: &str) -> Option<&'a str> {
+    if p.children.is_empty() {
+        return (p.path == part).then_some(p.encoding.as_str());
+    }
+    p.children.iter().find_map(|c| leaf_encoding(c, part))
+}
+
+/// The message's BODYSTRUCTURE.
+async fn structure(conn: &mut Connection, uid: i64) -> Result<Option<Part>, Error> {
+    let cmd = Cmd::new("UID FETCH")
+        .raw(&uid.to_string())
+        .raw("(UID BODYSTRUCTURE)");
+    let tag = conn.wire.send(&cmd).await?;
+    let mut found = None;
+    loop {
+        match conn.wire.next(&tag).await? {
+            Event::Data(Untagged::Fetch(f)) => {
+                if f.uid.map(i64::from) == Some(uid) && f.structure.is_some() {
+                    found = f.structure;
+                }
             }
-            break;
-        }
-        if let Some((name, v)) = line.split_once(':')
-            && name
-                .trim()
-                .eq_ignore_ascii_case("content-transfer-encoding")
-        {
-            value = Some(v.to_owned());
+            Event::Data(other) => conn.note(&other),
+            Event::Done(_) => return Ok(found),
         }
     }
-    value.map(|v| v.trim().to_ascii_lowercase())
 }
 
 /// Downloads part `part` (an IMAP section number from the email's attachment list) of
@@ -100,20 +106,16 @@ where
     if !valid_part(part) {
         return Err(gone());
     }
-    let mime_key = format!("{part}.MIME");
-    let item = format!("BODY.PEEK[{mime_key}]");
-    let header = match fetch_section(conn, uid, &item, &mime_key).await {
-        Ok(h) => h,
+    let tree = match structure(conn, uid).await {
+        Ok(t) => t,
         Err(Error::No {
             code: Some(ResponseCode::ExpungeIssued | ResponseCode::NonExistent),
             ..
         }) => return Err(gone()),
         Err(e) => return Err(e),
     };
-    // A part of a single-part message has no MIME header of its own: its encoding is the
-    // message's (`part.MIME` is then the message header, RFC 3501 §6.4.5).
-    let header = header.ok_or_else(gone)?;
-    let mut decoder = Decoder::for_encoding(transfer_encoding(&header).as_deref().unwrap_or(""));
+    let tree = tree.ok_or_else(gone)?;
+    let mut decoder = Decoder::for_encoding(leaf_encoding(&tree, part).ok_or_else(gone)?);
     let mut offset: u64 = 0;
     let mut written: u64 = 0;
     let mut decoded = Vec::with_capacity(RANGE as usize);
@@ -158,9 +160,28 @@ mod tests {
     }
 
     #[test]
-    fn encoding_from_mime_header() {
-        let h = b"Content-Type: application/pdf\r\nContent-Transfer-Encoding:\r\n BASE64\r\n\r\n";
-        assert_eq!(transfer_encoding(h).as_deref(), Some("base64"));
-        assert_eq!(transfer_encoding(b"Content-Type: text/plain\r\n\r\n"), None);
+    fn only_leaves_of_the_structure_are_parts() {
+        let leaf = |path: &str, enc: &str| Part {
+            path: path.into(),
+            encoding: enc.into(),
+            ..Part::default()
+        };
+        let tree = Part {
+            mime_type: "multipart/mixed".into(),
+            children: vec![
+                leaf("1", "7bit"),
+                Part {
+                    path: "2".into(),
+                    mime_type: "multipart/related".into(),
+                    children: vec![leaf("2.1", "quoted-printable"), leaf("2.2", "base64")],
+                    ..Part::default()
+                },
+            ],
+            ..Part::default()
+        };
+        assert_eq!(leaf_encoding(&tree, "2.2"), Some("base64"));
+        assert_eq!(leaf_encoding(&tree, "1"), Some("7bit"));
+        assert_eq!(leaf_encoding(&tree, "2"), None);
+        assert_eq!(leaf_encoding(&tree, "3"), None);
     }
 }

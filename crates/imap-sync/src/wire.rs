@@ -836,11 +836,6 @@ fn fetch(attrs: &[AttributeValue<'_>], raw: &[u8]) -> FetchData {
                             f.sections.push((path_string(path), b));
                         }
                     }
-                    Some(SectionPath::Part(path, Some(MessageSection::Mime))) => {
-                        if let Some(b) = bytes {
-                            f.sections.push((format!("{}.MIME", path_string(path)), b));
-                        }
-                    }
                     Some(_) => {}
                 }
             }
