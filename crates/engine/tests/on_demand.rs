@@ -176,3 +176,94 @@ async fn jmap_blobs_and_bodies_over_one_connection() -> Result<(), E> {
     let _ = std::fs::remove_dir_all(&out);
     Ok(())
 }
+
+/// A message with a text part and one attachment `data` named `name` (part 2; mail-builder
+/// encodes it in base64).
+fn with_attachment(mid: &str, name: &str, data: &[u8]) -> Vec<u8> {
+    mail_builder::MessageBuilder::new()
+        .from("a@example.test")
+        .to("b@example.test")
+        .subject(name)
+        .message_id(mid)
+        .text_body(format!("see {name}"))
+        .attachment("application/octet-stream", name, data.to_vec())
+        .write_to_vec()
+        .expect("message")
+}
+
+/// Through a proxy that counts connections and cuts one mid-download: a cut download leaves
+/// neither the output nor a cache file; the next save reconnects once and writes the exact
+/// bytes, and later bodies and parts reuse that connection (counted at the proxy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_cut_download_writes_nothing_and_the_next_one_reconnects() -> Result<(), E> {
+    use mailsync_testkit::{Cut, FaultProxy, Servers, imap_append_bulk};
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("i15cut");
+    let data: Vec<u8> = (0u32..2 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let tag = mailsync_testkit::unique_name("cut");
+    let (m1, m2) = (format!("one.{tag}@t"), format!("two.{tag}@t"));
+    imap_append_bulk(
+        servers.dovecot_host(),
+        servers.dovecot_imap_port(),
+        &user.user,
+        &user.password,
+        "INBOX",
+        [
+            with_attachment(&m1, "one.bin", &data),
+            with_attachment(&m2, "two.bin", &data),
+        ]
+        .iter(),
+        2,
+    )?;
+    let proxy = FaultProxy::start(servers.dovecot_host(), servers.dovecot_imap_port())?;
+    let db = mailsync_store::testing::TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let out = scratch("i15cut");
+    engine.set_parts_dir(out.join("cache"));
+    let mut new = common::dovecot_account(&servers, &user.user, &user.password);
+    if let Some(ep) = new.imap.as_mut() {
+        ep.port = proxy.port();
+    }
+    let account = engine.add_account(new).await?;
+    engine.sync_once(account.id).await?;
+    let before = proxy.connections();
+    let ids = ids_of(&db.store, &account, &[m1, m2]).await?;
+
+    // The proxy cuts the next connection it opens: the on-demand one, mid-download.
+    proxy.arm(Cut::after_client_sends(b"BODY.PEEK[2]<", 300_000));
+    let err = engine.save_attachment(ids[0], "2", &out.join("one")).await;
+    assert!(err.is_err(), "cut mid-download: {err:?}");
+    assert_eq!(proxy.cuts(), 1);
+    assert!(!out.join("one").exists(), "no output");
+    let cache = out.join("cache").join(account.id.to_string());
+    let cached = std::fs::read_dir(&cache).map_or(0, |d| d.count());
+    assert_eq!(cached, 0, "no cache file from a cut download");
+    assert!(
+        !std::fs::read_dir(&out)?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains("partial")),
+        "no temporary output left"
+    );
+
+    // The next save reconnects once; then bodies and parts share that connection.
+    engine
+        .save_attachment(ids[0], "2", &out.join("one"))
+        .await?;
+    assert!(std::fs::read(out.join("one"))? == data);
+    engine.body(ids[0]).await?;
+    engine
+        .save_attachment(ids[1], "2", &out.join("two"))
+        .await?;
+    engine.body(ids[1]).await?;
+    assert!(std::fs::read(out.join("two"))? == data);
+    assert_eq!(
+        proxy.connections(),
+        before + 2,
+        "the cut connection and one more for everything after it"
+    );
+    assert_eq!(engine.on_demand_connections(), 2);
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(())
+}
