@@ -20,8 +20,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         "\n",
         "Environment:\n",
         "  MAILSYNC_DB             default for --db\n",
+        "  MAILSYNC_CACHE_DIR      where saved attachments are cached (default: <db>.parts/)\n",
         "  RUST_LOG                tracing filter (overrides -v)\n",
         "  MAILSYNC_POLL_INTERVAL  how often `sync` polls servers without push (default 30s)\n",
+        "  MAILSYNC_CACHE_DIR      where downloaded attachments are cached (default: beside the\n",
+        "                          SQLite database, DB.parts/; else ~/.cache/mailsync/parts)\n",
         "  MAILSYNC_LEASE_TTL      how long an account stays locked by a killed process (default 30s)\n",
         "\n",
         "Exit codes:\n",
@@ -87,6 +90,19 @@ pub enum Command {
         after_help = "Examples:\n  mailsync show 42\n  mailsync show 42 --html\n  mailsync show 42 --json   (headers, text, html and attachment metadata)"
     )]
     Show(ShowArgs),
+    /// List an email's attachments or save one to a file (downloaded on first use, then cached).
+    #[command(
+        subcommand,
+        after_help = concat!(
+            "Examples:\n",
+            "  mailsync attachment list 42\n",
+            "  mailsync attachment save 42 2 -o report.pdf\n",
+            "\n",
+            "Downloaded parts are cached as files in $MAILSYNC_CACHE_DIR, else beside the SQLite\n",
+            "database (<db>.parts/), else in $XDG_CACHE_HOME/mailsync/parts."
+        )
+    )]
+    Attachment(AttachmentCmd),
     /// Mark emails seen/unseen or flagged/unflagged (applied locally now, sent at the next sync).
     #[command(
         after_help = "Examples:\n  mailsync flag 42 43 --seen\n  mailsync flag 42 --flagged --now\n\nWorks offline: the change is queued and sent at the next sync (--now: sync right away)."
@@ -170,6 +186,20 @@ pub enum AccountCmd {
         "587 (starttls) / 25 (plain)."
     ))]
     Add(Box<AccountAddArgs>),
+    /// Change an account's servers, security, login, password source or body policy, keeping
+    /// its local data (the new settings are tested first; nothing changes when that fails).
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  mailsync account edit work --password-cmd 'pass show mail/work-new'\n",
+        "  mailsync account edit work --bodies all\n",
+        "  mailsync account edit work --imap imap2.example.org --security starttls\n",
+        "  mailsync account edit home --jmap https://jmap.example.org/.well-known/jmap\n",
+        "\n",
+        "Only the flags given change. --imap/--smtp HOST without a port take the default port of\n",
+        "the (new) security; --security alone keeps host and port. The name and the protocol\n",
+        "(IMAP or JMAP) cannot change: remove and add the account for that."
+    ))]
+    Edit(Box<AccountEditArgs>),
     /// Test an account's connection and credentials (prints the mechanisms used).
     #[command(
         after_help = "Example:\n  mailsync account test work\n  (prints e.g. `account \"work\": ok (IMAP OAUTHBEARER, SMTP XOAUTH2)`)"
@@ -278,6 +308,90 @@ pub struct AccountAddArgs {
     /// Allow plaintext (plain security, http://) to a non-loopback host.
     #[arg(long)]
     pub allow_plaintext: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("password").args(["password_env", "password_cmd"])))]
+pub struct AccountEditArgs {
+    /// Local name of the account.
+    pub name: String,
+    /// New IMAP server, HOST or HOST:PORT (IMAP accounts).
+    #[arg(long, value_name = "HOST[:PORT]", conflicts_with = "jmap")]
+    pub imap: Option<String>,
+    /// New JMAP server (JMAP accounts): a URL, a host or an email address, as for `add`.
+    #[arg(long, value_name = "URL|HOST|EMAIL", conflicts_with_all = ["smtp", "security", "smtp_security"])]
+    pub jmap: Option<String>,
+    /// New IMAP connection security.
+    #[arg(long, value_enum, value_name = "tls|starttls|plain")]
+    pub security: Option<SecurityArg>,
+    /// New SMTP server (IMAP accounts), HOST or HOST:PORT.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub smtp: Option<String>,
+    /// New SMTP connection security.
+    #[arg(long, value_enum)]
+    pub smtp_security: Option<SecurityArg>,
+    /// Extra CA certificate (PEM) to trust.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// New login name.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Environment variable holding the password.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// Command printing the password on its first line.
+    #[arg(long, value_name = "CMD")]
+    pub password_cmd: Option<String>,
+    /// New address to send from.
+    #[arg(long, value_name = "ADDR")]
+    pub email: Option<String>,
+    /// New display name for sent mail.
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// Bodies downloaded during sync: none, all or NNkb.
+    #[arg(long, value_name = "none|all|<N>kb")]
+    pub bodies: Option<String>,
+    /// Allow plaintext (plain security, http://) to a non-loopback host.
+    #[arg(long)]
+    pub allow_plaintext: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttachmentCmd {
+    /// List an email's attachments: part, file name, type, size.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  mailsync attachment list 42\n",
+        "  mailsync attachment list 42 --json\n",
+        "\n",
+        "--json prints one object per line: part, file_name, mime_type, size, disposition,\n",
+        "content_id, blob_id. Sizes are as the server reports them (IMAP: encoded size)."
+    ))]
+    List {
+        /// Email id (from `mailsync emails`).
+        id: i64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Save one attachment, decoded, to a file (written whole or not at all).
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  mailsync attachment save 42 2                 to its own file name, here\n",
+        "  mailsync attachment save 42 2 -o /tmp/a.pdf\n",
+        "\n",
+        "PART is the part column of `attachment list` (an IMAP part number such as 2 or 1.3, or\n",
+        "a JMAP part or blob id). Large attachments are streamed, never held in memory."
+    ))]
+    Save {
+        /// Email id (from `mailsync emails`).
+        id: i64,
+        /// Part (from `mailsync attachment list`).
+        part: String,
+        /// Output file (default: the attachment's file name in the current directory).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,8 @@
 //! `mailsync`: the command-line tool over the mailsync engine.
 //!
-//! Accounts (`account add|test|list|remove`), synchronisation (`sync --once` or a daemon until
-//! SIGINT/SIGTERM), reading (`mailboxes`, `emails`, `show`), local changes that work offline
+//! Accounts (`account add|edit|test|list|remove`), synchronisation (`sync --once` or a daemon
+//! until SIGINT/SIGTERM), reading (`mailboxes`, `emails`, `show`, `attachment list|save`),
+//! local changes that work offline
 //! (`flag`, `move`, `delete`, `undo`), sending (`send`) and observation (`status`, `failed`,
 //! `log`). Every listing has `--json`: one JSON object per line.
 //!
@@ -24,6 +25,8 @@
 //!
 //! # Environment
 //! - `MAILSYNC_DB`: default for `--db`.
+//! - `MAILSYNC_CACHE_DIR`: where downloaded attachments are cached (default: beside a SQLite
+//!   database, `<db>.parts/`).
 //! - `RUST_LOG`: tracing filter (else `-v` = info, `-vv` = debug for the mailsync crates).
 //! - `MAILSYNC_POLL_INTERVAL` (or the hidden `sync --poll-interval`): how often `sync` polls
 //!   servers without push (JMAP without EventSource, e.g. Cyrus); default 30 s. Accepts `500ms`,

@@ -62,6 +62,8 @@ struct Inner {
     tracker: TaskTracker,
     root: CancellationToken,
     policy: WorkerPolicy,
+    /// On-demand downloads: one connection per account, the parts cache.
+    fetcher: crate::fetcher::Fetcher,
 }
 
 /// The sync engine. Cheap to clone; all clones share the workers.
@@ -121,6 +123,7 @@ impl Engine {
                 tracker: TaskTracker::new(),
                 root: CancellationToken::new(),
                 policy,
+                fetcher: crate::fetcher::Fetcher::new(),
             }),
         }
     }
@@ -209,9 +212,32 @@ impl Engine {
         Ok(accounts::create_with(self.store().conn(), new, oauth).await?)
     }
 
+    /// Changes an account's settings (servers, security, user, secret reference, body policy,
+    /// ...; not its id, name or kind) and keeps all of its data. The new settings are tested
+    /// first; when the test fails nothing is stored. A worker running for the account is
+    /// restarted with them, and the on-demand connection is reopened.
+    pub async fn edit_account(&self, edited: Account) -> Result<Account, EngineError> {
+        let current = accounts::get(self.store().conn(), edited.id).await?;
+        if current.kind != edited.kind || current.name != edited.name {
+            return Err(EngineError::Config(
+                "an account's name and kind (IMAP/JMAP) cannot be changed; add a new account"
+                    .into(),
+            ));
+        }
+        self.test_account(&edited).await?;
+        let stored = accounts::update(self.store().conn(), &edited).await?;
+        self.inner.fetcher.forget(stored.id);
+        if self.has_worker(stored.id) {
+            self.stop(stored.id);
+            self.start(stored.clone());
+        }
+        Ok(stored)
+    }
+
     /// Stops the account's worker and deletes the account with all its data.
     pub async fn remove_account(&self, id: AccountId) -> Result<(), EngineError> {
         self.stop(id);
+        self.inner.fetcher.forget(id);
         Ok(accounts::delete(self.store().conn(), id).await?)
     }
 
@@ -485,29 +511,50 @@ impl Engine {
         }
         let e = emails::get(self.store().conn(), email).await?;
         let account = accounts::get(self.store().conn(), e.account_id).await?;
-        match account.kind {
-            AccountKind::Jmap => {
-                let client = crate::jmap_driver::connect(&account).await?;
-                let jacc = client.mail_account_id()?;
-                crate::jmap_sync::fetch_and_store_bodies(
-                    &client,
-                    self.store(),
-                    account.id,
-                    &jacc,
-                    vec![mailsync_jmap_client::EmailId::new(e.remote_id.clone())],
-                )
-                .await?;
-            }
-            AccountKind::Imap => {
-                crate::imap_driver::fetch_body(self.store(), &account, email).await?;
-            }
-        }
+        self.inner
+            .fetcher
+            .fetch_body(self.store(), &account, email, &e.remote_id)
+            .await?;
         bodies::get(self.store().conn(), email)
             .await?
             .ok_or(EngineError::Store(mailsync_store::StoreError::NotFound {
                 what: "body on the server for email",
                 key: email.to_string(),
             }))
+    }
+
+    /// Where downloaded attachment parts are cached (default: `mailsync-parts` in the
+    /// system's temporary directory).
+    pub fn set_parts_dir(&self, dir: std::path::PathBuf) {
+        self.inner.fetcher.set_parts_dir(dir);
+    }
+
+    /// The parts cache directory.
+    pub fn parts_dir(&self) -> std::path::PathBuf {
+        self.inner.fetcher.parts_dir()
+    }
+
+    /// How many on-demand connections (bodies, parts) this engine has opened: one per
+    /// account while it stays usable.
+    pub fn on_demand_connections(&self) -> u64 {
+        self.inner.fetcher.connects()
+    }
+
+    /// Writes attachment `part` of an email (its part id or blob id, as listed in the
+    /// `attachments` table) to the file `dest`, decoded: from the parts cache, else downloaded
+    /// over the account's on-demand connection into the cache first, streaming (memory stays
+    /// bounded whatever the size). `dest` is checked writable before any download and is
+    /// written whole or not at all.
+    pub async fn save_attachment(
+        &self,
+        email: EmailId,
+        part: &str,
+        dest: &std::path::Path,
+    ) -> Result<crate::fetcher::SavedPart, EngineError> {
+        self.inner
+            .fetcher
+            .save_part(self.store(), email, part, dest)
+            .await
     }
 
     /// Status of every account.

@@ -45,6 +45,14 @@ pub enum EngineError {
     /// Sending over SMTP.
     #[error(transparent)]
     Smtp(#[from] SmtpError),
+    /// A local file (a saved attachment, the parts cache) could not be written.
+    #[error("cannot write {path}: {source}")]
+    Output {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The account's settings are incomplete or invalid.
     #[error("account configuration: {0}")]
     Config(String),

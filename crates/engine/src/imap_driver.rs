@@ -20,7 +20,7 @@ use mailsync_outbox::{
 use mailsync_store::accounts::Account;
 use mailsync_store::checkpoints::{self, Scope};
 use mailsync_store::sync_log::{self, SyncCounts};
-use mailsync_store::{AccountId, EmailId, MailboxId, Role, Store, StoreError, emails, mailboxes};
+use mailsync_store::{AccountId, MailboxId, Role, Store, StoreError, emails, mailboxes};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -123,19 +123,6 @@ pub async fn test(account: &Account, smtp: bool) -> Result<String, EngineError> 
         session.quit().await;
     }
     Ok(used)
-}
-
-/// Fetches, parses and caches one email's body over a fresh connection.
-pub async fn fetch_body(
-    store: &Store,
-    account: &Account,
-    email: EmailId,
-) -> Result<(), EngineError> {
-    let mut conn = connect(account).await?;
-    let res = imap::fetch_body(&mut conn, store, email).await;
-    conn.logout().await;
-    res?;
-    Ok(())
 }
 
 fn imap_flag(f: &Flag) -> String {

@@ -26,6 +26,7 @@ mod cycle;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+mod fetcher;
 pub mod imap_driver;
 pub mod jmap_driver;
 pub mod jmap_send;
@@ -40,4 +41,5 @@ pub mod worker;
 
 pub use engine::{AccountStatus, Engine, SyncNow};
 pub use error::EngineError;
+pub use fetcher::SavedPart;
 pub use worker::EngineEvent;

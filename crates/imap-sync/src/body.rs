@@ -10,15 +10,14 @@ use crate::mime::{self, ParsedBody};
 use crate::storeext;
 use crate::wire::{Cmd, Event, Untagged};
 
-/// Downloads, parses and caches the body of `email` (raw message included), and fills in its
-/// preview when it had none. Fails with [`Error::NotFound`] when the email has no IMAP
-/// identity, its mailbox's UIDVALIDITY changed, or the server no longer has the message.
-pub async fn fetch_body(
+/// Selects the mailbox of `email`'s IMAP copy and returns its decoded name and UID. Fails
+/// with [`Error::NotFound`] when the email has no IMAP identity or the mailbox's UIDVALIDITY
+/// is no longer the one its UID was recorded under (the UID may name another message).
+pub(crate) async fn select_copy(
     conn: &mut Connection,
     store: &Store,
     email: EmailId,
-) -> Result<ParsedBody, Error> {
-    let row = emails::get(store.conn(), email).await?;
+) -> Result<(String, i64), Error> {
     let members = emails::memberships(store.conn(), email).await?;
     let (mailbox_id, uidvalidity, uid) = members
         .iter()
@@ -35,12 +34,25 @@ pub async fn fetch_body(
             key: format!("{}/{uid}", mailbox.name),
         });
     }
+    Ok((mailbox.name, uid))
+}
+
+/// Downloads, parses and caches the body of `email` (raw message included), and fills in its
+/// preview when it had none. Fails with [`Error::NotFound`] when the email has no IMAP
+/// identity, its mailbox's UIDVALIDITY changed, or the server no longer has the message.
+pub async fn fetch_body(
+    conn: &mut Connection,
+    store: &Store,
+    email: EmailId,
+) -> Result<ParsedBody, Error> {
+    let row = emails::get(store.conn(), email).await?;
+    let (mailbox, uid) = select_copy(conn, store, email).await?;
     let cmd = Cmd::new("UID FETCH")
         .raw(&uid.to_string())
         .raw("(UID BODY.PEEK[])");
     let gone = || Error::NotFound {
         what: "message on the server",
-        key: format!("{}/{uid}", mailbox.name),
+        key: format!("{mailbox}/{uid}"),
     };
     let tag = conn.wire.send(&cmd).await?;
     let mut raw: Option<Vec<u8>> = None;

@@ -414,6 +414,9 @@ pub enum Error {
     /// The local database failed.
     #[error("store error")]
     Store(#[from] StoreError),
+    /// Writing a downloaded part to its destination failed (a local file, not the server).
+    #[error("cannot write the downloaded part: {0}")]
+    Write(std::io::Error),
 }
 
 impl From<sea_orm::DbErr> for Error {

@@ -8,7 +8,8 @@
 //! * [`sync_account`] runs one cycle: [`sync_mailboxes`] (LIST with SPECIAL-USE and
 //!   LIST-STATUS), then [`sync_mailbox`] for every selectable mailbox. Each batch of new
 //!   messages is written with the checkpoint covering it in one transaction.
-//! * [`fetch_body`] downloads, parses and caches one email's body on demand.
+//! * [`fetch_body`] downloads, parses and caches one email's body on demand; [`fetch_part`]
+//!   streams one MIME part (an attachment), decoded, to a writer in 1 MiB ranges.
 //! * [`idle`] waits for a change on a mailbox (IDLE, or NOOP polling).
 //! * [`apply`] applies [`ImapMutation`]s (flags, move, delete, append) and returns a
 //!   [`MutationOutcome`] per item.
@@ -120,11 +121,13 @@ mod idle;
 mod mailboxes;
 mod mime;
 mod mutate;
+mod part;
 pub mod plan;
 mod rawscan;
 /// The UID-level queries live in the store, beside every other query.
 pub(crate) use mailsync_store::uids as storeext;
 mod sync;
+mod transfer;
 mod transport;
 mod uidset;
 pub mod utf7;
@@ -140,6 +143,7 @@ pub use mailboxes::{
 };
 pub use mime::ParsedBody;
 pub use mutate::{ImapMutation, MutationOutcome, apply};
+pub use part::fetch_part;
 pub use sync::{
     AccountSyncReport, MailboxOutcome, MailboxResult, ProgressFn, SyncCounts, SyncOptions,
     SyncProgress, sync_account, sync_mailbox,

@@ -278,6 +278,37 @@ pub async fn delete<C: ConnectionTrait>(c: &C, id: AccountId) -> Result<(), Stor
     Ok(())
 }
 
+/// Stores an account's edited settings (everything but its id, name, kind and creation
+/// time); its data stays. Returns the stored account; [`StoreError::NotFound`] when it no
+/// longer exists.
+pub async fn update<C: ConnectionTrait>(c: &C, a: &Account) -> Result<Account, StoreError> {
+    get(c, a.id).await?;
+    let (imap_host, imap_port, imap_security) = split(a.imap.clone());
+    let (smtp_host, smtp_port, smtp_security) = split(a.smtp.clone());
+    acc::ActiveModel {
+        id: Set(a.id.0),
+        email: Set(a.email.clone()),
+        display_name: Set(a.display_name.clone()),
+        username: Set(a.username.clone()),
+        secret_ref: Set(a.secret_ref.to_string()),
+        imap_host: Set(imap_host),
+        imap_port: Set(imap_port),
+        imap_security: Set(imap_security),
+        smtp_host: Set(smtp_host),
+        smtp_port: Set(smtp_port),
+        smtp_security: Set(smtp_security),
+        jmap_session_url: Set(a.jmap_session_url.clone()),
+        ca_file: Set(a.ca_file.clone()),
+        allow_plaintext: Set(a.allow_plaintext),
+        body_policy: Set(a.body_policy.to_string()),
+        updated_at: Set(crate::now()),
+        ..Default::default()
+    }
+    .update(c)
+    .await?
+    .try_into()
+}
+
 /// Changes the body download policy.
 pub async fn set_body_policy<C: ConnectionTrait>(
     c: &C,

@@ -506,6 +506,27 @@ async fn account_round_trip(store: &Store) -> R {
     ));
     accounts::set_body_policy(c, a.id, BodyPolicy::All).await?;
     assert_eq!(accounts::get(c, a.id).await?.body_policy, BodyPolicy::All);
+    // An edit changes the settings in place: same id, same name, same creation time.
+    let mut edited = accounts::get(c, a.id).await?;
+    edited.secret_ref = SecretRef::Command("pass show work".into());
+    edited.username = "me2".into();
+    edited.smtp = None;
+    edited.body_policy = BodyPolicy::MaxBytes(1024);
+    if let Some(ep) = edited.imap.as_mut() {
+        ep.port = 993;
+    }
+    let stored = accounts::update(c, &edited).await?;
+    let back = accounts::get(c, a.id).await?;
+    assert_eq!(back, stored);
+    assert_eq!(
+        (back.id, back.name.as_str(), back.created_at),
+        (a.id, "work", a.created_at)
+    );
+    assert_eq!(back.secret_ref, edited.secret_ref);
+    assert_eq!(back.username, "me2");
+    assert_eq!(back.smtp, None);
+    assert_eq!(back.imap.as_ref().map(|e| e.port), Some(993));
+    assert_eq!(back.body_policy, BodyPolicy::MaxBytes(1024));
     let b = accounts::create(c, new_account("home")).await?;
     let names: Vec<_> = accounts::list(c)
         .await?

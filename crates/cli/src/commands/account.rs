@@ -7,13 +7,14 @@ use mailsync_store::accounts::{Endpoint, NewAccount, OAuth};
 use mailsync_store::{AccountKind, BodyPolicy, SecretRef, Security};
 
 use super::Ctx;
-use crate::args::{AccountAddArgs, AccountCmd, JsonArg, SecurityArg};
+use crate::args::{AccountAddArgs, AccountCmd, AccountEditArgs, JsonArg, SecurityArg};
 use crate::error::CliError;
 use crate::output;
 
 pub async fn run(ctx: &Ctx, cmd: AccountCmd) -> Result<u8, CliError> {
     match cmd {
         AccountCmd::Add(a) => add(ctx, *a).await,
+        AccountCmd::Edit(a) => edit(ctx, *a).await,
         AccountCmd::Test { name } => test(ctx, &name).await,
         AccountCmd::List(a) => list(ctx, a).await,
         AccountCmd::Remove { name } => remove(ctx, &name).await,
@@ -282,6 +283,158 @@ async fn add(ctx: &Ctx, a: AccountAddArgs) -> Result<u8, CliError> {
         acc.name,
         acc.kind.as_str(),
         acc.email
+    ))?;
+    Ok(0)
+}
+
+fn default_imap_port(sec: Security) -> u16 {
+    if sec == Security::Tls { 993 } else { 143 }
+}
+
+fn default_smtp_port(sec: Security) -> u16 {
+    match sec {
+        Security::Tls => 465,
+        Security::Starttls => 587,
+        Security::Plain => 25,
+    }
+}
+
+/// An endpoint after an edit: a new `HOST[:PORT]` (default port of the security in force),
+/// and/or a new security (alone: same host and port).
+fn edited_endpoint(
+    current: Option<&Endpoint>,
+    given: Option<&str>,
+    sec: Option<Security>,
+    default_port: fn(Security) -> u16,
+    what: &str,
+) -> Result<Option<Endpoint>, CliError> {
+    let security = sec.or(current.map(|e| e.security)).unwrap_or(Security::Tls);
+    match (given, current) {
+        (Some(g), _) => {
+            let (host, port) = host_port(g, default_port(security))?;
+            Ok(Some(Endpoint {
+                host,
+                port,
+                security,
+            }))
+        }
+        (None, Some(c)) => Ok(Some(Endpoint {
+            security,
+            ..c.clone()
+        })),
+        (None, None) if sec.is_some() => Err(CliError::usage(format!(
+            "the account has no {what} server to change the security of; give --{what}"
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
+async fn edit(ctx: &Ctx, a: AccountEditArgs) -> Result<u8, CliError> {
+    let object = format!("account {:?}", a.name);
+    let current = ctx.account(&a.name).await?;
+    let mut acc = current.clone();
+    if let Some(b) = &a.bodies {
+        acc.body_policy = b.parse().map_err(|_| {
+            CliError::usage(format!(
+                "invalid --bodies {b:?}: expected none, all or <N>kb"
+            ))
+        })?;
+    }
+    if let Some(v) = &a.password_env {
+        acc.secret_ref = SecretRef::Env(v.clone());
+    }
+    if let Some(c) = &a.password_cmd {
+        acc.secret_ref = SecretRef::Command(c.clone());
+    }
+    if let Some(u) = &a.user {
+        acc.username = u.clone();
+    }
+    if let Some(e) = &a.email {
+        acc.email = e.clone();
+    }
+    if let Some(d) = &a.display_name {
+        acc.display_name = Some(d.clone());
+    }
+    if a.allow_plaintext {
+        acc.allow_plaintext = true;
+    }
+    if let Some(p) = &a.ca_file {
+        let abs = std::fs::canonicalize(p)
+            .map_err(|e| CliError::usage(format!("--ca-file {}: {e}", p.display())))?;
+        acc.ca_file = Some(abs.display().to_string());
+    }
+    match current.kind {
+        AccountKind::Imap => {
+            if a.jmap.is_some() {
+                return Err(CliError::usage(format!(
+                    "{object} is an IMAP account: --jmap cannot change its protocol (remove and add it)"
+                )));
+            }
+            let sec = a.security.map(security);
+            acc.imap = edited_endpoint(
+                current.imap.as_ref(),
+                a.imap.as_deref(),
+                sec,
+                default_imap_port,
+                "imap",
+            )?;
+            let ssec = a.smtp_security.map(security);
+            acc.smtp = edited_endpoint(
+                current.smtp.as_ref(),
+                a.smtp.as_deref(),
+                ssec,
+                default_smtp_port,
+                "smtp",
+            )?;
+        }
+        AccountKind::Jmap => {
+            if a.imap.is_some() || a.smtp.is_some() || a.security.is_some() {
+                return Err(CliError::usage(format!(
+                    "{object} is a JMAP account: --imap, --smtp and --security do not apply"
+                )));
+            }
+            if let Some(given) = &a.jmap {
+                let creds = mailsync_engine::oauth::Creds::from(&acc);
+                let url =
+                    mailsync_engine::jmap_driver::discover_session_url(given, &acc.username, creds)
+                        .await
+                        .map_err(|e| CliError::engine(&object, &e))?;
+                acc.jmap_session_url = Some(url);
+            }
+        }
+    }
+    // The same plaintext rule as `add`, on the settings in force after the edit.
+    if !acc.allow_plaintext {
+        for e in acc.imap.iter().chain(acc.smtp.iter()) {
+            if e.security == Security::Plain && !is_loopback(&e.host) {
+                return Err(CliError::usage(format!(
+                    "{object}: refusing plaintext to non-loopback host {:?} (use --allow-plaintext to force)",
+                    e.host
+                )));
+            }
+        }
+        if let Some(u) = &acc.jmap_session_url {
+            let (plain, host) = url_host(u)?;
+            if plain && !is_loopback(&host) {
+                return Err(CliError::usage(format!(
+                    "{object}: refusing plain http:// to non-loopback host {host:?} (use --allow-plaintext to force)"
+                )));
+            }
+        }
+    }
+    if acc == current {
+        output::line(format!("account {:?}: nothing to change", acc.name))?;
+        return Ok(0);
+    }
+    let saved = ctx
+        .engine
+        .edit_account(acc)
+        .await
+        .map_err(|e| CliError::engine(&object, &e))?;
+    output::line(format!(
+        "account {:?} updated (connection tested; bodies {})",
+        saved.name,
+        output::body_policy(saved.body_policy)
     ))?;
     Ok(0)
 }

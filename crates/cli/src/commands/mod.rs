@@ -1,6 +1,7 @@
 //! Dispatch: opens the database, builds the engine and runs one command.
 
 mod account;
+mod attachment;
 mod changes;
 mod read;
 mod send;
@@ -115,6 +116,28 @@ fn default_db() -> Result<String, CliError> {
     ))
 }
 
+/// Where downloaded attachment parts are cached: `$MAILSYNC_CACHE_DIR`, else beside a SQLite
+/// database (`<db>.parts`), else `$XDG_CACHE_HOME/mailsync/parts` (or `~/.cache/...`).
+fn parts_dir(db_url: &str) -> PathBuf {
+    if let Some(d) = std::env::var_os("MAILSYNC_CACHE_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(rest) = db_url.strip_prefix("sqlite://") {
+        let path = rest.split('?').next().unwrap_or("");
+        if !path.is_empty() && path != ":memory:" {
+            return PathBuf::from(format!("{path}.parts"));
+        }
+    }
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(h) => PathBuf::from(h).join(".cache"),
+            None => std::env::temp_dir(),
+        },
+    };
+    base.join("mailsync").join("parts")
+}
+
 /// Runs the parsed command; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
     let url = match cli.db {
@@ -139,12 +162,14 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     let ctx = Ctx {
         engine: Engine::with_policy(store, policy),
     };
+    ctx.engine.set_parts_dir(parts_dir(&url));
     match cli.command {
         Command::Account(a) => account::run(&ctx, a).await,
         Command::Sync(a) => sync::run(&ctx, a).await,
         Command::Mailboxes(a) => read::mailboxes(&ctx, a).await,
         Command::Emails(a) => read::emails(&ctx, a).await,
         Command::Show(a) => read::show(&ctx, a).await,
+        Command::Attachment(a) => attachment::run(&ctx, a).await,
         Command::Flag(a) => changes::flag(&ctx, a).await,
         Command::Move(a) => changes::move_to(&ctx, a).await,
         Command::Delete(a) => changes::delete(&ctx, a).await,

@@ -141,3 +141,72 @@ async fn body_policies_during_sync() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `fetch_part`: base64 and quoted-printable parts decoded to the exact bytes, in ranges (a
+/// part larger than one range), and a part the message does not have is `NotFound` with
+/// nothing written.
+#[tokio::test]
+async fn fetch_part_decodes_exact_bytes_and_rejects_missing_parts() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use mailsync_imap_sync::fetch_part;
+    let user = fresh_user("part");
+    let cfg = dovecot(&user);
+    // 3 MiB of varied bytes: more than two 1 MiB ranges once encoded.
+    let binary: Vec<u8> = (0u32..3 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&binary);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|l| std::str::from_utf8(l).unwrap_or_default())
+        .collect();
+    let raw = format!(
+        "From: a@example.test\r\nTo: b@example.test\r\nSubject: parts\r\n\
+         Message-ID: <parts@example.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+         --B\r\nContent-Type: application/octet-stream; name=\"x.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+         --B\r\nContent-Type: text/plain; name=\"q.txt\"\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 =3D=\r\n ok\r\n--B--\r\n",
+        lines.join("\r\n")
+    );
+    append(&cfg, &user, "INBOX", vec![raw.into_bytes()]).await?;
+    let (db, account) = store().await?;
+    let mut conn = connect(&cfg).await;
+    limit(
+        30,
+        sync_account(&mut conn, &db.store, account, &SyncOptions::default()),
+    )
+    .await?;
+    let e = emails::find_by_message_id(db.store.conn(), account, "parts@example.test")
+        .await?
+        .into_iter()
+        .next()
+        .expect("synced");
+    let atts = emails::attachments(db.store.conn(), e.id).await?;
+    let parts: Vec<_> = atts.iter().filter_map(|a| a.part_id.clone()).collect();
+    assert_eq!(parts, ["2", "3"], "{atts:#?}");
+    let mut out = Vec::new();
+    let n = limit(30, fetch_part(&mut conn, &db.store, e.id, "2", &mut out)).await?;
+    assert_eq!(n as usize, binary.len());
+    assert!(out == binary, "base64 part decoded exactly");
+    let mut out = Vec::new();
+    limit(30, fetch_part(&mut conn, &db.store, e.id, "3", &mut out)).await?;
+    assert_eq!(out, "café = ok".as_bytes());
+    for missing in ["7", "2.4", "x"] {
+        let mut out = Vec::new();
+        let err = limit(
+            30,
+            fetch_part(&mut conn, &db.store, e.id, missing, &mut out),
+        )
+        .await;
+        assert!(
+            matches!(err, Err(Error::NotFound { .. })),
+            "part {missing}: {err:?}"
+        );
+        assert!(out.is_empty());
+    }
+    Ok(())
+}
