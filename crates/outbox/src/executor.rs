@@ -110,6 +110,11 @@ pub struct EmailChange {
     pub flags: Vec<FlagChange>,
     /// Where it ends up.
     pub target: Target,
+    /// A draft's new content (`Some` for a draft save): after the flags and the move, put this
+    /// message where the email ends up (with the flags it ends with) and then remove the copies
+    /// in `before`, so the server never shows both versions nor neither. Answer
+    /// [`ItemOutcome::Relocated`] with the new copy's identity.
+    pub content: Option<OutgoingMessage>,
 }
 
 impl EmailChange {

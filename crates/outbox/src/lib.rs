@@ -111,6 +111,7 @@
 
 mod apply;
 mod change;
+mod draft;
 mod error;
 pub mod executor;
 mod local;
