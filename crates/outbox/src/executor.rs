@@ -38,7 +38,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mailsync_store::{AccountId, ChangeId, EmailId};
+use mailsync_store::{AccountId, ChangeId, EmailId, MailboxId};
 
 use crate::change::OutgoingMessage;
 use crate::model::{FlagChange, Location, Snapshot, Target};
@@ -121,6 +121,23 @@ impl EmailChange {
     /// Where the email is on the server now (the source of a move).
     pub fn source(&self) -> &[Location] {
         &self.before.mailboxes
+    }
+
+    /// The flags the email ends with (`before` with the flag changes applied).
+    pub fn final_flags(&self) -> mailsync_store::Flags {
+        let mut f = self.before.flags.clone();
+        for c in &self.flags {
+            c.flag.apply(&mut f, c.value);
+        }
+        f
+    }
+
+    /// The mailbox a draft's new content goes to: where the change moves it, else where it is.
+    pub fn destination(&self) -> Option<MailboxId> {
+        match &self.target {
+            Target::Mailboxes(m) => m.first().copied(),
+            _ => self.before.mailboxes.first().map(|l| l.mailbox_id),
+        }
     }
 }
 
