@@ -344,7 +344,9 @@ impl ImapExecutor<'_> {
                 raw: built.raw,
                 flags,
                 internal_date: None,
-                local: None,
+                // The draft's row takes the new copy's identity before the old copy is
+                // expunged (which removes the rows of the UIDs it expunges).
+                local: Some(c.email_id),
             }],
         )
         .await;
