@@ -192,9 +192,15 @@ pub async fn sync_mailboxes(
         .iter()
         .filter(|u| !known.contains(u.remote_id.as_str()))
         .count() as u64;
+    let renamed = renames(&before, &upserts, &keep_set, &known);
+    for (id, remote_id) in &renamed {
+        tracing::info!(mailbox = %id, to = %remote_id, "Mailbox renamed on the server; keeping its emails and checkpoint.");
+        mailboxes::set_remote_id(&txn, *id, remote_id).await?;
+    }
+    let renamed_ids: std::collections::HashSet<_> = renamed.iter().map(|(id, _)| *id).collect();
     for gone in before
         .iter()
-        .filter(|b| !keep_set.contains(b.remote_id.as_str()))
+        .filter(|b| !keep_set.contains(b.remote_id.as_str()) && !renamed_ids.contains(&b.id))
     {
         checkpoints::delete(&txn, account, &Scope::imap_mailbox(gone.id)).await?;
     }
@@ -211,6 +217,51 @@ pub async fn sync_mailboxes(
         removed,
         states,
     })
+}
+
+/// Mailboxes that another client renamed: a known mailbox gone from the list and a new one with
+/// the same UIDVALIDITY whose UIDNEXT did not go back (RFC 3501 keeps UIDVALIDITY across a
+/// RENAME, and a deleted and re-created mailbox gets a new one). Only unambiguous pairs count:
+/// a UIDVALIDITY shared by two gone or two new mailboxes pairs nothing, and the mailbox is
+/// downloaded again as before. Returns (local id, new remote id).
+///
+/// RFC 8474 MAILBOXID would identify the mailbox outright where OBJECTID is offered; the
+/// UIDVALIDITY rule is used everywhere (Dovecot 2.3 does not offer OBJECTID).
+fn renames(
+    before: &[Mailbox],
+    upserts: &[MailboxUpsert],
+    keep: &std::collections::HashSet<&str>,
+    known: &std::collections::HashSet<&str>,
+) -> Vec<(mailsync_store::MailboxId, String)> {
+    let gone: Vec<&Mailbox> = before
+        .iter()
+        .filter(|b| !keep.contains(b.remote_id.as_str()) && b.status.uidvalidity.is_some())
+        .collect();
+    let fresh: Vec<&MailboxUpsert> = upserts
+        .iter()
+        .filter(|u| !known.contains(u.remote_id.as_str()))
+        .filter(|u| u.status.as_ref().is_some_and(|s| s.uidvalidity.is_some()))
+        .collect();
+    let uv_of = |u: &MailboxUpsert| u.status.as_ref().and_then(|s| s.uidvalidity);
+    let mut out = Vec::new();
+    for g in &gone {
+        let uv = g.status.uidvalidity;
+        if gone.iter().filter(|o| o.status.uidvalidity == uv).count() != 1 {
+            continue;
+        }
+        let candidates: Vec<&&MailboxUpsert> = fresh.iter().filter(|u| uv_of(u) == uv).collect();
+        let [u] = candidates.as_slice() else {
+            continue;
+        };
+        let next_ok = match (g.status.uidnext, u.status.as_ref().and_then(|s| s.uidnext)) {
+            (Some(old), Some(new)) => new >= old,
+            _ => true,
+        };
+        if next_ok {
+            out.push((g.id, u.remote_id.clone()));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
