@@ -415,7 +415,9 @@ pub enum DraftCmd {
     ))]
     Save(DraftSaveArgs),
     /// List drafts (id, account, subject, recipients).
-    #[command(after_help = "Examples:\n  mailsync draft list\n  mailsync draft list --account work --json")]
+    #[command(
+        after_help = "Examples:\n  mailsync draft list\n  mailsync draft list --account work --json"
+    )]
     List(DraftListArgs),
     /// Delete a draft (also from the server, at the next sync).
     #[command(after_help = "Examples:\n  mailsync draft delete 57")]

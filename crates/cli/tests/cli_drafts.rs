@@ -20,8 +20,21 @@ fn draft_save_update_list_send_and_errors() -> R {
     );
     env.run_with(
         &[
-            "account", "add", "d", "--imap", &imap, "--security", "plain", "--smtp", &smtp,
-            "--smtp-security", "plain", "--user", &user, "--password-env", PW_VAR,
+            "account",
+            "add",
+            "d",
+            "--imap",
+            &imap,
+            "--security",
+            "plain",
+            "--smtp",
+            &smtp,
+            "--smtp-security",
+            "plain",
+            "--user",
+            &user,
+            "--password-env",
+            PW_VAR,
         ],
         |c| {
             c.env(PW_VAR, mailsync_testkit::DOVECOT_T_PASSWORD);
@@ -37,14 +50,32 @@ fn draft_save_update_list_send_and_errors() -> R {
     let subject = unique("cli-draft");
     let out = env
         .run(&[
-            "draft", "save", "--account", "d", "--to", "bob@example.test", "--subject", &subject,
-            "--body", "first version", "--json",
+            "draft",
+            "save",
+            "--account",
+            "d",
+            "--to",
+            "bob@example.test",
+            "--subject",
+            &subject,
+            "--body",
+            "first version",
+            "--json",
         ])
         .ok();
     let id = out.json_lines()[0]["id"].as_i64().ok_or("id")?;
     let id_s = id.to_string();
     let out = env
-        .run(&["draft", "save", "--account", "d", "--draft", &id_s, "--body", "second version"])
+        .run(&[
+            "draft",
+            "save",
+            "--account",
+            "d",
+            "--draft",
+            &id_s,
+            "--body",
+            "second version",
+        ])
         .ok();
     assert_eq!(out.stdout.trim(), id_s);
     let listed = env.run(&["draft", "list", "--json"]).ok().json_lines();
@@ -57,10 +88,26 @@ fn draft_save_update_list_send_and_errors() -> R {
     // Bad input: one line, exit 3, nothing changed.
     env.run(&["draft", "delete", "999999"]).fails(3);
     env.run(&["send", "--draft", "999999"]).fails(3);
-    env.run(&["draft", "save", "--account", "d", "--draft", "999999", "--body", "x"])
+    env.run(&[
+        "draft",
+        "save",
+        "--account",
+        "d",
+        "--draft",
+        "999999",
+        "--body",
+        "x",
+    ])
+    .fails(3);
+    env.run(&["draft", "save", "--account", "nope", "--body", "x"])
         .fails(3);
-    env.run(&["draft", "save", "--account", "nope", "--body", "x"]).fails(3);
-    assert_eq!(env.run(&["draft", "list", "--json"]).ok().json_lines().len(), 1);
+    assert_eq!(
+        env.run(&["draft", "list", "--json"])
+            .ok()
+            .json_lines()
+            .len(),
+        1
+    );
 
     // Sent: delivered once with the latest text, no draft left.
     env.run_with(&["send", "--draft", &id_s], with_pw).ok();
@@ -81,7 +128,12 @@ fn draft_save_update_list_send_and_errors() -> R {
     assert_eq!(n, 1, "delivered once");
     assert!(String::from_utf8_lossy(&got[0].raw).contains("second version"));
     env.run_with(&["sync", "--once"], with_pw).ok();
-    assert!(env.run(&["draft", "list", "--json"]).ok().json_lines().is_empty());
+    assert!(
+        env.run(&["draft", "list", "--json"])
+            .ok()
+            .json_lines()
+            .is_empty()
+    );
     let status = env.run(&["status", "--json"]).ok().json_lines();
     assert_eq!(status[0]["pending"].as_u64(), Some(0), "{status:?}");
     Ok(())

@@ -383,9 +383,15 @@ impl ImapExecutor<'_> {
             )
             .await;
             if let Some(o) = removed.first()
-                && !matches!(outcome_of(o, uid), ItemOutcome::Done | ItemOutcome::NotFound { .. })
+                && !matches!(
+                    outcome_of(o, uid),
+                    ItemOutcome::Done | ItemOutcome::NotFound { .. }
+                )
             {
-                tracing::warn!(?o, "The draft's new version is saved; removing the old one failed.");
+                tracing::warn!(
+                    ?o,
+                    "The draft's new version is saved; removing the old one failed."
+                );
             }
         }
         let remote_id = match (location.uidvalidity, location.uid) {

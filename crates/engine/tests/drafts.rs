@@ -73,7 +73,11 @@ async fn life_cycle(
     let id = engine.save_draft(account.id, None, msg(1)).await?;
     assert_eq!(engine.save_draft(account.id, Some(id), msg(2)).await?, id);
     assert_eq!(engine.save_draft(account.id, Some(id), msg(3)).await?, id);
-    assert_eq!(queued(engine, account).await?, 1, "successive saves coalesce");
+    assert_eq!(
+        queued(engine, account).await?,
+        1,
+        "successive saves coalesce"
+    );
     let local = emails::get(store.conn(), id).await?;
     assert!(local.flags.draft);
     let members = emails::memberships(store.conn(), id).await?;
@@ -91,7 +95,11 @@ async fn life_cycle(
     assert!(copies[0].contains("version 3"), "{copies:?}");
     assert!(copies[0].contains("\\Draft"), "{copies:?}");
     let local = emails::get(store.conn(), id).await?;
-    assert!(!local.remote_id.starts_with("local-draft:"), "{}", local.remote_id);
+    assert!(
+        !local.remote_id.starts_with("local-draft:"),
+        "{}",
+        local.remote_id
+    );
 
     // An update online replaces the server's copy: still exactly one.
     assert_eq!(engine.save_draft(account.id, Some(id), msg(4)).await?, id);
@@ -115,7 +123,10 @@ async fn life_cycle(
     engine.sync_once(account.id).await?;
     engine.sync_once(account.id).await?;
     assert_eq!(queued(engine, account).await?, 0);
-    assert!(server_copies(imap, &drafts.name)?.is_empty(), "nothing left in Drafts");
+    assert!(
+        server_copies(imap, &drafts.name)?.is_empty(),
+        "nothing left in Drafts"
+    );
     let sent_copies: Vec<String> = server_copies(imap, &sent.name)?
         .into_iter()
         .filter(|c| c.contains("version 4"))

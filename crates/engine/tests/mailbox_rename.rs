@@ -123,7 +123,14 @@ async fn jmap_rename_by_another_client_keeps_rows() -> R {
     let mut c = CyrusJmap::setup(&user, &[], 0).await?;
     let res = tokio::time::timeout(
         Duration::from_secs(60),
-        renamed_keeps_rows(&c.engine, &c.account, &mut c.other, "Projects", "Renamed", 4),
+        renamed_keeps_rows(
+            &c.engine,
+            &c.account,
+            &mut c.other,
+            "Projects",
+            "Renamed",
+            4,
+        ),
     )
     .await;
     c.db.cleanup().await?;

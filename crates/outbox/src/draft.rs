@@ -7,7 +7,9 @@
 
 use chrono::{DateTime, Utc};
 use mailsync_store::emails::{self, EmailUpsert};
-use mailsync_store::{AccountId, Address, ConnectionTrait, EmailId, Flags, Role, bodies, mailboxes};
+use mailsync_store::{
+    AccountId, Address, ConnectionTrait, EmailId, Flags, Role, bodies, mailboxes,
+};
 
 use crate::apply::{enqueue_ops, enqueue_send, load_email};
 use crate::change::{OutgoingMessage, generate_message_id};
@@ -21,9 +23,9 @@ use crate::rows;
 const LOCAL_PREFIX: &str = "local-draft:";
 
 fn valid_address(a: &Address) -> bool {
-    a.email
-        .rsplit_once('@')
-        .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !a.email.contains(char::is_whitespace))
+    a.email.rsplit_once('@').is_some_and(|(l, d)| {
+        !l.is_empty() && !d.is_empty() && !a.email.contains(char::is_whitespace)
+    })
 }
 
 /// Checks a draft (a sender; recipients may still be missing) and gives it a Message-ID.
@@ -34,7 +36,12 @@ pub(crate) fn prepare_draft(m: &mut OutgoingMessage) -> Result<(), Error> {
             m.from.email
         )));
     }
-    if let Some(bad) = m.to.iter().chain(&m.cc).chain(&m.bcc).find(|a| !valid_address(a)) {
+    if let Some(bad) =
+        m.to.iter()
+            .chain(&m.cc)
+            .chain(&m.bcc)
+            .find(|a| !valid_address(a))
+    {
         return Err(Error::InvalidMessage(format!(
             "bad recipient address {:?}",
             bad.email

@@ -401,7 +401,11 @@ impl Outbox {
 
     /// Discards a draft (removed from the server permanently; a draft the server never saw
     /// only leaves the database).
-    pub async fn discard_draft(&self, account: AccountId, draft: EmailId) -> Result<Enqueued, Error> {
+    pub async fn discard_draft(
+        &self,
+        account: AccountId,
+        draft: EmailId,
+    ) -> Result<Enqueued, Error> {
         retry_busy(|| async move {
             let txn = self.store.begin().await?;
             local::lock(&txn, [draft]).await?;
@@ -438,7 +442,7 @@ impl Outbox {
         account: AccountId,
         draft: EmailId,
     ) -> Result<OutgoingMessage, Error> {
-        Ok(crate::draft::message(self.store.conn(), account, draft).await?)
+        crate::draft::message(self.store.conn(), account, draft).await
     }
 
     // ----- cancel and undo -----------------------------------------------------------------

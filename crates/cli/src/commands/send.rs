@@ -62,7 +62,9 @@ pub(super) fn mime_type(p: &Path) -> &'static str {
 }
 
 /// The attachments of `paths`, read now (a queued message does not depend on the files).
-pub(super) fn attachments(paths: &[std::path::PathBuf]) -> Result<Vec<OutgoingAttachment>, CliError> {
+pub(super) fn attachments(
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<OutgoingAttachment>, CliError> {
     let mut attachments = Vec::new();
     for p in paths {
         let bytes = std::fs::read(p)
