@@ -684,7 +684,13 @@ impl Remote for ImapDriver {
     ) -> Result<FlushReport, EngineError> {
         let store = self.store.clone();
         let acc = self.account.clone();
+        let queued = outbox.counts(account).await?.queued() > 0;
         let conn = self.connection().await?;
+        if queued {
+            // A mailbox another client renamed keeps its row (and UIDs); follow the new name
+            // before the flush addresses it, rather than losing the changes to the old one.
+            imap::follow_renames(conn, &store, account).await?;
+        }
         let executor = ImapExecutor {
             conn: Mutex::new(&mut *conn),
             store: &store,

@@ -126,13 +126,11 @@ pub struct MailboxesReport {
     pub(crate) states: Vec<Option<ServerState>>,
 }
 
-/// Lists the server's mailboxes and stores them: names, hierarchy, roles, counters; removes
-/// (with their emails and checkpoints) the ones the server no longer has. One transaction.
-pub async fn sync_mailboxes(
+/// LIST (with STATUS of every selectable mailbox) as the upserts the store takes, and the
+/// STATUS items by name.
+async fn listing(
     conn: &mut Connection,
-    store: &Store,
-    account: AccountId,
-) -> Result<MailboxesReport, Error> {
+) -> Result<(Vec<MailboxUpsert>, HashMap<String, StatusItems>), Error> {
     let (lists, statuses) = conn.list().await?;
     let mut status_by_name: HashMap<String, StatusItems> = statuses.into_iter().collect();
     // Without LIST-STATUS: STATUS every selectable mailbox, pipelined in one round trip.
@@ -181,6 +179,41 @@ pub async fn sync_mailboxes(
             }
         })
         .collect();
+    Ok((upserts, status_by_name))
+}
+
+/// Follows renames made by another client (see [`renames`]) without touching anything else:
+/// run before a flush, so queued changes address the mailbox by its current name instead of
+/// failing on the old one. Returns how many mailboxes were renamed.
+pub async fn follow_renames(
+    conn: &mut Connection,
+    store: &Store,
+    account: AccountId,
+) -> Result<usize, Error> {
+    let (upserts, _) = listing(conn).await?;
+    let keep_set: std::collections::HashSet<&str> =
+        upserts.iter().map(|u| u.remote_id.as_str()).collect();
+    let txn = store.begin().await?;
+    let before = mailboxes::list(&txn, account).await?;
+    let known: std::collections::HashSet<&str> =
+        before.iter().map(|b| b.remote_id.as_str()).collect();
+    let renamed = renames(&before, &upserts, &keep_set, &known);
+    for (id, remote_id) in &renamed {
+        tracing::info!(mailbox = %id, to = %remote_id, "Mailbox renamed on the server; queued changes follow it.");
+        mailboxes::set_remote_id(&txn, *id, remote_id).await?;
+    }
+    txn.commit().await?;
+    Ok(renamed.len())
+}
+
+/// Lists the server's mailboxes and stores them: names, hierarchy, roles, counters; removes
+/// (with their emails and checkpoints) the ones the server no longer has. One transaction.
+pub async fn sync_mailboxes(
+    conn: &mut Connection,
+    store: &Store,
+    account: AccountId,
+) -> Result<MailboxesReport, Error> {
+    let (upserts, status_by_name) = listing(conn).await?;
     let keep: Vec<String> = upserts.iter().map(|u| u.remote_id.clone()).collect();
     // Sets, not scans: an account may have 100,000 mailboxes.
     let keep_set: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
@@ -339,5 +372,73 @@ mod tests {
         assert_eq!(role_from_name("Deleted Items"), Some(Role::Trash));
         let roles = assign_roles(&[e("&AMk-l&AOk-ments envoy&AOk-s", &[]), e("Sent", &[])]);
         assert_eq!(roles, vec![None, Some(Role::Sent)]);
+    }
+
+    fn status(uv: i64, next: i64) -> MailboxStatus {
+        MailboxStatus {
+            total: 0,
+            unread: 0,
+            uidvalidity: Some(uv),
+            uidnext: Some(next),
+            highestmodseq: None,
+        }
+    }
+
+    fn known(id: i64, name: &str, uv: i64, next: i64) -> Mailbox {
+        Mailbox {
+            id: mailsync_store::MailboxId(id),
+            account_id: AccountId(1),
+            remote_id: name.into(),
+            name: name.into(),
+            parent_remote_id: None,
+            delimiter: Some("/".into()),
+            selectable: true,
+            role: None,
+            status: status(uv, next),
+        }
+    }
+
+    fn listed(name: &str, uv: i64, next: i64) -> MailboxUpsert {
+        MailboxUpsert {
+            remote_id: name.into(),
+            name: name.into(),
+            parent_remote_id: None,
+            delimiter: Some("/".into()),
+            selectable: true,
+            role: None,
+            status: Some(status(uv, next)),
+        }
+    }
+
+    fn pairs(before: &[Mailbox], now: &[MailboxUpsert]) -> Vec<(i64, String)> {
+        let keep: std::collections::HashSet<&str> =
+            now.iter().map(|u| u.remote_id.as_str()).collect();
+        let known: std::collections::HashSet<&str> =
+            before.iter().map(|b| b.remote_id.as_str()).collect();
+        renames(before, now, &keep, &known)
+            .into_iter()
+            .map(|(id, r)| (id.0, r))
+            .collect()
+    }
+
+    #[test]
+    fn a_rename_pairs_by_uidvalidity_only_when_unambiguous() {
+        let before = [known(1, "A", 100, 10), known(2, "B", 200, 5)];
+        // A renamed to C (a message arrived since): paired. B stays.
+        let now = [listed("C", 100, 11), listed("B", 200, 5)];
+        assert_eq!(pairs(&before, &now), vec![(1, "C".to_owned())]);
+        // UIDNEXT went back: not the same mailbox.
+        let now = [listed("C", 100, 3), listed("B", 200, 5)];
+        assert!(pairs(&before, &now).is_empty());
+        // Another UIDVALIDITY: a different mailbox (deleted, another one created).
+        let now = [listed("C", 101, 10), listed("B", 200, 5)];
+        assert!(pairs(&before, &now).is_empty());
+        // Two new mailboxes with the same UIDVALIDITY: ambiguous, nothing paired.
+        let now = [listed("C", 100, 10), listed("D", 100, 10), listed("B", 200, 5)];
+        assert!(pairs(&before, &now).is_empty());
+        // Two gone with the same UIDVALIDITY: ambiguous too.
+        let before = [known(1, "A", 100, 10), known(2, "B", 100, 10)];
+        let now = [listed("C", 100, 10)];
+        assert!(pairs(&before, &now).is_empty());
     }
 }
