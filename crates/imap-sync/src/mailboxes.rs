@@ -434,7 +434,11 @@ mod tests {
         let now = [listed("C", 101, 10), listed("B", 200, 5)];
         assert!(pairs(&before, &now).is_empty());
         // Two new mailboxes with the same UIDVALIDITY: ambiguous, nothing paired.
-        let now = [listed("C", 100, 10), listed("D", 100, 10), listed("B", 200, 5)];
+        let now = [
+            listed("C", 100, 10),
+            listed("D", 100, 10),
+            listed("B", 200, 5),
+        ];
         assert!(pairs(&before, &now).is_empty());
         // Two gone with the same UIDVALIDITY: ambiguous too.
         let before = [known(1, "A", 100, 10), known(2, "B", 100, 10)];
