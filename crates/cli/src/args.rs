@@ -128,12 +128,30 @@ pub enum Command {
         "  mailsync send --account work --to bob@example.org --subject Hi --body 'Hello Bob'\n",
         "  mailsync send --account work --to a@x.org --cc b@x.org --subject Report \\\n",
         "      --body-file report.txt --attach report.pdf\n",
+        "  mailsync send --draft 57               send a saved draft (it leaves Drafts)\n",
         "\n",
         "The sender is the account's address (and display name). When the account cannot be\n",
         "reached the message stays queued and goes out at the next sync; the exit code says why\n",
         "it was not sent (5 unreachable, 4 needs the user). --queue-only never connects."
     ))]
     Send(SendArgs),
+    /// Save, list and delete drafts (kept in the account's Drafts mailbox; works offline).
+    #[command(
+        subcommand,
+        after_help = concat!(
+            "Examples:\n",
+            "  mailsync draft save --account work --to bob@example.org --subject Plan --body 'First lines'\n",
+            "  mailsync draft save --account work --draft 57 --body-file plan.txt   (update draft 57)\n",
+            "  mailsync draft list --json\n",
+            "  mailsync draft delete 57\n",
+            "  mailsync send --draft 57\n",
+            "\n",
+            "Saves are applied locally at once and uploaded at the next sync; several saves before\n",
+            "it are one upload of the latest version. On the server an update replaces the old\n",
+            "copy (the new one is stored first, then the old one removed)."
+        )
+    )]
+    Draft(DraftCmd),
     /// Per account: last sync time and result, pending and failed changes.
     #[command(after_help = "Examples:\n  mailsync status\n  mailsync status --json")]
     Status(JsonArg),
@@ -517,13 +535,16 @@ pub struct UndoArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("body_src").required(true).args(["body", "body_file"])))]
+#[command(group(clap::ArgGroup::new("body_src").args(["body", "body_file"])))]
 pub struct SendArgs {
-    /// The sending account.
-    #[arg(long)]
-    pub account: String,
+    /// The sending account (with --draft: the draft's account).
+    #[arg(long, required_unless_present = "draft")]
+    pub account: Option<String>,
+    /// Send this saved draft (its id from `mailsync draft list`) instead of composing here.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["to", "cc", "bcc", "subject", "body", "body_file", "html_file", "attach"])]
+    pub draft: Option<i64>,
     /// Recipients.
-    #[arg(long, required = true, value_name = "ADDR")]
+    #[arg(long, required_unless_present = "draft", value_name = "ADDR")]
     pub to: Vec<String>,
     /// Carbon-copy recipients.
     #[arg(long, value_name = "ADDR")]
@@ -532,8 +553,8 @@ pub struct SendArgs {
     #[arg(long, value_name = "ADDR")]
     pub bcc: Vec<String>,
     /// Subject.
-    #[arg(long)]
-    pub subject: String,
+    #[arg(long, required_unless_present = "draft")]
+    pub subject: Option<String>,
     /// Plain-text body.
     #[arg(long)]
     pub body: Option<String>,
@@ -549,6 +570,74 @@ pub struct SendArgs {
     /// Only queue it; it goes out at the next sync.
     #[arg(long)]
     pub queue_only: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DraftCmd {
+    /// Save a new draft, or a new version of one (--draft); prints its id.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  mailsync draft save --account work --to bob@example.org --subject Plan --body 'Hi'\n",
+        "  mailsync draft save --account work --draft 57 --subject 'Plan v2' --json\n",
+        "\n",
+        "With --draft, fields not given keep the draft's current value. --json prints {\"id\": N}."
+    ))]
+    Save(DraftSaveArgs),
+    /// List drafts (id, account, subject, recipients).
+    #[command(
+        after_help = "Examples:\n  mailsync draft list\n  mailsync draft list --account work --json"
+    )]
+    List(DraftListArgs),
+    /// Delete a draft (also from the server, at the next sync).
+    #[command(after_help = "Examples:\n  mailsync draft delete 57")]
+    Delete {
+        /// The draft's id (from `mailsync draft list`).
+        id: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DraftSaveArgs {
+    /// The account whose Drafts mailbox keeps it.
+    #[arg(long)]
+    pub account: String,
+    /// Update this draft instead of creating one.
+    #[arg(long, value_name = "ID")]
+    pub draft: Option<i64>,
+    /// Recipients.
+    #[arg(long, value_name = "ADDR")]
+    pub to: Vec<String>,
+    /// Carbon-copy recipients.
+    #[arg(long, value_name = "ADDR")]
+    pub cc: Vec<String>,
+    /// Blind carbon-copy recipients.
+    #[arg(long, value_name = "ADDR")]
+    pub bcc: Vec<String>,
+    /// Subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Plain-text body.
+    #[arg(long, conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Read the plain-text body from a file (- for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// Attach a file (repeatable; replaces the draft's attachments).
+    #[arg(long, value_name = "FILE")]
+    pub attach: Vec<PathBuf>,
+    /// Print {"id": N}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DraftListArgs {
+    /// Only this account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

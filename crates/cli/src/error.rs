@@ -73,8 +73,11 @@ impl CliError {
                 | mailsync_outbox::Error::MailboxNotFound(_)
                 | mailsync_outbox::Error::FailedNotFound(_)
                 | mailsync_outbox::Error::ChangeNotFound(_)
-                | mailsync_outbox::Error::NothingToUndo(_),
+                | mailsync_outbox::Error::NothingToUndo(_)
+                | mailsync_outbox::Error::NotADraft(_)
+                | mailsync_outbox::Error::NoDraftsMailbox(_),
             ) => (code::NOT_FOUND, text),
+            EngineError::Outbox(mailsync_outbox::Error::InvalidMessage(_)) => (code::USAGE, text),
             _ => match classify(err) {
                 Disposition::NeedsUser if is_auth_failure(err) && !names_authentication(err) => (
                     code::NEEDS_USER,

@@ -114,6 +114,16 @@ pub fn build(d: &Draft) -> Result<Built, EngineError> {
     if d.to.is_empty() && d.cc.is_empty() && d.bcc.is_empty() {
         return Err(EngineError::Compose("no recipients".into()));
     }
+    build_with(d, false)
+}
+
+/// Builds a draft to store in the Drafts mailbox: recipients may still be missing, and Bcc is
+/// kept as a header (the draft is the user's own copy; the send strips it again).
+pub fn build_draft(d: &Draft) -> Result<Built, EngineError> {
+    build_with(d, true)
+}
+
+fn build_with(d: &Draft, keep_bcc: bool) -> Result<Built, EngineError> {
     for a in std::iter::once(&d.from)
         .chain(&d.to)
         .chain(&d.cc)
@@ -137,6 +147,9 @@ pub fn build(d: &Draft) -> Result<Built, EngineError> {
     }
     if !d.cc.is_empty() {
         b = b.cc(list(&d.cc));
+    }
+    if keep_bcc && !d.bcc.is_empty() {
+        b = b.bcc(list(&d.bcc));
     }
     if let Some(h) = &d.html {
         b = b.html_body(h.clone());

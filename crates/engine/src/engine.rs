@@ -493,6 +493,47 @@ impl Engine {
         Ok(e)
     }
 
+    /// Saves a draft (`draft = None`: a new one in the Drafts mailbox) and queues its upload;
+    /// saves made before the upload merge into one. Returns the draft's email id.
+    pub async fn save_draft(
+        &self,
+        account: AccountId,
+        draft: Option<EmailId>,
+        message: OutgoingMessage,
+    ) -> Result<EmailId, EngineError> {
+        let (id, _) = self.outbox().save_draft(account, draft, message).await?;
+        self.local_change(account).await;
+        Ok(id)
+    }
+
+    /// Discards a draft (removed from the server permanently).
+    pub async fn discard_draft(
+        &self,
+        account: AccountId,
+        draft: EmailId,
+    ) -> Result<Enqueued, EngineError> {
+        let e = self.outbox().discard_draft(account, draft).await?;
+        self.local_change(account).await;
+        Ok(e)
+    }
+
+    /// Sends a draft: its latest content goes through the exactly-once send, and the draft
+    /// leaves Drafts (queued together, in one transaction).
+    pub async fn send_draft(
+        &self,
+        account: AccountId,
+        draft: EmailId,
+    ) -> Result<Enqueued, EngineError> {
+        let e = self.outbox().send_draft(account, draft).await?;
+        self.local_change(account).await;
+        Ok(e)
+    }
+
+    async fn local_change(&self, account: AccountId) {
+        let _ = self.inner.events.send(EngineEvent::LocalChange { account });
+        self.wake_anywhere(account).await;
+    }
+
     /// Queues a message to send; it goes out at the next cycle (now, if a worker runs).
     pub async fn send(
         &self,

@@ -332,6 +332,106 @@ impl ImapExecutor<'_> {
         }
     }
 
+    /// Saves a draft's new content: APPEND to its mailbox with its flags (`\Draft` among
+    /// them), then expunge the version it replaces (under that copy's UIDVALIDITY). The new
+    /// version is on the server before the old one goes, so a reader never sees neither; a
+    /// failed expunge leaves both (the next sync shows the old one again) rather than retrying
+    /// the APPEND and piling up copies.
+    async fn draft(&self, c: &EmailChange, msg: &mailsync_outbox::OutgoingMessage) -> ItemOutcome {
+        let built = match compose::Draft::try_from(msg).and_then(|d| compose::build_draft(&d)) {
+            Ok(b) => b,
+            Err(e) => return item_outcome(&e),
+        };
+        let Some(dest) = c.destination() else {
+            return ItemOutcome::Permanent {
+                reason: "a draft with no mailbox to go to".into(),
+            };
+        };
+        let f = c.final_flags();
+        let mut flags = vec!["\\Draft".to_owned()];
+        for (on, name) in [
+            (f.seen, "\\Seen"),
+            (f.flagged, "\\Flagged"),
+            (f.answered, "\\Answered"),
+        ] {
+            if on {
+                flags.push(name.into());
+            }
+        }
+        flags.extend(f.keywords.iter().cloned());
+        let mut conn = self.conn.lock().await;
+        let appended = imap::apply(
+            &mut conn,
+            self.store,
+            &[ImapMutation::Append {
+                mailbox: dest,
+                raw: built.raw,
+                flags,
+                internal_date: None,
+                // The draft's row takes the new copy's identity before the old copy is
+                // expunged (which removes the rows of the UIDs it expunges).
+                local: Some(c.email_id),
+            }],
+        )
+        .await;
+        let location = match appended.first() {
+            Some(MutationOutcome::Ok {
+                uidvalidity: Some(v),
+                appended_uid: Some(uid),
+                ..
+            }) => Location {
+                mailbox_id: dest,
+                uidvalidity: Some(i64::from(*v)),
+                uid: Some(i64::from(*uid)),
+                modseq: None,
+            },
+            // No APPENDUID (no UIDPLUS): the next sync finds the new copy.
+            Some(MutationOutcome::Ok { .. }) => Location::plain(dest),
+            Some(o) => return outcome_of(o, 0),
+            None => {
+                return ItemOutcome::Transient {
+                    reason: "no outcome for the APPEND".into(),
+                    retry_after: None,
+                };
+            }
+        };
+        if let Some((mailbox, uid, uidvalidity)) = source(c) {
+            let removed = imap::apply(
+                &mut conn,
+                self.store,
+                &[ImapMutation::Delete {
+                    mailbox,
+                    uidvalidity,
+                    uids: vec![uid],
+                }],
+            )
+            .await;
+            if let Some(o) = removed.first()
+                && !matches!(
+                    outcome_of(o, uid),
+                    ItemOutcome::Done | ItemOutcome::NotFound { .. }
+                )
+            {
+                tracing::warn!(
+                    ?o,
+                    "The draft's new version is saved; removing the old one failed."
+                );
+            }
+        }
+        let remote_id = match (location.uidvalidity, location.uid) {
+            (Some(v), Some(u)) => Some(emails::imap_remote_id(
+                dest,
+                u32::try_from(v).unwrap_or_default(),
+                u32::try_from(u).unwrap_or_default(),
+            )),
+            _ => None,
+        };
+        ItemOutcome::Relocated {
+            remote_id,
+            locations: vec![location],
+        }
+    }
+
     /// Is a copy with this Message-ID in the Sent mailbox (as last synced)?
     async fn in_sent(&self, sent: MailboxId, message_id: &str) -> Result<bool, StoreError> {
         for e in emails::find_by_message_id(self.store.conn(), self.account.id, message_id).await? {
@@ -473,11 +573,18 @@ impl Executor for ImapExecutor<'_> {
             .iter()
             .enumerate()
             .filter_map(|(i, q)| match &q.operation {
-                Operation::Email(c) => Some((i, c)),
+                Operation::Email(c) if c.content.is_none() => Some((i, c)),
                 _ => None,
             })
             .collect();
         self.emails(&items, &mut out).await;
+        for (i, q) in batch.iter().enumerate() {
+            if let Operation::Email(c) = &q.operation
+                && let Some(msg) = &c.content
+            {
+                out[i] = Some(self.draft(c, msg).await);
+            }
+        }
         for (i, q) in batch.iter().enumerate() {
             if let Operation::Send(msg) = &q.operation {
                 out[i] = Some(self.send(q, msg).await?);
@@ -596,7 +703,13 @@ impl Remote for ImapDriver {
     ) -> Result<FlushReport, EngineError> {
         let store = self.store.clone();
         let acc = self.account.clone();
+        let queued = outbox.counts(account).await?.queued() > 0;
         let conn = self.connection().await?;
+        if queued {
+            // A mailbox another client renamed keeps its row (and UIDs); follow the new name
+            // before the flush addresses it, rather than losing the changes to the old one.
+            imap::follow_renames(conn, &store, account).await?;
+        }
         let executor = ImapExecutor {
             conn: Mutex::new(&mut *conn),
             store: &store,

@@ -150,6 +150,88 @@ impl<'a> JmapExecutor<'a> {
 }
 
 impl JmapExecutor<'_> {
+    /// Saves a draft's new content: `Email/set` create in its mailbox with its keywords
+    /// (`$draft` among them), and only once the server created it, destroy the version it
+    /// replaces. Not one request: RFC 8620 handles every item of a set on its own, so a
+    /// destroy next to a refused create would leave the user with neither version.
+    async fn save_draft(
+        &self,
+        c: &EmailChange,
+        msg: &mailsync_outbox::OutgoingMessage,
+    ) -> Result<ItemOutcome, BatchError> {
+        let draft = match Draft::try_from(msg) {
+            Ok(d) => d,
+            Err(e) => return Ok(item_outcome(&e)),
+        };
+        let Some(dest) = c.destination() else {
+            return Ok(ItemOutcome::Permanent {
+                reason: "a draft with no mailbox to go to".into(),
+            });
+        };
+        let remote = match mailboxes::get(self.store.conn(), dest).await {
+            Ok(m) => jmap::MailboxId::new(m.remote_id),
+            Err(e) => return Ok(item_outcome(&e.into())),
+        };
+        let jacc = self
+            .client
+            .mail_account_id()
+            .map_err(|e| batch_error(&e.into()))?;
+        let f = c.final_flags();
+        let mut keywords: std::collections::BTreeMap<String, bool> =
+            [(keyword(&Flag::Draft), true)].into();
+        for (on, flag) in [
+            (f.seen, Flag::Seen),
+            (f.flagged, Flag::Flagged),
+            (f.answered, Flag::Answered),
+        ] {
+            if on {
+                keywords.insert(keyword(&flag), true);
+            }
+        }
+        for k in &f.keywords {
+            keywords.insert(k.clone(), true);
+        }
+        let result = async {
+            let email =
+                jmap_send::email_object(self.client, &jacc, &draft, &remote, keywords, true)
+                    .await?;
+            let mut set = Set::<Email>::new(&jacc);
+            let created = set.create(email);
+            let resp = self.client.call(set).await?;
+            let id = resp
+                .created_or_error(&created)?
+                .id
+                .clone()
+                .ok_or_else(|| EngineError::Config("server returned no id for the draft".into()))?;
+            if !c.source().is_empty() {
+                let mut set = Set::<Email>::new(&jacc);
+                let old = jmap::EmailId::new(c.remote_id.clone());
+                set.destroy([&old]);
+                match self.client.call(set).await {
+                    Ok(r) if r.is_ok() || r.not_destroyed.values().all(|e| e.kind == jmap::SetErrorType::NotFound) => {}
+                    Ok(r) => tracing::warn!(errors = ?r.not_destroyed, "The draft's new version is saved; removing the old one failed."),
+                    Err(e) => tracing::warn!(error = %e, "The draft's new version is saved; removing the old one failed."),
+                }
+            }
+            Ok::<_, EngineError>(id)
+        }
+        .await;
+        // Our own sets moved the Email state on: the next guarded set must read it again.
+        if let Ok(mut g) = self.own_state.lock() {
+            *g = None;
+        }
+        match result {
+            Ok(id) => Ok(ItemOutcome::Relocated {
+                remote_id: Some(id.as_str().to_owned()),
+                locations: vec![mailsync_outbox::Location::plain(dest)],
+            }),
+            Err(e) => match classify(&e) {
+                Disposition::Offline | Disposition::NeedsUser => Err(batch_error(&e)),
+                _ => Ok(item_outcome(&e)),
+            },
+        }
+    }
+
     async fn email_changes(
         &self,
         account: AccountId,
@@ -301,11 +383,18 @@ impl Executor for JmapExecutor<'_> {
             .iter()
             .enumerate()
             .filter_map(|(i, q)| match &q.operation {
-                Operation::Email(c) => Some((i, c)),
+                Operation::Email(c) if c.content.is_none() => Some((i, c)),
                 _ => None,
             })
             .collect();
         self.email_changes(account, &emails, &mut out).await?;
+        for (i, q) in batch.iter().enumerate() {
+            if let Operation::Email(c) = &q.operation
+                && let Some(msg) = &c.content
+            {
+                out[i] = Some(self.save_draft(c, msg).await?);
+            }
+        }
         for (i, q) in batch.iter().enumerate() {
             let Operation::Send(msg) = &q.operation else {
                 continue;

@@ -222,45 +222,12 @@ pub async fn send(
         });
     }
 
-    let mut attachments = Vec::with_capacity(draft.attachments.len());
-    for a in &draft.attachments {
-        let up = client
-            .upload_bytes(&jacc, &a.mime_type, a.content.clone())
-            .await?;
-        attachments.push(EmailBodyPart::from_blob(
-            up.blob_id,
-            a.mime_type.clone(),
-            Some(a.file_name.clone()),
-        ));
-    }
-    let mut body_values = vec![("text".to_owned(), EmailBodyValue::new(draft.text.clone()))];
-    let mut html_body = None;
-    if let Some(h) = &draft.html {
-        body_values.push(("html".to_owned(), EmailBodyValue::new(h.clone())));
-        html_body = Some(vec![EmailBodyPart::from_value("html", "text/html")]);
-    }
-    let email = Email {
-        mailbox_ids: Some([(drafts.clone(), true)].into()),
-        keywords: Some(
-            [
-                (keyword::DRAFT.to_owned(), true),
-                (keyword::SEEN.to_owned(), true),
-            ]
-            .into(),
-        ),
-        message_id: Some(vec![draft.message_id.clone()]),
-        in_reply_to: draft.in_reply_to.clone().map(|r| vec![r]),
-        references: (!draft.references.is_empty()).then(|| draft.references.clone()),
-        from: Some(vec![jaddr(&draft.from)]),
-        to: (!draft.to.is_empty()).then(|| draft.to.iter().map(jaddr).collect()),
-        cc: (!draft.cc.is_empty()).then(|| draft.cc.iter().map(jaddr).collect()),
-        subject: Some(draft.subject.clone()),
-        body_values: Some(body_values.into_iter().collect()),
-        text_body: Some(vec![EmailBodyPart::from_value("text", "text/plain")]),
-        html_body,
-        attachments: (!attachments.is_empty()).then_some(attachments),
-        ..Default::default()
-    };
+    let keywords = [
+        (keyword::DRAFT.to_owned(), true),
+        (keyword::SEEN.to_owned(), true),
+    ]
+    .into();
+    let email = email_object(client, &jacc, draft, &drafts, keywords, false).await?;
     let mut req = client.request();
     let mut set = Set::<Email>::new(&jacc);
     let created = set.create(email);
@@ -301,5 +268,51 @@ pub async fn send(
     }
     Ok(SendOutcome::Submitted {
         email_id: email_id.as_str().to_owned(),
+    })
+}
+
+/// The JMAP Email a [`Draft`] becomes (attachments uploaded as blobs first), in `mailbox` with
+/// `keywords`. `keep_bcc`: a saved draft keeps its Bcc; a message to submit does not carry it.
+pub(crate) async fn email_object(
+    client: &Client,
+    jacc: &jmap::AccountId,
+    draft: &Draft,
+    mailbox: &jmap::MailboxId,
+    keywords: std::collections::BTreeMap<String, bool>,
+    keep_bcc: bool,
+) -> Result<Email, EngineError> {
+    let mut attachments = Vec::with_capacity(draft.attachments.len());
+    for a in &draft.attachments {
+        let up = client
+            .upload_bytes(jacc, &a.mime_type, a.content.clone())
+            .await?;
+        attachments.push(EmailBodyPart::from_blob(
+            up.blob_id,
+            a.mime_type.clone(),
+            Some(a.file_name.clone()),
+        ));
+    }
+    let mut body_values = vec![("text".to_owned(), EmailBodyValue::new(draft.text.clone()))];
+    let mut html_body = None;
+    if let Some(h) = &draft.html {
+        body_values.push(("html".to_owned(), EmailBodyValue::new(h.clone())));
+        html_body = Some(vec![EmailBodyPart::from_value("html", "text/html")]);
+    }
+    Ok(Email {
+        mailbox_ids: Some([(mailbox.clone(), true)].into()),
+        keywords: Some(keywords),
+        bcc: (keep_bcc && !draft.bcc.is_empty()).then(|| draft.bcc.iter().map(jaddr).collect()),
+        message_id: Some(vec![draft.message_id.clone()]),
+        in_reply_to: draft.in_reply_to.clone().map(|r| vec![r]),
+        references: (!draft.references.is_empty()).then(|| draft.references.clone()),
+        from: Some(vec![jaddr(&draft.from)]),
+        to: (!draft.to.is_empty()).then(|| draft.to.iter().map(jaddr).collect()),
+        cc: (!draft.cc.is_empty()).then(|| draft.cc.iter().map(jaddr).collect()),
+        subject: Some(draft.subject.clone()),
+        body_values: Some(body_values.into_iter().collect()),
+        text_body: Some(vec![EmailBodyPart::from_value("text", "text/plain")]),
+        html_body,
+        attachments: (!attachments.is_empty()).then_some(attachments),
+        ..Default::default()
     })
 }

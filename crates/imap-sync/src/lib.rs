@@ -139,7 +139,8 @@ pub use connection::Connection;
 pub use error::{Error, ResponseCode};
 pub use idle::{IdleOutcome, idle, idle_account};
 pub use mailboxes::{
-    MailboxesReport, assign_roles, role_from_attributes, role_from_name, sync_mailboxes,
+    MailboxesReport, assign_roles, follow_renames, role_from_attributes, role_from_name,
+    sync_mailboxes,
 };
 pub use mime::ParsedBody;
 pub use mutate::{ImapMutation, MutationOutcome, apply};

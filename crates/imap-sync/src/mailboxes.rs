@@ -126,13 +126,11 @@ pub struct MailboxesReport {
     pub(crate) states: Vec<Option<ServerState>>,
 }
 
-/// Lists the server's mailboxes and stores them: names, hierarchy, roles, counters; removes
-/// (with their emails and checkpoints) the ones the server no longer has. One transaction.
-pub async fn sync_mailboxes(
+/// LIST (with STATUS of every selectable mailbox) as the upserts the store takes, and the
+/// STATUS items by name.
+async fn listing(
     conn: &mut Connection,
-    store: &Store,
-    account: AccountId,
-) -> Result<MailboxesReport, Error> {
+) -> Result<(Vec<MailboxUpsert>, HashMap<String, StatusItems>), Error> {
     let (lists, statuses) = conn.list().await?;
     let mut status_by_name: HashMap<String, StatusItems> = statuses.into_iter().collect();
     // Without LIST-STATUS: STATUS every selectable mailbox, pipelined in one round trip.
@@ -181,6 +179,41 @@ pub async fn sync_mailboxes(
             }
         })
         .collect();
+    Ok((upserts, status_by_name))
+}
+
+/// Follows renames made by another client (see [`renames`]) without touching anything else:
+/// run before a flush, so queued changes address the mailbox by its current name instead of
+/// failing on the old one. Returns how many mailboxes were renamed.
+pub async fn follow_renames(
+    conn: &mut Connection,
+    store: &Store,
+    account: AccountId,
+) -> Result<usize, Error> {
+    let (upserts, _) = listing(conn).await?;
+    let keep_set: std::collections::HashSet<&str> =
+        upserts.iter().map(|u| u.remote_id.as_str()).collect();
+    let txn = store.begin().await?;
+    let before = mailboxes::list(&txn, account).await?;
+    let known: std::collections::HashSet<&str> =
+        before.iter().map(|b| b.remote_id.as_str()).collect();
+    let renamed = renames(&before, &upserts, &keep_set, &known);
+    for (id, remote_id) in &renamed {
+        tracing::info!(mailbox = %id, to = %remote_id, "Mailbox renamed on the server; queued changes follow it.");
+        mailboxes::set_remote_id(&txn, *id, remote_id).await?;
+    }
+    txn.commit().await?;
+    Ok(renamed.len())
+}
+
+/// Lists the server's mailboxes and stores them: names, hierarchy, roles, counters; removes
+/// (with their emails and checkpoints) the ones the server no longer has. One transaction.
+pub async fn sync_mailboxes(
+    conn: &mut Connection,
+    store: &Store,
+    account: AccountId,
+) -> Result<MailboxesReport, Error> {
+    let (upserts, status_by_name) = listing(conn).await?;
     let keep: Vec<String> = upserts.iter().map(|u| u.remote_id.clone()).collect();
     // Sets, not scans: an account may have 100,000 mailboxes.
     let keep_set: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
@@ -192,9 +225,15 @@ pub async fn sync_mailboxes(
         .iter()
         .filter(|u| !known.contains(u.remote_id.as_str()))
         .count() as u64;
+    let renamed = renames(&before, &upserts, &keep_set, &known);
+    for (id, remote_id) in &renamed {
+        tracing::info!(mailbox = %id, to = %remote_id, "Mailbox renamed on the server; keeping its emails and checkpoint.");
+        mailboxes::set_remote_id(&txn, *id, remote_id).await?;
+    }
+    let renamed_ids: std::collections::HashSet<_> = renamed.iter().map(|(id, _)| *id).collect();
     for gone in before
         .iter()
-        .filter(|b| !keep_set.contains(b.remote_id.as_str()))
+        .filter(|b| !keep_set.contains(b.remote_id.as_str()) && !renamed_ids.contains(&b.id))
     {
         checkpoints::delete(&txn, account, &Scope::imap_mailbox(gone.id)).await?;
     }
@@ -211,6 +250,51 @@ pub async fn sync_mailboxes(
         removed,
         states,
     })
+}
+
+/// Mailboxes that another client renamed: a known mailbox gone from the list and a new one with
+/// the same UIDVALIDITY whose UIDNEXT did not go back (RFC 3501 keeps UIDVALIDITY across a
+/// RENAME, and a deleted and re-created mailbox gets a new one). Only unambiguous pairs count:
+/// a UIDVALIDITY shared by two gone or two new mailboxes pairs nothing, and the mailbox is
+/// downloaded again as before. Returns (local id, new remote id).
+///
+/// RFC 8474 MAILBOXID would identify the mailbox outright where OBJECTID is offered; the
+/// UIDVALIDITY rule is used everywhere (Dovecot 2.3 does not offer OBJECTID).
+fn renames(
+    before: &[Mailbox],
+    upserts: &[MailboxUpsert],
+    keep: &std::collections::HashSet<&str>,
+    known: &std::collections::HashSet<&str>,
+) -> Vec<(mailsync_store::MailboxId, String)> {
+    let gone: Vec<&Mailbox> = before
+        .iter()
+        .filter(|b| !keep.contains(b.remote_id.as_str()) && b.status.uidvalidity.is_some())
+        .collect();
+    let fresh: Vec<&MailboxUpsert> = upserts
+        .iter()
+        .filter(|u| !known.contains(u.remote_id.as_str()))
+        .filter(|u| u.status.as_ref().is_some_and(|s| s.uidvalidity.is_some()))
+        .collect();
+    let uv_of = |u: &MailboxUpsert| u.status.as_ref().and_then(|s| s.uidvalidity);
+    let mut out = Vec::new();
+    for g in &gone {
+        let uv = g.status.uidvalidity;
+        if gone.iter().filter(|o| o.status.uidvalidity == uv).count() != 1 {
+            continue;
+        }
+        let candidates: Vec<&&MailboxUpsert> = fresh.iter().filter(|u| uv_of(u) == uv).collect();
+        let [u] = candidates.as_slice() else {
+            continue;
+        };
+        let next_ok = match (g.status.uidnext, u.status.as_ref().and_then(|s| s.uidnext)) {
+            (Some(old), Some(new)) => new >= old,
+            _ => true,
+        };
+        if next_ok {
+            out.push((g.id, u.remote_id.clone()));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -288,5 +372,77 @@ mod tests {
         assert_eq!(role_from_name("Deleted Items"), Some(Role::Trash));
         let roles = assign_roles(&[e("&AMk-l&AOk-ments envoy&AOk-s", &[]), e("Sent", &[])]);
         assert_eq!(roles, vec![None, Some(Role::Sent)]);
+    }
+
+    fn status(uv: i64, next: i64) -> MailboxStatus {
+        MailboxStatus {
+            total: 0,
+            unread: 0,
+            uidvalidity: Some(uv),
+            uidnext: Some(next),
+            highestmodseq: None,
+        }
+    }
+
+    fn known(id: i64, name: &str, uv: i64, next: i64) -> Mailbox {
+        Mailbox {
+            id: mailsync_store::MailboxId(id),
+            account_id: AccountId(1),
+            remote_id: name.into(),
+            name: name.into(),
+            parent_remote_id: None,
+            delimiter: Some("/".into()),
+            selectable: true,
+            role: None,
+            status: status(uv, next),
+        }
+    }
+
+    fn listed(name: &str, uv: i64, next: i64) -> MailboxUpsert {
+        MailboxUpsert {
+            remote_id: name.into(),
+            name: name.into(),
+            parent_remote_id: None,
+            delimiter: Some("/".into()),
+            selectable: true,
+            role: None,
+            status: Some(status(uv, next)),
+        }
+    }
+
+    fn pairs(before: &[Mailbox], now: &[MailboxUpsert]) -> Vec<(i64, String)> {
+        let keep: std::collections::HashSet<&str> =
+            now.iter().map(|u| u.remote_id.as_str()).collect();
+        let known: std::collections::HashSet<&str> =
+            before.iter().map(|b| b.remote_id.as_str()).collect();
+        renames(before, now, &keep, &known)
+            .into_iter()
+            .map(|(id, r)| (id.0, r))
+            .collect()
+    }
+
+    #[test]
+    fn a_rename_pairs_by_uidvalidity_only_when_unambiguous() {
+        let before = [known(1, "A", 100, 10), known(2, "B", 200, 5)];
+        // A renamed to C (a message arrived since): paired. B stays.
+        let now = [listed("C", 100, 11), listed("B", 200, 5)];
+        assert_eq!(pairs(&before, &now), vec![(1, "C".to_owned())]);
+        // UIDNEXT went back: not the same mailbox.
+        let now = [listed("C", 100, 3), listed("B", 200, 5)];
+        assert!(pairs(&before, &now).is_empty());
+        // Another UIDVALIDITY: a different mailbox (deleted, another one created).
+        let now = [listed("C", 101, 10), listed("B", 200, 5)];
+        assert!(pairs(&before, &now).is_empty());
+        // Two new mailboxes with the same UIDVALIDITY: ambiguous, nothing paired.
+        let now = [
+            listed("C", 100, 10),
+            listed("D", 100, 10),
+            listed("B", 200, 5),
+        ];
+        assert!(pairs(&before, &now).is_empty());
+        // Two gone with the same UIDVALIDITY: ambiguous too.
+        let before = [known(1, "A", 100, 10), known(2, "B", 100, 10)];
+        let now = [listed("C", 100, 10)];
+        assert!(pairs(&before, &now).is_empty());
     }
 }

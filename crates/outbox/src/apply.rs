@@ -186,7 +186,11 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
     for e in &entries {
         model::apply_op(&mut after, &e.op, known);
     }
-    let destroys = entries.iter().any(|e| matches!(e.op, Op::Destroy));
+    // A destroy or a draft's new content is work for the server even when the flags and
+    // mailboxes stay as they are.
+    let destroys = entries
+        .iter()
+        .any(|e| matches!(e.op, Op::Destroy | Op::Replace { .. }));
     if after.state == *current && !destroys {
         return Ok(Enqueued::Unchanged);
     }

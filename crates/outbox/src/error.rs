@@ -36,6 +36,15 @@ pub enum Error {
     /// An outgoing message that cannot be sent as given.
     #[error("invalid outgoing message: {0}")]
     InvalidMessage(String),
+    /// The account has no mailbox with the Drafts role, so a draft has nowhere to go.
+    #[error("account {0} has no Drafts mailbox")]
+    NoDraftsMailbox(AccountId),
+    /// The email is not a draft (not in the Drafts mailbox, or without the draft flag).
+    #[error("email {0} is not a draft")]
+    NotADraft(EmailId),
+    /// The draft's row was not found right after writing it (a concurrent delete).
+    #[error("the draft vanished while being saved")]
+    DraftVanished,
     /// No queued change (nor recently completed one) has this id.
     #[error("change {0} not found")]
     ChangeNotFound(ChangeId),

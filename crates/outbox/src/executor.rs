@@ -38,7 +38,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mailsync_store::{AccountId, ChangeId, EmailId};
+use mailsync_store::{AccountId, ChangeId, EmailId, MailboxId};
 
 use crate::change::OutgoingMessage;
 use crate::model::{FlagChange, Location, Snapshot, Target};
@@ -110,12 +110,34 @@ pub struct EmailChange {
     pub flags: Vec<FlagChange>,
     /// Where it ends up.
     pub target: Target,
+    /// A draft's new content (`Some` for a draft save): after the flags and the move, put this
+    /// message where the email ends up (with the flags it ends with) and then remove the copies
+    /// in `before`, so the server never shows both versions nor neither. Answer
+    /// [`ItemOutcome::Relocated`] with the new copy's identity.
+    pub content: Option<OutgoingMessage>,
 }
 
 impl EmailChange {
     /// Where the email is on the server now (the source of a move).
     pub fn source(&self) -> &[Location] {
         &self.before.mailboxes
+    }
+
+    /// The flags the email ends with (`before` with the flag changes applied).
+    pub fn final_flags(&self) -> mailsync_store::Flags {
+        let mut f = self.before.flags.clone();
+        for c in &self.flags {
+            c.flag.apply(&mut f, c.value);
+        }
+        f
+    }
+
+    /// The mailbox a draft's new content goes to: where the change moves it, else where it is.
+    pub fn destination(&self) -> Option<MailboxId> {
+        match &self.target {
+            Target::Mailboxes(m) => m.first().copied(),
+            _ => self.before.mailboxes.first().map(|l| l.mailbox_id),
+        }
     }
 }
 

@@ -71,8 +71,8 @@
 //! interactive feature). A permanent delete or a send that reached the server cannot be undone.
 //!
 //! # Payloads
-//! `pending_changes.payload` is JSON owned by this crate (`kind` is `flags`, `move`, `delete` or
-//! `send`):
+//! `pending_changes.payload` is JSON owned by this crate (`kind` is `flags`, `move`, `delete`,
+//! `draft` or `send`):
 //! ```json
 //! {"type": "email", "v": 1, "remote_id": "M1a2", "message_id": "abc@example.org",
 //!  "before": {"flags": {"seen": false, "flagged": false, "answered": false, "draft": false,
@@ -87,7 +87,8 @@
 //! ```
 //! Ops are `set_flag` (`flag`: `seen`, `flagged`, `answered`, `draft` or `{"keyword": "…"}`),
 //! `move` (`to`: the complete new set of mailbox ids), `trash` (`to`: the trash mailbox: a delete
-//! that became a move), `destroy`; each may carry `"undo": true` (a compensation) or
+//! that became a move), `destroy`, `replace` (`message`: a draft's new content; see
+//! [`Outbox::save_draft`]); each may carry `"undo": true` (a compensation) or
 //! `"undone": true`.
 //!
 //! # Example
@@ -111,6 +112,7 @@
 
 mod apply;
 mod change;
+mod draft;
 mod error;
 pub mod executor;
 mod local;

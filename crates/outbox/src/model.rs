@@ -106,6 +106,12 @@ pub(crate) enum Op {
     Trash { to: MailboxId },
     /// A delete that became a permanent delete.
     Destroy,
+    /// A draft saved: the email's content becomes this message (the server gets a new message
+    /// replacing the copies it has). Only the latest one in a row goes up.
+    Replace {
+        /// The draft's new content.
+        message: Box<OutgoingMessage>,
+    },
 }
 
 /// An [`Op`] and when the user asked for it.
@@ -200,6 +206,7 @@ impl Payload {
         match self {
             Self::Send(_) => "send",
             Self::Email(e) => match e.delta().target {
+                _ if e.ops.iter().any(|o| matches!(o.op, Op::Replace { .. })) => "draft",
                 Target::Destroy => "delete",
                 Target::Mailboxes(_) => "move",
                 Target::Stay => "flags",
@@ -235,11 +242,13 @@ pub(crate) struct Delta {
     /// Flags whose value differs from `before` (for a destroy: what the ops changed locally).
     pub(crate) flags: Vec<FlagChange>,
     pub(crate) target: Target,
+    /// A draft's new content: upload it where the email ends up, then remove the old copies.
+    pub(crate) content: Option<OutgoingMessage>,
 }
 
 impl Delta {
     pub(crate) fn is_empty(&self) -> bool {
-        self.flags.is_empty() && self.target == Target::Stay
+        self.flags.is_empty() && self.target == Target::Stay && self.content.is_none()
     }
 }
 
@@ -268,7 +277,22 @@ pub(crate) fn apply_op(state: &mut Folded, op: &Op, known: &[Location]) {
             state.state.mailboxes.clear();
             state.destroyed = true;
         }
+        // The content is not part of the snapshot; `content` reads it from the ops.
+        Op::Replace { .. } => {}
     }
+}
+
+/// The content the ops leave to upload: the latest `Replace` not followed by a destroy.
+pub(crate) fn content(ops: &[OpEntry]) -> Option<OutgoingMessage> {
+    let mut out = None;
+    for o in ops.iter().filter(|o| !o.undone) {
+        match &o.op {
+            Op::Replace { message } => out = Some(message.as_ref().clone()),
+            Op::Destroy => out = None,
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Puts the email in exactly `to`, keeping the identity of copies already in one of them (or
@@ -296,7 +320,14 @@ impl EmailPayload {
 
     /// What this row asks of the server.
     pub(crate) fn delta(&self) -> Delta {
-        diff(&self.before, &self.fold())
+        let mut d = diff(&self.before, &self.fold());
+        d.content = content(&self.ops);
+        // A draft never uploaded and discarded again: the server has nothing to remove.
+        if d.target == Target::Destroy && self.before.mailboxes.is_empty() {
+            d.flags.clear();
+            d.target = Target::Stay;
+        }
+        d
     }
 }
 
@@ -339,7 +370,11 @@ pub(crate) fn diff(before: &Snapshot, after: &Folded) -> Delta {
     } else {
         Target::Stay
     };
-    Delta { flags, target }
+    Delta {
+        flags,
+        target,
+        content: None,
+    }
 }
 
 /// The fields of an email that a row changes: restoring a row's `before` touches these only.
@@ -399,6 +434,9 @@ pub(crate) fn describe(p: &Payload) -> String {
         Payload::Email(e) => {
             let d = e.delta();
             let mut parts: Vec<String> = Vec::new();
+            if let Some(m) = &d.content {
+                parts.push(format!("save draft {:?}", m.subject));
+            }
             if d.target != Target::Destroy {
                 for f in &d.flags {
                     parts.push(match (&f.flag, f.value) {
@@ -532,7 +570,8 @@ mod tests {
                     flag: Flag::Seen,
                     value: true
                 }],
-                target: Target::Stay
+                target: Target::Stay,
+                content: None,
             }
         );
     }

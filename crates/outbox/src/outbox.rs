@@ -14,7 +14,7 @@ use tracing::{Instrument as _, debug, info, warn};
 use crate::apply::{
     compensation, enqueue_email, enqueue_ops, enqueue_send, withdraw_or_compensate,
 };
-use crate::change::Change;
+use crate::change::{Change, OutgoingMessage};
 use crate::error::{Error, UndoRefusal};
 use crate::executor::{Attempt, BatchError, Executor, ItemOutcome, QueuedChange};
 use crate::local::{self, Touched};
@@ -365,6 +365,84 @@ impl Outbox {
         touched.recount(&txn).await?;
         txn.commit().await?;
         Ok(out)
+    }
+
+    // ----- drafts --------------------------------------------------------------------------
+
+    /// Saves a draft: `draft = None` creates one in the account's Drafts mailbox, `Some(id)`
+    /// replaces that draft's content. Applied locally at once (email row and body) and queued;
+    /// saves not yet sent merge, so only the latest content goes up. Returns the draft's id.
+    pub async fn save_draft(
+        &self,
+        account: AccountId,
+        draft: Option<EmailId>,
+        message: OutgoingMessage,
+    ) -> Result<(EmailId, Enqueued), Error> {
+        let message = &message;
+        retry_busy(|| async move {
+            let txn = self.store.begin().await?;
+            local::lock(&txn, draft).await?;
+            let mut touched = Touched::default();
+            let out = crate::draft::save(
+                &txn,
+                account,
+                draft,
+                message.clone(),
+                self.clock.now(),
+                &mut touched,
+            )
+            .await?;
+            touched.recount(&txn).await?;
+            txn.commit().await?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Discards a draft (removed from the server permanently; a draft the server never saw
+    /// only leaves the database).
+    pub async fn discard_draft(
+        &self,
+        account: AccountId,
+        draft: EmailId,
+    ) -> Result<Enqueued, Error> {
+        retry_busy(|| async move {
+            let txn = self.store.begin().await?;
+            local::lock(&txn, [draft]).await?;
+            let mut touched = Touched::default();
+            let out =
+                crate::draft::discard(&txn, account, draft, self.clock.now(), &mut touched).await?;
+            touched.recount(&txn).await?;
+            txn.commit().await?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Sends a draft: queues the send of its latest content (through the same exactly-once
+    /// send as [`Change::Send`], with a fresh Message-ID) and the draft's discard, in one
+    /// transaction. Returns the send's queue entry.
+    pub async fn send_draft(&self, account: AccountId, draft: EmailId) -> Result<Enqueued, Error> {
+        retry_busy(|| async move {
+            let txn = self.store.begin().await?;
+            local::lock(&txn, [draft]).await?;
+            let mut touched = Touched::default();
+            let out =
+                crate::draft::send(&txn, account, draft, self.clock.now(), &mut touched).await?;
+            touched.recount(&txn).await?;
+            txn.commit().await?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The message a draft holds (its latest saved content).
+    pub async fn draft_message(
+        &self,
+        account: AccountId,
+        draft: EmailId,
+    ) -> Result<OutgoingMessage, Error> {
+        crate::draft::message(self.store.conn(), account, draft).await
     }
 
     // ----- cancel and undo -----------------------------------------------------------------

@@ -195,6 +195,7 @@ pub(crate) fn queued_change(row: &Row, attempt: Attempt) -> Option<QueuedChange>
                 before: p.before.clone(),
                 flags,
                 target: d.target,
+                content: d.content,
             })
         }
     };

@@ -329,6 +329,21 @@ pub async fn recount<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(i64, i
     Ok((total, unread))
 }
 
+/// Gives a mailbox a new server identity (an IMAP rename seen by the sync): the row, its
+/// emails, bodies and checkpoint stay; the next upsert by the new remote id updates its name.
+pub async fn set_remote_id<C: ConnectionTrait>(
+    c: &C,
+    id: MailboxId,
+    remote_id: &str,
+) -> Result<(), StoreError> {
+    mb::Entity::update_many()
+        .col_expr(mb::Column::RemoteId, Expr::value(remote_id))
+        .filter(mb::Column::Id.eq(id.0))
+        .exec(c)
+        .await?;
+    Ok(())
+}
+
 /// Deletes the account's mailboxes whose remote id is not in `keep`, with their emails.
 /// Returns the number of mailboxes removed.
 pub async fn delete_missing<C: ConnectionTrait>(

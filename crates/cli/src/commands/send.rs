@@ -11,7 +11,7 @@ use crate::args::SendArgs;
 use crate::error::CliError;
 use crate::output;
 
-fn address(s: &str) -> Address {
+pub(super) fn address(s: &str) -> Address {
     // "Name <a@b>" or a bare address.
     let s = s.trim();
     if let (Some(lt), true) = (s.rfind('<'), s.ends_with('>')) {
@@ -27,7 +27,7 @@ fn address(s: &str) -> Address {
     }
 }
 
-fn read_text(p: &Path, what: &str) -> Result<String, CliError> {
+pub(super) fn read_text(p: &Path, what: &str) -> Result<String, CliError> {
     if p == Path::new("-") {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
@@ -38,7 +38,7 @@ fn read_text(p: &Path, what: &str) -> Result<String, CliError> {
 }
 
 /// A MIME type from the file extension (the common ones; otherwise octet-stream).
-fn mime_type(p: &Path) -> &'static str {
+pub(super) fn mime_type(p: &Path) -> &'static str {
     let ext = p
         .extension()
         .and_then(|e| e.to_str())
@@ -61,8 +61,43 @@ fn mime_type(p: &Path) -> &'static str {
     }
 }
 
+/// The attachments of `paths`, read now (a queued message does not depend on the files).
+pub(super) fn attachments(
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<OutgoingAttachment>, CliError> {
+    let mut attachments = Vec::new();
+    for p in paths {
+        let bytes = std::fs::read(p)
+            .map_err(|e| CliError::usage(format!("--attach {}: {e}", p.display())))?;
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "attachment".into());
+        attachments.push(OutgoingAttachment::from_bytes(name, mime_type(p), &bytes));
+    }
+    Ok(attachments)
+}
+
 pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<u8, CliError> {
-    let acc = ctx.account(&a.account).await?;
+    if let Some(id) = a.draft {
+        let email = mailsync_store::emails::get(ctx.store().conn(), mailsync_store::EmailId(id))
+            .await
+            .map_err(|e| CliError::store(&format!("draft {id}"), &e))?;
+        let acc = match &a.account {
+            Some(name) => ctx.account(name).await?,
+            None => mailsync_store::accounts::get(ctx.store().conn(), email.account_id).await?,
+        };
+        let object = format!("draft {id}");
+        let failed_before = failed_ids(ctx, &acc).await?;
+        let queued = ctx
+            .engine
+            .send_draft(acc.id, email.id)
+            .await
+            .map_err(|e| CliError::engine(&object, &e))?;
+        return deliver(ctx, &acc, queued, a.queue_only, failed_before).await;
+    }
+    let name = a.account.clone().unwrap_or_default();
+    let acc = ctx.account(&name).await?;
     let object = format!("account {:?}", acc.name);
     let text = match (&a.body, &a.body_file) {
         (Some(b), _) => b.clone(),
@@ -73,16 +108,7 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<u8, CliError> {
         Some(p) => Some(read_text(p, "--html-file")?),
         None => None,
     };
-    let mut attachments = Vec::new();
-    for p in &a.attach {
-        let bytes = std::fs::read(p)
-            .map_err(|e| CliError::usage(format!("--attach {}: {e}", p.display())))?;
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "attachment".into());
-        attachments.push(OutgoingAttachment::from_bytes(name, mime_type(p), &bytes));
-    }
+    let attachments = attachments(&a.attach)?;
     let msg = OutgoingMessage {
         from: Address {
             name: acc.display_name.clone(),
@@ -91,13 +117,29 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<u8, CliError> {
         to: a.to.iter().map(|s| address(s)).collect(),
         cc: a.cc.iter().map(|s| address(s)).collect(),
         bcc: a.bcc.iter().map(|s| address(s)).collect(),
-        subject: a.subject.clone(),
+        subject: a.subject.clone().unwrap_or_default(),
         text,
         html,
         attachments,
         ..OutgoingMessage::default()
     };
-    let failed_before: Vec<_> = ctx
+    let failed_before = failed_ids(ctx, &acc).await?;
+    let queued = ctx.engine.send(acc.id, msg).await.map_err(|e| match e {
+        mailsync_engine::EngineError::Outbox(mailsync_outbox::Error::InvalidMessage(m)) => {
+            CliError::usage(format!("{object}: cannot send: {m}"))
+        }
+        other => CliError::engine(&object, &other),
+    })?;
+    deliver(ctx, &acc, queued, a.queue_only, failed_before).await
+}
+
+/// The account's failed changes now (a send refused later is one not among them).
+async fn failed_ids(
+    ctx: &Ctx,
+    acc: &mailsync_store::accounts::Account,
+) -> Result<Vec<mailsync_store::FailedId>, CliError> {
+    let object = format!("account {:?}", acc.name);
+    Ok(ctx
         .engine
         .outbox()
         .failed(acc.id)
@@ -105,19 +147,24 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<u8, CliError> {
         .map_err(|e| CliError::engine(&object, &e.into()))?
         .into_iter()
         .map(|f| f.id)
-        .collect();
-    let queued = ctx.engine.send(acc.id, msg).await.map_err(|e| match e {
-        mailsync_engine::EngineError::Outbox(mailsync_outbox::Error::InvalidMessage(m)) => {
-            CliError::usage(format!("{object}: cannot send: {m}"))
-        }
-        other => CliError::engine(&object, &other),
-    })?;
+        .collect())
+}
+
+/// Sends a queued message now (here, or by the running daemon) and reports how it went.
+async fn deliver(
+    ctx: &Ctx,
+    acc: &mailsync_store::accounts::Account,
+    queued: mailsync_outbox::Enqueued,
+    queue_only: bool,
+    failed_before: Vec<mailsync_store::FailedId>,
+) -> Result<u8, CliError> {
+    let object = format!("account {:?}", acc.name);
     let Some(change) = queued.change_id() else {
         return Err(CliError::failure(format!(
             "{object}: the message was not queued"
         )));
     };
-    if a.queue_only {
+    if queue_only {
         output::line(format!(
             "queued as change {change}; it goes out at the next sync"
         ))?;
@@ -132,7 +179,7 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<u8, CliError> {
             .map_err(|e| CliError::engine(&object, &e.into()))?;
         Ok(!pending.iter().any(|p| p.id == change))
     };
-    let cycle = super::sync::flush_now(ctx, &acc, std::time::Duration::from_secs(15), sent).await;
+    let cycle = super::sync::flush_now(ctx, acc, std::time::Duration::from_secs(15), sent).await;
     match cycle {
         Ok(_) => {
             let pending = ctx

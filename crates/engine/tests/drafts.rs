@@ -1,0 +1,206 @@
+//! Drafts end to end on both protocols: a draft saved while no cycle runs (offline) and updated
+//! twice is one queued upload; after a cycle the server's Drafts holds exactly one copy with the
+//! latest content; an update replaces it (still one copy); sending it leaves none in Drafts,
+//! exactly one in Sent and one delivery at the SMTP sink. IMAP on Dovecot + the sink, JMAP on
+//! Cyrus; the server side is checked by another IMAP client on the same mail store.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{CyrusJmap, E, dovecot_account};
+use mailsync_engine::Engine;
+use mailsync_outbox::OutgoingMessage;
+use mailsync_store::accounts::{Account, Endpoint};
+use mailsync_store::testing::TempDb;
+use mailsync_store::{Address, Role, Security, emails, mailboxes};
+use mailsync_testkit::{ImapClient, Servers, sink_messages, unique_name};
+
+type R = Result<(), E>;
+
+fn addr(e: &str) -> Address {
+    Address {
+        name: None,
+        email: e.into(),
+    }
+}
+
+/// The bodies of the messages in `mailbox` as another client sees them (with their flags).
+fn server_copies(imap: &mut ImapClient, mailbox: &str) -> Result<Vec<String>, E> {
+    let n = imap.select(mailbox)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let r = imap.command("FETCH 1:* (FLAGS BODY.PEEK[TEXT])")?;
+    let text: Vec<String> = r.lines().collect();
+    let joined = text.join("\n");
+    Ok(joined
+        .split("* ")
+        .filter(|s| s.contains("FETCH"))
+        .map(str::to_owned)
+        .collect())
+}
+
+async fn queued(engine: &Engine, account: &Account) -> Result<usize, E> {
+    Ok(engine.outbox().pending(account.id).await?.len())
+}
+
+/// The whole draft life cycle against one account; `imap` is another client on its mail.
+async fn life_cycle(
+    engine: &Engine,
+    account: &Account,
+    imap: &mut ImapClient,
+    sink: &std::path::Path,
+) -> R {
+    let store = engine.store();
+    let drafts = mailboxes::find_by_role(store.conn(), account.id, Role::Drafts)
+        .await?
+        .ok_or("no Drafts mailbox")?;
+    let sent = mailboxes::find_by_role(store.conn(), account.id, Role::Sent)
+        .await?
+        .ok_or("no Sent mailbox")?;
+    let subject = unique_name("draft15");
+    let msg = |v: u32| OutgoingMessage {
+        from: addr(&account.email),
+        to: vec![addr("bob@example.test")],
+        bcc: vec![addr("hidden@example.test")],
+        subject: subject.clone(),
+        text: format!("draft body version {v}\r\n"),
+        ..Default::default()
+    };
+
+    // Offline: saved, then updated twice before any cycle. One queued row, one local draft.
+    let id = engine.save_draft(account.id, None, msg(1)).await?;
+    assert_eq!(engine.save_draft(account.id, Some(id), msg(2)).await?, id);
+    assert_eq!(engine.save_draft(account.id, Some(id), msg(3)).await?, id);
+    assert_eq!(
+        queued(engine, account).await?,
+        1,
+        "successive saves coalesce"
+    );
+    let local = emails::get(store.conn(), id).await?;
+    assert!(local.flags.draft);
+    let members = emails::memberships(store.conn(), id).await?;
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].mailbox_id, drafts.id);
+    assert!(server_copies(imap, &drafts.name)?.is_empty());
+
+    // The cycle uploads only the latest version.
+    engine.sync_once(account.id).await?;
+    let failed = engine.outbox().failed(account.id).await?;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(queued(engine, account).await?, 0);
+    let copies = server_copies(imap, &drafts.name)?;
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert!(copies[0].contains("version 3"), "{copies:?}");
+    assert!(copies[0].contains("\\Draft"), "{copies:?}");
+    let local = emails::get(store.conn(), id).await?;
+    assert!(
+        !local.remote_id.starts_with("local-draft:"),
+        "{}",
+        local.remote_id
+    );
+
+    // An update online replaces the server's copy: still exactly one.
+    assert_eq!(engine.save_draft(account.id, Some(id), msg(4)).await?, id);
+    engine.sync_once(account.id).await?;
+    let copies = server_copies(imap, &drafts.name)?;
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert!(copies[0].contains("version 4"), "{copies:?}");
+    let in_drafts = emails::list(
+        store.conn(),
+        &emails::EmailFilter {
+            account: Some(account.id),
+            mailbox: Some(drafts.id),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(in_drafts.len(), 1, "one local draft after the sync");
+
+    // Send it: gone from Drafts, one copy in Sent, one delivery.
+    engine.send_draft(account.id, id).await?;
+    engine.sync_once(account.id).await?;
+    engine.sync_once(account.id).await?;
+    assert_eq!(queued(engine, account).await?, 0);
+    assert!(
+        server_copies(imap, &drafts.name)?.is_empty(),
+        "nothing left in Drafts"
+    );
+    let sent_copies: Vec<String> = server_copies(imap, &sent.name)?
+        .into_iter()
+        .filter(|c| c.contains("version 4"))
+        .collect();
+    assert_eq!(sent_copies.len(), 1, "{sent_copies:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let delivered = loop {
+        let n: Vec<_> = sink_messages(sink)?
+            .into_iter()
+            .filter(|m| m.header("Subject").as_deref() == Some(subject.as_str()))
+            .collect();
+        if !n.is_empty() || std::time::Instant::now() > deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            break sink_messages(sink)?
+                .into_iter()
+                .filter(|m| m.header("Subject").as_deref() == Some(subject.as_str()))
+                .collect::<Vec<_>>();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(delivered.len(), 1, "delivered exactly once");
+    let raw = String::from_utf8_lossy(&delivered[0].raw).into_owned();
+    assert!(raw.contains("version 4"), "{raw}");
+    assert!(delivered[0].header("Bcc").is_none(), "Bcc is envelope only");
+    assert!(
+        emails::get(store.conn(), id).await.is_err(),
+        "the local draft row is gone"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_draft_saved_offline_updated_and_sent() -> R {
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("i15draft");
+    let db = TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let mut new = dovecot_account(&servers, &user.user, &user.password);
+    new.smtp = Some(Endpoint {
+        host: "127.0.0.1".into(),
+        port: servers.smtp_port(),
+        security: Security::Plain,
+    });
+    let account = engine.add_account(new).await?;
+    engine.sync_once(account.id).await?;
+    let mut imap = ImapClient::login(
+        servers.dovecot_host(),
+        servers.dovecot_imap_port(),
+        &user.user,
+        &user.password,
+    )?;
+    let res = tokio::time::timeout(
+        Duration::from_secs(90),
+        life_cycle(&engine, &account, &mut imap, servers.smtp_sink_dir()),
+    )
+    .await;
+    db.cleanup().await?;
+    res.map_err(|_| "timed out")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmap_draft_saved_offline_updated_and_sent() -> R {
+    let user = mailsync_testkit::accounts::DRAFTS.user(1);
+    let mut c = CyrusJmap::setup(&user, &["Drafts", "Sent"], 0).await?;
+    let res = tokio::time::timeout(
+        Duration::from_secs(90),
+        life_cycle(
+            &c.engine,
+            &c.account,
+            &mut c.other,
+            c.servers.smtp_sink_dir(),
+        ),
+    )
+    .await;
+    c.db.cleanup().await?;
+    res.map_err(|_| "timed out")?
+}
