@@ -17,7 +17,8 @@ use sea_orm::sea_query::{Expr, ExprTrait, SelectStatement};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::entity::email_mailboxes as em;
-use crate::{EmailId, MailboxId, StoreError};
+use crate::queue::ChangeState;
+use crate::{ChangeId, EmailId, MailboxId, StoreError};
 
 const CHUNK: usize = 400;
 
@@ -36,6 +37,30 @@ pub struct Changes {
     pub removed: EmailSet,
     /// Mailboxes created, changed, recounted or deleted.
     pub mailboxes: BTreeSet<MailboxId>,
+    /// Queued changes (and sends) and where each ended up in this scope.
+    pub queue: BTreeMap<ChangeId, QueueFate>,
+}
+
+/// What happened to a queued change (the last thing in a scope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueFate {
+    /// Queued (a local change or a send, or a failed one retried by the user).
+    Queued,
+    /// Its state changed: in flight, accepted (`Submitted`, a send), lost, or back to pending.
+    State(ChangeState),
+    /// A transient failure: it waits for its backoff.
+    Retrying {
+        /// The error, one line.
+        error: String,
+    },
+    /// Acknowledged by the server, or dropped as moot (the row is gone).
+    Done,
+    /// Evicted to the failed list, its local change reverted.
+    Evicted {
+        /// Why, one line.
+        reason: String,
+    },
 }
 
 impl Changes {
@@ -45,6 +70,7 @@ impl Changes {
             && self.updated.is_empty()
             && self.removed.is_empty()
             && self.mailboxes.is_empty()
+            && self.queue.is_empty()
     }
 
     fn created(&mut self, id: EmailId, boxes: impl IntoIterator<Item = MailboxId>) {
@@ -108,6 +134,12 @@ pub(crate) fn record_created(id: EmailId, boxes: impl IntoIterator<Item = Mailbo
 
 pub(crate) fn record_updated(id: EmailId, boxes: impl IntoIterator<Item = MailboxId>) {
     with(|c| c.updated(id, boxes));
+}
+
+pub(crate) fn record_queue(id: ChangeId, fate: QueueFate) {
+    with(|c| {
+        c.queue.insert(id, fate);
+    });
 }
 
 pub(crate) fn record_mailbox(id: MailboxId) {
