@@ -37,4 +37,5 @@ pub mod worker;
 
 pub use engine::{AccountStatus, Engine, SyncNow};
 pub use error::EngineError;
-pub use worker::EngineEvent;
+pub use mailsync_store::changes::QueueFate;
+pub use worker::{EmailRef, EngineEvent, Events};

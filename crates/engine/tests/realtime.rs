@@ -69,8 +69,8 @@ async fn changes_outside_inbox_arrive_within_a_second() -> R {
     engine.start(accounts::get(db.store.conn(), acc.id).await?);
     loop {
         match tokio::time::timeout(Duration::from_secs(20), events.recv()).await? {
-            Ok(EngineEvent::Synced { .. }) => break,
-            Ok(EngineEvent::Failed { message, .. }) => return Err(message.into()),
+            Some(EngineEvent::Synced { .. }) => break,
+            Some(EngineEvent::Failed { message, .. }) => return Err(message.into()),
             _ => {}
         }
     }

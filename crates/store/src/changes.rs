@@ -136,7 +136,9 @@ pub(crate) fn record_updated(id: EmailId, boxes: impl IntoIterator<Item = Mailbo
     with(|c| c.updated(id, boxes));
 }
 
-pub(crate) fn record_queue(id: ChangeId, fate: QueueFate) {
+/// Records a queued change's fate; public for the outbox, whose state-conditional updates of
+/// `pending_changes` are its own queries.
+pub fn record_queue(id: ChangeId, fate: QueueFate) {
     with(|c| {
         c.queue.insert(id, fate);
     });

@@ -33,9 +33,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 /// The worker policy for this run (`--poll-interval` / `MAILSYNC_POLL_INTERVAL`).
-pub fn policy(a: &SyncArgs) -> Result<WorkerPolicy, CliError> {
+pub fn policy(poll_interval: Option<&str>) -> Result<WorkerPolicy, CliError> {
     let mut p = WorkerPolicy::default();
-    if let Some(s) = &a.poll_interval {
+    if let Some(s) = poll_interval {
         let d = parse_duration(s).ok_or_else(|| {
             CliError::usage(format!(
                 "invalid poll interval {s:?}: expected e.g. 500ms, 5s, 2m"
@@ -247,7 +247,7 @@ async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
             _ = term.recv() => { eprintln!("mailsync: SIGTERM, shutting down"); break; }
             _ = int.recv() => { eprintln!("mailsync: SIGINT, shutting down"); break; }
             ev = events.recv() => match ev {
-                Ok(EngineEvent::Synced { account, counts }) => {
+                Some(EngineEvent::Synced { account, counts }) => {
                     // Polls that change nothing stay quiet (they show with -v).
                     let name = names.get(&account).cloned().unwrap_or_default();
                     if counts != SyncCounts::default() {
@@ -256,15 +256,12 @@ async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
                         tracing::info!(account = %name, "Synced, nothing new.");
                     }
                 }
-                Ok(EngineEvent::Failed { account, message, disposition }) => {
+                Some(EngineEvent::Failed { account, message, disposition }) => {
                     let name = names.get(&account).cloned().unwrap_or_default();
                     eprintln!("mailsync: account {name:?}: sync failed ({disposition:?}): {message}");
                 }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(missed = n, "Event stream lagged.");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                Some(_) => {}
+                None => break,
             },
         }
     }
