@@ -178,8 +178,8 @@ async fn a_server_rejecting_its_own_fresh_state_fails_the_cycle_instead_of_loopi
         &CancellationToken::new(),
         &events,
     )
-        .await
-        .expect_err("the cycle fails");
+    .await
+    .expect_err("the cycle fails");
     assert!(
         matches!(
             err,

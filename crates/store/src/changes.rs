@@ -187,10 +187,7 @@ pub(crate) async fn removing_where<C: ConnectionTrait>(
 }
 
 /// Records as removed these emails (by id), with their mailboxes. Call it before the delete.
-pub(crate) async fn removing_ids<C: ConnectionTrait>(
-    c: &C,
-    ids: &[i64],
-) -> Result<(), StoreError> {
+pub(crate) async fn removing_ids<C: ConnectionTrait>(c: &C, ids: &[i64]) -> Result<(), StoreError> {
     if !collecting() {
         return Ok(());
     }
