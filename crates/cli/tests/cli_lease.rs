@@ -9,7 +9,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Env, PW_VAR, R, message, unique, wait_for};
+use common::{Env, R, message, unique, wait_for};
 use mailsync_testkit::Servers;
 
 /// The lease the processes of these tests use: a killed daemon frees the account after it.
