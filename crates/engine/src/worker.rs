@@ -483,6 +483,47 @@ mod tests {
 
     const ACCOUNT: AccountId = AccountId(1);
 
+    /// A subscriber that falls behind is told so (then reads on), never silently skipped.
+    #[tokio::test]
+    async fn a_slow_subscriber_gets_lagged() {
+        let (tx, rx) = broadcast::channel(2);
+        let mut events = Events::new(rx);
+        for _ in 0..5 {
+            let _ = tx.send(EngineEvent::LocalChange { account: ACCOUNT });
+        }
+        assert_eq!(events.recv().await, Some(EngineEvent::Lagged { missed: 3 }));
+        assert_eq!(
+            events.recv().await,
+            Some(EngineEvent::LocalChange { account: ACCOUNT })
+        );
+        drop(tx);
+        assert_eq!(
+            events.recv().await,
+            Some(EngineEvent::LocalChange { account: ACCOUNT })
+        );
+        assert_eq!(events.recv().await, None);
+    }
+
+    /// Store writes inside a cycle come out as events with their ids, in the documented order.
+    #[tokio::test]
+    async fn writes_in_a_scope_become_events_with_ids() {
+        let (tx, mut rx) = broadcast::channel(16);
+        with_events(&tx, ACCOUNT, async {
+            // What the store's write functions record (they are tested with the store).
+            mailsync_store::changes::record_queue(ChangeId(7), QueueFate::Done);
+        })
+        .await;
+        assert_eq!(
+            rx.recv().await.ok(),
+            Some(EngineEvent::Change {
+                account: ACCOUNT,
+                change: ChangeId(7),
+                fate: QueueFate::Done
+            })
+        );
+        assert!(rx.try_recv().is_err(), "nothing else was written");
+    }
+
     fn offline() -> EngineError {
         EngineError::Smtp(crate::smtp::SmtpError::Connect {
             server: "h:1".into(),
