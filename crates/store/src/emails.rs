@@ -352,6 +352,18 @@ pub async fn upsert_batch<C: ConnectionTrait>(
 
         let ids = ids_by_remote_ids(c, account, &remote_ids).await?;
         let id_list: Vec<i64> = ids.values().map(|i| i.0).collect();
+        if !before.is_empty() {
+            // The mailboxes an updated email leaves matter to a reader too (a JMAP move).
+            crate::changes::updated_where(
+                c,
+                Query::select()
+                    .column(e::Column::Id)
+                    .from(e::Entity)
+                    .and_where(Expr::col(e::Column::Id).is_in(before.values().map(|i| i.0)))
+                    .to_owned(),
+            )
+            .await?;
+        }
         em::Entity::delete_many()
             .filter(em::Column::EmailId.is_in(id_list.iter().copied()))
             .exec(c)
