@@ -88,11 +88,10 @@ pub fn driver_for(
             crate::jmap_driver::JmapDriver::new(store.clone(), outbox.clone(), account)
                 .with_poll_interval(policy.poll_interval),
         ),
-        AccountKind::Imap => Box::new(crate::imap_driver::ImapDriver::new(
-            store.clone(),
-            outbox.clone(),
-            account,
-        )),
+        AccountKind::Imap => Box::new(
+            crate::imap_driver::ImapDriver::new(store.clone(), outbox.clone(), account)
+                .with_poll_interval(policy.poll_interval),
+        ),
     }
 }
 
