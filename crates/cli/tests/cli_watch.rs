@@ -204,3 +204,47 @@ fn watch_json_reports_ids_of_a_delivery_flag_move_and_expunge_in_order() -> R {
     reader.join().map_err(|_| "reader panicked")?;
     Ok(())
 }
+
+/// With a daemon syncing the account, watch cannot see its events: it says so (a
+/// `lease_held` event naming the owner) instead of printing nothing.
+#[test]
+fn watch_beside_a_daemon_says_who_holds_the_account() -> R {
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("i14held").user;
+    let env = Env::new();
+    imap_add(&env, &servers, "h", &user, &[]).ok();
+    let _daemon = common::Daemon(
+        env.daemon(&["sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_for(Duration::from_secs(20), || {
+        (!env.run(&["log", "--json"]).ok().json_lines().is_empty()).then_some(())
+    })
+    .ok_or("the daemon's first cycle")?;
+    let mut watch = common::Daemon(
+        env.daemon(&["watch", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    );
+    let stdout = watch.0.stdout.take().ok_or("watch stdout")?;
+    let first = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    });
+    let line = wait_for(Duration::from_secs(10), || {
+        first.is_finished().then_some(())
+    })
+    .map(|()| first.join().unwrap_or_default())
+    .ok_or("watch printed nothing within 10 s")?;
+    let v: Value = serde_json::from_str(&line)?;
+    assert_eq!(v["type"], "lease_held", "{line}");
+    assert_eq!(v["account"], "h");
+    assert!(v["owner"].as_str().is_some_and(|o| !o.is_empty()), "{line}");
+    Ok(())
+}
