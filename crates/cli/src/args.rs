@@ -255,7 +255,14 @@ pub struct SyncArgs {
     /// Body download policy (none, all, NNkb), stored on the selected accounts.
     #[arg(long, value_name = "none|all|<N>kb")]
     pub bodies: Option<String>,
-    /// Polling interval for servers without push, e.g. 1s, 500ms, 2m.
+    #[command(flatten)]
+    pub poll: PollArg,
+}
+
+#[derive(Debug, Args)]
+pub struct PollArg {
+    /// Polling interval for servers without push (and, without IMAP NOTIFY, how often
+    /// mailboxes other than INBOX are looked at), e.g. 1s, 500ms, 2m.
     #[arg(
         long,
         env = "MAILSYNC_POLL_INTERVAL",
@@ -273,14 +280,8 @@ pub struct WatchArgs {
     /// One JSON object per line (NDJSON).
     #[arg(long)]
     pub json: bool,
-    /// Polling interval for servers without push, e.g. 1s, 500ms, 2m.
-    #[arg(
-        long,
-        env = "MAILSYNC_POLL_INTERVAL",
-        value_name = "DURATION",
-        hide = true
-    )]
-    pub poll_interval: Option<String>,
+    #[command(flatten)]
+    pub poll: PollArg,
 }
 
 #[derive(Debug, Args)]

@@ -6,9 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use mailsync_engine::Engine;
 use mailsync_engine::worker::WorkerPolicy;
-use mailsync_engine::{Engine, EngineEvent};
-use mailsync_store::{accounts, emails, mailboxes};
+use mailsync_store::{emails, mailboxes};
 use mailsync_testkit::accounts::REALTIME;
 use mailsync_testkit::{CYRUS_POOL_PASSWORD, Generator, ImapClient, Servers, imap_append_bulk};
 
@@ -43,15 +43,7 @@ async fn without_notify_other_mailboxes_are_seen_within_the_poll_interval() -> R
         imap.port = port;
     }
     let acc = engine.add_account(new).await?;
-    let mut events = engine.subscribe();
-    engine.start(accounts::get(db.store.conn(), acc.id).await?);
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), events.recv()).await? {
-            Some(EngineEvent::Synced { .. }) => break,
-            Some(EngineEvent::Failed { message, .. }) => return Err(message.into()),
-            _ => {}
-        }
-    }
+    let _events = common::start_synced(&engine, &db.store, acc.id).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let folder = mailboxes::find_by_remote_id(db.store.conn(), acc.id, "Folder")
         .await?

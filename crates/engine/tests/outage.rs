@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mailsync_engine::classify::Disposition;
 use mailsync_engine::{Engine, EngineEvent};
-use mailsync_store::{accounts, emails};
+use mailsync_store::emails;
 use mailsync_testkit::{FaultProxy, Generator, Servers, imap_append_bulk};
 
 type R = Result<(), Box<dyn std::error::Error>>;
@@ -26,15 +26,7 @@ async fn mail_from_during_an_outage_arrives_within_15s_of_its_end() -> R {
         imap.port = proxy.port();
     }
     let acc = engine.add_account(new).await?;
-    let mut events = engine.subscribe();
-    engine.start(accounts::get(db.store.conn(), acc.id).await?);
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), events.recv()).await? {
-            Some(EngineEvent::Synced { .. }) => break,
-            Some(EngineEvent::Failed { message, .. }) => return Err(message.into()),
-            _ => {}
-        }
-    }
+    let mut events = common::start_synced(&engine, &db.store, acc.id).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let outage = Duration::from_secs(25);

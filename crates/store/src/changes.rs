@@ -156,16 +156,7 @@ pub(crate) async fn updated_where<C: ConnectionTrait>(
     c: &C,
     emails: SelectStatement,
 ) -> Result<(), StoreError> {
-    if !collecting() {
-        return Ok(());
-    }
-    let pairs = copies(c, emails).await?;
-    with(|ch| {
-        for (e, boxes) in pairs {
-            ch.updated(e, boxes);
-        }
-    });
-    Ok(())
+    record_where(c, emails, Changes::updated).await
 }
 
 /// Records as removed the emails selected by `emails`, with their mailboxes. Call it before
@@ -174,13 +165,21 @@ pub(crate) async fn removing_where<C: ConnectionTrait>(
     c: &C,
     emails: SelectStatement,
 ) -> Result<(), StoreError> {
+    record_where(c, emails, Changes::removed).await
+}
+
+async fn record_where<C: ConnectionTrait>(
+    c: &C,
+    emails: SelectStatement,
+    record: fn(&mut Changes, EmailId, BTreeSet<MailboxId>),
+) -> Result<(), StoreError> {
     if !collecting() {
         return Ok(());
     }
     let pairs = copies(c, emails).await?;
     with(|ch| {
         for (e, boxes) in pairs {
-            ch.removed(e, boxes);
+            record(ch, e, boxes);
         }
     });
     Ok(())

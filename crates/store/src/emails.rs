@@ -453,16 +453,7 @@ pub async fn set_flags_by_remote_ids<C: ConnectionTrait>(
     for (flags, remotes) in groups.into_values() {
         let keywords = to_json("keywords", &flags.keywords)?;
         for chunk in remotes.chunks(CHUNK) {
-            crate::changes::updated_where(
-                c,
-                Query::select()
-                    .column(e::Column::Id)
-                    .from(e::Entity)
-                    .and_where(Expr::col(e::Column::AccountId).eq(account.0))
-                    .and_where(Expr::col(e::Column::RemoteId).is_in(chunk.iter().cloned()))
-                    .to_owned(),
-            )
-            .await?;
+            crate::changes::updated_where(c, ids_of_remote(account, chunk)).await?;
             n += e::Entity::update_many()
                 .col_expr(e::Column::Seen, Expr::value(flags.seen))
                 .col_expr(e::Column::Flagged, Expr::value(flags.flagged))
@@ -509,6 +500,16 @@ pub async fn set_flags<C: ConnectionTrait>(
     Ok(())
 }
 
+/// A `SELECT` of the ids of these remote ids' emails, for the change collector.
+fn ids_of_remote(account: AccountId, remote_ids: &[String]) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(e::Column::Id)
+        .from(e::Entity)
+        .and_where(Expr::col(e::Column::AccountId).eq(account.0))
+        .and_where(Expr::col(e::Column::RemoteId).is_in(remote_ids.iter().cloned()))
+        .to_owned()
+}
+
 /// A `SELECT` of one email id, for the change collector.
 fn one_email(id: EmailId) -> sea_orm::sea_query::SelectStatement {
     Query::select()
@@ -526,16 +527,7 @@ pub async fn delete_by_remote_ids<C: ConnectionTrait>(
 ) -> Result<u64, StoreError> {
     let mut n = 0;
     for chunk in remote_ids.chunks(CHUNK) {
-        crate::changes::removing_where(
-            c,
-            Query::select()
-                .column(e::Column::Id)
-                .from(e::Entity)
-                .and_where(Expr::col(e::Column::AccountId).eq(account.0))
-                .and_where(Expr::col(e::Column::RemoteId).is_in(chunk.iter().cloned()))
-                .to_owned(),
-        )
-        .await?;
+        crate::changes::removing_where(c, ids_of_remote(account, chunk)).await?;
         n += e::Entity::delete_many()
             .filter(e::Column::AccountId.eq(account.0))
             .filter(e::Column::RemoteId.is_in(chunk.iter().cloned()))

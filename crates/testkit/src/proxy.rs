@@ -118,16 +118,21 @@ impl FaultProxy {
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
         if down {
-            let open = std::mem::take(
-                &mut *self
-                    .shared
-                    .open
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner),
-            );
-            for s in open {
-                let _ = s.shutdown(Shutdown::Both);
-            }
+            self.close_open();
+        }
+    }
+
+    /// Closes every connection open now.
+    fn close_open(&self) {
+        let open = std::mem::take(
+            &mut *self
+                .shared
+                .open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for s in open {
+            let _ = s.shutdown(Shutdown::Both);
         }
     }
 
@@ -147,16 +152,7 @@ impl Drop for FaultProxy {
         self.shared.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop so it sees the flag.
         let _ = TcpStream::connect(self.addr);
-        let open = std::mem::take(
-            &mut *self
-                .shared
-                .open
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for s in open {
-            let _ = s.shutdown(Shutdown::Both);
-        }
+        self.close_open();
     }
 }
 

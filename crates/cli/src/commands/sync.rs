@@ -8,7 +8,7 @@ use mailsync_engine::{EngineEvent, SyncNow};
 use mailsync_store::BodyPolicy;
 use mailsync_store::accounts::{self, Account};
 use mailsync_store::sync_log::SyncCounts;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::Ctx;
 use crate::args::SyncArgs;
@@ -230,11 +230,17 @@ async fn once(ctx: &Ctx, selected: &[Account]) -> Result<u8, CliError> {
     Ok(first_code)
 }
 
-async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
-    let mut term = signal(SignalKind::terminate())
+/// SIGTERM and SIGINT, which end the daemon and `watch`.
+pub(super) fn stop_signals() -> Result<(Signal, Signal), CliError> {
+    let term = signal(SignalKind::terminate())
         .map_err(|e| CliError::failure(format!("cannot listen for SIGTERM: {e}")))?;
-    let mut int = signal(SignalKind::interrupt())
+    let int = signal(SignalKind::interrupt())
         .map_err(|e| CliError::failure(format!("cannot listen for SIGINT: {e}")))?;
+    Ok((term, int))
+}
+
+async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
+    let (mut term, mut int) = stop_signals()?;
     let mut events = ctx.engine.subscribe();
     let names: std::collections::HashMap<_, _> =
         selected.iter().map(|a| (a.id, a.name.clone())).collect();

@@ -8,7 +8,6 @@ use mailsync_engine::{EmailRef, EngineEvent, QueueFate};
 use mailsync_store::leases;
 use mailsync_store::queue::ChangeState;
 use serde_json::{Value, json};
-use tokio::signal::unix::{SignalKind, signal};
 
 use super::Ctx;
 use crate::args::WatchArgs;
@@ -22,10 +21,7 @@ pub async fn run(ctx: &Ctx, a: WatchArgs) -> Result<u8, CliError> {
             "no accounts: add one with `mailsync account add`",
         ));
     }
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| CliError::failure(format!("cannot listen for SIGTERM: {e}")))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| CliError::failure(format!("cannot listen for SIGINT: {e}")))?;
+    let (mut term, mut int) = super::sync::stop_signals()?;
     // Subscribe before the workers start: the first cycle's events are not missed.
     let mut events = ctx.engine.subscribe();
     let names: std::collections::HashMap<_, _> =
