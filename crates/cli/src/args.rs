@@ -70,6 +70,18 @@ pub enum Command {
         "shutdown."
     ))]
     Sync(SyncArgs),
+    /// Sync like the daemon and print what changed, with ids, as it happens (--json: NDJSON).
+    #[command(after_help = concat!(
+        "Each event is one line; with --json one object with a `type` field:\n",
+        "  cycle_started, cycle_finished, cycle_failed, emails_created, emails_updated,\n",
+        "  emails_removed (each with `emails`: [{id, mailboxes}]), mailboxes_changed,\n",
+        "  change (a queued change's `fate`: queued, in_flight, accepted, retrying, done,\n",
+        "  evicted), lagged (events were dropped: reload your view), lease_held.\n",
+        "Ids are local ids (`mailsync emails --json`). Runs the sync workers itself: use it in\n",
+        "place of `mailsync sync`, not beside it.\n\n",
+        "Examples:\n  mailsync watch --json\n  mailsync watch --account work --json | my-app"
+    ))]
+    Watch(WatchArgs),
     /// List mailboxes with their message and unread counts.
     #[command(
         after_help = "Examples:\n  mailsync mailboxes\n  mailsync mailboxes --account work --json\n\n--json prints one object per line: account, name, role (or null), total, unread."
@@ -430,7 +442,14 @@ pub struct SyncArgs {
     /// Body download policy (none, all, NNkb), stored on the selected accounts.
     #[arg(long, value_name = "none|all|<N>kb")]
     pub bodies: Option<String>,
-    /// Polling interval for servers without push, e.g. 1s, 500ms, 2m.
+    #[command(flatten)]
+    pub poll: PollArg,
+}
+
+#[derive(Debug, Args)]
+pub struct PollArg {
+    /// Polling interval for servers without push (and, without IMAP NOTIFY, how often
+    /// mailboxes other than INBOX are looked at), e.g. 1s, 500ms, 2m.
     #[arg(
         long,
         env = "MAILSYNC_POLL_INTERVAL",
@@ -438,6 +457,18 @@ pub struct SyncArgs {
         hide = true
     )]
     pub poll_interval: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only these accounts (repeatable; default: all).
+    #[arg(long = "account", value_name = "NAME")]
+    pub accounts: Vec<String>,
+    /// One JSON object per line (NDJSON).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub poll: PollArg,
 }
 
 #[derive(Debug, Args)]

@@ -9,33 +9,11 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Env, PW_VAR, R, message, unique, wait_for};
+use common::{Env, R, message, unique, wait_for};
 use mailsync_testkit::Servers;
 
 /// The lease the processes of these tests use: a killed daemon frees the account after it.
 const LEASE_TTL: &str = "3s";
-
-fn imap_add(env: &Env, servers: &Servers, name: &str, user: &str) -> common::Out {
-    let imap = format!("127.0.0.1:{}", servers.dovecot_imap_port());
-    let smtp = format!("127.0.0.1:{}", servers.smtp_port());
-    env.run(&[
-        "account",
-        "add",
-        name,
-        "--imap",
-        &imap,
-        "--security",
-        "plain",
-        "--smtp",
-        &smtp,
-        "--smtp-security",
-        "plain",
-        "--user",
-        user,
-        "--password-env",
-        PW_VAR,
-    ])
-}
 
 /// Runs the CLI with the test's lease expiry.
 fn cli(env: &Env, args: &[&str]) -> common::Out {
@@ -98,7 +76,7 @@ fn lease_holder(env: &Env) -> Option<(String, usize)> {
 fn daemon_and_cli(env: &Env) -> R {
     let servers = Servers::load()?;
     let user = servers.fresh_dovecot_user("lease").user;
-    imap_add(env, &servers, "d", &user).ok();
+    common::imap_add(env, &servers, "d", &user, &[]).ok();
     let subjects: Vec<String> = (1..=3).map(|i| unique(&format!("lease{i}"))).collect();
     let msgs: Vec<Vec<u8>> = subjects
         .iter()

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::EngineError;
-use crate::worker::{self, AccountDriver, EngineEvent, WorkerPolicy};
+use crate::worker::{self, AccountDriver, EngineEvent, Events, WorkerPolicy};
 
 /// Per-account status for `mailsync status` and UIs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,11 +90,10 @@ pub fn driver_for(
             crate::jmap_driver::JmapDriver::new(store.clone(), outbox.clone(), account)
                 .with_poll_interval(policy.poll_interval),
         ),
-        AccountKind::Imap => Box::new(crate::imap_driver::ImapDriver::new(
-            store.clone(),
-            outbox.clone(),
-            account,
-        )),
+        AccountKind::Imap => Box::new(
+            crate::imap_driver::ImapDriver::new(store.clone(), outbox.clone(), account)
+                .with_poll_interval(policy.poll_interval),
+        ),
     }
 }
 
@@ -138,9 +137,11 @@ impl Engine {
         &self.inner.outbox
     }
 
-    /// Change events (cycles finished or failed, local changes), for a UI to refresh.
-    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
-        self.inner.events.subscribe()
+    /// Change events with ids (see [`EngineEvent`]) for a UI to redraw what changed: emails
+    /// and mailboxes written, queued changes' fates, cycles. A subscriber that falls more than
+    /// 1,024 events behind gets [`EngineEvent::Lagged`] instead of silent loss.
+    pub fn subscribe(&self) -> Events {
+        Events::new(self.inner.events.subscribe())
     }
 
     /// Tests an account's settings: resolves the secret (or obtains an OAuth 2 access token)
@@ -262,29 +263,19 @@ impl Engine {
         }
         let mut driver = driver_for(self.store(), self.outbox(), account, policy);
         let cancel = self.inner.root.child_token();
-        let cycle = worker::run_cycle(self.store(), id, driver.as_mut(), &cancel);
+        let cycle = worker::run_cycle(
+            self.store(),
+            id,
+            driver.as_mut(),
+            &cancel,
+            &self.inner.events,
+        );
         let (res, lost) = crate::lease::hold(self.store(), id, owner, policy, &cancel, cycle).await;
-        let res = if lost {
+        if lost {
             Err(EngineError::LeaseLost(id))
         } else {
             res
-        };
-        match &res {
-            Ok(counts) => {
-                let _ = self.inner.events.send(EngineEvent::Synced {
-                    account: id,
-                    counts: *counts,
-                });
-            }
-            Err(e) => {
-                let _ = self.inner.events.send(EngineEvent::Failed {
-                    account: id,
-                    message: e.to_string(),
-                    disposition: crate::classify::classify(e),
-                });
-            }
         }
-        res
     }
 
     /// Runs a cycle here, or, when another engine (a daemon) holds the account's lease, asks
@@ -474,7 +465,12 @@ impl Engine {
         account: AccountId,
         change: Change,
     ) -> Result<Enqueued, EngineError> {
-        let e = self.outbox().enqueue(account, change).await?;
+        let e = worker::with_events(
+            &self.inner.events,
+            account,
+            self.outbox().enqueue(account, change),
+        )
+        .await?;
         let _ = self.inner.events.send(EngineEvent::LocalChange { account });
         self.wake_anywhere(account).await;
         Ok(e)
@@ -487,7 +483,12 @@ impl Engine {
         account: AccountId,
         changes: Vec<Change>,
     ) -> Result<Vec<Enqueued>, EngineError> {
-        let e = self.outbox().enqueue_all(account, changes).await?;
+        let e = worker::with_events(
+            &self.inner.events,
+            account,
+            self.outbox().enqueue_all(account, changes),
+        )
+        .await?;
         let _ = self.inner.events.send(EngineEvent::LocalChange { account });
         self.wake_anywhere(account).await;
         Ok(e)

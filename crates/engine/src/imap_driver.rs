@@ -619,6 +619,9 @@ pub struct ImapDriver {
     idling: bool,
     /// Mailboxes isolated after failing: consecutive failures and when to try again.
     isolated: HashMap<MailboxId, (u32, std::time::Instant)>,
+    /// Without NOTIFY, IDLE sees INBOX only: the wait ends after this long so a cycle looks
+    /// at the other mailboxes (their new mail is at most this late).
+    poll_interval: Duration,
 }
 
 impl ImapDriver {
@@ -631,7 +634,16 @@ impl ImapDriver {
             conn: None,
             idling: false,
             isolated: HashMap::new(),
+            poll_interval: Duration::from_secs(30),
         }
+    }
+
+    /// How long an IDLE on INBOX (a server without NOTIFY) lasts before a cycle looks at the
+    /// other mailboxes.
+    #[must_use]
+    pub fn with_poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = d;
+        self
     }
 
     async fn connection(&mut self) -> Result<&mut Connection, EngineError> {
@@ -780,7 +792,13 @@ impl AccountDriver for ImapDriver {
         let res = if conn.has_capability("NOTIFY") {
             imap::idle_account(conn, std::future::pending::<()>(), IDLE_MAX).await
         } else {
-            imap::idle(conn, &inbox, std::future::pending::<()>(), IDLE_MAX).await
+            imap::idle(
+                conn,
+                &inbox,
+                std::future::pending::<()>(),
+                self.poll_interval.min(IDLE_MAX),
+            )
+            .await
         };
         self.idling = false;
         match res {

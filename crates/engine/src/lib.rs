@@ -42,4 +42,5 @@ pub mod worker;
 pub use engine::{AccountStatus, Engine, SyncNow};
 pub use error::EngineError;
 pub use fetcher::SavedPart;
-pub use worker::EngineEvent;
+pub use mailsync_store::changes::QueueFate;
+pub use worker::{EmailRef, EngineEvent, Events};

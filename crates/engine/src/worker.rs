@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailsync_store::changes::{Changes, QueueFate};
 use mailsync_store::sync_log::{self, SyncCounts};
-use mailsync_store::{AccountId, Store};
+use mailsync_store::{AccountId, ChangeId, EmailId, MailboxId, Store};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
@@ -30,10 +31,28 @@ pub trait AccountDriver: Send {
     async fn reset_checkpoints(&mut self) -> Result<(), EngineError>;
 }
 
-/// What happened, for a UI to refresh.
+/// An email an event is about, with the mailboxes it is in (created, updated) or was in
+/// (removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailRef {
+    /// Local id (`emails.id`).
+    pub id: EmailId,
+    /// Local mailbox ids.
+    pub mailboxes: Vec<MailboxId>,
+}
+
+/// What happened, for a UI to redraw exactly that. Events of one cycle come in this order:
+/// `CycleStarted`, the queued changes' fates, `EmailsCreated`, `EmailsUpdated`,
+/// `EmailsRemoved`, `MailboxesChanged`, then `Synced` or `Failed`. Ids are local ids: read the
+/// rows from the store (absent rows were removed since).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EngineEvent {
+    /// A cycle started.
+    CycleStarted {
+        /// Account.
+        account: AccountId,
+    },
     /// A cycle finished; the store changed as counted.
     Synced {
         /// Account.
@@ -50,11 +69,142 @@ pub enum EngineEvent {
         /// What the worker does about it.
         disposition: Disposition,
     },
+    /// Emails that appeared in the store.
+    EmailsCreated {
+        /// Account.
+        account: AccountId,
+        /// The emails, by id.
+        emails: Vec<EmailRef>,
+    },
+    /// Emails whose flags, keywords, mailboxes or metadata changed.
+    EmailsUpdated {
+        /// Account.
+        account: AccountId,
+        /// The emails, by id.
+        emails: Vec<EmailRef>,
+    },
+    /// Emails removed from the store.
+    EmailsRemoved {
+        /// Account.
+        account: AccountId,
+        /// The emails, by id, with the mailboxes they were in.
+        emails: Vec<EmailRef>,
+    },
+    /// Mailboxes created, renamed, recounted or deleted.
+    MailboxesChanged {
+        /// Account.
+        account: AccountId,
+        /// Local mailbox ids (a missing one was deleted).
+        mailboxes: Vec<MailboxId>,
+    },
+    /// A queued change (or send) moved on: queued, in flight / accepted / lost, waiting after
+    /// a transient failure, done (acknowledged or moot), or evicted to the failed list.
+    Change {
+        /// Account.
+        account: AccountId,
+        /// The queued change.
+        change: ChangeId,
+        /// What happened to it.
+        fate: QueueFate,
+    },
     /// A local change was queued (the store changed optimistically).
     LocalChange {
         /// Account.
         account: AccountId,
     },
+    /// This subscriber fell behind and `missed` events were dropped: reload the view from the
+    /// store (the store is always the truth; events only say where to look).
+    Lagged {
+        /// Events dropped.
+        missed: u64,
+    },
+}
+
+/// A subscription to [`EngineEvent`]s. Never loses events silently: a subscriber too slow for
+/// the buffer gets [`EngineEvent::Lagged`] in their place.
+#[derive(Debug)]
+pub struct Events(broadcast::Receiver<EngineEvent>);
+
+impl Events {
+    pub(crate) fn new(rx: broadcast::Receiver<EngineEvent>) -> Self {
+        Self(rx)
+    }
+
+    /// The next event; `None` once the engine is gone.
+    pub async fn recv(&mut self) -> Option<EngineEvent> {
+        match self.0.recv().await {
+            Ok(e) => Some(e),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                Some(EngineEvent::Lagged { missed })
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    /// The next event if one is waiting (`None`: none now, or the engine is gone).
+    pub fn try_recv(&mut self) -> Option<EngineEvent> {
+        match self.0.try_recv() {
+            Ok(e) => Some(e),
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                Some(EngineEvent::Lagged { missed })
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+/// Sends the events for what one scope of store writes touched.
+pub(crate) fn publish(
+    events: &broadcast::Sender<EngineEvent>,
+    account: AccountId,
+    changes: Changes,
+) {
+    let refs = |set: mailsync_store::changes::EmailSet| -> Vec<EmailRef> {
+        set.into_iter()
+            .map(|(id, boxes)| EmailRef {
+                id,
+                mailboxes: boxes.into_iter().collect(),
+            })
+            .collect()
+    };
+    for (change, fate) in changes.queue {
+        let _ = events.send(EngineEvent::Change {
+            account,
+            change,
+            fate,
+        });
+    }
+    if !changes.created.is_empty() {
+        let emails = refs(changes.created);
+        let _ = events.send(EngineEvent::EmailsCreated { account, emails });
+    }
+    if !changes.updated.is_empty() {
+        let emails = refs(changes.updated);
+        let _ = events.send(EngineEvent::EmailsUpdated { account, emails });
+    }
+    if !changes.removed.is_empty() {
+        let emails = refs(changes.removed);
+        let _ = events.send(EngineEvent::EmailsRemoved { account, emails });
+    }
+    if !changes.mailboxes.is_empty() {
+        let mailboxes = changes.mailboxes.into_iter().collect();
+        let _ = events.send(EngineEvent::MailboxesChanged { account, mailboxes });
+    }
+}
+
+/// Runs `fut`, collecting the ids its store writes touch when anyone listens (nobody pays for
+/// the look-ups otherwise), and publishes them.
+pub(crate) async fn with_events<F: std::future::Future>(
+    events: &broadcast::Sender<EngineEvent>,
+    account: AccountId,
+    fut: F,
+) -> F::Output {
+    if events.receiver_count() == 0 {
+        return fut.await;
+    }
+    let (out, changes) = mailsync_store::changes::collect(fut).await;
+    publish(events, account, changes);
+    out
 }
 
 /// Timing policy of a worker.
@@ -151,15 +301,44 @@ impl CycleLog for Store {
     }
 }
 
-/// Runs one cycle and records it (start, end, counts, one-line error).
+/// Runs one cycle and records it (start, end, counts, one-line error), and tells subscribers
+/// (started, what it wrote, finished or failed).
 pub async fn run_cycle<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
     log: &L,
     account: AccountId,
     driver: &mut D,
     cancel: &CancellationToken,
+    events: &broadcast::Sender<EngineEvent>,
+) -> CycleResult {
+    let res = run_cycle_logged(log, account, driver, cancel, events).await;
+    match &res {
+        Ok(counts) => {
+            let _ = events.send(EngineEvent::Synced {
+                account,
+                counts: *counts,
+            });
+        }
+        Err(e) => {
+            let _ = events.send(EngineEvent::Failed {
+                account,
+                message: e.to_string(),
+                disposition: classify(e),
+            });
+        }
+    }
+    res
+}
+
+async fn run_cycle_logged<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
+    log: &L,
+    account: AccountId,
+    driver: &mut D,
+    cancel: &CancellationToken,
+    events: &broadcast::Sender<EngineEvent>,
 ) -> CycleResult {
     let handle = log.start(account).await?;
-    let res = driver.cycle(cancel).await;
+    let _ = events.send(EngineEvent::CycleStarted { account });
+    let res = with_events(events, account, driver.cycle(cancel)).await;
     let (outcome, counts) = match &res {
         Ok(c) => (Ok(()), *c),
         Err(e) => (Err(e.to_string()), SyncCounts::default()),
@@ -194,7 +373,7 @@ pub async fn run<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
         let cycle_started = tokio::time::Instant::now();
         // The cycle is not raced with `cancel`: it watches the token itself and stops after the
         // batch in progress commits, so a shutdown never tears a transaction.
-        let res = run_cycle(log, account, driver, &cancel).await;
+        let res = run_cycle(log, account, driver, &cancel, &events).await;
         let wait = match res {
             Ok(counts) => {
                 policy.backoff.reset();
@@ -206,17 +385,11 @@ pub async fn run<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
                     flushed = counts.changes_flushed,
                     "Cycle finished."
                 );
-                let _ = events.send(EngineEvent::Synced { account, counts });
                 None
             }
             Err(e) => {
                 let d = classify(&e);
                 tracing::warn!(error = %e, disposition = ?d, "Cycle failed.");
-                let _ = events.send(EngineEvent::Failed {
-                    account,
-                    message: e.to_string(),
-                    disposition: d.clone(),
-                });
                 match d {
                     Disposition::Resync if !just_resynced => {
                         just_resynced = true;
@@ -309,6 +482,47 @@ mod tests {
     }
 
     const ACCOUNT: AccountId = AccountId(1);
+
+    /// A subscriber that falls behind is told so (then reads on), never silently skipped.
+    #[tokio::test]
+    async fn a_slow_subscriber_gets_lagged() {
+        let (tx, rx) = broadcast::channel(2);
+        let mut events = Events::new(rx);
+        for _ in 0..5 {
+            let _ = tx.send(EngineEvent::LocalChange { account: ACCOUNT });
+        }
+        assert_eq!(events.recv().await, Some(EngineEvent::Lagged { missed: 3 }));
+        assert_eq!(
+            events.recv().await,
+            Some(EngineEvent::LocalChange { account: ACCOUNT })
+        );
+        drop(tx);
+        assert_eq!(
+            events.recv().await,
+            Some(EngineEvent::LocalChange { account: ACCOUNT })
+        );
+        assert_eq!(events.recv().await, None);
+    }
+
+    /// Store writes inside a cycle come out as events with their ids, in the documented order.
+    #[tokio::test]
+    async fn writes_in_a_scope_become_events_with_ids() {
+        let (tx, mut rx) = broadcast::channel(16);
+        with_events(&tx, ACCOUNT, async {
+            // What the store's write functions record (they are tested with the store).
+            mailsync_store::changes::record_queue(ChangeId(7), QueueFate::Done);
+        })
+        .await;
+        assert_eq!(
+            rx.recv().await.ok(),
+            Some(EngineEvent::Change {
+                account: ACCOUNT,
+                change: ChangeId(7),
+                fate: QueueFate::Done
+            })
+        );
+        assert!(rx.try_recv().is_err(), "nothing else was written");
+    }
 
     fn offline() -> EngineError {
         EngineError::Smtp(crate::smtp::SmtpError::Connect {

@@ -228,8 +228,8 @@ async fn run(db: &TempDb) -> R {
     engine.start(accounts::get(c, account.id).await?);
     loop {
         match tokio::time::timeout(Duration::from_secs(20), events.recv()).await? {
-            Ok(EngineEvent::Synced { .. }) => break,
-            Ok(EngineEvent::Failed { message, .. }) => return Err(message.into()),
+            Some(EngineEvent::Synced { .. }) => break,
+            Some(EngineEvent::Failed { message, .. }) => return Err(message.into()),
             _ => {}
         }
     }

@@ -243,8 +243,8 @@ async fn run(db: &TempDb) -> R {
     // Let the worker finish its first cycle, so the delivery below can only be seen by polling.
     loop {
         match tokio::time::timeout(Duration::from_secs(20), events.recv()).await? {
-            Ok(EngineEvent::Synced { .. }) => break,
-            Ok(EngineEvent::Failed { message, .. }) => return Err(message.into()),
+            Some(EngineEvent::Synced { .. }) => break,
+            Some(EngineEvent::Failed { message, .. }) => return Err(message.into()),
             _ => {}
         }
     }
@@ -275,7 +275,7 @@ async fn run(db: &TempDb) -> R {
         "clean shutdown"
     );
     // Drain: every cycle that started also finished.
-    while let Ok(ev) = events.try_recv() {
+    while let Some(ev) = events.try_recv() {
         if let EngineEvent::Failed { message, .. } = ev {
             return Err(format!("a worker cycle failed: {message}").into());
         }

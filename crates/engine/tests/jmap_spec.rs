@@ -170,9 +170,16 @@ async fn a_server_rejecting_its_own_fresh_state_fails_the_cycle_instead_of_loopi
         Arc::new(Outbox::new(db.store.clone())),
         acc.clone(),
     );
-    let err = run_cycle(&db.store, acc.id, &mut d, &CancellationToken::new())
-        .await
-        .expect_err("the cycle fails");
+    let (events, _) = tokio::sync::broadcast::channel(16);
+    let err = run_cycle(
+        &db.store,
+        acc.id,
+        &mut d,
+        &CancellationToken::new(),
+        &events,
+    )
+    .await
+    .expect_err("the cycle fails");
     assert!(
         matches!(
             err,

@@ -432,7 +432,8 @@ async fn jmap_bearer_tokens_are_refreshed_ahead_and_after_a_refusal() -> Result<
     assert_eq!(engine.test_account(&account).await?, "JMAP Bearer");
     let mut driver = JmapDriver::new(db.store.clone(), engine.outbox().clone(), account.clone());
     let cancel = CancellationToken::new();
-    run_cycle(&db.store, account.id, &mut driver, &cancel).await?;
+    let (events, _) = tokio::sync::broadcast::channel(16);
+    run_cycle(&db.store, account.id, &mut driver, &cancel, &events).await?;
     // Three token lifetimes, one cycle each, with new mail each time.
     for i in 0..3 {
         tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -441,7 +442,7 @@ async fn jmap_bearer_tokens_are_refreshed_ahead_and_after_a_refusal() -> Result<
             let inbox = w.mailboxes.keys().next().cloned().ok_or("inbox")?;
             w.add_email(&inbox, "2024-01-02T10:00:00Z", &format!("later {i}"));
         }
-        run_cycle(&db.store, account.id, &mut driver, &cancel).await?;
+        run_cycle(&db.store, account.id, &mut driver, &cancel, &events).await?;
     }
     assert_eq!(emails::count(db.store.conn(), account.id).await?, 4);
     assert_eq!(fake.world().unauthorized, 0, "refreshed ahead of expiry");
@@ -449,7 +450,7 @@ async fn jmap_bearer_tokens_are_refreshed_ahead_and_after_a_refusal() -> Result<
     // Revoked early (the cached token still looks valid): one 401, one fresh token, success.
     let issuer_grants = issuer.grants();
     issuer.revoke_access_tokens();
-    run_cycle(&db.store, account.id, &mut driver, &cancel).await?;
+    run_cycle(&db.store, account.id, &mut driver, &cancel, &events).await?;
     assert_eq!(fake.world().unauthorized, 1);
     assert_eq!(issuer.grants(), issuer_grants + 1);
     assert_no_token_in(&database_bytes(&db), &issuer.issued(), "the database");

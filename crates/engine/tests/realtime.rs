@@ -6,8 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use mailsync_engine::{Engine, EngineEvent};
-use mailsync_store::accounts;
+use mailsync_engine::Engine;
 use mailsync_store::emails::{self, EmailFilter};
 use mailsync_store::{Store, mailboxes};
 use mailsync_testkit::{Generator, ImapClient, Servers, imap_append_bulk};
@@ -65,15 +64,7 @@ async fn changes_outside_inbox_arrive_within_a_second() -> R {
             &user.password,
         ))
         .await?;
-    let mut events = engine.subscribe();
-    engine.start(accounts::get(db.store.conn(), acc.id).await?);
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), events.recv()).await? {
-            Ok(EngineEvent::Synced { .. }) => break,
-            Ok(EngineEvent::Failed { message, .. }) => return Err(message.into()),
-            _ => {}
-        }
-    }
+    let _events = common::start_synced(&engine, &db.store, acc.id).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let store = db.store.clone();
 

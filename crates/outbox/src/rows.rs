@@ -3,6 +3,7 @@
 //! the per-email "next due" selection and per-state counts.
 
 use chrono::{DateTime, Utc};
+use mailsync_store::changes::{self, QueueFate};
 use mailsync_store::entity::pending_changes as p;
 use mailsync_store::queue::{self, ChangeState, PendingChange};
 use mailsync_store::{AccountId, ChangeId, ConnectionTrait, EmailId};
@@ -224,10 +225,19 @@ pub(crate) async fn update<C: ConnectionTrait>(
     if let Some(t) = patch.next_attempt_at {
         q = q.col_expr(p::Column::NextAttemptAt, Expr::value(t));
     }
+    let fate = match (&patch.last_error, patch.state) {
+        (Some(Some(e)), _) => Some(QueueFate::Retrying { error: e.clone() }),
+        (_, Some(s)) => Some(QueueFate::State(s)),
+        _ => None,
+    };
     if let Some(e) = patch.last_error {
         q = q.col_expr(p::Column::LastError, Expr::value(e));
     }
-    Ok(q.exec(c).await?.rows_affected > 0)
+    let done = q.exec(c).await?.rows_affected > 0;
+    if let (true, Some(f)) = (done, fate) {
+        changes::record_queue(id, f);
+    }
+    Ok(done)
 }
 
 /// Deletes a row, only while it is in state `only_if` (when given). Returns whether it did.
@@ -240,7 +250,11 @@ pub(crate) async fn delete<C: ConnectionTrait>(
     if let Some(s) = only_if {
         q = q.filter(p::Column::State.eq(s.as_str()));
     }
-    Ok(q.exec(c).await?.rows_affected > 0)
+    let done = q.exec(c).await?.rows_affected > 0;
+    if done {
+        changes::record_queue(id, QueueFate::Done);
+    }
+    Ok(done)
 }
 
 /// Number of rows of an account per state.

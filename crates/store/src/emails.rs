@@ -352,6 +352,18 @@ pub async fn upsert_batch<C: ConnectionTrait>(
 
         let ids = ids_by_remote_ids(c, account, &remote_ids).await?;
         let id_list: Vec<i64> = ids.values().map(|i| i.0).collect();
+        if !before.is_empty() {
+            // The mailboxes an updated email leaves matter to a reader too (a JMAP move).
+            crate::changes::updated_where(
+                c,
+                Query::select()
+                    .column(e::Column::Id)
+                    .from(e::Entity)
+                    .and_where(Expr::col(e::Column::Id).is_in(before.values().map(|i| i.0)))
+                    .to_owned(),
+            )
+            .await?;
+        }
         em::Entity::delete_many()
             .filter(em::Column::EmailId.is_in(id_list.iter().copied()))
             .exec(c)
@@ -361,6 +373,12 @@ pub async fn upsert_batch<C: ConnectionTrait>(
         let mut replace_attachments = Vec::new();
         for (remote, u) in &last {
             let Some(id) = ids.get(*remote) else { continue };
+            let boxes = u.mailboxes.iter().map(|m| m.mailbox_id);
+            if before.contains_key(*remote) {
+                crate::changes::record_updated(*id, boxes);
+            } else {
+                crate::changes::record_created(*id, boxes);
+            }
             let mut seen_mailboxes = HashSet::new();
             for m in &u.mailboxes {
                 if seen_mailboxes.insert(m.mailbox_id) {
@@ -435,6 +453,7 @@ pub async fn set_flags_by_remote_ids<C: ConnectionTrait>(
     for (flags, remotes) in groups.into_values() {
         let keywords = to_json("keywords", &flags.keywords)?;
         for chunk in remotes.chunks(CHUNK) {
+            crate::changes::updated_where(c, ids_of_remote(account, chunk)).await?;
             n += e::Entity::update_many()
                 .col_expr(e::Column::Seen, Expr::value(flags.seen))
                 .col_expr(e::Column::Flagged, Expr::value(flags.flagged))
@@ -477,7 +496,27 @@ pub async fn set_flags<C: ConnectionTrait>(
             key: id.to_string(),
         });
     }
+    crate::changes::updated_where(c, one_email(id)).await?;
     Ok(())
+}
+
+/// A `SELECT` of the ids of these remote ids' emails, for the change collector.
+fn ids_of_remote(account: AccountId, remote_ids: &[String]) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(e::Column::Id)
+        .from(e::Entity)
+        .and_where(Expr::col(e::Column::AccountId).eq(account.0))
+        .and_where(Expr::col(e::Column::RemoteId).is_in(remote_ids.iter().cloned()))
+        .to_owned()
+}
+
+/// A `SELECT` of one email id, for the change collector.
+fn one_email(id: EmailId) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(e::Column::Id)
+        .from(e::Entity)
+        .and_where(Expr::col(e::Column::Id).eq(id.0))
+        .to_owned()
 }
 
 /// Deletes emails by remote id. Returns rows deleted.
@@ -488,6 +527,7 @@ pub async fn delete_by_remote_ids<C: ConnectionTrait>(
 ) -> Result<u64, StoreError> {
     let mut n = 0;
     for chunk in remote_ids.chunks(CHUNK) {
+        crate::changes::removing_where(c, ids_of_remote(account, chunk)).await?;
         n += e::Entity::delete_many()
             .filter(e::Column::AccountId.eq(account.0))
             .filter(e::Column::RemoteId.is_in(chunk.iter().cloned()))
@@ -500,6 +540,7 @@ pub async fn delete_by_remote_ids<C: ConnectionTrait>(
 
 /// Deletes one email.
 pub async fn delete<C: ConnectionTrait>(c: &C, id: EmailId) -> Result<(), StoreError> {
+    crate::changes::removing_ids(c, &[id.0]).await?;
     e::Entity::delete_by_id(id.0).exec(c).await?;
     Ok(())
 }
@@ -552,6 +593,7 @@ pub async fn delete_by_uids<C: ConnectionTrait>(
             .and_where(Expr::col(em::Column::MailboxId).eq(mailbox.0))
             .and_where(Expr::col(em::Column::Uid).is_in(chunk.iter().copied()))
             .to_owned();
+        crate::changes::removing_where(c, sub.clone()).await?;
         n += e::Entity::delete_many()
             .filter(e::Column::Id.in_subquery(sub))
             .exec(c)
@@ -642,6 +684,9 @@ pub async fn set_memberships<C: ConnectionTrait>(
     id: EmailId,
     members: &[Membership],
 ) -> Result<(), StoreError> {
+    // The mailboxes it leaves matter to a reader as much as those it enters.
+    crate::changes::updated_where(c, one_email(id)).await?;
+    crate::changes::record_updated(id, members.iter().map(|m| m.mailbox_id));
     em::Entity::delete_many()
         .filter(em::Column::EmailId.eq(id.0))
         .exec(c)

@@ -29,6 +29,7 @@
 
 pub mod accounts;
 pub mod bodies;
+pub mod changes;
 pub mod checkpoints;
 pub mod emails;
 pub mod entity;

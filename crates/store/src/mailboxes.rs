@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set,
+    QueryOrder, QuerySelect, Set,
 };
 
 use crate::entity::{email_mailboxes as em, emails as em_emails, mailboxes as mb};
@@ -149,6 +149,7 @@ pub async fn upsert<C: ConnectionTrait>(
         } else {
             am.insert(c).await?
         };
+        crate::changes::record_mailbox(MailboxId(model.id));
         out.push(model.try_into()?);
     }
     Ok(out)
@@ -286,6 +287,7 @@ pub async fn update_status<C: ConnectionTrait>(
     };
     set_status(&mut am, status);
     am.update(c).await?;
+    crate::changes::record_mailbox(id);
     Ok(())
 }
 
@@ -326,6 +328,7 @@ pub async fn recount<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(i64, i
         .filter(mb::Column::Id.eq(id.0))
         .exec(c)
         .await?;
+    crate::changes::record_mailbox(id);
     Ok((total, unread))
 }
 
@@ -378,6 +381,18 @@ pub async fn delete<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(), Stor
         .from(em::Entity)
         .and_where(Expr::col(em::Column::MailboxId).ne(id.0))
         .to_owned();
+    if crate::changes::collecting() {
+        let gone: Vec<i64> = em_emails::Entity::find()
+            .select_only()
+            .column(em_emails::Column::Id)
+            .filter(em_emails::Column::Id.in_subquery(members.clone()))
+            .filter(em_emails::Column::Id.not_in_subquery(elsewhere.clone()))
+            .into_tuple()
+            .all(c)
+            .await?;
+        crate::changes::removing_ids(c, &gone).await?;
+    }
+    crate::changes::record_mailbox(id);
     em_emails::Entity::delete_many()
         .filter(em_emails::Column::Id.in_subquery(members))
         .filter(em_emails::Column::Id.not_in_subquery(elsewhere))

@@ -144,6 +144,7 @@ pub async fn insert<C: ConnectionTrait>(c: &C, new: NewChange) -> Result<ChangeI
     }
     .insert(c)
     .await?;
+    crate::changes::record_queue(ChangeId(m.id), crate::changes::QueueFate::Queued);
     Ok(ChangeId(m.id))
 }
 
@@ -235,6 +236,11 @@ pub async fn update<C: ConnectionTrait>(
         id: Set(id.0),
         ..Default::default()
     };
+    let fate = match (&u.last_error, u.state) {
+        (Some(Some(e)), _) => Some(crate::changes::QueueFate::Retrying { error: e.clone() }),
+        (_, Some(st)) => Some(crate::changes::QueueFate::State(st)),
+        _ => None,
+    };
     if let Some(v) = u.payload {
         am.payload = Set(v);
     }
@@ -251,12 +257,16 @@ pub async fn update<C: ConnectionTrait>(
         am.last_error = Set(v);
     }
     am.update(c).await?;
+    if let Some(f) = fate {
+        crate::changes::record_queue(id, f);
+    }
     Ok(())
 }
 
 /// Removes a queued change (acknowledged by the server, or coalesced away).
 pub async fn delete<C: ConnectionTrait>(c: &C, id: ChangeId) -> Result<(), StoreError> {
     p::Entity::delete_by_id(id.0).exec(c).await?;
+    crate::changes::record_queue(id, crate::changes::QueueFate::Done);
     Ok(())
 }
 
@@ -331,6 +341,12 @@ pub async fn evict<C: ConnectionTrait>(
     .insert(c)
     .await?;
     delete(c, id).await?;
+    crate::changes::record_queue(
+        id,
+        crate::changes::QueueFate::Evicted {
+            reason: reason.to_owned(),
+        },
+    );
     Ok(FailedId(m.id))
 }
 

@@ -29,6 +29,7 @@ pub async fn delete_uid_ranges<C: ConnectionTrait>(
             .and_where(Expr::col(em::Column::Uid).gte(i64::from(lo)))
             .and_where(Expr::col(em::Column::Uid).lte(i64::from(hi)))
             .to_owned();
+        crate::changes::removing_where(c, sub.clone()).await?;
         n += e::Entity::delete_many()
             .filter(e::Column::Id.in_subquery(sub))
             .exec(c)
@@ -140,6 +141,7 @@ pub async fn delete_stale<C: ConnectionTrait>(
         .and_where(Expr::col(em::Column::Uidvalidity).is_not_null())
         .and_where(Expr::col(em::Column::Uidvalidity).ne(i64::from(uidvalidity)))
         .to_owned();
+    crate::changes::removing_where(c, sub.clone()).await?;
     Ok(e::Entity::delete_many()
         .filter(e::Column::Id.in_subquery(sub))
         .exec(c)
@@ -241,6 +243,7 @@ pub async fn delete_ghosts<C: ConnectionTrait>(
     }
     let mut mailboxes: Vec<MailboxId> = Vec::new();
     for (email, mailbox) in &ghosts {
+        crate::changes::record_updated(EmailId(*email), [MailboxId(*mailbox)]);
         em::Entity::delete_many()
             .filter(em::Column::EmailId.eq(*email))
             .filter(em::Column::MailboxId.eq(*mailbox))
@@ -260,6 +263,18 @@ pub async fn delete_ghosts<C: ConnectionTrait>(
             .from(em::Entity)
             .and_where(Expr::col(em::Column::EmailId).is_in(chunk.iter().copied()))
             .to_owned();
+        if crate::changes::collecting() {
+            // The emails of this chunk left in no mailbox are the ones deleted below.
+            let orphans: Vec<i64> = e::Entity::find()
+                .select_only()
+                .column(e::Column::Id)
+                .filter(e::Column::Id.is_in(chunk.iter().copied()))
+                .filter(e::Column::Id.not_in_subquery(members.clone()))
+                .into_tuple()
+                .all(c)
+                .await?;
+            crate::changes::removing_ids(c, &orphans).await?;
+        }
         deleted += e::Entity::delete_many()
             .filter(e::Column::Id.is_in(chunk.iter().copied()))
             .filter(e::Column::Id.not_in_subquery(members))

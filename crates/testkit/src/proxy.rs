@@ -51,6 +51,8 @@ struct Shared {
     cuts: AtomicUsize,
     connections: AtomicUsize,
     stop: AtomicBool,
+    /// An outage: new connections are closed at once, without reaching the server.
+    down: AtomicBool,
     open: Mutex<Vec<TcpStream>>,
 }
 
@@ -111,6 +113,29 @@ impl FaultProxy {
             .unwrap_or_else(PoisonError::into_inner) = Some(cut);
     }
 
+    /// Starts (`true`) or ends an outage: while down, every open connection is closed and new
+    /// ones are closed as soon as they are accepted, as when the server is unreachable.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+        if down {
+            self.close_open();
+        }
+    }
+
+    /// Closes every connection open now.
+    fn close_open(&self) {
+        let open = std::mem::take(
+            &mut *self
+                .shared
+                .open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for s in open {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
     /// How many connections were cut so far.
     pub fn cuts(&self) -> usize {
         self.shared.cuts.load(Ordering::SeqCst)
@@ -127,16 +152,7 @@ impl Drop for FaultProxy {
         self.shared.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop so it sees the flag.
         let _ = TcpStream::connect(self.addr);
-        let open = std::mem::take(
-            &mut *self
-                .shared
-                .open
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for s in open {
-            let _ = s.shutdown(Shutdown::Both);
-        }
+        self.close_open();
     }
 }
 
@@ -146,6 +162,10 @@ fn accept_loop(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared
             return;
         }
         let Ok(client) = client else { continue };
+        if shared.down.load(Ordering::SeqCst) {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        }
         let Ok(server) = TcpStream::connect(upstream) else {
             let _ = client.shutdown(Shutdown::Both);
             continue;

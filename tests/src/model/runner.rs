@@ -296,11 +296,14 @@ impl Local {
         let store = &self.db.store;
         let account = accounts::get(store.conn(), self.account.id).await?;
         let mut driver = driver_for(store, &self.outbox, account, &WorkerPolicy::default());
+        // Nobody listens to the model's events; a sender with no receiver drops them.
+        let (events, _) = tokio::sync::broadcast::channel(16);
         run_cycle(
             store,
             self.account.id,
             driver.as_mut(),
             &CancellationToken::new(),
+            &events,
         )
         .await
     }

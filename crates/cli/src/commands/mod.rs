@@ -8,6 +8,7 @@ mod read;
 mod send;
 mod status;
 mod sync;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -149,7 +150,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         .await
         .map_err(|e| CliError::database(&e))?;
     let mut policy = match &cli.command {
-        Command::Sync(a) => sync::policy(a)?,
+        Command::Sync(a) => sync::policy(a.poll.poll_interval.as_deref())?,
+        Command::Watch(a) => sync::policy(a.poll.poll_interval.as_deref())?,
         _ => mailsync_engine::worker::WorkerPolicy::default(),
     };
     if let Ok(s) = std::env::var("MAILSYNC_LEASE_TTL") {
@@ -167,6 +169,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Account(a) => account::run(&ctx, a).await,
         Command::Sync(a) => sync::run(&ctx, a).await,
+        Command::Watch(a) => watch::run(&ctx, a).await,
         Command::Mailboxes(a) => read::mailboxes(&ctx, a).await,
         Command::Emails(a) => read::emails(&ctx, a).await,
         Command::Show(a) => read::show(&ctx, a).await,

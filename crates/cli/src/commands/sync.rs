@@ -8,7 +8,7 @@ use mailsync_engine::{EngineEvent, SyncNow};
 use mailsync_store::BodyPolicy;
 use mailsync_store::accounts::{self, Account};
 use mailsync_store::sync_log::SyncCounts;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::Ctx;
 use crate::args::SyncArgs;
@@ -33,9 +33,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 /// The worker policy for this run (`--poll-interval` / `MAILSYNC_POLL_INTERVAL`).
-pub fn policy(a: &SyncArgs) -> Result<WorkerPolicy, CliError> {
+pub fn policy(poll_interval: Option<&str>) -> Result<WorkerPolicy, CliError> {
     let mut p = WorkerPolicy::default();
-    if let Some(s) = &a.poll_interval {
+    if let Some(s) = poll_interval {
         let d = parse_duration(s).ok_or_else(|| {
             CliError::usage(format!(
                 "invalid poll interval {s:?}: expected e.g. 500ms, 5s, 2m"
@@ -230,11 +230,17 @@ async fn once(ctx: &Ctx, selected: &[Account]) -> Result<u8, CliError> {
     Ok(first_code)
 }
 
-async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
-    let mut term = signal(SignalKind::terminate())
+/// SIGTERM and SIGINT, which end the daemon and `watch`.
+pub(super) fn stop_signals() -> Result<(Signal, Signal), CliError> {
+    let term = signal(SignalKind::terminate())
         .map_err(|e| CliError::failure(format!("cannot listen for SIGTERM: {e}")))?;
-    let mut int = signal(SignalKind::interrupt())
+    let int = signal(SignalKind::interrupt())
         .map_err(|e| CliError::failure(format!("cannot listen for SIGINT: {e}")))?;
+    Ok((term, int))
+}
+
+async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
+    let (mut term, mut int) = stop_signals()?;
     let mut events = ctx.engine.subscribe();
     let names: std::collections::HashMap<_, _> =
         selected.iter().map(|a| (a.id, a.name.clone())).collect();
@@ -247,7 +253,7 @@ async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
             _ = term.recv() => { eprintln!("mailsync: SIGTERM, shutting down"); break; }
             _ = int.recv() => { eprintln!("mailsync: SIGINT, shutting down"); break; }
             ev = events.recv() => match ev {
-                Ok(EngineEvent::Synced { account, counts }) => {
+                Some(EngineEvent::Synced { account, counts }) => {
                     // Polls that change nothing stay quiet (they show with -v).
                     let name = names.get(&account).cloned().unwrap_or_default();
                     if counts != SyncCounts::default() {
@@ -256,15 +262,12 @@ async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
                         tracing::info!(account = %name, "Synced, nothing new.");
                     }
                 }
-                Ok(EngineEvent::Failed { account, message, disposition }) => {
+                Some(EngineEvent::Failed { account, message, disposition }) => {
                     let name = names.get(&account).cloned().unwrap_or_default();
                     eprintln!("mailsync: account {name:?}: sync failed ({disposition:?}): {message}");
                 }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(missed = n, "Event stream lagged.");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                Some(_) => {}
+                None => break,
             },
         }
     }

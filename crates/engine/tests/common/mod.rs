@@ -213,3 +213,22 @@ pub fn uid_by_message_id(imap: &mut ImapClient, mid: &str) -> Result<String, E> 
         .find_map(|l| l.strip_prefix("* SEARCH ").map(|s| s.trim().to_owned()))
         .ok_or_else(|| format!("{mid} not found").into())
 }
+
+/// Subscribes, starts the account's worker and waits (at most 20 s) for its first cycle;
+/// returns the subscription.
+pub async fn start_synced(
+    engine: &Engine,
+    store: &Store,
+    account: mailsync_store::AccountId,
+) -> Result<mailsync_engine::Events, E> {
+    use mailsync_engine::EngineEvent;
+    let mut events = engine.subscribe();
+    engine.start(mailsync_store::accounts::get(store.conn(), account).await?);
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(20), events.recv()).await? {
+            Some(EngineEvent::Synced { .. }) => return Ok(events),
+            Some(EngineEvent::Failed { message, .. }) => return Err(message.into()),
+            _ => {}
+        }
+    }
+}
