@@ -7,46 +7,8 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Env, PW_VAR, R, message, unique, wait_for};
+use common::{Env, PW_VAR, R, append, imap_add, message, unique, wait_for};
 use mailsync_testkit::Servers;
-
-fn imap_add(env: &Env, servers: &Servers, name: &str, user: &str, extra: &[&str]) -> common::Out {
-    let imap = format!("127.0.0.1:{}", servers.dovecot_imap_port());
-    let smtp = format!("127.0.0.1:{}", servers.smtp_port());
-    let mut args = vec![
-        "account",
-        "add",
-        name,
-        "--imap",
-        &imap,
-        "--security",
-        "plain",
-        "--smtp",
-        &smtp,
-        "--smtp-security",
-        "plain",
-        "--user",
-        user,
-        "--password-env",
-        PW_VAR,
-    ];
-    args.extend_from_slice(extra);
-    env.run(&args)
-}
-
-fn append(servers: &Servers, user: &str, mailbox: &str, msgs: Vec<Vec<u8>>) {
-    let n = mailsync_testkit::imap_append_bulk(
-        servers.dovecot_host(),
-        servers.dovecot_imap_port(),
-        user,
-        mailsync_testkit::DOVECOT_T_PASSWORD,
-        mailbox,
-        msgs.iter(),
-        100,
-    )
-    .expect("append to Dovecot");
-    assert_eq!(n, msgs.len());
-}
 
 #[test]
 fn imap_accounts_security_and_errors() -> R {

@@ -103,7 +103,7 @@ fn new_thread_id(key: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("T{h:016x}")
+    format!("L{h:016x}")
 }
 
 struct Keys {
@@ -354,9 +354,9 @@ pub struct ThreadFilter {
 pub struct ThreadSummary {
     /// The account.
     pub account_id: AccountId,
-    /// The thread id (server's, or local `T…`).
+    /// The thread id (the server's, or a local `L…`).
     pub thread_id: String,
-    /// The subject of its oldest message.
+    /// The subject of its oldest message that is not a reply, else of its oldest.
     pub subject: Option<String>,
     /// Distinct senders, oldest first.
     pub participants: Vec<crate::Address>,
@@ -417,12 +417,14 @@ pub async fn list<C: ConnectionTrait>(
             .order_by_asc(e::Column::Id)
             .all(c)
             .await?;
-        let mut subject = None;
+        // The subject of the oldest message that is not a reply (the root), else the oldest.
+        let subject = msgs
+            .iter()
+            .find(|m| m.subject.as_deref().is_some_and(|s| !base_subject(s).1))
+            .or(msgs.first())
+            .and_then(|m| m.subject.clone());
         let mut participants: Vec<crate::Address> = Vec::new();
         for m in msgs {
-            if subject.is_none() {
-                subject = m.subject.clone();
-            }
             let from: Vec<crate::Address> = serde_json::from_str(&m.from_addr)
                 .map_err(|err| StoreError::json("emails.from_addr", err))?;
             for a in from {

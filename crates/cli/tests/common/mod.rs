@@ -205,3 +205,49 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 pub fn unique(tag: &str) -> String {
     mailsync_testkit::unique_name(tag)
 }
+
+/// Adds an IMAP account on Dovecot (plain on loopback) sending through the SMTP sink.
+pub fn imap_add(
+    env: &Env,
+    servers: &mailsync_testkit::Servers,
+    name: &str,
+    user: &str,
+    extra: &[&str],
+) -> Out {
+    let imap = format!("127.0.0.1:{}", servers.dovecot_imap_port());
+    let smtp = format!("127.0.0.1:{}", servers.smtp_port());
+    let mut args = vec![
+        "account",
+        "add",
+        name,
+        "--imap",
+        &imap,
+        "--security",
+        "plain",
+        "--smtp",
+        &smtp,
+        "--smtp-security",
+        "plain",
+        "--user",
+        user,
+        "--password-env",
+        PW_VAR,
+    ];
+    args.extend_from_slice(extra);
+    env.run(&args)
+}
+
+/// Appends messages to a Dovecot user's mailbox.
+pub fn append(servers: &mailsync_testkit::Servers, user: &str, mailbox: &str, msgs: Vec<Vec<u8>>) {
+    let n = mailsync_testkit::imap_append_bulk(
+        servers.dovecot_host(),
+        servers.dovecot_imap_port(),
+        user,
+        mailsync_testkit::DOVECOT_T_PASSWORD,
+        mailbox,
+        msgs.iter(),
+        100,
+    )
+    .expect("append to Dovecot");
+    assert_eq!(n, msgs.len());
+}
