@@ -84,7 +84,7 @@ fn check_threads_and_search(env: &Env, tag: &str, zep: &str) {
         env.run(&["search", &q, "--json"]).ok().json_lines().len(),
         1
     );
-    let q = format!("{tag}");
+    let q = tag.to_string();
     let limited = env.run(&["search", &q, "--limit", "1", "--json"]).ok();
     assert_eq!(limited.json_lines().len(), 1);
     assert!(

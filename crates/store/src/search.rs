@@ -104,13 +104,16 @@ pub fn parse(input: &str) -> Result<Query, StoreError> {
                 raw.push(c);
                 continue;
             }
-            if c == ':' && !quoted && op.is_none() && !raw.is_empty() && !raw.contains('"') {
-                if raw.chars().all(|c| c.is_ascii_alphabetic()) {
-                    op = Some(raw.to_ascii_lowercase());
-                    value.clear();
-                    raw.push(c);
-                    continue;
-                }
+            if c == ':'
+                && !quoted
+                && op.is_none()
+                && !raw.is_empty()
+                && raw.chars().all(|c| c.is_ascii_alphabetic())
+            {
+                op = Some(raw.to_ascii_lowercase());
+                value.clear();
+                raw.push(c);
+                continue;
             }
             raw.push(c);
             value.push(c);
@@ -222,11 +225,13 @@ pub async fn search<C: ConnectionTrait>(
     let text = !q.terms.is_empty();
     match (text, pg) {
         (true, false) => {
-            // bm25 weights per column: subject, sender, recipients, body. bm25 is lower-better.
+            // bm25 weights per column: subject, sender, recipients, body (lower is better, so
+            // negated). CROSS JOIN makes SQLite run the full-text query once and look the
+            // emails up by id, instead of probing the index once per email.
             sql.push(
                 "SELECT e.id AS id, -bm25(email_fts, 4.0, 2.0, 2.0, 1.0) AS score \
-                 FROM email_fts JOIN emails e ON e.id = email_fts.rowid \
-                 WHERE email_fts MATCH ",
+                 FROM email_fts CROSS JOIN emails e \
+                 WHERE e.id = email_fts.rowid AND email_fts MATCH ",
             )
             .bind(fts5_match(&q.terms));
         }
