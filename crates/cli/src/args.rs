@@ -90,8 +90,9 @@ pub enum Command {
         "  mailsync threads --account work --json\n",
         "  mailsync emails --thread L3f9c0a1b2c3d4e5f     the messages of one conversation\n",
         "\n",
-        "JMAP accounts use the server's thread ids; IMAP conversations are computed locally from\n",
-        "Message-ID, In-Reply-To and References (a bare \"Re:\" subject joins its base subject).\n",
+        "Thread ids are the server's (JMAP threadId, IMAP THREADID where offered); otherwise\n",
+        "conversations are computed locally from Message-ID, In-Reply-To and References (a bare\n",
+        "\"Re:\" subject without references joins its base subject).\n",
         "--json prints one object per line: account, thread, subject, participants, count,\n",
         "unread, last_date (RFC 3339)."
     ))]
