@@ -403,20 +403,44 @@ pub async fn list<C: ConnectionTrait>(
             .bind(i64::try_from(l).unwrap_or(i64::MAX));
     }
     let rows = c.query_all_raw(sql.build()).await?;
-    let mut out = Vec::with_capacity(rows.len());
+    let mut heads = Vec::with_capacity(rows.len());
     for r in rows {
-        let account_id = AccountId(r.try_get::<i64>("", "account_id")?);
-        let thread_id: String = r.try_get("", "thread_id")?;
-        let count = r.try_get::<i64>("", "n")?;
-        let unread = r.try_get::<Option<i64>>("", "unread")?.unwrap_or(0);
-        let last_at: DateTime<Utc> = r.try_get("", "last_at")?;
-        let msgs = e::Entity::find()
-            .filter(e::Column::AccountId.eq(account_id.0))
-            .filter(e::Column::ThreadId.eq(thread_id.clone()))
-            .order_by_asc(e::Column::ReceivedAt)
-            .order_by_asc(e::Column::Id)
-            .all(c)
-            .await?;
+        heads.push((
+            AccountId(r.try_get::<i64>("", "account_id")?),
+            r.try_get::<String>("", "thread_id")?,
+            r.try_get::<i64>("", "n")?,
+            r.try_get::<Option<i64>>("", "unread")?.unwrap_or(0),
+            r.try_get::<DateTime<Utc>>("", "last_at")?,
+        ));
+    }
+    // The listed threads' messages in one query per account and chunk, through the
+    // (account, thread) index; ordered here (an ORDER BY would tempt SQLite into the
+    // (account, received_at) index and a scan of the whole account).
+    let mut wanted: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for (a, t, ..) in &heads {
+        wanted.entry(a.0).or_default().insert(t.clone());
+    }
+    let mut msgs: HashMap<(i64, String), Vec<e::Model>> = HashMap::new();
+    for (a, ts) in wanted {
+        let ts: Vec<String> = ts.into_iter().collect();
+        for chunk in ts.chunks(CHUNK) {
+            for m in e::Entity::find()
+                .filter(e::Column::AccountId.eq(a))
+                .filter(e::Column::ThreadId.is_in(chunk.iter().cloned()))
+                .all(c)
+                .await?
+            {
+                let key = (a, m.thread_id.clone().unwrap_or_default());
+                msgs.entry(key).or_default().push(m);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(heads.len());
+    for (account_id, thread_id, count, unread, last_at) in heads {
+        let mut msgs = msgs
+            .remove(&(account_id.0, thread_id.clone()))
+            .unwrap_or_default();
+        msgs.sort_by_key(|m| (m.received_at, m.id));
         // The subject of the oldest message that is not a reply (the root), else the oldest.
         let subject = msgs
             .iter()
