@@ -256,14 +256,13 @@ pub async fn search<C: ConnectionTrait>(
     // Only mail that is in some mailbox (a queued permanent delete keeps its row, unlisted).
     sql.push(" AND EXISTS (SELECT 1 FROM email_mailboxes em WHERE em.email_id = e.id");
     if let Some(m) = &q.mailbox {
-        sql.push(
-            " AND em.mailbox_id IN (SELECT m.id FROM mailboxes m WHERE m.account_id = e.account_id \
-             AND (lower(m.name) = ",
-        )
-        .bind(m.to_lowercase())
-        .push(" OR m.role = ")
-        .bind(m.to_lowercase())
-        .push("))");
+        // Not correlated with the email (a membership names its own account's mailbox), so
+        // the database evaluates the mailbox list once, not once per candidate.
+        sql.push(" AND em.mailbox_id IN (SELECT m.id FROM mailboxes m WHERE (lower(m.name) = ")
+            .bind(m.to_lowercase())
+            .push(" OR m.role = ")
+            .bind(m.to_lowercase())
+            .push("))");
     }
     sql.push(")");
     if let Some(s) = q.seen {
