@@ -73,6 +73,9 @@ pub fn cmd(args: &[String]) -> Result<()> {
     if args.first().map(String::as_str) == Some("floor") {
         return floor::cmd(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("search") {
+        return search_bench(&args[1..]);
+    }
     let mut sizes = vec!["S".to_string(), "M".into(), "L".into()];
     let mut runs = 3usize;
     let mut bin = std::env::var_os("MAILSYNC_BENCH_BIN").map(PathBuf::from);
@@ -1130,4 +1133,28 @@ impl Ctx {
         md.push_str("```\n\nWork directories (databases, Maildirs, configs) live under a temporary directory that is removed at the end; users are fresh Dovecot `t_bench*` users loaded with `maildir_populate` (generator seed 42, default profile) and warmed with one headers and one full raw fetch before timing.\n");
         md
     }
+}
+
+/// `cargo xtask bench search`: the store's search/threads bench, always in release mode (it
+/// needs no mail server, only PostgreSQL for the second backend).
+fn search_bench(args: &[String]) -> Result<()> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(util::workspace_root())
+        .args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "mailsync-store",
+            "--example",
+            "bench_search",
+            "--",
+        ])
+        .args(args)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("bench search failed ({status})");
+    }
+    Ok(())
 }

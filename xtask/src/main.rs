@@ -32,6 +32,10 @@ usage: cargo xtask <command>
   bench [--quick] [--sizes S,M,L] [--runs N] [--bin PATH] [--no-peers] [--no-jmap]
                      mailsync (release binary) against mbsync, offlineimap and a raw IMAP
                      floor; writes docs/benchmarks.md (root, servers up; not part of ci)
+  bench search [--messages N] [--backend sqlite|postgres]
+                     release build: N (default 100,000) generated messages with known threads
+                     written straight into the store on SQLite and PostgreSQL; first-sync time,
+                     threading share, index upkeep overhead, exact threads, search median/p99
   model [--seeds N] [--seed-start S] [--seed S] [--ops M] [--backend B] [--replay 'OPS']
         [--shrink-secs T] [--shrink-max K] [--shrink-tries R] [--no-fail] [--release]
                      the model test (random engine + other-client interleavings, oracle:

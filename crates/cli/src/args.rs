@@ -92,11 +92,42 @@ pub enum Command {
         "Examples:\n",
         "  mailsync emails --role inbox --limit 20\n",
         "  mailsync emails --account work --mailbox Archive --json\n",
+        "  mailsync emails --thread L3f9c0a1b2c3d4e5f   (ids from `mailsync threads`)\n",
         "\n",
         "--json prints one object per line: id, account, mailboxes, message_id, subject, from,\n",
         "to, date (RFC 3339), received_at, seen, flagged, answered, size, has_attachments, preview."
     ))]
     Emails(EmailsArgs),
+    /// List conversations, newest activity first.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  mailsync threads --role inbox --limit 20\n",
+        "  mailsync threads --account work --json\n",
+        "  mailsync emails --thread L3f9c0a1b2c3d4e5f     the messages of one conversation\n",
+        "\n",
+        "Thread ids are the server's (JMAP threadId, IMAP THREADID where offered); otherwise\n",
+        "conversations are computed locally from Message-ID, In-Reply-To and References (a bare\n",
+        "\"Re:\" subject without references joins its base subject).\n",
+        "--json prints one object per line: account, thread, subject, participants, count,\n",
+        "unread, last_date (RFC 3339)."
+    ))]
+    Threads(ThreadsArgs),
+    /// Search the local database (subject, addresses, cached bodies), best match first.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  mailsync search budget\n",
+        "  mailsync search '\"next quarter\" from:alice is:unread'\n",
+        "  mailsync search 'subject:invoice in:archive after:2026-01-01 before:2026-02-01' --json\n",
+        "\n",
+        "Syntax: words and \"quoted phrases\" (all must match); from:, to: (To/Cc/Bcc), subject:;\n",
+        "in:MAILBOX (name or role); is:unread, is:read, is:flagged, is:unflagged;\n",
+        "has:attachment; before:YYYY-MM-DD, after:YYYY-MM-DD (arrival, UTC; after: includes the\n",
+        "day). Bodies are searched only where cached (see sync --bodies). A query that does not\n",
+        "parse is a usage error (exit code 2).\n",
+        "--json prints one object per line: id, account, subject, from, date, mailboxes,\n",
+        "snippet, score, origin (\"local\")."
+    ))]
+    Search(SearchArgs),
     /// Show an email's body (fetched from the server on first use, then cached).
     #[command(
         after_help = "Examples:\n  mailsync show 42\n  mailsync show 42 --html\n  mailsync show 42 --json   (headers, text, html and attachment metadata)"
@@ -492,6 +523,44 @@ pub struct EmailsArgs {
     /// Only mailboxes with this role (inbox, sent, drafts, trash, junk, archive).
     #[arg(long)]
     pub role: Option<String>,
+    /// Only the messages of this conversation (an id from `mailsync threads`).
+    #[arg(long)]
+    pub thread: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u64,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ThreadsArgs {
+    /// Only this account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Only conversations with a message in this mailbox (by name).
+    #[arg(long, conflicts_with = "role")]
+    pub mailbox: Option<String>,
+    /// Only conversations with a message in a mailbox with this role.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u64,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The query (quote it for the shell when it has spaces or quotes).
+    #[arg(required = true, num_args = 1..)]
+    pub query: Vec<String>,
+    /// Only this account.
+    #[arg(long)]
+    pub account: Option<String>,
     /// At most this many.
     #[arg(long, default_value_t = 50)]
     pub limit: u64,

@@ -95,6 +95,7 @@ impl CliError {
     pub fn store(object: &str, err: &StoreError) -> Self {
         let code = match err {
             StoreError::NotFound { .. } => code::NOT_FOUND,
+            StoreError::BadQuery { .. } => code::USAGE,
             StoreError::Open { .. } | StoreError::BadUrl { .. } | StoreError::Migration(_) => {
                 code::DATABASE
             }

@@ -26,6 +26,8 @@ fn help_on_every_command_has_examples() {
         &["sync"],
         &["mailboxes"],
         &["emails"],
+        &["threads"],
+        &["search"],
         &["show"],
         &["flag"],
         &["move"],

@@ -315,10 +315,29 @@ pub async fn upsert_batch<C: ConnectionTrait>(
         stats.updated += before.len() as u64;
         stats.inserted += (remote_ids.len() - before.len()) as u64;
 
+        // Mail the server gives no thread id is threaded locally, in this transaction.
+        let unthreaded: Vec<&EmailUpsert> = last
+            .values()
+            .copied()
+            .filter(|u| u.thread_id.is_none())
+            .collect();
+        let inputs: Vec<crate::threads::ThreadInput<'_>> =
+            unthreaded.iter().map(|u| (*u).into()).collect();
+        let local: HashMap<&str, String> = unthreaded
+            .iter()
+            .map(|u| u.remote_id.as_str())
+            .zip(crate::threads::assign(c, account, &inputs).await?)
+            .collect();
         let models = last
             .values()
-            .map(|u| active(account, u, now))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|u| {
+                let mut m = active(account, u, now)?;
+                if let Some(t) = local.get(u.remote_id.as_str()) {
+                    m.thread_id = Set(Some(t.clone()));
+                }
+                Ok(m)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let on_conflict = OnConflict::columns([e::Column::AccountId, e::Column::RemoteId])
             .update_columns([
                 e::Column::BlobId,
@@ -756,6 +775,8 @@ pub struct EmailFilter {
     pub mailbox: Option<MailboxId>,
     /// Only emails in a mailbox with this role.
     pub role: Option<Role>,
+    /// Only emails of this conversation.
+    pub thread: Option<String>,
     /// At most this many (newest first).
     pub limit: Option<u64>,
     /// Skip this many.
@@ -801,6 +822,9 @@ pub async fn list<C: ConnectionTrait>(
             .to_owned();
         q = q.filter(e::Column::Id.in_subquery(sub));
     }
+    if let Some(t) = &filter.thread {
+        q = q.filter(e::Column::ThreadId.eq(t.clone()));
+    }
     q = q
         .order_by_desc(e::Column::ReceivedAt)
         .order_by_desc(e::Column::Id);
@@ -811,6 +835,51 @@ pub async fn list<C: ConnectionTrait>(
         q = q.offset(o);
     }
     let rows = q.all(c).await?;
+    let mut names = mailbox_names(c, &rows).await?;
+    rows.into_iter()
+        .map(|r| {
+            let mailboxes = names.remove(&r.id).unwrap_or_default();
+            Ok(EmailSummary {
+                email: r.try_into()?,
+                mailboxes,
+            })
+        })
+        .collect()
+}
+
+/// The emails with these ids and their mailbox names, by id (missing ids are left out).
+pub async fn summaries_by_ids<C: ConnectionTrait>(
+    c: &C,
+    ids: &[EmailId],
+) -> Result<HashMap<EmailId, EmailSummary>, StoreError> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        rows.extend(
+            e::Entity::find()
+                .filter(e::Column::Id.is_in(chunk.iter().map(|i| i.0)))
+                .all(c)
+                .await?,
+        );
+    }
+    let mut names = mailbox_names(c, &rows).await?;
+    rows.into_iter()
+        .map(|r| {
+            let mailboxes = names.remove(&r.id).unwrap_or_default();
+            Ok((
+                EmailId(r.id),
+                EmailSummary {
+                    email: r.try_into()?,
+                    mailboxes,
+                },
+            ))
+        })
+        .collect()
+}
+
+async fn mailbox_names<C: ConnectionTrait>(
+    c: &C,
+    rows: &[e::Model],
+) -> Result<HashMap<i64, Vec<String>>, StoreError> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let mut names: HashMap<i64, Vec<String>> = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
@@ -834,15 +903,7 @@ pub async fn list<C: ConnectionTrait>(
             names.entry(id).or_default().push(name);
         }
     }
-    rows.into_iter()
-        .map(|r| {
-            let mailboxes = names.remove(&r.id).unwrap_or_default();
-            Ok(EmailSummary {
-                email: r.try_into()?,
-                mailboxes,
-            })
-        })
-        .collect()
+    Ok(names)
 }
 
 /// Every `remote_id` of an account (for reconciling a full listing from the server).

@@ -36,9 +36,12 @@ pub mod entity;
 pub mod leases;
 pub mod mailboxes;
 pub mod queue;
+pub mod search;
+mod sql;
 pub mod sync_log;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod threads;
 mod types;
 pub mod uids;
 
@@ -53,6 +56,9 @@ pub use types::{
     AccountId, AccountKind, Address, BodyPolicy, ChangeId, EmailId, FailedId, Flags, MailboxId,
     Role, SecretRef, Security, SyncLogId,
 };
+
+/// The schema version that introduced local threading (mail stored before it is threaded once).
+const THREADS_VERSION: u32 = 11;
 
 /// The one error type of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +111,12 @@ pub enum StoreError {
         what: &'static str,
         /// How it was looked up.
         key: String,
+    },
+    /// A search query that does not parse.
+    #[error("invalid search query: {reason}")]
+    BadQuery {
+        /// What is wrong, naming the culprit.
+        reason: String,
     },
     /// A row with this unique key exists already.
     #[error("{what} {key} already exists")]
@@ -251,9 +263,22 @@ impl Store {
 
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        let before = self.schema_version().await?;
         Migrator::up(&self.db, None)
             .await
-            .map_err(StoreError::Migration)
+            .map_err(StoreError::Migration)?;
+        self.after_upgrade(before).await
+    }
+
+    /// Data steps a migration cannot do in SQL: threading mail stored before v11.
+    async fn after_upgrade(&self, before: u32) -> Result<(), StoreError> {
+        if before > 0 && before < THREADS_VERSION && self.schema_version().await? >= THREADS_VERSION
+        {
+            let txn = self.db.begin().await?;
+            threads::backfill(&txn).await?;
+            txn.commit().await?;
+        }
+        Ok(())
     }
 
     /// Migrates up or down until the schema is exactly at `version` (0 = empty).
@@ -262,7 +287,8 @@ impl Store {
         if version > current {
             Migrator::up(&self.db, Some(version - current))
                 .await
-                .map_err(StoreError::Migration)
+                .map_err(StoreError::Migration)?;
+            self.after_upgrade(current).await
         } else if version < current {
             Migrator::down(&self.db, Some(current - version))
                 .await

@@ -62,6 +62,9 @@ both_backends! {
     sync_log_rows => sync_log_rows;
     bulk_insert_10000 => bulk_insert_10000;
     body_debt_wanted_missing => body_debt_wanted_missing;
+    v9_upgrade_threads_and_indexes => v9_upgrade_threads_and_indexes;
+    threads_local_incremental => threads_local_incremental;
+    search_local_language_and_upkeep => search_local_language_and_upkeep;
 }
 
 const TABLES: &[&str] = &[
@@ -97,13 +100,16 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 10);
+    assert_eq!(mailsync_store::LATEST_VERSION, 11);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }
     // Migrating again is a no-op.
     store.migrate().await?;
-    assert_eq!(store.schema_version().await?, 10);
+    assert_eq!(
+        store.schema_version().await?,
+        mailsync_store::LATEST_VERSION
+    );
     Ok(())
 }
 
@@ -115,7 +121,10 @@ async fn up_down_up(store: &Store) -> R {
         assert!(count(store, t).await.is_err(), "{t} should be gone");
     }
     store.migrate().await?;
-    assert_eq!(store.schema_version().await?, 10);
+    assert_eq!(
+        store.schema_version().await?,
+        mailsync_store::LATEST_VERSION
+    );
     let acc = accounts::create(store.conn(), new_account("again")).await?;
     mailboxes::upsert(store.conn(), acc.id, &[mbox("INBOX", Some(Role::Inbox))]).await?;
     Ok(())
@@ -143,7 +152,10 @@ async fn v7_upgrade_keeps_rows(store: &Store) -> R {
     }
     let before: Vec<i64> = futures_counts(store, 10).await?;
     store.migrate().await?;
-    assert_eq!(store.schema_version().await?, 10);
+    assert_eq!(
+        store.schema_version().await?,
+        mailsync_store::LATEST_VERSION
+    );
     assert_eq!(futures_counts(store, 10).await?, before, "every row kept");
     let acc = accounts::find_by_name(store.conn(), "old")
         .await?
@@ -170,7 +182,7 @@ async fn v7_upgrade_keeps_rows(store: &Store) -> R {
 async fn v8_upgrade_keeps_rows(store: &Store) -> R {
     store.migrate_to(8).await?;
     let c = store.conn();
-    // Raw SQL: today's account entity has columns a v8 table lacks (v11 OAuth settings).
+    // Raw SQL: today's account entity has columns a v8 table lacks (v10 OAuth settings).
     let ts = "2026-01-02 03:04:05+00:00";
     c.execute_unprepared(&format!("INSERT INTO accounts (name, kind, email, username, secret_ref, imap_host, imap_port, imap_security, allow_plaintext, body_policy, created_at, updated_at) VALUES ('v8', 'imap', 'a@example.test', 'a', 'env:PW', 'imap.example.test', 993, 'tls', false, 'none', '{ts}', '{ts}')")).await?;
     let row = c
@@ -183,13 +195,19 @@ async fn v8_upgrade_keeps_rows(store: &Store) -> R {
     let acc_id = AccountId(row.try_get::<i64>("", "id")?);
     mailboxes::upsert(c, acc_id, &[mbox("INBOX", Some(Role::Inbox))]).await?;
     let inbox = mailboxes::list(c, acc_id).await?[0].id;
-    emails::upsert_batch(c, acc_id, &[email("1/7/1", inbox, 1)]).await?;
+    // A v8 schema has no thread_links: the row comes with a (server) thread id.
+    let mut old = email("1/7/1", inbox, 1);
+    old.thread_id = Some("t1".into());
+    emails::upsert_batch(c, acc_id, &[old]).await?;
     let before = futures_counts(store, 10).await?;
     store.migrate().await?;
-    assert_eq!(store.schema_version().await?, 10);
+    assert_eq!(
+        store.schema_version().await?,
+        mailsync_store::LATEST_VERSION
+    );
     assert_eq!(futures_counts(store, 10).await?, before, "every row kept");
     assert_eq!(count(store, "account_leases").await?, 0);
-    // v11: the old account has no OAuth settings; new ones round-trip.
+    // v10: the old account has no OAuth settings; new ones round-trip.
     let old = accounts::find_by_name(c, "v8").await?.ok_or("account")?;
     assert_eq!(old.oauth, None);
     let oauth = accounts::OAuth {
@@ -996,3 +1014,474 @@ async fn bad_url_is_a_clear_error() {
 
 #[allow(dead_code)]
 fn unused(_: AccountId) {}
+
+fn msg(
+    remote: &str,
+    inbox: mailsync_store::MailboxId,
+    uid: i64,
+    subject: &str,
+    refs: Option<&str>,
+) -> EmailUpsert {
+    let mut u = email(remote, inbox, uid);
+    u.message_id = Some(format!("{remote}@x"));
+    u.subject = Some(subject.into());
+    u.references = refs.map(str::to_owned);
+    u
+}
+
+async fn thread_of(
+    store: &Store,
+    acc: AccountId,
+    mid: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let e = emails::find_by_message_id(store.conn(), acc, mid).await?;
+    Ok(e.first()
+        .and_then(|e| e.thread_id.clone())
+        .ok_or(format!("no thread for {mid}"))?)
+}
+
+/// Local threading: a reply before its parent, siblings of a missing parent, a message that
+/// merges two threads, the subject fallback, a server thread id kept; the listing's counts.
+async fn threads_local_incremental(store: &Store) -> R {
+    use mailsync_store::threads::{self, ThreadFilter};
+    store.migrate().await?;
+    let c = store.conn();
+    let acc = accounts::create(c, new_account("threads")).await?.id;
+    mailboxes::upsert(
+        c,
+        acc,
+        &[
+            mbox("INBOX", Some(Role::Inbox)),
+            mbox("Sent", Some(Role::Sent)),
+        ],
+    )
+    .await?;
+    let boxes = mailboxes::list(c, acc).await?;
+    let inbox = boxes
+        .iter()
+        .find(|m| m.remote_id == "INBOX")
+        .ok_or("inbox")?
+        .id;
+    let sent = boxes
+        .iter()
+        .find(|m| m.remote_id == "Sent")
+        .ok_or("sent")?
+        .id;
+    // Two replies to a parent not yet here, in separate batches.
+    emails::upsert_batch(c, acc, &[msg("r2", inbox, 2, "Re: Plan", Some("<p@x>"))]).await?;
+    let mut r3 = msg("r3", sent, 3, "Re: Plan", None);
+    r3.in_reply_to = Some("<p@x>".into());
+    emails::upsert_batch(c, acc, &[r3]).await?;
+    let t = thread_of(store, acc, "r2@x").await?;
+    assert_eq!(
+        thread_of(store, acc, "r3@x").await?,
+        t,
+        "siblings of a missing parent"
+    );
+    // The parent arrives later and joins.
+    emails::upsert_batch(c, acc, &[msg("p", inbox, 1, "Plan", None)]).await?;
+    assert_eq!(
+        thread_of(store, acc, "p@x").await?,
+        t,
+        "parent joins its replies"
+    );
+    // Two unrelated threads, then a message naming both merges them.
+    emails::upsert_batch(
+        c,
+        acc,
+        &[
+            msg("x1", inbox, 4, "Other", None),
+            msg("y1", inbox, 5, "Third", None),
+        ],
+    )
+    .await?;
+    let (tx, ty) = (
+        thread_of(store, acc, "x1@x").await?,
+        thread_of(store, acc, "y1@x").await?,
+    );
+    assert_ne!(tx, ty);
+    assert_ne!(tx, t);
+    emails::upsert_batch(
+        c,
+        acc,
+        &[msg("m", inbox, 6, "Re: Other", Some("<x1@x> <y1@x>"))],
+    )
+    .await?;
+    let merged = thread_of(store, acc, "m@x").await?;
+    assert_eq!(thread_of(store, acc, "x1@x").await?, merged);
+    assert_eq!(thread_of(store, acc, "y1@x").await?, merged);
+    // In one batch, a reply listed before its parent.
+    emails::upsert_batch(
+        c,
+        acc,
+        &[
+            msg("b2", inbox, 8, "Re: Batch", Some("<b1@x>")),
+            msg("b1", inbox, 7, "Batch", None),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        thread_of(store, acc, "b1@x").await?,
+        thread_of(store, acc, "b2@x").await?
+    );
+    // Subject fallback: a bare "RE:" without references joins the thread of its base subject;
+    // a second message with the same subject but not a reply starts its own.
+    emails::upsert_batch(c, acc, &[msg("s1", inbox, 9, "Lunch", None)]).await?;
+    emails::upsert_batch(c, acc, &[msg("s2", inbox, 10, "RE: lunch", None)]).await?;
+    assert_eq!(
+        thread_of(store, acc, "s1@x").await?,
+        thread_of(store, acc, "s2@x").await?
+    );
+    emails::upsert_batch(c, acc, &[msg("s3", inbox, 11, "Lunch", None)]).await?;
+    assert_ne!(
+        thread_of(store, acc, "s3@x").await?,
+        thread_of(store, acc, "s1@x").await?
+    );
+    // A server's thread id is kept as given.
+    let mut srv = msg("j1", inbox, 12, "Re: Plan", Some("<p@x>"));
+    srv.thread_id = Some("server-thread".into());
+    emails::upsert_batch(c, acc, &[srv]).await?;
+    assert_eq!(thread_of(store, acc, "j1@x").await?, "server-thread");
+    // Re-upserting (a flag change) keeps the thread.
+    let mut again = msg("r2", inbox, 2, "Re: Plan", Some("<p@x>"));
+    again.flags.seen = true;
+    emails::upsert_batch(c, acc, &[again]).await?;
+    assert_eq!(thread_of(store, acc, "r2@x").await?, t);
+
+    // The listing: newest activity first, counts over the whole conversation.
+    let list = threads::list(
+        c,
+        &ThreadFilter {
+            account: Some(acc),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let plan = list
+        .iter()
+        .find(|x| x.thread_id == t)
+        .ok_or("plan thread")?;
+    assert_eq!((plan.count, plan.unread), (3, 2));
+    assert_eq!(
+        plan.subject.as_deref(),
+        Some("Plan"),
+        "the oldest message's subject"
+    );
+    assert_eq!(plan.participants.len(), 1);
+    assert_eq!(list[0].thread_id, "server-thread", "newest first");
+    assert_eq!(list.len(), 6);
+    // With a mailbox: conversations that have a message there, still counted whole.
+    let in_sent = threads::list(
+        c,
+        &ThreadFilter {
+            account: Some(acc),
+            mailbox: Some(sent),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(in_sent.len(), 1);
+    assert_eq!(in_sent[0].count, 3);
+    let by_role = threads::list(
+        c,
+        &ThreadFilter {
+            role: Some(Role::Sent),
+            limit: Some(5),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(by_role.len(), 1);
+    // Emails of one thread.
+    let msgs = emails::list(
+        c,
+        &EmailFilter {
+            thread: Some(merged.clone()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(msgs.len(), 3);
+    // Mail leaving: the thread stays with fewer messages, and a copy coming back rejoins it.
+    emails::delete_by_remote_ids(c, acc, &["p".to_owned()]).await?;
+    let list = threads::list(
+        c,
+        &ThreadFilter {
+            account: Some(acc),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(
+        list.iter().find(|x| x.thread_id == t).ok_or("plan")?.count,
+        2
+    );
+    emails::upsert_batch(c, acc, &[msg("p", inbox, 1, "Plan", None)]).await?;
+    assert_eq!(thread_of(store, acc, "p@x").await?, t);
+    Ok(())
+}
+
+/// Upgrading a v9 database with mail: existing mail is threaded and indexed, and the index
+/// follows later changes; down to v9 removes it again.
+async fn v9_upgrade_threads_and_indexes(store: &Store) -> R {
+    use mailsync_store::search;
+    store.migrate_to(9).await?;
+    let ts = "2026-01-02 03:04:05+00:00";
+    let stmts = [
+        format!("INSERT INTO accounts (name, kind, email, username, secret_ref, imap_host, imap_port, imap_security, allow_plaintext, body_policy, created_at, updated_at) VALUES ('old', 'imap', 'a@example.test', 'a', 'env:PW', 'imap.example.test', 993, 'tls', false, 'none', '{ts}', '{ts}')"),
+        format!("INSERT INTO mailboxes (account_id, remote_id, name, selectable, total, unread, created_at, updated_at) VALUES ((SELECT id FROM accounts), 'INBOX', 'INBOX', true, 2, 1, '{ts}', '{ts}')"),
+        format!("INSERT INTO emails (account_id, remote_id, message_id, subject, from_addr, to_addr, cc_addr, bcc_addr, reply_to, received_at, size, seen, flagged, answered, draft, keywords, has_attachment, created_at, updated_at) VALUES ((SELECT id FROM accounts), '1/7/2', 'reply@x', 'Re: Harbour', '[{{\"name\":\"Zoe Quill\",\"email\":\"zoe@example.org\"}}]', '[]', '[]', '[]', '[]', '{ts}', 10, true, false, false, false, '[]', false, '{ts}', '{ts}')"),
+        format!("INSERT INTO emails (account_id, remote_id, message_id, subject, from_addr, to_addr, cc_addr, bcc_addr, reply_to, received_at, size, seen, flagged, answered, draft, keywords, has_attachment, created_at, updated_at) VALUES ((SELECT id FROM accounts), '1/7/1', 'parent@x', 'Harbour', '[]', '[]', '[]', '[]', '[]', '{ts}', 10, true, false, false, false, '[]', false, '{ts}', '{ts}')"),
+        "UPDATE emails SET in_reply_to = 'parent@x' WHERE remote_id = '1/7/2'".to_owned(),
+        "INSERT INTO email_mailboxes (email_id, mailbox_id, uidvalidity, uid) SELECT id, (SELECT id FROM mailboxes), 7, 1 FROM emails WHERE remote_id = '1/7/1'".to_owned(),
+        "INSERT INTO email_mailboxes (email_id, mailbox_id, uidvalidity, uid) SELECT id, (SELECT id FROM mailboxes), 7, 2 FROM emails WHERE remote_id = '1/7/2'".to_owned(),
+        format!("INSERT INTO email_bodies (email_id, text_body, truncated, fetched_at) SELECT id, 'the lighthouse keeper', false, '{ts}' FROM emails WHERE remote_id = '1/7/1'"),
+    ];
+    for s in &stmts {
+        store.conn().execute_unprepared(s).await?;
+    }
+    let before = futures_counts(store, 11).await?;
+    store.migrate().await?;
+    assert_eq!(
+        store.schema_version().await?,
+        mailsync_store::LATEST_VERSION
+    );
+    assert_eq!(futures_counts(store, 11).await?, before, "every row kept");
+    let acc = accounts::find_by_name(store.conn(), "old")
+        .await?
+        .ok_or("account")?
+        .id;
+    let t = thread_of(store, acc, "parent@x").await?;
+    assert_eq!(
+        thread_of(store, acc, "reply@x").await?,
+        t,
+        "old mail threaded"
+    );
+    let c = store.conn();
+    let find = |q: &str| {
+        let q = search::parse(q);
+        async move { search::search(c, None, &q?, 10).await }
+    };
+    assert_eq!(find("lighthouse").await?.len(), 1, "old body indexed");
+    assert_eq!(find("harbour").await?.len(), 2, "old subjects indexed");
+    assert_eq!(find("from:quill").await?.len(), 1, "old addresses indexed");
+    // A new reply after the upgrade joins the old thread and is indexed.
+    let inbox = mailboxes::list(c, acc).await?[0].id;
+    emails::upsert_batch(
+        c,
+        acc,
+        &[msg("new", inbox, 3, "Re: Harbour", Some("<parent@x>"))],
+    )
+    .await?;
+    assert_eq!(thread_of(store, acc, "new@x").await?, t);
+    assert_eq!(find("harbour").await?.len(), 3);
+    store.migrate_to(9).await?;
+    assert!(count(store, "thread_links").await.is_err());
+    assert_eq!(
+        futures_counts(store, 11).await?[2],
+        3,
+        "emails kept on the way down"
+    );
+    store.migrate().await?;
+    assert_eq!(find("harbour").await?.len(), 3, "re-indexed on the way up");
+    Ok(())
+}
+
+/// The query language on both backends, ranking, and the index following every writer.
+async fn search_local_language_and_upkeep(store: &Store) -> R {
+    use mailsync_store::search;
+    store.migrate().await?;
+    let c = store.conn();
+    let acc = accounts::create(c, new_account("search")).await?.id;
+    let other = accounts::create(c, new_account("search-other")).await?.id;
+    mailboxes::upsert(
+        c,
+        acc,
+        &[mbox("INBOX", Some(Role::Inbox)), mbox("Archive", None)],
+    )
+    .await?;
+    mailboxes::upsert(c, other, &[mbox("INBOX", Some(Role::Inbox))]).await?;
+    let boxes = mailboxes::list(c, acc).await?;
+    let inbox = boxes
+        .iter()
+        .find(|m| m.remote_id == "INBOX")
+        .ok_or("inbox")?
+        .id;
+    let archive = boxes
+        .iter()
+        .find(|m| m.remote_id == "Archive")
+        .ok_or("archive")?
+        .id;
+    let addr = |n: &str, e: &str| Address {
+        name: Some(n.into()),
+        email: e.into(),
+    };
+    let mut a = msg("a", inbox, 1, "Quarterly budget review", None);
+    a.from = vec![addr("Alice Liddell", "alice@example.org")];
+    a.to = vec![addr("Bob", "bob@example.net")];
+    a.flags.flagged = true;
+    a.has_attachment = true;
+    a.received_at = Utc
+        .with_ymd_and_hms(2026, 1, 10, 12, 0, 0)
+        .single()
+        .ok_or("date")?;
+    let mut b = msg("b", archive, 2, "Lunch", None);
+    b.from = vec![addr("Carol", "carol@example.org")];
+    b.flags.seen = true;
+    b.received_at = Utc
+        .with_ymd_and_hms(2026, 2, 10, 12, 0, 0)
+        .single()
+        .ok_or("date")?;
+    let mut d = msg("d", inbox, 3, "Café meeting", None);
+    d.from = vec![addr("Dave", "dave@example.org")];
+    d.cc = vec![addr("Alice", "alice@example.org")];
+    d.received_at = Utc
+        .with_ymd_and_hms(2026, 3, 10, 12, 0, 0)
+        .single()
+        .ok_or("date")?;
+    emails::upsert_batch(c, acc, &[a, b, d]).await?;
+    let mut o = msg(
+        "o",
+        mailboxes::list(c, other).await?[0].id,
+        1,
+        "budget elsewhere",
+        None,
+    );
+    o.remote_id = "o".into();
+    emails::upsert_batch(c, other, &[o]).await?;
+    let id = |r: &str| {
+        let r = r.to_owned();
+        async move { Ok::<_, StoreError>(emails::find_by_remote_id(c, acc, &r).await?.map(|e| e.id)) }
+    };
+    let (ia, ib, id_) = (
+        id("a").await?.ok_or("a")?,
+        id("b").await?.ok_or("b")?,
+        id("d").await?.ok_or("d")?,
+    );
+    bodies::put(
+        c,
+        ia,
+        &bodies::Body {
+            text: Some("Numbers for the next quarter are attached.".into()),
+            html: None,
+            raw: None,
+            truncated: false,
+        },
+    )
+    .await?;
+    bodies::put(
+        c,
+        ib,
+        &bodies::Body {
+            text: Some("I hear the budget is fine.".into()),
+            html: None,
+            raw: None,
+            truncated: false,
+        },
+    )
+    .await?;
+    let ids = |q: &str| {
+        let q = q.to_owned();
+        async move {
+            let parsed = search::parse(&q)?;
+            let hits = search::search(c, Some(acc), &parsed, 20).await?;
+            Ok::<_, StoreError>(
+                hits.into_iter()
+                    .map(|h| h.summary.email.id)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    assert_eq!(
+        ids("budget").await?,
+        vec![ia, ib],
+        "subject match ranks above body match"
+    );
+    assert_eq!(ids("BUDGET").await?, vec![ia, ib]);
+    assert_eq!(ids("\"next quarter\"").await?, vec![ia]);
+    assert_eq!(
+        ids("\"quarter next\"").await?,
+        Vec::<mailsync_store::EmailId>::new()
+    );
+    assert_eq!(ids("from:alice").await?, vec![ia]);
+    assert_eq!(ids("from:alice@example.org").await?, vec![ia]);
+    assert_eq!(
+        ids("to:alice").await?,
+        vec![id_],
+        "Cc counts as a recipient"
+    );
+    assert_eq!(ids("subject:budget").await?, vec![ia]);
+    assert_eq!(ids("budget in:archive").await?, vec![ib]);
+    assert_eq!(ids("budget in:inbox").await?, vec![ia], "role");
+    assert_eq!(ids("budget is:unread").await?, vec![ia]);
+    assert_eq!(ids("is:flagged").await?, vec![ia]);
+    assert_eq!(ids("has:attachment").await?, vec![ia]);
+    assert_eq!(
+        ids("is:unread").await?,
+        vec![id_, ia],
+        "no words: newest first"
+    );
+    assert_eq!(
+        ids("after:2026-02-10").await?,
+        vec![id_, ib],
+        "after: includes the day"
+    );
+    assert_eq!(ids("before:2026-02-10").await?, vec![ia]);
+    assert_eq!(ids("café").await?, vec![id_]);
+    let hits = search::search(c, None, &search::parse("budget")?, 20).await?;
+    assert_eq!(hits.len(), 3, "every account without one given");
+    let snip = search::search(c, Some(acc), &search::parse("fine")?, 5).await?;
+    assert!(
+        snip[0]
+            .snippet
+            .as_deref()
+            .unwrap_or_default()
+            .contains("budget is fine"),
+        "{:?}",
+        snip[0].snippet
+    );
+    // Upkeep: a changed subject, a new body, a removed email, a removed body.
+    let mut b2 = msg("b", archive, 2, "Dinner plans", None);
+    b2.flags.seen = true;
+    emails::upsert_batch(c, acc, &[b2]).await?;
+    assert_eq!(ids("lunch").await?, Vec::<mailsync_store::EmailId>::new());
+    assert_eq!(ids("dinner").await?, vec![ib]);
+    assert_eq!(
+        ids("budget").await?,
+        vec![ia, ib],
+        "body still indexed after a subject change"
+    );
+    bodies::put(
+        c,
+        id_,
+        &bodies::Body {
+            text: Some("zebra crossing".into()),
+            html: None,
+            raw: None,
+            truncated: false,
+        },
+    )
+    .await?;
+    assert_eq!(ids("zebra").await?, vec![id_]);
+    assert_eq!(ids("café zebra").await?, vec![id_]);
+    emails::delete_by_remote_ids(c, acc, &["a".to_owned()]).await?;
+    assert_eq!(ids("budget").await?, vec![ib]);
+    assert_eq!(ids("quarter").await?, Vec::<mailsync_store::EmailId>::new());
+    // Flag changes do not touch the index but are seen by the filters.
+    emails::set_flags(
+        c,
+        ib,
+        &Flags {
+            seen: false,
+            ..Flags::default()
+        },
+    )
+    .await?;
+    assert_eq!(ids("budget is:unread").await?, vec![ib]);
+    // A bad query is a one-line error.
+    match search::parse("from: \"x") {
+        Err(StoreError::BadQuery { .. }) => {}
+        other => return Err(format!("expected BadQuery, got {other:?}").into()),
+    }
+    Ok(())
+}

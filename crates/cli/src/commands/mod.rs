@@ -5,6 +5,7 @@ mod attachment;
 mod changes;
 mod draft;
 mod read;
+mod search;
 mod send;
 mod status;
 mod sync;
@@ -75,6 +76,31 @@ impl Ctx {
                     names.join(", ")
                 )))
             }
+        }
+    }
+
+    /// The mailbox `name` (as [`Ctx::mailbox`] resolves it) among `accounts`: not found is
+    /// exit code 3, a name found in several accounts a usage error. `None` for no name.
+    pub async fn mailbox_in(
+        &self,
+        accounts: &[Account],
+        name: Option<&str>,
+    ) -> Result<Option<mailsync_store::mailboxes::Mailbox>, CliError> {
+        let Some(name) = name else { return Ok(None) };
+        let mut found = Vec::new();
+        for acc in accounts {
+            if let Some(m) = self.mailbox(acc.id, name).await? {
+                found.push(m);
+            }
+        }
+        match found.len() {
+            0 => Err(CliError::not_found(format!(
+                "mailbox {name:?}: no such mailbox"
+            ))),
+            1 => Ok(found.pop()),
+            _ => Err(CliError::usage(format!(
+                "mailbox {name:?} exists in several accounts: add --account"
+            ))),
         }
     }
 
@@ -172,6 +198,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Watch(a) => watch::run(&ctx, a).await,
         Command::Mailboxes(a) => read::mailboxes(&ctx, a).await,
         Command::Emails(a) => read::emails(&ctx, a).await,
+        Command::Threads(a) => search::threads(&ctx, a).await,
+        Command::Search(a) => search::search(&ctx, a).await,
         Command::Show(a) => read::show(&ctx, a).await,
         Command::Attachment(a) => attachment::run(&ctx, a).await,
         Command::Flag(a) => changes::flag(&ctx, a).await,

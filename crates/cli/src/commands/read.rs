@@ -57,34 +57,15 @@ pub async fn emails(ctx: &Ctx, a: EmailsArgs) -> Result<u8, CliError> {
             .as_ref()
             .and_then(|_| accounts.first().map(|x| x.id)),
         limit: Some(a.limit),
+        thread: a.thread.clone(),
         ..EmailFilter::default()
     };
     if let Some(r) = &a.role {
         filter.role = Some(parse_role(r)?);
     }
-    if let Some(name) = &a.mailbox {
-        let mut found = Vec::new();
-        for acc in &accounts {
-            if let Some(m) = ctx.mailbox(acc.id, name).await? {
-                found.push(m);
-            }
-        }
-        match found.as_slice() {
-            [] => {
-                return Err(CliError::not_found(format!(
-                    "mailbox {name:?}: no such mailbox"
-                )));
-            }
-            [m] => {
-                filter.account = Some(m.account_id);
-                filter.mailbox = Some(m.id);
-            }
-            _ => {
-                return Err(CliError::usage(format!(
-                    "mailbox {name:?} exists in several accounts: add --account"
-                )));
-            }
-        }
+    if let Some(m) = ctx.mailbox_in(&accounts, a.mailbox.as_deref()).await? {
+        filter.account = Some(m.account_id);
+        filter.mailbox = Some(m.id);
     }
     let names: HashMap<_, _> = accounts.iter().map(|x| (x.id, x.name.clone())).collect();
     for s in emails::list(c, &filter).await? {

@@ -1,0 +1,441 @@
+//! Local full-text search over subject, addresses and cached text bodies: one query language
+//! and one API over SQLite FTS5 (ranked by bm25) and PostgreSQL tsvector/GIN (ts_rank). The
+//! index is kept by triggers (migration v11), so every writer keeps it current.
+//!
+//! Query syntax: words and `"quoted phrases"` (all must match), `from:`, `to:` (To/Cc/Bcc),
+//! `subject:` (a word or a quoted phrase), `in:MAILBOX` (name or role), `is:unread`,
+//! `is:read`, `is:flagged`, `is:unflagged`, `has:attachment`, `before:YYYY-MM-DD` (arrived
+//! before that day, UTC), `after:YYYY-MM-DD` (arrived that day or later).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_orm::ConnectionTrait;
+
+use crate::emails::{self, EmailSummary};
+use crate::sql::Sql;
+use crate::{AccountId, EmailId, StoreError};
+
+/// Which indexed field a term must match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Field {
+    /// Any field.
+    Any,
+    /// The subject.
+    Subject,
+    /// The sender (From).
+    From,
+    /// The recipients (To, Cc, Bcc).
+    To,
+}
+
+/// A word or phrase: its words in order, lower case, letters and digits only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    /// Where it must appear.
+    pub field: Field,
+    /// The words, adjacent and in this order.
+    pub words: Vec<String>,
+}
+
+/// A parsed query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    /// Terms that must all match.
+    pub terms: Vec<Term>,
+    /// `in:` a mailbox name or role.
+    pub mailbox: Option<String>,
+    /// `is:unread` (Some(false)) / `is:read` (Some(true)).
+    pub seen: Option<bool>,
+    /// `is:flagged` / `is:unflagged`.
+    pub flagged: Option<bool>,
+    /// `has:attachment`.
+    pub has_attachment: bool,
+    /// Arrived before this instant.
+    pub before: Option<DateTime<Utc>>,
+    /// Arrived at or after this instant.
+    pub after: Option<DateTime<Utc>>,
+}
+
+fn bad(reason: impl Into<String>) -> StoreError {
+    StoreError::BadQuery {
+        reason: reason.into(),
+    }
+}
+
+/// The words of `s` as the index sees them.
+pub fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+fn day(op: &str, v: &str) -> Result<DateTime<Utc>, StoreError> {
+    NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| bad(format!("{op}: expects a date YYYY-MM-DD, not {v:?}")))
+}
+
+/// Parses a query; anything it does not understand is an error naming the culprit.
+pub fn parse(input: &str) -> Result<Query, StoreError> {
+    let mut q = Query::default();
+    let mut chars = input.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        // One token: `op:value`, `op:"quoted value"`, `"phrase"` or `word`.
+        let mut op = None;
+        let mut value = String::new();
+        let mut quoted = false;
+        let mut raw = String::new();
+        while let Some(&c) = chars.peek() {
+            if c.is_whitespace() && !quoted {
+                break;
+            }
+            chars.next();
+            if c == '"' {
+                quoted = !quoted;
+                raw.push(c);
+                continue;
+            }
+            if c == ':'
+                && !quoted
+                && op.is_none()
+                && !raw.is_empty()
+                && raw.chars().all(|c| c.is_ascii_alphabetic())
+            {
+                op = Some(raw.to_ascii_lowercase());
+                value.clear();
+                raw.push(c);
+                continue;
+            }
+            raw.push(c);
+            value.push(c);
+        }
+        if quoted {
+            return Err(bad(format!("unterminated quote in {raw:?}")));
+        }
+        let field = match op.as_deref() {
+            None => Field::Any,
+            Some("from") => Field::From,
+            Some("to") => Field::To,
+            Some("subject") => Field::Subject,
+            Some(o) => {
+                if value.is_empty() {
+                    return Err(bad(format!("{o}: needs a value")));
+                }
+                match (o, value.to_ascii_lowercase().as_str()) {
+                    ("in", _) => q.mailbox = Some(value.clone()),
+                    ("is", "unread") => q.seen = Some(false),
+                    ("is", "read" | "seen") => q.seen = Some(true),
+                    ("is", "flagged" | "starred") => q.flagged = Some(true),
+                    ("is", "unflagged") => q.flagged = Some(false),
+                    ("has", "attachment" | "attachments") => q.has_attachment = true,
+                    ("before", _) => q.before = Some(day("before", &value)?),
+                    ("after", _) => q.after = Some(day("after", &value)?),
+                    ("is" | "has", v) => return Err(bad(format!("unknown {o}:{v}"))),
+                    _ => {
+                        return Err(bad(format!(
+                            "unknown operator {o}: (known: from: to: subject: in: is: has: \
+                             before: after:; quote text that contains a colon)"
+                        )));
+                    }
+                }
+                continue;
+            }
+        };
+        let w = words(&value);
+        if w.is_empty() {
+            if op.is_some() {
+                return Err(bad(format!("{raw}: needs a word to look for")));
+            }
+            // Punctuation alone matches nothing the index holds; it is not a search term.
+            continue;
+        }
+        q.terms.push(Term { field, words: w });
+    }
+    if q == Query::default() {
+        return Err(bad("empty query"));
+    }
+    Ok(q)
+}
+
+/// FTS5 MATCH text: every term as a quoted phrase (its words are letters and digits only),
+/// restricted to a column where asked.
+fn fts5_match(terms: &[Term]) -> String {
+    terms
+        .iter()
+        .map(|t| {
+            let phrase = format!("\"{}\"", t.words.join(" "));
+            match t.field {
+                Field::Any => phrase,
+                Field::Subject => format!("subject : {phrase}"),
+                Field::From => format!("sender : {phrase}"),
+                Field::To => format!("recipients : {phrase}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// tsquery text: lexemes in quotes, `<->` for phrases, weights A..C for the fields.
+fn tsquery(terms: &[Term]) -> String {
+    terms
+        .iter()
+        .map(|t| {
+            let w = match t.field {
+                Field::Any => "",
+                Field::Subject => ":A",
+                Field::From => ":B",
+                Field::To => ":C",
+            };
+            let parts: Vec<String> = t.words.iter().map(|x| format!("'{x}'{w}")).collect();
+            format!("({})", parts.join(" <-> "))
+        })
+        .collect::<Vec<_>>()
+        .join(" & ")
+}
+
+/// One result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The email and its mailboxes.
+    pub summary: EmailSummary,
+    /// Relevance (higher is better; 0 without text terms).
+    pub score: f64,
+    /// A piece of the body or subject around the first matching word, else the preview.
+    pub snippet: Option<String>,
+}
+
+/// Searches the local database, best match first (newest first when the query has no words).
+pub async fn search<C: ConnectionTrait>(
+    c: &C,
+    account: Option<AccountId>,
+    q: &Query,
+    limit: u64,
+) -> Result<Vec<Hit>, StoreError> {
+    let mut sql = Sql::new(c.get_database_backend());
+    let pg = sql.is_postgres();
+    let text = !q.terms.is_empty();
+    match (text, pg) {
+        (true, false) => {
+            // bm25 weights per column: subject, sender, recipients, body (lower is better, so
+            // negated). CROSS JOIN makes SQLite run the full-text query once and look the
+            // emails up by id, instead of probing the index once per email.
+            sql.push(
+                "SELECT e.id AS id, -bm25(email_fts, 4.0, 2.0, 2.0, 1.0) AS score \
+                 FROM email_fts CROSS JOIN emails e \
+                 WHERE e.id = email_fts.rowid AND email_fts MATCH ",
+            )
+            .bind(fts5_match(&q.terms));
+        }
+        (true, true) => {
+            sql.push(
+                "SELECT e.id AS id, CAST(ts_rank(s.doc, q) AS DOUBLE PRECISION) AS score \
+                 FROM email_search s JOIN emails e ON e.id = s.email_id \
+                 CROSS JOIN to_tsquery('simple', ",
+            )
+            .bind(tsquery(&q.terms))
+            .push(") q WHERE s.doc @@ q");
+        }
+        (false, _) => {
+            sql.push(
+                "SELECT e.id AS id, CAST(0 AS DOUBLE PRECISION) AS score FROM emails e WHERE 1 = 1",
+            );
+        }
+    }
+    if let Some(a) = account {
+        sql.push(" AND e.account_id = ").bind(a.0);
+    }
+    // Only mail that is in some mailbox (a queued permanent delete keeps its row, unlisted).
+    sql.push(" AND EXISTS (SELECT 1 FROM email_mailboxes em WHERE em.email_id = e.id");
+    if let Some(m) = &q.mailbox {
+        // Not correlated with the email (a membership names its own account's mailbox), so
+        // the database evaluates the mailbox list once, not once per candidate.
+        sql.push(" AND em.mailbox_id IN (SELECT m.id FROM mailboxes m WHERE (lower(m.name) = ")
+            .bind(m.to_lowercase())
+            .push(" OR m.role = ")
+            .bind(m.to_lowercase())
+            .push("))");
+    }
+    sql.push(")");
+    if let Some(s) = q.seen {
+        sql.push(" AND e.seen = ").bind(s);
+    }
+    if let Some(f) = q.flagged {
+        sql.push(" AND e.flagged = ").bind(f);
+    }
+    if q.has_attachment {
+        sql.push(" AND e.has_attachment = ").bind(true);
+    }
+    if let Some(t) = q.before {
+        sql.push(" AND e.received_at < ").bind(t);
+    }
+    if let Some(t) = q.after {
+        sql.push(" AND e.received_at >= ").bind(t);
+    }
+    if text {
+        sql.push(" ORDER BY score DESC, e.received_at DESC, e.id DESC LIMIT ");
+    } else {
+        sql.push(" ORDER BY e.received_at DESC, e.id DESC LIMIT ");
+    }
+    sql.bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    let rows = c.query_all_raw(sql.build()).await?;
+    let mut ranked = Vec::with_capacity(rows.len());
+    for r in rows {
+        ranked.push((
+            EmailId(r.try_get::<i64>("", "id")?),
+            r.try_get::<f64>("", "score")?,
+        ));
+    }
+    let ids: Vec<EmailId> = ranked.iter().map(|(id, _)| *id).collect();
+    let mut summaries = emails::summaries_by_ids(c, &ids).await?;
+    let all_words: Vec<&str> = q
+        .terms
+        .iter()
+        .flat_map(|t| t.words.iter().map(String::as_str))
+        .collect();
+    let mut out = Vec::with_capacity(ranked.len());
+    for (id, score) in ranked {
+        let Some(summary) = summaries.remove(&id) else {
+            continue;
+        };
+        let body = crate::bodies::get(c, id).await?.and_then(|b| b.text);
+        let snippet = snippet(
+            body.as_deref(),
+            summary.email.preview.as_deref(),
+            &all_words,
+        );
+        out.push(Hit {
+            summary,
+            score,
+            snippet,
+        });
+    }
+    Ok(out)
+}
+
+/// Up to ~120 characters of the body around the first query word found, else the preview.
+pub fn snippet(body: Option<&str>, preview: Option<&str>, words: &[&str]) -> Option<String> {
+    if let Some(b) = body {
+        let lower = b.to_lowercase();
+        // Positions in `lower` line up with `b` only when lowering keeps byte lengths; fall
+        // back to the start of the body otherwise.
+        let same = lower.len() == b.len();
+        let at = if same {
+            words.iter().filter_map(|w| lower.find(w)).min()
+        } else {
+            None
+        };
+        let start = at.map_or(0, |p| p.saturating_sub(50));
+        let start = (0..=start)
+            .rev()
+            .find(|i| b.is_char_boundary(*i))
+            .unwrap_or(0);
+        let piece: String = b[start..].chars().take(120).collect();
+        let piece = piece.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !piece.is_empty() {
+            return Some(if start > 0 {
+                format!("…{piece}")
+            } else {
+                piece
+            });
+        }
+    }
+    preview.map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(field: Field, w: &[&str]) -> Term {
+        Term {
+            field,
+            words: w.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn parses_the_language() -> Result<(), StoreError> {
+        let q = parse(
+            r#"budget "next quarter" from:alice@example.org to:"Bob Smith" subject:Plan in:Archive is:unread is:flagged has:attachment before:2026-02-01 after:2026-01-01"#,
+        )?;
+        assert_eq!(
+            q.terms,
+            vec![
+                t(Field::Any, &["budget"]),
+                t(Field::Any, &["next", "quarter"]),
+                t(Field::From, &["alice", "example", "org"]),
+                t(Field::To, &["bob", "smith"]),
+                t(Field::Subject, &["plan"]),
+            ]
+        );
+        assert_eq!(q.mailbox.as_deref(), Some("Archive"));
+        assert_eq!(q.seen, Some(false));
+        assert_eq!(q.flagged, Some(true));
+        assert!(q.has_attachment);
+        assert_eq!(
+            q.before.map(|d| d.to_rfc3339()).as_deref(),
+            Some("2026-02-01T00:00:00+00:00")
+        );
+        assert_eq!(
+            q.after.map(|d| d.to_rfc3339()).as_deref(),
+            Some("2026-01-01T00:00:00+00:00")
+        );
+        // A colon after digits is text, not an operator.
+        assert_eq!(parse("10:30")?.terms, vec![t(Field::Any, &["10", "30"])]);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_queries_are_one_line_errors() {
+        for (q, want) in [
+            ("", "empty query"),
+            ("   ", "empty query"),
+            ("\"open phrase", "unterminated quote"),
+            ("foo:bar", "unknown operator foo:"),
+            ("is:weird", "unknown is:weird"),
+            ("before:yesterday", "before: expects a date"),
+            ("from:", "needs a word"),
+            ("in:", "in: needs a value"),
+        ] {
+            match parse(q) {
+                Ok(p) => panic!("{q:?} parsed as {p:?}"),
+                Err(e) => {
+                    let s = e.to_string();
+                    assert!(s.contains(want), "{q:?}: {s}");
+                    assert!(!s.contains('\n'), "{q:?}: one line");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backend_queries() -> Result<(), StoreError> {
+        let q = parse(r#"hello "big plan" from:ann subject:x"#)?;
+        assert_eq!(
+            fts5_match(&q.terms),
+            r#""hello" AND "big plan" AND sender : "ann" AND subject : "x""#
+        );
+        assert_eq!(
+            tsquery(&q.terms),
+            "('hello') & ('big' <-> 'plan') & ('ann':B) & ('x':A)"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn snippets_centre_on_a_word() {
+        let body = format!("{} the budget is here {}", "a ".repeat(60), "z ".repeat(60));
+        let s = snippet(Some(&body), None, &["budget"]).unwrap_or_default();
+        assert!(s.starts_with('…') && s.contains("budget"), "{s}");
+        assert_eq!(snippet(None, Some("pv"), &["x"]).as_deref(), Some("pv"));
+    }
+}

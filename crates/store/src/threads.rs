@@ -1,0 +1,512 @@
+//! Conversations: local threading for mail whose server gives no thread id (IMAP without
+//! THREADID), maintained incrementally in the transaction of each upsert batch, and the
+//! thread listing for both protocols.
+//!
+//! Local threading follows JWZ's idea without building the tree: a message belongs with every
+//! message it shares a Message-ID with, whether its own or one it names in In-Reply-To or
+//! References. `thread_links` maps each such id (`m:<id>`) to a thread, so a reply that arrives
+//! before its parent leaves a link for the parent's id, and the parent joins that thread when it
+//! arrives; a message that links two threads merges them (the smaller id stays). A message
+//! without references whose subject is a reply (`Re: x`) joins the latest thread whose base
+//! subject is `x` (`s:<x>`). Links stay when mail leaves, so a thread keeps its id.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+use crate::emails::EmailUpsert;
+use crate::entity::{emails as e, thread_links as tl};
+use crate::{AccountId, StoreError};
+
+const CHUNK: usize = 400;
+
+/// What threading needs to know about a message.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadInput<'a> {
+    /// Server identity (stands in for a missing Message-ID).
+    pub remote_id: &'a str,
+    /// Message-ID without brackets.
+    pub message_id: Option<&'a str>,
+    /// In-Reply-To ids, space separated.
+    pub in_reply_to: Option<&'a str>,
+    /// References ids, space separated.
+    pub references: Option<&'a str>,
+    /// Subject.
+    pub subject: Option<&'a str>,
+}
+
+impl<'a> From<&'a EmailUpsert> for ThreadInput<'a> {
+    fn from(u: &'a EmailUpsert) -> Self {
+        Self {
+            remote_id: &u.remote_id,
+            message_id: u.message_id.as_deref(),
+            in_reply_to: u.in_reply_to.as_deref(),
+            references: u.references.as_deref(),
+            subject: u.subject.as_deref(),
+        }
+    }
+}
+
+fn clean_id(s: &str) -> Option<String> {
+    let t = s
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+/// The subject without reply/forward prefixes and list tags, lower case; and whether a
+/// prefix was removed (the message says it answers something).
+pub fn base_subject(s: &str) -> (String, bool) {
+    let mut t = s.trim();
+    let mut reply = false;
+    loop {
+        let before = t;
+        if let Some(rest) = t.strip_prefix('[')
+            && let Some(end) = rest.find(']')
+        {
+            t = rest[end + 1..].trim_start();
+        }
+        let lower = t.to_lowercase();
+        for p in [
+            "re:", "fwd:", "fw:", "aw:", "wg:", "sv:", "vs:", "tr:", "r:",
+        ] {
+            if lower.starts_with(p) {
+                t = t[p.len()..].trim_start();
+                reply = true;
+                break;
+            }
+        }
+        if t == before {
+            break;
+        }
+    }
+    (
+        t.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase(),
+        reply,
+    )
+}
+
+/// The thread id given to a new conversation: derived from one of its keys (FNV-1a, 64 bits),
+/// so the same corpus gets the same ids.
+fn new_thread_id(key: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("L{h:016x}")
+}
+
+struct Keys {
+    /// `m:` keys: own Message-ID (or `r:<remote id>`) first, then the ids it refers to.
+    ids: Vec<String>,
+    /// `s:<base subject>` to look up (a reply without references) or just to record.
+    subject: Option<(String, bool)>,
+}
+
+fn keys_of(m: &ThreadInput<'_>) -> Keys {
+    let mut ids = Vec::new();
+    match m.message_id.and_then(clean_id) {
+        Some(id) => ids.push(format!("m:{id}")),
+        None => ids.push(format!("r:{}", m.remote_id)),
+    }
+    let mut refs = 0;
+    for list in [m.references, m.in_reply_to].into_iter().flatten() {
+        for r in list.split_whitespace().filter_map(clean_id) {
+            refs += 1;
+            let k = format!("m:{r}");
+            if !ids.contains(&k) {
+                ids.push(k);
+            }
+        }
+    }
+    let subject = m.subject.and_then(|s| {
+        let (base, reply) = base_subject(s);
+        (!base.is_empty()).then(|| (format!("s:{base}"), reply && refs == 0))
+    });
+    Keys { ids, subject }
+}
+
+fn find(parent: &mut [usize], mut i: usize) -> usize {
+    while parent[i] != i {
+        parent[i] = parent[parent[i]];
+        i = parent[i];
+    }
+    i
+}
+
+/// Assigns a thread id to each message (in order), writing the links and any merges of
+/// existing threads. Run it in the transaction of the batch the messages belong to.
+pub async fn assign<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    msgs: &[ThreadInput<'_>],
+) -> Result<Vec<String>, StoreError> {
+    if msgs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<Keys> = msgs.iter().map(keys_of).collect();
+    // Existing links for every key named in the batch.
+    let mut wanted: BTreeSet<&str> = BTreeSet::new();
+    for k in &keys {
+        wanted.extend(k.ids.iter().map(String::as_str));
+        if let Some((s, true)) = &k.subject {
+            wanted.insert(s);
+        }
+    }
+    let wanted: Vec<String> = wanted.into_iter().map(str::to_owned).collect();
+    let mut existing: HashMap<String, String> = HashMap::new();
+    for chunk in wanted.chunks(CHUNK) {
+        let rows: Vec<(String, String)> = tl::Entity::find()
+            .select_only()
+            .column(tl::Column::LinkKey)
+            .column(tl::Column::ThreadId)
+            .filter(tl::Column::AccountId.eq(account.0))
+            .filter(tl::Column::LinkKey.is_in(chunk.iter().cloned()))
+            .into_tuple()
+            .all(c)
+            .await?;
+        existing.extend(rows);
+    }
+    // Union-find over the batch's messages: two messages sharing an `m:` key are one thread.
+    let n = msgs.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    let mut owner: HashMap<&str, usize> = HashMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        for key in &k.ids {
+            match owner.get(key.as_str()) {
+                Some(&j) => {
+                    let (a, b) = (find(&mut parent, i), find(&mut parent, j));
+                    parent[a.max(b)] = a.min(b);
+                }
+                None => {
+                    owner.insert(key, i);
+                }
+            }
+        }
+    }
+    // Per component: the threads it touches already, and its smallest key.
+    let mut touched: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    let mut first_key: BTreeMap<usize, &str> = BTreeMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        let root = find(&mut parent, i);
+        let set = touched.entry(root).or_default();
+        for key in &k.ids {
+            if let Some(t) = existing.get(key) {
+                set.insert(t.clone());
+            }
+        }
+        if let Some((s, true)) = &k.subject
+            && let Some(t) = existing.get(s)
+        {
+            set.insert(t.clone());
+        }
+        let own = k.ids[0].as_str();
+        let fk = first_key.entry(root).or_insert(own);
+        if own < *fk {
+            *fk = own;
+        }
+    }
+    let mut thread_of: BTreeMap<usize, String> = BTreeMap::new();
+    let mut renames: BTreeMap<String, String> = BTreeMap::new();
+    for (root, set) in &touched {
+        let chosen = match set.iter().next() {
+            Some(t) => t.clone(),
+            None => new_thread_id(first_key.get(root).copied().unwrap_or_default()),
+        };
+        for loser in set.iter().skip(1) {
+            renames.insert(loser.clone(), chosen.clone());
+        }
+        thread_of.insert(*root, chosen);
+    }
+    // Renames may chain when several components touch the same threads: resolve to the end.
+    let resolve = |t: &str, renames: &BTreeMap<String, String>| {
+        let mut cur = t.to_owned();
+        let mut hops = 0;
+        while let Some(next) = renames.get(&cur) {
+            if *next == cur || hops > renames.len() {
+                break;
+            }
+            cur = next.clone();
+            hops += 1;
+        }
+        cur
+    };
+    for (loser, _) in renames.clone() {
+        let winner = resolve(&loser, &renames);
+        if winner == loser {
+            continue;
+        }
+        e::Entity::update_many()
+            .col_expr(e::Column::ThreadId, Expr::value(winner.clone()))
+            .filter(e::Column::AccountId.eq(account.0))
+            .filter(e::Column::ThreadId.eq(loser.clone()))
+            .exec(c)
+            .await?;
+        tl::Entity::update_many()
+            .col_expr(tl::Column::ThreadId, Expr::value(winner.clone()))
+            .filter(tl::Column::AccountId.eq(account.0))
+            .filter(tl::Column::ThreadId.eq(loser))
+            .exec(c)
+            .await?;
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut links: BTreeMap<String, String> = BTreeMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        let root = find(&mut parent, i);
+        let t = resolve(thread_of.get(&root).map_or("", String::as_str), &renames);
+        for key in &k.ids {
+            links.insert(key.clone(), t.clone());
+        }
+        if let Some((s, _)) = &k.subject {
+            // The latest conversation with this subject is the one a bare "Re:" joins.
+            links.insert(s.clone(), t.clone());
+        }
+        out.push(t);
+    }
+    let rows: Vec<tl::ActiveModel> = links
+        .into_iter()
+        .map(|(k, t)| tl::ActiveModel {
+            account_id: Set(account.0),
+            link_key: Set(k),
+            thread_id: Set(t),
+        })
+        .collect();
+    for part in rows.chunks(CHUNK) {
+        tl::Entity::insert_many(part.to_vec())
+            .on_conflict(
+                OnConflict::columns([tl::Column::AccountId, tl::Column::LinkKey])
+                    .update_column(tl::Column::ThreadId)
+                    .to_owned(),
+            )
+            .exec_without_returning(c)
+            .await?;
+    }
+    Ok(out)
+}
+
+/// Gives a local thread to every email of every account still without one (mail stored
+/// before v11), oldest first, in batches. Returns how many were threaded.
+pub async fn backfill<C: ConnectionTrait>(c: &C) -> Result<u64, StoreError> {
+    let mut done = 0;
+    loop {
+        let rows = e::Entity::find()
+            .filter(e::Column::ThreadId.is_null())
+            .order_by_asc(e::Column::Id)
+            .limit(CHUNK as u64)
+            .all(c)
+            .await?;
+        if rows.is_empty() {
+            return Ok(done);
+        }
+        let mut by_account: BTreeMap<i64, Vec<&e::Model>> = BTreeMap::new();
+        for r in &rows {
+            by_account.entry(r.account_id).or_default().push(r);
+        }
+        for (account, list) in by_account {
+            let inputs: Vec<ThreadInput<'_>> = list
+                .iter()
+                .map(|m| ThreadInput {
+                    remote_id: &m.remote_id,
+                    message_id: m.message_id.as_deref(),
+                    in_reply_to: m.in_reply_to.as_deref(),
+                    references: m.references.as_deref(),
+                    subject: m.subject.as_deref(),
+                })
+                .collect();
+            let ids = assign(c, AccountId(account), &inputs).await?;
+            for (m, t) in list.iter().zip(ids) {
+                e::Entity::update_many()
+                    .col_expr(e::Column::ThreadId, Expr::value(t))
+                    .filter(e::Column::Id.eq(m.id))
+                    .exec(c)
+                    .await?;
+                done += 1;
+            }
+        }
+    }
+}
+
+/// Which conversations to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadFilter {
+    /// Only this account.
+    pub account: Option<AccountId>,
+    /// Only conversations with a message in this mailbox.
+    pub mailbox: Option<crate::MailboxId>,
+    /// Only conversations with a message in a mailbox with this role.
+    pub role: Option<crate::Role>,
+    /// At most this many.
+    pub limit: Option<u64>,
+}
+
+/// One conversation: counts and dates over all its messages that are in some mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadSummary {
+    /// The account.
+    pub account_id: AccountId,
+    /// The thread id (the server's, or a local `L…`).
+    pub thread_id: String,
+    /// The subject of its oldest message that is not a reply, else of its oldest.
+    pub subject: Option<String>,
+    /// Distinct senders, oldest first.
+    pub participants: Vec<crate::Address>,
+    /// Messages.
+    pub count: u64,
+    /// Unread messages.
+    pub unread: u64,
+    /// Latest arrival.
+    pub last_at: DateTime<Utc>,
+}
+
+/// Lists conversations, newest activity first.
+pub async fn list<C: ConnectionTrait>(
+    c: &C,
+    filter: &ThreadFilter,
+) -> Result<Vec<ThreadSummary>, StoreError> {
+    let mut sql = crate::sql::Sql::new(c.get_database_backend());
+    sql.push(
+        "SELECT e.account_id, e.thread_id, COUNT(*) AS n, \
+         SUM(CASE WHEN e.seen THEN 0 ELSE 1 END) AS unread, MAX(e.received_at) AS last_at \
+         FROM emails e WHERE e.thread_id IS NOT NULL \
+         AND EXISTS (SELECT 1 FROM email_mailboxes em WHERE em.email_id = e.id)",
+    );
+    if let Some(a) = filter.account {
+        sql.push(" AND e.account_id = ").bind(a.0);
+    }
+    if filter.mailbox.is_some() || filter.role.is_some() {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM emails e2 JOIN email_mailboxes em2 ON em2.email_id = e2.id \
+             JOIN mailboxes m2 ON m2.id = em2.mailbox_id WHERE e2.account_id = e.account_id \
+             AND e2.thread_id = e.thread_id",
+        );
+        if let Some(m) = filter.mailbox {
+            sql.push(" AND m2.id = ").bind(m.0);
+        }
+        if let Some(r) = filter.role {
+            sql.push(" AND m2.role = ").bind(r.as_str());
+        }
+        sql.push(")");
+    }
+    sql.push(" GROUP BY e.account_id, e.thread_id ORDER BY last_at DESC, e.thread_id");
+    if let Some(l) = filter.limit {
+        sql.push(" LIMIT ")
+            .bind(i64::try_from(l).unwrap_or(i64::MAX));
+    }
+    let rows = c.query_all_raw(sql.build()).await?;
+    let mut heads = Vec::with_capacity(rows.len());
+    for r in rows {
+        heads.push((
+            AccountId(r.try_get::<i64>("", "account_id")?),
+            r.try_get::<String>("", "thread_id")?,
+            r.try_get::<i64>("", "n")?,
+            r.try_get::<Option<i64>>("", "unread")?.unwrap_or(0),
+            r.try_get::<DateTime<Utc>>("", "last_at")?,
+        ));
+    }
+    // The listed threads' messages in one query per account and chunk, through the
+    // (account, thread) index; ordered here (an ORDER BY would tempt SQLite into the
+    // (account, received_at) index and a scan of the whole account).
+    let mut wanted: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for (a, t, ..) in &heads {
+        wanted.entry(a.0).or_default().insert(t.clone());
+    }
+    let mut msgs: HashMap<(i64, String), Vec<e::Model>> = HashMap::new();
+    for (a, ts) in wanted {
+        let ts: Vec<String> = ts.into_iter().collect();
+        for chunk in ts.chunks(CHUNK) {
+            for m in e::Entity::find()
+                .filter(e::Column::AccountId.eq(a))
+                .filter(e::Column::ThreadId.is_in(chunk.iter().cloned()))
+                .all(c)
+                .await?
+            {
+                let key = (a, m.thread_id.clone().unwrap_or_default());
+                msgs.entry(key).or_default().push(m);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(heads.len());
+    for (account_id, thread_id, count, unread, last_at) in heads {
+        let mut msgs = msgs
+            .remove(&(account_id.0, thread_id.clone()))
+            .unwrap_or_default();
+        msgs.sort_by_key(|m| (m.received_at, m.id));
+        // The subject of the oldest message that is not a reply (the root), else the oldest.
+        let subject = msgs
+            .iter()
+            .find(|m| m.subject.as_deref().is_some_and(|s| !base_subject(s).1))
+            .or(msgs.first())
+            .and_then(|m| m.subject.clone());
+        let mut participants: Vec<crate::Address> = Vec::new();
+        for m in msgs {
+            let from: Vec<crate::Address> = serde_json::from_str(&m.from_addr)
+                .map_err(|err| StoreError::json("emails.from_addr", err))?;
+            for a in from {
+                if !participants
+                    .iter()
+                    .any(|p| p.email.eq_ignore_ascii_case(&a.email))
+                {
+                    participants.push(a);
+                }
+            }
+        }
+        out.push(ThreadSummary {
+            account_id,
+            thread_id,
+            subject,
+            participants,
+            count: count.unsigned_abs(),
+            unread: unread.unsigned_abs(),
+            last_at,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_subjects() {
+        assert_eq!(
+            base_subject("Re: Fwd: [list] Hello  World"),
+            ("hello world".into(), true)
+        );
+        assert_eq!(base_subject("Hello"), ("hello".into(), false));
+        assert_eq!(base_subject("AW: re:Plan"), ("plan".into(), true));
+        assert_eq!(base_subject("Re:"), (String::new(), true));
+    }
+
+    #[test]
+    fn keys_skip_empty_and_duplicate_ids() {
+        let k = keys_of(&ThreadInput {
+            remote_id: "r1",
+            message_id: Some("<a@x>"),
+            in_reply_to: Some("<b@x>"),
+            references: Some("<c@x> <b@x>  <>"),
+            subject: Some("Re: hi"),
+        });
+        assert_eq!(k.ids, vec!["m:a@x", "m:c@x", "m:b@x"]);
+        assert_eq!(k.subject, Some(("s:hi".into(), false)));
+        let k = keys_of(&ThreadInput {
+            remote_id: "r2",
+            message_id: None,
+            in_reply_to: None,
+            references: None,
+            subject: Some("Re: hi"),
+        });
+        assert_eq!(k.ids, vec!["r:r2"]);
+        assert_eq!(k.subject, Some(("s:hi".into(), true)));
+    }
+}
