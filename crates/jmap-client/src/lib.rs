@@ -190,7 +190,7 @@ pub use object::submission::{
     DeliveryStatus, EmailSubmission, Envelope, SubmissionAddress, SubmissionRef, UndoStatus,
 };
 pub use object::thread::Thread;
-pub use pager::{ChangesPage, ChangesPager, QueryPage, QueryPager};
+pub use pager::{ChangesPage, ChangesPager, QueryCursor, QueryPage, QueryPager};
 pub use push::{PushConfig, PushEvent, PushStream, StateChange};
 pub use request::{
     Arg, Arguments, Call, CreationId, Method, RequestBuilder, Response, ResultRef, SplitPolicy,
