@@ -10,15 +10,16 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use mailsync_engine::classify::{Disposition, classify};
+use mailsync_engine::smtp::{self, SmtpConfig};
 use mailsync_engine::{Engine, EngineError};
 use mailsync_jmap_client::{Client, Credentials, Email, Query};
-use mailsync_store::accounts::NewAccount;
+use mailsync_store::accounts::{Endpoint, NewAccount};
 use mailsync_store::emails;
 use mailsync_store::testing::TempDb;
-use mailsync_store::{AccountId, AccountKind, BodyPolicy, SecretRef};
+use mailsync_store::{AccountId, AccountKind, BodyPolicy, SecretRef, Security};
 use mailsync_testkit::{
-    CYRUS_POOL_PASSWORD, Cut, FaultProxy, Generator, ImapClient, Servers, accounts::HOSTILE,
-    imap_append_bulk,
+    CYRUS_POOL_PASSWORD, Cut, FaultProxy, Generator, HostileServer, ImapClient, Script, Servers,
+    Then, accounts::HOSTILE, imap_append_bulk,
 };
 
 use common::E;
@@ -178,5 +179,163 @@ async fn jmap_first_sync_cut_every_300kb_completes_across_runs() -> Result<(), E
         "the database equals the server"
     );
     assert_eq!(counts.last().copied(), Some(N as u64));
+    Ok(())
+}
+
+/// How the account under test reaches the hostile server.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    Imap(Security),
+    Jmap { https: bool },
+    Smtp(Security),
+}
+
+async fn fail_against(via: Via, server: &HostileServer) -> Result<EngineError, E> {
+    let (host, port) = (server.host(), server.port());
+    if let Via::Smtp(security) = via {
+        let cfg = SmtpConfig {
+            endpoint: Endpoint {
+                host: host.into(),
+                port,
+                security,
+            },
+            username: None,
+            password: None,
+            ca_pem: None,
+            allow_plaintext: false,
+        };
+        return match smtp::connect(&cfg).await {
+            Ok(_) => Err("the SMTP connection succeeded".into()),
+            Err(e) => Ok(EngineError::Smtp(e)),
+        };
+    }
+    let db = TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let new = match via {
+        Via::Imap(security) => {
+            let s = Servers::load()?;
+            let mut a = common::dovecot_account(&s, "t_i19_hostile", "testpw");
+            a.imap = Some(Endpoint {
+                host: host.into(),
+                port,
+                security,
+            });
+            a
+        }
+        Via::Jmap { https } => {
+            let scheme = if https { "https" } else { "http" };
+            jmap_account("hostile", format!("{scheme}://{host}:{port}/jmap/"))
+        }
+        Via::Smtp(_) => unreachable!("handled above"),
+    };
+    // Stored directly: `add_account` would already fail on its connection check.
+    let account = mailsync_store::accounts::create(db.store.conn(), new)
+        .await?
+        .id;
+    let res = engine.sync_once(account).await;
+    assert_eq!(
+        emails::count(db.store.conn(), account).await?,
+        0,
+        "nothing written"
+    );
+    match res {
+        Ok(c) => Err(format!("the sync succeeded: {c:?}").into()),
+        Err(e) => Ok(e),
+    }
+}
+
+const HTTP_HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n";
+
+/// Every way the network can fail is the same cause, whatever the protocol and wherever it
+/// happens: `Offline` (the CLI's exit 5). Real errors from real clients against a scripted
+/// server, one row per case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_network_failure_classifies_offline() -> Result<(), E> {
+    use Security::{Plain, Tls};
+    let head_cut = format!("{HTTP_HEAD}Content-Le").into_bytes();
+    let body_cut =
+        format!("{HTTP_HEAD}Content-Length: 1000\r\n\r\n{{\"capabilities\":").into_bytes();
+    let table: Vec<(&str, Via, Script)> = vec![
+        (
+            "IMAP: closed before the greeting",
+            Via::Imap(Plain),
+            Script::close_at_once(),
+        ),
+        (
+            "IMAP: TLS handshake EOF",
+            Via::Imap(Tls),
+            Script::close_at_once(),
+        ),
+        (
+            "IMAP: TLS handshake reset",
+            Via::Imap(Tls),
+            Script::close_at_once().then(Then::Reset),
+        ),
+        (
+            "IMAP: reset after the greeting",
+            Via::Imap(Plain),
+            Script::greet(b"* OK ready\r\n".to_vec(), Then::Reset),
+        ),
+        (
+            "IMAP: closed mid-line",
+            Via::Imap(Plain),
+            Script::greet(b"* OK [CAPABILITY IMAP4rev1".to_vec(), Then::Close),
+        ),
+        (
+            "JMAP: cut during the headers",
+            Via::Jmap { https: false },
+            Script::send(head_cut),
+        ),
+        (
+            "JMAP: cut mid-body",
+            Via::Jmap { https: false },
+            Script::send(body_cut),
+        ),
+        (
+            "JMAP: reset after the request",
+            Via::Jmap { https: false },
+            Script::send(Vec::new()).then(Then::Reset),
+        ),
+        (
+            "JMAP: closed without an answer",
+            Via::Jmap { https: false },
+            Script::send(Vec::new()),
+        ),
+        (
+            "JMAP: TLS handshake EOF",
+            Via::Jmap { https: true },
+            Script::close_at_once(),
+        ),
+        (
+            "SMTP: TLS handshake EOF",
+            Via::Smtp(Tls),
+            Script::close_at_once(),
+        ),
+        (
+            "SMTP: closed after the greeting",
+            Via::Smtp(Plain),
+            Script::greet(b"220 hostile ESMTP\r\n".to_vec(), Then::Close),
+        ),
+        (
+            "SMTP: closed before the greeting",
+            Via::Smtp(Plain),
+            Script::close_at_once(),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, via, script) in table {
+        let server = HostileServer::start(script)?;
+        let started = Instant::now();
+        let err = fail_against(via, &server).await?;
+        let took = started.elapsed();
+        let got = classify(&err);
+        eprintln!("{name}: {got:?} in {took:?}: {err}");
+        assert!(took.as_secs() < 30, "{name} took {took:?}");
+        assert!(!err.to_string().contains('\n'), "{name}: one line: {err}");
+        if got != Disposition::Offline {
+            wrong.push(format!("{name}: {got:?} ({err})"));
+        }
+    }
+    assert!(wrong.is_empty(), "not Offline:\n{}", wrong.join("\n"));
     Ok(())
 }

@@ -311,9 +311,25 @@ pub(crate) async fn tls(cfg: &ImapConfig, tcp: TcpStream) -> Result<Transport, E
         reason: format!("invalid server name {host:?}"),
         source: Some(Box::new(e)),
     })?;
-    let tls_err = |source| Error::Tls {
-        host: cfg.host.clone(),
-        source,
+    // A handshake that failed without a TLS-level error (no rustls error inside: the peer
+    // closed or reset the connection, or never answered) is the network failing, not a
+    // certificate or protocol problem for the user to fix.
+    let tls_err = |source: io::Error| {
+        let tls_level = source
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>());
+        if tls_level {
+            Error::Tls {
+                host: cfg.host.clone(),
+                source,
+            }
+        } else {
+            Error::Unreachable {
+                host: cfg.host.clone(),
+                port: cfg.port,
+                source,
+            }
+        }
     };
     let stream = tokio::time::timeout(
         cfg.timeouts.connect,
