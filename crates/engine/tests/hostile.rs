@@ -339,3 +339,132 @@ async fn every_network_failure_classifies_offline() -> Result<(), E> {
     assert!(wrong.is_empty(), "not Offline:\n{}", wrong.join("\n"));
     Ok(())
 }
+
+/// One first sync through `proxy`, armed with `cut` (or clean), into a fresh database, then a
+/// clean one: returns the cut sync's result and the database after the clean sync.
+async fn cut_then_clean(
+    new: &NewAccount,
+    proxy: &FaultProxy,
+    cut: Option<Cut>,
+) -> Result<(Result<(), EngineError>, TempDb, AccountId), E> {
+    let db = TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let account = mailsync_store::accounts::create(db.store.conn(), new.clone())
+        .await?
+        .id;
+    if let Some(c) = cut {
+        proxy.arm(c);
+    }
+    let first = engine.sync_once(account).await.map(|_| ());
+    engine.sync_once(account).await?;
+    Ok((first, db, account))
+}
+
+/// Offsets spread over a run of `total` server bytes (never 0: the greeting is not a sync).
+fn offsets(total: u64, n: u64) -> Vec<u64> {
+    (1..=n).map(|k| total * k / (n + 1)).collect()
+}
+
+/// Cuts at many offsets of an IMAP first sync with bodies (Dovecot): each ends in `Offline`,
+/// and the clean sync after it leaves every message with its body, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_first_sync_cut_anywhere_then_converges() -> Result<(), E> {
+    const N: usize = 40;
+    let s = Servers::load()?;
+    let user = s.fresh_dovecot_user("i19cut");
+    let g = Generator::new(seed());
+    imap_append_bulk(
+        s.dovecot_host(),
+        s.dovecot_imap_port(),
+        &user.user,
+        &user.password,
+        "INBOX",
+        g.messages(0..N),
+        N,
+    )?;
+    let proxy = FaultProxy::start(s.dovecot_host(), s.dovecot_imap_port())?;
+    let mut new = common::dovecot_account(&s, &user.user, &user.password);
+    new.body_policy = BodyPolicy::All;
+    new.imap = Some(Endpoint {
+        host: proxy.host().into(),
+        port: proxy.port(),
+        security: Security::Plain,
+    });
+    let started = Instant::now();
+    let before = proxy.forwarded();
+    cut_then_clean(&new, &proxy, None).await?.0?;
+    // Two clean syncs: the first one's bytes are at most the total.
+    let total = proxy.forwarded() - before;
+    let mids = common::mids(&g, 0..N);
+    let mut cuts: Vec<Cut> = offsets(total / 2, 12)
+        .into_iter()
+        .map(Cut::after_server_bytes)
+        .collect();
+    cuts.extend([30, 80, 160].map(Cut::after_client_bytes));
+    for cut in cuts {
+        let what = format!("{cut:?}");
+        let (first, db, account) = cut_then_clean(&new, &proxy, Some(cut)).await?;
+        match &first {
+            Err(e) => assert_offline(e),
+            Ok(()) => panic!("{what}: the cut sync succeeded"),
+        }
+        assert_eq!(
+            emails::count(db.store.conn(), account).await?,
+            N as u64,
+            "{what}"
+        );
+        assert_eq!(
+            common::ids_of(&db.store, &account_of(&db, account).await?, &mids)
+                .await?
+                .len(),
+            N
+        );
+        let owed = mailsync_store::bodies::wanted_missing(
+            db.store.conn(),
+            account,
+            mailsync_store::bodies::DebtScope::Account,
+            BodyPolicy::All,
+            None,
+            1_000,
+        )
+        .await?;
+        assert!(owed.is_empty(), "{what}: bodies missing: {}", owed.len());
+    }
+    eprintln!("IMAP: 15 cut syncs in {:?}", started.elapsed());
+    Ok(())
+}
+
+async fn account_of(db: &TempDb, id: AccountId) -> Result<mailsync_store::accounts::Account, E> {
+    Ok(mailsync_store::accounts::get(db.store.conn(), id).await?)
+}
+
+/// Cuts at many offsets of a JMAP first sync (Cyrus): each ends in `Offline`, and the clean
+/// sync after it leaves the database equal to the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmap_first_sync_cut_anywhere_then_converges() -> Result<(), E> {
+    let s = Servers::load()?;
+    let user = cyrus_user_with(&s, 2, 150)?;
+    let server = server_email_ids(&s, &user).await?;
+    let proxy = FaultProxy::start(s.cyrus_host(), s.cyrus_http_port())?;
+    let new = jmap_account(&user, via_proxy(&s, &proxy));
+    let started = Instant::now();
+    let before = proxy.forwarded();
+    cut_then_clean(&new, &proxy, None).await?.0?;
+    let total = proxy.forwarded() - before;
+    let mut cuts: Vec<Cut> = offsets(total / 2, 12)
+        .into_iter()
+        .map(Cut::after_server_bytes)
+        .collect();
+    cuts.extend([100, 1_000].map(Cut::after_client_bytes));
+    for cut in cuts {
+        let what = format!("{cut:?}");
+        let (first, db, account) = cut_then_clean(&new, &proxy, Some(cut)).await?;
+        match &first {
+            Err(e) => assert_offline(e),
+            Ok(()) => panic!("{what}: the cut sync succeeded"),
+        }
+        assert_eq!(local_ids(&db, account).await?, server, "{what}");
+    }
+    eprintln!("JMAP: 14 cut syncs in {:?}", started.elapsed());
+    Ok(())
+}
