@@ -344,6 +344,13 @@ pub enum Error {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A response nested parentheses deeper than the limit (a hostile BODYSTRUCTURE); the
+    /// connection is closed before the parser sees it.
+    #[error("the server sent a response nested deeper than {limit} levels; connection closed")]
+    NestingTooDeep {
+        /// The limit in levels.
+        limit: u32,
+    },
     /// Authentication was refused (bad credentials, expired token...).
     #[error("authentication failed{}: {text}", code.as_ref().map(|c| format!(" [{c}]")).unwrap_or_default())]
     Auth {
@@ -456,6 +463,7 @@ impl Error {
                 | Self::Tls { .. }
                 | Self::ConnectionLost { .. }
                 | Self::Unparsable { .. }
+                | Self::NestingTooDeep { .. }
                 | Self::Timeout { .. }
         )
     }
