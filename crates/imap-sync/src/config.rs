@@ -68,6 +68,10 @@ pub struct Timeouts {
     /// the process. Real ones nest a few levels; a message over the limit is fetched without
     /// BODYSTRUCTURE (its MIME tree is then parsed locally, without recursion).
     pub max_nesting: u32,
+    /// The most mailboxes an account may list: each one costs a STATUS and a SELECT per
+    /// sync, so a server listing 100,000 is refused ([`crate::Error::TooManyMailboxes`])
+    /// rather than synced for hours.
+    pub max_mailboxes: usize,
 }
 
 impl Default for Timeouts {
@@ -83,6 +87,7 @@ impl Default for Timeouts {
             max_line_bytes: 4 << 20,
             max_line_duration: Duration::from_secs(30),
             max_nesting: 32,
+            max_mailboxes: 10_000,
         }
     }
 }

@@ -351,6 +351,14 @@ pub enum Error {
         /// The limit in levels.
         limit: u32,
     },
+    /// The server listed more mailboxes than the limit; nothing was stored.
+    #[error("the server lists {count} mailboxes, more than the limit of {limit}")]
+    TooManyMailboxes {
+        /// How many the server listed.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Authentication was refused (bad credentials, expired token...).
     #[error("authentication failed{}: {text}", code.as_ref().map(|c| format!(" [{c}]")).unwrap_or_default())]
     Auth {

@@ -30,6 +30,11 @@ mod error;
 
 pub use error::{Error, StateRejection, state_rejection};
 
+/// The most mailboxes an account may have (the IMAP sync's default limit too): every
+/// change re-reads the whole list and recomputes every path, so a server listing 100,000 is
+/// refused with [`Error::TooManyMailboxes`] rather than processed again and again.
+pub const MAX_MAILBOXES: usize = 10_000;
+
 /// Emails per page of a full listing (one Email/query + Email/get request each).
 pub const PAGE_SIZE: u64 = 500;
 
@@ -221,6 +226,12 @@ pub async fn sync_mailboxes(
         }
     }
     let resp = client.call(Get::<jmap::Mailbox>::new(jmap_account)).await?;
+    if resp.list.len() > MAX_MAILBOXES {
+        return Err(Error::TooManyMailboxes {
+            count: resp.list.len(),
+            limit: MAX_MAILBOXES,
+        });
+    }
     let paths = full_paths(&resp.list);
     let items: Vec<_> = resp
         .list

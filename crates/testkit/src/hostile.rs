@@ -53,6 +53,9 @@ pub struct Script {
     /// Whether `first` waits for the client's first bytes (an HTTP server answers a request;
     /// an IMAP server greets first).
     pub after_request: bool,
+    /// Replies sent one per later burst of client bytes (one HTTP request each on a kept-alive
+    /// connection), before `then`.
+    pub more: Vec<Vec<u8>>,
 }
 
 impl Script {
@@ -62,6 +65,7 @@ impl Script {
             first,
             then: Then::Close,
             after_request: true,
+            more: Vec::new(),
         }
     }
 
@@ -71,6 +75,7 @@ impl Script {
             first: Vec::new(),
             then: Then::Close,
             after_request: false,
+            more: Vec::new(),
         }
     }
 
@@ -80,6 +85,18 @@ impl Script {
             first,
             then,
             after_request: false,
+            more: Vec::new(),
+        }
+    }
+
+    /// HTTP-style: answers the first request with `first`, each later one with the next of
+    /// `more`, then `then`.
+    pub fn replies(first: Vec<u8>, more: Vec<Vec<u8>>, then: Then) -> Self {
+        Self {
+            first,
+            then,
+            after_request: true,
+            more,
         }
     }
 
@@ -113,6 +130,11 @@ impl std::fmt::Debug for HostileServer {
 impl HostileServer {
     /// Listens on an ephemeral loopback port; every connection runs `script` on its own thread.
     pub fn start(script: Script) -> Result<Self, Error> {
+        Self::start_with(|_| script)
+    }
+
+    /// Like [`Self::start`], with a script that needs the port (an HTTP server's own URLs).
+    pub fn start_with(script: impl FnOnce(u16) -> Script) -> Result<Self, Error> {
         let io = |context: &str| {
             let context = context.to_owned();
             move |source| Error::Io { context, source }
@@ -126,6 +148,7 @@ impl HostileServer {
             connections: AtomicUsize::new(0),
         });
         let s = shared.clone();
+        let script = script(addr.port());
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.stop.load(Ordering::SeqCst) {
@@ -213,6 +236,11 @@ fn serve(mut conn: TcpStream, script: &Script, stop: &AtomicBool) {
         return finish(conn, false);
     }
     let _ = conn.flush();
+    for reply in &script.more {
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() || conn.write_all(reply).is_err() {
+            return finish(conn, false);
+        }
+    }
     let live = || !stop.load(Ordering::SeqCst);
     match script.then {
         Then::Close => {}
