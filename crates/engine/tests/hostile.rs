@@ -16,13 +16,13 @@ use mailsync_jmap_client::{Client, Credentials, Email, Query};
 use mailsync_store::accounts::{Endpoint, NewAccount};
 use mailsync_store::emails;
 use mailsync_store::testing::TempDb;
-use mailsync_store::{AccountId, AccountKind, BodyPolicy, SecretRef, Security};
+use mailsync_store::{AccountId, BodyPolicy, Security};
 use mailsync_testkit::{
     CYRUS_POOL_PASSWORD, Cut, FaultProxy, Generator, HostileServer, ImapClient, Script, Servers,
     Then, accounts::HOSTILE, imap_append_bulk,
 };
 
-use common::E;
+use common::{E, jmap_account};
 
 fn seed() -> u64 {
     std::time::SystemTime::now()
@@ -62,23 +62,6 @@ fn cyrus_user_with(s: &Servers, pool_index: usize, n: usize) -> Result<String, E
         500,
     )?;
     Ok(user)
-}
-
-fn jmap_account(user: &str, session_url: String) -> NewAccount {
-    NewAccount {
-        name: format!("jmap-{user}"),
-        kind: AccountKind::Jmap,
-        email: format!("{user}@example.test"),
-        display_name: None,
-        username: user.into(),
-        secret_ref: SecretRef::Command(format!("printf %s {CYRUS_POOL_PASSWORD}")),
-        imap: None,
-        smtp: None,
-        jmap_session_url: Some(session_url),
-        ca_file: None,
-        allow_plaintext: false,
-        body_policy: BodyPolicy::None,
-    }
 }
 
 /// The session URL of the test Cyrus, reached through `proxy`.

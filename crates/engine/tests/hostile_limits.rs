@@ -10,36 +10,18 @@ use std::time::{Duration, Instant};
 
 use mailsync_engine::classify::{Disposition, classify};
 use mailsync_engine::{Engine, EngineError};
-use mailsync_store::accounts::NewAccount;
 use mailsync_store::testing::TempDb;
-use mailsync_store::{AccountKind, BodyPolicy, SecretRef, emails, mailboxes};
+use mailsync_store::{emails, mailboxes};
 use mailsync_testkit::{HostileServer, Script, Then};
 
-use common::E;
+use common::{E, jmap_account};
 use fake_jmap::FakeJmap;
-
-fn jmap_account(session_url: String) -> NewAccount {
-    NewAccount {
-        name: "hostile".into(),
-        kind: AccountKind::Jmap,
-        email: "x@example.test".into(),
-        display_name: None,
-        username: "x".into(),
-        secret_ref: SecretRef::Command("printf %s pw".into()),
-        imap: None,
-        smtp: None,
-        jmap_session_url: Some(session_url),
-        ca_file: None,
-        allow_plaintext: false,
-        body_policy: BodyPolicy::None,
-    }
-}
 
 /// One sync of a fresh account at `url`: its error, after checking nothing was written.
 async fn sync_fails(url: String) -> Result<(EngineError, Duration), E> {
     let db = TempDb::sqlite().await?;
     let engine = Engine::new(db.store.clone());
-    let account = mailsync_store::accounts::create(db.store.conn(), jmap_account(url))
+    let account = mailsync_store::accounts::create(db.store.conn(), jmap_account("hostile", url))
         .await?
         .id;
     let t = Instant::now();

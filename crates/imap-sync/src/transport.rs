@@ -109,15 +109,24 @@ enum Lex {
 
 /// Parenthesis nesting of the response being read.
 #[derive(Debug)]
-struct Nesting {
+pub(crate) struct Nesting {
     lex: Lex,
     depth: u32,
     max: u32,
 }
 
 impl Nesting {
+    /// A scanner at the start of a response.
+    pub(crate) fn new(max: u32) -> Self {
+        Self {
+            lex: Lex::Normal,
+            depth: 0,
+            max,
+        }
+    }
+
     /// Scans `bytes`; false once the nesting went deeper than the limit.
-    fn scan(&mut self, bytes: &[u8]) -> bool {
+    pub(crate) fn scan(&mut self, bytes: &[u8]) -> bool {
         let mut i = 0;
         while let Some(&b) = bytes.get(i) {
             i += 1;
@@ -260,11 +269,7 @@ impl Tracked {
             Self {
                 inner,
                 shared: shared.clone(),
-                nesting: Nesting {
-                    lex: Lex::Normal,
-                    depth: 0,
-                    max: max_nesting,
-                },
+                nesting: Nesting::new(max_nesting),
             },
             ProgressClock(shared),
         )

@@ -723,7 +723,7 @@ fn outcome(o: &imap_proto::Outcome<'_>) -> (Option<ResponseCode>, String) {
     (Some(code), text)
 }
 
-fn convert(p: &P<'_>, raw: &[u8]) -> Response {
+pub(crate) fn convert(p: &P<'_>, raw: &[u8]) -> Response {
     match p {
         P::Done {
             tag,

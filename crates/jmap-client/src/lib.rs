@@ -156,6 +156,8 @@ mod blob;
 mod client;
 mod dns;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 pub mod method;
 pub mod object;
