@@ -16,8 +16,12 @@ use crate::{install, lint};
 
 const STEPS: &[&str] = &["install", "fmt", "lint", "clippy", "doc", "test"];
 
-const USAGE: &str =
-    "usage: cargo xtask ci [--no-install] [--keep-servers] [install|fmt|lint|clippy|doc|test]...";
+/// Steps run only when named: the fuzz smoke run builds its own instrumented workspace
+/// (several minutes the first time).
+const OPT_IN_STEPS: &[&str] = &["fuzz"];
+
+const USAGE: &str = "usage: cargo xtask ci [--no-install] [--keep-servers] \
+     [install|fmt|lint|clippy|doc|test|fuzz]...\n  fuzz (only when named): 10 s per fuzz target";
 
 struct Options {
     steps: Vec<&'static str>,
@@ -35,7 +39,7 @@ fn parse(args: &[String]) -> Result<Options> {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            s => match STEPS.iter().find(|x| **x == s) {
+            s => match STEPS.iter().chain(OPT_IN_STEPS).find(|x| **x == s) {
                 Some(step) => steps.push(*step),
                 None => bail!("unknown ci step or option `{s}`\n{USAGE}"),
             },
@@ -245,6 +249,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
                     .env("RUSTDOCFLAGS", "-D warnings"),
             ),
             "test" => step_test(opts.keep_servers),
+            "fuzz" => crate::fuzz::cmd(&["--time".to_owned(), "10".to_owned()]),
             _ => unreachable!("steps are validated by parse"),
         };
         if let Err(e) = &r {

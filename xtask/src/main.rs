@@ -3,6 +3,7 @@
 mod bench;
 mod ci;
 mod demo;
+mod fuzz;
 mod install;
 mod lint;
 mod load;
@@ -41,6 +42,9 @@ usage: cargo xtask <command>
                      the model test (random engine + other-client interleavings, oracle:
                      database equals server, no lost intent) beyond the CI seeds; backends
                      dovecot, cyrus-imap, cyrus-jmap; needs `cargo xtask servers up`
+  fuzz [--time SECS] [--target NAME]...
+                     the cargo-fuzz targets (IMAP responses, MIME, JMAP responses), SECS
+                     (30) each from fuzz/seeds; installs cargo-fuzz; prints executions run
   ci [--no-install] [--keep-servers] [install|fmt|lint|clippy|doc|test]...
                      the whole pipeline (or the named steps), with a timed summary";
 
@@ -62,6 +66,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("ci") => ci::cmd(rest),
         Some("demo") => demo::cmd(rest),
         Some("model") => model::cmd(rest),
+        Some("fuzz") => fuzz::cmd(rest),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())

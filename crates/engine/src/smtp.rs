@@ -288,7 +288,14 @@ fn map_err(server: &str, e: lettre::transport::smtp::Error) -> SmtpError {
         let s = c.to_string();
         s.parse::<u16>().unwrap_or(0)
     });
-    if e.is_tls() || caused_by_tls(&e) {
+    let tls_level = caused_by_tls(&e);
+    if !tls_level && e.status().is_none() && network_failed(&e) {
+        // lettre calls a handshake the peer closed or reset a TLS error; it is the network.
+        SmtpError::Connect {
+            server: server.into(),
+            reason,
+        }
+    } else if e.is_tls() || tls_level {
         SmtpError::Tls {
             server: server.into(),
             reason,
@@ -312,6 +319,31 @@ fn map_err(server: &str, e: lettre::transport::smtp::Error) -> SmtpError {
     } else {
         SmtpError::Other { reason }
     }
+}
+
+/// True when the connection itself failed (closed, reset, aborted, refused, timed out): an
+/// I/O error of that kind somewhere in the source chain.
+fn network_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as K;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                K::UnexpectedEof
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::ConnectionRefused
+                    | K::BrokenPipe
+                    | K::TimedOut
+                    | K::NotConnected
+            )
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// True when a rustls error is somewhere in the source chain: lettre reports a failed handshake

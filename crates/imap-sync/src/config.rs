@@ -60,6 +60,21 @@ pub struct Timeouts {
     /// breaks (message bodies) may be larger, up to 64 MiB per response. 4 MiB holds a SEARCH
     /// result of about 500,000 UIDs.
     pub max_line_bytes: u64,
+    /// The longest a line without a line break may take to arrive: a server trickling an
+    /// endless line fast enough for [`Timeouts::min_response_rate`] is still cut here, long
+    /// before [`Timeouts::max_line_bytes`] (a response line is short; message bodies come in
+    /// literals, whose lines end every 998 bytes at most).
+    pub max_line_duration: Duration,
+    /// The deepest parenthesis nesting accepted in a response (outside strings and literals).
+    /// The IMAP parser (imap-proto) recurses once per level with a large frame: a
+    /// BODYSTRUCTURE nested 60 deep overflows a 2 MiB thread stack in a debug build and aborts
+    /// the process. Real ones nest a few levels; a message over the limit is fetched without
+    /// BODYSTRUCTURE (its MIME tree is then parsed locally, without recursion).
+    pub max_nesting: u32,
+    /// The most mailboxes an account may list: each one costs a STATUS and a SELECT per
+    /// sync, so a server listing 100,000 is refused ([`crate::Error::TooManyMailboxes`])
+    /// rather than synced for hours.
+    pub max_mailboxes: usize,
 }
 
 impl Default for Timeouts {
@@ -73,6 +88,9 @@ impl Default for Timeouts {
             response_grace: Duration::from_secs(60),
             min_response_rate: 512,
             max_line_bytes: 4 << 20,
+            max_line_duration: Duration::from_secs(30),
+            max_nesting: 32,
+            max_mailboxes: 10_000,
         }
     }
 }

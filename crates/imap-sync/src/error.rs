@@ -344,6 +344,21 @@ pub enum Error {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A response nested parentheses deeper than the limit (a hostile BODYSTRUCTURE); the
+    /// connection is closed before the parser sees it.
+    #[error("the server sent a response nested deeper than {limit} levels; connection closed")]
+    NestingTooDeep {
+        /// The limit in levels.
+        limit: u32,
+    },
+    /// The server listed more mailboxes than the limit; nothing was stored.
+    #[error("the server lists {count} mailboxes, more than the limit of {limit}")]
+    TooManyMailboxes {
+        /// How many the server listed.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Authentication was refused (bad credentials, expired token...).
     #[error("authentication failed{}: {text}", code.as_ref().map(|c| format!(" [{c}]")).unwrap_or_default())]
     Auth {
@@ -459,6 +474,7 @@ impl Error {
                 | Self::Tls { .. }
                 | Self::ConnectionLost { .. }
                 | Self::Unparsable { .. }
+                | Self::NestingTooDeep { .. }
                 | Self::Timeout { .. }
         )
     }

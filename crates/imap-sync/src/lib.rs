@@ -117,6 +117,8 @@ mod body;
 mod config;
 mod connection;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod idle;
 mod mailboxes;
 mod mime;

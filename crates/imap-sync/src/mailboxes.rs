@@ -132,6 +132,13 @@ async fn listing(
     conn: &mut Connection,
 ) -> Result<(Vec<MailboxUpsert>, HashMap<String, StatusItems>), Error> {
     let (lists, statuses) = conn.list().await?;
+    let limit = conn.wire.timeouts.max_mailboxes;
+    if lists.len() > limit {
+        return Err(Error::TooManyMailboxes {
+            count: lists.len(),
+            limit,
+        });
+    }
     let mut status_by_name: HashMap<String, StatusItems> = statuses.into_iter().collect();
     // Without LIST-STATUS: STATUS every selectable mailbox, pipelined in one round trip.
     let missing: Vec<String> = lists

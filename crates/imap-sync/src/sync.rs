@@ -800,7 +800,11 @@ async fn read_batch(
             }
             Ok(Event::Data(other)) => conn.note(&other),
             Ok(Event::Done(_)) => return Ok(Read::Done),
-            Err(e @ Error::Unparsable { .. }) => return Ok(Read::Unparsable(e)),
+            // Both leave the connection dead on one message's BODYSTRUCTURE: that message is
+            // fetched again without it.
+            Err(e @ (Error::Unparsable { .. } | Error::NestingTooDeep { .. })) => {
+                return Ok(Read::Unparsable(e));
+            }
             Err(e) => return Err(e),
         }
     }

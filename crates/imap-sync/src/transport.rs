@@ -89,6 +89,97 @@ pub(crate) const MAX_RESPONSE_BYTES: u64 = 64 << 20;
 pub(crate) struct Tracked {
     pub inner: Transport,
     shared: Arc<Shared>,
+    nesting: Nesting,
+}
+
+/// Where a lexical scan of the server's bytes stands: enough to count parenthesis nesting
+/// outside quoted strings and literals, incrementally across reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    Normal,
+    Quoted,
+    QuotedEscape,
+    /// Inside `{123`: the literal's length so far.
+    LiteralLength(u64),
+    /// After `{123}`, waiting for the line break that starts the literal.
+    LiteralStart(u64),
+    /// Inside a literal: bytes left.
+    Literal(u64),
+}
+
+/// Parenthesis nesting of the response being read.
+#[derive(Debug)]
+pub(crate) struct Nesting {
+    lex: Lex,
+    depth: u32,
+    max: u32,
+}
+
+impl Nesting {
+    /// A scanner at the start of a response.
+    pub(crate) fn new(max: u32) -> Self {
+        Self {
+            lex: Lex::Normal,
+            depth: 0,
+            max,
+        }
+    }
+
+    /// Scans `bytes`; false once the nesting went deeper than the limit.
+    pub(crate) fn scan(&mut self, bytes: &[u8]) -> bool {
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            i += 1;
+            self.lex = match self.lex {
+                Lex::Literal(left) => {
+                    // Skips the literal's bytes in one step.
+                    let avail = (bytes.len() - i + 1) as u64;
+                    let take = left.min(avail);
+                    i += usize::try_from(take).unwrap_or(usize::MAX) - 1;
+                    if take == left {
+                        Lex::Normal
+                    } else {
+                        Lex::Literal(left - take)
+                    }
+                }
+                Lex::Quoted => match b {
+                    b'\\' => Lex::QuotedEscape,
+                    b'"' | b'\n' => Lex::Normal,
+                    _ => Lex::Quoted,
+                },
+                Lex::QuotedEscape => Lex::Quoted,
+                Lex::LiteralLength(n) => match b {
+                    b'0'..=b'9' => Lex::LiteralLength(n.saturating_mul(10) + u64::from(b - b'0')),
+                    b'+' | b'-' => Lex::LiteralLength(n),
+                    b'}' => Lex::LiteralStart(n),
+                    _ => self.normal(b),
+                },
+                Lex::LiteralStart(n) => match b {
+                    b'\r' => Lex::LiteralStart(n),
+                    b'\n' if n > 0 => Lex::Literal(n),
+                    _ => self.normal(b),
+                },
+                Lex::Normal => self.normal(b),
+            };
+            if self.depth > self.max {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn normal(&mut self, b: u8) -> Lex {
+        match b {
+            b'(' => self.depth += 1,
+            b')' => self.depth = self.depth.saturating_sub(1),
+            // The end of a response (a line break outside a literal).
+            b'\n' => self.depth = 0,
+            b'"' => return Lex::Quoted,
+            b'{' => return Lex::LiteralLength(0),
+            _ => {}
+        }
+        Lex::Normal
+    }
 }
 
 #[derive(Debug)]
@@ -101,6 +192,10 @@ struct Shared {
     response_start: AtomicU64,
     /// Bytes read since the last line feed.
     since_lf: AtomicU64,
+    /// When the first byte after the last line feed arrived (ms since process start).
+    line_start: AtomicU64,
+    /// Set when a response nested deeper than the limit.
+    too_deep: std::sync::atomic::AtomicBool,
     /// The most bytes accepted without a line feed.
     max_line: u64,
 }
@@ -128,6 +223,19 @@ impl ProgressClock {
             || self.0.since_lf.load(Ordering::Relaxed) > self.0.max_line
     }
 
+    /// Has a line without a line break been arriving for longer than `limit`?
+    pub fn line_stalled(&self, limit: Duration) -> bool {
+        self.0.since_lf.load(Ordering::Relaxed) > 0
+            && u128::from(
+                millis_since_start().saturating_sub(self.0.line_start.load(Ordering::Relaxed)),
+            ) > limit.as_millis()
+    }
+
+    /// Did a response nest deeper than the limit?
+    pub fn too_deep(&self) -> bool {
+        self.0.too_deep.load(Ordering::Relaxed)
+    }
+
     /// Has the current response been arriving for longer than `grace` at less than
     /// `min_rate` bytes per second on average (no useful progress)?
     pub fn response_stalled(&self, grace: Duration, min_rate: u64) -> bool {
@@ -145,19 +253,23 @@ impl ProgressClock {
 }
 
 impl Tracked {
-    /// `max_line`: the most bytes accepted without a line feed.
-    pub fn new(inner: Transport, max_line: u64) -> (Self, ProgressClock) {
+    /// `max_line`: the most bytes accepted without a line feed; `max_nesting`: the deepest
+    /// parenthesis nesting.
+    pub fn new(inner: Transport, max_line: u64, max_nesting: u32) -> (Self, ProgressClock) {
         let shared = Arc::new(Shared {
             last: AtomicU64::new(millis_since_start()),
             response_bytes: AtomicU64::new(0),
             response_start: AtomicU64::new(0),
             since_lf: AtomicU64::new(0),
+            line_start: AtomicU64::new(0),
+            too_deep: std::sync::atomic::AtomicBool::new(false),
             max_line,
         });
         (
             Self {
                 inner,
                 shared: shared.clone(),
+                nesting: Nesting::new(max_nesting),
             },
             ProgressClock(shared),
         )
@@ -184,12 +296,27 @@ impl AsyncRead for Tracked {
             this.touch();
             let s = &this.shared;
             let fresh = buf.filled().get(before..).unwrap_or_default();
+            if !this.nesting.scan(fresh) {
+                s.too_deep.store(true, Ordering::Relaxed);
+                // Stop reading before the parser sees it: the wire turns this into a typed error.
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "nesting too deep",
+                )));
+            }
             match fresh.iter().rposition(|&b| b == b'\n') {
-                Some(p) => s
-                    .since_lf
-                    .store((fresh.len() - p - 1) as u64, Ordering::Relaxed),
+                Some(p) => {
+                    let rest = (fresh.len() - p - 1) as u64;
+                    s.since_lf.store(rest, Ordering::Relaxed);
+                    if rest > 0 {
+                        s.line_start.store(millis_since_start(), Ordering::Relaxed);
+                    }
+                }
                 None => {
-                    if s.since_lf.fetch_add(n, Ordering::Relaxed) + n > s.max_line {
+                    if s.since_lf.fetch_add(n, Ordering::Relaxed) == 0 {
+                        s.line_start.store(millis_since_start(), Ordering::Relaxed);
+                    }
+                    if s.since_lf.load(Ordering::Relaxed) > s.max_line {
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::InvalidData,
                             "line too long",
@@ -311,9 +438,25 @@ pub(crate) async fn tls(cfg: &ImapConfig, tcp: TcpStream) -> Result<Transport, E
         reason: format!("invalid server name {host:?}"),
         source: Some(Box::new(e)),
     })?;
-    let tls_err = |source| Error::Tls {
-        host: cfg.host.clone(),
-        source,
+    // A handshake that failed without a TLS-level error (no rustls error inside: the peer
+    // closed or reset the connection, or never answered) is the network failing, not a
+    // certificate or protocol problem for the user to fix.
+    let tls_err = |source: io::Error| {
+        let tls_level = source
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>());
+        if tls_level {
+            Error::Tls {
+                host: cfg.host.clone(),
+                source,
+            }
+        } else {
+            Error::Unreachable {
+                host: cfg.host.clone(),
+                port: cfg.port,
+                source,
+            }
+        }
     };
     let stream = tokio::time::timeout(
         cfg.timeouts.connect,
@@ -333,6 +476,34 @@ pub(crate) async fn tls(cfg: &ImapConfig, tcp: TcpStream) -> Result<Transport, E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn depth_ok(max: u32, chunks: &[&[u8]]) -> bool {
+        let mut n = Nesting {
+            lex: Lex::Normal,
+            depth: 0,
+            max,
+        };
+        chunks.iter().all(|c| n.scan(c))
+    }
+
+    #[test]
+    fn nesting_counts_parentheses_outside_strings_and_literals() {
+        assert!(depth_ok(3, &[b"* 1 FETCH (A ((B)) C)\r\n"]));
+        assert!(!depth_ok(3, &[b"* 1 FETCH (A (((B))))\r\n"]));
+        // Across reads.
+        assert!(!depth_ok(3, &[b"* 1 FETCH ((", b"((x"]));
+        // A line break ends the response: depth starts again.
+        assert!(depth_ok(3, &[b"* (((\r\n", b"* (((\r\n"]));
+        // Quoted strings (with escapes) and literals are not counted, even split across reads.
+        assert!(depth_ok(2, &[b"* 1 FETCH (X \"((\\\"(((\" Y)\r\n"]));
+        assert!(depth_ok(
+            2,
+            &[b"* 1 FETCH (BODY[] {6}\r\n((", b"(((", b"))\r\n"]
+        ));
+        assert!(depth_ok(2, &[b"* 1 FETCH (BODY[] {6+}\r\n(((((())\r\n"]));
+        // After the literal, counting resumes.
+        assert!(!depth_ok(2, &[b"* 1 FETCH (BODY[] {2}\r\nab ((("]));
+    }
 
     #[test]
     fn loopback_detection() {

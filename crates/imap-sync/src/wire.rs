@@ -260,7 +260,8 @@ impl fmt::Debug for Wire {
 
 impl Wire {
     pub fn new(transport: Transport, timeouts: Timeouts) -> Self {
-        let (tracked, clock) = Tracked::new(transport, timeouts.max_line_bytes);
+        let (tracked, clock) =
+            Tracked::new(transport, timeouts.max_line_bytes, timeouts.max_nesting);
         Self {
             client: async_imap::Client::new(tracked),
             clock,
@@ -315,6 +316,13 @@ impl Wire {
             // `read_untimed` is cancel-safe, so it can be restarted after a timeout.
             match tokio::time::timeout(wait, self.read_untimed()).await {
                 Ok(r) => return r,
+                Err(_) if self.clock.line_stalled(self.timeouts.max_line_duration) => {
+                    self.state = State::Dead;
+                    return Err(Error::Timeout {
+                        operation: "read (a line that never ends)",
+                        seconds: self.timeouts.max_line_duration.as_secs(),
+                    });
+                }
                 Err(_)
                     if self.clock.response_stalled(
                         self.timeouts.response_grace,
@@ -365,6 +373,12 @@ impl Wire {
                 Ok(resp)
             }
             Ok(None) => Err(self.lost(None)),
+            Err(_) if self.clock.too_deep() => {
+                self.state = State::Dead;
+                Err(Error::NestingTooDeep {
+                    limit: self.timeouts.max_nesting,
+                })
+            }
             Err(_) if self.clock.response_too_large() => {
                 self.state = State::Dead;
                 Err(Error::ResponseTooLarge {
@@ -709,7 +723,7 @@ fn outcome(o: &imap_proto::Outcome<'_>) -> (Option<ResponseCode>, String) {
     (Some(code), text)
 }
 
-fn convert(p: &P<'_>, raw: &[u8]) -> Response {
+pub(crate) fn convert(p: &P<'_>, raw: &[u8]) -> Response {
     match p {
         P::Done {
             tag,

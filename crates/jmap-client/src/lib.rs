@@ -156,6 +156,8 @@ mod blob;
 mod client;
 mod dns;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 pub mod method;
 pub mod object;
@@ -190,7 +192,7 @@ pub use object::submission::{
     DeliveryStatus, EmailSubmission, Envelope, SubmissionAddress, SubmissionRef, UndoStatus,
 };
 pub use object::thread::Thread;
-pub use pager::{ChangesPage, ChangesPager, QueryPage, QueryPager};
+pub use pager::{ChangesPage, ChangesPager, QueryCursor, QueryPage, QueryPager};
 pub use push::{PushConfig, PushEvent, PushStream, StateChange};
 pub use request::{
     Arg, Arguments, Call, CreationId, Method, RequestBuilder, Response, ResultRef, SplitPolicy,

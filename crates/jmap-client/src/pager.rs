@@ -4,6 +4,8 @@
 
 use std::collections::HashSet;
 
+use serde::{Deserialize, Serialize};
+
 use crate::client::Client;
 use crate::error::{Error, MethodErrorType};
 use crate::id::{AccountId, State};
@@ -28,6 +30,23 @@ pub struct QueryPage<O: Queryable> {
     pub query_state: State,
     /// The `/get` `state` of this page.
     pub state: State,
+}
+
+/// Where a [`QueryPager`] stands between pages. A caller that commits each page can store it
+/// with the page and continue the listing in a later process ([`QueryPager::resume`]) instead
+/// of starting again: a listing cut again and again still completes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryCursor {
+    /// The position after the last page.
+    pub position: u64,
+    /// The last id of the last page (the anchor of the next one).
+    pub last_id: Option<String>,
+    /// The `/get` state of the first page (where `/changes` starts after the listing).
+    pub first_state: Option<State>,
+    /// The `queryState` of the first page.
+    pub first_query_state: Option<State>,
+    /// The page size in use.
+    pub page_size: u64,
 }
 
 /// Pages through a query, fetching each page's objects in the same request.
@@ -81,6 +100,34 @@ impl<O: Queryable> QueryPager<O> {
     pub fn position_paging(mut self) -> Self {
         self.use_anchor = false;
         self
+    }
+
+    /// Continues a listing where `cursor` says an earlier pager stopped: the next page starts
+    /// after its last id (or at its position when that id has gone), and [`Self::first_state`]
+    /// stays the first page's state of the whole listing.
+    #[must_use]
+    pub fn resume(mut self, cursor: &QueryCursor) -> Self {
+        self.position = cursor.position;
+        self.last_id = cursor.last_id.clone().map(O::Id::from);
+        self.first_state = cursor.first_state.clone();
+        self.first_query_state = cursor.first_query_state.clone();
+        self
+    }
+
+    /// Where the pager stands now (after the last page returned).
+    pub fn cursor(&self) -> QueryCursor {
+        QueryCursor {
+            position: self.position,
+            last_id: self.last_id.as_ref().map(|i| i.as_ref().to_owned()),
+            first_state: self.first_state.clone(),
+            first_query_state: self.first_query_state.clone(),
+            page_size: self.page_size,
+        }
+    }
+
+    /// Changes the size of the following pages.
+    pub fn set_page_size(&mut self, page_size: u64) {
+        self.page_size = page_size.max(1);
     }
 
     /// The `/get` state of the first page (where a following `/changes` should start).

@@ -15,6 +15,14 @@ pub enum Error {
     /// The local database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The server listed more mailboxes than [`crate::MAX_MAILBOXES`]; nothing was stored.
+    #[error("the server lists {count} mailboxes, more than the limit of {limit}")]
+    TooManyMailboxes {
+        /// How many the server listed.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The server rejected the state it had just given, right after a full listing: listing
     /// again would loop, so the sync fails instead.
     #[error("the server rejects its own fresh {data_type} state ({rejection})")]

@@ -9,14 +9,16 @@
 //!
 //! Checkpoints are the JMAP state strings under [`Scope::jmap`]`("Mailbox")` and `("Email")`,
 //! written in the same transaction as the data they cover. A full listing commits its pages as it
-//! goes (idempotent upserts) and writes the checkpoint, with the removal of emails the server no
-//! longer has, only at the end: killed midway, the next cycle starts the listing again.
+//! goes (idempotent upserts), each with the listing's cursor ([`Scope::jmap_listing`]), and
+//! writes the checkpoint, with the removal of emails the server no longer has, only at the end:
+//! cut midway, the next cycle continues the listing after its last committed page.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use mailsync_jmap_client as jmap;
 use mailsync_jmap_client::{
-    Changes, ChangesPager, Client, Comparator, Email, Get, MailboxRole, Query, QueryPager,
+    Changes, ChangesPager, Client, Comparator, Email, Get, MailboxRole, Query, QueryCursor,
+    QueryPager,
 };
 use mailsync_store::bodies::{self, Body, DebtScope};
 use mailsync_store::checkpoints::{self, Checkpoint, Scope};
@@ -27,6 +29,11 @@ use mailsync_store::{AccountId, Address, BodyPolicy, Flags, MailboxId, Role, Sto
 mod error;
 
 pub use error::{Error, StateRejection, state_rejection};
+
+/// The most mailboxes an account may have (the IMAP sync's default limit too): every
+/// change re-reads the whole list and recomputes every path, so a server listing 100,000 is
+/// refused with [`Error::TooManyMailboxes`] rather than processed again and again.
+pub const MAX_MAILBOXES: usize = 10_000;
 
 /// Emails per page of a full listing (one Email/query + Email/get request each).
 pub const PAGE_SIZE: u64 = 500;
@@ -219,6 +226,12 @@ pub async fn sync_mailboxes(
         }
     }
     let resp = client.call(Get::<jmap::Mailbox>::new(jmap_account)).await?;
+    if resp.list.len() > MAX_MAILBOXES {
+        return Err(Error::TooManyMailboxes {
+            count: resp.list.len(),
+            limit: MAX_MAILBOXES,
+        });
+    }
     let paths = full_paths(&resp.list);
     let items: Vec<_> = resp
         .list
@@ -423,18 +436,78 @@ async fn sync_email_objects(
         }
     }
     counts.full = true;
+    full_listing(client, store, account, jmap_account, &boxes, &mut counts).await?;
+    Ok(counts)
+}
+
+/// The first page of a full listing; each page that arrives doubles the next, up to
+/// [`PAGE_SIZE`] (a slow start, so a network that cuts long responses still lets some pages
+/// through).
+const FIRST_PAGE_SIZE: u64 = 50;
+/// The smallest page a resumed listing shrinks to.
+const MIN_PAGE_SIZE: u64 = 10;
+
+/// The cursor of an unfinished full listing, if one was stored (an unreadable one is ignored:
+/// the listing starts again, which is always correct).
+async fn listing_cursor(
+    store: &Store,
+    account: AccountId,
+    scope: &Scope,
+) -> Result<Option<QueryCursor>, Error> {
+    Ok(checkpoints::get(store.conn(), account, scope)
+        .await?
+        .and_then(|c| c.state)
+        .and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+/// The full listing of emails. Each page commits with the listing's cursor
+/// ([`Scope::jmap_listing`]), so a listing cut midway continues after its last committed page
+/// in the next sync, starting with half the page that was cut (the cut may come from responses
+/// too large for the network); the Email checkpoint (the first page's state), the
+/// removal of emails the server no longer has and the cursor's removal commit together at the
+/// end.
+async fn full_listing(
+    client: &Client,
+    store: &Store,
+    account: AccountId,
+    jmap_account: &jmap::AccountId,
+    boxes: &HashMap<String, MailboxId>,
+    counts: &mut JmapCounts,
+) -> Result<(), Error> {
+    let scope = Scope::jmap("Email");
+    let cursor_scope = Scope::jmap_listing("Email");
     let mut query = Query::<Email>::new(jmap_account);
     let sort = listing_sort(client, jmap_account);
     if !sort.is_empty() {
         query = query.sort(sort);
     }
-    let mut pager = QueryPager::new(client, query, email_get(jmap_account), PAGE_SIZE);
+    let mut pager = QueryPager::new(client, query, email_get(jmap_account), FIRST_PAGE_SIZE);
+    let resumed = listing_cursor(store, account, &cursor_scope).await?;
+    if let Some(c) = &resumed {
+        tracing::info!(
+            position = c.position,
+            "continuing the full Email listing where it stopped"
+        );
+        pager = pager.resume(c);
+        pager.set_page_size((c.page_size / 2).clamp(MIN_PAGE_SIZE, PAGE_SIZE));
+    }
+    // Stored before the first request, so even a cut before any page arrived makes the next
+    // attempt start smaller.
+    let cursor = serde_json::to_string(&pager.cursor()).unwrap_or_default();
+    checkpoints::put(
+        store.conn(),
+        account,
+        &cursor_scope,
+        &Checkpoint::state(cursor),
+    )
+    .await?;
+    let mut page_size = pager.cursor().page_size;
     let mut seen: HashSet<String> = HashSet::new();
     while let Some(page) = pager.next_page().await? {
         let mut items: Vec<_> = page
             .objects
             .iter()
-            .filter_map(|e| email_upsert(e, &boxes))
+            .filter_map(|e| email_upsert(e, boxes))
             .collect();
         // Ties broken here, not on the wire: the same page is always written in the same order.
         items.sort_by(|a, b| {
@@ -443,26 +516,66 @@ async fn sync_email_objects(
                 .then_with(|| a.remote_id.cmp(&b.remote_id))
         });
         seen.extend(items.iter().map(|u| u.remote_id.clone()));
+        page_size = (page_size * 2).min(PAGE_SIZE);
+        pager.set_page_size(page_size);
+        // Strings and numbers always serialise; an empty cursor would only restart the listing.
+        let cursor = serde_json::to_string(&pager.cursor()).unwrap_or_default();
         let txn = store.begin().await?;
         let stats = emails::upsert_batch(&txn, account, &items).await?;
+        checkpoints::put(&txn, account, &cursor_scope, &Checkpoint::state(cursor)).await?;
         txn.commit().await.map_err(StoreError::from)?;
         counts.added += stats.inserted as i64;
         counts.updated += stats.updated as i64;
     }
     // The oldest state seen during paging: changes made meanwhile are replayed next time.
     let Some(state) = pager.first_state().cloned() else {
-        return Ok(counts);
+        checkpoints::delete(store.conn(), account, &cursor_scope).await?;
+        return Ok(());
     };
+    // A resumed listing did not see the pages of earlier runs: what the server has is asked
+    // again, ids only (a small answer), so no email is removed for having been listed before.
+    if resumed.is_some() {
+        seen = all_email_ids(client, jmap_account).await?;
+    }
     let local = emails::remote_ids(store.conn(), account).await?;
     let stale: Vec<String> = local.into_iter().filter(|r| !seen.contains(r)).collect();
     let txn = store.begin().await?;
     counts.removed += emails::delete_by_remote_ids(&txn, account, &stale).await? as i64;
     checkpoints::put(&txn, account, &scope, &Checkpoint::state(state.as_str())).await?;
+    checkpoints::delete(&txn, account, &cursor_scope).await?;
     txn.commit().await.map_err(StoreError::from)?;
     if counts.email_state_rejected.is_some() {
         check_fresh_state::<Email>(client, jmap_account, &state).await?;
     }
-    Ok(counts)
+    Ok(())
+}
+
+/// Ids per `Email/query` of [`all_email_ids`].
+const ID_PAGE_SIZE: u64 = 5_000;
+
+/// Every Email id of the account (`Email/query` without `/get`, paged by position).
+async fn all_email_ids(
+    client: &Client,
+    jmap_account: &jmap::AccountId,
+) -> Result<HashSet<String>, Error> {
+    let mut ids = HashSet::new();
+    let mut position: u64 = 0;
+    loop {
+        let resp = client
+            .call(
+                Query::<Email>::new(jmap_account)
+                    .position(i64::try_from(position).unwrap_or(i64::MAX))
+                    .limit(ID_PAGE_SIZE)
+                    .calculate_total(true),
+            )
+            .await?;
+        let n = resp.ids.len() as u64;
+        ids.extend(resp.ids.into_iter().map(jmap::EmailId::into_inner));
+        position = resp.position.saturating_add(n);
+        if n == 0 || resp.total.is_some_and(|t| position >= t) {
+            return Ok(ids);
+        }
+    }
 }
 
 /// The sort of the full listing: newest first by `receivedAt`, the one sort property RFC 8621

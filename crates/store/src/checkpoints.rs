@@ -18,6 +18,11 @@ impl Scope {
     pub fn jmap(data_type: &str) -> Self {
         Self(format!("jmap:{data_type}"))
     }
+    /// Where an unfinished full listing of a JMAP data type stopped (its cursor, in `state`),
+    /// committed with each page so a cut listing continues instead of starting again.
+    pub fn jmap_listing(data_type: &str) -> Self {
+        Self(format!("jmap:{data_type}:listing"))
+    }
     /// An IMAP mailbox's checkpoint.
     pub fn imap_mailbox(mailbox: MailboxId) -> Self {
         Self(format!("imap:mailbox:{}", mailbox.0))

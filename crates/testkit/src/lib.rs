@@ -23,6 +23,7 @@ pub mod accounts;
 mod doveadm;
 mod error;
 pub mod generator;
+mod hostile;
 pub mod imap;
 mod load;
 pub mod oauth;
@@ -36,6 +37,7 @@ pub use error::Error;
 pub use generator::{
     Expected, ExpectedAttachment, Generator, Kind, Profile, SubjectEncoding, expected, generate,
 };
+pub use hostile::{HostileServer, Script, Then};
 pub use imap::ImapClient;
 pub use load::{imap_append_bulk, lmtp_deliver, maildir_populate};
 pub use oauth::TokenEndpoint;

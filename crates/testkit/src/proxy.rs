@@ -1,6 +1,8 @@
 //! A fault-injecting TCP proxy on loopback: forwards bytes both ways and, when armed, cuts one
 //! connection a given number of server bytes after the client sent a given pattern (e.g. a
-//! body download command), to test what a sync keeps when the network drops mid-download.
+//! body download command), or after a given number of client bytes, to test what a sync keeps
+//! when the network drops mid-download or mid-command. (Servers that stall, trickle or reset:
+//! [`crate::HostileServer`].)
 //!
 //! ```no_run
 //! use mailsync_testkit::{Cut, FaultProxy};
@@ -25,6 +27,9 @@ pub struct Cut {
     pub trigger: Vec<u8>,
     /// Server-to-client bytes forwarded after the trigger before the connection is cut.
     pub server_bytes: u64,
+    /// Client-to-server bytes forwarded before the connection is cut (`None`: no limit), to
+    /// cut while the client is sending (a command or an upload).
+    pub client_bytes: Option<u64>,
 }
 
 impl Cut {
@@ -33,6 +38,16 @@ impl Cut {
         Self {
             trigger: Vec::new(),
             server_bytes,
+            client_bytes: None,
+        }
+    }
+
+    /// Cuts after `client_bytes` bytes the client sent (whatever the server sends).
+    pub fn after_client_bytes(client_bytes: u64) -> Self {
+        Self {
+            trigger: Vec::new(),
+            server_bytes: u64::MAX,
+            client_bytes: Some(client_bytes),
         }
     }
 
@@ -41,6 +56,7 @@ impl Cut {
         Self {
             trigger: trigger.to_vec(),
             server_bytes,
+            client_bytes: None,
         }
     }
 }
@@ -50,6 +66,7 @@ struct Shared {
     armed: Mutex<Option<Cut>>,
     cuts: AtomicUsize,
     connections: AtomicUsize,
+    forwarded: AtomicU64,
     stop: AtomicBool,
     /// An outage: new connections are closed at once, without reaching the server.
     down: AtomicBool,
@@ -141,6 +158,12 @@ impl FaultProxy {
         self.shared.cuts.load(Ordering::SeqCst)
     }
 
+    /// Server-to-client bytes forwarded so far, over every connection (to choose cut offsets
+    /// within a run measured beforehand).
+    pub fn forwarded(&self) -> u64 {
+        self.shared.forwarded.load(Ordering::SeqCst)
+    }
+
     /// How many connections were accepted so far.
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
@@ -191,17 +214,26 @@ fn accept_loop(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared
         ));
         let trigger = cut.as_ref().map(|c| c.trigger.clone()).unwrap_or_default();
         let armed = cut.is_some();
+        let client_budget = cut.as_ref().and_then(|c| c.client_bytes);
         let (Ok(c_read), Ok(s_write)) = (client.try_clone(), server.try_clone()) else {
             continue;
         };
         let t = triggered.clone();
-        thread::spawn(move || client_to_server(c_read, s_write, &trigger, &t));
+        let sh = shared.clone();
+        thread::spawn(move || client_to_server(c_read, s_write, &trigger, &t, client_budget, &sh));
         let sh = shared.clone();
         thread::spawn(move || server_to_client(server, client, armed, &triggered, &budget, &sh));
     }
 }
 
-fn client_to_server(mut from: TcpStream, mut to: TcpStream, trigger: &[u8], seen: &AtomicBool) {
+fn client_to_server(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    trigger: &[u8],
+    seen: &AtomicBool,
+    mut budget: Option<u64>,
+    shared: &Shared,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     // The last bytes of the previous read, so a trigger split across reads is still found.
     let mut tail: Vec<u8> = Vec::new();
@@ -219,6 +251,17 @@ fn client_to_server(mut from: TcpStream, mut to: TcpStream, trigger: &[u8], seen
             let keep = trigger.len().saturating_sub(1);
             let drop_n = tail.len().saturating_sub(keep);
             tail.drain(..drop_n);
+        }
+        if let Some(left) = budget.as_mut() {
+            if *left <= n as u64 {
+                shared.cuts.fetch_add(1, Ordering::SeqCst);
+                let take = usize::try_from(*left).unwrap_or(n);
+                let _ = to.write_all(data.get(..take).unwrap_or_default());
+                let _ = to.shutdown(Shutdown::Both);
+                let _ = from.shutdown(Shutdown::Both);
+                return;
+            }
+            *left -= n as u64;
         }
         if to.write_all(data).is_err() {
             break;
@@ -242,6 +285,7 @@ fn server_to_client(
             Ok(n) => n,
         };
         let data = buf.get(..n).unwrap_or_default();
+        shared.forwarded.fetch_add(n as u64, Ordering::SeqCst);
         if armed && triggered.load(Ordering::SeqCst) {
             let left = budget.load(Ordering::SeqCst);
             if left <= n as u64 {

@@ -32,6 +32,24 @@ pub fn dovecot_account(servers: &Servers, user: &str, pw: &str) -> NewAccount {
     }
 }
 
+/// A JMAP account for `user` at `session_url`, password `testpw` by command.
+pub fn jmap_account(user: &str, session_url: String) -> NewAccount {
+    NewAccount {
+        name: format!("jmap-{user}"),
+        kind: AccountKind::Jmap,
+        email: format!("{user}@example.test"),
+        display_name: None,
+        username: user.into(),
+        secret_ref: SecretRef::Command("printf %s testpw".into()),
+        imap: None,
+        smtp: None,
+        jmap_session_url: Some(session_url),
+        ca_file: None,
+        allow_plaintext: false,
+        body_policy: BodyPolicy::None,
+    }
+}
+
 /// A fresh Dovecot user with `mailbox` (created unless INBOX) holding messages `range` of
 /// `g`, and an engine on a temporary SQLite database with the account added and synced once.
 pub struct Setup {

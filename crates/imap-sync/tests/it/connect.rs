@@ -1,7 +1,7 @@
 //! Connecting: plaintext, STARTTLS, implicit TLS with the test CA, certificate rejection,
 //! authentication failures with their response code, unreachable servers.
 
-use mailsync_imap_sync::{Auth, Connection, Error, ImapConfig, ResponseCode};
+use mailsync_imap_sync::{Auth, Connection, Error, ImapConfig, ResponseCode, Timeouts};
 use mailsync_store::Security;
 use mailsync_testkit::Account;
 
@@ -278,4 +278,74 @@ async fn a_trickled_line_is_cut_for_no_useful_progress() {
         t.elapsed()
     );
     task.abort();
+}
+
+#[tokio::test]
+async fn a_line_trickled_fast_enough_still_ends_at_the_line_deadline() {
+    // 6.4 KB/s: above the minimum rate, so only the line deadline ends it (the size limit
+    // would take 11 minutes).
+    let (port, task) = endless_server(vec![b'a'; 64], std::time::Duration::from_millis(10)).await;
+    let mut cfg = plain(port);
+    cfg.timeouts.response_grace = std::time::Duration::from_secs(1);
+    cfg.timeouts.max_line_duration = std::time::Duration::from_secs(2);
+    let t = std::time::Instant::now();
+    let err = limit(30, Connection::connect(&cfg))
+        .await
+        .expect_err("no line ends");
+    assert!(
+        matches!(err, Error::Timeout { .. }) && err.is_connection(),
+        "{err:?}"
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        t.elapsed()
+    );
+    task.abort();
+}
+
+/// A BODYSTRUCTURE nested `depth` multiparts deep, as an unsolicited FETCH after the greeting.
+fn nested_fetch(depth: usize) -> Vec<u8> {
+    let mut s = String::from("* OK ready\r\n* 1 FETCH (BODYSTRUCTURE ");
+    s.push_str(&"(".repeat(depth));
+    s.push_str("(\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)");
+    s.push_str(&" \"mixed\")".repeat(depth));
+    s.push_str(")\r\n");
+    s.into_bytes()
+}
+
+#[tokio::test]
+async fn a_bodystructure_nested_too_deep_is_refused_not_a_stack_overflow() {
+    use mailsync_testkit::{HostileServer, Script, Then};
+    // 5,000 levels overflowed the parser's stack and aborted the whole process.
+    let server = HostileServer::start(Script::greet(nested_fetch(5_000), Then::Stall))
+        .expect("hostile server");
+    let cfg = plain(server.port());
+    let err = limit(30, async {
+        let mut c = Connection::connect(&cfg).await?;
+        c.noop().await
+    })
+    .await
+    .expect_err("refused");
+    assert!(
+        matches!(err, Error::NestingTooDeep { limit: 32 }),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains('\n'));
+
+    // Just under the limit (29 multiparts: 31 levels with the FETCH and the leaf) the parser
+    // copes, on a default 2 MiB thread stack.
+    let server =
+        HostileServer::start(Script::greet(nested_fetch(29), Then::Stall)).expect("hostile server");
+    let cfg = plain(server.port()).with_timeouts(
+        Timeouts::default()
+            .with_read(std::time::Duration::from_secs(2))
+            .with_connect(std::time::Duration::from_secs(2)),
+    );
+    let res = limit(30, async {
+        let mut c = Connection::connect(&cfg).await?;
+        c.noop().await
+    })
+    .await;
+    assert!(!matches!(res, Err(Error::NestingTooDeep { .. })), "{res:?}");
 }
