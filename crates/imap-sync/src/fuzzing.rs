@@ -9,10 +9,11 @@ use crate::transport::Nesting;
 /// responses and, for a FETCH, the BODYSTRUCTURE walk. Never panics, never overflows.
 pub fn imap_responses(bytes: &[u8]) {
     let mut nesting = Nesting::new(crate::Timeouts::default().max_nesting);
-    if !nesting.scan(bytes) {
+    let mut bytes = bytes.to_vec();
+    if !nesting.scan(&mut bytes) {
         return;
     }
-    let mut rest = bytes;
+    let mut rest = &bytes[..];
     while !rest.is_empty() {
         match async_imap::imap_proto::Response::parse(rest) {
             Ok((next, parsed)) => {
@@ -70,5 +71,23 @@ mod tests {
             }
         }
         assert!(n >= 10, "seeds found: {n}");
+    }
+
+    /// Regression (fuzzing): a response code followed directly by a non-ASCII byte panicked
+    /// imap-proto (it slices the lossy text inside a character). The crash inputs are kept in
+    /// `fuzz/crashes/imap_response/` and must all pass.
+    #[test]
+    fn fuzz_crashes_no_longer_panic() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/crashes/imap_response");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            super::imap_responses(&std::fs::read(e.path()).unwrap_or_default());
+            n += 1;
+        }
+        assert!(n >= 2, "crash inputs found: {n}");
+        super::imap_responses(
+            b"* OK [ALERT]\xff\xfe oops\r\nA1 NO [AUTHENTICATIONFAILED]\xc3\xa9\r\n",
+        );
     }
 }

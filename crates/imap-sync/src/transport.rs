@@ -113,6 +113,8 @@ pub(crate) struct Nesting {
     lex: Lex,
     depth: u32,
     max: u32,
+    /// The last byte scanned was a `]` outside strings and literals.
+    after_bracket: bool,
 }
 
 impl Nesting {
@@ -122,14 +124,22 @@ impl Nesting {
             lex: Lex::Normal,
             depth: 0,
             max,
+            after_bracket: false,
         }
     }
 
     /// Scans `bytes`; false once the nesting went deeper than the limit.
-    pub(crate) fn scan(&mut self, bytes: &[u8]) -> bool {
+    ///
+    /// Also defuses one input that panics imap-proto 0.17 (found by fuzzing): a response code
+    /// followed directly by a non-ASCII byte (`* OK [ALERT]\xff...`) makes it slice a lossy
+    /// UTF-8 string inside a character. Outside strings and literals a `]` may only be followed
+    /// by ASCII (a space, `<`, `)`, a line break), so such a byte is invalid protocol anyway and
+    /// is replaced by a space, length unchanged.
+    pub(crate) fn scan(&mut self, bytes: &mut [u8]) -> bool {
         let mut i = 0;
         while let Some(&b) = bytes.get(i) {
             i += 1;
+            let after_bracket = std::mem::take(&mut self.after_bracket);
             self.lex = match self.lex {
                 Lex::Literal(left) => {
                     // Skips the literal's bytes in one step.
@@ -159,7 +169,15 @@ impl Nesting {
                     b'\n' if n > 0 => Lex::Literal(n),
                     _ => self.normal(b),
                 },
-                Lex::Normal => self.normal(b),
+                Lex::Normal => {
+                    if after_bracket && b >= 0x80 {
+                        if let Some(x) = bytes.get_mut(i - 1) {
+                            *x = b' ';
+                        }
+                    }
+                    self.after_bracket = b == b']';
+                    self.normal(b)
+                }
             };
             if self.depth > self.max {
                 return false;
@@ -295,7 +313,7 @@ impl AsyncRead for Tracked {
         if n > 0 {
             this.touch();
             let s = &this.shared;
-            let fresh = buf.filled().get(before..).unwrap_or_default();
+            let fresh = buf.filled_mut().get_mut(before..).unwrap_or_default();
             if !this.nesting.scan(fresh) {
                 s.too_deep.store(true, Ordering::Relaxed);
                 // Stop reading before the parser sees it: the wire turns this into a typed error.
@@ -478,12 +496,8 @@ mod tests {
     use super::*;
 
     fn depth_ok(max: u32, chunks: &[&[u8]]) -> bool {
-        let mut n = Nesting {
-            lex: Lex::Normal,
-            depth: 0,
-            max,
-        };
-        chunks.iter().all(|c| n.scan(c))
+        let mut n = Nesting::new(max);
+        chunks.iter().all(|c| n.scan(&mut c.to_vec()))
     }
 
     #[test]
