@@ -114,7 +114,13 @@ pub(crate) async fn run(
                 }
             };
             conn.logout().await;
-            Ok(out?)
+            match out {
+                // Not an account problem to fix: this server cannot set roles at all.
+                Err(imap::Error::MissingCapability { capability }) => Err(EngineError::Refused(
+                    format!("the server cannot give a mailbox a role (no {capability})"),
+                )),
+                other => Ok(other?),
+            }
         }
         AccountKind::Jmap => {
             let client = crate::jmap_driver::connect(account).await?;
