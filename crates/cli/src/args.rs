@@ -195,6 +195,25 @@ pub enum Command {
         )
     )]
     Draft(DraftCmd),
+    /// Create, rename/move, delete, subscribe or unsubscribe a mailbox on the server (online).
+    #[command(
+        subcommand,
+        after_help = concat!(
+            "Examples:\n",
+            "  mailsync mailbox create --account work Projects\n",
+            "  mailsync mailbox create --account work 2024 --parent Projects --json\n",
+            "  mailsync mailbox create --account work Archive2 --role archive\n",
+            "  mailsync mailbox rename --account work Projects/2024 Done --parent Archive\n",
+            "  mailsync mailbox subscribe --account work Done\n",
+            "  mailsync mailbox delete --account work Done      (its emails go with it)\n",
+            "\n",
+            "Mailboxes are named by their full path as `mailsync mailboxes` shows it. The change is\n",
+            "made on the server at once and the database follows by a sync; it is not queued, so\n",
+            "without a connection it fails (exit 5) and nothing changes. --role needs a server\n",
+            "with CREATE-SPECIAL-USE (IMAP) or JMAP."
+        )
+    )]
+    Mailbox(MailboxCmd),
     /// Per account: last sync time and result, pending and failed changes.
     #[command(after_help = "Examples:\n  mailsync status\n  mailsync status --json")]
     Status(JsonArg),
@@ -775,6 +794,67 @@ pub struct LogArgs {
     #[arg(long, default_value_t = 20)]
     pub limit: u64,
     /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailboxCmd {
+    /// Create NAME (one level) at the top level or under --parent.
+    #[command(
+        after_help = "Examples:\n  mailsync mailbox create --account work Projects\n  mailsync mailbox create --account work 2024 --parent Projects --role archive --json"
+    )]
+    Create {
+        #[command(flatten)]
+        target: MailboxTarget,
+        /// The parent mailbox (full path).
+        #[arg(long, value_name = "MAILBOX")]
+        parent: Option<String>,
+        /// A role: inbox, sent, drafts, trash, junk, archive.
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Rename NAME to NEW_NAME (one level), at the top level or under --parent.
+    #[command(
+        after_help = "Examples:\n  mailsync mailbox rename --account work Projects Done\n  mailsync mailbox rename --account work Projects/2024 2024 --parent Archive"
+    )]
+    Rename {
+        #[command(flatten)]
+        target: MailboxTarget,
+        /// The new name (last level).
+        new_name: String,
+        /// The new parent (full path); the top level when absent.
+        #[arg(long, value_name = "MAILBOX")]
+        parent: Option<String>,
+    },
+    /// Delete NAME and the emails in it.
+    #[command(after_help = "Examples:\n  mailsync mailbox delete --account work Done")]
+    Delete {
+        #[command(flatten)]
+        target: MailboxTarget,
+    },
+    /// Subscribe to NAME.
+    #[command(after_help = "Examples:\n  mailsync mailbox subscribe --account work Done")]
+    Subscribe {
+        #[command(flatten)]
+        target: MailboxTarget,
+    },
+    /// Unsubscribe from NAME.
+    #[command(after_help = "Examples:\n  mailsync mailbox unsubscribe --account work Done")]
+    Unsubscribe {
+        #[command(flatten)]
+        target: MailboxTarget,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MailboxTarget {
+    /// The account.
+    #[arg(long)]
+    pub account: String,
+    /// The mailbox (full path; for create, the new mailbox's name).
+    pub name: String,
+    /// Print the resulting mailbox as JSON.
     #[arg(long)]
     pub json: bool,
 }

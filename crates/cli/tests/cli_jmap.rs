@@ -39,6 +39,12 @@ fn help_on_every_command_has_examples() {
         &["failed", "retry"],
         &["failed", "dismiss"],
         &["log"],
+        &["mailbox"],
+        &["mailbox", "create"],
+        &["mailbox", "rename"],
+        &["mailbox", "delete"],
+        &["mailbox", "subscribe"],
+        &["mailbox", "unsubscribe"],
     ];
     for c in cmds {
         let mut args = c.to_vec();

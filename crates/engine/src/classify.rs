@@ -55,7 +55,9 @@ pub fn classify(err: &EngineError) -> Disposition {
                 Disposition::Retry { after: None }
             }
         },
-        EngineError::Compose(_) | EngineError::Output { .. } => Disposition::Reject,
+        EngineError::Compose(_) | EngineError::Refused(_) | EngineError::Output { .. } => {
+            Disposition::Reject
+        }
         EngineError::OAuth(e) => classify_oauth(e),
         EngineError::Cancelled => Disposition::Retry { after: None },
         // A server that rejects the state it has just given is broken for this account:

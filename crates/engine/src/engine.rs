@@ -544,6 +544,27 @@ impl Engine {
         self.enqueue(account, Change::send(message)).await
     }
 
+    /// Creates, renames/moves, deletes or (un)subscribes a mailbox on the server now (online
+    /// only), then runs a cycle (or asks the lease holder for one) so the store follows.
+    /// Returns the mailbox's row after the cycle (`None` after a delete, or when the cycle was
+    /// delegated to another engine).
+    pub async fn manage_mailbox(
+        &self,
+        account: AccountId,
+        action: crate::MailboxAction,
+    ) -> Result<Option<mailsync_store::mailboxes::Mailbox>, EngineError> {
+        let acc = accounts::get(self.store().conn(), account).await?;
+        let remote = crate::mailbox_admin::run(self.store(), &acc, &action).await?;
+        self.sync_now(account).await?;
+        Ok(match remote {
+            Some(r) => {
+                mailsync_store::mailboxes::find_by_remote_id(self.store().conn(), account, &r)
+                    .await?
+            }
+            None => None,
+        })
+    }
+
     /// The body of an email: cached, or fetched from the server, cached and returned.
     pub async fn body(&self, email: EmailId) -> Result<Body, EngineError> {
         if let Some(b) = bodies::get(self.store().conn(), email).await?

@@ -59,6 +59,10 @@ pub enum EngineError {
     /// A message could not be built from what was given.
     #[error("cannot build message: {0}")]
     Compose(String),
+    /// The server accepted a request but did not do what was asked (e.g. a mailbox created
+    /// without the requested role), or the request names something that is not there.
+    #[error("{0}")]
+    Refused(String),
     /// Syncing a JMAP account into the store failed (its cause is typed: JMAP, store, or a
     /// server rejecting its own fresh state).
     #[error(transparent)]

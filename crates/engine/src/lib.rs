@@ -33,6 +33,7 @@ pub mod jmap_send;
 /// JMAP→store sync lives in its own crate, beside `imap-sync`; re-exported under its old path.
 pub use mailsync_jmap_sync as jmap_sync;
 pub mod lease;
+mod mailbox_admin;
 pub mod oauth;
 pub mod secret;
 pub mod sender;
@@ -42,5 +43,6 @@ pub mod worker;
 pub use engine::{AccountStatus, Engine, SyncNow};
 pub use error::EngineError;
 pub use fetcher::SavedPart;
+pub use mailbox_admin::MailboxAction;
 pub use mailsync_store::changes::QueueFate;
 pub use worker::{EmailRef, EngineEvent, Events};

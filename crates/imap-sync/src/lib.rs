@@ -121,6 +121,7 @@ mod error;
 pub mod fuzzing;
 mod idle;
 mod mailboxes;
+mod manage;
 mod mime;
 mod mutate;
 mod part;
@@ -143,6 +144,9 @@ pub use idle::{IdleOutcome, idle, idle_account};
 pub use mailboxes::{
     MailboxesReport, assign_roles, follow_renames, role_from_attributes, role_from_name,
     sync_mailboxes,
+};
+pub use manage::{
+    ManagedMailbox, create_mailbox, delete_mailbox, lookup, rename_mailbox, set_subscribed,
 };
 pub use mime::ParsedBody;
 pub use mutate::{ImapMutation, MutationOutcome, apply};

@@ -4,6 +4,7 @@ mod account;
 mod attachment;
 mod changes;
 mod draft;
+mod mailbox;
 mod read;
 mod search;
 mod send;
@@ -208,6 +209,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Undo(a) => changes::undo(&ctx, a).await,
         Command::Send(a) => send::run(&ctx, a).await,
         Command::Draft(a) => draft::run(&ctx, a).await,
+        Command::Mailbox(a) => mailbox::run(&ctx, a).await,
         Command::Status(a) => status::status(&ctx, a).await,
         Command::Failed(a) => status::failed(&ctx, a).await,
         Command::Log(a) => status::log(&ctx, a).await,

@@ -8,6 +8,7 @@ mod cyrus;
 mod deleted_midsync;
 mod idle;
 mod incremental;
+mod manage;
 mod mutations;
 mod names;
 mod perf;

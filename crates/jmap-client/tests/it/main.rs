@@ -5,5 +5,6 @@ mod cyrus;
 mod fake;
 mod golden;
 mod http;
+mod manage;
 mod servers;
 mod support;

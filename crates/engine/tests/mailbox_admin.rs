@@ -1,0 +1,235 @@
+//! Mailbox management through the engine on both protocols (online; issue #15): create (also
+//! under a parent), rename to the top level, subscribe/unsubscribe, delete with its emails;
+//! each checked by another IMAP client on the same mail store and in the database after the
+//! cycle `manage_mailbox` runs (one row per mailbox, no duplicate, emails of a deleted mailbox
+//! gone). A name that exists is refused with nothing changed. IMAP on Dovecot, JMAP on Cyrus.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{CyrusJmap, E, dovecot_account};
+use mailsync_engine::{Engine, MailboxAction};
+use mailsync_store::accounts::Account;
+use mailsync_store::testing::TempDb;
+use mailsync_store::{emails, mailboxes};
+use mailsync_testkit::{Generator, ImapClient, Servers, imap_append_bulk, unique_name};
+
+type R = Result<(), E>;
+
+/// What another client lists under this exact name (`""` when nothing).
+fn listed(imap: &mut ImapClient, verb: &str, name: &str) -> Result<String, E> {
+    let r = imap.command(&format!("{verb} \"\" \"{name}\""))?;
+    Ok(r.lines()
+        .filter(|l| l.starts_with("* LIST") || l.starts_with("* LSUB"))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+async fn rows_named(engine: &Engine, account: &Account, name: &str) -> Result<usize, E> {
+    Ok(mailboxes::list(engine.store().conn(), account.id)
+        .await?
+        .iter()
+        .filter(|m| m.name == name)
+        .count())
+}
+
+async fn emails_in_account(engine: &Engine, account: &Account) -> Result<usize, E> {
+    Ok(emails::list(
+        engine.store().conn(),
+        &emails::EmailFilter {
+            account: Some(account.id),
+            ..Default::default()
+        },
+    )
+    .await?
+    .len())
+}
+
+async fn scenario(
+    engine: &Engine,
+    account: &Account,
+    imap: &mut ImapClient,
+    append: impl Fn(&str) -> R,
+) -> R {
+    let top = unique_name("m15top");
+    let made = engine
+        .manage_mailbox(
+            account.id,
+            MailboxAction::Create {
+                name: top.clone(),
+                parent: None,
+                role: None,
+            },
+        )
+        .await?
+        .ok_or("created mailbox not in the store after the cycle")?;
+    assert_eq!(made.name, top);
+    assert!(!listed(imap, "LIST", &top)?.is_empty());
+    assert_eq!(rows_named(engine, account, &top).await?, 1);
+
+    // A name that exists: refused, nothing changed.
+    let before = mailboxes::list(engine.store().conn(), account.id)
+        .await?
+        .len();
+    let dup = engine
+        .manage_mailbox(
+            account.id,
+            MailboxAction::Create {
+                name: top.clone(),
+                parent: None,
+                role: None,
+            },
+        )
+        .await;
+    assert!(dup.is_err(), "{dup:?}");
+    assert!(!dup.unwrap_err().to_string().contains('\n'));
+    assert_eq!(
+        mailboxes::list(engine.store().conn(), account.id)
+            .await?
+            .len(),
+        before
+    );
+
+    // A child, then renamed/moved to the top level.
+    let child = engine
+        .manage_mailbox(
+            account.id,
+            MailboxAction::Create {
+                name: "Kind".into(),
+                parent: Some(made.id),
+                role: None,
+            },
+        )
+        .await?
+        .ok_or("child not stored")?;
+    let moved = unique_name("m15moved");
+    let renamed = engine
+        .manage_mailbox(
+            account.id,
+            MailboxAction::Rename {
+                mailbox: child.id,
+                name: moved.clone(),
+                parent: None,
+            },
+        )
+        .await?
+        .ok_or("renamed mailbox not stored")?;
+    assert_eq!(renamed.name, moved);
+    assert!(!listed(imap, "LIST", &moved)?.is_empty());
+    assert_eq!(rows_named(engine, account, &moved).await?, 1);
+    assert_eq!(rows_named(engine, account, &child.name).await?, 0);
+    assert_eq!(
+        mailboxes::list(engine.store().conn(), account.id)
+            .await?
+            .len(),
+        before + 1
+    );
+
+    // Subscribe, unsubscribe.
+    for subscribed in [true, false] {
+        engine
+            .manage_mailbox(
+                account.id,
+                MailboxAction::Subscribe {
+                    mailbox: renamed.id,
+                    subscribed,
+                },
+            )
+            .await?;
+        assert_eq!(!listed(imap, "LSUB", &moved)?.is_empty(), subscribed);
+    }
+
+    // A message in it, then delete: the mailbox and its email leave the server and the store.
+    append(&moved)?;
+    engine.sync_once(account.id).await?;
+    let n = emails_in_account(engine, account).await?;
+    let inside = emails::list(
+        engine.store().conn(),
+        &emails::EmailFilter {
+            mailbox: Some(renamed.id),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(inside.len(), 1);
+    for m in [renamed.id, made.id] {
+        let gone = engine
+            .manage_mailbox(account.id, MailboxAction::Delete { mailbox: m })
+            .await?;
+        assert!(gone.is_none());
+    }
+    assert!(listed(imap, "LIST", &moved)?.is_empty());
+    assert!(listed(imap, "LIST", &top)?.is_empty());
+    assert_eq!(rows_named(engine, account, &moved).await?, 0);
+    assert_eq!(rows_named(engine, account, &top).await?, 0);
+    assert_eq!(emails_in_account(engine, account).await?, n - 1);
+    // An unknown mailbox: refused before any network.
+    let unknown = engine
+        .manage_mailbox(account.id, MailboxAction::Delete { mailbox: made.id })
+        .await;
+    assert!(unknown.is_err());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_mailbox_management() -> R {
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("i15mbox");
+    let db = TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let account = engine
+        .add_account(dovecot_account(&servers, &user.user, &user.password))
+        .await?;
+    engine.sync_once(account.id).await?;
+    let (host, port) = (servers.dovecot_host(), servers.dovecot_imap_port());
+    let mut imap = ImapClient::login(host, port, &user.user, &user.password)?;
+    let g = Generator::new(15);
+    let append = |mb: &str| -> R {
+        imap_append_bulk(
+            host,
+            port,
+            &user.user,
+            &user.password,
+            mb,
+            g.messages(0..1),
+            1,
+        )?;
+        Ok(())
+    };
+    let res = tokio::time::timeout(
+        Duration::from_secs(60),
+        scenario(&engine, &account, &mut imap, append),
+    )
+    .await;
+    db.cleanup().await?;
+    res.map_err(|_| "timed out")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmap_mailbox_management() -> R {
+    let user = mailsync_testkit::accounts::DRAFTS.user(6);
+    let mut c = CyrusJmap::setup(&user, &[], 0).await?;
+    let (host, port) = (c.servers.cyrus_host(), c.servers.cyrus_imap_port());
+    let who = c.who.clone();
+    let g = c.g.clone();
+    let append = |mb: &str| -> R {
+        imap_append_bulk(
+            host,
+            port,
+            &who.user,
+            &who.password,
+            mb,
+            g.messages(0..1),
+            1,
+        )?;
+        Ok(())
+    };
+    let res = tokio::time::timeout(
+        Duration::from_secs(60),
+        scenario(&c.engine, &c.account, &mut c.other, append),
+    )
+    .await;
+    c.db.cleanup().await?;
+    res.map_err(|_| "timed out")?
+}
