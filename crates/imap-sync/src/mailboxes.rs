@@ -189,7 +189,7 @@ async fn listing(
     Ok((upserts, status_by_name))
 }
 
-/// Follows renames made by another client (see [`renames`]) without touching anything else:
+/// Follows renames made by another client (see `renames`) without touching anything else:
 /// run before a flush, so queued changes address the mailbox by its current name instead of
 /// failing on the old one. Returns how many mailboxes were renamed.
 pub async fn follow_renames(

@@ -170,10 +170,11 @@ impl Nesting {
                     _ => self.normal(b),
                 },
                 Lex::Normal => {
-                    if after_bracket && b >= 0x80 {
-                        if let Some(x) = bytes.get_mut(i - 1) {
-                            *x = b' ';
-                        }
+                    if after_bracket
+                        && b >= 0x80
+                        && let Some(x) = bytes.get_mut(i - 1)
+                    {
+                        *x = b' ';
                     }
                     self.after_bracket = b == b']';
                     self.normal(b)

@@ -24,7 +24,7 @@ pub fn api_response(bytes: &[u8]) {
     }
 }
 
-/// Parses a Session resource as [`crate::Client::connect`] does.
+/// Parses a Session resource as the client does when it connects.
 pub fn session(bytes: &[u8]) {
     if let Ok(url) = url::Url::parse("https://example.test/jmap/session") {
         let _ = crate::session::Session::parse(bytes, &url);
