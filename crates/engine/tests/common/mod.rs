@@ -168,8 +168,27 @@ pub struct CyrusJmap {
     pub other: ImapClient,
 }
 
+/// A fresh seed per run: Cyrus keeps its mail between runs, and new
+/// Message-IDs keep one run's messages from meeting another's.
+pub fn time_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+}
+
 impl CyrusJmap {
     pub async fn setup(user: &str, boxes: &[&str], n: usize) -> Result<CyrusJmap, E> {
+        Self::setup_seeded(user, boxes, n, time_seed()).await
+    }
+
+    /// As [`CyrusJmap::setup`] with the generator's seed given (a test that
+    /// needs a particular mix picks a seed that has it).
+    pub async fn setup_seeded(
+        user: &str,
+        boxes: &[&str],
+        n: usize,
+        seed: u64,
+    ) -> Result<CyrusJmap, E> {
         let servers = Servers::load()?;
         let who = mailsync_testkit::Account::new(user, mailsync_testkit::CYRUS_POOL_PASSWORD);
         let (host, port) = (servers.cyrus_host(), servers.cyrus_imap_port());
@@ -180,9 +199,6 @@ impl CyrusJmap {
                 other.command("EXPUNGE")?;
             }
         }
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
         let g = Generator::new(seed);
         imap_append_bulk(
             host,
