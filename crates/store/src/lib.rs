@@ -48,7 +48,9 @@ pub mod uids;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, Database, DbBackend, DbErr, SqliteTransactionMode, TransactionOptions,
+};
 
 pub use migration::LATEST_VERSION;
 pub use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
@@ -274,7 +276,7 @@ impl Store {
     async fn after_upgrade(&self, before: u32) -> Result<(), StoreError> {
         if before > 0 && before < THREADS_VERSION && self.schema_version().await? >= THREADS_VERSION
         {
-            let txn = self.db.begin().await?;
+            let txn = self.begin().await?;
             threads::backfill(&txn).await?;
             txn.commit().await?;
         }
@@ -312,8 +314,20 @@ impl Store {
     }
 
     /// Starts a transaction. Dropping it without `commit` rolls back.
+    ///
+    /// On SQLite it is `BEGIN IMMEDIATE`: it takes the write lock at once, waiting for it under
+    /// the busy timeout. A deferred transaction that reads and then writes fails at once with
+    /// `SQLITE_BUSY_SNAPSHOT` (517, no waiting) when another connection committed in between —
+    /// the lease heartbeat does so every few hundred milliseconds beside a sync.
     pub async fn begin(&self) -> Result<DatabaseTransaction, StoreError> {
-        Ok(self.db.begin().await?)
+        let options = TransactionOptions {
+            sqlite_transaction_mode: match self.backend() {
+                Backend::Sqlite => Some(SqliteTransactionMode::Immediate),
+                Backend::Postgres => None,
+            },
+            ..TransactionOptions::default()
+        };
+        Ok(self.db.begin_with_options(options).await?)
     }
 
     /// The engine behind this store.

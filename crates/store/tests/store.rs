@@ -65,6 +65,7 @@ both_backends! {
     v9_upgrade_threads_and_indexes => v9_upgrade_threads_and_indexes;
     threads_local_incremental => threads_local_incremental;
     search_local_language_and_upkeep => search_local_language_and_upkeep;
+    read_then_write_beside_a_committing_writer => read_then_write_beside_a_committing_writer;
 }
 
 const TABLES: &[&str] = &[
@@ -1484,4 +1485,44 @@ async fn search_local_language_and_upkeep(store: &Store) -> R {
         other => return Err(format!("expected BadQuery, got {other:?}").into()),
     }
     Ok(())
+}
+
+/// A transaction that reads, then writes while another connection commits in between (the lease
+/// heartbeat beside a sync batch) must not fail: on SQLite a deferred transaction gets
+/// `SQLITE_BUSY_SNAPSHOT` (517) at once, with no busy wait; `Store::begin` is `BEGIN IMMEDIATE`.
+async fn read_then_write_beside_a_committing_writer(store: &Store) -> R {
+    store.migrate().await?;
+    let c = store.conn();
+    let acc = accounts::create(c, new_account("busy")).await?.id;
+    let ttl = std::time::Duration::from_secs(30);
+    leases::acquire(c, acc, "daemon", ttl, mailsync_store::now()).await?;
+    for round in 0..3 {
+        let txn = store.begin().await?;
+        let before = count_in(&txn, "mailboxes").await?;
+        // The heartbeat commits on another connection while the transaction is open.
+        let other = store.clone();
+        let heartbeat = tokio::spawn(async move {
+            leases::renew(other.conn(), acc, "daemon", ttl, mailsync_store::now()).await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        mailboxes::upsert(&txn, acc, &[mbox(&format!("Box{round}"), None)]).await?;
+        txn.commit().await?;
+        assert!(heartbeat.await??, "round {round}: renewed after the commit");
+        assert_eq!(count(store, "mailboxes").await?, before + 1);
+    }
+    Ok(())
+}
+
+async fn count_in<C: ConnectionTrait>(
+    c: &C,
+    table: &str,
+) -> Result<i64, Box<dyn std::error::Error>> {
+    let row = c
+        .query_one_raw(sea_orm::Statement::from_string(
+            c.get_database_backend(),
+            format!("SELECT COUNT(*) AS n FROM {table}"),
+        ))
+        .await?
+        .ok_or("no row")?;
+    Ok(row.try_get::<i64>("", "n")?)
 }
