@@ -93,9 +93,19 @@ fn check(env: &Env, tag: &str, secret: &str, deliver_late: &dyn Fn(Vec<u8>)) {
     let one = search_until(env, &["--server", &q], 1);
     assert_eq!(one.len(), 1, "{one:#?}");
     assert_eq!(one[0]["id"], memo["id"]);
-    // Filters the server applies: memo is unread.
+    // Filters the server applies: memo is unread, in the inbox, has no attachment.
     let q = format!("{secret} is:flagged");
     assert!(search(env, &["--server", &q]).is_empty());
+    let q = format!("{secret} is:unread in:inbox");
+    assert_eq!(search(env, &["--server", &q]).len(), 1);
+    let q = format!("{secret} has:attachment");
+    assert!(search(env, &["--server", &q]).is_empty());
+    // has:attachment (IMAP: no SEARCH key, BODYSTRUCTURE read): only the note.
+    let q = format!("{tag} has:attachment");
+    let att = search(env, &["--server", &q]);
+    assert_eq!(att.len(), 1, "{att:#?}");
+    assert_eq!(att[0]["subject"], format!("Note {tag}"));
+    assert_eq!(att[0]["origin"], "both");
 
     // Mail that arrived after the sync: found on the server, synced by the search so that
     // it has an id to open.
@@ -132,14 +142,19 @@ fn check(env: &Env, tag: &str, secret: &str, deliver_late: &dyn Fn(Vec<u8>)) {
     assert!(bad.stderr.contains("nosuchbox"), "{bad:#?}");
 }
 
-/// Adds messages memo (body word `secret`) and note (body without it) and syncs headers only.
+/// Memo (body word `secret`) and note (without it, with an attachment).
 fn first_two(tag: &str, secret: &str) -> Vec<Vec<u8>> {
+    let (note, _) = common::message(
+        &format!("Note {tag}"),
+        "nothing to see here",
+        Some(("list.txt", "eggs and milk")),
+    );
     vec![
         raw(
             &format!("Memo {tag}"),
             &format!("the {secret} is under the mat"),
         ),
-        raw(&format!("Note {tag}"), "nothing to see here"),
+        note,
     ]
 }
 

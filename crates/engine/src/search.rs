@@ -201,7 +201,8 @@ impl ServerSearch for imap::Connection {
 }
 
 /// The JMAP filter of `q`: every term and condition ANDed. `to:` covers To, Cc and Bcc as
-/// the local index does; `in:` is the given mailboxes (any of them).
+/// the local index does; `in:` is the given mailboxes (any of them); `has:attachment` is
+/// left to the caller.
 pub(crate) fn jmap_filter(q: &Query, in_mailboxes: &[String]) -> Filter<EmailFilterCondition> {
     let cond = |f: &dyn Fn(&mut EmailFilterCondition)| {
         let mut c = EmailFilterCondition::default();
@@ -236,9 +237,8 @@ pub(crate) fn jmap_filter(q: &Query, in_mailboxes: &[String]) -> Filter<EmailFil
     if let Some(f) = q.flagged {
         all.push(kw(f, keyword::FLAGGED));
     }
-    if q.has_attachment {
-        all.push(cond(&|c| c.has_attachment = Some(true)));
-    }
+    // No `hasAttachment` condition: Cyrus 3.6 matches nothing with it (while Email/get says
+    // `hasAttachment: true`); the hits' property is checked instead (`server_search`).
     if let Some(t) = q.before {
         all.push(cond(&|c| c.before = Some(t)));
     }
@@ -301,10 +301,29 @@ impl ServerSearch for jmap::Client {
             .map(|m| (m.remote_id.as_str(), m.name.as_str()))
             .collect();
         let jacc = self.mail_account_id()?;
+        // has:attachment is checked on the hits, so ask for more of them.
+        let asked = if q.has_attachment {
+            limit.saturating_mul(5).clamp(limit, 1000)
+        } else {
+            limit
+        };
         let found = self
-            .search_emails(&jacc, jmap_filter(q, &in_boxes), limit)
+            .search_emails(&jacc, jmap_filter(q, &in_boxes), asked)
             .await?;
-        let remote: Vec<String> = found.ids.iter().map(|i| i.as_str().to_owned()).collect();
+        let with_attachment: HashSet<&str> = found
+            .emails
+            .iter()
+            .filter(|e| e.has_attachment == Some(true))
+            .filter_map(|e| e.id.as_ref().map(|i| i.as_str()))
+            .collect();
+        let remote: Vec<String> = found
+            .ids
+            .iter()
+            .map(|i| i.as_str())
+            .filter(|i| !q.has_attachment || with_attachment.contains(i))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(str::to_owned)
+            .collect();
         let known = emails::ids_by_remote_ids(store.conn(), account.id, &remote).await?;
         let mut heads: HashMap<String, jmap::Email> = found
             .emails
@@ -469,7 +488,6 @@ mod tests {
                 {"subject": "big plan"},
                 {"notKeyword": "$seen"},
                 {"hasKeyword": "$flagged"},
-                {"hasAttachment": true},
                 {"before": "2026-02-01T00:00:00Z"},
                 {"after": "2026-01-01T00:00:00Z"},
                 {"operator": "OR", "conditions": [{"inMailbox": "mb1"}]},

@@ -15,7 +15,8 @@ use crate::object::snippet::{SearchSnippet, SearchSnippetGet};
 pub struct EmailSearch {
     /// The matching ids, in the query's order (newest first where `receivedAt` sorts).
     pub ids: Vec<EmailId>,
-    /// Their `id`, `subject`, `from`, `receivedAt`, `mailboxIds`, `preview` (in any order).
+    /// Their `id`, `subject`, `from`, `receivedAt`, `mailboxIds`, `preview`, `hasAttachment`
+    /// (in any order).
     pub emails: Vec<Email>,
     /// Their snippets (`<mark>` around matches, HTML-escaped), where the server made one.
     pub snippets: Vec<SearchSnippet>,
@@ -56,6 +57,7 @@ impl Client {
             "receivedAt",
             "mailboxIds",
             "preview",
+            "hasAttachment",
         ]));
         let sn = req.call(SearchSnippetGet::new(account, filter, q.ids()));
         let mut resp = self.send(req).await?;
