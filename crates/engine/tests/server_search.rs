@@ -31,7 +31,7 @@ async fn run(db: TempDb, tag: &str) -> R {
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .collect();
-    let msgs = vec![
+    let msgs = [
         raw(&format!("Alpha {word}"), "the hidden treasure"),
         raw("Beta", &format!("nothing about {word}")),
     ];
