@@ -1,6 +1,6 @@
 //! Search: the local full-text index composed with server-side search (for bodies not
 //! cached and mail the database does not hold yet), one mechanism for both protocols: the
-//! [`ServerSearch`] trait, implemented by the IMAP connection (`UID SEARCH` per mailbox) and
+//! `ServerSearch` trait, implemented by the IMAP connection (`UID SEARCH` per mailbox) and
 //! the JMAP client (`Email/query` + `SearchSnippet/get`), called through the account's
 //! on-demand connection. Results are merged by email row (no duplicates) and marked by origin.
 
