@@ -93,6 +93,11 @@ fn check(env: &Env, tag: &str, secret: &str, deliver_late: &dyn Fn(Vec<u8>)) {
     let one = search_until(env, &["--server", &q], 1);
     assert_eq!(one.len(), 1, "{one:#?}");
     assert_eq!(one[0]["id"], memo["id"]);
+    // A word that is not ASCII (IMAP: CHARSET UTF-8 and a literal).
+    let q = format!("grüße {tag}");
+    let utf8 = search_until(env, &["--server", &q], 1);
+    assert_eq!(utf8.len(), 1, "{utf8:#?}");
+    assert_eq!(utf8[0]["id"], memo["id"]);
     // Filters the server applies: memo is unread, in the inbox, has no attachment.
     let q = format!("{secret} is:flagged");
     assert!(search(env, &["--server", &q]).is_empty());
@@ -152,7 +157,7 @@ fn first_two(tag: &str, secret: &str) -> Vec<Vec<u8>> {
     vec![
         raw(
             &format!("Memo {tag}"),
-            &format!("the {secret} is under the mat"),
+            &format!("the {secret} is under the mat. Grüße"),
         ),
         note,
     ]
