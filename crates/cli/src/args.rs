@@ -112,20 +112,29 @@ pub enum Command {
         "unread, last_date (RFC 3339)."
     ))]
     Threads(ThreadsArgs),
-    /// Search the local database (subject, addresses, cached bodies), best match first.
+    /// Search the local database (subject, addresses, cached bodies), best match first; with
+    /// --server also each account's server (bodies not cached, mail not synced yet).
     #[command(after_help = concat!(
         "Examples:\n",
         "  mailsync search budget\n",
         "  mailsync search '\"next quarter\" from:alice is:unread'\n",
         "  mailsync search 'subject:invoice in:archive after:2026-01-01 before:2026-02-01' --json\n",
+        "  mailsync search --server --account work 'quarterly forecast'\n",
         "\n",
         "Syntax: words and \"quoted phrases\" (all must match); from:, to: (To/Cc/Bcc), subject:;\n",
         "in:MAILBOX (name or role); is:unread, is:read, is:flagged, is:unflagged;\n",
         "has:attachment; before:YYYY-MM-DD, after:YYYY-MM-DD (arrival, UTC; after: includes the\n",
-        "day). Bodies are searched only where cached (see sync --bodies). A query that does not\n",
-        "parse is a usage error (exit code 2).\n",
+        "day). Bodies are searched locally only where cached (see sync --bodies). A query that\n",
+        "does not parse is a usage error (exit code 2).\n",
+        "--server also asks the server (IMAP UID SEARCH in every mailbox or the in: one; JMAP\n",
+        "Email/query with snippets). Results are merged, one per email; origin says where each\n",
+        "was found: local, server or both. Local hits come first (best first), then server-only\n",
+        "ones (newest first). A server hit the database does not hold yet makes the command sync\n",
+        "that account once (or ask the running daemon to), so it gets an id you can `show`;\n",
+        "until then its id is empty and `remote` names it on the server. A server that cannot be\n",
+        "searched is reported on stderr and the exit code says why; the other results stand.\n",
         "--json prints one object per line: id, account, subject, from, date, mailboxes,\n",
-        "snippet, score, origin (\"local\")."
+        "snippet, score, origin, remote."
     ))]
     Search(SearchArgs),
     /// Show an email's body (fetched from the server on first use, then cached).
@@ -580,6 +589,9 @@ pub struct SearchArgs {
     /// Only this account.
     #[arg(long)]
     pub account: Option<String>,
+    /// Also search on the server(s): bodies not cached, mail not synced yet.
+    #[arg(long)]
+    pub server: bool,
     /// At most this many.
     #[arg(long, default_value_t = 50)]
     pub limit: u64,

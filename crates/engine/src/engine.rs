@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::EngineError;
+use crate::search::SearchOutcome;
 use crate::worker::{self, AccountDriver, EngineEvent, Events, WorkerPolicy};
 
 /// Per-account status for `mailsync status` and UIs.
@@ -584,6 +585,90 @@ impl Engine {
                 what: "body on the server for email",
                 key: email.to_string(),
             }))
+    }
+
+    /// Searches the local index and, with `server`, each account's server too (IMAP
+    /// `UID SEARCH`, JMAP `Email/query`; for bodies not cached and mail not synced yet),
+    /// merged by email row and marked by origin (see [`crate::search`]). Server hits the
+    /// database does not hold are not written by the search: the account is synced once
+    /// (`sync_now`; a daemon holding the lease is asked to) so the ordinary sync stores them,
+    /// and they are given their row's id when it ran here. A server that cannot be searched
+    /// is listed in [`SearchOutcome::failed`] and the other results stand.
+    pub async fn search(
+        &self,
+        account: Option<AccountId>,
+        q: &mailsync_store::search::Query,
+        server: bool,
+        limit: u64,
+    ) -> Result<SearchOutcome, EngineError> {
+        let local = mailsync_store::search::search(self.store().conn(), account, q, limit).await?;
+        let mut found = Vec::new();
+        let mut failed = Vec::new();
+        if server {
+            let targets = match account {
+                Some(a) => vec![accounts::get(self.store().conn(), a).await?],
+                None => accounts::list(self.store().conn()).await?,
+            };
+            for acc in targets {
+                let hits = match self
+                    .inner
+                    .fetcher
+                    .server_search(self.store(), &acc, q, limit)
+                    .await
+                {
+                    Ok(h) => h,
+                    // `in:` names a mailbox of another account: nothing to search here.
+                    Err(EngineError::Store(mailsync_store::StoreError::BadQuery { .. }))
+                        if account.is_none() =>
+                    {
+                        continue;
+                    }
+                    Err(e) if account.is_some() && matches!(e, EngineError::Store(_)) => {
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        failed.push((acc.id, e));
+                        continue;
+                    }
+                };
+                let hits = self.store_unknown(&acc, hits).await?;
+                found.extend(hits.into_iter().map(|h| (acc.id, h)));
+            }
+        }
+        let hits = crate::search::merge(self.store(), local, found, limit).await?;
+        Ok(SearchOutcome { hits, failed })
+    }
+
+    /// Server hits without a row: one sync of the account stores them (the only write path),
+    /// then they are looked up again by their remote id.
+    async fn store_unknown(
+        &self,
+        account: &Account,
+        mut hits: Vec<crate::search::ServerHit>,
+    ) -> Result<Vec<crate::search::ServerHit>, EngineError> {
+        let missing: Vec<String> = hits
+            .iter()
+            .filter(|h| h.email.is_none())
+            .map(|h| h.remote_id.clone())
+            .collect();
+        if missing.is_empty() {
+            return Ok(hits);
+        }
+        match self.sync_now(account.id).await {
+            Ok(SyncNow::Ran(_)) => {}
+            Ok(SyncNow::Delegated { .. }) => return Ok(hits),
+            Err(e) => {
+                tracing::warn!(account = %account.name, error = %e, "Sync for search hits failed.");
+                return Ok(hits);
+            }
+        }
+        let ids = emails::ids_by_remote_ids(self.store().conn(), account.id, &missing).await?;
+        for h in &mut hits {
+            if h.email.is_none() {
+                h.email = ids.get(&h.remote_id).copied();
+            }
+        }
+        Ok(hits)
     }
 
     /// Where downloaded attachment parts are cached (default: `mailsync-parts` in the

@@ -14,6 +14,7 @@ use mailsync_store::{AccountId, AccountKind, EmailId, Store, emails};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::EngineError;
+use crate::search::{ServerHit, ServerSearch};
 
 /// An open connection of one account.
 enum Conn {
@@ -198,6 +199,31 @@ impl Fetcher {
             Ok(())
         }
         .await;
+        settle(&mut slot, &res);
+        res
+    }
+
+    /// Searches the account's server through its protocol's [`ServerSearch`] (the same
+    /// call for IMAP and JMAP) over the on-demand connection.
+    pub(crate) async fn server_search(
+        &self,
+        store: &Store,
+        account: &Account,
+        q: &mailsync_store::search::Query,
+        limit: u64,
+    ) -> Result<Vec<ServerHit>, EngineError> {
+        let mut slot = self.open(account).await?;
+        let res = match slot.conn.as_mut() {
+            Some(Conn::Imap(c)) => {
+                let s: &mut dyn ServerSearch = c.as_mut();
+                s.server_search(store, account, q, limit).await
+            }
+            Some(Conn::Jmap(c)) => {
+                let s: &mut dyn ServerSearch = c.as_mut();
+                s.server_search(store, account, q, limit).await
+            }
+            None => Err(no_conn()),
+        };
         settle(&mut slot, &res);
         res
     }

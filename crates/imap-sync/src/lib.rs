@@ -127,6 +127,7 @@ mod mutate;
 mod part;
 pub mod plan;
 mod rawscan;
+mod search;
 /// The UID-level queries live in the store, beside every other query.
 pub(crate) use mailsync_store::uids as storeext;
 mod sync;
@@ -151,6 +152,7 @@ pub use manage::{
 pub use mime::ParsedBody;
 pub use mutate::{ImapMutation, MutationOutcome, apply};
 pub use part::fetch_part;
+pub use search::{MailboxHits, ServerMessage, fetch_summaries, search_mailbox};
 pub use sync::{
     AccountSyncReport, MailboxOutcome, MailboxResult, ProgressFn, SyncCounts, SyncOptions,
     SyncProgress, sync_account, sync_mailbox,

@@ -349,7 +349,7 @@ pub(crate) fn message_ids(raw: &[u8]) -> Vec<String> {
     out
 }
 
-fn envelope_addresses(list: &[EnvelopeAddress]) -> Vec<Address> {
+pub(crate) fn envelope_addresses(list: &[EnvelopeAddress]) -> Vec<Address> {
     list.iter()
         .filter_map(|a| {
             // Group markers carry no host.

@@ -164,6 +164,7 @@ pub mod object;
 mod pager;
 pub mod push;
 pub mod request;
+mod search;
 pub mod session;
 mod transport;
 
@@ -197,6 +198,7 @@ pub use push::{PushConfig, PushEvent, PushStream, StateChange};
 pub use request::{
     Arg, Arguments, Call, CreationId, Method, RequestBuilder, Response, ResultRef, SplitPolicy,
 };
+pub use search::EmailSearch;
 pub use session::{
     Account, CoreCapabilities, MailAccountCapabilities, Session, SubmissionAccountCapabilities,
     UrlTemplate, capability,

@@ -583,6 +583,35 @@ pub async fn uids_in_mailbox<C: ConnectionTrait>(
         .collect())
 }
 
+/// The emails whose copy in `mailbox` has UID in `uids` under `uidvalidity` (a server
+/// search's hits), by UID; UIDs without a stored copy are left out.
+pub async fn ids_by_uids<C: ConnectionTrait>(
+    c: &C,
+    mailbox: MailboxId,
+    uidvalidity: u32,
+    uids: &[u32],
+) -> Result<HashMap<u32, EmailId>, StoreError> {
+    let mut out = HashMap::with_capacity(uids.len());
+    for chunk in uids.chunks(CHUNK) {
+        let rows: Vec<(i64, Option<i64>)> = em::Entity::find()
+            .select_only()
+            .column(em::Column::EmailId)
+            .column(em::Column::Uid)
+            .filter(em::Column::MailboxId.eq(mailbox.0))
+            .filter(em::Column::Uidvalidity.eq(i64::from(uidvalidity)))
+            .filter(em::Column::Uid.is_in(chunk.iter().map(|u| i64::from(*u))))
+            .into_tuple()
+            .all(c)
+            .await?;
+        for (id, uid) in rows {
+            if let Some(uid) = uid.and_then(|u| u32::try_from(u).ok()) {
+                out.insert(uid, EmailId(id));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The highest IMAP UID stored for a mailbox.
 pub async fn max_uid<C: ConnectionTrait>(
     c: &C,

@@ -35,6 +35,9 @@ pub struct Term {
     pub field: Field,
     /// The words, adjacent and in this order.
     pub words: Vec<String>,
+    /// The value as typed (quotes removed): what a server-side search looks for, since
+    /// servers match substrings of the decoded text rather than index words.
+    pub text: String,
 }
 
 /// A parsed query.
@@ -158,7 +161,11 @@ pub fn parse(input: &str) -> Result<Query, StoreError> {
             // Punctuation alone matches nothing the index holds; it is not a search term.
             continue;
         }
-        q.terms.push(Term { field, words: w });
+        q.terms.push(Term {
+            field,
+            words: w,
+            text: value,
+        });
     }
     if q == Query::default() {
         return Err(bad("empty query"));
@@ -359,6 +366,7 @@ mod tests {
         Term {
             field,
             words: w.iter().map(|s| (*s).to_owned()).collect(),
+            text: w.join(" "),
         }
     }
 
@@ -372,9 +380,18 @@ mod tests {
             vec![
                 t(Field::Any, &["budget"]),
                 t(Field::Any, &["next", "quarter"]),
-                t(Field::From, &["alice", "example", "org"]),
-                t(Field::To, &["bob", "smith"]),
-                t(Field::Subject, &["plan"]),
+                Term {
+                    text: "alice@example.org".into(),
+                    ..t(Field::From, &["alice", "example", "org"])
+                },
+                Term {
+                    text: "Bob Smith".into(),
+                    ..t(Field::To, &["bob", "smith"])
+                },
+                Term {
+                    text: "Plan".into(),
+                    ..t(Field::Subject, &["plan"])
+                },
             ]
         );
         assert_eq!(q.mailbox.as_deref(), Some("Archive"));
@@ -390,7 +407,13 @@ mod tests {
             Some("2026-01-01T00:00:00+00:00")
         );
         // A colon after digits is text, not an operator.
-        assert_eq!(parse("10:30")?.terms, vec![t(Field::Any, &["10", "30"])]);
+        assert_eq!(
+            parse("10:30")?.terms,
+            vec![Term {
+                text: "10:30".into(),
+                ..t(Field::Any, &["10", "30"])
+            }]
+        );
         Ok(())
     }
 

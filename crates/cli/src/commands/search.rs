@@ -1,5 +1,5 @@
 //! Conversations and search: `threads` (newest activity first) and `search` (local full-text
-//! search, best match first).
+//! search, best match first, and with `--server` the servers' search, merged by the engine).
 
 use std::collections::HashMap;
 
@@ -72,34 +72,53 @@ pub async fn search(ctx: &Ctx, a: SearchArgs) -> Result<u8, CliError> {
         .as_ref()
         .and_then(|_| accounts.first().map(|x| x.id));
     let names: HashMap<_, _> = accounts.iter().map(|x| (x.id, x.name.clone())).collect();
-    for h in fts::search(ctx.store().conn(), account, &query, a.limit).await? {
-        let e = &h.summary.email;
-        let account = names.get(&e.account_id).cloned().unwrap_or_default();
+    let name_of = |id| names.get(&id).cloned().unwrap_or_default();
+    let outcome = ctx
+        .engine
+        .search(account, &query, a.server, a.limit)
+        .await
+        .map_err(|e| CliError::engine("search", &e))?;
+    for h in &outcome.hits {
         if a.json {
             output::json_line(&json!({
-                "id": e.id.0,
-                "account": account,
-                "subject": e.subject,
-                "from": output::addrs(&e.from),
-                "date": output::rfc3339(e.sent_at.unwrap_or(e.received_at)),
-                "mailboxes": h.summary.mailboxes,
+                "id": h.id.map(|i| i.0),
+                "account": name_of(h.account),
+                "subject": h.subject,
+                "from": output::addrs(&h.from),
+                "date": h.date.map(output::rfc3339),
+                "mailboxes": h.mailboxes,
                 "snippet": h.snippet,
                 "score": h.score,
-                "origin": "local",
+                "origin": h.origin.as_str(),
+                "remote": h.remote_id,
             }))?;
         } else {
+            let id = h.id.map_or_else(|| "-".to_owned(), |i| i.0.to_string());
             output::line(format!(
-                "{:>6} {}  {}  {}  {}",
-                e.id.0,
-                e.sent_at.unwrap_or(e.received_at).format("%Y-%m-%d %H:%M"),
-                output::cell(&output::addrs(&e.from), 24),
-                output::cell(&h.summary.mailboxes.join(","), 12),
-                e.subject.as_deref().unwrap_or("(no subject)")
+                "{:>6} {}  {}  {}  {:<6}  {}",
+                id,
+                h.date.map_or_else(
+                    || " ".repeat(16),
+                    |d| d.format("%Y-%m-%d %H:%M").to_string()
+                ),
+                output::cell(&output::addrs(&h.from), 24),
+                output::cell(&h.mailboxes.join(","), 12),
+                h.origin.as_str(),
+                h.subject.as_deref().unwrap_or("(no subject)")
             ))?;
             if let Some(s) = &h.snippet {
                 output::line(format!("       {}", output::cell(s, 100)))?;
             }
         }
     }
-    Ok(0)
+    // Every server that could not be searched, on stderr; the exit code of the first.
+    let mut code = 0;
+    for (id, e) in &outcome.failed {
+        let err = CliError::engine(&format!("account {:?} (server search)", name_of(*id)), e);
+        eprintln!("error: {}", err.message);
+        if code == 0 {
+            code = err.code;
+        }
+    }
+    Ok(code)
 }
