@@ -222,6 +222,7 @@ async fn load(store: &Store, acc: AccountId, msgs: &[Msg]) -> R<Load> {
             })
             .collect();
         emails::upsert_batch(&txn, acc, &ups).await?;
+        search::index_pending(&txn).await?;
         txn.commit().await?;
         let remote: Vec<String> = batch.iter().map(|m| m.upsert.remote_id.clone()).collect();
         let local = emails::ids_by_remote_ids(store.conn(), acc, &remote).await?;
@@ -241,6 +242,7 @@ async fn load(store: &Store, acc: AccountId, msgs: &[Msg]) -> R<Load> {
                 .await?;
             }
         }
+        search::index_pending(&txn).await?;
         txn.commit().await?;
     }
     Ok(Load {
@@ -252,7 +254,9 @@ async fn load(store: &Store, acc: AccountId, msgs: &[Msg]) -> R<Load> {
 async fn drop_index(store: &Store) -> R {
     let stmts: &[&str] = match store.backend() {
         mailsync_store::Backend::Postgres => &[
-            "DROP TRIGGER email_search_bodies ON email_bodies",
+            "DROP TRIGGER email_search_bodies_ins ON email_bodies",
+            "DROP TRIGGER email_search_bodies_upd ON email_bodies",
+            "DROP TRIGGER email_search_bodies_del ON email_bodies",
             "DROP TRIGGER email_search_upd ON emails",
             "DROP TRIGGER email_search_ins ON emails",
         ],

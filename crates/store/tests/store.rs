@@ -101,7 +101,7 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 11);
+    assert_eq!(mailsync_store::LATEST_VERSION, 12);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }
