@@ -314,7 +314,7 @@ async fn catch_up<C: ConnectionTrait + TransactionTrait>(c: &C) -> Result<(), St
 /// Ranking is bounded so a very common word does not rank every message that has it. SQLite:
 /// FTS5 ranks all matches by bm25 (in C, `ORDER BY rank`) but hands only the best
 /// [`candidates`] to the join with the emails and their filters; should the filters leave
-/// fewer than `limit`, the search is repeated without the bound. PostgreSQL (where ranking
+/// fewer than `limit`, the search is repeated with 16 times the bound, then without one. PostgreSQL (where ranking
 /// reads each match's stored tsvector): the newest [`candidates`] matches that pass the
 /// filters are ranked by `ts_rank`; when a query matches more than that, older matches are not
 /// ranked (recent mail first, which is what a mail search wants of a word found everywhere).
@@ -326,9 +326,14 @@ pub async fn search<C: ConnectionTrait + TransactionTrait>(
 ) -> Result<Vec<Hit>, StoreError> {
     catch_up(c).await?;
     let pg = c.get_database_backend() == sea_orm::DbBackend::Postgres;
-    let mut ranked = ranked_ids(c, account, q, limit, Some(candidates(limit))).await?;
-    if !pg && !q.terms.is_empty() && (ranked.len() as u64) < limit {
-        ranked = ranked_ids(c, account, q, limit, None).await?;
+    let bound = candidates(limit);
+    let mut ranked = ranked_ids(c, account, q, limit, Some(bound)).await?;
+    // SQLite: filters that left too few of the best candidates get 16 times as many, then all.
+    for wider in [Some(bound.saturating_mul(16)), None] {
+        if pg || q.terms.is_empty() || ranked.len() as u64 >= limit {
+            break;
+        }
+        ranked = ranked_ids(c, account, q, limit, wider).await?;
     }
     let ids: Vec<EmailId> = ranked.iter().map(|(id, _)| *id).collect();
     let mut summaries = emails::summaries_by_ids(c, &ids).await?;
