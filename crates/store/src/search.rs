@@ -313,9 +313,9 @@ async fn catch_up<C: ConnectionTrait + TransactionTrait>(c: &C) -> Result<(), St
 ///
 /// Ranking is bounded so a very common word does not rank every message that has it. SQLite:
 /// FTS5 ranks all matches by bm25 (in C, `ORDER BY rank`) but hands only the best
-/// [`candidates`] to the join with the emails and their filters; should the filters leave
+/// max(500, 10 × `limit`) to the join with the emails and their filters; should the filters leave
 /// fewer than `limit`, the search is repeated with 16 times the bound, then without one. PostgreSQL (where ranking
-/// reads each match's stored tsvector): the newest [`candidates`] matches that pass the
+/// reads each match's stored tsvector): the newest max(500, 10 × `limit`) matches that pass the
 /// filters are ranked by `ts_rank`; when a query matches more than that, older matches are not
 /// ranked (recent mail first, which is what a mail search wants of a word found everywhere).
 pub async fn search<C: ConnectionTrait + TransactionTrait>(
