@@ -312,8 +312,9 @@ async fn catch_up<C: ConnectionTrait + TransactionTrait>(c: &C) -> Result<(), St
 /// Searches the local database, best match first (newest first when the query has no words).
 ///
 /// Ranking is bounded so a very common word does not rank every message that has it. SQLite:
-/// FTS5 ranks all matches by bm25 (in C, `ORDER BY rank`) but hands only the best
-/// max(500, 10 × `limit`) to the join with the emails and their filters; should the filters leave
+/// FTS5 ranks by bm25 only the newest max(500, 10 × `limit`) matches (rowid order, found
+/// without ranking) and hands only the best
+/// of them to the join with the emails and their filters; should the filters leave
 /// fewer than `limit`, the search is repeated with 16 times the bound, then without one. PostgreSQL (where ranking
 /// reads each match's stored tsvector): the newest max(500, 10 × `limit`) matches that pass the
 /// filters are ranked by `ts_rank`; when a query matches more than that, older matches are not
@@ -416,10 +417,21 @@ async fn ranked_ids<C: ConnectionTrait>(
                 "SELECT e.id AS id, f.score AS score FROM (SELECT rowid AS rid, -rank AS score \
                  FROM email_fts WHERE email_fts MATCH ",
             )
-            .bind(fts5_match(&q.terms))
-            .push(" AND rank MATCH 'bm25(4.0, 2.0, 2.0, 1.0)' ORDER BY rank LIMIT ")
-            .bind(bound.unwrap_or(-1))
-            .push(") f CROSS JOIN emails e WHERE e.id = f.rid");
+            .bind(fts5_match(&q.terms));
+            if let Some(b) = bound {
+                // bm25 of every match of a common word is the cost: only the newest `b`
+                // matches by rowid (arrival order, walked without ranking) are ranked.
+                sql.push(
+                    " AND rowid >= coalesce((SELECT rowid FROM email_fts WHERE email_fts MATCH ",
+                )
+                .bind(fts5_match(&q.terms))
+                .push(" ORDER BY rowid DESC LIMIT 1 OFFSET ")
+                .bind(b.saturating_sub(1))
+                .push("), 0)");
+            }
+            sql.push(" AND rank MATCH 'bm25(4.0, 2.0, 2.0, 1.0)' ORDER BY rank LIMIT ")
+                .bind(bound.unwrap_or(-1))
+                .push(") f CROSS JOIN emails e WHERE e.id = f.rid");
             push_filters(&mut sql, account, q);
         }
         (true, true) => {
