@@ -79,6 +79,7 @@ const TABLES: &[&str] = &[
     "failed_mutations",
     "sync_log",
     "account_leases",
+    "sync_daemons",
 ];
 
 async fn count(store: &Store, table: &str) -> Result<i64, Box<dyn std::error::Error>> {
@@ -100,7 +101,7 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 11);
+    assert_eq!(mailsync_store::LATEST_VERSION, 12);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }

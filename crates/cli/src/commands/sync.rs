@@ -75,7 +75,8 @@ pub async fn run(ctx: &Ctx, a: SyncArgs) -> Result<u8, CliError> {
     if a.once {
         once(ctx, &selected).await
     } else {
-        daemon(ctx, selected).await
+        let only = (!a.accounts.is_empty()).then(|| selected.iter().map(|x| x.id).collect());
+        daemon(ctx, selected, only).await
     }
 }
 
@@ -239,15 +240,51 @@ pub(super) fn stop_signals() -> Result<(Signal, Signal), CliError> {
     Ok((term, int))
 }
 
-async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
+/// On SQLite only one daemon may run: registers this one and refuses to start when another
+/// live daemon registered first (of two starting together, the later one gives way).
+async fn single_daemon_on_sqlite(ctx: &Ctx) -> Result<(), CliError> {
+    if ctx.store().backend() != mailsync_store::Backend::Sqlite {
+        return Ok(());
+    }
+    let engine = &ctx.engine;
+    let fail = |e: mailsync_engine::EngineError| CliError::engine("daemon registration", &e);
+    engine.register_daemon().await.map_err(fail)?;
+    let live = engine.daemons().await.map_err(fail)?;
+    let me = live.iter().find(|d| d.owner == engine.owner());
+    let first = live.iter().find(|d| {
+        d.owner != engine.owner()
+            && me.is_none_or(|m| (d.started_at, &d.owner) < (m.started_at, &m.owner))
+    });
+    if let Some(other) = first {
+        let _ = mailsync_store::daemons::remove(ctx.store().conn(), engine.owner()).await;
+        return Err(CliError::failure(format!(
+            "another mailsync daemon ({}, running since {}) already syncs this SQLite database; \
+             SQLite supports one daemon at a time: stop it, or use PostgreSQL (--db \
+             postgres://...) to share accounts among several daemons",
+            other.owner,
+            output::rfc3339(other.started_at)
+        )));
+    }
+    Ok(())
+}
+
+async fn daemon(
+    ctx: &Ctx,
+    selected: Vec<Account>,
+    only: Option<Vec<mailsync_store::AccountId>>,
+) -> Result<u8, CliError> {
     let (mut term, mut int) = stop_signals()?;
+    single_daemon_on_sqlite(ctx).await?;
     let mut events = ctx.engine.subscribe();
     let names: std::collections::HashMap<_, _> =
         selected.iter().map(|a| (a.id, a.name.clone())).collect();
-    for acc in selected {
-        eprintln!("mailsync: starting account {:?}", acc.name);
-        ctx.engine.start(acc);
-    }
+    eprintln!(
+        "mailsync: daemon {} syncing {} account(s), shared with any other daemon on this database",
+        ctx.engine.owner(),
+        selected.len()
+    );
+    ctx.engine
+        .start_fleet(only, mailsync_engine::fleet::FleetPolicy::default());
     loop {
         tokio::select! {
             _ = term.recv() => { eprintln!("mailsync: SIGTERM, shutting down"); break; }
