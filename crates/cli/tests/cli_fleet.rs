@@ -83,6 +83,13 @@ async fn emails_of(store: &Store, a: AccountId) -> Result<u64, Box<dyn std::erro
     Ok(mailsync_store::emails::count(store.conn(), a).await?)
 }
 
+/// A cycle: start, end, owner.
+type Span = (
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+    String,
+);
+
 /// Overlapping cycles of one account by two owners, from the sync log. A cycle cut by the
 /// SIGKILL has no end: it ended at the kill at the latest.
 async fn double_ownership(
@@ -91,14 +98,7 @@ async fn double_ownership(
     killed_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(Vec<String>, usize, usize), Box<dyn std::error::Error>> {
     let rows = sync_log::list(store.conn(), None, 100_000).await?;
-    let mut by_account: HashMap<
-        AccountId,
-        Vec<(
-            chrono::DateTime<chrono::Utc>,
-            chrono::DateTime<chrono::Utc>,
-            String,
-        )>,
-    > = HashMap::new();
+    let mut by_account: HashMap<AccountId, Vec<Span>> = HashMap::new();
     let now = mailsync_store::now();
     for r in &rows {
         let owner = r
