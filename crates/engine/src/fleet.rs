@@ -2,7 +2,7 @@
 //! start-up discipline of a daemon with thousands of accounts.
 //!
 //! One coordinator per daemon engine ([`crate::Engine::start_fleet`]) runs every
-//! [`WorkerPolicy::lease_renew`]:
+//! [`crate::worker::WorkerPolicy::lease_renew`]:
 //!
 //! 1. heartbeat the daemon's `sync_daemons` row, then renew **all** its leases in one
 //!    statement (`leases::renew_all`); a worker whose lease is missing from the answer was
