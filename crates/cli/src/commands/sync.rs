@@ -253,6 +253,7 @@ async fn single_daemon_on_sqlite(ctx: &Ctx) -> Result<(), CliError> {
     let me = live.iter().find(|d| d.owner == engine.owner());
     let first = live.iter().find(|d| {
         d.owner != engine.owner()
+            && !dead_here(&d.owner, engine.owner())
             && me.is_none_or(|m| (d.started_at, &d.owner) < (m.started_at, &m.owner))
     });
     if let Some(other) = first {
@@ -266,6 +267,23 @@ async fn single_daemon_on_sqlite(ctx: &Ctx) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+/// Whether `other` (a lease owner name, `host/pid N/...`) names a process of this host that
+/// is gone: a killed daemon's row is live until it expires, but a restart need not wait.
+fn dead_here(other: &str, me: &str) -> bool {
+    let host = |o: &str| o.split('/').next().map(str::to_owned);
+    let pid = other
+        .split('/')
+        .nth(1)
+        .and_then(|p| p.strip_prefix("pid "))
+        .and_then(|p| p.parse::<u32>().ok());
+    match pid {
+        Some(pid) if host(other) == host(me) => {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
+    }
 }
 
 async fn daemon(
@@ -320,6 +338,19 @@ async fn daemon(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_daemon_of_this_host_is_told_from_a_live_one() {
+        let me = format!("h1/pid {}/1/0", std::process::id());
+        assert!(!dead_here(&me, &me));
+        // PIDs stay below 2^22 on Linux.
+        assert!(dead_here("h1/pid 99999999/1/0", &me));
+        assert!(
+            !dead_here("h2/pid 99999999/1/0", &me),
+            "another host: cannot tell"
+        );
+        assert!(!dead_here("something else", &me));
+    }
 
     #[test]
     fn durations() {
