@@ -1,6 +1,6 @@
 //! The versioned, append-only history of the mailsync local database schema.
 //!
-//! Each step is one migration, numbered v1..v11 in the order of [`Migrator::migrations`].
+//! Each step is one migration, numbered v1..v12 in the order of [`Migrator::migrations`].
 //! A merged migration is never edited: a schema change is a new step. Migrations declare
 //! their own identifiers (they never import the store's entities), so history stays frozen
 //! when the entities move on.
@@ -18,6 +18,7 @@
 //! | v9 | `m0009_account_leases` | per-account lease (owner, expiry, heartbeat) and wake request |
 //! | v10 | `m0011_account_oauth` | accounts gain OAuth 2 settings (references only, never a token) |
 //! | v11 | `m0012_threads_search` | `thread_links` for local threading; full-text index (FTS5 / tsvector) kept by triggers |
+//! | v12 | `m0014_fleet` | `sync_daemons` (live daemons' heartbeats), `account_leases.acquired_at`, `sync_log.owner` |
 
 // `MigrationTrait` declares `&SchemaManager` with a late-bound lifetime; spelling it out breaks
 // the impls, so the 2018-idiom lint is silenced for this crate only.
@@ -36,9 +37,10 @@ mod m0008_mailbox_role;
 mod m0009_account_leases;
 mod m0011_account_oauth;
 mod m0012_threads_search;
+mod m0014_fleet;
 
 /// The latest schema version (the number of migrations).
-pub const LATEST_VERSION: u32 = 11;
+pub const LATEST_VERSION: u32 = 12;
 
 /// Runs the mailsync migrations (see the crate docs for the list).
 #[derive(Debug, Clone, Copy, Default)]
@@ -59,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_account_leases::Migration),
             Box::new(m0011_account_oauth::Migration),
             Box::new(m0012_threads_search::Migration),
+            Box::new(m0014_fleet::Migration),
         ]
     }
 }

@@ -25,7 +25,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         "  MAILSYNC_POLL_INTERVAL  how often `sync` polls servers without push (default 30s)\n",
         "  MAILSYNC_CACHE_DIR      where downloaded attachments are cached (default: beside the\n",
         "                          SQLite database, DB.parts/; else ~/.cache/mailsync/parts)\n",
-        "  MAILSYNC_LEASE_TTL      how long an account stays locked by a killed process (default 30s)\n",
+        "  MAILSYNC_LEASE_TTL      how long an account stays locked by a killed process (default 20s)\n",
         "\n",
         "Exit codes:\n",
         "  0 ok, 1 other failure, 2 usage, 3 not found, 4 needs the user (authentication),\n",

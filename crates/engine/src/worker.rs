@@ -255,8 +255,9 @@ impl Default for WorkerPolicy {
             shutdown_grace: Duration::from_secs(10),
             min_cycle_interval: Duration::from_secs(1),
             poll_interval: Duration::from_secs(30),
-            lease_ttl: Duration::from_secs(30),
-            lease_renew: Duration::from_secs(10),
+            // A dead daemon's accounts are taken over within ttl + renew (< 30 s).
+            lease_ttl: Duration::from_secs(20),
+            lease_renew: Duration::from_secs(5),
             wake_poll: Duration::from_millis(250),
             offline_backoff_cap: Duration::from_secs(12),
         }

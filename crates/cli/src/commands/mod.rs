@@ -187,7 +187,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 "invalid MAILSYNC_LEASE_TTL {s:?}: expected e.g. 30s, 2s"
             ))
         })?;
-        policy = policy.with_lease(ttl, ttl / 3);
+        policy = policy.with_lease(ttl, ttl / 4);
     }
     let ctx = Ctx {
         engine: Engine::with_policy(store, policy),
