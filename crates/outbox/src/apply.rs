@@ -261,6 +261,10 @@ pub(crate) async fn withdraw_or_compensate<C: ConnectionTrait>(
     touched: &mut Touched,
 ) -> Result<Undone, Error> {
     match &row.payload {
+        Payload::Mailbox(_) => Err(Error::CannotUndo {
+            id: row.id,
+            why: UndoRefusal::MailboxChange,
+        }),
         Payload::Send(_) => {
             if row.state == ChangeState::Pending
                 && rows::delete(c, row.id, Some(ChangeState::Pending)).await?

@@ -116,6 +116,7 @@ mod draft;
 mod error;
 pub mod executor;
 mod local;
+mod mailbox;
 mod model;
 mod outbox;
 mod outcome;
@@ -137,6 +138,7 @@ pub use executor::MockExecutor;
 pub use executor::{
     Attempt, BatchError, EmailChange, Executor, ItemOutcome, Operation, QueuedChange,
 };
+pub use mailbox::{MailboxChange, MailboxOperation};
 pub use mailsync_store::queue::ChangeState;
 pub use mailsync_store::{AccountId, Address, ChangeId, EmailId, FailedId, Flags, MailboxId};
 pub use model::{FlagChange, Location, Snapshot, Target};
