@@ -243,6 +243,17 @@ pub enum Expect {
         /// The Sent mailbox's name.
         sent: String,
     },
+    /// A draft saved: exactly one copy of it, in Drafts (no duplicate versions).
+    Draft {
+        /// The Drafts mailbox's name.
+        drafts: String,
+    },
+    /// A draft discarded or sent: no copy of it left.
+    DraftGone,
+    /// A mailbox created or renamed to this name: the server has it.
+    MailboxExists(String),
+    /// A mailbox deleted or renamed away: the server has none by this name.
+    MailboxGone(String),
 }
 
 /// An engine action and what it promised.
@@ -277,6 +288,8 @@ pub struct Failed {
     pub emails: HashSet<i64>,
     /// Descriptions of failed sends.
     pub sends: Vec<String>,
+    /// Descriptions of failed mailbox changes (`create mailbox "E"`, ...).
+    pub mailboxes: Vec<String>,
 }
 
 /// Checks the intents nothing superseded against the server's final state.
@@ -304,9 +317,13 @@ pub fn check_intents(
     }
     for i in intents.iter().filter(|i| !i.superseded) {
         let id = i.message_id.as_str();
-        let listed = match i.email {
-            Some(e) => failed.emails.contains(&e),
-            None => failed.sends.iter().any(|d| d.contains(id)),
+        let listed = match (&i.expect, i.email) {
+            (Expect::MailboxExists(n) | Expect::MailboxGone(n), _) => failed
+                .mailboxes
+                .iter()
+                .any(|d| d.contains(&format!("{n:?}"))),
+            (_, Some(e)) => failed.emails.contains(&e),
+            (_, None) => failed.sends.iter().any(|d| d.contains(id)),
         };
         if listed {
             continue;
@@ -350,6 +367,29 @@ pub fn check_intents(
                 !*single || gone,
                 "lost-intent/destroy",
                 format!("copies left in {:?}", server.holders(id)),
+            ),
+            Expect::Draft { drafts } => {
+                let n = server.copies(id);
+                (
+                    n == 1 && server.copies_in(drafts, id) == 1,
+                    "lost-intent/draft",
+                    format!("{n} copies, in {:?}", server.holders(id)),
+                )
+            }
+            Expect::DraftGone => (
+                gone,
+                "lost-intent/draft-gone",
+                format!("copies left in {:?}", server.holders(id)),
+            ),
+            Expect::MailboxExists(n) => (
+                server.mailboxes.contains_key(n),
+                "lost-intent/mailbox",
+                format!("no mailbox {n:?} on the server"),
+            ),
+            Expect::MailboxGone(n) => (
+                !server.mailboxes.contains_key(n),
+                "lost-intent/mailbox-gone",
+                format!("mailbox {n:?} still on the server"),
             ),
             Expect::Sent { sent } => {
                 let at_sink = sink.get(id).copied().unwrap_or(0);
@@ -521,6 +561,7 @@ mod tests {
         let failed = Failed {
             emails: [7].into(),
             sends: vec![],
+            mailboxes: vec![],
         };
         assert!(check_intents(&lost, &server, &sink, &failed).is_empty());
         let sup: Vec<Intent> = lost
