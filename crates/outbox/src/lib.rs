@@ -72,7 +72,7 @@
 //!
 //! # Payloads
 //! `pending_changes.payload` is JSON owned by this crate (`kind` is `flags`, `move`, `delete`,
-//! `draft` or `send`):
+//! `draft`, `send` or `mailbox`; mailbox changes: see [`Outbox::manage_mailbox`]):
 //! ```json
 //! {"type": "email", "v": 1, "remote_id": "M1a2", "message_id": "abc@example.org",
 //!  "before": {"flags": {"seen": false, "flagged": false, "answered": false, "draft": false,

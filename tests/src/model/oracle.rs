@@ -433,6 +433,63 @@ mod tests {
     }
 
     #[test]
+    fn draft_and_mailbox_promises_are_checked() {
+        let intent = |id: &str, expect: Expect| Intent {
+            op: 1,
+            text: "t".into(),
+            message_id: id.into(),
+            email: Some(9),
+            change: None,
+            expect,
+            mailboxes: vec![],
+            superseded: false,
+            raced_expunge: false,
+        };
+        let d = Msg::new("d", true, false);
+        let twice = snap(&[("Drafts", &[d.clone(), d.clone()]), ("E", &[])]);
+        let once = snap(&[("Drafts", std::slice::from_ref(&d)), ("E", &[])]);
+        let none = snap(&[("Drafts", &[])]);
+        let drafts = || Expect::Draft {
+            drafts: "Drafts".into(),
+        };
+        let sink = HashMap::new();
+        let ok = Failed::default();
+        let check = |i: Intent, s: &Snapshot| check_intents(&[i], s, &sink, &ok);
+        assert!(check(intent("d", drafts()), &once).is_empty());
+        assert_eq!(
+            kinds(&check(intent("d", drafts()), &twice)),
+            ["lost-intent/draft"]
+        );
+        assert_eq!(
+            kinds(&check(intent("d", drafts()), &none)),
+            ["lost-intent/draft"]
+        );
+        assert!(check(intent("d", Expect::DraftGone), &none).is_empty());
+        assert_eq!(
+            kinds(&check(intent("d", Expect::DraftGone), &once)),
+            ["lost-intent/draft-gone"]
+        );
+        let exists = || Expect::MailboxExists("E".into());
+        let gone = || Expect::MailboxGone("E".into());
+        assert!(check(intent("", exists()), &once).is_empty());
+        assert_eq!(
+            kinds(&check(intent("", exists()), &none)),
+            ["lost-intent/mailbox"]
+        );
+        assert!(check(intent("", gone()), &none).is_empty());
+        assert_eq!(
+            kinds(&check(intent("", gone()), &once)),
+            ["lost-intent/mailbox-gone"]
+        );
+        // Listed as failed: fine.
+        let failed = Failed {
+            mailboxes: vec!["create mailbox \"E\"".into()],
+            ..Failed::default()
+        };
+        assert!(check_intents(&[intent("", exists())], &none, &sink, &failed).is_empty());
+    }
+
+    #[test]
     fn equal_snapshots_agree() {
         let a = [Msg::new("a", true, false), Msg::new("b", false, true)];
         let s = snap(&[("INBOX", &a), ("Trash", &[])]);
