@@ -350,6 +350,10 @@ pub(crate) fn compensation(p: &EmailPayload, k: Option<usize>) -> Result<Vec<Op>
     if after.destroyed && !prev.destroyed {
         return Err(UndoRefusal::PermanentlyDeleted);
     }
+    // A draft save the server saw: moving it "back" would leave it in no mailbox.
+    if p.ops.iter().any(|o| matches!(o.op, Op::Replace { .. })) {
+        return Err(UndoRefusal::DraftSaved);
+    }
     let d = model::diff(&prev.state, &after);
     let mut ops: Vec<Op> = d
         .flags

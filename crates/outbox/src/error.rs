@@ -98,6 +98,8 @@ pub enum UndoRefusal {
     PermanentlyDeleted,
     /// Mailbox management is not undone automatically (make the opposite change instead).
     MailboxChange,
+    /// A draft save the server has: save it again or discard it instead.
+    DraftSaved,
 }
 
 impl std::fmt::Display for UndoRefusal {
@@ -106,6 +108,7 @@ impl std::fmt::Display for UndoRefusal {
             Self::AlreadySent => "the message was already handed to the server",
             Self::PermanentlyDeleted => "the email was permanently deleted on the server",
             Self::MailboxChange => "mailbox changes are not undone; make the opposite change",
+            Self::DraftSaved => "a saved draft is not undone; save it again or discard it",
         })
     }
 }

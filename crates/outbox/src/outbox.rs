@@ -57,6 +57,15 @@ impl Completed {
             Payload::Send(s) => Some(s.at),
             // Mailbox changes are not undone automatically.
             Payload::Mailbox(_) => None,
+            // A draft the server has (saved, replaced): there is no earlier state to move it
+            // back to; the user saves again or discards it.
+            Payload::Email(p)
+                if p.ops
+                    .iter()
+                    .any(|o| matches!(o.op, model::Op::Replace { .. })) =>
+            {
+                None
+            }
             Payload::Email(p) => p
                 .ops
                 .iter()
