@@ -217,9 +217,12 @@ pub enum Command {
             "  mailsync mailbox delete --account work Done      (its emails go with it)\n",
             "\n",
             "Mailboxes are named by their full path as `mailsync mailboxes` shows it. The change is\n",
-            "made on the server at once and the database follows by a sync; it is not queued, so\n",
-            "without a connection it fails (exit 5) and nothing changes. --role needs a server\n",
-            "with CREATE-SPECIAL-USE (IMAP) or JMAP."
+            "applied to the database at once, queued, and sent to the server right away (or by the\n",
+            "running daemon); the line printed ends with `done`, or `queued` when the server is\n",
+            "unreachable: it is sent at the next sync (exit 0). A change the server refuses (a name\n",
+            "that exists, a role it cannot give) exits 1 with its reason, is listed by `mailsync\n",
+            "failed`, and the database gets the server's state back. --role needs a server with\n",
+            "CREATE-SPECIAL-USE (IMAP) or JMAP."
         )
     )]
     Mailbox(MailboxCmd),

@@ -787,25 +787,92 @@ impl Engine {
         self.enqueue(account, Change::send(message)).await
     }
 
-    /// Creates, renames/moves, deletes or (un)subscribes a mailbox on the server now (online
-    /// only), then runs a cycle (or asks the lease holder for one) so the store follows.
-    /// Returns the mailbox's row after the cycle (`None` after a delete, or when the cycle was
-    /// delegated to another engine).
+    /// Creates, renames/moves, deletes or (un)subscribes a mailbox through the outbox: applied
+    /// to the database at once and queued (it survives a crash and is sent by the next cycle,
+    /// offline too); the account's worker is woken. Returns the mailbox the change leaves
+    /// (`None` after a delete) and what the queue did. A name that exists locally, an invalid
+    /// name or an unknown mailbox is refused here and changes nothing.
+    pub async fn queue_mailbox(
+        &self,
+        account: AccountId,
+        action: crate::MailboxAction,
+    ) -> Result<(Option<mailsync_store::MailboxId>, Enqueued), EngineError> {
+        let out = worker::with_events(
+            &self.inner.events,
+            account,
+            self.outbox().manage_mailbox(account, action),
+        )
+        .await?;
+        self.local_change(account).await;
+        Ok(out)
+    }
+
+    /// [`Engine::queue_mailbox`], then a cycle now (here, or by the daemon holding the lease,
+    /// waited for up to 10 s): the server's answer decides. Returns the mailbox as stored
+    /// after the cycle (with the server's identity). A refusal is `EngineError::Refused` with
+    /// the server's one-line reason (the change is in the failed list and the local change
+    /// was reverted); a cycle that could not run (offline) is its error, with the change
+    /// still queued.
     pub async fn manage_mailbox(
         &self,
         account: AccountId,
         action: crate::MailboxAction,
     ) -> Result<Option<mailsync_store::mailboxes::Mailbox>, EngineError> {
-        let acc = accounts::get(self.store().conn(), account).await?;
-        let remote = crate::mailbox_admin::run(self.store(), &acc, &action).await?;
-        self.sync_now(account).await?;
-        Ok(match remote {
-            Some(r) => {
-                mailsync_store::mailboxes::find_by_remote_id(self.store().conn(), account, &r)
+        let (id, queued) = self.queue_mailbox(account, action).await?;
+        let row = match queued.change_id() {
+            Some(c) => self
+                .outbox()
+                .pending(account)
+                .await?
+                .into_iter()
+                .find(|p| p.id == c),
+            None => None,
+        };
+        if let SyncNow::Delegated { .. } = self.sync_now(account).await? {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while let Some(r) = &row {
+                let still = self
+                    .outbox()
+                    .pending(account)
                     .await?
+                    .iter()
+                    .any(|p| p.id == r.id);
+                if !still || std::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
+        }
+        if let Some(r) = &row
+            && let Some(reason) = self.eviction_of(account, r).await?
+        {
+            return Err(EngineError::Refused(reason));
+        }
+        Ok(match id {
+            Some(id) => match mailsync_store::mailboxes::get(self.store().conn(), id).await {
+                Ok(m) => Some(m),
+                Err(mailsync_store::StoreError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            },
             None => None,
         })
+    }
+
+    /// Why a queued change (as listed by [`Outbox::pending`](mailsync_outbox::Outbox::pending)
+    /// before a flush) was evicted, if it is in the failed list now (matched by kind and the
+    /// time it was queued).
+    pub async fn eviction_of(
+        &self,
+        account: AccountId,
+        change: &mailsync_outbox::PendingItem,
+    ) -> Result<Option<String>, EngineError> {
+        Ok(self
+            .outbox()
+            .failed(account)
+            .await?
+            .into_iter()
+            .find(|f| f.kind == change.kind && f.created_at == change.created_at)
+            .map(|f| f.reason))
     }
 
     /// The body of an email: cached, or fetched from the server, cached and returned.

@@ -586,6 +586,14 @@ impl Executor for ImapExecutor<'_> {
             }
         }
         for (i, q) in batch.iter().enumerate() {
+            if let Operation::Mailbox(op) = &q.operation {
+                let mut conn = self.conn.lock().await;
+                out[i] = Some(
+                    crate::mailbox_admin::imap_execute(&mut conn, self.store, op, q.attempt).await,
+                );
+            }
+        }
+        for (i, q) in batch.iter().enumerate() {
             if let Operation::Send(msg) = &q.operation {
                 out[i] = Some(self.send(q, msg).await?);
             }

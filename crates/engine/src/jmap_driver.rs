@@ -396,6 +396,14 @@ impl Executor for JmapExecutor<'_> {
             }
         }
         for (i, q) in batch.iter().enumerate() {
+            if let Operation::Mailbox(op) = &q.operation {
+                out[i] = Some(
+                    crate::mailbox_admin::jmap_execute(self.client, self.store, op, q.attempt)
+                        .await,
+                );
+            }
+        }
+        for (i, q) in batch.iter().enumerate() {
             let Operation::Send(msg) = &q.operation else {
                 continue;
             };
