@@ -1094,3 +1094,104 @@ impl AccountDriver for ImapDriver {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailsync_store::mailboxes::{Mailbox, MailboxStatus};
+
+    fn mb(id: i64, name: &str, role: Option<Role>) -> Mailbox {
+        Mailbox {
+            id: MailboxId(id),
+            account_id: AccountId(1),
+            remote_id: name.into(),
+            name: name.into(),
+            parent_remote_id: None,
+            delimiter: Some("/".into()),
+            selectable: true,
+            role,
+            status: MailboxStatus {
+                total: 3,
+                unread: 1,
+                uidvalidity: Some(7),
+                uidnext: Some(10),
+                highestmodseq: Some(40),
+            },
+        }
+    }
+
+    fn names(v: &[&Mailbox]) -> Vec<String> {
+        v.iter().map(|m| m.remote_id.clone()).collect()
+    }
+
+    /// Without activity: folders where mail arrives on its own first, then Junk, then the
+    /// user's own Sent/Drafts/Trash; recent activity (newest first) beats roles; activity
+    /// older than an hour no longer counts.
+    #[test]
+    fn idle_goes_to_recent_activity_then_roles_then_names() {
+        let boxes = vec![
+            mb(1, "Trash", Some(Role::Trash)),
+            mb(2, "Sent", Some(Role::Sent)),
+            mb(3, "Junk", Some(Role::Junk)),
+            mb(4, "Lists", None),
+            mb(5, "Archive", Some(Role::Archive)),
+        ];
+        let now = std::time::Instant::now() + Duration::from_secs(7200);
+        let mut activity = HashMap::new();
+        assert_eq!(
+            names(&rank_for_idle(&boxes, &activity, now)),
+            ["Archive", "Lists", "Junk", "Sent", "Trash"]
+        );
+        activity.insert("Trash".to_owned(), now - Duration::from_secs(60));
+        activity.insert("Sent".to_owned(), now - Duration::from_secs(5));
+        activity.insert("Lists".to_owned(), now - Duration::from_secs(4000));
+        assert_eq!(
+            names(&rank_for_idle(&boxes, &activity, now)),
+            ["Sent", "Trash", "Archive", "Lists", "Junk"]
+        );
+    }
+
+    /// The connection budget: sync and on-demand first, IDLEs with the rest.
+    #[test]
+    fn the_budget_leaves_idles_after_sync_and_on_demand() {
+        let w = |n| ImapWatch {
+            connections: n,
+            ..ImapWatch::default()
+        };
+        assert_eq!(ImapWatch::default().extra_idles(), 1);
+        assert_eq!(w(0).extra_idles(), 0);
+        assert_eq!(w(2).extra_idles(), 0);
+        assert_eq!(w(5).extra_idles(), 3);
+    }
+
+    /// A STATUS round wakes a cycle for counters that moved since the last round, or, the
+    /// first time, for UIDVALIDITY / UIDNEXT / HIGHESTMODSEQ the store does not have; a
+    /// stored message count that differs (a local recount) alone does not.
+    #[test]
+    fn status_changes_against_the_last_round_or_the_store() {
+        let stored = mb(1, "Lists", None);
+        let mut c = imap::MailboxCounters::default();
+        c.uidvalidity = Some(7);
+        c.uidnext = Some(10);
+        c.highestmodseq = Some(40);
+        c.messages = Some(5);
+        assert!(!status_changed(&c, None, Some(&stored)));
+        let mut newer = c;
+        newer.uidnext = Some(11);
+        assert!(status_changed(&newer, None, Some(&stored)));
+        assert!(status_changed(&newer, Some(&c), Some(&stored)));
+        // Seen before: only a difference from the last round counts (no wake per round for
+        // a mailbox whose stored values lag, e.g. isolated after failures).
+        assert!(!status_changed(&newer, Some(&newer), Some(&stored)));
+        let mut flagged = c;
+        flagged.highestmodseq = Some(41);
+        assert!(status_changed(&flagged, None, Some(&stored)));
+        let mut seen = c;
+        seen.unseen = Some(0);
+        assert!(status_changed(&seen, Some(&c), Some(&stored)));
+        assert!(
+            status_changed(&c, None, None),
+            "unknown mailbox: sync lists it"
+        );
+    }
+}
