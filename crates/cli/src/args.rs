@@ -522,6 +522,16 @@ pub struct PollArg {
     /// at (one LIST-STATUS or STATUS round), e.g. 3s, 500ms.
     #[arg(long, env = "MAILSYNC_STATUS_INTERVAL", value_name = "DURATION")]
     pub status_interval: Option<String>,
+    /// IMAP capabilities to ignore although the server offers them, comma-separated (e.g.
+    /// NOTIFY): an escape hatch for a broken server extension; benches use it.
+    #[arg(
+        long,
+        env = "MAILSYNC_IMAP_IGNORE",
+        value_name = "CAPS",
+        value_delimiter = ',',
+        hide = true
+    )]
+    pub imap_ignore: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 /// `--imap-connections`, `--status-interval`).
 pub fn policy(a: &crate::args::PollArg) -> Result<WorkerPolicy, CliError> {
     let mut p = WorkerPolicy::default().with_imap_connections(a.imap_connections);
+    for cap in a.imap_ignore.iter().filter(|c| !c.trim().is_empty()) {
+        p = p.without_imap_extension(cap.trim());
+    }
     if let Some(s) = a.status_interval.as_deref() {
         let d = parse_duration(s).ok_or_else(|| {
             CliError::usage(format!(
