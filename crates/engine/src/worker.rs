@@ -272,11 +272,11 @@ impl WorkerPolicy {
 
     /// How the IMAP driver watches an account between cycles under this policy.
     pub fn imap_watch(&self) -> crate::imap_driver::ImapWatch {
-        let mut w = crate::imap_driver::ImapWatch::default();
-        w.connections = self.imap_connections;
-        w.status_interval = self.status_interval.min(self.poll_interval);
-        w.disabled_extensions = self.imap_disabled_extensions.clone();
-        w
+        crate::imap_driver::ImapWatch {
+            connections: self.imap_connections,
+            status_interval: self.status_interval.min(self.poll_interval),
+            disabled_extensions: self.imap_disabled_extensions.clone(),
+        }
     }
 
     /// Sets the lease expiry and the heartbeat interval (tests use short ones).

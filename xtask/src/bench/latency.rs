@@ -153,10 +153,13 @@ impl Daemon {
 
     fn series(&mut self, servers: &Servers, mailbox: &str, n: usize) -> Result<Vec<f64>> {
         let mut v = Vec::new();
-        for _ in 0..n {
+        for i in 0..n {
             v.push(self.timed(servers, mailbox, Duration::from_secs(60))?);
-            // Past the worker's 1 s minimum between server-triggered cycles, plus spread.
-            thread::sleep(Duration::from_millis(1300));
+            // Past the worker's 1 s minimum between server-triggered cycles, plus a pause
+            // that varies (0-2.9 s in 7 steps), so deliveries do not lock onto the phase of
+            // a periodic STATUS round and its latency is sampled across the interval.
+            let spread = u64::try_from(i * 1300 % 3000).unwrap_or(0);
+            thread::sleep(Duration::from_millis(1300 + spread));
         }
         Ok(v)
     }

@@ -558,6 +558,8 @@ fn push_state(w: &World) -> String {
 /// One WebSocket connection (RFC 8887): the upgrade needs subprotocol `jmap`; after a
 /// `WebSocketPushEnable`, a `StateChange` goes out whenever the world's push state differs from
 /// the last one the client has (its `pushState`, or the state at enable time).
+// The upgrade callback's signature (a large `Err`) is tungstenite's.
+#[allow(clippy::result_large_err)]
 async fn serve_ws(stream: tokio::net::TcpStream, world: Arc<Mutex<World>>) {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
