@@ -154,13 +154,16 @@ async fn dovecot_without_notify_idles_on_the_busiest_mailbox_and_polls_the_rest(
             .without_imap_extension("NOTIFY")
             .with_status_interval(status_interval),
     );
-    let acc = engine
-        .add_account(common::dovecot_account(
-            &servers,
-            &user.user,
-            &user.password,
-        ))
-        .await?;
+    // Through a proxy that counts the connections the engine opens (the budget).
+    let proxy =
+        mailsync_testkit::FaultProxy::start(servers.dovecot_host(), servers.dovecot_imap_port())?;
+    let mut new = common::dovecot_account(&servers, &user.user, &user.password);
+    if let Some(imap) = new.imap.as_mut() {
+        imap.port = proxy.port();
+    }
+    let acc = engine.add_account(new).await?;
+    // Adding the account tested its login; count from here.
+    let before = proxy.connections();
     let _events = common::start_synced(&engine, &db.store, acc.id).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let store = &db.store;
@@ -205,6 +208,9 @@ async fn dovecot_without_notify_idles_on_the_busiest_mailbox_and_polls_the_rest(
         "without NOTIFY (Dovecot): INBOX {t_inbox:?}, Alpha idled {t_alpha:?}, Beta polled \
          {t_beta_polled:?}, Beta idled {t_beta:?}, Alpha polled {t_alpha_polled:?}"
     );
+    // The sync connection and one extra IDLE (3 in all with the on-demand one, unused here),
+    // each opened once and kept across waits.
+    assert_eq!(proxy.connections() - before, 2, "connections opened");
     let (m_inbox, m_alpha, m_beta) = (
         median(&mut t_inbox),
         median(&mut t_alpha),
