@@ -63,7 +63,9 @@ pub enum Command {
         "\n",
         "--bodies is stored on the selected accounts (it becomes their policy for later syncs too).\n",
         "Servers without push are polled every 30 s; set MAILSYNC_POLL_INTERVAL (e.g. 5s, 500ms)\n",
-        "or --poll-interval to change that.\n",
+        "or --poll-interval to change that. IMAP without NOTIFY: IDLE on INBOX and, within\n",
+        "--imap-connections (default 3, counting sync and downloads), on the busiest other\n",
+        "mailboxes; the rest are looked at every --status-interval (default 3s).\n",
         "\n",
         "With --once the exit code is 0 when every account synced, else that of the first failure\n",
         "(3 not found, 4 needs the user, 5 unreachable, 1 other); the daemon exits 0 after a clean\n",
@@ -519,6 +521,29 @@ pub struct PollArg {
         hide = true
     )]
     pub poll_interval: Option<String>,
+    /// IMAP connections per account in all (sync, IDLE, on-demand downloads; at least 2).
+    /// Without IMAP NOTIFY, those beyond 2 IDLE on the busiest mailboxes besides INBOX.
+    #[arg(
+        long,
+        env = "MAILSYNC_IMAP_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 3
+    )]
+    pub imap_connections: usize,
+    /// Without IMAP NOTIFY, how often the mailboxes without an IDLE of their own are looked
+    /// at (one LIST-STATUS or STATUS round), e.g. 3s, 500ms.
+    #[arg(long, env = "MAILSYNC_STATUS_INTERVAL", value_name = "DURATION")]
+    pub status_interval: Option<String>,
+    /// IMAP capabilities to ignore although the server offers them, comma-separated (e.g.
+    /// NOTIFY): an escape hatch for a broken server extension; benches use it.
+    #[arg(
+        long,
+        env = "MAILSYNC_IMAP_IGNORE",
+        value_name = "CAPS",
+        value_delimiter = ',',
+        hide = true
+    )]
+    pub imap_ignore: Vec<String>,
 }
 
 #[derive(Debug, Args)]

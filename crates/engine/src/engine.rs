@@ -105,7 +105,7 @@ pub fn driver_for(
         ),
         AccountKind::Imap => Box::new(
             crate::imap_driver::ImapDriver::new(store.clone(), outbox.clone(), account)
-                .with_poll_interval(policy.poll_interval),
+                .with_watch(policy.imap_watch()),
         ),
     }
 }

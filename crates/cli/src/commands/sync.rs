@@ -32,10 +32,22 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
-/// The worker policy for this run (`--poll-interval` / `MAILSYNC_POLL_INTERVAL`).
-pub fn policy(poll_interval: Option<&str>) -> Result<WorkerPolicy, CliError> {
-    let mut p = WorkerPolicy::default();
-    if let Some(s) = poll_interval {
+/// The worker policy for this run (`--poll-interval` / `MAILSYNC_POLL_INTERVAL`,
+/// `--imap-connections`, `--status-interval`).
+pub fn policy(a: &crate::args::PollArg) -> Result<WorkerPolicy, CliError> {
+    let mut p = WorkerPolicy::default().with_imap_connections(a.imap_connections);
+    for cap in a.imap_ignore.iter().filter(|c| !c.trim().is_empty()) {
+        p = p.without_imap_extension(cap.trim());
+    }
+    if let Some(s) = a.status_interval.as_deref() {
+        let d = parse_duration(s).ok_or_else(|| {
+            CliError::usage(format!(
+                "invalid status interval {s:?}: expected e.g. 500ms, 3s"
+            ))
+        })?;
+        p = p.with_status_interval(d);
+    }
+    if let Some(s) = a.poll_interval.as_deref() {
         let d = parse_duration(s).ok_or_else(|| {
             CliError::usage(format!(
                 "invalid poll interval {s:?}: expected e.g. 500ms, 5s, 2m"
