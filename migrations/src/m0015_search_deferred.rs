@@ -77,7 +77,8 @@ fn sqlite_up() -> Vec<String> {
 
 fn sqlite_down() -> Vec<String> {
     let mut v = vec![
-        // Index what is still noted, then go back to the per-row triggers of v11.
+        // Index what is still noted, then go back to the triggers of v12 (v11's, with m0014's
+        // statement-level insert trigger).
         "DELETE FROM email_fts WHERE rowid IN (SELECT email_id FROM search_pending)".to_owned(),
         sqlite_index_rows("FROM search_pending p JOIN emails e ON e.id = p.email_id ORDER BY e.id"),
     ];
@@ -120,6 +121,8 @@ fn postgres_up() -> Vec<String> {
         "DROP TRIGGER IF EXISTS email_search_ins ON emails",
         "DROP FUNCTION IF EXISTS mailsync_bodies_search_trg()",
         "DROP FUNCTION IF EXISTS mailsync_emails_search_trg()",
+        // v12's (m0014) statement-level insert trigger function.
+        "DROP FUNCTION IF EXISTS mailsync_emails_search_ins_trg()",
         "CREATE TABLE search_pending (email_id BIGINT PRIMARY KEY)",
         // Inserts and deletes are noted once per statement (transition tables), not per row.
         "CREATE FUNCTION mailsync_note_new() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
@@ -161,7 +164,8 @@ fn postgres_up() -> Vec<String> {
 
 fn postgres_down() -> Vec<String> {
     [
-        // Index what is still noted, then go back to the per-row triggers of v11.
+        // Index what is still noted, then go back to the triggers of v12 (v11's, with m0014's
+        // statement-level insert trigger).
         "INSERT INTO email_search (email_id, doc) SELECT e.id, mailsync_search_doc(e.subject, \
          e.from_addr, e.to_addr, e.cc_addr, e.bcc_addr, b.text_body) FROM search_pending p \
          JOIN emails e ON e.id = p.email_id LEFT JOIN email_bodies b ON b.email_id = e.id \
@@ -179,8 +183,15 @@ fn postgres_down() -> Vec<String> {
         "DROP TABLE IF EXISTS search_pending",
         "CREATE FUNCTION mailsync_emails_search_trg() RETURNS trigger LANGUAGE plpgsql AS $$ \
          BEGIN PERFORM mailsync_search_refresh(NEW.id); RETURN NULL; END $$",
-        "CREATE TRIGGER email_search_ins AFTER INSERT ON emails FOR EACH ROW \
-         EXECUTE FUNCTION mailsync_emails_search_trg()",
+        // Inserts as v12 (m0014) indexed them: one statement-level trigger.
+        "CREATE FUNCTION mailsync_emails_search_ins_trg() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN INSERT INTO email_search (email_id, doc) SELECT n.id, mailsync_search_doc(n.subject, \
+         n.from_addr, n.to_addr, n.cc_addr, n.bcc_addr, b.text_body) FROM mailsync_new_emails n \
+         LEFT JOIN email_bodies b ON b.email_id = n.id \
+         ON CONFLICT (email_id) DO UPDATE SET doc = EXCLUDED.doc; RETURN NULL; END $$",
+        "CREATE TRIGGER email_search_ins AFTER INSERT ON emails \
+         REFERENCING NEW TABLE AS mailsync_new_emails FOR EACH STATEMENT \
+         EXECUTE FUNCTION mailsync_emails_search_ins_trg()",
         "CREATE TRIGGER email_search_upd AFTER UPDATE OF subject, from_addr, to_addr, cc_addr, \
          bcc_addr ON emails FOR EACH ROW WHEN (OLD.subject IS DISTINCT FROM NEW.subject \
          OR OLD.from_addr IS DISTINCT FROM NEW.from_addr OR OLD.to_addr IS DISTINCT FROM NEW.to_addr \

@@ -3,6 +3,7 @@
 //! `docs/benchmarks.md` (between its generated-section markers).
 
 mod floor;
+mod latency;
 mod measure;
 mod proxy;
 
@@ -20,7 +21,7 @@ use measure::{Cmd, Sample, fmt_s, stats};
 
 use crate::util;
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--sizes S,M,L] [--runs N] [--bin PATH] \
+const USAGE: &str = "usage: cargo xtask bench latency [...] | cargo xtask bench [--quick] [--sizes S,M,L] [--runs N] [--bin PATH] \
 [--no-peers] [--no-jmap] [--no-write]
   --quick      S only (1,000 messages), under 3 minutes once the release binary is built
   --sizes      which corpus sizes (S=1,000 M=10,000 L=100,000; default S,M,L)
@@ -72,6 +73,9 @@ struct Ctx {
 pub fn cmd(args: &[String]) -> Result<()> {
     if args.first().map(String::as_str) == Some("floor") {
         return floor::cmd(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("latency") {
+        return latency::cmd(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("search") {
         return search_bench(&args[1..]);

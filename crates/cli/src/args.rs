@@ -25,7 +25,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         "  MAILSYNC_POLL_INTERVAL  how often `sync` polls servers without push (default 30s)\n",
         "  MAILSYNC_CACHE_DIR      where downloaded attachments are cached (default: beside the\n",
         "                          SQLite database, DB.parts/; else ~/.cache/mailsync/parts)\n",
-        "  MAILSYNC_LEASE_TTL      how long an account stays locked by a killed process (default 30s)\n",
+        "  MAILSYNC_LEASE_TTL      how long an account stays locked by a killed process (default 20s)\n",
         "\n",
         "Exit codes:\n",
         "  0 ok, 1 other failure, 2 usage, 3 not found, 4 needs the user (authentication),\n",
@@ -63,7 +63,9 @@ pub enum Command {
         "\n",
         "--bodies is stored on the selected accounts (it becomes their policy for later syncs too).\n",
         "Servers without push are polled every 30 s; set MAILSYNC_POLL_INTERVAL (e.g. 5s, 500ms)\n",
-        "or --poll-interval to change that.\n",
+        "or --poll-interval to change that. IMAP without NOTIFY: IDLE on INBOX and, within\n",
+        "--imap-connections (default 3, counting sync and downloads), on the busiest other\n",
+        "mailboxes; the rest are looked at every --status-interval (default 3s).\n",
         "\n",
         "With --once the exit code is 0 when every account synced, else that of the first failure\n",
         "(3 not found, 4 needs the user, 5 unreachable, 1 other); the daemon exits 0 after a clean\n",
@@ -217,9 +219,12 @@ pub enum Command {
             "  mailsync mailbox delete --account work Done      (its emails go with it)\n",
             "\n",
             "Mailboxes are named by their full path as `mailsync mailboxes` shows it. The change is\n",
-            "made on the server at once and the database follows by a sync; it is not queued, so\n",
-            "without a connection it fails (exit 5) and nothing changes. --role needs a server\n",
-            "with CREATE-SPECIAL-USE (IMAP) or JMAP."
+            "applied to the database at once, queued, and sent to the server right away (or by the\n",
+            "running daemon); the line printed ends with `done`, or `queued` when the server is\n",
+            "unreachable: it is sent at the next sync (exit 0). A change the server refuses (a name\n",
+            "that exists, a role it cannot give) exits 1 with its reason, is listed by `mailsync\n",
+            "failed`, and the database gets the server's state back. --role needs a server with\n",
+            "CREATE-SPECIAL-USE (IMAP) or JMAP."
         )
     )]
     Mailbox(MailboxCmd),
@@ -516,6 +521,29 @@ pub struct PollArg {
         hide = true
     )]
     pub poll_interval: Option<String>,
+    /// IMAP connections per account in all (sync, IDLE, on-demand downloads; at least 2).
+    /// Without IMAP NOTIFY, those beyond 2 IDLE on the busiest mailboxes besides INBOX.
+    #[arg(
+        long,
+        env = "MAILSYNC_IMAP_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 3
+    )]
+    pub imap_connections: usize,
+    /// Without IMAP NOTIFY, how often the mailboxes without an IDLE of their own are looked
+    /// at (one LIST-STATUS or STATUS round), e.g. 3s, 500ms.
+    #[arg(long, env = "MAILSYNC_STATUS_INTERVAL", value_name = "DURATION")]
+    pub status_interval: Option<String>,
+    /// IMAP capabilities to ignore although the server offers them, comma-separated (e.g.
+    /// NOTIFY): an escape hatch for a broken server extension; benches use it.
+    #[arg(
+        long,
+        env = "MAILSYNC_IMAP_IGNORE",
+        value_name = "CAPS",
+        value_delimiter = ',',
+        hide = true
+    )]
+    pub imap_ignore: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -77,7 +77,10 @@ impl CliError {
                 | mailsync_outbox::Error::NotADraft(_)
                 | mailsync_outbox::Error::NoDraftsMailbox(_),
             ) => (code::NOT_FOUND, text),
-            EngineError::Outbox(mailsync_outbox::Error::InvalidMessage(_)) => (code::USAGE, text),
+            EngineError::Outbox(
+                mailsync_outbox::Error::InvalidMessage(_)
+                | mailsync_outbox::Error::InvalidMailboxName(_),
+            ) => (code::USAGE, text),
             _ => match classify(err) {
                 Disposition::NeedsUser if is_auth_failure(err) && !names_authentication(err) => (
                     code::NEEDS_USER,

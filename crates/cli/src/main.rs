@@ -31,6 +31,10 @@
 //! - `MAILSYNC_POLL_INTERVAL` (or the hidden `sync --poll-interval`): how often `sync` polls
 //!   servers without push (JMAP without EventSource, e.g. Cyrus); default 30 s. Accepts `500ms`,
 //!   `1s`, `2m`.
+//! - `MAILSYNC_IMAP_CONNECTIONS` / `MAILSYNC_STATUS_INTERVAL` (or `--imap-connections`,
+//!   `--status-interval` of `sync` and `watch`): the IMAP connection budget per account
+//!   (default 3) and, without NOTIFY, how often mailboxes without an IDLE are looked at
+//!   (default 3 s).
 
 mod args;
 mod commands;

@@ -1,7 +1,8 @@
 //! `mailsync mailbox create|rename|delete|subscribe|unsubscribe` on Dovecot: each change is on
 //! the server (seen by another IMAP client) and in `mailsync mailboxes`; bad input (a name that
 //! exists, an unknown mailbox, an unknown role, a role without CREATE-SPECIAL-USE) is a
-//! one-line error that changes nothing.
+//! one-line error that changes nothing. Offline, a change is queued (exit 0, `"state":
+//! "queued"`) and shows in the database at once.
 
 mod common;
 
@@ -149,5 +150,47 @@ fn mailbox_commands_and_bad_input() -> R {
     }
     let end = names();
     assert!(!end.contains(&moved) && !end.contains(&top));
+
+    // Offline: queued, said so, exit 0; the mailbox is in the database at once.
+    let proxy =
+        mailsync_testkit::FaultProxy::start(servers.dovecot_host(), servers.dovecot_imap_port())?;
+    let via = format!("{}:{}", proxy.host(), proxy.port());
+    env.run_with(
+        &[
+            "account",
+            "add",
+            "off",
+            "--imap",
+            &via,
+            "--security",
+            "plain",
+            "--user",
+            &user,
+            "--password-env",
+            PW_VAR,
+        ],
+        with_pw,
+    )
+    .ok();
+    proxy.set_down(true);
+    let later = unique("cli15later");
+    let out = env
+        .run_with(
+            &["mailbox", "create", "--account", "off", &later, "--json"],
+            with_pw,
+        )
+        .ok();
+    assert_eq!(out.json_lines()[0]["state"], "queued", "{}", out.stderr);
+    assert!(out.stderr.contains("queued"), "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    let off: Vec<String> = env
+        .run(&["mailboxes", "--account", "off", "--json"])
+        .ok()
+        .json_lines()
+        .iter()
+        .filter_map(|m| m["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(off, vec![later.clone()]);
+    assert!(!listed(&mut imap, "LIST", &later)?);
     Ok(())
 }

@@ -262,6 +262,16 @@ pub fn item_outcome(e: &EngineError) -> ItemOutcome {
     }
 }
 
+/// The outcome of a failed mailbox change (create, rename, delete, subscribe). As
+/// [`item_outcome`], except that a missing mailbox (a parent, or the mailbox renamed or
+/// subscribed to) is a refusal: unlike a message, a mailbox is not looked for again.
+pub fn mailbox_outcome(e: &EngineError) -> ItemOutcome {
+    match item_outcome(e) {
+        ItemOutcome::NotFound { reason } => ItemOutcome::Permanent { reason },
+        o => o,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +295,35 @@ mod tests {
             item_outcome(&refused),
             ItemOutcome::Transient { .. }
         ));
+    }
+
+    #[test]
+    fn mailbox_outcome_table() {
+        let no = |code| {
+            EngineError::Imap(imap::Error::No {
+                command: "CREATE".into(),
+                code: Some(code),
+                text: "refused".into(),
+            })
+        };
+        let cases: Vec<(EngineError, &str)> = vec![
+            // A name that exists, a mailbox that is not there: refused, never looked for.
+            (no(imap::ResponseCode::AlreadyExists), "permanent"),
+            (no(imap::ResponseCode::NonExistent), "permanent"),
+            (EngineError::Refused("no role".into()), "permanent"),
+            (no(imap::ResponseCode::Unavailable), "transient"),
+        ];
+        for (e, want) in cases {
+            let got = match mailbox_outcome(&e) {
+                ItemOutcome::Permanent { reason } => {
+                    assert!(!reason.contains('\n'), "{reason}");
+                    "permanent"
+                }
+                ItemOutcome::Transient { .. } => "transient",
+                other => panic!("{e}: {other:?}"),
+            };
+            assert_eq!(got, want, "{e}");
+        }
     }
 
     #[test]

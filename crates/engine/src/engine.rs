@@ -31,11 +31,19 @@ pub struct AccountStatus {
     pub failed: u64,
     /// Whether a worker runs for it in this process.
     pub running: bool,
+    /// The engine (daemon) holding its lease now, and since when (`None`: nobody).
+    pub held_by: Option<(String, Option<chrono::DateTime<chrono::Utc>>)>,
 }
 
 struct WorkerHandle {
     wake: Arc<Notify>,
     cancel: CancellationToken,
+    /// When it started (a fleet daemon gives up its newest accounts first).
+    since: tokio::time::Instant,
+    /// Started by the fleet coordinator, whose batched heartbeat holds its lease.
+    fleet: bool,
+    /// Tells this handle from a later one for the same account.
+    generation: u64,
 }
 
 /// What [`Engine::sync_now`] did.
@@ -60,6 +68,10 @@ struct Inner {
     outbox: Arc<Outbox>,
     events: broadcast::Sender<EngineEvent>,
     workers: Mutex<HashMap<AccountId, WorkerHandle>>,
+    /// Fleet workers whose task has not ended yet (still finishing a batch after a stop):
+    /// the coordinator takes none of these again until it has.
+    fleet_busy: Mutex<std::collections::HashSet<AccountId>>,
+    generation: std::sync::atomic::AtomicU64,
     tracker: TaskTracker,
     root: CancellationToken,
     policy: WorkerPolicy,
@@ -93,9 +105,20 @@ pub fn driver_for(
         ),
         AccountKind::Imap => Box::new(
             crate::imap_driver::ImapDriver::new(store.clone(), outbox.clone(), account)
-                .with_poll_interval(policy.poll_interval),
+                .with_watch(policy.imap_watch()),
         ),
     }
+}
+
+/// Heartbeats the engine's row in `sync_daemons`.
+async fn leases_heartbeat(engine: &Engine) -> Result<(), EngineError> {
+    Ok(mailsync_store::daemons::heartbeat(
+        engine.store().conn(),
+        engine.owner(),
+        engine.inner.policy.lease_ttl,
+        mailsync_store::now(),
+    )
+    .await?)
 }
 
 impl Engine {
@@ -120,6 +143,8 @@ impl Engine {
                 store,
                 events,
                 workers: Mutex::new(HashMap::new()),
+                fleet_busy: Mutex::new(std::collections::HashSet::new()),
+                generation: std::sync::atomic::AtomicU64::new(0),
                 tracker: TaskTracker::new(),
                 root: CancellationToken::new(),
                 policy,
@@ -264,13 +289,11 @@ impl Engine {
         }
         let mut driver = driver_for(self.store(), self.outbox(), account, policy);
         let cancel = self.inner.root.child_token();
-        let cycle = worker::run_cycle(
-            self.store(),
-            id,
-            driver.as_mut(),
-            &cancel,
-            &self.inner.events,
-        );
+        let log = crate::lease::OwnedLog {
+            store: self.store(),
+            owner,
+        };
+        let cycle = worker::run_cycle(&log, id, driver.as_mut(), &cancel, &self.inner.events);
         let (res, lost) = crate::lease::hold(self.store(), id, owner, policy, &cancel, cycle).await;
         if lost {
             Err(EngineError::LeaseLost(id))
@@ -338,6 +361,9 @@ impl Engine {
             WorkerHandle {
                 wake: wake.clone(),
                 cancel: cancel.clone(),
+                since: tokio::time::Instant::now(),
+                fleet: false,
+                generation: self.next_generation(),
             },
         );
         let store = self.store().clone();
@@ -364,8 +390,12 @@ impl Engine {
                 }
                 let lost = cancel.child_token();
                 let mut driver = driver_for(&store, &outbox, account.clone(), &policy);
+                let log = crate::lease::OwnedLog {
+                    store: &store,
+                    owner: &owner,
+                };
                 let work = worker::run(
-                    &store,
+                    &log,
                     id,
                     driver.as_mut(),
                     wake.clone(),
@@ -381,6 +411,218 @@ impl Engine {
             }
         });
         self.poll_wakes();
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.inner
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs this engine as one daemon of a fleet sharing the database's accounts (all of
+    /// them, or `only` those): a coordinator heartbeats the daemon and its leases in batches,
+    /// takes its share of the free accounts, gives up the excess when others join, takes over
+    /// the accounts of daemons that died, and starts a worker for each account it holds, whose
+    /// first cycle passes the start-up [`crate::fleet::Gate`]. See [`crate::fleet`].
+    pub fn start_fleet(&self, only: Option<Vec<AccountId>>, fleet: crate::fleet::FleetPolicy) {
+        let engine = self.clone();
+        let cancel = self.inner.root.clone();
+        let gate = Arc::new(crate::fleet::Gate::new(&fleet));
+        self.inner.tracker.spawn(async move {
+            let policy = engine.inner.policy.clone();
+            let mut last_ok = tokio::time::Instant::now();
+            // Register, then let daemons started together see each other before taking any.
+            if let Err(e) = leases_heartbeat(&engine).await {
+                tracing::warn!(error = %e, "Fleet heartbeat failed.");
+            }
+            let settle = policy.lease_renew.min(Duration::from_secs(1));
+            let mut wait = settle;
+            loop {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait = policy.lease_renew;
+                match engine.fleet_tick(only.as_deref(), &gate).await {
+                    Ok(()) => last_ok = tokio::time::Instant::now(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Fleet heartbeat failed.");
+                        // Stop before the leases can expire, so no one else works beside us.
+                        if last_ok.elapsed() + policy.lease_renew >= policy.lease_ttl {
+                            tracing::warn!(
+                                "Leases not renewed for too long; stopping every worker."
+                            );
+                            for id in engine.fleet_workers() {
+                                engine.stop(id);
+                            }
+                        }
+                        wait = policy.lease_renew.min(Duration::from_secs(1));
+                    }
+                }
+            }
+            if let Err(e) =
+                mailsync_store::daemons::remove(engine.store().conn(), engine.owner()).await
+            {
+                tracing::debug!(error = %e, "Could not remove the daemon row; it expires.");
+            }
+        });
+        self.poll_wakes();
+    }
+
+    /// The live daemons of the fleet on this database (this one included once started).
+    pub async fn daemons(&self) -> Result<Vec<mailsync_store::daemons::Daemon>, EngineError> {
+        Ok(mailsync_store::daemons::live(self.store().conn(), mailsync_store::now()).await?)
+    }
+
+    /// Registers this engine as a live daemon now (the coordinator keeps it so); for a
+    /// single-daemon check before starting.
+    pub async fn register_daemon(&self) -> Result<(), EngineError> {
+        leases_heartbeat(self).await
+    }
+
+    /// Fleet workers running here, newest first.
+    fn fleet_workers(&self) -> Vec<AccountId> {
+        let workers = self.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<(tokio::time::Instant, AccountId)> = workers
+            .iter()
+            .filter(|(_, w)| w.fleet)
+            .map(|(id, w)| (w.since, *id))
+            .collect();
+        v.sort_by(|a, b| b.cmp(a));
+        v.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// One coordinator tick (see [`crate::fleet`]).
+    async fn fleet_tick(
+        &self,
+        only: Option<&[AccountId]>,
+        gate: &Arc<crate::fleet::Gate>,
+    ) -> Result<(), EngineError> {
+        let c = self.store().conn();
+        let policy = &self.inner.policy;
+        let owner = self.owner();
+        let now = mailsync_store::now();
+        mailsync_store::daemons::heartbeat(c, owner, policy.lease_ttl, now).await?;
+        let held = leases::renew_all(c, owner, policy.lease_ttl, now).await?;
+        let mut running = self.fleet_workers();
+        running.retain(|id| {
+            let ok = held.binary_search(id).is_ok();
+            if !ok {
+                tracing::warn!(account = %id, "Lease taken by another daemon; stopping.");
+                self.stop(*id);
+            }
+            ok
+        });
+        let live = mailsync_store::daemons::live(c, now).await?.len();
+        let all: HashMap<AccountId, Account> = accounts::list(c)
+            .await?
+            .into_iter()
+            .filter(|a| only.is_none_or(|o| o.contains(&a.id)))
+            .map(|a| (a.id, a))
+            .collect();
+        let share = crate::fleet::share(all.len(), live);
+        let plan = crate::fleet::plan(&running, share);
+        for id in plan.release {
+            tracing::info!(account = %id, share, live, "Giving the account to another daemon.");
+            self.stop(id);
+        }
+        let mut take = plan.take;
+        // Free for two expiries: taken whatever the share (nobody else did).
+        let orphaned = now - chrono::Duration::from_std(policy.lease_ttl * 2).unwrap_or_default();
+        let busy: std::collections::HashSet<AccountId> = self
+            .inner
+            .fleet_busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for f in leases::free(c, now, u64::MAX).await? {
+            let Some(account) = all.get(&f.account_id) else {
+                continue;
+            };
+            let orphan = f.since.is_some_and(|t| t < orphaned);
+            if (take == 0 && !orphan) || busy.contains(&f.account_id) {
+                continue;
+            }
+            if crate::lease::try_acquire(self.store(), f.account_id, owner, policy.lease_ttl)
+                .await?
+                .is_none()
+            {
+                tracing::info!(account = %f.account_id, share, live, "Took the account.");
+                self.start_held(account.clone(), gate.clone());
+                take = take.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a fleet worker for an account whose lease this engine holds; the worker releases
+    /// it when it stops (a no-op when it was lost to another daemon).
+    fn start_held(&self, account: Account, gate: Arc<crate::fleet::Gate>) {
+        let id = account.id;
+        let wake = Arc::new(Notify::new());
+        let cancel = self.inner.root.child_token();
+        let generation = self.next_generation();
+        {
+            let mut workers = self.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
+            if workers.contains_key(&id) {
+                return;
+            }
+            workers.insert(
+                id,
+                WorkerHandle {
+                    wake: wake.clone(),
+                    cancel: cancel.clone(),
+                    since: tokio::time::Instant::now(),
+                    fleet: true,
+                    generation,
+                },
+            );
+        }
+        self.inner
+            .fleet_busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+        let engine = self.clone();
+        self.inner.tracker.spawn(async move {
+            let store = engine.store();
+            let policy = engine.inner.policy.clone();
+            let log = crate::lease::OwnedLog {
+                store,
+                owner: engine.owner(),
+            };
+            let mut driver = crate::fleet::Gated::new(
+                driver_for(store, engine.outbox(), account, &policy),
+                gate,
+            );
+            worker::run(
+                &log,
+                id,
+                &mut driver,
+                wake,
+                cancel,
+                engine.inner.events.clone(),
+                policy,
+            )
+            .await;
+            drop(driver);
+            if let Err(e) = leases::release(store.conn(), id, engine.owner()).await {
+                tracing::warn!(account = %id, error = %e, "Could not release the lease; it expires.");
+            }
+            {
+                let mut workers = engine.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
+                if workers.get(&id).is_some_and(|w| w.generation == generation) {
+                    workers.remove(&id);
+                }
+            }
+            engine
+                .inner
+                .fleet_busy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
     }
 
     /// Whether a worker runs for the account in this engine.
@@ -545,25 +787,92 @@ impl Engine {
         self.enqueue(account, Change::send(message)).await
     }
 
-    /// Creates, renames/moves, deletes or (un)subscribes a mailbox on the server now (online
-    /// only), then runs a cycle (or asks the lease holder for one) so the store follows.
-    /// Returns the mailbox's row after the cycle (`None` after a delete, or when the cycle was
-    /// delegated to another engine).
+    /// Creates, renames/moves, deletes or (un)subscribes a mailbox through the outbox: applied
+    /// to the database at once and queued (it survives a crash and is sent by the next cycle,
+    /// offline too); the account's worker is woken. Returns the mailbox the change leaves
+    /// (`None` after a delete) and what the queue did. A name that exists locally, an invalid
+    /// name or an unknown mailbox is refused here and changes nothing.
+    pub async fn queue_mailbox(
+        &self,
+        account: AccountId,
+        action: crate::MailboxAction,
+    ) -> Result<(Option<mailsync_store::MailboxId>, Enqueued), EngineError> {
+        let out = worker::with_events(
+            &self.inner.events,
+            account,
+            self.outbox().manage_mailbox(account, action),
+        )
+        .await?;
+        self.local_change(account).await;
+        Ok(out)
+    }
+
+    /// [`Engine::queue_mailbox`], then a cycle now (here, or by the daemon holding the lease,
+    /// waited for up to 10 s): the server's answer decides. Returns the mailbox as stored
+    /// after the cycle (with the server's identity). A refusal is `EngineError::Refused` with
+    /// the server's one-line reason (the change is in the failed list and the local change
+    /// was reverted); a cycle that could not run (offline) is its error, with the change
+    /// still queued.
     pub async fn manage_mailbox(
         &self,
         account: AccountId,
         action: crate::MailboxAction,
     ) -> Result<Option<mailsync_store::mailboxes::Mailbox>, EngineError> {
-        let acc = accounts::get(self.store().conn(), account).await?;
-        let remote = crate::mailbox_admin::run(self.store(), &acc, &action).await?;
-        self.sync_now(account).await?;
-        Ok(match remote {
-            Some(r) => {
-                mailsync_store::mailboxes::find_by_remote_id(self.store().conn(), account, &r)
+        let (id, queued) = self.queue_mailbox(account, action).await?;
+        let row = match queued.change_id() {
+            Some(c) => self
+                .outbox()
+                .pending(account)
+                .await?
+                .into_iter()
+                .find(|p| p.id == c),
+            None => None,
+        };
+        if let SyncNow::Delegated { .. } = self.sync_now(account).await? {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while let Some(r) = &row {
+                let still = self
+                    .outbox()
+                    .pending(account)
                     .await?
+                    .iter()
+                    .any(|p| p.id == r.id);
+                if !still || std::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
+        }
+        if let Some(r) = &row
+            && let Some(reason) = self.eviction_of(account, r).await?
+        {
+            return Err(EngineError::Refused(reason));
+        }
+        Ok(match id {
+            Some(id) => match mailsync_store::mailboxes::get(self.store().conn(), id).await {
+                Ok(m) => Some(m),
+                Err(mailsync_store::StoreError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            },
             None => None,
         })
+    }
+
+    /// Why a queued change (as listed by [`Outbox::pending`](mailsync_outbox::Outbox::pending)
+    /// before a flush) was evicted, if it is in the failed list now (matched by kind and the
+    /// time it was queued).
+    pub async fn eviction_of(
+        &self,
+        account: AccountId,
+        change: &mailsync_outbox::PendingItem,
+    ) -> Result<Option<String>, EngineError> {
+        Ok(self
+            .outbox()
+            .failed(account)
+            .await?
+            .into_iter()
+            .find(|f| f.kind == change.kind && f.created_at == change.created_at)
+            .map(|f| f.reason))
     }
 
     /// The body of an email: cached, or fetched from the server, cached and returned.
@@ -716,9 +1025,20 @@ impl Engine {
             .keys()
             .copied()
             .collect();
+        let now = mailsync_store::now();
+        let held: HashMap<AccountId, (String, Option<chrono::DateTime<chrono::Utc>>)> =
+            leases::all(c)
+                .await?
+                .into_iter()
+                .filter_map(|l| {
+                    let owner = l.holder_at(now)?.to_owned();
+                    Some((l.account_id, (owner, l.acquired_at)))
+                })
+                .collect();
         let mut out = Vec::new();
         for a in accounts::list(c).await? {
             out.push(AccountStatus {
+                held_by: held.get(&a.id).cloned(),
                 last_sync: sync_log::last_finished(c, a.id).await?,
                 pending: queue::count(c, a.id).await?,
                 failed: queue::count_failed(c, a.id).await?,

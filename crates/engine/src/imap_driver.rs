@@ -1,6 +1,8 @@
 //! The IMAP side of a worker: the outbox executor for IMAP (flags grouped into UID sets, moves,
 //! deletes; sends over SMTP then APPEND to Sent) and the [`AccountDriver`] that runs a cycle
-//! (flush, mailboxes, every mailbox's emails) and waits in IDLE on INBOX.
+//! (flush, mailboxes, every mailbox's emails) and waits for the server: NOTIFY on every mailbox
+//! where offered, else IDLE on INBOX and on the most useful other mailboxes within the
+//! account's connection budget, plus a STATUS round over the rest every few seconds.
 //!
 //! IDLE must end with `DONE` to leave the connection usable; when the worker abandons a wait
 //! (woken, shut down) the driver notices the interrupted IDLE and reconnects on the next cycle.
@@ -67,8 +69,20 @@ pub async fn config(account: &Account) -> Result<ImapConfig, EngineError> {
 /// Connects and logs in. An OAuth 2 account whose token the server refuses gets a fresh token
 /// and one more try before the failure is reported.
 pub async fn connect(account: &Account) -> Result<Connection, EngineError> {
+    connect_ignoring(account, &[]).await
+}
+
+/// [`connect`], ignoring the capabilities in `disabled` (see
+/// [`ImapConfig::disabled_extensions`]).
+async fn connect_ignoring(
+    account: &Account,
+    disabled: &[String],
+) -> Result<Connection, EngineError> {
     oauth::with_login(account.into(), |login| async move {
-        let cfg = imap_config(account, login)?;
+        let mut cfg = imap_config(account, login)?;
+        for cap in disabled {
+            cfg = cfg.disable_extension(cap);
+        }
         Ok(Connection::connect(&cfg).await?)
     })
     .await
@@ -586,6 +600,14 @@ impl Executor for ImapExecutor<'_> {
             }
         }
         for (i, q) in batch.iter().enumerate() {
+            if let Operation::Mailbox(op) = &q.operation {
+                let mut conn = self.conn.lock().await;
+                out[i] = Some(
+                    crate::mailbox_admin::imap_execute(&mut conn, self.store, op, q.attempt).await,
+                );
+            }
+        }
+        for (i, q) in batch.iter().enumerate() {
             if let Operation::Send(msg) = &q.operation {
                 out[i] = Some(self.send(q, msg).await?);
             }
@@ -619,9 +641,113 @@ pub struct ImapDriver {
     idling: bool,
     /// Mailboxes isolated after failing: consecutive failures and when to try again.
     isolated: HashMap<MailboxId, (u32, std::time::Instant)>,
-    /// Without NOTIFY, IDLE sees INBOX only: the wait ends after this long so a cycle looks
-    /// at the other mailboxes (their new mail is at most this late).
-    poll_interval: Duration,
+    /// How the account is watched between cycles without NOTIFY.
+    watch: ImapWatch,
+    /// The extra IDLE connections (without NOTIFY), each on one mailbox.
+    watchers: Vec<Watcher>,
+    /// Counters each mailbox had at the last STATUS round, by name: a round wakes a cycle for
+    /// what differs from these (or, the first time, from what the store recorded).
+    seen: HashMap<String, imap::MailboxCounters>,
+    /// When a change was last noticed in a mailbox (by name), to rank the extra IDLEs.
+    activity: HashMap<String, std::time::Instant>,
+}
+
+/// How an IMAP account is watched between cycles when the server has no NOTIFY.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImapWatch {
+    /// Connections the account may hold in all: the sync connection (which IDLEs on INBOX
+    /// between cycles), the on-demand connection for bodies and attachments
+    /// (`fetcher.rs`), and extra IDLE connections with what is left. Values under 2 count as 2.
+    pub connections: usize,
+    /// How often the mailboxes nobody IDLEs on are looked at (one LIST-STATUS, or pipelined
+    /// STATUS): their new mail is at most about this late.
+    pub status_interval: Duration,
+    /// Capabilities to ignore (e.g. `NOTIFY`, to use this path on a server that has it).
+    pub disabled_extensions: Vec<String>,
+}
+
+impl Default for ImapWatch {
+    fn default() -> Self {
+        Self {
+            connections: 3,
+            status_interval: Duration::from_secs(3),
+            disabled_extensions: Vec::new(),
+        }
+    }
+}
+
+impl ImapWatch {
+    /// How many extra IDLE connections the budget leaves.
+    fn extra_idles(&self) -> usize {
+        self.connections.max(2) - 2
+    }
+}
+
+/// One extra IDLE connection.
+#[derive(Default)]
+struct Watcher {
+    conn: Option<Connection>,
+    /// Still true when the worker dropped the wait mid-IDLE: replace the connection.
+    idling: bool,
+}
+
+/// How useful an IDLE on this mailbox is, smaller first: where mail arrives on its own
+/// (folders filled by server-side filters, archives), then Junk, then the folders that change
+/// mostly by this user's own actions (Sent, Drafts, Trash).
+fn role_rank(role: Option<Role>) -> u8 {
+    match role {
+        None | Some(Role::Archive) => 0,
+        Some(Role::Junk) => 1,
+        Some(_) => 2,
+    }
+}
+
+/// The mailboxes (other than `inbox`) worth an IDLE of their own, best first: recent activity
+/// noticed within the last hour first (newest first), then by [`role_rank`], then by name (so
+/// the choice is stable).
+fn rank_for_idle<'a>(
+    candidates: &'a [mailboxes::Mailbox],
+    activity: &HashMap<String, std::time::Instant>,
+    now: std::time::Instant,
+) -> Vec<&'a mailboxes::Mailbox> {
+    let recent = |m: &mailboxes::Mailbox| {
+        activity
+            .get(&m.remote_id)
+            .filter(|t| now.saturating_duration_since(**t) < Duration::from_secs(3600))
+            .copied()
+    };
+    let mut v: Vec<&mailboxes::Mailbox> = candidates.iter().collect();
+    v.sort_by(|a, b| {
+        recent(b)
+            .cmp(&recent(a))
+            .then(role_rank(a.role).cmp(&role_rank(b.role)))
+            .then(a.remote_id.cmp(&b.remote_id))
+    });
+    v
+}
+
+/// Whether a STATUS round's counters for a mailbox mean a change: against the previous round
+/// when there was one, else against what the store recorded at the last sync (UIDVALIDITY,
+/// UIDNEXT, HIGHESTMODSEQ; the stored message count may be a local recount, so it is not
+/// compared). Comparing with the previous round too means a mailbox whose stored values never
+/// match (isolated after failures, say) wakes one cycle per server change, not one per round.
+fn status_changed(
+    now: &imap::MailboxCounters,
+    previous: Option<&imap::MailboxCounters>,
+    stored: Option<&mailboxes::Mailbox>,
+) -> bool {
+    if let Some(p) = previous {
+        return p != now;
+    }
+    let Some(m) = stored else {
+        // A mailbox the store does not know yet: the next sync lists it.
+        return true;
+    };
+    let differs = |a: Option<i64>, b: Option<u64>| matches!((a, b), (Some(a), Some(b)) if i64::try_from(b).ok() != Some(a));
+    differs(m.status.uidvalidity, now.uidvalidity.map(u64::from))
+        || differs(m.status.uidnext, now.uidnext.map(u64::from))
+        || differs(m.status.highestmodseq, now.highestmodseq)
 }
 
 impl ImapDriver {
@@ -634,15 +760,17 @@ impl ImapDriver {
             conn: None,
             idling: false,
             isolated: HashMap::new(),
-            poll_interval: Duration::from_secs(30),
+            watch: ImapWatch::default(),
+            watchers: Vec::new(),
+            seen: HashMap::new(),
+            activity: HashMap::new(),
         }
     }
 
-    /// How long an IDLE on INBOX (a server without NOTIFY) lasts before a cycle looks at the
-    /// other mailboxes.
+    /// How the account is watched without NOTIFY (connection budget, STATUS interval).
     #[must_use]
-    pub fn with_poll_interval(mut self, d: Duration) -> Self {
-        self.poll_interval = d;
+    pub fn with_watch(mut self, watch: ImapWatch) -> Self {
+        self.watch = watch;
         self
     }
 
@@ -652,7 +780,8 @@ impl ImapDriver {
             self.conn = None;
         }
         if self.conn.is_none() {
-            self.conn = Some(connect(&self.account).await?);
+            self.conn =
+                Some(connect_ignoring(&self.account, &self.watch.disabled_extensions).await?);
         }
         self.conn
             .as_mut()
@@ -703,6 +832,169 @@ impl ImapDriver {
             }
         }
         Ok(())
+    }
+}
+
+impl ImapDriver {
+    /// Without NOTIFY: IDLE on INBOX (the sync connection) and on the most useful other
+    /// mailboxes (one extra connection each, within the budget), all awaited together in this
+    /// task, with a STATUS round over the remaining mailboxes every
+    /// [`ImapWatch::status_interval`] between INBOX IDLEs. The first change anywhere ends every
+    /// wait cleanly (`DONE`) and returns, so a cycle runs.
+    async fn watch_without_notify(&mut self, inbox: mailboxes::Mailbox) -> Result<(), EngineError> {
+        let all = match mailboxes::list(self.store.conn(), self.account.id).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not read the mailboxes; watching INBOX only.");
+                Vec::new()
+            }
+        };
+        let others: Vec<mailboxes::Mailbox> = all
+            .iter()
+            .filter(|m| m.selectable && m.id != inbox.id)
+            .cloned()
+            .collect();
+        let now = std::time::Instant::now();
+        let chosen: Vec<mailboxes::Mailbox> = rank_for_idle(&others, &self.activity, now)
+            .into_iter()
+            .take(self.watch.extra_idles())
+            .cloned()
+            .collect();
+        self.watchers.resize_with(chosen.len(), Watcher::default);
+        for w in &mut self.watchers {
+            if std::mem::take(&mut w.idling) {
+                w.conn = None;
+            }
+            if w.conn.as_ref().is_some_and(|c| !c.is_usable()) {
+                w.conn = None;
+            }
+            if w.conn.is_none() {
+                match connect_ignoring(&self.account, &self.watch.disabled_extensions).await {
+                    Ok(c) => w.conn = Some(c),
+                    // The STATUS round does not cover it this time; the next wait tries again.
+                    Err(e) => tracing::debug!(error = %e, "Could not open an IDLE connection."),
+                }
+            }
+        }
+        let round: std::collections::HashSet<String> = others
+            .iter()
+            .filter(|m| !chosen.iter().any(|c| c.id == m.id))
+            .map(|m| m.remote_id.clone())
+            .collect();
+        let stored: HashMap<&str, &mailboxes::Mailbox> =
+            all.iter().map(|m| (m.remote_id.as_str(), m)).collect();
+        let interval = self.watch.status_interval.max(Duration::from_millis(100));
+        let stop = CancellationToken::new();
+        let stop = &stop;
+        let Self {
+            conn,
+            idling,
+            watchers,
+            seen,
+            activity,
+            ..
+        } = self;
+        let conn = conn
+            .as_mut()
+            .ok_or_else(|| EngineError::Config("no IMAP connection".into()))?;
+        // Set before waiting: if the worker drops this future mid-IDLE, the flags stay set.
+        *idling = true;
+        let main = async {
+            let r = inbox_and_round(conn, &inbox, &round, &stored, seen, interval, stop).await;
+            stop.cancel();
+            r
+        };
+        let extras = watchers
+            .iter_mut()
+            .zip(&chosen)
+            .filter(|(w, _)| w.conn.is_some())
+            .map(|(w, mb)| async move {
+                let Some(c) = w.conn.as_mut() else {
+                    return (mb.remote_id.as_str(), Ok(IdleOutcome::Woken));
+                };
+                w.idling = true;
+                let r = imap::idle(c, mb, stop.cancelled(), IDLE_MAX).await;
+                match &r {
+                    Ok(o) => {
+                        w.idling = false;
+                        if *o != IdleOutcome::Woken {
+                            stop.cancel();
+                        }
+                    }
+                    Err(_) => {
+                        // Let the others end cleanly; this one reconnects at the next wait.
+                        w.conn = None;
+                        w.idling = false;
+                        stop.cancel();
+                    }
+                }
+                (mb.remote_id.as_str(), r)
+            });
+        let (main_res, extra_res) = futures::join!(main, futures::future::join_all(extras));
+        *idling = false;
+        let now = std::time::Instant::now();
+        for (name, r) in extra_res {
+            match r {
+                Ok(IdleOutcome::Changed) => {
+                    tracing::debug!(mailbox = name, "IDLE reported a change.");
+                    activity.insert(name.to_owned(), now);
+                }
+                Err(e) => tracing::debug!(mailbox = name, error = %e, "IDLE connection failed."),
+                Ok(_) => {}
+            }
+        }
+        let changed = main_res?;
+        for name in changed {
+            tracing::debug!(mailbox = %name, "The STATUS round saw a change.");
+            activity.insert(name, now);
+        }
+        Ok(())
+    }
+}
+
+/// IDLE on INBOX in slices of `interval`, a STATUS round over `round` after each; returns the
+/// mailboxes the round saw change (empty when INBOX changed, `stop` fired, or the IDLE limit
+/// passed).
+async fn inbox_and_round(
+    conn: &mut Connection,
+    inbox: &mailboxes::Mailbox,
+    round: &std::collections::HashSet<String>,
+    stored: &HashMap<&str, &mailboxes::Mailbox>,
+    seen: &mut HashMap<String, imap::MailboxCounters>,
+    interval: Duration,
+    stop: &CancellationToken,
+) -> Result<Vec<String>, imap::Error> {
+    let deadline = tokio::time::Instant::now() + IDLE_MAX;
+    loop {
+        match imap::idle(conn, inbox, stop.cancelled(), interval).await? {
+            IdleOutcome::Timeout => {}
+            _ => return Ok(Vec::new()),
+        }
+        if round.is_empty() {
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            continue;
+        }
+        let mut changed = Vec::new();
+        let names: Vec<String> = round.iter().cloned().collect();
+        for (name, counters) in imap::status_round(conn, &names).await? {
+            // LIST-STATUS answers for every mailbox: only the round's own count.
+            if !round.contains(&name) {
+                continue;
+            }
+            if status_changed(
+                &counters,
+                seen.get(&name),
+                stored.get(name.as_str()).copied(),
+            ) {
+                changed.push(name.clone());
+            }
+            seen.insert(name, counters);
+        }
+        if !changed.is_empty() || stop.is_cancelled() || tokio::time::Instant::now() >= deadline {
+            return Ok(changed);
+        }
     }
 }
 
@@ -782,37 +1074,132 @@ impl AccountDriver for ImapDriver {
                     .ok_or_else(|| EngineError::Config("no INBOX to wait on".into()))?,
             };
         self.connection().await?;
-        // Set before waiting: if the worker drops this future mid-IDLE, the flag stays set.
-        self.idling = true;
-        let conn = self
+        let notify = self
             .conn
-            .as_mut()
-            .ok_or_else(|| EngineError::Config("no IMAP connection".into()))?;
-        // NOTIFY (RFC 5465) watches every mailbox at once; without it, IDLE watches INBOX.
-        let res = if conn.has_capability("NOTIFY") {
-            imap::idle_account(conn, std::future::pending::<()>(), IDLE_MAX).await
+            .as_ref()
+            .is_some_and(|c| c.has_capability("NOTIFY"));
+        let res = if notify {
+            // NOTIFY (RFC 5465) watches every mailbox at once on the one connection.
+            self.idling = true;
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or_else(|| EngineError::Config("no IMAP connection".into()))?;
+            let r = imap::idle_account(conn, std::future::pending::<()>(), IDLE_MAX).await;
+            self.idling = false;
+            r.map(|_| ()).map_err(EngineError::from)
         } else {
-            imap::idle(
-                conn,
-                &inbox,
-                std::future::pending::<()>(),
-                self.poll_interval.min(IDLE_MAX),
-            )
-            .await
+            self.watch_without_notify(inbox).await
         };
-        self.idling = false;
-        match res {
-            Ok(IdleOutcome::Changed | IdleOutcome::Woken | IdleOutcome::Timeout) => Ok(()),
-            Ok(_) => Ok(()),
-            Err(e) => {
-                self.conn = None;
-                Err(e.into())
-            }
+        if res.is_err() {
+            self.conn = None;
         }
+        res
     }
 
     async fn reset_checkpoints(&mut self) -> Result<(), EngineError> {
         mailsync_store::checkpoints::delete_all(self.store.conn(), self.account.id).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailsync_store::mailboxes::{Mailbox, MailboxStatus};
+
+    fn mb(id: i64, name: &str, role: Option<Role>) -> Mailbox {
+        Mailbox {
+            id: MailboxId(id),
+            account_id: AccountId(1),
+            remote_id: name.into(),
+            name: name.into(),
+            parent_remote_id: None,
+            delimiter: Some("/".into()),
+            selectable: true,
+            role,
+            status: MailboxStatus {
+                total: 3,
+                unread: 1,
+                uidvalidity: Some(7),
+                uidnext: Some(10),
+                highestmodseq: Some(40),
+            },
+        }
+    }
+
+    fn names(v: &[&Mailbox]) -> Vec<String> {
+        v.iter().map(|m| m.remote_id.clone()).collect()
+    }
+
+    /// Without activity: folders where mail arrives on its own first, then Junk, then the
+    /// user's own Sent/Drafts/Trash; recent activity (newest first) beats roles; activity
+    /// older than an hour no longer counts.
+    #[test]
+    fn idle_goes_to_recent_activity_then_roles_then_names() {
+        let boxes = vec![
+            mb(1, "Trash", Some(Role::Trash)),
+            mb(2, "Sent", Some(Role::Sent)),
+            mb(3, "Junk", Some(Role::Junk)),
+            mb(4, "Lists", None),
+            mb(5, "Archive", Some(Role::Archive)),
+        ];
+        let now = std::time::Instant::now() + Duration::from_secs(7200);
+        let mut activity = HashMap::new();
+        assert_eq!(
+            names(&rank_for_idle(&boxes, &activity, now)),
+            ["Archive", "Lists", "Junk", "Sent", "Trash"]
+        );
+        activity.insert("Trash".to_owned(), now - Duration::from_secs(60));
+        activity.insert("Sent".to_owned(), now - Duration::from_secs(5));
+        activity.insert("Lists".to_owned(), now - Duration::from_secs(4000));
+        assert_eq!(
+            names(&rank_for_idle(&boxes, &activity, now)),
+            ["Sent", "Trash", "Archive", "Lists", "Junk"]
+        );
+    }
+
+    /// The connection budget: sync and on-demand first, IDLEs with the rest.
+    #[test]
+    fn the_budget_leaves_idles_after_sync_and_on_demand() {
+        let w = |n| ImapWatch {
+            connections: n,
+            ..ImapWatch::default()
+        };
+        assert_eq!(ImapWatch::default().extra_idles(), 1);
+        assert_eq!(w(0).extra_idles(), 0);
+        assert_eq!(w(2).extra_idles(), 0);
+        assert_eq!(w(5).extra_idles(), 3);
+    }
+
+    /// A STATUS round wakes a cycle for counters that moved since the last round, or, the
+    /// first time, for UIDVALIDITY / UIDNEXT / HIGHESTMODSEQ the store does not have; a
+    /// stored message count that differs (a local recount) alone does not.
+    #[test]
+    fn status_changes_against_the_last_round_or_the_store() {
+        let stored = mb(1, "Lists", None);
+        let mut c = imap::MailboxCounters::default();
+        c.uidvalidity = Some(7);
+        c.uidnext = Some(10);
+        c.highestmodseq = Some(40);
+        c.messages = Some(5);
+        assert!(!status_changed(&c, None, Some(&stored)));
+        let mut newer = c;
+        newer.uidnext = Some(11);
+        assert!(status_changed(&newer, None, Some(&stored)));
+        assert!(status_changed(&newer, Some(&c), Some(&stored)));
+        // Seen before: only a difference from the last round counts (no wake per round for
+        // a mailbox whose stored values lag, e.g. isolated after failures).
+        assert!(!status_changed(&newer, Some(&newer), Some(&stored)));
+        let mut flagged = c;
+        flagged.highestmodseq = Some(41);
+        assert!(status_changed(&flagged, None, Some(&stored)));
+        let mut seen = c;
+        seen.unseen = Some(0);
+        assert!(status_changed(&seen, Some(&c), Some(&stored)));
+        assert!(
+            status_changed(&c, None, None),
+            "unknown mailbox: sync lists it"
+        );
     }
 }

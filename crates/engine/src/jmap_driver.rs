@@ -1,7 +1,8 @@
 //! The JMAP side of a worker: the outbox executor for JMAP (one `Email/set` per batch, sends
 //! through [`crate::jmap_send`]) and the [`AccountDriver`] that runs a cycle (session, flush,
 //! mailbox changes, email changes) and waits for an EventSource `StateChange`, or polls every
-//! 30 s where push is unavailable (Cyrus 3.6 in Debian).
+//! 30 s where push is unavailable (Cyrus 3.6 in Debian). Push is WebSocket (RFC 8887) where
+//! the Session offers it, else EventSource.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -396,6 +397,14 @@ impl Executor for JmapExecutor<'_> {
             }
         }
         for (i, q) in batch.iter().enumerate() {
+            if let Operation::Mailbox(op) = &q.operation {
+                out[i] = Some(
+                    crate::mailbox_admin::jmap_execute(self.client, self.store, op, q.attempt)
+                        .await,
+                );
+            }
+        }
+        for (i, q) in batch.iter().enumerate() {
             let Operation::Send(msg) = &q.operation else {
                 continue;
             };
@@ -479,6 +488,10 @@ pub struct JmapDriver {
     push_unavailable: bool,
     /// The push stream disconnected since its last `Connected`.
     push_was_down: bool,
+    /// The open push stream is a WebSocket (RFC 8887).
+    push_is_ws: bool,
+    /// The WebSocket endpoint refused push: use EventSource.
+    ws_refused: bool,
     poll_interval: Duration,
 }
 
@@ -494,6 +507,8 @@ impl JmapDriver {
             push: None,
             push_unavailable: false,
             push_was_down: false,
+            push_is_ws: false,
+            ws_refused: false,
             poll_interval: POLL_INTERVAL,
         }
     }
@@ -508,6 +523,11 @@ impl JmapDriver {
     /// Whether the server refused push (the driver polls instead).
     pub fn push_unavailable(&self) -> bool {
         self.push_unavailable
+    }
+
+    /// Whether push runs over WebSocket (RFC 8887) rather than EventSource.
+    pub fn push_is_web_socket(&self) -> bool {
+        self.push.is_some() && self.push_is_ws
     }
 
     async fn client(&mut self) -> Result<Client, EngineError> {
@@ -605,7 +625,15 @@ impl AccountDriver for JmapDriver {
     async fn wait_for_change(&mut self) -> Result<(), EngineError> {
         if self.push.is_none() && !self.push_unavailable {
             let client = self.client().await?;
-            match client.event_source(PushConfig::default().types(["Email", "Mailbox"])) {
+            let config = PushConfig::default().types(["Email", "Mailbox"]);
+            // WebSocket push (RFC 8887) where the Session offers it, else EventSource.
+            self.push_is_ws = !self.ws_refused && client.web_socket_push_url().is_some();
+            let opened = if self.push_is_ws {
+                client.web_socket_push(config)
+            } else {
+                client.event_source(config)
+            };
+            match opened {
                 Ok(s) => {
                     self.push = Some(s);
                     self.push_was_down = false;
@@ -632,6 +660,14 @@ impl AccountDriver for JmapDriver {
                 }
                 Some(Ok(PushEvent::Disconnected { .. })) => self.push_was_down = true,
                 Some(Ok(_)) => {}
+                Some(Err(e)) if e.is_push_unavailable() && self.push_is_ws => {
+                    // The endpoint refused the upgrade: EventSource from the next wait on
+                    // (this one returns, so the cycle in between covers the gap).
+                    tracing::info!(error = %e, "WebSocket push refused; using EventSource.");
+                    self.push = None;
+                    self.ws_refused = true;
+                    return Ok(());
+                }
                 Some(Err(e)) if e.is_push_unavailable() => {
                     self.push = None;
                     self.push_unavailable = true;

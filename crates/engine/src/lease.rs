@@ -118,3 +118,31 @@ pub async fn hold<T>(
     }
     (out, was_lost)
 }
+
+/// The sync log as an engine writes it: every cycle row names the engine's lease owner, so
+/// who synced an account when can be audited (no two owners' cycles of one account overlap).
+pub struct OwnedLog<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// The engine's lease owner name.
+    pub owner: &'a str,
+}
+
+#[async_trait::async_trait]
+impl crate::worker::CycleLog for OwnedLog<'_> {
+    async fn start(&self, account: AccountId) -> Result<i64, EngineError> {
+        Ok(
+            mailsync_store::sync_log::start_by(self.store.conn(), account, Some(self.owner))
+                .await?
+                .0,
+        )
+    }
+    async fn finish(
+        &self,
+        handle: i64,
+        outcome: Result<(), &str>,
+        counts: mailsync_store::sync_log::SyncCounts,
+    ) -> Result<(), EngineError> {
+        crate::worker::CycleLog::finish(self.store, handle, outcome, counts).await
+    }
+}

@@ -27,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod failpoint;
 mod fetcher;
+pub mod fleet;
 pub mod imap_driver;
 pub mod jmap_driver;
 pub mod jmap_send;

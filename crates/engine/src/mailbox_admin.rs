@@ -1,188 +1,279 @@
-//! Mailbox management (create, rename/move, delete, subscribe) run on the server at once, for
-//! both protocols, then reconciled into the store by a sync cycle.
+//! Mailbox management (create, rename/move, delete, subscribe) on the server, for both
+//! protocols: how each executor runs a queued [`MailboxOperation`] and reads its outcome back.
 //!
-//! Online only for now: nothing is queued, so without a connection the command fails and
-//! nothing changes locally (the outbox operation of issue #15 is still to build).
+//! The change itself is queued by the outbox ([`Outbox::manage_mailbox`]): applied locally at
+//! once, sent by the cycle's flush, reverted when refused. Here the executors resolve the local
+//! ids to server identities at execution time (an earlier create or rename in the same flush
+//! gave them), run the command, and answer with the server's identity read back (IMAP LIST,
+//! JMAP `Mailbox/get`). A change whose earlier attempt ended without an answer looks before
+//! repeating it.
+//!
+//! [`Outbox::manage_mailbox`]: mailsync_outbox::Outbox::manage_mailbox
 
 use mailsync_imap_sync as imap;
 use mailsync_jmap_client as jmap;
-use mailsync_store::accounts::Account;
-use mailsync_store::{AccountKind, MailboxId, Role, mailboxes};
+use mailsync_outbox::{Attempt, ItemOutcome, MailboxOperation};
+use mailsync_store::{Role, Store, StoreError, mailboxes};
 
 use crate::error::EngineError;
 
-/// What to do to an account's mailboxes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MailboxAction {
-    /// Create `name` (one level) under `parent`, with a `role` (IMAP: only where the server has
-    /// CREATE-SPECIAL-USE).
-    Create {
-        /// The new mailbox's name (its last level).
-        name: String,
-        /// Its parent (`None`: top level).
-        parent: Option<MailboxId>,
-        /// A role to give it.
-        role: Option<Role>,
-    },
-    /// Rename and/or move: `name` (one level) under `parent` (`None`: top level).
-    Rename {
-        /// The mailbox.
-        mailbox: MailboxId,
-        /// Its new name (last level).
-        name: String,
-        /// Its new parent.
-        parent: Option<MailboxId>,
-    },
-    /// Delete it with the emails it holds.
-    Delete {
-        /// The mailbox.
-        mailbox: MailboxId,
-    },
-    /// Subscribe (`true`) or unsubscribe.
-    Subscribe {
-        /// The mailbox.
-        mailbox: MailboxId,
-        /// Subscribed or not.
-        subscribed: bool,
-    },
-}
+/// What to do to an account's mailboxes (the outbox's [`mailsync_outbox::MailboxChange`]).
+pub use mailsync_outbox::MailboxChange as MailboxAction;
 
 fn jmap_role(r: Role) -> jmap::MailboxRole {
     jmap::MailboxRole::parse(r.as_str())
 }
 
-/// The server identity (`remote_id`) of a mailbox of this account, checked to belong to it.
-async fn remote_of(
-    store: &mailsync_store::Store,
-    account: &Account,
-    id: MailboxId,
-) -> Result<String, EngineError> {
-    let m = mailboxes::get(store.conn(), id).await?;
-    if m.account_id != account.id {
-        return Err(EngineError::Refused(format!(
-            "mailbox {id} is not in account {}",
-            account.id
-        )));
+fn relocated(remote_id: String) -> ItemOutcome {
+    ItemOutcome::Relocated {
+        remote_id: Some(remote_id),
+        locations: Vec::new(),
     }
-    Ok(m.remote_id)
 }
 
-/// Runs the action on the server. Returns the server identity of the mailbox it leaves
-/// (`None` after a delete).
-pub(crate) async fn run(
-    store: &mailsync_store::Store,
-    account: &Account,
-    action: &MailboxAction,
-) -> Result<Option<String>, EngineError> {
-    // Resolve local ids first: an unknown mailbox fails before any network.
-    let (target, parent) = match action {
-        MailboxAction::Create { parent, .. } => (None, *parent),
-        MailboxAction::Rename {
-            mailbox, parent, ..
-        } => (Some(remote_of(store, account, *mailbox).await?), *parent),
-        MailboxAction::Delete { mailbox } | MailboxAction::Subscribe { mailbox, .. } => {
-            (Some(remote_of(store, account, *mailbox).await?), None)
-        }
+/// The mailbox's current server identity (the store's row while it exists, else the one the
+/// queued row recorded) and its parent's, for a create or rename.
+async fn resolve(
+    store: &Store,
+    op: &MailboxOperation,
+) -> Result<(String, Option<String>), EngineError> {
+    let target = match mailboxes::get(store.conn(), op.mailbox_id).await {
+        Ok(m) => m.remote_id,
+        Err(StoreError::NotFound { .. }) => op.remote_id.clone(),
+        Err(e) => return Err(e.into()),
+    };
+    let parent = match &op.change {
+        MailboxAction::Create { parent, .. } | MailboxAction::Rename { parent, .. } => *parent,
+        _ => None,
     };
     let parent = match parent {
-        Some(p) => Some(remote_of(store, account, p).await?),
         None => None,
+        Some(p) => match mailboxes::get(store.conn(), p).await {
+            Ok(m) if mailboxes::is_local(&m.remote_id) => {
+                return Err(EngineError::Refused(format!(
+                    "the parent mailbox {:?} was not created on the server",
+                    m.name
+                )));
+            }
+            Ok(m) => Some(m.remote_id),
+            Err(StoreError::NotFound { .. }) => {
+                return Err(EngineError::Refused(
+                    "the parent mailbox no longer exists".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
-    match account.kind {
-        AccountKind::Imap => {
-            let mut conn = crate::imap_driver::connect(account).await?;
-            let target = target.as_deref().unwrap_or_default();
-            let out = match action {
-                MailboxAction::Create { name, role, .. } => {
-                    imap::create_mailbox(&mut conn, parent.as_deref(), name, *role)
-                        .await
-                        .map(|m| Some(m.remote_id))
-                }
-                MailboxAction::Rename { name, .. } => {
-                    imap::rename_mailbox(&mut conn, target, parent.as_deref(), name)
-                        .await
-                        .map(|m| Some(m.remote_id))
-                }
-                MailboxAction::Delete { .. } => {
-                    imap::delete_mailbox(&mut conn, target).await.map(|()| None)
-                }
-                MailboxAction::Subscribe { subscribed, .. } => {
-                    imap::set_subscribed(&mut conn, target, *subscribed)
-                        .await
-                        .map(|m| Some(m.remote_id))
-                }
-            };
-            conn.logout().await;
-            match out {
-                // Not an account problem to fix: this server cannot set roles at all.
-                Err(imap::Error::MissingCapability { capability }) => Err(EngineError::Refused(
-                    format!("the server cannot give a mailbox a role (no {capability})"),
-                )),
-                other => Ok(other?),
-            }
+    Ok((target, parent))
+}
+
+/// Runs a mailbox change over IMAP; every failure becomes its item outcome.
+pub(crate) async fn imap_execute(
+    conn: &mut imap::Connection,
+    store: &Store,
+    op: &MailboxOperation,
+    attempt: Attempt,
+) -> ItemOutcome {
+    match imap_run(conn, store, op, attempt).await {
+        Ok(o) => o,
+        // Not an account problem to fix: this server cannot set roles at all.
+        Err(EngineError::Imap(imap::Error::MissingCapability { capability })) => {
+            crate::classify::mailbox_outcome(&EngineError::Refused(format!(
+                "the server cannot give a mailbox a role (no {capability})"
+            )))
         }
-        AccountKind::Jmap => {
-            let client = crate::jmap_driver::connect(account).await?;
-            let jacc = client.mail_account_id()?;
-            let mut set = jmap::Set::<jmap::Mailbox>::new(&jacc);
-            let parent_id = parent.map(jmap::MailboxId::new);
-            let target_id = target.map(jmap::MailboxId::new);
-            let mut created = None;
-            match (action, &target_id) {
-                (MailboxAction::Create { name, role, .. }, _) => {
-                    let mut m = jmap::Mailbox::new(name.clone());
-                    if let Some(p) = &parent_id {
-                        m = m.with_parent(p.clone());
-                    }
-                    if let Some(r) = role {
-                        m = m.with_role(jmap_role(*r));
-                    }
-                    created = Some(set.create(m));
+        Err(e) => crate::classify::mailbox_outcome(&e),
+    }
+}
+
+async fn imap_run(
+    conn: &mut imap::Connection,
+    store: &Store,
+    op: &MailboxOperation,
+    attempt: Attempt,
+) -> Result<ItemOutcome, EngineError> {
+    let (target, parent) = resolve(store, op).await?;
+    let uncertain = attempt == Attempt::Uncertain;
+    Ok(match &op.change {
+        MailboxAction::Create { name, role, .. } => {
+            if uncertain {
+                let wire = imap::wire_name(conn, parent.as_deref(), name).await?;
+                if let Some(m) = imap::lookup(conn, &wire).await? {
+                    return Ok(relocated(m.remote_id));
                 }
-                (MailboxAction::Rename { name, .. }, Some(id)) => {
-                    let p = parent_id
-                        .as_ref()
-                        .map_or(serde_json::Value::Null, |p| p.as_str().into());
-                    set.update(
-                        id,
-                        jmap::Patch::new()
-                            .set("name", name.clone())
-                            .set("parentId", p),
-                    );
-                }
-                (MailboxAction::Delete { .. }, Some(id)) => {
-                    set.destroy([id]);
-                    set.on_destroy_remove_emails(true);
-                }
-                (MailboxAction::Subscribe { subscribed, .. }, Some(id)) => {
-                    set.update(id, jmap::Patch::new().set("isSubscribed", *subscribed));
-                }
-                _ => return Err(EngineError::Refused("no mailbox given".into())),
             }
-            let resp = client.call(set).await?;
-            resp.check()?;
-            let id = match created {
-                Some(c) => resp.created_or_error(&c)?.id.clone(),
-                None if matches!(action, MailboxAction::Delete { .. }) => None,
-                None => target_id,
-            };
-            // Read the role back: a server may create the mailbox and drop the role.
-            if let (MailboxAction::Create { role: Some(r), .. }, Some(id)) = (action, &id) {
-                let got = client
-                    .call(
-                        jmap::Get::<jmap::Mailbox>::new(&jacc)
-                            .ids(vec![id.clone()])
-                            .properties(["role"]),
-                    )
+            let m = imap::create_mailbox(conn, parent.as_deref(), name, *role).await?;
+            if let Some(r) = role
+                && m.role.is_some_and(|got| got != *r)
+            {
+                return Err(EngineError::Refused(format!(
+                    "the server did not give the role {r}"
+                )));
+            }
+            relocated(m.remote_id)
+        }
+        MailboxAction::Rename { name, .. } => {
+            if uncertain {
+                let wire = imap::wire_name(conn, parent.as_deref(), name).await?;
+                if imap::lookup(conn, &target).await?.is_none()
+                    && let Some(m) = imap::lookup(conn, &wire).await?
+                {
+                    return Ok(relocated(m.remote_id));
+                }
+            }
+            let m = imap::rename_mailbox(conn, &target, parent.as_deref(), name).await?;
+            relocated(m.remote_id)
+        }
+        MailboxAction::Delete { .. } => {
+            // Already gone (another client, or an earlier attempt): the server satisfies it.
+            if imap::lookup(conn, &target).await?.is_some() {
+                imap::delete_mailbox(conn, &target).await?;
+            }
+            ItemOutcome::Done
+        }
+        MailboxAction::Subscribe { subscribed, .. } => {
+            imap::set_subscribed(conn, &target, *subscribed).await?;
+            ItemOutcome::Done
+        }
+        _ => return Err(EngineError::Refused("unknown mailbox change".into())),
+    })
+}
+
+/// Runs a mailbox change over JMAP; every failure becomes its item outcome.
+pub(crate) async fn jmap_execute(
+    client: &jmap::Client,
+    store: &Store,
+    op: &MailboxOperation,
+    attempt: Attempt,
+) -> ItemOutcome {
+    match jmap_run(client, store, op, attempt).await {
+        Ok(o) => o,
+        Err(e) => crate::classify::mailbox_outcome(&e),
+    }
+}
+
+/// The server's mailbox `id` (`None`: not found), with name, parent and role.
+async fn jmap_get(
+    client: &jmap::Client,
+    jacc: &jmap::AccountId,
+    id: &jmap::MailboxId,
+) -> Result<Option<jmap::Mailbox>, EngineError> {
+    let got = client
+        .call(
+            jmap::Get::<jmap::Mailbox>::new(jacc)
+                .ids(vec![id.clone()])
+                .properties(["name", "parentId", "role", "isSubscribed"]),
+        )
+        .await?;
+    Ok(got.list.into_iter().next())
+}
+
+fn same_place(m: &jmap::Mailbox, name: &str, parent: Option<&jmap::MailboxId>) -> bool {
+    m.name.as_deref() == Some(name) && m.parent_id.as_ref() == parent
+}
+
+async fn jmap_run(
+    client: &jmap::Client,
+    store: &Store,
+    op: &MailboxOperation,
+    attempt: Attempt,
+) -> Result<ItemOutcome, EngineError> {
+    let (target, parent) = resolve(store, op).await?;
+    let jacc = client.mail_account_id()?;
+    let parent_id = parent.map(jmap::MailboxId::new);
+    let target_id = jmap::MailboxId::new(target);
+    let uncertain = attempt == Attempt::Uncertain;
+    let mut set = jmap::Set::<jmap::Mailbox>::new(&jacc);
+    match &op.change {
+        MailboxAction::Create { name, role, .. } => {
+            if uncertain {
+                let all = client
+                    .call(jmap::Get::<jmap::Mailbox>::new(&jacc).properties(["name", "parentId"]))
                     .await?;
-                if got.list.first().and_then(|m| m.role.clone()) != Some(jmap_role(*r)) {
-                    return Err(EngineError::Refused(format!(
-                        "the server did not give the role {r}"
-                    )));
+                if let Some(id) = all
+                    .list
+                    .iter()
+                    .find(|m| same_place(m, name, parent_id.as_ref()))
+                    .and_then(|m| m.id.clone())
+                {
+                    return Ok(relocated(id.as_str().to_owned()));
                 }
             }
-            Ok(id.map(|i| i.as_str().to_owned()))
+            let mut m = jmap::Mailbox::new(name.clone());
+            if let Some(p) = &parent_id {
+                m = m.with_parent(p.clone());
+            }
+            if let Some(r) = role {
+                m = m.with_role(jmap_role(*r));
+            }
+            let created = set.create(m);
+            let resp = client.call(set).await?;
+            let id =
+                resp.created_or_error(&created)?.id.clone().ok_or_else(|| {
+                    EngineError::Refused("the server gave the mailbox no id".into())
+                })?;
+            // Read it back: a server may create the mailbox and drop the role (Cyrus 3.6
+            // accepts a role another mailbox holds and then reports it inconsistently).
+            let got = jmap_get(client, &jacc, &id)
+                .await?
+                .ok_or_else(|| EngineError::Refused("the created mailbox is not listed".into()))?;
+            if let Some(r) = role
+                && got.role != Some(jmap_role(*r))
+            {
+                return Err(EngineError::Refused(format!(
+                    "the server did not give the role {r}"
+                )));
+            }
+            Ok(relocated(id.as_str().to_owned()))
         }
+        MailboxAction::Rename { name, .. } => {
+            let p = parent_id
+                .as_ref()
+                .map_or(serde_json::Value::Null, |p| p.as_str().into());
+            set.update(
+                &target_id,
+                jmap::Patch::new()
+                    .set("name", name.clone())
+                    .set("parentId", p),
+            );
+            client.call(set).await?.check()?;
+            let got = jmap_get(client, &jacc, &target_id)
+                .await?
+                .ok_or_else(|| EngineError::Refused("the renamed mailbox is not listed".into()))?;
+            if !same_place(&got, name, parent_id.as_ref()) {
+                return Err(EngineError::Refused(
+                    "the server did not keep the new name".into(),
+                ));
+            }
+            Ok(relocated(target_id.as_str().to_owned()))
+        }
+        MailboxAction::Delete { .. } => {
+            if jmap_get(client, &jacc, &target_id).await?.is_some() {
+                set.destroy([&target_id]);
+                set.on_destroy_remove_emails(true);
+                client.call(set).await?.check()?;
+                if jmap_get(client, &jacc, &target_id).await?.is_some() {
+                    return Err(EngineError::Refused(
+                        "the mailbox is still listed after its destroy".into(),
+                    ));
+                }
+            }
+            Ok(ItemOutcome::Done)
+        }
+        MailboxAction::Subscribe { subscribed, .. } => {
+            set.update(
+                &target_id,
+                jmap::Patch::new().set("isSubscribed", *subscribed),
+            );
+            client.call(set).await?.check()?;
+            let got = jmap_get(client, &jacc, &target_id).await?;
+            if got.and_then(|m| m.is_subscribed) != Some(*subscribed) {
+                return Err(EngineError::Refused(
+                    "the subscription did not change".into(),
+                ));
+            }
+            Ok(ItemOutcome::Done)
+        }
+        _ => Err(EngineError::Refused("unknown mailbox change".into())),
     }
 }

@@ -229,6 +229,15 @@ pub struct WorkerPolicy {
     pub wake_poll: Duration,
     /// The longest wait after a network-class failure (server unreachable), jittered.
     pub offline_backoff_cap: Duration,
+    /// IMAP connections an account may hold in all (sync, IDLE, on-demand downloads); without
+    /// NOTIFY, what the sync and on-demand connections leave goes to IDLE on more mailboxes.
+    pub imap_connections: usize,
+    /// Without NOTIFY, how often the mailboxes without an IDLE of their own are looked at
+    /// (one LIST-STATUS or pipelined STATUS); never less often than `poll_interval`.
+    pub status_interval: Duration,
+    /// IMAP capabilities to ignore although offered (e.g. `NOTIFY`): an escape hatch for
+    /// broken server extensions, and how tests and benches run the fallback paths.
+    pub imap_disabled_extensions: Vec<String>,
 }
 
 impl WorkerPolicy {
@@ -237,6 +246,37 @@ impl WorkerPolicy {
     pub fn with_poll_interval(mut self, d: Duration) -> Self {
         self.poll_interval = d;
         self
+    }
+
+    /// Sets the IMAP connection budget per account (at least 2: sync and on-demand).
+    #[must_use]
+    pub fn with_imap_connections(mut self, n: usize) -> Self {
+        self.imap_connections = n;
+        self
+    }
+
+    /// Sets how often, without NOTIFY, the mailboxes nobody IDLEs on are looked at.
+    #[must_use]
+    pub fn with_status_interval(mut self, d: Duration) -> Self {
+        self.status_interval = d;
+        self
+    }
+
+    /// Ignores an IMAP capability the server offers (e.g. `NOTIFY`).
+    #[must_use]
+    pub fn without_imap_extension(mut self, capability: &str) -> Self {
+        self.imap_disabled_extensions
+            .push(capability.to_ascii_uppercase());
+        self
+    }
+
+    /// How the IMAP driver watches an account between cycles under this policy.
+    pub fn imap_watch(&self) -> crate::imap_driver::ImapWatch {
+        crate::imap_driver::ImapWatch {
+            connections: self.imap_connections,
+            status_interval: self.status_interval.min(self.poll_interval),
+            disabled_extensions: self.imap_disabled_extensions.clone(),
+        }
     }
 
     /// Sets the lease expiry and the heartbeat interval (tests use short ones).
@@ -255,10 +295,14 @@ impl Default for WorkerPolicy {
             shutdown_grace: Duration::from_secs(10),
             min_cycle_interval: Duration::from_secs(1),
             poll_interval: Duration::from_secs(30),
-            lease_ttl: Duration::from_secs(30),
-            lease_renew: Duration::from_secs(10),
+            // A dead daemon's accounts are taken over within ttl + renew (< 30 s).
+            lease_ttl: Duration::from_secs(20),
+            lease_renew: Duration::from_secs(5),
             wake_poll: Duration::from_millis(250),
             offline_backoff_cap: Duration::from_secs(12),
+            imap_connections: 3,
+            status_interval: Duration::from_secs(3),
+            imap_disabled_extensions: Vec::new(),
         }
     }
 }

@@ -390,3 +390,173 @@ async fn the_sender_comes_from_identities_and_a_refused_send_leaves_no_draft() -
     db.cleanup().await?;
     Ok(())
 }
+
+/// EventSource reconnection sends `Last-Event-ID` with the id of the last event received
+/// (RFC 8620 §7.3), so a server that keeps its event log can replay what was missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_source_reconnection_sends_last_event_id() -> R {
+    let db = TempDb::sqlite().await?;
+    let fake = FakeJmap::start().await?;
+    seed(&fake, 1);
+    fake.world().sse.push_back(vec![
+        Sse::Send("event: ping\ndata: {\"interval\":1}\n\n".into()),
+        Sse::Sleep(Duration::from_millis(200)),
+        Sse::Send(
+            "id: 42\nevent: state\ndata: {\"@type\":\"StateChange\",\"changed\":{\"u1\":{\"Email\":\"e9\"}}}\n\n"
+                .into(),
+        ),
+        Sse::Sleep(Duration::from_millis(100)),
+        Sse::Close,
+    ]);
+    let acc = account(&db, &fake, "lei").await?;
+    let mut d = JmapDriver::new(
+        db.store.clone(),
+        Arc::new(Outbox::new(db.store.clone())),
+        acc,
+    );
+    d.cycle(&CancellationToken::new()).await?;
+    // The StateChange ends the first wait; the second ends on the reconnection.
+    tokio::time::timeout(Duration::from_secs(10), d.wait_for_change()).await??;
+    tokio::time::timeout(Duration::from_secs(10), d.wait_for_change()).await??;
+    assert_eq!(
+        fake.world().last_event_ids,
+        [None, Some("42".to_owned())],
+        "the reconnection names the last event"
+    );
+    db.cleanup().await?;
+    Ok(())
+}
+
+/// Where the Session offers WebSocket push (RFC 8887), the driver uses it instead of
+/// EventSource: push enabled for Email and Mailbox with the client's credentials, a delivery
+/// ends the wait at once; after the server drops the connection, the reconnection resumes
+/// with the last `pushState`, the server reports the change made meanwhile, and the cycle the
+/// reconnection asks for stores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_socket_push_is_preferred_and_resumes_with_push_state() -> R {
+    let db = TempDb::sqlite().await?;
+    let fake = FakeJmap::start().await?;
+    let inbox = seed(&fake, 1);
+    fake.world().websocket = true;
+    let acc = account(&db, &fake, "ws").await?;
+    let mut d = JmapDriver::new(
+        db.store.clone(),
+        Arc::new(Outbox::new(db.store.clone())),
+        acc.clone(),
+    );
+    d.cycle(&CancellationToken::new()).await?;
+    let t0 = Instant::now();
+    let deliver = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        fake.world()
+            .add_email(&inbox, "2024-05-02T10:00:00Z", "pushed");
+        Instant::now()
+    };
+    let (r, delivered) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(10), d.wait_for_change()),
+        deliver
+    );
+    r??;
+    let latency = delivered.elapsed();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "woken by the delivery"
+    );
+    assert!(
+        latency < Duration::from_secs(1),
+        "StateChange after {latency:?}"
+    );
+    assert!(d.push_is_web_socket());
+    let first_state = {
+        let w = fake.world();
+        assert_eq!(
+            w.sse_connections, 0,
+            "no EventSource where WebSocket is offered"
+        );
+        assert_eq!(w.ws_connections, 1);
+        assert_eq!(
+            w.ws_enables[0]["dataTypes"],
+            serde_json::json!(["Email", "Mailbox"])
+        );
+        assert!(w.ws_enables[0].get("pushState").is_none());
+        assert!(
+            w.ws_authorization[0].starts_with("Basic "),
+            "credentials on the upgrade"
+        );
+        push_state_of(&w)
+    };
+    assert_eq!(d.cycle(&CancellationToken::new()).await?.emails_added, 1);
+
+    // The server drops the connection; mail arrives while it is down.
+    let missed = {
+        let mut w = fake.world();
+        w.ws_drop = true;
+        w.add_email(&inbox, "2024-05-03T10:00:00Z", "missed")
+    };
+    tokio::time::timeout(Duration::from_secs(10), d.wait_for_change()).await??;
+    // The wait ends on the reconnection; the enable sent right after may still be in flight.
+    let t = Instant::now();
+    while fake.world().ws_enables.len() < 2 && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let w = fake.world();
+        assert_eq!(w.ws_connections, 2, "reconnected");
+        assert_eq!(
+            w.ws_enables[1]["pushState"],
+            serde_json::json!(first_state),
+            "resumed from the last pushState"
+        );
+    }
+    assert_eq!(d.cycle(&CancellationToken::new()).await?.emails_added, 1);
+    assert!(
+        emails::find_by_remote_id(db.store.conn(), acc.id, &missed)
+            .await?
+            .is_some()
+    );
+    db.cleanup().await?;
+    Ok(())
+}
+
+/// `<email>.<mailbox>` states, as the fake's StateChange `pushState`.
+fn push_state_of(w: &fake_jmap::World) -> String {
+    format!("{}.{}", w.email_state, w.mailbox_state)
+}
+
+/// A Session that advertises WebSocket push whose endpoint refuses the upgrade: the driver
+/// falls back to EventSource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_web_socket_falls_back_to_event_source() -> R {
+    let db = TempDb::sqlite().await?;
+    let fake = FakeJmap::start().await?;
+    seed(&fake, 1);
+    {
+        let mut w = fake.world();
+        w.websocket = true;
+        w.ws_refuse = true;
+        w.sse.push_back(vec![
+            Sse::Send("event: ping\ndata: {\"interval\":1}\n\n".into()),
+            Sse::Sleep(Duration::from_millis(300)),
+            Sse::Send(
+                "event: state\ndata: {\"@type\":\"StateChange\",\"changed\":{\"u1\":{\"Email\":\"e9\"}}}\n\n"
+                    .into(),
+            ),
+        ]);
+    }
+    let acc = account(&db, &fake, "wsno").await?;
+    let mut d = JmapDriver::new(
+        db.store.clone(),
+        Arc::new(Outbox::new(db.store.clone())),
+        acc,
+    );
+    d.cycle(&CancellationToken::new()).await?;
+    // The refusal ends the first wait (a cycle covers the switch); the next uses EventSource.
+    tokio::time::timeout(Duration::from_secs(10), d.wait_for_change()).await??;
+    tokio::time::timeout(Duration::from_secs(10), d.wait_for_change()).await??;
+    assert!(!d.push_is_web_socket());
+    assert!(!d.push_unavailable());
+    let w = fake.world();
+    assert_eq!(w.ws_authorization.len(), 1, "one refused upgrade");
+    assert_eq!(w.sse_connections, 1);
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! Waiting for changes: IDLE (RFC 2177), re-issued before the server's 30-minute limit, or
-//! NOOP polling when the server has no IDLE.
+//! NOOP polling when the server has no IDLE; NOTIFY (RFC 5465) on every mailbox; and the cheap
+//! STATUS round (LIST-STATUS, RFC 5819, where offered) over mailboxes nobody IDLEs on.
 
 use std::future::Future;
 use std::pin::pin;
@@ -45,6 +46,75 @@ where
         return poll(conn, wake, deadline, Untagged::is_mailbox_change).await;
     }
     idle_loop(conn, wake, deadline, Untagged::is_mailbox_change).await
+}
+
+/// A mailbox's counters as a STATUS round saw them: any difference between two rounds (or
+/// from what the store recorded at the last sync) means something changed in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct MailboxCounters {
+    /// `MESSAGES`: changes on arrivals and expunges.
+    pub messages: Option<u32>,
+    /// `UNSEEN`: changes when `\Seen` is set or cleared (servers without CONDSTORE too).
+    pub unseen: Option<u32>,
+    /// `UIDNEXT`: grows with every arrival, even one expunged since.
+    pub uidnext: Option<u32>,
+    /// `UIDVALIDITY`.
+    pub uidvalidity: Option<u32>,
+    /// `HIGHESTMODSEQ` (CONDSTORE): grows with every change, flags included.
+    pub highestmodseq: Option<u64>,
+}
+
+impl From<&crate::wire::StatusItems> for MailboxCounters {
+    fn from(s: &crate::wire::StatusItems) -> Self {
+        Self {
+            messages: s.messages,
+            unseen: s.unseen,
+            uidnext: s.uidnext,
+            uidvalidity: s.uidvalidity,
+            highestmodseq: s.highestmodseq,
+        }
+    }
+}
+
+/// One cheap look at many mailboxes at once, for servers without NOTIFY: a single
+/// `LIST "" "*" RETURN (STATUS (...))` where LIST-STATUS (RFC 5819) is offered (it answers for
+/// every mailbox; the caller picks), else `STATUS` of each of `names`, pipelined in one round
+/// trip. Returns the counters by mailbox name (as sent on the wire). A mailbox that cannot be
+/// examined (deleted meanwhile) is left out: the next sync's LIST notices it. Costs the
+/// server an index look-up per mailbox; no mailbox is selected, so the selected one (and an
+/// IDLE to come on it) is undisturbed.
+pub async fn status_round(
+    conn: &mut Connection,
+    names: &[String],
+) -> Result<Vec<(String, MailboxCounters)>, Error> {
+    if conn.has_capability("LIST-STATUS") && conn.has_capability("LIST-EXTENDED") {
+        let (_, statuses) = conn.list().await?;
+        return Ok(statuses
+            .iter()
+            .map(|(name, items)| (name.clone(), MailboxCounters::from(items)))
+            .collect());
+    }
+    // A STATUS of the selected mailbox is discouraged (RFC 3501 6.3.10): it is IDLEd on.
+    let selected = conn.selected.as_ref().map(|s| s.name.clone());
+    let names: Vec<String> = names
+        .iter()
+        .filter(|n| selected.as_deref() != Some(n.as_str()))
+        .cloned()
+        .collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let results = conn.status_many(&names).await?;
+    let mut out = Vec::with_capacity(names.len());
+    for (name, r) in names.into_iter().zip(results) {
+        match r {
+            Ok(items) => out.push((name, MailboxCounters::from(&items))),
+            Err(e) if e.is_connection() => return Err(e),
+            Err(e) => tracing::debug!(%name, error = %e, "STATUS failed"),
+        }
+    }
+    Ok(out)
 }
 
 /// The NOTIFY events asked for: new mail, expunges and flag changes in every personal mailbox,

@@ -10,7 +10,9 @@
 //!   messages is written with the checkpoint covering it in one transaction.
 //! * [`fetch_body`] downloads, parses and caches one email's body on demand; [`fetch_part`]
 //!   streams one MIME part (an attachment), decoded, to a writer in 1 MiB ranges.
-//! * [`idle`] waits for a change on a mailbox (IDLE, or NOOP polling).
+//! * [`idle`] waits for a change on a mailbox (IDLE, or NOOP polling); [`idle_account`] on
+//!   every mailbox with NOTIFY; [`status_round`] looks at many mailboxes at once (LIST-STATUS
+//!   or pipelined STATUS) for servers without NOTIFY.
 //! * [`apply`] applies [`ImapMutation`]s (flags, move, delete, append) and returns a
 //!   [`MutationOutcome`] per item.
 //!
@@ -141,13 +143,14 @@ pub use body::fetch_body;
 pub use config::{Auth, ImapConfig, Timeouts};
 pub use connection::Connection;
 pub use error::{Error, ResponseCode};
-pub use idle::{IdleOutcome, idle, idle_account};
+pub use idle::{IdleOutcome, MailboxCounters, idle, idle_account, status_round};
 pub use mailboxes::{
     MailboxesReport, assign_roles, follow_renames, role_from_attributes, role_from_name,
     sync_mailboxes,
 };
 pub use manage::{
     ManagedMailbox, create_mailbox, delete_mailbox, lookup, rename_mailbox, set_subscribed,
+    wire_name,
 };
 pub use mime::ParsedBody;
 pub use mutate::{ImapMutation, MutationOutcome, apply};

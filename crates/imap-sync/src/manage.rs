@@ -121,6 +121,17 @@ async fn child_name(
     Ok(format!("{parent}{delim}{leaf}"))
 }
 
+/// The wire name a mailbox `name` (decoded) under `parent` (a wire name) has: what
+/// [`create_mailbox`] and [`rename_mailbox`] would create, to look it up before repeating a
+/// command whose outcome is unknown.
+pub async fn wire_name(
+    conn: &mut Connection,
+    parent: Option<&str>,
+    name: &str,
+) -> Result<String, Error> {
+    child_name(conn, parent, name).await
+}
+
 /// `CREATE` a mailbox named `name` (decoded) under `parent` (a wire name), with a special-use
 /// `role` (`CREATE name (USE (\Drafts))`, RFC 6154 §3), then LIST it back. A role on a server
 /// without CREATE-SPECIAL-USE is [`Error::MissingCapability`], and nothing is created.

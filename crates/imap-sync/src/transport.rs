@@ -115,7 +115,25 @@ pub(crate) struct Nesting {
     max: u32,
     /// The last byte scanned was a `]` outside strings and literals.
     after_bracket: bool,
+    /// The last bytes scanned outside strings and literals, upper-cased, one per byte of the
+    /// integer (to spot `INTERNALDATE ` before a `NIL`).
+    tail: u128,
+    /// Rewriting an `INTERNALDATE NIL`: how many of its `NIL` bytes are done (0 = not).
+    nil_date: u8,
 }
+
+/// `INTERNALDATE ` as the low 13 bytes of [`Nesting::tail`].
+const INTERNALDATE_SP: u128 = {
+    let word = b"INTERNALDATE ";
+    let mut v: u128 = 0;
+    let mut i = 0;
+    while i < word.len() {
+        v = (v << 8) | word[i] as u128;
+        i += 1;
+    }
+    v
+};
+const TAIL_13: u128 = (1u128 << (13 * 8)) - 1;
 
 impl Nesting {
     /// A scanner at the start of a response.
@@ -125,6 +143,8 @@ impl Nesting {
             depth: 0,
             max,
             after_bracket: false,
+            tail: 0,
+            nil_date: 0,
         }
     }
 
@@ -135,10 +155,18 @@ impl Nesting {
     /// UTF-8 string inside a character. Outside strings and literals a `]` may only be followed
     /// by ASCII (a space, `<`, `)`, a line break), so such a byte is invalid protocol anyway and
     /// is replaced by a space, length unchanged.
+    ///
+    /// And a second one: `INTERNALDATE NIL` (the date is not an nstring in RFC 3501, but
+    /// imap-proto reads one and unwraps it, rfc3501/mod.rs:892). Its `NIL` becomes `"x"`, same
+    /// length: a date that does not parse, which the conversion leaves unknown.
     pub(crate) fn scan(&mut self, bytes: &mut [u8]) -> bool {
         let mut i = 0;
-        while let Some(&b) = bytes.get(i) {
+        while let Some(&mut b) = bytes.get_mut(i) {
             i += 1;
+            let b = self.rewrite_nil_date(b);
+            if let Some(x) = bytes.get_mut(i - 1) {
+                *x = b;
+            }
             let after_bracket = std::mem::take(&mut self.after_bracket);
             self.lex = match self.lex {
                 Lex::Literal(left) => {
@@ -177,6 +205,7 @@ impl Nesting {
                         *x = b' ';
                     }
                     self.after_bracket = b == b']';
+                    self.tail = (self.tail << 8) | u128::from(b.to_ascii_uppercase());
                     self.normal(b)
                 }
             };
@@ -185,6 +214,29 @@ impl Nesting {
             }
         }
         true
+    }
+
+    /// The byte to scan in place of `b`: `"x"` for the `NIL` of an `INTERNALDATE NIL` (a `"`
+    /// closes the string early when the `NIL` turns out to be something else).
+    fn rewrite_nil_date(&mut self, b: u8) -> u8 {
+        match self.nil_date {
+            0 if matches!(self.lex, Lex::Normal)
+                && (b == b'N' || b == b'n')
+                && self.tail & TAIL_13 == INTERNALDATE_SP =>
+            {
+                self.nil_date = 1;
+                b'"'
+            }
+            1 if b == b'I' || b == b'i' => {
+                self.nil_date = 2;
+                b'x'
+            }
+            1 | 2 => {
+                self.nil_date = 0;
+                b'"'
+            }
+            _ => b,
+        }
     }
 
     fn normal(&mut self, b: u8) -> Lex {
@@ -518,6 +570,45 @@ mod tests {
         assert!(depth_ok(2, &[b"* 1 FETCH (BODY[] {6+}\r\n(((((())\r\n"]));
         // After the literal, counting resumes.
         assert!(!depth_ok(2, &[b"* 1 FETCH (BODY[] {2}\r\nab ((("]));
+    }
+
+    fn scanned(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut n = Nesting::new(32);
+        let mut out = Vec::new();
+        for c in chunks {
+            let mut c = c.to_vec();
+            assert!(n.scan(&mut c));
+            out.extend(c);
+        }
+        out
+    }
+
+    #[test]
+    fn internaldate_nil_becomes_an_unparsable_string() {
+        assert_eq!(
+            scanned(&[b"* 1 FETCH (UID 5 INTERNALDATE NIL FLAGS ())\r\n"]),
+            b"* 1 FETCH (UID 5 INTERNALDATE \"x\" FLAGS ())\r\n"
+        );
+        // Split across reads, any case.
+        assert_eq!(
+            scanned(&[b"* 1 FETCH (internal", b"date n", b"il)\r\n"]),
+            b"* 1 FETCH (internaldate \"x\")\r\n"
+        );
+        // Not NIL after all: the string is closed early (invalid either way).
+        assert_eq!(
+            scanned(&[b"* 1 FETCH (INTERNALDATE NO)\r\n"]),
+            b"* 1 FETCH (INTERNALDATE \"\")\r\n"
+        );
+        // A real date, and the words inside strings or literals, stay as they are.
+        for same in [
+            &b"* 1 FETCH (INTERNALDATE \"01-Jan-2024 00:00:00 +0000\")\r\n"[..],
+            b"* 1 FETCH (ENVELOPE (\"INTERNALDATE NIL\"))\r\n",
+            b"* 1 FETCH (BODY[] {16}\r\nINTERNALDATE NIL)\r\n",
+        ] {
+            assert_eq!(scanned(&[same]), same);
+        }
+        // What imap-proto then makes of it: no panic, no date.
+        crate::fuzzing::imap_responses(b"* 1 FETCH (UID 5 INTERNALDATE NIL)\r\n");
     }
 
     #[test]

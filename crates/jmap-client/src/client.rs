@@ -194,10 +194,15 @@ impl ClientBuilder {
             &self.user_agent,
         )?;
         let auth = self.credentials.header()?;
+        // The same trust as the HTTP client's, for the WebSocket push connection (RFC 8887).
+        let mut tls = transport::tls_config(&self.extra_roots)?;
+        tls.alpn_protocols.clear();
         Ok(Parts {
             http,
             config: Config {
                 auth,
+                tls: std::sync::Arc::new(tls),
+                connect_timeout: self.connect_timeout,
                 allow_insecure_http: self.allow_insecure_http,
                 request_timeout: self.request_timeout,
                 max_response_bytes: self.max_response_bytes,
@@ -216,7 +221,9 @@ struct Parts {
 
 #[derive(Debug)]
 pub(crate) struct Config {
-    auth: Option<HeaderValue>,
+    pub(crate) auth: Option<HeaderValue>,
+    pub(crate) tls: std::sync::Arc<rustls::ClientConfig>,
+    pub(crate) connect_timeout: Duration,
     pub(crate) allow_insecure_http: bool,
     pub(crate) request_timeout: Duration,
     pub(crate) max_response_bytes: u64,

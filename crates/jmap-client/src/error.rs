@@ -336,6 +336,14 @@ pub enum PushUnavailableReason {
         /// The `Content-Type` received.
         content_type: Option<String>,
     },
+    /// The Session offers no WebSocket push (`urn:ietf:params:jmap:websocket` missing, or
+    /// `supportsPush` false).
+    NoWebSocketPush,
+    /// The WebSocket endpoint refused the upgrade (HTTP status) or the `jmap` subprotocol.
+    WebSocketRefused {
+        /// The HTTP status, when the server answered one other than 101.
+        status: Option<u16>,
+    },
 }
 
 impl fmt::Display for PushUnavailableReason {
@@ -355,6 +363,15 @@ impl fmt::Display for PushUnavailableReason {
                 "the EventSource endpoint answered with content type {}",
                 content_type.as_deref().unwrap_or("none")
             ),
+            PushUnavailableReason::NoWebSocketPush => {
+                f.write_str("the session offers no WebSocket push")
+            }
+            PushUnavailableReason::WebSocketRefused { status: Some(s) } => {
+                write!(f, "the WebSocket endpoint answered HTTP {s}")
+            }
+            PushUnavailableReason::WebSocketRefused { status: None } => {
+                f.write_str("the WebSocket endpoint refused the jmap subprotocol")
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! A typed JMAP client: RFC 8620 (core), RFC 8621 (mail, submission) and EventSource push.
+//! A typed JMAP client: RFC 8620 (core), RFC 8621 (mail, submission), and push over
+//! EventSource or WebSocket (RFC 8887).
 //!
 //! The crate stands alone: no database, no other crate of the mailsync workspace, and no
 //! spawned tasks (push is a [`Stream`](futures::Stream) the caller drives). TLS is rustls
@@ -131,6 +132,14 @@
 //! streams events, the stream is tested against a spec-following SSE endpoint scripted
 //! inside the test suite (`tests/it/http.rs`), and against Cyrus only for the 204 case.
 //!
+//! [`Client::web_socket_push`] gives the same events over the JMAP WebSocket subprotocol
+//! (RFC 8887) where the Session's `urn:ietf:params:jmap:websocket` capability has
+//! `supportsPush`: subprotocol `jmap` with the client's credentials on the upgrade,
+//! `WebSocketPushEnable` with the data types and, on reconnection, the last `pushState`
+//! received; WebSocket pings watch a quiet connection. [`Client::push`] picks WebSocket
+//! where offered, else EventSource. Only push goes over the WebSocket (requests stay on
+//! HTTP). Tested against the engine's scripted JMAP server (Cyrus 3.6 offers neither).
+//!
 //! # Supported and not supported
 //!
 //! Supported: discovery (DNS SRV `_jmap._tcp`, `/.well-known/jmap` with redirects, or a
@@ -139,10 +148,11 @@
 //! (and `/query`), `Email/get|changes|query|queryChanges|set|import`,
 //! `Thread/get|changes`, `Identity/get`, `EmailSubmission/get|changes|set` with
 //! `onSuccessUpdateEmail`/`onSuccessDestroyEmail`, `SearchSnippet/get`; streaming blob
-//! upload and download; EventSource push. Other methods can be added by implementing
+//! upload and download; EventSource and WebSocket push. Other methods can be added by implementing
 //! [`Method`] (and [`method::Object`] for new data types).
 //!
-//! Not supported: WebSocket transport (RFC 8887), PushSubscription (web push), `/copy`
+//! Not supported: JMAP requests over WebSocket (RFC 8887 is used for push only),
+//! PushSubscription (web push), `/copy`
 //! methods, `Blob/copy`, VacationResponse/MDN/Sieve/contacts/calendars as typed objects
 //! (usable through a custom [`Method`]), OAuth token acquisition (pass a bearer token),
 //! HTTP/2, and HTTP proxies (connections are direct). DNS SRV lookup uses the

@@ -261,6 +261,10 @@ pub(crate) async fn withdraw_or_compensate<C: ConnectionTrait>(
     touched: &mut Touched,
 ) -> Result<Undone, Error> {
     match &row.payload {
+        Payload::Mailbox(_) => Err(Error::CannotUndo {
+            id: row.id,
+            why: UndoRefusal::MailboxChange,
+        }),
         Payload::Send(_) => {
             if row.state == ChangeState::Pending
                 && rows::delete(c, row.id, Some(ChangeState::Pending)).await?
@@ -345,6 +349,10 @@ pub(crate) fn compensation(p: &EmailPayload, k: Option<usize>) -> Result<Vec<Op>
     };
     if after.destroyed && !prev.destroyed {
         return Err(UndoRefusal::PermanentlyDeleted);
+    }
+    // A draft save the server saw: moving it "back" would leave it in no mailbox.
+    if p.ops.iter().any(|o| matches!(o.op, Op::Replace { .. })) {
+        return Err(UndoRefusal::DraftSaved);
     }
     let d = model::diff(&prev.state, &after);
     let mut ops: Vec<Op> = d

@@ -59,6 +59,13 @@ pub enum Error {
         /// Why not.
         why: UndoRefusal,
     },
+    /// A mailbox name that is empty, has surrounding spaces or control characters, contains
+    /// the hierarchy delimiter, or would put a mailbox under itself.
+    #[error("invalid mailbox name {0:?}")]
+    InvalidMailboxName(String),
+    /// A mailbox with this full name already exists in the account.
+    #[error("a mailbox named {0:?} already exists")]
+    MailboxExists(String),
     /// The account has no change that could be undone.
     #[error("nothing to undo for account {0}")]
     NothingToUndo(AccountId),
@@ -89,6 +96,10 @@ pub enum UndoRefusal {
     AlreadySent,
     /// The email was (or is being) deleted permanently on the server.
     PermanentlyDeleted,
+    /// Mailbox management is not undone automatically (make the opposite change instead).
+    MailboxChange,
+    /// A draft save the server has: save it again or discard it instead.
+    DraftSaved,
 }
 
 impl std::fmt::Display for UndoRefusal {
@@ -96,6 +107,8 @@ impl std::fmt::Display for UndoRefusal {
         f.write_str(match self {
             Self::AlreadySent => "the message was already handed to the server",
             Self::PermanentlyDeleted => "the email was permanently deleted on the server",
+            Self::MailboxChange => "mailbox changes are not undone; make the opposite change",
+            Self::DraftSaved => "a saved draft is not undone; save it again or discard it",
         })
     }
 }

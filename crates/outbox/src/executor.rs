@@ -92,6 +92,11 @@ pub enum Operation {
     Email(EmailChange),
     /// Send a message.
     Send(OutgoingMessage),
+    /// Create, rename, delete or (un)subscribe a mailbox. Answer [`ItemOutcome::Relocated`]
+    /// with the mailbox's server identity after a create or rename (the `remote_id`; no
+    /// locations), `Done` after a delete or subscription, `Permanent` for a refusal. Read the
+    /// outcome back (LIST, `Mailbox/get`); for [`Attempt::Uncertain`] look before repeating.
+    Mailbox(crate::mailbox::MailboxOperation),
 }
 
 /// Changes to one email: set/clear `flags`, then go to `target`.

@@ -72,7 +72,7 @@
 //!
 //! # Payloads
 //! `pending_changes.payload` is JSON owned by this crate (`kind` is `flags`, `move`, `delete`,
-//! `draft` or `send`):
+//! `draft`, `send` or `mailbox`; mailbox changes: see [`Outbox::manage_mailbox`]):
 //! ```json
 //! {"type": "email", "v": 1, "remote_id": "M1a2", "message_id": "abc@example.org",
 //!  "before": {"flags": {"seen": false, "flagged": false, "answered": false, "draft": false,
@@ -116,6 +116,7 @@ mod draft;
 mod error;
 pub mod executor;
 mod local;
+mod mailbox;
 mod model;
 mod outbox;
 mod outcome;
@@ -137,6 +138,7 @@ pub use executor::MockExecutor;
 pub use executor::{
     Attempt, BatchError, EmailChange, Executor, ItemOutcome, Operation, QueuedChange,
 };
+pub use mailbox::{MailboxChange, MailboxOperation};
 pub use mailsync_store::queue::ChangeState;
 pub use mailsync_store::{AccountId, Address, ChangeId, EmailId, FailedId, Flags, MailboxId};
 pub use model::{FlagChange, Location, Snapshot, Target};

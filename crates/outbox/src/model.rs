@@ -140,6 +140,8 @@ pub(crate) enum Payload {
     Email(EmailPayload),
     /// A message to send.
     Send(Box<SendPayload>),
+    /// Create, rename, delete or (un)subscribe a mailbox.
+    Mailbox(crate::mailbox::MailboxPayload),
 }
 
 /// See [`Payload::Email`].
@@ -198,6 +200,7 @@ impl Payload {
         match self {
             Self::Email(e) => e.ops.last().map(|o| o.at),
             Self::Send(s) => Some(s.at),
+            Self::Mailbox(m) => Some(m.at),
         }
     }
 
@@ -205,6 +208,7 @@ impl Payload {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::Send(_) => "send",
+            Self::Mailbox(_) => "mailbox",
             Self::Email(e) => match e.delta().target {
                 _ if e.ops.iter().any(|o| matches!(o.op, Op::Replace { .. })) => "draft",
                 Target::Destroy => "delete",
@@ -413,6 +417,7 @@ pub(crate) fn overlay(current: &Snapshot, computed: &Snapshot, fields: &Fields) 
 /// A short human description of a row (for listings of pending and failed changes).
 pub(crate) fn describe(p: &Payload) -> String {
     match p {
+        Payload::Mailbox(m) => crate::mailbox::describe(m),
         Payload::Send(s) => {
             let to: Vec<&str> = s
                 .message

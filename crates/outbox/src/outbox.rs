@@ -55,6 +55,17 @@ impl Completed {
     fn last_undoable_at(&self) -> Option<DateTime<Utc>> {
         match &self.payload {
             Payload::Send(s) => Some(s.at),
+            // Mailbox changes are not undone automatically.
+            Payload::Mailbox(_) => None,
+            // A draft the server has (saved, replaced): there is no earlier state to move it
+            // back to; the user saves again or discards it.
+            Payload::Email(p)
+                if p.ops
+                    .iter()
+                    .any(|o| matches!(o.op, model::Op::Replace { .. })) =>
+            {
+                None
+            }
             Payload::Email(p) => p
                 .ops
                 .iter()
@@ -445,6 +456,33 @@ impl Outbox {
         crate::draft::message(self.store.conn(), account, draft).await
     }
 
+    // ----- mailboxes -----------------------------------------------------------------------
+
+    /// Creates, renames/moves, deletes or (un)subscribes a mailbox: applied to the local
+    /// database at once (a created mailbox is a row with a placeholder server identity; a
+    /// deleted one leaves with the emails only it holds) and queued, in one transaction.
+    /// Changes not sent yet coalesce (create then rename is one create with the last name;
+    /// create then delete sends nothing). Returns the mailbox the change leaves (`None` after
+    /// a delete). A name that exists locally or is invalid is refused before anything changes.
+    pub async fn manage_mailbox(
+        &self,
+        account: AccountId,
+        change: crate::MailboxChange,
+    ) -> Result<(Option<mailsync_store::MailboxId>, Enqueued), Error> {
+        let change = &change;
+        retry_busy(|| async move {
+            let txn = self.store.begin().await?;
+            let mut touched = Touched::default();
+            let out = crate::mailbox::apply(&txn, account, change, self.clock.now(), &mut touched)
+                .await?;
+            touched.recount(&txn).await?;
+            txn.commit().await?;
+            debug!(account = %account, ?change, result = ?out, "Mailbox change queued.");
+            Ok(out)
+        })
+        .await
+    }
+
     // ----- cancel and undo -----------------------------------------------------------------
 
     /// Cancels a change. Not yet handed to the server: it is withdrawn and the local state
@@ -500,6 +538,7 @@ impl Outbox {
         for row in rows::for_account(&txn, account).await? {
             let cand = match &row.payload {
                 Payload::Send(s) => Some((s.at, None)),
+                Payload::Mailbox(_) => None,
                 Payload::Email(p) => p
                     .ops
                     .iter()
@@ -707,6 +746,13 @@ impl Outbox {
     /// wrote and rebases them on it ([`crate::reapply_after_sync`] over every email with queued
     /// changes). Every protocol's cycle calls it, between the sync and [`Outbox::reresolve`].
     pub async fn reapply_queued(&self, account: AccountId) -> Result<u64, Error> {
+        retry_busy(|| async {
+            let txn = self.store.begin().await?;
+            crate::mailbox::reapply(&txn, account).await?;
+            txn.commit().await?;
+            Ok(())
+        })
+        .await?;
         let mut emails: Vec<EmailId> = queue::list(self.store.conn(), Some(account))
             .await?
             .into_iter()
@@ -964,12 +1010,12 @@ impl Outbox {
                         )
                         .await?;
                     }
-                    (Payload::Email(_), _) => {
+                    (Payload::Email(_) | Payload::Mailbox(_), _) => {
                         self.on_failure(
                             &txn,
                             row,
                             *attempt,
-                            "executor answered Submitted for an email change",
+                            "executor answered Submitted for a change that is not a send",
                             None,
                             true,
                             now,
@@ -1024,6 +1070,11 @@ impl Outbox {
                         .await?;
                     }
                 },
+                ItemOutcome::NotFound { reason } if matches!(row.payload, Payload::Mailbox(_)) => {
+                    // A mailbox that is not there cannot be renamed or subscribed to.
+                    evict(&txn, row, reason, &mut touched).await?;
+                    tally.evicted += 1;
+                }
                 ItemOutcome::NotFound { reason } => {
                     if row.email_payload().is_none() {
                         // Only email changes address a message; a send cannot be "lost".
@@ -1284,6 +1335,13 @@ impl Outbox {
                     .await?;
                 }
                 Enqueued::Queued(new_id)
+            }
+            Payload::Mailbox(m) => {
+                let (_, r) =
+                    crate::mailbox::apply(&txn, failed.account_id, &m.change, now, &mut touched)
+                        .await?;
+                queue::dismiss_failed(&txn, id).await?;
+                r
             }
             Payload::Email(p) => {
                 let email = failed.email_id.ok_or(Error::FailedNotFound(id))?;

@@ -35,6 +35,10 @@ pub(crate) async fn on_done<C: ConnectionTrait>(
         email: row.email_id,
         payload: row.payload.clone(),
     });
+    if let Payload::Mailbox(p) = &row.payload {
+        let rid = relocated.and_then(|(rid, _)| rid);
+        return crate::mailbox::on_done(c, account, p, rid).await;
+    }
     let (Some(email), Payload::Email(p)) = (row.email_id, &row.payload) else {
         return Ok(());
     };
@@ -173,6 +177,9 @@ pub(crate) async fn evict_with_count<C: ConnectionTrait>(
     if let Some(i) = queued.iter().position(|r| r.id == row.id) {
         resettle(c, &queued, i, None, touched).await?;
     }
+    if let Payload::Mailbox(p) = &row.payload {
+        crate::mailbox::revert(c, row.account, p, reason, touched).await?;
+    }
     Ok(())
 }
 
@@ -181,6 +188,11 @@ pub(crate) async fn evict_with_count<C: ConnectionTrait>(
 pub(crate) fn queued_change(row: &Row, attempt: Attempt) -> Option<QueuedChange> {
     let operation = match &row.payload {
         Payload::Send(s) => Operation::Send(s.message.clone()),
+        Payload::Mailbox(m) => Operation::Mailbox(crate::MailboxOperation {
+            mailbox_id: m.mailbox_id,
+            remote_id: m.remote_id.clone(),
+            change: m.change.clone(),
+        }),
         Payload::Email(p) => {
             let d = p.delta();
             let flags = if d.target == Target::Destroy {

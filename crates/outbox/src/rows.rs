@@ -8,7 +8,7 @@ use mailsync_store::entity::pending_changes as p;
 use mailsync_store::queue::{self, ChangeState, PendingChange};
 use mailsync_store::{AccountId, ChangeId, ConnectionTrait, EmailId};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::Error;
 use crate::model::{EmailPayload, Payload};
@@ -41,7 +41,7 @@ impl Row {
     pub(crate) fn email_payload(&self) -> Option<&EmailPayload> {
         match &self.payload {
             Payload::Email(e) => Some(e),
-            Payload::Send(_) => None,
+            Payload::Send(_) | Payload::Mailbox(_) => None,
         }
     }
 }
@@ -170,9 +170,26 @@ pub(crate) async fn due_heads<C: ConnectionTrait>(
         )
         .and_where(Expr::col((earlier, p::Column::Id)).lt(Expr::col((p::Entity, p::Column::Id))))
         .to_owned();
+    // Mailbox changes are barriers (sends aside, which address no mailbox): one runs only when
+    // no older change of the account is queued, and nothing queued after it runs before it,
+    // so a move into a mailbox created offline goes up after the create.
+    let older_mailbox_change =
+        older_of_account(Expr::col((Alias::new("m_older"), p::Column::Kind)).eq(MAILBOX_KIND));
+    let older_non_send =
+        older_of_account(Expr::col((Alias::new("m_older"), p::Column::Kind)).ne(SEND_KIND));
     let models = p::Entity::find()
         .filter(p::Column::AccountId.eq(account.0))
         .filter(p::Column::NextAttemptAt.lte(now))
+        .filter(
+            Condition::any()
+                .add(p::Column::Kind.eq(SEND_KIND))
+                .add(Expr::not_exists(older_mailbox_change)),
+        )
+        .filter(
+            Condition::any()
+                .add(p::Column::Kind.ne(MAILBOX_KIND))
+                .add(Expr::not_exists(older_non_send)),
+        )
         // A lost row is re-resolved after a sync, and blocks its email's later rows until then.
         .filter(p::Column::State.ne(ChangeState::Lost.as_str()))
         .filter(Expr::not_exists(older_of_same_email))
@@ -185,6 +202,24 @@ pub(crate) async fn due_heads<C: ConnectionTrait>(
         .into_iter()
         .map(|m| PendingChange::try_from(m).map_err(Error::from))
         .collect()
+}
+
+const MAILBOX_KIND: &str = "mailbox";
+const SEND_KIND: &str = "send";
+
+/// `SELECT 1` from an older row of the same account matching `cond` (on alias `m_older`).
+fn older_of_account(cond: sea_orm::sea_query::SimpleExpr) -> sea_orm::sea_query::SelectStatement {
+    let older = Alias::new("m_older");
+    Query::select()
+        .expr(Expr::val(1))
+        .from_as(p::Entity, older.clone())
+        .and_where(
+            Expr::col((older.clone(), p::Column::AccountId))
+                .equals((p::Entity, p::Column::AccountId)),
+        )
+        .and_where(Expr::col((older, p::Column::Id)).lt(Expr::col((p::Entity, p::Column::Id))))
+        .and_where(cond)
+        .to_owned()
 }
 
 /// What to change in a row.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    QueryOrder, QuerySelect, QueryTrait, Set,
 };
 
 use crate::entity::{attachments as att, email_mailboxes as em, emails as e, mailboxes as mb};
@@ -364,13 +364,18 @@ pub async fn upsert_batch<C: ConnectionTrait>(
                 e::Column::UpdatedAt,
             ])
             .to_owned();
-        e::Entity::insert_many(models)
+        // One round trip writes the rows and names their ids (RETURNING: PostgreSQL, and
+        // SQLite since 3.35; an upsert returns updated rows too), instead of a second look-up.
+        let mut insert = e::Entity::insert_many(models)
             .on_conflict(on_conflict)
-            .exec_without_returning(c)
-            .await?;
-
-        let ids = ids_by_remote_ids(c, account, &remote_ids).await?;
-        let id_list: Vec<i64> = ids.values().map(|i| i.0).collect();
+            .into_query();
+        insert.returning(Query::returning().columns([e::Column::Id, e::Column::RemoteId]));
+        let mut ids: HashMap<String, EmailId> = HashMap::with_capacity(remote_ids.len());
+        for row in c.query_all(&insert).await? {
+            let id: i64 = row.try_get("", "id")?;
+            let remote: String = row.try_get("", "remote_id")?;
+            ids.insert(remote, EmailId(id));
+        }
         if !before.is_empty() {
             // The mailboxes an updated email leaves matter to a reader too (a JMAP move).
             crate::changes::updated_where(
@@ -382,11 +387,12 @@ pub async fn upsert_batch<C: ConnectionTrait>(
                     .to_owned(),
             )
             .await?;
+            // Only an email that existed can have memberships to replace.
+            em::Entity::delete_many()
+                .filter(em::Column::EmailId.is_in(before.values().map(|i| i.0)))
+                .exec(c)
+                .await?;
         }
-        em::Entity::delete_many()
-            .filter(em::Column::EmailId.is_in(id_list.iter().copied()))
-            .exec(c)
-            .await?;
         let mut members = Vec::new();
         let mut attachments = Vec::new();
         let mut replace_attachments = Vec::new();
@@ -405,7 +411,10 @@ pub async fn upsert_batch<C: ConnectionTrait>(
                 }
             }
             if let Some(list) = &u.attachments {
-                replace_attachments.push(id.0);
+                // A new email has no attachment rows to replace.
+                if before.contains_key(*remote) {
+                    replace_attachments.push(id.0);
+                }
                 attachments.extend(list.iter().map(|a| attachment_model(*id, a)));
             }
         }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use crate::entity::account_leases as l;
 use crate::{AccountId, StoreError};
@@ -32,6 +32,8 @@ pub struct Lease {
     pub heartbeat_at: Option<DateTime<Utc>>,
     /// A pending request for the owner to run a cycle now.
     pub wake_requested_at: Option<DateTime<Utc>>,
+    /// Since when the owner has held it (v12; `None`: free, or taken before v12).
+    pub acquired_at: Option<DateTime<Utc>>,
 }
 
 impl Lease {
@@ -52,6 +54,7 @@ impl From<l::Model> for Lease {
             expires_at: m.expires_at,
             heartbeat_at: m.heartbeat_at,
             wake_requested_at: m.wake_requested_at,
+            acquired_at: m.acquired_at,
         }
     }
 }
@@ -68,6 +71,7 @@ async fn ensure_row<C: ConnectionTrait>(c: &C, account: AccountId) -> Result<(),
         expires_at: Set(None),
         heartbeat_at: Set(None),
         wake_requested_at: Set(None),
+        acquired_at: Set(None),
     })
     .on_conflict_do_nothing_on([l::Column::AccountId])
     .exec(c)
@@ -86,6 +90,13 @@ pub async fn acquire<C: ConnectionTrait>(
 ) -> Result<bool, StoreError> {
     ensure_row(c, account).await?;
     let r = l::Entity::update_many()
+        // A renewal by the holder keeps its start; a new holder starts now.
+        .col_expr(
+            l::Column::AcquiredAt,
+            Expr::case(l::Column::Owner.eq(owner), Expr::col(l::Column::AcquiredAt))
+                .finally(Expr::value(now))
+                .into(),
+        )
         .col_expr(l::Column::Owner, Expr::value(owner))
         .col_expr(l::Column::ExpiresAt, Expr::value(until(now, ttl)))
         .col_expr(l::Column::HeartbeatAt, Expr::value(now))
@@ -131,6 +142,10 @@ pub async fn release<C: ConnectionTrait>(
         .col_expr(l::Column::Owner, Expr::value(Option::<String>::None))
         .col_expr(
             l::Column::ExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            l::Column::AcquiredAt,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .filter(l::Column::AccountId.eq(account.0))
@@ -191,5 +206,99 @@ pub async fn take_wakes<C: ConnectionTrait>(
             .await?;
         out.push(AccountId(p.account_id));
     }
+    Ok(out)
+}
+
+/// Extends every lease `owner` holds to `now + ttl` in one statement (a daemon's heartbeat for
+/// all its accounts at once). Returns the accounts it still holds; one it expected and is
+/// missing was taken by another owner after expiry: stop working on it.
+pub async fn renew_all<C: ConnectionTrait>(
+    c: &C,
+    owner: &str,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<AccountId>, StoreError> {
+    let mut q = sea_orm::sea_query::Query::update();
+    q.table(l::Entity)
+        .value(l::Column::ExpiresAt, until(now, ttl))
+        .value(l::Column::HeartbeatAt, now)
+        .and_where(l::Column::Owner.eq(owner))
+        .returning_col(l::Column::AccountId);
+    let mut out = Vec::new();
+    for row in c.query_all(&q).await? {
+        out.push(AccountId(row.try_get::<i64>("", "account_id")?));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every lease row (the accounts ever leased), by account.
+pub async fn all<C: ConnectionTrait>(c: &C) -> Result<Vec<Lease>, StoreError> {
+    Ok(l::Entity::find()
+        .order_by_asc(l::Column::AccountId)
+        .all(c)
+        .await?
+        .into_iter()
+        .map(Lease::from)
+        .collect())
+}
+
+/// An account nobody holds at `now`, with how long it has been so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Free {
+    /// The account.
+    pub account_id: AccountId,
+    /// When it became free: its last expiry or heartbeat (`None`: never leased).
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// The accounts nobody holds at `now` (never leased, released, or expired), oldest first
+/// (never leased first, then by when they became free), at most `limit`.
+pub async fn free<C: ConnectionTrait>(
+    c: &C,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<Free>, StoreError> {
+    use crate::entity::accounts as a;
+    use sea_orm::sea_query::{Alias, Query};
+    let backend = c.get_database_backend();
+    let held = Query::select()
+        .column(l::Column::AccountId)
+        .from(l::Entity)
+        .and_where(l::Column::Owner.is_not_null())
+        .and_where(l::Column::ExpiresAt.gt(now))
+        .to_owned();
+    let q = Query::select()
+        .expr_as(Expr::col((a::Entity, a::Column::Id)), Alias::new("id"))
+        .expr_as(
+            Expr::col((l::Entity, l::Column::ExpiresAt)),
+            Alias::new("expires_at"),
+        )
+        .expr_as(
+            Expr::col((l::Entity, l::Column::HeartbeatAt)),
+            Alias::new("heartbeat_at"),
+        )
+        .from(a::Entity)
+        .left_join(
+            l::Entity,
+            Expr::col((l::Entity, l::Column::AccountId)).equals((a::Entity, a::Column::Id)),
+        )
+        .and_where(Expr::col((a::Entity, a::Column::Id)).not_in_subquery(held))
+        .to_owned();
+    let mut out = Vec::new();
+    for row in c.query_all_raw(backend.build(&q)).await? {
+        let id: i64 = row.try_get("", "id")?;
+        let expires: Option<DateTime<Utc>> = row.try_get("", "expires_at")?;
+        let beat: Option<DateTime<Utc>> = row.try_get("", "heartbeat_at")?;
+        out.push(Free {
+            account_id: AccountId(id),
+            since: match (expires, beat) {
+                (Some(e), _) => Some(e),
+                (None, b) => b,
+            },
+        });
+    }
+    out.sort_by_key(|f| (f.since, f.account_id));
+    out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     Ok(out)
 }

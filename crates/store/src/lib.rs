@@ -31,6 +31,7 @@ pub mod accounts;
 pub mod bodies;
 pub mod changes;
 pub mod checkpoints;
+pub mod daemons;
 pub mod emails;
 pub mod entity;
 pub mod leases;

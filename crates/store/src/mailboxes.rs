@@ -347,7 +347,17 @@ pub async fn set_remote_id<C: ConnectionTrait>(
     Ok(())
 }
 
+/// The `remote_id` prefix of a mailbox created locally whose creation is still queued: the
+/// server has no such mailbox yet, so a sync must not take its absence for a deletion.
+pub const LOCAL_PREFIX: &str = "local-mailbox:";
+
+/// Whether a mailbox `remote_id` is a local placeholder (see [`LOCAL_PREFIX`]).
+pub fn is_local(remote_id: &str) -> bool {
+    remote_id.starts_with(LOCAL_PREFIX)
+}
+
 /// Deletes the account's mailboxes whose remote id is not in `keep`, with their emails.
+/// Local placeholders ([`LOCAL_PREFIX`]) are kept: their creation is still queued.
 /// Returns the number of mailboxes removed.
 pub async fn delete_missing<C: ConnectionTrait>(
     c: &C,
@@ -360,7 +370,7 @@ pub async fn delete_missing<C: ConnectionTrait>(
         .all(c)
         .await?
         .into_iter()
-        .filter(|m| !keep.contains(m.remote_id.as_str()))
+        .filter(|m| !keep.contains(m.remote_id.as_str()) && !is_local(&m.remote_id))
         .map(|m| m.id)
         .collect();
     for id in &gone {
@@ -400,4 +410,38 @@ pub async fn delete<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(), Stor
         .await?;
     mb::Entity::delete_by_id(id.0).exec(c).await?;
     Ok(())
+}
+
+/// Changes a mailbox's display name and parent locally (a rename queued in the outbox, or its
+/// revert); the server identity stays until the server confirms.
+pub async fn set_name<C: ConnectionTrait>(
+    c: &C,
+    id: MailboxId,
+    name: &str,
+    parent_remote_id: Option<&str>,
+) -> Result<(), StoreError> {
+    mb::Entity::update_many()
+        .col_expr(mb::Column::Name, Expr::value(name))
+        .col_expr(mb::Column::ParentRemoteId, Expr::value(parent_remote_id))
+        .col_expr(mb::Column::UpdatedAt, Expr::value(crate::now()))
+        .filter(mb::Column::Id.eq(id.0))
+        .exec(c)
+        .await?;
+    crate::changes::record_mailbox(id);
+    Ok(())
+}
+
+/// The ids of the emails with a copy in a mailbox.
+pub async fn email_ids<C: ConnectionTrait>(
+    c: &C,
+    id: MailboxId,
+) -> Result<Vec<crate::EmailId>, StoreError> {
+    let ids: Vec<i64> = em::Entity::find()
+        .select_only()
+        .column(em::Column::EmailId)
+        .filter(em::Column::MailboxId.eq(id.0))
+        .into_tuple()
+        .all(c)
+        .await?;
+    Ok(ids.into_iter().map(crate::EmailId).collect())
 }

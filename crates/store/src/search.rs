@@ -1,6 +1,6 @@
 //! Local full-text search over subject, addresses and cached text bodies: one query language
 //! and one API over SQLite FTS5 (ranked by bm25) and PostgreSQL tsvector/GIN (ts_rank). The
-//! index is noted by triggers and filled in bulk per batch ([`index_pending`], schema v12).
+//! index is noted by triggers and filled in bulk per batch ([`index_pending`], schema v13).
 //!
 //! Query syntax: words and `"quoted phrases"` (all must match), `from:`, `to:` (To/Cc/Bcc),
 //! `subject:` (a word or a quoted phrase), `in:MAILBOX` (name or role), `is:unread`,
@@ -250,7 +250,7 @@ fn sqlite_index_noted() -> String {
 }
 
 /// Brings the search index up to date with every email noted as new or changed (inserted,
-/// subject/addresses changed, body stored, changed or removed): the triggers of schema v12
+/// subject/addresses changed, body stored, changed or removed): the triggers of schema v13
 /// only note ids, and this indexes the noted rows in one pass. Writers call it inside the
 /// transaction of a batch, after its emails and bodies, so the index commits with the data
 /// and each row is indexed once, with its body. [`search`] calls it too before querying, so

@@ -63,6 +63,8 @@ pub struct SyncLogEntry {
     pub error: Option<String>,
     /// Counts.
     pub counts: SyncCounts,
+    /// The engine (lease owner, e.g. a daemon of a fleet) that ran the cycle, when recorded.
+    pub owner: Option<String>,
 }
 
 impl TryFrom<l::Model> for SyncLogEntry {
@@ -93,13 +95,25 @@ impl TryFrom<l::Model> for SyncLogEntry {
                 emails_removed: m.emails_removed,
                 changes_flushed: m.changes_flushed,
             },
+            owner: m.owner,
         })
     }
 }
 
 /// Records the start of a cycle.
 pub async fn start<C: ConnectionTrait>(c: &C, account: AccountId) -> Result<SyncLogId, StoreError> {
+    start_by(c, account, None).await
+}
+
+/// Records the start of a cycle run by `owner` (the engine's lease owner name), so who synced
+/// an account when can be read back (a fleet's ownership audit).
+pub async fn start_by<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    owner: Option<&str>,
+) -> Result<SyncLogId, StoreError> {
     let m = l::ActiveModel {
+        owner: Set(owner.map(str::to_owned)),
         account_id: Set(account.0),
         started_at: Set(crate::now()),
         finished_at: Set(None),

@@ -54,6 +54,7 @@ both_backends! {
     v8_upgrade_keeps_rows => v8_upgrade_keeps_rows;
     lease_one_owner_expiry_and_wakes => lease_one_owner_expiry_and_wakes;
     lease_racing_acquirers_one_wins => lease_racing_acquirers_one_wins;
+    fleet_leases_and_daemons => fleet_leases_and_daemons;
     account_round_trip => account_round_trip;
     mailbox_roles_and_removal => mailbox_roles_and_removal;
     email_upsert_round_trip => email_upsert_round_trip;
@@ -80,6 +81,7 @@ const TABLES: &[&str] = &[
     "failed_mutations",
     "sync_log",
     "account_leases",
+    "sync_daemons",
 ];
 
 async fn count(store: &Store, table: &str) -> Result<i64, Box<dyn std::error::Error>> {
@@ -101,7 +103,7 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 12);
+    assert_eq!(mailsync_store::LATEST_VERSION, 13);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }
@@ -276,6 +278,58 @@ async fn lease_one_owner_expiry_and_wakes(store: &Store) -> R {
     // A request for a free account waits for whoever takes it next.
     assert!(leases::acquire(c, other, "daemon", ttl, at(55)).await?);
     assert_eq!(leases::take_wakes(c, "daemon").await?, vec![other]);
+    Ok(())
+}
+
+/// What a fleet daemon's coordinator reads and writes: the free accounts, its batched
+/// renewal, since when a lease is held, and the live daemons.
+async fn fleet_leases_and_daemons(store: &Store) -> R {
+    use mailsync_store::daemons;
+    store.migrate().await?;
+    let c = store.conn();
+    let a = accounts::create(c, new_account("fa")).await?.id;
+    let b = accounts::create(c, new_account("fb")).await?.id;
+    let d = accounts::create(c, new_account("fd")).await?.id;
+    let ttl = std::time::Duration::from_secs(20);
+    let t0 = mailsync_store::now();
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    let free = |v: Vec<leases::Free>| v.into_iter().map(|f| f.account_id).collect::<Vec<_>>();
+    assert_eq!(free(leases::free(c, t0, 10).await?), vec![a, b, d]);
+    assert!(leases::acquire(c, a, "x", ttl, t0).await?);
+    assert!(leases::acquire(c, b, "y", ttl, at(1)).await?);
+    assert_eq!(free(leases::free(c, at(2), 10).await?), vec![d]);
+    // One statement renews all of an owner's leases, and keeps their start.
+    assert_eq!(leases::renew_all(c, "x", ttl, at(5)).await?, vec![a]);
+    assert!(leases::acquire(c, a, "x", ttl, at(6)).await?);
+    let l = leases::get(c, a).await?.ok_or("lease")?;
+    assert_eq!((l.acquired_at, l.heartbeat_at), (Some(t0), Some(at(6))));
+    // y stops renewing: its account is free after expiry (oldest free first), and a new
+    // holder's start is its own.
+    assert_eq!(free(leases::free(c, at(22), 10).await?), vec![d, b]);
+    assert_eq!(free(leases::free(c, at(22), 1).await?), vec![d]);
+    assert!(leases::acquire(c, b, "x", ttl, at(22)).await?);
+    assert_eq!(
+        leases::get(c, b).await?.ok_or("lease")?.acquired_at,
+        Some(at(22))
+    );
+    assert_eq!(leases::renew_all(c, "y", ttl, at(23)).await?, vec![]);
+    assert!(leases::release(c, b, "x").await?);
+    assert_eq!(leases::get(c, b).await?.ok_or("lease")?.acquired_at, None);
+    // Daemons: registered once, live until their expiry, removed on a clean stop.
+    daemons::heartbeat(c, "x", ttl, t0).await?;
+    daemons::heartbeat(c, "y", ttl, at(1)).await?;
+    daemons::heartbeat(c, "x", ttl, at(10)).await?;
+    let live = daemons::live(c, at(25)).await?;
+    assert_eq!(live.len(), 1);
+    assert_eq!((live[0].owner.as_str(), live[0].started_at), ("x", t0));
+    assert_eq!(daemons::live(c, at(5)).await?.len(), 2);
+    daemons::remove(c, "x").await?;
+    assert!(
+        daemons::live(c, at(5))
+            .await?
+            .iter()
+            .all(|d| d.owner == "y")
+    );
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The project's own model test (issue #11 "Nothing lost"): random interleavings of engine
-//! actions (flag, seen, move, delete, undo, send, sync) and another client's IMAP changes
+//! actions (flag, seen, move, delete, undo, send, sync, draft save/update/discard/send,
+//! mailbox create/rename/delete through the outbox) and another client's IMAP changes
 //! (flags, move, copy, expunge, append, mailbox create/delete/rename) on a real server, then an
 //! oracle: the database equals the server and no local intent is lost. `ops` generates and
 //! prints the operations, `runner` executes them per backend and shrinks failures, `oracle`

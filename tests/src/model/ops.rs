@@ -7,6 +7,9 @@ use std::fmt;
 pub const OTHER_MAILBOXES: &[&str] = &["INBOX", "Archive", "Trash", "A", "B", "C"];
 /// The mailboxes the other client creates, deletes and renames.
 pub const POOL: &[&str] = &["A", "B", "C"];
+/// The names the engine creates and renames mailboxes to (overlapping the other client's, so
+/// some creates are refused: the name exists on the server).
+pub const ENGINE_POOL: &[&str] = &["B", "C", "E", "F"];
 
 /// SplitMix64: tiny, fast, good enough to spread a seed over a few hundred draws.
 #[derive(Debug, Clone)]
@@ -106,6 +109,40 @@ pub enum Op {
     Send,
     /// Engine: one sync cycle (flush, then sync).
     Sync,
+    /// Engine: create a mailbox (through the outbox).
+    MCreate {
+        /// Its name.
+        name: String,
+    },
+    /// Engine: rename a local mailbox that has no role.
+    MRename {
+        /// Which local mailbox (among those without a role).
+        pick: u32,
+        /// The new name.
+        name: String,
+    },
+    /// Engine: delete a local mailbox that has no role (with its emails).
+    MDelete {
+        /// Which local mailbox (among those without a role).
+        pick: u32,
+    },
+    /// Engine: save a new draft.
+    DSave,
+    /// Engine: save a new version of a local draft.
+    DUpdate {
+        /// Which local draft.
+        pick: u32,
+    },
+    /// Engine: discard a local draft.
+    DDiscard {
+        /// Which local draft.
+        pick: u32,
+    },
+    /// Engine: send a local draft.
+    DSend {
+        /// Which local draft.
+        pick: u32,
+    },
     /// Other client: STORE +/-FLAGS on a message.
     OFlag {
         /// In this mailbox.
@@ -179,6 +216,13 @@ impl Op {
                 | Self::Undo
                 | Self::Send
                 | Self::Sync
+                | Self::MCreate { .. }
+                | Self::MRename { .. }
+                | Self::MDelete { .. }
+                | Self::DSave
+                | Self::DUpdate { .. }
+                | Self::DDiscard { .. }
+                | Self::DSend { .. }
         )
     }
 }
@@ -198,6 +242,13 @@ impl fmt::Display for Op {
             Self::Undo => write!(f, "undo"),
             Self::Send => write!(f, "send"),
             Self::Sync => write!(f, "sync"),
+            Self::MCreate { name } => write!(f, "m-create {name}"),
+            Self::MRename { pick, name } => write!(f, "m-rename {pick} {name}"),
+            Self::MDelete { pick } => write!(f, "m-delete {pick}"),
+            Self::DSave => write!(f, "d-save"),
+            Self::DUpdate { pick } => write!(f, "d-update {pick}"),
+            Self::DDiscard { pick } => write!(f, "d-discard {pick}"),
+            Self::DSend { pick } => write!(f, "d-send {pick}"),
             Self::OFlag {
                 mailbox,
                 pick,
@@ -264,6 +315,16 @@ impl std::str::FromStr for Op {
             (Some("undo"), 1) => Self::Undo,
             (Some("send"), 1) => Self::Send,
             (Some("sync"), 1) => Self::Sync,
+            (Some("m-create"), 2) => Self::MCreate { name: word(1)? },
+            (Some("m-rename"), 3) => Self::MRename {
+                pick: num(1)?,
+                name: word(2)?,
+            },
+            (Some("m-delete"), 2) => Self::MDelete { pick: num(1)? },
+            (Some("d-save"), 1) => Self::DSave,
+            (Some("d-update"), 2) => Self::DUpdate { pick: num(1)? },
+            (Some("d-discard"), 2) => Self::DDiscard { pick: num(1)? },
+            (Some("d-send"), 2) => Self::DSend { pick: num(1)? },
             (Some("o-flag"), 4) => {
                 let (flag, value) = parse_flag(w[3]).ok_or_else(bad)?;
                 Self::OFlag {
@@ -334,7 +395,7 @@ pub fn generate(seed: u64, n: usize) -> Vec<Op> {
         } else {
             ModelFlag::Flagged
         };
-        let op = match r.below(100) {
+        let op = match r.below(120) {
             0..=11 => Op::Flag {
                 pick: r.pick(),
                 flag,
@@ -378,10 +439,22 @@ pub fn generate(seed: u64, n: usize) -> Vec<Op> {
             90..=95 => Op::ODelete {
                 name: r.choose(POOL).into(),
             },
-            _ => Op::ORename {
+            96..=99 => Op::ORename {
                 from: r.choose(POOL).into(),
                 to: r.choose(POOL).into(),
             },
+            100..=103 => Op::MCreate {
+                name: r.choose(ENGINE_POOL).into(),
+            },
+            104..=106 => Op::MRename {
+                pick: r.pick(),
+                name: r.choose(ENGINE_POOL).into(),
+            },
+            107..=109 => Op::MDelete { pick: r.pick() },
+            110..=112 => Op::DSave,
+            113..=115 => Op::DUpdate { pick: r.pick() },
+            116..=117 => Op::DDiscard { pick: r.pick() },
+            _ => Op::DSend { pick: r.pick() },
         };
         ops.push(op);
     }

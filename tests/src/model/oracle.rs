@@ -243,6 +243,17 @@ pub enum Expect {
         /// The Sent mailbox's name.
         sent: String,
     },
+    /// A draft saved: exactly one copy of it, in Drafts (no duplicate versions).
+    Draft {
+        /// The Drafts mailbox's name.
+        drafts: String,
+    },
+    /// A draft discarded or sent: no copy of it left.
+    DraftGone,
+    /// A mailbox created or renamed to this name: the server has it.
+    MailboxExists(String),
+    /// A mailbox deleted or renamed away: the server has none by this name.
+    MailboxGone(String),
 }
 
 /// An engine action and what it promised.
@@ -277,6 +288,8 @@ pub struct Failed {
     pub emails: HashSet<i64>,
     /// Descriptions of failed sends.
     pub sends: Vec<String>,
+    /// Descriptions of failed mailbox changes (`create mailbox "E"`, ...).
+    pub mailboxes: Vec<String>,
 }
 
 /// Checks the intents nothing superseded against the server's final state.
@@ -304,9 +317,13 @@ pub fn check_intents(
     }
     for i in intents.iter().filter(|i| !i.superseded) {
         let id = i.message_id.as_str();
-        let listed = match i.email {
-            Some(e) => failed.emails.contains(&e),
-            None => failed.sends.iter().any(|d| d.contains(id)),
+        let listed = match (&i.expect, i.email) {
+            (Expect::MailboxExists(n) | Expect::MailboxGone(n), _) => failed
+                .mailboxes
+                .iter()
+                .any(|d| d.contains(&format!("{n:?}"))),
+            (_, Some(e)) => failed.emails.contains(&e),
+            (_, None) => failed.sends.iter().any(|d| d.contains(id)),
         };
         if listed {
             continue;
@@ -351,6 +368,29 @@ pub fn check_intents(
                 "lost-intent/destroy",
                 format!("copies left in {:?}", server.holders(id)),
             ),
+            Expect::Draft { drafts } => {
+                let n = server.copies(id);
+                (
+                    n == 1 && server.copies_in(drafts, id) == 1,
+                    "lost-intent/draft",
+                    format!("{n} copies, in {:?}", server.holders(id)),
+                )
+            }
+            Expect::DraftGone => (
+                gone,
+                "lost-intent/draft-gone",
+                format!("copies left in {:?}", server.holders(id)),
+            ),
+            Expect::MailboxExists(n) => (
+                server.mailboxes.contains_key(n),
+                "lost-intent/mailbox",
+                format!("no mailbox {n:?} on the server"),
+            ),
+            Expect::MailboxGone(n) => (
+                !server.mailboxes.contains_key(n),
+                "lost-intent/mailbox-gone",
+                format!("mailbox {n:?} still on the server"),
+            ),
             Expect::Sent { sent } => {
                 let at_sink = sink.get(id).copied().unwrap_or(0);
                 let filed = server.copies_in(sent, id);
@@ -390,6 +430,63 @@ mod tests {
 
     fn kinds(d: &[Divergence]) -> Vec<&str> {
         d.iter().map(|d| d.kind.as_str()).collect()
+    }
+
+    #[test]
+    fn draft_and_mailbox_promises_are_checked() {
+        let intent = |id: &str, expect: Expect| Intent {
+            op: 1,
+            text: "t".into(),
+            message_id: id.into(),
+            email: Some(9),
+            change: None,
+            expect,
+            mailboxes: vec![],
+            superseded: false,
+            raced_expunge: false,
+        };
+        let d = Msg::new("d", true, false);
+        let twice = snap(&[("Drafts", &[d.clone(), d.clone()]), ("E", &[])]);
+        let once = snap(&[("Drafts", std::slice::from_ref(&d)), ("E", &[])]);
+        let none = snap(&[("Drafts", &[])]);
+        let drafts = || Expect::Draft {
+            drafts: "Drafts".into(),
+        };
+        let sink = HashMap::new();
+        let ok = Failed::default();
+        let check = |i: Intent, s: &Snapshot| check_intents(&[i], s, &sink, &ok);
+        assert!(check(intent("d", drafts()), &once).is_empty());
+        assert_eq!(
+            kinds(&check(intent("d", drafts()), &twice)),
+            ["lost-intent/draft"]
+        );
+        assert_eq!(
+            kinds(&check(intent("d", drafts()), &none)),
+            ["lost-intent/draft"]
+        );
+        assert!(check(intent("d", Expect::DraftGone), &none).is_empty());
+        assert_eq!(
+            kinds(&check(intent("d", Expect::DraftGone), &once)),
+            ["lost-intent/draft-gone"]
+        );
+        let exists = || Expect::MailboxExists("E".into());
+        let gone = || Expect::MailboxGone("E".into());
+        assert!(check(intent("", exists()), &once).is_empty());
+        assert_eq!(
+            kinds(&check(intent("", exists()), &none)),
+            ["lost-intent/mailbox"]
+        );
+        assert!(check(intent("", gone()), &none).is_empty());
+        assert_eq!(
+            kinds(&check(intent("", gone()), &once)),
+            ["lost-intent/mailbox-gone"]
+        );
+        // Listed as failed: fine.
+        let failed = Failed {
+            mailboxes: vec!["create mailbox \"E\"".into()],
+            ..Failed::default()
+        };
+        assert!(check_intents(&[intent("", exists())], &none, &sink, &failed).is_empty());
     }
 
     #[test]
@@ -521,6 +618,7 @@ mod tests {
         let failed = Failed {
             emails: [7].into(),
             sends: vec![],
+            mailboxes: vec![],
         };
         assert!(check_intents(&lost, &server, &sink, &failed).is_empty());
         let sup: Vec<Intent> = lost

@@ -398,6 +398,9 @@ struct Run {
     renamed: HashSet<String>,
     appended: usize,
     sends: usize,
+    /// Drafts saved, and draft versions written (for unique Message-IDs and contents).
+    drafts: usize,
+    versions: usize,
     notes: Vec<String>,
 }
 
@@ -423,7 +426,267 @@ fn pick<T>(v: &[T], p: u32) -> Option<&T> {
     }
 }
 
+/// The name of the mailbox with `role` (normalized), if the account has one.
+async fn role_name(
+    local: &Local,
+    role: Role,
+) -> Result<Option<(mailsync_store::MailboxId, String)>> {
+    Ok(local
+        .mailboxes()
+        .await?
+        .into_iter()
+        .find(|m| m.2 == Some(role))
+        .map(|m| (m.0, m.1)))
+}
+
+fn draft_message(from: &str, message_id: &str, version: usize) -> OutgoingMessage {
+    OutgoingMessage {
+        message_id: message_id.into(),
+        from: Address {
+            name: None,
+            email: from.into(),
+        },
+        to: vec![Address {
+            name: None,
+            email: "bob@example.test".into(),
+        }],
+        subject: format!("model draft {message_id} v{version}"),
+        text: format!("draft version {version}"),
+        ..Default::default()
+    }
+}
+
+/// Mailbox management and drafts by the engine (through the outbox), with their promises.
+async fn mailbox_or_draft_op(
+    local: &Local,
+    run: &mut Run,
+    index: usize,
+    op: &Op,
+    from: &str,
+) -> Result<()> {
+    use mailsync_outbox::MailboxChange;
+    let acc = local.account.id;
+    let ob = &local.outbox;
+    let text = op.to_string();
+    let no_role: Vec<(mailsync_store::MailboxId, String)> = local
+        .mailboxes()
+        .await?
+        .into_iter()
+        .filter(|m| m.2.is_none() && m.1 != "INBOX")
+        .map(|m| (m.0, m.1))
+        .collect();
+    let mailbox_intent = |run: &mut Run, expect: Expect, boxes: Vec<String>| {
+        run.intents.push(Intent {
+            op: index,
+            text: text.clone(),
+            message_id: String::new(),
+            email: None,
+            change: None,
+            expect,
+            mailboxes: boxes,
+            superseded: false,
+            raced_expunge: false,
+        });
+    };
+    match op {
+        Op::MCreate { name } => match ob
+            .manage_mailbox(
+                acc,
+                MailboxChange::Create {
+                    name: name.clone(),
+                    parent: None,
+                    role: None,
+                },
+            )
+            .await
+        {
+            Ok(_) => {
+                run.touch(&[], std::slice::from_ref(name));
+                mailbox_intent(run, Expect::MailboxExists(name.clone()), vec![name.clone()]);
+            }
+            Err(e) => run.notes.push(format!("op {index} `{text}` refused: {e}")),
+        },
+        Op::MRename { pick, name } => {
+            let Some((id, old)) = self::pick(&no_role, *pick).cloned() else {
+                return Ok(());
+            };
+            let inside: Vec<String> = local
+                .emails()
+                .await?
+                .into_iter()
+                .filter(|e| e.mailbox == old)
+                .map(|e| e.message_id)
+                .collect();
+            match ob
+                .manage_mailbox(
+                    acc,
+                    MailboxChange::Rename {
+                        mailbox: id,
+                        name: name.clone(),
+                        parent: None,
+                    },
+                )
+                .await
+            {
+                Ok((_, Enqueued::Unchanged)) => {}
+                Ok(_) => {
+                    let boxes = vec![old.clone(), name.clone()];
+                    run.touch(&inside, &boxes);
+                    run.renamed.extend(boxes.iter().cloned());
+                    mailbox_intent(run, Expect::MailboxExists(name.clone()), vec![name.clone()]);
+                    mailbox_intent(run, Expect::MailboxGone(old.clone()), vec![old]);
+                }
+                Err(e) => run.notes.push(format!("op {index} `{text}` refused: {e}")),
+            }
+        }
+        Op::MDelete { pick } => {
+            let Some((id, old)) = self::pick(&no_role, *pick).cloned() else {
+                return Ok(());
+            };
+            let inside: Vec<String> = local
+                .emails()
+                .await?
+                .into_iter()
+                .filter(|e| e.mailbox == old)
+                .map(|e| e.message_id)
+                .collect();
+            match ob
+                .manage_mailbox(acc, MailboxChange::Delete { mailbox: id })
+                .await
+            {
+                Ok(_) => {
+                    run.touch(&inside, std::slice::from_ref(&old));
+                    run.expunged.extend(inside);
+                    mailbox_intent(run, Expect::MailboxGone(old.clone()), vec![old]);
+                }
+                Err(e) => run.notes.push(format!("op {index} `{text}` refused: {e}")),
+            }
+        }
+        Op::DSave => {
+            let Some((_, drafts)) = role_name(local, Role::Drafts).await? else {
+                run.notes
+                    .push(format!("op {index} `{text}`: no Drafts mailbox"));
+                return Ok(());
+            };
+            run.drafts += 1;
+            let message_id = format!("d{}.{}@model.test", run.drafts, run.tag);
+            match ob
+                .save_draft(acc, None, draft_message(from, &message_id, 1))
+                .await
+            {
+                Ok((email, _)) => run.intents.push(Intent {
+                    op: index,
+                    text,
+                    message_id,
+                    email: Some(email.0),
+                    change: None,
+                    expect: Expect::Draft {
+                        drafts: drafts.clone(),
+                    },
+                    mailboxes: vec![drafts],
+                    superseded: false,
+                    raced_expunge: false,
+                }),
+                Err(e) => run.notes.push(format!("op {index} `{text}` refused: {e}")),
+            }
+        }
+        Op::DUpdate { pick } | Op::DDiscard { pick } | Op::DSend { pick } => {
+            let Some((_, drafts)) = role_name(local, Role::Drafts).await? else {
+                return Ok(());
+            };
+            let mine: Vec<LocalEmail> = local
+                .emails()
+                .await?
+                .into_iter()
+                .filter(|e| e.mailbox == drafts && e.message_id.starts_with('d'))
+                .collect();
+            let Some(d) = self::pick(&mine, *pick).cloned() else {
+                return Ok(());
+            };
+            let email = mailsync_store::EmailId(d.id);
+            run.touch(std::slice::from_ref(&d.message_id), &[]);
+            run.versions += 1;
+            let (result, expect) = match op {
+                Op::DUpdate { .. } => (
+                    ob.save_draft(
+                        acc,
+                        Some(email),
+                        draft_message(from, &d.message_id, run.versions),
+                    )
+                    .await
+                    .map(|_| None),
+                    Expect::Draft {
+                        drafts: drafts.clone(),
+                    },
+                ),
+                Op::DDiscard { .. } => (
+                    ob.discard_draft(acc, email).await.map(|_| None),
+                    Expect::DraftGone,
+                ),
+                _ => (ob.send_draft(acc, email).await.map(Some), Expect::DraftGone),
+            };
+            match result {
+                Ok(sent) => {
+                    run.intents.push(Intent {
+                        op: index,
+                        text: format!("{text} -> {}", run.short(&d.message_id)),
+                        message_id: d.message_id.clone(),
+                        email: Some(d.id),
+                        change: None,
+                        expect,
+                        mailboxes: vec![drafts],
+                        superseded: false,
+                        raced_expunge: false,
+                    });
+                    // The send goes out with a fresh Message-ID: read it from the queue.
+                    if let Some(c) = sent.and_then(Enqueued::change_id) {
+                        let row = mailsync_store::queue::get(local.db.store.conn(), c).await?;
+                        let mid = row
+                            .and_then(|r| {
+                                serde_json::from_str::<serde_json::Value>(&r.payload).ok()
+                            })
+                            .and_then(|v| v["message"]["message_id"].as_str().map(str::to_owned));
+                        let sent_box = role_name(local, Role::Sent)
+                            .await?
+                            .map_or_else(|| "Sent".to_owned(), |m| m.1);
+                        if let Some(mid) = mid {
+                            run.intents.push(Intent {
+                                op: index,
+                                text: format!("{text} (its send)"),
+                                message_id: mid,
+                                email: None,
+                                change: Some(c.0),
+                                expect: Expect::Sent {
+                                    sent: sent_box.clone(),
+                                },
+                                mailboxes: vec![sent_box],
+                                superseded: false,
+                                raced_expunge: false,
+                            });
+                        }
+                    }
+                }
+                Err(e) => run.notes.push(format!("op {index} `{text}` refused: {e}")),
+            }
+        }
+        _ => bail!("not a mailbox or draft operation: {op}"),
+    }
+    Ok(())
+}
+
 async fn engine_op(local: &Local, run: &mut Run, index: usize, op: &Op, from: &str) -> Result<()> {
+    if matches!(
+        op,
+        Op::MCreate { .. }
+            | Op::MRename { .. }
+            | Op::MDelete { .. }
+            | Op::DSave
+            | Op::DUpdate { .. }
+            | Op::DDiscard { .. }
+            | Op::DSend { .. }
+    ) {
+        return mailbox_or_draft_op(local, run, index, op, from).await;
+    }
     let acc = local.account.id;
     let ob = &local.outbox;
     let text = op.to_string();
@@ -824,6 +1087,8 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
         renamed: HashSet::new(),
         appended: 0,
         sends: 0,
+        drafts: 0,
+        versions: 1,
         notes: Vec::new(),
     };
     // The starting mail: 6 in INBOX (2 read, 1 flagged), 2 in Archive, mailbox A with 1.
@@ -982,13 +1247,15 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
             Some(e) => {
                 failed.emails.insert(e.0);
             }
+            None if f.kind == "mailbox" => failed.mailboxes.push(f.description),
             None => failed.sends.push(f.description),
         }
     }
     let mut sink: HashMap<String, usize> = HashMap::new();
     for m in servers.sink_messages()? {
+        // Draft sends go out with a Message-ID the engine generates (not tagged).
         if let Some(id) = m.message_id()
-            && id.contains(&tag)
+            && (id.contains(&tag) || run.intents.iter().any(|i| i.message_id == id))
         {
             *sink.entry(id).or_default() += 1;
         }

@@ -177,8 +177,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         .await
         .map_err(|e| CliError::database(&e))?;
     let mut policy = match &cli.command {
-        Command::Sync(a) => sync::policy(a.poll.poll_interval.as_deref())?,
-        Command::Watch(a) => sync::policy(a.poll.poll_interval.as_deref())?,
+        Command::Sync(a) => sync::policy(&a.poll)?,
+        Command::Watch(a) => sync::policy(&a.poll)?,
         _ => mailsync_engine::worker::WorkerPolicy::default(),
     };
     if let Ok(s) = std::env::var("MAILSYNC_LEASE_TTL") {
@@ -187,7 +187,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 "invalid MAILSYNC_LEASE_TTL {s:?}: expected e.g. 30s, 2s"
             ))
         })?;
-        policy = policy.with_lease(ttl, ttl / 3);
+        policy = policy.with_lease(ttl, ttl / 4);
     }
     let ctx = Ctx {
         engine: Engine::with_policy(store, policy),

@@ -25,6 +25,8 @@ pub async fn status(ctx: &Ctx, a: JsonArg) -> Result<u8, CliError> {
                 "last_error": last.and_then(|l| l.error.clone()),
                 "pending": s.pending,
                 "failed": s.failed,
+                "held_by": s.held_by.as_ref().map(|h| h.0.clone()),
+                "held_since": s.held_by.as_ref().and_then(|h| h.1).map(output::rfc3339),
             }))?;
         } else {
             let when = last
@@ -38,8 +40,15 @@ pub async fn status(ctx: &Ctx, a: JsonArg) -> Result<u8, CliError> {
                 },
                 None => "-".into(),
             };
+            let held = match &s.held_by {
+                Some((owner, Some(since))) => {
+                    format!("  held by {owner} since {}", output::rfc3339(*since))
+                }
+                Some((owner, None)) => format!("  held by {owner}"),
+                None => String::new(),
+            };
             output::line(format!(
-                "{}  {}  {}  pending {}  failed {}",
+                "{}  {}  {}  pending {}  failed {}{held}",
                 output::cell(&s.account.name, 16),
                 output::cell(&when, 20),
                 result,

@@ -32,10 +32,22 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
-/// The worker policy for this run (`--poll-interval` / `MAILSYNC_POLL_INTERVAL`).
-pub fn policy(poll_interval: Option<&str>) -> Result<WorkerPolicy, CliError> {
-    let mut p = WorkerPolicy::default();
-    if let Some(s) = poll_interval {
+/// The worker policy for this run (`--poll-interval` / `MAILSYNC_POLL_INTERVAL`,
+/// `--imap-connections`, `--status-interval`).
+pub fn policy(a: &crate::args::PollArg) -> Result<WorkerPolicy, CliError> {
+    let mut p = WorkerPolicy::default().with_imap_connections(a.imap_connections);
+    for cap in a.imap_ignore.iter().filter(|c| !c.trim().is_empty()) {
+        p = p.without_imap_extension(cap.trim());
+    }
+    if let Some(s) = a.status_interval.as_deref() {
+        let d = parse_duration(s).ok_or_else(|| {
+            CliError::usage(format!(
+                "invalid status interval {s:?}: expected e.g. 500ms, 3s"
+            ))
+        })?;
+        p = p.with_status_interval(d);
+    }
+    if let Some(s) = a.poll_interval.as_deref() {
         let d = parse_duration(s).ok_or_else(|| {
             CliError::usage(format!(
                 "invalid poll interval {s:?}: expected e.g. 500ms, 5s, 2m"
@@ -75,7 +87,8 @@ pub async fn run(ctx: &Ctx, a: SyncArgs) -> Result<u8, CliError> {
     if a.once {
         once(ctx, &selected).await
     } else {
-        daemon(ctx, selected).await
+        let only = (!a.accounts.is_empty()).then(|| selected.iter().map(|x| x.id).collect());
+        daemon(ctx, selected, only).await
     }
 }
 
@@ -239,15 +252,69 @@ pub(super) fn stop_signals() -> Result<(Signal, Signal), CliError> {
     Ok((term, int))
 }
 
-async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
+/// On SQLite only one daemon may run: registers this one and refuses to start when another
+/// live daemon registered first (of two starting together, the later one gives way).
+async fn single_daemon_on_sqlite(ctx: &Ctx) -> Result<(), CliError> {
+    if ctx.store().backend() != mailsync_store::Backend::Sqlite {
+        return Ok(());
+    }
+    let engine = &ctx.engine;
+    let fail = |e: mailsync_engine::EngineError| CliError::engine("daemon registration", &e);
+    engine.register_daemon().await.map_err(fail)?;
+    let live = engine.daemons().await.map_err(fail)?;
+    let me = live.iter().find(|d| d.owner == engine.owner());
+    let first = live.iter().find(|d| {
+        d.owner != engine.owner()
+            && !dead_here(&d.owner, engine.owner())
+            && me.is_none_or(|m| (d.started_at, &d.owner) < (m.started_at, &m.owner))
+    });
+    if let Some(other) = first {
+        let _ = mailsync_store::daemons::remove(ctx.store().conn(), engine.owner()).await;
+        return Err(CliError::failure(format!(
+            "another mailsync daemon ({}, running since {}) already syncs this SQLite database; \
+             SQLite supports one daemon at a time: stop it, or use PostgreSQL (--db \
+             postgres://...) to share accounts among several daemons",
+            other.owner,
+            output::rfc3339(other.started_at)
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `other` (a lease owner name, `host/pid N/...`) names a process of this host that
+/// is gone: a killed daemon's row is live until it expires, but a restart need not wait.
+fn dead_here(other: &str, me: &str) -> bool {
+    let host = |o: &str| o.split('/').next().map(str::to_owned);
+    let pid = other
+        .split('/')
+        .nth(1)
+        .and_then(|p| p.strip_prefix("pid "))
+        .and_then(|p| p.parse::<u32>().ok());
+    match pid {
+        Some(pid) if host(other) == host(me) => {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
+    }
+}
+
+async fn daemon(
+    ctx: &Ctx,
+    selected: Vec<Account>,
+    only: Option<Vec<mailsync_store::AccountId>>,
+) -> Result<u8, CliError> {
     let (mut term, mut int) = stop_signals()?;
+    single_daemon_on_sqlite(ctx).await?;
     let mut events = ctx.engine.subscribe();
     let names: std::collections::HashMap<_, _> =
         selected.iter().map(|a| (a.id, a.name.clone())).collect();
-    for acc in selected {
-        eprintln!("mailsync: starting account {:?}", acc.name);
-        ctx.engine.start(acc);
-    }
+    eprintln!(
+        "mailsync: daemon {} syncing {} account(s), shared with any other daemon on this database",
+        ctx.engine.owner(),
+        selected.len()
+    );
+    ctx.engine
+        .start_fleet(only, mailsync_engine::fleet::FleetPolicy::default());
     loop {
         tokio::select! {
             _ = term.recv() => { eprintln!("mailsync: SIGTERM, shutting down"); break; }
@@ -283,6 +350,19 @@ async fn daemon(ctx: &Ctx, selected: Vec<Account>) -> Result<u8, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_daemon_of_this_host_is_told_from_a_live_one() {
+        let me = format!("h1/pid {}/1/0", std::process::id());
+        assert!(!dead_here(&me, &me));
+        // PIDs stay below 2^22 on Linux.
+        assert!(dead_here("h1/pid 99999999/1/0", &me));
+        assert!(
+            !dead_here("h2/pid 99999999/1/0", &me),
+            "another host: cannot tell"
+        );
+        assert!(!dead_here("something else", &me));
+    }
 
     #[test]
     fn durations() {

@@ -1,7 +1,10 @@
 //! A small, spec-following JMAP server on loopback for engine tests (RFC 8620 core, the parts of
 //! RFC 8621 the engine uses): Session, Mailbox/get|changes, Email/query|get|changes|set with
-//! back-references and `ifInState`, Identity/get, and an EventSource endpoint played from a
-//! script. What it checks is what the specs require and an independent server enforces:
+//! back-references and `ifInState`, Identity/get, an EventSource endpoint played from a
+//! script (recording each connection's `Last-Event-ID`), and WebSocket push (RFC 8887:
+//! subprotocol `jmap`, `WebSocketPushEnable` with `dataTypes` and `pushState`, `StateChange`
+//! with `pushState` whenever the Email or Mailbox state moves, and at once on an enable whose
+//! `pushState` is behind). What it checks is what the specs require and an independent server enforces:
 //! `unsupportedSort` for a sort property RFC 8621 does not define (such as `id`),
 //! `invalidArguments` for a `sinceState` it no longer accepts, `stateMismatch` for a stale
 //! `ifInState`. Tests reach into [`World`] to play "another client".
@@ -89,6 +92,20 @@ pub struct World {
     pub submitted: Vec<String>,
     /// EventSource connections seen.
     pub sse_connections: usize,
+    /// The `Last-Event-ID` header of each EventSource connection, in order.
+    pub last_event_ids: Vec<Option<String>>,
+    /// Advertise WebSocket push (RFC 8887) in the Session.
+    pub websocket: bool,
+    /// WebSocket connections seen (upgrades accepted).
+    pub ws_connections: usize,
+    /// `WebSocketPushEnable` messages received, in order.
+    pub ws_enables: Vec<Value>,
+    /// Set to make the server close the open WebSocket connections (then cleared).
+    pub ws_drop: bool,
+    /// Answer WebSocket upgrades with 404 (a Session advertising what its endpoint refuses).
+    pub ws_refuse: bool,
+    /// The `Authorization` header of each WebSocket upgrade.
+    pub ws_authorization: Vec<String>,
     /// Every method call received: (name, arguments).
     pub calls: Vec<(String, Value)>,
     /// When set, every request must carry `Authorization: Bearer <token>` this accepts;
@@ -475,7 +492,14 @@ impl FakeJmap {
         let w = world.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve_one(stream, w.clone(), port));
+                let w = w.clone();
+                tokio::spawn(async move {
+                    if is_ws(&stream).await {
+                        serve_ws(stream, w).await;
+                    } else {
+                        serve_one(stream, w, port).await;
+                    }
+                });
             }
         });
         Ok(FakeJmap { world, port })
@@ -493,6 +517,15 @@ impl FakeJmap {
 }
 
 fn session(port: u16, w: &World) -> String {
+    let mut v = session_value(port, w);
+    if w.websocket {
+        v["capabilities"]["urn:ietf:params:jmap:websocket"] =
+            json!({"url": format!("ws://127.0.0.1:{port}/jmap/ws"), "supportsPush": true});
+    }
+    v.to_string()
+}
+
+fn session_value(port: u16, w: &World) -> Value {
     json!({
         "capabilities": {
             "urn:ietf:params:jmap:core": {"maxSizeUpload": 1000000, "maxConcurrentUpload": 2,
@@ -515,7 +548,118 @@ fn session(port: u16, w: &World) -> String {
         "eventSourceUrl": "/jmap/events?types={types}&closeafter={closeafter}&ping={ping}",
         "state": "s1"
     })
-    .to_string()
+}
+
+/// The push state of the world: both type states, `<email>.<mailbox>`.
+fn push_state(w: &World) -> String {
+    format!("{}.{}", w.email_state, w.mailbox_state)
+}
+
+/// One WebSocket connection (RFC 8887): the upgrade needs subprotocol `jmap`; after a
+/// `WebSocketPushEnable`, a `StateChange` goes out whenever the world's push state differs from
+/// the last one the client has (its `pushState`, or the state at enable time).
+// The upgrade callback's signature (a large `Err`) is tungstenite's.
+#[allow(clippy::result_large_err)]
+async fn serve_ws(stream: tokio::net::TcpStream, world: Arc<Mutex<World>>) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    let w2 = world.clone();
+    let check = move |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        let refuse = {
+            let mut w = w2.lock().expect("world lock");
+            let auth = req
+                .headers()
+                .get("Authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            w.ws_authorization.push(auth);
+            w.ws_refuse
+        };
+        if refuse {
+            let mut e = ErrorResponse::new(None);
+            *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
+            return Err(e);
+        }
+        let jmap = req
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|p| p.trim() == "jmap"));
+        if !jmap {
+            let mut e = ErrorResponse::new(Some("subprotocol jmap required".into()));
+            *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST;
+            return Err(e);
+        }
+        resp.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            tokio_tungstenite::tungstenite::http::HeaderValue::from_static("jmap"),
+        );
+        Ok(resp)
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, check).await else {
+        return;
+    };
+    world.lock().expect("world lock").ws_connections += 1;
+    // The push state the client has seen; None until push is enabled.
+    let mut client_has: Option<String> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            m = ws.next() => match m {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                    if v["@type"] == "WebSocketPushEnable" {
+                        let mut w = world.lock().expect("world lock");
+                        w.ws_enables.push(v.clone());
+                        client_has = Some(
+                            v["pushState"].as_str().map_or_else(|| push_state(&w), str::to_owned),
+                        );
+                    } else if v["@type"] == "WebSocketPushDisable" {
+                        client_has = None;
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return,
+            },
+            _ = tick.tick() => {
+                let (drop, now, email, mailbox) = {
+                    let mut w = world.lock().expect("world lock");
+                    let drop = std::mem::take(&mut w.ws_drop);
+                    (drop, push_state(&w), w.email_state, w.mailbox_state)
+                };
+                if drop {
+                    let _ = ws.close(None).await;
+                    return;
+                }
+                if client_has.as_ref().is_some_and(|c| *c != now) {
+                    let msg = json!({"@type": "StateChange",
+                        "changed": {"u1": {"Email": format!("e{email}"), "Mailbox": format!("m{mailbox}")}},
+                        "pushState": now});
+                    if ws.send(Message::text(msg.to_string())).await.is_err() {
+                        return;
+                    }
+                    client_has = Some(now);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a connection's request line asks for the WebSocket endpoint (peeked, not read).
+async fn is_ws(stream: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    for _ in 0..100 {
+        match stream.peek(&mut buf).await {
+            Ok(n) if n >= 16 || buf[..n].contains(&b'\n') => {
+                return buf[..n].starts_with(b"GET /jmap/ws");
+            }
+            Ok(0) | Err(_) => return false,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    false
 }
 
 fn api(world: &Mutex<World>, body: &[u8]) -> Value {
@@ -568,6 +712,7 @@ async fn serve_one(stream: tokio::net::TcpStream, world: Arc<Mutex<World>>, port
     let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
     let mut len = 0usize;
     let mut authorization = String::new();
+    let mut last_event_id = None;
     loop {
         let mut h = String::new();
         match r.read_line(&mut h).await {
@@ -579,6 +724,8 @@ async fn serve_one(stream: tokio::net::TcpStream, world: Arc<Mutex<World>>, port
                         len = v.trim().parse().unwrap_or(0);
                     } else if k.eq_ignore_ascii_case("authorization") {
                         authorization = v.trim().to_owned();
+                    } else if k.eq_ignore_ascii_case("last-event-id") {
+                        last_event_id = Some(v.trim().to_owned());
                     }
                 }
             }
@@ -620,6 +767,7 @@ async fn serve_one(stream: tokio::net::TcpStream, world: Arc<Mutex<World>>, port
         let script = {
             let mut w = world.lock().expect("world lock");
             w.sse_connections += 1;
+            w.last_event_ids.push(last_event_id);
             w.sse.pop_front()
         };
         let _ = wr

@@ -1,8 +1,10 @@
 //! Push over EventSource (RFC 8620 §7.3): a [`PushStream`] the caller drives (no task is
 //! spawned), yielding parsed StateChange events, noticing a dead connection from missed
-//! pings, and reconnecting with `Last-Event-ID` and exponential backoff.
+//! pings, and reconnecting with `Last-Event-ID` and exponential backoff. WebSocket push
+//! (RFC 8887) is in `ws`, yielding the same events.
 
 mod sse;
+mod ws;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -281,22 +283,32 @@ async fn connect(
     }
 }
 
+/// The delay before reconnection attempt `attempt` (then counted): the server's `retry` or
+/// the configured initial backoff, doubled per failed attempt up to the maximum, jittered
+/// down to half.
+fn backoff_delay(
+    config: &PushConfig,
+    server_retry: Option<Duration>,
+    attempt: &mut u32,
+) -> Duration {
+    let base = server_retry
+        .unwrap_or(config.initial_backoff)
+        .max(Duration::from_millis(10));
+    let factor = 2u32.saturating_pow((*attempt).min(20));
+    let delay = base
+        .saturating_mul(factor)
+        .min(config.max_backoff.max(base));
+    *attempt = attempt.saturating_add(1);
+    let low = delay / 2;
+    if delay.is_zero() {
+        return delay;
+    }
+    rand::rng().random_range(low..=delay)
+}
+
 impl PushState {
     fn next_delay(&mut self) -> Duration {
-        let base = self
-            .server_retry
-            .unwrap_or(self.config.initial_backoff)
-            .max(Duration::from_millis(10));
-        let factor = 2u32.saturating_pow(self.attempt.min(20));
-        let delay = base
-            .saturating_mul(factor)
-            .min(self.config.max_backoff.max(base));
-        self.attempt = self.attempt.saturating_add(1);
-        let low = delay / 2;
-        if delay.is_zero() {
-            return delay;
-        }
-        rand::rng().random_range(low..=delay)
+        backoff_delay(&self.config, self.server_retry, &mut self.attempt)
     }
 
     fn disconnect(&mut self, error: Error) -> PushEvent {

@@ -301,7 +301,7 @@ async fn an_email_second_change_never_goes_before_its_first() -> R {
         .flatten()
         .map(|q| match &q.operation {
             Operation::Email(e) => e.email_id,
-            Operation::Send(_) => crate::EmailId(0),
+            _ => crate::EmailId(0),
         })
         .collect();
     assert_eq!(emails, vec![b], "a's second change waits for its first");

@@ -14,7 +14,7 @@ use mailsync_store::Address;
 fn email_op(q: &QueuedChange) -> Result<&crate::EmailChange, &'static str> {
     match &q.operation {
         Operation::Email(e) => Ok(e),
-        Operation::Send(_) => Err("expected an email change"),
+        _ => Err("expected an email change"),
     }
 }
 

@@ -239,6 +239,8 @@ impl FakeServer {
                     .push(m.message_id.clone());
                 ItemOutcome::Done
             }
+            // Mailbox changes are executed by the engine's drivers, tested on real servers.
+            Operation::Mailbox(_) => ItemOutcome::Done,
             Operation::Email(c) => {
                 let mut emails = self.lock_emails();
                 let Some(e) = emails.get_mut(&c.remote_id) else {

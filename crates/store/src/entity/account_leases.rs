@@ -13,6 +13,7 @@ pub struct Model {
     pub expires_at: Option<DateTimeUtc>,
     pub heartbeat_at: Option<DateTimeUtc>,
     pub wake_requested_at: Option<DateTimeUtc>,
+    pub acquired_at: Option<DateTimeUtc>,
 }
 
 /// No relations are navigated through SeaORM; queries join explicitly.

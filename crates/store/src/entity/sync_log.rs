@@ -19,6 +19,7 @@ pub struct Model {
     pub emails_updated: i64,
     pub emails_removed: i64,
     pub changes_flushed: i64,
+    pub owner: Option<String>,
 }
 
 /// No relations are navigated through SeaORM; queries join explicitly.

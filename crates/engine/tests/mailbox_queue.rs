@@ -1,0 +1,205 @@
+//! Mailbox management through the outbox (issue #15), offline then reconnected, on both
+//! protocols: a create renamed twice and given a message (coalesced into one create with the
+//! last name, the move sent after it to the server's mailbox), a create deleted before any
+//! flush (nothing sent), a create given a message then deleted (the message is deleted on the
+//! server), a queued delete of a mailbox the server has; and a create refused by the server
+//! (the name exists there: another client made it meanwhile) ending in the failed list with a
+//! one-line reason and the server's mailbox restored by the sync. Checked in the database and
+//! by another IMAP client. IMAP on Dovecot, JMAP on Cyrus.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{CyrusJmap, E, Setup};
+use mailsync_engine::{Engine, MailboxAction};
+use mailsync_store::accounts::Account;
+use mailsync_store::{EmailId, MailboxId, emails, mailboxes};
+use mailsync_testkit::{Generator, ImapClient, unique_name};
+
+type R = Result<(), E>;
+
+fn on_server(imap: &mut ImapClient, name: &str) -> Result<bool, E> {
+    let r = imap.command(&format!("LIST \"\" \"{name}\""))?;
+    Ok(r.lines().any(|l| l.starts_with("* LIST")))
+}
+
+async fn named(
+    engine: &Engine,
+    account: &Account,
+    name: &str,
+) -> Result<Vec<mailboxes::Mailbox>, E> {
+    Ok(mailboxes::list(engine.store().conn(), account.id)
+        .await?
+        .into_iter()
+        .filter(|m| m.name == name)
+        .collect())
+}
+
+async fn in_mailbox(engine: &Engine, m: MailboxId) -> Result<Vec<EmailId>, E> {
+    Ok(emails::list(
+        engine.store().conn(),
+        &emails::EmailFilter {
+            mailbox: Some(m),
+            ..Default::default()
+        },
+    )
+    .await?
+    .into_iter()
+    .map(|e| e.email.id)
+    .collect())
+}
+
+async fn create(engine: &Engine, account: &Account, name: &str) -> Result<MailboxId, E> {
+    let (id, _) = engine
+        .queue_mailbox(
+            account.id,
+            MailboxAction::Create {
+                name: name.into(),
+                parent: None,
+                role: None,
+            },
+        )
+        .await?;
+    Ok(id.ok_or("a created mailbox has an id")?)
+}
+
+async fn scenario(engine: &Engine, account: &Account, imap: &mut ImapClient) -> R {
+    let inbox = mailboxes::find_by_role(
+        engine.store().conn(),
+        account.id,
+        mailsync_store::Role::Inbox,
+    )
+    .await?
+    .ok_or("no inbox")?;
+    let mail = in_mailbox(engine, inbox.id).await?;
+    let (e1, e2) = (mail[0], mail[1]);
+    let out = engine.outbox();
+
+    // Offline (no cycle runs): create, rename twice, move a message in.
+    let first = unique_name("q15a");
+    let last = unique_name("q15c");
+    let a = create(engine, account, &first).await?;
+    for n in [unique_name("q15b"), last.clone()] {
+        engine
+            .queue_mailbox(
+                account.id,
+                MailboxAction::Rename {
+                    mailbox: a,
+                    name: n,
+                    parent: None,
+                },
+            )
+            .await?;
+    }
+    engine
+        .enqueue(account.id, mailsync_outbox::Change::move_to(e1, a))
+        .await?;
+    // A create deleted before any flush: nothing to send.
+    let b = create(engine, account, &unique_name("q15gone")).await?;
+    engine
+        .queue_mailbox(account.id, MailboxAction::Delete { mailbox: b })
+        .await?;
+    // A create given a message, then deleted: the message is deleted with it.
+    let c = create(engine, account, &unique_name("q15tmp")).await?;
+    engine
+        .enqueue(account.id, mailsync_outbox::Change::move_to(e2, c))
+        .await?;
+    engine
+        .queue_mailbox(account.id, MailboxAction::Delete { mailbox: c })
+        .await?;
+
+    // Locally at once: the mailbox with its last name and the message; b and c gone.
+    let rows = named(engine, account, &last).await?;
+    assert_eq!(rows.len(), 1);
+    assert!(mailboxes::is_local(&rows[0].remote_id));
+    assert_eq!(in_mailbox(engine, a).await?, vec![e1]);
+    assert!(mailboxes::get(engine.store().conn(), b).await.is_err());
+    assert!(mailboxes::get(engine.store().conn(), c).await.is_err());
+    let pending = out.pending(account.id).await?;
+    let kinds: Vec<&str> = pending.iter().map(|p| p.kind.as_str()).collect();
+    // One create (renames merged into it), the move, the delete of e2; nothing about b or c.
+    assert_eq!(kinds, vec!["mailbox", "move", "delete"], "{pending:#?}");
+
+    // Reconnect: one cycle converges.
+    engine.sync_once(account.id).await?;
+    assert!(out.pending(account.id).await?.is_empty());
+    assert!(
+        out.failed(account.id).await?.is_empty(),
+        "{:?}",
+        out.failed(account.id).await?
+    );
+    let rows = named(engine, account, &last).await?;
+    assert_eq!(rows.len(), 1, "one row for the created mailbox");
+    assert_eq!(rows[0].id, a, "the local row keeps its id");
+    assert!(!mailboxes::is_local(&rows[0].remote_id));
+    assert!(on_server(imap, &last)?);
+    assert_eq!(
+        imap.select(&last)?,
+        1,
+        "the moved message is in the created mailbox"
+    );
+    assert_eq!(in_mailbox(engine, a).await?.len(), 1);
+    let in_inbox = imap.select("INBOX")?;
+    assert_eq!(
+        in_inbox as usize,
+        mail.len() - 2,
+        "e1 moved out, e2 deleted"
+    );
+    imap.command("UNSELECT").ok();
+    assert_eq!(in_mailbox(engine, inbox.id).await?.len(), mail.len() - 2);
+
+    // A queued delete of a mailbox the server has (with its message).
+    engine
+        .queue_mailbox(account.id, MailboxAction::Delete { mailbox: a })
+        .await?;
+    assert!(named(engine, account, &last).await?.is_empty());
+    engine.sync_once(account.id).await?;
+    assert!(!on_server(imap, &last)?);
+    assert!(named(engine, account, &last).await?.is_empty());
+    assert!(out.pending(account.id).await?.is_empty());
+
+    // Refused: another client creates the name first; ours fails and the server's stays.
+    let taken = unique_name("q15taken");
+    imap.command(&format!("CREATE \"{taken}\""))?;
+    let mine = create(engine, account, &taken).await?;
+    engine.sync_once(account.id).await?;
+    let failed = out.failed(account.id).await?;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].kind, "mailbox");
+    eprintln!("refused: {}", failed[0].reason);
+    assert!(!failed[0].reason.contains('\n') && !failed[0].reason.is_empty());
+    assert!(mailboxes::get(engine.store().conn(), mine).await.is_err());
+    let rows = named(engine, account, &taken).await?;
+    assert_eq!(rows.len(), 1, "the server's mailbox, once");
+    assert!(!mailboxes::is_local(&rows[0].remote_id));
+    assert!(out.pending(account.id).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_mailbox_changes_offline_converge() -> R {
+    let g = Generator::new(1515);
+    let s = Setup::dovecot("i15q", "INBOX", &g, 0..4).await?;
+    let mut imap = s.other()?;
+    let res = tokio::time::timeout(
+        Duration::from_secs(90),
+        scenario(&s.engine, &s.account, &mut imap),
+    )
+    .await;
+    s.db.cleanup().await?;
+    res.map_err(|_| "timed out")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmap_mailbox_changes_offline_converge() -> R {
+    let user = mailsync_testkit::accounts::DRAFTS.user(5);
+    let mut c = CyrusJmap::setup(&user, &["INBOX"], 4).await?;
+    let res = tokio::time::timeout(
+        Duration::from_secs(90),
+        scenario(&c.engine, &c.account, &mut c.other),
+    )
+    .await;
+    c.db.cleanup().await?;
+    res.map_err(|_| "timed out")?
+}

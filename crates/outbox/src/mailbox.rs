@@ -1,0 +1,645 @@
+//! Mailbox management through the queue: create, rename/move, delete and (un)subscribe are
+//! applied to the local database at once and queued like email changes, coalesced, reverted
+//! when the server refuses them, and ordered against the email changes around them.
+//!
+//! - **Create** inserts a mailbox row whose `remote_id` is a placeholder
+//!   ([`mailboxes::LOCAL_PREFIX`], which syncs leave alone); the server's identity replaces it
+//!   when the create is acknowledged ([`ItemOutcome::Relocated`](crate::ItemOutcome)).
+//! - **Rename** changes the name and parent locally; the server identity follows on success.
+//! - **Delete** removes the mailbox and the emails only it holds. An email with queued changes
+//!   that the server still has elsewhere (a move into the mailbox not sent yet) gets a permanent
+//!   delete queued instead, so the user's "delete the mailbox with its mail" holds on the server.
+//! - **Subscribe** has no local column: it is only queued.
+//!
+//! Coalescing: a rename of a mailbox whose create (or rename) has not been sent yet is merged
+//! into it (the last name wins); a delete of a mailbox whose create has not been sent removes
+//! the create and sends nothing. Ordering: a mailbox row runs only when no older change of the
+//! account is queued (sends aside), and no newer change runs before it (see `rows::due_heads`),
+//! so a move into a mailbox created offline goes up after the create, addressed to the
+//! server's mailbox.
+
+use chrono::{DateTime, Utc};
+use mailsync_store::mailboxes::{self, LOCAL_PREFIX, Mailbox, MailboxUpsert};
+use mailsync_store::queue::{self, ChangeState, NewChange};
+use mailsync_store::{AccountId, ConnectionTrait, MailboxId, Role};
+use serde::{Deserialize, Serialize};
+use tracing::debug;
+
+use crate::apply::enqueue_ops;
+use crate::error::Error;
+use crate::local::{self, Touched};
+use crate::model::{Op, PAYLOAD_VERSION, Payload};
+use crate::outbox::{Enqueued, not_found_is_none};
+use crate::rows::{self, Patch, Row};
+
+/// A change to an account's mailboxes (see [`Outbox::manage_mailbox`](crate::Outbox::manage_mailbox)).
+///
+/// Serialised as the `change` of a mailbox payload: `{"op": "create", "name": …, "parent": 3,
+/// "role": "archive"}`, `{"op": "rename", "mailbox": 7, "name": …, "parent": null}`,
+/// `{"op": "delete", "mailbox": 7}`, `{"op": "subscribe", "mailbox": 7, "subscribed": true}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MailboxChange {
+    /// Create `name` (one level) under `parent`, with a `role` (IMAP: only where the server has
+    /// CREATE-SPECIAL-USE).
+    Create {
+        /// The new mailbox's name (its last level).
+        name: String,
+        /// Its parent (`None`: top level).
+        #[serde(default)]
+        parent: Option<MailboxId>,
+        /// A role to give it.
+        #[serde(default)]
+        role: Option<Role>,
+    },
+    /// Rename and/or move: `name` (one level) under `parent` (`None`: top level).
+    Rename {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// Its new name (last level).
+        name: String,
+        /// Its new parent.
+        #[serde(default)]
+        parent: Option<MailboxId>,
+    },
+    /// Delete it with the emails it holds.
+    Delete {
+        /// The mailbox.
+        mailbox: MailboxId,
+    },
+    /// Subscribe (`true`) or unsubscribe.
+    Subscribe {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// Subscribed or not.
+        subscribed: bool,
+    },
+}
+
+impl MailboxChange {
+    /// The mailbox the change is about (`None` for a create: it does not exist yet).
+    pub fn mailbox(&self) -> Option<MailboxId> {
+        match self {
+            Self::Create { .. } => None,
+            Self::Rename { mailbox, .. }
+            | Self::Delete { mailbox }
+            | Self::Subscribe { mailbox, .. } => Some(*mailbox),
+        }
+    }
+}
+
+/// The persisted payload of a mailbox row (`{"type": "mailbox", …}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MailboxPayload {
+    pub(crate) v: u32,
+    /// When the user asked for it.
+    pub(crate) at: DateTime<Utc>,
+    /// The local mailbox (for a create, the row made for it).
+    pub(crate) mailbox_id: MailboxId,
+    /// Its server identity as last known (a placeholder until a create is acknowledged; the
+    /// only one left once a delete removed the local row).
+    pub(crate) remote_id: String,
+    /// Its full name and parent before the change, restored when the server refuses it.
+    pub(crate) name_before: String,
+    #[serde(default)]
+    pub(crate) parent_before: Option<String>,
+    pub(crate) change: MailboxChange,
+}
+
+/// A mailbox row as handed to the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxOperation {
+    /// The local mailbox (gone after a delete: use `remote_id`).
+    pub mailbox_id: MailboxId,
+    /// Its server identity when the row was last updated; the store's row, while it exists,
+    /// has the current one (an earlier create or rename, or a rename another client made).
+    pub remote_id: String,
+    /// What to do. Parents are local ids: resolve them in the store at execution time.
+    pub change: MailboxChange,
+}
+
+pub(crate) fn describe(p: &MailboxPayload) -> String {
+    match &p.change {
+        MailboxChange::Create { name, role, .. } => match role {
+            Some(r) => format!("create mailbox {name:?} ({r})"),
+            None => format!("create mailbox {name:?}"),
+        },
+        MailboxChange::Rename { name, .. } => {
+            format!("rename mailbox {:?} to {name:?}", p.name_before)
+        }
+        MailboxChange::Delete { .. } => format!("delete mailbox {:?}", p.name_before),
+        MailboxChange::Subscribe { subscribed, .. } => format!(
+            "{} mailbox {:?}",
+            if *subscribed {
+                "subscribe to"
+            } else {
+                "unsubscribe from"
+            },
+            p.name_before
+        ),
+    }
+}
+
+async fn load<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    id: MailboxId,
+) -> Result<Mailbox, Error> {
+    let mb = not_found_is_none(mailboxes::get(c, id).await)?.ok_or(Error::MailboxNotFound(id))?;
+    if mb.account_id != account {
+        return Err(Error::WrongAccount {
+            what: "mailbox",
+            expected: account,
+            actual: mb.account_id,
+        });
+    }
+    Ok(mb)
+}
+
+/// The hierarchy delimiter new names are joined with: the parent's, else the account's.
+fn delimiter(parent: Option<&Mailbox>, all: &[Mailbox]) -> String {
+    parent
+        .and_then(|p| p.delimiter.clone())
+        .or_else(|| all.iter().find_map(|m| m.delimiter.clone()))
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "/".to_owned())
+}
+
+fn check_name(name: &str, delim: &str) -> Result<(), Error> {
+    let bad = name.trim().is_empty()
+        || name.trim() != name
+        || name.chars().any(char::is_control)
+        || name.contains(delim)
+        || name.chars().count() > 255;
+    if bad {
+        return Err(Error::InvalidMailboxName(name.to_owned()));
+    }
+    Ok(())
+}
+
+fn full_name(parent: Option<&Mailbox>, delim: &str, leaf: &str) -> String {
+    match parent {
+        Some(p) => format!("{}{delim}{leaf}", p.name),
+        None => leaf.to_owned(),
+    }
+}
+
+/// The account's queued mailbox rows about `mailbox`, oldest first.
+async fn rows_of<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    mailbox: MailboxId,
+) -> Result<Vec<(Row, MailboxPayload)>, Error> {
+    Ok(rows::for_account(c, account)
+        .await?
+        .into_iter()
+        .filter_map(|r| match &r.payload {
+            Payload::Mailbox(p) if p.mailbox_id == mailbox => {
+                let p = p.clone();
+                Some((r, p))
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+async fn insert<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    p: MailboxPayload,
+    now: DateTime<Utc>,
+) -> Result<Enqueued, Error> {
+    let payload = Payload::Mailbox(p);
+    let id = queue::insert(
+        c,
+        NewChange {
+            account_id: account,
+            email_id: None,
+            kind: payload.kind().to_owned(),
+            payload: payload.to_json(),
+            next_attempt_at: now,
+        },
+    )
+    .await?;
+    Ok(Enqueued::Queued(id))
+}
+
+async fn replace<C: ConnectionTrait>(c: &C, row: &Row, p: MailboxPayload) -> Result<bool, Error> {
+    rows::update(
+        c,
+        row.id,
+        Some(ChangeState::Pending),
+        Patch {
+            payload: Some(Payload::Mailbox(p)),
+            ..Patch::default()
+        },
+    )
+    .await
+}
+
+/// Renames a mailbox locally and keeps the full names of its descendants in step.
+async fn rename_local<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    mb: &Mailbox,
+    name: &str,
+    parent_remote_id: Option<&str>,
+) -> Result<(), Error> {
+    if let Some(d) = mb.delimiter.as_deref().filter(|d| !d.is_empty()) {
+        let prefix = format!("{}{d}", mb.name);
+        for child in mailboxes::list(c, account).await? {
+            if let Some(rest) = child.name.strip_prefix(&prefix) {
+                let new = format!("{name}{d}{rest}");
+                mailboxes::set_name(c, child.id, &new, child.parent_remote_id.as_deref()).await?;
+            }
+        }
+    }
+    mailboxes::set_name(c, mb.id, name, parent_remote_id).await?;
+    Ok(())
+}
+
+/// Applies a mailbox change locally and queues it (coalescing with rows not sent yet).
+/// Returns the mailbox it leaves (`None` after a delete).
+pub(crate) async fn apply<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    change: &MailboxChange,
+    now: DateTime<Utc>,
+    touched: &mut Touched,
+) -> Result<(Option<MailboxId>, Enqueued), Error> {
+    let all = mailboxes::list(c, account).await?;
+    match change {
+        MailboxChange::Create { name, parent, role } => {
+            let parent = match parent {
+                Some(p) => Some(load(c, account, *p).await?),
+                None => None,
+            };
+            let delim = delimiter(parent.as_ref(), &all);
+            check_name(name, &delim)?;
+            let full = full_name(parent.as_ref(), &delim, name);
+            if all.iter().any(|m| m.name == full) {
+                return Err(Error::MailboxExists(full));
+            }
+            let remote_id = format!("{LOCAL_PREFIX}{}", placeholder_suffix(now));
+            let stored = mailboxes::upsert(
+                c,
+                account,
+                &[MailboxUpsert {
+                    remote_id: remote_id.clone(),
+                    name: full.clone(),
+                    parent_remote_id: parent.as_ref().map(|p| p.remote_id.clone()),
+                    delimiter: Some(delim),
+                    selectable: true,
+                    role: *role,
+                    status: None,
+                }],
+            )
+            .await?;
+            let id = stored
+                .first()
+                .map(|m| m.id)
+                .ok_or(Error::MailboxExists(full.clone()))?;
+            let r = insert(
+                c,
+                account,
+                MailboxPayload {
+                    v: PAYLOAD_VERSION,
+                    at: now,
+                    mailbox_id: id,
+                    remote_id,
+                    name_before: full,
+                    parent_before: parent.map(|p| p.remote_id),
+                    change: change.clone(),
+                },
+                now,
+            )
+            .await?;
+            Ok((Some(id), r))
+        }
+        MailboxChange::Rename {
+            mailbox,
+            name,
+            parent,
+        } => {
+            let mb = load(c, account, *mailbox).await?;
+            let parent_mb = match parent {
+                Some(p) => {
+                    let pm = load(c, account, *p).await?;
+                    let d = mb.delimiter.clone().unwrap_or_default();
+                    if pm.id == mb.id
+                        || (!d.is_empty() && pm.name.starts_with(&format!("{}{d}", mb.name)))
+                    {
+                        return Err(Error::InvalidMailboxName(format!(
+                            "{name} (a mailbox cannot move under itself)"
+                        )));
+                    }
+                    Some(pm)
+                }
+                None => None,
+            };
+            let delim = delimiter(parent_mb.as_ref(), &all);
+            check_name(name, &delim)?;
+            let full = full_name(parent_mb.as_ref(), &delim, name);
+            if full == mb.name {
+                return Ok((Some(mb.id), Enqueued::Unchanged));
+            }
+            if all.iter().any(|m| m.name == full && m.id != mb.id) {
+                return Err(Error::MailboxExists(full));
+            }
+            let parent_remote = parent_mb.as_ref().map(|p| p.remote_id.clone());
+            // A parent whose own create is still queued must not be overtaken: merging would
+            // move this rename (or create) ahead of it.
+            let parent_pending = parent_mb
+                .as_ref()
+                .is_some_and(|p| mailboxes::is_local(&p.remote_id));
+            let queued = rows_of(c, account, mb.id).await?;
+            let mut result = None;
+            if let Some((row, p)) = queued.last()
+                && row.state == ChangeState::Pending
+                && (!parent_pending || parent_remote == p.parent_before)
+            {
+                let merged = match &p.change {
+                    MailboxChange::Create { role, .. } => Some(MailboxChange::Create {
+                        name: name.clone(),
+                        parent: *parent,
+                        role: *role,
+                    }),
+                    MailboxChange::Rename { .. } => Some(change.clone()),
+                    _ => None,
+                };
+                if let Some(m) = merged {
+                    let mut np = p.clone();
+                    np.change = m;
+                    np.at = now;
+                    if replace(c, row, np).await? {
+                        result = Some(Enqueued::Merged(row.id));
+                    }
+                }
+            }
+            let result = match result {
+                Some(r) => r,
+                None => {
+                    insert(
+                        c,
+                        account,
+                        MailboxPayload {
+                            v: PAYLOAD_VERSION,
+                            at: now,
+                            mailbox_id: mb.id,
+                            remote_id: mb.remote_id.clone(),
+                            name_before: mb.name.clone(),
+                            parent_before: mb.parent_remote_id.clone(),
+                            change: change.clone(),
+                        },
+                        now,
+                    )
+                    .await?
+                }
+            };
+            rename_local(c, account, &mb, &full, parent_remote.as_deref()).await?;
+            Ok((Some(mb.id), result))
+        }
+        MailboxChange::Delete { mailbox } => {
+            let mb = load(c, account, *mailbox).await?;
+            let queued = rows_of(c, account, mb.id).await?;
+            let unsent_create = queued.iter().find(|(r, p)| {
+                r.state == ChangeState::Pending && matches!(p.change, MailboxChange::Create { .. })
+            });
+            let mut result = None;
+            if let Some((create, _)) = unsent_create {
+                // Never created on the server: nothing to send, and nothing else about it.
+                for (r, _) in &queued {
+                    rows::delete(c, r.id, Some(ChangeState::Pending)).await?;
+                }
+                result = Some(Enqueued::Collapsed(create.id));
+            } else {
+                // Renames and subscriptions not sent yet are moot.
+                for (r, p) in &queued {
+                    if !matches!(p.change, MailboxChange::Create { .. }) {
+                        rows::delete(c, r.id, Some(ChangeState::Pending)).await?;
+                    }
+                }
+            }
+            delete_emails(c, account, &mb, now, touched).await?;
+            let result = match result {
+                Some(r) => r,
+                None => {
+                    insert(
+                        c,
+                        account,
+                        MailboxPayload {
+                            v: PAYLOAD_VERSION,
+                            at: now,
+                            mailbox_id: mb.id,
+                            remote_id: mb.remote_id.clone(),
+                            name_before: mb.name.clone(),
+                            parent_before: mb.parent_remote_id.clone(),
+                            change: change.clone(),
+                        },
+                        now,
+                    )
+                    .await?
+                }
+            };
+            mailboxes::delete(c, mb.id).await?;
+            Ok((None, result))
+        }
+        MailboxChange::Subscribe { mailbox, .. } => {
+            let mb = load(c, account, *mailbox).await?;
+            let queued = rows_of(c, account, mb.id).await?;
+            if let Some((row, p)) = queued.last()
+                && row.state == ChangeState::Pending
+                && matches!(p.change, MailboxChange::Subscribe { .. })
+            {
+                let mut np = p.clone();
+                np.change = change.clone();
+                np.at = now;
+                if replace(c, row, np).await? {
+                    return Ok((Some(mb.id), Enqueued::Merged(row.id)));
+                }
+            }
+            let r = insert(
+                c,
+                account,
+                MailboxPayload {
+                    v: PAYLOAD_VERSION,
+                    at: now,
+                    mailbox_id: mb.id,
+                    remote_id: mb.remote_id.clone(),
+                    name_before: mb.name.clone(),
+                    parent_before: mb.parent_remote_id.clone(),
+                    change: change.clone(),
+                },
+                now,
+            )
+            .await?;
+            Ok((Some(mb.id), r))
+        }
+    }
+}
+
+fn placeholder_suffix(now: DateTime<Utc>) -> String {
+    use rand::Rng as _;
+    let r: u64 = rand::rng().random();
+    format!("{:x}.{r:016x}", now.timestamp_micros())
+}
+
+/// Before a mailbox leaves the database: emails in it with queued changes. One the server
+/// has in this mailbox loses its unsent rows (the server's DELETE takes it); one the server
+/// still has elsewhere (its move here is not sent) gets a permanent delete queued.
+async fn delete_emails<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    mb: &Mailbox,
+    now: DateTime<Utc>,
+    touched: &mut Touched,
+) -> Result<(), Error> {
+    let ids = mailboxes::email_ids(c, mb.id).await?;
+    let with_rows = rows::for_emails(c, &ids).await?;
+    let mut emails: Vec<_> = with_rows.iter().filter_map(|r| r.email_id).collect();
+    emails.sort_unstable();
+    emails.dedup();
+    local::lock(c, emails.iter().copied()).await?;
+    for email in emails {
+        let queued = rows::for_email(c, email).await?;
+        let on_server_here = queued
+            .iter()
+            .find_map(Row::email_payload)
+            .is_some_and(|p| p.before.mailboxes.iter().any(|l| l.mailbox_id == mb.id));
+        if on_server_here {
+            for r in &queued {
+                if r.state == ChangeState::Pending {
+                    debug!(change = %r.id, "Dropping a change of an email whose mailbox is deleted.");
+                    rows::delete(c, r.id, Some(ChangeState::Pending)).await?;
+                }
+            }
+        } else {
+            enqueue_ops(c, account, email, vec![Op::Destroy], false, now, touched).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The server's answer to a mailbox row: its new identity (create, rename), recorded on the
+/// local row and on the mailbox's later rows.
+pub(crate) async fn on_done<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    p: &MailboxPayload,
+    remote_id: Option<&str>,
+) -> Result<(), Error> {
+    let Some(rid) = remote_id else {
+        return Ok(());
+    };
+    if let Some(mb) = not_found_is_none(mailboxes::get(c, p.mailbox_id).await)? {
+        if let Some(other) = mailboxes::find_by_remote_id(c, account, rid).await?
+            && other.id != mb.id
+        {
+            // A sync stored the server's mailbox first (a crash between the create and its
+            // record): that row is the same mailbox; the one the user's changes address stays.
+            mailboxes::delete(c, other.id).await?;
+        }
+        // Children name their parent by its server identity.
+        for child in mailboxes::list(c, account).await? {
+            if child.parent_remote_id.as_deref() == Some(mb.remote_id.as_str()) {
+                mailboxes::set_name(c, child.id, &child.name, Some(rid)).await?;
+            }
+        }
+        mailboxes::set_remote_id(c, mb.id, rid).await?;
+    }
+    for (row, later) in rows_of(c, account, p.mailbox_id).await? {
+        if later.remote_id != rid {
+            let mut np = later;
+            rid.clone_into(&mut np.remote_id);
+            rows::update(
+                c,
+                row.id,
+                None,
+                Patch {
+                    payload: Some(Payload::Mailbox(np)),
+                    ..Patch::default()
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Reverts a mailbox row the server refused: a created mailbox leaves the database (the email
+/// changes that put mail into it are evicted too, their emails back where they were); a
+/// rename gets the old name back. A refused delete is made good by the next sync, which
+/// lists the mailbox again.
+pub(crate) async fn revert<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    p: &MailboxPayload,
+    reason: &str,
+    touched: &mut Touched,
+) -> Result<(), Error> {
+    let Some(mb) = not_found_is_none(mailboxes::get(c, p.mailbox_id).await)? else {
+        return Ok(());
+    };
+    match &p.change {
+        MailboxChange::Create { .. } if mailboxes::is_local(&mb.remote_id) => {
+            let why = format!("its mailbox {:?} was not created: {reason}", mb.name);
+            let ids = mailboxes::email_ids(c, mb.id).await?;
+            local::lock(c, ids.iter().copied()).await?;
+            for email in ids {
+                let queued = rows::for_email(c, email).await?;
+                let Some(first) = queued.iter().find_map(Row::email_payload) else {
+                    continue;
+                };
+                let before = first.before.clone();
+                for r in &queued {
+                    queue::evict(c, r.id, &why).await?;
+                }
+                if let Some((_, current)) = local::load(c, email).await? {
+                    local::write(c, email, &current, &before, touched).await?;
+                }
+            }
+            for (r, _) in rows_of(c, account, mb.id).await? {
+                queue::evict(c, r.id, &why).await?;
+            }
+            mailboxes::delete(c, mb.id).await?;
+        }
+        MailboxChange::Rename { .. } => {
+            rename_local(c, account, &mb, &p.name_before, p.parent_before.as_deref()).await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// After a sync: queued renames and deletes shown again over what the sync wrote (the server
+/// still has the old name, or the mailbox, until they are sent).
+pub(crate) async fn reapply<C: ConnectionTrait>(c: &C, account: AccountId) -> Result<(), Error> {
+    for row in rows::for_account(c, account).await? {
+        let Payload::Mailbox(p) = &row.payload else {
+            continue;
+        };
+        match &p.change {
+            MailboxChange::Rename { name, parent, .. } => {
+                let Some(mb) = not_found_is_none(mailboxes::get(c, p.mailbox_id).await)? else {
+                    continue;
+                };
+                let all = mailboxes::list(c, account).await?;
+                let parent_mb = parent.and_then(|id| all.iter().find(|m| m.id == id));
+                let delim = delimiter(parent_mb, &all);
+                let full = full_name(parent_mb, &delim, name);
+                if mb.name != full {
+                    let pr = parent_mb.map(|m| m.remote_id.clone());
+                    rename_local(c, account, &mb, &full, pr.as_deref()).await?;
+                }
+            }
+            MailboxChange::Delete { .. } => {
+                if let Some(mb) = mailboxes::find_by_remote_id(c, account, &p.remote_id).await? {
+                    mailboxes::delete(c, mb.id).await?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
