@@ -45,7 +45,14 @@ fn sqlite_drop_row_triggers() -> Vec<String> {
 }
 
 fn sqlite_up() -> Vec<String> {
-    let note = |id: &str| format!("INSERT OR IGNORE INTO search_pending (email_id) VALUES ({id});");
+    // Not `INSERT OR IGNORE`: inside a trigger the outer statement's conflict handling wins,
+    // and an email upsert (`INSERT ... ON CONFLICT DO UPDATE`) made the ignore an abort.
+    let note = |id: &str| {
+        format!(
+            "INSERT INTO search_pending (email_id) SELECT {id} \
+             WHERE NOT EXISTS (SELECT 1 FROM search_pending WHERE email_id = {id});"
+        )
+    };
     let mut v = sqlite_drop_row_triggers();
     v.extend([
         "CREATE TABLE search_pending (email_id INTEGER PRIMARY KEY NOT NULL)".to_owned(),
