@@ -123,16 +123,7 @@ pub(crate) struct Nesting {
 }
 
 /// `INTERNALDATE ` as the low 13 bytes of [`Nesting::tail`].
-const INTERNALDATE_SP: u128 = {
-    let word = b"INTERNALDATE ";
-    let mut v: u128 = 0;
-    let mut i = 0;
-    while i < word.len() {
-        v = (v << 8) | word[i] as u128;
-        i += 1;
-    }
-    v
-};
+const INTERNALDATE_SP: u128 = u128::from_be_bytes(*b"\0\0\0INTERNALDATE ");
 const TAIL_13: u128 = (1u128 << (13 * 8)) - 1;
 
 impl Nesting {
