@@ -19,6 +19,7 @@
 //! | v10 | `m0011_account_oauth` | accounts gain OAuth 2 settings (references only, never a token) |
 //! | v11 | `m0012_threads_search` | `thread_links` for local threading; full-text index (FTS5 / tsvector) kept by triggers |
 //! | v12 | `m0014_fleet` | `sync_daemons` (live daemons' heartbeats), `account_leases.acquired_at`, `sync_log.owner` |
+//! | v13 | `m0015_search_deferred` | the search index is filled in bulk per batch: triggers only note ids in `search_pending` |
 
 // `MigrationTrait` declares `&SchemaManager` with a late-bound lifetime; spelling it out breaks
 // the impls, so the 2018-idiom lint is silenced for this crate only.
@@ -38,9 +39,10 @@ mod m0009_account_leases;
 mod m0011_account_oauth;
 mod m0012_threads_search;
 mod m0014_fleet;
+mod m0015_search_deferred;
 
 /// The latest schema version (the number of migrations).
-pub const LATEST_VERSION: u32 = 12;
+pub const LATEST_VERSION: u32 = 13;
 
 /// Runs the mailsync migrations (see the crate docs for the list).
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_account_oauth::Migration),
             Box::new(m0012_threads_search::Migration),
             Box::new(m0014_fleet::Migration),
+            Box::new(m0015_search_deferred::Migration),
         ]
     }
 }

@@ -997,6 +997,8 @@ async fn commit_new(
             }
         }
     }
+    // The batch's rows enter the search index once, with their bodies, in this transaction.
+    mailsync_store::search::index_pending(&txn).await?;
     if let Some(cp) = checkpoint {
         checkpoints::put(&txn, ctx.account, &ctx.scope, &cp).await?;
     }
@@ -1182,6 +1184,7 @@ async fn fetch_bodies(
             )
             .await?;
         }
+        mailsync_store::search::index_pending(&txn).await?;
         txn.commit().await?;
         stored += got.len();
     }

@@ -24,7 +24,9 @@ use mailsync_store::bodies::{self, Body, DebtScope};
 use mailsync_store::checkpoints::{self, Checkpoint, Scope};
 use mailsync_store::emails::{self, Attachment, EmailUpsert, Membership};
 use mailsync_store::mailboxes::{self, MailboxStatus, MailboxUpsert};
-use mailsync_store::{AccountId, Address, BodyPolicy, Flags, MailboxId, Role, Store, StoreError};
+use mailsync_store::{
+    AccountId, Address, BodyPolicy, Flags, MailboxId, Role, Store, StoreError, search,
+};
 
 mod error;
 
@@ -409,6 +411,7 @@ async fn sync_email_objects(
                     let txn = store.begin().await?;
                     let stats = emails::upsert_batch(&txn, account, &items).await?;
                     let removed = emails::delete_by_remote_ids(&txn, account, &gone).await?;
+                    search::index_pending(&txn).await?;
                     checkpoints::put(
                         &txn,
                         account,
@@ -522,6 +525,7 @@ async fn full_listing(
         let cursor = serde_json::to_string(&pager.cursor()).unwrap_or_default();
         let txn = store.begin().await?;
         let stats = emails::upsert_batch(&txn, account, &items).await?;
+        search::index_pending(&txn).await?;
         checkpoints::put(&txn, account, &cursor_scope, &Checkpoint::state(cursor)).await?;
         txn.commit().await.map_err(StoreError::from)?;
         counts.added += stats.inserted as i64;
@@ -674,6 +678,7 @@ pub async fn fetch_and_store_bodies(
         bodies::put(&txn, *id, &body_of(e)).await?;
         n += 1;
     }
+    search::index_pending(&txn).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(n)
 }

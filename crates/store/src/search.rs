@@ -1,6 +1,6 @@
 //! Local full-text search over subject, addresses and cached text bodies: one query language
 //! and one API over SQLite FTS5 (ranked by bm25) and PostgreSQL tsvector/GIN (ts_rank). The
-//! index is kept by triggers (migration v11), so every writer keeps it current.
+//! index is noted by triggers and filled in bulk per batch ([`index_pending`], schema v13).
 //!
 //! Query syntax: words and `"quoted phrases"` (all must match), `from:`, `to:` (To/Cc/Bcc),
 //! `subject:` (a word or a quoted phrase), `in:MAILBOX` (name or role), `is:unread`,
@@ -8,7 +8,10 @@
 //! before that day, UTC), `after:YYYY-MM-DD` (arrived that day or later).
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::ConnectionTrait;
+use sea_orm::{
+    ConnectionTrait, SqliteTransactionMode, Statement, TransactionOptions, TransactionSession,
+    TransactionTrait,
+};
 
 use crate::emails::{self, EmailSummary};
 use crate::sql::Sql;
@@ -220,43 +223,148 @@ pub struct Hit {
     pub snippet: Option<String>,
 }
 
+/// How many candidates the full-text index hands over for ranking and filtering before a
+/// second, unbounded pass is tried (see [`search`]).
+fn candidates(limit: u64) -> i64 {
+    i64::try_from(limit.saturating_mul(10).max(500)).unwrap_or(i64::MAX)
+}
+
+/// SQLite: inserts the index rows of the emails noted in `search_pending`, in rowid order.
+fn sqlite_index_noted() -> String {
+    let addrs = |col: &str| {
+        format!(
+            "coalesce((SELECT group_concat(coalesce(json_extract(j.value, '$.name'), '') || ' ' || \
+             coalesce(json_extract(j.value, '$.email'), ''), ' ') FROM json_each({col}) j), '')"
+        )
+    };
+    format!(
+        "INSERT INTO email_fts (rowid, subject, sender, recipients, body) \
+         SELECT e.id, coalesce(e.subject, ''), {from}, {to} || ' ' || {cc} || ' ' || {bcc}, \
+         coalesce((SELECT b.text_body FROM email_bodies b WHERE b.email_id = e.id), '') \
+         FROM search_pending p JOIN emails e ON e.id = p.email_id ORDER BY e.id",
+        from = addrs("e.from_addr"),
+        to = addrs("e.to_addr"),
+        cc = addrs("e.cc_addr"),
+        bcc = addrs("e.bcc_addr"),
+    )
+}
+
+/// Brings the search index up to date with every email noted as new or changed (inserted,
+/// subject/addresses changed, body stored, changed or removed): the triggers of schema v13
+/// only note ids, and this indexes the noted rows in one pass. Writers call it inside the
+/// transaction of a batch, after its emails and bodies, so the index commits with the data
+/// and each row is indexed once, with its body. [`search`] calls it too before querying, so
+/// a writer that does not leaves rows unindexed only until the next search.
+pub async fn index_pending<C: ConnectionTrait>(c: &C) -> Result<(), StoreError> {
+    let stmts: Vec<String> = match c.get_database_backend() {
+        sea_orm::DbBackend::Postgres => vec![
+            // One statement: the rows it takes out of the queue are the rows it indexes.
+            "WITH p AS (DELETE FROM search_pending RETURNING email_id) \
+             INSERT INTO email_search (email_id, doc) SELECT e.id, mailsync_search_doc(e.subject, \
+             e.from_addr, e.to_addr, e.cc_addr, e.bcc_addr, b.text_body) FROM p \
+             JOIN emails e ON e.id = p.email_id LEFT JOIN email_bodies b ON b.email_id = e.id \
+             ON CONFLICT (email_id) DO UPDATE SET doc = EXCLUDED.doc"
+                .to_owned(),
+        ],
+        _ => vec![
+            // A row indexed before (changed since) leaves first; a new row has nothing to
+            // remove, which costs one docsize lookup.
+            "DELETE FROM email_fts WHERE rowid IN (SELECT email_id FROM search_pending)".to_owned(),
+            sqlite_index_noted(),
+            "DELETE FROM search_pending".to_owned(),
+        ],
+    };
+    for s in stmts {
+        c.execute_unprepared(&s).await?;
+    }
+    Ok(())
+}
+
+/// Indexes what writers left noted, in a transaction of its own (SQLite: taking the write
+/// lock first), when there is anything.
+async fn catch_up<C: ConnectionTrait + TransactionTrait>(c: &C) -> Result<(), StoreError> {
+    let row = c
+        .query_one_raw(Statement::from_string(
+            c.get_database_backend(),
+            "SELECT EXISTS (SELECT 1 FROM search_pending) AS pending",
+        ))
+        .await?;
+    let pending = match row {
+        Some(r) => r.try_get::<bool>("", "pending").unwrap_or(true),
+        None => false,
+    };
+    if !pending {
+        return Ok(());
+    }
+    let options = TransactionOptions {
+        sqlite_transaction_mode: match c.get_database_backend() {
+            sea_orm::DbBackend::Postgres => None,
+            _ => Some(SqliteTransactionMode::Immediate),
+        },
+        ..TransactionOptions::default()
+    };
+    let txn = c.begin_with_options(options).await?;
+    index_pending(&txn).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
 /// Searches the local database, best match first (newest first when the query has no words).
-pub async fn search<C: ConnectionTrait>(
+///
+/// Ranking is bounded so a very common word does not rank every message that has it. SQLite:
+/// FTS5 ranks by bm25 only the newest max(500, 10 × `limit`) matches (rowid order, found
+/// without ranking) and hands only the best
+/// of them to the join with the emails and their filters; should the filters leave
+/// fewer than `limit`, the search is repeated with 16 times the bound, then without one. PostgreSQL (where ranking
+/// reads each match's stored tsvector): the newest max(500, 10 × `limit`) matches that pass the
+/// filters are ranked by `ts_rank`; when a query matches more than that, older matches are not
+/// ranked (recent mail first, which is what a mail search wants of a word found everywhere).
+pub async fn search<C: ConnectionTrait + TransactionTrait>(
     c: &C,
     account: Option<AccountId>,
     q: &Query,
     limit: u64,
 ) -> Result<Vec<Hit>, StoreError> {
-    let mut sql = Sql::new(c.get_database_backend());
-    let pg = sql.is_postgres();
-    let text = !q.terms.is_empty();
-    match (text, pg) {
-        (true, false) => {
-            // bm25 weights per column: subject, sender, recipients, body (lower is better, so
-            // negated). CROSS JOIN makes SQLite run the full-text query once and look the
-            // emails up by id, instead of probing the index once per email.
-            sql.push(
-                "SELECT e.id AS id, -bm25(email_fts, 4.0, 2.0, 2.0, 1.0) AS score \
-                 FROM email_fts CROSS JOIN emails e \
-                 WHERE e.id = email_fts.rowid AND email_fts MATCH ",
-            )
-            .bind(fts5_match(&q.terms));
+    catch_up(c).await?;
+    let pg = c.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let bound = candidates(limit);
+    let mut ranked = ranked_ids(c, account, q, limit, Some(bound)).await?;
+    // SQLite: filters that left too few of the best candidates get 16 times as many, then all.
+    for wider in [Some(bound.saturating_mul(16)), None] {
+        if pg || q.terms.is_empty() || ranked.len() as u64 >= limit {
+            break;
         }
-        (true, true) => {
-            sql.push(
-                "SELECT e.id AS id, CAST(ts_rank(s.doc, q) AS DOUBLE PRECISION) AS score \
-                 FROM email_search s JOIN emails e ON e.id = s.email_id \
-                 CROSS JOIN to_tsquery('simple', ",
-            )
-            .bind(tsquery(&q.terms))
-            .push(") q WHERE s.doc @@ q");
-        }
-        (false, _) => {
-            sql.push(
-                "SELECT e.id AS id, CAST(0 AS DOUBLE PRECISION) AS score FROM emails e WHERE 1 = 1",
-            );
-        }
+        ranked = ranked_ids(c, account, q, limit, wider).await?;
     }
+    let ids: Vec<EmailId> = ranked.iter().map(|(id, _)| *id).collect();
+    let mut summaries = emails::summaries_by_ids(c, &ids).await?;
+    let all_words: Vec<&str> = q
+        .terms
+        .iter()
+        .flat_map(|t| t.words.iter().map(String::as_str))
+        .collect();
+    let mut out = Vec::with_capacity(ranked.len());
+    for (id, score) in ranked {
+        let Some(summary) = summaries.remove(&id) else {
+            continue;
+        };
+        let body = crate::bodies::get(c, id).await?.and_then(|b| b.text);
+        let snippet = snippet(
+            body.as_deref(),
+            summary.email.preview.as_deref(),
+            &all_words,
+        );
+        out.push(Hit {
+            summary,
+            score,
+            snippet,
+        });
+    }
+    Ok(out)
+}
+
+/// The filters on `e` (emails) every query shares.
+fn push_filters(sql: &mut Sql, account: Option<AccountId>, q: &Query) {
     if let Some(a) = account {
         sql.push(" AND e.account_id = ").bind(a.0);
     }
@@ -287,6 +395,73 @@ pub async fn search<C: ConnectionTrait>(
     if let Some(t) = q.after {
         sql.push(" AND e.received_at >= ").bind(t);
     }
+}
+
+/// The ids and scores of the best `limit` matches; `bound` limits the candidates ranked.
+async fn ranked_ids<C: ConnectionTrait>(
+    c: &C,
+    account: Option<AccountId>,
+    q: &Query,
+    limit: u64,
+    bound: Option<i64>,
+) -> Result<Vec<(EmailId, f64)>, StoreError> {
+    let mut sql = Sql::new(c.get_database_backend());
+    let pg = sql.is_postgres();
+    let text = !q.terms.is_empty();
+    match (text, pg) {
+        (true, false) => {
+            // bm25 weights per column: subject, sender, recipients, body (FTS5's rank is
+            // lower-is-better, so negated). FTS5 sorts its matches by rank itself and only
+            // the best `bound` are looked up in emails (CROSS JOIN keeps that order of work).
+            sql.push(
+                "SELECT e.id AS id, f.score AS score FROM (SELECT rowid AS rid, -rank AS score \
+                 FROM email_fts WHERE email_fts MATCH ",
+            )
+            .bind(fts5_match(&q.terms));
+            if let Some(b) = bound {
+                // bm25 of every match of a common word is the cost: only the newest `b`
+                // matches by rowid (arrival order, walked without ranking) are ranked.
+                sql.push(
+                    " AND rowid >= coalesce((SELECT rowid FROM email_fts WHERE email_fts MATCH ",
+                )
+                .bind(fts5_match(&q.terms))
+                .push(" ORDER BY rowid DESC LIMIT 1 OFFSET ")
+                .bind(b.saturating_sub(1))
+                .push("), 0)");
+            }
+            sql.push(" AND rank MATCH 'bm25(4.0, 2.0, 2.0, 1.0)' ORDER BY rank LIMIT ")
+                .bind(bound.unwrap_or(-1))
+                .push(") f CROSS JOIN emails e WHERE e.id = f.rid");
+            push_filters(&mut sql, account, q);
+        }
+        (true, true) => {
+            // The matches come from the GIN index first (materialised, so the planner cannot
+            // walk emails by date testing each document instead); the newest `bound` of them
+            // that pass the filters are ranked.
+            let tsq = tsquery(&q.terms);
+            sql.push(
+                "WITH m AS MATERIALIZED (SELECT email_id FROM email_search \
+                 WHERE doc @@ to_tsquery('simple', ",
+            )
+            .bind(tsq.clone())
+            .push(")), c AS (SELECT e.id FROM m JOIN emails e ON e.id = m.email_id WHERE 1 = 1");
+            push_filters(&mut sql, account, q);
+            sql.push(" ORDER BY e.received_at DESC, e.id DESC LIMIT ")
+                .bind(bound.unwrap_or(i64::MAX))
+                .push(") SELECT e.id AS id, CAST(ts_rank(s.doc, to_tsquery('simple', ")
+                .bind(tsq)
+                .push(
+                    ")) AS DOUBLE PRECISION) AS score FROM c JOIN emails e ON e.id = c.id \
+                     JOIN email_search s ON s.email_id = e.id WHERE 1 = 1",
+                );
+        }
+        (false, _) => {
+            sql.push(
+                "SELECT e.id AS id, CAST(0 AS DOUBLE PRECISION) AS score FROM emails e WHERE 1 = 1",
+            );
+            push_filters(&mut sql, account, q);
+        }
+    }
     if text {
         sql.push(" ORDER BY score DESC, e.received_at DESC, e.id DESC LIMIT ");
     } else {
@@ -301,31 +476,7 @@ pub async fn search<C: ConnectionTrait>(
             r.try_get::<f64>("", "score")?,
         ));
     }
-    let ids: Vec<EmailId> = ranked.iter().map(|(id, _)| *id).collect();
-    let mut summaries = emails::summaries_by_ids(c, &ids).await?;
-    let all_words: Vec<&str> = q
-        .terms
-        .iter()
-        .flat_map(|t| t.words.iter().map(String::as_str))
-        .collect();
-    let mut out = Vec::with_capacity(ranked.len());
-    for (id, score) in ranked {
-        let Some(summary) = summaries.remove(&id) else {
-            continue;
-        };
-        let body = crate::bodies::get(c, id).await?.and_then(|b| b.text);
-        let snippet = snippet(
-            body.as_deref(),
-            summary.email.preview.as_deref(),
-            &all_words,
-        );
-        out.push(Hit {
-            summary,
-            score,
-            snippet,
-        });
-    }
-    Ok(out)
+    Ok(ranked)
 }
 
 /// Up to ~120 characters of the body around the first query word found, else the preview.

@@ -103,7 +103,7 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 12);
+    assert_eq!(mailsync_store::LATEST_VERSION, 13);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }
@@ -1395,6 +1395,12 @@ async fn search_local_language_and_upkeep(store: &Store) -> R {
         .single()
         .ok_or("date")?;
     emails::upsert_batch(c, acc, &[a, b, d]).await?;
+    // Writes only note the rows; a writer's batch indexes every noted row in its transaction.
+    assert_eq!(
+        count(store, "search_pending").await?,
+        3,
+        "noted, not indexed"
+    );
     let mut o = msg(
         "o",
         mailboxes::list(c, other).await?[0].id,
@@ -1403,7 +1409,15 @@ async fn search_local_language_and_upkeep(store: &Store) -> R {
         None,
     );
     o.remote_id = "o".into();
-    emails::upsert_batch(c, other, &[o]).await?;
+    let txn = store.begin().await?;
+    emails::upsert_batch(&txn, other, &[o]).await?;
+    search::index_pending(&txn).await?;
+    txn.commit().await?;
+    assert_eq!(
+        count(store, "search_pending").await?,
+        0,
+        "indexed with the batch"
+    );
     let id = |r: &str| {
         let r = r.to_owned();
         async move { Ok::<_, StoreError>(emails::find_by_remote_id(c, acc, &r).await?.map(|e| e.id)) }
@@ -1447,11 +1461,14 @@ async fn search_local_language_and_upkeep(store: &Store) -> R {
             )
         }
     };
+    // The bodies above were stored without indexing: the search catches up first.
+    assert_eq!(count(store, "search_pending").await?, 2, "bodies noted");
     assert_eq!(
         ids("budget").await?,
         vec![ia, ib],
         "subject match ranks above body match"
     );
+    assert_eq!(count(store, "search_pending").await?, 0, "caught up");
     assert_eq!(ids("BUDGET").await?, vec![ia, ib]);
     assert_eq!(ids("\"next quarter\"").await?, vec![ia]);
     assert_eq!(
