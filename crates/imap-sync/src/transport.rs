@@ -171,11 +171,14 @@ impl Nesting {
                         Lex::Literal(left - take)
                     }
                 }
-                Lex::Quoted => match b {
-                    b'\\' => Lex::QuotedEscape,
-                    b'"' | b'\n' => Lex::Normal,
-                    _ => Lex::Quoted,
-                },
+                Lex::Quoted => {
+                    self.tail = (self.tail << 8) | u128::from(b.to_ascii_uppercase());
+                    match b {
+                        b'\\' => Lex::QuotedEscape,
+                        b'"' | b'\n' => Lex::Normal,
+                        _ => Lex::Quoted,
+                    }
+                }
                 Lex::QuotedEscape => Lex::Quoted,
                 Lex::LiteralLength(n) => match b {
                     b'0'..=b'9' => Lex::LiteralLength(n.saturating_mul(10) + u64::from(b - b'0')),
@@ -225,6 +228,28 @@ impl Nesting {
             1 | 2 => {
                 self.nil_date = 0;
                 b'"'
+            }
+            // Inside a string imap-proto can still reach the words (fuzzing: after a quoted
+            // string left open at the line end it parses on from an inner `FETCH (`): `NIL`
+            // becomes `NIX` there, which no parser takes for a date, quoting unchanged.
+            0 if matches!(self.lex, Lex::Quoted)
+                && (b == b'N' || b == b'n')
+                && self.tail & TAIL_13 == INTERNALDATE_SP =>
+            {
+                self.nil_date = 3;
+                b
+            }
+            3 if b == b'I' || b == b'i' => {
+                self.nil_date = 4;
+                b
+            }
+            4 if b == b'L' || b == b'l' => {
+                self.nil_date = 0;
+                b'X'
+            }
+            3 | 4 => {
+                self.nil_date = 0;
+                b
             }
             _ => b,
         }
@@ -590,10 +615,15 @@ mod tests {
             scanned(&[b"* 1 FETCH (INTERNALDATE NO)\r\n"]),
             b"* 1 FETCH (INTERNALDATE \"\")\r\n"
         );
-        // A real date, and the words inside strings or literals, stay as they are.
+        // Inside a string it becomes NIX (imap-proto can reach it there), quoting unchanged.
+        assert_eq!(
+            scanned(&[b"* 1 FETCH (ENVELOPE (\"INTERNALDATE NIL\"))\r\n"]),
+            b"* 1 FETCH (ENVELOPE (\"INTERNALDATE NIX\"))\r\n"
+        );
+        // A real date, other words in strings, and literals stay as they are.
         for same in [
             &b"* 1 FETCH (INTERNALDATE \"01-Jan-2024 00:00:00 +0000\")\r\n"[..],
-            b"* 1 FETCH (ENVELOPE (\"INTERNALDATE NIL\"))\r\n",
+            b"* 1 FETCH (ENVELOPE (\"INTERNALDATE NIB\"))\r\n",
             b"* 1 FETCH (BODY[] {16}\r\nINTERNALDATE NIL)\r\n",
         ] {
             assert_eq!(scanned(&[same]), same);
