@@ -161,7 +161,8 @@ pub(crate) async fn enqueue_ops<C: ConnectionTrait>(
 }
 
 /// The optimistic update plus coalescing: applies `entries` to the local state and merges them
-/// into the email's newest row when that row has not been handed to the server yet.
+/// into the email's newest row when that row has not been handed to the server yet and no
+/// mailbox change was queued after it (mailbox changes are barriers, see `rows::due_heads`).
 pub(crate) async fn apply_entries<C: ConnectionTrait>(
     c: &C,
     email: &Email,
@@ -198,6 +199,7 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
     if let Some(tail) = queued.last()
         && tail.state == ChangeState::Pending
         && let Payload::Email(p) = &tail.payload
+        && !rows::mailbox_change_after(c, email.account_id, tail.id).await?
     {
         let mut merged = p.clone();
         merged.ops.extend(entries.iter().cloned());

@@ -8,7 +8,9 @@ use mailsync_store::entity::pending_changes as p;
 use mailsync_store::queue::{self, ChangeState, PendingChange};
 use mailsync_store::{AccountId, ChangeId, ConnectionTrait, EmailId};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use crate::Error;
 use crate::model::{EmailPayload, Payload};
@@ -202,6 +204,23 @@ pub(crate) async fn due_heads<C: ConnectionTrait>(
         .into_iter()
         .map(|m| PendingChange::try_from(m).map_err(Error::from))
         .collect()
+}
+
+/// Whether a mailbox change of `account` was queued after row `id`. An email change must not
+/// be merged into a row older than such a barrier: the merged operation would run before the
+/// mailbox change it may depend on (a move into a mailbox created offline).
+pub(crate) async fn mailbox_change_after<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    id: ChangeId,
+) -> Result<bool, Error> {
+    let n = p::Entity::find()
+        .filter(p::Column::AccountId.eq(account.0))
+        .filter(p::Column::Kind.eq(MAILBOX_KIND))
+        .filter(p::Column::Id.gt(id.0))
+        .count(c)
+        .await?;
+    Ok(n > 0)
 }
 
 const MAILBOX_KIND: &str = "mailbox";
