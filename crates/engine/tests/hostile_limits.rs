@@ -1,7 +1,8 @@
 //! Limits on what a server sends (issue 19), against servers inside the test: a JMAP account
 //! listing more mailboxes than the limit, API responses of 2 GB (declared or streamed), and
 //! a body that never completes each end in a one-line typed error, quickly, with nothing
-//! written and the process's peak memory under 100 MiB.
+//! written and the process's peak memory under 100 MiB; a silent server, a body that stops
+//! and a body that trickles each end as a network failure within 60 s.
 
 mod common;
 mod fake_jmap;
@@ -146,5 +147,32 @@ async fn hostile_jmap_servers_end_in_typed_errors_in_bounded_time_and_memory() -
     );
     assert_eq!(classify(&err), Disposition::Reject);
 
+    // No useful progress, three ways, at once (each waits out the default stall window): a
+    // session request never answered, an API body that stops, an API body that trickles a
+    // byte every 200 ms. Each ends as a network failure within 60 s.
+    let silent = HostileServer::start(Script::send(Vec::new()).then(Then::Stall))?;
+    let stopped = jmap_server(
+        || http("Content-Length: 100000\r\n", b"{\"methodResponses\":["),
+        Then::Stall,
+    )?;
+    let trickle = jmap_server(
+        || http("Content-Length: 100000\r\n", b"{\"methodResponses\":["),
+        Then::Trickle {
+            byte: b' ',
+            every: Duration::from_millis(200),
+        },
+    )?;
+    let url = |s: &HostileServer| format!("http://127.0.0.1:{}/jmap/", s.port());
+    let (a, b, c) = tokio::join!(
+        sync_fails(url(&silent)),
+        sync_fails(url(&stopped)),
+        sync_fails(url(&trickle))
+    );
+    for (name, r) in [("silent", a), ("stopped body", b), ("trickled body", c)] {
+        let (err, took) = r?;
+        eprintln!("{name}: {:?} in {took:?}: {err}", classify(&err));
+        assert_eq!(classify(&err), Disposition::Offline, "{name}: {err}");
+        assert!(took < Duration::from_secs(60), "{name}: {took:?}");
+    }
     Ok(())
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::client::Client;
-use crate::error::{Error, TransportError, TransportErrorKind};
+use crate::error::Error;
 use crate::id::{AccountId, BlobId};
 use crate::transport;
 
@@ -127,6 +127,7 @@ impl Client {
         if let Some(s) = size {
             req = req.header(CONTENT_LENGTH, s);
         }
+        let mut watch = transport::Watchdog::new(self.config().stall_timeout);
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -140,10 +141,10 @@ impl Client {
             }
         };
         if !resp.status().is_success() {
-            return Err(transport::error_from_response(resp).await);
+            return Err(transport::error_from_response(resp, &mut watch).await);
         }
         // An upload answer is a small JSON object.
-        let bytes = transport::read_capped(resp, 1 << 20).await?;
+        let bytes = transport::read_capped(resp, 1 << 20, &mut watch).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::decode("upload response", e))
     }
 
@@ -169,28 +170,25 @@ impl Client {
             ("type", content_type),
         ])?;
         transport::check_url_allowed(&url, self.config().allow_insecure_http)?;
-        // The whole transfer may take long; bound only the waits (headers, each chunk).
-        let idle = self.config().request_timeout;
-        let stalled = || {
-            Error::Transport(TransportError::new(
-                TransportErrorKind::Timeout,
-                "the blob download stalled",
-            ))
-        };
-        let resp = tokio::time::timeout(idle, self.authed(self.http().get(url)).send())
-            .await
-            .map_err(|_| stalled())?
-            .map_err(transport::map_reqwest_error)?;
+        // The whole transfer may take long; bound only the lack of progress (the head, then
+        // each stall window).
+        let mut watch = transport::Watchdog::new(self.config().stall_timeout);
+        let resp = watch.head(self.authed(self.http().get(url)).send()).await?;
         if !resp.status().is_success() {
-            return Err(transport::error_from_response(resp).await);
+            return Err(transport::error_from_response(resp, &mut watch).await);
         }
         let mut stream = resp.bytes_stream();
         let mut written = 0u64;
-        while let Some(chunk) = tokio::time::timeout(idle, stream.next())
-            .await
-            .map_err(|_| stalled())?
+        while let Some(chunk) = watch
+            .chunk(async {
+                stream
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(transport::map_reqwest_error)
+            })
+            .await?
         {
-            let chunk = chunk.map_err(transport::map_reqwest_error)?;
             writer.write_all(&chunk).await.map_err(|source| Error::Io {
                 context: "writing a downloaded blob",
                 source,

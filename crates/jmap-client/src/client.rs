@@ -20,6 +20,8 @@ use crate::transport::{self, Credentials};
 const SESSION_BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// The default limit of an API response body.
 const DEFAULT_MAX_RESPONSE: u64 = 64 * 1024 * 1024;
+/// See [`ClientBuilder::stall_timeout`]: below the 60 s a user waits at most for a dead server.
+const DEFAULT_STALL: Duration = Duration::from_secs(45);
 
 /// Configures and connects a [`Client`].
 #[derive(Debug)]
@@ -30,6 +32,7 @@ pub struct ClientBuilder {
     pending_error: Option<Error>,
     connect_timeout: Duration,
     request_timeout: Duration,
+    stall_timeout: Duration,
     max_response_bytes: u64,
     user_agent: String,
     max_calls_in_request: Option<u64>,
@@ -47,6 +50,7 @@ impl Default for ClientBuilder {
             pending_error: None,
             connect_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(120),
+            stall_timeout: DEFAULT_STALL,
             max_response_bytes: DEFAULT_MAX_RESPONSE,
             user_agent: concat!("mailsync-jmap-client/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_calls_in_request: None,
@@ -107,6 +111,15 @@ impl ClientBuilder {
     #[must_use]
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// How long a response may make no useful progress (default 45 s): its head must arrive
+    /// within it, and each later window of it must bring at least 1 KiB. A silent or
+    /// trickling server fails within about this time even when `request_timeout` is longer.
+    #[must_use]
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
         self
     }
 
@@ -205,6 +218,7 @@ impl ClientBuilder {
                 connect_timeout: self.connect_timeout,
                 allow_insecure_http: self.allow_insecure_http,
                 request_timeout: self.request_timeout,
+                stall_timeout: self.stall_timeout,
                 max_response_bytes: self.max_response_bytes,
                 max_calls_in_request: self.max_calls_in_request,
                 max_objects_in_get: self.max_objects_in_get,
@@ -226,6 +240,7 @@ pub(crate) struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) allow_insecure_http: bool,
     pub(crate) request_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
     pub(crate) max_response_bytes: u64,
     max_calls_in_request: Option<u64>,
     max_objects_in_get: Option<u64>,
@@ -297,12 +312,15 @@ async fn fetch_session(
     config: &Config,
 ) -> Result<Session, Error> {
     transport::check_url_allowed(url, config.allow_insecure_http)?;
-    let resp = authed(http.get(url.clone()), config)
-        .header(ACCEPT, "application/json")
-        .timeout(config.request_timeout)
-        .send()
-        .await
-        .map_err(transport::map_reqwest_error)?;
+    let mut watch = transport::Watchdog::new(config.stall_timeout);
+    let resp = watch
+        .head(
+            authed(http.get(url.clone()), config)
+                .header(ACCEPT, "application/json")
+                .timeout(config.request_timeout)
+                .send(),
+        )
+        .await?;
     let final_url = resp.url().clone();
     let status = resp.status().as_u16();
     let ct = transport::content_type(resp.headers());
@@ -316,7 +334,7 @@ async fn fetch_session(
         return Err(Error::Unauthorized { status });
     }
     if status == 429 || status >= 500 {
-        return Err(transport::error_from_response(resp).await);
+        return Err(transport::error_from_response(resp, &mut watch).await);
     }
     if !(200..300).contains(&status) {
         return Err(not_jmap(NotJmapReason::Status(status)));
@@ -327,7 +345,7 @@ async fn fetch_session(
     {
         return Err(not_jmap(NotJmapReason::HtmlPage));
     }
-    let body = transport::read_limited(resp, SESSION_BODY_LIMIT).await?;
+    let body = transport::read_limited(resp, SESSION_BODY_LIMIT, &mut watch).await?;
     let looks_html = body
         .iter()
         .skip_while(|b| b.is_ascii_whitespace())
@@ -503,20 +521,23 @@ impl ChunkSender for ApiSender<'_> {
     async fn send_chunk(&self, body: Vec<u8>) -> Result<ApiResponse, Error> {
         let inner = &self.client.inner;
         let _permit = inner.request_permits.acquire().await.ok();
-        let resp = self
-            .client
-            .authed(inner.http.post(self.api_url.clone()))
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json")
-            .timeout(inner.config.request_timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(transport::map_reqwest_error)?;
+        let mut watch = transport::Watchdog::new(inner.config.stall_timeout);
+        let resp = watch
+            .head(
+                self.client
+                    .authed(inner.http.post(self.api_url.clone()))
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(ACCEPT, "application/json")
+                    .timeout(inner.config.request_timeout)
+                    .body(body)
+                    .send(),
+            )
+            .await?;
         if !resp.status().is_success() {
-            return Err(transport::error_from_response(resp).await);
+            return Err(transport::error_from_response(resp, &mut watch).await);
         }
-        let bytes = transport::read_capped(resp, inner.config.max_response_bytes).await?;
+        let bytes =
+            transport::read_capped(resp, inner.config.max_response_bytes, &mut watch).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::decode("API response", e))
     }
 }

@@ -2,8 +2,9 @@
 //! plain-HTTP policy, and mapping HTTP failures to typed [`Error`]s.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -263,7 +264,7 @@ pub(crate) fn content_type(headers: &HeaderMap) -> Option<String> {
 
 /// Turns a non-success response into [`Error::Unauthorized`] or [`Error::Http`] (with the
 /// problem details when the body is `application/problem+json` or any JSON object with a `type`).
-pub(crate) async fn error_from_response(resp: reqwest::Response) -> Error {
+pub(crate) async fn error_from_response(resp: reqwest::Response, watch: &mut Watchdog) -> Error {
     let status = resp.status().as_u16();
     if status == 401 {
         return Error::Unauthorized { status };
@@ -271,7 +272,9 @@ pub(crate) async fn error_from_response(resp: reqwest::Response) -> Error {
     let retry_after = retry_after(resp.headers());
     let ct = content_type(resp.headers());
     // A problem document is small; do not read arbitrarily large error pages.
-    let body = read_limited(resp, 64 * 1024).await.unwrap_or_default();
+    let body = read_limited(resp, 64 * 1024, watch)
+        .await
+        .unwrap_or_default();
     let problem = if ct.as_deref().is_some_and(|c| c.contains("json")) {
         serde_json::from_slice::<ProblemDetails>(&body)
             .ok()
@@ -286,14 +289,98 @@ pub(crate) async fn error_from_response(resp: reqwest::Response) -> Error {
     }
 }
 
+/// Fewer bytes than this in a whole stall window is no useful progress (a trickle): the
+/// response is given up like a silent one. Even a poor mobile link carries this in a second.
+pub(crate) const MIN_PROGRESS_BYTES: u64 = 1024;
+
+/// The "useful progress" rule for one HTTP exchange: the response head must arrive within
+/// `stall`, and every later window of `stall` must bring at least [`MIN_PROGRESS_BYTES`]. A
+/// silent server and one sending a byte now and then both end within about `stall`, while a
+/// large response on a slow but working link is never cut for its size alone.
+#[derive(Debug)]
+pub(crate) struct Watchdog {
+    stall: Duration,
+    window_start: Instant,
+    in_window: u64,
+}
+
+impl Watchdog {
+    pub(crate) fn new(stall: Duration) -> Self {
+        Self {
+            stall,
+            window_start: Instant::now(),
+            in_window: 0,
+        }
+    }
+
+    fn stalled(&self, what: &str) -> Error {
+        Error::Transport(TransportError::new(
+            TransportErrorKind::Timeout,
+            format!(
+                "{what} stalled: less than {MIN_PROGRESS_BYTES} bytes in {} s",
+                self.stall.as_secs()
+            ),
+        ))
+    }
+
+    /// Sends a request: its response head must arrive within the stall window.
+    pub(crate) async fn head(
+        &mut self,
+        send: impl Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    ) -> Result<reqwest::Response, Error> {
+        let resp = tokio::time::timeout(self.stall, send)
+            .await
+            .map_err(|_| self.stalled("the response"))?
+            .map_err(map_reqwest_error)?;
+        self.window_start = Instant::now();
+        self.in_window = 0;
+        Ok(resp)
+    }
+
+    /// Awaits the next body chunk from `next` under the progress rule.
+    pub(crate) async fn chunk<T: AsRef<[u8]>>(
+        &mut self,
+        next: impl Future<Output = Result<Option<T>, Error>>,
+    ) -> Result<Option<T>, Error> {
+        let mut next = std::pin::pin!(next);
+        loop {
+            let now = Instant::now();
+            let end = self.window_start + self.stall;
+            if now >= end {
+                if self.in_window < MIN_PROGRESS_BYTES {
+                    return Err(self.stalled("the response body"));
+                }
+                self.window_start = now;
+                self.in_window = 0;
+                continue;
+            }
+            if let Ok(r) = tokio::time::timeout(end - now, next.as_mut()).await {
+                let r = r?;
+                if let Some(c) = &r {
+                    self.in_window += c.as_ref().len() as u64;
+                }
+                return Ok(r);
+            }
+        }
+    }
+}
+
 /// Reads a whole response body of at most `limit` bytes, streaming: a larger one (by its
-/// `Content-Length` or as it arrives) is [`Error::ResponseTooLarge`], never held in memory.
-pub(crate) async fn read_capped(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, Error> {
+/// `Content-Length` or as it arrives) is [`Error::ResponseTooLarge`], never held in memory; a
+/// body that stops making progress ends under `watch`'s rule.
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: u64,
+    watch: &mut Watchdog,
+) -> Result<Vec<u8>, Error> {
     if resp.content_length().is_some_and(|n| n > limit) {
         return Err(Error::ResponseTooLarge { limit });
     }
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(map_reqwest_error)? {
+    while let Some(chunk) = watch
+        .chunk(async { resp.chunk().await.map_err(map_reqwest_error) })
+        .await?
+    {
         if (out.len() + chunk.len()) as u64 > limit {
             return Err(Error::ResponseTooLarge { limit });
         }
@@ -307,9 +394,13 @@ pub(crate) async fn read_capped(mut resp: reqwest::Response, limit: u64) -> Resu
 pub(crate) async fn read_limited(
     mut resp: reqwest::Response,
     limit: usize,
+    watch: &mut Watchdog,
 ) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(map_reqwest_error)? {
+    while let Some(chunk) = watch
+        .chunk(async { resp.chunk().await.map_err(map_reqwest_error) })
+        .await?
+    {
         if out.len() + chunk.len() > limit {
             let take = limit.saturating_sub(out.len());
             out.extend_from_slice(chunk.get(..take).unwrap_or_default());

@@ -279,7 +279,10 @@ async fn connect(
             }
             Ok(Box::pin(resp.bytes_stream()))
         }
-        _ => Err(transport::error_from_response(resp).await),
+        _ => {
+            let mut watch = transport::Watchdog::new(client.config().stall_timeout);
+            Err(transport::error_from_response(resp, &mut watch).await)
+        }
     }
 }
 
