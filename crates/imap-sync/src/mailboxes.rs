@@ -2,17 +2,17 @@
 //! roles from special-use attributes or well-known names, STATUS counters, and removal of
 //! mailboxes that are gone from the server.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use mailsync_store::checkpoints::{self, Scope};
 use mailsync_store::mailboxes::{self, Mailbox, MailboxStatus, MailboxUpsert};
-use mailsync_store::{AccountId, Role, Store};
+use mailsync_store::{AccountId, MailboxId, Role, Store, emails};
 
 use crate::connection::Connection;
 use crate::error::Error;
 use crate::plan::ServerState;
 use crate::utf7;
-use crate::wire::{ListEntry, StatusItems};
+use crate::wire::{Cmd, ListEntry, StatusItems, Untagged};
 
 /// The role given by special-use attributes (RFC 6154), compared case-insensitively
 /// (Cyrus sends `\sent`).
@@ -200,11 +200,13 @@ pub async fn follow_renames(
     let (upserts, _) = listing(conn).await?;
     let keep_set: std::collections::HashSet<&str> =
         upserts.iter().map(|u| u.remote_id.as_str()).collect();
+    let verified = verified_renames(conn, store, account, &upserts, &keep_set).await?;
     let txn = store.begin().await?;
     let before = mailboxes::list(&txn, account).await?;
     let known: std::collections::HashSet<&str> =
         before.iter().map(|b| b.remote_id.as_str()).collect();
-    let renamed = renames(&before, &upserts, &keep_set, &known);
+    let mut renamed = renames(&before, &upserts, &keep_set, &known);
+    renamed.retain(|r| verified.contains(r));
     for (id, remote_id) in &renamed {
         tracing::info!(mailbox = %id, to = %remote_id, "Mailbox renamed on the server; queued changes follow it.");
         mailboxes::set_remote_id(&txn, *id, remote_id).await?;
@@ -224,6 +226,7 @@ pub async fn sync_mailboxes(
     let keep: Vec<String> = upserts.iter().map(|u| u.remote_id.clone()).collect();
     // Sets, not scans: an account may have 100,000 mailboxes.
     let keep_set: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
+    let verified = verified_renames(conn, store, account, &upserts, &keep_set).await?;
     let txn = store.begin().await?;
     let before = mailboxes::list(&txn, account).await?;
     let known: std::collections::HashSet<&str> =
@@ -232,7 +235,8 @@ pub async fn sync_mailboxes(
         .iter()
         .filter(|u| !known.contains(u.remote_id.as_str()))
         .count() as u64;
-    let renamed = renames(&before, &upserts, &keep_set, &known);
+    let mut renamed = renames(&before, &upserts, &keep_set, &known);
+    renamed.retain(|r| verified.contains(r));
     for (id, remote_id) in &renamed {
         tracing::info!(mailbox = %id, to = %remote_id, "Mailbox renamed on the server; keeping its emails and checkpoint.");
         mailboxes::set_remote_id(&txn, *id, remote_id).await?;
@@ -259,11 +263,118 @@ pub async fn sync_mailboxes(
     })
 }
 
+/// The rename candidates of `renames` (read outside any transaction) that the server confirms
+/// by content (`same_content`). Asked before the store transaction opens: no network wait
+/// while holding the write lock.
+async fn verified_renames(
+    conn: &mut Connection,
+    store: &Store,
+    account: AccountId,
+    upserts: &[MailboxUpsert],
+    keep: &HashSet<&str>,
+) -> Result<HashSet<(MailboxId, String)>, Error> {
+    let before = mailboxes::list(store.conn(), account).await?;
+    let known: HashSet<&str> = before.iter().map(|b| b.remote_id.as_str()).collect();
+    let mut out = HashSet::new();
+    for (id, remote_id) in renames(&before, upserts, keep, &known) {
+        let (Some(gone), Some(new)) = (
+            before.iter().find(|b| b.id == id),
+            upserts.iter().find(|u| u.remote_id == remote_id),
+        ) else {
+            continue;
+        };
+        if same_content(conn, store, gone, new).await? {
+            out.insert((id, remote_id));
+        } else {
+            tracing::info!(mailbox = %id, candidate = %remote_id, "Same UIDVALIDITY, other content: not a rename.");
+        }
+    }
+    Ok(out)
+}
+
+/// How many of the stored copies with the highest UIDs a rename check compares.
+const RENAME_PROBES: u64 = 5;
+
+/// Whether the mailbox listed as `new` holds what the stored `gone` held: its stored copies
+/// with the highest UIDs are at the same UIDs there, with the same Message-ID and size (see
+/// `content_matches`).
+/// UIDVALIDITY alone proves nothing across names: RFC 3501 only makes it differ from earlier
+/// mailboxes of the *same* name, and a server that takes it from the clock gives two
+/// mailboxes created in one second the same value (Cyrus; the model test found a deleted
+/// mailbox "renamed" to a new one that way, its rows then naming other messages). A mailbox
+/// with nothing stored is paired only with an empty one of the same UIDNEXT: keeping its
+/// checkpoint can then miss nothing.
+async fn same_content(
+    conn: &mut Connection,
+    store: &Store,
+    gone: &Mailbox,
+    new: &MailboxUpsert,
+) -> Result<bool, Error> {
+    let probes = emails::newest_by_uid(store.conn(), gone.id, RENAME_PROBES).await?;
+    if probes.is_empty() {
+        return Ok(new.status.as_ref().is_some_and(|s| {
+            s.total == 0 && s.uidnext.is_some() && s.uidnext == gone.status.uidnext
+        }));
+    }
+    match conn.select(&new.remote_id).await {
+        Ok(_) => {}
+        // Gone again, or not selectable: not this mailbox.
+        Err(e) if !e.is_connection() => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let set = probes
+        .iter()
+        .map(|(uid, _, _)| uid.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let (data, _) = conn
+        .run(
+            &Cmd::new("UID FETCH")
+                .raw(&set)
+                .raw("(UID RFC822.SIZE ENVELOPE)"),
+        )
+        .await?;
+    let mut there: HashMap<i64, (Option<String>, Option<i64>)> = HashMap::new();
+    for u in data {
+        if let Untagged::Fetch(f) = u
+            && let Some(uid) = f.uid
+        {
+            let mid = f
+                .envelope
+                .as_ref()
+                .and_then(|e| e.message_id.as_deref())
+                .and_then(|m| crate::mime::message_ids(m).into_iter().next());
+            there.insert(i64::from(uid), (mid, f.size.map(i64::from)));
+        }
+    }
+    Ok(content_matches(&probes, &there))
+}
+
+/// The rename verdict on the probes: no probed UID holds another message (Message-ID, and size
+/// where given), and at least one is confirmed. Probes the server no longer has are neutral
+/// (expunged since); none left to confirm is no proof, and the mailbox is downloaded again.
+fn content_matches(
+    probes: &[(i64, Option<String>, i64)],
+    there: &HashMap<i64, (Option<String>, Option<i64>)>,
+) -> bool {
+    let mut confirmed = false;
+    for (uid, mid, size) in probes {
+        if let Some((m, sz)) = there.get(uid) {
+            if m != mid || sz.is_some_and(|s| s != *size) {
+                return false;
+            }
+            confirmed = true;
+        }
+    }
+    confirmed
+}
+
 /// Mailboxes that another client renamed: a known mailbox gone from the list and a new one with
 /// the same UIDVALIDITY whose UIDNEXT did not go back (RFC 3501 keeps UIDVALIDITY across a
 /// RENAME, and a deleted and re-created mailbox gets a new one). Only unambiguous pairs count:
 /// a UIDVALIDITY shared by two gone or two new mailboxes pairs nothing, and the mailbox is
-/// downloaded again as before. Returns (local id, new remote id).
+/// downloaded again as before. Returns (local id, new remote id): candidates, which
+/// `verified_renames` confirms by content before anything follows them.
 ///
 /// RFC 8474 MAILBOXID would identify the mailbox outright where OBJECTID is offered; the
 /// UIDVALIDITY rule is used everywhere (Dovecot 2.3 does not offer OBJECTID).
@@ -307,6 +418,37 @@ fn renames(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rename_needs_the_same_messages_at_the_same_uids() {
+        let probes = vec![
+            (3, Some("c@x".to_owned()), 30),
+            (2, Some("b@x".to_owned()), 20),
+            (1, None, 10),
+        ];
+        let there = |v: &[(i64, Option<&str>, Option<i64>)]| -> HashMap<_, _> {
+            v.iter()
+                .map(|(u, m, s)| (*u, (m.map(str::to_owned), *s)))
+                .collect()
+        };
+        // A real rename, one message expunged since, one size not reported: paired.
+        assert!(content_matches(
+            &probes,
+            &there(&[(2, Some("b@x"), Some(20)), (1, None, None)])
+        ));
+        // Another mailbox that happens to share the UIDVALIDITY: UID 1 is another message.
+        assert!(!content_matches(
+            &probes,
+            &there(&[(1, Some("other@x"), Some(10))])
+        ));
+        // Same Message-ID, other size: another copy, not this one.
+        assert!(!content_matches(
+            &probes,
+            &there(&[(3, Some("c@x"), Some(31))])
+        ));
+        // Nothing left to compare: no proof.
+        assert!(!content_matches(&probes, &there(&[])));
+    }
 
     fn e(name: &str, attrs: &[&str]) -> (String, Option<String>, Vec<String>) {
         (

@@ -592,6 +592,33 @@ pub async fn uids_in_mailbox<C: ConnectionTrait>(
         .collect())
 }
 
+/// The `n` stored copies in `mailbox` with the highest UIDs: (UID, Message-ID, size), highest
+/// first. What a rename check compares with the server (see imap-sync's mailbox listing).
+pub async fn newest_by_uid<C: ConnectionTrait>(
+    c: &C,
+    mailbox: MailboxId,
+    n: u64,
+) -> Result<Vec<(i64, Option<String>, i64)>, StoreError> {
+    let rows: Vec<(Option<i64>, i64)> = em::Entity::find()
+        .select_only()
+        .column(em::Column::Uid)
+        .column(em::Column::EmailId)
+        .filter(em::Column::MailboxId.eq(mailbox.0))
+        .filter(em::Column::Uid.is_not_null())
+        .order_by_desc(em::Column::Uid)
+        .limit(n)
+        .into_tuple()
+        .all(c)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (uid, id) in rows {
+        let Some(uid) = uid else { continue };
+        let email = get(c, EmailId(id)).await?;
+        out.push((uid, email.message_id, email.size));
+    }
+    Ok(out)
+}
+
 /// The emails whose copy in `mailbox` has UID in `uids` under `uidvalidity` (a server
 /// search's hits), by UID; UIDs without a stored copy are left out.
 pub async fn ids_by_uids<C: ConnectionTrait>(
