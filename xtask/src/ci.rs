@@ -16,8 +16,9 @@ use crate::{install, lint};
 
 const STEPS: &[&str] = &["install", "fmt", "lint", "clippy", "doc", "test"];
 
-/// Steps run only when named: the fuzz smoke run builds its own instrumented workspace
-/// (several minutes the first time).
+/// Steps run only when named: the coverage-guided fuzz run builds its own instrumented
+/// workspace (several minutes the first time). Every `test` step already runs the
+/// uninstrumented mutation smoke (`fuzz_smoke_mutations_do_not_panic`, 10 s per target).
 const OPT_IN_STEPS: &[&str] = &["fuzz"];
 
 const USAGE: &str = "usage: cargo xtask ci [--no-install] [--keep-servers] \

@@ -91,4 +91,25 @@ mod tests {
             b"* OK [ALERT]\xff\xfe oops\r\nA1 NO [AUTHENTICATIONFAILED]\xc3\xa9\r\n",
         );
     }
+
+    /// The CI fuzz smoke: mutations of the seed corpus for a few seconds per target
+    /// (`MAILSYNC_FUZZ_SMOKE_SECS`, default 10), no cargo-fuzz needed (see testkit `mutate`).
+    #[test]
+    fn fuzz_smoke_mutations_do_not_panic() {
+        let secs = std::env::var("MAILSYNC_FUZZ_SMOKE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
+        for (target, f) in [
+            ("imap_response", super::imap_responses as fn(&[u8])),
+            ("mime_message", super::mime_message),
+        ] {
+            let seeds = mailsync_testkit::mutate::seeds_from(&dir.join(target));
+            let r =
+                mailsync_testkit::mutate::smoke(&seeds, std::time::Duration::from_secs(secs), f);
+            eprintln!("{target}: {} executions, seed {}", r.executions, r.seed);
+            assert!(r.executions > 0);
+        }
+    }
 }

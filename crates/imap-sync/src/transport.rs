@@ -181,7 +181,9 @@ impl Nesting {
                 }
                 Lex::QuotedEscape => Lex::Quoted,
                 Lex::LiteralLength(n) => match b {
-                    b'0'..=b'9' => Lex::LiteralLength(n.saturating_mul(10) + u64::from(b - b'0')),
+                    b'0'..=b'9' => {
+                        Lex::LiteralLength(n.saturating_mul(10).saturating_add(u64::from(b - b'0')))
+                    }
                     b'+' | b'-' => Lex::LiteralLength(n),
                     b'}' => Lex::LiteralStart(n),
                     _ => self.normal(b),

@@ -30,3 +30,29 @@ pub fn session(bytes: &[u8]) {
         let _ = crate::session::Session::parse(bytes, &url);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The CI fuzz smoke: mutations of the seed corpus for a few seconds
+    /// (`MAILSYNC_FUZZ_SMOKE_SECS`, default 10), no cargo-fuzz needed (see testkit `mutate`).
+    #[test]
+    fn fuzz_smoke_mutations_do_not_panic() {
+        let secs = std::env::var("MAILSYNC_FUZZ_SMOKE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10);
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/jmap_response");
+        let seeds = mailsync_testkit::mutate::seeds_from(&dir);
+        let r =
+            mailsync_testkit::mutate::smoke(&seeds, std::time::Duration::from_secs(secs), |b| {
+                super::api_response(b);
+                super::session(b);
+            });
+        eprintln!(
+            "jmap_response: {} executions, seed {}",
+            r.executions, r.seed
+        );
+        assert!(r.executions > 0);
+    }
+}

@@ -26,6 +26,7 @@ pub mod generator;
 mod hostile;
 pub mod imap;
 mod load;
+pub mod mutate;
 pub mod oauth;
 mod proxy;
 mod servers;
