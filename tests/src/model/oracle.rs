@@ -336,7 +336,11 @@ pub fn check_intents(
             Expect::Flag(f, v) => (
                 server.any_copy(id, |m| m.flag(*f) == *v),
                 "lost-intent/flag",
-                format!("no copy has {}={v}", f.imap()),
+                format!(
+                    "no copy has {}={v} (copies in {:?})",
+                    f.imap(),
+                    server.holders(id)
+                ),
             ),
             Expect::Moved { to, exclusive_from } => {
                 let there = server.copies_in(to, id) > 0;

@@ -1153,6 +1153,19 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
                 .map(|e| format!("{}:{}", run.short(&e.message_id), e.mailbox))
                 .collect();
             eprintln!("  local before op {index}: {}", emails.join(" "));
+            let sv = server_snapshot(&mut other)?;
+            let mut on: Vec<String> = sv
+                .mailboxes
+                .iter()
+                .flat_map(|(b, ms)| {
+                    ms.iter().map(move |m| {
+                        format!("{}:{b}{}", m.message_id, if m.seen { "" } else { "*" })
+                    })
+                })
+                .map(|t| run.short(&t))
+                .collect();
+            on.sort();
+            eprintln!("  server before op {index}: {}", on.join(" "));
             eprintln!("op {index}: {op}");
         }
         if op.is_engine() {
