@@ -26,6 +26,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         "  MAILSYNC_CACHE_DIR      where downloaded attachments are cached (default: beside the\n",
         "                          SQLite database, DB.parts/; else ~/.cache/mailsync/parts)\n",
         "  MAILSYNC_LEASE_TTL      how long an account stays locked by a killed process (default 20s)\n",
+        "  MAILSYNC_HOST_CONNECTIONS  `sync`: IMAP connections per server host in all (default: no cap)\n",
         "\n",
         "Exit codes:\n",
         "  0 ok, 1 other failure, 2 usage, 3 not found, 4 needs the user (authentication),\n",

@@ -477,6 +477,9 @@ pub(crate) async fn tcp(cfg: &ImapConfig) -> Result<TcpStream, Error> {
     Ok(stream)
 }
 
+/// Built TLS client configurations by extra CA (its PEM; none: platform roots only).
+type ConfigsByCa = HashMap<Option<Vec<u8>>, Arc<rustls::ClientConfig>>;
+
 /// The rustls client configuration: ring, platform roots, plus the extra CA when given.
 ///
 /// Built once per extra CA (by its contents) and shared by every connection of the process:
@@ -485,8 +488,7 @@ pub(crate) async fn tcp(cfg: &ImapConfig) -> Result<TcpStream, Error> {
 /// each, for a daemon with thousands of accounts MiBs per ten of them). Sharing it also lets
 /// connections to one server resume TLS sessions.
 pub(crate) fn tls_config(cfg: &ImapConfig) -> Result<Arc<rustls::ClientConfig>, Error> {
-    static CONFIGS: OnceLock<Mutex<HashMap<Option<Vec<u8>>, Arc<rustls::ClientConfig>>>> =
-        OnceLock::new();
+    static CONFIGS: OnceLock<Mutex<ConfigsByCa>> = OnceLock::new();
     let pem = match &cfg.ca_file {
         Some(path) => Some(std::fs::read(path).map_err(|e| Error::TlsConfig {
             reason: format!("cannot read CA file {}", path.display()),
