@@ -2,6 +2,7 @@
 //! protocol floor on the same machine, corpus and run; prints a table and writes
 //! `docs/benchmarks.md` (between its generated-section markers).
 
+mod fleet;
 mod floor;
 mod latency;
 mod measure;
@@ -21,7 +22,7 @@ use measure::{Cmd, Sample, fmt_s, stats};
 
 use crate::util;
 
-const USAGE: &str = "usage: cargo xtask bench latency [...] | cargo xtask bench [--quick] [--sizes S,M,L] [--runs N] [--bin PATH] \
+const USAGE: &str = "usage: cargo xtask bench latency [...] | cargo xtask bench fleet [...] | cargo xtask bench [--quick] [--sizes S,M,L] [--runs N] [--bin PATH] \
 [--no-peers] [--no-jmap] [--no-write]
   --quick      S only (1,000 messages), under 3 minutes once the release binary is built
   --sizes      which corpus sizes (S=1,000 M=10,000 L=100,000; default S,M,L)
@@ -75,6 +76,9 @@ struct Ctx {
 pub fn cmd(args: &[String]) -> Result<()> {
     if args.first().map(String::as_str) == Some("floor") {
         return floor::cmd(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("fleet") {
+        return fleet::cmd(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("latency") {
         return latency::cmd(&args[1..]);

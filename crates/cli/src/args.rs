@@ -26,6 +26,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         "  MAILSYNC_CACHE_DIR      where downloaded attachments are cached (default: beside the\n",
         "                          SQLite database, DB.parts/; else ~/.cache/mailsync/parts)\n",
         "  MAILSYNC_LEASE_TTL      how long an account stays locked by a killed process (default 20s)\n",
+        "  MAILSYNC_HOST_CONNECTIONS  `sync`: IMAP connections per server host in all (default: no cap)\n",
         "\n",
         "Exit codes:\n",
         "  0 ok, 1 other failure, 2 usage, 3 not found, 4 needs the user (authentication),\n",
@@ -530,6 +531,12 @@ pub struct PollArg {
         default_value_t = 3
     )]
     pub imap_connections: usize,
+    /// At most N IMAP connections per server host for the whole daemon (sync, IDLE/NOTIFY,
+    /// on-demand downloads of every account), to stay under a provider's per-IP limit. With
+    /// fewer than there are accounts, accounts take turns instead of each keeping its push
+    /// connection. Default: no cap.
+    #[arg(long, env = "MAILSYNC_HOST_CONNECTIONS", value_name = "N")]
+    pub host_connections: Option<usize>,
     /// Without IMAP NOTIFY, how often the mailboxes without an IDLE of their own are looked
     /// at (one LIST-STATUS or STATUS round), e.g. 3s, 500ms.
     #[arg(long, env = "MAILSYNC_STATUS_INTERVAL", value_name = "DURATION")]

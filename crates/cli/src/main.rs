@@ -35,6 +35,9 @@
 //!   `--status-interval` of `sync` and `watch`): the IMAP connection budget per account
 //!   (default 3) and, without NOTIFY, how often mailboxes without an IDLE are looked at
 //!   (default 3 s).
+//! - `MAILSYNC_HOST_CONNECTIONS` (or `--host-connections` of `sync` and `watch`): at most this
+//!   many IMAP connections per server host for the whole process (default: no cap); with
+//!   fewer than accounts, accounts take turns instead of keeping their push connection.
 
 mod args;
 mod commands;

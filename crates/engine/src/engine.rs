@@ -105,7 +105,8 @@ pub fn driver_for(
         ),
         AccountKind::Imap => Box::new(
             crate::imap_driver::ImapDriver::new(store.clone(), outbox.clone(), account)
-                .with_watch(policy.imap_watch()),
+                .with_watch(policy.imap_watch())
+                .with_host_cap(policy.host_cap.clone()),
         ),
     }
 }
@@ -147,8 +148,8 @@ impl Engine {
                 generation: std::sync::atomic::AtomicU64::new(0),
                 tracker: TaskTracker::new(),
                 root: CancellationToken::new(),
+                fetcher: crate::fetcher::Fetcher::new().with_host_cap(policy.host_cap.clone()),
                 policy,
-                fetcher: crate::fetcher::Fetcher::new(),
             }),
         }
     }

@@ -14,11 +14,12 @@ use mailsync_store::{AccountId, AccountKind, EmailId, Store, emails};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::EngineError;
+use crate::hostcap::{Capped, HostCap};
 use crate::search::{ServerHit, ServerSearch};
 
 /// An open connection of one account.
 enum Conn {
-    Imap(Box<Connection>),
+    Imap(Box<Capped<Connection>>),
     Jmap(Box<Client>),
 }
 
@@ -47,6 +48,7 @@ pub(crate) struct Fetcher {
     slots: Mutex<HashMap<AccountId, Arc<tokio::sync::Mutex<Slot>>>>,
     parts_dir: Mutex<PathBuf>,
     connects: AtomicU64,
+    cap: Option<Arc<HostCap>>,
 }
 
 /// Errors after which the connection is still good: the object is missing, or the failure
@@ -74,10 +76,16 @@ fn safe(s: &str) -> String {
         .collect()
 }
 
-/// Drops the connection after an error that may have left it unusable.
+/// Drops the connection after an error that may have left it unusable, or when another
+/// connection of its host waits for a place under the host cap (the next call reconnects).
 fn settle<T>(slot: &mut Slot, res: &Result<T, EngineError>) {
     if let Err(e) = res
         && !keeps_connection(e)
+    {
+        slot.conn = None;
+    }
+    if let Some(Conn::Imap(c)) = &slot.conn
+        && c.is_contended()
     {
         slot.conn = None;
     }
@@ -100,7 +108,14 @@ impl Fetcher {
             slots: Mutex::new(HashMap::new()),
             parts_dir: Mutex::new(std::env::temp_dir().join("mailsync-parts")),
             connects: AtomicU64::new(0),
+            cap: None,
         }
+    }
+
+    /// Caps the on-demand IMAP connections with the daemon's per-host cap.
+    pub(crate) fn with_host_cap(mut self, cap: Option<Arc<HostCap>>) -> Self {
+        self.cap = cap;
+        self
     }
 
     pub(crate) fn set_parts_dir(&self, dir: PathBuf) {
@@ -156,7 +171,9 @@ impl Fetcher {
                 AccountKind::Imap => {
                     // Through the driver's login: an OAuth 2 token refused once is
                     // refreshed and tried again, as for the sync connection.
-                    Conn::Imap(Box::new(crate::imap_driver::connect(account).await?))
+                    Conn::Imap(Box::new(
+                        crate::imap_driver::connect_capped(account, &[], self.cap.as_ref()).await?,
+                    ))
                 }
                 AccountKind::Jmap => {
                     Conn::Jmap(Box::new(crate::jmap_driver::connect(account).await?))
@@ -215,7 +232,7 @@ impl Fetcher {
         let mut slot = self.open(account).await?;
         let res = match slot.conn.as_mut() {
             Some(Conn::Imap(c)) => {
-                let s: &mut dyn ServerSearch = c.as_mut();
+                let s: &mut dyn ServerSearch = &mut ***c;
                 s.server_search(store, account, q, limit).await
             }
             Some(Conn::Jmap(c)) => {

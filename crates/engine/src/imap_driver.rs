@@ -30,6 +30,7 @@ use crate::classify::{Disposition, batch_error, classify, classify_imap, item_ou
 use crate::compose;
 use crate::cycle::{self, Remote, Synced};
 use crate::error::EngineError;
+use crate::hostcap::{self, Capped, HostCap};
 use crate::oauth::{self, Login};
 use crate::smtp::{self, SmtpConfig};
 use crate::worker::AccountDriver;
@@ -86,6 +87,42 @@ async fn connect_ignoring(
         Ok(Connection::connect(&cfg).await?)
     })
     .await
+}
+
+/// [`connect_ignoring`] within `cap`: waits for a place under the cap of the account's IMAP
+/// host first, and keeps it with the connection.
+pub(crate) async fn connect_capped(
+    account: &Account,
+    disabled: &[String],
+    cap: Option<&Arc<HostCap>>,
+) -> Result<Capped<Connection>, EngineError> {
+    let capped = match (cap, &account.imap) {
+        (Some(cap), Some(ep)) => Some((cap.clone(), ep.host.clone())),
+        _ => None,
+    };
+    let permit = match &capped {
+        Some((cap, host)) => Some(cap.acquire(host).await),
+        None => None,
+    };
+    let conn = connect_ignoring(account, disabled).await?;
+    Ok(Capped::new(conn, permit, capped))
+}
+
+/// Like [`connect_capped`], but only with a place free now (`Ok(None)` when there is none).
+async fn try_connect_capped(
+    account: &Account,
+    disabled: &[String],
+    cap: Option<&Arc<HostCap>>,
+) -> Result<Option<Capped<Connection>>, EngineError> {
+    let (permit, capped) = match (cap, &account.imap) {
+        (Some(cap), Some(ep)) => match cap.try_acquire(&ep.host) {
+            Some(p) => (Some(p), Some((cap.clone(), ep.host.clone()))),
+            None => return Ok(None),
+        },
+        _ => (None, None),
+    };
+    let conn = connect_ignoring(account, disabled).await?;
+    Ok(Some(Capped::new(conn, permit, capped)))
 }
 
 async fn smtp_config(account: &Account, login: Login) -> Result<SmtpConfig, EngineError> {
@@ -635,7 +672,9 @@ pub struct ImapDriver {
     store: Store,
     outbox: Arc<Outbox>,
     account: Account,
-    conn: Option<Connection>,
+    conn: Option<Capped<Connection>>,
+    /// The daemon's per-host connection cap, if any.
+    cap: Option<Arc<HostCap>>,
     /// True while an IDLE is in progress; still true at the next cycle means the wait was
     /// abandoned mid-IDLE and the connection must be replaced.
     idling: bool,
@@ -687,7 +726,7 @@ impl ImapWatch {
 /// One extra IDLE connection.
 #[derive(Default)]
 struct Watcher {
-    conn: Option<Connection>,
+    conn: Option<Capped<Connection>>,
     /// Still true when the worker dropped the wait mid-IDLE: replace the connection.
     idling: bool,
 }
@@ -758,6 +797,7 @@ impl ImapDriver {
             outbox,
             account,
             conn: None,
+            cap: None,
             idling: false,
             isolated: HashMap::new(),
             watch: ImapWatch::default(),
@@ -774,17 +814,30 @@ impl ImapDriver {
         self
     }
 
+    /// Caps this account's connections with the daemon's per-host cap.
+    #[must_use]
+    pub fn with_host_cap(mut self, cap: Option<Arc<HostCap>>) -> Self {
+        self.cap = cap;
+        self
+    }
+
     async fn connection(&mut self) -> Result<&mut Connection, EngineError> {
         if self.idling {
             self.idling = false;
             self.conn = None;
         }
         if self.conn.is_none() {
-            self.conn =
-                Some(connect_ignoring(&self.account, &self.watch.disabled_extensions).await?);
+            self.conn = Some(
+                connect_capped(
+                    &self.account,
+                    &self.watch.disabled_extensions,
+                    self.cap.as_ref(),
+                )
+                .await?,
+            );
         }
         self.conn
-            .as_mut()
+            .as_deref_mut()
             .ok_or_else(|| EngineError::Config("no IMAP connection".into()))
     }
 
@@ -869,16 +922,30 @@ impl ImapDriver {
                 w.conn = None;
             }
             if w.conn.is_none() {
-                match connect_ignoring(&self.account, &self.watch.disabled_extensions).await {
-                    Ok(c) => w.conn = Some(c),
+                // Never waits for a place under the host cap: an extra IDLE is a nicety.
+                match try_connect_capped(
+                    &self.account,
+                    &self.watch.disabled_extensions,
+                    self.cap.as_ref(),
+                )
+                .await
+                {
+                    Ok(c) => w.conn = c,
                     // The STATUS round does not cover it this time; the next wait tries again.
                     Err(e) => tracing::debug!(error = %e, "Could not open an IDLE connection."),
                 }
             }
         }
+        // Mailboxes without a live IDLE of their own (not chosen, or no connection for it now)
+        // are in the STATUS round.
         let round: std::collections::HashSet<String> = others
             .iter()
-            .filter(|m| !chosen.iter().any(|c| c.id == m.id))
+            .filter(|m| {
+                !chosen
+                    .iter()
+                    .zip(&self.watchers)
+                    .any(|(c, w)| c.id == m.id && w.conn.is_some())
+            })
             .map(|m| m.remote_id.clone())
             .collect();
         let stored: HashMap<&str, &mailboxes::Mailbox> =
@@ -897,12 +964,21 @@ impl ImapDriver {
         let conn = conn
             .as_mut()
             .ok_or_else(|| EngineError::Config("no IMAP connection".into()))?;
+        let conn_cap = conn.handle();
+        let conn: &mut Connection = conn;
         // Set before waiting: if the worker drops this future mid-IDLE, the flags stay set.
         *idling = true;
         let main = async {
             let r = inbox_and_round(conn, &inbox, &round, &stored, seen, interval, stop).await;
             stop.cancel();
             r
+        };
+        // Another connection of the host waits for a place: end every wait (see `hostcap`).
+        let yield_place = async {
+            tokio::select! {
+                () = hostcap::contended(conn_cap) => stop.cancel(),
+                () = stop.cancelled() => {}
+            }
         };
         let extras = watchers
             .iter_mut()
@@ -930,7 +1006,8 @@ impl ImapDriver {
                 }
                 (mb.remote_id.as_str(), r)
             });
-        let (main_res, extra_res) = futures::join!(main, futures::future::join_all(extras));
+        let (main_res, extra_res, ()) =
+            futures::join!(main, futures::future::join_all(extras), yield_place);
         *idling = false;
         let now = std::time::Instant::now();
         for (name, r) in extra_res {
@@ -1085,7 +1162,8 @@ impl AccountDriver for ImapDriver {
                 .conn
                 .as_mut()
                 .ok_or_else(|| EngineError::Config("no IMAP connection".into()))?;
-            let r = imap::idle_account(conn, std::future::pending::<()>(), IDLE_MAX).await;
+            let handle = conn.handle();
+            let r = imap::idle_account(conn, hostcap::contended(handle), IDLE_MAX).await;
             self.idling = false;
             r.map(|_| ()).map_err(EngineError::from)
         } else {
@@ -1093,6 +1171,14 @@ impl AccountDriver for ImapDriver {
         };
         if res.is_err() {
             self.conn = None;
+        }
+        if self.conn.as_ref().is_some_and(|c| c.is_contended()) {
+            // Under the host cap another connection waits: give the place up, and look again
+            // (a cycle, reconnecting in turn) after the STATUS interval.
+            tracing::debug!("Giving the connection up to another waiting for the host cap.");
+            self.conn = None;
+            self.watchers.clear();
+            tokio::time::sleep(self.watch.status_interval).await;
         }
         res
     }

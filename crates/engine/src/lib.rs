@@ -28,6 +28,7 @@ pub mod error;
 pub mod failpoint;
 mod fetcher;
 pub mod fleet;
+pub mod hostcap;
 pub mod imap_driver;
 pub mod jmap_driver;
 pub mod jmap_send;

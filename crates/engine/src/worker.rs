@@ -238,6 +238,9 @@ pub struct WorkerPolicy {
     /// IMAP capabilities to ignore although offered (e.g. `NOTIFY`): an escape hatch for
     /// broken server extensions, and how tests and benches run the fallback paths.
     pub imap_disabled_extensions: Vec<String>,
+    /// The daemon-wide cap on IMAP connections per server host (none: no cap), shared by
+    /// every account's sync, IDLE and on-demand connections.
+    pub host_cap: Option<std::sync::Arc<crate::hostcap::HostCap>>,
 }
 
 impl WorkerPolicy {
@@ -259,6 +262,14 @@ impl WorkerPolicy {
     #[must_use]
     pub fn with_status_interval(mut self, d: Duration) -> Self {
         self.status_interval = d;
+        self
+    }
+
+    /// Caps the IMAP connections per server host at `n` for everything this policy's engine
+    /// runs (see [`crate::hostcap`]).
+    #[must_use]
+    pub fn with_host_connections(mut self, n: usize) -> Self {
+        self.host_cap = Some(std::sync::Arc::new(crate::hostcap::HostCap::new(n)));
         self
     }
 
@@ -303,6 +314,7 @@ impl Default for WorkerPolicy {
             imap_connections: 3,
             status_interval: Duration::from_secs(3),
             imap_disabled_extensions: Vec::new(),
+            host_cap: None,
         }
     }
 }

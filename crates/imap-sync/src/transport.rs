@@ -1,11 +1,12 @@
 //! TCP and TLS (rustls with ring, platform roots plus an optional extra CA) byte streams.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -478,16 +479,49 @@ pub(crate) async fn tcp(cfg: &ImapConfig) -> Result<TcpStream, Error> {
     Ok(stream)
 }
 
+/// Built TLS client configurations by extra CA (its PEM; none: platform roots only).
+type ConfigsByCa = HashMap<Option<Vec<u8>>, Arc<rustls::ClientConfig>>;
+
 /// The rustls client configuration: ring, platform roots, plus the extra CA when given.
+///
+/// Built once per extra CA (by its contents) and shared by every connection of the process:
+/// the platform verifier inside loads the system's root store on first use and keeps it, so a
+/// configuration per connection kept one copy of the roots per connection (hundreds of KiB
+/// each, for a daemon with thousands of accounts MiBs per ten of them). Sharing it also lets
+/// connections to one server resume TLS sessions.
 pub(crate) fn tls_config(cfg: &ImapConfig) -> Result<Arc<rustls::ClientConfig>, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut extra = Vec::new();
-    if let Some(path) = &cfg.ca_file {
-        let pem = std::fs::read(path).map_err(|e| Error::TlsConfig {
+    static CONFIGS: OnceLock<Mutex<ConfigsByCa>> = OnceLock::new();
+    let pem = match &cfg.ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| Error::TlsConfig {
             reason: format!("cannot read CA file {}", path.display()),
             source: Some(Box::new(e)),
-        })?;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        })?),
+        None => None,
+    };
+    let configs = CONFIGS.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(c) = configs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&pem)
+    {
+        return Ok(c.clone());
+    }
+    let config = build_tls_config(cfg, pem.as_deref())?;
+    configs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(pem, config.clone());
+    Ok(config)
+}
+
+fn build_tls_config(
+    cfg: &ImapConfig,
+    pem: Option<&[u8]>,
+) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut extra = Vec::new();
+    if let (Some(path), Some(pem)) = (&cfg.ca_file, pem) {
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
             extra.push(cert.map_err(|e| Error::TlsConfig {
                 reason: format!("invalid PEM in {}", path.display()),
                 source: Some(Box::new(e)),

@@ -66,6 +66,10 @@ struct Shared {
     armed: Mutex<Option<Cut>>,
     cuts: AtomicUsize,
     connections: AtomicUsize,
+    /// Connections open now (accepted, and the client has not closed its side yet).
+    live: AtomicUsize,
+    /// The most connections open at once so far.
+    peak: AtomicUsize,
     forwarded: AtomicU64,
     stop: AtomicBool,
     /// An outage: new connections are closed at once, without reaching the server.
@@ -168,6 +172,18 @@ impl FaultProxy {
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
     }
+
+    /// How many connections are open now: accepted, and neither the client nor the server
+    /// has closed it yet (a client's close is seen within moments, not atomically with it).
+    pub fn open_now(&self) -> usize {
+        self.shared.live.load(Ordering::SeqCst)
+    }
+
+    /// The most connections open at once so far (counted at each accept, so a connection
+    /// opened just as another closed may count both).
+    pub fn peak(&self) -> usize {
+        self.shared.peak.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for FaultProxy {
@@ -194,6 +210,13 @@ fn accept_loop(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared
             continue;
         };
         shared.connections.fetch_add(1, Ordering::SeqCst);
+        let now = shared.live.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.peak.fetch_max(now, Ordering::SeqCst);
+        // Closed once, by whichever direction ends first.
+        let closed = Arc::new(Closed {
+            done: AtomicBool::new(false),
+            shared: shared.clone(),
+        });
         let cut = shared
             .armed
             .lock()
@@ -216,13 +239,35 @@ fn accept_loop(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared
         let armed = cut.is_some();
         let client_budget = cut.as_ref().and_then(|c| c.client_bytes);
         let (Ok(c_read), Ok(s_write)) = (client.try_clone(), server.try_clone()) else {
+            closed.close();
             continue;
         };
         let t = triggered.clone();
         let sh = shared.clone();
-        thread::spawn(move || client_to_server(c_read, s_write, &trigger, &t, client_budget, &sh));
+        let cl = closed.clone();
+        thread::spawn(move || {
+            client_to_server(c_read, s_write, &trigger, &t, client_budget, &sh);
+            cl.close();
+        });
         let sh = shared.clone();
-        thread::spawn(move || server_to_client(server, client, armed, &triggered, &budget, &sh));
+        thread::spawn(move || {
+            server_to_client(server, client, armed, &triggered, &budget, &sh);
+            closed.close();
+        });
+    }
+}
+
+/// One connection's end, counted once.
+struct Closed {
+    done: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl Closed {
+    fn close(&self) {
+        if !self.done.swap(true, Ordering::SeqCst) {
+            self.shared.live.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 

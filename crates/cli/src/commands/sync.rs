@@ -36,6 +36,11 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 /// `--imap-connections`, `--status-interval`).
 pub fn policy(a: &crate::args::PollArg) -> Result<WorkerPolicy, CliError> {
     let mut p = WorkerPolicy::default().with_imap_connections(a.imap_connections);
+    match a.host_connections {
+        Some(0) => return Err(CliError::usage("--host-connections must be at least 1")),
+        Some(n) => p = p.with_host_connections(n),
+        None => {}
+    }
     for cap in a.imap_ignore.iter().filter(|c| !c.trim().is_empty()) {
         p = p.without_imap_extension(cap.trim());
     }
