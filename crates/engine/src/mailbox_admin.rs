@@ -127,6 +127,13 @@ async fn imap_run(
         MailboxAction::Delete { .. } => {
             // Already gone (another client, or an earlier attempt): the server satisfies it.
             if imap::lookup(conn, &target).await?.is_some() {
+                // Never destroy mail the user did not see in it (another client's since).
+                if let Some(seen) = &op.seen
+                    && let Some(why) =
+                        imap::unseen_mail(conn, &target, seen.uidvalidity, seen.uidnext).await?
+                {
+                    return Err(EngineError::Refused(format!("not deleted: {why}")));
+                }
                 imap::delete_mailbox(conn, &target).await?;
             }
             ItemOutcome::Done
@@ -166,6 +173,52 @@ async fn jmap_get(
         )
         .await?;
     Ok(got.list.into_iter().next())
+}
+
+/// Why destroying mailbox `id` with its emails would take mail the user did not see in it
+/// (`seen`), if it would: an email there that is not one of the ids seen, or more emails than
+/// were seen. One `Email/query` (the ids the server returns are checked; the total covers the
+/// rest).
+async fn jmap_unseen_mail(
+    client: &jmap::Client,
+    jacc: &jmap::AccountId,
+    id: &jmap::MailboxId,
+    seen: &mailsync_outbox::SeenContent,
+) -> Result<Option<String>, EngineError> {
+    let cond = jmap::EmailFilterCondition {
+        in_mailbox: Some(id.clone()),
+        ..Default::default()
+    };
+    let limit = u64::try_from(mailsync_outbox::MAX_SEEN_IDS).unwrap_or(u64::MAX) + 1;
+    let got = client
+        .call(
+            jmap::Query::<jmap::Email>::new(jacc)
+                .filter(cond)
+                .limit(limit)
+                .calculate_total(true),
+        )
+        .await?;
+    let total = got.total.unwrap_or(got.ids.len() as u64);
+    if total > seen.count {
+        return Ok(Some(format!(
+            "mail arrived in it since the delete was asked ({total} emails, {} seen)",
+            seen.count
+        )));
+    }
+    if let Some(ids) = &seen.email_ids {
+        let known: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let new = got
+            .ids
+            .iter()
+            .filter(|e| !known.contains(e.as_str()))
+            .count();
+        if new > 0 {
+            return Ok(Some(format!(
+                "{new} email(s) arrived in it since the delete was asked"
+            )));
+        }
+    }
+    Ok(None)
 }
 
 fn same_place(m: &jmap::Mailbox, name: &str, parent: Option<&jmap::MailboxId>) -> bool {
@@ -249,6 +302,11 @@ async fn jmap_run(
         }
         MailboxAction::Delete { .. } => {
             if jmap_get(client, &jacc, &target_id).await?.is_some() {
+                if let Some(seen) = &op.seen
+                    && let Some(why) = jmap_unseen_mail(client, &jacc, &target_id, seen).await?
+                {
+                    return Err(EngineError::Refused(format!("not deleted: {why}")));
+                }
                 set.destroy([&target_id]);
                 set.on_destroy_remove_emails(true);
                 client.call(set).await?.check()?;

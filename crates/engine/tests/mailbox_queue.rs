@@ -7,7 +7,8 @@
 //! one-line reason and the server's mailbox restored by the sync. A message flagged before the
 //! create and moved into the new mailbox after it keeps two rows (the move is not merged into
 //! the older flag row, which would send it before the create: the model test found that). Checked in the database and
-//! by another IMAP client. IMAP on Dovecot, JMAP on Cyrus.
+//! by another IMAP client. A delete queued while another client puts mail into the mailbox is
+//! refused, and that mail kept. IMAP on Dovecot, JMAP on Cyrus.
 
 mod common;
 
@@ -186,6 +187,41 @@ async fn scenario(engine: &Engine, account: &Account, imap: &mut ImapClient) -> 
     assert!(!on_server(imap, &last)?);
     assert!(named(engine, account, &last).await?.is_empty());
     assert!(out.pending(account.id).await?.is_empty());
+
+    // A delete queued offline, then another client puts mail into that mailbox: the delete is
+    // refused (mail the user never saw there is not destroyed) and the sync brings the
+    // mailbox back with that mail.
+    let kept = unique_name("q15keep");
+    imap.create_mailbox(&kept)?;
+    engine.sync_once(account.id).await?;
+    let k = named(engine, account, &kept)
+        .await?
+        .first()
+        .ok_or("the other client's mailbox is not synced")?
+        .id;
+    engine
+        .queue_mailbox(account.id, MailboxAction::Delete { mailbox: k })
+        .await?;
+    assert!(named(engine, account, &kept).await?.is_empty());
+    imap.append_bulk(&kept, Generator::new(1516).messages(0..1), 1)?;
+    engine.sync_once(account.id).await?;
+    assert!(on_server(imap, &kept)?, "the mailbox was not deleted");
+    assert_eq!(
+        imap.message_count(&kept)?,
+        1,
+        "the other client's mail is kept"
+    );
+    let failed = out.failed(account.id).await?;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    eprintln!("refused delete: {}", failed[0].reason);
+    assert!(failed[0].reason.contains("arrived"), "{}", failed[0].reason);
+    engine.sync_once(account.id).await?;
+    let rows = named(engine, account, &kept).await?;
+    assert_eq!(rows.len(), 1, "the mailbox is back locally");
+    assert_eq!(in_mailbox(engine, rows[0].id).await?.len(), 1);
+    for f in out.failed(account.id).await? {
+        out.dismiss_failed(f.id).await?;
+    }
 
     // Refused: another client creates the name first; ours fails and the server's stays.
     let taken = unique_name("q15taken");

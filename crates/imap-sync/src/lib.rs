@@ -150,7 +150,7 @@ pub use mailboxes::{
 };
 pub use manage::{
     ManagedMailbox, create_mailbox, delete_mailbox, lookup, rename_mailbox, set_subscribed,
-    wire_name,
+    unseen_mail, wire_name,
 };
 pub use mime::ParsedBody;
 pub use mutate::{ImapMutation, MutationOutcome, apply};

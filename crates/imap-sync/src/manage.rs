@@ -181,6 +181,42 @@ pub async fn rename_mailbox(
     read_back(conn, &to, "RENAME").await
 }
 
+/// Why deleting `remote_id` would take mail with it that a client whose view was synced to
+/// (`uidvalidity`, `uidnext`) has not seen, if it would: the mailbox was re-created, or UIDs
+/// were assigned at or above `uidnext` (another client moved, copied or delivered mail into
+/// it). One STATUS; `None` when nothing unseen can be there, or nothing is known to compare.
+/// Conservative: mail that arrived and left again also counts.
+pub async fn unseen_mail(
+    conn: &mut Connection,
+    remote_id: &str,
+    uidvalidity: Option<i64>,
+    uidnext: Option<i64>,
+) -> Result<Option<String>, Error> {
+    let st = conn
+        .status_many(&[remote_id.to_owned()])
+        .await?
+        .into_iter()
+        .next()
+        .transpose()?
+        .unwrap_or_default();
+    if let (Some(was), Some(now)) = (uidvalidity, st.uidvalidity)
+        && was != i64::from(now)
+    {
+        return Ok(Some(format!(
+            "it was re-created on the server since (UIDVALIDITY {was} -> {now})"
+        )));
+    }
+    if let (Some(was), Some(now)) = (uidnext, st.uidnext)
+        && i64::from(now) > was
+    {
+        return Ok(Some(format!(
+            "mail arrived in it since the delete was asked ({} new UID(s))",
+            i64::from(now) - was
+        )));
+    }
+    Ok(None)
+}
+
 /// `DELETE` a mailbox (a wire name) and check it is no longer listed. Its messages go with it.
 pub async fn delete_mailbox(conn: &mut Connection, remote_id: &str) -> Result<(), Error> {
     conn.run(&Cmd::new("DELETE").astring(remote_id)).await?;

@@ -105,6 +105,31 @@ pub(crate) struct MailboxPayload {
     #[serde(default)]
     pub(crate) parent_before: Option<String>,
     pub(crate) change: MailboxChange,
+    /// A delete: what the user saw in the mailbox (older rows have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) seen: Option<SeenContent>,
+}
+
+/// At most this many server email ids are kept with a delete (JMAP); beyond, only the count.
+pub const MAX_SEEN_IDS: usize = 10_000;
+
+/// What the user saw in a mailbox they asked to delete. The server's mailbox may hold more by
+/// the time the delete runs (another client moved or delivered mail into it): executors then
+/// refuse the delete rather than destroy mail the user never saw there.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SeenContent {
+    /// IMAP: the UIDVALIDITY the local view was synced under.
+    #[serde(default)]
+    pub uidvalidity: Option<i64>,
+    /// IMAP: the UIDNEXT the local view was synced to (a UID at or above it is unseen mail).
+    #[serde(default)]
+    pub uidnext: Option<i64>,
+    /// How many emails the user saw in it.
+    #[serde(default)]
+    pub count: u64,
+    /// JMAP: the server ids of those emails, when at most [`MAX_SEEN_IDS`].
+    #[serde(default)]
+    pub email_ids: Option<Vec<String>>,
 }
 
 /// A mailbox row as handed to the executor.
@@ -117,6 +142,8 @@ pub struct MailboxOperation {
     pub remote_id: String,
     /// What to do. Parents are local ids: resolve them in the store at execution time.
     pub change: MailboxChange,
+    /// A delete: what the user saw in the mailbox (`None` for rows queued before it was kept).
+    pub seen: Option<SeenContent>,
 }
 
 pub(crate) fn describe(p: &MailboxPayload) -> String {
@@ -311,6 +338,7 @@ pub(crate) async fn apply<C: ConnectionTrait>(
                     name_before: full,
                     parent_before: parent.map(|p| p.remote_id),
                     change: change.clone(),
+                    seen: None,
                 },
                 now,
             )
@@ -391,6 +419,7 @@ pub(crate) async fn apply<C: ConnectionTrait>(
                             name_before: mb.name.clone(),
                             parent_before: mb.parent_remote_id.clone(),
                             change: change.clone(),
+                            seen: None,
                         },
                         now,
                     )
@@ -421,6 +450,7 @@ pub(crate) async fn apply<C: ConnectionTrait>(
                     }
                 }
             }
+            let seen = seen_content(c, &mb).await?;
             delete_emails(c, account, &mb, now, touched).await?;
             let result = match result {
                 Some(r) => r,
@@ -436,6 +466,7 @@ pub(crate) async fn apply<C: ConnectionTrait>(
                             name_before: mb.name.clone(),
                             parent_before: mb.parent_remote_id.clone(),
                             change: change.clone(),
+                            seen: Some(seen),
                         },
                         now,
                     )
@@ -470,6 +501,7 @@ pub(crate) async fn apply<C: ConnectionTrait>(
                     name_before: mb.name.clone(),
                     parent_before: mb.parent_remote_id.clone(),
                     change: change.clone(),
+                    seen: None,
                 },
                 now,
             )
@@ -488,6 +520,32 @@ fn placeholder_suffix(now: DateTime<Utc>) -> String {
 /// Before a mailbox leaves the database: emails in it with queued changes. One the server
 /// has in this mailbox loses its unsent rows (the server's DELETE takes it); one the server
 /// still has elsewhere (its move here is not sent) gets a permanent delete queued.
+/// What the user sees in `mb` now (see [`SeenContent`]).
+async fn seen_content<C: ConnectionTrait>(c: &C, mb: &Mailbox) -> Result<SeenContent, Error> {
+    let ids = mailboxes::email_ids(c, mb.id).await?;
+    // IMAP mailboxes have a UIDVALIDITY; their emails' remote ids are local constructs.
+    let email_ids = if mb.status.uidvalidity.is_none() && ids.len() <= MAX_SEEN_IDS {
+        Some(mailsync_store::emails::remote_ids_of(c, &ids).await?)
+    } else {
+        None
+    };
+    // A sync may have stored messages above the UIDNEXT its LIST-STATUS reported: those
+    // were seen too.
+    let above = mailsync_store::emails::max_uid(c, mb.id)
+        .await?
+        .map(|u| u + 1);
+    let uidnext = match (mb.status.uidnext, above) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(SeenContent {
+        uidvalidity: mb.status.uidvalidity,
+        uidnext,
+        count: ids.len() as u64,
+        email_ids,
+    })
+}
+
 async fn delete_emails<C: ConnectionTrait>(
     c: &C,
     account: AccountId,

@@ -192,6 +192,7 @@ pub(crate) fn queued_change(row: &Row, attempt: Attempt) -> Option<QueuedChange>
             mailbox_id: m.mailbox_id,
             remote_id: m.remote_id.clone(),
             change: m.change.clone(),
+            seen: m.seen.clone(),
         }),
         Payload::Email(p) => {
             let d = p.delta();

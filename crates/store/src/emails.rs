@@ -971,6 +971,26 @@ async fn mailbox_names<C: ConnectionTrait>(
     Ok(names)
 }
 
+/// The `remote_id`s of these emails (those that exist).
+pub async fn remote_ids_of<C: ConnectionTrait>(
+    c: &C,
+    ids: &[EmailId],
+) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        out.extend(
+            e::Entity::find()
+                .select_only()
+                .column(e::Column::RemoteId)
+                .filter(e::Column::Id.is_in(chunk.iter().map(|i| i.0)))
+                .into_tuple::<String>()
+                .all(c)
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
 /// Every `remote_id` of an account (for reconciling a full listing from the server).
 pub async fn remote_ids<C: ConnectionTrait>(
     c: &C,
