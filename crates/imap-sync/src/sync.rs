@@ -513,8 +513,7 @@ async fn select_applying_qresync(
         match ev {
             Event::Data(u) => match st.absorb(u) {
                 Some(Untagged::Vanished { uids, .. }) if qparams.is_some() => {
-                    counts.removed +=
-                        storeext::delete_uid_ranges(store.conn(), mb.id, &uids).await?;
+                    counts.removed += delete_vanished(store, mb.id, &uids).await?;
                 }
                 Some(Untagged::Fetch(f)) if qparams.is_some() => {
                     if let (Some(uid), Some(fl)) = (f.uid, f.flags) {
@@ -584,13 +583,26 @@ async fn catch_up_selected(
             Event::Data(u) => {
                 conn.note(&u);
                 if let Untagged::Vanished { uids, .. } = &u {
-                    counts.removed +=
-                        storeext::delete_uid_ranges(store.conn(), mb.id, uids).await?;
+                    counts.removed += delete_vanished(store, mb.id, uids).await?;
                 }
             }
             Event::Done(_) => return Ok(()),
         }
     }
+}
+
+/// Deletes the copies a VANISHED response names, in one transaction: one commit per response
+/// rather than one per range (1 % of 100,000 UIDs expunged here and there is ~1,000 ranges,
+/// and each commit of its own cost a write to the disk).
+async fn delete_vanished(
+    store: &Store,
+    mailbox: MailboxId,
+    uids: &[(u32, u32)],
+) -> Result<u64, Error> {
+    let txn = store.begin().await?;
+    let n = storeext::delete_uid_ranges(&txn, mailbox, uids).await?;
+    txn.commit().await?;
+    Ok(n)
 }
 
 /// Carries out the plan's preparation (a UIDVALIDITY reset detaches the old UIDs and moves the
@@ -1150,7 +1162,9 @@ async fn apply_flags(
         .iter()
         .map(|(uid, _)| emails::imap_remote_id(mailbox, uidvalidity, *uid))
         .collect();
-    let current = storeext::flags_by_remote_ids(store.conn(), account, &remotes).await?;
+    // One transaction per batch: its reads and its few grouped updates commit once.
+    let txn = store.begin().await?;
+    let current = storeext::flags_by_remote_ids(&txn, account, &remotes).await?;
     let changes: Vec<(String, mailsync_store::Flags)> = items
         .iter()
         .zip(remotes)
@@ -1165,7 +1179,8 @@ async fn apply_flags(
     if changes.is_empty() {
         return Ok(0);
     }
-    emails::set_flags_by_remote_ids(store.conn(), account, &changes).await?;
+    emails::set_flags_by_remote_ids(&txn, account, &changes).await?;
+    txn.commit().await?;
     Ok(changes.len() as u64)
 }
 
