@@ -7,6 +7,7 @@ mod floor;
 mod latency;
 mod measure;
 mod proxy;
+mod resync;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -22,7 +23,7 @@ use measure::{Cmd, Sample, fmt_s, stats};
 
 use crate::util;
 
-const USAGE: &str = "usage: cargo xtask bench latency [...] | cargo xtask bench fleet [...] | cargo xtask bench [--quick] [--sizes S,M,L] [--runs N] [--bin PATH] \
+const USAGE: &str = "usage: cargo xtask bench latency [...] | cargo xtask bench fleet [...] | cargo xtask bench resync [...] | cargo xtask bench [--quick] [--sizes S,M,L] [--runs N] [--bin PATH] \
 [--no-peers] [--no-jmap] [--no-write]
   --quick      S only (1,000 messages), under 3 minutes once the release binary is built
   --sizes      which corpus sizes (S=1,000 M=10,000 L=100,000; default S,M,L)
@@ -82,6 +83,9 @@ pub fn cmd(args: &[String]) -> Result<()> {
     }
     if args.first().map(String::as_str) == Some("latency") {
         return latency::cmd(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("resync") {
+        return resync::cmd(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("search") {
         return search_bench(&args[1..]);
@@ -507,9 +511,17 @@ impl Ctx {
     }
 
     fn load_dovecot(&self, user: &str, n: usize, seed: u64) -> Result<()> {
+        self.load_profile_seed(user, n, Profile::default(), seed)
+    }
+
+    fn load_profile(&self, user: &str, n: usize, profile: Profile) -> Result<()> {
+        self.load_profile_seed(user, n, profile, 42)
+    }
+
+    fn load_profile_seed(&self, user: &str, n: usize, profile: Profile, seed: u64) -> Result<()> {
         let t = Instant::now();
         let g = Generator::with_profile(
-            Profile::default().with_to(format!("{user} <{user}@example.test>")),
+            profile.with_to(format!("{user} <{user}@example.test>")),
             seed,
         );
         let got = mailsync_testkit::maildir_populate(

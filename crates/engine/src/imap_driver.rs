@@ -1163,7 +1163,10 @@ impl AccountDriver for ImapDriver {
                 .as_mut()
                 .ok_or_else(|| EngineError::Config("no IMAP connection".into()))?;
             let handle = conn.handle();
-            let r = imap::idle_account(conn, hostcap::contended(handle), IDLE_MAX).await;
+            // INBOX stays selected through the wait, so the cycle a new message starts
+            // catches it up without re-selecting it (see `idle_account`).
+            let r =
+                imap::idle_account(conn, Some(&inbox), hostcap::contended(handle), IDLE_MAX).await;
             self.idling = false;
             r.map(|_| ()).map_err(EngineError::from)
         } else {

@@ -122,15 +122,24 @@ pub async fn status_round(
 const NOTIFY_SET: &str =
     "SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))";
 
+/// The same, with the selected mailbox reported as under IDLE (EXISTS, VANISHED, FETCH).
+const NOTIFY_SET_SELECTED: &str = "SET (selected (MessageNew MessageExpunge FlagChange)) \
+     (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))";
+
 /// Waits for a change in *any* mailbox of the account with NOTIFY (RFC 5465): the server
 /// reports other mailboxes' changes as STATUS responses and list changes as LIST responses, so
 /// new mail filtered into a folder, or moved there by another client, is seen at once instead
 /// of at the next round. Requires the `NOTIFY` capability (see [`Connection::has_capability`]).
-/// The mailbox is unselected first so that every mailbox reports the same way; NOTIFY is
-/// turned off again (`NOTIFY NONE`) before returning, so a following sync sees no unsolicited
-/// responses. Like [`idle`], ends cleanly on `wake` and on `max_wait`.
+/// With `keep`, that mailbox (INBOX, say) is selected, if it is not already, and stays
+/// selected, its changes reported through NOTIFY's `selected` filter: the sync that follows
+/// can then catch it up with QRESYNC without a new SELECT, whose cost grows with the mailbox
+/// on some servers. Without `keep` the mailbox is unselected so that every mailbox reports
+/// the same way. NOTIFY is turned off again (`NOTIFY NONE`) before returning, so a following
+/// sync sees no unsolicited STATUS responses. Like [`idle`], ends cleanly on `wake` and on
+/// `max_wait`.
 pub async fn idle_account<W>(
     conn: &mut Connection,
+    keep: Option<&Mailbox>,
     wake: W,
     max_wait: Duration,
 ) -> Result<IdleOutcome, Error>
@@ -139,11 +148,20 @@ where
 {
     let deadline = Instant::now() + max_wait;
     let wake = pin!(wake);
-    if conn.selected.is_some() && conn.has_capability("UNSELECT") {
-        conn.run(&Cmd::new("UNSELECT")).await?;
-        conn.forget_selection();
-    }
-    let (early, _) = conn.run(&Cmd::new("NOTIFY").raw(NOTIFY_SET)).await?;
+    let set = match keep {
+        Some(mb) => {
+            conn.select(&mb.remote_id).await?;
+            NOTIFY_SET_SELECTED
+        }
+        None => {
+            if conn.selected.is_some() && conn.has_capability("UNSELECT") {
+                conn.run(&Cmd::new("UNSELECT")).await?;
+                conn.forget_selection();
+            }
+            NOTIFY_SET
+        }
+    };
+    let (early, _) = conn.run(&Cmd::new("NOTIFY").raw(set)).await?;
     let res = if early.iter().any(is_account_change) {
         Ok(IdleOutcome::Changed)
     } else if conn.has_capability("IDLE") {

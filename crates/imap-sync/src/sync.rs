@@ -183,6 +183,22 @@ pub async fn sync_account(
     account: AccountId,
     opts: &SyncOptions,
 ) -> Result<AccountSyncReport, Error> {
+    // A server may answer the STATUS of the selected mailbox from its session's view of it
+    // (Dovecot does), which lags behind other clients' changes until a command syncs it: NOOP
+    // first, so the LIST-STATUS below cannot call a changed mailbox unchanged.
+    if conn.selected.is_some() {
+        conn.noop().await?;
+    } else if conn.qresync_enabled() {
+        // With QRESYNC, INBOX is selected before the LIST: its STATUS is then answered from
+        // the open mailbox (Dovecot's maildir otherwise re-scans it for the STATUS, 0.1-0.3 s
+        // at 100,000 messages, and again for a SELECT after a change), and INBOX is caught up
+        // in place below. A connection that waited on INBOX has it selected already.
+        match conn.select("INBOX").await {
+            Ok(_) => {}
+            Err(e) if e.is_connection() => return Err(e),
+            Err(e) => tracing::debug!(error = %e, "SELECT INBOX before LIST failed"),
+        }
+    }
     let listed = sync_mailboxes(conn, store, account).await?;
     let mut report = AccountSyncReport {
         mailboxes_added: listed.added,
@@ -348,7 +364,18 @@ async fn sync_mailbox_inner(
         .and_then(|v| u32::try_from(v).ok())
         .unwrap_or(0);
     let mut flags = FlagSink::new(store, account, mb.id, cp_uv, opts.batch_size);
-    let sel = select_applying_qresync(conn, store, mb, qparams, &mut flags, &mut counts).await?;
+    let in_place = match (state.as_ref(), qparams) {
+        (Some(s), Some(q)) => still_selected(conn, mb, s, q).map(|sel| (sel, q)),
+        _ => None,
+    };
+    let sel = match in_place {
+        Some((sel, q)) => {
+            tracing::debug!(mailbox = %mb.name, "still selected: QRESYNC catch-up without SELECT");
+            catch_up_selected(conn, store, mb, q, &mut flags, &mut counts).await?;
+            sel
+        }
+        None => select_applying_qresync(conn, store, mb, qparams, &mut flags, &mut counts).await?,
+    };
     counts.updated += flags.flush().await?;
 
     let sel_state = ServerState {
@@ -486,8 +513,7 @@ async fn select_applying_qresync(
         match ev {
             Event::Data(u) => match st.absorb(u) {
                 Some(Untagged::Vanished { uids, .. }) if qparams.is_some() => {
-                    counts.removed +=
-                        storeext::delete_uid_ranges(store.conn(), mb.id, &uids).await?;
+                    counts.removed += delete_vanished(store, mb.id, &uids).await?;
                 }
                 Some(Untagged::Fetch(f)) if qparams.is_some() => {
                     if let (Some(uid), Some(fl)) = (f.uid, f.flags) {
@@ -499,6 +525,84 @@ async fn select_applying_qresync(
             Event::Done(d) => return conn.finish_select(st, &d),
         }
     }
+}
+
+/// The mailbox as it stands when it is still selected on this connection (the IDLE/NOTIFY
+/// wait keeps INBOX selected) and QRESYNC can bring it up to date without a new SELECT: a
+/// SELECT closes and re-opens the mailbox, which costs the server a re-scan that grows with
+/// its size (Dovecot maildir at 100,000 messages: 0.1-1 s), while the catch-up below costs
+/// what changed. `status` is this cycle's STATUS of the mailbox, taken before any of the
+/// catch-up's commands: its UIDNEXT and HIGHESTMODSEQ are therefore lower bounds of what the
+/// catch-up sees, which keeps the checkpoint behind the data. `None`: SELECT as usual.
+fn still_selected(
+    conn: &Connection,
+    mb: &Mailbox,
+    status: &ServerState,
+    (uv, modseq, _): (u32, u64, Option<u32>),
+) -> Option<Selected> {
+    if !conn.qresync_enabled() {
+        return None;
+    }
+    let cur = conn.selected.as_ref().filter(|s| s.name == mb.remote_id)?;
+    let now = status.highestmodseq.filter(|&m| m >= modseq)?;
+    let uidnext = status.uidnext?;
+    (cur.uidvalidity == uv && status.uidvalidity == Some(uv)).then(|| Selected {
+        uidnext: Some(uidnext),
+        highestmodseq: Some(now),
+        ..cur.clone()
+    })
+}
+
+/// What a QRESYNC SELECT would have reported, asked of the mailbox already selected:
+/// `UID FETCH 1:last (UID FLAGS) (CHANGEDSINCE modseq VANISHED)` (RFC 7162 3.2.6) gives the
+/// flags changed and the UIDs expunged since the checkpoint, applied as they stream in.
+async fn catch_up_selected(
+    conn: &mut Connection,
+    store: &Store,
+    mb: &Mailbox,
+    (_, modseq, last_uid): (u32, u64, Option<u32>),
+    flags: &mut FlagSink<'_>,
+    counts: &mut SyncCounts,
+) -> Result<(), Error> {
+    let Some(last) = last_uid.filter(|&u| u > 0) else {
+        return Ok(());
+    };
+    let cmd = Cmd::new("UID FETCH")
+        .raw(&format!("1:{last}"))
+        .raw(&format!("(UID FLAGS) (CHANGEDSINCE {modseq} VANISHED)"));
+    let tag = conn.wire.send(&cmd).await?;
+    loop {
+        match conn.wire.next(&tag).await? {
+            Event::Data(Untagged::Fetch(f)) => {
+                if let (Some(uid), Some(fl)) = (f.uid, f.flags)
+                    && uid <= last
+                {
+                    counts.updated += flags.push(uid, fl).await?;
+                }
+            }
+            Event::Data(u) => {
+                conn.note(&u);
+                if let Untagged::Vanished { uids, .. } = &u {
+                    counts.removed += delete_vanished(store, mb.id, uids).await?;
+                }
+            }
+            Event::Done(_) => return Ok(()),
+        }
+    }
+}
+
+/// Deletes the copies a VANISHED response names, in one transaction: one commit per response
+/// rather than one per range (1 % of 100,000 UIDs expunged here and there is ~1,000 ranges,
+/// and each commit of its own cost a write to the disk).
+async fn delete_vanished(
+    store: &Store,
+    mailbox: MailboxId,
+    uids: &[(u32, u32)],
+) -> Result<u64, Error> {
+    let txn = store.begin().await?;
+    let n = storeext::delete_uid_ranges(&txn, mailbox, uids).await?;
+    txn.commit().await?;
+    Ok(n)
 }
 
 /// Carries out the plan's preparation (a UIDVALIDITY reset detaches the old UIDs and moves the
@@ -1058,7 +1162,9 @@ async fn apply_flags(
         .iter()
         .map(|(uid, _)| emails::imap_remote_id(mailbox, uidvalidity, *uid))
         .collect();
-    let current = storeext::flags_by_remote_ids(store.conn(), account, &remotes).await?;
+    // One transaction per batch: its reads and its few grouped updates commit once.
+    let txn = store.begin().await?;
+    let current = storeext::flags_by_remote_ids(&txn, account, &remotes).await?;
     let changes: Vec<(String, mailsync_store::Flags)> = items
         .iter()
         .zip(remotes)
@@ -1073,7 +1179,8 @@ async fn apply_flags(
     if changes.is_empty() {
         return Ok(0);
     }
-    emails::set_flags_by_remote_ids(store.conn(), account, &changes).await?;
+    emails::set_flags_by_remote_ids(&txn, account, &changes).await?;
+    txn.commit().await?;
     Ok(changes.len() as u64)
 }
 

@@ -1,8 +1,14 @@
 //! Incremental sync after "another client" changed the account, in the three change-detection
 //! modes: QRESYNC, CONDSTORE only, and neither (the client ignores the extensions with
-//! `ImapConfig::disabled_extensions`; the harness has one Dovecot, which offers both).
+//! `ImapConfig::disabled_extensions`; the harness has one Dovecot, which offers both), and with
+//! QRESYNC on a connection that kept INBOX selected while the other client worked (the sync
+//! then catches INBOX up without selecting it again).
 
-use mailsync_imap_sync::{ImapConfig, MailboxResult, SyncCounts, SyncOptions, sync_account};
+use std::time::Duration;
+
+use mailsync_imap_sync::{
+    IdleOutcome, ImapConfig, MailboxResult, SyncCounts, SyncOptions, idle, sync_account,
+};
 use mailsync_store::emails::{self, EmailFilter};
 use mailsync_store::{AccountId, Role, mailboxes};
 use mailsync_testkit::{Generator, Profile};
@@ -12,13 +18,14 @@ use crate::common::*;
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
     Qresync,
+    QresyncSelected,
     CondstoreOnly,
     Neither,
 }
 
 fn configure(cfg: ImapConfig, mode: Mode) -> ImapConfig {
     match mode {
-        Mode::Qresync => cfg,
+        Mode::Qresync | Mode::QresyncSelected => cfg,
         Mode::CondstoreOnly => cfg.disable_extension("QRESYNC"),
         Mode::Neither => cfg
             .disable_extension("QRESYNC")
@@ -53,6 +60,7 @@ async fn flags_of(
 async fn scenario(mode: Mode) -> anyhow::Result<()> {
     let user = fresh_user(match mode {
         Mode::Qresync => "incq",
+        Mode::QresyncSelected => "incs",
         Mode::CondstoreOnly => "incc",
         Mode::Neither => "incn",
     });
@@ -96,7 +104,8 @@ async fn scenario(mode: Mode) -> anyhow::Result<()> {
     let cfg = configure(base.clone(), mode);
     let (db, account) = store().await?;
     let mut conn = connect(&cfg).await;
-    assert_eq!(conn.qresync_enabled(), mode == Mode::Qresync);
+    let qresync = matches!(mode, Mode::Qresync | Mode::QresyncSelected);
+    assert_eq!(conn.qresync_enabled(), qresync);
     assert_eq!(conn.condstore_enabled(), mode != Mode::Neither);
     let first = limit(
         60,
@@ -115,6 +124,18 @@ async fn scenario(mode: Mode) -> anyhow::Result<()> {
             .await?
             .is_some()
     );
+    if mode == Mode::QresyncSelected {
+        // What a daemon's wait leaves behind: INBOX selected on the sync connection, with the
+        // other client's changes arriving as unsolicited responses to the next commands.
+        let out = idle(
+            &mut conn,
+            &inbox,
+            std::future::ready(()),
+            Duration::from_secs(5),
+        )
+        .await?;
+        assert_eq!(out, IdleOutcome::Woken);
+    }
     let before = flags_of(&db, account, inbox.id).await?;
     assert_eq!(before.iter().filter(|f| f.1).count(), 3, "{before:?}");
 
@@ -218,6 +239,11 @@ async fn scenario(mode: Mode) -> anyhow::Result<()> {
 #[tokio::test]
 async fn incremental_with_qresync() -> anyhow::Result<()> {
     scenario(Mode::Qresync).await
+}
+
+#[tokio::test]
+async fn incremental_with_qresync_on_the_still_selected_inbox() -> anyhow::Result<()> {
+    scenario(Mode::QresyncSelected).await
 }
 
 #[tokio::test]
