@@ -96,10 +96,6 @@ mod tests {
     /// (`MAILSYNC_FUZZ_SMOKE_SECS`, default 10), no cargo-fuzz needed (see testkit `mutate`).
     #[test]
     fn fuzz_smoke_mutations_do_not_panic() {
-        let secs = std::env::var("MAILSYNC_FUZZ_SMOKE_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10);
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
         for (target, f) in [
             ("imap_response", super::imap_responses as fn(&[u8])),
@@ -107,7 +103,7 @@ mod tests {
         ] {
             let seeds = mailsync_testkit::mutate::seeds_from(&dir.join(target));
             let r =
-                mailsync_testkit::mutate::smoke(&seeds, std::time::Duration::from_secs(secs), f);
+                mailsync_testkit::mutate::smoke(&seeds, mailsync_testkit::mutate::smoke_time(), f);
             eprintln!("{target}: {} executions, seed {}", r.executions, r.seed);
             assert!(r.executions > 0);
         }

@@ -37,15 +37,11 @@ mod tests {
     /// (`MAILSYNC_FUZZ_SMOKE_SECS`, default 10), no cargo-fuzz needed (see testkit `mutate`).
     #[test]
     fn fuzz_smoke_mutations_do_not_panic() {
-        let secs = std::env::var("MAILSYNC_FUZZ_SMOKE_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10);
         let dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/jmap_response");
         let seeds = mailsync_testkit::mutate::seeds_from(&dir);
         let r =
-            mailsync_testkit::mutate::smoke(&seeds, std::time::Duration::from_secs(secs), |b| {
+            mailsync_testkit::mutate::smoke(&seeds, mailsync_testkit::mutate::smoke_time(), |b| {
                 super::api_response(b);
                 super::session(b);
             });

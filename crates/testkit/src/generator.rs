@@ -266,7 +266,7 @@ impl Generator {
 // randomness
 
 /// SplitMix64: tiny, deterministic across platforms and versions.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn new(seed: u64, index: u64, stream: u64) -> Rng {
@@ -277,7 +277,7 @@ impl Rng {
         Rng(b ^ stream.wrapping_mul(0x94D0_49BB_1331_11EB))
     }
 
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -285,7 +285,7 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         if n == 0 {
             0
         } else {

@@ -7,6 +7,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::generator::Rng;
+
 /// What a smoke run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SmokeReport {
@@ -14,6 +16,16 @@ pub struct SmokeReport {
     pub executions: u64,
     /// The generator's seed (give it to [`smoke_with_seed`] to replay).
     pub seed: u64,
+}
+
+/// How long a CI smoke runs per target: `MAILSYNC_FUZZ_SMOKE_SECS`, default 10 s.
+pub fn smoke_time() -> Duration {
+    Duration::from_secs(
+        std::env::var("MAILSYNC_FUZZ_SMOKE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10),
+    )
 }
 
 /// Reads every file of `dir` (the fuzz target's seed corpus).
@@ -57,27 +69,6 @@ pub fn smoke_with_seed(
         }
     }
     SmokeReport { executions, seed }
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
 }
 
 /// Bytes that matter to the parsers: IMAP and JSON syntax, line ends, literals.
