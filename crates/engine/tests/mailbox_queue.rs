@@ -193,6 +193,7 @@ async fn scenario(engine: &Engine, account: &Account, imap: &mut ImapClient) -> 
     // mailbox back with that mail.
     let kept = unique_name("q15keep");
     imap.create_mailbox(&kept)?;
+    imap.append_bulk(&kept, Generator::new(1517).messages(0..1), 1)?;
     engine.sync_once(account.id).await?;
     let k = named(engine, account, &kept)
         .await?
@@ -208,7 +209,7 @@ async fn scenario(engine: &Engine, account: &Account, imap: &mut ImapClient) -> 
     assert!(on_server(imap, &kept)?, "the mailbox was not deleted");
     assert_eq!(
         imap.message_count(&kept)?,
-        1,
+        2,
         "the other client's mail is kept"
     );
     let failed = out.failed(account.id).await?;
@@ -218,7 +219,11 @@ async fn scenario(engine: &Engine, account: &Account, imap: &mut ImapClient) -> 
     engine.sync_once(account.id).await?;
     let rows = named(engine, account, &kept).await?;
     assert_eq!(rows.len(), 1, "the mailbox is back locally");
-    assert_eq!(in_mailbox(engine, rows[0].id).await?.len(), 1);
+    assert_eq!(
+        in_mailbox(engine, rows[0].id).await?.len(),
+        2,
+        "with the mail seen before the delete and the new one"
+    );
     for f in out.failed(account.id).await? {
         out.dismiss_failed(f.id).await?;
     }

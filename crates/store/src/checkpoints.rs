@@ -127,6 +127,17 @@ pub async fn delete<C: ConnectionTrait>(
     Ok(())
 }
 
+/// The local email set no longer follows from the stored change state (rows were removed
+/// locally that the server still has, e.g. a mailbox delete the server refused): drops the
+/// account's JMAP Email state, so the next sync lists every email again and restores them.
+/// IMAP needs nothing here: a mailbox listed again has no checkpoint and is compared in full.
+pub async fn require_full_email_listing<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+) -> Result<(), StoreError> {
+    delete(c, account, &Scope::jmap("Email")).await
+}
+
 /// Drops every checkpoint of an account.
 pub async fn delete_all<C: ConnectionTrait>(c: &C, account: AccountId) -> Result<(), StoreError> {
     s::Entity::delete_many()
