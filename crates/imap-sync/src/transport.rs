@@ -126,6 +126,9 @@ pub(crate) struct Nesting {
 /// `INTERNALDATE ` as the low 13 bytes of [`Nesting::tail`].
 const INTERNALDATE_SP: u128 = u128::from_be_bytes(*b"\0\0\0INTERNALDATE ");
 const TAIL_13: u128 = (1u128 << (13 * 8)) - 1;
+/// `* METADATA` at the start of a line, as the low 11 bytes of [`Nesting::tail`].
+const LINE_METADATA: u128 = u128::from_be_bytes(*b"\0\0\0\0\0\n* METADATA");
+const TAIL_11: u128 = (1u128 << (11 * 8)) - 1;
 
 impl Nesting {
     /// A scanner at the start of a response.
@@ -135,7 +138,8 @@ impl Nesting {
             depth: 0,
             max,
             after_bracket: false,
-            tail: 0,
+            // The stream starts at the start of a line.
+            tail: u128::from(b'\n'),
             nil_date: 0,
         }
     }
@@ -151,6 +155,11 @@ impl Nesting {
     /// And a second one: `INTERNALDATE NIL` (the date is not an nstring in RFC 3501, but
     /// imap-proto reads one and unwraps it, rfc3501/mod.rs:892). Its `NIL` becomes `"x"`, same
     /// length: a date that does not parse, which the conversion leaves unknown.
+    ///
+    /// And a third: imap-proto unwraps the UTF-8 of a METADATA response's mailbox, entry names
+    /// and values (rfc5464.rs:126), so a non-UTF-8 byte there panics. mailsync never asks for
+    /// METADATA (RFC 5464), so a line starting `* METADATA` is made `* METADATX`: an unknown
+    /// response, skipped like any other.
     pub(crate) fn scan(&mut self, bytes: &mut [u8]) -> bool {
         let mut i = 0;
         while let Some(&mut b) = bytes.get_mut(i) {
@@ -203,6 +212,11 @@ impl Nesting {
                     }
                     self.after_bracket = b == b']';
                     self.tail = (self.tail << 8) | u128::from(b.to_ascii_uppercase());
+                    if self.tail & TAIL_11 == LINE_METADATA
+                        && let Some(x) = bytes.get_mut(i - 1)
+                    {
+                        *x = b'X';
+                    }
                     self.normal(b)
                 }
             };

@@ -18,14 +18,16 @@ pub struct SmokeReport {
     pub seed: u64,
 }
 
-/// How long a CI smoke runs per target: `MAILSYNC_FUZZ_SMOKE_SECS`, default 10 s.
+/// How long a CI smoke may run per target: `MAILSYNC_FUZZ_SMOKE_SECS`, default 10 s.
 pub fn smoke_time() -> Duration {
-    Duration::from_secs(
-        std::env::var("MAILSYNC_FUZZ_SMOKE_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10),
-    )
+    Duration::from_secs(env_u64("MAILSYNC_FUZZ_SMOKE_SECS", 10))
+}
+
+fn env_u64(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Reads every file of `dir` (the fuzz target's seed corpus).
@@ -40,19 +42,22 @@ pub fn seeds_from(dir: &Path) -> Vec<Vec<u8>> {
     out
 }
 
-/// Runs `target` on mutations of `seeds` for `time`, with a seed from the clock (printed).
-/// Panics, naming the seed and the input (hex), when `target` panics on one.
+/// Runs `target` on the same sequence of mutations of `seeds` every time (generator seed
+/// `MAILSYNC_FUZZ_SMOKE_SEED`, default 1; `MAILSYNC_FUZZ_SMOKE_EXECS` inputs, default
+/// 20,000), stopping early after `time`: a CI run is reproducible, and a slower machine only
+/// runs a prefix of the same inputs. Exploring new inputs is `cargo xtask fuzz`'s job (or set
+/// another seed). Panics, naming the seed and the input (hex), when `target` panics on one.
 pub fn smoke(seeds: &[Vec<u8>], time: Duration, target: impl Fn(&[u8])) -> SmokeReport {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    smoke_with_seed(seeds, time, seed, target)
+    let seed = env_u64("MAILSYNC_FUZZ_SMOKE_SEED", 1);
+    let execs = env_u64("MAILSYNC_FUZZ_SMOKE_EXECS", 20_000);
+    smoke_with_seed(seeds, time, execs, seed, target)
 }
 
-/// [`smoke`] with a given generator seed.
+/// [`smoke`] with a given generator seed and number of inputs.
 pub fn smoke_with_seed(
     seeds: &[Vec<u8>],
     time: Duration,
+    max_executions: u64,
     seed: u64,
     target: impl Fn(&[u8]),
 ) -> SmokeReport {
@@ -60,7 +65,7 @@ pub fn smoke_with_seed(
     let mut rng = Rng(seed);
     let start = Instant::now();
     let mut executions = 0u64;
-    while start.elapsed() < time {
+    while executions < max_executions && start.elapsed() < time {
         let input = mutate(&mut rng, seeds);
         executions += 1;
         if catch_unwind(AssertUnwindSafe(|| target(&input))).is_err() {
@@ -154,7 +159,7 @@ mod tests {
     fn a_panicking_target_is_reported_with_its_input() {
         let seeds = vec![b"abc".to_vec()];
         let r = catch_unwind(|| {
-            smoke_with_seed(&seeds, Duration::from_secs(5), 7, |b| {
+            smoke_with_seed(&seeds, Duration::from_secs(5), u64::MAX, 7, |b| {
                 assert!(!b.contains(&b'{'), "found a brace");
             })
         });
@@ -166,8 +171,16 @@ mod tests {
     }
 
     #[test]
-    fn runs_for_the_time_given() {
-        let r = smoke_with_seed(&[b"x".to_vec()], Duration::from_millis(50), 1, |_| {});
+    fn runs_for_the_time_or_the_count_given() {
+        let r = smoke_with_seed(
+            &[b"x".to_vec()],
+            Duration::from_millis(50),
+            u64::MAX,
+            1,
+            |_| {},
+        );
         assert!(r.executions > 100);
+        let r = smoke_with_seed(&[b"x".to_vec()], Duration::from_secs(5), 500, 1, |_| {});
+        assert_eq!(r.executions, 500);
     }
 }
