@@ -132,6 +132,27 @@ pub struct SeenContent {
     pub email_ids: Option<Vec<String>>,
 }
 
+impl MailboxPayload {
+    /// The row for `change` of the stored mailbox `mb`, asked at `now`.
+    fn of(
+        mb: &Mailbox,
+        change: &MailboxChange,
+        now: DateTime<Utc>,
+        seen: Option<SeenContent>,
+    ) -> Self {
+        Self {
+            v: PAYLOAD_VERSION,
+            at: now,
+            mailbox_id: mb.id,
+            remote_id: mb.remote_id.clone(),
+            name_before: mb.name.clone(),
+            parent_before: mb.parent_remote_id.clone(),
+            change: change.clone(),
+            seen,
+        }
+    }
+}
+
 /// A mailbox row as handed to the executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxOperation {
@@ -407,24 +428,7 @@ pub(crate) async fn apply<C: ConnectionTrait>(
             }
             let result = match result {
                 Some(r) => r,
-                None => {
-                    insert(
-                        c,
-                        account,
-                        MailboxPayload {
-                            v: PAYLOAD_VERSION,
-                            at: now,
-                            mailbox_id: mb.id,
-                            remote_id: mb.remote_id.clone(),
-                            name_before: mb.name.clone(),
-                            parent_before: mb.parent_remote_id.clone(),
-                            change: change.clone(),
-                            seen: None,
-                        },
-                        now,
-                    )
-                    .await?
-                }
+                None => insert(c, account, MailboxPayload::of(&mb, change, now, None), now).await?,
             };
             rename_local(c, account, &mb, &full, parent_remote.as_deref()).await?;
             Ok((Some(mb.id), result))
@@ -458,16 +462,7 @@ pub(crate) async fn apply<C: ConnectionTrait>(
                     insert(
                         c,
                         account,
-                        MailboxPayload {
-                            v: PAYLOAD_VERSION,
-                            at: now,
-                            mailbox_id: mb.id,
-                            remote_id: mb.remote_id.clone(),
-                            name_before: mb.name.clone(),
-                            parent_before: mb.parent_remote_id.clone(),
-                            change: change.clone(),
-                            seen: Some(seen),
-                        },
+                        MailboxPayload::of(&mb, change, now, Some(seen)),
                         now,
                     )
                     .await?
@@ -490,22 +485,7 @@ pub(crate) async fn apply<C: ConnectionTrait>(
                     return Ok((Some(mb.id), Enqueued::Merged(row.id)));
                 }
             }
-            let r = insert(
-                c,
-                account,
-                MailboxPayload {
-                    v: PAYLOAD_VERSION,
-                    at: now,
-                    mailbox_id: mb.id,
-                    remote_id: mb.remote_id.clone(),
-                    name_before: mb.name.clone(),
-                    parent_before: mb.parent_remote_id.clone(),
-                    change: change.clone(),
-                    seen: None,
-                },
-                now,
-            )
-            .await?;
+            let r = insert(c, account, MailboxPayload::of(&mb, change, now, None), now).await?;
             Ok((Some(mb.id), r))
         }
     }
