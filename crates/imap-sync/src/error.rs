@@ -120,7 +120,8 @@ impl ResponseCode {
     /// Parses the text form of a code (the part between the brackets).
     pub fn parse(inner: &str) -> ResponseCode {
         let inner = inner.trim();
-        let (name, args) = match inner.split_once(' ') {
+        // Any white space ends the name: the scanner turns `BADCHARSET (…)`'s space into a tab.
+        let (name, args) = match inner.split_once(|c: char| c.is_ascii_whitespace()) {
             Some((n, a)) => (n, Some(a.trim())),
             None => (inner, None),
         };

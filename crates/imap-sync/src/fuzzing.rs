@@ -92,6 +92,43 @@ mod tests {
         );
     }
 
+    /// Regression: lines the scanner took for a literal's contents escaped its rules. A status
+    /// response's text is plain text to imap-proto, so a `{12}` at its end starts no literal
+    /// (seen once by the fuzz smoke as a panic in `Outcome::parse`); nor does a `BADCHARSET`
+    /// code's literal, which imap-proto reads (the code is left in the text instead).
+    #[test]
+    fn status_text_hides_no_line() {
+        for input in [
+            // The literal-looking `{12}` would swallow `* OK [ALERT]`.
+            &b"* OK {12}\r\n* OK [ALERT]\xff\r\n"[..],
+            b"A1 NO later {13}\r\nA2 NO [PARSE]\xc3\xa9\r\n",
+            b"+ {12}\r\n* OK [ALERT]\xff\r\n",
+            b"+[ALERT]\xff\r\n",
+            // A string left open in the text does not cover the next line either.
+            b"* BYE \"\\\r\n* OK [ALERT]\xff\r\n",
+            // A literal inside BADCHARSET that looks like the start of a string.
+            b"* NO [BADCHARSET ({5}\r\nab\"cd)]\xff\r\n",
+            b"* NO [BADCHARSET ({12}\r\n* OK [ALERT])]\xff\r\n",
+            // Hidden METADATA and INTERNALDATE lines.
+            b"* OK {6}\r\n* OK\r\n* METADATA \"\xff\" (a \"b\")\r\n",
+            b"* OK {4}\r\n* OK\r\n* 1 FETCH (INTERNALDATE NIL)\r\n",
+        ] {
+            super::imap_responses(input);
+        }
+        // The code's name still reaches the error table.
+        let mut n = crate::transport::Nesting::new(32);
+        let mut line = b"A1 NO [BADCHARSET (UTF-8)] no\r\n".to_vec();
+        assert!(n.scan(&mut line));
+        let (parsed_rest, parsed) = async_imap::imap_proto::Response::parse(&line).unwrap();
+        assert!(parsed_rest.is_empty());
+        match crate::wire::convert(&parsed, &line) {
+            crate::wire::Response::Tagged { code, .. } => {
+                assert_eq!(code, Some(crate::error::ResponseCode::BadCharset))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// The CI fuzz smoke: mutations of the seed corpus for a few seconds per target
     /// (`MAILSYNC_FUZZ_SMOKE_SECS`, default 10), no cargo-fuzz needed (see testkit `mutate`).
     #[test]

@@ -121,11 +121,59 @@ pub(crate) struct Nesting {
     tail: u128,
     /// Rewriting an `INTERNALDATE NIL`: how many of its `NIL` bytes are done (0 = not).
     nil_date: u8,
+    /// Where the current response line is: a status response's text is read differently.
+    line: Line,
+}
+
+/// Where the scanner is in the current response line. imap-proto reads the text of a status
+/// response (`tag OK …`, `* NO …`, `+ …`) as plain text up to the line break, so a `{12}` or a
+/// `"` there must not be taken for a literal or a string: a literal swallowing the next line
+/// would hide that line from the rules below (found by fuzzing: `* OK {12}` before a line
+/// that panics imap-proto).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// At the start of a line.
+    Start,
+    /// In the first word (a tag or `*`).
+    Tag,
+    /// In the second word: its letters so far, upper-cased (a status name has at most 7).
+    Status(u64),
+    /// In a status response's or a continuation's text, up to the line break.
+    Text,
+    /// In any other response (lexed: strings, literals, parentheses).
+    Data,
+}
+
+impl Line {
+    /// The line state after `b` (scanned outside strings and literals).
+    fn next(self, b: u8) -> Line {
+        const STATUS: [&[u8]; 5] = [b"OK", b"NO", b"BAD", b"BYE", b"PREAUTH"];
+        match (self, b) {
+            (_, b'\n') => Line::Start,
+            (Line::Start, b'+') => Line::Text,
+            (Line::Start | Line::Tag, b' ') => Line::Status(0),
+            (Line::Start, _) => Line::Tag,
+            (Line::Status(word), b' ') => {
+                let status = STATUS.iter().any(|s| {
+                    s.iter().fold(0u64, |acc, &c| (acc << 8) | u64::from(c)) == word
+                });
+                if status { Line::Text } else { Line::Data }
+            }
+            (Line::Status(word), _) if b.is_ascii_alphabetic() && word >> 56 == 0 => {
+                Line::Status((word << 8) | u64::from(b.to_ascii_uppercase()))
+            }
+            (Line::Status(_), _) => Line::Data,
+            (line, _) => line,
+        }
+    }
 }
 
 /// `INTERNALDATE ` as the low 13 bytes of [`Nesting::tail`].
 const INTERNALDATE_SP: u128 = u128::from_be_bytes(*b"\0\0\0INTERNALDATE ");
 const TAIL_13: u128 = (1u128 << (13 * 8)) - 1;
+/// `[BADCHARSET ` as the low 12 bytes of [`Nesting::tail`].
+const BADCHARSET_SP: u128 = u128::from_be_bytes(*b"\0\0\0\0[BADCHARSET ");
+const TAIL_12: u128 = (1u128 << (12 * 8)) - 1;
 /// `* METADATA` at the start of a line, as the low 11 bytes of [`Nesting::tail`].
 const LINE_METADATA: u128 = u128::from_be_bytes(*b"\0\0\0\0\0\n* METADATA");
 const TAIL_11: u128 = (1u128 << (11 * 8)) - 1;
@@ -141,6 +189,7 @@ impl Nesting {
             // The stream starts at the start of a line.
             tail: u128::from(b'\n'),
             nil_date: 0,
+            line: Line::Start,
         }
     }
 
@@ -160,6 +209,13 @@ impl Nesting {
     /// and values (rfc5464.rs:126), so a non-UTF-8 byte there panics. mailsync never asks for
     /// METADATA (RFC 5464), so a line starting `* METADATA` is made `* METADATX`: an unknown
     /// response, skipped like any other.
+    ///
+    /// The first rule holds wherever imap-proto reads a response code, so the scanner follows
+    /// the lines as imap-proto does ([`Line`]): a status response's text is plain text, with no
+    /// strings or literals in it. The one code imap-proto reads strings (even literals) in is
+    /// `BADCHARSET (charsets)`, which mailsync only needs by name: its space becomes a tab, so
+    /// imap-proto leaves the whole code in the text, where [`ResponseCode::split_text`] still
+    /// finds the name.
     pub(crate) fn scan(&mut self, bytes: &mut [u8]) -> bool {
         let mut i = 0;
         while let Some(&mut b) = bytes.get_mut(i) {
@@ -185,7 +241,11 @@ impl Nesting {
                     self.tail = (self.tail << 8) | u128::from(b.to_ascii_uppercase());
                     match b {
                         b'\\' => Lex::QuotedEscape,
-                        b'"' | b'\n' => Lex::Normal,
+                        b'"' => Lex::Normal,
+                        b'\n' => {
+                            self.line = Line::Start;
+                            Lex::Normal
+                        }
                         _ => Lex::Quoted,
                     }
                 }
@@ -217,7 +277,17 @@ impl Nesting {
                     {
                         *x = b'X';
                     }
-                    self.normal(b)
+                    self.line = self.line.next(b);
+                    if self.line == Line::Text {
+                        if self.tail & TAIL_12 == BADCHARSET_SP
+                            && let Some(x) = bytes.get_mut(i - 1)
+                        {
+                            *x = b'\t';
+                        }
+                        Lex::Normal
+                    } else {
+                        self.normal(b)
+                    }
                 }
             };
             if self.depth > self.max {
@@ -277,7 +347,10 @@ impl Nesting {
             b'(' => self.depth += 1,
             b')' => self.depth = self.depth.saturating_sub(1),
             // The end of a response (a line break outside a literal).
-            b'\n' => self.depth = 0,
+            b'\n' => {
+                self.depth = 0;
+                self.line = Line::Start;
+            }
             b'"' => return Lex::Quoted,
             b'{' => return Lex::LiteralLength(0),
             _ => {}
