@@ -267,6 +267,8 @@ fn active(
         keywords: Set(to_json("keywords", &u.flags.keywords)?),
         preview: Set(u.preview.clone()),
         has_attachment: Set(u.has_attachment),
+        // Only the triggers on `email_bodies` write it (an upsert leaves it as it is).
+        body_cached: ActiveValue::NotSet,
         created_at: Set(now),
         updated_at: Set(now),
     })

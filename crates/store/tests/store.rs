@@ -63,6 +63,7 @@ both_backends! {
     sync_log_rows => sync_log_rows;
     bulk_insert_10000 => bulk_insert_10000;
     body_debt_wanted_missing => body_debt_wanted_missing;
+    v13_upgrade_marks_cached_bodies => v13_upgrade_marks_cached_bodies;
     v9_upgrade_threads_and_indexes => v9_upgrade_threads_and_indexes;
     threads_local_incremental => threads_local_incremental;
     search_local_language_and_upkeep => search_local_language_and_upkeep;
@@ -103,7 +104,7 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 13);
+    assert_eq!(mailsync_store::LATEST_VERSION, 14);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }
@@ -439,6 +440,70 @@ fn email(remote: &str, mailbox: mailsync_store::MailboxId, uid: i64) -> EmailUps
 
 /// The body debt: wanted by the policy, missing from the cache, scoped to the IMAP copies of
 /// one mailbox under one UIDVALIDITY or to the account, paged by id.
+/// v13 -> v14: emails whose body is cached before the upgrade are marked, so the debt is the
+/// same before and after; afterwards the triggers keep the mark for writes in plain SQL too.
+async fn v13_upgrade_marks_cached_bodies(store: &Store) -> R {
+    use bodies::{DebtScope, wanted_missing};
+    store.migrate_to(13).await?;
+    let c = store.conn();
+    let a = accounts::create(c, new_account("up14")).await?;
+    let inbox = mailboxes::upsert(c, a.id, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    let items: Vec<EmailUpsert> = (1..=3).map(|u| email(&format!("u{u}"), inbox, u)).collect();
+    // The v13 shape of an email row (no `body_cached`): written in SQL, as v13 code did.
+    for (i, u) in items.iter().enumerate() {
+        c.execute_unprepared(&format!(
+            "INSERT INTO emails (account_id, remote_id, from_addr, to_addr, cc_addr, bcc_addr, \
+             reply_to, received_at, size, seen, flagged, answered, draft, keywords, \
+             has_attachment, created_at, updated_at) VALUES ({}, '{}', '[]', '[]', '[]', '[]', \
+             '[]', '2026-01-02 03:04:05+00:00', 10, false, false, false, false, '[]', false, \
+             '2026-01-02 03:04:05+00:00', '2026-01-02 03:04:05+00:00')",
+            a.id.0, u.remote_id
+        ))
+        .await?;
+        c.execute_unprepared(&format!(
+            "INSERT INTO email_mailboxes (email_id, mailbox_id, uidvalidity, uid) \
+             SELECT id, {}, 7, {} FROM emails WHERE remote_id = '{}'",
+            inbox.0,
+            i + 1,
+            u.remote_id
+        ))
+        .await?;
+    }
+    c.execute_unprepared(
+        "INSERT INTO email_bodies (email_id, text_body, truncated, fetched_at) SELECT id, 'x', \
+         false, '2026-01-02 03:04:05+00:00' FROM emails WHERE remote_id = 'u2'",
+    )
+    .await?;
+    store.migrate().await?;
+    let scope = DebtScope::ImapMailbox {
+        mailbox: inbox,
+        uidvalidity: 7,
+    };
+    let owed = |policy| async move {
+        let v = wanted_missing(c, a.id, scope, policy, None, 100).await?;
+        Ok::<_, StoreError>(v.into_iter().map(|w| w.remote_id).collect::<Vec<_>>())
+    };
+    assert_eq!(owed(BodyPolicy::All).await?, ["u1", "u3"], "marked by the upgrade");
+    // A body written and one removed in plain SQL: the triggers follow.
+    c.execute_unprepared(
+        "INSERT INTO email_bodies (email_id, text_body, truncated, fetched_at) SELECT id, 'y', \
+         false, '2026-01-02 03:04:05+00:00' FROM emails WHERE remote_id = 'u3'",
+    )
+    .await?;
+    c.execute_unprepared(
+        "DELETE FROM email_bodies WHERE email_id = (SELECT id FROM emails WHERE remote_id = 'u2')",
+    )
+    .await?;
+    assert_eq!(owed(BodyPolicy::All).await?, ["u1", "u2"], "kept by the triggers");
+    let owing = bodies::mailboxes_with_debt(c, a.id, BodyPolicy::All).await?;
+    assert_eq!(owing.into_iter().collect::<Vec<_>>(), [inbox]);
+    // Down to v13 and up again keeps the rows and the marks.
+    store.migrate_to(13).await?;
+    store.migrate().await?;
+    assert_eq!(owed(BodyPolicy::All).await?, ["u1", "u2"], "after down and up");
+    Ok(())
+}
+
 async fn body_debt_wanted_missing(store: &Store) -> R {
     use bodies::{DebtScope, wanted_missing};
     store.migrate().await?;

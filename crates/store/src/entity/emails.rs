@@ -32,6 +32,8 @@ pub struct Model {
     pub keywords: String,
     pub preview: Option<String>,
     pub has_attachment: bool,
+    /// `email_bodies` holds this email's body (kept by triggers on that table, schema v14).
+    pub body_cached: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
