@@ -92,6 +92,22 @@ mod tests {
         );
     }
 
+    /// Regression (fuzz smoke, seed 12): a multipart message that reaches a `debug_assert!` in
+    /// mail-parser 0.11 (parsers/message.rs:485) panicked a debug build. The parser's panics
+    /// are now taken for "cannot parse": the message keeps its metadata, without a parsed body.
+    #[test]
+    fn mime_crashes_no_longer_panic() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/crashes/mime_message");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let raw = std::fs::read(e.path()).unwrap_or_default();
+            assert!(std::panic::catch_unwind(|| super::mime_message(&raw)).is_ok());
+            n += 1;
+        }
+        assert!(n >= 1, "crash inputs found: {n}");
+    }
+
     /// Regression: lines the scanner took for a literal's contents escaped its rules. A status
     /// response's text is plain text to imap-proto, so a `{12}` at its end starts no literal
     /// (seen once by the fuzz smoke as a panic in `Outcome::parse`); nor does a `BADCHARSET`

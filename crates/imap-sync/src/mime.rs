@@ -306,8 +306,12 @@ pub(crate) fn decode_words(raw: &[u8]) -> String {
             .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
     );
     header.extend_from_slice(b"\r\n\r\n");
-    match MessageParser::new().parse_headers(&header) {
-        Some(m) => m.subject().map(unfold).unwrap_or_default(),
+    match guarded("subject", || {
+        MessageParser::new()
+            .parse_headers(&header)
+            .map(|m| m.subject().map(unfold).unwrap_or_default())
+    }) {
+        Some(s) => s,
         None => unfold(&String::from_utf8_lossy(raw)),
     }
 }
@@ -321,9 +325,13 @@ pub(crate) fn decode_date(raw: &[u8]) -> Option<DateTime<Utc>> {
             .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
     );
     header.extend_from_slice(b"\r\n\r\n");
-    let m = MessageParser::new().parse_headers(&header)?;
-    let d = m.date()?;
-    DateTime::from_timestamp(d.to_timestamp(), 0)
+    let d = guarded("date", || {
+        MessageParser::new()
+            .parse_headers(&header)?
+            .date()
+            .map(|d| d.to_timestamp())
+    })?;
+    DateTime::from_timestamp(d, 0)
 }
 
 /// Message ids in a header value, without angle brackets (a bare id is kept as is).
@@ -530,11 +538,24 @@ pub struct ParsedBody {
     pub attachments: Vec<Attachment>,
 }
 
+/// Runs mail-parser on bytes from the network, taking a panic inside it for "cannot parse".
+/// mail-parser 0.11 has a `debug_assert!` that malformed multipart nesting reaches
+/// (parsers/message.rs:485, found by the fuzz smoke), and a sync must not die on one message
+/// whatever the build: such a message is kept as one mail-parser cannot parse at all.
+fn guarded<T>(what: &'static str, f: impl FnOnce() -> Option<T>) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        tracing::warn!(what, "the MIME parser failed on this input; left unparsed");
+        None
+    })
+}
+
 /// Parses a raw RFC 5322 message into text, HTML and attachment metadata.
 pub(crate) fn parse_message(raw: &[u8]) -> ParsedBody {
-    let Some(m) = MessageParser::new().parse(raw) else {
-        return ParsedBody::default();
-    };
+    guarded("message", || parse_message_unguarded(raw)).unwrap_or_default()
+}
+
+fn parse_message_unguarded(raw: &[u8]) -> Option<ParsedBody> {
+    let m = MessageParser::new().parse(raw)?;
     let html = m
         .html_body
         .first()
@@ -578,12 +599,12 @@ pub(crate) fn parse_message(raw: &[u8]) -> ParsedBody {
                 .map(|c| c.trim_start_matches('<').trim_end_matches('>').to_owned()),
         })
         .collect();
-    ParsedBody {
+    Some(ParsedBody {
         text,
         html,
         preview,
         attachments,
-    }
+    })
 }
 
 #[cfg(test)]
