@@ -154,9 +154,9 @@ impl Line {
             (Line::Start | Line::Tag, b' ') => Line::Status(0),
             (Line::Start, _) => Line::Tag,
             (Line::Status(word), b' ') => {
-                let status = STATUS.iter().any(|s| {
-                    s.iter().fold(0u64, |acc, &c| (acc << 8) | u64::from(c)) == word
-                });
+                let status = STATUS
+                    .iter()
+                    .any(|s| s.iter().fold(0u64, |acc, &c| (acc << 8) | u64::from(c)) == word);
                 if status { Line::Text } else { Line::Data }
             }
             (Line::Status(word), _) if b.is_ascii_alphabetic() && word >> 56 == 0 => {

@@ -483,7 +483,11 @@ async fn v13_upgrade_marks_cached_bodies(store: &Store) -> R {
         let v = wanted_missing(c, a.id, scope, policy, None, 100).await?;
         Ok::<_, StoreError>(v.into_iter().map(|w| w.remote_id).collect::<Vec<_>>())
     };
-    assert_eq!(owed(BodyPolicy::All).await?, ["u1", "u3"], "marked by the upgrade");
+    assert_eq!(
+        owed(BodyPolicy::All).await?,
+        ["u1", "u3"],
+        "marked by the upgrade"
+    );
     // A body written and one removed in plain SQL: the triggers follow.
     c.execute_unprepared(
         "INSERT INTO email_bodies (email_id, text_body, truncated, fetched_at) SELECT id, 'y', \
@@ -494,13 +498,21 @@ async fn v13_upgrade_marks_cached_bodies(store: &Store) -> R {
         "DELETE FROM email_bodies WHERE email_id = (SELECT id FROM emails WHERE remote_id = 'u2')",
     )
     .await?;
-    assert_eq!(owed(BodyPolicy::All).await?, ["u1", "u2"], "kept by the triggers");
+    assert_eq!(
+        owed(BodyPolicy::All).await?,
+        ["u1", "u2"],
+        "kept by the triggers"
+    );
     let owing = bodies::mailboxes_with_debt(c, a.id, BodyPolicy::All).await?;
     assert_eq!(owing.into_iter().collect::<Vec<_>>(), [inbox]);
     // Down to v13 and up again keeps the rows and the marks.
     store.migrate_to(13).await?;
     store.migrate().await?;
-    assert_eq!(owed(BodyPolicy::All).await?, ["u1", "u2"], "after down and up");
+    assert_eq!(
+        owed(BodyPolicy::All).await?,
+        ["u1", "u2"],
+        "after down and up"
+    );
     Ok(())
 }
 
