@@ -230,6 +230,9 @@ fn candidates(limit: u64) -> i64 {
 }
 
 /// SQLite: inserts the index rows of the emails noted in `search_pending`, in rowid order.
+/// Ordered by `p.email_id`, not `e.id` (the same values): ordering by the emails' rowid made
+/// SQLite scan the whole `emails` table to avoid a sort, 21 ms per batch at 100,000 emails
+/// even for one noted row; this way it walks the (few) noted ids and looks each email up.
 fn sqlite_index_noted() -> String {
     let addrs = |col: &str| {
         format!(
@@ -241,7 +244,7 @@ fn sqlite_index_noted() -> String {
         "INSERT INTO email_fts (rowid, subject, sender, recipients, body) \
          SELECT e.id, coalesce(e.subject, ''), {from}, {to} || ' ' || {cc} || ' ' || {bcc}, \
          coalesce((SELECT b.text_body FROM email_bodies b WHERE b.email_id = e.id), '') \
-         FROM search_pending p JOIN emails e ON e.id = p.email_id ORDER BY e.id",
+         FROM search_pending p JOIN emails e ON e.id = p.email_id ORDER BY p.email_id",
         from = addrs("e.from_addr"),
         to = addrs("e.to_addr"),
         cc = addrs("e.cc_addr"),
@@ -512,6 +515,35 @@ pub fn snippet(body: Option<&str>, preview: Option<&str>, words: &[&str]) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The indexing statement walks the noted ids, never the whole `emails` table (a scan
+    /// cost 21 ms per batch at 100,000 emails, however few rows were noted).
+    #[tokio::test]
+    async fn indexing_walks_the_noted_ids() -> Result<(), StoreError> {
+        let db = crate::testing::TempDb::sqlite().await?;
+        let plan = db
+            .store
+            .conn()
+            .query_all_raw(Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {}", sqlite_index_noted()),
+            ))
+            .await?;
+        let steps: Vec<String> = plan
+            .iter()
+            .filter_map(|r| r.try_get::<String>("", "detail").ok())
+            .collect();
+        assert!(
+            steps.iter().any(|d| d.starts_with("SCAN p")),
+            "the noted ids are the outer loop: {steps:?}"
+        );
+        assert!(
+            steps.iter().all(|d| !d.starts_with("SCAN e")),
+            "no scan of emails: {steps:?}"
+        );
+        db.cleanup().await?;
+        Ok(())
+    }
 
     fn t(field: Field, w: &[&str]) -> Term {
         Term {
