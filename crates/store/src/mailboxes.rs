@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 
 use crate::entity::{email_mailboxes as em, emails as em_emails, mailboxes as mb};
@@ -303,25 +303,33 @@ pub async fn recount<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(i64, i
         .filter(mb::Column::Id.eq(id.0))
         .exec(c)
         .await?;
-    let members = Query::select()
-        .column(em::Column::EmailId)
+    // One pass over the mailbox's memberships, each joined to its email (a membership always
+    // has one: the foreign key cascades), for both counts: two `id IN (members)` counts read
+    // the 100,000 memberships and emails of a large mailbox twice (40-170 ms each at L).
+    let q = Query::select()
+        .expr_as(
+            Expr::col((em::Entity, em::Column::EmailId)).count(),
+            sea_orm::sea_query::Alias::new("total"),
+        )
+        .expr_as(
+            Expr::cust("COALESCE(SUM(CASE WHEN emails.seen THEN 0 ELSE 1 END), 0)"),
+            sea_orm::sea_query::Alias::new("unread"),
+        )
         .from(em::Entity)
-        .and_where(Expr::col(em::Column::MailboxId).eq(id.0))
+        .inner_join(
+            em_emails::Entity,
+            Expr::col((em_emails::Entity, em_emails::Column::Id))
+                .equals((em::Entity, em::Column::EmailId)),
+        )
+        .and_where(Expr::col((em::Entity, em::Column::MailboxId)).eq(id.0))
         .to_owned();
-    let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let total = to_i64(
-        em_emails::Entity::find()
-            .filter(em_emails::Column::Id.in_subquery(members.clone()))
-            .count(c)
-            .await?,
-    );
-    let unread = to_i64(
-        em_emails::Entity::find()
-            .filter(em_emails::Column::Id.in_subquery(members))
-            .filter(em_emails::Column::Seen.eq(false))
-            .count(c)
-            .await?,
-    );
+    let (total, unread) = match c.query_one(&q).await? {
+        Some(row) => (
+            row.try_get::<i64>("", "total")?,
+            row.try_get::<i64>("", "unread")?,
+        ),
+        None => (0, 0),
+    };
     mb::Entity::update_many()
         .col_expr(mb::Column::Total, Expr::value(total))
         .col_expr(mb::Column::Unread, Expr::value(unread))

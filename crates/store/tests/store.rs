@@ -746,6 +746,12 @@ async fn mailbox_roles_and_removal(store: &Store) -> R {
     assert!(emails::find_by_remote_id(c, a.id, "j2").await?.is_none());
     let (total, unread) = mailboxes::recount(c, inbox.id).await?;
     assert_eq!((total, unread), (1, 1));
+    // A read email counts in the total only; an empty mailbox counts nothing.
+    let mut read = email("j3", inbox.id, 3);
+    read.flags.seen = true;
+    emails::upsert_batch(c, a.id, &[read]).await?;
+    assert_eq!(mailboxes::recount(c, inbox.id).await?, (2, 1));
+    assert_eq!(mailboxes::recount(c, boxes[1].id).await?, (0, 0));
     Ok(())
 }
 
