@@ -86,7 +86,25 @@ pub(crate) async fn write<C: ConnectionTrait>(
         touched.add(new);
     }
     if old.mailboxes != new.mailboxes {
-        let members: Vec<Membership> = new.mailboxes.iter().map(|l| (*l).into()).collect();
+        // A queued move can name a mailbox the sync has removed since (deleted on the server
+        // by another client): no row may name it. Such a location is left out (the email
+        // stays where it is when nothing else is left); the change itself fails when flushed,
+        // which reverts it. Writing it failed the whole sync transaction with a foreign-key
+        // error, every cycle (model test, Dovecot and Cyrus IMAP seed 538: a lost move
+        // re-resolved into a mailbox deleted meanwhile).
+        let mut locations = Vec::with_capacity(new.mailboxes.len());
+        for l in &new.mailboxes {
+            if crate::outbox::not_found_is_none(mailboxes::get(c, l.mailbox_id).await)?.is_some() {
+                locations.push(*l);
+            }
+        }
+        if locations.is_empty() && !new.mailboxes.is_empty() {
+            locations.clone_from(&old.mailboxes);
+        }
+        if locations == old.mailboxes {
+            return Ok(());
+        }
+        let members: Vec<Membership> = locations.iter().map(|l| (*l).into()).collect();
         emails::set_memberships(c, id, &members).await?;
         touched.add(old);
         touched.add(new);

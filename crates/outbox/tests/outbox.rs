@@ -13,7 +13,7 @@ use mailsync_outbox::{
 };
 use mailsync_store::emails::{self, EmailUpsert, Membership};
 use mailsync_store::testing::TempDb;
-use mailsync_store::{AccountId, Address, EmailId, Store, TransactionTrait};
+use mailsync_store::{AccountId, Address, ConnectionTrait, EmailId, Store, TransactionTrait};
 use support::{FakeServer, Fx, R, Res};
 
 /// Runs each body against a fresh SQLite file and a fresh PostgreSQL database.
@@ -50,6 +50,7 @@ both_backends! {
     concurrent_enqueues_and_flushes_converge => concurrent_enqueues_and_flushes;
     queued_changes_survive_a_sync => queued_changes_survive_a_sync;
     untouched_changes_survive_a_sync => untouched_changes_survive_a_sync;
+    a_move_into_a_removed_mailbox_does_not_fail_the_sync => move_into_removed_mailbox;
     bulk_enqueue_and_flush_timings => bulk_timings;
 }
 
@@ -376,6 +377,39 @@ async fn queued_changes_survive_a_sync(store: Store) -> R {
     assert_eq!(pending[0].email_id, Some(a));
     assert_eq!(pending[0].state, ChangeState::Pending);
     fx.assert_counters_exact().await?;
+    Ok(())
+}
+
+/// A queued move into a mailbox the sync then removes (another client deleted it): re-applying
+/// the move on top of what the sync wrote must not name that mailbox (a foreign-key error that
+/// failed every sync: model test, seed 538). The email shows where the server has it; the
+/// move stays queued, to fail when flushed.
+async fn move_into_removed_mailbox(store: Store) -> R {
+    let fx = Fx::new(store, |o| o).await?;
+    let a = fx.email(1).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.other))
+        .await?;
+    let c = fx.store.conn();
+    let e = emails::get(c, a).await?;
+    let mut u = EmailUpsert::new(e.remote_id.clone(), e.received_at);
+    u.message_id = e.message_id.clone();
+    u.mailboxes = vec![Membership {
+        mailbox_id: fx.inbox,
+        uidvalidity: Some(7),
+        uid: Some(1),
+        modseq: Some(2),
+    }];
+    let txn = fx.store.conn().begin().await?;
+    // The mailbox row goes (its memberships with it); the email row stays, as when the sync
+    // removes the mailbox and then finds the email again in INBOX.
+    txn.execute_unprepared(&format!("DELETE FROM mailboxes WHERE id = {}", fx.other.0))
+        .await?;
+    emails::upsert_batch(&txn, fx.account, &[u]).await?;
+    reapply_after_sync(&txn, &[a]).await?;
+    txn.commit().await?;
+    assert_eq!(fx.where_is(a).await?, vec![fx.inbox]);
+    assert_eq!(fx.outbox.pending(fx.account).await?.len(), 1);
     Ok(())
 }
 
