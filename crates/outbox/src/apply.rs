@@ -534,7 +534,7 @@ pub async fn reapply_after_sync<C: ConnectionTrait>(
         )
         .await?;
         let new = model::overlay(&current, &state.state, &fields);
-        local::write(c, email, &current, &new, &mut touched).await?;
+        local::write_existing(c, email, &current, &new, &mut touched).await?;
     }
     touched.recount(c).await?;
     Ok(n)

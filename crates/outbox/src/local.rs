@@ -86,28 +86,37 @@ pub(crate) async fn write<C: ConnectionTrait>(
         touched.add(new);
     }
     if old.mailboxes != new.mailboxes {
-        // A queued move can name a mailbox the sync has removed since (deleted on the server
-        // by another client): no row may name it. Such a location is left out (the email
-        // stays where it is when nothing else is left); the change itself fails when flushed,
-        // which reverts it. Writing it failed the whole sync transaction with a foreign-key
-        // error, every cycle (model test, Dovecot and Cyrus IMAP seed 538: a lost move
-        // re-resolved into a mailbox deleted meanwhile).
-        let mut locations = Vec::with_capacity(new.mailboxes.len());
-        for l in &new.mailboxes {
-            if crate::outbox::not_found_is_none(mailboxes::get(c, l.mailbox_id).await)?.is_some() {
-                locations.push(*l);
-            }
-        }
-        if locations.is_empty() && !new.mailboxes.is_empty() {
-            locations.clone_from(&old.mailboxes);
-        }
-        if locations == old.mailboxes {
-            return Ok(());
-        }
-        let members: Vec<Membership> = locations.iter().map(|l| (*l).into()).collect();
+        let members: Vec<Membership> = new.mailboxes.iter().map(|l| (*l).into()).collect();
         emails::set_memberships(c, id, &members).await?;
         touched.add(old);
         touched.add(new);
     }
     Ok(())
+}
+
+/// [`write`] for a sync re-applying queued changes over what it wrote: a location whose
+/// mailbox the sync has removed meanwhile (deleted on the server by another client) is left
+/// out, and the email stays where it is when nothing else is left; the change itself fails
+/// when flushed, which reverts it. Writing it failed the sync's transaction with a
+/// foreign-key error, every cycle (model test, Dovecot and Cyrus IMAP seed 538: a lost move
+/// re-resolved into a mailbox deleted meanwhile). A user's own change keeps [`write`], which
+/// refuses such a mailbox.
+pub(crate) async fn write_existing<C: ConnectionTrait>(
+    c: &C,
+    id: EmailId,
+    old: &Snapshot,
+    new: &Snapshot,
+    touched: &mut Touched,
+) -> Result<(), Error> {
+    let mut kept = new.clone();
+    kept.mailboxes.clear();
+    for l in &new.mailboxes {
+        if crate::outbox::not_found_is_none(mailboxes::get(c, l.mailbox_id).await)?.is_some() {
+            kept.mailboxes.push(*l);
+        }
+    }
+    if kept.mailboxes.is_empty() && !new.mailboxes.is_empty() {
+        kept.mailboxes.clone_from(&old.mailboxes);
+    }
+    write(c, id, old, &kept, touched).await
 }

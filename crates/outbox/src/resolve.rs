@@ -195,7 +195,7 @@ async fn requeue<C: ConnectionTrait>(
     )
     .await?;
     let new = model::overlay(&current, &state.state, &fields);
-    local::write(c, found.id, &current, &new, touched).await?;
+    local::write_existing(c, found.id, &current, &new, touched).await?;
     if found.id != old
         && let Some((_, snap)) = local::load(c, old).await?
     {
