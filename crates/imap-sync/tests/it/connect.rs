@@ -349,3 +349,28 @@ async fn a_bodystructure_nested_too_deep_is_refused_not_a_stack_overflow() {
     .await;
     assert!(!matches!(res, Err(Error::NestingTooDeep { .. })), "{res:?}");
 }
+
+/// A BODYSTRUCTURE the transport cannot see: a malformed FLAGS value (`"` is no flag) makes
+/// imap-proto skip it up to the first `)` without reading strings, while the transport's count
+/// takes the `"` for the start of a string that hides the 5,000 levels after it (fuzzing found
+/// this shape). The patched parser (vendor/imap-proto) stops at its own bound.
+#[tokio::test]
+async fn a_bodystructure_hidden_from_the_nesting_count_is_refused_not_a_stack_overflow() {
+    use mailsync_testkit::{HostileServer, Script, Then};
+    let mut s = String::from("* OK ready\r\n* 1 FETCH (FLAGS (\\Seen \"x) BODYSTRUCTURE ");
+    s.push_str(&"(".repeat(5_000));
+    s.push_str("(\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)");
+    s.push_str(&" \"mixed\")".repeat(5_000));
+    s.push_str(")\r\n");
+    let server =
+        HostileServer::start(Script::greet(s.into_bytes(), Then::Stall)).expect("hostile server");
+    let cfg = plain(server.port());
+    let err = limit(30, async {
+        let mut c = Connection::connect(&cfg).await?;
+        c.noop().await
+    })
+    .await
+    .expect_err("refused");
+    assert!(matches!(err, Error::Unparsable { .. }), "{err:?}");
+    assert!(!err.to_string().contains('\n'), "{err}");
+}
