@@ -12,6 +12,8 @@ use anyhow::{Context, Result, bail};
 pub const HEADERS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE";
 /// Items of the full-body floor.
 pub const FULL: &str = "UID FLAGS BODY.PEEK[]";
+/// What mailsync asks Dovecot for every mailbox (LIST-EXTENDED, SPECIAL-USE, LIST-STATUS).
+pub const LIST: &str = "LIST \"\" \"*\" RETURN (SPECIAL-USE STATUS (MESSAGES UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ))";
 
 struct Conn {
     r: BufReader<TcpStream>,
@@ -92,10 +94,12 @@ impl Conn {
     }
 }
 
-/// `bench floor HOST PORT USER PASS headers|full|qresync [UIDVALIDITY MODSEQ]`.
+/// `bench floor HOST PORT USER PASS headers|full|list|qresync [UIDVALIDITY MODSEQ]`.
 pub fn cmd(args: &[String]) -> Result<()> {
     let [host, port, user, pass, mode, rest @ ..] = args else {
-        bail!("usage: bench floor HOST PORT USER PASS headers|full|qresync [UIDVALIDITY MODSEQ]");
+        bail!(
+            "usage: bench floor HOST PORT USER PASS headers|full|list|qresync [UIDVALIDITY MODSEQ]"
+        );
     };
     let port: u16 = port.parse().context("port")?;
     let mut c = Conn::open(host, port)?;
@@ -117,6 +121,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
             c.cmd(&format!("SELECT INBOX (QRESYNC ({uv} {modseq}))"), false)?
                 .0
         }
+        "list" => c.cmd(LIST, false)?.0,
         other => bail!("unknown floor mode {other}"),
     };
     c.cmd("LOGOUT", false)?;

@@ -25,6 +25,8 @@ pub struct Cmd {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The exit status a run must end with (0 unless a refusal is what is measured).
+    pub expect_code: i32,
 }
 
 impl Cmd {
@@ -33,7 +35,14 @@ impl Cmd {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
+            expect_code: 0,
         }
+    }
+
+    /// Expects the run to end with exit status `code` instead of 0.
+    pub fn expect_exit(mut self, code: i32) -> Cmd {
+        self.expect_code = code;
+        self
     }
 
     pub fn arg(mut self, a: impl Into<String>) -> Cmd {
@@ -92,7 +101,24 @@ impl Cmd {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Runs under `/usr/bin/time`, output to `log_dir`; fails when the exit status is not 0.
+    /// Runs untimed; the exit status and the last line of stderr, whatever the status.
+    pub fn outcome(&self) -> Result<(i32, String)> {
+        let out = self
+            .command()
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", self.display()))?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        Ok((out.status.code().unwrap_or(-1), last.trim().to_owned()))
+    }
+
+    /// Runs under `/usr/bin/time`, output to `log_dir`; fails when the exit status is not the
+    /// expected one ([`Cmd::expect_exit`], 0 by default).
     pub fn timed(&self, log_dir: &Path) -> Result<Sample> {
         let tf = log_dir.join("time.out");
         let so = log_dir.join("stdout.log");
@@ -111,7 +137,7 @@ impl Cmd {
             .status()
             .with_context(|| format!("running {}", self.display()))?;
         let wall = t.elapsed().as_secs_f64();
-        if !status.success() {
+        if status.code() != Some(self.expect_code) {
             bail!(
                 "{} failed ({status}): {}",
                 self.display(),

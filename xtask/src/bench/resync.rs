@@ -74,6 +74,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
         commands: Vec::new(),
         dirs: 0,
         offlineimap_ok: false,
+        pg: false,
     };
     let user = format!("t_{}", unique_name("benchresync"));
     let profile = if small {

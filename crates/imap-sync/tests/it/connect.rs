@@ -304,9 +304,29 @@ async fn a_line_trickled_fast_enough_still_ends_at_the_line_deadline() {
     task.abort();
 }
 
+/// The error of connecting to a server that greets with `greeting` and then stalls, and
+/// sending a NOOP.
+async fn refusal(greeting: Vec<u8>) -> Error {
+    use mailsync_testkit::{HostileServer, Script, Then};
+    let server =
+        HostileServer::start(Script::greet(greeting, Then::Stall)).expect("hostile server");
+    let cfg = plain(server.port());
+    limit(30, async {
+        let mut c = Connection::connect(&cfg).await?;
+        c.noop().await
+    })
+    .await
+    .expect_err("refused")
+}
+
 /// A BODYSTRUCTURE nested `depth` multiparts deep, as an unsolicited FETCH after the greeting.
 fn nested_fetch(depth: usize) -> Vec<u8> {
-    let mut s = String::from("* OK ready\r\n* 1 FETCH (BODYSTRUCTURE ");
+    nested_after("* 1 FETCH (BODYSTRUCTURE ", depth)
+}
+
+/// The greeting, then `start` and a body structure `depth` multiparts deep.
+fn nested_after(start: &str, depth: usize) -> Vec<u8> {
+    let mut s = format!("* OK ready\r\n{start}");
     s.push_str(&"(".repeat(depth));
     s.push_str("(\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)");
     s.push_str(&" \"mixed\")".repeat(depth));
@@ -318,15 +338,7 @@ fn nested_fetch(depth: usize) -> Vec<u8> {
 async fn a_bodystructure_nested_too_deep_is_refused_not_a_stack_overflow() {
     use mailsync_testkit::{HostileServer, Script, Then};
     // 5,000 levels overflowed the parser's stack and aborted the whole process.
-    let server = HostileServer::start(Script::greet(nested_fetch(5_000), Then::Stall))
-        .expect("hostile server");
-    let cfg = plain(server.port());
-    let err = limit(30, async {
-        let mut c = Connection::connect(&cfg).await?;
-        c.noop().await
-    })
-    .await
-    .expect_err("refused");
+    let err = refusal(nested_fetch(5_000)).await;
     assert!(
         matches!(err, Error::NestingTooDeep { limit: 32 }),
         "{err:?}"
@@ -356,21 +368,11 @@ async fn a_bodystructure_nested_too_deep_is_refused_not_a_stack_overflow() {
 /// this shape). The patched parser (vendor/imap-proto) stops at its own bound.
 #[tokio::test]
 async fn a_bodystructure_hidden_from_the_nesting_count_is_refused_not_a_stack_overflow() {
-    use mailsync_testkit::{HostileServer, Script, Then};
-    let mut s = String::from("* OK ready\r\n* 1 FETCH (FLAGS (\\Seen \"x) BODYSTRUCTURE ");
-    s.push_str(&"(".repeat(5_000));
-    s.push_str("(\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)");
-    s.push_str(&" \"mixed\")".repeat(5_000));
-    s.push_str(")\r\n");
-    let server =
-        HostileServer::start(Script::greet(s.into_bytes(), Then::Stall)).expect("hostile server");
-    let cfg = plain(server.port());
-    let err = limit(30, async {
-        let mut c = Connection::connect(&cfg).await?;
-        c.noop().await
-    })
-    .await
-    .expect_err("refused");
+    let err = refusal(nested_after(
+        "* 1 FETCH (FLAGS (\\Seen \"x) BODYSTRUCTURE ",
+        5_000,
+    ))
+    .await;
     assert!(matches!(err, Error::Unparsable { .. }), "{err:?}");
     assert!(!err.to_string().contains('\n'), "{err}");
 }
