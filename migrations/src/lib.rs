@@ -1,6 +1,6 @@
 //! The versioned, append-only history of the mailsync local database schema.
 //!
-//! Each step is one migration, numbered v1..v14 in the order of [`Migrator::migrations`].
+//! Each step is one migration, numbered v1..v15 in the order of [`Migrator::migrations`].
 //! A merged migration is never edited: a schema change is a new step. Migrations declare
 //! their own identifiers (they never import the store's entities), so history stays frozen
 //! when the entities move on.
@@ -21,6 +21,7 @@
 //! | v12 | `m0014_fleet` | `sync_daemons` (live daemons' heartbeats), `account_leases.acquired_at`, `sync_log.owner` |
 //! | v13 | `m0015_search_deferred` | the search index is filled in bulk per batch: triggers only note ids in `search_pending` |
 //! | v14 | `m0016_body_debt` | `emails.body_cached` (kept by triggers on `email_bodies`) and an index to find the body debt without reading bodies |
+//! | v15 | `m0017_search_docs_rebuilt` | PostgreSQL: every email noted for re-indexing (the store now builds the `tsvector`s itself) |
 
 // `MigrationTrait` declares `&SchemaManager` with a late-bound lifetime; spelling it out breaks
 // the impls, so the 2018-idiom lint is silenced for this crate only.
@@ -42,9 +43,10 @@ mod m0012_threads_search;
 mod m0014_fleet;
 mod m0015_search_deferred;
 mod m0016_body_debt;
+mod m0017_search_docs_rebuilt;
 
 /// The latest schema version (the number of migrations).
-pub const LATEST_VERSION: u32 = 14;
+pub const LATEST_VERSION: u32 = 15;
 
 /// Runs the mailsync migrations (see the crate docs for the list).
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,6 +70,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0014_fleet::Migration),
             Box::new(m0015_search_deferred::Migration),
             Box::new(m0016_body_debt::Migration),
+            Box::new(m0017_search_docs_rebuilt::Migration),
         ]
     }
 }

@@ -1095,11 +1095,11 @@ async fn commit_new(
     if !bodies_out.is_empty() {
         let remotes: Vec<String> = bodies_out.iter().map(|(r, _)| r.clone()).collect();
         let ids = emails::ids_by_remote_ids(&txn, ctx.account, &remotes).await?;
-        for (r, b) in &bodies_out {
-            if let Some(id) = ids.get(r) {
-                bodies::put(&txn, *id, b).await?;
-            }
-        }
+        let rows: Vec<_> = bodies_out
+            .iter()
+            .filter_map(|(r, b)| ids.get(r).map(|id| (*id, b)))
+            .collect();
+        bodies::put_many(&txn, &rows).await?;
     }
     // The batch's rows enter the search index once, with their bodies, in this transaction.
     mailsync_store::search::index_pending(&txn).await?;
@@ -1272,6 +1272,7 @@ async fn fetch_bodies(
             }
         }
         let txn = store.begin().await?;
+        let mut parsed_bodies = Vec::with_capacity(got.len());
         for (w, raw) in &got {
             let parsed = mime::parse_message(raw);
             if w.needs_preview
@@ -1279,18 +1280,18 @@ async fn fetch_bodies(
             {
                 storeext::set_preview(&txn, w.email, p).await?;
             }
-            bodies::put(
-                &txn,
+            parsed_bodies.push((
                 w.email,
-                &Body {
+                Body {
                     text: parsed.text,
                     html: parsed.html,
                     raw: None,
                     truncated: false,
                 },
-            )
-            .await?;
+            ));
         }
+        let rows: Vec<_> = parsed_bodies.iter().map(|(id, b)| (*id, b)).collect();
+        bodies::put_many(&txn, &rows).await?;
         mailsync_store::search::index_pending(&txn).await?;
         txn.commit().await?;
         stored += got.len();

@@ -670,14 +670,17 @@ pub async fn fetch_and_store_bodies(
         .collect();
     let local = emails::ids_by_remote_ids(store.conn(), account, &remote).await?;
     let txn = store.begin().await?;
-    let mut n = 0;
-    for e in &resp.list {
-        let Some(id) = e.id.as_ref().and_then(|i| local.get(i.as_str())) else {
-            continue;
-        };
-        bodies::put(&txn, *id, &body_of(e)).await?;
-        n += 1;
-    }
+    let got: Vec<_> = resp
+        .list
+        .iter()
+        .filter_map(|e| {
+            let id = e.id.as_ref().and_then(|i| local.get(i.as_str()))?;
+            Some((*id, body_of(e)))
+        })
+        .collect();
+    let rows: Vec<_> = got.iter().map(|(id, b)| (*id, b)).collect();
+    bodies::put_many(&txn, &rows).await?;
+    let n = got.len();
     search::index_pending(&txn).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(n)

@@ -26,28 +26,59 @@ pub struct Body {
 
 /// Stores (or replaces) the body of an email.
 pub async fn put<C: ConnectionTrait>(c: &C, id: EmailId, body: &Body) -> Result<(), StoreError> {
-    let model = b::ActiveModel {
-        email_id: Set(id.0),
-        text_body: Set(body.text.clone()),
-        html_body: Set(body.html.clone()),
-        raw: Set(body.raw.clone()),
-        truncated: Set(body.truncated),
-        fetched_at: Set(crate::now()),
-    };
-    b::Entity::insert(model)
-        .on_conflict(
-            OnConflict::column(b::Column::EmailId)
-                .update_columns([
-                    b::Column::TextBody,
-                    b::Column::HtmlBody,
-                    b::Column::Raw,
-                    b::Column::Truncated,
-                    b::Column::FetchedAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(c)
-        .await?;
+    put_many(c, &[(id, body)]).await
+}
+
+/// Rows and bytes of bodies written per statement by [`put_many`]: few round trips (one per
+/// body cost PostgreSQL ~0.3 ms each), while the copies a statement holds stay small.
+const PUT_ROWS: usize = 100;
+const PUT_BYTES: usize = 4 << 20;
+
+/// Stores (or replaces) the bodies of several emails, in multi-row statements.
+pub async fn put_many<C: ConnectionTrait>(
+    c: &C,
+    bodies: &[(EmailId, &Body)],
+) -> Result<(), StoreError> {
+    let now = crate::now();
+    let mut rest = bodies;
+    while !rest.is_empty() {
+        let mut bytes = 0usize;
+        let n = rest
+            .iter()
+            .take(PUT_ROWS)
+            .take_while(|(_, body)| {
+                let first = bytes == 0;
+                bytes += body.text.as_ref().map_or(0, String::len)
+                    + body.html.as_ref().map_or(0, String::len)
+                    + body.raw.as_ref().map_or(0, Vec::len);
+                first || bytes <= PUT_BYTES
+            })
+            .count();
+        let (chunk, later) = rest.split_at(n);
+        rest = later;
+        let models = chunk.iter().map(|(id, body)| b::ActiveModel {
+            email_id: Set(id.0),
+            text_body: Set(body.text.clone()),
+            html_body: Set(body.html.clone()),
+            raw: Set(body.raw.clone()),
+            truncated: Set(body.truncated),
+            fetched_at: Set(now),
+        });
+        b::Entity::insert_many(models)
+            .on_conflict(
+                OnConflict::column(b::Column::EmailId)
+                    .update_columns([
+                        b::Column::TextBody,
+                        b::Column::HtmlBody,
+                        b::Column::Raw,
+                        b::Column::Truncated,
+                        b::Column::FetchedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(c)
+            .await?;
+    }
     Ok(())
 }
 

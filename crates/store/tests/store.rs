@@ -64,6 +64,8 @@ both_backends! {
     bulk_insert_10000 => bulk_insert_10000;
     body_debt_wanted_missing => body_debt_wanted_missing;
     v13_upgrade_marks_cached_bodies => v13_upgrade_marks_cached_bodies;
+    v14_upgrade_rebuilds_search_docs => v14_upgrade_rebuilds_search_docs;
+    bodies_stored_many_at_once => bodies_stored_many_at_once;
     v9_upgrade_threads_and_indexes => v9_upgrade_threads_and_indexes;
     threads_local_incremental => threads_local_incremental;
     search_local_language_and_upkeep => search_local_language_and_upkeep;
@@ -104,7 +106,7 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 14);
+    assert_eq!(mailsync_store::LATEST_VERSION, 15);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }
@@ -436,6 +438,162 @@ fn email(remote: &str, mailbox: mailsync_store::MailboxId, uid: i64) -> EmailUps
         modseq: Some(uid),
     }];
     u
+}
+
+/// `bodies::put_many`: more rows than one statement takes, one body larger than a statement's
+/// byte budget, and a second write replacing the first.
+async fn bodies_stored_many_at_once(store: &Store) -> R {
+    store.migrate().await?;
+    let c = store.conn();
+    let a = accounts::create(c, new_account("many")).await?;
+    let inbox = mailboxes::upsert(c, a.id, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    let items: Vec<EmailUpsert> = (1..=250)
+        .map(|u| email(&format!("m{u}"), inbox, u))
+        .collect();
+    emails::upsert_batch(c, a.id, &items).await?;
+    let mut ids = Vec::new();
+    for u in &items {
+        ids.push(
+            emails::find_by_remote_id(c, a.id, &u.remote_id)
+                .await?
+                .ok_or("email")?
+                .id,
+        );
+    }
+    let body = |t: String| bodies::Body {
+        text: Some(t),
+        html: None,
+        raw: None,
+        truncated: false,
+    };
+    let first: Vec<bodies::Body> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            body(if i == 7 {
+                "x".repeat(5 << 20)
+            } else {
+                format!("first {i}")
+            })
+        })
+        .collect();
+    let rows: Vec<_> = ids.iter().copied().zip(first.iter()).collect();
+    bodies::put_many(c, &rows).await?;
+    assert_eq!(count(store, "email_bodies").await?, 250);
+    let second: Vec<bodies::Body> = (0..3).map(|i| body(format!("second {i}"))).collect();
+    let rows: Vec<_> = ids.iter().copied().zip(second.iter()).collect();
+    bodies::put_many(c, &rows).await?;
+    assert_eq!(count(store, "email_bodies").await?, 250);
+    let got = |k: usize| {
+        let id = ids[k];
+        async move { Ok::<_, StoreError>(bodies::get(c, id).await?.and_then(|b| b.text)) }
+    };
+    assert_eq!(got(0).await?.as_deref(), Some("second 0"));
+    assert_eq!(got(7).await?.map(|t| t.len()), Some(5 << 20));
+    assert_eq!(got(249).await?.as_deref(), Some("first 249"));
+    Ok(())
+}
+
+/// v14 -> v15: on PostgreSQL every email is noted so its search document is rebuilt by the
+/// store (v15 builds the `tsvector` in Rust, v14 in SQL with `mailsync_search_doc`); for
+/// plain ASCII text both give the same document. SQLite's index is untouched.
+async fn v14_upgrade_rebuilds_search_docs(store: &Store) -> R {
+    use mailsync_store::search;
+    store.migrate_to(14).await?;
+    let c = store.conn();
+    let pg = c.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let a = accounts::create(c, new_account("up15")).await?;
+    let inbox = mailboxes::upsert(c, a.id, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    let texts = [
+        (
+            "Re: Q3 budget -- FINAL (v2.1)",
+            "Numbers, numbers & more numbers: see budget_2026.xlsx; call +1 555-0100.",
+        ),
+        ("lunch?", "Budget lunch at 12:30, budget BUDGET budget."),
+        ("", ""),
+    ];
+    let items: Vec<EmailUpsert> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, (subject, _))| {
+            let mut u = email(&format!("v{i}"), inbox, i as i64 + 1);
+            u.subject = Some((*subject).to_owned());
+            u.to = vec![Address {
+                name: Some("Bob O'Neil".into()),
+                email: "bob.oneil@example.net".into(),
+            }];
+            u.cc = vec![Address {
+                name: None,
+                email: "team-3@lists.example.org".into(),
+            }];
+            u
+        })
+        .collect();
+    emails::upsert_batch(c, a.id, &items).await?;
+    for (i, (_, body)) in texts.iter().enumerate() {
+        let id = emails::find_by_remote_id(c, a.id, &format!("v{i}"))
+            .await?
+            .ok_or("email")?
+            .id;
+        bodies::put(
+            c,
+            id,
+            &bodies::Body {
+                text: (!body.is_empty()).then(|| (*body).to_owned()),
+                html: None,
+                raw: None,
+                truncated: false,
+            },
+        )
+        .await?;
+    }
+    // Indexed as v14 did: by the server's text-search functions on PostgreSQL.
+    let v14_docs = "INSERT INTO email_search (email_id, doc) SELECT e.id, mailsync_search_doc(\
+                    e.subject, e.from_addr, e.to_addr, e.cc_addr, e.bcc_addr, b.text_body) \
+                    FROM emails e LEFT JOIN email_bodies b ON b.email_id = e.id";
+    if pg {
+        c.execute_unprepared(v14_docs).await?;
+        c.execute_unprepared("DELETE FROM search_pending").await?;
+    } else {
+        search::index_pending(c).await?;
+    }
+    store.migrate().await?;
+    assert_eq!(
+        count(store, "search_pending").await?,
+        if pg { 3 } else { 0 },
+        "noted for rebuilding on PostgreSQL only"
+    );
+    let hits = search::search(c, Some(a.id), &search::parse("budget")?, 10).await?;
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert_eq!(count(store, "search_pending").await?, 0, "rebuilt");
+    for (q, n) in [
+        ("\"budget lunch\"", 1),
+        ("to:oneil", 3),
+        ("subject:v2", 1),
+        ("555", 1),
+    ] {
+        let found = search::search(c, Some(a.id), &search::parse(q)?, 10).await?;
+        assert_eq!(found.len(), n, "{q}");
+    }
+    if pg {
+        // The store's documents are the server's, position for position and weight for weight.
+        let differ = c
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) AS n FROM email_search s JOIN emails e ON e.id = s.email_id \
+                 LEFT JOIN email_bodies b ON b.email_id = e.id WHERE s.doc <> \
+                 mailsync_search_doc(e.subject, e.from_addr, e.to_addr, e.cc_addr, e.bcc_addr, \
+                 b.text_body)",
+            ))
+            .await?
+            .ok_or("no row")?
+            .try_get::<i64>("", "n")?;
+        assert_eq!(
+            differ, 0,
+            "documents built by the store differ from the server's"
+        );
+    }
+    Ok(())
 }
 
 /// The body debt: wanted by the policy, missing from the cache, scoped to the IMAP copies of
