@@ -363,7 +363,9 @@ const BODY_INDEXED_CHARS: usize = 100_000;
 /// position), except that words are split and lower-cased as [`words`] does, which is also
 /// how queries are ([`tsquery`]).
 fn pg_doc(t: &DocText<'_>) -> String {
-    use std::collections::BTreeMap;
+    use std::borrow::Cow;
+    use std::collections::HashMap;
+    use std::fmt::Write as _;
     let addrs = |json: Option<&str>| -> String {
         let list: Vec<crate::Address> = json
             .and_then(|j| serde_json::from_str(j).ok())
@@ -373,25 +375,36 @@ fn pg_doc(t: &DocText<'_>) -> String {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    let from = addrs(t.from);
     let recipients = format!("{} {} {}", addrs(t.to), addrs(t.cc), addrs(t.bcc));
-    let body: String = t
-        .body
-        .unwrap_or("")
-        .chars()
-        .take(BODY_INDEXED_CHARS)
-        .collect();
+    let body = t.body.unwrap_or("");
+    let body = body
+        .char_indices()
+        .nth(BODY_INDEXED_CHARS)
+        .map_or(body, |(end, _)| &body[..end]);
     let fields = [
-        (t.subject.unwrap_or("").to_owned(), "A"),
-        (addrs(t.from), "B"),
-        (recipients, "C"),
+        (t.subject.unwrap_or(""), "A"),
+        (from.as_str(), "B"),
+        (recipients.as_str(), "C"),
         (body, ""),
     ];
-    let mut lexemes: BTreeMap<String, Vec<(u32, &str)>> = BTreeMap::new();
+    // The words of [`words`], borrowed when already lower case (most are).
+    let mut lexemes: HashMap<Cow<'_, str>, Vec<(u32, &str)>> = HashMap::new();
     let mut last = 0u32;
-    for (text, weight) in &fields {
+    for &(text, weight) in &fields {
         let base = last;
-        // As `to_tsvector`: a word too long to index takes no position.
-        let kept = words(text).into_iter().filter(|w| w.len() <= TS_MAX_LEXEME);
+        let kept = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                if w.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+                    Cow::Owned(w.to_lowercase())
+                } else {
+                    Cow::Borrowed(w)
+                }
+            })
+            // As `to_tsvector`: a word too long to index takes no position.
+            .filter(|w| w.len() <= TS_MAX_LEXEME);
         for (i, w) in kept.enumerate() {
             let pos = base
                 .saturating_add(u32::try_from(i + 1).unwrap_or(u32::MAX))
@@ -403,8 +416,10 @@ fn pg_doc(t: &DocText<'_>) -> String {
             }
         }
     }
+    let mut sorted: Vec<_> = lexemes.into_iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut out = String::new();
-    for (w, at) in &lexemes {
+    for (w, at) in &sorted {
         if !out.is_empty() {
             out.push(' ');
         }
@@ -420,8 +435,7 @@ fn pg_doc(t: &DocText<'_>) -> String {
             if k > 0 {
                 out.push(',');
             }
-            out.push_str(&p.to_string());
-            out.push_str(weight);
+            let _ = write!(out, "{p}{weight}");
         }
     }
     out
@@ -795,6 +809,29 @@ mod tests {
             doc,
             "'ann':3B,4B 'big':1A,8,12 'it':10 'org':6B 'plan':2A,9 's':11 'the':7 'x':5B"
         );
+        // The lexemes are the words queries are made of, whatever the script.
+        let text = "İstanbul ΣΟΦΟΣ Straße ÉTÉ naïve Ǆemal x²";
+        let doc = pg_doc(&DocText {
+            subject: None,
+            from: None,
+            to: None,
+            cc: None,
+            bcc: None,
+            body: Some(text),
+        });
+        let mut want = words(text);
+        want.sort();
+        let got: Vec<String> = doc
+            .split(' ')
+            .map(|l| {
+                l.split("':")
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches('\'')
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(got, want);
         // Positions stop at PostgreSQL's highest; a lexeme keeps at most 255 of them.
         let long = "w ".repeat(20_000);
         let doc = pg_doc(&DocText {
