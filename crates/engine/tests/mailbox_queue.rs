@@ -188,9 +188,10 @@ async fn scenario(engine: &Engine, account: &Account, imap: &mut ImapClient) -> 
     assert!(named(engine, account, &last).await?.is_empty());
     assert!(out.pending(account.id).await?.is_empty());
 
-    // A delete queued offline, then another client puts mail into that mailbox: the delete is
-    // refused (mail the user never saw there is not destroyed) and the sync brings the
-    // mailbox back with that mail.
+    // A rename and then a delete queued offline, then another client puts mail into that
+    // mailbox: the delete is refused (mail the user never saw there is not destroyed) and the
+    // sync brings the mailbox back with that mail, under the name the server kept; the
+    // failure says the rename was not sent either (model test, seed 806).
     let kept = unique_name("q15keep");
     imap.create_mailbox(&kept)?;
     imap.append_bulk(&kept, Generator::new(1517).messages(0..1), 1)?;
@@ -200,6 +201,16 @@ async fn scenario(engine: &Engine, account: &Account, imap: &mut ImapClient) -> 
         .first()
         .ok_or("the other client's mailbox is not synced")?
         .id;
+    engine
+        .queue_mailbox(
+            account.id,
+            MailboxAction::Rename {
+                mailbox: k,
+                name: format!("{kept}-renamed"),
+                parent: None,
+            },
+        )
+        .await?;
     engine
         .queue_mailbox(account.id, MailboxAction::Delete { mailbox: k })
         .await?;
@@ -216,6 +227,14 @@ async fn scenario(engine: &Engine, account: &Account, imap: &mut ImapClient) -> 
     assert_eq!(failed.len(), 1, "{failed:?}");
     eprintln!("refused delete: {}", failed[0].reason);
     assert!(failed[0].reason.contains("arrived"), "{}", failed[0].reason);
+    eprintln!("its description: {}", failed[0].description);
+    assert!(
+        failed[0]
+            .description
+            .contains(&format!("renamed from {kept:?}")),
+        "{}",
+        failed[0].description
+    );
     engine.sync_once(account.id).await?;
     let rows = named(engine, account, &kept).await?;
     assert_eq!(rows.len(), 1, "the mailbox is back locally");

@@ -13,7 +13,9 @@
 //!
 //! Coalescing: a rename of a mailbox whose create (or rename) has not been sent yet is merged
 //! into it (the last name wins); a delete of a mailbox whose create has not been sent removes
-//! the create and sends nothing. Ordering: a mailbox row runs only when no older change of the
+//! the create and sends nothing; a delete makes renames not sent yet moot, and should the
+//! server refuse it (mail arrived there meanwhile) its failure names the name the server kept,
+//! so the dropped rename is reported rather than lost. Ordering: a mailbox row runs only when no older change of the
 //! account is queued (sends aside), and no newer change runs before it (see `rows::due_heads`),
 //! so a move into a mailbox created offline goes up after the create, addressed to the
 //! server's mailbox.
@@ -108,6 +110,11 @@ pub(crate) struct MailboxPayload {
     /// A delete: what the user saw in the mailbox (older rows have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) seen: Option<SeenContent>,
+    /// A delete that took over renames not sent yet: the name the server still has. Should the
+    /// delete be refused, the mailbox stays under that name, and the failure says so (the
+    /// user's rename is not lost without a word).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) renamed_from: Option<String>,
 }
 
 /// At most this many server email ids are kept with a delete (JMAP); beyond, only the count.
@@ -149,6 +156,7 @@ impl MailboxPayload {
             parent_before: mb.parent_remote_id.clone(),
             change: change.clone(),
             seen,
+            renamed_from: None,
         }
     }
 }
@@ -176,7 +184,13 @@ pub(crate) fn describe(p: &MailboxPayload) -> String {
         MailboxChange::Rename { name, .. } => {
             format!("rename mailbox {:?} to {name:?}", p.name_before)
         }
-        MailboxChange::Delete { .. } => format!("delete mailbox {:?}", p.name_before),
+        MailboxChange::Delete { .. } => match &p.renamed_from {
+            Some(was) => format!(
+                "delete mailbox {:?} (renamed from {was:?}: the rename was not sent either)",
+                p.name_before
+            ),
+            None => format!("delete mailbox {:?}", p.name_before),
+        },
         MailboxChange::Subscribe { subscribed, .. } => format!(
             "{} mailbox {:?}",
             if *subscribed {
@@ -360,6 +374,7 @@ pub(crate) async fn apply<C: ConnectionTrait>(
                     parent_before: parent.map(|p| p.remote_id),
                     change: change.clone(),
                     seen: None,
+                    renamed_from: None,
                 },
                 now,
             )
@@ -446,11 +461,21 @@ pub(crate) async fn apply<C: ConnectionTrait>(
                     rows::delete(c, r.id, Some(ChangeState::Pending)).await?;
                 }
                 result = Some(Enqueued::Collapsed(create.id));
-            } else {
-                // Renames and subscriptions not sent yet are moot.
+            }
+            let mut renamed_from = None;
+            if result.is_none() {
+                // Renames and subscriptions not sent yet are moot, unless the delete is
+                // refused: the oldest such rename's name is the one the server keeps.
                 for (r, p) in &queued {
-                    if !matches!(p.change, MailboxChange::Create { .. }) {
-                        rows::delete(c, r.id, Some(ChangeState::Pending)).await?;
+                    if matches!(p.change, MailboxChange::Create { .. }) {
+                        continue;
+                    }
+                    let dropped = rows::delete(c, r.id, Some(ChangeState::Pending)).await?;
+                    if dropped
+                        && renamed_from.is_none()
+                        && matches!(p.change, MailboxChange::Rename { .. })
+                    {
+                        renamed_from = Some(p.name_before.clone());
                     }
                 }
             }
@@ -459,13 +484,9 @@ pub(crate) async fn apply<C: ConnectionTrait>(
             let result = match result {
                 Some(r) => r,
                 None => {
-                    insert(
-                        c,
-                        account,
-                        MailboxPayload::of(&mb, change, now, Some(seen)),
-                        now,
-                    )
-                    .await?
+                    let mut p = MailboxPayload::of(&mb, change, now, Some(seen));
+                    p.renamed_from = renamed_from;
+                    insert(c, account, p, now).await?
                 }
             };
             mailboxes::delete(c, mb.id).await?;
