@@ -28,6 +28,13 @@ fn env<T: std::str::FromStr>(key: &str) -> Option<T> {
 }
 
 async fn run_backend(backend: Backend) {
+    // `RUST_LOG=mailsync_outbox=debug` shows what the engine did in a replay.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     if let Ok(only) = std::env::var("MAILSYNC_MODEL_BACKEND")
         && !only.split(',').any(|b| b.trim() == backend.name())
     {
