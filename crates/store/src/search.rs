@@ -809,16 +809,19 @@ mod tests {
             doc,
             "'ann':3B,4B 'big':1A,8,12 'it':10 'org':6B 'plan':2A,9 's':11 'the':7 'x':5B"
         );
+        let body_only = |body| {
+            pg_doc(&DocText {
+                subject: None,
+                from: None,
+                to: None,
+                cc: None,
+                bcc: None,
+                body: Some(body),
+            })
+        };
         // The lexemes are the words queries are made of, whatever the script.
         let text = "İstanbul ΣΟΦΟΣ Straße ÉTÉ naïve Ǆemal x²";
-        let doc = pg_doc(&DocText {
-            subject: None,
-            from: None,
-            to: None,
-            cc: None,
-            bcc: None,
-            body: Some(text),
-        });
+        let doc = body_only(text);
         let mut want = words(text);
         want.sort();
         let got: Vec<String> = doc
@@ -833,15 +836,7 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         // Positions stop at PostgreSQL's highest; a lexeme keeps at most 255 of them.
-        let long = "w ".repeat(20_000);
-        let doc = pg_doc(&DocText {
-            subject: None,
-            from: None,
-            to: None,
-            cc: None,
-            bcc: None,
-            body: Some(&long),
-        });
+        let doc = body_only(&"w ".repeat(20_000));
         assert_eq!(doc.matches(',').count(), TS_MAX_POSITIONS - 1);
         let doc = pg_doc(&DocText {
             subject: Some(&"x".repeat(3_000)),

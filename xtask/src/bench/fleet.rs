@@ -141,7 +141,7 @@ impl Database {
 }
 
 /// Runs one statement with `psql`; returns its rows, one per line, fields split by `|`.
-fn psql(url: &str, sql: &str) -> Result<Vec<Vec<String>>> {
+pub(super) fn psql(url: &str, sql: &str) -> Result<Vec<Vec<String>>> {
     let out = Command::new("psql")
         .args([
             "-X",

@@ -4,28 +4,20 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use mailsync_testkit::unique_name;
 
 use super::{Ctx, S_FIRST_PG, S_LIST};
 
-/// Runs `sql` with `psql` against `url`; its unaligned output.
+/// The single value `sql` returns (`psql` as the fleet bench runs it).
 fn psql(url: &str, sql: &str) -> Result<String> {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
-        .stdin(Stdio::null())
-        .output()
-        .context("psql (Debian package postgresql-client)")?;
-    if !out.status.success() {
-        bail!(
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    Ok(super::fleet::psql(url, sql)?
+        .into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next())
+        .unwrap_or_default())
 }
 
 /// `url` with its database name replaced by `db`.
