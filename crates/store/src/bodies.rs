@@ -41,7 +41,21 @@ pub async fn put_many<C: ConnectionTrait>(
     bodies: &[(EmailId, &Body)],
 ) -> Result<(), StoreError> {
     let now = crate::now();
-    let mut rest = bodies;
+    // One row per email, the last one given winning as consecutive `put`s would: PostgreSQL
+    // refuses an `ON CONFLICT DO UPDATE` that meets the same key twice in one statement (a
+    // server can send one message twice in a batch).
+    let last: std::collections::HashMap<EmailId, usize> = bodies
+        .iter()
+        .enumerate()
+        .map(|(k, (id, _))| (*id, k))
+        .collect();
+    let unique: Vec<(EmailId, &Body)> = bodies
+        .iter()
+        .enumerate()
+        .filter(|(k, (id, _))| last.get(id) == Some(k))
+        .map(|(_, row)| *row)
+        .collect();
+    let mut rest = unique.as_slice();
     while !rest.is_empty() {
         let mut bytes = 0usize;
         let n = rest

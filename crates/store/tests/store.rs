@@ -481,8 +481,18 @@ async fn bodies_stored_many_at_once(store: &Store) -> R {
     bodies::put_many(c, &rows).await?;
     assert_eq!(count(store, "email_bodies").await?, 250);
     let second: Vec<bodies::Body> = (0..3).map(|i| body(format!("second {i}"))).collect();
-    let rows: Vec<_> = ids.iter().copied().zip(second.iter()).collect();
+    let mut rows: Vec<_> = ids.iter().copied().zip(second.iter()).collect();
+    // The same email twice in one call (a server sending a message twice): the last wins.
+    let third = body("third 1".into());
+    rows.push((ids[1], &third));
     bodies::put_many(c, &rows).await?;
+    assert_eq!(
+        bodies::get(c, ids[1])
+            .await?
+            .and_then(|b| b.text)
+            .as_deref(),
+        Some("third 1")
+    );
     assert_eq!(count(store, "email_bodies").await?, 250);
     let got = |k: usize| {
         let id = ids[k];
