@@ -253,8 +253,9 @@ pub struct ImapExecutor<'a> {
 
 impl ImapExecutor<'_> {
     /// Applies the email changes of a batch: all flag changes grouped by (mailbox, flag, on/off)
-    /// into UID sets, then moves grouped by (from, to), then deletes grouped by mailbox. 1,000
-    /// "mark read" changes in one mailbox are one `UID STORE`.
+    /// into UID sets, then moves grouped by (from, to), then deletes grouped by mailbox, then
+    /// presence checks of emails moved away and back. 1,000 "mark read" changes in one mailbox
+    /// are one `UID STORE`.
     async fn emails(&self, items: &[(usize, &EmailChange)], out: &mut [Option<ItemOutcome>]) {
         // Groups are keyed by the UIDVALIDITY too: UIDs are only sent under the one they were
         // recorded with, which imap-sync checks against the freshly selected mailbox.
@@ -263,6 +264,7 @@ impl ImapExecutor<'_> {
         let mut remove: BTreeMap<(MailboxId, u32, String), Group> = BTreeMap::new();
         let mut moves: BTreeMap<(MailboxId, u32, MailboxId), Group> = BTreeMap::new();
         let mut deletes: BTreeMap<(MailboxId, u32), Group> = BTreeMap::new();
+        let mut confirms: BTreeMap<(MailboxId, u32), Group> = BTreeMap::new();
         for (i, c) in items {
             let Some((mailbox, uid, uv)) = source(c) else {
                 // No server identity (placed by an optimistic move that the server did not
@@ -283,6 +285,14 @@ impl ImapExecutor<'_> {
                 Target::Mailboxes(to) => match to.first() {
                     Some(dest) if *dest != mailbox => {
                         let g = moves.entry((mailbox, uv, *dest)).or_default();
+                        g.0.push(uid);
+                        g.1.push(*i);
+                    }
+                    // Moved away and back before the server heard of it: check that another
+                    // client did not move it meanwhile (a flag change's read-back checks that
+                    // already). Gone means NotFound: found again after the sync, and moved back.
+                    Some(_) if c.flags.is_empty() => {
+                        let g = confirms.entry((mailbox, uv)).or_default();
                         g.0.push(uid);
                         g.1.push(*i);
                     }
@@ -328,6 +338,14 @@ impl ImapExecutor<'_> {
         }
         for ((mailbox, uidvalidity), (uids, who)) in deletes {
             muts.push(ImapMutation::Delete {
+                mailbox,
+                uidvalidity,
+                uids: uids.clone(),
+            });
+            owners.push((uids, who));
+        }
+        for ((mailbox, uidvalidity), (uids, who)) in confirms {
+            muts.push(ImapMutation::Confirm {
                 mailbox,
                 uidvalidity,
                 uids: uids.clone(),

@@ -393,3 +393,95 @@ async fn changes_follow_a_renamed_mailbox() -> R {
     assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
     Ok(())
 }
+
+/// The user's actions on one message cancel out locally (moved to Archive and back, marked
+/// read and unread again) while another client changed the same fields: the user's last action
+/// still wins, as it does when the actions do not cancel out. Queued, the two moves are one
+/// "back to INBOX" that the executor checks against the server rather than one that is
+/// dropped (model test seed 872 on Cyrus IMAP left the message in the other client's Trash).
+async fn cancelled_out_actions_still_win(
+    engine: &mailsync_engine::Engine,
+    acc: &Account,
+    store: &Store,
+    ids: &[mailsync_store::EmailId],
+) -> R {
+    let archive = mailboxes::find_by_role(store.conn(), acc.id, Role::Archive)
+        .await?
+        .ok_or("Archive")?;
+    let inbox = mailboxes::find_by_role(store.conn(), acc.id, Role::Inbox)
+        .await?
+        .ok_or("INBOX")?;
+    let mv = |email, to| Change::Move { email, to };
+    engine.enqueue(acc.id, mv(ids[0], archive.id)).await?;
+    engine.enqueue(acc.id, mv(ids[0], inbox.id)).await?;
+    engine.enqueue(acc.id, Change::seen(ids[1], true)).await?;
+    engine.enqueue(acc.id, Change::seen(ids[1], false)).await?;
+    engine
+        .enqueue(acc.id, Change::flagged(ids[2], true))
+        .await?;
+    engine
+        .enqueue(acc.id, Change::flagged(ids[2], false))
+        .await?;
+    engine.sync_once(acc.id).await?;
+    Ok(())
+}
+
+/// See [`cancelled_out_actions_still_win`]: Dovecot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_out_actions_still_win_over_another_client() -> R {
+    let g = Generator::new(47);
+    let t = Setup::dovecot("cancelled", "INBOX", &g, 0..4).await?;
+    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
+    let m = mids(&g, 0..4);
+    let ids = ids_of(&db.store, acc, &m).await?;
+
+    // The other client moves m0 to Trash and marks m1 read (UIDs 1 and 2).
+    let mut other = t.other()?;
+    other.select("INBOX")?;
+    other.command("UID MOVE 1 Trash")?;
+    other.command("UID STORE 2 +FLAGS.SILENT (\\Seen)")?;
+    other.logout();
+
+    cancelled_out_actions_still_win(engine, acc, &db.store, &ids).await?;
+    let server = server_state(&t.servers, &t.user.user)?;
+    let want: State = (0..4)
+        .map(|i| ("INBOX".to_owned(), m[i].clone(), false, false))
+        .collect();
+    assert_eq!(server, want);
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    assert!(engine.outbox().failed(acc.id).await?.is_empty());
+    engine.sync_once(acc.id).await?;
+    assert_eq!(db_state(&db.store, acc, false).await?, server);
+    Ok(())
+}
+
+/// See [`cancelled_out_actions_still_win`]: JMAP on Cyrus (the other client over IMAP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmap_cancelled_out_actions_still_win_over_another_client() -> R {
+    let boxes = ["INBOX", "Archive", "Trash"];
+    let t = CyrusJmap::setup("cl9", &boxes, 4).await?;
+    let (servers, who, g, db, engine, acc) =
+        (&t.servers, &t.who, &t.g, &t.db, &t.engine, &t.account);
+    let mut other = t.other;
+    let m = mids(g, 0..4);
+    let ids = ids_of(&db.store, acc, &m).await?;
+
+    other.select("INBOX")?;
+    let u0 = uid_by_message_id(&mut other, &m[0])?;
+    let u1 = uid_by_message_id(&mut other, &m[1])?;
+    other.command(&format!("UID MOVE {u0} Trash"))?;
+    other.command(&format!("UID STORE {u1} +FLAGS.SILENT (\\Seen)"))?;
+    other.logout();
+
+    cancelled_out_actions_still_win(engine, acc, &db.store, &ids).await?;
+    let server = cyrus_state(servers, &who.user, &who.password, &boxes)?;
+    let want: State = (0..4)
+        .map(|i| ("INBOX".to_owned(), m[i].clone(), false, false))
+        .collect();
+    assert_eq!(server, want);
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    assert!(engine.outbox().failed(acc.id).await?.is_empty());
+    engine.sync_once(acc.id).await?;
+    assert_eq!(db_state(&db.store, acc, true).await?, server);
+    Ok(())
+}

@@ -63,6 +63,18 @@ pub enum ImapMutation {
         /// Their UIDs.
         uids: Vec<u32>,
     },
+    /// Changes nothing: checks that these UIDs are still in the mailbox (`UID SEARCH UID`),
+    /// for a queued change whose actions cancelled out (moved away and back) and which must
+    /// still find out whether another client moved the message meanwhile. UIDs not there come
+    /// back in `missing`.
+    Confirm {
+        /// The mailbox holding the messages.
+        mailbox: MailboxId,
+        /// The UIDVALIDITY the UIDs were recorded under (checked like any other mutation's).
+        uidvalidity: u32,
+        /// Their UIDs.
+        uids: Vec<u32>,
+    },
     /// `APPEND` of a raw RFC 5322 message.
     Append {
         /// Target mailbox.
@@ -291,6 +303,18 @@ fn same_group(a: &ImapMutation, b: &ImapMutation) -> bool {
                 ..
             },
         ) => m1 == m2 && v1 == v2,
+        (
+            M::Confirm {
+                mailbox: m1,
+                uidvalidity: v1,
+                ..
+            },
+            M::Confirm {
+                mailbox: m2,
+                uidvalidity: v2,
+                ..
+            },
+        ) => m1 == m2 && v1 == v2,
         _ => false,
     }
 }
@@ -320,7 +344,8 @@ fn all_uids(group: &[ImapMutation]) -> Vec<u32> {
             ImapMutation::AddFlags { uids, .. }
             | ImapMutation::RemoveFlags { uids, .. }
             | ImapMutation::Move { uids, .. }
-            | ImapMutation::Delete { uids, .. } => uids.clone(),
+            | ImapMutation::Delete { uids, .. }
+            | ImapMutation::Confirm { uids, .. } => uids.clone(),
             ImapMutation::Append { .. } => Vec::new(),
         })
         .collect();
@@ -455,6 +480,26 @@ async fn apply_group(
                 .collect();
             emails::delete_by_uids(store.conn(), src.id, &gone).await?;
             Ok(MutationOutcome::checked(missing, refused))
+        }
+        ImapMutation::Confirm {
+            mailbox: m,
+            uidvalidity,
+            ..
+        } => {
+            let mb = match source_mailbox(store, boxes, *m).await? {
+                Ok(mb) => mb,
+                Err(gone) => return Ok(gone),
+            };
+            if let Some(changed) = select_guarded(conn, &mb, *uidvalidity).await? {
+                return Ok(changed);
+            }
+            let present = existing_uids(conn, &uids).await?;
+            let missing = uids
+                .iter()
+                .copied()
+                .filter(|u| !present.contains(u))
+                .collect();
+            Ok(MutationOutcome::checked(missing, Vec::new()))
         }
         ImapMutation::Append {
             mailbox: m,

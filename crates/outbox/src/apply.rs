@@ -203,6 +203,9 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
     {
         let mut merged = p.clone();
         merged.ops.extend(entries.iter().cloned());
+        // The user acted again: their last value of every field they touched goes up, even
+        // one that is back where the row started (see `model::reassert`).
+        merged.reassert = true;
         if merged.delta().is_empty() {
             if rows::delete(c, tail.id, Some(ChangeState::Pending)).await? {
                 result = Some(Enqueued::Collapsed(tail.id));
@@ -231,6 +234,7 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
                 size: Some(email.size),
                 before: current.clone(),
                 ops: entries,
+                reassert: true,
             });
             let next_attempt_at = payload.last_at().unwrap_or_else(mailsync_store::now);
             let id = queue::insert(
@@ -422,7 +426,7 @@ pub(crate) async fn resettle<C: ConnectionTrait>(
         }
         state = np.fold();
     }
-    let rebased = rebase(c, queued.get(i + 1..).unwrap_or_default(), state).await?;
+    let rebased = rebase(c, queued.get(i + 1..).unwrap_or_default(), state, false).await?;
     fields.add(rebased.1);
     if let Some((_, current)) = local::load(c, email).await? {
         let new = model::overlay(&current, &rebased.0.state, &fields);
@@ -433,11 +437,13 @@ pub(crate) async fn resettle<C: ConnectionTrait>(
 
 /// Rebases `rows` (consecutive rows of one email) on `state`: rewrites each row's `before`,
 /// drops not-yet-sent rows left with nothing to send. Returns the final state and the fields
-/// the remaining rows touch.
+/// the remaining rows touch. `observed`: `state` was just read from the server, so a field
+/// that agrees with it needs no reasserting.
 pub(crate) async fn rebase<C: ConnectionTrait>(
     c: &C,
     rows_after: &[Row],
     mut state: Folded,
+    observed: bool,
 ) -> Result<(Folded, Fields), Error> {
     let mut fields = Fields::default();
     for y in rows_after {
@@ -446,6 +452,9 @@ pub(crate) async fn rebase<C: ConnectionTrait>(
         };
         let mut np = yp.clone();
         np.before = state.state.clone();
+        if observed {
+            np.reassert = false;
+        }
         let d = np.delta();
         if d.is_empty() && y.state == ChangeState::Pending {
             rows::delete(c, y.id, Some(ChangeState::Pending)).await?;
@@ -531,6 +540,7 @@ pub async fn reapply_after_sync<C: ConnectionTrait>(
                 state: current.clone(),
                 destroyed: false,
             },
+            true,
         )
         .await?;
         let new = model::overlay(&current, &state.state, &fields);

@@ -8,6 +8,11 @@
 //! - Items of an email carry a flag delta and a [`Target`]: apply the flags first, then the move
 //!   or the destroy. `before` is where the email is on the server *now* (the source of a move,
 //!   with IMAP UIDVALIDITY/UID) and its flags there.
+//! - A flag change may set a flag `before` already has, and a [`Target::Mailboxes`] may name
+//!   where `before` already is: the user's actions cancelled out locally, and another client
+//!   may have changed the field meanwhile. Apply them like any other (setting a flag is
+//!   idempotent); for the mailboxes, make sure the email is still there: answer
+//!   [`ItemOutcome::NotFound`] if it is not (IMAP), or put it back (JMAP `mailboxIds`).
 //! - [`Attempt`] says what the outbox knows of earlier hand-overs of the same item:
 //!   - [`Attempt::Fresh`]: never handed over, or reported as not applied.
 //!   - [`Attempt::Uncertain`]: a previous hand-over ended without an answer (crash, cancelled

@@ -4,9 +4,12 @@
 //! (`before`) and the list of user actions merged into it (`ops`). What is sent is the
 //! difference between `before` and the result of applying `ops` to it, so every coalescing rule
 //! follows from one diff:
-//! - a flag set then cleared (or the same flag set twice) ends where it started: nothing to send;
-//!   the last value of a flag wins;
-//! - moves A→B then B→C end in C: one move A→C; a move back to A is nothing;
+//! - the last value of a flag wins; moves A→B then B→C end in C: one move A→C;
+//! - a flag set then cleared, or a move away and back, ends where it started, but the row still
+//!   sends the user's last value (`reassert`): `before` is only what this client last knew, and
+//!   another client may have changed that field meanwhile. The user's last action wins there
+//!   as it does when the actions do not cancel out. Once a row is rebased on a state just read
+//!   from the server (a sync), a field that agrees with it is nothing to send;
 //! - a permanent delete leaves no mailbox: earlier flag changes and moves vanish from the delta;
 //! - a delete to the trash is a move, so it replaces earlier moves (flag changes are kept: the
 //!   message in the trash carries them).
@@ -161,6 +164,11 @@ pub(crate) struct EmailPayload {
     pub(crate) before: Snapshot,
     /// The user actions merged into this row, oldest first.
     pub(crate) ops: Vec<OpEntry>,
+    /// Send the final value of every field the ops touch, also one that ends as `before` has
+    /// it (see the module docs). Set on rows the user's actions create; cleared when the row is
+    /// rebased on a state read from the server. Rows persisted without it behave as before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) reassert: bool,
 }
 
 /// See [`Payload::Send`].
@@ -324,7 +332,11 @@ impl EmailPayload {
 
     /// What this row asks of the server.
     pub(crate) fn delta(&self) -> Delta {
-        let mut d = diff(&self.before, &self.fold());
+        let after = self.fold();
+        let mut d = diff(&self.before, &after);
+        if self.reassert && !after.destroyed {
+            reassert(&mut d, &self.ops, &after.state);
+        }
         d.content = content(&self.ops);
         // A draft never uploaded and discarded again: the server has nothing to remove.
         if d.target == Target::Destroy && self.before.mailboxes.is_empty() {
@@ -332,6 +344,30 @@ impl EmailPayload {
             d.target = Target::Stay;
         }
         d
+    }
+}
+
+/// Adds to `d` the fields `ops` touch whose final value (in `after`) is the one they started
+/// from: a flag set then cleared is sent cleared, a move away and back is a move to where the
+/// email was, which the executor checks against the server.
+fn reassert(d: &mut Delta, ops: &[OpEntry], after: &Snapshot) {
+    let mut moved = false;
+    for o in ops.iter().filter(|o| !o.undone) {
+        match &o.op {
+            Op::SetFlag { flag, .. } => {
+                if !d.flags.iter().any(|f| f.flag == *flag) {
+                    d.flags.push(FlagChange {
+                        flag: flag.clone(),
+                        value: flag.is_set(&after.flags),
+                    });
+                }
+            }
+            Op::Move { .. } | Op::Trash { .. } => moved = true,
+            Op::Destroy | Op::Replace { .. } => {}
+        }
+    }
+    if moved && d.target == Target::Stay {
+        d.target = Target::Mailboxes(after.mailbox_ids());
     }
 }
 
@@ -518,6 +554,7 @@ mod tests {
                     undone: false,
                 })
                 .collect(),
+            reassert: false,
         }
     }
 
@@ -594,6 +631,37 @@ mod tests {
         let p = payload(before(&[1]), vec![mv(2), mv(1)]);
         assert!(p.delta().is_empty());
         assert_eq!(p.fold().state, p.before, "identity of the copy kept");
+    }
+
+    #[test]
+    fn a_reasserting_row_sends_the_last_value_of_fields_that_cancelled_out() {
+        let mut away_and_back = payload(
+            before(&[1]),
+            vec![set(Flag::Seen, true), mv(2), set(Flag::Seen, false), mv(1)],
+        );
+        away_and_back.reassert = true;
+        let d = away_and_back.delta();
+        assert_eq!(
+            d.flags,
+            vec![FlagChange {
+                flag: Flag::Seen,
+                value: false
+            }]
+        );
+        // A move to where the email was: the executor checks it is still there.
+        assert_eq!(d.target, Target::Mailboxes(vec![MailboxId(1)]));
+        assert_eq!(away_and_back.fold().state, away_and_back.before, "UID kept");
+        // Untouched fields are not sent; a field that did change is sent once.
+        let mut mixed = payload(
+            before(&[1]),
+            vec![set(Flag::Flagged, true), set(Flag::Seen, true)],
+        );
+        mixed.reassert = true;
+        assert_eq!(mixed.delta().flags.len(), 2);
+        assert_eq!(mixed.delta().target, Target::Stay);
+        // Rebased on the server's state (reassert cleared): what agrees is nothing to send.
+        away_and_back.reassert = false;
+        assert!(away_and_back.delta().is_empty());
     }
 
     #[test]

@@ -192,6 +192,7 @@ async fn requeue<C: ConnectionTrait>(
             state: current.clone(),
             destroyed: false,
         },
+        true,
     )
     .await?;
     let new = model::overlay(&current, &state.state, &fields);

@@ -215,6 +215,48 @@ async fn every_mutation_kind() -> anyhow::Result<()> {
         "expunged row still there"
     );
 
+    // A check changes nothing and reads presence back: the expunged UID is missing, the moved
+    // one is where it went.
+    let (_, archive_uid) = uid_of(&db, e4.id).await?;
+    let archive_uid = u32::try_from(archive_uid.expect("uid in archive"))?;
+    // (\Recent belongs to the first session that sees a message, so it is left out.)
+    let archive_now = || async {
+        let v = server_uids_and_flags(&cfg, &user, "Archive").await?;
+        anyhow::Ok(
+            v.into_iter()
+                .map(|l| l.replace("\\Recent", ""))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let before = archive_now().await?;
+    let out = limit(
+        30,
+        apply(
+            &mut conn,
+            &db.store,
+            &[
+                ImapMutation::Confirm {
+                    mailbox: trash_row.id,
+                    uidvalidity: uv_of(&db, trash_row.id).await?,
+                    uids: vec![trash_uid],
+                },
+                ImapMutation::Confirm {
+                    mailbox: archive,
+                    uidvalidity: uv_of(&db, archive).await?,
+                    uids: vec![archive_uid],
+                },
+            ],
+        ),
+    )
+    .await;
+    let missing = |o: &MutationOutcome| match o {
+        MutationOutcome::Ok { missing, .. } => Some(missing.clone()),
+        _ => None,
+    };
+    assert_eq!(missing(&out[0]), Some(vec![trash_uid]), "{out:?}");
+    assert_eq!(missing(&out[1]), Some(vec![]), "{out:?}");
+    assert_eq!(archive_now().await?, before);
+
     // A resync adds nothing twice: moved and appended messages were adopted.
     let report = limit(
         30,

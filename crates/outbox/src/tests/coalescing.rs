@@ -43,7 +43,7 @@ async fn enqueue_applies_locally_and_keeps_counters_right() -> R {
 }
 
 #[tokio::test]
-async fn seen_then_unseen_is_nothing() -> R {
+async fn seen_then_unseen_still_sends_unseen() -> R {
     let (db, fx) = setup(|o| o).await?;
     let a = fx.email(1).await?;
     let first = fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
@@ -51,15 +51,25 @@ async fn seen_then_unseen_is_nothing() -> R {
         .outbox
         .enqueue(fx.account, Change::seen(a, false))
         .await?;
-    assert_eq!(
-        second,
-        Enqueued::Collapsed(first.change_id().ok_or("queued")?)
-    );
-    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    assert_eq!(second, Enqueued::Merged(first.change_id().ok_or("queued")?));
     assert!(fx.state(a).await?.is_some_and(|s| !s.flags.seen));
     assert_eq!(fx.counters(fx.inbox).await?, (1, 1));
-    let report = fx.outbox.flush(fx.account, &never()).await?;
-    assert_eq!(report.batches, 0);
+    // Back where it started here, but another client may have marked it read meanwhile: the
+    // user's last value goes up (one idempotent flag change).
+    let c = calls();
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    let batches = taken(&c);
+    assert_eq!(batches.len(), 1);
+    let op = email_op(&batches[0][0]);
+    assert_eq!(
+        op.flags,
+        vec![FlagChange {
+            flag: Flag::Seen,
+            value: false
+        }]
+    );
+    assert_eq!(op.target, Target::Stay);
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
     db.cleanup().await?;
     Ok(())
 }
@@ -83,7 +93,8 @@ async fn a_later_value_of_the_same_flag_replaces_the_earlier() -> R {
         fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?,
         Enqueued::Merged(id)
     );
-    // Flag off again, keyword off again: only "seen" is left.
+    // Flag off again, keyword off again: "seen" changes, and the other two go up with the
+    // user's last value (another client may have set them meanwhile).
     fx.outbox
         .enqueue(fx.account, Change::flagged(a, false))
         .await?;
@@ -95,12 +106,16 @@ async fn a_later_value_of_the_same_flag_replaces_the_earlier() -> R {
     let batches = taken(&c);
     assert_eq!(batches.len(), 1);
     let op = email_op(&batches[0][0]);
+    let mut flags = op.flags.clone();
+    flags.sort_by_key(|f| format!("{:?}", f.flag));
+    let change = |flag, value| FlagChange { flag, value };
     assert_eq!(
-        op.flags,
-        vec![FlagChange {
-            flag: Flag::Seen,
-            value: true
-        }]
+        flags,
+        vec![
+            change(Flag::Flagged, false),
+            change(Flag::Keyword("$Forwarded".into()), false),
+            change(Flag::Seen, true),
+        ]
     );
     assert_eq!(op.target, Target::Stay);
     db.cleanup().await?;
@@ -141,22 +156,33 @@ async fn move_a_to_b_then_b_to_c_is_a_to_c() -> R {
 }
 
 #[tokio::test]
-async fn a_move_back_to_where_it_started_is_nothing() -> R {
+async fn a_move_back_to_where_it_started_is_checked_not_sent() -> R {
     let (db, fx) = setup(|o| o).await?;
     let a = fx.email(5).await?;
-    let before = fx.state(a).await?;
-    fx.outbox
+    let before = fx.state(a).await?.ok_or("state")?;
+    let first = fx
+        .outbox
         .enqueue(fx.account, Change::move_to(a, fx.archive))
         .await?;
     let r = fx
         .outbox
         .enqueue(fx.account, Change::move_to(a, fx.inbox))
         .await?;
-    assert!(matches!(r, Enqueued::Collapsed(_)));
+    assert_eq!(r, Enqueued::Merged(first.change_id().ok_or("queued")?));
     // Exactly as before, including the IMAP identity of the copy.
-    assert_eq!(fx.state(a).await?, before);
-    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    assert_eq!(fx.state(a).await?.as_ref(), Some(&before));
     fx.assert_counters_exact().await?;
+    // The executor is asked for the inbox, from the inbox: it checks the copy is still there
+    // (another client may have moved it), so the user's last move wins either way.
+    let c = calls();
+    fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+    let batches = taken(&c);
+    assert_eq!(batches.len(), 1);
+    let op = email_op(&batches[0][0]);
+    assert_eq!(op.target, Target::Mailboxes(vec![fx.inbox]));
+    assert_eq!(op.before, before);
+    assert!(op.flags.is_empty());
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
     db.cleanup().await?;
     Ok(())
 }
