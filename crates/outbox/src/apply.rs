@@ -495,10 +495,12 @@ fn chain_state(queued: &[Row]) -> Option<Snapshot> {
 /// Re-applies queued changes on top of what a sync just wrote (the engine's hook; optional
 /// but recommended). Call it in the sync's transaction, after writing a batch, with the ids of
 /// the emails the batch wrote. For each one with queued changes:
-/// - the written state becomes the server state the queued changes are based on (their
-///   `before`: the source of a move gets the UID the sync saw);
-/// - not-yet-sent changes the server already satisfies (another client did the same) are
-///   dropped;
+/// - what the sync wrote (the fields where the local row no longer shows what the queue
+///   leads to) becomes part of the server state the queued changes are based on (their
+///   `before`: the source of a move gets the UID the sync saw); the other fields keep the
+///   queue's base;
+/// - not-yet-sent changes left with nothing to send are dropped (rows the user's actions
+///   created still reassert the fields they touch, see `model::reassert`);
 /// - the local row shows the queued changes again instead of the server's older values, so a
 ///   sync never makes an optimistic change flicker away before it is flushed.
 ///
@@ -530,17 +532,32 @@ pub async fn reapply_after_sync<C: ConnectionTrait>(
         // sync did not write this email, so there is no new server state to rebase on, and
         // rebasing on the optimistic state would make the queued changes look already done and
         // drop them before they reach the server.
-        if chain_state(&queued).as_ref() == Some(&current) {
+        let Some(shown) = chain_state(&queued) else {
+            continue;
+        };
+        if shown == current {
             continue;
         }
+        // The server state to rebase on: what the sync wrote where it differs from what the
+        // queue shows, and the queue's own base everywhere else. Only a field the sync changed
+        // says something new about the server: a sync that wrote flags leaves the optimistic
+        // location in place, and taking that for the server's made a queued move look done
+        // and dropped it unsent (model test seed 909 on Dovecot: a delete to the trash lost
+        // because another client marked the message read).
+        let before = queued
+            .iter()
+            .find_map(Row::email_payload)
+            .map(|p| p.before.clone())
+            .unwrap_or_else(|| current.clone());
+        let base = model::overlay(&before, &current, &model::written_fields(&shown, &current));
         let (state, fields) = rebase(
             c,
             &queued,
             Folded {
-                state: current.clone(),
+                state: base,
                 destroyed: false,
             },
-            true,
+            false,
         )
         .await?;
         let new = model::overlay(&current, &state.state, &fields);

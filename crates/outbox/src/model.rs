@@ -438,6 +438,20 @@ impl Fields {
     }
 }
 
+/// The fields where `written` differs from `shown`: what a sync wrote over the state the queue
+/// showed locally. A field equal in both was either left alone by the sync or written with the
+/// value the queue already shows; either way `shown` says nothing new about the server there.
+pub(crate) fn written_fields(shown: &Snapshot, written: &Snapshot) -> Fields {
+    let after = Folded {
+        state: written.clone(),
+        destroyed: false,
+    };
+    let mut f = Fields::of(&diff(shown, &after));
+    // Locations compare whole: a sync that only gave a copy its UID or a new MODSEQ wrote it.
+    f.mailboxes = shown.mailboxes != written.mailboxes;
+    f
+}
+
 /// `current` with the `fields` taken from `computed`.
 pub(crate) fn overlay(current: &Snapshot, computed: &Snapshot, fields: &Fields) -> Snapshot {
     let mut out = current.clone();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mailsync_outbox::{
     Attempt, BatchError, Change, ChangeState, Enqueued, Executor, ItemOutcome, MockExecutor,
-    OutgoingMessage, QueuedChange, reapply_after_sync,
+    Operation, OutgoingMessage, QueuedChange, Target, reapply_after_sync,
 };
 use mailsync_store::emails::{self, EmailUpsert, Membership};
 use mailsync_store::testing::TempDb;
@@ -50,6 +50,7 @@ both_backends! {
     concurrent_enqueues_and_flushes_converge => concurrent_enqueues_and_flushes;
     queued_changes_survive_a_sync => queued_changes_survive_a_sync;
     untouched_changes_survive_a_sync => untouched_changes_survive_a_sync;
+    a_queued_move_survives_a_sync_of_flags => a_queued_move_survives_a_sync_of_flags;
     a_move_into_a_removed_mailbox_does_not_fail_the_sync => move_into_removed_mailbox;
     bulk_enqueue_and_flush_timings => bulk_timings;
 }
@@ -371,11 +372,13 @@ async fn queued_changes_survive_a_sync(store: Store) -> R {
         fx.state(a).await?.is_some_and(|s| s.flags.seen),
         "still shown read"
     );
-    // b's change is already satisfied on the server: nothing left to send for it.
+    // b's flag is what the queue already shows, so the sync may as well not have written it:
+    // the change stays and goes up (setting a set flag is idempotent). Dropping it on the
+    // strength of a field the sync may have left alone loses changes (model seed 909).
     let pending = fx.outbox.pending(fx.account).await?;
-    assert_eq!(pending.len(), 1);
+    assert_eq!(pending.len(), 2);
     assert_eq!(pending[0].email_id, Some(a));
-    assert_eq!(pending[0].state, ChangeState::Pending);
+    assert!(pending.iter().all(|p| p.state == ChangeState::Pending));
     fx.assert_counters_exact().await?;
     Ok(())
 }
@@ -410,6 +413,60 @@ async fn move_into_removed_mailbox(store: Store) -> R {
     txn.commit().await?;
     assert_eq!(fx.where_is(a).await?, vec![fx.inbox]);
     assert_eq!(fx.outbox.pending(fx.account).await?.len(), 1);
+    Ok(())
+}
+
+/// A delete to the trash is queued; before it is flushed, a sync writes only the email's flags
+/// (another client marked it read; IMAP's flag sync writes flags by server identity and
+/// leaves the optimistic location alone). Re-applying must not take the optimistic location
+/// for the server's: the move was dropped unsent, and the next sync's clean-up then removed
+/// the copy the server still had in INBOX (model test seed 909 on Dovecot).
+async fn a_queued_move_survives_a_sync_of_flags(store: Store) -> R {
+    let fx = Fx::new(store, |o| o).await?;
+    let a = fx.email(1).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.other))
+        .await?;
+    let c = fx.store.conn();
+    let e = emails::get(c, a).await?;
+    let mut read = e.flags.clone();
+    read.seen = true;
+    let txn = fx.store.conn().begin().await?;
+    emails::set_flags_by_remote_ids(&txn, fx.account, &[(e.remote_id.clone(), read)]).await?;
+    reapply_after_sync(&txn, &[a]).await?;
+    txn.commit().await?;
+    let pending = fx.outbox.pending(fx.account).await?;
+    assert_eq!(pending.len(), 1, "the move is still queued");
+    assert_eq!(fx.where_is(a).await?, vec![fx.other], "still shown moved");
+    assert!(
+        fx.state(a).await?.is_some_and(|s| s.flags.seen),
+        "read, as the sync wrote"
+    );
+    // Flushed, it still moves from INBOX with the UID it was queued with.
+    let calls: Arc<std::sync::Mutex<Vec<Vec<QueuedChange>>>> = Arc::default();
+    let seen = calls.clone();
+    let mut m = MockExecutor::new();
+    m.expect_execute().returning(move |_, batch| {
+        seen.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(batch.to_vec());
+        Ok(batch.iter().map(|_| ItemOutcome::Done).collect())
+    });
+    fx.outbox.flush(fx.account, &m).await?;
+    let batches = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let Some(Operation::Email(op)) = batches
+        .first()
+        .and_then(|b| b.first())
+        .map(|q| &q.operation)
+    else {
+        return Err("one email change flushed".into());
+    };
+    assert_eq!(op.target, Target::Mailboxes(vec![fx.other]));
+    assert_eq!(op.before.mailbox_ids(), vec![fx.inbox]);
+    assert!(
+        op.before.mailboxes.iter().all(|l| l.uid.is_some()),
+        "{op:?}"
+    );
     Ok(())
 }
 
