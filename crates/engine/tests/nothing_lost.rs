@@ -485,3 +485,59 @@ async fn jmap_cancelled_out_actions_still_win_over_another_client() -> R {
     assert_eq!(db_state(&db.store, acc, true).await?, server);
     Ok(())
 }
+
+/// The other client moves m0 into mailbox Lists; the user, not having synced, deletes m0 (to
+/// the trash) and then the mailbox Lists. The delete of m0 is lost (its UID is gone from
+/// INBOX), and the queued mailbox delete hides Lists locally, so m0 looked gone and its delete
+/// was dropped as "satisfied"; the mailbox delete was then refused (mail arrived in it) and m0
+/// stayed where the user had deleted it from (model test seed 975 on Cyrus IMAP). Now nothing
+/// is declared gone while a mailbox change is queued, the mailbox change is not held back by
+/// the lost delete, and once it is refused the delete finds m0 in Lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_delete_is_not_satisfied_by_a_queued_mailbox_delete() -> R {
+    let g = Generator::new(53);
+    let t = Setup::dovecot("hiddenlost", "INBOX", &g, 0..3).await?;
+    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
+    let mut other = t.other()?;
+    other.command("CREATE Lists")?;
+    engine.sync_once(acc.id).await?;
+    let lists = mailboxes::find_by_name(db.store.conn(), acc.id, "Lists")
+        .await?
+        .ok_or("Lists")?;
+    let m = mids(&g, 0..3);
+    let ids = ids_of(&db.store, acc, &m).await?;
+
+    other.select("INBOX")?;
+    other.command("UID MOVE 1 Lists")?;
+    other.logout();
+    engine
+        .enqueue(acc.id, Change::Delete { email: ids[0] })
+        .await?;
+    engine
+        .queue_mailbox(
+            acc.id,
+            mailsync_engine::MailboxAction::Delete { mailbox: lists.id },
+        )
+        .await?;
+    engine.sync_once(acc.id).await?;
+    engine.sync_once(acc.id).await?;
+
+    let server = server_state(&t.servers, &t.user.user)?;
+    let want: State = [
+        ("Trash".to_owned(), m[0].clone(), false, false),
+        ("INBOX".to_owned(), m[1].clone(), false, false),
+        ("INBOX".to_owned(), m[2].clone(), false, false),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(server, want);
+    let failed = engine.outbox().failed(acc.id).await?;
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert!(
+        failed[0].kind == "mailbox" && failed[0].reason.contains("mail arrived"),
+        "{failed:#?}"
+    );
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    assert_eq!(db_state(&db.store, acc, false).await?, server);
+    Ok(())
+}

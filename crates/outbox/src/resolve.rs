@@ -44,9 +44,18 @@ pub(crate) async fn reresolve<C: ConnectionTrait>(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<ResolveReport, Error> {
     let mut report = ResolveReport::default();
+    let queued = rows::for_account(c, account).await?;
+    // A queued mailbox change shows the mailboxes as they will be (a deleted one hidden with
+    // its mail) before the server has them so: a message another client moved into such a
+    // mailbox would look gone, and a lost delete of it "satisfied" (model test seed 975 on
+    // Cyrus IMAP: the delete to the trash was dropped, the mailbox delete then refused, and
+    // the message stayed). So nothing is declared gone while one is queued; a lost row does
+    // not hold mailbox changes back (`rows::due_heads`), and the next sync after them decides.
+    let mailbox_queued = queued
+        .iter()
+        .any(|r| matches!(r.payload, Payload::Mailbox(_)));
     let lost: Vec<EmailId> = {
-        let mut v: Vec<EmailId> = rows::for_account(c, account)
-            .await?
+        let mut v: Vec<EmailId> = queued
             .into_iter()
             .filter(|r| r.state == ChangeState::Lost)
             .filter_map(|r| r.email_id)
@@ -71,6 +80,7 @@ pub(crate) async fn reresolve<C: ConnectionTrait>(
                 requeue(c, old, &found, &queued, now, &mut touched).await?;
                 report.found += 1;
             }
+            None if mailbox_queued => {}
             None => {
                 // Whatever the local row still shows, the server does not have it; deleted
                 // first so that evicting does not restore its old location, whose UID may now

@@ -177,8 +177,15 @@ pub(crate) async fn due_heads<C: ConnectionTrait>(
     // so a move into a mailbox created offline goes up after the create.
     let older_mailbox_change =
         older_of_account(Expr::col((Alias::new("m_older"), p::Column::Kind)).eq(MAILBOX_KIND));
-    let older_non_send =
-        older_of_account(Expr::col((Alias::new("m_older"), p::Column::Kind)).ne(SEND_KIND));
+    // A lost row does not hold them back: it waits for a sync, which may only find its
+    // message after the mailbox change (see `resolve::reresolve`).
+    let older_non_send = older_of_account(
+        Expr::col((Alias::new("m_older"), p::Column::Kind))
+            .ne(SEND_KIND)
+            .and(
+                Expr::col((Alias::new("m_older"), p::Column::State)).ne(ChangeState::Lost.as_str()),
+            ),
+    );
     let models = p::Entity::find()
         .filter(p::Column::AccountId.eq(account.0))
         .filter(p::Column::NextAttemptAt.lte(now))
