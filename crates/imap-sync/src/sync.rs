@@ -1107,6 +1107,7 @@ async fn commit_new(
         checkpoints::put(&txn, ctx.account, &ctx.scope, &cp).await?;
     }
     txn.commit().await?;
+    ctx.store.note_inserted(stats.inserted).await;
     tracing::debug!(
         messages = n,
         ms = started.elapsed().as_millis() as u64,

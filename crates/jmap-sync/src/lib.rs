@@ -420,6 +420,7 @@ async fn sync_email_objects(
                     )
                     .await?;
                     txn.commit().await.map_err(StoreError::from)?;
+                    store.note_inserted(stats.inserted).await;
                     counts.added += stats.inserted as i64;
                     counts.updated += stats.updated as i64;
                     counts.removed += removed as i64;
@@ -528,6 +529,7 @@ async fn full_listing(
         search::index_pending(&txn).await?;
         checkpoints::put(&txn, account, &cursor_scope, &Checkpoint::state(cursor)).await?;
         txn.commit().await.map_err(StoreError::from)?;
+        store.note_inserted(stats.inserted).await;
         counts.added += stats.inserted as i64;
         counts.updated += stats.updated as i64;
     }

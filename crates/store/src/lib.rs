@@ -36,6 +36,7 @@ pub mod emails;
 pub mod entity;
 pub mod leases;
 pub mod mailboxes;
+mod planner;
 pub mod queue;
 pub mod search;
 mod sql;
@@ -195,6 +196,8 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Bulk-write bookkeeping shared by the clones (see [`Store::note_inserted`]).
+    growth: std::sync::Arc<planner::Growth>,
 }
 
 /// Removes the password from a URL before it appears in an error or a log line.
@@ -261,7 +264,10 @@ impl Store {
                 url: redact_url(url),
                 source,
             })?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            growth: std::sync::Arc::new(planner::Growth::new()),
+        })
     }
 
     /// Applies every pending migration.
@@ -312,6 +318,22 @@ impl Store {
     /// The underlying connection pool, for the repository functions.
     pub fn conn(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Writers call this after committing a batch that inserted `inserted` emails. On
+    /// PostgreSQL, once the emails may have doubled since the planner's statistics were last
+    /// refreshed (and by at least 2,000 rows), it analyses the tables a sync writes, so the
+    /// per-batch lookups keep index plans as a first sync grows the tables (see `planner`).
+    /// Returns whether it did. Does nothing on SQLite. A failure only costs speed: it is
+    /// logged, not returned, so it never fails the sync that called it.
+    pub async fn note_inserted(&self, inserted: u64) -> bool {
+        match self.growth.note(&self.db, inserted).await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not refresh the planner's statistics.");
+                false
+            }
+        }
     }
 
     /// Starts a transaction. Dropping it without `commit` rolls back.
