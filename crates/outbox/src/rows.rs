@@ -177,14 +177,27 @@ pub(crate) async fn due_heads<C: ConnectionTrait>(
     // so a move into a mailbox created offline goes up after the create.
     let older_mailbox_change =
         older_of_account(Expr::col((Alias::new("m_older"), p::Column::Kind)).eq(MAILBOX_KIND));
-    // A lost row does not hold them back: it waits for a sync, which may only find its
-    // message after the mailbox change (see `resolve::reresolve`).
+    // A lost row, and the rows of its email queued behind it, do not hold them back: the lost
+    // row waits for a sync that may only find its message after the mailbox change (see
+    // `resolve::reresolve`), and the rows behind it wait for the lost row.
+    let m_older = Alias::new("m_older");
+    let lost = Alias::new("lost");
+    let lost_before_it = Query::select()
+        .expr(Expr::val(1))
+        .from_as(p::Entity, lost.clone())
+        .and_where(
+            Expr::col((lost.clone(), p::Column::EmailId))
+                .equals((m_older.clone(), p::Column::EmailId)),
+        )
+        .and_where(Expr::col((lost.clone(), p::Column::State)).eq(ChangeState::Lost.as_str()))
+        .and_where(
+            Expr::col((lost, p::Column::Id)).lte(Expr::col((m_older.clone(), p::Column::Id))),
+        )
+        .to_owned();
     let older_non_send = older_of_account(
-        Expr::col((Alias::new("m_older"), p::Column::Kind))
+        Expr::col((m_older, p::Column::Kind))
             .ne(SEND_KIND)
-            .and(
-                Expr::col((Alias::new("m_older"), p::Column::State)).ne(ChangeState::Lost.as_str()),
-            ),
+            .and(Expr::not_exists(lost_before_it)),
     );
     let models = p::Entity::find()
         .filter(p::Column::AccountId.eq(account.0))

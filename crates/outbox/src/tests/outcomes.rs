@@ -838,3 +838,50 @@ async fn a_handed_send_that_keeps_failing_is_evicted_as_maybe_sent() -> R {
     db.cleanup().await?;
     Ok(())
 }
+
+/// A lost change (its message was not where it addressed it) waits for a sync to find the
+/// message again. It must not hold back a mailbox change queued after it, nor must the rows
+/// of its email queued behind it: the mailbox change may be what hides the message locally
+/// (a queued delete of the mailbox another client moved it into), so while one is queued the
+/// lost change is not declared gone either (model test seeds 975 and 1022).
+#[tokio::test]
+async fn a_lost_change_neither_holds_back_nor_is_judged_under_a_mailbox_change() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    fx.outbox.enqueue(fx.account, Change::seen(a, true)).await?;
+    let lost = ItemOutcome::NotFound {
+        reason: "moved by another client".into(),
+    };
+    fx.outbox.flush(fx.account, &answering(lost, calls())).await?;
+    // Behind the lost row: another change of the same email, then a mailbox change.
+    fx.outbox.enqueue(fx.account, Change::flagged(a, true)).await?;
+    fx.outbox
+        .manage_mailbox(
+            fx.account,
+            crate::MailboxChange::Create {
+                name: "C".into(),
+                parent: None,
+                role: None,
+            },
+        )
+        .await?;
+    // With a mailbox change queued, the message (found nowhere locally) is not declared gone.
+    let report = fx.outbox.reresolve(fx.account).await?;
+    assert_eq!((report.found, report.gone, report.satisfied), (0, 0, 0));
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 3);
+    // The flush hands over the mailbox change, and nothing of the email.
+    let c = calls();
+    let busy = ItemOutcome::Transient {
+        reason: "busy".into(),
+        retry_after: None,
+    };
+    fx.outbox.flush(fx.account, &answering(busy, c.clone())).await?;
+    let ops: Vec<bool> = taken(&c)
+        .into_iter()
+        .flatten()
+        .map(|q| matches!(q.operation, Operation::Mailbox(_)))
+        .collect();
+    assert_eq!(ops, vec![true]);
+    db.cleanup().await?;
+    Ok(())
+}
