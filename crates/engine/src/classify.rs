@@ -164,7 +164,10 @@ pub fn classify_jmap(e: &jmap::Error) -> Disposition {
             _ => Disposition::Reject,
         },
         jmap::Error::SetItem { error, .. } => match error.kind {
-            S::RateLimit => Disposition::Retry { after: None },
+            // An item the server failed on unexpectedly, its state unchanged: tried again
+            // (Cyrus answers a mailbox destroyed twice within a second so, and the retry a
+            // moment later goes through), and evicted after the usual attempts.
+            S::RateLimit | S::ServerFail => Disposition::Retry { after: None },
             S::NotFound => Disposition::Gone,
             S::OverQuota | S::Forbidden => Disposition::NeedsUser,
             _ => Disposition::Reject,
@@ -584,6 +587,7 @@ mod tests {
             (jmap_method("accountNotFound"), Disposition::NeedsUser),
             (set_item("notFound"), Disposition::Gone),
             (set_item("rateLimit"), Disposition::Retry { after: None }),
+            (set_item("serverFail"), Disposition::Retry { after: None }),
             (set_item("forbidden"), Disposition::NeedsUser),
             (set_item("invalidPatch"), Disposition::Reject),
             (

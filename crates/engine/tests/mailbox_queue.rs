@@ -291,3 +291,62 @@ async fn jmap_mailbox_changes_offline_converge() -> R {
     c.db.cleanup().await?;
     res.map_err(|_| "timed out")?
 }
+
+/// The same mailbox name deleted, re-created and deleted again within a second, over JMAP on
+/// Cyrus: its delayed delete answers the second destroy `serverFail` ("Mailbox already
+/// exists"), which is retried and then goes through, instead of failing for good. (The IMAP
+/// path retries the bare `NO` itself; `imap-sync`'s `cyrus_mailbox_management_with_role`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmap_a_name_deleted_twice_within_a_second_is_retried() -> R {
+    let user = mailsync_testkit::accounts::DRAFTS.user(3);
+    let c = CyrusJmap::setup(&user, &["INBOX"], 1).await?;
+    let (engine, account) = (&c.engine, &c.account);
+    let res = tokio::time::timeout(Duration::from_secs(90), async {
+        // The collision needs both destroys in one wall-clock second: the first is sent just
+        // after a second starts, and the whole pattern is tried up to three times.
+        let mut collided = false;
+        for _ in 0..3 {
+            let name = unique_name("q15twice");
+            for round in 0..2 {
+                let id = create(engine, account, &name).await?;
+                engine.sync_once(account.id).await?;
+                if round == 0 {
+                    let into = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)?
+                        .subsec_millis();
+                    let wait = 1_020u64.saturating_sub(u64::from(into));
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                engine
+                    .queue_mailbox(account.id, MailboxAction::Delete { mailbox: id })
+                    .await?;
+                engine.sync_once(account.id).await?;
+            }
+            // Answered serverFail, the second delete waits for its retry (2 s base).
+            collided |= engine.outbox().counts(account.id).await?.queued() > 0;
+            for _ in 0..15 {
+                if engine.outbox().counts(account.id).await?.queued() == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                engine.sync_once(account.id).await?;
+            }
+            let failed = engine.outbox().failed(account.id).await?;
+            assert!(failed.is_empty(), "{failed:#?}");
+            assert_eq!(engine.outbox().counts(account.id).await?.queued(), 0);
+            assert!(named(engine, account, &name).await?.is_empty());
+            if collided {
+                break;
+            }
+        }
+        assert!(
+            collided,
+            "Cyrus never refused the second destroy: nothing was tested"
+        );
+        Ok::<(), E>(())
+    })
+    .await;
+    c.db.cleanup().await?;
+    res.map_err(|_| "timed out")??;
+    Ok(())
+}

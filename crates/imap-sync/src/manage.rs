@@ -219,7 +219,19 @@ pub async fn unseen_mail(
 
 /// `DELETE` a mailbox (a wire name) and check it is no longer listed. Its messages go with it.
 pub async fn delete_mailbox(conn: &mut Connection, remote_id: &str) -> Result<(), Error> {
-    conn.run(&Cmd::new("DELETE").astring(remote_id)).await?;
+    match conn.run(&Cmd::new("DELETE").astring(remote_id)).await {
+        Ok(_) => {}
+        // Cyrus's delayed delete keeps a deleted mailbox as `DELETED.<name>.<time in seconds>`,
+        // so a second DELETE of a name within the same second (deleted, re-created, deleted)
+        // collides with the first and gets a bare `NO Mailbox already exists`. A NO without a
+        // response code to a DELETE of a mailbox still listed is tried once more a second
+        // later; whatever that answers stands.
+        Err(Error::No { code: None, .. }) if lookup(conn, remote_id).await?.is_some() => {
+            tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+            conn.run(&Cmd::new("DELETE").astring(remote_id)).await?;
+        }
+        Err(e) => return Err(e),
+    }
     if lookup(conn, remote_id).await?.is_some() {
         return Err(Error::No {
             command: "DELETE".into(),

@@ -741,6 +741,10 @@ pub enum SetErrorType {
     ForbiddenToSend,
     /// `cannotUnsend`
     CannotUnsend,
+    /// `serverFail`: RFC 8620 defines it for a whole method ("an unexpected error ... the
+    /// method's state should be unchanged"); servers also give it per item (Cyrus does when a
+    /// mailbox is destroyed twice within a second under its delayed delete).
+    ServerFail,
     /// A type missing from the server's answer.
     #[default]
     Missing,
@@ -749,7 +753,7 @@ pub enum SetErrorType {
 }
 
 impl SetErrorType {
-    const KNOWN: [SetErrorType; 23] = [
+    const KNOWN: [SetErrorType; 24] = [
         SetErrorType::Forbidden,
         SetErrorType::OverQuota,
         SetErrorType::TooLarge,
@@ -773,6 +777,7 @@ impl SetErrorType {
         SetErrorType::ForbiddenFrom,
         SetErrorType::ForbiddenToSend,
         SetErrorType::CannotUnsend,
+        SetErrorType::ServerFail,
     ];
 
     /// The wire name.
@@ -801,6 +806,7 @@ impl SetErrorType {
             SetErrorType::ForbiddenFrom => "forbiddenFrom",
             SetErrorType::ForbiddenToSend => "forbiddenToSend",
             SetErrorType::CannotUnsend => "cannotUnsend",
+            SetErrorType::ServerFail => "serverFail",
             SetErrorType::Missing => "",
             SetErrorType::Other(s) => s,
         }

@@ -108,6 +108,15 @@ async fn cyrus_mailbox_management_with_role() -> anyhow::Result<()> {
         "{r:?}"
     );
     assert!(lookup(&mut other, &name).await?.is_none());
+    // Deleted, re-created and deleted again within a second: Cyrus's delayed delete answers
+    // the second DELETE "NO Mailbox already exists" (the deleted copy's name is taken for that
+    // second); it is tried again and goes through.
+    let twice = unique_name("m15-twice");
+    for _ in 0..2 {
+        create_mailbox(&mut conn, None, &twice, None).await?;
+        limit(30, delete_mailbox(&mut conn, &twice)).await?;
+    }
+    assert!(lookup(&mut other, &twice).await?.is_none());
     // Cyrus protects special-use mailboxes: deleting one is refused and it stays.
     let del = delete_mailbox(&mut conn, "Archive").await;
     assert!(matches!(del, Err(Error::No { .. })), "{del:?}");

@@ -852,9 +852,13 @@ async fn a_lost_change_neither_holds_back_nor_is_judged_under_a_mailbox_change()
     let lost = ItemOutcome::NotFound {
         reason: "moved by another client".into(),
     };
-    fx.outbox.flush(fx.account, &answering(lost, calls())).await?;
+    fx.outbox
+        .flush(fx.account, &answering(lost, calls()))
+        .await?;
     // Behind the lost row: another change of the same email, then a mailbox change.
-    fx.outbox.enqueue(fx.account, Change::flagged(a, true)).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::flagged(a, true))
+        .await?;
     fx.outbox
         .manage_mailbox(
             fx.account,
@@ -875,7 +879,9 @@ async fn a_lost_change_neither_holds_back_nor_is_judged_under_a_mailbox_change()
         reason: "busy".into(),
         retry_after: None,
     };
-    fx.outbox.flush(fx.account, &answering(busy, c.clone())).await?;
+    fx.outbox
+        .flush(fx.account, &answering(busy, c.clone()))
+        .await?;
     let ops: Vec<bool> = taken(&c)
         .into_iter()
         .flatten()
