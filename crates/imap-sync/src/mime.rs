@@ -272,9 +272,18 @@ fn split_2231(v: &str) -> (Option<&str>, &str) {
 }
 
 fn unfold(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    collapse_whitespace(s, usize::MAX)
+}
+
+/// Folding and runs of whitespace become one space, ends trimmed; stops once more than
+/// `limit` bytes are out (a preview needs the start of a body, not all of it).
+fn collapse_whitespace(s: &str, limit: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(limit.saturating_add(4)));
     let mut last_space = false;
     for c in s.chars() {
+        if out.len() > limit {
+            return out.trim().to_owned();
+        }
         if c == '\r' || c == '\n' || c == '\t' || c == ' ' {
             if !last_space {
                 out.push(' ');
@@ -452,7 +461,8 @@ pub(crate) fn preview_from_section(part: &Part, bytes: &[u8]) -> Option<String> 
 
 /// A preview: whitespace collapsed, at most [`PREVIEW_LEN`] characters.
 pub(crate) fn make_preview(text: &str) -> Option<String> {
-    let collapsed = unfold(text);
+    // Four times the preview's length leaves room for whitespace the trim may still take.
+    let collapsed = collapse_whitespace(text, PREVIEW_LEN * 4);
     let p = mail_parser::parsers::preview::preview_text(Cow::Owned(collapsed), PREVIEW_LEN);
     let p = p.trim().to_owned();
     (!p.is_empty()).then_some(p)
@@ -610,6 +620,20 @@ fn parse_message_unguarded(raw: &[u8]) -> Option<ParsedBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preview_reads_only_the_start_of_a_long_body() {
+        let long = format!("  Hello\r\n\tworld  {}", "word ".repeat(100_000));
+        let p = make_preview(&long).expect("preview");
+        assert!(p.starts_with("Hello world word word"), "{p}");
+        assert!(p.ends_with("...") && p.len() <= PREVIEW_LEN, "{p}");
+        assert_eq!(make_preview(" short \r\n text "), Some("short text".into()));
+        assert_eq!(make_preview(" \r\n "), None);
+        // The same preview as collapsing the whole body first.
+        let full = unfold(&long);
+        let whole = mail_parser::parsers::preview::preview_text(Cow::Owned(full), PREVIEW_LEN);
+        assert_eq!(p, whole.trim());
+    }
 
     #[test]
     fn encoded_words_in_several_charsets() {

@@ -811,27 +811,64 @@ struct NewMessages {
     counts: SyncCounts,
 }
 
-/// Messages read but not yet committed.
+/// Messages read but not yet committed, already turned into rows: each message is parsed as
+/// it is read, so the parsing overlaps the previous batch's write (which runs on the
+/// database's thread) and the raw message is dropped at once.
 #[derive(Default)]
 struct Batch {
-    items: Vec<FetchData>,
+    /// Messages read into this batch (some may have yielded no row).
+    read: usize,
+    upserts: Vec<EmailUpsert>,
+    bodies: Vec<(String, Body)>,
     bytes: usize,
 }
 
 impl Batch {
     fn full(&self, batch: usize) -> bool {
-        self.items.len() >= batch || self.bytes >= MAX_BATCH_BYTES
+        self.read >= batch || self.bytes >= MAX_BATCH_BYTES
+    }
+
+    fn is_empty(&self) -> bool {
+        self.read == 0
+    }
+
+    /// Parses one fetched message into its row and, when the body came with it, its text.
+    fn add(&mut self, ctx: &Ctx<'_>, f: FetchData) {
+        self.read += 1;
+        self.bytes += f.body.as_ref().map_or(0, Vec::len);
+        let Some(mut u) = mime::to_upsert(&f, ctx.mailbox, ctx.uidvalidity) else {
+            return;
+        };
+        if let Some(raw) = &f.body {
+            let parsed = mime::parse_message(raw);
+            if u.preview.is_none() {
+                u.preview.clone_from(&parsed.preview);
+            }
+            if u.attachments.is_none() {
+                u.has_attachment = !parsed.attachments.is_empty();
+                u.attachments = Some(parsed.attachments);
+            }
+            self.bodies.push((
+                u.remote_id.clone(),
+                Body {
+                    text: parsed.text,
+                    html: parsed.html,
+                    raw: None,
+                    truncated: false,
+                },
+            ));
+        }
+        self.upserts.push(u);
     }
 }
 
 impl NewMessages {
-    fn push(&mut self, b: &mut Batch, f: FetchData, uid: u32) {
+    fn push(&mut self, ctx: &Ctx<'_>, b: &mut Batch, f: FetchData, uid: u32) {
         if uid < self.max_fetched {
             self.monotonic = false;
         }
         self.max_fetched = self.max_fetched.max(uid);
-        b.bytes += f.body.as_ref().map_or(0, Vec::len);
-        b.items.push(f);
+        b.add(ctx, f);
     }
 
     /// The checkpoint covering everything read so far: valid when responses came in UID
@@ -853,12 +890,11 @@ impl NewMessages {
 
     /// Commits a batch right away (outside the overlapped path).
     async fn flush(&mut self, ctx: &Ctx<'_>, b: &mut Batch) -> Result<(), Error> {
-        if b.items.is_empty() {
+        if b.is_empty() {
             return Ok(());
         }
-        let items = std::mem::take(&mut b.items);
-        b.bytes = 0;
-        let done = commit_new(ctx, items, self.rematch, self.checkpoint(ctx)).await?;
+        let ready = std::mem::take(b);
+        let done = commit_new(ctx, ready, self.rematch, self.checkpoint(ctx)).await?;
         self.committed(ctx, done);
         Ok(())
     }
@@ -877,6 +913,7 @@ enum Read {
 /// Reads FETCH responses of `tag` into `b` until it is full or the command ends.
 async fn read_batch(
     conn: &mut Connection,
+    ctx: &Ctx<'_>,
     tag: &str,
     from: u32,
     batch: usize,
@@ -896,11 +933,15 @@ async fn read_batch(
                     st_max.0 = false;
                 }
                 st_max.1 = st_max.1.max(uid);
-                b.bytes += f.body.as_ref().map_or(0, Vec::len);
-                b.items.push(*f);
+                b.add(ctx, *f);
                 if b.full(batch) {
                     return Ok(Read::Full);
                 }
+                // While the server's data keeps coming, reading never waits, and the batch
+                // being committed beside this one (`tokio::join!` in the same task) would only
+                // take its next step once this batch is full: the database would sit idle.
+                // Yielding after each message lets it go on as soon as its statement is done.
+                tokio::task::yield_now().await;
             }
             Ok(Event::Data(other)) => conn.note(&other),
             Ok(Event::Done(_)) => return Ok(Read::Done),
@@ -914,10 +955,11 @@ async fn read_batch(
     }
 }
 
-/// `UID FETCH last+1:*`, streamed: while one batch is committed, the next one is read from
-/// the socket (both in this task). When the server sends a response async-imap cannot parse
-/// (the connection is then dead), reconnects, fetches that one message without BODYSTRUCTURE
-/// (its full body is parsed locally instead) and resumes after it.
+/// `UID FETCH last+1:*`, streamed: while one batch is committed (on the database's thread),
+/// the next one is read from the socket and parsed (in this task). When the server sends a
+/// response async-imap cannot parse (the connection is then dead), reconnects, fetches that
+/// one message without BODYSTRUCTURE (its full body is parsed locally instead) and resumes
+/// after it.
 async fn fetch_new_messages(
     conn: &mut Connection,
     ctx: &Ctx<'_>,
@@ -937,17 +979,16 @@ async fn fetch_new_messages(
         let tag = conn.wire.send(&cmd).await?;
         let mut cur = Batch::default();
         let mut order = (st.monotonic, st.max_fetched);
-        let mut read = read_batch(conn, &tag, from, batch, &mut order, &mut cur).await?;
+        let mut read = read_batch(conn, ctx, &tag, from, batch, &mut order, &mut cur).await?;
         (st.monotonic, st.max_fetched) = order;
         let failure = loop {
             match read {
                 Read::Full => {
-                    let ready = std::mem::take(&mut cur.items);
-                    cur.bytes = 0;
+                    let ready = std::mem::take(&mut cur);
                     let cp = st.checkpoint(ctx);
                     let (committed, next) = tokio::join!(
                         commit_new(ctx, ready, st.rematch, cp),
-                        read_batch(conn, &tag, from, batch, &mut order, &mut cur)
+                        read_batch(conn, ctx, &tag, from, batch, &mut order, &mut cur)
                     );
                     st.committed(ctx, committed?);
                     read = next?;
@@ -994,7 +1035,7 @@ async fn fetch_new_messages(
                         .map_or(raw.len(), |p| p + 4);
                     f.header = raw.get(..end).map(<[u8]>::to_vec);
                 }
-                st.push(&mut cur, *f, uid);
+                st.push(ctx, &mut cur, *f, uid);
             }
         }
         st.flush(ctx, &mut cur).await?;
@@ -1054,37 +1095,15 @@ struct Committed {
 /// checkpoint covering it, in one transaction.
 async fn commit_new(
     ctx: &Ctx<'_>,
-    pending: Vec<FetchData>,
+    ready: Batch,
     rematch: bool,
     checkpoint: Option<Checkpoint>,
 ) -> Result<Committed, Error> {
-    let mut upserts: Vec<EmailUpsert> = Vec::with_capacity(pending.len());
-    let mut bodies_out: Vec<(String, Body)> = Vec::new();
-    for f in pending {
-        let Some(mut u) = mime::to_upsert(&f, ctx.mailbox, ctx.uidvalidity) else {
-            continue;
-        };
-        if let Some(raw) = &f.body {
-            let parsed = mime::parse_message(raw);
-            if u.preview.is_none() {
-                u.preview.clone_from(&parsed.preview);
-            }
-            if u.attachments.is_none() {
-                u.has_attachment = !parsed.attachments.is_empty();
-                u.attachments = Some(parsed.attachments);
-            }
-            bodies_out.push((
-                u.remote_id.clone(),
-                Body {
-                    text: parsed.text,
-                    html: parsed.html,
-                    raw: None,
-                    truncated: false,
-                },
-            ));
-        }
-        upserts.push(u);
-    }
+    let Batch {
+        upserts,
+        bodies: bodies_out,
+        ..
+    } = ready;
     let n = upserts.len() as u64;
     let started = std::time::Instant::now();
     let txn = ctx.store.begin().await?;

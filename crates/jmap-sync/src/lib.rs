@@ -507,7 +507,8 @@ async fn full_listing(
     .await?;
     let mut page_size = pager.cursor().page_size;
     let mut seen: HashSet<String> = HashSet::new();
-    while let Some(page) = pager.next_page().await? {
+    let mut next = pager.next_page().await?;
+    while let Some(page) = next {
         let mut items: Vec<_> = page
             .objects
             .iter()
@@ -524,14 +525,23 @@ async fn full_listing(
         pager.set_page_size(page_size);
         // Strings and numbers always serialise; an empty cursor would only restart the listing.
         let cursor = serde_json::to_string(&pager.cursor()).unwrap_or_default();
-        let txn = store.begin().await?;
-        let stats = emails::upsert_batch(&txn, account, &items).await?;
-        search::index_pending(&txn).await?;
-        checkpoints::put(&txn, account, &cursor_scope, &Checkpoint::state(cursor)).await?;
-        txn.commit().await.map_err(StoreError::from)?;
-        store.note_inserted(stats.inserted).await;
+        let write = async {
+            let txn = store.begin().await?;
+            let stats = emails::upsert_batch(&txn, account, &items).await?;
+            search::index_pending(&txn).await?;
+            checkpoints::put(&txn, account, &cursor_scope, &Checkpoint::state(cursor)).await?;
+            txn.commit().await.map_err(StoreError::from)?;
+            store.note_inserted(stats.inserted).await;
+            Ok::<_, Error>(stats)
+        };
+        // The next page is asked for while this one is written: the server's time and the
+        // database's overlap. A failed write drops the page read beside it; the cursor
+        // stored with the last committed page is where the next attempt resumes.
+        let (written, fetched) = futures::join!(write, pager.next_page());
+        let stats = written?;
         counts.added += stats.inserted as i64;
         counts.updated += stats.updated as i64;
+        next = fetched?;
     }
     // The oldest state seen during paging: changes made meanwhile are replayed next time.
     let Some(state) = pager.first_state().cloned() else {
@@ -624,6 +634,9 @@ async fn pay_body_debt(
 ) -> Result<(), Error> {
     let mut after = None;
     let mut paid = 0;
+    // One batch is stored while the next is downloaded (the list of what is owed is read
+    // past the last email asked for, so it does not wait for that write).
+    let mut writing: Option<Vec<(String, Body)>> = None;
     loop {
         let owed = bodies::wanted_missing(
             store.conn(),
@@ -640,7 +653,18 @@ async fn pay_body_debt(
             .iter()
             .map(|w| jmap::EmailId::new(&w.remote_id))
             .collect();
-        paid += fetch_and_store_bodies(client, store, account, jmap_account, ids).await?;
+        let write = async {
+            match writing.take() {
+                Some(got) => store_bodies(store, account, &got).await,
+                None => Ok(0),
+            }
+        };
+        let (written, fetched) = futures::join!(write, fetch_bodies(client, jmap_account, ids));
+        paid += written?;
+        writing = Some(fetched?);
+    }
+    if let Some(got) = writing {
+        paid += store_bodies(store, account, &got).await?;
     }
     if paid > 0 {
         tracing::debug!(bodies = paid, "body debt paid");
@@ -656,6 +680,16 @@ pub async fn fetch_and_store_bodies(
     jmap_account: &jmap::AccountId,
     ids: Vec<jmap::EmailId>,
 ) -> Result<usize, Error> {
+    let got = fetch_bodies(client, jmap_account, ids).await?;
+    store_bodies(store, account, &got).await
+}
+
+/// Downloads the bodies of these emails, by remote id.
+async fn fetch_bodies(
+    client: &Client,
+    jmap_account: &jmap::AccountId,
+    ids: Vec<jmap::EmailId>,
+) -> Result<Vec<(String, Body)>, Error> {
     let get = Get::<Email>::new(jmap_account)
         .ids(ids)
         .properties(["id", "textBody", "htmlBody", "bodyValues"])
@@ -665,27 +699,31 @@ pub async fn fetch_and_store_bodies(
         // stored as truncated, and the full message stays available on demand.
         .max_body_value_bytes(512 * 1024);
     let resp = client.call(get).await?;
-    let remote: Vec<String> = resp
+    Ok(resp
         .list
         .iter()
-        .filter_map(|e| e.id.as_ref().map(|i| i.as_str().to_owned()))
-        .collect();
-    let local = emails::ids_by_remote_ids(store.conn(), account, &remote).await?;
+        .filter_map(|e| Some((e.id.as_ref()?.as_str().to_owned(), body_of(e))))
+        .collect())
+}
+
+/// Caches downloaded bodies and indexes them, in one transaction; the bodies of emails
+/// deleted since they were asked for are dropped.
+async fn store_bodies(
+    store: &Store,
+    account: AccountId,
+    got: &[(String, Body)],
+) -> Result<usize, Error> {
     let txn = store.begin().await?;
-    let got: Vec<_> = resp
-        .list
+    let remote: Vec<String> = got.iter().map(|(r, _)| r.clone()).collect();
+    let local = emails::ids_by_remote_ids(&txn, account, &remote).await?;
+    let rows: Vec<_> = got
         .iter()
-        .filter_map(|e| {
-            let id = e.id.as_ref().and_then(|i| local.get(i.as_str()))?;
-            Some((*id, body_of(e)))
-        })
+        .filter_map(|(r, b)| Some((*local.get(r)?, b)))
         .collect();
-    let rows: Vec<_> = got.iter().map(|(id, b)| (*id, b)).collect();
     bodies::put_many(&txn, &rows).await?;
-    let n = got.len();
     search::index_pending(&txn).await?;
     txn.commit().await.map_err(StoreError::from)?;
-    Ok(n)
+    Ok(rows.len())
 }
 
 fn join_parts(e: &Email, parts: &Option<Vec<jmap::EmailBodyPart>>) -> (Option<String>, bool) {
