@@ -1225,6 +1225,7 @@ async fn pay_body_debt(
     };
     let mut after = None;
     let mut paid = 0usize;
+    let mut parsed: Option<Vec<FetchedBody>> = None;
     loop {
         let owed =
             bodies::wanted_missing(store.conn(), account, scope, policy, after, DEBT_PAGE).await?;
@@ -1243,9 +1244,23 @@ async fn pay_body_debt(
                 .unwrap_or(rest.len())
                 .max(1);
             let (chunk, tail) = rest.split_at(n.min(rest.len()));
-            paid += fetch_bodies(conn, store, chunk).await?;
+            // The previous chunk is stored while this one is read and parsed (as a first
+            // sync's batches are; the list of what is owed is read past the last email asked
+            // for, so it does not wait for that write).
+            let write = async {
+                match parsed.take() {
+                    Some(rows) => store_bodies(store, &rows).await,
+                    None => Ok(0),
+                }
+            };
+            let (written, read) = tokio::join!(write, read_bodies(conn, chunk));
+            paid += written?;
+            parsed = Some(read?);
             rest = tail;
         }
+    }
+    if let Some(rows) = parsed {
+        paid += store_bodies(store, &rows).await?;
     }
     if paid > 0 {
         tracing::debug!(mailbox = %mailbox, bodies = paid, "body debt paid");
@@ -1253,32 +1268,49 @@ async fn pay_body_debt(
     Ok(())
 }
 
-/// Downloads, parses and caches the bodies of these copies (UIDs of the selected mailbox) in
-/// one transaction, setting the preview where there was none. Returns how many were stored;
-/// messages the server no longer has are skipped.
-async fn fetch_bodies(
+/// A downloaded body, parsed: the email, the preview to set when it had none, the texts.
+type FetchedBody = (mailsync_store::EmailId, Option<String>, Body);
+
+/// Downloads and parses the bodies of these messages (`UID FETCH` of up to 100 UIDs at a
+/// time), parsing each as it arrives and yielding after it, so a write joined beside this
+/// goes on meanwhile.
+async fn read_bodies(
     conn: &mut Connection,
-    store: &Store,
     owed: &[WantedBody],
-) -> Result<usize, Error> {
+) -> Result<Vec<FetchedBody>, Error> {
     let by_uid: HashMap<u32, &WantedBody> = owed
         .iter()
         .filter_map(|w| Some((u32::try_from(w.uid?).ok()?, w)))
         .collect();
     let uids: Vec<u32> = by_uid.keys().copied().collect();
-    let mut stored = 0;
+    let mut got = Vec::with_capacity(owed.len());
     for (set, _) in uidset::chunked_sets(&uids, 100) {
         let cmd = Cmd::new("UID FETCH").raw(&set).raw("(UID BODY.PEEK[])");
         let tag = conn.wire.send(&cmd).await?;
-        let mut got: Vec<(&WantedBody, Vec<u8>)> = Vec::new();
         loop {
             match conn.wire.next(&tag).await {
                 Ok(Event::Data(Untagged::Fetch(f))) => {
                     // An expunged message may come back as NIL or empty; no real one is empty.
-                    if let (Some(w), Some(body)) = (f.uid.and_then(|u| by_uid.get(&u)), f.body)
-                        && !body.is_empty()
+                    if let (Some(w), Some(raw)) = (f.uid.and_then(|u| by_uid.get(&u)), f.body)
+                        && !raw.is_empty()
                     {
-                        got.push((w, body));
+                        let parsed = mime::parse_message(&raw);
+                        let preview = if w.needs_preview {
+                            parsed.preview
+                        } else {
+                            None
+                        };
+                        got.push((
+                            w.email,
+                            preview,
+                            Body {
+                                text: parsed.text,
+                                html: parsed.html,
+                                raw: None,
+                                truncated: false,
+                            },
+                        ));
+                        tokio::task::yield_now().await;
                     }
                 }
                 Ok(Event::Data(other)) => conn.note(&other),
@@ -1291,32 +1323,23 @@ async fn fetch_bodies(
                 Err(e) => return Err(e),
             }
         }
-        let txn = store.begin().await?;
-        let mut parsed_bodies = Vec::with_capacity(got.len());
-        for (w, raw) in &got {
-            let parsed = mime::parse_message(raw);
-            if w.needs_preview
-                && let Some(p) = &parsed.preview
-            {
-                storeext::set_preview(&txn, w.email, p).await?;
-            }
-            parsed_bodies.push((
-                w.email,
-                Body {
-                    text: parsed.text,
-                    html: parsed.html,
-                    raw: None,
-                    truncated: false,
-                },
-            ));
-        }
-        let rows: Vec<_> = parsed_bodies.iter().map(|(id, b)| (*id, b)).collect();
-        bodies::put_many(&txn, &rows).await?;
-        mailsync_store::search::index_pending(&txn).await?;
-        txn.commit().await?;
-        stored += got.len();
     }
-    Ok(stored)
+    Ok(got)
+}
+
+/// Stores downloaded bodies (and the previews of emails that had none), in one transaction.
+async fn store_bodies(store: &Store, got: &[FetchedBody]) -> Result<usize, Error> {
+    let txn = store.begin().await?;
+    for (email, preview, _) in got {
+        if let Some(p) = preview {
+            storeext::set_preview(&txn, *email, p).await?;
+        }
+    }
+    let rows: Vec<_> = got.iter().map(|(id, _, b)| (*id, b)).collect();
+    bodies::put_many(&txn, &rows).await?;
+    mailsync_store::search::index_pending(&txn).await?;
+    txn.commit().await?;
+    Ok(got.len())
 }
 
 #[cfg(test)]
