@@ -986,9 +986,10 @@ async fn fetch_new_messages(
                 Read::Full => {
                     let ready = std::mem::take(&mut cur);
                     let cp = st.checkpoint(ctx);
-                    let (committed, next) = tokio::join!(
+                    let (committed, next, ()) = tokio::join!(
                         commit_new(ctx, ready, st.rematch, cp),
-                        read_batch(conn, ctx, &tag, from, batch, &mut order, &mut cur)
+                        read_batch(conn, ctx, &tag, from, batch, &mut order, &mut cur),
+                        ctx.store.checkpoint_wal()
                     );
                     st.committed(ctx, committed?);
                     read = next?;
@@ -1253,7 +1254,8 @@ async fn pay_body_debt(
                     None => Ok(0),
                 }
             };
-            let (written, read) = tokio::join!(write, read_bodies(conn, chunk));
+            let (written, read, ()) =
+                tokio::join!(write, read_bodies(conn, chunk), store.checkpoint_wal());
             paid += written?;
             parsed = Some(read?);
             rest = tail;

@@ -537,7 +537,8 @@ async fn full_listing(
         // The next page is asked for while this one is written: the server's time and the
         // database's overlap. A failed write drops the page read beside it; the cursor
         // stored with the last committed page is where the next attempt resumes.
-        let (written, fetched) = futures::join!(write, pager.next_page());
+        let (written, fetched, ()) =
+            futures::join!(write, pager.next_page(), store.checkpoint_wal());
         let stats = written?;
         counts.added += stats.inserted as i64;
         counts.updated += stats.updated as i64;
@@ -659,7 +660,11 @@ async fn pay_body_debt(
                 None => Ok(0),
             }
         };
-        let (written, fetched) = futures::join!(write, fetch_bodies(client, jmap_account, ids));
+        let (written, fetched, ()) = futures::join!(
+            write,
+            fetch_bodies(client, jmap_account, ids),
+            store.checkpoint_wal()
+        );
         paid += written?;
         writing = Some(fetched?);
     }

@@ -1890,3 +1890,76 @@ async fn count_in<C: ConnectionTrait>(
         .ok_or("no row")?;
     Ok(row.try_get::<i64>("", "n")?)
 }
+
+/// SQLite: a bulk writer's commits leave the WAL alone up to ~40 MB, and
+/// `Store::checkpoint_wal` (which sync runs beside its next batch's write) copies what they
+/// committed into the database file. Before, each commit past 1,000 pages (SQLite's default)
+/// checkpointed in line and held up the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_commits_leave_the_checkpoint_to_checkpoint_wal() -> R {
+    let db = TempDb::sqlite().await?;
+    let store = &db.store;
+    let c = store.conn();
+    let file = db
+        .url
+        .trim_start_matches("sqlite://")
+        .trim_end_matches("?mode=rwc")
+        .to_owned();
+    let row = c
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "PRAGMA wal_autocheckpoint",
+        ))
+        .await?
+        .ok_or("no row")?;
+    assert_eq!(
+        row.try_get_by_index::<i64>(0)?,
+        i64::from(mailsync_store::WAL_AUTOCHECKPOINT_PAGES)
+    );
+    store.checkpoint_wal().await;
+    let a = accounts::create(c, new_account("wal")).await?;
+    let inbox = mailboxes::upsert(c, a.id, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    let size = || std::fs::metadata(&file).map(|m| m.len());
+    let empty = size()?;
+    // ~8 MB in 4 commits: 2,000 pages, twice SQLite's default checkpoint threshold.
+    let text = "lorem ipsum dolor sit amet ".repeat(150);
+    for b in 0..4i64 {
+        let items: Vec<EmailUpsert> = (b * 500 + 1..=(b + 1) * 500)
+            .map(|u| email(&format!("w{u}"), inbox, u))
+            .collect();
+        let txn = store.begin().await?;
+        emails::upsert_batch(&txn, a.id, &items).await?;
+        let ids = emails::ids_by_remote_ids(
+            &txn,
+            a.id,
+            &items
+                .iter()
+                .map(|u| u.remote_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+        let body = mailsync_store::bodies::Body {
+            text: Some(text.clone()),
+            html: None,
+            raw: None,
+            truncated: false,
+        };
+        let rows: Vec<_> = ids.values().map(|id| (*id, &body)).collect();
+        mailsync_store::bodies::put_many(&txn, &rows).await?;
+        txn.commit().await?;
+    }
+    let committed = size()?;
+    assert!(
+        committed < empty + 1_000_000,
+        "the commits checkpointed by themselves: {empty} -> {committed} bytes"
+    );
+    store.checkpoint_wal().await;
+    let checkpointed = size()?;
+    assert!(
+        checkpointed > committed + 6_000_000,
+        "checkpoint_wal copied too little: {committed} -> {checkpointed} bytes"
+    );
+    assert_eq!(count(store, "email_bodies").await?, 2_000);
+    db.cleanup().await?;
+    Ok(())
+}
