@@ -1035,6 +1035,9 @@ impl Ctx {
                     self.s.jmap_well_known(),
                 ])
                 .args(["--user", user, "--password-env", PW_VAR, "--bodies", "none"])
+                // Cyrus has no identity for the pool users: without `--email` the CLI asks
+                // the server for the sending address and refuses the account.
+                .args(["--email", &format!("{user}@example.test")])
                 .run()?;
             let c = self.ms(&db).args(["sync", "--once"]);
             v.push(c.timed(&log)?);
