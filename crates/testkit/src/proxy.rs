@@ -75,6 +75,9 @@ struct Shared {
     /// An outage: new connections are closed at once, without reaching the server.
     down: AtomicBool,
     open: Mutex<Vec<TcpStream>>,
+    /// Accepted clients not yet counted as closed, with their counters: looked at on each
+    /// accept ([`count_closed_clients`]).
+    clients: Mutex<Vec<(TcpStream, Arc<Closed>)>>,
 }
 
 /// A TCP proxy from a loopback port to an upstream server, run on plain threads (so it works
@@ -210,6 +213,7 @@ fn accept_loop(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared
             continue;
         };
         shared.connections.fetch_add(1, Ordering::SeqCst);
+        count_closed_clients(shared);
         let now = shared.live.fetch_add(1, Ordering::SeqCst) + 1;
         shared.peak.fetch_max(now, Ordering::SeqCst);
         // Closed once, by whichever direction ends first.
@@ -217,6 +221,13 @@ fn accept_loop(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared
             done: AtomicBool::new(false),
             shared: shared.clone(),
         });
+        if let Ok(c) = client.try_clone() {
+            shared
+                .clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((c, closed.clone()));
+        }
         let cut = shared
             .armed
             .lock()
@@ -254,6 +265,44 @@ fn accept_loop(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared
             server_to_client(server, client, armed, &triggered, &budget, &sh);
             closed.close();
         });
+    }
+}
+
+/// Counts as closed every client whose close (FIN or reset) already waits in its socket while
+/// its relay thread has not woken up to it yet. A client that closes a connection and then
+/// opens another (as a connection cap makes it do) must not look like two open at once just
+/// because the proxy's threads were slower than the client.
+fn count_closed_clients(shared: &Shared) {
+    let mut clients = shared
+        .clients
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    clients.retain(|(s, closed)| {
+        if closed.done.load(Ordering::SeqCst) {
+            return false;
+        }
+        if peer_closed(s) {
+            closed.close();
+            return false;
+        }
+        true
+    });
+}
+
+/// Whether the peer's close is waiting in `s`: a peek that neither waits nor takes data
+/// (`MSG_PEEK | MSG_DONTWAIT`, Linux values) reads end-of-stream or an error. Data still
+/// waiting (the relay thread has not read it yet) counts as open.
+fn peer_closed(s: &TcpStream) -> bool {
+    const MSG_PEEK: i32 = 0x02;
+    const MSG_DONTWAIT: i32 = 0x40;
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match socket2::SockRef::from(s).recv_with_flags(&mut buf, MSG_PEEK | MSG_DONTWAIT) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        ),
     }
 }
 
@@ -350,4 +399,45 @@ fn server_to_client(
         }
     }
     let _ = to.shutdown(Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that closes a connection and at once opens the next never counts two open,
+    /// however late the proxy's relay threads notice the close (the cap tests rely on it).
+    #[test]
+    fn a_closed_connection_is_not_counted_beside_the_next() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let upstream = TcpListener::bind("127.0.0.1:0")?;
+        let port = upstream.local_addr()?.port();
+        // The upstream accepts and holds every connection until the test ends.
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let h = held.clone();
+        thread::spawn(move || {
+            for s in upstream.incoming().flatten() {
+                h.lock().unwrap_or_else(PoisonError::into_inner).push(s);
+            }
+        });
+        let proxy = FaultProxy::start("127.0.0.1", port)?;
+        let mut last = TcpStream::connect(proxy.addr)?;
+        for _ in 0..50 {
+            drop(last);
+            last = TcpStream::connect(proxy.addr)?;
+        }
+        // Let the accept loop take the last one.
+        let t0 = std::time::Instant::now();
+        while proxy.connections() < 51 && t0.elapsed() < std::time::Duration::from_secs(5) {
+            thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(proxy.connections(), 51);
+        assert_eq!(
+            proxy.peak(),
+            1,
+            "a closed connection counted beside the next"
+        );
+        drop(last);
+        Ok(())
+    }
 }
