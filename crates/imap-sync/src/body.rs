@@ -6,7 +6,7 @@ use mailsync_store::{EmailId, Store, emails, mailboxes};
 
 use crate::connection::Connection;
 use crate::error::{Error, ResponseCode};
-use crate::mime::{self, ParsedBody};
+use crate::mime::{self, BodyText, ParsedBody};
 use crate::storeext;
 use crate::wire::{Cmd, Event, Untagged};
 
@@ -80,10 +80,8 @@ pub async fn fetch_body(
         &txn,
         email,
         &Body {
-            text: parsed.text.clone(),
-            html: parsed.html.clone(),
             raw: Some(raw),
-            truncated: false,
+            ..Body::from(BodyText::from(parsed.clone()))
         },
     )
     .await?;

@@ -1,7 +1,10 @@
 //! Entry points for the fuzz targets (`fuzz/`): the production paths for bytes a server sends,
 //! without a socket. Not a stable API.
 
-use crate::mime;
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+
+use crate::mime::{self, Part};
+use crate::skeleton;
 use crate::transport::Nesting;
 
 /// Runs server bytes through what a connection does with them: the nesting guard, then
@@ -33,9 +36,115 @@ pub fn imap_responses(bytes: &[u8]) {
     }
 }
 
-/// Parses a whole message as a body download does (text, HTML, attachments, preview).
+/// Parses a whole message as a body download does (text, HTML, attachments, preview), then
+/// again through the skeleton path of a sync (attachment bodies left out) with a structure
+/// read from the message itself, which must give the same texts.
 pub fn mime_message(bytes: &[u8]) {
-    let _ = mime::parse_message(bytes);
+    let full = mime::BodyText::from(mime::parse_message(bytes));
+    if let Some(s) = structure_of(bytes) {
+        let fast = skeleton::body_text(bytes, &s);
+        assert!(
+            fast == full,
+            "skeleton and full parse differ: {fast:?} != {full:?}"
+        );
+    }
+}
+
+/// A BODYSTRUCTURE-like tree of `raw` as mail-parser reads it (what a server would send for
+/// a well-formed message), `None` when mail-parser cannot parse it or it nests too deep.
+pub(crate) fn structure_of(raw: &[u8]) -> Option<Part> {
+    let m = mime::guarded("structure", || MessageParser::new().parse(raw))?;
+    part_of(&m, 0, "", 0)
+}
+
+fn part_of(m: &mail_parser::Message<'_>, i: usize, path: &str, depth: usize) -> Option<Part> {
+    if depth > 16 {
+        return None;
+    }
+    let p = m.parts.get(i)?;
+    let ct = p.content_type();
+    let mut part = Part {
+        path: path.to_owned(),
+        mime_type: ct
+            .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
+            .unwrap_or_else(|| "text/plain".into())
+            .to_ascii_lowercase(),
+        params: ct
+            .and_then(|c| c.attributes())
+            .unwrap_or_default()
+            .iter()
+            .map(|a| (a.name.to_ascii_lowercase(), a.value.to_string()))
+            .collect(),
+        encoding: match p.encoding {
+            mail_parser::Encoding::Base64 => "base64",
+            mail_parser::Encoding::QuotedPrintable => "quoted-printable",
+            mail_parser::Encoding::None => "7bit",
+        }
+        .to_owned(),
+        ..Part::default()
+    };
+    if let PartType::Multipart(children) = &p.body {
+        for (n, &c) in children.iter().enumerate() {
+            let child_path = if path.is_empty() {
+                (n + 1).to_string()
+            } else {
+                format!("{path}.{}", n + 1)
+            };
+            part.children
+                .push(part_of(m, c as usize, &child_path, depth + 1)?);
+        }
+    }
+    Some(part)
+}
+
+/// What [`compare_bodies`] found.
+#[derive(Debug, Default)]
+pub struct SkeletonReport {
+    /// Messages compared.
+    pub messages: usize,
+    /// Messages whose texts came from the skeleton path.
+    pub skeleton: usize,
+    /// Messages that took the full parse, with the reason.
+    pub fallbacks: Vec<(u32, &'static str)>,
+    /// Messages whose texts differ between the two paths (UID and both results).
+    pub mismatches: Vec<String>,
+}
+
+/// Test entry: fetches every message of `mailbox` with `BODYSTRUCTURE BODY.PEEK[]` as a first
+/// sync with bodies does, and compares the sync's skeleton path with mail-parser's full parse.
+pub async fn compare_bodies(
+    conn: &mut crate::Connection,
+    mailbox: &str,
+) -> Result<SkeletonReport, crate::Error> {
+    use crate::wire::{Cmd, Event, Untagged};
+    conn.select(mailbox).await?;
+    let cmd = Cmd::new("UID FETCH")
+        .raw("1:*")
+        .raw("(UID BODYSTRUCTURE BODY.PEEK[])");
+    let tag = conn.wire.send(&cmd).await?;
+    let mut r = SkeletonReport::default();
+    loop {
+        match conn.wire.next(&tag).await? {
+            Event::Data(Untagged::Fetch(f)) => {
+                let (Some(uid), Some(raw), Some(s)) = (f.uid, &f.body, &f.structure) else {
+                    continue;
+                };
+                r.messages += 1;
+                match skeleton::try_skeleton(raw, s) {
+                    Ok(_) => r.skeleton += 1,
+                    Err(why) => r.fallbacks.push((uid, why)),
+                }
+                let fast = skeleton::body_text(raw, s);
+                let full = mime::BodyText::from(mime::parse_message(raw));
+                if fast != full {
+                    r.mismatches
+                        .push(format!("uid {uid}: skeleton {fast:?}\nfull {full:?}"));
+                }
+            }
+            Event::Data(other) => conn.note(&other),
+            Event::Done(_) => return Ok(r),
+        }
+    }
 }
 
 #[cfg(test)]

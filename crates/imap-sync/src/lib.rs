@@ -130,6 +130,7 @@ mod part;
 pub mod plan;
 mod rawscan;
 mod search;
+mod skeleton;
 /// The UID-level queries live in the store, beside every other query.
 pub(crate) use mailsync_store::uids as storeext;
 mod sync;

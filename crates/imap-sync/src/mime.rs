@@ -5,7 +5,8 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use mailsync_store::bodies::Body;
 use mailsync_store::emails::{Attachment, EmailUpsert, Membership};
 use mailsync_store::{Address, Flags, MailboxId};
 
@@ -548,24 +549,40 @@ pub struct ParsedBody {
     pub attachments: Vec<Attachment>,
 }
 
-/// Runs mail-parser on bytes from the network, taking a panic inside it for "cannot parse".
-/// mail-parser 0.11 has a `debug_assert!` that malformed multipart nesting reaches
-/// (parsers/message.rs:485, found by the fuzz smoke), and a sync must not die on one message
-/// whatever the build: such a message is kept as one mail-parser cannot parse at all.
-fn guarded<T>(what: &'static str, f: impl FnOnce() -> Option<T>) -> Option<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        tracing::warn!(what, "the MIME parser failed on this input; left unparsed");
-        None
-    })
+/// The texts of a message kept in the store: what [`ParsedBody`] holds but the attachments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BodyText {
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub preview: Option<String>,
 }
 
-/// Parses a raw RFC 5322 message into text, HTML and attachment metadata.
-pub(crate) fn parse_message(raw: &[u8]) -> ParsedBody {
-    guarded("message", || parse_message_unguarded(raw)).unwrap_or_default()
+impl From<ParsedBody> for BodyText {
+    fn from(p: ParsedBody) -> Self {
+        BodyText {
+            text: p.text,
+            html: p.html,
+            preview: p.preview,
+        }
+    }
 }
 
-fn parse_message_unguarded(raw: &[u8]) -> Option<ParsedBody> {
-    let m = MessageParser::new().parse(raw)?;
+/// The stored body of a parsed message (the raw message is kept only on demand, by the
+/// caller).
+impl From<BodyText> for Body {
+    fn from(t: BodyText) -> Self {
+        Body {
+            text: t.text,
+            html: t.html,
+            raw: None,
+            truncated: false,
+        }
+    }
+}
+
+/// The text body (else text from the HTML body), the HTML body and a preview of a parsed
+/// message: the first part of mail-parser's text and HTML body lists.
+pub(crate) fn text_of(m: &Message<'_>) -> BodyText {
     let html = m
         .html_body
         .first()
@@ -587,6 +604,36 @@ fn parse_message_unguarded(raw: &[u8]) -> Option<ParsedBody> {
                 .map(mail_parser::decoders::html::html_to_text)
         });
     let preview = text.as_deref().and_then(make_preview);
+    BodyText {
+        text,
+        html,
+        preview,
+    }
+}
+
+/// Runs mail-parser on bytes from the network, taking a panic inside it for "cannot parse".
+/// mail-parser 0.11 has a `debug_assert!` that malformed multipart nesting reaches
+/// (parsers/message.rs:485, found by the fuzz smoke), and a sync must not die on one message
+/// whatever the build: such a message is kept as one mail-parser cannot parse at all.
+pub(crate) fn guarded<T>(what: &'static str, f: impl FnOnce() -> Option<T>) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        tracing::warn!(what, "the MIME parser failed on this input; left unparsed");
+        None
+    })
+}
+
+/// Parses a raw RFC 5322 message into text, HTML and attachment metadata.
+pub(crate) fn parse_message(raw: &[u8]) -> ParsedBody {
+    guarded("message", || parse_message_unguarded(raw)).unwrap_or_default()
+}
+
+fn parse_message_unguarded(raw: &[u8]) -> Option<ParsedBody> {
+    let m = MessageParser::new().parse(raw)?;
+    let BodyText {
+        text,
+        html,
+        preview,
+    } = text_of(&m);
     let attachments = m
         .attachments()
         .map(|a| Attachment {

@@ -19,8 +19,9 @@ use crate::connection::Selected;
 use crate::connection::{Connection, SelectState};
 use crate::error::{Error, ResponseCode};
 use crate::mailboxes::{sync_mailboxes, to_state};
-use crate::mime;
+use crate::mime::{self, BodyText};
 use crate::plan::{self, FlagCheck, Plan, ServerState};
+use crate::skeleton;
 use crate::storeext;
 use crate::uidset;
 use crate::wire::{Cmd, Event, FetchData, Untagged};
@@ -840,23 +841,24 @@ impl Batch {
             return;
         };
         if let Some(raw) = &f.body {
-            let parsed = mime::parse_message(raw);
+            // With a BODYSTRUCTURE the attachments are known (`to_upsert` took them from it)
+            // and their bodies need no decoding; without one, mail-parser's list is all there is.
+            let text = match &f.structure {
+                Some(s) => skeleton::body_text(raw, s),
+                None => {
+                    let mut parsed = mime::parse_message(raw);
+                    if u.attachments.is_none() {
+                        let atts = std::mem::take(&mut parsed.attachments);
+                        u.has_attachment = !atts.is_empty();
+                        u.attachments = Some(atts);
+                    }
+                    BodyText::from(parsed)
+                }
+            };
             if u.preview.is_none() {
-                u.preview.clone_from(&parsed.preview);
+                u.preview.clone_from(&text.preview);
             }
-            if u.attachments.is_none() {
-                u.has_attachment = !parsed.attachments.is_empty();
-                u.attachments = Some(parsed.attachments);
-            }
-            self.bodies.push((
-                u.remote_id.clone(),
-                Body {
-                    text: parsed.text,
-                    html: parsed.html,
-                    raw: None,
-                    truncated: false,
-                },
-            ));
+            self.bodies.push((u.remote_id.clone(), Body::from(text)));
         }
         self.upserts.push(u);
     }
@@ -1296,22 +1298,14 @@ async fn read_bodies(
                     if let (Some(w), Some(raw)) = (f.uid.and_then(|u| by_uid.get(&u)), f.body)
                         && !raw.is_empty()
                     {
-                        let parsed = mime::parse_message(&raw);
+                        // Only `BODY.PEEK[]` is fetched here, so mail-parser parses it all.
+                        let mut text = BodyText::from(mime::parse_message(&raw));
                         let preview = if w.needs_preview {
-                            parsed.preview
+                            text.preview.take()
                         } else {
                             None
                         };
-                        got.push((
-                            w.email,
-                            preview,
-                            Body {
-                                text: parsed.text,
-                                html: parsed.html,
-                                raw: None,
-                                truncated: false,
-                            },
-                        ));
+                        got.push((w.email, preview, Body::from(text)));
                         tokio::task::yield_now().await;
                     }
                 }
