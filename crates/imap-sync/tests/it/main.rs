@@ -15,5 +15,6 @@ mod perf;
 mod poison;
 mod postgres;
 mod sasl;
+mod skeleton;
 mod sync_dovecot;
 mod uidvalidity;
