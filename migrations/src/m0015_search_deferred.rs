@@ -44,7 +44,7 @@ fn sqlite_drop_row_triggers() -> Vec<String> {
         .collect()
 }
 
-fn sqlite_up() -> Vec<String> {
+pub(crate) fn sqlite_up() -> Vec<String> {
     // Not `INSERT OR IGNORE`: inside a trigger the outer statement's conflict handling wins,
     // and an email upsert (`INSERT ... ON CONFLICT DO UPDATE`) made the ignore an abort.
     let note = |id: &str| {

@@ -643,9 +643,9 @@ impl Ctx {
             let d = self.fresh_dir("ms-noidx")?;
             let noidx = d.join("db.sqlite");
             self.add_imap(&noidx, &user, self.port(), "all")?;
-            let drop: String = ["ai", "au", "ad", "bi", "bu", "bd"]
+            let drop: String = ["ei", "eu", "ed", "bi", "bu", "bd"]
                 .iter()
-                .map(|t| format!("DROP TRIGGER email_fts_{t};"))
+                .map(|t| format!("DROP TRIGGER search_note_{t};"))
                 .collect();
             let st = Command::new("sqlite3")
                 .arg(&noidx)

@@ -911,7 +911,7 @@ impl Engine {
         server: bool,
         limit: u64,
     ) -> Result<SearchOutcome, EngineError> {
-        let local = mailsync_store::search::search(self.store().conn(), account, q, limit).await?;
+        let local = mailsync_store::search::search(self.store(), account, q, limit).await?;
         let mut found = Vec::new();
         let mut failed = Vec::new();
         if server {

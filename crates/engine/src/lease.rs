@@ -145,4 +145,10 @@ impl crate::worker::CycleLog for OwnedLog<'_> {
     ) -> Result<(), EngineError> {
         crate::worker::CycleLog::finish(self.store, handle, outcome, counts).await
     }
+    async fn index_noted(&self, max_notes: u64) -> Result<u64, EngineError> {
+        crate::worker::CycleLog::index_noted(self.store, max_notes).await
+    }
+    async fn collect_noted(&self) -> Result<(), EngineError> {
+        crate::worker::CycleLog::collect_noted(self.store).await
+    }
 }

@@ -2,6 +2,7 @@
 //! each cycle recorded in the sync log.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mailsync_store::changes::{Changes, QueueFate};
@@ -322,7 +323,8 @@ impl Default for WorkerPolicy {
 /// A running worker's outcome for `--once` callers.
 pub type CycleResult = Result<SyncCounts, EngineError>;
 
-/// Where cycles are recorded: the `sync_log` table in production, memory in tests.
+/// Where cycles are recorded: the `sync_log` table in production, memory in tests. Also the
+/// store's work that runs beside each cycle: search indexing ([`CycleLog::index_noted`]).
 #[async_trait::async_trait]
 pub trait CycleLog: Send + Sync {
     /// Records the start of a cycle; returns a handle for [`CycleLog::finish`].
@@ -334,10 +336,27 @@ pub trait CycleLog: Send + Sync {
         outcome: Result<(), &str>,
         counts: SyncCounts,
     ) -> Result<(), EngineError>;
+    /// Indexes for search what writes noted, up to `max_notes` notes, on a connection that
+    /// does not hold up the cycle's writes; returns the notes passed (0: the index is
+    /// current). Stores that index inside their writes keep the default.
+    async fn index_noted(&self, _max_notes: u64) -> Result<u64, EngineError> {
+        Ok(0)
+    }
+    /// Drops the notes the index has passed (once it has caught up).
+    async fn collect_noted(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
 impl CycleLog for Store {
+    async fn index_noted(&self, max_notes: u64) -> Result<u64, EngineError> {
+        Ok(Store::index_noted(self, max_notes).await?)
+    }
+    async fn collect_noted(&self) -> Result<(), EngineError> {
+        Store::collect_noted(self).await?;
+        Ok(())
+    }
     async fn start(&self, account: AccountId) -> Result<i64, EngineError> {
         Ok(sync_log::start(self.conn(), account).await?.0)
     }
@@ -394,7 +413,13 @@ async fn run_cycle_logged<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
 ) -> CycleResult {
     let handle = log.start(account).await?;
     let _ = events.send(EngineEvent::CycleStarted { account });
-    let res = with_events(events, account, driver.cycle(cancel)).await;
+    let done = AtomicBool::new(false);
+    let cycle = async {
+        let res = with_events(events, account, driver.cycle(cancel)).await;
+        done.store(true, Ordering::Release);
+        res
+    };
+    let (res, ()) = tokio::join!(cycle, index_beside(log, &done, cancel));
     let (outcome, counts) = match &res {
         Ok(c) => (Ok(()), *c),
         Err(e) => (Err(e.to_string()), SyncCounts::default()),
@@ -406,6 +431,60 @@ async fn run_cycle_logged<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
     )
     .await?;
     res
+}
+
+/// Notes (changed emails) passed per indexing transaction beside a cycle: about the batch
+/// size FTS5 did best with (one modest segment per transaction).
+const INDEX_NOTES: u64 = 500;
+/// How long the indexer beside a cycle waits when it has caught up with the cycle's writes.
+const INDEX_IDLE: Duration = Duration::from_millis(50);
+
+/// Search indexing beside a cycle: the store indexes what the cycle's batches noted while
+/// the next batches are written (SQLite: in its companion file, so on the second core), and
+/// catches up once the cycle has ended, so a finished cycle leaves the index current (a
+/// shutdown leaves the rest to the next cycle or search). Its errors cost only the index's
+/// freshness (a search catches up by itself): they are logged, never the cycle's.
+async fn index_beside<L: CycleLog + ?Sized>(
+    log: &L,
+    done: &AtomicBool,
+    cancel: &CancellationToken,
+) {
+    let (mut notes, mut steps, mut tail) = (0u64, 0u32, None);
+    loop {
+        let finished = done.load(Ordering::Acquire);
+        if finished && tail.is_none() {
+            tail = Some(tokio::time::Instant::now());
+        }
+        match log.index_noted(INDEX_NOTES).await {
+            Ok(0) if finished => break,
+            Ok(0) => tokio::time::sleep(INDEX_IDLE).await,
+            Ok(n) => {
+                notes += n;
+                steps += 1;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Search indexing failed; a search will catch up.");
+                if finished {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        if finished && cancel.is_cancelled() {
+            return;
+        }
+    }
+    if let Err(e) = log.collect_noted().await {
+        tracing::debug!(error = %e, "Could not drop the notes the search index has passed.");
+    }
+    if notes > 0 {
+        tracing::debug!(
+            notes,
+            steps,
+            after_cycle = ?tail.map(|t| t.elapsed()),
+            "Search index caught up."
+        );
+    }
 }
 
 /// The worker loop. Returns when `cancel` fires.

@@ -31,6 +31,7 @@ pub mod accounts;
 pub mod bodies;
 pub mod changes;
 pub mod checkpoints;
+pub mod companion;
 pub mod daemons;
 pub mod emails;
 pub mod entity;
@@ -63,6 +64,8 @@ pub use types::{
 
 /// The schema version that introduced local threading (mail stored before it is threaded once).
 const THREADS_VERSION: u32 = 11;
+/// The schema version from which SQLite's search index lives in a companion file.
+const COMPANION_VERSION: u32 = 16;
 
 /// The one error type of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +206,8 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// SQLite: the search index's companion file (see [`companion`]); none on PostgreSQL.
+    companion: Option<std::sync::Arc<companion::Companion>>,
     /// Bulk-write bookkeeping shared by the clones (see [`Store::note_inserted`]).
     growth: std::sync::Arc<planner::Growth>,
 }
@@ -281,8 +286,14 @@ impl Store {
                 url: redact_url(url),
                 source,
             })?;
+        let companion = if is_sqlite {
+            Some(std::sync::Arc::new(companion::Companion::open(url).await?))
+        } else {
+            None
+        };
         Ok(Self {
             db,
+            companion,
             growth: std::sync::Arc::new(planner::Growth::new()),
         })
     }
@@ -296,13 +307,20 @@ impl Store {
         self.after_upgrade(before).await
     }
 
-    /// Data steps a migration cannot do in SQL: threading mail stored before v11.
+    /// Data steps a migration cannot do in SQL: threading mail stored before v11; from v16,
+    /// making SQLite's search companion fit for this database (rebuilt when missing, another
+    /// database's, or out of step with it).
     async fn after_upgrade(&self, before: u32) -> Result<(), StoreError> {
-        if before > 0 && before < THREADS_VERSION && self.schema_version().await? >= THREADS_VERSION
-        {
+        let now = self.schema_version().await?;
+        if before > 0 && before < THREADS_VERSION && now >= THREADS_VERSION {
             let txn = self.begin().await?;
             threads::backfill(&txn).await?;
             txn.commit().await?;
+        }
+        if now >= COMPANION_VERSION
+            && let Some(c) = &self.companion
+        {
+            c.ensure(&self.db).await?;
         }
         Ok(())
     }
@@ -373,6 +391,37 @@ impl Store {
         }
     }
 
+    /// Indexes for search the emails of up to `max_notes` changes noted since the index was
+    /// last brought up to date, in one transaction of SQLite's search companion, on its own
+    /// connection: it takes the companion's write lock, never the mail database's, so it
+    /// runs beside a sync's batches (the engine joins it to each cycle). Returns the number
+    /// of notes passed; 0 when the index is current. Does nothing on PostgreSQL, where each
+    /// writer's batch indexes its own rows ([`search::index_pending`]): there is no single
+    /// write lock to get out from under, and a second transaction taking notes beside the
+    /// batches could deadlock with them.
+    pub async fn index_noted(&self, max_notes: u64) -> Result<u64, StoreError> {
+        match &self.companion {
+            Some(c) => c.step(max_notes).await,
+            None => Ok(0),
+        }
+    }
+
+    /// Deletes from the mail database the notes SQLite's search index has passed (a short
+    /// write; callers run it once the index has caught up, not per step). Returns how many.
+    /// Nothing to do on PostgreSQL.
+    pub async fn collect_noted(&self) -> Result<u64, StoreError> {
+        match &self.companion {
+            Some(c) => c.collect(&self.db).await,
+            None => Ok(0),
+        }
+    }
+
+    /// The connection a search's full-text query runs on: SQLite's companion pool (the index
+    /// as `main`, the mail database attached as `mail`), else the store's pool.
+    pub(crate) fn search_conn(&self) -> &DatabaseConnection {
+        self.companion.as_ref().map_or(&self.db, |c| &c.db)
+    }
+
     /// Starts a transaction. Dropping it without `commit` rolls back.
     ///
     /// On SQLite it is `BEGIN IMMEDIATE`: it takes the write lock at once, waiting for it under
@@ -400,6 +449,11 @@ impl Store {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(self) -> Result<(), StoreError> {
+        if let Some(c) = self.companion
+            && let Ok(c) = std::sync::Arc::try_unwrap(c)
+        {
+            c.db.close().await?;
+        }
         Ok(self.db.close().await?)
     }
 }

@@ -1,6 +1,7 @@
 //! Local full-text search over subject, addresses and cached text bodies: one query language
 //! and one API over SQLite FTS5 (ranked by bm25) and PostgreSQL tsvector/GIN (ts_rank). The
-//! index is noted by triggers and filled in bulk per batch ([`index_pending`], schema v13).
+//! index is noted by triggers and filled in bulk: per batch on PostgreSQL ([`index_pending`],
+//! schema v13), beside the writes in a companion file on SQLite (`companion`, schema v16).
 //!
 //! Query syntax: words and `"quoted phrases"` (all must match), `from:`, `to:` (To/Cc/Bcc),
 //! `subject:` (a word or a quoted phrase), `in:MAILBOX` (name or role), `is:unread`,
@@ -8,10 +9,7 @@
 //! before that day, UTC), `after:YYYY-MM-DD` (arrived that day or later).
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::{
-    ConnectionTrait, SqliteTransactionMode, Statement, TransactionOptions, TransactionSession,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 
 use crate::emails::{self, EmailSummary};
 use crate::sql::Sql;
@@ -229,47 +227,19 @@ fn candidates(limit: u64) -> i64 {
     i64::try_from(limit.saturating_mul(10).max(500)).unwrap_or(i64::MAX)
 }
 
-/// SQLite: inserts the index rows of the emails noted in `search_pending`, in rowid order.
-/// Ordered by `p.email_id`, not `e.id` (the same values): ordering by the emails' rowid made
-/// SQLite scan the whole `emails` table to avoid a sort, 21 ms per batch at 100,000 emails
-/// even for one noted row; this way it walks the (few) noted ids and looks each email up.
-fn sqlite_index_noted() -> String {
-    let addrs = |col: &str| {
-        format!(
-            "coalesce((SELECT group_concat(coalesce(json_extract(j.value, '$.name'), '') || ' ' || \
-             coalesce(json_extract(j.value, '$.email'), ''), ' ') FROM json_each({col}) j), '')"
-        )
-    };
-    format!(
-        "INSERT INTO email_fts (rowid, subject, sender, recipients, body) \
-         SELECT e.id, coalesce(e.subject, ''), {from}, {to} || ' ' || {cc} || ' ' || {bcc}, \
-         coalesce((SELECT b.text_body FROM email_bodies b WHERE b.email_id = e.id), '') \
-         FROM search_pending p JOIN emails e ON e.id = p.email_id ORDER BY p.email_id",
-        from = addrs("e.from_addr"),
-        to = addrs("e.to_addr"),
-        cc = addrs("e.cc_addr"),
-        bcc = addrs("e.bcc_addr"),
-    )
-}
-
-/// Brings the search index up to date with every email noted as new or changed (inserted,
-/// subject/addresses changed, body stored, changed or removed): the triggers of schema v13
-/// only note ids, and this indexes the noted rows in one pass. Writers call it inside the
-/// transaction of a batch, after its emails and bodies, so the index commits with the data
-/// and each row is indexed once, with its body. [`search`] calls it too before querying, so
-/// a writer that does not leaves rows unindexed only until the next search.
+/// PostgreSQL: brings the search index up to date with every email noted as new or changed
+/// (inserted, subject/addresses changed, body stored, changed or removed), inside the
+/// caller's transaction: writers call it after a batch's emails and bodies, so the index
+/// commits with the data and each row is indexed once, with its body.
+///
+/// SQLite: does nothing. Its index lives in a companion file (`companion`, schema v16),
+/// filled by [`crate::Store::index_noted`] beside the writes, on another connection: under
+/// the mail database's single write lock, indexing held up every batch. On both backends a
+/// search first indexes whatever is still noted, so nothing written is ever missing from a
+/// search's results.
 pub async fn index_pending<C: ConnectionTrait>(c: &C) -> Result<(), StoreError> {
     if c.get_database_backend() == sea_orm::DbBackend::Postgres {
         return pg_index_pending(c).await;
-    }
-    for s in [
-        // A row indexed before (changed since) leaves first; a new row has nothing to
-        // remove, which costs one docsize lookup.
-        "DELETE FROM email_fts WHERE rowid IN (SELECT email_id FROM search_pending)".to_owned(),
-        sqlite_index_noted(),
-        "DELETE FROM search_pending".to_owned(),
-    ] {
-        c.execute_unprepared(&s).await?;
     }
     Ok(())
 }
@@ -441,9 +411,15 @@ fn pg_doc(t: &DocText<'_>) -> String {
     out
 }
 
-/// Indexes what writers left noted, in a transaction of its own (SQLite: taking the write
-/// lock first), when there is anything.
-async fn catch_up<C: ConnectionTrait + TransactionTrait>(c: &C) -> Result<(), StoreError> {
+/// Indexes what writers left noted, in a transaction of its own (SQLite: the companion's
+/// steps, then the notes it passed are collected), when there is anything.
+async fn catch_up(store: &crate::Store) -> Result<(), StoreError> {
+    if store.backend() == crate::Backend::Sqlite {
+        while store.index_noted(CATCH_UP_NOTES).await? > 0 {}
+        store.collect_noted().await?;
+        return Ok(());
+    }
+    let c = store.conn();
     let row = c
         .query_one_raw(Statement::from_string(
             c.get_database_backend(),
@@ -457,18 +433,14 @@ async fn catch_up<C: ConnectionTrait + TransactionTrait>(c: &C) -> Result<(), St
     if !pending {
         return Ok(());
     }
-    let options = TransactionOptions {
-        sqlite_transaction_mode: match c.get_database_backend() {
-            sea_orm::DbBackend::Postgres => None,
-            _ => Some(SqliteTransactionMode::Immediate),
-        },
-        ..TransactionOptions::default()
-    };
-    let txn = c.begin_with_options(options).await?;
+    let txn = c.begin().await?;
     index_pending(&txn).await?;
     txn.commit().await?;
     Ok(())
 }
+
+/// Notes indexed per companion transaction when a search catches up.
+const CATCH_UP_NOTES: u64 = 2_000;
 
 /// Searches the local database, best match first (newest first when the query has no words).
 ///
@@ -480,23 +452,26 @@ async fn catch_up<C: ConnectionTrait + TransactionTrait>(c: &C) -> Result<(), St
 /// reads each match's stored tsvector): the newest max(500, 10 × `limit`) matches that pass the
 /// filters are ranked by `ts_rank`; when a query matches more than that, older matches are not
 /// ranked (recent mail first, which is what a mail search wants of a word found everywhere).
-pub async fn search<C: ConnectionTrait + TransactionTrait>(
-    c: &C,
+pub async fn search(
+    store: &crate::Store,
     account: Option<AccountId>,
     q: &Query,
     limit: u64,
 ) -> Result<Vec<Hit>, StoreError> {
-    catch_up(c).await?;
-    let pg = c.get_database_backend() == sea_orm::DbBackend::Postgres;
+    catch_up(store).await?;
+    let pg = store.backend() == crate::Backend::Postgres;
+    // SQLite: the index's pool, which sees the mail database attached (read only here).
+    let index = store.search_conn();
     let bound = candidates(limit);
-    let mut ranked = ranked_ids(c, account, q, limit, Some(bound)).await?;
+    let mut ranked = ranked_ids(index, account, q, limit, Some(bound)).await?;
     // SQLite: filters that left too few of the best candidates get 16 times as many, then all.
     for wider in [Some(bound.saturating_mul(16)), None] {
         if pg || q.terms.is_empty() || ranked.len() as u64 >= limit {
             break;
         }
-        ranked = ranked_ids(c, account, q, limit, wider).await?;
+        ranked = ranked_ids(index, account, q, limit, wider).await?;
     }
+    let c = store.conn();
     let ids: Vec<EmailId> = ranked.iter().map(|(id, _)| *id).collect();
     let mut summaries = emails::summaries_by_ids(c, &ids).await?;
     let all_words: Vec<&str> = q
@@ -673,35 +648,6 @@ pub fn snippet(body: Option<&str>, preview: Option<&str>, words: &[&str]) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The indexing statement walks the noted ids, never the whole `emails` table (a scan
-    /// cost 21 ms per batch at 100,000 emails, however few rows were noted).
-    #[tokio::test]
-    async fn indexing_walks_the_noted_ids() -> Result<(), StoreError> {
-        let db = crate::testing::TempDb::sqlite().await?;
-        let plan = db
-            .store
-            .conn()
-            .query_all_raw(Statement::from_string(
-                sea_orm::DbBackend::Sqlite,
-                format!("EXPLAIN QUERY PLAN {}", sqlite_index_noted()),
-            ))
-            .await?;
-        let steps: Vec<String> = plan
-            .iter()
-            .filter_map(|r| r.try_get::<String>("", "detail").ok())
-            .collect();
-        assert!(
-            steps.iter().any(|d| d.starts_with("SCAN p")),
-            "the noted ids are the outer loop: {steps:?}"
-        );
-        assert!(
-            steps.iter().all(|d| !d.starts_with("SCAN e")),
-            "no scan of emails: {steps:?}"
-        );
-        db.cleanup().await?;
-        Ok(())
-    }
 
     fn t(field: Field, w: &[&str]) -> Term {
         Term {

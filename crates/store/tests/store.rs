@@ -107,7 +107,7 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 15);
+    assert_eq!(mailsync_store::LATEST_VERSION, 16);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }
@@ -606,16 +606,16 @@ async fn v14_upgrade_rebuilds_search_docs(store: &Store) -> R {
     if pg {
         c.execute_unprepared(v14_docs).await?;
         c.execute_unprepared("DELETE FROM search_pending").await?;
-    } else {
-        search::index_pending(c).await?;
     }
     store.migrate().await?;
+    // PostgreSQL notes every email to rebuild its documents (v15); SQLite's index moves to
+    // its companion file (v16), which is rebuilt from every email.
     assert_eq!(
         count(store, "search_pending").await?,
-        if pg { 3 } else { 0 },
-        "noted for rebuilding on PostgreSQL only"
+        3,
+        "noted for rebuilding"
     );
-    let hits = search::search(c, Some(a.id), &search::parse("budget")?, 10).await?;
+    let hits = search::search(store, Some(a.id), &search::parse("budget")?, 10).await?;
     assert_eq!(hits.len(), 2, "{hits:?}");
     assert_eq!(count(store, "search_pending").await?, 0, "rebuilt");
     for (q, n) in [
@@ -624,7 +624,7 @@ async fn v14_upgrade_rebuilds_search_docs(store: &Store) -> R {
         ("subject:v2", 1),
         ("555", 1),
     ] {
-        let found = search::search(c, Some(a.id), &search::parse(q)?, 10).await?;
+        let found = search::search(store, Some(a.id), &search::parse(q)?, 10).await?;
         assert_eq!(found.len(), n, "{q}");
     }
     if pg {
@@ -1608,7 +1608,7 @@ async fn v9_upgrade_threads_and_indexes(store: &Store) -> R {
     let c = store.conn();
     let find = |q: &str| {
         let q = search::parse(q);
-        async move { search::search(c, None, &q?, 10).await }
+        async move { search::search(store, None, &q?, 10).await }
     };
     assert_eq!(find("lighthouse").await?.len(), 1, "old body indexed");
     assert_eq!(find("harbour").await?.len(), 2, "old subjects indexed");
@@ -1706,6 +1706,24 @@ async fn search_local_language_and_upkeep(store: &Store) -> R {
     emails::upsert_batch(&txn, other, &[o]).await?;
     search::index_pending(&txn).await?;
     txn.commit().await?;
+    if store.backend() == mailsync_store::Backend::Sqlite {
+        // SQLite indexes beside the writes, in its companion file, and collects the notes
+        // it has passed once it has caught up.
+        assert_eq!(
+            count(store, "search_pending").await?,
+            4,
+            "left to the indexer"
+        );
+        assert_eq!(store.index_noted(1_000).await?, 4, "every note passed");
+        assert_eq!(store.index_noted(1_000).await?, 0, "current");
+        assert_eq!(store.collect_noted().await?, 4);
+    } else {
+        assert_eq!(
+            store.index_noted(1_000).await?,
+            0,
+            "nothing to do beside the writes"
+        );
+    }
     assert_eq!(
         count(store, "search_pending").await?,
         0,
@@ -1746,7 +1764,7 @@ async fn search_local_language_and_upkeep(store: &Store) -> R {
         let q = q.to_owned();
         async move {
             let parsed = search::parse(&q)?;
-            let hits = search::search(c, Some(acc), &parsed, 20).await?;
+            let hits = search::search(store, Some(acc), &parsed, 20).await?;
             Ok::<_, StoreError>(
                 hits.into_iter()
                     .map(|h| h.summary.email.id)
@@ -1793,9 +1811,9 @@ async fn search_local_language_and_upkeep(store: &Store) -> R {
     );
     assert_eq!(ids("before:2026-02-10").await?, vec![ia]);
     assert_eq!(ids("café").await?, vec![id_]);
-    let hits = search::search(c, None, &search::parse("budget")?, 20).await?;
+    let hits = search::search(store, None, &search::parse("budget")?, 20).await?;
     assert_eq!(hits.len(), 3, "every account without one given");
-    let snip = search::search(c, Some(acc), &search::parse("fine")?, 5).await?;
+    let snip = search::search(store, Some(acc), &search::parse("fine")?, 5).await?;
     assert!(
         snip[0]
             .snippet
@@ -1961,5 +1979,131 @@ async fn bulk_commits_leave_the_checkpoint_to_checkpoint_wal() -> R {
     );
     assert_eq!(count(store, "email_bodies").await?, 2_000);
     db.cleanup().await?;
+    Ok(())
+}
+
+/// The search words of `store`'s account `acc`: which of `words` a search finds.
+async fn found_words(
+    store: &Store,
+    words: &[&str],
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    use mailsync_store::search;
+    let mut out = Vec::new();
+    for w in words {
+        if !search::search(store, None, &search::parse(w)?, 10)
+            .await?
+            .is_empty()
+        {
+            out.push((*w).to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Copies a SQLite database's files (main file and WAL) from `from` to `to`, removing any
+/// `to` files first (a backup taken, or restored, while nobody has it open).
+fn copy_db_files(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut dst = to.as_os_str().to_owned();
+        dst.push(suffix);
+        let _ = std::fs::remove_file(&dst);
+        let mut src = from.as_os_str().to_owned();
+        src.push(suffix);
+        if suffix != "-shm" && std::path::Path::new(&src).exists() {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// SQLite's search index lives in a companion file beside the database: indexing never waits
+/// for the mail database's write lock (a writer's batch stays open throughout), and a
+/// companion that is missing, belongs to another database, or is an older copy is rebuilt
+/// when the store opens, so a search never misses mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_companion_indexes_beside_the_writer_and_is_rebuilt_when_out_of_step() -> R {
+    let dir = tempfile::tempdir()?;
+    let mail = dir.path().join("mail.db");
+    let url = format!("sqlite://{}?mode=rwc", mail.display());
+    let companion = mailsync_store::companion::path_for(&mail);
+    let store = Store::open(&url).await?;
+    let c = store.conn();
+    let acc = accounts::create(c, new_account("companion")).await?.id;
+    let inbox = mailboxes::upsert(c, acc, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    emails::upsert_batch(c, acc, &[msg("1", inbox, 1, "lighthouse keeper", None)]).await?;
+
+    // A writer's batch holds the mail database's write lock while the index catches up.
+    let txn = store.begin().await?;
+    emails::upsert_batch(&txn, acc, &[msg("2", inbox, 2, "harbour master", None)]).await?;
+    let passed =
+        tokio::time::timeout(std::time::Duration::from_secs(3), store.index_noted(1_000)).await??;
+    assert_eq!(
+        passed, 1,
+        "indexed what was committed, without waiting for the writer"
+    );
+    txn.commit().await?;
+    assert_eq!(
+        found_words(&store, &["lighthouse", "harbour"]).await?,
+        ["lighthouse", "harbour"]
+    );
+
+    // An older copy of the companion, restored after the index moved on.
+    let old = dir.path().join("old.search");
+    store.close().await?;
+    copy_db_files(&companion, &old)?;
+    let store = Store::open(&url).await?;
+    let c = store.conn();
+    let two = emails::find_by_remote_id(c, acc, "2").await?.ok_or("2")?.id;
+    emails::delete(c, two).await?;
+    emails::upsert_batch(c, acc, &[msg("3", inbox, 3, "ferry timetable", None)]).await?;
+    assert_eq!(
+        found_words(&store, &["lighthouse", "harbour", "ferry"]).await?,
+        ["lighthouse", "ferry"]
+    );
+    assert_eq!(count(&store, "search_pending").await?, 0, "notes collected");
+    store.close().await?;
+    copy_db_files(&old, &companion)?;
+    let store = Store::open(&url).await?;
+    assert_eq!(
+        found_words(&store, &["lighthouse", "harbour", "ferry"]).await?,
+        ["lighthouse", "ferry"],
+        "an older companion is rebuilt"
+    );
+    store.close().await?;
+
+    // Another database's companion.
+    let other_mail = dir.path().join("other.db");
+    let other = Store::open(&format!("sqlite://{}?mode=rwc", other_mail.display())).await?;
+    let oc = other.conn();
+    let oacc = accounts::create(oc, new_account("other")).await?.id;
+    let obox = mailboxes::upsert(oc, oacc, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    let many: Vec<EmailUpsert> = (1..=5)
+        .map(|i| msg(&i.to_string(), obox, i, "quarry", None))
+        .collect();
+    emails::upsert_batch(oc, oacc, &many).await?;
+    assert_eq!(found_words(&other, &["quarry"]).await?, ["quarry"]);
+    other.close().await?;
+    copy_db_files(
+        &mailsync_store::companion::path_for(&other_mail),
+        &companion,
+    )?;
+    let store = Store::open(&url).await?;
+    assert_eq!(
+        found_words(&store, &["lighthouse", "ferry", "quarry"]).await?,
+        ["lighthouse", "ferry"],
+        "another database's companion is rebuilt"
+    );
+    store.close().await?;
+
+    // No companion at all.
+    copy_db_files(&dir.path().join("none"), &companion)?;
+    assert!(!companion.exists());
+    let store = Store::open(&url).await?;
+    assert_eq!(
+        found_words(&store, &["lighthouse", "ferry"]).await?,
+        ["lighthouse", "ferry"],
+        "a missing companion is rebuilt"
+    );
+    store.close().await?;
     Ok(())
 }

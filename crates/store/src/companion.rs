@@ -1,0 +1,425 @@
+//! SQLite's search index in a companion file beside the mail database (`<db>.search`, schema
+//! v16): its connection pool, the check that it belongs to this database and is current, its
+//! rebuild, and the indexing step that fills it from the mail database's `search_pending`.
+//!
+//! Why a second file: SQLite has one write lock per file. With the index in the mail
+//! database, FTS5's work (tokenising, segment writes, merges: about a third of a first sync
+//! with bodies) ran under the writer's lock, on the writer's thread. In its own file it is
+//! written by another connection while the sync writes the mail, so it uses the second core.
+//!
+//! How the two files stay consistent without a transaction spanning both (WAL mode does not
+//! make a two-file commit atomic):
+//! - triggers in the mail database append one `search_pending` row per change, in the
+//!   change's own transaction, with an `AUTOINCREMENT` sequence (`seq`);
+//! - the companion records `indexed_seq`, "every note up to here is in the index", in the
+//!   same transaction that writes the index rows: the mark can never run ahead of the index;
+//! - notes up to the mark are garbage, deleted from the mail database later
+//!   (`Companion::collect`, which records how far in `search_meta.collected_upto`);
+//!   deleting them can never lose work;
+//! - the companion's connections attach the mail database as `mail` and read it in the same
+//!   transaction as they write the index: a consistent snapshot, and only the companion's
+//!   write lock is taken (the first statement of each transaction writes the companion, so
+//!   SQLite never has to upgrade a read snapshot, and the mail file's lock is never asked
+//!   for: `BEGIN IMMEDIATE` would take every attached file's).
+//!
+//! The companion is valid for this database when its generation is `search_meta`'s and its
+//! mark lies between the notes already collected and the last note issued; anything else (a
+//! missing file, another database's file, a copy older or newer than the database) is
+//! rebuilt from every email.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+    TransactionTrait, Value,
+};
+
+use crate::{StoreError, redact_url};
+
+/// The companion's file name: the mail database's, with this appended.
+pub const SUFFIX: &str = ".search";
+
+/// The index and its state. The FTS5 table is the one v11-v15 kept in the mail database:
+/// contentless (the text lives in the mail database), rows keyed by `emails.id`.
+const SCHEMA: &[&str] = &[
+    "CREATE VIRTUAL TABLE IF NOT EXISTS main.email_fts USING fts5(subject, sender, recipients, \
+     body, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TABLE IF NOT EXISTS main.index_state (id INTEGER PRIMARY KEY CHECK (id = 1), \
+     generation TEXT NOT NULL, indexed_seq INTEGER NOT NULL)",
+];
+
+/// The companion's pool (main = the index file, `mail` = the mail database, attached) and
+/// the lock that lets one indexing step at a time run in this process (several accounts'
+/// cycles index beside each other; without it they would queue on SQLite's busy handler).
+#[derive(Debug)]
+pub(crate) struct Companion {
+    pub(crate) db: DatabaseConnection,
+    step: tokio::sync::Mutex<()>,
+}
+
+/// The companion's path for a mail database at `mail`.
+pub fn path_for(mail: &Path) -> PathBuf {
+    let mut s = mail.as_os_str().to_owned();
+    s.push(SUFFIX);
+    PathBuf::from(s)
+}
+
+/// What the index's validity depends on, read in one snapshot of both files.
+#[derive(Debug, PartialEq, Eq)]
+struct State {
+    /// The companion's generation and mark (none before the first rebuild).
+    index: Option<(String, i64)>,
+    /// `search_meta.generation`.
+    generation: String,
+    /// Notes up to this seq are collected (`search_meta.collected_upto`).
+    collected: i64,
+    /// The last seq issued.
+    issued: i64,
+}
+
+impl State {
+    fn valid(&self) -> bool {
+        self.index.as_ref().is_some_and(|(g, mark)| {
+            *g == self.generation && self.collected <= *mark && *mark <= self.issued
+        })
+    }
+}
+
+fn sql(s: &str) -> Statement {
+    Statement::from_string(DbBackend::Sqlite, s)
+}
+
+fn sql_with(s: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Sqlite, s, values)
+}
+
+async fn one_i64<C: ConnectionTrait>(c: &C, s: Statement) -> Result<Option<i64>, StoreError> {
+    Ok(match c.query_one_raw(s).await? {
+        Some(r) => r.try_get::<Option<i64>>("", "v")?,
+        None => None,
+    })
+}
+
+/// The text the index holds for the emails of `from` (a FROM clause naming the mail
+/// database's emails `e`, in id order): subject, sender, recipients, cached text body.
+fn index_rows(from: &str) -> String {
+    let addrs = |col: &str| {
+        format!(
+            "coalesce((SELECT group_concat(coalesce(json_extract(j.value, '$.name'), '') || ' ' || \
+             coalesce(json_extract(j.value, '$.email'), ''), ' ') FROM json_each({col}) j), '')"
+        )
+    };
+    format!(
+        "INSERT INTO main.email_fts (rowid, subject, sender, recipients, body) \
+         SELECT e.id, coalesce(e.subject, ''), {from_}, {to} || ' ' || {cc} || ' ' || {bcc}, \
+         coalesce((SELECT b.text_body FROM mail.email_bodies b WHERE b.email_id = e.id), '') \
+         {from}",
+        from_ = addrs("e.from_addr"),
+        to = addrs("e.to_addr"),
+        cc = addrs("e.cc_addr"),
+        bcc = addrs("e.bcc_addr"),
+    )
+}
+
+impl Companion {
+    /// Opens (creating) the companion of the SQLite database `url` names. Errors name the
+    /// companion's file.
+    pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
+        use std::str::FromStr as _;
+        let mail = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .map_err(|_| StoreError::BadUrl {
+                url: redact_url(url),
+            })?
+            .get_filename()
+            .to_owned();
+        let mail_str = mail.to_str().map(str::to_owned);
+        let Some(mail_str) = mail_str.filter(|p| !p.is_empty() && p != ":memory:") else {
+            // An in-memory database has no place beside it for the index.
+            return Err(StoreError::BadUrl {
+                url: format!(
+                    "{} (the search index needs a database file)",
+                    redact_url(url)
+                ),
+            });
+        };
+        let index = path_for(&mail);
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(5))
+            // The indexer and a search; more would only queue on the file's write lock.
+            .max_connections(2);
+        let index_file = index.clone();
+        opts.map_sqlx_sqlite_opts(move |o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            o.filename(&index_file)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+        });
+        opts.map_sqlx_sqlite_pool_opts(move |p| {
+            let mail = mail_str.clone();
+            p.after_connect(move |conn, _meta| {
+                let mail = mail.clone();
+                Box::pin(async move {
+                    sea_orm::sqlx::query("ATTACH DATABASE ?1 AS mail")
+                        .bind(mail)
+                        .execute(conn)
+                        .await
+                        .map(|_| ())
+                })
+            })
+        });
+        let db = Database::connect(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: index.display().to_string(),
+                source,
+            })?;
+        Ok(Self {
+            db,
+            step: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Reads what validity depends on. Called inside a transaction that already wrote the
+    /// companion (so both files are read in one snapshot, under the companion's lock).
+    async fn state<C: ConnectionTrait>(c: &C) -> Result<State, StoreError> {
+        let index = match c
+            .query_one_raw(sql(
+                "SELECT generation, indexed_seq FROM main.index_state WHERE id = 1",
+            ))
+            .await?
+        {
+            Some(r) => Some((
+                r.try_get::<String>("", "generation")?,
+                r.try_get::<i64>("", "indexed_seq")?,
+            )),
+            None => None,
+        };
+        let (generation, collected) = match c
+            .query_one_raw(sql(
+                "SELECT generation, collected_upto FROM mail.search_meta WHERE id = 1",
+            ))
+            .await?
+        {
+            Some(r) => (
+                r.try_get::<String>("", "generation")?,
+                r.try_get::<i64>("", "collected_upto")?,
+            ),
+            None => (String::new(), 0),
+        };
+        let issued = one_i64(
+            c,
+            sql("SELECT seq AS v FROM mail.sqlite_sequence WHERE name = 'search_pending'"),
+        )
+        .await?
+        .unwrap_or(0);
+        Ok(State {
+            index,
+            generation,
+            collected,
+            issued,
+        })
+    }
+
+    /// Begins a transaction holding the companion's write lock (and no lock on the mail
+    /// database): a deferred transaction whose first statement writes the companion.
+    async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, StoreError> {
+        let txn = self.db.begin().await?;
+        txn.execute_raw(sql(
+            "UPDATE main.index_state SET indexed_seq = indexed_seq WHERE id = 1",
+        ))
+        .await?;
+        Ok(txn)
+    }
+
+    /// Makes the companion fit to serve this database: creates its tables, and rebuilds it
+    /// when it is not valid (see the module docs). `mail` is the mail database's pool.
+    /// Returns whether it rebuilt.
+    pub(crate) async fn ensure(&self, mail: &DatabaseConnection) -> Result<bool, StoreError> {
+        for s in SCHEMA {
+            self.db.execute_unprepared(s).await?;
+        }
+        let _one = self.step.lock().await;
+        {
+            let txn = self.begin_write().await?;
+            if Self::state(&txn).await?.valid() {
+                txn.commit().await?;
+                return Ok(false);
+            }
+        }
+        // Every email is noted first, in the mail database, and the index is wiped after,
+        // with its mark just below those notes: a crash between the two leaves an index that
+        // is still invalid (rebuilt again), never an empty index that looks valid.
+        let options = sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..sea_orm::TransactionOptions::default()
+        };
+        let txn = mail.begin_with_options(options).await?;
+        let before = one_i64(
+            &txn,
+            sql("SELECT seq AS v FROM sqlite_sequence WHERE name = 'search_pending'"),
+        )
+        .await?
+        .unwrap_or(0);
+        // Earlier notes are replaced: every email is indexed afresh, once.
+        txn.execute_unprepared("DELETE FROM search_pending").await?;
+        txn.execute_unprepared("INSERT INTO search_pending (email_id) SELECT id FROM emails")
+            .await?;
+        txn.commit().await?;
+        let txn = self.begin_write().await?;
+        // Another process may have rebuilt meanwhile (and indexed since): keep its work.
+        let state = Self::state(&txn).await?;
+        if !state.valid() {
+            txn.execute_unprepared("INSERT INTO main.email_fts (email_fts) VALUES ('delete-all')")
+                .await?;
+            txn.execute_raw(sql_with(
+                "INSERT OR REPLACE INTO main.index_state (id, generation, indexed_seq) \
+                 VALUES (1, ?, ?)",
+                vec![state.generation.clone().into(), before.into()],
+            ))
+            .await?;
+            tracing::info!(
+                "The search index was missing or did not match the database: rebuilding it."
+            );
+        }
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Indexes the emails of the next notes after the mark, at most `max_notes` of them, in
+    /// one transaction of the companion, and moves the mark past them. Returns the number of
+    /// notes passed (0: the index is current).
+    pub(crate) async fn step(&self, max_notes: u64) -> Result<u64, StoreError> {
+        let _one = self.step.lock().await;
+        let txn = self.begin_write().await?;
+        let Some(mark) = one_i64(
+            &txn,
+            sql("SELECT indexed_seq AS v FROM main.index_state WHERE id = 1"),
+        )
+        .await?
+        else {
+            return Err(StoreError::NotFound {
+                what: "search index state",
+                key: "(the store was not opened through Store::open or migrate)".into(),
+            });
+        };
+        let upto = one_i64(
+            &txn,
+            sql_with(
+                "SELECT max(seq) AS v FROM (SELECT seq FROM mail.search_pending WHERE seq > ? \
+                 ORDER BY seq LIMIT ?)",
+                vec![
+                    mark.into(),
+                    i64::try_from(max_notes).unwrap_or(i64::MAX).into(),
+                ],
+            ),
+        )
+        .await?;
+        let Some(upto) = upto else {
+            txn.commit().await?;
+            return Ok(0);
+        };
+        let noted =
+            "SELECT DISTINCT email_id FROM mail.search_pending WHERE seq > ?1 AND seq <= ?2";
+        // A row indexed before (changed or deleted since) leaves first; a new one has nothing
+        // to remove, which costs one docsize lookup.
+        txn.execute_raw(sql_with(
+            &format!("DELETE FROM main.email_fts WHERE rowid IN ({noted})"),
+            vec![mark.into(), upto.into()],
+        ))
+        .await?;
+        // Walks the noted ids and looks each email up (never the whole emails table);
+        // deleted emails have no row and stay out.
+        txn.execute_raw(sql_with(
+            &index_rows(&format!(
+                "FROM ({noted}) p JOIN mail.emails e ON e.id = p.email_id ORDER BY p.email_id"
+            )),
+            vec![mark.into(), upto.into()],
+        ))
+        .await?;
+        txn.execute_raw(sql_with(
+            "UPDATE main.index_state SET indexed_seq = ? WHERE id = 1",
+            vec![upto.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(u64::try_from(upto - mark).unwrap_or(0))
+    }
+
+    /// Deletes the notes the index has passed from the mail database (a short write of the
+    /// mail database; `mail` is its pool). Returns how many.
+    pub(crate) async fn collect(&self, mail: &DatabaseConnection) -> Result<u64, StoreError> {
+        let Some(mark) = one_i64(
+            &self.db,
+            sql("SELECT indexed_seq AS v FROM main.index_state WHERE id = 1"),
+        )
+        .await?
+        else {
+            return Ok(0);
+        };
+        let first = one_i64(mail, sql("SELECT min(seq) AS v FROM search_pending")).await?;
+        if first.is_none_or(|f| f > mark) {
+            return Ok(0);
+        }
+        let options = sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..sea_orm::TransactionOptions::default()
+        };
+        let txn = mail.begin_with_options(options).await?;
+        let r = txn
+            .execute_raw(sql_with(
+                "DELETE FROM search_pending WHERE seq <= ?",
+                vec![mark.into()],
+            ))
+            .await?;
+        txn.execute_raw(sql_with(
+            "UPDATE search_meta SET collected_upto = max(collected_upto, ?) WHERE id = 1",
+            vec![mark.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(r.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_needs_the_generation_and_a_mark_between_collected_and_issued() {
+        let s = |index: Option<(&str, i64)>, collected, issued| State {
+            index: index.map(|(g, m)| (g.to_owned(), m)),
+            generation: "g".into(),
+            collected,
+            issued,
+        };
+        for (state, want) in [
+            (s(Some(("g", 5)), 5, 9), true),
+            (s(Some(("g", 9)), 5, 9), true),
+            (s(Some(("g", 0)), 0, 0), true),
+            // Never rebuilt (a missing or new file).
+            (s(None, 0, 0), false),
+            // Another database's index.
+            (s(Some(("h", 5)), 5, 9), false),
+            // An older copy: notes it never indexed were collected.
+            (s(Some(("g", 4)), 5, 9), false),
+            // A copy newer than the database (the database restored from a backup).
+            (s(Some(("g", 10)), 5, 9), false),
+        ] {
+            assert_eq!(state.valid(), want, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn the_companion_sits_beside_the_database() {
+        assert_eq!(
+            path_for(Path::new("/x/mail.db")),
+            PathBuf::from("/x/mail.db.search")
+        );
+    }
+}
