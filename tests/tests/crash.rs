@@ -1,7 +1,8 @@
 //! "Kill at any moment, restart, converge": a sync run as a separate process is killed with
 //! SIGKILL at later and later moments (mid-batch, mid-transaction) until a run completes; the
 //! database must then equal the server exactly, with no duplicates and a checkpoint that never
-//! runs ahead of the data. Once over IMAP (Dovecot), once over JMAP (Cyrus).
+//! runs ahead of the data, and a search index with one document per email, with its body.
+//! Once over IMAP (Dovecot), once over JMAP (Cyrus).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -141,7 +142,64 @@ async fn killed_syncs_converge() -> R {
         killed_after_progress >= 1,
         "at least one kill landed mid-sync"
     );
+    search_index_matches(&db.store, true).await?;
     db.cleanup().await?;
+    Ok(())
+}
+
+/// The search index (SQLite: the companion file the killed runs indexed beside their writes)
+/// holds exactly one document per email, each with its body: for every email with a body,
+/// the index finds that email by the longest word of its body, in the body column (`bodies`:
+/// the account's policy stores bodies, so some must have been checked).
+async fn search_index_matches(store: &mailsync_store::Store, bodies: bool) -> R {
+    use mailsync_store::ConnectionTrait as _;
+    let one = |sql: String| sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, sql);
+    let idx = store.search_conn();
+    let n = |r: Option<sea_orm::QueryResult>| -> Result<i64, Box<dyn std::error::Error>> {
+        Ok(r.ok_or("no row")?.try_get::<i64>("", "n")?)
+    };
+    let docs = n(idx
+        .query_one_raw(one("SELECT count(*) AS n FROM email_fts_docsize".into()))
+        .await?)?;
+    let orphans = n(idx
+        .query_one_raw(one("SELECT count(*) AS n FROM email_fts_docsize d \
+             WHERE NOT EXISTS (SELECT 1 FROM mail.emails e WHERE e.id = d.id)"
+            .into()))
+        .await?)?;
+    let emails = n(store
+        .conn()
+        .query_one_raw(one("SELECT count(*) AS n FROM emails".into()))
+        .await?)?;
+    assert_eq!((docs, orphans), (emails, 0), "one index document per email");
+    let rows = store
+        .conn()
+        .query_all_raw(one(
+            "SELECT email_id, text_body FROM email_bodies WHERE text_body IS NOT NULL".into(),
+        ))
+        .await?;
+    let mut checked = 0;
+    for b in &rows {
+        let id = b.try_get::<i64>("", "email_id")?;
+        let text = b.try_get::<String>("", "text_body")?;
+        let Some(word) = text
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| w.len() >= 4)
+            .max_by_key(|w| w.len())
+        else {
+            continue;
+        };
+        let hit = idx
+            .query_one_raw(one(format!(
+                "SELECT count(*) AS n FROM email_fts WHERE email_fts MATCH 'body : \"{}\"' \
+                 AND rowid = {id}",
+                word.to_lowercase()
+            )))
+            .await?;
+        assert_eq!(n(hit)?, 1, "email {id} indexed with its body ({word:?})");
+        checked += 1;
+    }
+    assert!(checked > 0 || !bodies, "bodies were checked");
+    println!("search index: {docs} documents, {checked} bodies found by a word");
     Ok(())
 }
 
@@ -238,6 +296,7 @@ async fn killed_jmap_syncs_converge() -> R {
     let mut local = emails::remote_ids(db.store.conn(), account.id).await?;
     local.sort();
     assert_eq!(local, jmap_server_ids(&servers, &user).await?);
+    search_index_matches(&db.store, false).await?;
     db.cleanup().await?;
     Ok(())
 }

@@ -417,8 +417,9 @@ impl Store {
     }
 
     /// The connection a search's full-text query runs on: SQLite's companion pool (the index
-    /// as `main`, the mail database attached as `mail`), else the store's pool.
-    pub(crate) fn search_conn(&self) -> &DatabaseConnection {
+    /// as `main`, the mail database attached as `mail`), else the store's pool. Public for
+    /// checks of the index itself (tests, diagnostics); write through [`Store::conn`].
+    pub fn search_conn(&self) -> &DatabaseConnection {
         self.companion.as_ref().map_or(&self.db, |c| &c.db)
     }
 
