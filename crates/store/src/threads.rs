@@ -277,8 +277,18 @@ pub async fn assign<C: ConnectionTrait>(
         }
         out.push(t);
     }
+    // Links already stored with their final thread are left alone: in a first sync most
+    // references name a parent stored by an earlier batch, and rewriting it with the same
+    // value cost about a tenth of the threading time (2.24 -> 2.04 s for 100,000 messages in
+    // `cargo xtask bench search`, one run each). `existing` holds the values read
+    // before the renames above, which rewrote every link of a losing thread in the table.
     let rows: Vec<tl::ActiveModel> = links
         .into_iter()
+        .filter(|(k, t)| {
+            existing
+                .get(k)
+                .is_none_or(|old| resolve(old, &renames) != *t)
+        })
         .map(|(k, t)| tl::ActiveModel {
             account_id: Set(account.0),
             link_key: Set(k),
