@@ -413,10 +413,10 @@ async fn run_cycle_logged<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
 ) -> CycleResult {
     let handle = log.start(account).await?;
     let _ = events.send(EngineEvent::CycleStarted { account });
-    let done = AtomicBool::new(false);
+    let done = CycleDone::default();
     let cycle = async {
         let res = with_events(events, account, driver.cycle(cancel)).await;
-        done.store(true, Ordering::Release);
+        done.set();
         res
     };
     let (res, ()) = tokio::join!(cycle, index_beside(log, &done, cancel));
@@ -439,25 +439,50 @@ const INDEX_NOTES: u64 = 500;
 /// How long the indexer beside a cycle waits when it has caught up with the cycle's writes.
 const INDEX_IDLE: Duration = Duration::from_millis(50);
 
+/// Whether the cycle beside the indexer has ended, and a wake-up for an indexer waiting for
+/// more notes: without it a short cycle (a no-change resync takes ~20 ms) would wait out the
+/// indexer's idle pause.
+#[derive(Default)]
+struct CycleDone {
+    flag: AtomicBool,
+    wake: Notify,
+}
+
+impl CycleDone {
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        // Stores a permit when the indexer is not waiting yet: its next wait returns at once.
+        self.wake.notify_one();
+    }
+
+    fn get(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Waits `idle`, or less if the cycle ends meanwhile.
+    async fn pause(&self, idle: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(idle) => {}
+            () = self.wake.notified() => {}
+        }
+    }
+}
+
 /// Search indexing beside a cycle: the store indexes what the cycle's batches noted while
 /// the next batches are written (SQLite: in its companion file, so on the second core), and
 /// catches up once the cycle has ended, so a finished cycle leaves the index current (a
 /// shutdown leaves the rest to the next cycle or search). Its errors cost only the index's
 /// freshness (a search catches up by itself): they are logged, never the cycle's.
-async fn index_beside<L: CycleLog + ?Sized>(
-    log: &L,
-    done: &AtomicBool,
-    cancel: &CancellationToken,
-) {
+async fn index_beside<L: CycleLog + ?Sized>(log: &L, done: &CycleDone, cancel: &CancellationToken) {
     let (mut notes, mut steps, mut tail) = (0u64, 0u32, None);
     loop {
-        let finished = done.load(Ordering::Acquire);
+        let finished = done.get();
         if finished && tail.is_none() {
             tail = Some(tokio::time::Instant::now());
         }
         match log.index_noted(INDEX_NOTES).await {
             Ok(0) if finished => break,
-            Ok(0) => tokio::time::sleep(INDEX_IDLE).await,
+            Ok(0) => done.pause(INDEX_IDLE).await,
             Ok(n) => {
                 notes += n;
                 steps += 1;
@@ -467,7 +492,7 @@ async fn index_beside<L: CycleLog + ?Sized>(
                 if finished {
                     return;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                done.pause(Duration::from_secs(1)).await;
             }
         }
         if finished && cancel.is_cancelled() {
