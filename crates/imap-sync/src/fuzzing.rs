@@ -97,6 +97,25 @@ fn part_of(m: &mail_parser::Message<'_>, i: usize, path: &str, depth: usize) -> 
     Some(part)
 }
 
+/// Test fixture: `n` lines of valid base64 (an attachment body worth cutting).
+pub fn b64(n: usize) -> String {
+    "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n".repeat(n)
+}
+
+/// Test fixture: a `multipart/mixed` message (boundary `XX`) of `parts`, each its headers,
+/// a blank line and its body.
+pub fn mixed(parts: &[String]) -> Vec<u8> {
+    let mut m = String::from(
+        "From: a@b.test\r\nSubject: t\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\npreamble\r\n",
+    );
+    for p in parts {
+        m.push_str("\r\n--XX\r\n");
+        m.push_str(p);
+    }
+    m.push_str("\r\n--XX--\r\n");
+    m.into_bytes()
+}
+
 /// What [`compare_bodies`] found.
 #[derive(Debug, Default)]
 pub struct SkeletonReport {

@@ -322,22 +322,7 @@ mod tests {
         );
     }
 
-    fn b64(n: usize) -> String {
-        let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n";
-        line.repeat(n)
-    }
-
-    fn mixed(parts: &[String]) -> Vec<u8> {
-        let mut m = String::from(
-            "From: a@b.test\r\nSubject: t\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\npreamble\r\n",
-        );
-        for p in parts {
-            m.push_str("\r\n--XX\r\n");
-            m.push_str(p);
-        }
-        m.push_str("\r\n--XX--\r\n");
-        m.into_bytes()
-    }
+    use crate::fuzzing::{b64, mixed};
 
     const PDF: &str = "Content-Type: application/pdf; name=\"a.pdf\"\r\nContent-Disposition: attachment; filename=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n";
 

@@ -1,26 +1,10 @@
 //! Issue 18: a sync's texts come from a skeleton of the message (attachment bodies left out,
 //! located with the server's BODYSTRUCTURE); they must equal mail-parser's full parse.
 
-use mailsync_imap_sync::fuzzing::compare_bodies;
+use mailsync_imap_sync::fuzzing::{b64, compare_bodies, mixed};
 use mailsync_testkit::Generator;
 
 use crate::common::*;
-
-fn b64(n: usize) -> String {
-    "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n".repeat(n)
-}
-
-fn mixed(parts: &[String]) -> Vec<u8> {
-    let mut m = String::from(
-        "From: a@b.test\r\nSubject: t\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\npreamble\r\n",
-    );
-    for p in parts {
-        m.push_str("\r\n--XX\r\n");
-        m.push_str(p);
-    }
-    m.push_str("\r\n--XX--\r\n");
-    m.into_bytes()
-}
 
 /// Hand-written cases where mail-parser's choice is easy to get wrong.
 fn tricky() -> Vec<Vec<u8>> {
