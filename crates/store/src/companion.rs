@@ -291,8 +291,9 @@ impl Companion {
     }
 
     /// Indexes the emails of the next notes after the mark, at most `max_notes` of them, in
-    /// one transaction of the companion, and moves the mark past them. Returns the number of
-    /// notes passed (0: the index is current).
+    /// one transaction of the companion, and moves the mark past them. Returns how far the
+    /// mark moved, in note sequence numbers (a replaced note leaves a gap, so it can exceed
+    /// the notes indexed); 0: the index is current.
     pub(crate) async fn step(&self, max_notes: u64) -> Result<u64, StoreError> {
         let _one = self.step.lock().await;
         let txn = self.begin_write().await?;

@@ -394,8 +394,8 @@ impl Store {
     /// Indexes for search the emails of up to `max_notes` changes noted since the index was
     /// last brought up to date, in one transaction of SQLite's search companion, on its own
     /// connection: it takes the companion's write lock, never the mail database's, so it
-    /// runs beside a sync's batches (the engine joins it to each cycle). Returns the number
-    /// of notes passed; 0 when the index is current. Does nothing on PostgreSQL, where each
+    /// runs beside a sync's batches (the engine joins it to each cycle). Returns how far it
+    /// moved through the notes' sequence; 0 when the index is current. Does nothing on PostgreSQL, where each
     /// writer's batch indexes its own rows ([`search::index_pending`]): there is no single
     /// write lock to get out from under, and a second transaction taking notes beside the
     /// batches could deadlock with them.
