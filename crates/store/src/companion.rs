@@ -265,8 +265,8 @@ impl Companion {
         )
         .await?
         .unwrap_or(0);
-        // Earlier notes are replaced: every email is indexed afresh, once.
-        txn.execute_unprepared("DELETE FROM search_pending").await?;
+        // Earlier notes stay: should another process have rebuilt meanwhile (its index is
+        // then kept, below), its notes of deleted emails are still needed to drop their rows.
         txn.execute_unprepared("INSERT INTO search_pending (email_id) SELECT id FROM emails")
             .await?;
         txn.commit().await?;
