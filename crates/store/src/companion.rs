@@ -237,9 +237,9 @@ impl Companion {
     }
 
     /// Makes the companion fit to serve this database: creates its tables, and rebuilds it
-    /// when it is not valid (see the module docs). `mail` is the mail database's pool.
+    /// when it is not valid (see the module docs). `store` is the mail database's.
     /// Returns whether it rebuilt.
-    pub(crate) async fn ensure(&self, mail: &DatabaseConnection) -> Result<bool, StoreError> {
+    pub(crate) async fn ensure(&self, store: &crate::Store) -> Result<bool, StoreError> {
         for s in SCHEMA {
             self.db.execute_unprepared(s).await?;
         }
@@ -254,11 +254,7 @@ impl Companion {
         // Every email is noted first, in the mail database, and the index is wiped after,
         // with its mark just below those notes: a crash between the two leaves an index that
         // is still invalid (rebuilt again), never an empty index that looks valid.
-        let options = sea_orm::TransactionOptions {
-            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-            ..sea_orm::TransactionOptions::default()
-        };
-        let txn = mail.begin_with_options(options).await?;
+        let txn = store.begin().await?;
         let before = one_i64(
             &txn,
             sql("SELECT seq AS v FROM sqlite_sequence WHERE name = 'search_pending'"),
@@ -351,9 +347,9 @@ impl Companion {
         Ok(u64::try_from(upto - mark).unwrap_or(0))
     }
 
-    /// Deletes the notes the index has passed from the mail database (a short write of the
-    /// mail database; `mail` is its pool). Returns how many.
-    pub(crate) async fn collect(&self, mail: &DatabaseConnection) -> Result<u64, StoreError> {
+    /// Deletes the notes the index has passed from the mail database (`store`'s; a short
+    /// write). Returns how many.
+    pub(crate) async fn collect(&self, store: &crate::Store) -> Result<u64, StoreError> {
         let Some(mark) = one_i64(
             &self.db,
             sql("SELECT indexed_seq AS v FROM main.index_state WHERE id = 1"),
@@ -362,15 +358,15 @@ impl Companion {
         else {
             return Ok(0);
         };
-        let first = one_i64(mail, sql("SELECT min(seq) AS v FROM search_pending")).await?;
+        let first = one_i64(
+            store.conn(),
+            sql("SELECT min(seq) AS v FROM search_pending"),
+        )
+        .await?;
         if first.is_none_or(|f| f > mark) {
             return Ok(0);
         }
-        let options = sea_orm::TransactionOptions {
-            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-            ..sea_orm::TransactionOptions::default()
-        };
-        let txn = mail.begin_with_options(options).await?;
+        let txn = store.begin().await?;
         let r = txn
             .execute_raw(sql_with(
                 "DELETE FROM search_pending WHERE seq <= ?",

@@ -320,7 +320,7 @@ impl Store {
         if now >= COMPANION_VERSION
             && let Some(c) = &self.companion
         {
-            c.ensure(&self.db).await?;
+            c.ensure(self).await?;
         }
         Ok(())
     }
@@ -411,7 +411,7 @@ impl Store {
     /// Nothing to do on PostgreSQL.
     pub async fn collect_noted(&self) -> Result<u64, StoreError> {
         match &self.companion {
-            Some(c) => c.collect(&self.db).await,
+            Some(c) => c.collect(self).await,
             None => Ok(0),
         }
     }
