@@ -2104,6 +2104,42 @@ async fn search_companion_indexes_beside_the_writer_and_is_rebuilt_when_out_of_s
         ["lighthouse", "ferry"],
         "a missing companion is rebuilt"
     );
+
+    // FTS5's merge settings are applied to a new companion, and to one made before them.
+    let merge = |store: &Store| {
+        let c = store.search_conn().clone();
+        async move {
+            let rows = c
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    "SELECT k, CAST(v AS INTEGER) AS v FROM main.email_fts_config \
+                     WHERE k IN ('automerge', 'crisismerge') ORDER BY k",
+                ))
+                .await?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push((r.try_get::<String>("", "k")?, r.try_get::<i64>("", "v")?));
+            }
+            Ok::<_, sea_orm::DbErr>(out)
+        }
+    };
+    let want = vec![("automerge".to_owned(), 16), ("crisismerge".to_owned(), 64)];
+    assert_eq!(merge(&store).await?, want);
+    store
+        .search_conn()
+        .execute_unprepared(
+            "INSERT INTO main.email_fts (email_fts, rank) VALUES ('automerge', 4); \
+             INSERT INTO main.email_fts (email_fts, rank) VALUES ('crisismerge', 16)",
+        )
+        .await?;
+    assert_ne!(merge(&store).await?, want);
+    store.close().await?;
+    let store = Store::open(&url).await?;
+    assert_eq!(
+        merge(&store).await?,
+        want,
+        "an older companion is reconfigured"
+    );
     store.close().await?;
     Ok(())
 }
