@@ -453,7 +453,7 @@ impl Store {
         if let Some(c) = self.companion
             && let Ok(c) = std::sync::Arc::try_unwrap(c)
         {
-            c.db.close().await?;
+            c.close().await?;
         }
         Ok(self.db.close().await?)
     }
