@@ -99,7 +99,10 @@ fn lower_indexer_priority() {
         if !comm.starts_with(INDEXER_THREAD) {
             continue;
         }
-        let tid = task.file_name().to_str().and_then(|t| t.parse::<i32>().ok());
+        let tid = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<i32>().ok());
         // On Linux a thread id given to setpriority(PRIO_PROCESS) names just that thread.
         if let Some(pid) = tid.and_then(rustix::process::Pid::from_raw)
             && let Err(e) = rustix::process::setpriority_process(Some(pid), INDEXER_NICE)
