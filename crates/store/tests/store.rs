@@ -2123,6 +2123,27 @@ async fn search_companion_indexes_beside_the_writer_and_is_rebuilt_when_out_of_s
             Ok::<_, sea_orm::DbErr>(out)
         }
     };
+    // The indexing steps ran on a thread of their own at a lower priority (Linux).
+    #[cfg(target_os = "linux")]
+    {
+        let mut niced = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task")?.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("ms-index-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Fields after the name's closing parenthesis start at field 3; nice is field 19.
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            niced.push(after.split_whitespace().nth(16).unwrap_or("?").to_owned());
+        }
+        // Other tests' stores may have a thread not yet lowered; this store's indexer is.
+        assert!(
+            niced.iter().any(|n| n == "10"),
+            "an indexer thread at nice 10: {niced:?}"
+        );
+    }
+
     let want = vec![("automerge".to_owned(), 16), ("crisismerge".to_owned(), 64)];
     assert_eq!(merge(&store).await?, want);
     store
