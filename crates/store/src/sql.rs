@@ -31,15 +31,23 @@ impl Sql {
     /// Appends a placeholder for `v`.
     pub(crate) fn bind(&mut self, v: impl Into<Value>) -> &mut Self {
         self.values.push(v.into());
-        if self.is_postgres() {
-            self.text.push_str(&format!("${}", self.values.len()));
-        } else {
-            self.text.push('?');
-        }
+        placeholder(self.backend, &mut self.text, self.values.len());
         self
     }
 
     pub(crate) fn build(self) -> Statement {
         Statement::from_sql_and_values(self.backend, self.text, self.values)
+    }
+}
+
+/// Appends the placeholder of the `n`th bound value (1-based): `?` on SQLite, `$n` on
+/// PostgreSQL. For statements whose text is built apart from their values (threading's
+/// recurring look-ups and upserts).
+pub(crate) fn placeholder(backend: DbBackend, text: &mut String, n: usize) {
+    if backend == DbBackend::Postgres {
+        text.push('$');
+        text.push_str(&n.to_string());
+    } else {
+        text.push('?');
     }
 }

@@ -21,6 +21,7 @@ use sea_orm::{
 
 use crate::emails::EmailUpsert;
 use crate::entity::{emails as e, thread_links as tl};
+use crate::sql::placeholder;
 use crate::{AccountId, StoreError};
 
 const CHUNK: usize = 400;
@@ -388,16 +389,6 @@ fn part_size(backend: DbBackend, n: usize) -> usize {
         size /= 2;
     }
     size
-}
-
-/// `?` on SQLite, `$i` on PostgreSQL (1-based).
-fn placeholder(backend: DbBackend, sql: &mut String, i: usize) {
-    if backend == DbBackend::Postgres {
-        sql.push('$');
-        sql.push_str(&i.to_string());
-    } else {
-        sql.push('?');
-    }
 }
 
 /// The links of `size` keys of one account: rows of (key, thread) on PostgreSQL, one row
