@@ -287,6 +287,8 @@ async fn load_batches(
         }
         search::index_pending(&txn).await?;
         txn.commit().await?;
+        // As the engine's writers: PostgreSQL's statistics follow the tables' growth.
+        store.note_inserted(batch.len() as u64).await;
     }
     Ok(Load {
         total: start.elapsed(),
@@ -404,6 +406,9 @@ async fn bench_queries(
         search::search(store, Some(acc), &parsed, 50).await?;
         let d = t.elapsed();
         times.push(d);
+        if std::env::var_os("BENCH_SEARCH_EACH").is_some() {
+            eprintln!("{:8.1} ms  {q}", d.as_secs_f64() * 1e3);
+        }
         worst.push((q.clone(), d));
     }
     worst.sort_by_key(|w| std::cmp::Reverse(w.1));
@@ -417,7 +422,22 @@ async fn bench_queries(
     ))
 }
 
-async fn run(backend: &str, n: usize, bodies_in_batch: bool) -> R<Vec<String>> {
+/// Senders' local parts, for `from:` queries.
+fn people_of(msgs: &[Msg]) -> Vec<String> {
+    msgs.iter()
+        .take(200)
+        .map(|m| {
+            m.upsert.from[0]
+                .email
+                .split('@')
+                .next()
+                .unwrap_or("x")
+                .to_owned()
+        })
+        .collect()
+}
+
+async fn run(backend: &str, n: usize, bodies_in_batch: bool, keep: bool) -> R<Vec<String>> {
     let mut lines = Vec::new();
     let fresh = || async {
         match backend {
@@ -429,18 +449,7 @@ async fn run(backend: &str, n: usize, bodies_in_batch: bool) -> R<Vec<String>> {
     let db = fresh().await?;
     let (acc, boxes) = setup(&db.store).await?;
     let (msgs, common, rare) = corpus(n, &boxes);
-    let people: Vec<String> = msgs
-        .iter()
-        .take(200)
-        .map(|m| {
-            m.upsert.from[0]
-                .email
-                .split('@')
-                .next()
-                .unwrap_or("x")
-                .to_owned()
-        })
-        .collect();
+    let people = people_of(&msgs);
     let with = load(&db.store, acc, &msgs, bodies_in_batch).await?;
     let (generated, stored, exact) = check_threads(&db.store, acc, &msgs).await?;
     let (median, p99, nq, worst) = bench_queries(&db.store, acc, &common, &rare, &people).await?;
@@ -455,6 +464,21 @@ async fn run(backend: &str, n: usize, bodies_in_batch: bool) -> R<Vec<String>> {
     )
     .await?;
     let list_time = t.elapsed();
+    if keep {
+        // For looking at query plans afterwards: the indexed database stays, no baseline.
+        eprintln!("kept: {}", db.url);
+        std::mem::forget(db);
+        return Ok(vec![format!(
+            "| {backend} | {n} | local search median / p99 | {:.1} / {:.1} ms ({}) |",
+            median.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            worst
+                .iter()
+                .map(|(q, d)| format!("`{q}` {:.0} ms", d.as_secs_f64() * 1e3))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )]);
+    }
     db.cleanup().await?;
     // Without the index (triggers dropped), same load.
     let db = fresh().await?;
@@ -526,15 +550,21 @@ async fn main() -> R {
     let mut n = 100_000usize;
     let mut backends = vec!["sqlite".to_owned(), "postgres".to_owned()];
     let mut bodies_in_batch = false;
+    let mut keep = false;
+    let mut reuse = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--messages" => n = args.next().ok_or("--messages N")?.parse()?,
             "--bodies-in-batch" => bodies_in_batch = true,
+            // Keeps the indexed database (its URL on stderr) and skips the load without index.
+            "--keep" => keep = true,
+            // Runs only the queries against a database kept by `--keep`.
+            "--queries" => reuse = Some(args.next().ok_or("--queries DATABASE_URL")?),
             "--backend" => backends = vec![args.next().ok_or("--backend sqlite|postgres")?],
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: [--messages N] [--backend sqlite|postgres] [--bodies-in-batch]"
+                    "unknown argument {other:?}; usage: [--messages N] [--backend sqlite|postgres] [--bodies-in-batch] [--keep] [--queries URL]"
                 )
                 .into());
             }
@@ -543,9 +573,37 @@ async fn main() -> R {
     if cfg!(debug_assertions) {
         eprintln!("warning: debug build; numbers are meaningful only with --release");
     }
+    if let Some(url) = reuse {
+        // Only the queries, on a database kept by an earlier `--keep` run of the same size.
+        let store = Store::connect(&url).await?;
+        let acc = accounts::list(store.conn())
+            .await?
+            .first()
+            .ok_or("no account")?
+            .id;
+        let boxes: Vec<MailboxId> = mailboxes::list(store.conn(), acc)
+            .await?
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        let (msgs, common, rare) = corpus(n, &boxes);
+        let people = people_of(&msgs);
+        let (median, p99, nq, worst) = bench_queries(&store, acc, &common, &rare, &people).await?;
+        println!(
+            "{nq} queries: median {:.1} ms, p99 {:.1} ms; slowest: {}",
+            median.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            worst
+                .iter()
+                .map(|(q, d)| format!("`{q}` {:.0} ms", d.as_secs_f64() * 1e3))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(());
+    }
     println!("| backend | messages | measure | value |\n|---|---|---|---|");
     for b in &backends {
-        for l in run(b, n, bodies_in_batch).await? {
+        for l in run(b, n, bodies_in_batch, keep).await? {
             println!("{l}");
         }
     }

@@ -192,7 +192,9 @@ fn fts5_match(terms: &[Term]) -> String {
         .join(" AND ")
 }
 
-/// tsquery text: lexemes in quotes, `<->` for phrases, weights A..C for the fields.
+/// tsquery text: lexemes in quotes, weights A..C for the fields. A phrase is its word pairs
+/// (lexemes [`pg_doc`] adds, found in the GIN index without reading documents) and, past two
+/// words, the words in order with `<->` (checked on the few documents with every pair).
 fn tsquery(terms: &[Term]) -> String {
     terms
         .iter()
@@ -203,11 +205,28 @@ fn tsquery(terms: &[Term]) -> String {
                 Field::From => ":B",
                 Field::To => ":C",
             };
-            let parts: Vec<String> = t.words.iter().map(|x| format!("'{x}'{w}")).collect();
-            format!("({})", parts.join(" <-> "))
+            let mut parts: Vec<String> = Vec::new();
+            let mut exact = true;
+            for pair in t.words.windows(2) {
+                match pair_lexeme(&pair[0], &pair[1]) {
+                    Some(p) => parts.push(format!("'{p}'{w}")),
+                    None => exact = false,
+                }
+            }
+            if t.words.len() != 2 || !exact {
+                let seq: Vec<String> = t.words.iter().map(|x| format!("'{x}'{w}")).collect();
+                parts.push(seq.join(" <-> "));
+            }
+            format!("({})", parts.join(" & "))
         })
         .collect::<Vec<_>>()
         .join(" & ")
+}
+
+/// The lexeme standing for two words in a row within a field (`_` is in no word), if it
+/// fits PostgreSQL's longest lexeme.
+fn pair_lexeme(a: &str, b: &str) -> Option<String> {
+    (a.len() + 1 + b.len() <= TS_MAX_LEXEME).then(|| format!("{a}_{b}"))
 }
 
 /// One result.
@@ -324,6 +343,8 @@ struct DocText<'a> {
 const TS_MAX_POS: u32 = 16_383;
 const TS_MAX_POSITIONS: usize = 255;
 const TS_MAX_LEXEME: usize = 2_047;
+/// The most bytes of lexemes one `tsvector` holds (PostgreSQL's 1 MB less a margin).
+const TS_MAX_LEXEME_BYTES: usize = 1_000_000;
 /// A body is indexed up to this many characters (a `tsvector` holds at most 1 MB).
 const BODY_INDEXED_CHARS: usize = 100_000;
 
@@ -332,6 +353,11 @@ const BODY_INDEXED_CHARS: usize = 100_000;
 /// `mailsync_search_doc` (each field's words numbered on from the previous field's last
 /// position), except that words are split and lower-cased as [`words`] does, which is also
 /// how queries are ([`tsquery`]).
+///
+/// Since v17 it also holds every pair of words in a row within a field as one lexeme
+/// (`big_plan`, at the first word's position). GIN keeps no positions: a phrase of two common
+/// words had PostgreSQL read and check every document holding both (up to 600 ms at 100,000
+/// messages); its pair is a lexeme found in the index like a rare word.
 fn pg_doc(t: &DocText<'_>) -> String {
     use std::borrow::Cow;
     use std::collections::HashMap;
@@ -360,6 +386,29 @@ fn pg_doc(t: &DocText<'_>) -> String {
     ];
     // The words of [`words`], borrowed when already lower case (most are).
     let mut lexemes: HashMap<Cow<'_, str>, Vec<(u32, &str)>> = HashMap::new();
+    // The bytes of distinct lexemes so far: PostgreSQL refuses a tsvector past
+    // [`TS_MAX_LEXEME_BYTES`], which only a pathological text (~100,000 distinct words of
+    // four-byte characters, with their pairs) could reach; lexemes past it are left out.
+    let mut bytes = 0usize;
+    fn add<'t>(
+        lexemes: &mut HashMap<Cow<'t, str>, Vec<(u32, &'static str)>>,
+        bytes: &mut usize,
+        w: Cow<'t, str>,
+        pos: u32,
+        weight: &'static str,
+    ) {
+        let at = match lexemes.get_mut(&w) {
+            Some(at) => at,
+            None if *bytes + w.len() > TS_MAX_LEXEME_BYTES => return,
+            None => {
+                *bytes += w.len();
+                lexemes.entry(w).or_default()
+            }
+        };
+        if at.len() < TS_MAX_POSITIONS && at.last().is_none_or(|&(p, _)| p < pos) {
+            at.push((pos, weight));
+        }
+    }
     let mut last = 0u32;
     for &(text, weight) in &fields {
         let base = last;
@@ -375,15 +424,25 @@ fn pg_doc(t: &DocText<'_>) -> String {
             })
             // As `to_tsvector`: a word too long to index takes no position.
             .filter(|w| w.len() <= TS_MAX_LEXEME);
+        let mut prev: Option<Cow<'_, str>> = None;
         for (i, w) in kept.enumerate() {
             let pos = base
                 .saturating_add(u32::try_from(i + 1).unwrap_or(u32::MAX))
                 .min(TS_MAX_POS);
             last = last.max(pos);
-            let at = lexemes.entry(w).or_default();
-            if at.len() < TS_MAX_POSITIONS && at.last().is_none_or(|&(p, _)| p < pos) {
-                at.push((pos, weight));
+            if let Some(p) = prev.take()
+                && let Some(pair) = pair_lexeme(&p, &w)
+            {
+                add(
+                    &mut lexemes,
+                    &mut bytes,
+                    Cow::Owned(pair),
+                    pos.saturating_sub(1),
+                    weight,
+                );
             }
+            add(&mut lexemes, &mut bytes, w.clone(), pos, weight);
+            prev = Some(w);
         }
     }
     let mut sorted: Vec<_> = lexemes.into_iter().collect();
@@ -571,25 +630,26 @@ async fn ranked_ids<C: ConnectionTrait>(
             push_filters(&mut sql, account, q);
         }
         (true, true) => {
-            // The matches come from the GIN index first (materialised, so the planner cannot
-            // walk emails by date testing each document instead); the newest `bound` of them
-            // that pass the filters are ranked.
+            // One statement, so the planner picks the order of work from the lexemes'
+            // statistics (the store analyses the tables as a first sync grows them): a word
+            // in many documents walks emails newest first testing each document until it
+            // has `bound` matches; a rare one (or a phrase, whose word pairs are lexemes of
+            // their own, see [`pg_doc`]) reads its few matches from the GIN index. Forcing
+            // the GIN path made a common word join and sort all its matches (~600 ms at
+            // 100,000 messages).
             let tsq = tsquery(&q.terms);
             sql.push(
-                "WITH m AS MATERIALIZED (SELECT email_id FROM email_search \
-                 WHERE doc @@ CAST(",
+                "WITH c AS (SELECT e.id, e.received_at, s.doc FROM emails e \
+                 JOIN email_search s ON s.email_id = e.id WHERE s.doc @@ CAST(",
             )
             .bind(tsq.clone())
-            .push(" AS tsquery)), c AS (SELECT e.id FROM m JOIN emails e ON e.id = m.email_id WHERE 1 = 1");
+            .push(" AS tsquery)");
             push_filters(&mut sql, account, q);
             sql.push(" ORDER BY e.received_at DESC, e.id DESC LIMIT ")
                 .bind(bound.unwrap_or(i64::MAX))
-                .push(") SELECT e.id AS id, CAST(ts_rank(s.doc, CAST(")
+                .push(") SELECT e.id AS id, CAST(ts_rank(e.doc, CAST(")
                 .bind(tsq)
-                .push(
-                    " AS tsquery)) AS DOUBLE PRECISION) AS score FROM c JOIN emails e ON e.id = c.id \
-                     JOIN email_search s ON s.email_id = e.id WHERE 1 = 1",
-                );
+                .push(" AS tsquery)) AS DOUBLE PRECISION) AS score FROM c e WHERE 1 = 1");
         }
         (false, _) => {
             sql.push(
@@ -734,10 +794,20 @@ mod tests {
             fts5_match(&q.terms),
             r#""hello" AND "big plan" AND sender : "ann" AND subject : "x""#
         );
+        // A two-word phrase is its pair lexeme; a longer one its pairs and the words in order.
         assert_eq!(
             tsquery(&q.terms),
-            "('hello') & ('big' <-> 'plan') & ('ann':B) & ('x':A)"
+            "('hello') & ('big_plan') & ('ann':B) & ('x':A)"
         );
+        let q = parse(r#"subject:"a big plan""#)?;
+        assert_eq!(
+            tsquery(&q.terms),
+            "('a_big':A & 'big_plan':A & 'a':A <-> 'big':A <-> 'plan':A)"
+        );
+        // A pair too long to be a lexeme is left to `<->`.
+        let long = "w".repeat(TS_MAX_LEXEME);
+        let q = parse(&format!("\"x {long}\""))?;
+        assert_eq!(tsquery(&q.terms), format!("('x' <-> '{long}')"));
         Ok(())
     }
 
@@ -751,11 +821,14 @@ mod tests {
             bcc: Some("not json"),
             body: Some("the big plan, it's big"),
         });
+        // Pairs of words in a row, within a field only: no `plan_ann` across subject and sender.
         assert_eq!(
             doc,
-            "'ann':3B,4B 'big':1A,8,12 'it':10 'org':6B 'plan':2A,9 's':11 'the':7 'x':5B"
+            "'ann':3B,4B 'ann_ann':3B 'ann_x':4B 'big':1A,8,12 'big_plan':1A,8 'it':10 \
+             'it_s':10 'org':6B 'plan':2A,9 'plan_it':9 's':11 's_big':11 'the':7 'the_big':7 \
+             'x':5B 'x_org':5B"
         );
-        let body_only = |body| {
+        fn body_only(body: &str) -> String {
             pg_doc(&DocText {
                 subject: None,
                 from: None,
@@ -764,26 +837,50 @@ mod tests {
                 bcc: None,
                 body: Some(body),
             })
-        };
+        }
         // The lexemes are the words queries are made of, whatever the script.
         let text = "İstanbul ΣΟΦΟΣ Straße ÉTÉ naïve Ǆemal x²";
         let doc = body_only(text);
         let mut want = words(text);
         want.sort();
-        let got: Vec<String> = doc
-            .split(' ')
-            .map(|l| {
-                l.split("':")
-                    .next()
-                    .unwrap_or("")
-                    .trim_start_matches('\'')
-                    .to_owned()
-            })
+        let lexemes = |doc: &str| -> Vec<String> {
+            doc.split(' ')
+                .map(|l| {
+                    l.split("':")
+                        .next()
+                        .unwrap_or("")
+                        .trim_start_matches('\'')
+                        .to_owned()
+                })
+                .collect()
+        };
+        let got: Vec<String> = lexemes(&doc)
+            .into_iter()
+            .filter(|l| !l.contains('_'))
             .collect();
         assert_eq!(got, want);
         // Positions stop at PostgreSQL's highest; a lexeme keeps at most 255 of them.
         let doc = body_only(&"w ".repeat(20_000));
-        assert_eq!(doc.matches(',').count(), TS_MAX_POSITIONS - 1);
+        let w = doc.split(' ').find(|l| l.starts_with("'w':")).unwrap_or("");
+        assert_eq!(w.matches(',').count(), TS_MAX_POSITIONS - 1);
+        // Distinct long words of four-byte characters, with their pairs, would pass
+        // PostgreSQL's 1 MB of lexemes: the document stops taking new ones before.
+        let text: String = (0u32..4_700)
+            .map(|k| {
+                let mut w: String = (0..20)
+                    .filter_map(|j| char::from_u32(0x20000 + (k + j * 2_003) % 40_000))
+                    .collect();
+                w.push(' ');
+                w
+            })
+            .collect();
+        let all: usize = words(&text).iter().map(String::len).sum::<usize>() * 3;
+        assert!(all > TS_MAX_LEXEME_BYTES, "{all}");
+        let kept: usize = lexemes(&body_only(&text)).iter().map(String::len).sum();
+        assert!(
+            kept <= TS_MAX_LEXEME_BYTES && kept > TS_MAX_LEXEME_BYTES - 200,
+            "{kept}"
+        );
         let doc = pg_doc(&DocText {
             subject: Some(&"x".repeat(3_000)),
             from: None,

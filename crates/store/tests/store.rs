@@ -65,6 +65,7 @@ both_backends! {
     body_debt_wanted_missing => body_debt_wanted_missing;
     v13_upgrade_marks_cached_bodies => v13_upgrade_marks_cached_bodies;
     v14_upgrade_rebuilds_search_docs => v14_upgrade_rebuilds_search_docs;
+    v16_upgrade_adds_word_pairs => v16_upgrade_adds_word_pairs;
     bodies_stored_many_at_once => bodies_stored_many_at_once;
     planner_statistics_follow_a_growing_store => planner_statistics_follow_a_growing_store;
     v9_upgrade_threads_and_indexes => v9_upgrade_threads_and_indexes;
@@ -107,7 +108,7 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 16);
+    assert_eq!(mailsync_store::LATEST_VERSION, 17);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }
@@ -633,7 +634,8 @@ async fn v14_upgrade_rebuilds_search_docs(store: &Store) -> R {
             .query_one_raw(sea_orm::Statement::from_string(
                 sea_orm::DbBackend::Postgres,
                 "SELECT count(*) AS n FROM email_search s JOIN emails e ON e.id = s.email_id \
-                 LEFT JOIN email_bodies b ON b.email_id = e.id WHERE s.doc <> \
+                 LEFT JOIN email_bodies b ON b.email_id = e.id WHERE ts_delete(s.doc, \
+                 ARRAY(SELECT lexeme FROM unnest(s.doc) WHERE strpos(lexeme, '_') > 0)) <> \
                  mailsync_search_doc(e.subject, e.from_addr, e.to_addr, e.cc_addr, e.bcc_addr, \
                  b.text_body)",
             ))
@@ -642,9 +644,62 @@ async fn v14_upgrade_rebuilds_search_docs(store: &Store) -> R {
             .try_get::<i64>("", "n")?;
         assert_eq!(
             differ, 0,
-            "documents built by the store differ from the server's"
+            "documents built by the store differ from the server's (word pairs aside)"
         );
     }
+    Ok(())
+}
+
+/// v16 -> v17: on PostgreSQL every email is noted so its document gains word pairs, which
+/// phrase queries look up; a phrase is found after the upgrade. SQLite is unchanged.
+async fn v16_upgrade_adds_word_pairs(store: &Store) -> R {
+    use mailsync_store::search;
+    store.migrate_to(16).await?;
+    let c = store.conn();
+    let pg = c.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let a = accounts::create(c, new_account("up17")).await?;
+    let inbox = mailboxes::upsert(c, a.id, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    let mut u = email("p1", inbox, 1);
+    u.subject = Some("Quarterly budget review".into());
+    emails::upsert_batch(c, a.id, &[u]).await?;
+    let phrase = search::parse("\"budget review\"")?;
+    assert_eq!(
+        search::search(store, Some(a.id), &phrase, 10).await?.len(),
+        1
+    );
+    if pg {
+        // A v16 document: the same words, no pairs.
+        c.execute_unprepared(
+            "UPDATE email_search SET doc = ts_delete(doc, ARRAY(SELECT lexeme FROM \
+             unnest(doc) WHERE strpos(lexeme, '_') > 0))",
+        )
+        .await?;
+        assert_eq!(
+            search::search(store, Some(a.id), &phrase, 10).await?.len(),
+            0,
+            "a v16 document has no pairs"
+        );
+    }
+    store.migrate().await?;
+    assert_eq!(
+        count(store, "search_pending").await?,
+        if pg { 1 } else { 0 },
+        "noted for rebuilding"
+    );
+    assert_eq!(
+        search::search(store, Some(a.id), &phrase, 10).await?.len(),
+        1
+    );
+    let three = search::parse("\"quarterly budget review\"")?;
+    assert_eq!(
+        search::search(store, Some(a.id), &three, 10).await?.len(),
+        1
+    );
+    let apart = search::parse("\"quarterly review\"")?;
+    assert_eq!(
+        search::search(store, Some(a.id), &apart, 10).await?.len(),
+        0
+    );
     Ok(())
 }
 

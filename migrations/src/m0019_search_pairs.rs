@@ -1,0 +1,45 @@
+//! v17: PostgreSQL's search documents gain word pairs. From v17 each `tsvector` also holds
+//! every two words in a row within a field as one lexeme (`big_plan`), and a phrase query
+//! looks its pairs up in the GIN index instead of checking the positions of every document
+//! that holds its words (GIN keeps no positions). Documents built before have no pairs, so
+//! every email is noted for indexing again; the next batch or search rebuilds them (a search
+//! first indexes whatever is noted, so no phrase is missed meanwhile). SQLite's FTS5 index
+//! keeps positions and is unchanged.
+
+use sea_orm::DbBackend;
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub(crate) struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let db = m.get_connection();
+        if db.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared(
+                "INSERT INTO search_pending (email_id) SELECT id FROM emails ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // v16's queries read phrases with `<->`, which documents with pairs still answer;
+        // only the pairs' lexemes would be left over. Rebuild them without.
+        let db = m.get_connection();
+        if db.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared(
+                "UPDATE email_search SET doc = ts_delete(doc, ARRAY(SELECT lexeme FROM \
+                 unnest(doc) WHERE strpos(lexeme, '_') > 0)) WHERE strpos(CAST(doc AS text), '_') > 0",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
