@@ -198,6 +198,7 @@ async fn assign_batch<C: ConnectionTrait>(
         }
     }
     let wanted: Vec<&str> = wanted.into_iter().collect();
+    let t_keys = std::time::Instant::now();
     let backend = c.get_database_backend();
     let mut existing: HashMap<String, String> = HashMap::with_capacity(wanted.len());
     let mut rest = wanted.as_slice();
@@ -232,6 +233,7 @@ async fn assign_batch<C: ConnectionTrait>(
             }
         }
     }
+    let t_lookup = t_keys.elapsed();
     // Union-find over the batch's messages: two messages sharing an `m:` key are one thread.
     let n = msgs.len();
     let mut parent: Vec<usize> = (0..n).collect();
@@ -330,6 +332,7 @@ async fn assign_batch<C: ConnectionTrait>(
     // value cost about a tenth of the threading time (2.24 -> 2.04 s for 100,000 messages in
     // `cargo xtask bench search`, one run each). `existing` holds the values read
     // before the renames above, which rewrote every link of a losing thread in the table.
+    let t_links = std::time::Instant::now();
     let rows: Vec<(&str, &str)> = links
         .into_iter()
         .filter(|(k, t)| {
@@ -364,6 +367,12 @@ async fn assign_batch<C: ConnectionTrait>(
         ))
         .await?;
     }
+    tracing::trace!(
+        keys = wanted.len(),
+        lookup_us = t_lookup.as_micros() as u64,
+        write_us = t_links.elapsed().as_micros() as u64,
+        "threading phases"
+    );
     Ok(out)
 }
 

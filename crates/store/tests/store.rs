@@ -1326,6 +1326,7 @@ async fn sync_log_rows(store: &Store) -> R {
 }
 
 async fn bulk_insert_10000(store: &Store) -> R {
+    use mailsync_store::search;
     store.migrate().await?;
     let a = accounts::create(store.conn(), new_account("bulk")).await?;
     let inbox =
@@ -1333,7 +1334,9 @@ async fn bulk_insert_10000(store: &Store) -> R {
     let started = Instant::now();
     let mut batch = Vec::with_capacity(500);
     for uid in 1..=10_000i64 {
-        batch.push(email(&format!("{}/7/{uid}", inbox.0), inbox, uid));
+        let mut e = email(&format!("{}/7/{uid}", inbox.0), inbox, uid);
+        e.flags.flagged = uid % 1_000 == 0;
+        batch.push(e);
         if batch.len() == 500 {
             let txn = store.begin().await?;
             emails::upsert_batch(&txn, a.id, &batch).await?;
@@ -1393,6 +1396,29 @@ async fn bulk_insert_10000(store: &Store) -> R {
         "mailboxes_with_debt over 10,000 emails {backend}: {owing_ms:.1} ms owing, {:.1} ms paid up",
         t.elapsed().as_secs_f64() * 1e3
     );
+    // A word in every email: PostgreSQL walks the newest mail (its statistics, refreshed as a
+    // sync's writer would, say 10,000 matches), SQLite ranks the newest FTS5 matches. Equal
+    // scores, so the newest come first on both.
+    let txn = store.begin().await?;
+    search::index_pending(&txn).await?;
+    txn.commit().await?;
+    store.note_inserted(10_000).await;
+    let uids = |hits: Vec<search::Hit>| -> Vec<i64> {
+        hits.iter()
+            .filter_map(|h| h.summary.email.remote_id.rsplit('/').next()?.parse().ok())
+            .collect()
+    };
+    let hits = search::search(store, Some(a.id), &search::parse("subject")?, 20).await?;
+    assert_eq!(uids(hits), (9_981..=10_000).rev().collect::<Vec<i64>>());
+    // A filter that leaves fewer than the limit in the newest mail walked: the index's
+    // matches, all of them.
+    let hits = search::search(store, Some(a.id), &search::parse("subject is:flagged")?, 20).await?;
+    assert_eq!(
+        uids(hits),
+        (1..=10).rev().map(|k| k * 1_000).collect::<Vec<i64>>()
+    );
+    let hits = search::search(store, Some(a.id), &search::parse("\"subject 9999\"")?, 20).await?;
+    assert_eq!(uids(hits), vec![9_999]);
     Ok(())
 }
 
