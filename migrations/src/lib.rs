@@ -23,7 +23,7 @@
 //! | v14 | `m0016_body_debt` | `emails.body_cached` (kept by triggers on `email_bodies`) and an index to find the body debt without reading bodies |
 //! | v15 | `m0017_search_docs_rebuilt` | PostgreSQL: every email noted for re-indexing (the store now builds the `tsvector`s itself) |
 //! | v16 | `m0018_search_companion` | SQLite: the search index moves to a companion file (`<db>.search`); `search_pending` gains a sequence, `search_meta` a generation |
-//! | v17 | `m0019_search_pairs` | PostgreSQL: every email noted for re-indexing (documents gain word pairs, so phrases are found in the GIN index) |
+//! | v17 | `m0019_search_pairs` | PostgreSQL: every email noted for re-indexing (documents gain lexemes for their word pairs, so a phrase reads few documents) |
 
 // `MigrationTrait` declares `&SchemaManager` with a late-bound lifetime; spelling it out breaks
 // the impls, so the 2018-idiom lint is silenced for this crate only.

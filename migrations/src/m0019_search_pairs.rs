@@ -1,10 +1,10 @@
-//! v17: PostgreSQL's search documents gain word pairs. From v17 each `tsvector` also holds
-//! every two words in a row within a field as one lexeme (`big_plan`), and a phrase query
-//! looks its pairs up in the GIN index instead of checking the positions of every document
-//! that holds its words (GIN keeps no positions). Documents built before have no pairs, so
-//! every email is noted for indexing again; the next batch or search rebuilds them (a search
-//! first indexes whatever is noted, so no phrase is missed meanwhile). SQLite's FTS5 index
-//! keeps positions and is unchanged.
+//! v17: PostgreSQL's search documents gain word pairs. From v17 each `tsvector` also holds,
+//! for every two words in a row within a field, one of 65,536 lexemes standing for the pair
+//! (`_` and four hex digits of a hash), and a phrase query asks for its pairs' lexemes too,
+//! so the GIN index leaves few documents whose positions PostgreSQL must check (GIN keeps no
+//! positions). Documents built before have no pairs, so every email is noted for indexing
+//! again; the next batch or search rebuilds them (a search first indexes whatever is noted,
+//! so no phrase is missed meanwhile). SQLite's FTS5 index keeps positions and is unchanged.
 
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
