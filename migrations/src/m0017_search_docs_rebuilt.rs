@@ -18,18 +18,24 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let db = m.get_connection();
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(
-                "INSERT INTO search_pending (email_id) SELECT id FROM emails ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        }
-        Ok(())
+        note_every_email_on_postgres(m).await
     }
 
     async fn down(&self, _m: &SchemaManager) -> Result<(), DbErr> {
         // The rebuilt documents are valid for v14's queries too (the same words).
         Ok(())
     }
+}
+
+/// PostgreSQL: notes every email for indexing again (its document is rebuilt by the next
+/// batch or search). Also v17's step.
+pub(crate) async fn note_every_email_on_postgres(m: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = m.get_connection();
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_unprepared(
+            "INSERT INTO search_pending (email_id) SELECT id FROM emails ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    }
+    Ok(())
 }

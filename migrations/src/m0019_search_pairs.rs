@@ -19,14 +19,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let db = m.get_connection();
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(
-                "INSERT INTO search_pending (email_id) SELECT id FROM emails ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        }
-        Ok(())
+        crate::m0017_search_docs_rebuilt::note_every_email_on_postgres(m).await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {

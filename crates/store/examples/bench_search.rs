@@ -422,6 +422,15 @@ async fn bench_queries(
     ))
 }
 
+/// The slowest queries, for a table cell.
+fn slowest(worst: &[(String, Duration)]) -> String {
+    worst
+        .iter()
+        .map(|(q, d)| format!("`{q}` {:.0} ms", d.as_secs_f64() * 1e3))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Senders' local parts, for `from:` queries.
 fn people_of(msgs: &[Msg]) -> Vec<String> {
     msgs.iter()
@@ -472,11 +481,7 @@ async fn run(backend: &str, n: usize, bodies_in_batch: bool, keep: bool) -> R<Ve
             "| {backend} | {n} | local search median / p99 | {:.1} / {:.1} ms ({}) |",
             median.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3,
-            worst
-                .iter()
-                .map(|(q, d)| format!("`{q}` {:.0} ms", d.as_secs_f64() * 1e3))
-                .collect::<Vec<_>>()
-                .join(", ")
+            slowest(&worst)
         )]);
     }
     db.cleanup().await?;
@@ -524,11 +529,7 @@ async fn run(backend: &str, n: usize, bodies_in_batch: bool, keep: bool) -> R<Ve
     ));
     lines.push(format!(
         "| {backend} | {n} | slowest queries | {} |",
-        worst
-            .iter()
-            .map(|(q, d)| format!("`{q}` {:.0} ms", d.as_secs_f64() * 1e3))
-            .collect::<Vec<_>>()
-            .join(", ")
+        slowest(&worst)
     ));
     lines.push(format!(
         "| {backend} | {n} | `threads --limit 50` | {:.1} ms ({} listed) |",
@@ -593,11 +594,7 @@ async fn main() -> R {
             "{nq} queries: median {:.1} ms, p99 {:.1} ms; slowest: {}",
             median.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3,
-            worst
-                .iter()
-                .map(|(q, d)| format!("`{q}` {:.0} ms", d.as_secs_f64() * 1e3))
-                .collect::<Vec<_>>()
-                .join(", ")
+            slowest(&worst)
         );
         return Ok(());
     }

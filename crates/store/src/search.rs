@@ -625,6 +625,16 @@ async fn pg_common<C: ConnectionTrait>(c: &C, tsq: &str) -> Result<bool, StoreEr
     Ok(rows >= PG_COMMON as f64)
 }
 
+/// PostgreSQL: closes the candidates `c` (ids and dates) and ranks them by `ts_rank`.
+fn rank_candidates(sql: &mut Sql, tsq: String) {
+    sql.push(") SELECT e.id AS id, CAST(ts_rank(s.doc, CAST(")
+        .bind(tsq)
+        .push(
+            " AS tsquery)) AS DOUBLE PRECISION) AS score FROM c e \
+             JOIN email_search s ON s.email_id = e.id WHERE 1 = 1",
+        );
+}
+
 /// The ids and scores of the best `limit` matches; `bound` limits the candidates ranked;
 /// `walk` (PostgreSQL) takes them from the newest [`PG_WALK`] emails instead of the index.
 async fn ranked_ids<C: ConnectionTrait>(
@@ -679,13 +689,8 @@ async fn ranked_ids<C: ConnectionTrait>(
                     " AS tsquery) FROM email_search s WHERE s.email_id = w.id) \
                      ORDER BY w.received_at DESC, w.id DESC LIMIT ",
                 )
-                .bind(bound.unwrap_or(i64::MAX))
-                .push(") SELECT e.id AS id, CAST(ts_rank(s.doc, CAST(")
-                .bind(tsq)
-                .push(
-                    " AS tsquery)) AS DOUBLE PRECISION) AS score FROM c e \
-                     JOIN email_search s ON s.email_id = e.id WHERE 1 = 1",
-                );
+                .bind(bound.unwrap_or(i64::MAX));
+            rank_candidates(&mut sql, tsq);
         }
         (true, true) => {
             // The matches come from the GIN index first (materialised, so the planner cannot
@@ -700,13 +705,8 @@ async fn ranked_ids<C: ConnectionTrait>(
             .push(" AS tsquery)), c AS (SELECT e.id, e.received_at FROM m JOIN emails e ON e.id = m.email_id WHERE 1 = 1");
             push_filters(&mut sql, account, q);
             sql.push(" ORDER BY e.received_at DESC, e.id DESC LIMIT ")
-                .bind(bound.unwrap_or(i64::MAX))
-                .push(") SELECT e.id AS id, CAST(ts_rank(s.doc, CAST(")
-                .bind(tsq)
-                .push(
-                    " AS tsquery)) AS DOUBLE PRECISION) AS score FROM c e \
-                     JOIN email_search s ON s.email_id = e.id WHERE 1 = 1",
-                );
+                .bind(bound.unwrap_or(i64::MAX));
+            rank_candidates(&mut sql, tsq);
         }
         (false, _) => {
             sql.push(
