@@ -198,7 +198,7 @@ async fn assign_batch<C: ConnectionTrait>(
         }
     }
     let wanted: Vec<&str> = wanted.into_iter().collect();
-    let t_keys = std::time::Instant::now();
+    let lookup_started = std::time::Instant::now();
     let backend = c.get_database_backend();
     let mut existing: HashMap<String, String> = HashMap::with_capacity(wanted.len());
     let mut rest = wanted.as_slice();
@@ -233,7 +233,7 @@ async fn assign_batch<C: ConnectionTrait>(
             }
         }
     }
-    let t_lookup = t_keys.elapsed();
+    let t_lookup = lookup_started.elapsed();
     // Union-find over the batch's messages: two messages sharing an `m:` key are one thread.
     let n = msgs.len();
     let mut parent: Vec<usize> = (0..n).collect();
