@@ -1,6 +1,6 @@
 //! The versioned, append-only history of the mailsync local database schema.
 //!
-//! Each step is one migration, numbered v1..v17 in the order of [`Migrator::migrations`].
+//! Each step is one migration, numbered v1..v18 in the order of [`Migrator::migrations`].
 //! A merged migration is never edited: a schema change is a new step. Migrations declare
 //! their own identifiers (they never import the store's entities), so history stays frozen
 //! when the entities move on.
@@ -24,6 +24,7 @@
 //! | v15 | `m0017_search_docs_rebuilt` | PostgreSQL: every email noted for re-indexing (the store now builds the `tsvector`s itself) |
 //! | v16 | `m0018_search_companion` | SQLite: the search index moves to a companion file (`<db>.search`); `search_pending` gains a sequence, `search_meta` a generation |
 //! | v17 | `m0019_search_pairs` | PostgreSQL: every email noted for re-indexing (documents gain lexemes for their word pairs, so a phrase reads few documents) |
+//! | v18 | `m0020_thread_merges` | local threading records merges in `thread_merges` instead of renaming links; `thread_links` loses its index by thread |
 
 // `MigrationTrait` declares `&SchemaManager` with a late-bound lifetime; spelling it out breaks
 // the impls, so the 2018-idiom lint is silenced for this crate only.
@@ -48,9 +49,10 @@ mod m0016_body_debt;
 mod m0017_search_docs_rebuilt;
 mod m0018_search_companion;
 mod m0019_search_pairs;
+mod m0020_thread_merges;
 
 /// The latest schema version (the number of migrations).
-pub const LATEST_VERSION: u32 = 17;
+pub const LATEST_VERSION: u32 = 18;
 
 /// Runs the mailsync migrations (see the crate docs for the list).
 #[derive(Debug, Clone, Copy, Default)]
@@ -77,6 +79,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0017_search_docs_rebuilt::Migration),
             Box::new(m0018_search_companion::Migration),
             Box::new(m0019_search_pairs::Migration),
+            Box::new(m0020_thread_merges::Migration),
         ]
     }
 }

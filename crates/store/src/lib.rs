@@ -62,8 +62,9 @@ pub use types::{
     Role, SecretRef, Security, SyncLogId,
 };
 
-/// The schema version that introduced local threading (mail stored before it is threaded once).
-const THREADS_VERSION: u32 = 11;
+/// The schema version whose tables local threading uses (v11 introduced it, v18 added
+/// `thread_merges`); mail stored before v11 is threaded once this version is reached.
+const THREADS_VERSION: u32 = 18;
 /// The schema version from which SQLite's search index lives in a companion file.
 const COMPANION_VERSION: u32 = 16;
 
@@ -307,11 +308,14 @@ impl Store {
         self.after_upgrade(before).await
     }
 
-    /// Data steps a migration cannot do in SQL: threading mail stored before v11; from v16,
+    /// Data steps a migration cannot do in SQL: threading mail stored before v11 (at v18); from v16,
     /// making SQLite's search companion fit for this database (rebuilt when missing, another
     /// database's, or out of step with it).
     async fn after_upgrade(&self, before: u32) -> Result<(), StoreError> {
         let now = self.schema_version().await?;
+        // Threading uses v18's `thread_merges`, so mail stored before v11 is threaded once the
+        // schema reaches v18 (a database upgraded part of the way keeps it unthreaded until
+        // then; the backfill only reads unthreaded mail).
         if before > 0 && before < THREADS_VERSION && now >= THREADS_VERSION {
             let txn = self.begin().await?;
             threads::backfill(&txn).await?;

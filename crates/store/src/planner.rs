@@ -16,8 +16,8 @@ use crate::StoreError;
 const MIN_GROWTH: u64 = 2_000;
 
 /// The tables a sync writes, whose statistics drive its per-batch lookups.
-const TABLES: &str =
-    "emails, email_mailboxes, email_bodies, thread_links, attachments, email_search, mailboxes";
+const TABLES: &str = "emails, email_mailboxes, email_bodies, thread_links, thread_merges, attachments, email_search, \
+     mailboxes";
 
 /// Rows inserted since the statistics were last refreshed, and the size they describe.
 #[derive(Debug, Default)]

@@ -70,6 +70,7 @@ both_backends! {
     planner_statistics_follow_a_growing_store => planner_statistics_follow_a_growing_store;
     v9_upgrade_threads_and_indexes => v9_upgrade_threads_and_indexes;
     threads_local_incremental => threads_local_incremental;
+    thread_merges_chain_and_v18 => thread_merges_chain_and_v18;
     search_local_language_and_upkeep => search_local_language_and_upkeep;
     read_then_write_beside_a_committing_writer => read_then_write_beside_a_committing_writer;
 }
@@ -87,7 +88,22 @@ const TABLES: &[&str] = &[
     "sync_log",
     "account_leases",
     "sync_daemons",
+    "thread_links",
+    "thread_merges",
 ];
+
+/// The first column of the first row of `sql`, an integer.
+async fn scalar(store: &Store, sql: &str) -> Result<i64, Box<dyn std::error::Error>> {
+    let conn = store.conn();
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            sql,
+        ))
+        .await?
+        .ok_or("no row")?;
+    Ok(row.try_get_by_index::<i64>(0)?)
+}
 
 async fn count(store: &Store, table: &str) -> Result<i64, Box<dyn std::error::Error>> {
     let row = store
@@ -108,7 +124,7 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 17);
+    assert_eq!(mailsync_store::LATEST_VERSION, 18);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }
@@ -571,6 +587,9 @@ async fn v14_upgrade_rebuilds_search_docs(store: &Store) -> R {
         .map(|(i, (subject, _))| {
             let mut u = email(&format!("v{i}"), inbox, i as i64 + 1);
             u.subject = Some((*subject).to_owned());
+            // Today's local threading needs v18's `thread_merges`: a server thread id
+            // keeps this v14 write to v14's tables.
+            u.thread_id = Some("server".into());
             u.to = vec![Address {
                 name: Some("Bob O'Neil".into()),
                 email: "bob.oneil@example.net".into(),
@@ -661,6 +680,8 @@ async fn v16_upgrade_adds_word_pairs(store: &Store) -> R {
     let inbox = mailboxes::upsert(c, a.id, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
     let mut u = email("p1", inbox, 1);
     u.subject = Some("Quarterly budget review".into());
+    // Not threaded locally: that needs v18's `thread_merges`.
+    u.thread_id = Some("server".into());
     emails::upsert_batch(c, a.id, &[u]).await?;
     let phrase = search::parse("\"budget review\"")?;
     assert_eq!(
@@ -1647,6 +1668,102 @@ async fn threads_local_incremental(store: &Store) -> R {
     );
     emails::upsert_batch(c, acc, &[msg("p", inbox, 1, "Plan", None)]).await?;
     assert_eq!(thread_of(store, acc, "p@x").await?, t);
+    Ok(())
+}
+
+/// Merges that chain (schema v18): eight threads merged pairwise, then the pairs, then the
+/// halves, so threads that won a merge lose a later one. Every message and every reply naming
+/// any original message ends in one thread, and the recorded merges stay flat. Down to v17
+/// applies the merges to the links; up again, threading goes on from v17's links (those and
+/// one to a message never stored).
+async fn thread_merges_chain_and_v18(store: &Store) -> R {
+    store.migrate().await?;
+    let c = store.conn();
+    let acc = accounts::create(c, new_account("merges")).await?.id;
+    let inbox = mailboxes::upsert(c, acc, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    let mut uid = 0;
+    let mut next = |remote: &str, subject: &str, refs: Option<&str>| {
+        uid += 1;
+        msg(remote, inbox, uid, subject, refs)
+    };
+    let roots: Vec<EmailUpsert> = (0..8)
+        .map(|i| next(&format!("t{i}"), &format!("Topic {i}"), None))
+        .collect();
+    emails::upsert_batch(c, acc, &roots).await?;
+    let mut distinct = std::collections::BTreeSet::new();
+    for i in 0..8 {
+        distinct.insert(thread_of(store, acc, &format!("t{i}@x")).await?);
+    }
+    assert_eq!(distinct.len(), 8);
+    // Each round joins neighbours through a message naming one original message of each
+    // side, in a batch of its own.
+    let mut merger = 0;
+    for step in [1usize, 2, 4] {
+        for left in (0..8).step_by(step * 2) {
+            let refs = format!("<t{left}@x> <t{}@x>", left + step);
+            merger += 1;
+            let m = next(&format!("j{merger}"), "Re: joined", Some(&refs));
+            emails::upsert_batch(c, acc, &[m]).await?;
+        }
+    }
+    let all = thread_of(store, acc, "t0@x").await?;
+    for i in 0..8 {
+        assert_eq!(
+            thread_of(store, acc, &format!("t{i}@x")).await?,
+            all,
+            "t{i}"
+        );
+    }
+    for j in 1..=merger {
+        assert_eq!(
+            thread_of(store, acc, &format!("j{j}@x")).await?,
+            all,
+            "j{j}"
+        );
+    }
+    assert_eq!(count(store, "thread_merges").await?, 7, "one row per merge");
+    assert_eq!(
+        scalar(
+            store,
+            "SELECT COUNT(*) FROM thread_merges WHERE winner IN (SELECT loser FROM thread_merges)"
+        )
+        .await?,
+        0,
+        "merges stay flat"
+    );
+    // A late reply to any original message (whose link may name a losing thread) joins.
+    for i in 0..8 {
+        let r = next(&format!("late{i}"), "Re: late", Some(&format!("<t{i}@x>")));
+        emails::upsert_batch(c, acc, &[r]).await?;
+        assert_eq!(thread_of(store, acc, &format!("late{i}@x")).await?, all);
+    }
+    // Down to v17: the links carry the merges, the table goes.
+    store.migrate_to(17).await?;
+    assert!(count(store, "thread_merges").await.is_err());
+    assert_eq!(
+        scalar(
+            store,
+            "SELECT COUNT(*) FROM thread_links WHERE link_key LIKE 'm:t%' AND thread_id <> \
+             (SELECT thread_id FROM emails WHERE message_id = 't0@x')"
+        )
+        .await?,
+        0,
+        "v17 links name the current thread"
+    );
+    // A v17 link to a message never stored (a reply's parent elsewhere).
+    c.execute_unprepared(&format!(
+        "INSERT INTO thread_links (account_id, link_key, thread_id) VALUES ({}, 'm:ghost@x', '{all}')",
+        acc.0
+    ))
+    .await?;
+    // Up again: threading goes on from v17's links.
+    store.migrate().await?;
+    let r = next("again", "Re: again", Some("<t5@x>"));
+    emails::upsert_batch(c, acc, &[r]).await?;
+    assert_eq!(thread_of(store, acc, "again@x").await?, all);
+    let r = next("orphan", "Re: elsewhere", Some("<ghost@x>"));
+    emails::upsert_batch(c, acc, &[r]).await?;
+    assert_eq!(thread_of(store, acc, "orphan@x").await?, all, "copied link");
     Ok(())
 }
 
