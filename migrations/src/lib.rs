@@ -1,6 +1,6 @@
 //! The versioned, append-only history of the mailsync local database schema.
 //!
-//! Each step is one migration, numbered v1..v18 in the order of [`Migrator::migrations`].
+//! Each step is one migration, numbered v1..v19 in the order of [`Migrator::migrations`].
 //! A merged migration is never edited: a schema change is a new step. Migrations declare
 //! their own identifiers (they never import the store's entities), so history stays frozen
 //! when the entities move on.
@@ -25,6 +25,7 @@
 //! | v16 | `m0018_search_companion` | SQLite: the search index moves to a companion file (`<db>.search`); `search_pending` gains a sequence, `search_meta` a generation |
 //! | v17 | `m0019_search_pairs` | PostgreSQL: every email noted for re-indexing (documents gain lexemes for their word pairs, so a phrase reads few documents) |
 //! | v18 | `m0020_thread_merges` | local threading records merges in `thread_merges` instead of renaming links; `thread_links` loses its index by thread |
+//! | v19 | `m0021_search_notes_locked` | PostgreSQL: noting an email for search locks its note, so the index can be filled beside the writers |
 
 // `MigrationTrait` declares `&SchemaManager` with a late-bound lifetime; spelling it out breaks
 // the impls, so the 2018-idiom lint is silenced for this crate only.
@@ -50,9 +51,10 @@ mod m0017_search_docs_rebuilt;
 mod m0018_search_companion;
 mod m0019_search_pairs;
 mod m0020_thread_merges;
+mod m0021_search_notes_locked;
 
 /// The latest schema version (the number of migrations).
-pub const LATEST_VERSION: u32 = 18;
+pub const LATEST_VERSION: u32 = 19;
 
 /// Runs the mailsync migrations (see the crate docs for the list).
 #[derive(Debug, Clone, Copy, Default)]
@@ -80,6 +82,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0018_search_companion::Migration),
             Box::new(m0019_search_pairs::Migration),
             Box::new(m0020_thread_merges::Migration),
+            Box::new(m0021_search_notes_locked::Migration),
         ]
     }
 }

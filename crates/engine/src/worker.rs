@@ -10,6 +10,7 @@ use mailsync_store::sync_log::{self, SyncCounts};
 use mailsync_store::{AccountId, ChangeId, EmailId, MailboxId, Store};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::classify::{Disposition, classify};
@@ -469,35 +470,23 @@ impl CycleDone {
 }
 
 /// Search indexing beside a cycle: the store indexes what the cycle's batches noted while
-/// the next batches are written (SQLite: in its companion file, so on the second core), and
-/// catches up once the cycle has ended, so a finished cycle leaves the index current (a
-/// shutdown leaves the rest to the next cycle or search). Its errors cost only the index's
-/// freshness (a search catches up by itself): they are logged, never the cycle's.
+/// the next batches are written (SQLite: in its companion file, PostgreSQL: in transactions
+/// of its own; so on the second core), and catches up once the cycle has ended, so a
+/// finished cycle leaves the index current (a shutdown leaves the rest to the next cycle or
+/// search). Its errors cost only the index's freshness (a search catches up by itself): they
+/// are logged, never the cycle's.
+///
+/// It runs [`INDEX_LANES`] indexing loops side by side. PostgreSQL's steps take disjoint notes
+/// (`SKIP LOCKED`), so once the writes end both cores index: a first sync of 10,000 messages
+/// spent 7.6 s catching up after its last batch with one loop. SQLite's companion runs one
+/// step at a time (the second loop waits for the first), which changes nothing there.
 async fn index_beside<L: CycleLog + ?Sized>(log: &L, done: &CycleDone, cancel: &CancellationToken) {
-    let (mut notes, mut steps, mut tail) = (0u64, 0u32, None);
-    loop {
-        let finished = done.get();
-        if finished && tail.is_none() {
-            tail = Some(tokio::time::Instant::now());
-        }
-        match log.index_noted(INDEX_NOTES).await {
-            Ok(0) if finished => break,
-            Ok(0) => done.pause(INDEX_IDLE).await,
-            Ok(n) => {
-                notes += n;
-                steps += 1;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Search indexing failed; a search will catch up.");
-                if finished {
-                    return;
-                }
-                done.pause(Duration::from_secs(1)).await;
-            }
-        }
-        if finished && cancel.is_cancelled() {
-            return;
-        }
+    let lanes =
+        futures::future::join_all((0..INDEX_LANES).map(|_| index_lane(log, done, cancel))).await;
+    let notes: u64 = lanes.iter().map(|l| l.notes).sum();
+    let steps: u32 = lanes.iter().map(|l| l.steps).sum();
+    if !lanes.iter().all(|l| l.caught_up) {
+        return;
     }
     if let Err(e) = log.collect_noted().await {
         tracing::debug!(error = %e, "Could not drop the notes the search index has passed.");
@@ -506,9 +495,62 @@ async fn index_beside<L: CycleLog + ?Sized>(log: &L, done: &CycleDone, cancel: &
         tracing::debug!(
             notes,
             steps,
-            after_cycle = ?tail.map(|t| t.elapsed()),
+            after_cycle = ?lanes.iter().filter_map(|l| l.tail).min().map(|t| t.elapsed()),
             "Search index caught up."
         );
+    }
+}
+
+/// How many indexing loops [`index_beside`] runs.
+const INDEX_LANES: usize = 2;
+
+/// What one indexing loop did.
+struct Lane {
+    notes: u64,
+    steps: u32,
+    /// When it saw the cycle finished.
+    tail: Option<tokio::time::Instant>,
+    /// Whether it stopped because the index was current (not on an error or a shutdown).
+    caught_up: bool,
+}
+
+async fn index_lane<L: CycleLog + ?Sized>(
+    log: &L,
+    done: &CycleDone,
+    cancel: &CancellationToken,
+) -> Lane {
+    let mut lane = Lane {
+        notes: 0,
+        steps: 0,
+        tail: None,
+        caught_up: false,
+    };
+    loop {
+        let finished = done.get();
+        if finished && lane.tail.is_none() {
+            lane.tail = Some(tokio::time::Instant::now());
+        }
+        match log.index_noted(INDEX_NOTES).await {
+            Ok(0) if finished => {
+                lane.caught_up = true;
+                return lane;
+            }
+            Ok(0) => done.pause(INDEX_IDLE).await,
+            Ok(n) => {
+                lane.notes += n;
+                lane.steps += 1;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Search indexing failed; a search will catch up.");
+                if finished {
+                    return lane;
+                }
+                done.pause(Duration::from_secs(1)).await;
+            }
+        }
+        if finished && cancel.is_cancelled() {
+            return lane;
+        }
     }
 }
 
@@ -521,10 +563,26 @@ pub async fn run<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
     wake: Arc<Notify>,
     cancel: CancellationToken,
     events: broadcast::Sender<EngineEvent>,
+    policy: WorkerPolicy,
+) {
+    // `instrument`, not `span.enter()`: a guard held across `.await` would leave the span
+    // entered on whatever this thread runs while the loop is suspended.
+    let span = tracing::info_span!("account", id = %account);
+    run_loop(log, account, driver, wake, cancel, events, policy)
+        .instrument(span)
+        .await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_loop<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
+    log: &L,
+    account: AccountId,
+    driver: &mut D,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+    events: broadcast::Sender<EngineEvent>,
     mut policy: WorkerPolicy,
 ) {
-    let span = tracing::info_span!("account", id = %account);
-    let _enter = span.enter();
     let mut just_resynced = false;
     loop {
         if cancel.is_cancelled() {

@@ -90,7 +90,6 @@ pub async fn fetch_body(
     {
         storeext::set_preview(&txn, email, p).await?;
     }
-    mailsync_store::search::index_pending(&txn).await?;
     txn.commit().await?;
     Ok(parsed)
 }

@@ -1123,8 +1123,6 @@ async fn commit_new(
             .collect();
         bodies::put_many(&txn, &rows).await?;
     }
-    // The batch's rows enter the search index once, with their bodies, in this transaction.
-    mailsync_store::search::index_pending(&txn).await?;
     if let Some(cp) = checkpoint {
         checkpoints::put(&txn, ctx.account, &ctx.scope, &cp).await?;
     }
@@ -1333,7 +1331,6 @@ async fn store_bodies(store: &Store, got: &[FetchedBody]) -> Result<usize, Error
     }
     let rows: Vec<_> = got.iter().map(|(id, _, b)| (*id, b)).collect();
     bodies::put_many(&txn, &rows).await?;
-    mailsync_store::search::index_pending(&txn).await?;
     txn.commit().await?;
     Ok(got.len())
 }

@@ -24,9 +24,7 @@ use mailsync_store::bodies::{self, Body, DebtScope};
 use mailsync_store::checkpoints::{self, Checkpoint, Scope};
 use mailsync_store::emails::{self, Attachment, EmailUpsert, Membership};
 use mailsync_store::mailboxes::{self, MailboxStatus, MailboxUpsert};
-use mailsync_store::{
-    AccountId, Address, BodyPolicy, Flags, MailboxId, Role, Store, StoreError, search,
-};
+use mailsync_store::{AccountId, Address, BodyPolicy, Flags, MailboxId, Role, Store, StoreError};
 
 mod error;
 
@@ -411,7 +409,6 @@ async fn sync_email_objects(
                     let txn = store.begin().await?;
                     let stats = emails::upsert_batch(&txn, account, &items).await?;
                     let removed = emails::delete_by_remote_ids(&txn, account, &gone).await?;
-                    search::index_pending(&txn).await?;
                     checkpoints::put(
                         &txn,
                         account,
@@ -528,7 +525,6 @@ async fn full_listing(
         let write = async {
             let txn = store.begin().await?;
             let stats = emails::upsert_batch(&txn, account, &items).await?;
-            search::index_pending(&txn).await?;
             checkpoints::put(&txn, account, &cursor_scope, &Checkpoint::state(cursor)).await?;
             txn.commit().await.map_err(StoreError::from)?;
             store.note_inserted(stats.inserted).await;
@@ -726,7 +722,6 @@ async fn store_bodies(
         .filter_map(|(r, b)| Some((*local.get(r)?, b)))
         .collect();
     bodies::put_many(&txn, &rows).await?;
-    search::index_pending(&txn).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(rows.len())
 }

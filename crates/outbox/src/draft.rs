@@ -127,7 +127,6 @@ pub(crate) async fn save<C: ConnectionTrait>(
         },
     )
     .await?;
-    mailsync_store::search::index_pending(c).await?;
     let mut ops = Vec::new();
     if id.is_none() {
         ops.push(Op::Move {

@@ -204,7 +204,8 @@ async fn setup(store: &Store) -> R<(AccountId, Vec<MailboxId>)> {
 /// Writes the corpus as a first sync with bodies would: batches of 400 (metadata, threads in
 /// the same transaction), then the bodies of the batch.
 /// [`load_batches`] with the search indexer beside it, as the engine runs it beside a cycle
-/// (SQLite: the companion file, on another connection; PostgreSQL indexes in the batches).
+/// (SQLite: the companion file, on another connection; PostgreSQL: transactions of its own,
+/// one loop here where the engine runs two).
 /// The time counts until the index has caught up.
 async fn load(store: &Store, acc: AccountId, msgs: &[Msg], bodies_in_batch: bool) -> R<Load> {
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -264,7 +265,6 @@ async fn load_batches(
         let txn = if bodies_in_batch {
             txn
         } else {
-            search::index_pending(&txn).await?;
             txn.commit().await?;
             store.begin().await?
         };
@@ -285,7 +285,6 @@ async fn load_batches(
                 .await?;
             }
         }
-        search::index_pending(&txn).await?;
         txn.commit().await?;
         // As the engine's writers: PostgreSQL's statistics follow the tables' growth.
         store.note_inserted(batch.len() as u64).await;

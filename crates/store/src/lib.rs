@@ -396,16 +396,18 @@ impl Store {
     }
 
     /// Indexes for search the emails of up to `max_notes` changes noted since the index was
-    /// last brought up to date, in one transaction of SQLite's search companion, on its own
-    /// connection: it takes the companion's write lock, never the mail database's, so it
-    /// runs beside a sync's batches (the engine joins it to each cycle). Returns how far it
-    /// moved through the notes' sequence; 0 when the index is current. Does nothing on PostgreSQL, where each
-    /// writer's batch indexes its own rows ([`search::index_pending`]): there is no single
-    /// write lock to get out from under, and a second transaction taking notes beside the
-    /// batches could deadlock with them.
+    /// last brought up to date, in one transaction beside the writers (the engine joins it to
+    /// each cycle, and a search catches up first). SQLite: in its search companion, on its own
+    /// connection, taking the companion's write lock, never the mail database's; returns how
+    /// far it moved through the notes' sequence. PostgreSQL: on the store's pool, taking notes
+    /// no writer holds (`search::pg_index_step`); returns how many notes it consumed. 0: the
+    /// index is current, as far as committed writes go.
     pub async fn index_noted(&self, max_notes: u64) -> Result<u64, StoreError> {
         match &self.companion {
             Some(c) => c.step(max_notes).await,
+            None if self.backend() == Backend::Postgres => {
+                search::pg_index_step(self, max_notes).await
+            }
             None => Ok(0),
         }
     }

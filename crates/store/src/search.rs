@@ -1,7 +1,8 @@
 //! Local full-text search over subject, addresses and cached text bodies: one query language
 //! and one API over SQLite FTS5 (ranked by bm25) and PostgreSQL tsvector/GIN (ts_rank). The
-//! index is noted by triggers and filled in bulk: per batch on PostgreSQL ([`index_pending`],
-//! schema v13), beside the writes in a companion file on SQLite (`companion`, schema v16).
+//! index is noted by triggers and filled in bulk beside the writes, by
+//! [`crate::Store::index_noted`]: in a companion file on SQLite (`companion`, schema v16), in
+//! transactions of their own on PostgreSQL (`pg_index_step`, schema v19).
 //!
 //! Query syntax: words and `"quoted phrases"` (all must match), `from:`, `to:` (To/Cc/Bcc),
 //! `subject:` (a word or a quoted phrase), `in:MAILBOX` (name or role), `is:unread`,
@@ -9,7 +10,7 @@
 //! before that day, UTC), `after:YYYY-MM-DD` (arrived that day or later).
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, Statement};
 
 use crate::emails::{self, EmailSummary};
 use crate::sql::Sql;
@@ -251,59 +252,89 @@ fn candidates(limit: u64) -> i64 {
     i64::try_from(limit.saturating_mul(10).max(500)).unwrap_or(i64::MAX)
 }
 
-/// PostgreSQL: brings the search index up to date with every email noted as new or changed
-/// (inserted, subject/addresses changed, body stored, changed or removed), inside the
-/// caller's transaction: writers call it after a batch's emails and bodies, so the index
-/// commits with the data and each row is indexed once, with its body.
-///
-/// SQLite: does nothing. Its index lives in a companion file (`companion`, schema v16),
-/// filled by [`crate::Store::index_noted`] beside the writes, on another connection: under
-/// the mail database's single write lock, indexing held up every batch. On both backends a
-/// search first indexes whatever is still noted, so nothing written is ever missing from a
-/// search's results.
-pub async fn index_pending<C: ConnectionTrait>(c: &C) -> Result<(), StoreError> {
-    if c.get_database_backend() == sea_orm::DbBackend::Postgres {
-        return pg_index_pending(c).await;
-    }
-    Ok(())
-}
-
 /// Emails indexed per round trip on PostgreSQL.
-const PG_INDEX_CHUNK: i64 = 500;
+const PG_INDEX_CHUNK: usize = 500;
 
-/// PostgreSQL: takes the noted emails out of the queue, [`PG_INDEX_CHUNK`] at a time, and
-/// stores the `tsvector` [`pg_doc`] builds for each. Built here rather than by `to_tsvector`
-/// in the server: PostgreSQL's text-search parser took ~1.2 ms per 5 KB body (2.5 s of a
-/// 4.1 s first sync of 2,000 messages), reading a `tsvector` 0.13 ms.
-async fn pg_index_pending<C: ConnectionTrait>(c: &C) -> Result<(), StoreError> {
+/// PostgreSQL: one step of filling the search index beside the writers (schema v19; before,
+/// each writer's batch indexed its own rows, in series with its writes, which left one of two
+/// cores idle while a first sync spent most of its time in GIN). In a transaction of its own:
+/// takes up to `max_notes` notes, indexes the emails they name as committed now, deletes the
+/// notes. Returns how many notes it consumed; 0 when none could be taken.
+///
+/// Writers never wait for it for long, and it never waits for them:
+/// - notes are taken `FOR UPDATE SKIP LOCKED`: a note a writer's trigger holds (v19's
+///   triggers lock the note they meet) is left for a later step, and a writer meeting a note
+///   taken here waits for this step, then notes the email again (so a change committed after
+///   the text was read here is indexed by a later step);
+/// - the emails are locked `FOR KEY SHARE SKIP LOCKED`: one a writer is deleting is left
+///   with its note (its index row goes with it); one gone already has its note dropped;
+/// - its index rows are only ever written by steps like this one, on emails it holds.
+///
+/// Documents are built here rather than by `to_tsvector` in the server: PostgreSQL's
+/// text-search parser took ~1.2 ms per 5 KB body, reading a `tsvector` 0.13 ms.
+pub(crate) async fn pg_index_step(store: &crate::Store, max_notes: u64) -> Result<u64, StoreError> {
     let pg = sea_orm::DbBackend::Postgres;
-    loop {
-        let taken = c
+    let txn = store.begin().await?;
+    let ids_of = |rows: Vec<sea_orm::QueryResult>, col: &str| -> Result<Vec<i64>, StoreError> {
+        rows.iter()
+            .map(|r| r.try_get::<i64>("", col).map_err(StoreError::from))
+            .collect()
+    };
+    let taken = ids_of(
+        txn.query_all_raw(Statement::from_sql_and_values(
+            pg,
+            "SELECT email_id FROM search_pending ORDER BY email_id LIMIT $1 \
+             FOR UPDATE SKIP LOCKED",
+            [i64::try_from(max_notes).unwrap_or(i64::MAX).into()],
+        ))
+        .await?,
+        "email_id",
+    )?;
+    if taken.is_empty() {
+        txn.commit().await?;
+        return Ok(0);
+    }
+    let held = ids_of(
+        txn.query_all_raw(Statement::from_sql_and_values(
+            pg,
+            "SELECT id FROM emails WHERE id = ANY($1) FOR KEY SHARE SKIP LOCKED",
+            [taken.clone().into()],
+        ))
+        .await?,
+        "id",
+    )?;
+    let held_set: std::collections::HashSet<i64> = held.iter().copied().collect();
+    let skipped: Vec<i64> = taken
+        .iter()
+        .copied()
+        .filter(|id| !held_set.contains(id))
+        .collect();
+    // Skipped: gone (its index row went with it) or being deleted or re-keyed by a writer.
+    let busy: std::collections::HashSet<i64> = if skipped.is_empty() {
+        Default::default()
+    } else {
+        ids_of(
+            txn.query_all_raw(Statement::from_sql_and_values(
+                pg,
+                "SELECT id FROM emails WHERE id = ANY($1)",
+                [skipped.into()],
+            ))
+            .await?,
+            "id",
+        )?
+        .into_iter()
+        .collect()
+    };
+    for part in held.chunks(PG_INDEX_CHUNK) {
+        let rows = txn
             .query_all_raw(Statement::from_sql_and_values(
                 pg,
-                "DELETE FROM search_pending WHERE email_id IN (SELECT email_id FROM \
-                 search_pending ORDER BY email_id LIMIT $1) RETURNING email_id",
-                [PG_INDEX_CHUNK.into()],
+                "SELECT e.id, e.subject, e.from_addr, e.to_addr, e.cc_addr, e.bcc_addr, \
+                 b.text_body FROM emails e LEFT JOIN email_bodies b ON b.email_id = e.id \
+                 WHERE e.id = ANY($1)",
+                [part.to_vec().into()],
             ))
             .await?;
-        if taken.is_empty() {
-            return Ok(());
-        }
-        let mut sql = Sql::new(pg);
-        sql.push(
-            "SELECT e.id, e.subject, e.from_addr, e.to_addr, e.cc_addr, e.bcc_addr, \
-             b.text_body FROM emails e LEFT JOIN email_bodies b ON b.email_id = e.id \
-             WHERE e.id IN (",
-        );
-        for (k, r) in taken.iter().enumerate() {
-            if k > 0 {
-                sql.push(", ");
-            }
-            sql.bind(r.try_get::<i64>("", "email_id")?);
-        }
-        sql.push(")");
-        // Noted emails deleted since have no row here (their index row went with them).
-        let rows = c.query_all_raw(sql.build()).await?;
         if rows.is_empty() {
             continue;
         }
@@ -329,8 +360,18 @@ async fn pg_index_pending<C: ConnectionTrait>(c: &C) -> Result<(), StoreError> {
                 .push(" AS tsvector))");
         }
         ins.push(" ON CONFLICT (email_id) DO UPDATE SET doc = EXCLUDED.doc");
-        c.execute_raw(ins.build()).await?;
+        txn.execute_raw(ins.build()).await?;
     }
+    let done: Vec<i64> = taken.into_iter().filter(|id| !busy.contains(id)).collect();
+    let consumed = done.len() as u64;
+    txn.execute_raw(Statement::from_sql_and_values(
+        pg,
+        "DELETE FROM search_pending WHERE email_id = ANY($1)",
+        [done.into()],
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(consumed)
 }
 
 /// The indexed text of one email, as stored (addresses as their JSON).
@@ -464,32 +505,12 @@ fn pg_doc(t: &DocText<'_>) -> String {
 /// Indexes what writers left noted, in a transaction of its own (SQLite: the companion's
 /// steps, then the notes it passed are collected), when there is anything.
 async fn catch_up(store: &crate::Store) -> Result<(), StoreError> {
-    if store.backend() == crate::Backend::Sqlite {
-        while store.index_noted(CATCH_UP_NOTES).await? > 0 {}
-        store.collect_noted().await?;
-        return Ok(());
-    }
-    let c = store.conn();
-    let row = c
-        .query_one_raw(Statement::from_string(
-            c.get_database_backend(),
-            "SELECT EXISTS (SELECT 1 FROM search_pending) AS pending",
-        ))
-        .await?;
-    let pending = match row {
-        Some(r) => r.try_get::<bool>("", "pending").unwrap_or(true),
-        None => false,
-    };
-    if !pending {
-        return Ok(());
-    }
-    let txn = c.begin().await?;
-    index_pending(&txn).await?;
-    txn.commit().await?;
+    while store.index_noted(CATCH_UP_NOTES).await? > 0 {}
+    store.collect_noted().await?;
     Ok(())
 }
 
-/// Notes indexed per companion transaction when a search catches up.
+/// Notes indexed per transaction when a search catches up.
 const CATCH_UP_NOTES: u64 = 2_000;
 
 /// Searches the local database, best match first (newest first when the query has no words).
