@@ -10,7 +10,6 @@ use mailsync_store::sync_log::{self, SyncCounts};
 use mailsync_store::{AccountId, ChangeId, EmailId, MailboxId, Store};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::classify::{Disposition, classify};
@@ -555,26 +554,12 @@ async fn index_lane<L: CycleLog + ?Sized>(
 }
 
 /// The worker loop. Returns when `cancel` fires.
+///
+/// Its span is attached with `instrument`, not `span.enter()`: a guard held across `.await`
+/// would leave the span entered on whatever the thread runs while the loop is suspended.
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(name = "account", skip_all, fields(id = %account))]
 pub async fn run<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
-    log: &L,
-    account: AccountId,
-    driver: &mut D,
-    wake: Arc<Notify>,
-    cancel: CancellationToken,
-    events: broadcast::Sender<EngineEvent>,
-    policy: WorkerPolicy,
-) {
-    // `instrument`, not `span.enter()`: a guard held across `.await` would leave the span
-    // entered on whatever this thread runs while the loop is suspended.
-    let span = tracing::info_span!("account", id = %account);
-    run_loop(log, account, driver, wake, cancel, events, policy)
-        .instrument(span)
-        .await;
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_loop<D: AccountDriver + ?Sized, L: CycleLog + ?Sized>(
     log: &L,
     account: AccountId,
     driver: &mut D,

@@ -254,7 +254,7 @@ fn candidates(limit: u64) -> i64 {
 
 /// Emails indexed per round trip on PostgreSQL: their text and documents are held at once,
 /// by each of the engine's indexing loops. With 500, a first sync of 10,000 peaked at
-/// 136 MiB RSS; with 100 at 70 MiB, 5 % slower.
+/// 133 MiB RSS; with 100 at 69 MiB, 5 % slower.
 const PG_INDEX_CHUNK: usize = 100;
 
 /// PostgreSQL: one step of filling the search index beside the writers (schema v19; before,
