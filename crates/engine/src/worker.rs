@@ -451,8 +451,9 @@ struct CycleDone {
 impl CycleDone {
     fn set(&self) {
         self.flag.store(true, Ordering::Release);
-        // Stores a permit when the indexer is not waiting yet: its next wait returns at once.
-        self.wake.notify_one();
+        // Every indexing loop: with one permit (`notify_one`) the second of two loops slept
+        // out its pause, and a no-change resync took 65 ms instead of 28.
+        self.wake.notify_waiters();
     }
 
     fn get(&self) -> bool {
@@ -461,9 +462,16 @@ impl CycleDone {
 
     /// Waits `idle`, or less if the cycle ends meanwhile.
     async fn pause(&self, idle: Duration) {
+        let notified = self.wake.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a `set` between the two still wakes it.
+        notified.as_mut().enable();
+        if self.get() {
+            return;
+        }
         tokio::select! {
             () = tokio::time::sleep(idle) => {}
-            () = self.wake.notified() => {}
+            () = notified => {}
         }
     }
 }
