@@ -27,7 +27,7 @@ use sea_orm::{
 
 use crate::emails::EmailUpsert;
 use crate::entity::emails as e;
-use crate::sql::placeholder;
+use crate::sql::{Sql, placeholder};
 use crate::{AccountId, StoreError};
 
 const CHUNK: usize = 400;
@@ -388,40 +388,25 @@ async fn record_merge<C: ConnectionTrait>(
     winner: &str,
 ) -> Result<(), StoreError> {
     let backend = c.get_database_backend();
-    let mut repoint = String::from("UPDATE thread_merges SET winner = ");
-    placeholder(backend, &mut repoint, 1);
-    repoint.push_str(" WHERE account_id = ");
-    placeholder(backend, &mut repoint, 2);
-    repoint.push_str(" AND winner = ");
-    placeholder(backend, &mut repoint, 3);
-    c.execute_raw(Statement::from_sql_and_values(
-        backend,
-        repoint,
-        [
-            Value::from(winner),
-            Value::from(account.0),
-            Value::from(loser),
-        ],
-    ))
-    .await?;
-    let mut insert = String::from("INSERT INTO thread_merges (account_id, loser, winner) VALUES (");
-    for i in 1..=3 {
-        if i > 1 {
-            insert.push_str(", ");
-        }
-        placeholder(backend, &mut insert, i);
-    }
-    insert.push_str(") ON CONFLICT (account_id, loser) DO UPDATE SET winner = excluded.winner");
-    c.execute_raw(Statement::from_sql_and_values(
-        backend,
-        insert,
-        [
-            Value::from(account.0),
-            Value::from(loser),
-            Value::from(winner),
-        ],
-    ))
-    .await?;
+    let mut repoint = Sql::new(backend);
+    repoint
+        .push("UPDATE thread_merges SET winner = ")
+        .bind(winner)
+        .push(" WHERE account_id = ")
+        .bind(account.0)
+        .push(" AND winner = ")
+        .bind(loser);
+    c.execute_raw(repoint.build()).await?;
+    let mut insert = Sql::new(backend);
+    insert
+        .push("INSERT INTO thread_merges (account_id, loser, winner) VALUES (")
+        .bind(account.0)
+        .push(", ")
+        .bind(loser)
+        .push(", ")
+        .bind(winner)
+        .push(") ON CONFLICT (account_id, loser) DO UPDATE SET winner = excluded.winner");
+    c.execute_raw(insert.build()).await?;
     Ok(())
 }
 
