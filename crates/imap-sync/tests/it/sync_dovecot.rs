@@ -71,6 +71,7 @@ pub async fn verify_against_generator(
     server_previews: bool,
 ) -> anyhow::Result<()> {
     let first = indexes.start;
+    let count = indexes.len();
     let cp = mailsync_store::checkpoints::get(
         db.store.conn(),
         account,
@@ -150,8 +151,11 @@ pub async fn verify_against_generator(
             x.size
         );
     }
-    // The corpus really was varied (when large enough to be).
-    if kinds.len() + encodings.len() > 2 {
+    // The corpus really was varied, when large enough to be for any seed. Callers
+    // with a time-based seed and a small corpus (Cyrus: 60 messages) draw no nested
+    // or forwarded message about once in a hundred runs, which says nothing of the
+    // sync; at 200 messages the odds fall below 1e-4 at the default rates.
+    if count >= 200 {
         assert!(kinds.len() >= 4, "{kinds:?}");
         assert!(encodings.len() >= 4, "{encodings:?}");
     }
