@@ -268,8 +268,9 @@ const PG_INDEX_CHUNK: usize = 100;
 ///   triggers lock the note they meet) is left for a later step, and a writer meeting a note
 ///   taken here waits for this step, then notes the email again (so a change committed after
 ///   the text was read here is indexed by a later step);
-/// - the emails are locked `FOR KEY SHARE SKIP LOCKED`: one a writer is deleting is left
-///   with its note (its index row goes with it); one gone already has its note dropped;
+/// - their emails are locked in the same query, `FOR KEY SHARE SKIP LOCKED`: one a writer
+///   is deleting is left with its note (its index row goes with it), and the notes behind it
+///   are taken instead; the note of one gone already is dropped;
 /// - its index rows are only ever written by steps like this one, on emails it holds.
 ///
 /// Documents are built here rather than by `to_tsvector` in the server: PostgreSQL's
@@ -282,51 +283,43 @@ pub(crate) async fn pg_index_step(store: &crate::Store, max_notes: u64) -> Resul
             .map(|r| r.try_get::<i64>("", col).map_err(StoreError::from))
             .collect()
     };
-    let taken = ids_of(
+    let max = i64::try_from(max_notes).unwrap_or(i64::MAX);
+    // The notes and their emails are locked in one query, so the limit counts only notes
+    // this step can index: notes skipped for a busy email do not use up the step (taking
+    // notes first, then their emails, a step whose lowest notes all named emails being
+    // deleted consumed nothing, and its loop stopped with other notes waiting).
+    let held = ids_of(
         txn.query_all_raw(Statement::from_sql_and_values(
             pg,
-            "SELECT email_id FROM search_pending ORDER BY email_id LIMIT $1 \
-             FOR UPDATE SKIP LOCKED",
-            [i64::try_from(max_notes).unwrap_or(i64::MAX).into()],
+            "SELECT p.email_id FROM search_pending p JOIN emails e ON e.id = p.email_id \
+             ORDER BY p.email_id LIMIT $1 \
+             FOR UPDATE OF p SKIP LOCKED FOR KEY SHARE OF e SKIP LOCKED",
+            [max.into()],
         ))
         .await?,
         "email_id",
     )?;
-    if taken.is_empty() {
-        txn.commit().await?;
-        return Ok(0);
-    }
-    let held = ids_of(
-        txn.query_all_raw(Statement::from_sql_and_values(
+    // Notes of emails gone (deletions are noted; their index rows went with them), once the
+    // live notes did not fill the step: the anti-join reads every note, and such notes cost
+    // nothing while they wait. An email whose deletion is not yet committed still exists
+    // here, so its note stays for the step after the commit.
+    let gone = if (held.len() as u64) < max_notes {
+        txn.execute_raw(Statement::from_sql_and_values(
             pg,
-            "SELECT id FROM emails WHERE id = ANY($1) FOR KEY SHARE SKIP LOCKED",
-            [taken.clone().into()],
+            "DELETE FROM search_pending WHERE email_id IN (SELECT p.email_id \
+             FROM search_pending p WHERE NOT EXISTS (SELECT 1 FROM emails e \
+             WHERE e.id = p.email_id) LIMIT $1 FOR UPDATE SKIP LOCKED)",
+            [(max - i64::try_from(held.len()).unwrap_or(0)).into()],
         ))
-        .await?,
-        "id",
-    )?;
-    let held_set: std::collections::HashSet<i64> = held.iter().copied().collect();
-    let skipped: Vec<i64> = taken
-        .iter()
-        .copied()
-        .filter(|id| !held_set.contains(id))
-        .collect();
-    // Skipped: gone (its index row went with it) or being deleted or re-keyed by a writer.
-    let busy: std::collections::HashSet<i64> = if skipped.is_empty() {
-        Default::default()
+        .await?
+        .rows_affected()
     } else {
-        ids_of(
-            txn.query_all_raw(Statement::from_sql_and_values(
-                pg,
-                "SELECT id FROM emails WHERE id = ANY($1)",
-                [skipped.into()],
-            ))
-            .await?,
-            "id",
-        )?
-        .into_iter()
-        .collect()
+        0
     };
+    if held.is_empty() {
+        txn.commit().await?;
+        return Ok(gone);
+    }
     for part in held.chunks(PG_INDEX_CHUNK) {
         let rows = txn
             .query_all_raw(Statement::from_sql_and_values(
@@ -364,12 +357,11 @@ pub(crate) async fn pg_index_step(store: &crate::Store, max_notes: u64) -> Resul
         ins.push(" ON CONFLICT (email_id) DO UPDATE SET doc = EXCLUDED.doc");
         txn.execute_raw(ins.build()).await?;
     }
-    let done: Vec<i64> = taken.into_iter().filter(|id| !busy.contains(id)).collect();
-    let consumed = done.len() as u64;
+    let consumed = held.len() as u64 + gone;
     txn.execute_raw(Statement::from_sql_and_values(
         pg,
         "DELETE FROM search_pending WHERE email_id = ANY($1)",
-        [done.into()],
+        [held.into()],
     ))
     .await?;
     txn.commit().await?;

@@ -137,6 +137,52 @@ async fn search_indexer_beside_an_open_writer(store: &Store) -> R {
     while step().await?? > 0 {}
     store.collect_noted().await?;
     assert_eq!(count(store, "search_pending").await?, 0);
+
+    // PostgreSQL: the lowest notes name emails a writer holds (a deletion between locking
+    // its rows and its trigger's noting them, here a `FOR UPDATE`); a small step still
+    // takes the notes behind them, and its loop does not stop while they wait.
+    if store.backend() == mailsync_store::Backend::Postgres {
+        emails::upsert_batch(
+            c,
+            acc,
+            &[
+                msg("p", inbox, 4, "pfirst", None),
+                msg("q", inbox, 5, "qsecond", None),
+                msg("s", inbox, 6, "sthird", None),
+            ],
+        )
+        .await?;
+        let held = store.begin().await?;
+        held.execute_unprepared("SELECT id FROM emails WHERE remote_id IN ('p', 'q') FOR UPDATE")
+            .await?;
+        let small =
+            || tokio::time::timeout(std::time::Duration::from_secs(3), store.index_noted(2));
+        let mut moved = 0;
+        loop {
+            match small().await?? {
+                0 => break,
+                n => moved += n,
+            }
+        }
+        assert_eq!(moved, 1, "the note behind the held emails");
+        assert_eq!(
+            scalar(
+                store,
+                "SELECT COUNT(*) FROM email_search s JOIN emails e ON e.id = s.email_id \
+                 WHERE e.remote_id = 's'"
+            )
+            .await?,
+            1,
+            "indexed beside the held emails, without a search's catching up"
+        );
+        assert_eq!(count(store, "search_pending").await?, 2);
+        // The deletion commits: its notes are dropped, not indexed.
+        emails::delete_by_remote_ids(&held, acc, &["p".to_owned(), "q".to_owned()]).await?;
+        held.commit().await?;
+        assert_eq!(small().await??, 2);
+        assert_eq!(count(store, "search_pending").await?, 0);
+        assert_eq!(found_words(store, &["pfirst", "sthird"]).await?, ["sthird"]);
+    }
     Ok(())
 }
 
