@@ -14,29 +14,61 @@ use crate::{AccountId, EmailId, Flags, MailboxId, StoreError};
 
 const CHUNK: usize = 400;
 
-/// Deletes the emails whose copy in `mailbox` has a UID in one of the inclusive ranges.
+/// Ranges shorter than this are deleted by listing their UIDs; longer ones by their bounds.
+const LISTED_SPAN: u32 = 64;
+
+/// Deletes the emails whose copy in `mailbox` has a UID in one of the inclusive ranges (either
+/// bound first: `5:3` is `3:5`, as in IMAP). Single UIDs and short ranges, what scattered
+/// expunges give, are deleted by lists of [`CHUNK`] UIDs per statement; long ranges by their
+/// bounds (1 % of 100,000 messages expunged here and there is ~1,000 ranges; one statement
+/// each made no measurable difference to that resync, whose deletes cost ~0.1 ms per email in
+/// SQLite's cascades, but a statement per UID is not what a batch should be).
 pub async fn delete_uid_ranges<C: ConnectionTrait>(
     c: &C,
     mailbox: MailboxId,
     ranges: &[(u32, u32)],
 ) -> Result<u64, StoreError> {
+    let mut listed: Vec<i64> = Vec::new();
     let mut n = 0;
-    for &(lo, hi) in ranges {
-        let sub = Query::select()
-            .column(em::Column::EmailId)
-            .from(em::Entity)
-            .and_where(Expr::col(em::Column::MailboxId).eq(mailbox.0))
-            .and_where(Expr::col(em::Column::Uid).gte(i64::from(lo)))
-            .and_where(Expr::col(em::Column::Uid).lte(i64::from(hi)))
-            .to_owned();
-        crate::changes::removing_where(c, sub.clone()).await?;
-        n += e::Entity::delete_many()
-            .filter(e::Column::Id.in_subquery(sub))
-            .exec(c)
-            .await?
-            .rows_affected;
+    for &(a, b) in ranges {
+        let (lo, hi) = (Ord::min(a, b), Ord::max(a, b));
+        if hi - lo < LISTED_SPAN {
+            listed.extend((lo..=hi).map(i64::from));
+        } else {
+            let within = Expr::col(em::Column::Uid)
+                .gte(i64::from(lo))
+                .and(Expr::col(em::Column::Uid).lte(i64::from(hi)));
+            n += delete_copies_where(c, mailbox, within).await?;
+        }
+    }
+    listed.sort_unstable();
+    listed.dedup();
+    for chunk in listed.chunks(CHUNK) {
+        let among = Expr::col(em::Column::Uid).is_in(chunk.iter().copied());
+        n += delete_copies_where(c, mailbox, among).await?;
     }
     Ok(n)
+}
+
+/// Deletes the emails whose copy in `mailbox` has a UID meeting `uids` (a condition on
+/// `email_mailboxes.uid`), recording them as removed first when changes are collected.
+async fn delete_copies_where<C: ConnectionTrait>(
+    c: &C,
+    mailbox: MailboxId,
+    uids: sea_orm::sea_query::SimpleExpr,
+) -> Result<u64, StoreError> {
+    let sub = Query::select()
+        .column(em::Column::EmailId)
+        .from(em::Entity)
+        .and_where(Expr::col(em::Column::MailboxId).eq(mailbox.0))
+        .and_where(uids)
+        .to_owned();
+    crate::changes::removing_where(c, sub.clone()).await?;
+    Ok(e::Entity::delete_many()
+        .filter(e::Column::Id.in_subquery(sub))
+        .exec(c)
+        .await?
+        .rows_affected)
 }
 
 /// Number of copies in `mailbox` that have a UID.

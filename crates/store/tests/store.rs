@@ -73,6 +73,7 @@ both_backends! {
     thread_merges_chain_and_v18 => thread_merges_chain_and_v18;
     search_local_language_and_upkeep => search_local_language_and_upkeep;
     search_indexer_beside_an_open_writer => search_indexer_beside_an_open_writer;
+    uid_ranges_delete_exactly => uid_ranges_delete_exactly;
     read_then_write_beside_a_committing_writer => read_then_write_beside_a_committing_writer;
 }
 
@@ -183,6 +184,73 @@ async fn search_indexer_beside_an_open_writer(store: &Store) -> R {
         assert_eq!(count(store, "search_pending").await?, 0);
         assert_eq!(found_words(store, &["pfirst", "sthird"]).await?, ["sthird"]);
     }
+    Ok(())
+}
+
+/// VANISHED's ranges delete exactly the copies they name, in that mailbox only: single UIDs,
+/// short ranges (listed) and long ones (by bounds), either bound first, overlapping, more
+/// singles than one statement lists, UIDs the store never had.
+async fn uid_ranges_delete_exactly(store: &Store) -> R {
+    use mailsync_store::uids;
+    store.migrate().await?;
+    let c = store.conn();
+    let acc = accounts::create(c, new_account("vanished")).await?.id;
+    let boxes = mailboxes::upsert(
+        c,
+        acc,
+        &[mbox("INBOX", Some(Role::Inbox)), mbox("Other", None)],
+    )
+    .await?;
+    let (inbox, other) = (boxes[0].id, boxes[1].id);
+    let n: i64 = 3_000;
+    for (mailbox, tag) in [(inbox, "i"), (other, "o")] {
+        let batch: Vec<EmailUpsert> = (1..=n)
+            .map(|uid| email(&format!("{tag}{uid}"), mailbox, uid))
+            .collect();
+        for part in batch.chunks(500) {
+            emails::upsert_batch(c, acc, part).await?;
+        }
+    }
+    // Every third UID from 1 to 2,400 singly (800 of them: two lists), 2,500:2,510 written
+    // backwards, 2,600:2,999 by bounds, 2,990 again inside it, and 5,000:5,010 never stored.
+    let mut ranges: Vec<(u32, u32)> = (1..=2_400).step_by(3).map(|u| (u, u)).collect();
+    ranges.extend([
+        (2_510, 2_500),
+        (2_600, 2_999),
+        (2_990, 2_990),
+        (5_000, 5_010),
+    ]);
+    let expect: std::collections::BTreeSet<i64> = (1..=2_400)
+        .step_by(3)
+        .chain(2_500..=2_510)
+        .chain(2_600..=2_999)
+        .collect();
+    let txn = store.begin().await?;
+    let removed = uids::delete_uid_ranges(&txn, inbox, &ranges).await?;
+    txn.commit().await?;
+    assert_eq!(removed, expect.len() as u64);
+    let left = |mailbox: mailsync_store::MailboxId| async move {
+        let rows = store
+            .conn()
+            .query_all_raw(sea_orm::Statement::from_string(
+                store.conn().get_database_backend(),
+                format!(
+                    "SELECT uid FROM email_mailboxes WHERE mailbox_id = {} ORDER BY uid",
+                    mailbox.0
+                ),
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get_by_index::<i64>(0))
+            .collect::<Result<std::collections::BTreeSet<i64>, _>>()
+    };
+    let want: std::collections::BTreeSet<i64> = (1..=n).filter(|u| !expect.contains(u)).collect();
+    assert_eq!(left(inbox).await?, want);
+    assert_eq!(
+        left(other).await?.len(),
+        n as usize,
+        "the other mailbox untouched"
+    );
     Ok(())
 }
 
