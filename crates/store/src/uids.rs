@@ -50,18 +50,18 @@ pub async fn delete_uid_ranges<C: ConnectionTrait>(
     Ok(n)
 }
 
-/// Deletes the emails whose copy in `mailbox` has a UID meeting `uids` (a condition on
-/// `email_mailboxes.uid`), recording them as removed first when changes are collected.
+/// Deletes the emails whose copy in `mailbox` meets `copies` (a condition on
+/// `email_mailboxes`), recording them as removed first when changes are collected.
 async fn delete_copies_where<C: ConnectionTrait>(
     c: &C,
     mailbox: MailboxId,
-    uids: sea_orm::sea_query::SimpleExpr,
+    copies: sea_orm::sea_query::SimpleExpr,
 ) -> Result<u64, StoreError> {
     let sub = Query::select()
         .column(em::Column::EmailId)
         .from(em::Entity)
         .and_where(Expr::col(em::Column::MailboxId).eq(mailbox.0))
-        .and_where(uids)
+        .and_where(copies)
         .to_owned();
     crate::changes::removing_where(c, sub.clone()).await?;
     Ok(e::Entity::delete_many()
@@ -165,20 +165,11 @@ pub async fn delete_stale<C: ConnectionTrait>(
     mailbox: MailboxId,
     uidvalidity: u32,
 ) -> Result<u64, StoreError> {
-    let sub = Query::select()
-        .column(em::Column::EmailId)
-        .from(em::Entity)
-        .and_where(Expr::col(em::Column::MailboxId).eq(mailbox.0))
-        .and_where(Expr::col(em::Column::Uid).is_null())
-        .and_where(Expr::col(em::Column::Uidvalidity).is_not_null())
-        .and_where(Expr::col(em::Column::Uidvalidity).ne(i64::from(uidvalidity)))
-        .to_owned();
-    crate::changes::removing_where(c, sub.clone()).await?;
-    Ok(e::Entity::delete_many()
-        .filter(e::Column::Id.in_subquery(sub))
-        .exec(c)
-        .await?
-        .rows_affected)
+    let stale = Expr::col(em::Column::Uid)
+        .is_null()
+        .and(Expr::col(em::Column::Uidvalidity).is_not_null())
+        .and(Expr::col(em::Column::Uidvalidity).ne(i64::from(uidvalidity)));
+    delete_copies_where(c, mailbox, stale).await
 }
 
 /// The stored flags of these emails, by remote id.
