@@ -227,12 +227,18 @@ const PAIR_BUCKETS: u64 = 65_536;
 /// The lexeme standing for two words in a row within a field: one of [`PAIR_BUCKETS`], by an
 /// FNV-1a hash of the pair (fixed, so documents and queries agree across versions).
 fn pair_lexeme(a: &str, b: &str) -> String {
+    format!("_{:04x}", pair_bucket(a, b))
+}
+
+/// [`pair_lexeme`]'s bucket as a number.
+fn pair_bucket(a: &str, b: &str) -> u16 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in a.bytes().chain([b' ']).chain(b.bytes()) {
         h ^= u64::from(byte);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("_{:04x}", h % PAIR_BUCKETS)
+    // PAIR_BUCKETS is 2^16.
+    (h % PAIR_BUCKETS) as u16
 }
 
 /// One result.
@@ -401,7 +407,6 @@ const BODY_INDEXED_CHARS: usize = 100_000;
 fn pg_doc(t: &DocText<'_>) -> String {
     use std::borrow::Cow;
     use std::collections::HashMap;
-    use std::fmt::Write as _;
     let addrs = |json: Option<&str>| -> String {
         let list: Vec<crate::Address> = json
             .and_then(|j| serde_json::from_str(j).ok())
@@ -419,20 +424,24 @@ fn pg_doc(t: &DocText<'_>) -> String {
         .nth(BODY_INDEXED_CHARS)
         .map_or(body, |(end, _)| &body[..end]);
     let fields = [
-        (t.subject.unwrap_or(""), "A"),
-        (from.as_str(), "B"),
-        (recipients.as_str(), "C"),
-        (body, ""),
+        (t.subject.unwrap_or(""), b'A'),
+        (from.as_str(), b'B'),
+        (recipients.as_str(), b'C'),
+        (body, 0),
     ];
-    // The words of [`words`], borrowed when already lower case (most are).
-    let mut lexemes: HashMap<Cow<'_, str>, Vec<(u32, &str)>> = HashMap::new();
-    fn add<'t>(
-        lexemes: &mut HashMap<Cow<'t, str>, Vec<(u32, &'static str)>>,
-        w: Cow<'t, str>,
-        pos: u32,
-        weight: &'static str,
-    ) {
-        let at = lexemes.entry(w).or_default();
+    // Words (borrowed when already lower case, as most are) and pair buckets, each with its
+    // positions and their weights (0: none, i.e. D). This runs for every email a PostgreSQL
+    // store indexes and was most of the client's CPU in a first sync: hence a multiplicative
+    // hash instead of SipHash (the keys are the mail's own words; a flooded table costs one
+    // document's indexing time), buckets kept as numbers until printed, positions printed by
+    // hand.
+    type Positions = Vec<(u32, u8)>;
+    let guess = (body.len() / 6).max(16);
+    let mut lexemes: HashMap<Cow<'_, str>, Positions, FastHash> =
+        HashMap::with_capacity_and_hasher(guess, FastHash);
+    let mut pairs: HashMap<u16, Positions, FastHash> =
+        HashMap::with_capacity_and_hasher(guess, FastHash);
+    fn add(at: &mut Positions, pos: u32, weight: u8) {
         if at.len() < TS_MAX_POSITIONS && at.last().is_none_or(|&(p, _)| p < pos) {
             at.push((pos, weight));
         }
@@ -459,41 +468,124 @@ fn pg_doc(t: &DocText<'_>) -> String {
                 .min(TS_MAX_POS);
             last = last.max(pos);
             if let Some(p) = prev.take() {
-                let pair = pair_lexeme(&p, &w);
+                let bucket = pair_bucket(&p, &w);
                 add(
-                    &mut lexemes,
-                    Cow::Owned(pair),
+                    pairs.entry(bucket).or_default(),
                     pos.saturating_sub(1),
                     weight,
                 );
             }
-            add(&mut lexemes, w.clone(), pos, weight);
+            match lexemes.get_mut(w.as_ref()) {
+                Some(at) => add(at, pos, weight),
+                None => {
+                    lexemes.insert(w.clone(), vec![(pos, weight)]);
+                }
+            }
             prev = Some(w);
         }
     }
-    let mut sorted: Vec<_> = lexemes.into_iter().collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut out = String::new();
-    for (w, at) in &sorted {
+    let mut words: Vec<(Cow<'_, str>, Positions)> = lexemes.into_iter().collect();
+    words.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut pairs: Vec<(u16, Positions)> = pairs.into_iter().collect();
+    pairs.sort_unstable_by_key(|p| p.0);
+    // One sorted list, as `tsvector`'s output orders it: a pair's lexeme (`_` and four
+    // lower-case hex digits) sorts after every word starting with a digit and before every
+    // other word (words hold no `_`, and are lower case).
+    let mut out = String::with_capacity(body.len() + 64);
+    let mut emit = |lexeme: &str, at: &Positions| {
         if !out.is_empty() {
             out.push(' ');
         }
         out.push('\'');
-        for ch in w.chars() {
+        for ch in lexeme.chars() {
             if ch == '\'' || ch == '\\' {
                 out.push(ch);
             }
             out.push(ch);
         }
         out.push_str("':");
-        for (k, (p, weight)) in at.iter().enumerate() {
+        for (k, &(p, weight)) in at.iter().enumerate() {
             if k > 0 {
                 out.push(',');
             }
-            let _ = write!(out, "{p}{weight}");
+            push_u32(&mut out, p);
+            if weight != 0 {
+                out.push(char::from(weight));
+            }
         }
+    };
+    let mut words = words.iter().peekable();
+    let mut hex = String::with_capacity(5);
+    for (bucket, at) in &pairs {
+        hex.clear();
+        hex.push('_');
+        for shift in [12u16, 8, 4, 0] {
+            hex.push(char::from(
+                b"0123456789abcdef"[usize::from((bucket >> shift) & 0xf)],
+            ));
+        }
+        while let Some((w, wat)) = words.next_if(|(w, _)| w.as_ref() < hex.as_str()) {
+            emit(w, wat);
+        }
+        emit(&hex, at);
+    }
+    for (w, at) in words {
+        emit(w, at);
     }
     out
+}
+
+/// Appends `n` in decimal.
+fn push_u32(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        // n % 10 < 10.
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
+
+/// A multiplicative hasher (FxHash's) for [`pg_doc`]'s per-document tables.
+#[derive(Clone, Copy, Default)]
+struct FastHash;
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn write_u16(&mut self, n: u16) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(K);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Indexes what writers left noted, in a transaction of its own (SQLite: the companion's
