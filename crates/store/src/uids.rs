@@ -19,7 +19,7 @@ const LISTED_SPAN: u32 = 64;
 
 /// Deletes the emails whose copy in `mailbox` has a UID in one of the inclusive ranges (either
 /// bound first: `5:3` is `3:5`, as in IMAP). Single UIDs and short ranges, what scattered
-/// expunges give, are deleted by lists of [`CHUNK`] UIDs per statement; long ranges by their
+/// expunges give, are deleted by lists of 400 UIDs per statement; long ranges by their
 /// bounds (1 % of 100,000 messages expunged here and there is ~1,000 ranges; one statement
 /// each made no measurable difference to that resync, whose deletes cost ~0.1 ms per email in
 /// SQLite's cascades, but a statement per UID is not what a batch should be).
