@@ -283,6 +283,21 @@ const PG_INDEX_CHUNK: usize = 100;
 /// text-search parser took ~1.2 ms per 5 KB body, reading a `tsvector` 0.13 ms.
 pub(crate) async fn pg_index_step(store: &crate::Store, max_notes: u64) -> Result<u64, StoreError> {
     let pg = sea_orm::DbBackend::Postgres;
+    // Searches and idle indexing loops call this when nothing is noted, most of the time: a
+    // plain read then spares them a write transaction, its locks and the anti-join below.
+    let any = store
+        .conn()
+        .query_one_raw(Statement::from_string(
+            pg,
+            "SELECT EXISTS (SELECT 1 FROM search_pending) AS pending",
+        ))
+        .await?
+        .map(|r| r.try_get::<bool>("", "pending"))
+        .transpose()?
+        .unwrap_or(false);
+    if !any {
+        return Ok(0);
+    }
     let txn = store.begin().await?;
     let ids_of = |rows: Vec<sea_orm::QueryResult>, col: &str| -> Result<Vec<i64>, StoreError> {
         rows.iter()
@@ -566,22 +581,26 @@ impl std::hash::BuildHasher for FastHash {
 
 struct FxHasher(u64);
 
+impl FxHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
 impl std::hash::Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
             let mut w = [0u8; 8];
             w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+            self.mix(u64::from_le_bytes(w));
         }
         for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+            self.mix(u64::from(b));
         }
     }
     fn write_u16(&mut self, n: u16) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(K);
+        self.mix(u64::from(n));
     }
     fn finish(&self) -> u64 {
         self.0
