@@ -232,6 +232,7 @@ impl Companion {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
+                .pragma("journal_size_limit", crate::WAL_SIZE_LIMIT.to_string())
                 .busy_timeout(Duration::from_secs(10));
             if background {
                 o.thread_name(|id| format!("{INDEXER_THREAD}{id}"))

@@ -2279,6 +2279,19 @@ async fn bulk_commits_leave_the_checkpoint_to_checkpoint_wal() -> R {
         row.try_get_by_index::<i64>(0)?,
         i64::from(mailsync_store::WAL_AUTOCHECKPOINT_PAGES)
     );
+    // The WAL file is cut back to this when SQLite starts it over (605 MB kept after a first
+    // sync of 100,000 messages without it; 64 MiB with it).
+    let row = c
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "PRAGMA journal_size_limit",
+        ))
+        .await?
+        .ok_or("no row")?;
+    assert_eq!(
+        u64::try_from(row.try_get_by_index::<i64>(0)?)?,
+        mailsync_store::WAL_SIZE_LIMIT
+    );
     store.checkpoint_wal().await;
     let a = accounts::create(c, new_account("wal")).await?;
     let inbox = mailboxes::upsert(c, a.id, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
