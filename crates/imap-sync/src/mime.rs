@@ -862,6 +862,34 @@ mod tests {
         );
     }
 
+    /// Quoted-printable bodies (RFC 2045 6.7) through the whole-message parser, whose decoder
+    /// is patched for speed (vendor/mail-parser/PATCHES.md): escapes, soft line breaks,
+    /// trailing white space dropped at line ends, dashes that are not a boundary, long
+    /// literal runs.
+    #[test]
+    fn quoted_printable_parts_decode_exactly() {
+        let long = "word ".repeat(40);
+        let raw = format!(
+            "Subject: qp\r\nContent-Type: multipart/alternative; boundary=\"B-1\"\r\n\r\n\
+             --B-1\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+             Caf=C3=A9 au lait  \r\nsoft=\r\nbreak --B-2 -- x-y\r\n{long}=\r\nend\r\na=3Db\t \r\n\
+             --B-1\r\nContent-Type: text/html; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+             <p>=E2=82=AC 5 =\r\n</p>\r\n--B-1--\r\n"
+        );
+        let b = parse_message(raw.as_bytes());
+        assert_eq!(
+            b.text.as_deref(),
+            Some(format!("Café au lait\r\nsoftbreak --B-2 -- x-y\r\n{long}end\r\na=b").as_str())
+        );
+        assert_eq!(b.html.as_deref(), Some("<p>€ 5 </p>"));
+        let single = parse_message(
+            b"Subject: s\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nx =3D y  \r\n--z\r\n",
+        );
+        assert_eq!(single.text.as_deref(), Some("x = y\r\n--z\r\n"));
+    }
+
     #[test]
     fn whole_message_parsing() {
         let raw = b"From: a@b.test\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: multipart/alternative; boundary=C\r\n\r\n--C\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello body\r\n--C\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Hello <b>body</b></p>\r\n--C--\r\n--B\r\nContent-Type: application/pdf; name=doc.pdf\r\nContent-Disposition: attachment; filename=doc.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--B--\r\n";
