@@ -1,6 +1,6 @@
 //! The versioned, append-only history of the mailsync local database schema.
 //!
-//! Each step is one migration, numbered v1..v19 in the order of [`Migrator::migrations`].
+//! Each step is one migration, numbered v1..v20 in the order of [`Migrator::migrations`].
 //! A merged migration is never edited: a schema change is a new step. Migrations declare
 //! their own identifiers (they never import the store's entities), so history stays frozen
 //! when the entities move on.
@@ -26,6 +26,7 @@
 //! | v17 | `m0019_search_pairs` | PostgreSQL: every email noted for re-indexing (documents gain lexemes for their word pairs, so a phrase reads few documents) |
 //! | v18 | `m0020_thread_merges` | local threading records merges in `thread_merges` instead of renaming links; `thread_links` loses its index by thread |
 //! | v19 | `m0021_search_notes_locked` | PostgreSQL: noting an email for search locks its note, so the index can be filled beside the writers |
+//! | v20 | `m0022_bodies_lz4` | PostgreSQL: bodies and search documents compressed with LZ4 instead of pglz (where the server has it) |
 
 // `MigrationTrait` declares `&SchemaManager` with a late-bound lifetime; spelling it out breaks
 // the impls, so the 2018-idiom lint is silenced for this crate only.
@@ -52,9 +53,10 @@ mod m0018_search_companion;
 mod m0019_search_pairs;
 mod m0020_thread_merges;
 mod m0021_search_notes_locked;
+mod m0022_bodies_lz4;
 
 /// The latest schema version (the number of migrations).
-pub const LATEST_VERSION: u32 = 19;
+pub const LATEST_VERSION: u32 = 20;
 
 /// Runs the mailsync migrations (see the crate docs for the list).
 #[derive(Debug, Clone, Copy, Default)]
@@ -83,6 +85,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0019_search_pairs::Migration),
             Box::new(m0020_thread_merges::Migration),
             Box::new(m0021_search_notes_locked::Migration),
+            Box::new(m0022_bodies_lz4::Migration),
         ]
     }
 }

@@ -66,6 +66,7 @@ both_backends! {
     v13_upgrade_marks_cached_bodies => v13_upgrade_marks_cached_bodies;
     v14_upgrade_rebuilds_search_docs => v14_upgrade_rebuilds_search_docs;
     v16_upgrade_adds_word_pairs => v16_upgrade_adds_word_pairs;
+    v19_upgrade_compresses_bodies_with_lz4 => v19_upgrade_compresses_bodies_with_lz4;
     bodies_stored_many_at_once => bodies_stored_many_at_once;
     planner_statistics_follow_a_growing_store => planner_statistics_follow_a_growing_store;
     v9_upgrade_threads_and_indexes => v9_upgrade_threads_and_indexes;
@@ -286,7 +287,7 @@ async fn fresh_migrate(store: &Store) -> R {
         store.schema_version().await?,
         mailsync_store::LATEST_VERSION
     );
-    assert_eq!(mailsync_store::LATEST_VERSION, 19);
+    assert_eq!(mailsync_store::LATEST_VERSION, 20);
     for t in TABLES {
         assert_eq!(count(store, t).await?, 0, "{t}");
     }
@@ -883,6 +884,80 @@ async fn v16_upgrade_adds_word_pairs(store: &Store) -> R {
         search::search(store, Some(a.id), &apart, 10).await?.len(),
         0
     );
+    Ok(())
+}
+
+/// v19 -> v20: PostgreSQL compresses bodies and search documents written after the upgrade
+/// with LZ4 (the test server is built with it), an older body stays readable, and going down
+/// gives the columns back their default. SQLite: nothing changes, the bodies round-trip.
+async fn v19_upgrade_compresses_bodies_with_lz4(store: &Store) -> R {
+    store.migrate_to(19).await?;
+    let c = store.conn();
+    let pg = c.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let a = accounts::create(c, new_account("lz4")).await?;
+    let inbox = mailboxes::upsert(c, a.id, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    // Compressible and past TOAST's ~2 KB threshold.
+    let text = |n: i64| format!("{n} ") + &"the quarterly budget review is due ".repeat(400);
+    let put = |uid: i64| {
+        let items = vec![email(&format!("z{uid}"), inbox, uid)];
+        async move {
+            emails::upsert_batch(c, a.id, &items).await?;
+            let id = emails::ids_by_remote_ids(c, a.id, &[format!("z{uid}")])
+                .await?
+                .into_values()
+                .next()
+                .ok_or("no id")?;
+            let body = bodies::Body {
+                text: Some(text(uid)),
+                html: Some(format!("<p>{}</p>", text(uid))),
+                raw: None,
+                truncated: false,
+            };
+            bodies::put_many(c, &[(id, &body)]).await?;
+            Ok::<_, Box<dyn std::error::Error>>(id)
+        }
+    };
+    // The compression of each body column's setting and of one stored value.
+    let methods = |id: mailsync_store::EmailId| async move {
+        let row = c
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!(
+                    "SELECT (SELECT string_agg(attname || '=' || attcompression::text, ',' ORDER BY                      attname) FROM pg_attribute WHERE attrelid = 'email_bodies'::regclass AND                      attname IN ('text_body', 'html_body', 'raw')) AS columns,                      (SELECT coalesce(pg_column_compression(text_body), '-') FROM email_bodies                      WHERE email_id = {}) AS stored",
+                    id.0
+                ),
+            ))
+            .await?
+            .ok_or("no row")?;
+        Ok::<_, Box<dyn std::error::Error>>((
+            row.try_get::<String>("", "columns")?,
+            row.try_get::<String>("", "stored")?,
+        ))
+    };
+    let old = put(1).await?;
+    if pg {
+        assert_eq!(
+            methods(old).await?,
+            ("html_body=,raw=,text_body=".into(), "pglz".into())
+        );
+    }
+    store.migrate().await?;
+    let new = put(2).await?;
+    if pg {
+        assert_eq!(
+            methods(new).await?,
+            ("html_body=l,raw=l,text_body=l".into(), "lz4".into())
+        );
+        assert_eq!(methods(old).await?.1, "pglz", "older values stay as stored");
+    }
+    for (id, uid) in [(old, 1), (new, 2)] {
+        let b = bodies::get(c, id).await?.ok_or("body")?;
+        assert_eq!(b.text, Some(text(uid)));
+    }
+    store.migrate_to(19).await?;
+    if pg {
+        assert_eq!(methods(new).await?.0, "html_body=,raw=,text_body=");
+    }
     Ok(())
 }
 
