@@ -2343,28 +2343,24 @@ async fn bulk_commits_leave_the_checkpoint_to_checkpoint_wal() -> R {
         .trim_start_matches("sqlite://")
         .trim_end_matches("?mode=rwc")
         .to_owned();
-    let row = c
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Sqlite,
-            "PRAGMA wal_autocheckpoint",
-        ))
-        .await?
-        .ok_or("no row")?;
+    let pragma = |name: &'static str| async move {
+        let row = c
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                format!("PRAGMA {name}"),
+            ))
+            .await?
+            .ok_or("no row")?;
+        Ok::<_, Box<dyn std::error::Error>>(row.try_get_by_index::<i64>(0)?)
+    };
     assert_eq!(
-        row.try_get_by_index::<i64>(0)?,
+        pragma("wal_autocheckpoint").await?,
         i64::from(mailsync_store::WAL_AUTOCHECKPOINT_PAGES)
     );
     // The WAL file is cut back to this when SQLite starts it over (605 MB kept after a first
     // sync of 100,000 messages without it; 64 MiB with it).
-    let row = c
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Sqlite,
-            "PRAGMA journal_size_limit",
-        ))
-        .await?
-        .ok_or("no row")?;
     assert_eq!(
-        u64::try_from(row.try_get_by_index::<i64>(0)?)?,
+        u64::try_from(pragma("journal_size_limit").await?)?,
         mailsync_store::WAL_SIZE_LIMIT
     );
     store.checkpoint_wal().await;
