@@ -1,6 +1,7 @@
 //! The model test (issue #11 "Nothing lost"): per backend (Dovecot IMAP, Cyrus IMAP, Cyrus
 //! JMAP), a fixed set of seeds, each a random interleaving of engine actions and another
-//! client's changes, checked by the oracle (database equals server, no lost intent). A failing
+//! client's changes, and the operation lists of past failures ([`REGRESSIONS`]), checked by
+//! the oracle (database equals server, no lost intent). A failing
 //! seed prints its shrunk operation list with a replay command.
 //!
 //! `cargo xtask model` runs more through the same tests, configured by environment:
@@ -22,6 +23,19 @@ use mailsync_tests::model::{self, Backend, SeedReport};
 /// The seeds `cargo xtask ci` runs per backend.
 const CI_SEEDS: &[u64] = &[1, 2, 3, 4, 5];
 const CI_OPS: usize = 30;
+
+/// Operation lists that once diverged, replayed on every backend with the seeds (shrunk
+/// failures of longer runs, kept as regressions).
+const REGRESSIONS: &[&str] = &[
+    // cyrus-jmap seed 3031 (40 ops): a queued delete of mailbox B, refused because another
+    // client moved mail into B meanwhile, left B missing locally for good: the sync before
+    // the refusal consumed B's last Mailbox change while the delete hid it, and the revert
+    // only dropped the Email state (`checkpoints::require_full_listing`).
+    "o-create B; move 467 819; o-move C 720 Trash; delete 269; m-delete 220; send; sync; sync; \
+     o-copy C 186 A; o-append Trash seen; flag 657 +flagged; o-flag Trash 622 +flagged; d-save; \
+     o-expunge Archive 571; undo; o-flag Archive 892 +seen; o-delete A; m-delete 892; \
+     o-expunge INBOX 649; m-create B; o-move Trash 974 B; o-copy C 378 C",
+];
 
 fn env<T: std::str::FromStr>(key: &str) -> Option<T> {
     std::env::var(key).ok().and_then(|v| v.trim().parse().ok())
@@ -64,11 +78,21 @@ async fn run_backend(backend: Backend) {
             }
             (None, None) => CI_SEEDS.to_vec(),
         };
+        let pinned = env::<u64>("MAILSYNC_MODEL_SEED").is_none()
+            && env::<u64>("MAILSYNC_MODEL_SEEDS").is_none();
         runs.extend(
             seeds
                 .into_iter()
                 .map(|s| (Some(s), model::generate(s, ops_per_seed))),
         );
+        if pinned {
+            for text in REGRESSIONS {
+                runs.push((
+                    None,
+                    model::parse_ops(text).expect("a regression's operations"),
+                ));
+            }
+        }
     }
     let start = Instant::now();
     let max_shrinks: usize = env("MAILSYNC_MODEL_SHRINK_MAX").unwrap_or(2);

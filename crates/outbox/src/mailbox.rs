@@ -629,7 +629,7 @@ pub(crate) async fn on_done<C: ConnectionTrait>(
 /// Reverts a mailbox row the server refused: a created mailbox leaves the database (the email
 /// changes that put mail into it are evicted too, their emails back where they were); a
 /// rename gets the old name back. A refused delete is made good by the next sync, which
-/// lists the mailbox again, and (JMAP) the emails, listed in full again.
+/// lists the mailbox again (JMAP: the mailboxes and emails listed in full again).
 pub(crate) async fn revert<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
@@ -638,8 +638,9 @@ pub(crate) async fn revert<C: ConnectionTrait>(
     touched: &mut Touched,
 ) -> Result<(), Error> {
     if let MailboxChange::Delete { .. } = &p.change {
-        // Its emails left the database when the delete was asked; the server kept them.
-        mailsync_store::checkpoints::require_full_email_listing(c, account).await?;
+        // The mailbox and its emails left the database when the delete was asked; the
+        // server kept them.
+        mailsync_store::checkpoints::require_full_listing(c, account).await?;
     }
     let Some(mb) = not_found_is_none(mailboxes::get(c, p.mailbox_id).await)? else {
         return Ok(());

@@ -127,14 +127,19 @@ pub async fn delete<C: ConnectionTrait>(
     Ok(())
 }
 
-/// The local email set no longer follows from the stored change state (rows were removed
-/// locally that the server still has, e.g. a mailbox delete the server refused): drops the
-/// account's JMAP Email state, so the next sync lists every email again and restores them.
-/// IMAP needs nothing here: a mailbox listed again has no checkpoint and is compared in full.
-pub async fn require_full_email_listing<C: ConnectionTrait>(
+/// The local mailboxes and emails no longer follow from the stored change states (rows were
+/// removed locally that the server still has, e.g. a mailbox delete the server refused):
+/// drops the account's JMAP Mailbox and Email states, so the next sync lists every mailbox
+/// and every email again and restores them. The Mailbox state matters too: a sync may have
+/// consumed the mailbox's last change while the delete was still queued (it hid the mailbox
+/// again), and with no later change Mailbox/changes would never bring it back. IMAP needs
+/// nothing here: LIST names every mailbox each cycle, and a mailbox listed again has no
+/// checkpoint and is compared in full.
+pub async fn require_full_listing<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
 ) -> Result<(), StoreError> {
+    delete(c, account, &Scope::jmap("Mailbox")).await?;
     delete(c, account, &Scope::jmap("Email")).await
 }
 
