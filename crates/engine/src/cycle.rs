@@ -40,23 +40,43 @@ pub(crate) async fn run(
     account: AccountId,
 ) -> Result<SyncCounts, EngineError> {
     let flushed = remote.flush(outbox, account).await?;
-    let synced = remote.sync().await?;
+    let mut synced = remote.sync().await?;
     // Show still-queued changes again on top of what the sync wrote, rebased on it.
     outbox.reapply_queued(account).await?;
     let mut done = flushed.done;
+    // Whether a flush after the sync evicted a change: its revert may need the server's state
+    // (a refused mailbox delete is made good by a listing), which this cycle then reads
+    // again instead of ending with the mailbox missing until the next one.
+    let mut evicted_late = false;
     if flushed.paused.is_none() {
         if flushed.resync_needed {
             // The server state moved under the queued changes (JMAP `stateMismatch`): the
             // sync above rebased them; send them again, once. A second mismatch waits for the
             // next cycle.
             tracing::info!("Server state moved under the queued changes; retrying after the sync.");
-            done += remote.flush(outbox, account).await?.done;
+            let again = remote.flush(outbox, account).await?;
+            done += again.done;
+            evicted_late |= again.evicted > 0;
         }
         // Changes whose message was not where they addressed it are found again (or declared
         // gone) once the whole account is known, and the found ones go out at once.
         if synced.complete && outbox.reresolve(account).await?.found > 0 {
-            done += remote.flush(outbox, account).await?.done;
+            let again = remote.flush(outbox, account).await?;
+            done += again.done;
+            evicted_late |= again.evicted > 0;
         }
+    }
+    if evicted_late {
+        tracing::info!("A change sent after the sync was refused; syncing again.");
+        let more = remote.sync().await?;
+        outbox.reapply_queued(account).await?;
+        synced = Synced {
+            mailboxes: more.mailboxes,
+            added: synced.added + more.added,
+            updated: synced.updated + more.updated,
+            removed: synced.removed + more.removed,
+            complete: more.complete,
+        };
     }
     if let Some(p) = &flushed.paused {
         return Err(EngineError::from_pause(p));
