@@ -1,6 +1,6 @@
 //! The one sync cycle every protocol runs: flush the outbox → sync the server into the store →
 //! re-apply still-queued changes → retry after a state mismatch → re-resolve lost changes (and
-//! send the ones found) → report. Protocols differ only in the two steps of [`Remote`].
+//! send the ones found) → sync again if one of those later flushes evicted a change → report. Protocols differ only in the two steps of [`Remote`].
 
 use mailsync_outbox::{FlushReport, Outbox};
 use mailsync_store::AccountId;
@@ -88,4 +88,73 @@ pub(crate) async fn run(
         emails_removed: synced.removed,
         changes_flushed: i64::from(done),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use mailsync_store::testing::TempDb;
+
+    use super::*;
+
+    /// A protocol whose flushes report what the test scripts, counting the syncs asked of it.
+    struct Scripted {
+        flushes: VecDeque<FlushReport>,
+        syncs: usize,
+    }
+
+    #[async_trait::async_trait]
+    impl Remote for Scripted {
+        async fn flush(&mut self, _: &Outbox, _: AccountId) -> Result<FlushReport, EngineError> {
+            Ok(self.flushes.pop_front().unwrap_or_default())
+        }
+        async fn sync(&mut self) -> Result<Synced, EngineError> {
+            self.syncs += 1;
+            Ok(Synced {
+                complete: true,
+                ..Synced::default()
+            })
+        }
+    }
+
+    fn report(resync_needed: bool, evicted: u32) -> FlushReport {
+        let mut r = FlushReport::default();
+        r.resync_needed = resync_needed;
+        r.evicted = evicted;
+        r
+    }
+
+    /// A change evicted by a flush after the sync (whose revert may need the server's state,
+    /// as a refused mailbox delete does) gets a second sync in the same cycle; an eviction
+    /// before the sync, or none, does not.
+    #[tokio::test]
+    async fn a_late_eviction_syncs_again() -> Result<(), Box<dyn std::error::Error>> {
+        let db = TempDb::sqlite().await?;
+        let outbox = Outbox::new(db.store.clone());
+        let cases: &[(&str, Vec<FlushReport>, usize)] = &[
+            ("nothing queued", vec![], 1),
+            ("evicted before the sync", vec![report(false, 1)], 1),
+            (
+                "mismatch, the retry done",
+                vec![report(true, 0), report(false, 0)],
+                1,
+            ),
+            (
+                "mismatch, the retry evicted",
+                vec![report(true, 0), report(false, 1)],
+                2,
+            ),
+        ];
+        for (what, flushes, syncs) in cases {
+            let mut remote = Scripted {
+                flushes: flushes.iter().cloned().collect(),
+                syncs: 0,
+            };
+            run(&mut remote, &outbox, AccountId(1)).await?;
+            assert_eq!(remote.syncs, *syncs, "{what}");
+        }
+        db.cleanup().await?;
+        Ok(())
+    }
 }
