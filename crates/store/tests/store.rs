@@ -961,6 +961,16 @@ async fn v19_upgrade_compresses_bodies_with_lz4(store: &Store) -> R {
             methods(new).await?,
             ("html_body=l,raw=l,text_body=l".into(), "lz4".into())
         );
+        // The search documents' column too ('l' = 108).
+        assert_eq!(
+            scalar(
+                store,
+                "SELECT ascii(attcompression::text)::bigint FROM pg_attribute WHERE attrelid = \
+                 'email_search'::regclass AND attname = 'doc'"
+            )
+            .await?,
+            i64::from(b'l')
+        );
         assert_eq!(
             methods(old).await?.1,
             default,
@@ -2360,24 +2370,14 @@ async fn bulk_commits_leave_the_checkpoint_to_checkpoint_wal() -> R {
         .trim_start_matches("sqlite://")
         .trim_end_matches("?mode=rwc")
         .to_owned();
-    let pragma = |name: &'static str| async move {
-        let row = c
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Sqlite,
-                format!("PRAGMA {name}"),
-            ))
-            .await?
-            .ok_or("no row")?;
-        Ok::<_, Box<dyn std::error::Error>>(row.try_get_by_index::<i64>(0)?)
-    };
     assert_eq!(
-        pragma("wal_autocheckpoint").await?,
+        scalar(store, "PRAGMA wal_autocheckpoint").await?,
         i64::from(mailsync_store::WAL_AUTOCHECKPOINT_PAGES)
     );
     // The WAL file is cut back to this when SQLite starts it over (605 MB kept after a first
     // sync of 100,000 messages without it; 64 MiB with it).
     assert_eq!(
-        u64::try_from(pragma("journal_size_limit").await?)?,
+        u64::try_from(scalar(store, "PRAGMA journal_size_limit").await?)?,
         mailsync_store::WAL_SIZE_LIMIT
     );
     store.checkpoint_wal().await;
