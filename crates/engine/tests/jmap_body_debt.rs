@@ -119,7 +119,8 @@ async fn run(db: &TempDb, s: &Servers, who: &Account, name: &str) -> R {
     append(30..60)?;
     jmap_sync::sync_mailboxes(&c, store, account, &jacc).await?;
     drop(c);
-    proxy.arm(Cut::after_client_sends(b"fetchTextBodyValues", 300));
+    // Whichever pooled connection carries the body request is the one cut.
+    proxy.arm(Cut::after_client_sends(b"fetchTextBodyValues", 300).over_all_connections());
     let c = client(&url, who).await?;
     let cut = jmap_sync::sync_emails(&c, store, account, &jacc, BodyPolicy::All).await;
     assert!(cut.is_err(), "the cut fails the sync: {cut:?}");

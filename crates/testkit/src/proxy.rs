@@ -1,8 +1,9 @@
 //! A fault-injecting TCP proxy on loopback: forwards bytes both ways and, when armed, cuts one
 //! connection a given number of server bytes after the client sent a given pattern (e.g. a
 //! body download command), or after a given number of client bytes, to test what a sync keeps
-//! when the network drops mid-download or mid-command. (Servers that stall, trickle or reset:
-//! [`crate::HostileServer`].)
+//! when the network drops mid-download or mid-command. The bytes are counted on the next
+//! connection opened, or over every connection opened after arming (for a client that spreads
+//! its requests over a pool). (Servers that stall, trickle or reset: [`crate::HostileServer`].)
 //!
 //! ```no_run
 //! use mailsync_testkit::{Cut, FaultProxy};
@@ -30,6 +31,11 @@ pub struct Cut {
     /// Client-to-server bytes forwarded before the connection is cut (`None`: no limit), to
     /// cut while the client is sending (a command or an upload).
     pub client_bytes: Option<u64>,
+    /// Whether the byte counts run over every connection opened after arming, the one that
+    /// crosses a limit being cut (`false`: only the next connection opened is counted and
+    /// cut). An HTTP client may open a second pooled connection whenever the first is not yet
+    /// back in its pool, so "the next connection" may carry only part of its requests.
+    pub across_connections: bool,
 }
 
 impl Cut {
@@ -39,6 +45,7 @@ impl Cut {
             trigger: Vec::new(),
             server_bytes,
             client_bytes: None,
+            across_connections: false,
         }
     }
 
@@ -48,6 +55,7 @@ impl Cut {
             trigger: Vec::new(),
             server_bytes: u64::MAX,
             client_bytes: Some(client_bytes),
+            across_connections: false,
         }
     }
 
@@ -57,13 +65,68 @@ impl Cut {
             trigger: trigger.to_vec(),
             server_bytes,
             client_bytes: None,
+            across_connections: false,
         }
+    }
+
+    /// The same cut, with its bytes counted over every connection opened after arming
+    /// ([`Cut::across_connections`]).
+    #[must_use]
+    pub fn over_all_connections(mut self) -> Self {
+        self.across_connections = true;
+        self
+    }
+}
+
+/// An armed cut and what is left of its byte budgets, shared by the connections it counts.
+struct Armed {
+    cut: Cut,
+    server_left: Mutex<u64>,
+    client_left: Mutex<Option<u64>>,
+    /// Set by the connection that was cut: the others pass through from then on.
+    spent: AtomicBool,
+}
+
+impl Armed {
+    fn new(cut: Cut) -> Self {
+        Self {
+            server_left: Mutex::new(cut.server_bytes),
+            client_left: Mutex::new(cut.client_bytes),
+            cut,
+            spent: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes `n` bytes from `left` (a budget of this cut, locked by the caller): `Some(k)`
+    /// when the limit falls within them, the connection then being cut after `k` bytes (once
+    /// per cut, whichever connection gets there first).
+    fn take(&self, left: &mut u64, n: usize, shared: &Shared) -> Option<usize> {
+        if self.spent.load(Ordering::SeqCst) {
+            return None;
+        }
+        if *left > n as u64 {
+            *left -= n as u64;
+            return None;
+        }
+        if self.spent.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        // Counted before the client can see the cut.
+        shared.cuts.fetch_add(1, Ordering::SeqCst);
+        let mut armed = shared.armed.lock().unwrap_or_else(PoisonError::into_inner);
+        if armed
+            .as_ref()
+            .is_some_and(|a| std::ptr::eq(Arc::as_ptr(a), self))
+        {
+            *armed = None;
+        }
+        Some(usize::try_from(*left).unwrap_or(n))
     }
 }
 
 #[derive(Default)]
 struct Shared {
-    armed: Mutex<Option<Cut>>,
+    armed: Mutex<Option<Arc<Armed>>>,
     cuts: AtomicUsize,
     connections: AtomicUsize,
     /// Connections open now (accepted, and the client has not closed its side yet).
@@ -128,13 +191,15 @@ impl FaultProxy {
         "127.0.0.1"
     }
 
-    /// Arms one cut: the next connection opened is cut as `cut` says; later ones pass through.
+    /// Arms one cut: the next connection opened (or, [`Cut::across_connections`], the one of
+    /// those opened from now on that reaches the limit) is cut as `cut` says; later ones pass
+    /// through.
     pub fn arm(&self, cut: Cut) {
         *self
             .shared
             .armed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(cut);
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(Armed::new(cut)));
     }
 
     /// Starts (`true`) or ends an outage: while down, every open connection is closed and new
@@ -228,11 +293,13 @@ fn accept_loop(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared
                 .unwrap_or_else(PoisonError::into_inner)
                 .push((c, closed.clone()));
         }
-        let cut = shared
-            .armed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let cut = {
+            let mut armed = shared.armed.lock().unwrap_or_else(PoisonError::into_inner);
+            match armed.as_ref() {
+                Some(a) if a.cut.across_connections => Some(a.clone()),
+                _ => armed.take(),
+            }
+        };
         if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
             let mut open = shared.open.lock().unwrap_or_else(PoisonError::into_inner);
             open.push(c);
@@ -241,14 +308,12 @@ fn accept_loop(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared
         let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
         let triggered = Arc::new(AtomicBool::new(
-            cut.as_ref().is_none_or(|c| c.trigger.is_empty()),
+            cut.as_ref().is_none_or(|a| a.cut.trigger.is_empty()),
         ));
-        let budget = Arc::new(AtomicU64::new(
-            cut.as_ref().map_or(u64::MAX, |c| c.server_bytes),
-        ));
-        let trigger = cut.as_ref().map(|c| c.trigger.clone()).unwrap_or_default();
-        let armed = cut.is_some();
-        let client_budget = cut.as_ref().and_then(|c| c.client_bytes);
+        let trigger = cut
+            .as_ref()
+            .map(|a| a.cut.trigger.clone())
+            .unwrap_or_default();
         let (Ok(c_read), Ok(s_write)) = (client.try_clone(), server.try_clone()) else {
             closed.close();
             continue;
@@ -256,13 +321,14 @@ fn accept_loop(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared
         let t = triggered.clone();
         let sh = shared.clone();
         let cl = closed.clone();
+        let c = cut.clone();
         thread::spawn(move || {
-            client_to_server(c_read, s_write, &trigger, &t, client_budget, &sh);
+            client_to_server(c_read, s_write, &trigger, &t, c.as_deref(), &sh);
             cl.close();
         });
         let sh = shared.clone();
         thread::spawn(move || {
-            server_to_client(server, client, armed, &triggered, &budget, &sh);
+            server_to_client(server, client, cut.as_deref(), &triggered, &sh);
             closed.close();
         });
     }
@@ -325,7 +391,7 @@ fn client_to_server(
     mut to: TcpStream,
     trigger: &[u8],
     seen: &AtomicBool,
-    mut budget: Option<u64>,
+    cut: Option<&Armed>,
     shared: &Shared,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -346,16 +412,14 @@ fn client_to_server(
             let drop_n = tail.len().saturating_sub(keep);
             tail.drain(..drop_n);
         }
-        if let Some(left) = budget.as_mut() {
-            if *left <= n as u64 {
-                shared.cuts.fetch_add(1, Ordering::SeqCst);
-                let take = usize::try_from(*left).unwrap_or(n);
+        if let Some(a) = cut {
+            let mut left = a.client_left.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(take) = left.as_mut().and_then(|l| a.take(l, n, shared)) {
                 let _ = to.write_all(data.get(..take).unwrap_or_default());
                 let _ = to.shutdown(Shutdown::Both);
                 let _ = from.shutdown(Shutdown::Both);
                 return;
             }
-            *left -= n as u64;
         }
         if to.write_all(data).is_err() {
             break;
@@ -367,9 +431,8 @@ fn client_to_server(
 fn server_to_client(
     mut from: TcpStream,
     mut to: TcpStream,
-    armed: bool,
+    cut: Option<&Armed>,
     triggered: &AtomicBool,
-    budget: &AtomicU64,
     shared: &Shared,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -380,19 +443,15 @@ fn server_to_client(
         };
         let data = buf.get(..n).unwrap_or_default();
         shared.forwarded.fetch_add(n as u64, Ordering::SeqCst);
-        if armed && triggered.load(Ordering::SeqCst) {
-            let left = budget.load(Ordering::SeqCst);
-            if left <= n as u64 {
-                let take = usize::try_from(left).unwrap_or(n);
-                // Counted before the client can see the cut.
-                shared.cuts.fetch_add(1, Ordering::SeqCst);
+        if let Some(a) = cut.filter(|_| triggered.load(Ordering::SeqCst)) {
+            let mut left = a.server_left.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(take) = a.take(&mut left, n, shared) {
                 let _ = to.write_all(data.get(..take).unwrap_or_default());
                 let _ = to.flush();
                 let _ = to.shutdown(Shutdown::Both);
                 let _ = from.shutdown(Shutdown::Both);
                 return;
             }
-            budget.fetch_sub(n as u64, Ordering::SeqCst);
         }
         if to.write_all(data).is_err() {
             break;
@@ -438,6 +497,69 @@ mod tests {
             "a closed connection counted beside the next"
         );
         drop(last);
+        Ok(())
+    }
+
+    /// Reads what a connection gets until the server side is cut (or 0.5 s pass: not cut).
+    fn read_until_cut(s: &mut TcpStream) -> Result<(usize, bool), std::io::Error> {
+        s.set_read_timeout(Some(std::time::Duration::from_millis(500)))?;
+        let mut got = 0;
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return Ok((got, true)),
+                Ok(n) => got += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok((got, false));
+                }
+                Err(_) => return Ok((got, true)),
+            }
+        }
+    }
+
+    /// A cut counted over all connections falls where their bytes together reach it, on the
+    /// connection that gets there; a cut of the next connection only counts that one's.
+    #[test]
+    fn a_cut_counts_one_connection_or_all_of_them() -> Result<(), Box<dyn std::error::Error>> {
+        let upstream = TcpListener::bind("127.0.0.1:0")?;
+        let port = upstream.local_addr()?.port();
+        // The upstream sends 1,000 bytes on each connection and holds it open.
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let h = held.clone();
+        thread::spawn(move || {
+            for mut s in upstream.incoming().flatten() {
+                let _ = s.write_all(&[b'x'; 1000]);
+                h.lock().unwrap_or_else(PoisonError::into_inner).push(s);
+            }
+        });
+        let proxy = FaultProxy::start("127.0.0.1", port)?;
+        for (cut, expected) in [
+            (
+                Cut::after_server_bytes(1500),
+                [(1000, false), (1000, false)],
+            ),
+            (
+                Cut::after_server_bytes(1500).over_all_connections(),
+                [(1000, false), (500, true)],
+            ),
+        ] {
+            let before = proxy.cuts();
+            proxy.arm(cut.clone());
+            let mut first = TcpStream::connect(proxy.addr)?;
+            let got_first = read_until_cut(&mut first)?;
+            let mut second = TcpStream::connect(proxy.addr)?;
+            let got_second = read_until_cut(&mut second)?;
+            assert_eq!([got_first, got_second], expected, "{cut:?}");
+            assert_eq!(proxy.cuts() - before, usize::from(expected[1].1), "{cut:?}");
+            // A third connection passes through: the cut is spent (or was the first's).
+            let mut third = TcpStream::connect(proxy.addr)?;
+            assert_eq!(read_until_cut(&mut third)?, (1000, false), "{cut:?}");
+        }
         Ok(())
     }
 }
