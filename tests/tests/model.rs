@@ -12,6 +12,7 @@
 //! `MAILSYNC_MODEL_SHRINK_MAX` (how many divergent seeds to shrink, each with new divergence
 //! kinds, default 2), `MAILSYNC_MODEL_SHRINK_TRIES` (runs per shrink candidate, for
 //! timing-dependent failures, default 1),
+//! `MAILSYNC_MODEL_FAULTS` (half the syncs cut mid-traffic: [`model::Op::Cut`]),
 //! `MAILSYNC_MODEL_NO_FAIL` (report only), `MAILSYNC_MODEL_CYRUS_USER` (`en8`..`en10`, instead
 //! of en8 for Cyrus IMAP and en9 for Cyrus JMAP; runs on one user take turns via a lock file).
 
@@ -68,6 +69,7 @@ async fn run_backend(backend: Backend) {
         return;
     }
     let ops_per_seed: usize = env("MAILSYNC_MODEL_OPS").unwrap_or(CI_OPS);
+    let faults = std::env::var_os("MAILSYNC_MODEL_FAULTS").is_some();
     let budget = Duration::from_secs(env("MAILSYNC_MODEL_SHRINK_SECS").unwrap_or(30));
     let mut runs: Vec<(Option<u64>, Vec<model::Op>)> = Vec::new();
     if let Ok(text) = std::env::var("MAILSYNC_MODEL_REPLAY") {
@@ -92,7 +94,7 @@ async fn run_backend(backend: Backend) {
         runs.extend(
             seeds
                 .into_iter()
-                .map(|s| (Some(s), model::generate(s, ops_per_seed))),
+                .map(|s| (Some(s), model::generate_with(s, ops_per_seed, faults))),
         );
         if pinned {
             for text in REGRESSIONS {

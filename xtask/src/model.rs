@@ -13,7 +13,7 @@ const USAGE: &str = "\
 usage: cargo xtask model [--seeds N] [--seed-start S] [--seed S] [--ops M]
                          [--backend dovecot|cyrus-imap|cyrus-jmap] [--replay 'OPS']
                          [--shrink-secs T] [--shrink-max K] [--shrink-tries R]
-                         [--cyrus-user en8|en9|en10] [--no-fail] [--release]
+                         [--cyrus-user en8|en9|en10] [--faults] [--no-fail] [--release]
 
   Random interleavings of engine actions and another IMAP client's changes, checked by the
   oracle (database equals server, no lost intent). Defaults: the CI seeds (1..=5), 30
@@ -21,7 +21,9 @@ usage: cargo xtask model [--seeds N] [--seed-start S] [--seed S] [--ops M]
   divergence kinds are shrunk, T (30) s each, a candidate list counting as failing when one of
   R (1) runs fails (raise R for timing-dependent Cyrus failures). --seeds N runs seeds
   S..S+N (S = --seed-start, default 1); --seed runs one; --replay runs a printed operation list
-  (as printed for a failing seed). --no-fail reports without failing.
+  (as printed for a failing seed). --faults turns half the syncs into cut ones (the
+  engine's connections cut after a random number of bytes, through a proxy).
+  --no-fail reports without failing.
   The test servers must be up: `cargo xtask servers up`. Cyrus users are reset before each run:
   en8 (IMAP) and en9 (JMAP), or --cyrus-user; runs on one user take turns (a lock file).";
 
@@ -50,6 +52,7 @@ fn env_of(args: &[String]) -> Result<(Vec<(&'static str, String)>, bool)> {
             "--shrink-tries" => value("MAILSYNC_MODEL_SHRINK_TRIES")?,
             "--cyrus-user" => value("MAILSYNC_MODEL_CYRUS_USER")?,
             "--no-fail" => env.push(("MAILSYNC_MODEL_NO_FAIL", "1".into())),
+            "--faults" => env.push(("MAILSYNC_MODEL_FAULTS", "1".into())),
             "--release" => release = true,
             "-h" | "--help" => {
                 println!("{USAGE}");

@@ -127,6 +127,8 @@ impl Armed {
 #[derive(Default)]
 struct Shared {
     armed: Mutex<Option<Arc<Armed>>>,
+    /// The last cut armed, until [`FaultProxy::disarm`] withdraws it.
+    latest: Mutex<Option<Arc<Armed>>>,
     cuts: AtomicUsize,
     connections: AtomicUsize,
     /// Connections open now (accepted, and the client has not closed its side yet).
@@ -195,11 +197,36 @@ impl FaultProxy {
     /// those opened from now on that reaches the limit) is cut as `cut` says; later ones pass
     /// through.
     pub fn arm(&self, cut: Cut) {
+        let a = Arc::new(Armed::new(cut));
+        *self
+            .shared
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(a.clone());
         *self
             .shared
             .armed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(Armed::new(cut)));
+            .unwrap_or_else(PoisonError::into_inner) = Some(a);
+    }
+
+    /// Withdraws the last cut armed if it was not reached: every connection passes through
+    /// from now on, those already counting it included.
+    pub fn disarm(&self) {
+        *self
+            .shared
+            .armed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        if let Some(a) = self
+            .shared
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            a.spent.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Starts (`true`) or ends an outage: while down, every open connection is closed and new
@@ -560,6 +587,15 @@ mod tests {
             let mut third = TcpStream::connect(proxy.addr)?;
             assert_eq!(read_until_cut(&mut third)?, (1000, false), "{cut:?}");
         }
+        // A cut withdrawn before its limit cuts nothing, on connections opened before or after.
+        let before = proxy.cuts();
+        proxy.arm(Cut::after_server_bytes(1500).over_all_connections());
+        let mut first = TcpStream::connect(proxy.addr)?;
+        assert_eq!(read_until_cut(&mut first)?, (1000, false));
+        proxy.disarm();
+        let mut second = TcpStream::connect(proxy.addr)?;
+        assert_eq!(read_until_cut(&mut second)?, (1000, false));
+        assert_eq!(proxy.cuts(), before);
         Ok(())
     }
 }

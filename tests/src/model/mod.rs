@@ -13,7 +13,7 @@ pub mod runner;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-pub use ops::{Op, format_ops, generate, parse_ops};
+pub use ops::{Op, format_ops, generate, generate_with, parse_ops};
 pub use runner::{Backend, Outcome, run_ops, shrink};
 
 /// One seed's result, printable.
@@ -60,8 +60,16 @@ impl SeedReport {
             Ok(o) if o.divergences.is_empty() => {
                 let _ = writeln!(
                     s,
-                    "ok ({} converge cycles, {} intents, {} checked, {} messages)",
-                    o.converge_cycles, o.intents.0, o.intents.1, o.server_messages
+                    "ok ({} converge cycles, {} intents, {} checked, {} messages{})",
+                    o.converge_cycles,
+                    o.intents.0,
+                    o.intents.1,
+                    o.server_messages,
+                    if o.cuts > 0 {
+                        format!(", {} cycles cut", o.cuts)
+                    } else {
+                        String::new()
+                    }
                 );
             }
             Ok(o) => {

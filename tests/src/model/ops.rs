@@ -109,6 +109,16 @@ pub enum Op {
     Send,
     /// Engine: one sync cycle (flush, then sync).
     Sync,
+    /// Engine: one sync cycle whose network is cut (the engine's connections to the server,
+    /// counted together) after `at` bytes from the server, or from the client (`client`):
+    /// mid-command, mid-response, between a change's command and its answer. A cycle that
+    /// ends sooner is not cut.
+    Cut {
+        /// Count the client's bytes instead of the server's.
+        client: bool,
+        /// Where.
+        at: u32,
+    },
     /// Engine: create a mailbox (through the outbox).
     MCreate {
         /// Its name.
@@ -216,6 +226,7 @@ impl Op {
                 | Self::Undo
                 | Self::Send
                 | Self::Sync
+                | Self::Cut { .. }
                 | Self::MCreate { .. }
                 | Self::MRename { .. }
                 | Self::MDelete { .. }
@@ -242,6 +253,9 @@ impl fmt::Display for Op {
             Self::Undo => write!(f, "undo"),
             Self::Send => write!(f, "send"),
             Self::Sync => write!(f, "sync"),
+            Self::Cut { client, at } => {
+                write!(f, "cut {}{at}", if *client { "c" } else { "s" })
+            }
             Self::MCreate { name } => write!(f, "m-create {name}"),
             Self::MRename { pick, name } => write!(f, "m-rename {pick} {name}"),
             Self::MDelete { pick } => write!(f, "m-delete {pick}"),
@@ -315,6 +329,17 @@ impl std::str::FromStr for Op {
             (Some("undo"), 1) => Self::Undo,
             (Some("send"), 1) => Self::Send,
             (Some("sync"), 1) => Self::Sync,
+            (Some("cut"), 2) => {
+                let (side, at) = w[1].split_at_checked(1).ok_or_else(bad)?;
+                Self::Cut {
+                    client: match side {
+                        "c" => true,
+                        "s" => false,
+                        _ => return Err(bad()),
+                    },
+                    at: at.parse().map_err(|_| bad())?,
+                }
+            }
             (Some("m-create"), 2) => Self::MCreate { name: word(1)? },
             (Some("m-rename"), 3) => Self::MRename {
                 pick: num(1)?,
@@ -387,7 +412,20 @@ pub fn parse_ops(s: &str) -> Result<Vec<Op>, String> {
 
 /// The operations of a seed: about half engine actions (and syncs), the rest the other client.
 pub fn generate(seed: u64, n: usize) -> Vec<Op> {
+    generate_with(seed, n, false)
+}
+
+/// Server bytes within which a cut is placed: a model cycle's traffic is a few KB, so some
+/// cuts fall after its end (a cycle that is not cut is part of the mix).
+const CUT_SERVER_BYTES: u64 = 8_000;
+/// Client bytes within which a cut is placed (commands are shorter than answers).
+const CUT_CLIENT_BYTES: u64 = 2_500;
+
+/// [`generate`], with `faults`: half of the syncs become cut ones ([`Op::Cut`]). The cuts
+/// are drawn from a second generator, so a seed's other operations are the same either way.
+pub fn generate_with(seed: u64, n: usize, faults: bool) -> Vec<Op> {
     let mut r = Rng::new(seed);
+    let mut fault = Rng::new(!seed);
     let mut ops = Vec::with_capacity(n);
     while ops.len() < n {
         let flag = if r.coin() {
@@ -408,6 +446,17 @@ pub fn generate(seed: u64, n: usize) -> Vec<Op> {
             20..=25 => Op::Delete { pick: r.pick() },
             26..=30 => Op::Undo,
             31..=33 => Op::Send,
+            34..=47 if faults && fault.coin() => {
+                let client = fault.coin();
+                Op::Cut {
+                    client,
+                    at: fault.below(if client {
+                        CUT_CLIENT_BYTES
+                    } else {
+                        CUT_SERVER_BYTES
+                    }) as u32,
+                }
+            }
             34..=47 => Op::Sync,
             48..=57 => Op::OFlag {
                 mailbox: r.choose(OTHER_MAILBOXES).into(),
@@ -473,6 +522,24 @@ mod tests {
             assert_eq!(parse_ops(&format_ops(&ops)).unwrap(), ops);
         }
         assert_ne!(generate(1, 40), generate(2, 40));
+        // Faults turn some syncs into cuts and change nothing else.
+        for seed in 0..50 {
+            let plain = generate(seed, 40);
+            let cut = generate_with(seed, 40, true);
+            assert_eq!(parse_ops(&format_ops(&cut)).unwrap(), cut);
+            let ops_of = |ops: &[Op]| -> Vec<Op> {
+                ops.iter()
+                    .filter(|o| !matches!(o, Op::Sync | Op::Cut { .. }))
+                    .cloned()
+                    .collect()
+            };
+            assert_eq!(ops_of(&plain), ops_of(&cut));
+        }
+        assert!((0..50).any(|s| {
+            generate_with(s, 40, true)
+                .iter()
+                .any(|o| matches!(o, Op::Cut { .. }))
+        }));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use mailsync_store::sync_log::SyncCounts;
 use mailsync_store::testing::TempDb;
 use mailsync_store::{AccountKind, Address, BodyPolicy, Role, SecretRef, Security, mailboxes};
 use mailsync_testkit::imap::quote_mailbox;
-use mailsync_testkit::{ImapClient, Servers, unique_name};
+use mailsync_testkit::{Cut, FaultProxy, ImapClient, Servers, unique_name};
 use tokio_util::sync::CancellationToken;
 
 use super::ops::{ModelFlag, Op};
@@ -74,6 +74,8 @@ pub struct Outcome {
     pub intents: (usize, usize),
     /// Messages on the server at the end (all mailboxes).
     pub server_messages: usize,
+    /// Cycles of [`Op::Cut`] the proxy did cut (the others ended before their cut).
+    pub cuts: usize,
 }
 
 impl Outcome {
@@ -281,6 +283,8 @@ struct Local {
     outbox: Arc<Outbox>,
     clock: ManualClock,
     account: Account,
+    /// Between the engine and the server when the run has cuts ([`Op::Cut`]).
+    proxy: Option<FaultProxy>,
 }
 
 /// An email the engine can act on.
@@ -699,6 +703,31 @@ async fn engine_op(local: &Local, run: &mut Run, index: usize, op: &Op, from: &s
         Op::Sync => {
             if let Err(e) = local.cycle().await {
                 run.notes.push(format!("op {index} `sync` failed: {e}"));
+            }
+            return Ok(());
+        }
+        Op::Cut { client, at } => {
+            let proxy = local
+                .proxy
+                .as_ref()
+                .ok_or_else(|| anyhow!("a cut in a run without the proxy"))?;
+            let at = u64::from(*at);
+            let cut = if *client {
+                Cut::after_client_bytes(at)
+            } else {
+                Cut::after_server_bytes(at)
+            };
+            let before = proxy.cuts();
+            proxy.arm(cut.over_all_connections());
+            let r = local.cycle().await;
+            proxy.disarm();
+            let was_cut = proxy.cuts() > before;
+            match r {
+                Err(e) => run.notes.push(format!("op {index} `{op}` failed: {e}")),
+                Ok(_) if was_cut => run.notes.push(format!(
+                    "op {index} `{op}`: cut, and the cycle still succeeded"
+                )),
+                Ok(_) => {}
             }
             return Ok(());
         }
@@ -1125,8 +1154,38 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
     other.command("UNSELECT")?;
 
     let db = TempDb::sqlite().await?;
-    let account =
-        accounts::create(db.store.conn(), new_account(backend, &servers, &server)).await?;
+    let mut new = new_account(backend, &servers, &server);
+    // Runs with cuts reach the server through a proxy that cuts on request.
+    let proxy = if ops.iter().any(|o| matches!(o, Op::Cut { .. })) {
+        let p = match backend {
+            Backend::CyrusJmap => {
+                FaultProxy::start(servers.cyrus_host(), servers.cyrus_http_port())
+            }
+            _ => FaultProxy::start(&server.host, server.port),
+        }
+        .context("starting the fault proxy")?;
+        match backend {
+            Backend::CyrusJmap => {
+                let direct = format!("{}:{}", servers.cyrus_host(), servers.cyrus_http_port());
+                new.jmap_session_url = Some(
+                    servers
+                        .jmap_session_url()
+                        .replace(&direct, &format!("{}:{}", p.host(), p.port())),
+                );
+            }
+            _ => {
+                new.imap = Some(Endpoint {
+                    host: p.host().into(),
+                    port: p.port(),
+                    security: Security::Plain,
+                });
+            }
+        }
+        Some(p)
+    } else {
+        None
+    };
+    let account = accounts::create(db.store.conn(), new).await?;
     let clock = ManualClock::new(chrono::Utc::now());
     let outbox = Arc::new(
         Outbox::new(db.store.clone())
@@ -1139,6 +1198,7 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
         outbox,
         clock,
         account,
+        proxy,
     };
     local.cycle().await.context("the first sync")?;
     let from = format!("{}@example.test", server.user);
@@ -1319,6 +1379,7 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
         d.detail = run.short(&d.detail);
     }
     out.notes.extend(run.notes.iter().map(|n| run.short(n)));
+    out.cuts = local.proxy.as_ref().map_or(0, FaultProxy::cuts);
     other.logout();
     local.db.cleanup().await.ok();
     Ok(out)
