@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use mailsync_imap_sync as imap;
 use mailsync_imap_sync::{
-    Auth, Connection, IdleOutcome, ImapConfig, ImapMutation, MutationOutcome, SyncOptions,
+    AppendedBefore, Auth, Connection, IdleOutcome, ImapConfig, ImapMutation, MutationOutcome,
+    SyncOptions,
 };
 use mailsync_outbox::{
     Attempt, BatchError, EmailChange, Executor, Flag, FlushReport, ItemOutcome, Location,
@@ -406,7 +407,12 @@ impl ImapExecutor<'_> {
     /// version is on the server before the old one goes, so a reader never sees neither; a
     /// failed expunge leaves both (the next sync shows the old one again) rather than retrying
     /// the APPEND and piling up copies.
-    async fn draft(&self, c: &EmailChange, msg: &mailsync_outbox::OutgoingMessage) -> ItemOutcome {
+    async fn draft(
+        &self,
+        c: &EmailChange,
+        msg: &mailsync_outbox::OutgoingMessage,
+        attempt: Attempt,
+    ) -> ItemOutcome {
         let built = match compose::Draft::try_from(msg).and_then(|d| compose::build_draft(&d)) {
             Ok(b) => b,
             Err(e) => return item_outcome(&e),
@@ -440,6 +446,13 @@ impl ImapExecutor<'_> {
                 // The draft's row takes the new copy's identity before the old copy is
                 // expunged (which removes the rows of the UIDs it expunges).
                 local: Some(c.email_id),
+                // An earlier attempt whose answer was lost may have stored this version.
+                look_first: (attempt == Attempt::Uncertain).then(|| AppendedBefore {
+                    message_id: msg.message_id.clone(),
+                    except: source(c)
+                        .filter(|(mailbox, ..)| *mailbox == dest)
+                        .map(|(_, uid, uidvalidity)| (uidvalidity, uid)),
+                }),
             }],
         )
         .await;
@@ -475,16 +488,19 @@ impl ImapExecutor<'_> {
                 }],
             )
             .await;
-            if let Some(o) = removed.first()
-                && !matches!(
-                    outcome_of(o, uid),
-                    ItemOutcome::Done | ItemOutcome::NotFound { .. }
-                )
-            {
-                tracing::warn!(
+            match removed.first().map(|o| (o, outcome_of(o, uid))) {
+                Some((_, ItemOutcome::Done | ItemOutcome::NotFound { .. })) => {}
+                // Cut or refused for now: the save is tried again, as uncertain, which finds
+                // the new version above instead of appending it twice and removes the old.
+                Some((_, t @ ItemOutcome::Transient { .. }))
+                | Some((_, t @ ItemOutcome::Unknown { .. })) => {
+                    return t;
+                }
+                Some((o, _)) => tracing::warn!(
                     ?o,
                     "The draft's new version is saved; removing the old one failed."
-                );
+                ),
+                None => {}
             }
         }
         let remote_id = match (location.uidvalidity, location.uid) {
@@ -615,6 +631,8 @@ impl ImapExecutor<'_> {
                     flags: vec!["\\Seen".into()],
                     internal_date: None,
                     local: None,
+                    // Filing a send looks in Sent itself first (`filed`).
+                    look_first: None,
                 }],
             )
             .await
@@ -651,7 +669,7 @@ impl Executor for ImapExecutor<'_> {
             if let Operation::Email(c) = &q.operation
                 && let Some(msg) = &c.content
             {
-                out[i] = Some(self.draft(c, msg).await);
+                out[i] = Some(self.draft(c, msg, q.attempt).await);
             }
         }
         for (i, q) in batch.iter().enumerate() {

@@ -155,10 +155,16 @@ impl JmapExecutor<'_> {
     /// (`$draft` among them), and only once the server created it, destroy the version it
     /// replaces. Not one request: RFC 8620 handles every item of a set on its own, so a
     /// destroy next to a refused create would leave the user with neither version.
+    ///
+    /// An [`Attempt::Uncertain`] save (an earlier `Email/set` whose answer was lost) first
+    /// looks for that attempt's copy and takes it instead of creating a second one; so does a
+    /// create the server refuses as `alreadyExists` naming the existing copy (RFC 8621 §4.6:
+    /// a server may refuse two Emails with the same content).
     async fn save_draft(
         &self,
         c: &EmailChange,
         msg: &mailsync_outbox::OutgoingMessage,
+        attempt: Attempt,
     ) -> Result<ItemOutcome, BatchError> {
         let draft = match Draft::try_from(msg) {
             Ok(d) => d,
@@ -193,17 +199,40 @@ impl JmapExecutor<'_> {
             keywords.insert(k.clone(), true);
         }
         let result = async {
-            let email =
-                jmap_send::email_object(self.client, &jacc, &draft, &remote, keywords, true)
+            let earlier = match attempt {
+                Attempt::Uncertain => {
+                    jmap_send::find_copy(self.client, &jacc, &draft.message_id, &remote, &c.remote_id)
+                        .await?
+                }
+                _ => None,
+            };
+            let id = match earlier {
+                Some(id) => {
+                    tracing::info!(%id, "An earlier save of this draft was stored without its answer; taking that copy.");
+                    id
+                }
+                None => {
+                    let email = jmap_send::email_object(
+                        self.client, &jacc, &draft, &remote, keywords, true,
+                    )
                     .await?;
-            let mut set = Set::<Email>::new(&jacc);
-            let created = set.create(email);
-            let resp = self.client.call(set).await?;
-            let id = resp
-                .created_or_error(&created)?
-                .id
-                .clone()
-                .ok_or_else(|| EngineError::Config("server returned no id for the draft".into()))?;
+                    let mut set = Set::<Email>::new(&jacc);
+                    let created = set.create(email);
+                    let resp = self.client.call(set).await?;
+                    match resp.created_or_error(&created) {
+                        Ok(e) => e.id.clone().ok_or_else(|| {
+                            EngineError::Config("server returned no id for the draft".into())
+                        })?,
+                        Err(jmap::Error::SetItem { error, .. })
+                            if error.kind == jmap::SetErrorType::AlreadyExists
+                                && error.existing_id.as_deref().is_some_and(|x| x != c.remote_id) =>
+                        {
+                            jmap::EmailId::new(error.existing_id.clone().unwrap_or_default())
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
             if !c.source().is_empty() {
                 let mut set = Set::<Email>::new(&jacc);
                 let old = jmap::EmailId::new(c.remote_id.clone());
@@ -211,7 +240,15 @@ impl JmapExecutor<'_> {
                 match self.client.call(set).await {
                     Ok(r) if r.is_ok() || r.not_destroyed.values().all(|e| e.kind == jmap::SetErrorType::NotFound) => {}
                     Ok(r) => tracing::warn!(errors = ?r.not_destroyed, "The draft's new version is saved; removing the old one failed."),
-                    Err(e) => tracing::warn!(error = %e, "The draft's new version is saved; removing the old one failed."),
+                    // Cut: the save is tried again, as uncertain, which finds the new version
+                    // above instead of creating it twice and removes the old one.
+                    Err(e) => {
+                        let e = EngineError::from(e);
+                        if matches!(classify(&e), Disposition::Offline | Disposition::Retry { .. }) {
+                            return Err(e);
+                        }
+                        tracing::warn!(error = %e, "The draft's new version is saved; removing the old one failed.");
+                    }
                 }
             }
             Ok::<_, EngineError>(id)
@@ -393,7 +430,7 @@ impl Executor for JmapExecutor<'_> {
             if let Operation::Email(c) = &q.operation
                 && let Some(msg) = &c.content
             {
-                out[i] = Some(self.save_draft(c, msg).await?);
+                out[i] = Some(self.save_draft(c, msg, q.attempt).await?);
             }
         }
         for (i, q) in batch.iter().enumerate() {

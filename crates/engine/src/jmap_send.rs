@@ -111,6 +111,49 @@ async fn find_previous(
     Ok(None)
 }
 
+/// An Email with this Message-ID in `mailbox` other than `except` (the version a draft save
+/// replaces): the copy an earlier, unanswered `Email/set` create may have stored.
+pub(crate) async fn find_copy(
+    client: &Client,
+    jacc: &jmap::AccountId,
+    message_id: &str,
+    mailbox: &jmap::MailboxId,
+    except: &str,
+) -> Result<Option<jmap::EmailId>, EngineError> {
+    let mut filter = EmailFilterCondition::header("Message-ID", Some(format!("<{message_id}>")));
+    filter.in_mailbox = Some(mailbox.clone());
+    let found = client
+        .call(Query::<Email>::new(jacc).filter(filter).limit(10))
+        .await?;
+    let ids: Vec<jmap::EmailId> = found
+        .ids
+        .into_iter()
+        .filter(|i| i.as_str() != except)
+        .collect();
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    // The header filter may match a substring: keep an exact Message-ID in the mailbox.
+    let got = client
+        .call(
+            Get::<Email>::new(jacc)
+                .ids(ids)
+                .properties(["id", "mailboxIds", "messageId"]),
+        )
+        .await?;
+    Ok(got.list.into_iter().find_map(|e| {
+        let exact = e
+            .message_id
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|m| m == message_id));
+        if exact && e.in_mailbox(mailbox) {
+            e.id
+        } else {
+            None
+        }
+    }))
+}
+
 /// Where the outbox records a send's progress while it is submitted.
 #[derive(Debug, Clone, Copy)]
 pub struct Journal<'a> {

@@ -88,7 +88,20 @@ pub enum ImapMutation {
         /// A local email row standing for this message: given the server identity from
         /// APPENDUID, so the next sync updates it instead of adding a copy.
         local: Option<EmailId>,
+        /// An earlier APPEND of this message may have been stored without its answer arriving
+        /// (a cut): look for it first, and take it instead of appending a second copy.
+        look_first: Option<AppendedBefore>,
     },
+}
+
+/// How to recognise the copy an earlier, unanswered APPEND may have stored: a message of the
+/// target mailbox with this Message-ID (`UID SEARCH HEADER Message-ID`), other than `except`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendedBefore {
+    /// The Message-ID, without angle brackets.
+    pub message_id: String,
+    /// A copy that is not it, as `(UIDVALIDITY, UID)`: the version a draft save replaces.
+    pub except: Option<(u32, u32)>,
 }
 
 /// The result of one mutation.
@@ -507,6 +520,7 @@ async fn apply_group(
             flags,
             internal_date,
             local,
+            look_first,
         } => {
             if let Some(bad) = flags.iter().find(|f| !valid_flag(f)) {
                 return Ok(MutationOutcome::Permanent {
@@ -515,24 +529,54 @@ async fn apply_group(
                 });
             }
             let mb = mailbox(store, boxes, *m).await?;
-            let mut cmd = Cmd::new("APPEND").astring(&mb.remote_id);
-            if !flags.is_empty() {
-                cmd = cmd.raw(&format!("({})", flags.join(" ")));
-            }
-            if let Some(d) = internal_date {
-                cmd = cmd.raw(&format!("\"{}\"", d.format("%d-%b-%Y %H:%M:%S +0000")));
-            }
-            cmd = cmd.literal(raw.clone());
-            let (_, done) = conn.run(&cmd).await?;
-            let (uidvalidity, uid) = match done.code {
-                Some(ResponseCode::AppendUid { uidvalidity, uids }) => {
-                    (Some(uidvalidity), uids.first().copied())
+            let found = match look_first {
+                Some(before) => appended_before(conn, &mb.remote_id, before).await?,
+                None => None,
+            };
+            let (uidvalidity, uid) = match found {
+                Some((uv, uid)) => {
+                    tracing::info!(
+                        uid,
+                        "An earlier APPEND was stored without its answer; taking that copy."
+                    );
+                    (Some(uv), Some(uid))
                 }
-                _ => (None, None),
+                None => {
+                    let mut cmd = Cmd::new("APPEND").astring(&mb.remote_id);
+                    if !flags.is_empty() {
+                        cmd = cmd.raw(&format!("({})", flags.join(" ")));
+                    }
+                    if let Some(d) = internal_date {
+                        cmd = cmd.raw(&format!("\"{}\"", d.format("%d-%b-%Y %H:%M:%S +0000")));
+                    }
+                    cmd = cmd.literal(raw.clone());
+                    let (_, done) = conn.run(&cmd).await?;
+                    match done.code {
+                        Some(ResponseCode::AppendUid { uidvalidity, uids }) => {
+                            (Some(uidvalidity), uids.first().copied())
+                        }
+                        _ => (None, None),
+                    }
+                }
             };
             if let (Some(id), Some(uv), Some(uid)) = (local, uidvalidity, uid) {
                 let txn = store.begin().await?;
-                storeext::set_remote_id(&txn, *id, &emails::imap_remote_id(mb.id, uv, uid)).await?;
+                let rid = emails::imap_remote_id(mb.id, uv, uid);
+                // A copy found again (above) may have been synced onto a row of its own.
+                if let Some(other) = emails::find_by_remote_id(&txn, mb.account_id, &rid).await?
+                    && other.id != *id
+                    && !emails::give_way(&txn, other.id).await?
+                {
+                    txn.commit().await?;
+                    return Ok(MutationOutcome::Ok {
+                        uidvalidity,
+                        moved: Vec::new(),
+                        appended_uid: Some(uid),
+                        missing: Vec::new(),
+                        refused: Vec::new(),
+                    });
+                }
+                storeext::set_remote_id(&txn, *id, &rid).await?;
                 emails::set_memberships(
                     &txn,
                     *id,
@@ -606,6 +650,33 @@ async fn select_guarded(
             found: sel.uidvalidity,
         }))
     }
+}
+
+/// The copy an earlier APPEND to `mailbox` stored, if the mailbox holds one: the highest UID
+/// with the Message-ID other than `before.except`, with the mailbox's UIDVALIDITY.
+async fn appended_before(
+    conn: &mut Connection,
+    mailbox: &str,
+    before: &AppendedBefore,
+) -> Result<Option<(u32, u32)>, Error> {
+    let sel = conn.select(mailbox).await?;
+    let (data, _) = conn
+        .run(
+            &Cmd::new("UID SEARCH")
+                .raw("HEADER")
+                .astring("Message-ID")
+                .astring(&format!("<{}>", before.message_id)),
+        )
+        .await?;
+    let found = data
+        .into_iter()
+        .flat_map(|u| match u {
+            Untagged::Search(v) => v,
+            _ => Vec::new(),
+        })
+        .filter(|&uid| before.except != Some((sel.uidvalidity, uid)))
+        .max();
+    Ok(found.map(|uid| (sel.uidvalidity, uid)))
 }
 
 /// Which of `uids` exist in the selected mailbox (`UID SEARCH UID set`).

@@ -544,12 +544,29 @@ pub async fn reapply_after_sync<C: ConnectionTrait>(
         // location in place, and taking that for the server's made a queued move look done
         // and dropped it unsent (model test seed 909 on Dovecot: a delete to the trash lost
         // because another client marked the message read).
-        let before = queued
+        let mut before = queued
             .iter()
             .find_map(Row::email_payload)
             .map(|p| p.before.clone())
             .unwrap_or_else(|| current.clone());
-        let base = model::overlay(&before, &current, &model::written_fields(&shown, &current));
+        let mut written = model::written_fields(&shown, &current);
+        if current.mailboxes.is_empty() {
+            // A sync never leaves an email it knows in no mailbox (one the server no longer
+            // has is deleted); a row in none only lost mailboxes deleted on the server, which
+            // `mailboxes::delete_missing` leaves queued emails for. Where the server has it is
+            // still the queue's base, less those mailboxes (model test, Dovecot: a move into a
+            // mailbox another client deleted, cut mid-flush, rebased the email onto nowhere and
+            // the message in INBOX was lost locally).
+            written.mailboxes = false;
+            let mut kept = Vec::with_capacity(before.mailboxes.len());
+            for l in before.mailboxes {
+                if not_found_is_none(mailboxes::get(c, l.mailbox_id).await)?.is_some() {
+                    kept.push(l);
+                }
+            }
+            before.mailboxes = kept;
+        }
+        let base = model::overlay(&before, &current, &written);
         let (state, fields) = rebase(
             c,
             &queued,

@@ -296,10 +296,15 @@ pub(crate) fn apply_op(state: &mut Folded, op: &Op, known: &[Location]) {
 
 /// The content the ops leave to upload: the latest `Replace` not followed by a destroy.
 pub(crate) fn content(ops: &[OpEntry]) -> Option<OutgoingMessage> {
+    latest_content(ops).cloned()
+}
+
+/// [`content`], borrowed.
+pub(crate) fn latest_content(ops: &[OpEntry]) -> Option<&OutgoingMessage> {
     let mut out = None;
     for o in ops.iter().filter(|o| !o.undone) {
         match &o.op {
-            Op::Replace { message } => out = Some(message.as_ref().clone()),
+            Op::Replace { message } => out = Some(message.as_ref()),
             Op::Destroy => out = None,
             _ => {}
         }

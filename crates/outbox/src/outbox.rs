@@ -888,7 +888,10 @@ impl Outbox {
                 rows::get(&txn, row.id).await?.map(|r| r.payload),
                 Some(Payload::Send(s)) if s.handed_at.is_some()
             );
-            if *attempt == Attempt::Fresh && !handed {
+            // A draft's content may have been stored by a call whose answer never came (a cut
+            // mid-request ends the batch as offline): it stays in flight, so it is looked for
+            // before it is stored again.
+            if *attempt == Attempt::Fresh && !handed && !row.stores_a_copy() {
                 rows::update(
                     &txn,
                     row.id,
@@ -938,10 +941,13 @@ impl Outbox {
             // A send handed over and not known accepted is never "not applied": a failure of the
             // lookup (attempt Uncertain) or of the whole call leaves it uncertain.
             let handed = matches!(&row.payload, Payload::Send(s) if s.handed_at.is_some() && s.submitted_at.is_none());
+            // Likewise a draft's content: a transient failure may have come after the server
+            // stored it.
+            let stores = row.stores_a_copy();
             let unknown;
             let outcome = match outcome {
                 ItemOutcome::Transient { reason, .. }
-                    if handed && (batch_wide || *attempt == Attempt::Uncertain) =>
+                    if stores || (handed && (batch_wide || *attempt == Attempt::Uncertain)) =>
                 {
                     unknown = ItemOutcome::Unknown {
                         reason: reason.clone(),

@@ -1,10 +1,10 @@
 //! What a flush does with the executor's answers (acknowledgement, new server identity,
 //! eviction with revert), and the executor's view of a queued row.
 
-use mailsync_store::emails;
 use mailsync_store::entity::{email_mailboxes as em, emails as e};
 use mailsync_store::queue;
 use mailsync_store::{AccountId, ConnectionTrait, EmailId};
+use mailsync_store::{checkpoints, emails};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tracing::{debug, warn};
@@ -61,8 +61,9 @@ pub(crate) async fn on_done<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Records the server identity an executed move gave the email (IMAP COPYUID), locally and in
-/// the email's later rows, unless a sync already stored that identity on another row.
+/// Records the server identity an executed move or draft save gave the email (IMAP COPYUID or
+/// APPENDUID, a JMAP id), locally and in the email's later rows. A row a sync already stored
+/// for that copy gives way ([`emails::give_way`]), unless changes of its own are queued.
 pub(crate) async fn relocate<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
@@ -79,8 +80,10 @@ pub(crate) async fn relocate<C: ConnectionTrait>(
                 .filter(em::Column::EmailId.ne(email.0))
                 .one(c)
                 .await?;
-            if taken.is_some() {
-                warn!(email = %email, mailbox = %l.mailbox_id, uid, "A sync already stored the moved copy; keeping the local row as it is.");
+            if let Some(t) = taken
+                && !emails::give_way(c, EmailId(t.email_id)).await?
+            {
+                warn!(email = %email, mailbox = %l.mailbox_id, uid, "A sync already stored the new copy, with changes of its own queued; keeping the local row as it is.");
                 return Ok(());
             }
         }
@@ -88,8 +91,9 @@ pub(crate) async fn relocate<C: ConnectionTrait>(
     if let Some(rid) = remote_id
         && let Some(other) = emails::find_by_remote_id(c, account, rid).await?
         && other.id != email
+        && !emails::give_way(c, other.id).await?
     {
-        warn!(email = %email, remote_id = rid, "A sync already stored the moved email; keeping the local row as it is.");
+        warn!(email = %email, remote_id = rid, "A sync already stored the new copy, with changes of its own queued; keeping the local row as it is.");
         return Ok(());
     }
     let patch_locs = |locs: &mut Vec<Location>| {
@@ -176,6 +180,21 @@ pub(crate) async fn evict_with_count<C: ConnectionTrait>(
     }
     if let Some(i) = queued.iter().position(|r| r.id == row.id) {
         resettle(c, &queued, i, None, touched).await?;
+    }
+    if let Payload::Email(p) = &row.payload {
+        // The email is put back as it was when the change was queued, not as the server has
+        // it now: a change evicted after part of it took effect (IMAP: the flags stored, then
+        // the connection cut before the move, and the move refused later) left the server
+        // elsewhere, at a mod-sequence the sync has already passed. The next sync compares
+        // those mailboxes' flags in full. (A JMAP change applies whole or not at all.)
+        for l in p
+            .before
+            .mailboxes
+            .iter()
+            .filter(|l| l.uidvalidity.is_some())
+        {
+            checkpoints::forget_modseq(c, row.account, l.mailbox_id).await?;
+        }
     }
     if let Payload::Mailbox(p) = &row.payload {
         crate::mailbox::revert(c, row.account, p, reason, touched).await?;

@@ -40,6 +40,13 @@ impl Row {
         })
     }
 
+    /// Whether executing it stores a new message on the server (a draft's new content), which a
+    /// second execution would store again: after a failure its retry looks for the first copy
+    /// ([`crate::Attempt::Uncertain`]) instead of being handed over as fresh.
+    pub(crate) fn stores_a_copy(&self) -> bool {
+        matches!(&self.payload, Payload::Email(e) if crate::model::latest_content(&e.ops).is_some())
+    }
+
     pub(crate) fn email_payload(&self) -> Option<&EmailPayload> {
         match &self.payload {
             Payload::Email(e) => Some(e),

@@ -3,7 +3,7 @@
 //! Write a checkpoint in the same transaction as the data it covers, so that a crash can never
 //! leave a checkpoint ahead of the data.
 
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
 use crate::entity::sync_state as s;
@@ -141,6 +141,24 @@ pub async fn require_full_listing<C: ConnectionTrait>(
 ) -> Result<(), StoreError> {
     delete(c, account, &Scope::jmap("Mailbox")).await?;
     delete(c, account, &Scope::jmap("Email")).await
+}
+
+/// Forgets an IMAP mailbox's HIGHESTMODSEQ (keeping UIDVALIDITY and the last UID), so the
+/// next sync compares the flags of every message it holds instead of asking what changed
+/// since: for a local state that was put back without reading the server (a change evicted
+/// after part of it may have taken effect), which a later mod-sequence would not report.
+pub async fn forget_modseq<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    mailbox: MailboxId,
+) -> Result<(), StoreError> {
+    s::Entity::update_many()
+        .col_expr(s::Column::Highestmodseq, Expr::value(Option::<i64>::None))
+        .filter(s::Column::AccountId.eq(account.0))
+        .filter(s::Column::Scope.eq(Scope::imap_mailbox(mailbox).as_str()))
+        .exec(c)
+        .await?;
+    Ok(())
 }
 
 /// Drops every checkpoint of an account.

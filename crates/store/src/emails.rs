@@ -575,6 +575,22 @@ pub async fn delete<C: ConnectionTrait>(c: &C, id: EmailId) -> Result<(), StoreE
     Ok(())
 }
 
+/// Lets another local row take the server identity of `other`: a row a sync stored for a
+/// message that a queued change created (a draft's new version, a moved copy) when the change's
+/// answer was lost and found again later. The two rows are one message: `other` is deleted,
+/// unless changes of its own are queued (then it keeps the identity and `false` is returned).
+pub async fn give_way<C: ConnectionTrait>(c: &C, other: EmailId) -> Result<bool, StoreError> {
+    if !crate::queue::for_email(c, other).await?.is_empty() {
+        return Ok(false);
+    }
+    let held = memberships(c, other).await?;
+    delete(c, other).await?;
+    for m in held {
+        crate::mailboxes::recount(c, m.mailbox_id).await?;
+    }
+    Ok(true)
+}
+
 /// The IMAP UIDs stored for a mailbox, ascending (a few bytes per message).
 pub async fn uids_in_mailbox<C: ConnectionTrait>(
     c: &C,

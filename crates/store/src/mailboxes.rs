@@ -8,7 +8,9 @@ use sea_orm::{
     QuerySelect, Set,
 };
 
-use crate::entity::{email_mailboxes as em, emails as em_emails, mailboxes as mb};
+use crate::entity::{
+    email_mailboxes as em, emails as em_emails, mailboxes as mb, pending_changes as pc,
+};
 use crate::{AccountId, MailboxId, Role, StoreError};
 
 /// A mailbox as the server describes it, to insert or update.
@@ -367,6 +369,12 @@ pub fn is_local(remote_id: &str) -> bool {
 /// Deletes the account's mailboxes whose remote id is not in `keep`, with their emails.
 /// Local placeholders ([`LOCAL_PREFIX`]) are kept: their creation is still queued.
 /// Returns the number of mailboxes removed.
+///
+/// An email with a queued change is kept (in no mailbox for now): the mailbox it shows in may
+/// be only where a queued move puts it, while the server still has it elsewhere, a place its
+/// queued change remembers and restores if the change fails (the move to a mailbox another
+/// client deleted is refused). Deleting the row would lose it: the server's copy is older than
+/// the mailbox's sync checkpoint and would never be fetched again.
 pub async fn delete_missing<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
@@ -382,18 +390,38 @@ pub async fn delete_missing<C: ConnectionTrait>(
         .map(|m| m.id)
         .collect();
     for id in &gone {
-        delete(c, MailboxId(*id)).await?;
+        delete_with(c, MailboxId(*id), true).await?;
     }
     Ok(gone.len() as u64)
 }
 
 /// Deletes a mailbox, and every email that is then in no mailbox at all.
 pub async fn delete<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(), StoreError> {
-    let members = Query::select()
+    delete_with(c, id, false).await
+}
+
+/// [`delete`]; `keep_queued`: emails with queued changes stay (see [`delete_missing`]).
+async fn delete_with<C: ConnectionTrait>(
+    c: &C,
+    id: MailboxId,
+    keep_queued: bool,
+) -> Result<(), StoreError> {
+    let mut members = Query::select()
         .column(em::Column::EmailId)
         .from(em::Entity)
         .and_where(Expr::col(em::Column::MailboxId).eq(id.0))
         .to_owned();
+    if keep_queued {
+        members.and_where(
+            Expr::col(em::Column::EmailId).not_in_subquery(
+                Query::select()
+                    .column(pc::Column::EmailId)
+                    .from(pc::Entity)
+                    .and_where(Expr::col(pc::Column::EmailId).is_not_null())
+                    .to_owned(),
+            ),
+        );
+    }
     let elsewhere = Query::select()
         .column(em::Column::EmailId)
         .from(em::Entity)

@@ -135,6 +135,7 @@ async fn every_mutation_kind() -> anyhow::Result<()> {
             flags: vec!["\\Draft".into(), "\\Seen".into()],
             internal_date: Some(chrono::Utc::now()),
             local: Some(local_id),
+            look_first: None,
         },
     ];
     let out = limit(30, apply(&mut conn, &db.store, &items)).await;
