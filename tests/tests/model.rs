@@ -1,6 +1,7 @@
 //! The model test (issue #11 "Nothing lost"): per backend (Dovecot IMAP, Cyrus IMAP, Cyrus
 //! JMAP), a fixed set of seeds, each a random interleaving of engine actions and another
-//! client's changes, and the operation lists of past failures ([`REGRESSIONS`]), checked by
+//! client's changes (and a few seeds again with cut syncs, [`CI_FAULT_SEEDS`]), and the
+//! operation lists of past failures ([`REGRESSIONS`]), checked by
 //! the oracle (database equals server, no lost intent). A failing
 //! seed prints its shrunk operation list with a replay command.
 //!
@@ -45,7 +46,44 @@ const REGRESSIONS: &[&str] = &[
      o-expunge Archive 571; o-append A unseen; d-send 840; o-delete A; flag 758 +flagged; \
      o-flag A 948 -flagged; undo; undo; o-flag Archive 892 +seen; o-delete A; m-delete 892; \
      o-expunge INBOX 649; m-create B; o-move Trash 974 B; o-copy C 378 C",
+    // With cuts (`--faults`), cyrus-jmap seed 149 (40 ops), shrunk: a draft save cut after
+    // the server stored it was created again on retry (two copies, or `alreadyExists` and the
+    // draft's row left in no mailbox). Now an uncertain save looks for its copy first.
+    "m-rename 197 C; o-flag Trash 928 -flagged; o-flag Trash 619 -seen; undo; cut c2222; \
+     undo; o-rename C C; o-append Archive unseen; o-copy C 368 B; flag 661 -flagged; \
+     move 774 565; m-create F; d-discard 219; cut s2875; flag 592 +seen; sync; \
+     o-flag A 594 +flagged; m-create C; delete 629; move 53 369; send; d-save; o-delete B; \
+     cut c2413; move 808 668; move 107 849; o-move Archive 622 Archive",
+    // Dovecot and Cyrus IMAP seed 161 (40 ops), shrunk: a move into a mailbox another client
+    // deleted, cut after its flags were stored; the sync deleted the mailbox with the email
+    // (its INBOX copy only known to the queue) and the message was lost locally, then its
+    // flags were put back stale. Now the email stays, rebased on its queued location, and
+    // the eviction makes the next sync compare flags in full.
+    "move 193 273; flag 202 +seen; o-delete A; delete 375; cut c464; cut c1416",
+    // cyrus-jmap seed 197 (40 ops), shrunk: a draft update cut while removing the old version
+    // kept both on the server. Now the save is retried (finding the new version) until the
+    // old one is gone.
+    "d-save; sync; d-update 827; cut c1185",
+    // Dovecot seed 327 (40 ops, with cuts), shrunk (no cut left): a new draft moved into a
+    // mailbox whose create the server refused stayed as a row in no mailbox. Now a draft the
+    // server never had is removed with the refused mailbox (the save is listed as failed).
+    "m-delete 984; m-create B; sync; m-create E; m-rename 697 C; o-rename B C; d-save; \
+     move 675 314",
+    // Dovecot seed 370 (40 ops, with cuts): a flag stored, its answer cut, then undone; the
+    // undo withdrew the change as never sent and the server kept the flag. Now the command
+    // under way at a cut is uncertain (`MutationOutcome::Interrupted`), so undo compensates.
+    "o-delete C; o-create B; m-create E; undo; sync; o-flag Trash 809 -seen; o-create A; \
+     d-update 823; send; send; flag 87 -seen; flag 419 -flagged; flag 803 +flagged; \
+     o-move A 11 Archive; o-move Trash 141 INBOX; o-rename B C; o-move A 604 Trash; m-create E; \
+     flag 207 +flagged; d-update 678; o-delete B; o-flag A 792 -flagged; \
+     o-flag Archive 994 -seen; cut s2269; o-flag Trash 917 +flagged; flag 132 -flagged; sync; \
+     d-discard 628; flag 870 -flagged; o-flag Archive 353 -flagged; flag 539 +flagged; \
+     o-expunge Archive 325; undo; d-discard 4; o-flag Trash 839 -flagged; flag 697 +flagged; \
+     undo; o-append Archive seen; undo; flag 438 -flagged",
 ];
+
+/// Seeds `cargo xtask ci` also runs with cuts ([`model::Op::Cut`]).
+const CI_FAULT_SEEDS: &[u64] = &[1, 2, 3];
 
 fn env<T: std::str::FromStr>(key: &str) -> Option<T> {
     std::env::var(key).ok().and_then(|v| v.trim().parse().ok())
@@ -96,6 +134,11 @@ async fn run_backend(backend: Backend) {
                 .into_iter()
                 .map(|s| (Some(s), model::generate_with(s, ops_per_seed, faults))),
         );
+        if pinned && !faults {
+            for &s in CI_FAULT_SEEDS {
+                runs.push((Some(s), model::generate_with(s, ops_per_seed, true)));
+            }
+        }
         if pinned {
             for text in REGRESSIONS {
                 runs.push((

@@ -200,6 +200,9 @@ fn source(c: &EmailChange) -> Option<(MailboxId, u32, u32)> {
 /// The outcome of one UID of a mutation, as read back by `imap-sync`.
 fn outcome_of(o: &MutationOutcome, uid: u32) -> ItemOutcome {
     match o {
+        MutationOutcome::Interrupted { reason } => ItemOutcome::Unknown {
+            reason: reason.clone(),
+        },
         MutationOutcome::Transient { reason, .. } => ItemOutcome::Transient {
             reason: reason.clone(),
             retry_after: None,
@@ -236,6 +239,20 @@ fn worse(a: ItemOutcome, b: ItemOutcome) -> ItemOutcome {
             ItemOutcome::Relocated { .. } => 1,
             _ => 0,
         }
+    }
+    // Part of the change applied and part not sent: the whole is neither done nor untouched,
+    // and only an uncertain retry (or a compensating undo) keeps the applied part in view.
+    let applied = |o: &ItemOutcome| matches!(o, ItemOutcome::Done | ItemOutcome::Relocated { .. });
+    let failed = |o: &ItemOutcome| matches!(o, ItemOutcome::Transient { .. });
+    if (applied(&a) && failed(&b)) || (failed(&a) && applied(&b)) {
+        let reason = match (&a, &b) {
+            (ItemOutcome::Transient { reason, .. }, _)
+            | (_, ItemOutcome::Transient { reason, .. }) => reason.clone(),
+            _ => String::new(),
+        };
+        return ItemOutcome::Unknown {
+            reason: format!("partly applied: {reason}"),
+        };
     }
     if rank(&b) > rank(&a) { b } else { a }
 }
@@ -396,8 +413,10 @@ impl ImapExecutor<'_> {
                         },
                     );
                 }
-                let prev = out[i].take().unwrap_or(ItemOutcome::Done);
-                out[i] = Some(worse(prev, o));
+                out[i] = Some(match out[i].take() {
+                    Some(prev) => worse(prev, o),
+                    None => o,
+                });
             }
         }
     }
@@ -1232,6 +1251,51 @@ impl AccountDriver for ImapDriver {
 mod tests {
     use super::*;
     use mailsync_store::mailboxes::{Mailbox, MailboxStatus};
+
+    /// The outcomes of one change's steps (flags, then the move) combine into the one the
+    /// outbox records: a step applied beside one not sent makes the whole uncertain.
+    #[test]
+    fn outcomes_of_one_change_combine() {
+        let done = || ItemOutcome::Done;
+        let cut = || ItemOutcome::Transient {
+            reason: "cut".into(),
+            retry_after: None,
+        };
+        let moved = || ItemOutcome::Relocated {
+            remote_id: None,
+            locations: Vec::new(),
+        };
+        let gone = || ItemOutcome::NotFound {
+            reason: "gone".into(),
+        };
+        let refused = || ItemOutcome::Permanent {
+            reason: "no".into(),
+        };
+        let unknown = |o: &ItemOutcome| matches!(o, ItemOutcome::Unknown { .. });
+        let cases: [(ItemOutcome, ItemOutcome, &dyn Fn(&ItemOutcome) -> bool); 8] = [
+            (done(), cut(), &unknown),
+            (cut(), done(), &unknown),
+            (moved(), cut(), &unknown),
+            (done(), done(), &|o| *o == ItemOutcome::Done),
+            (cut(), cut(), &|o| {
+                matches!(o, ItemOutcome::Transient { .. })
+            }),
+            (done(), moved(), &|o| {
+                matches!(o, ItemOutcome::Relocated { .. })
+            }),
+            (gone(), cut(), &|o| {
+                matches!(o, ItemOutcome::NotFound { .. })
+            }),
+            (done(), refused(), &|o| {
+                matches!(o, ItemOutcome::Permanent { .. })
+            }),
+        ];
+        for (a, b, ok) in cases {
+            let what = format!("{a:?} + {b:?}");
+            let got = worse(a, b);
+            assert!(ok(&got), "{what} gave {got:?}");
+        }
+    }
 
     fn mb(id: i64, name: &str, role: Option<Role>) -> Mailbox {
         Mailbox {

@@ -368,13 +368,29 @@ impl JmapExecutor<'_> {
         if let Some(state) = self.guard_state(account).await? {
             set = set.if_in_state(&state);
         }
-        let resp = self.client.call(set).await.map_err(|e| {
-            // Whatever state we held is no longer the server's: read it again after the resync.
-            if let Ok(mut g) = self.own_state.lock() {
-                *g = None;
+        let resp = match self.client.call(set).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Whatever state we held is no longer the server's: read it again after the
+                // resync.
+                if let Ok(mut g) = self.own_state.lock() {
+                    *g = None;
+                }
+                if e.may_have_reached_server() {
+                    // Cut after the request left: the server may have applied it. Each item
+                    // is uncertain (retried as such, undone by compensation, not withdrawn).
+                    for (i, _) in items {
+                        if out[*i].is_none() {
+                            out[*i] = Some(ItemOutcome::Unknown {
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
+                    return Ok(());
+                }
+                return Err(batch_error(&e.into()));
             }
-            batch_error(&e.into())
-        })?;
+        };
         if let Ok(mut g) = self.own_state.lock() {
             *g = resp.new_state.clone();
         }

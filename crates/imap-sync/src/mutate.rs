@@ -140,8 +140,16 @@ pub enum MutationOutcome {
         /// The mailbox's UIDVALIDITY now.
         found: u32,
     },
-    /// Not done; try again later (connection lost, `[UNAVAILABLE]`, `[INUSE]`, local
-    /// database busy). After a connection loss every following item is transient too.
+    /// The connection failed while this item's commands were under way: the server may have
+    /// applied them without the answer arriving, so it is unknown whether it took effect.
+    /// Items after it were not sent ([`MutationOutcome::Transient`]).
+    Interrupted {
+        /// What happened.
+        reason: String,
+    },
+    /// Not done; try again later (connection lost before it was sent, `[UNAVAILABLE]`,
+    /// `[INUSE]`, local database busy). After a connection loss every following item is
+    /// transient.
     Transient {
         /// What happened.
         reason: String,
@@ -212,8 +220,8 @@ fn valid_flag(f: &str) -> bool {
 
 /// Applies the mutations in order over one connection; returns one outcome per item, in the
 /// same order. Consecutive items of the same kind on the same mailbox are sent as one command
-/// (UID sets). A connection loss makes the failed item and all later ones
-/// [`MutationOutcome::Transient`].
+/// (UID sets). A connection loss makes the item under way [`MutationOutcome::Interrupted`]
+/// and all later ones [`MutationOutcome::Transient`].
 pub async fn apply(
     conn: &mut Connection,
     store: &Store,
@@ -241,12 +249,13 @@ pub async fn apply(
         } else {
             match apply_group(conn, store, &mut boxes, group).await {
                 Ok(o) => o,
-                Err(e) => {
-                    if e.is_connection() {
-                        dead = Some(e.to_string());
+                Err(e) if e.is_connection() => {
+                    dead = Some(e.to_string());
+                    MutationOutcome::Interrupted {
+                        reason: e.to_string(),
                     }
-                    MutationOutcome::from_error(&e)
                 }
+                Err(e) => MutationOutcome::from_error(&e),
             }
         };
         for slot in out.get_mut(i..j).unwrap_or_default() {

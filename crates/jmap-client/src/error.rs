@@ -172,6 +172,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the request may have been carried out although its answer never arrived: the
+    /// connection broke, or a read timed out, after the request could have reached the server.
+    /// Not when the connection could not be made at all (`Connect`, `Tls`): then nothing was
+    /// sent. A caller must read the outcome back before repeating a request that is not
+    /// idempotent.
+    pub fn may_have_reached_server(&self) -> bool {
+        matches!(self, Error::Transport(t) if !matches!(
+            t.kind(),
+            TransportErrorKind::Connect | TransportErrorKind::Tls | TransportErrorKind::Redirect
+        ))
+    }
+
     /// The server-suggested delay (`Retry-After`), if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

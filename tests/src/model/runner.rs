@@ -1355,6 +1355,18 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
             None => failed.sends.push(f.description),
         }
     }
+    // A failed send is known by its Message-ID too (a draft's send goes out under a new one,
+    // which its description does not show).
+    for f in
+        mailsync_store::queue::list_failed(local.db.store.conn(), Some(local.account.id)).await?
+    {
+        let mid = serde_json::from_str::<serde_json::Value>(&f.payload)
+            .ok()
+            .and_then(|v| v["message"]["message_id"].as_str().map(str::to_owned));
+        if let (None, Some(mid)) = (f.email_id, mid) {
+            failed.sends.push(format!("send <{mid}>"));
+        }
+    }
     let mut sink: HashMap<String, usize> = HashMap::new();
     for m in servers.sink_messages()? {
         // Draft sends go out with a Message-ID the engine generates (not tagged).
