@@ -2,7 +2,9 @@
 //! twice is one queued upload; after a cycle the server's Drafts holds exactly one copy with the
 //! latest content; an update replaces it (still one copy); sending it leaves none in Drafts,
 //! exactly one in Sent and one delivery at the SMTP sink. IMAP on Dovecot + the sink, JMAP on
-//! Cyrus; the server side is checked by another IMAP client on the same mail store.
+//! Cyrus; the server side is checked by another IMAP client on the same mail store. An upload
+//! whose answer is cut after the server stored it is stored once (IMAP; the JMAP path is
+//! replayed by the model test's regressions).
 
 mod common;
 
@@ -14,7 +16,7 @@ use mailsync_outbox::OutgoingMessage;
 use mailsync_store::accounts::{Account, Endpoint};
 use mailsync_store::testing::TempDb;
 use mailsync_store::{Address, Role, Security, emails, mailboxes};
-use mailsync_testkit::{ImapClient, Servers, sink_messages, unique_name};
+use mailsync_testkit::{Cut, FaultProxy, ImapClient, Servers, sink_messages, unique_name};
 
 type R = Result<(), E>;
 
@@ -203,4 +205,87 @@ async fn jmap_draft_saved_offline_updated_and_sent() -> R {
     .await;
     c.db.cleanup().await?;
     res.map_err(|_| "timed out")?
+}
+
+/// A draft upload whose answer is cut after Dovecot stored it (the connection is cut at the
+/// first server byte after the APPEND): the retry, uncertain, finds the stored copy by its
+/// Message-ID instead of appending a second one. One copy on the server, one local row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_draft_upload_cut_before_its_answer_is_stored_once() -> R {
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("i15cut");
+    let proxy = FaultProxy::start(servers.dovecot_host(), servers.dovecot_imap_port())?;
+    let db = TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let mut new = dovecot_account(&servers, &user.user, &user.password);
+    new.imap = Some(Endpoint {
+        host: proxy.host().into(),
+        port: proxy.port(),
+        security: Security::Plain,
+    });
+    let account = engine.add_account(new).await?;
+    engine.sync_once(account.id).await?;
+    let store = engine.store();
+    let drafts = mailboxes::find_by_role(store.conn(), account.id, Role::Drafts)
+        .await?
+        .ok_or("no Drafts mailbox")?;
+    let id = engine
+        .save_draft(
+            account.id,
+            None,
+            OutgoingMessage {
+                from: addr(&account.email),
+                to: vec![addr("bob@example.test")],
+                subject: unique_name("draftcut"),
+                text: "cut before the answer\r\n".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    proxy.arm(Cut::after_client_sends(b"APPEND", 0).over_all_connections());
+    // The cut cycle fails or leaves the upload queued, uncertain.
+    let _ = engine.sync_once(account.id).await;
+    assert_eq!(proxy.cuts(), 1, "the APPEND's answer was cut");
+    let mut imap = ImapClient::login(
+        servers.dovecot_host(),
+        servers.dovecot_imap_port(),
+        &user.user,
+        &user.password,
+    )?;
+    assert_eq!(
+        server_copies(&mut imap, &drafts.name)?.len(),
+        1,
+        "the server stored the cut APPEND"
+    );
+    // The retry comes due after its backoff; the next cycle flushes it before it syncs (so
+    // the sync cannot match the stored copy to the draft first).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    for _ in 0..10 {
+        if queued(&engine, &account).await? == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        engine.sync_once(account.id).await?;
+    }
+    assert_eq!(
+        queued(&engine, &account).await?,
+        0,
+        "the upload went through"
+    );
+    let failed = engine.outbox().failed(account.id).await?;
+    assert!(failed.is_empty(), "{failed:?}");
+    let copies = server_copies(&mut imap, &drafts.name)?;
+    assert_eq!(copies.len(), 1, "stored once: {copies:?}");
+    let local = emails::list(
+        store.conn(),
+        &emails::EmailFilter {
+            mailbox: Some(drafts.id),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(local.len(), 1, "one local draft: {local:?}");
+    assert_eq!(local[0].email.id, id, "the draft's own row holds the copy");
+    db.cleanup().await?;
+    Ok(())
 }
