@@ -69,9 +69,16 @@ const REGRESSIONS: &[&str] = &[
     // server never had is removed with the refused mailbox (the save is listed as failed).
     "m-delete 984; m-create B; sync; m-create E; m-rename 697 C; o-rename B C; d-save; \
      move 675 314",
+    // Dovecot and Cyrus IMAP seed 777 (40 ops, with cuts), shrunk (no cut left): a new draft
+    // moved into a mailbox another client then deleted; its upload refused, it was put back
+    // into no mailbox and stayed. Now a reverted email in no mailbox with nothing queued goes.
+    "d-save; move 130 791; o-delete A",
     // Dovecot seed 370 (40 ops, with cuts): a flag stored, its answer cut, then undone; the
     // undo withdrew the change as never sent and the server kept the flag. Now the command
     // under way at a cut is uncertain (`MutationOutcome::Interrupted`), so undo compensates.
+    // (Kept as found; its cut is a byte offset, which later changes to the traffic move: the
+    // chain is covered by `connection_loss_leaves_the_item_under_way_unknown_and_the_rest_
+    // transient` in imap-sync and the outbox's undo tests.)
     "o-delete C; o-create B; m-create E; undo; sync; o-flag Trash 809 -seen; o-create A; \
      d-update 823; send; send; flag 87 -seen; flag 419 -flagged; flag 803 +flagged; \
      o-move A 11 Archive; o-move Trash 141 INBOX; o-rename B C; o-move A 604 Trash; m-create E; \
