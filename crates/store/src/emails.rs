@@ -1023,6 +1023,34 @@ pub async fn remote_ids<C: ConnectionTrait>(
         .await?)
 }
 
+/// The `remote_id`s of an account's emails with queued changes: a full listing that does not
+/// see one must not take it for deleted (a new draft not uploaded yet has a local placeholder;
+/// a change whose message the server lost is found gone by the outbox, which removes it).
+pub async fn remote_ids_with_queued_changes<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+) -> Result<HashSet<String>, StoreError> {
+    use crate::entity::pending_changes as pc;
+    Ok(e::Entity::find()
+        .select_only()
+        .column(e::Column::RemoteId)
+        .filter(e::Column::AccountId.eq(account.0))
+        .filter(
+            e::Column::Id.in_subquery(
+                Query::select()
+                    .column(pc::Column::EmailId)
+                    .from(pc::Entity)
+                    .and_where(Expr::col(pc::Column::EmailId).is_not_null())
+                    .to_owned(),
+            ),
+        )
+        .into_tuple::<String>()
+        .all(c)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// Number of emails of an account.
 pub async fn count<C: ConnectionTrait>(c: &C, account: AccountId) -> Result<u64, StoreError> {
     Ok(e::Entity::find()
