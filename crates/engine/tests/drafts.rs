@@ -43,6 +43,16 @@ fn server_copies(imap: &mut ImapClient, mailbox: &str) -> Result<Vec<String>, E>
         .collect())
 }
 
+/// Another client on a Dovecot user's mail.
+fn dovecot_client(servers: &Servers, user: &mailsync_testkit::Account) -> Result<ImapClient, E> {
+    Ok(ImapClient::login(
+        servers.dovecot_host(),
+        servers.dovecot_imap_port(),
+        &user.user,
+        &user.password,
+    )?)
+}
+
 async fn queued(engine: &Engine, account: &Account) -> Result<usize, E> {
     Ok(engine.outbox().pending(account.id).await?.len())
 }
@@ -174,12 +184,7 @@ async fn imap_draft_saved_offline_updated_and_sent() -> R {
     });
     let account = engine.add_account(new).await?;
     engine.sync_once(account.id).await?;
-    let mut imap = ImapClient::login(
-        servers.dovecot_host(),
-        servers.dovecot_imap_port(),
-        &user.user,
-        &user.password,
-    )?;
+    let mut imap = dovecot_client(&servers, &user)?;
     let res = tokio::time::timeout(
         Duration::from_secs(90),
         life_cycle(&engine, &account, &mut imap, servers.smtp_sink_dir()),
@@ -246,12 +251,7 @@ async fn imap_draft_upload_cut_before_its_answer_is_stored_once() -> R {
     // The cut cycle fails or leaves the upload queued, uncertain.
     let _ = engine.sync_once(account.id).await;
     assert_eq!(proxy.cuts(), 1, "the APPEND's answer was cut");
-    let mut imap = ImapClient::login(
-        servers.dovecot_host(),
-        servers.dovecot_imap_port(),
-        &user.user,
-        &user.password,
-    )?;
+    let mut imap = dovecot_client(&servers, &user)?;
     assert_eq!(
         server_copies(&mut imap, &drafts.name)?.len(),
         1,
