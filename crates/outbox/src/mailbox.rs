@@ -660,16 +660,11 @@ pub(crate) async fn revert<C: ConnectionTrait>(
                     queue::evict(c, r.id, &why).await?;
                 }
                 if let Some((_, current)) = local::load(c, email).await? {
-                    if before.mailboxes.is_empty() {
-                        // A draft the server never had: there is nowhere to put it back, and
-                        // a row in no mailbox would stay for good (model test, Dovecot seed 327
-                        // with cuts: a new draft moved into a mailbox whose create was refused).
-                        touched.add(&current);
-                        mailsync_store::emails::delete(c, email).await?;
-                    } else {
-                        local::write(c, email, &current, &before, touched).await?;
-                    }
+                    local::write(c, email, &current, &before, touched).await?;
                 }
+                // A draft the server never had has nowhere to go back to (model test, Dovecot
+                // seed 327 with cuts: a new draft moved into a mailbox whose create was refused).
+                crate::outcome::drop_if_nowhere(c, email, touched).await?;
             }
             for (r, _) in rows_of(c, account, mb.id).await? {
                 queue::evict(c, r.id, &why).await?;

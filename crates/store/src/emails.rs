@@ -1030,20 +1030,11 @@ pub async fn remote_ids_with_queued_changes<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
 ) -> Result<HashSet<String>, StoreError> {
-    use crate::entity::pending_changes as pc;
     Ok(e::Entity::find()
         .select_only()
         .column(e::Column::RemoteId)
         .filter(e::Column::AccountId.eq(account.0))
-        .filter(
-            e::Column::Id.in_subquery(
-                Query::select()
-                    .column(pc::Column::EmailId)
-                    .from(pc::Entity)
-                    .and_where(Expr::col(pc::Column::EmailId).is_not_null())
-                    .to_owned(),
-            ),
-        )
+        .filter(e::Column::Id.in_subquery(crate::queue::queued_email_ids()))
         .into_tuple::<String>()
         .all(c)
         .await?

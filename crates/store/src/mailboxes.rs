@@ -8,9 +8,7 @@ use sea_orm::{
     QuerySelect, Set,
 };
 
-use crate::entity::{
-    email_mailboxes as em, emails as em_emails, mailboxes as mb, pending_changes as pc,
-};
+use crate::entity::{email_mailboxes as em, emails as em_emails, mailboxes as mb};
 use crate::{AccountId, MailboxId, Role, StoreError};
 
 /// A mailbox as the server describes it, to insert or update.
@@ -413,13 +411,7 @@ async fn delete_with<C: ConnectionTrait>(
         .to_owned();
     if keep_queued {
         members.and_where(
-            Expr::col(em::Column::EmailId).not_in_subquery(
-                Query::select()
-                    .column(pc::Column::EmailId)
-                    .from(pc::Entity)
-                    .and_where(Expr::col(pc::Column::EmailId).is_not_null())
-                    .to_owned(),
-            ),
+            Expr::col(em::Column::EmailId).not_in_subquery(crate::queue::queued_email_ids()),
         );
     }
     let elsewhere = Query::select()

@@ -10,6 +10,17 @@ use sea_orm::{
 };
 
 use crate::entity::{failed_mutations as f, pending_changes as p};
+
+/// The ids of emails with queued changes, as a subquery: rows a sync must not take for gone
+/// (ghost sweeps, mailboxes deleted on the server, full listings).
+pub(crate) fn queued_email_ids() -> sea_orm::sea_query::SelectStatement {
+    use sea_orm::sea_query::ExprTrait as _;
+    sea_orm::sea_query::Query::select()
+        .column(p::Column::EmailId)
+        .from(p::Entity)
+        .and_where(sea_orm::sea_query::Expr::col(p::Column::EmailId).is_not_null())
+        .to_owned()
+}
 use crate::{AccountId, ChangeId, EmailId, FailedId, StoreError};
 
 /// Where a queued change is in its life.

@@ -240,12 +240,8 @@ pub async fn delete_ghosts<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
 ) -> Result<(Vec<MailboxId>, u64), StoreError> {
-    use crate::entity::{mailboxes as mb, pending_changes as pc};
-    let queued = Query::select()
-        .column(pc::Column::EmailId)
-        .from(pc::Entity)
-        .and_where(Expr::col(pc::Column::EmailId).is_not_null())
-        .to_owned();
+    use crate::entity::mailboxes as mb;
+    let queued = crate::queue::queued_email_ids();
     let boxes = Query::select()
         .column(mb::Column::Id)
         .from(mb::Entity)
