@@ -78,6 +78,12 @@ const REGRESSIONS: &[&str] = &[
     // then created on the server without a local row. Now the listing keeps queued emails.
     "o-create B; sync; m-delete 699; undo; flag 706 +seen; d-save; o-append B seen; d-save; \
      cut c2357; o-copy C 566 C",
+    // Dovecot seed 996 (50 ops, with cuts), shrunk: another client renamed A to C and then
+    // deleted it, while the user moved a message into A and created a mailbox C. The create's
+    // answer found the sync's row for the older C under the same name and deleted it with the
+    // message, whose only other copy (INBOX) only the queued move knew. Now that row goes as a
+    // mailbox gone from the server: emails with queued changes stay.
+    "o-rename A C; move 794 914; m-create B; m-create C; move 507 234; cut s2852; o-delete C",
     // Dovecot seed 370 (40 ops, with cuts): a flag stored, its answer cut, then undone; the
     // undo withdrew the change as never sent and the server kept the flag. Now the command
     // under way at a cut is uncertain (`MutationOutcome::Interrupted`), so undo compensates.

@@ -265,10 +265,32 @@ pub fn item_outcome(e: &EngineError) -> ItemOutcome {
     }
 }
 
+/// Whether a request may have taken effect although its answer was lost (a connection cut
+/// after it left): its outcome must be read back before it is repeated. Typed facts of each
+/// protocol crate.
+pub fn may_have_reached_server(e: &EngineError) -> bool {
+    match e {
+        EngineError::Imap(i) => i.may_have_reached_server(),
+        EngineError::Mailbox { source, .. } => source.may_have_reached_server(),
+        EngineError::Jmap(j) | EngineError::JmapSync(mailsync_jmap_sync::Error::Jmap(j)) => {
+            j.may_have_reached_server()
+        }
+        EngineError::Smtp(crate::smtp::SmtpError::Interrupted { .. }) => true,
+        _ => false,
+    }
+}
+
 /// The outcome of a failed mailbox change (create, rename, delete, subscribe). As
 /// [`item_outcome`], except that a missing mailbox (a parent, or the mailbox renamed or
-/// subscribed to) is a refusal: unlike a message, a mailbox is not looked for again.
+/// subscribed to) is a refusal: unlike a message, a mailbox is not looked for again; and a
+/// change cut after it left is uncertain, so its retry looks before it repeats (a CREATE
+/// repeated blindly meets its own mailbox: `ALREADYEXISTS`, listed as failed although done).
 pub fn mailbox_outcome(e: &EngineError) -> ItemOutcome {
+    if may_have_reached_server(e) {
+        return ItemOutcome::Unknown {
+            reason: e.to_string(),
+        };
+    }
     match item_outcome(e) {
         ItemOutcome::NotFound { reason } => ItemOutcome::Permanent { reason },
         o => o,
@@ -315,6 +337,22 @@ mod tests {
             (no(imap::ResponseCode::NonExistent), "permanent"),
             (EngineError::Refused("no role".into()), "permanent"),
             (no(imap::ResponseCode::Unavailable), "transient"),
+            // Cut after the command left: looked for before it is repeated.
+            (
+                EngineError::Imap(imap::Error::ConnectionLost {
+                    bye: None,
+                    source: None,
+                }),
+                "unknown",
+            ),
+            (
+                EngineError::Imap(imap::Error::Unreachable {
+                    host: "h".into(),
+                    port: 143,
+                    source: std::io::Error::other("refused"),
+                }),
+                "transient",
+            ),
         ];
         for (e, want) in cases {
             let got = match mailbox_outcome(&e) {
@@ -323,6 +361,7 @@ mod tests {
                     "permanent"
                 }
                 ItemOutcome::Transient { .. } => "transient",
+                ItemOutcome::Unknown { .. } => "unknown",
                 other => panic!("{e}: {other:?}"),
             };
             assert_eq!(got, want, "{e}");

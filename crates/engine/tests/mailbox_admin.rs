@@ -3,6 +3,8 @@
 //! each checked by another IMAP client on the same mail store and in the database after the
 //! cycle `manage_mailbox` runs (one row per mailbox, no duplicate, emails of a deleted mailbox
 //! gone). A name that exists is refused with nothing changed. IMAP on Dovecot, JMAP on Cyrus.
+//! A create whose answer is cut after the server made the mailbox is done once, not listed as
+//! failed (Dovecot, through a cutting proxy).
 
 mod common;
 
@@ -10,10 +12,12 @@ use std::time::Duration;
 
 use common::{CyrusJmap, E, dovecot_account};
 use mailsync_engine::{Engine, MailboxAction};
-use mailsync_store::accounts::Account;
+use mailsync_store::accounts::{Account, Endpoint};
 use mailsync_store::testing::TempDb;
-use mailsync_store::{emails, mailboxes};
-use mailsync_testkit::{Generator, ImapClient, Servers, imap_append_bulk, unique_name};
+use mailsync_store::{Security, emails, mailboxes};
+use mailsync_testkit::{
+    Cut, FaultProxy, Generator, ImapClient, Servers, imap_append_bulk, unique_name,
+};
 
 type R = Result<(), E>;
 
@@ -232,4 +236,70 @@ async fn jmap_mailbox_management() -> R {
     .await;
     c.db.cleanup().await?;
     res.map_err(|_| "timed out")?
+}
+
+/// A CREATE cut at its answer (Dovecot made the mailbox): the retry is uncertain and looks
+/// first, so it finds the mailbox instead of meeting `ALREADYEXISTS` and listing the create
+/// as failed (before: evicted, the local row removed until the next LIST brought it back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_mailbox_create_cut_before_its_answer_is_done_once() -> R {
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("i15mcut");
+    let proxy = FaultProxy::start(servers.dovecot_host(), servers.dovecot_imap_port())?;
+    let db = TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let mut new = dovecot_account(&servers, &user.user, &user.password);
+    new.imap = Some(Endpoint {
+        host: proxy.host().into(),
+        port: proxy.port(),
+        security: Security::Plain,
+    });
+    let account = engine.add_account(new).await?;
+    engine.sync_once(account.id).await?;
+    let name = unique_name("m15cut");
+    let (id, _) = engine
+        .queue_mailbox(
+            account.id,
+            MailboxAction::Create {
+                name: name.clone(),
+                parent: None,
+                role: None,
+            },
+        )
+        .await?;
+    let id = id.ok_or("no local mailbox for the create")?;
+    proxy.arm(Cut::after_client_sends(b"CREATE", 0).over_all_connections());
+    let _ = engine.sync_once(account.id).await;
+    assert_eq!(proxy.cuts(), 1, "the CREATE's answer was cut");
+    let mut imap = ImapClient::login(
+        servers.dovecot_host(),
+        servers.dovecot_imap_port(),
+        &user.user,
+        &user.password,
+    )?;
+    assert!(
+        !listed(&mut imap, "LIST", &name)?.is_empty(),
+        "the server made the mailbox before the cut"
+    );
+    // The retry comes due after its backoff.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    for _ in 0..10 {
+        if engine.outbox().pending(account.id).await?.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        engine.sync_once(account.id).await?;
+    }
+    assert!(
+        engine.outbox().pending(account.id).await?.is_empty(),
+        "the create went through"
+    );
+    let failed = engine.outbox().failed(account.id).await?;
+    assert!(failed.is_empty(), "listed as failed: {failed:?}");
+    assert_eq!(rows_named(&engine, &account, &name).await?, 1);
+    let mb = mailboxes::get(engine.store().conn(), id).await?;
+    assert_eq!(mb.name, name, "the user's row holds the mailbox");
+    assert!(!mailboxes::is_local(&mb.remote_id), "{mb:?}");
+    db.cleanup().await?;
+    Ok(())
 }

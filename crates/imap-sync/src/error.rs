@@ -480,6 +480,21 @@ impl Error {
         )
     }
 
+    /// Whether the command may have been carried out although its answer never arrived: the
+    /// connection broke, timed out or answered garbage once connected. Not when it could not be
+    /// made at all (`Unreachable`, `Tls`): then nothing was sent. A caller reads the outcome
+    /// back before repeating a command that is not idempotent (a CREATE, an APPEND).
+    pub fn may_have_reached_server(&self) -> bool {
+        matches!(
+            self,
+            Self::ConnectionLost { .. }
+                | Self::Unparsable { .. }
+                | Self::NestingTooDeep { .. }
+                | Self::ResponseTooLarge { .. }
+                | Self::Timeout { .. }
+        )
+    }
+
     /// The IMAP response code of a `NO`/`BAD`/auth failure, if any.
     pub fn response_code(&self) -> Option<&ResponseCode> {
         match self {

@@ -596,8 +596,12 @@ pub(crate) async fn on_done<C: ConnectionTrait>(
             && other.id != mb.id
         {
             // A sync stored the server's mailbox first (a crash between the create and its
-            // record): that row is the same mailbox; the one the user's changes address stays.
-            mailboxes::delete(c, other.id).await?;
+            // record), or that row is an older mailbox of the same name that another client
+            // deleted since: either way the row the user's changes address stays. Emails with
+            // queued changes stay too (model test, Dovecot seed 996 with cuts: a move into the
+            // older mailbox was queued, and deleting the email with the row lost the message
+            // locally; the move is now refused and puts it back where it was).
+            mailboxes::delete_gone(c, other.id).await?;
         }
         // Children name their parent by its server identity.
         for child in mailboxes::list(c, account).await? {

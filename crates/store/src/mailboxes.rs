@@ -398,6 +398,13 @@ pub async fn delete<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(), Stor
     delete_with(c, id, false).await
 }
 
+/// Deletes a mailbox the server no longer has under this row, as [`delete_missing`] does:
+/// emails with queued changes stay (in no mailbox, if this was their only one) for the outbox
+/// to put back where its queue says they are.
+pub async fn delete_gone<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<(), StoreError> {
+    delete_with(c, id, true).await
+}
+
 /// [`delete`]; `keep_queued`: emails with queued changes stay (see [`delete_missing`]).
 async fn delete_with<C: ConnectionTrait>(
     c: &C,
