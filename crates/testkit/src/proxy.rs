@@ -36,6 +36,11 @@ pub struct Cut {
     /// cut). An HTTP client may open a second pooled connection whenever the first is not yet
     /// back in its pool, so "the next connection" may carry only part of its requests.
     pub across_connections: bool,
+    /// Hold instead of cutting: at the limit the connection goes silent (nothing more is
+    /// forwarded in that direction) until [`FaultProxy::release`], which closes every
+    /// connection. A test drops its client meanwhile, as when the process is killed at that
+    /// byte: the client never sees the cut.
+    pub hold: bool,
 }
 
 impl Cut {
@@ -46,6 +51,7 @@ impl Cut {
             server_bytes,
             client_bytes: None,
             across_connections: false,
+            hold: false,
         }
     }
 
@@ -56,6 +62,7 @@ impl Cut {
             server_bytes: u64::MAX,
             client_bytes: Some(client_bytes),
             across_connections: false,
+            hold: false,
         }
     }
 
@@ -66,6 +73,7 @@ impl Cut {
             server_bytes,
             client_bytes: None,
             across_connections: false,
+            hold: false,
         }
     }
 
@@ -74,6 +82,13 @@ impl Cut {
     #[must_use]
     pub fn over_all_connections(mut self) -> Self {
         self.across_connections = true;
+        self
+    }
+
+    /// The same limit, held instead of cut ([`Cut::hold`]).
+    #[must_use]
+    pub fn held(mut self) -> Self {
+        self.hold = true;
         self
     }
 }
@@ -112,6 +127,9 @@ impl Armed {
             return None;
         }
         // Counted before the client can see the cut.
+        if self.cut.hold {
+            shared.held.store(true, Ordering::SeqCst);
+        }
         shared.cuts.fetch_add(1, Ordering::SeqCst);
         let mut armed = shared.armed.lock().unwrap_or_else(PoisonError::into_inner);
         if armed
@@ -139,6 +157,8 @@ struct Shared {
     stop: AtomicBool,
     /// An outage: new connections are closed at once, without reaching the server.
     down: AtomicBool,
+    /// A held cut was reached and not yet released ([`Cut::hold`]).
+    held: AtomicBool,
     open: Mutex<Vec<TcpStream>>,
     /// Accepted clients not yet counted as closed, with their counters: looked at on each
     /// accept ([`count_closed_clients`]).
@@ -227,6 +247,13 @@ impl FaultProxy {
         {
             a.spent.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// Ends a held cut ([`Cut::hold`]): every connection open now is closed (the held one
+    /// included, without forwarding anything more).
+    pub fn release(&self) {
+        self.close_open();
+        self.shared.held.store(false, Ordering::SeqCst);
     }
 
     /// Starts (`true`) or ends an outage: while down, every open connection is closed and new
@@ -413,6 +440,16 @@ impl Closed {
     }
 }
 
+/// For a held cut, forwards nothing more until [`FaultProxy::release`] (or the proxy stops).
+fn hold_while_held(a: &Armed, shared: &Shared) {
+    if !a.cut.hold {
+        return;
+    }
+    while shared.held.load(Ordering::SeqCst) && !shared.stop.load(Ordering::SeqCst) {
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 fn client_to_server(
     mut from: TcpStream,
     mut to: TcpStream,
@@ -443,6 +480,7 @@ fn client_to_server(
             let mut left = a.client_left.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(take) = left.as_mut().and_then(|l| a.take(l, n, shared)) {
                 let _ = to.write_all(data.get(..take).unwrap_or_default());
+                hold_while_held(a, shared);
                 let _ = to.shutdown(Shutdown::Both);
                 let _ = from.shutdown(Shutdown::Both);
                 return;
@@ -475,6 +513,7 @@ fn server_to_client(
             if let Some(take) = a.take(&mut left, n, shared) {
                 let _ = to.write_all(data.get(..take).unwrap_or_default());
                 let _ = to.flush();
+                hold_while_held(a, shared);
                 let _ = to.shutdown(Shutdown::Both);
                 let _ = from.shutdown(Shutdown::Both);
                 return;
@@ -596,6 +635,30 @@ mod tests {
         let mut second = TcpStream::connect(proxy.addr)?;
         assert_eq!(read_until_cut(&mut second)?, (1000, false));
         assert_eq!(proxy.cuts(), before);
+        Ok(())
+    }
+
+    /// A held cut forwards up to its limit and then nothing, without closing, until released.
+    #[test]
+    fn a_held_cut_goes_silent_until_released() -> Result<(), Box<dyn std::error::Error>> {
+        let upstream = TcpListener::bind("127.0.0.1:0")?;
+        let port = upstream.local_addr()?.port();
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let h = held.clone();
+        thread::spawn(move || {
+            for mut s in upstream.incoming().flatten() {
+                let _ = s.write_all(&[b'x'; 1000]);
+                h.lock().unwrap_or_else(PoisonError::into_inner).push(s);
+            }
+        });
+        let proxy = FaultProxy::start("127.0.0.1", port)?;
+        proxy.arm(Cut::after_server_bytes(600).held());
+        let mut c = TcpStream::connect(proxy.addr)?;
+        // Not closed: the read times out after the 600 bytes.
+        assert_eq!(read_until_cut(&mut c)?, (600, false));
+        assert_eq!(proxy.cuts(), 1);
+        proxy.release();
+        assert_eq!(read_until_cut(&mut c)?, (0, true), "closed once released");
         Ok(())
     }
 }

@@ -66,7 +66,7 @@ impl SeedReport {
                     o.intents.1,
                     o.server_messages,
                     if o.cuts > 0 {
-                        format!(", {} cycles cut", o.cuts)
+                        format!(", {} cycles cut ({} killed)", o.cuts, o.crashes)
                     } else {
                         String::new()
                     }

@@ -119,6 +119,16 @@ pub enum Op {
         /// Where.
         at: u32,
     },
+    /// Engine: one sync cycle killed at that byte (as [`Op::Cut`] counts them): the proxy
+    /// holds the connection there and the cycle is dropped where it stands, uncommitted
+    /// transactions rolled back, then every connection is closed and the engine's memory (the
+    /// outbox's) is started afresh, as after the process was killed and restarted.
+    Crash {
+        /// Count the client's bytes instead of the server's.
+        client: bool,
+        /// Where.
+        at: u32,
+    },
     /// Engine: create a mailbox (through the outbox).
     MCreate {
         /// Its name.
@@ -227,6 +237,7 @@ impl Op {
                 | Self::Send
                 | Self::Sync
                 | Self::Cut { .. }
+                | Self::Crash { .. }
                 | Self::MCreate { .. }
                 | Self::MRename { .. }
                 | Self::MDelete { .. }
@@ -255,6 +266,9 @@ impl fmt::Display for Op {
             Self::Sync => write!(f, "sync"),
             Self::Cut { client, at } => {
                 write!(f, "cut {}{at}", if *client { "c" } else { "s" })
+            }
+            Self::Crash { client, at } => {
+                write!(f, "crash {}{at}", if *client { "c" } else { "s" })
             }
             Self::MCreate { name } => write!(f, "m-create {name}"),
             Self::MRename { pick, name } => write!(f, "m-rename {pick} {name}"),
@@ -329,15 +343,18 @@ impl std::str::FromStr for Op {
             (Some("undo"), 1) => Self::Undo,
             (Some("send"), 1) => Self::Send,
             (Some("sync"), 1) => Self::Sync,
-            (Some("cut"), 2) => {
+            (Some(verb @ ("cut" | "crash")), 2) => {
                 let (side, at) = w[1].split_at_checked(1).ok_or_else(bad)?;
-                Self::Cut {
-                    client: match side {
-                        "c" => true,
-                        "s" => false,
-                        _ => return Err(bad()),
-                    },
-                    at: at.parse().map_err(|_| bad())?,
+                let client = match side {
+                    "c" => true,
+                    "s" => false,
+                    _ => return Err(bad()),
+                };
+                let at = at.parse().map_err(|_| bad())?;
+                if verb == "cut" {
+                    Self::Cut { client, at }
+                } else {
+                    Self::Crash { client, at }
                 }
             }
             (Some("m-create"), 2) => Self::MCreate { name: word(1)? },
@@ -421,8 +438,9 @@ const CUT_SERVER_BYTES: u64 = 8_000;
 /// Client bytes within which a cut is placed (commands are shorter than answers).
 const CUT_CLIENT_BYTES: u64 = 2_500;
 
-/// [`generate`], with `faults`: half of the syncs become cut ones ([`Op::Cut`]). The cuts
-/// are drawn from a second generator, so a seed's other operations are the same either way.
+/// [`generate`], with `faults`: half of the syncs become cut ones ([`Op::Cut`]), a third of
+/// those killed ones instead ([`Op::Crash`]). The faults are drawn from a second generator, so
+/// a seed's other operations are the same either way.
 pub fn generate_with(seed: u64, n: usize, faults: bool) -> Vec<Op> {
     let mut r = Rng::new(seed);
     let mut fault = Rng::new(!seed);
@@ -448,13 +466,15 @@ pub fn generate_with(seed: u64, n: usize, faults: bool) -> Vec<Op> {
             31..=33 => Op::Send,
             34..=47 if faults && fault.coin() => {
                 let client = fault.coin();
-                Op::Cut {
-                    client,
-                    at: fault.below(if client {
-                        CUT_CLIENT_BYTES
-                    } else {
-                        CUT_SERVER_BYTES
-                    }) as u32,
+                let at = fault.below(if client {
+                    CUT_CLIENT_BYTES
+                } else {
+                    CUT_SERVER_BYTES
+                }) as u32;
+                if fault.below(3) == 0 {
+                    Op::Crash { client, at }
+                } else {
+                    Op::Cut { client, at }
                 }
             }
             34..=47 => Op::Sync,
@@ -529,17 +549,18 @@ mod tests {
             assert_eq!(parse_ops(&format_ops(&cut)).unwrap(), cut);
             let ops_of = |ops: &[Op]| -> Vec<Op> {
                 ops.iter()
-                    .filter(|o| !matches!(o, Op::Sync | Op::Cut { .. }))
+                    .filter(|o| !matches!(o, Op::Sync | Op::Cut { .. } | Op::Crash { .. }))
                     .cloned()
                     .collect()
             };
             assert_eq!(ops_of(&plain), ops_of(&cut));
         }
-        assert!((0..50).any(|s| {
-            generate_with(s, 40, true)
-                .iter()
-                .any(|o| matches!(o, Op::Cut { .. }))
-        }));
+        for fault in [
+            |o: &Op| matches!(o, Op::Cut { .. }),
+            |o: &Op| matches!(o, Op::Crash { .. }),
+        ] {
+            assert!((0..50).any(|s| generate_with(s, 40, true).iter().any(fault)));
+        }
     }
 
     #[test]

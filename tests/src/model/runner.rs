@@ -74,8 +74,11 @@ pub struct Outcome {
     pub intents: (usize, usize),
     /// Messages on the server at the end (all mailboxes).
     pub server_messages: usize,
-    /// Cycles of [`Op::Cut`] the proxy did cut (the others ended before their cut).
+    /// Cycles of [`Op::Cut`] the proxy did cut, and of [`Op::Crash`] it held (the others ended
+    /// before their byte).
     pub cuts: usize,
+    /// Of those, the cycles killed ([`Op::Crash`]).
+    pub crashes: usize,
 }
 
 impl Outcome {
@@ -295,6 +298,62 @@ struct LocalEmail {
     mailbox: String,
 }
 
+/// The engine's outbox as the model runs it: its clock, no jitter, large batches.
+fn outbox_for(store: &mailsync_store::Store, clock: &ManualClock) -> Arc<Outbox> {
+    Arc::new(
+        Outbox::new(store.clone())
+            .with_policy(RetryPolicy::default().with_batch_size(1000))
+            .with_clock(Arc::new(clock.clone()))
+            .with_jitter(Arc::new(FixedJitter(1.0))),
+    )
+}
+
+/// [`Op::Crash`]: a cycle dropped where it stands once the proxy holds the connection at the
+/// byte (the engine never sees a cut), then every connection closed and the outbox, the
+/// engine's memory, made afresh: what a killed and restarted process has.
+async fn crash(
+    local: &mut Local,
+    run: &mut Run,
+    index: usize,
+    op: &Op,
+    client: bool,
+    at: u32,
+) -> Result<()> {
+    let proxy = local
+        .proxy
+        .as_ref()
+        .ok_or_else(|| anyhow!("a crash in a run without the proxy"))?;
+    let at = u64::from(at);
+    let cut = if client {
+        Cut::after_client_bytes(at)
+    } else {
+        Cut::after_server_bytes(at)
+    };
+    let before = proxy.cuts();
+    proxy.arm(cut.over_all_connections().held());
+    let reached = async {
+        while proxy.cuts() == before {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    let finished = tokio::select! {
+        r = local.cycle() => Some(r),
+        () = reached => None,
+    };
+    proxy.disarm();
+    proxy.release();
+    match finished {
+        Some(Err(e)) => run.notes.push(format!("op {index} `{op}` failed: {e}")),
+        Some(Ok(_)) => {}
+        None => {
+            run.notes.push(format!("op {index} `{op}`: killed"));
+            run.crashes += 1;
+            local.outbox = outbox_for(&local.db.store, &local.clock);
+        }
+    }
+    Ok(())
+}
+
 impl Local {
     async fn cycle(&self) -> Result<SyncCounts, EngineError> {
         let store = &self.db.store;
@@ -410,6 +469,7 @@ struct Run {
     drafts: usize,
     versions: usize,
     notes: Vec<String>,
+    crashes: usize,
 }
 
 impl Run {
@@ -1129,6 +1189,7 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
         drafts: 0,
         versions: 1,
         notes: Vec::new(),
+        crashes: 0,
     };
     // The starting mail: 6 in INBOX (2 read, 1 flagged), 2 in Archive, mailbox A with 1.
     other.create_mailbox("A")?;
@@ -1156,7 +1217,10 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
     let db = TempDb::sqlite().await?;
     let mut new = new_account(backend, &servers, &server);
     // Runs with cuts reach the server through a proxy that cuts on request.
-    let proxy = if ops.iter().any(|o| matches!(o, Op::Cut { .. })) {
+    let proxy = if ops
+        .iter()
+        .any(|o| matches!(o, Op::Cut { .. } | Op::Crash { .. }))
+    {
         let p = match backend {
             Backend::CyrusJmap => {
                 FaultProxy::start(servers.cyrus_host(), servers.cyrus_http_port())
@@ -1187,13 +1251,8 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
     };
     let account = accounts::create(db.store.conn(), new).await?;
     let clock = ManualClock::new(chrono::Utc::now());
-    let outbox = Arc::new(
-        Outbox::new(db.store.clone())
-            .with_policy(RetryPolicy::default().with_batch_size(1000))
-            .with_clock(Arc::new(clock.clone()))
-            .with_jitter(Arc::new(FixedJitter(1.0))),
-    );
-    let local = Local {
+    let outbox = outbox_for(&db.store, &clock);
+    let mut local = Local {
         db,
         outbox,
         clock,
@@ -1228,7 +1287,9 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
             eprintln!("  server before op {index}: {}", on.join(" "));
             eprintln!("op {index}: {op}");
         }
-        if op.is_engine() {
+        if let Op::Crash { client, at } = op {
+            crash(&mut local, &mut run, index, op, *client, *at).await?;
+        } else if op.is_engine() {
             engine_op(&local, &mut run, index, op, &from).await?;
         } else {
             // After a change to the mailbox it has selected (renamed or deleted by the engine),
@@ -1392,6 +1453,7 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
     }
     out.notes.extend(run.notes.iter().map(|n| run.short(n)));
     out.cuts = local.proxy.as_ref().map_or(0, FaultProxy::cuts);
+    out.crashes = run.crashes;
     other.logout();
     local.db.cleanup().await.ok();
     Ok(out)
