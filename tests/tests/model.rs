@@ -84,6 +84,18 @@ const REGRESSIONS: &[&str] = &[
     // message, whose only other copy (INBOX) only the queued move knew. Now that row goes as a
     // mailbox gone from the server: emails with queued changes stay.
     "o-rename A C; move 794 914; m-create B; m-create C; move 507 234; cut s2852; o-delete C",
+    // Dovecot and Cyrus IMAP seed 2009 (60 ops, with cuts and kills), shrunk (no fault
+    // left): a new draft moved into a mailbox the user then deleted. The delete cancelled
+    // the upload and left the draft's row in no mailbox for good. Now an enqueue that leaves
+    // an email nowhere with nothing queued removes it (`outcome::drop_if_nowhere`).
+    "o-create C; o-flag A 687 +flagged; cut c2010; o-flag B 565 -flagged; o-delete A; d-save; \
+     move 0 346; send; flag 147 +flagged; m-delete 819",
+    // Cyrus JMAP seed 2006 (60 ops, with cuts and kills), shrunk: a sync cut midway had
+    // written the server's name of a mailbox whose rename was queued, and the cycle ended
+    // before the queued changes were shown again; the user's next rename of it was taken for
+    // a rename of another mailbox. Now they are shown again even when the sync fails.
+    "move 664 153; crash c379; o-delete B; undo; m-rename 405 F; o-expunge INBOX 294; \
+     flag 851 +seen; cut s2468; o-copy C 644 INBOX; cut c2472; m-rename 878 C; flag 739 +seen",
     // Dovecot seed 370 (40 ops, with cuts): a flag stored, its answer cut, then undone; the
     // undo withdrew the change as never sent and the server kept the flag. Now the command
     // under way at a cut is uncertain (`MutationOutcome::Interrupted`), so undo compensates.

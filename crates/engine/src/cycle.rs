@@ -33,6 +33,22 @@ pub(crate) struct Synced {
     pub complete: bool,
 }
 
+/// Syncs, then shows still-queued changes again on top of what the sync wrote, rebased on it.
+/// Also when the sync failed midway (a cut): what it committed before the failure (a mailbox's
+/// server name, say) would otherwise hide a queued change (the user's rename) until the next
+/// cycle (model test, Cyrus JMAP seed 2006 with cuts).
+async fn sync_then_reapply(
+    remote: &mut dyn Remote,
+    outbox: &Outbox,
+    account: AccountId,
+) -> Result<Synced, EngineError> {
+    let synced = remote.sync().await;
+    let reapplied = outbox.reapply_queued(account).await;
+    let synced = synced?;
+    reapplied?;
+    Ok(synced)
+}
+
 /// Runs one cycle of `account` over `remote`.
 pub(crate) async fn run(
     remote: &mut dyn Remote,
@@ -40,9 +56,7 @@ pub(crate) async fn run(
     account: AccountId,
 ) -> Result<SyncCounts, EngineError> {
     let flushed = remote.flush(outbox, account).await?;
-    let mut synced = remote.sync().await?;
-    // Show still-queued changes again on top of what the sync wrote, rebased on it.
-    outbox.reapply_queued(account).await?;
+    let mut synced = sync_then_reapply(remote, outbox, account).await?;
     let mut done = flushed.done;
     // Whether a flush after the sync evicted a change: its revert may need the server's state
     // (a refused mailbox delete is made good by a listing), which this cycle then reads
@@ -68,8 +82,7 @@ pub(crate) async fn run(
     }
     if evicted_late {
         tracing::info!("A change sent after the sync was refused; syncing again.");
-        let more = remote.sync().await?;
-        outbox.reapply_queued(account).await?;
+        let more = sync_then_reapply(remote, outbox, account).await?;
         synced = Synced {
             mailboxes: more.mailboxes,
             added: synced.added + more.added,

@@ -252,6 +252,12 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
         }
     };
     local::write(c, email.id, current, &after.state, touched).await?;
+    if after.state.mailboxes.is_empty() {
+        // A destroy that cancelled a new draft's upload: the server never had it, nothing is
+        // queued, and a row in no mailbox would stay for good (model test, Dovecot and Cyrus
+        // IMAP seed 2009: a new draft moved into a mailbox the user then deleted).
+        crate::outcome::drop_if_nowhere(c, email.id, touched).await?;
+    }
     Ok(result)
 }
 
