@@ -10,13 +10,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CyrusJmap, E, dovecot_account};
+use common::{CyrusJmap, E, dovecot_account, dovecot_account_via_proxy};
 use mailsync_engine::Engine;
 use mailsync_outbox::OutgoingMessage;
 use mailsync_store::accounts::{Account, Endpoint};
 use mailsync_store::testing::TempDb;
 use mailsync_store::{Address, Role, Security, emails, mailboxes};
-use mailsync_testkit::{Cut, FaultProxy, ImapClient, Servers, sink_messages, unique_name};
+use mailsync_testkit::{Cut, ImapClient, Servers, sink_messages, unique_name};
 
 type R = Result<(), E>;
 
@@ -219,15 +219,9 @@ async fn jmap_draft_saved_offline_updated_and_sent() -> R {
 async fn imap_draft_upload_cut_before_its_answer_is_stored_once() -> R {
     let servers = Servers::load()?;
     let user = servers.fresh_dovecot_user("i15cut");
-    let proxy = FaultProxy::start(servers.dovecot_host(), servers.dovecot_imap_port())?;
+    let (new, proxy) = dovecot_account_via_proxy(&servers, &user.user, &user.password)?;
     let db = TempDb::sqlite().await?;
     let engine = Engine::new(db.store.clone());
-    let mut new = dovecot_account(&servers, &user.user, &user.password);
-    new.imap = Some(Endpoint {
-        host: proxy.host().into(),
-        port: proxy.port(),
-        security: Security::Plain,
-    });
     let account = engine.add_account(new).await?;
     engine.sync_once(account.id).await?;
     let store = engine.store();

@@ -368,14 +368,8 @@ async fn imap_first_sync_cut_anywhere_then_converges() -> Result<(), E> {
         g.messages(0..N),
         N,
     )?;
-    let proxy = FaultProxy::start(s.dovecot_host(), s.dovecot_imap_port())?;
-    let mut new = common::dovecot_account(&s, &user.user, &user.password);
+    let (mut new, proxy) = common::dovecot_account_via_proxy(&s, &user.user, &user.password)?;
     new.body_policy = BodyPolicy::All;
-    new.imap = Some(Endpoint {
-        host: proxy.host().into(),
-        port: proxy.port(),
-        security: Security::Plain,
-    });
     let started = Instant::now();
     let before = proxy.forwarded();
     cut_then_clean(&new, &proxy, None).await?.0?;

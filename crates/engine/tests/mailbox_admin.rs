@@ -10,14 +10,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CyrusJmap, E, dovecot_account};
+use common::{CyrusJmap, E, dovecot_account, dovecot_account_via_proxy};
 use mailsync_engine::{Engine, MailboxAction};
-use mailsync_store::accounts::{Account, Endpoint};
+use mailsync_store::accounts::Account;
 use mailsync_store::testing::TempDb;
-use mailsync_store::{Security, emails, mailboxes};
-use mailsync_testkit::{
-    Cut, FaultProxy, Generator, ImapClient, Servers, imap_append_bulk, unique_name,
-};
+use mailsync_store::{emails, mailboxes};
+use mailsync_testkit::{Cut, Generator, ImapClient, Servers, imap_append_bulk, unique_name};
 
 type R = Result<(), E>;
 
@@ -245,15 +243,9 @@ async fn jmap_mailbox_management() -> R {
 async fn imap_mailbox_create_cut_before_its_answer_is_done_once() -> R {
     let servers = Servers::load()?;
     let user = servers.fresh_dovecot_user("i15mcut");
-    let proxy = FaultProxy::start(servers.dovecot_host(), servers.dovecot_imap_port())?;
+    let (new, proxy) = dovecot_account_via_proxy(&servers, &user.user, &user.password)?;
     let db = TempDb::sqlite().await?;
     let engine = Engine::new(db.store.clone());
-    let mut new = dovecot_account(&servers, &user.user, &user.password);
-    new.imap = Some(Endpoint {
-        host: proxy.host().into(),
-        port: proxy.port(),
-        security: Security::Plain,
-    });
     let account = engine.add_account(new).await?;
     engine.sync_once(account.id).await?;
     let name = unique_name("m15cut");

@@ -566,6 +566,21 @@ mod tests {
         Ok(())
     }
 
+    /// An upstream on a loopback port (returned) that sends 1,000 bytes on each connection
+    /// and holds it open.
+    fn upstream_sending_1000() -> Result<u16, std::io::Error> {
+        let upstream = TcpListener::bind("127.0.0.1:0")?;
+        let port = upstream.local_addr()?.port();
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for mut s in upstream.incoming().flatten() {
+                let _ = s.write_all(&[b'x'; 1000]);
+                held.push(s);
+            }
+        });
+        Ok(port)
+    }
+
     /// Reads what a connection gets until the server side is cut (or 0.5 s pass: not cut).
     fn read_until_cut(s: &mut TcpStream) -> Result<(usize, bool), std::io::Error> {
         s.set_read_timeout(Some(std::time::Duration::from_millis(500)))?;
@@ -592,18 +607,7 @@ mod tests {
     /// connection that gets there; a cut of the next connection only counts that one's.
     #[test]
     fn a_cut_counts_one_connection_or_all_of_them() -> Result<(), Box<dyn std::error::Error>> {
-        let upstream = TcpListener::bind("127.0.0.1:0")?;
-        let port = upstream.local_addr()?.port();
-        // The upstream sends 1,000 bytes on each connection and holds it open.
-        let held = Arc::new(Mutex::new(Vec::new()));
-        let h = held.clone();
-        thread::spawn(move || {
-            for mut s in upstream.incoming().flatten() {
-                let _ = s.write_all(&[b'x'; 1000]);
-                h.lock().unwrap_or_else(PoisonError::into_inner).push(s);
-            }
-        });
-        let proxy = FaultProxy::start("127.0.0.1", port)?;
+        let proxy = FaultProxy::start("127.0.0.1", upstream_sending_1000()?)?;
         for (cut, expected) in [
             (
                 Cut::after_server_bytes(1500),
@@ -641,17 +645,7 @@ mod tests {
     /// A held cut forwards up to its limit and then nothing, without closing, until released.
     #[test]
     fn a_held_cut_goes_silent_until_released() -> Result<(), Box<dyn std::error::Error>> {
-        let upstream = TcpListener::bind("127.0.0.1:0")?;
-        let port = upstream.local_addr()?.port();
-        let held = Arc::new(Mutex::new(Vec::new()));
-        let h = held.clone();
-        thread::spawn(move || {
-            for mut s in upstream.incoming().flatten() {
-                let _ = s.write_all(&[b'x'; 1000]);
-                h.lock().unwrap_or_else(PoisonError::into_inner).push(s);
-            }
-        });
-        let proxy = FaultProxy::start("127.0.0.1", port)?;
+        let proxy = FaultProxy::start("127.0.0.1", upstream_sending_1000()?)?;
         proxy.arm(Cut::after_server_bytes(600).held());
         let mut c = TcpStream::connect(proxy.addr)?;
         // Not closed: the read times out after the 600 bytes.

@@ -6,7 +6,7 @@ use mailsync_engine::Engine;
 use mailsync_store::accounts::{Account, Endpoint, NewAccount};
 use mailsync_store::testing::TempDb;
 use mailsync_store::{AccountKind, BodyPolicy, EmailId, SecretRef, Security, Store, emails};
-use mailsync_testkit::{Generator, ImapClient, Servers, imap_append_bulk};
+use mailsync_testkit::{FaultProxy, Generator, ImapClient, Servers, imap_append_bulk};
 
 pub type E = Box<dyn std::error::Error>;
 
@@ -30,6 +30,22 @@ pub fn dovecot_account(servers: &Servers, user: &str, pw: &str) -> NewAccount {
         allow_plaintext: false,
         body_policy: BodyPolicy::None,
     }
+}
+
+/// [`dovecot_account`], reaching Dovecot through a new [`FaultProxy`] (returned with it).
+pub fn dovecot_account_via_proxy(
+    servers: &Servers,
+    user: &str,
+    pw: &str,
+) -> Result<(NewAccount, FaultProxy), E> {
+    let proxy = FaultProxy::start(servers.dovecot_host(), servers.dovecot_imap_port())?;
+    let mut new = dovecot_account(servers, user, pw);
+    new.imap = Some(Endpoint {
+        host: proxy.host().into(),
+        port: proxy.port(),
+        security: Security::Plain,
+    });
+    Ok((new, proxy))
 }
 
 /// A JMAP account for `user` at `session_url`, password `testpw` by command.
