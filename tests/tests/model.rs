@@ -96,6 +96,13 @@ const REGRESSIONS: &[&str] = &[
     // a rename of another mailbox. Now they are shown again even when the sync fails.
     "move 664 153; crash c379; o-delete B; undo; m-rename 405 F; o-expunge INBOX 294; \
      flag 851 +seen; cut s2468; o-copy C 644 INBOX; cut c2472; m-rename 878 C; flag 739 +seen",
+    // Cyrus JMAP seed 2059 (60 ops, with cuts and kills), shrunk: a mailbox create went out
+    // in a batch that a send's cut then ended as offline; the create went back to pending
+    // although Cyrus had made the mailbox, so the user's delete of it withdrew the create and
+    // sent nothing. Now a create or rename stays in flight, looked for before it is repeated.
+    "o-create C; send; o-append B seen; o-move Archive 948 INBOX; m-create F; o-rename B B; \
+     m-rename 661 F; move 803 854; d-save; o-append B seen; cut c1966; flag 900 +seen; \
+     o-delete C; move 906 813; o-flag INBOX 949 +flagged; m-delete 822",
     // Dovecot seed 370 (40 ops, with cuts): a flag stored, its answer cut, then undone; the
     // undo withdrew the change as never sent and the server kept the flag. Now the command
     // under way at a cut is uncertain (`MutationOutcome::Interrupted`), so undo compensates.

@@ -888,10 +888,10 @@ impl Outbox {
                 rows::get(&txn, row.id).await?.map(|r| r.payload),
                 Some(Payload::Send(s)) if s.handed_at.is_some()
             );
-            // A draft's content may have been stored by a call whose answer never came (a cut
-            // mid-request ends the batch as offline): it stays in flight, so it is looked for
-            // before it is stored again.
-            if *attempt == Attempt::Fresh && !handed && !row.stores_a_copy() {
+            // A draft's content or a mailbox may have been made by a call whose answer never
+            // came (a cut mid-request ends the batch as offline): it stays in flight, so it is
+            // looked for before it is made again.
+            if *attempt == Attempt::Fresh && !handed && !row.makes_something_new() {
                 rows::update(
                     &txn,
                     row.id,
@@ -941,9 +941,9 @@ impl Outbox {
             // A send handed over and not known accepted is never "not applied": a failure of the
             // lookup (attempt Uncertain) or of the whole call leaves it uncertain.
             let handed = matches!(&row.payload, Payload::Send(s) if s.handed_at.is_some() && s.submitted_at.is_none());
-            // Likewise a draft's content: a transient failure may have come after the server
-            // stored it.
-            let stores = row.stores_a_copy();
+            // Likewise a draft's content or a mailbox: a transient failure may have come after
+            // the server made it.
+            let stores = row.makes_something_new();
             let unknown;
             let outcome = match outcome {
                 ItemOutcome::Transient { reason, .. }
