@@ -4,7 +4,8 @@
 //! cycle `manage_mailbox` runs (one row per mailbox, no duplicate, emails of a deleted mailbox
 //! gone). A name that exists is refused with nothing changed. IMAP on Dovecot, JMAP on Cyrus.
 //! A create whose answer is cut after the server made the mailbox is done once, not listed as
-//! failed (Dovecot, through a cutting proxy).
+//! failed (Dovecot, through a cutting proxy). A JMAP rename of a mailbox another client
+//! deleted is refused at once (Cyrus answers `serverFail`).
 
 mod common;
 
@@ -293,5 +294,47 @@ async fn imap_mailbox_create_cut_before_its_answer_is_done_once() -> R {
     assert_eq!(mb.name, name, "the user's row holds the mailbox");
     assert!(!mailboxes::is_local(&mb.remote_id), "{mb:?}");
     db.cleanup().await?;
+    Ok(())
+}
+
+/// A rename of a mailbox another client deleted meanwhile is refused at its first attempt
+/// (Cyrus answers the update with `serverFail`, not `notFound`; the executor reads back that
+/// the mailbox is gone), instead of being retried five times while the queue waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmap_rename_of_a_mailbox_deleted_meanwhile_is_refused_at_once() -> R {
+    let user = mailsync_testkit::accounts::DRAFTS.user(4);
+    let mut c = CyrusJmap::setup(&user, &[], 0).await?;
+    let name = unique_name("m15gone");
+    c.other.create_mailbox(&name)?;
+    c.engine.sync_once(c.account.id).await?;
+    let id = mailboxes::list(c.engine.store().conn(), c.account.id)
+        .await?
+        .into_iter()
+        .find(|m| m.name == name)
+        .ok_or("the other client's mailbox was not synced")?
+        .id;
+    c.other.command(&format!("DELETE \"{name}\""))?;
+    c.engine
+        .queue_mailbox(
+            c.account.id,
+            MailboxAction::Rename {
+                mailbox: id,
+                name: unique_name("m15to"),
+                parent: None,
+            },
+        )
+        .await?;
+    let _ = c.engine.sync_once(c.account.id).await;
+    let pending = c.engine.outbox().pending(c.account.id).await?;
+    let failed = c.engine.outbox().failed(c.account.id).await?;
+    c.db.cleanup().await?;
+    assert!(pending.is_empty(), "still queued: {pending:?}");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].reason.contains("no longer exists"),
+        "{:?}",
+        failed[0].reason
+    );
+    assert!(failed[0].retry_count <= 1, "retried: {failed:?}");
     Ok(())
 }
