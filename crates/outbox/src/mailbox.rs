@@ -602,6 +602,13 @@ pub(crate) async fn on_done<C: ConnectionTrait>(
             // older mailbox was queued, and deleting the email with the row lost the message
             // locally; the move is now refused and puts it back where it was).
             mailboxes::delete_gone(c, other.id).await?;
+            // The emails the sync stored in that row are gone with it, and a JMAP Email state
+            // already past them would never bring them back into this one (model test, Cyrus
+            // JMAP seed 3093 with cuts: a create cut before its answer, the sync stored the
+            // mailbox and a message another client put in it, and the create's retry found
+            // the mailbox and dropped the message locally). IMAP compares a mailbox without
+            // a checkpoint in full anyway.
+            mailsync_store::checkpoints::require_full_listing(c, account).await?;
         }
         // Children name their parent by its server identity.
         for child in mailboxes::list(c, account).await? {
