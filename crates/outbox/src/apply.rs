@@ -297,7 +297,10 @@ pub(crate) async fn withdraw_or_compensate<C: ConnectionTrait>(
                 .position(|r| r.id == row.id)
                 .ok_or(Error::ChangeNotFound(row.id))?;
             if row.state == ChangeState::Pending {
-                let partial = k.filter(|_| p.ops.len() > 1);
+                // A draft's save goes as a whole: taking one op out of it (its content, or its
+                // place in Drafts) leaves a draft that is neither the old one nor the new.
+                let saves = p.ops.iter().any(|o| matches!(o.op, Op::Replace { .. }));
+                let partial = k.filter(|_| p.ops.len() > 1 && !saves);
                 let withdrawn = match partial {
                     Some(k) => {
                         let mut ops = p.ops.clone();
@@ -317,6 +320,10 @@ pub(crate) async fn withdraw_or_compensate<C: ConnectionTrait>(
                     }
                 };
                 if withdrawn {
+                    // A new draft whose save is withdrawn was never anywhere (model test,
+                    // Dovecot and Cyrus IMAP seed 4114: `d-save; undo` left its row in no
+                    // mailbox).
+                    crate::outcome::drop_if_nowhere(c, email, touched).await?;
                     return Ok(Undone::Withdrawn(row.id));
                 }
             }
