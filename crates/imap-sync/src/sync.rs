@@ -305,8 +305,11 @@ fn fetch_items(conn: &Connection, with_body: bool) -> String {
     s
 }
 
-/// Keeps a batch in memory bounded when bodies are fetched with it.
-const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Keeps a batch in memory bounded when bodies are fetched with it. Two batches are in memory
+/// at once (one committed while the next is read), with their parsed text: 16 MiB each held a
+/// first sync at M (10,000 messages with bodies) at 82-84 MiB of peak RSS, 4 MiB at 68-71 MiB,
+/// in the same time (docs/benchmarks.md).
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 struct Ctx<'a> {
     store: &'a Store,
