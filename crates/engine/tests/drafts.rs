@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CyrusJmap, E, dovecot_account, dovecot_account_via_proxy};
+use common::{CyrusJmap, E, dovecot_account, dovecot_account_via_proxy, dovecot_client};
 use mailsync_engine::Engine;
 use mailsync_outbox::OutgoingMessage;
 use mailsync_store::accounts::{Account, Endpoint};
@@ -41,16 +41,6 @@ fn server_copies(imap: &mut ImapClient, mailbox: &str) -> Result<Vec<String>, E>
         .filter(|s| s.contains("FETCH"))
         .map(str::to_owned)
         .collect())
-}
-
-/// Another client on a Dovecot user's mail.
-fn dovecot_client(servers: &Servers, user: &mailsync_testkit::Account) -> Result<ImapClient, E> {
-    Ok(ImapClient::login(
-        servers.dovecot_host(),
-        servers.dovecot_imap_port(),
-        &user.user,
-        &user.password,
-    )?)
 }
 
 async fn queued(engine: &Engine, account: &Account) -> Result<usize, E> {

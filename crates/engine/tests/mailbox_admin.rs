@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CyrusJmap, E, dovecot_account, dovecot_account_via_proxy};
+use common::{CyrusJmap, E, dovecot_account, dovecot_account_via_proxy, dovecot_client};
 use mailsync_engine::{Engine, MailboxAction};
 use mailsync_store::accounts::Account;
 use mailsync_store::testing::TempDb;
@@ -264,12 +264,7 @@ async fn imap_mailbox_create_cut_before_its_answer_is_done_once() -> R {
     proxy.arm(Cut::after_client_sends(b"CREATE", 0).over_all_connections());
     let _ = engine.sync_once(account.id).await;
     assert_eq!(proxy.cuts(), 1, "the CREATE's answer was cut");
-    let mut imap = ImapClient::login(
-        servers.dovecot_host(),
-        servers.dovecot_imap_port(),
-        &user.user,
-        &user.password,
-    )?;
+    let mut imap = dovecot_client(&servers, &user)?;
     assert!(
         !listed(&mut imap, "LIST", &name)?.is_empty(),
         "the server made the mailbox before the cut"

@@ -943,11 +943,11 @@ impl Outbox {
             let handed = matches!(&row.payload, Payload::Send(s) if s.handed_at.is_some() && s.submitted_at.is_none());
             // Likewise a draft's content or a mailbox: a transient failure may have come after
             // the server made it.
-            let stores = row.makes_something_new();
+            let makes = row.makes_something_new();
             let unknown;
             let outcome = match outcome {
                 ItemOutcome::Transient { reason, .. }
-                    if stores || (handed && (batch_wide || *attempt == Attempt::Uncertain)) =>
+                    if makes || (handed && (batch_wide || *attempt == Attempt::Uncertain)) =>
                 {
                     unknown = ItemOutcome::Unknown {
                         reason: reason.clone(),

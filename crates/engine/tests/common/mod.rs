@@ -32,6 +32,19 @@ pub fn dovecot_account(servers: &Servers, user: &str, pw: &str) -> NewAccount {
     }
 }
 
+/// Another client on a Dovecot user's mail.
+pub fn dovecot_client(
+    servers: &Servers,
+    user: &mailsync_testkit::Account,
+) -> Result<ImapClient, E> {
+    Ok(ImapClient::login(
+        servers.dovecot_host(),
+        servers.dovecot_imap_port(),
+        &user.user,
+        &user.password,
+    )?)
+}
+
 /// [`dovecot_account`], reaching Dovecot through a new [`FaultProxy`] (returned with it).
 pub fn dovecot_account_via_proxy(
     servers: &Servers,
