@@ -534,10 +534,8 @@ pub async fn reapply_after_sync<C: ConnectionTrait>(
     let mut touched = Touched::default();
     let n = by_email.len() as u64;
     for (email, queued) in by_email {
-        // A lost change waits for `reresolve`, which rebases it itself.
-        if queued.iter().any(|r| r.state == ChangeState::Lost) {
-            continue;
-        }
+        // A lost change is rebased too: its base is where the server last had the message,
+        // which `reresolve` starts from when the message is found again under its own row.
         let Some((_, current)) = local::load(c, email).await? else {
             continue;
         };

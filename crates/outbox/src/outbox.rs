@@ -39,6 +39,9 @@ pub struct Outbox {
     jitter: Arc<dyn Jitter>,
     recent: Mutex<VecDeque<Completed>>,
     flush_locks: Mutex<HashMap<AccountId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Accounts whose queued changes this outbox has shown again since it was made (see
+    /// [`Outbox::recover`]).
+    recovered: Mutex<std::collections::HashSet<AccountId>>,
 }
 
 /// A change the server acknowledged, kept in memory so it can still be undone (compensated).
@@ -294,6 +297,7 @@ impl Outbox {
             jitter: Arc::new(FullJitter),
             recent: Mutex::new(VecDeque::new()),
             flush_locks: Mutex::new(HashMap::new()),
+            recovered: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -333,6 +337,32 @@ impl Outbox {
         self.clock.now()
     }
 
+    /// Once per account and outbox (that is, per process): shows the queued changes again over
+    /// whatever was committed without them ([`Outbox::reapply_queued`]). A process killed after
+    /// a sync batch or an IMAP move's new identity was committed, but before the queued changes
+    /// were re-applied, left rows showing the server's state with stale bases under the queued
+    /// changes; acting on them (a user's delete, a retried move) went wrong (model test seed
+    /// 4111 on Dovecot and Cyrus IMAP: a message moved back to INBOX, then deleted for good by
+    /// the user, was taken as gone and lost locally; seed 4108 on Cyrus JMAP: a queued rename
+    /// hidden). Every entry point that reads or changes an account's queue calls it first.
+    pub async fn recover(&self, account: AccountId) -> Result<(), Error> {
+        let done = |s: &Self| {
+            s.recovered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&account)
+        };
+        if done(self) {
+            return Ok(());
+        }
+        self.reapply_queued(account).await?;
+        self.recovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(account);
+        Ok(())
+    }
+
     // ----- enqueue -------------------------------------------------------------------------
 
     /// Applies `change` to the local database and queues it, in one transaction, coalescing it
@@ -349,6 +379,7 @@ impl Outbox {
         account: AccountId,
         changes: Vec<Change>,
     ) -> Result<Vec<Enqueued>, Error> {
+        self.recover(account).await?;
         let changes = &changes;
         retry_busy(|| self.enqueue_txn(account, changes)).await
     }
@@ -389,6 +420,7 @@ impl Outbox {
         draft: Option<EmailId>,
         message: OutgoingMessage,
     ) -> Result<(EmailId, Enqueued), Error> {
+        self.recover(account).await?;
         let message = &message;
         retry_busy(|| async move {
             let txn = self.store.begin().await?;
@@ -417,6 +449,7 @@ impl Outbox {
         account: AccountId,
         draft: EmailId,
     ) -> Result<Enqueued, Error> {
+        self.recover(account).await?;
         retry_busy(|| async move {
             let txn = self.store.begin().await?;
             local::lock(&txn, [draft]).await?;
@@ -434,6 +467,7 @@ impl Outbox {
     /// send as [`Change::Send`], with a fresh Message-ID) and the draft's discard, in one
     /// transaction. Returns the send's queue entry.
     pub async fn send_draft(&self, account: AccountId, draft: EmailId) -> Result<Enqueued, Error> {
+        self.recover(account).await?;
         retry_busy(|| async move {
             let txn = self.store.begin().await?;
             local::lock(&txn, [draft]).await?;
@@ -469,6 +503,7 @@ impl Outbox {
         account: AccountId,
         change: crate::MailboxChange,
     ) -> Result<(Option<mailsync_store::MailboxId>, Enqueued), Error> {
+        self.recover(account).await?;
         let change = &change;
         retry_busy(|| async move {
             let txn = self.store.begin().await?;
@@ -522,6 +557,7 @@ impl Outbox {
     /// it has not reached the server (only that action, even when it was merged with earlier
     /// ones), otherwise queues its compensation. Repeated calls walk back through history.
     pub async fn undo_last(&self, account: AccountId) -> Result<Undone, Error> {
+        self.recover(account).await?;
         let (out, forget) = retry_busy(|| self.undo_last_txn(account)).await?;
         if let Some(id) = forget {
             self.forget_completed(id);
@@ -634,6 +670,7 @@ impl Outbox {
         account: AccountId,
         executor: &dyn Executor,
     ) -> Result<FlushReport, Error> {
+        self.recover(account).await?;
         let lock = self.account_lock(account);
         let _guard = lock.lock().await;
         let span = tracing::info_span!("outbox_flush", account = %account);
@@ -748,6 +785,7 @@ impl Outbox {
     pub async fn reapply_queued(&self, account: AccountId) -> Result<u64, Error> {
         retry_busy(|| async {
             let txn = self.store.begin().await?;
+            rows::evict_unreadable(&txn, account).await?;
             crate::mailbox::reapply(&txn, account).await?;
             txn.commit().await?;
             Ok(())

@@ -168,6 +168,13 @@ async fn requeue<C: ConnectionTrait>(
     let Some((_, current)) = local::load(c, found.id).await? else {
         return Ok(());
     };
+    // Where the server has it: another email row holds no queued changes, so it shows what
+    // the sync wrote; the lost email's own row shows its queued changes, and its head's base
+    // is what the sync last wrote of it (`reapply_after_sync` keeps it so).
+    let base = match queued.first().and_then(Row::email_payload) {
+        Some(p) if found.id == old => p.before.clone(),
+        _ => current.clone(),
+    };
     let mut moved = Vec::with_capacity(queued.len());
     for (k, r) in queued.iter().enumerate() {
         let Payload::Email(p) = &r.payload else {
@@ -199,7 +206,7 @@ async fn requeue<C: ConnectionTrait>(
         c,
         &moved,
         Folded {
-            state: current.clone(),
+            state: base,
             destroyed: false,
         },
         true,

@@ -141,6 +141,25 @@ pub(crate) async fn for_email<C: ConnectionTrait>(
         .collect()
 }
 
+/// Evicts the account's rows that cannot be decoded (a payload written by a newer version,
+/// or damaged), as the flush does with such a head: every other reader of the queue would
+/// otherwise fail on them. Returns how many.
+pub(crate) async fn evict_unreadable<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+) -> Result<u32, Error> {
+    let mut n = 0;
+    for raw in queue::list(c, Some(account)).await? {
+        let id = raw.id;
+        if let Err(e) = Row::decode(raw) {
+            tracing::warn!(change = %id, error = %e, "Unreadable queued change; evicting it.");
+            queue::evict(c, id, &e.to_string()).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// The rows of an account, oldest first.
 pub(crate) async fn for_account<C: ConnectionTrait>(
     c: &C,

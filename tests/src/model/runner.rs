@@ -349,6 +349,13 @@ async fn crash(
             run.notes.push(format!("op {index} `{op}`: killed"));
             run.crashes += 1;
             local.outbox = outbox_for(&local.db.store, &local.clock);
+            // The restarted engine's first step (its first cycle starts with it, before the
+            // user sees the account again).
+            local
+                .outbox
+                .recover(local.account.id)
+                .await
+                .context("recovering the outbox after the kill")?;
         }
     }
     Ok(())
