@@ -108,6 +108,29 @@ const REGRESSIONS: &[&str] = &[
     // a row of its own, which the create's retry then replaced, dropping the message while
     // the Email state was already past it. Now replacing that row asks for a full listing.
     "m-create B; cut s3196; o-append B seen; cut c2305",
+    // Dovecot and Cyrus IMAP seed 4111 (60 ops, with cuts and kills), as found (shrinking
+    // kept the kills): an undo's move back to INBOX was killed after the server did it and
+    // imap-sync journaled the new UID; the restarted process acted on the stale base, the
+    // user's delete for good was taken as satisfied by a message "gone", and the message in
+    // INBOX was lost locally. Now a restarted outbox re-applies its queue first
+    // (`Outbox::recover`).
+    "delete 324; o-flag INBOX 35 -flagged; sync; undo; d-discard 346; flag 66 +flagged; undo; \
+     o-append B unseen; o-copy Archive 254 A; o-rename C A; d-save; delete 538; \
+     flag 942 +seen; delete 550; d-save; m-rename 236 F; crash c644; delete 354; delete 695; \
+     o-copy C 95 Trash; move 106 942; crash s7986; m-create C; flag 825 -flagged; \
+     o-move Archive 530 B; move 665 872; move 734 585; o-append B seen",
+    // Cyrus JMAP seed 4108 (60 ops, with cuts and kills), shrunk: a kill mid-sync left a
+    // queued rename showing the server's old name, so the user's next action took the wrong
+    // name. Fixed by the same `Outbox::recover`.
+    "o-append Trash seen; move 306 355; m-rename 956 F; crash c2067; m-delete 310",
+    // Cyrus IMAP seed 4078 (60 ops, with cuts and kills), shrunk: another client copied a
+    // message to the trash; the sync matched that copy to the user's not-yet-sent delete to
+    // the trash (an optimistic copy with the same Message-ID), which then looked done, and
+    // the INBOX copy stayed. Now only a change handed to the server can explain such a copy.
+    "m-create B; flag 714 +seen; o-move A 813 INBOX; move 225 342; move 587 80; \
+     o-copy Archive 746 A; cut s3734; m-create C; o-append Archive unseen; o-append A seen; \
+     o-move INBOX 49 Trash; o-move A 820 Archive; o-copy A 338 B; o-copy INBOX 692 Trash; \
+     flag 430 -seen; crash s7735; flag 581 +seen; delete 552; sync",
     // Dovecot and Cyrus IMAP seed 4114 (60 ops, with cuts and kills), shrunk (no fault
     // left): each undo of a new draft's save took one op out of it, and the last left its
     // row in no mailbox. Now a save is withdrawn as a whole, and a new draft with it.

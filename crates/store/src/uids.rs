@@ -9,7 +9,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
 };
 
-use crate::entity::{email_mailboxes as em, emails as e};
+use crate::entity::{email_mailboxes as em, emails as e, pending_changes as pc};
 use crate::{AccountId, EmailId, Flags, MailboxId, StoreError};
 
 const CHUNK: usize = 400;
@@ -124,6 +124,23 @@ pub async fn unmatched_by_message_id<C: ConnectionTrait>(
             .and_where(Expr::col(em::Column::MailboxId).eq(mailbox.0))
             .and_where(Expr::col(em::Column::Uid).is_null())
             .to_owned();
+        // An optimistic copy whose queued changes were all never handed to the server is not
+        // the server's doing: a message with its Message-ID there is someone else's copy, and
+        // taken for ours it made the queued move look done (model test, Cyrus IMAP seed 4078:
+        // another client copied the message to the trash, the user's delete to the trash was
+        // then "confirmed" by that copy, and the INBOX copy stayed). A copy detached by a
+        // UIDVALIDITY change (its identity in this mailbox) is still re-matched.
+        let unsent = Query::select()
+            .column(pc::Column::EmailId)
+            .from(pc::Entity)
+            .and_where(Expr::col(pc::Column::EmailId).is_not_null())
+            .group_by_col(pc::Column::EmailId)
+            .and_having(
+                Expr::expr(Expr::case(Expr::col(pc::Column::State).ne("pending"), 1).finally(0))
+                    .sum()
+                    .eq(0),
+            )
+            .to_owned();
         let rows: Vec<(i64, Option<String>)> = e::Entity::find()
             .select_only()
             .column(e::Column::Id)
@@ -131,6 +148,11 @@ pub async fn unmatched_by_message_id<C: ConnectionTrait>(
             .filter(e::Column::AccountId.eq(account.0))
             .filter(e::Column::MessageId.is_in(chunk.iter().cloned()))
             .filter(e::Column::Id.in_subquery(members))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(e::Column::Id.not_in_subquery(unsent))
+                    .add(e::Column::RemoteId.starts_with(format!("{}/", mailbox.0))),
+            )
             .into_tuple()
             .all(c)
             .await?;

@@ -75,6 +75,7 @@ both_backends! {
     search_local_language_and_upkeep => search_local_language_and_upkeep;
     search_indexer_beside_an_open_writer => search_indexer_beside_an_open_writer;
     uid_ranges_delete_exactly => uid_ranges_delete_exactly;
+    optimistic_copies_rematch_only_when_sent => optimistic_copies_rematch_only_when_sent;
     read_then_write_beside_a_committing_writer => read_then_write_beside_a_committing_writer;
 }
 
@@ -251,6 +252,104 @@ async fn uid_ranges_delete_exactly(store: &Store) -> R {
         left(other).await?.len(),
         n as usize,
         "the other mailbox untouched"
+    );
+    Ok(())
+}
+
+/// A copy without a UID (an optimistic move's, or one a UIDVALIDITY change detached) is
+/// re-matched to a new server message with its Message-ID only when the server can have made
+/// it: some queued change of the email was handed over, or the copy's identity is in that
+/// mailbox already. A move never sent cannot have put it there (model test, Cyrus IMAP seed
+/// 4078).
+async fn optimistic_copies_rematch_only_when_sent(store: &Store) -> R {
+    use mailsync_store::uids;
+    store.migrate().await?;
+    let c = store.conn();
+    let acc = accounts::create(c, new_account("rematch")).await?.id;
+    let boxes = mailboxes::upsert(
+        c,
+        acc,
+        &[
+            mbox("INBOX", Some(Role::Inbox)),
+            mbox("Trash", Some(Role::Trash)),
+        ],
+    )
+    .await?;
+    let (inbox, trash) = (boxes[0].id, boxes[1].id);
+    // (name, identity's mailbox, queued change states)
+    let cases: [(&str, mailsync_store::MailboxId, &[ChangeState]); 5] = [
+        (
+            "unsent",
+            inbox,
+            &[ChangeState::Pending, ChangeState::Pending],
+        ),
+        (
+            "handed",
+            inbox,
+            &[ChangeState::InFlight, ChangeState::Pending],
+        ),
+        ("lost", inbox, &[ChangeState::Lost]),
+        ("detached", trash, &[ChangeState::Pending]),
+        ("unqueued", inbox, &[]),
+    ];
+    let mut ids = std::collections::BTreeMap::new();
+    for (uid, (name, home, states)) in (1_u32..).zip(cases) {
+        let mut u = email(&emails::imap_remote_id(home, 1, uid), home, i64::from(uid));
+        u.message_id = Some(format!("{name}@example.test"));
+        emails::upsert_batch(c, acc, &[u]).await?;
+        let id = emails::ids_by_remote_ids(c, acc, &[emails::imap_remote_id(home, 1, uid)])
+            .await?
+            .into_values()
+            .next()
+            .ok_or("the email row")?;
+        emails::set_memberships(
+            c,
+            id,
+            &[Membership {
+                mailbox_id: trash,
+                uidvalidity: None,
+                uid: None,
+                modseq: None,
+            }],
+        )
+        .await?;
+        for st in states {
+            let q = queue::insert(
+                c,
+                NewChange {
+                    account_id: acc,
+                    email_id: Some(id),
+                    kind: "move".into(),
+                    payload: "{}".into(),
+                    next_attempt_at: Utc::now(),
+                },
+            )
+            .await?;
+            queue::update(
+                c,
+                q,
+                ChangeUpdate {
+                    state: Some(*st),
+                    ..ChangeUpdate::default()
+                },
+            )
+            .await?;
+        }
+        ids.insert(id, name);
+    }
+    let wanted: Vec<String> = ids.values().map(|n| format!("{n}@example.test")).collect();
+    let found: std::collections::BTreeSet<&str> =
+        uids::unmatched_by_message_id(c, acc, trash, &wanted)
+            .await?
+            .into_iter()
+            .filter_map(|(id, _)| ids.get(&id).copied())
+            .collect();
+    assert_eq!(
+        found,
+        ["detached", "handed", "lost", "unqueued"]
+            .into_iter()
+            .collect(),
+        "only the never-sent optimistic copy is left alone"
     );
     Ok(())
 }
