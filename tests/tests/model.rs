@@ -131,6 +131,12 @@ const REGRESSIONS: &[&str] = &[
      o-copy Archive 746 A; cut s3734; m-create C; o-append Archive unseen; o-append A seen; \
      o-move INBOX 49 Trash; o-move A 820 Archive; o-copy A 338 B; o-copy INBOX 692 Trash; \
      flag 430 -seen; crash s7735; flag 581 +seen; delete 552; sync",
+    // Dovecot seed 5042 (60 ops, with cuts and kills), shrunk: another client moved a
+    // message away from Archive while the user's delete of it waited; the sync passed the
+    // VANISHED (the copy was hidden), and the undo put the copy back in Archive for good. Now
+    // a withdrawal, like an eviction, has those mailboxes compared in full next time.
+    "m-delete 8; send; flag 461 +seen; o-create B; cut c512; sync; m-rename 390 F; \
+     o-expunge Archive 868; delete 111; o-move Archive 702 INBOX; sync; undo",
     // Dovecot and Cyrus IMAP seed 4114 (60 ops, with cuts and kills), shrunk (no fault
     // left): each undo of a new draft's save took one op out of it, and the last left its
     // row in no mailbox. Now a save is withdrawn as a whole, and a new draft with it.
