@@ -891,3 +891,40 @@ async fn a_lost_change_neither_holds_back_nor_is_judged_under_a_mailbox_change()
     db.cleanup().await?;
     Ok(())
 }
+
+/// A process killed after a sync batch committed the server's state over an email with a
+/// queued change, before the change was shown again: the restarted outbox shows it again
+/// before it does anything else (here: the user's next action on another email), so neither
+/// the user nor a retry acts on the stale row (model test seeds 4111, 4108).
+#[tokio::test]
+async fn a_restarted_outbox_shows_its_queue_again_before_anything_else() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    let b = fx.email(2).await?;
+    let server: Vec<mailsync_store::emails::Membership> = fx
+        .state(a)
+        .await?
+        .ok_or("a")?
+        .mailboxes
+        .iter()
+        .map(|l| (*l).into())
+        .collect();
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?;
+    assert_eq!(fx.where_is(a).await?, [fx.archive]);
+    // The killed sync's batch: the server's state written, nothing re-applied.
+    mailsync_store::emails::set_memberships(fx.store.conn(), a, &server).await?;
+    assert_eq!(fx.where_is(a).await?, [fx.inbox]);
+    let restarted = Outbox::new(fx.store.clone());
+    restarted.enqueue(fx.account, Change::seen(b, true)).await?;
+    assert_eq!(
+        fx.where_is(a).await?,
+        [fx.archive],
+        "the queued move shown again"
+    );
+    assert_eq!(restarted.counts(fx.account).await?.queued(), 2);
+    fx.assert_counters_exact().await?;
+    db.cleanup().await?;
+    Ok(())
+}
