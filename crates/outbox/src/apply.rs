@@ -575,6 +575,18 @@ pub async fn reapply_after_sync<C: ConnectionTrait>(
             .map(|p| p.before.clone())
             .unwrap_or_else(|| current.clone());
         let mut written = model::written_fields(&shown, &current);
+        // A draft's new content handed to the server: the copy the local row now names may be
+        // the new version itself (imap-sync records an APPEND's UID as soon as it has it, and
+        // a killed process never recorded the outcome). Its base keeps the old copy, the one
+        // the retry replaces; taken as the base, the retry appended again and removed the
+        // version it had stored (model test, Dovecot seed 6001 with a kill mid-save).
+        if queued.first().is_some_and(|r| {
+            r.state != ChangeState::Pending
+                && r.email_payload()
+                    .is_some_and(|p| p.ops.iter().any(|o| matches!(o.op, Op::Replace { .. })))
+        }) {
+            written.mailboxes = false;
+        }
         if current.mailboxes.is_empty() {
             // A sync never leaves an email it knows in no mailbox (one the server no longer
             // has is deleted); a row in none only lost mailboxes deleted on the server, which
