@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use mailsync_store::emails::Email;
+use mailsync_store::emails::{self, Email};
 use mailsync_store::queue::{self, ChangeState, NewChange};
 use mailsync_store::{AccountId, ConnectionTrait, EmailId, MailboxId, Role, mailboxes};
 
@@ -192,6 +192,9 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
     let destroys = entries
         .iter()
         .any(|e| matches!(e.op, Op::Destroy | Op::Replace { .. }));
+    let moves = entries
+        .iter()
+        .any(|e| matches!(e.op, Op::Move { .. } | Op::Trash { .. } | Op::Destroy));
     if after.state == *current && !destroys {
         return Ok(Enqueued::Unchanged);
     }
@@ -235,6 +238,7 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
                 before: current.clone(),
                 ops: entries,
                 reassert: true,
+                superseded_on: Vec::new(),
             });
             let next_attempt_at = payload.last_at().unwrap_or_else(mailsync_store::now);
             let id = queue::insert(
@@ -251,6 +255,9 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
             Enqueued::Queued(id)
         }
     };
+    if moves {
+        supersede_siblings(c, email).await?;
+    }
     local::write(c, email.id, current, &after.state, touched).await?;
     if after.state.mailboxes.is_empty() {
         // A destroy that cancelled a new draft's upload: the server never had it, nothing is
@@ -259,6 +266,46 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
         crate::outcome::drop_if_nowhere(c, email.id, touched).await?;
     }
     Ok(result)
+}
+
+/// The user moved or deleted `email`: queued changes of other copies of the same message
+/// (same Message-ID and size) that also move or delete it are marked superseded on it. Should
+/// one of them be lost (its copy gone) and this email found as where the message went, the
+/// user's later decision stands (model test, Dovecot seed 4019: a delete for good, cut, then
+/// the message reappeared in the trash by another client's move, the user moved it to A, and
+/// the lost delete, found again, expunged it from A).
+async fn supersede_siblings<C: ConnectionTrait>(c: &C, email: &Email) -> Result<(), Error> {
+    let Some(mid) = &email.message_id else {
+        return Ok(());
+    };
+    for other in emails::find_by_message_id(c, email.account_id, mid).await? {
+        if other.id == email.id || other.size != email.size {
+            continue;
+        }
+        for r in rows::for_email(c, other.id).await? {
+            let Some(p) = r.email_payload() else { continue };
+            let relocates = p
+                .ops
+                .iter()
+                .any(|o| matches!(o.op, Op::Move { .. } | Op::Trash { .. } | Op::Destroy));
+            if !relocates || p.superseded_on.contains(&email.id.0) {
+                continue;
+            }
+            let mut np = p.clone();
+            np.superseded_on.push(email.id.0);
+            rows::update(
+                c,
+                r.id,
+                None,
+                Patch {
+                    payload: Some(Payload::Email(np)),
+                    ..Patch::default()
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 // ----- undo ---------------------------------------------------------------------------------------

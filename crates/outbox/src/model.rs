@@ -169,6 +169,11 @@ pub(crate) struct EmailPayload {
     /// rebased on a state read from the server. Rows persisted without it behave as before.
     #[serde(default, skip_serializing_if = "is_false")]
     pub(crate) reassert: bool,
+    /// Other emails with this message's Message-ID and size that the user moved or deleted
+    /// after this row was queued: copies they saw again and decided about. A lost row is not
+    /// carried over to one of them (see `resolve`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) superseded_on: Vec<i64>,
 }
 
 /// See [`Payload::Send`].
@@ -562,6 +567,7 @@ mod tests {
             remote_id: "r".into(),
             message_id: None,
             size: None,
+            superseded_on: Vec::new(),
             before: b,
             ops: ops
                 .into_iter()

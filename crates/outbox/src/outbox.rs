@@ -835,6 +835,7 @@ impl Outbox {
                 found = report.found,
                 gone = report.gone,
                 satisfied = report.satisfied,
+                superseded = report.superseded,
                 "Lost changes re-resolved."
             );
         }

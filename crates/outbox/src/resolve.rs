@@ -30,10 +30,16 @@ pub struct ResolveReport {
     pub gone: u32,
     /// Lost deletes of messages that are gone: satisfied, dropped quietly.
     pub satisfied: u32,
+    /// Lost changes whose message the user moved or deleted since where it was found
+    /// (listed in the failed list).
+    pub superseded: u32,
 }
 
 /// The reason recorded in the failed list for a change whose message is gone.
 pub const GONE_REASON: &str = "gone: the message is no longer on the server (expunged by another client, or its mailbox was deleted or re-created); the change was dropped";
+
+/// The reason recorded for a lost change whose message the user acted on again elsewhere.
+pub const SUPERSEDED_REASON: &str = "superseded: the message was found elsewhere and you moved or deleted it there since; this earlier change was dropped";
 
 /// Re-resolves every lost change of `account` (see the module docs). Call it only after a sync
 /// that covered every mailbox of the account; otherwise a message merely moved to a mailbox not
@@ -75,6 +81,24 @@ pub(crate) async fn reresolve<C: ConnectionTrait>(
             continue;
         }
         match find_again(c, account, old, &p).await? {
+            Some(found)
+                if found.id != old
+                    && queued
+                        .iter()
+                        .filter_map(Row::email_payload)
+                        .any(|q| q.superseded_on.contains(&found.id.0)) =>
+            {
+                // The user moved or deleted that copy after queuing these changes: their
+                // later decision stands, and these go to the failed list.
+                if let Some((_, snap)) = local::load(c, old).await? {
+                    touched.add(&snap);
+                    emails::delete(c, old).await?;
+                }
+                for r in &queued {
+                    evict(c, r, SUPERSEDED_REASON, &mut touched).await?;
+                    report.superseded += 1;
+                }
+            }
             Some(found) => {
                 local::lock(c, [found.id]).await?;
                 requeue(c, old, &found, &queued, now, &mut touched).await?;

@@ -928,3 +928,56 @@ async fn a_restarted_outbox_shows_its_queue_again_before_anything_else() -> R {
     db.cleanup().await?;
     Ok(())
 }
+
+/// A lost delete is not carried over to a copy of its message that the user moved since: the
+/// later decision stands, and the delete goes to the failed list (model test, Dovecot seed
+/// 4019: the message, deleted for good, reappeared in the trash by another client's move, the
+/// user moved it to A, and the lost delete found it there and expunged it).
+#[tokio::test]
+async fn a_lost_delete_does_not_follow_a_copy_the_user_moved_since() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let c = fx.store.conn();
+    let a = fx.email(1).await?;
+    let id = fx
+        .outbox
+        .enqueue(fx.account, Change::delete(a))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    // What a flush makes of it when the message is not at its UID any more.
+    mailsync_store::queue::update(
+        c,
+        id,
+        mailsync_store::queue::ChangeUpdate {
+            state: Some(ChangeState::Lost),
+            ..Default::default()
+        },
+    )
+    .await?;
+    // The message reappears elsewhere as a row of its own, and the user moves that.
+    let b = fx
+        .email_in(2, fx.other, mailsync_store::Flags::default())
+        .await?;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        c,
+        &format!(
+            "UPDATE emails SET message_id = 'm1@example.test' WHERE id = {}",
+            b.0
+        ),
+    )
+    .await?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(b, fx.archive))
+        .await?;
+    let report = fx.outbox.flush(fx.account, &acking(calls())).await?;
+    assert_eq!(report.done, 1);
+    let resolved = fx.outbox.reresolve(fx.account).await?;
+    assert_eq!((resolved.found, resolved.superseded), (0, 1));
+    assert_eq!(fx.where_is(b).await?, [fx.archive]);
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    let failed = fx.outbox.failed(fx.account).await?;
+    assert_eq!(failed.len(), 1);
+    fx.assert_counters_exact().await?;
+    db.cleanup().await?;
+    Ok(())
+}
