@@ -787,6 +787,7 @@ impl Outbox {
             let txn = self.store.begin().await?;
             rows::evict_unreadable(&txn, account).await?;
             crate::mailbox::reapply(&txn, account).await?;
+            crate::outcome::settle_filed_sends(&txn, account).await?;
             txn.commit().await?;
             Ok(())
         })

@@ -264,3 +264,48 @@ pub(crate) fn queued_change(row: &Row, attempt: Attempt) -> Option<QueuedChange>
         operation,
     })
 }
+
+/// Sends the server accepted whose copy a sync has since seen in Sent are done: filing them
+/// again would put a second copy there. The filing's own retry looks in Sent too, but only
+/// when it is due; by then the user may have moved the copy elsewhere (model test, Cyrus IMAP
+/// seed 9044: an APPEND to Sent cut before its answer, the copy moved to Junk by the user,
+/// then filed again). Returns how many.
+pub(crate) async fn settle_filed_sends<C: ConnectionTrait>(
+    c: &C,
+    account: mailsync_store::AccountId,
+) -> Result<u32, Error> {
+    let Some(sent) =
+        mailsync_store::mailboxes::find_by_role(c, account, mailsync_store::Role::Sent).await?
+    else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    for r in rows::for_account(c, account).await? {
+        let Payload::Send(s) = &r.payload else {
+            continue;
+        };
+        if r.state != mailsync_store::queue::ChangeState::Submitted || s.submitted_at.is_none() {
+            continue;
+        }
+        let mut filed = false;
+        for e in
+            mailsync_store::emails::find_by_message_id(c, account, &s.message.message_id).await?
+        {
+            if mailsync_store::emails::memberships(c, e.id)
+                .await?
+                .iter()
+                .any(|m| m.mailbox_id == sent.id)
+            {
+                filed = true;
+                break;
+            }
+        }
+        if filed
+            && rows::delete(c, r.id, Some(mailsync_store::queue::ChangeState::Submitted)).await?
+        {
+            tracing::info!(change = %r.id, "Sent message found filed in Sent; send done.");
+            n += 1;
+        }
+    }
+    Ok(n)
+}

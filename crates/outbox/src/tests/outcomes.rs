@@ -981,3 +981,51 @@ async fn a_lost_delete_does_not_follow_a_copy_the_user_moved_since() -> R {
     db.cleanup().await?;
     Ok(())
 }
+
+/// A send the server accepted, whose filing in Sent is pending, is done once a sync has seen
+/// its copy in Sent (the APPEND's answer was cut): filing it again would make a second copy,
+/// and the user may move the first before the filing's retry is due (model test, Cyrus IMAP
+/// seed 9044).
+#[tokio::test]
+async fn a_submitted_send_whose_copy_a_sync_saw_in_sent_is_done() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let c = fx.store.conn();
+    let sent = mailsync_store::mailboxes::upsert(
+        c,
+        fx.account,
+        &[mailsync_store::mailboxes::MailboxUpsert {
+            remote_id: "Sent".into(),
+            name: "Sent".into(),
+            selectable: true,
+            role: Some(mailsync_store::Role::Sent),
+            ..Default::default()
+        }],
+    )
+    .await?[0]
+        .id;
+    let mut m = message("filed");
+    m.message_id = "filed.1@example.test".into();
+    fx.outbox.enqueue(fx.account, Change::send(m)).await?;
+    fx.outbox
+        .flush(fx.account, &answering(ItemOutcome::Submitted, calls()))
+        .await?;
+    // Nothing in Sent yet: still to be filed.
+    fx.outbox.reapply_queued(fx.account).await?;
+    assert_eq!(fx.outbox.counts(fx.account).await?.submitted, 1);
+    // A sync sees the copy the cut APPEND stored.
+    let copy = fx
+        .email_in(9, sent, mailsync_store::Flags::default())
+        .await?;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        c,
+        &format!(
+            "UPDATE emails SET message_id = 'filed.1@example.test' WHERE id = {}",
+            copy.0
+        ),
+    )
+    .await?;
+    fx.outbox.reapply_queued(fx.account).await?;
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    db.cleanup().await?;
+    Ok(())
+}
