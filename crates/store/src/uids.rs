@@ -124,22 +124,19 @@ pub async fn unmatched_by_message_id<C: ConnectionTrait>(
             .and_where(Expr::col(em::Column::MailboxId).eq(mailbox.0))
             .and_where(Expr::col(em::Column::Uid).is_null())
             .to_owned();
-        // An optimistic copy whose queued changes were all never handed to the server is not
-        // the server's doing: a message with its Message-ID there is someone else's copy, and
-        // taken for ours it made the queued move look done (model test, Cyrus IMAP seed 4078:
-        // another client copied the message to the trash, the user's delete to the trash was
-        // then "confirmed" by that copy, and the INBOX copy stayed). A copy detached by a
-        // UIDVALIDITY change (its identity in this mailbox) is still re-matched.
-        let unsent = Query::select()
+        // An optimistic copy of an email with queued changes is never matched here: a
+        // message with its Message-ID in that mailbox may be another client's copy, and taken
+        // for ours it made the queued move look done while the source copy stayed (model
+        // test: Cyrus IMAP seed 4078, a delete to the trash not sent yet; Dovecot seed 9141,
+        // one cut before its MOVE). The flush reads the outcome back instead: a source UID
+        // still there is moved, a missing one makes the change lost, and `reresolve` finds the
+        // copy as a row of its own. A copy detached by a UIDVALIDITY change (its identity in
+        // this mailbox) and one whose change is done (a MOVE answered without COPYUID) are
+        // matched.
+        let queued = Query::select()
             .column(pc::Column::EmailId)
             .from(pc::Entity)
             .and_where(Expr::col(pc::Column::EmailId).is_not_null())
-            .group_by_col(pc::Column::EmailId)
-            .and_having(
-                Expr::expr(Expr::case(Expr::col(pc::Column::State).ne("pending"), 1).finally(0))
-                    .sum()
-                    .eq(0),
-            )
             .to_owned();
         let rows: Vec<(i64, Option<String>)> = e::Entity::find()
             .select_only()
@@ -150,7 +147,7 @@ pub async fn unmatched_by_message_id<C: ConnectionTrait>(
             .filter(e::Column::Id.in_subquery(members))
             .filter(
                 sea_orm::Condition::any()
-                    .add(e::Column::Id.not_in_subquery(unsent))
+                    .add(e::Column::Id.not_in_subquery(queued))
                     .add(e::Column::RemoteId.starts_with(format!("{}/", mailbox.0))),
             )
             .into_tuple()
