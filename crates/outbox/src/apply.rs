@@ -293,16 +293,7 @@ async fn supersede_siblings<C: ConnectionTrait>(c: &C, email: &Email) -> Result<
             }
             let mut np = p.clone();
             np.superseded_on.push(email.id.0);
-            rows::update(
-                c,
-                r.id,
-                None,
-                Patch {
-                    payload: Some(Payload::Email(np)),
-                    ..Patch::default()
-                },
-            )
-            .await?;
+            rows::set_payload(c, r.id, Payload::Email(np)).await?;
         }
     }
     Ok(())
@@ -396,16 +387,7 @@ pub(crate) async fn withdraw_or_compensate<C: ConnectionTrait>(
                     o.undone = true;
                 }
             }
-            rows::update(
-                c,
-                row.id,
-                None,
-                Patch {
-                    payload: Some(Payload::Email(marked)),
-                    ..Patch::default()
-                },
-            )
-            .await?;
+            rows::set_payload(c, row.id, Payload::Email(marked)).await?;
             let compensation = enqueue_ops(c, row.account, email, ops, true, now, touched).await?;
             Ok(Undone::Compensated {
                 change: row.id,

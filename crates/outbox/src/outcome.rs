@@ -125,16 +125,7 @@ pub(crate) async fn relocate<C: ConnectionTrait>(
                 rid.clone_into(&mut np.remote_id);
             }
             if np != *p {
-                rows::update(
-                    c,
-                    later.id,
-                    None,
-                    Patch {
-                        payload: Some(Payload::Email(np)),
-                        ..Patch::default()
-                    },
-                )
-                .await?;
+                rows::set_payload(c, later.id, Payload::Email(np)).await?;
             }
         }
     }

@@ -141,6 +141,25 @@ pub(crate) async fn for_email<C: ConnectionTrait>(
         .collect()
 }
 
+/// Replaces a row's payload, whatever its state.
+pub(crate) async fn set_payload<C: ConnectionTrait>(
+    c: &C,
+    id: ChangeId,
+    payload: Payload,
+) -> Result<(), Error> {
+    update(
+        c,
+        id,
+        None,
+        Patch {
+            payload: Some(payload),
+            ..Patch::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// Evicts the account's rows that cannot be decoded (a payload written by a newer version,
 /// or damaged), as the flush does with such a head: every other reader of the queue would
 /// otherwise fail on them. Returns how many.
