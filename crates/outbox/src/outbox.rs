@@ -355,7 +355,11 @@ impl Outbox {
         if done(self) {
             return Ok(());
         }
-        self.reapply_queued(account).await?;
+        // A failure here must not hold the user's actions or the flush back: the sync's own
+        // re-application after the next cycle tries again.
+        if let Err(e) = self.reapply_queued(account).await {
+            warn!(account = %account, error = %e, "Could not show the queued changes again at start.");
+        }
         self.recovered
             .lock()
             .unwrap_or_else(|p| p.into_inner())
