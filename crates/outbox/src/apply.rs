@@ -486,7 +486,11 @@ pub(crate) async fn resettle<C: ConnectionTrait>(
     fields.add(rebased.1);
     if let Some((_, current)) = local::load(c, email).await? {
         let new = model::overlay(&current, &rebased.0.state, &fields);
-        local::write(c, email, &current, &new, touched).await?;
+        // The state put back may name a mailbox deleted since (on the server, or by the
+        // user's queued delete): such a location is left out, as after a sync (model test,
+        // Cyrus JMAP seed 9319 under load: a revert into a deleted mailbox failed the
+        // flush's transaction on the foreign key, every cycle).
+        local::write_existing(c, email, &current, &new, touched).await?;
     }
     Ok(())
 }

@@ -671,7 +671,7 @@ pub(crate) async fn revert<C: ConnectionTrait>(
                     queue::evict(c, r.id, &why).await?;
                 }
                 if let Some((_, current)) = local::load(c, email).await? {
-                    local::write(c, email, &current, &before, touched).await?;
+                    local::write_existing(c, email, &current, &before, touched).await?;
                 }
                 // A draft the server never had has nowhere to go back to (model test, Dovecot
                 // seed 327 with cuts: a new draft moved into a mailbox whose create was refused).

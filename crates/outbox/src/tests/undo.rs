@@ -400,3 +400,30 @@ async fn a_send_can_be_undone_until_it_is_handed_over() -> R {
     db.cleanup().await?;
     Ok(())
 }
+
+/// Withdrawing a change puts the email back where it was, leaving out a mailbox deleted
+/// since: writing it failed the transaction on the foreign key, and the revert of an evicted
+/// change did so every cycle (model test, Cyrus JMAP seed 9319 under load).
+#[tokio::test]
+async fn a_withdrawal_into_a_mailbox_deleted_since_leaves_it_out() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx
+        .email_in(1, fx.other, mailsync_store::Flags::default())
+        .await?;
+    let id = fx
+        .outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    // Another client deleted the mailbox; the sync removed it, keeping the queued email.
+    mailsync_store::mailboxes::delete_gone(fx.store.conn(), fx.other).await?;
+    assert_eq!(fx.outbox.cancel(id).await?, Undone::Withdrawn(id));
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    assert!(
+        !fx.where_is(a).await?.contains(&fx.other),
+        "no location in the deleted mailbox"
+    );
+    db.cleanup().await?;
+    Ok(())
+}
