@@ -57,7 +57,7 @@ pub(crate) async fn run(
 ) -> Result<SyncCounts, EngineError> {
     // The first cycle of a process: show queued changes again over what a killed process
     // committed without them (`Outbox::recover`), before anything is sent or read.
-    outbox.recover(account).await?;
+    outbox.recover(account).await;
     let flushed = remote.flush(outbox, account).await?;
     let mut synced = sync_then_reapply(remote, outbox, account).await?;
     let mut done = flushed.done;

@@ -469,16 +469,7 @@ pub(crate) async fn resettle<C: ConnectionTrait>(
         if d.is_empty() {
             rows::delete(c, x.id, None).await?;
         } else {
-            rows::update(
-                c,
-                x.id,
-                None,
-                Patch {
-                    payload: Some(Payload::Email(np.clone())),
-                    ..Patch::default()
-                },
-            )
-            .await?;
+            rows::set_payload(c, x.id, Payload::Email(np.clone())).await?;
         }
         state = np.fold();
     }
@@ -519,16 +510,7 @@ pub(crate) async fn rebase<C: ConnectionTrait>(
         if d.is_empty() && y.state == ChangeState::Pending {
             rows::delete(c, y.id, Some(ChangeState::Pending)).await?;
         } else if np != *yp {
-            rows::update(
-                c,
-                y.id,
-                None,
-                Patch {
-                    payload: Some(Payload::Email(np.clone())),
-                    ..Patch::default()
-                },
-            )
-            .await?;
+            rows::set_payload(c, y.id, Payload::Email(np.clone())).await?;
         }
         fields.add(Fields::of(&d));
         state = np.fold();

@@ -622,16 +622,7 @@ pub(crate) async fn on_done<C: ConnectionTrait>(
         if later.remote_id != rid {
             let mut np = later;
             rid.clone_into(&mut np.remote_id);
-            rows::update(
-                c,
-                row.id,
-                None,
-                Patch {
-                    payload: Some(Payload::Mailbox(np)),
-                    ..Patch::default()
-                },
-            )
-            .await?;
+            rows::set_payload(c, row.id, Payload::Mailbox(np)).await?;
         }
     }
     Ok(())
@@ -692,8 +683,12 @@ pub(crate) async fn revert<C: ConnectionTrait>(
 
 /// After a sync: queued renames and deletes shown again over what the sync wrote (the server
 /// still has the old name, or the mailbox, until they are sent).
-pub(crate) async fn reapply<C: ConnectionTrait>(c: &C, account: AccountId) -> Result<(), Error> {
-    for row in rows::for_account(c, account).await? {
+pub(crate) async fn reapply<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    queued: &[Row],
+) -> Result<(), Error> {
+    for row in queued {
         let Payload::Mailbox(p) = &row.payload else {
             continue;
         };

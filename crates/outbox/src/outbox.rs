@@ -345,7 +345,7 @@ impl Outbox {
     /// 4111 on Dovecot and Cyrus IMAP: a message moved back to INBOX, then deleted for good by
     /// the user, was taken as gone and lost locally; seed 4108 on Cyrus JMAP: a queued rename
     /// hidden). Every entry point that reads or changes an account's queue calls it first.
-    pub async fn recover(&self, account: AccountId) -> Result<(), Error> {
+    pub async fn recover(&self, account: AccountId) {
         let done = |s: &Self| {
             s.recovered
                 .lock()
@@ -353,7 +353,7 @@ impl Outbox {
                 .contains(&account)
         };
         if done(self) {
-            return Ok(());
+            return;
         }
         // A failure here must not hold the user's actions or the flush back: the sync's own
         // re-application after the next cycle tries again.
@@ -364,7 +364,6 @@ impl Outbox {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(account);
-        Ok(())
     }
 
     // ----- enqueue -------------------------------------------------------------------------
@@ -383,7 +382,7 @@ impl Outbox {
         account: AccountId,
         changes: Vec<Change>,
     ) -> Result<Vec<Enqueued>, Error> {
-        self.recover(account).await?;
+        self.recover(account).await;
         let changes = &changes;
         retry_busy(|| self.enqueue_txn(account, changes)).await
     }
@@ -424,7 +423,7 @@ impl Outbox {
         draft: Option<EmailId>,
         message: OutgoingMessage,
     ) -> Result<(EmailId, Enqueued), Error> {
-        self.recover(account).await?;
+        self.recover(account).await;
         let message = &message;
         retry_busy(|| async move {
             let txn = self.store.begin().await?;
@@ -453,7 +452,7 @@ impl Outbox {
         account: AccountId,
         draft: EmailId,
     ) -> Result<Enqueued, Error> {
-        self.recover(account).await?;
+        self.recover(account).await;
         retry_busy(|| async move {
             let txn = self.store.begin().await?;
             local::lock(&txn, [draft]).await?;
@@ -471,7 +470,7 @@ impl Outbox {
     /// send as [`Change::Send`], with a fresh Message-ID) and the draft's discard, in one
     /// transaction. Returns the send's queue entry.
     pub async fn send_draft(&self, account: AccountId, draft: EmailId) -> Result<Enqueued, Error> {
-        self.recover(account).await?;
+        self.recover(account).await;
         retry_busy(|| async move {
             let txn = self.store.begin().await?;
             local::lock(&txn, [draft]).await?;
@@ -507,7 +506,7 @@ impl Outbox {
         account: AccountId,
         change: crate::MailboxChange,
     ) -> Result<(Option<mailsync_store::MailboxId>, Enqueued), Error> {
-        self.recover(account).await?;
+        self.recover(account).await;
         let change = &change;
         retry_busy(|| async move {
             let txn = self.store.begin().await?;
@@ -561,7 +560,7 @@ impl Outbox {
     /// it has not reached the server (only that action, even when it was merged with earlier
     /// ones), otherwise queues its compensation. Repeated calls walk back through history.
     pub async fn undo_last(&self, account: AccountId) -> Result<Undone, Error> {
-        self.recover(account).await?;
+        self.recover(account).await;
         let (out, forget) = retry_busy(|| self.undo_last_txn(account)).await?;
         if let Some(id) = forget {
             self.forget_completed(id);
@@ -674,7 +673,7 @@ impl Outbox {
         account: AccountId,
         executor: &dyn Executor,
     ) -> Result<FlushReport, Error> {
-        self.recover(account).await?;
+        self.recover(account).await;
         let lock = self.account_lock(account);
         let _guard = lock.lock().await;
         let span = tracing::info_span!("outbox_flush", account = %account);
@@ -789,9 +788,9 @@ impl Outbox {
     pub async fn reapply_queued(&self, account: AccountId) -> Result<u64, Error> {
         retry_busy(|| async {
             let txn = self.store.begin().await?;
-            rows::evict_unreadable(&txn, account).await?;
-            crate::mailbox::reapply(&txn, account).await?;
-            crate::outcome::settle_filed_sends(&txn, account).await?;
+            let queued = rows::readable(&txn, account).await?;
+            crate::mailbox::reapply(&txn, account, &queued).await?;
+            crate::outcome::settle_filed_sends(&txn, account, &queued).await?;
             txn.commit().await?;
             Ok(())
         })
@@ -1373,16 +1372,7 @@ impl Outbox {
                     // submission of a message that may have been sent.
                     let mut s = s;
                     s.handed_at = None;
-                    rows::update(
-                        &txn,
-                        new_id,
-                        None,
-                        Patch {
-                            payload: Some(Payload::Send(s)),
-                            ..Patch::default()
-                        },
-                    )
-                    .await?;
+                    rows::set_payload(&txn, new_id, Payload::Send(s)).await?;
                 }
                 Enqueued::Queued(new_id)
             }

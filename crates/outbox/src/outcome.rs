@@ -193,8 +193,14 @@ pub(crate) async fn evict_with_count<C: ConnectionTrait>(
         // destroyed it) while the queued change hid it, and Email/changes will not report it
         // again; the next sync lists every email once (a no-op for IMAP, whose mailboxes are
         // compared above). Evictions are failures, rare enough for that (model test, Cyrus
-        // JMAP seeds 9312 and 9319 under load: a reverted move left the email in INBOX).
-        checkpoints::require_full_listing(c, row.account).await?;
+        // JMAP seeds 9312 and 9319 under load: a reverted move left the email in INBOX). Not
+        // when the row is gone (a change whose message the server no longer has): nothing
+        // stale is left to correct.
+        if let Some(email) = row.email_id
+            && local::load(c, email).await?.is_some()
+        {
+            checkpoints::require_full_listing(c, row.account).await?;
+        }
     }
     if let Payload::Mailbox(p) = &row.payload {
         crate::mailbox::revert(c, row.account, p, reason, touched).await?;
@@ -270,20 +276,30 @@ pub(crate) fn queued_change(row: &Row, attempt: Attempt) -> Option<QueuedChange>
 pub(crate) async fn settle_filed_sends<C: ConnectionTrait>(
     c: &C,
     account: mailsync_store::AccountId,
+    queued: &[Row],
 ) -> Result<u32, Error> {
+    let submitted: Vec<(&Row, &crate::model::SendPayload)> = queued
+        .iter()
+        .filter_map(|r| match &r.payload {
+            Payload::Send(s)
+                if r.state == mailsync_store::queue::ChangeState::Submitted
+                    && s.submitted_at.is_some() =>
+            {
+                Some((r, &**s))
+            }
+            _ => None,
+        })
+        .collect();
+    if submitted.is_empty() {
+        return Ok(0);
+    }
     let Some(sent) =
         mailsync_store::mailboxes::find_by_role(c, account, mailsync_store::Role::Sent).await?
     else {
         return Ok(0);
     };
     let mut n = 0;
-    for r in rows::for_account(c, account).await? {
-        let Payload::Send(s) = &r.payload else {
-            continue;
-        };
-        if r.state != mailsync_store::queue::ChangeState::Submitted || s.submitted_at.is_none() {
-            continue;
-        }
+    for (r, s) in submitted {
         let mut filed = false;
         for e in
             mailsync_store::emails::find_by_message_id(c, account, &s.message.message_id).await?

@@ -90,10 +90,7 @@ pub(crate) async fn reresolve<C: ConnectionTrait>(
             {
                 // The user moved or deleted that copy after queuing these changes: their
                 // later decision stands, and these go to the failed list.
-                if let Some((_, snap)) = local::load(c, old).await? {
-                    touched.add(&snap);
-                    emails::delete(c, old).await?;
-                }
+                drop_row(c, old, &mut touched).await?;
                 for r in &queued {
                     evict(c, r, SUPERSEDED_REASON, &mut touched).await?;
                     report.superseded += 1;
@@ -109,10 +106,7 @@ pub(crate) async fn reresolve<C: ConnectionTrait>(
                 // Whatever the local row still shows, the server does not have it; deleted
                 // first so that evicting does not restore its old location, whose UID may now
                 // belong to another message.
-                if let Some((_, snap)) = local::load(c, old).await? {
-                    touched.add(&snap);
-                    emails::delete(c, old).await?;
-                }
+                drop_row(c, old, &mut touched).await?;
                 for r in &queued {
                     if deletes(r) {
                         info!(change = %r.id, "Lost delete of a message that is gone: satisfied.");
@@ -128,6 +122,20 @@ pub(crate) async fn reresolve<C: ConnectionTrait>(
     }
     touched.recount(c).await?;
     Ok(report)
+}
+
+/// Deletes the local row of an email the server does not have under it (its lost changes are
+/// evicted after, so that nothing restores its old location).
+async fn drop_row<C: ConnectionTrait>(
+    c: &C,
+    email: EmailId,
+    touched: &mut Touched,
+) -> Result<(), Error> {
+    if let Some((_, snap)) = local::load(c, email).await? {
+        touched.add(&snap);
+        emails::delete(c, email).await?;
+    }
+    Ok(())
 }
 
 /// Does this row's user intent end with the message deleted (to the trash or for good)?

@@ -160,23 +160,25 @@ pub(crate) async fn set_payload<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Evicts the account's rows that cannot be decoded (a payload written by a newer version,
-/// or damaged), as the flush does with such a head: every other reader of the queue would
-/// otherwise fail on them. Returns how many.
-pub(crate) async fn evict_unreadable<C: ConnectionTrait>(
+/// The rows of an account, oldest first; those that cannot be decoded (a payload written by a
+/// newer version, or damaged) are evicted, as the flush does with such a head: every other
+/// reader of the queue would otherwise fail on them.
+pub(crate) async fn readable<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
-) -> Result<u32, Error> {
-    let mut n = 0;
+) -> Result<Vec<Row>, Error> {
+    let mut out = Vec::new();
     for raw in queue::list(c, Some(account)).await? {
         let id = raw.id;
-        if let Err(e) = Row::decode(raw) {
-            tracing::warn!(change = %id, error = %e, "Unreadable queued change; evicting it.");
-            queue::evict(c, id, &e.to_string()).await?;
-            n += 1;
+        match Row::decode(raw) {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                tracing::warn!(change = %id, error = %e, "Unreadable queued change; evicting it.");
+                queue::evict(c, id, &e.to_string()).await?;
+            }
         }
     }
-    Ok(n)
+    Ok(out)
 }
 
 /// The rows of an account, oldest first.
