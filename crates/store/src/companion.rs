@@ -158,6 +158,25 @@ async fn one_i64<C: ConnectionTrait>(c: &C, s: Statement) -> Result<Option<i64>,
     })
 }
 
+/// The ids of the emails noted after the mark `?1` up to `?2` (an email may be noted more
+/// than once; as an `IN` list that does not matter).
+const NOTED: &str = "SELECT email_id FROM mail.search_pending WHERE seq > ?1 AND seq <= ?2";
+
+/// Indexes the emails [`NOTED`] names: walks the noted ids and looks each email up (never the
+/// whole emails table); deleted emails have no row and stay out.
+///
+/// Rows must reach FTS5 in rowid order: a rowid lower than the last one written flushes its
+/// pending terms into a segment of their own. With the ids as an `IN` list SQLite walks them
+/// in order; a join with `ORDER BY` instead sorted the finished rows, bodies included, in a
+/// sorter that spilled to temporary files (about a tenth of the indexer's CPU in a first sync
+/// of 10,000 messages, docs/benchmarks.md). The test `the_noted_rows_are_indexed_without_a_sort`
+/// holds SQLite's plan to that.
+fn index_noted_rows() -> String {
+    index_rows(&format!(
+        "FROM mail.emails e WHERE e.id IN ({NOTED}) ORDER BY e.id"
+    ))
+}
+
 /// The text the index holds for the emails of `from` (a FROM clause naming the mail
 /// database's emails `e`, in id order): subject, sender, recipients, cached text body.
 fn index_rows(from: &str) -> String {
@@ -433,21 +452,15 @@ impl Companion {
             txn.commit().await?;
             return Ok(0);
         };
-        let noted =
-            "SELECT DISTINCT email_id FROM mail.search_pending WHERE seq > ?1 AND seq <= ?2";
         // A row indexed before (changed or deleted since) leaves first; a new one has nothing
         // to remove, which costs one docsize lookup.
         txn.execute_raw(sql_with(
-            &format!("DELETE FROM main.email_fts WHERE rowid IN ({noted})"),
+            &format!("DELETE FROM main.email_fts WHERE rowid IN ({NOTED})"),
             vec![mark.into(), upto.into()],
         ))
         .await?;
-        // Walks the noted ids and looks each email up (never the whole emails table);
-        // deleted emails have no row and stay out.
         txn.execute_raw(sql_with(
-            &index_rows(&format!(
-                "FROM ({noted}) p JOIN mail.emails e ON e.id = p.email_id ORDER BY p.email_id"
-            )),
+            &index_noted_rows(),
             vec![mark.into(), upto.into()],
         ))
         .await?;
@@ -523,6 +536,31 @@ mod tests {
         ] {
             assert_eq!(state.valid(), want, "{state:?}");
         }
+    }
+
+    /// SQLite walks the noted ids in order, so the rows (bodies included) are never sorted.
+    #[tokio::test]
+    async fn the_noted_rows_are_indexed_without_a_sort() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+        let store = crate::Store::open(&url).await.expect("open");
+        let plan = store
+            .search_conn()
+            .query_all_raw(sql_with(
+                &format!("EXPLAIN QUERY PLAN {}", index_noted_rows()),
+                vec![0i64.into(), 10i64.into()],
+            ))
+            .await
+            .expect("plan");
+        let steps: Vec<String> = plan
+            .iter()
+            .map(|r| r.try_get::<String>("", "detail").expect("detail"))
+            .collect();
+        assert!(
+            steps.iter().all(|s| !s.contains("TEMP B-TREE")),
+            "{steps:#?}"
+        );
+        store.close().await.expect("close");
     }
 
     #[test]
