@@ -90,8 +90,9 @@ fn init_tracing(verbose: u8) {
 /// size of each mmapped block freed (up to 32 MiB), so once a message of a few MiB had been
 /// read and dropped, every later body and batch buffer below that size came from the heap
 /// arenas of whichever thread allocated it, and freed memory stayed there, fragmented. Fixed,
-/// large buffers are mapped and unmapped as they come and go: a first sync of 100,000
-/// messages peaked at 55-61 MiB instead of 64-68 MiB, at the same speed (docs/benchmarks.md).
+/// large buffers are mapped and unmapped as they come and go: with SQLite's memory bounded
+/// (8 MiB), a first sync of 100,000 messages peaked at 55-61 MiB instead of 64-68 MiB, at the
+/// same speed (docs/benchmarks.md).
 /// Called first in `main`, before any thread exists.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]

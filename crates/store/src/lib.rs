@@ -198,13 +198,14 @@ pub const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// The soft limit on SQLite's memory in this process, in bytes, set when a store opens and no
 /// limit is set yet (SQLite's limit is process-wide: an application that set its own keeps
-/// it). Past it SQLite recycles cached pages instead of allocating more, so its memory stays
-/// bounded however many connections the pools open and however large the database grows.
-/// Unbounded, the page caches of the mail pool's and the search companion's connections held
-/// about 28 MB at the peak of a first sync of 100,000 messages; with 8 MiB that sync's peak
-/// RSS fell by 12-15 MiB for about 3 % more time (pages read again from the OS's cache;
-/// docs/benchmarks.md).
-pub const SQLITE_SOFT_HEAP_LIMIT: i64 = 8 * 1024 * 1024;
+/// it). Past it SQLite recycles cached pages (one LRU over every connection) instead of
+/// allocating more, so its memory stays bounded however many connections the pools open and
+/// however large the database grows. Unbounded, the page caches and prepared statements of
+/// the mail pool's and the search companion's connections held about 28 MB at the peak of a
+/// first sync of 100,000 messages. Measured at that size (docs/benchmarks.md): 10 MiB cut
+/// the peak RSS by 10-13 MiB for about 2 % more time; 8 MiB by 14 MiB, but cost 7 % (pages
+/// read again from the OS's cache), 12 % on a headers-only sync.
+pub const SQLITE_SOFT_HEAP_LIMIT: i64 = 10 * 1024 * 1024;
 
 /// Sets [`SQLITE_SOFT_HEAP_LIMIT`] unless a limit is already set (a new connection's hook).
 async fn limit_sqlite_heap(
