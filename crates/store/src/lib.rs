@@ -203,8 +203,8 @@ pub const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 /// however large the database grows. Unbounded, the page caches and prepared statements of
 /// the mail pool's and the search companion's connections held about 28 MB at the peak of a
 /// first sync of 100,000 messages. Measured at that size (docs/benchmarks.md): 10 MiB cut
-/// the peak RSS by 10-13 MiB for about 2 % more time; 8 MiB by 14 MiB, but cost 7 % (pages
-/// read again from the OS's cache), 12 % on a headers-only sync.
+/// the peak RSS by 10-13 MiB for about 2 % more time (0-4 % headers-only); 8 MiB by 14 MiB,
+/// but cost 7 % (pages read again from the OS's cache), 12 % on a headers-only sync.
 pub const SQLITE_SOFT_HEAP_LIMIT: i64 = 10 * 1024 * 1024;
 
 /// Sets [`SQLITE_SOFT_HEAP_LIMIT`] unless a limit is already set (a new connection's hook).
