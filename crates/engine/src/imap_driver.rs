@@ -410,6 +410,7 @@ impl ImapExecutor<'_> {
                                 uid: Some(i64::from(*new_uid)),
                                 modseq: None,
                             }],
+                            size: None,
                         },
                     );
                 }
@@ -453,6 +454,12 @@ impl ImapExecutor<'_> {
             }
         }
         flags.extend(f.keywords.iter().cloned());
+        // The size of the stored copy is the bytes sent (RFC822.SIZE counts the message as
+        // stored, and a server stores what it was given), unless a retry takes the copy an
+        // earlier attempt stored, whose bytes it did not send (their Date may differ).
+        let size = (attempt != Attempt::Uncertain)
+            .then(|| i64::try_from(built.raw.len()).ok())
+            .flatten();
         let mut conn = self.conn.lock().await;
         let appended = imap::apply(
             &mut conn,
@@ -533,6 +540,7 @@ impl ImapExecutor<'_> {
         ItemOutcome::Relocated {
             remote_id,
             locations: vec![location],
+            size,
         }
     }
 
@@ -1264,6 +1272,7 @@ mod tests {
         let moved = || ItemOutcome::Relocated {
             remote_id: None,
             locations: Vec::new(),
+            size: None,
         };
         let gone = || ItemOutcome::NotFound {
             reason: "gone".into(),

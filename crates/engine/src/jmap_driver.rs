@@ -206,10 +206,10 @@ impl JmapExecutor<'_> {
                 }
                 _ => None,
             };
-            let id = match earlier {
+            let (id, size) = match earlier {
                 Some(id) => {
                     tracing::info!(%id, "An earlier save of this draft was stored without its answer; taking that copy.");
-                    id
+                    (id, None)
                 }
                 None => {
                     let email = jmap_send::email_object(
@@ -220,14 +220,18 @@ impl JmapExecutor<'_> {
                     let created = set.create(email);
                     let resp = self.client.call(set).await?;
                     match resp.created_or_error(&created) {
-                        Ok(e) => e.id.clone().ok_or_else(|| {
-                            EngineError::Config("server returned no id for the draft".into())
-                        })?,
+                        // `size` is server-set, returned with the id (RFC 8621 section 4.6).
+                        Ok(e) => (
+                            e.id.clone().ok_or_else(|| {
+                                EngineError::Config("server returned no id for the draft".into())
+                            })?,
+                            e.size.and_then(|s| i64::try_from(s).ok()),
+                        ),
                         Err(jmap::Error::SetItem { error, .. })
                             if error.kind == jmap::SetErrorType::AlreadyExists
                                 && error.existing_id.as_deref().is_some_and(|x| x != c.remote_id) =>
                         {
-                            jmap::EmailId::new(error.existing_id.clone().unwrap_or_default())
+                            (jmap::EmailId::new(error.existing_id.clone().unwrap_or_default()), None)
                         }
                         Err(e) => return Err(e.into()),
                     }
@@ -251,7 +255,7 @@ impl JmapExecutor<'_> {
                     }
                 }
             }
-            Ok::<_, EngineError>(id)
+            Ok::<_, EngineError>((id, size))
         }
         .await;
         // Our own sets moved the Email state on: the next guarded set must read it again.
@@ -259,9 +263,10 @@ impl JmapExecutor<'_> {
             *g = None;
         }
         match result {
-            Ok(id) => Ok(ItemOutcome::Relocated {
+            Ok((id, size)) => Ok(ItemOutcome::Relocated {
                 remote_id: Some(id.as_str().to_owned()),
                 locations: vec![mailsync_outbox::Location::plain(dest)],
+                size,
             }),
             Err(e) => match classify(&e) {
                 Disposition::Offline | Disposition::NeedsUser => Err(batch_error(&e)),

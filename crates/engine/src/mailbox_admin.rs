@@ -28,6 +28,7 @@ fn relocated(remote_id: String) -> ItemOutcome {
     ItemOutcome::Relocated {
         remote_id: Some(remote_id),
         locations: Vec::new(),
+        size: None,
     }
 }
 

@@ -338,7 +338,29 @@ pub(crate) async fn withdraw_or_compensate<C: ConnectionTrait>(
                 // A draft's save goes as a whole: taking one op out of it (its content, or its
                 // place in Drafts) leaves a draft that is neither the old one nor the new.
                 let saves = p.ops.iter().any(|o| matches!(o.op, Op::Replace { .. }));
-                let partial = k.filter(|_| p.ops.len() > 1 && !saves);
+                // The ops of the action undone (an action's ops share its time), and whether
+                // the row also holds earlier actions.
+                let action = k.and_then(|k| p.ops.get(k)).map(|o| o.at);
+                let of_action = |o: &model::OpEntry| Some(o.at) == action;
+                let others = action.is_some() && p.ops.iter().any(|o| !of_action(o));
+                if saves
+                    && others
+                    && p.ops
+                        .iter()
+                        .filter(|o| of_action(o))
+                        .any(|o| matches!(o.op, Op::Replace { .. }))
+                {
+                    // A save merged into a row with earlier actions (a new draft's first
+                    // save): the earlier content was replaced in the row and is not kept,
+                    // and withdrawing the row would take the draft's creation with it
+                    // (model test seed 11046, every backend: `d-save; flag; d-update;
+                    // undo` left no draft).
+                    return Err(Error::CannotUndo {
+                        id: row.id,
+                        why: UndoRefusal::DraftSaved,
+                    });
+                }
+                let partial = k.filter(|_| p.ops.len() > 1 && (!saves || others));
                 let withdrawn = match partial {
                     Some(k) => {
                         let mut ops = p.ops.clone();

@@ -164,6 +164,11 @@ pub enum ItemOutcome {
         remote_id: Option<String>,
         /// Where the email is now, with IMAP identity.
         locations: Vec<Location>,
+        /// The size in octets of the message as the server stores it, when this change
+        /// stored it (a draft's upload: the bytes sent, or JMAP's `size`). A draft's row held
+        /// an estimate until then, and a later change that loses the message finds it again
+        /// elsewhere by Message-ID and size (`resolve::find_again`).
+        size: Option<i64>,
     },
     /// A send accepted by the server whose remaining step (filing the copy in Sent) is not done
     /// yet. Persisted: the item will only be asked to finish ([`Attempt::Submitted`]).

@@ -1013,13 +1013,14 @@ impl Outbox {
                 ItemOutcome::Relocated {
                     remote_id,
                     locations,
+                    size,
                 } => {
                     info!(change = %row.id, kind, outcome = "done", ?remote_id, "Change acknowledged; new server identity.");
                     on_done(
                         &txn,
                         account,
                         row,
-                        Some((remote_id.as_deref(), locations)),
+                        Some((remote_id.as_deref(), locations, *size)),
                         &mut touched,
                         &mut tally,
                     )

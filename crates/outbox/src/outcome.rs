@@ -23,7 +23,7 @@ pub(crate) async fn on_done<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
     row: &Row,
-    relocated: Option<(Option<&str>, &[Location])>,
+    relocated: Option<(Option<&str>, &[Location], Option<i64>)>,
     touched: &mut Touched,
     tally: &mut Tally,
 ) -> Result<(), Error> {
@@ -36,7 +36,7 @@ pub(crate) async fn on_done<C: ConnectionTrait>(
         payload: row.payload.clone(),
     });
     if let Payload::Mailbox(p) = &row.payload {
-        let rid = relocated.and_then(|(rid, _)| rid);
+        let rid = relocated.and_then(|(rid, _, _)| rid);
         return crate::mailbox::on_done(c, account, p, rid).await;
     }
     let (Some(email), Payload::Email(p)) = (row.email_id, &row.payload) else {
@@ -55,8 +55,8 @@ pub(crate) async fn on_done<C: ConnectionTrait>(
         }
         return Ok(());
     }
-    if let Some((remote_id, locations)) = relocated {
-        relocate(c, account, email, remote_id, locations, touched).await?;
+    if let Some((remote_id, locations, size)) = relocated {
+        relocate(c, account, email, remote_id, locations, size, touched).await?;
     }
     Ok(())
 }
@@ -70,6 +70,7 @@ pub(crate) async fn relocate<C: ConnectionTrait>(
     email: EmailId,
     remote_id: Option<&str>,
     locations: &[Location],
+    size: Option<i64>,
     touched: &mut Touched,
 ) -> Result<(), Error> {
     for l in locations {
@@ -116,6 +117,16 @@ pub(crate) async fn relocate<C: ConnectionTrait>(
                 .exec(c)
                 .await?;
         }
+        // The stored size replaces a draft's estimate, for the changes queued from now on.
+        if let Some(size) = size
+            && size != e.size
+        {
+            e::Entity::update_many()
+                .col_expr(e::Column::Size, Expr::value(size))
+                .filter(e::Column::Id.eq(email.0))
+                .exec(c)
+                .await?;
+        }
     }
     for later in rows::for_email(c, email).await? {
         if let Payload::Email(p) = &later.payload {
@@ -123,6 +134,9 @@ pub(crate) async fn relocate<C: ConnectionTrait>(
             patch_locs(&mut np.before.mailboxes);
             if let Some(rid) = remote_id {
                 rid.clone_into(&mut np.remote_id);
+            }
+            if size.is_some() {
+                np.size = size;
             }
             if np != *p {
                 rows::set_payload(c, later.id, Payload::Email(np)).await?;

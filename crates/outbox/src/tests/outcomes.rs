@@ -76,6 +76,7 @@ async fn relocated_records_the_new_server_identity() -> R {
                     uid: Some(500),
                     modseq: None,
                 }],
+                size: None,
             })
             .collect())
     });
