@@ -108,24 +108,23 @@ pub(crate) async fn relocate<C: ConnectionTrait>(
         let mut new = current.clone();
         patch_locs(&mut new.mailboxes);
         local::write(c, email, &current, &new, touched).await?;
+        let mut update = e::Entity::update_many().filter(e::Column::Id.eq(email.0));
+        let mut changed = false;
         if let Some(rid) = remote_id
             && rid != e.remote_id
         {
-            e::Entity::update_many()
-                .col_expr(e::Column::RemoteId, Expr::value(rid))
-                .filter(e::Column::Id.eq(email.0))
-                .exec(c)
-                .await?;
+            update = update.col_expr(e::Column::RemoteId, Expr::value(rid));
+            changed = true;
         }
         // The stored size replaces a draft's estimate, for the changes queued from now on.
         if let Some(size) = size
             && size != e.size
         {
-            e::Entity::update_many()
-                .col_expr(e::Column::Size, Expr::value(size))
-                .filter(e::Column::Id.eq(email.0))
-                .exec(c)
-                .await?;
+            update = update.col_expr(e::Column::Size, Expr::value(size));
+            changed = true;
+        }
+        if changed {
+            update.exec(c).await?;
         }
     }
     for later in rows::for_email(c, email).await? {
