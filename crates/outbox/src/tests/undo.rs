@@ -427,3 +427,56 @@ async fn a_withdrawal_into_a_mailbox_deleted_since_leaves_it_out() -> R {
     db.cleanup().await?;
     Ok(())
 }
+
+/// Undo in a new draft's queued row: an action merged after its first save (a flag) is taken
+/// out alone, and a later save merged into it is refused, since the first content is not kept
+/// and withdrawing the row would take the draft's creation with it (model test seed 11046).
+#[tokio::test]
+async fn undo_in_an_unsent_draft_never_takes_the_draft_away() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let drafts = mailsync_store::mailboxes::upsert(
+        fx.store.conn(),
+        fx.account,
+        &[mailsync_store::mailboxes::MailboxUpsert {
+            remote_id: "Drafts".into(),
+            name: "Drafts".into(),
+            selectable: true,
+            role: Some(mailsync_store::Role::Drafts),
+            ..Default::default()
+        }],
+    )
+    .await?[0]
+        .id;
+    let msg = |subject: &str| OutgoingMessage {
+        from: Address {
+            name: None,
+            email: "t@example.test".into(),
+        },
+        subject: subject.into(),
+        text: format!("{subject} text"),
+        ..Default::default()
+    };
+    let (d, _) = fx.outbox.save_draft(fx.account, None, msg("v1")).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::flagged(d, true))
+        .await?;
+    assert!(matches!(
+        fx.outbox.undo_last(fx.account).await?,
+        Undone::Withdrawn(_)
+    ));
+    assert_eq!(fx.where_is(d).await?, vec![drafts], "the draft stays");
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 1, "its save");
+
+    fx.outbox.save_draft(fx.account, Some(d), msg("v2")).await?;
+    assert!(matches!(
+        fx.outbox.undo_last(fx.account).await,
+        Err(Error::CannotUndo {
+            why: UndoRefusal::DraftSaved,
+            ..
+        })
+    ));
+    assert_eq!(fx.where_is(d).await?, vec![drafts], "the draft stays");
+    assert_eq!(fx.outbox.draft_message(fx.account, d).await?.subject, "v2");
+    db.cleanup().await?;
+    Ok(())
+}
