@@ -991,19 +991,7 @@ async fn a_lost_delete_does_not_follow_a_copy_the_user_moved_since() -> R {
 async fn a_submitted_send_whose_copy_a_sync_saw_in_sent_is_done() -> R {
     let (db, fx) = setup(|o| o).await?;
     let c = fx.store.conn();
-    let sent = mailsync_store::mailboxes::upsert(
-        c,
-        fx.account,
-        &[mailsync_store::mailboxes::MailboxUpsert {
-            remote_id: "Sent".into(),
-            name: "Sent".into(),
-            selectable: true,
-            role: Some(mailsync_store::Role::Sent),
-            ..Default::default()
-        }],
-    )
-    .await?[0]
-        .id;
+    let sent = fx.mailbox("Sent", mailsync_store::Role::Sent).await?;
     let mut m = message("filed");
     m.message_id = "filed.1@example.test".into();
     fx.outbox.enqueue(fx.account, Change::send(m)).await?;

@@ -434,19 +434,7 @@ async fn a_withdrawal_into_a_mailbox_deleted_since_leaves_it_out() -> R {
 #[tokio::test]
 async fn undo_in_an_unsent_draft_never_takes_the_draft_away() -> R {
     let (db, fx) = setup(|o| o).await?;
-    let drafts = mailsync_store::mailboxes::upsert(
-        fx.store.conn(),
-        fx.account,
-        &[mailsync_store::mailboxes::MailboxUpsert {
-            remote_id: "Drafts".into(),
-            name: "Drafts".into(),
-            selectable: true,
-            role: Some(mailsync_store::Role::Drafts),
-            ..Default::default()
-        }],
-    )
-    .await?[0]
-        .id;
+    let drafts = fx.mailbox("Drafts", mailsync_store::Role::Drafts).await?;
     let msg = |subject: &str| OutgoingMessage {
         from: Address {
             name: None,

@@ -85,6 +85,13 @@ impl Fx {
         })
     }
 
+    /// Adds a mailbox named `name` with `role` (Sent, Drafts: not in the fixture's set).
+    pub async fn mailbox(&self, name: &str, role: Role) -> Res<MailboxId> {
+        let made = [mbox(name, Some(role))];
+        let up = mailboxes::upsert(self.store.conn(), self.account, &made).await?;
+        Ok(up.first().ok_or("no mailbox")?.id)
+    }
+
     /// An unseen email in the inbox with UID `n`.
     pub async fn email(&self, n: i64) -> Res<EmailId> {
         self.email_in(n, self.inbox, Flags::default()).await
