@@ -707,8 +707,15 @@ pub(crate) async fn reapply<C: ConnectionTrait>(
                 }
             }
             MailboxChange::Delete { .. } => {
+                // The row the sync lists under the name may be another mailbox by now (another
+                // client renamed one to it, or re-created it), which the user may have moved
+                // mail into: emails with queued changes stay (in no mailbox for now), as when
+                // the server deletes a mailbox, and the re-application after this puts them
+                // back on the queue's base, where the server has them. Deleted with the row,
+                // such an email was lost for good: its server copy elsewhere was behind that
+                // mailbox's checkpoint (model test, Cyrus IMAP seed 11061 with cuts and kills).
                 if let Some(mb) = mailboxes::find_by_remote_id(c, account, &p.remote_id).await? {
-                    mailboxes::delete(c, mb.id).await?;
+                    mailboxes::delete_gone(c, mb.id).await?;
                 }
             }
             _ => {}

@@ -893,6 +893,46 @@ async fn a_lost_change_neither_holds_back_nor_is_judged_under_a_mailbox_change()
     Ok(())
 }
 
+/// A queued delete of a mailbox is shown again after a sync by hiding the row listed under its
+/// name, which may be another mailbox by now: here another client renamed the mailbox the
+/// user had moved an email into (queued) to the deleted one's name. The email stays, in no
+/// mailbox for now, and the refused move puts it back where the server has it. Deleted with
+/// the row, it was lost for good, its server copy behind INBOX's checkpoint (model test,
+/// Cyrus IMAP seed 11061 with cuts and kills).
+#[tokio::test]
+async fn a_reapplied_mailbox_delete_keeps_emails_with_queued_changes() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    let before = fx.state(a).await?.ok_or("stored")?;
+    fx.outbox
+        .manage_mailbox(
+            fx.account,
+            crate::MailboxChange::Delete {
+                mailbox: fx.archive,
+            },
+        )
+        .await?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.other))
+        .await?;
+    // Another client renamed Other to "Archive"; the sync followed the rename.
+    mailsync_store::mailboxes::set_remote_id(fx.store.conn(), fx.other, "Archive").await?;
+    fx.outbox.reapply_queued(fx.account).await?;
+    assert!(fx.state(a).await?.is_some(), "the email is kept");
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 2);
+    // Both refused: the email is back in INBOX under its UID.
+    let refused = ItemOutcome::Permanent {
+        reason: "refused".into(),
+    };
+    fx.outbox
+        .flush(fx.account, &answering(refused, calls()))
+        .await?;
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    assert_eq!(fx.state(a).await?, Some(before));
+    db.cleanup().await?;
+    Ok(())
+}
+
 /// A process killed after a sync batch committed the server's state over an email with a
 /// queued change, before the change was shown again: the restarted outbox shows it again
 /// before it does anything else (here: the user's next action on another email), so neither
