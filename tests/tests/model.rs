@@ -198,6 +198,15 @@ const REGRESSIONS: &[&str] = &[
     // emails with queued changes stay, as when the server deletes a mailbox. (The cut is a
     // byte offset: it must land on the DELETE.)
     "o-create B; sync; m-delete 0; cut c360; move 0 1; o-rename B A; sync",
+    // Dovecot seed 12017 (150 ops, with cuts and kills; 3 runs in 3), shrunk (Dovecot and
+    // Cyrus IMAP): a mailbox delete held by a cut (retried later) kept a rename of C to F
+    // queued behind it; another client deleted C (the sync removed its row), the user created
+    // and deleted F, and another client created C again. The rename, addressing the name C,
+    // then made the other client's new C into F on the server: the user's delete of F was
+    // lost. Now a queued rename (or subscription) of a mailbox the sync found gone is refused
+    // after that sync. (The cut is a byte offset: it must land on the delete's LIST.)
+    "o-create C; m-delete 569; cut c318; sync; m-rename 723 F; o-delete C; sync; m-create F; \
+     o-create C; m-delete 769",
 ];
 
 /// Seeds `cargo xtask ci` also runs with cuts ([`model::Op::Cut`]).

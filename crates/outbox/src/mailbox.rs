@@ -682,16 +682,26 @@ pub(crate) async fn revert<C: ConnectionTrait>(
 }
 
 /// After a sync: queued renames and deletes shown again over what the sync wrote (the server
-/// still has the old name, or the mailbox, until they are sent).
+/// still has the old name, or the mailbox, until they are sent). Renames and subscriptions of
+/// a mailbox the sync found gone from the server are refused (see [`gone_from_server`]).
 pub(crate) async fn reapply<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
     queued: &[Row],
+    touched: &mut Touched,
 ) -> Result<(), Error> {
     for row in queued {
         let Payload::Mailbox(p) = &row.payload else {
             continue;
         };
+        if matches!(
+            p.change,
+            MailboxChange::Rename { .. } | MailboxChange::Subscribe { .. }
+        ) && let Some(reason) = gone_from_server(c, account, row, p, queued).await?
+        {
+            crate::outcome::evict(c, row, &reason, touched).await?;
+            continue;
+        }
         match &p.change {
             MailboxChange::Rename { name, parent, .. } => {
                 let Some(mb) = not_found_is_none(mailboxes::get(c, p.mailbox_id).await)? else {
@@ -722,4 +732,55 @@ pub(crate) async fn reapply<C: ConnectionTrait>(
         }
     }
     Ok(())
+}
+
+/// Why a queued rename or subscription `row` (payload `p`) can no longer be sent, if so: its
+/// mailbox's row is gone while the user did not delete it, so a sync found the mailbox gone
+/// from the server (another client deleted or renamed it). Sent anyway, it would address the
+/// mailbox's old server identity, which over IMAP is a name another mailbox may have taken
+/// since: the rename then moved another client's new mailbox to the user's name (model test,
+/// Dovecot seed 12017 with cuts: C renamed to F locally, C deleted and re-created by another
+/// client, and the retried rename made the other client's C into F, after the user had
+/// deleted their F). A mailbox the user deleted is left to the delete queued after it (an
+/// uncertain rename must settle first: the delete addresses its outcome). A rename that may
+/// have reached the server is left to the executor's look when the sync lists a mailbox under
+/// its new name (its own, most likely); otherwise it did not happen, or its mailbox is gone
+/// since, and is refused like the others.
+async fn gone_from_server<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    row: &Row,
+    p: &MailboxPayload,
+    queued: &[Row],
+) -> Result<Option<String>, Error> {
+    if not_found_is_none(mailboxes::get(c, p.mailbox_id).await)?.is_some() {
+        return Ok(None);
+    }
+    let deleted_by_user = queued.iter().any(|r| {
+        matches!(&r.payload, Payload::Mailbox(q)
+            if q.mailbox_id == p.mailbox_id && matches!(q.change, MailboxChange::Delete { .. }))
+    });
+    if deleted_by_user {
+        return Ok(None);
+    }
+    if let MailboxChange::Rename { name, parent, .. } = &p.change
+        && row.state == ChangeState::InFlight
+    {
+        let all = mailboxes::list(c, account).await?;
+        let parent_mb = parent.and_then(|id| all.iter().find(|m| m.id == id));
+        if parent.is_none() || parent_mb.is_some() {
+            let full = full_name(parent_mb, &delimiter(parent_mb, &all), name);
+            if all
+                .iter()
+                .any(|m| m.name == full && !mailboxes::is_local(&m.remote_id))
+            {
+                return Ok(None);
+            }
+        }
+    }
+    debug!(change = %row.id, mailbox = %p.mailbox_id, "A queued mailbox change's mailbox is gone from the server.");
+    Ok(Some(
+        "the mailbox no longer exists on the server (another client deleted or renamed it)"
+            .to_owned(),
+    ))
 }

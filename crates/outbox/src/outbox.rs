@@ -786,15 +786,22 @@ impl Outbox {
     /// wrote and rebases them on it ([`crate::reapply_after_sync`] over every email with queued
     /// changes). Every protocol's cycle calls it, between the sync and [`Outbox::reresolve`].
     pub async fn reapply_queued(&self, account: AccountId) -> Result<u64, Error> {
-        retry_busy(|| async {
-            let txn = self.store.begin().await?;
-            let queued = rows::readable(&txn, account).await?;
-            crate::mailbox::reapply(&txn, account, &queued).await?;
-            crate::outcome::settle_filed_sends(&txn, account, &queued).await?;
-            txn.commit().await?;
-            Ok(())
-        })
-        .await?;
+        {
+            // It may evict mailbox rows: not while a flush of this process has them in hand.
+            let lock = self.account_lock(account);
+            let _guard = lock.lock().await;
+            retry_busy(|| async {
+                let txn = self.store.begin().await?;
+                let queued = rows::readable(&txn, account).await?;
+                let mut touched = Touched::default();
+                crate::mailbox::reapply(&txn, account, &queued, &mut touched).await?;
+                crate::outcome::settle_filed_sends(&txn, account, &queued).await?;
+                touched.recount(&txn).await?;
+                txn.commit().await?;
+                Ok(())
+            })
+            .await?;
+        }
         let mut emails: Vec<EmailId> = queue::list(self.store.conn(), Some(account))
             .await?
             .into_iter()

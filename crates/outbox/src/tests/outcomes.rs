@@ -933,6 +933,99 @@ async fn a_reapplied_mailbox_delete_keeps_emails_with_queued_changes() -> R {
     Ok(())
 }
 
+/// A queued rename of a mailbox a sync found gone from the server (another client deleted
+/// it) is refused after that sync, with the reason, and never sent: over IMAP it addresses the
+/// old name, which another client's new mailbox has taken here, and the rename would have
+/// moved that one to the user's name (model test, Dovecot seed 12017 with cuts).
+#[tokio::test]
+async fn a_rename_of_a_mailbox_gone_from_the_server_is_refused_not_sent() -> R {
+    use mailsync_store::mailboxes::{self, MailboxUpsert};
+    let (db, fx) = setup(|o| o).await?;
+    let c = fx.store.conn();
+    let rename = crate::MailboxChange::Rename {
+        mailbox: fx.other,
+        name: "F".into(),
+        parent: None,
+    };
+    fx.outbox.manage_mailbox(fx.account, rename).await?;
+    // Another client deleted Other, and the sync followed; then it created a new Other.
+    let listed = ["INBOX", "Archive", "Trash"].map(String::from);
+    mailboxes::delete_missing(c, fx.account, &listed).await?;
+    let again = MailboxUpsert {
+        remote_id: "Other".into(),
+        name: "Other".into(),
+        selectable: true,
+        ..Default::default()
+    };
+    let again = mailboxes::upsert(c, fx.account, &[again]).await?;
+    fx.outbox.reapply_queued(fx.account).await?;
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    let failed = fx.outbox.failed(fx.account).await?;
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].description.contains("\"F\""), "{failed:?}");
+    assert!(failed[0].reason.contains("no longer exists"), "{failed:?}");
+    fx.outbox.flush(fx.account, &never()).await?;
+    let other = again.first().ok_or("stored")?.id;
+    assert_eq!(mailboxes::get(c, other).await?.name, "Other");
+    db.cleanup().await?;
+    Ok(())
+}
+
+/// A rename that may have reached the server (its answer was lost) whose mailbox the sync then
+/// found gone: when the sync lists a mailbox under the new name, the rename most likely made
+/// it, and the executor looks before acting; otherwise it is refused, as a rename never sent.
+#[tokio::test]
+async fn an_uncertain_rename_of_a_mailbox_gone_is_looked_for_only_under_its_new_name() -> R {
+    use mailsync_store::mailboxes::{self, MailboxUpsert};
+    for renamed_there in [true, false] {
+        let (db, fx, clock) = setup_clocked().await?;
+        let c = fx.store.conn();
+        let rename = crate::MailboxChange::Rename {
+            mailbox: fx.other,
+            name: "F".into(),
+            parent: None,
+        };
+        fx.outbox.manage_mailbox(fx.account, rename).await?;
+        let unknown = ItemOutcome::Unknown {
+            reason: "connection lost".into(),
+        };
+        fx.outbox
+            .flush(fx.account, &answering(unknown, calls()))
+            .await?;
+        let mut listed = vec!["INBOX".to_owned(), "Archive".into(), "Trash".into()];
+        if renamed_there {
+            let f = MailboxUpsert {
+                remote_id: "F".into(),
+                name: "F".into(),
+                selectable: true,
+                ..Default::default()
+            };
+            mailboxes::upsert(c, fx.account, &[f]).await?;
+            listed.push("F".into());
+        }
+        mailboxes::delete_missing(c, fx.account, &listed).await?;
+        fx.outbox.reapply_queued(fx.account).await?;
+        let queued = fx.outbox.counts(fx.account).await?.queued();
+        let failed = fx.outbox.failed(fx.account).await?.len();
+        assert_eq!(
+            (queued, failed),
+            if renamed_there { (1, 0) } else { (0, 1) }
+        );
+        clock.advance(Duration::from_secs(600));
+        let c = calls();
+        fx.outbox.flush(fx.account, &acking(c.clone())).await?;
+        let handed: Vec<Attempt> = taken(&c).iter().flatten().map(|q| q.attempt).collect();
+        let want: &[Attempt] = if renamed_there {
+            &[Attempt::Uncertain]
+        } else {
+            &[]
+        };
+        assert_eq!(handed, want);
+        db.cleanup().await?;
+    }
+    Ok(())
+}
+
 /// A process killed after a sync batch committed the server's state over an email with a
 /// queued change, before the change was shown again: the restarted outbox shows it again
 /// before it does anything else (here: the user's next action on another email), so neither
