@@ -498,7 +498,24 @@ pub(crate) async fn resettle<C: ConnectionTrait>(
     let rebased = rebase(c, queued.get(i + 1..).unwrap_or_default(), state, false).await?;
     fields.add(rebased.1);
     if let Some((_, current)) = local::load(c, email).await? {
-        let new = model::overlay(&current, &rebased.0.state, &fields);
+        let mut new = model::overlay(&current, &rebased.0.state, &fields);
+        // Every mailbox the state put back names is gone (a move into a mailbox another
+        // client deleted since, left as the row's last op by an undo): the email shows where
+        // the server has it, the queue's base, as it will once that move is refused. Where it
+        // is now is the state being undone or reverted; kept, it no longer matched the queue,
+        // and the next sync's re-application took it for the server's and dropped the
+        // message's UID: the move was then found gone and the message lost locally (model
+        // test, Dovecot seed 13028 with cuts: a move to A merged with a move to C, A deleted
+        // by another client, the move to C undone).
+        if !new.mailboxes.is_empty() && local::existing(c, &new.mailboxes).await?.is_empty() {
+            let base = queued.first().and_then(Row::email_payload).map(|p| &p.before);
+            if let Some(base) = base {
+                let there = local::existing(c, &base.mailboxes).await?;
+                if !there.is_empty() {
+                    new.mailboxes = there;
+                }
+            }
+        }
         // The state put back may name a mailbox deleted since (on the server, or by the
         // user's queued delete): such a location is left out, as after a sync (model test,
         // Cyrus JMAP seed 9319 under load: a revert into a deleted mailbox failed the

@@ -109,14 +109,23 @@ pub(crate) async fn write_existing<C: ConnectionTrait>(
     touched: &mut Touched,
 ) -> Result<(), Error> {
     let mut kept = new.clone();
-    kept.mailboxes.clear();
-    for l in &new.mailboxes {
-        if crate::outbox::not_found_is_none(mailboxes::get(c, l.mailbox_id).await)?.is_some() {
-            kept.mailboxes.push(*l);
-        }
-    }
+    kept.mailboxes = existing(c, &new.mailboxes).await?;
     if kept.mailboxes.is_empty() && !new.mailboxes.is_empty() {
         kept.mailboxes.clone_from(&old.mailboxes);
     }
     write(c, id, old, &kept, touched).await
+}
+
+/// The locations of `locations` whose mailbox still exists locally.
+pub(crate) async fn existing<C: ConnectionTrait>(
+    c: &C,
+    locations: &[Location],
+) -> Result<Vec<Location>, Error> {
+    let mut kept = Vec::with_capacity(locations.len());
+    for l in locations {
+        if crate::outbox::not_found_is_none(mailboxes::get(c, l.mailbox_id).await)?.is_some() {
+            kept.push(*l);
+        }
+    }
+    Ok(kept)
 }

@@ -428,6 +428,48 @@ async fn a_withdrawal_into_a_mailbox_deleted_since_leaves_it_out() -> R {
     Ok(())
 }
 
+/// An undo that leaves a row's last op a move into a mailbox deleted since shows the email
+/// where the server has it: where the undone action had put it no longer matched the queue,
+/// and the next sync's re-application took that place for the server's, without a UID, so
+/// the queued move was found gone and the message was lost locally (model test, Dovecot seed
+/// 13028 with cuts: a move to A merged with a move to C, A deleted by another client, the
+/// move to C undone).
+#[tokio::test]
+async fn undo_after_a_move_into_a_deleted_mailbox_shows_the_email_where_the_server_has_it() -> R
+{
+    let (db, fx) = setup(|o| o).await?;
+    let a = fx.email(1).await?;
+    let before = fx.state(a).await?.ok_or("stored")?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.other))
+        .await?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, fx.archive))
+        .await?;
+    // Another client deleted Other; the sync removed it (the email was not shown there).
+    mailsync_store::mailboxes::delete_gone(fx.store.conn(), fx.other).await?;
+    assert!(matches!(
+        fx.outbox.undo_last(fx.account).await?,
+        Undone::Withdrawn(_)
+    ));
+    assert_eq!(fx.state(a).await?.as_ref(), Some(&before), "back where the server has it");
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 1, "the move to Other");
+    // A sync that did not write the email changes nothing, and the refused move leaves it
+    // where it is, with its UID.
+    fx.outbox.reapply_queued(fx.account).await?;
+    assert_eq!(fx.state(a).await?.as_ref(), Some(&before));
+    let refused = ItemOutcome::Permanent {
+        reason: "mailbox not found".into(),
+    };
+    fx.outbox
+        .flush(fx.account, &answering(refused, calls()))
+        .await?;
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    assert_eq!(fx.state(a).await?, Some(before));
+    db.cleanup().await?;
+    Ok(())
+}
+
 /// Undo in a new draft's queued row: an action merged after its first save (a flag) is taken
 /// out alone, and a later save merged into it is refused, since the first content is not kept
 /// and withdrawing the row would take the draft's creation with it (model test seed 11046).
