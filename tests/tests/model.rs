@@ -214,6 +214,15 @@ const REGRESSIONS: &[&str] = &[
     // Archive for the server's place, without a UID, so the move was found gone and m1, still
     // in INBOX on the server, was lost locally. Now the undo shows it where the server has it.
     "o-create B; sync; m-delete 0; cut c360; move 0 1; o-delete B; move 0 0; sync; undo; sync",
+    // Dovecot seed 13006 (200 ops, with cuts and kills), written down from its trace (Dovecot
+    // and Cyrus IMAP): the user deleted a draft to Trash, another client copied it from Trash
+    // to Archive, the user undid the delete and discarded the draft. The discard removed the
+    // user's draft; the other client's copy, a message of its own over IMAP, rightly stayed,
+    // and the oracle reported it (`Expect::DraftGone` now allows the other client's copies).
+    "d-save; sync; delete 0; sync; o-copy Trash 0 Archive; undo; d-discard 0; sync",
+    // The same with an update instead of the discard: the new version in Drafts and the other
+    // client's copy of the old one in Archive were reported as a draft stored twice.
+    "d-save; sync; delete 0; sync; o-copy Trash 0 Archive; undo; d-update 0; sync",
 ];
 
 /// Seeds `cargo xtask ci` also runs with cuts ([`model::Op::Cut`]).

@@ -455,7 +455,8 @@ fn clean_id(id: Option<&str>) -> String {
 struct Run {
     tag: String,
     intents: Vec<Intent>,
-    ever_copied: HashSet<String>,
+    /// Message-ID → how many copies the other client made of it (COPY).
+    ever_copied: HashMap<String, usize>,
     expunged: HashSet<String>,
     moved_by_other: HashSet<String>,
     /// Names that were the source or target of a rename: a JMAP move follows the mailbox
@@ -654,6 +655,7 @@ async fn mailbox_or_draft_op(
                     change: None,
                     expect: Expect::Draft {
                         drafts: drafts.clone(),
+                        others: 0,
                     },
                     mailboxes: vec![drafts],
                     superseded: false,
@@ -678,6 +680,8 @@ async fn mailbox_or_draft_op(
             let email = mailsync_store::EmailId(d.id);
             run.touch(std::slice::from_ref(&d.message_id), &[]);
             run.versions += 1;
+            // Copies the other client filed are messages of their own (`Expect::DraftGone`).
+            let others = run.ever_copied.get(&d.message_id).copied().unwrap_or(0);
             let (result, expect) = match op {
                 Op::DUpdate { .. } => (
                     ob.save_draft(
@@ -689,13 +693,17 @@ async fn mailbox_or_draft_op(
                     .map(|_| None),
                     Expect::Draft {
                         drafts: drafts.clone(),
+                        others,
                     },
                 ),
                 Op::DDiscard { .. } => (
                     ob.discard_draft(acc, email).await.map(|_| None),
-                    Expect::DraftGone,
+                    Expect::DraftGone { others },
                 ),
-                _ => (ob.send_draft(acc, email).await.map(Some), Expect::DraftGone),
+                _ => (
+                    ob.send_draft(acc, email).await.map(Some),
+                    Expect::DraftGone { others },
+                ),
             };
             match result {
                 Ok(sent) => {
@@ -883,7 +891,7 @@ async fn engine_op(local: &Local, run: &mut Run, index: usize, op: &Op, from: &s
                     let Some((tid, tname, _)) = self::pick(&boxes, *to).cloned() else {
                         return Ok(());
                     };
-                    let single = !run.ever_copied.contains(&e.message_id)
+                    let single = !run.ever_copied.contains_key(&e.message_id)
                         && all.iter().filter(|x| x.message_id == e.message_id).count() == 1;
                     let expect = Expect::Moved {
                         to: tname.clone(),
@@ -908,7 +916,7 @@ async fn engine_op(local: &Local, run: &mut Run, index: usize, op: &Op, from: &s
                         .find(|m| m.2 == Some(Role::Trash))
                         .map(|m| m.1)
                         .unwrap_or_else(|| "Trash".into());
-                    let single = !run.ever_copied.contains(&e.message_id)
+                    let single = !run.ever_copied.contains_key(&e.message_id)
                         && all.iter().filter(|x| x.message_id == e.message_id).count() == 1;
                     let expect = if e.mailbox == trash {
                         Expect::Destroyed { single }
@@ -1002,7 +1010,7 @@ fn other_op(c: &mut ImapClient, run: &mut Run, index: usize, op: &Op) -> Result<
                 let r = c.command_any(&format!("UID {verb} {} {}", m.uid, quote_mailbox(to)))?;
                 if ok(r) {
                     if verb == "COPY" {
-                        run.ever_copied.insert(m.message_id.clone());
+                        *run.ever_copied.entry(m.message_id.clone()).or_default() += 1;
                     } else {
                         run.moved_by_other.insert(m.message_id.clone());
                     }
@@ -1182,7 +1190,7 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
     let mut run = Run {
         tag: tag.clone(),
         intents: Vec::new(),
-        ever_copied: HashSet::new(),
+        ever_copied: HashMap::new(),
         expunged: HashSet::new(),
         moved_by_other: HashSet::new(),
         renamed: HashSet::new(),
