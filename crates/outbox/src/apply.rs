@@ -508,7 +508,10 @@ pub(crate) async fn resettle<C: ConnectionTrait>(
         // test, Dovecot seed 13028 with cuts: a move to A merged with a move to C, A deleted
         // by another client, the move to C undone).
         if !new.mailboxes.is_empty() && local::existing(c, &new.mailboxes).await?.is_empty() {
-            let base = queued.first().and_then(Row::email_payload).map(|p| &p.before);
+            let base = queued
+                .first()
+                .and_then(Row::email_payload)
+                .map(|p| &p.before);
             if let Some(base) = base {
                 let there = local::existing(c, &base.mailboxes).await?;
                 if !there.is_empty() {

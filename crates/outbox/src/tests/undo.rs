@@ -435,8 +435,7 @@ async fn a_withdrawal_into_a_mailbox_deleted_since_leaves_it_out() -> R {
 /// 13028 with cuts: a move to A merged with a move to C, A deleted by another client, the
 /// move to C undone).
 #[tokio::test]
-async fn undo_after_a_move_into_a_deleted_mailbox_shows_the_email_where_the_server_has_it() -> R
-{
+async fn undo_after_a_move_into_a_deleted_mailbox_shows_the_email_where_the_server_has_it() -> R {
     let (db, fx) = setup(|o| o).await?;
     let a = fx.email(1).await?;
     let before = fx.state(a).await?.ok_or("stored")?;
@@ -452,8 +451,16 @@ async fn undo_after_a_move_into_a_deleted_mailbox_shows_the_email_where_the_serv
         fx.outbox.undo_last(fx.account).await?,
         Undone::Withdrawn(_)
     ));
-    assert_eq!(fx.state(a).await?.as_ref(), Some(&before), "back where the server has it");
-    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 1, "the move to Other");
+    assert_eq!(
+        fx.state(a).await?.as_ref(),
+        Some(&before),
+        "back where the server has it"
+    );
+    assert_eq!(
+        fx.outbox.counts(fx.account).await?.queued(),
+        1,
+        "the move to Other"
+    );
     // A sync that did not write the email changes nothing, and the refused move leaves it
     // where it is, with its UID.
     fx.outbox.reapply_queued(fx.account).await?;
