@@ -214,6 +214,14 @@ const REGRESSIONS: &[&str] = &[
     // Archive for the server's place, without a UID, so the move was found gone and m1, still
     // in INBOX on the server, was lost locally. Now the undo shows it where the server has it.
     "o-create B; sync; m-delete 0; cut c360; move 0 1; o-delete B; move 0 0; sync; undo; sync",
+    // Cyrus IMAP, seen while tracing seeds 11061 and 12017: a delete of A cut after its DELETE
+    // (retried later), and another client renamed B to A. Cyrus takes UIDVALIDITY from the
+    // clock, so the empty renamed mailbox had A's, passed the retry's UIDVALIDITY/UIDNEXT
+    // check, and was deleted on the server (5 runs in 6; the oracle's `other-mailbox-lost`).
+    // Now the delete carries the MAILBOXID a sync recorded (RFC 8474) and is refused when the
+    // name is another mailbox's; re-applying it no longer hides that mailbox locally. (The cut
+    // is a byte offset: it must land on the DELETE.)
+    "o-create B; sync; m-delete 0; cut c360; o-rename B A; sync",
     // Dovecot seed 13006 (200 ops, with cuts and kills), written down from its trace (Dovecot
     // and Cyrus IMAP): the user deleted a draft to Trash, another client copied it from Trash
     // to Archive, the user undid the delete and discarded the draft. The discard removed the

@@ -128,6 +128,23 @@ async fn imap_run(
         MailboxAction::Delete { .. } => {
             // Already gone (another client, or an earlier attempt): the server satisfies it.
             if imap::lookup(conn, &target).await?.is_some() {
+                // Never delete another mailbox that has the name by now (another client
+                // renamed one to it, or deleted the user's and created one of that name; an
+                // earlier attempt of this delete may have taken the user's). Where the server
+                // has OBJECTID the MAILBOXID tells: Cyrus takes UIDVALIDITY from the clock, so
+                // an empty mailbox created in the same second passes the checks below (model
+                // test, Cyrus IMAP: a delete of A held by a cut, another client renamed B to A,
+                // and the retry deleted B).
+                if let Some(was) = op.seen.as_ref().and_then(|s| s.mailbox_id.as_deref())
+                    && let Some(now) = imap::mailbox_id(conn, &target).await?
+                    && now != was
+                {
+                    return Err(EngineError::Refused(format!(
+                        "not deleted: the mailbox {target:?} on the server is another mailbox now \
+                         (MAILBOXID {was} -> {now}); the one deleted was removed or renamed \
+                         meanwhile (by another client, or an earlier attempt of this delete)"
+                    )));
+                }
                 // Never destroy mail the user did not see in it (another client's since).
                 if let Some(seen) = &op.seen
                     && let Some(why) =

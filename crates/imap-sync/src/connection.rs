@@ -24,6 +24,9 @@ pub(crate) struct Selected {
     /// `None` with `[NOMODSEQ]` or without CONDSTORE.
     pub highestmodseq: Option<u64>,
     pub read_only: bool,
+    /// RFC 8474 `[MAILBOXID (id)]` (servers with OBJECTID): the mailbox's identity, kept
+    /// across renames and new when a mailbox of the same name is created again.
+    pub mailbox_id: Option<String>,
 }
 
 /// An authenticated IMAP connection. Not cancel-safe in the middle of a command: if a future
@@ -372,6 +375,9 @@ impl Connection {
         done: &Done,
     ) -> Result<Selected, Error> {
         let mut sel = st.finish(self.condstore)?;
+        if !self.has_capability("OBJECTID") {
+            sel.mailbox_id = None;
+        }
         if matches!(done.code, Some(ResponseCode::ReadOnly)) {
             sel.read_only = true;
         }
@@ -416,7 +422,11 @@ impl SelectState {
                 ResponseCode::UidNext(n) => self.sel.uidnext = Some(n),
                 ResponseCode::HighestModSeq(m) => self.sel.highestmodseq = Some(m),
                 ResponseCode::NoModSeq => self.nomodseq = true,
-                _ => {}
+                ref c => {
+                    if let Some(id) = mailbox_id_code(c) {
+                        self.sel.mailbox_id = Some(id);
+                    }
+                }
             },
             u @ (Untagged::Fetch(_) | Untagged::Vanished { .. }) => return Some(u),
             _ => {}
@@ -433,6 +443,28 @@ impl SelectState {
         }
         Ok(self.sel)
     }
+}
+
+/// The id of a `MAILBOXID (id)` response code (RFC 8474 §4.1), if `code` is one with a
+/// well-formed id (`1*255(ALPHA / DIGIT / "_" / "-")`); anything else is not an identity.
+pub(crate) fn mailbox_id_code(code: &ResponseCode) -> Option<String> {
+    let ResponseCode::Other { name, args } = code else {
+        return None;
+    };
+    if name != "MAILBOXID" {
+        return None;
+    }
+    let id = args
+        .as_deref()?
+        .trim()
+        .strip_prefix('(')?
+        .strip_suffix(')')?
+        .trim();
+    let ok = (1..=255).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    ok.then(|| id.to_owned())
 }
 
 /// An IMAP quoted string.
@@ -620,5 +652,35 @@ async fn authenticate(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[MAILBOXID (id)]` (RFC 8474 §4.1) gives the id; a malformed one (Cyrus 3.6 answers a
+    /// STATUS MAILBOXID with stray bytes) or another code gives none.
+    #[test]
+    fn mailbox_id_codes() {
+        let code = |t: &str| ResponseCode::split_text(t).0.unwrap_or(ResponseCode::Alert);
+        let id = |t: &str| mailbox_id_code(&code(t));
+        assert_eq!(
+            id("[MAILBOXID (4lo5qmxhpnyjr86psae4bu13)] Ok").as_deref(),
+            Some("4lo5qmxhpnyjr86psae4bu13")
+        );
+        assert_eq!(id("[mailboxid (F_a-1)] Ok").as_deref(), Some("F_a-1"));
+        for bad in [
+            "[MAILBOXID ()] Ok",
+            "[MAILBOXID (a b)] Ok",
+            "[MAILBOXID (\u{a9}V)] Ok",
+            "[MAILBOXID abc] Ok",
+            "[MAILBOXID] Ok",
+            "[UIDVALIDITY 3] Ok",
+        ] {
+            assert_eq!(id(bad), None, "{bad}");
+        }
+        let long = format!("[MAILBOXID ({})] Ok", "a".repeat(256));
+        assert_eq!(id(&long), None);
     }
 }

@@ -150,8 +150,8 @@ pub use mailboxes::{
     sync_mailboxes,
 };
 pub use manage::{
-    ManagedMailbox, create_mailbox, delete_mailbox, lookup, rename_mailbox, set_subscribed,
-    unseen_mail, wire_name,
+    ManagedMailbox, create_mailbox, delete_mailbox, lookup, mailbox_id, rename_mailbox,
+    set_subscribed, unseen_mail, wire_name,
 };
 pub use mime::ParsedBody;
 pub use mutate::{AppendedBefore, ImapMutation, MutationOutcome, apply};

@@ -217,6 +217,39 @@ pub async fn unseen_mail(
     Ok(None)
 }
 
+/// The RFC 8474 MAILBOXID of `remote_id` (a wire name), read from the `[MAILBOXID (id)]`
+/// response code of an `EXAMINE` (read-only, so closing it expunges nothing), which is then
+/// closed again. `None` without OBJECTID (nothing is sent), or when the server gives no
+/// well-formed id. Not STATUS: Cyrus 3.6 answers `STATUS (... MAILBOXID)` together with
+/// UIDNEXT or MESSAGES with bytes that are no id (seen on the test server).
+pub async fn mailbox_id(conn: &mut Connection, remote_id: &str) -> Result<Option<String>, Error> {
+    if !conn.has_capability("OBJECTID") {
+        return Ok(None);
+    }
+    // EXAMINE leaves any mailbox selected before; the connection must not think otherwise.
+    conn.forget_selection();
+    let (data, done) = conn.run(&Cmd::new("EXAMINE").astring(remote_id)).await?;
+    let id = data
+        .iter()
+        .filter_map(|u| match u {
+            Untagged::Cond { code: Some(c), .. } => crate::connection::mailbox_id_code(c),
+            _ => None,
+        })
+        .chain(
+            done.code
+                .as_ref()
+                .and_then(crate::connection::mailbox_id_code),
+        )
+        .next();
+    let close = if conn.has_capability("UNSELECT") {
+        "UNSELECT"
+    } else {
+        "CLOSE"
+    };
+    conn.run(&Cmd::new(close)).await?;
+    Ok(id)
+}
+
 /// `DELETE` a mailbox (a wire name) and check it is no longer listed. Its messages go with it.
 pub async fn delete_mailbox(conn: &mut Connection, remote_id: &str) -> Result<(), Error> {
     match conn.run(&Cmd::new("DELETE").astring(remote_id)).await {

@@ -381,6 +381,7 @@ async fn sync_mailbox_inner(
         None => select_applying_qresync(conn, store, mb, qparams, &mut flags, &mut counts).await?,
     };
     counts.updated += flags.flush().await?;
+    record_mailbox_id(store, account, mb.id, &sel).await?;
 
     let sel_state = ServerState {
         uidvalidity: Some(sel.uidvalidity),
@@ -492,6 +493,36 @@ impl<'a> FlagSink<'a> {
         self.buf.clear();
         Ok(n)
     }
+}
+
+/// Records the MAILBOXID a SELECT reported (RFC 8474; servers with OBJECTID), with the
+/// UIDVALIDITY it came with, when it is not the one recorded: a queued delete of the mailbox
+/// carries it, so that the delete never takes another mailbox that has the name by then.
+async fn record_mailbox_id(
+    store: &Store,
+    account: AccountId,
+    mailbox: MailboxId,
+    sel: &Selected,
+) -> Result<(), Error> {
+    let Some(id) = &sel.mailbox_id else {
+        return Ok(());
+    };
+    let scope = Scope::imap_mailbox_id(mailbox);
+    let known = checkpoints::get(store.conn(), account, &scope).await?;
+    let uidvalidity = Some(i64::from(sel.uidvalidity));
+    if known
+        .as_ref()
+        .is_some_and(|k| k.state.as_deref() == Some(id.as_str()) && k.uidvalidity == uidvalidity)
+    {
+        return Ok(());
+    }
+    let cp = Checkpoint {
+        state: Some(id.clone()),
+        uidvalidity,
+        ..Checkpoint::default()
+    };
+    checkpoints::put(store.conn(), account, &scope, &cp).await?;
+    Ok(())
 }
 
 /// SELECT (with QRESYNC parameters when there are any), applying what QRESYNC reports as it

@@ -137,6 +137,28 @@ pub struct SeenContent {
     /// JMAP: the server ids of those emails, when at most [`MAX_SEEN_IDS`].
     #[serde(default)]
     pub email_ids: Option<Vec<String>>,
+    /// IMAP with OBJECTID: the mailbox's RFC 8474 MAILBOXID as a sync last selected it
+    /// under `uidvalidity` (`None`: not known). Over IMAP the delete addresses a name, which
+    /// another mailbox may have by the time it is sent (another client renamed one to it, or
+    /// deleted and re-created it); UIDVALIDITY alone cannot tell them apart on Cyrus, which
+    /// takes it from the clock (two mailboxes created in the same second share it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox_id: Option<String>,
+}
+
+impl SeenContent {
+    /// Whether the stored mailbox `mb`, listed under the deleted mailbox's name by a sync, is
+    /// still the mailbox the user deleted: the same MAILBOXID when both are known (`now`: the
+    /// row's), else the same UIDVALIDITY when both are known, else assumed so.
+    pub(crate) fn same_mailbox(&self, mb: &Mailbox, now: Option<&str>) -> bool {
+        if let (Some(was), Some(now)) = (self.mailbox_id.as_deref(), now) {
+            return was == now;
+        }
+        match (self.uidvalidity, mb.status.uidvalidity) {
+            (Some(was), Some(now)) => was == now,
+            _ => true,
+        }
+    }
 }
 
 impl MailboxPayload {
@@ -544,7 +566,21 @@ async fn seen_content<C: ConnectionTrait>(c: &C, mb: &Mailbox) -> Result<SeenCon
         uidnext,
         count: ids.len() as u64,
         email_ids,
+        mailbox_id: recorded_mailbox_id(c, mb).await?,
     })
+}
+
+/// The MAILBOXID a sync recorded for `mb` (IMAP with OBJECTID), if it was recorded under the
+/// row's current UIDVALIDITY (a different one: the row's mailbox was re-created since).
+async fn recorded_mailbox_id<C: ConnectionTrait>(
+    c: &C,
+    mb: &Mailbox,
+) -> Result<Option<String>, Error> {
+    let scope = mailsync_store::checkpoints::Scope::imap_mailbox_id(mb.id);
+    let cp = mailsync_store::checkpoints::get(c, mb.account_id, &scope).await?;
+    Ok(cp
+        .filter(|cp| cp.uidvalidity.is_some() && cp.uidvalidity == mb.status.uidvalidity)
+        .and_then(|cp| cp.state))
 }
 
 async fn delete_emails<C: ConnectionTrait>(
@@ -724,8 +760,26 @@ pub(crate) async fn reapply<C: ConnectionTrait>(
                 // back on the queue's base, where the server has them. Deleted with the row,
                 // such an email was lost for good: its server copy elsewhere was behind that
                 // mailbox's checkpoint (model test, Cyrus IMAP seed 11061 with cuts and kills).
+                //
+                // Only the mailbox the user deleted is hidden: another one that has the name
+                // by now (another client renamed it there, or deleted the user's and created
+                // one of that name) shows, with its mail, and the executor refuses to delete
+                // it (`engine::mailbox_admin`). Compared by MAILBOXID where the server gives
+                // one (RFC 8474), else by UIDVALIDITY (model test, Cyrus IMAP: a delete of A
+                // held by a cut, and another client's rename of B to A).
                 if let Some(mb) = mailboxes::find_by_remote_id(c, account, &p.remote_id).await? {
-                    mailboxes::delete_gone(c, mb.id).await?;
+                    let same = match &p.seen {
+                        Some(seen) => {
+                            let now = recorded_mailbox_id(c, &mb).await?;
+                            seen.same_mailbox(&mb, now.as_deref())
+                        }
+                        None => true,
+                    };
+                    if same {
+                        mailboxes::delete_gone(c, mb.id).await?;
+                    } else {
+                        debug!(change = %row.id, mailbox = %mb.id, "The name of a mailbox queued for deletion is another mailbox's now: shown.");
+                    }
                 }
             }
             _ => {}

@@ -27,6 +27,15 @@ impl Scope {
     pub fn imap_mailbox(mailbox: MailboxId) -> Self {
         Self(format!("imap:mailbox:{}", mailbox.0))
     }
+    /// An IMAP mailbox's RFC 8474 MAILBOXID as its last SELECT reported it (in `state`, with
+    /// the `uidvalidity` it was seen under: a row another mailbox took over by name since,
+    /// with a new UIDVALIDITY, does not inherit it). Kept here rather than in a column: a
+    /// server fact about the mailbox, like its checkpoint, that only servers with OBJECTID
+    /// give; the queued delete of a mailbox records it to tell the user's mailbox from
+    /// another one that took its name (see `outbox::mailbox::SeenContent`).
+    pub fn imap_mailbox_id(mailbox: MailboxId) -> Self {
+        Self(format!("imap:mailboxid:{}", mailbox.0))
+    }
     /// Any other scope.
     pub fn custom(s: impl Into<String>) -> Self {
         Self(s.into())

@@ -444,6 +444,15 @@ async fn delete_with<C: ConnectionTrait>(
         .exec(c)
         .await?;
     mb::Entity::delete_by_id(id.0).exec(c).await?;
+    // Its recorded MAILBOXID goes with it: a later row may get the same local id (SQLite
+    // reuses the highest rowid once deleted).
+    crate::entity::sync_state::Entity::delete_many()
+        .filter(
+            crate::entity::sync_state::Column::Scope
+                .eq(crate::checkpoints::Scope::imap_mailbox_id(id).as_str()),
+        )
+        .exec(c)
+        .await?;
     Ok(())
 }
 

@@ -271,6 +271,10 @@ pub enum Expect {
     MailboxExists(String),
     /// A mailbox deleted or renamed away: the server has none by this name.
     MailboxGone(String),
+    /// The other client created a mailbox of this name (CREATE, or RENAME to it): nothing the
+    /// user did before may take it away (a delete queued earlier addresses the user's
+    /// mailbox, which had the name then). A failure listed for the name does not excuse it.
+    OtherMailboxKept(String),
 }
 
 /// An engine action and what it promised.
@@ -335,6 +339,7 @@ pub fn check_intents(
     for i in intents.iter().filter(|i| !i.superseded) {
         let id = i.message_id.as_str();
         let listed = match (&i.expect, i.email) {
+            (Expect::OtherMailboxKept(_), _) => false,
             (Expect::MailboxExists(n) | Expect::MailboxGone(n), _) => failed
                 .mailboxes
                 .iter()
@@ -418,6 +423,11 @@ pub fn check_intents(
                 !server.mailboxes.contains_key(n),
                 "lost-intent/mailbox-gone",
                 format!("mailbox {n:?} still on the server"),
+            ),
+            Expect::OtherMailboxKept(n) => (
+                server.mailboxes.contains_key(n),
+                "other-mailbox-lost",
+                format!("the other client's mailbox {n:?} is gone from the server"),
             ),
             Expect::Sent { sent } => {
                 let at_sink = sink.get(id).copied().unwrap_or(0);
@@ -538,6 +548,13 @@ mod tests {
             ..Failed::default()
         };
         assert!(check_intents(&[intent("", exists())], &none, &sink, &failed).is_empty());
+        // Another client's mailbox must survive, failure listed or not.
+        let kept = || Expect::OtherMailboxKept("E".into());
+        assert!(check(intent("", kept()), &once).is_empty());
+        assert_eq!(
+            kinds(&check_intents(&[intent("", kept())], &none, &sink, &failed)),
+            ["other-mailbox-lost"]
+        );
     }
 
     #[test]

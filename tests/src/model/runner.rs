@@ -1034,9 +1034,12 @@ fn other_op(c: &mut ImapClient, run: &mut Run, index: usize, op: &Op) -> Result<
             }
         }
         Op::OCreate { name } => {
-            let _ = c.command_any(&format!("CREATE {}", quote_mailbox(name)))?;
+            let created = ok(c.command_any(&format!("CREATE {}", quote_mailbox(name)))?);
             run.other_named.insert(name.clone());
             run.touch(&[], std::slice::from_ref(name));
+            if created {
+                other_mailbox_intent(run, index, op, name);
+            }
         }
         Op::ODelete { name } | Op::ORename { from: name, .. } => {
             let inside: Vec<String> = fetch_all(c, name)?
@@ -1060,8 +1063,8 @@ fn other_op(c: &mut ImapClient, run: &mut Run, index: usize, op: &Op) -> Result<
                     vec![name.clone()],
                 ),
             };
-            let r = c.command_any(&cmd)?;
-            if ok(r) {
+            let done = ok(c.command_any(&cmd)?);
+            if done {
                 match op {
                     Op::ODelete { .. } => run.expunged.extend(inside.iter().cloned()),
                     _ => {
@@ -1071,10 +1074,40 @@ fn other_op(c: &mut ImapClient, run: &mut Run, index: usize, op: &Op) -> Result<
                 }
             }
             run.touch(&inside, &boxes);
+            // A mailbox the user deleted or renamed away before is theirs, whatever its
+            // name now: JMAP follows it by id (a delete of it is the user's to make).
+            let users = run
+                .intents
+                .iter()
+                .any(|i| matches!(&i.expect, Expect::MailboxGone(n) if n == name));
+            if done
+                && !users
+                && let Op::ORename { to, .. } = op
+            {
+                other_mailbox_intent(run, index, op, to);
+            }
         }
         _ => bail!("not an other-client operation: {op}"),
     }
     Ok(())
+}
+
+/// The other client's promise that the mailbox it just named `name` stays: superseded only by
+/// a later operation on that name (the user's or the other client's). A user's delete queued
+/// before it must not take it (model test, Cyrus IMAP: a delete of A held by a cut, then
+/// another client renamed B to A; its UIDVALIDITY, taken from the clock, matched A's).
+fn other_mailbox_intent(run: &mut Run, index: usize, op: &Op, name: &str) {
+    run.intents.push(Intent {
+        op: index,
+        text: op.to_string(),
+        message_id: String::new(),
+        email: None,
+        change: None,
+        expect: Expect::OtherMailboxKept(name.to_owned()),
+        mailboxes: vec![name.to_owned()],
+        superseded: false,
+        raced_expunge: false,
+    });
 }
 
 /// Mailbox names as JMAP lists them (the inbox as `INBOX`), sorted.

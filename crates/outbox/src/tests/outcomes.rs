@@ -933,6 +933,67 @@ async fn a_reapplied_mailbox_delete_keeps_emails_with_queued_changes() -> R {
     Ok(())
 }
 
+/// A queued delete of a mailbox is shown again after a sync only over the mailbox the user
+/// deleted: when the row the sync lists under its name is another mailbox (here another
+/// client renamed one to it, and Cyrus gave both the same UIDVALIDITY, taken from the clock),
+/// its MAILBOXID (RFC 8474) tells, and that mailbox shows with its mail. The same MAILBOXID
+/// is hidden as before, and without one known UIDVALIDITY decides.
+#[tokio::test]
+async fn a_reapplied_mailbox_delete_hides_only_the_mailbox_the_user_deleted() -> R {
+    use mailsync_store::checkpoints::{self, Checkpoint, Scope};
+    use mailsync_store::mailboxes::{self, MailboxStatus};
+    let status = |uidvalidity| MailboxStatus {
+        uidvalidity: Some(uidvalidity),
+        uidnext: Some(1),
+        ..MailboxStatus::default()
+    };
+    let record = |id, uidvalidity, object_id: &str| {
+        let cp = Checkpoint {
+            state: Some(object_id.to_owned()),
+            uidvalidity: Some(uidvalidity),
+            ..Checkpoint::default()
+        };
+        (Scope::imap_mailbox_id(id), cp)
+    };
+    // (MAILBOXID of the row listed under the name, its UIDVALIDITY, hidden?)
+    let cases = [
+        (Some("B-id"), 7, false),
+        (Some("A-id"), 7, true),
+        (None, 7, true),
+        (None, 8, false),
+    ];
+    for (listed_id, listed_uv, hidden) in cases {
+        let (db, fx) = setup(|o| o).await?;
+        let c = fx.store.conn();
+        mailboxes::update_status(c, fx.archive, status(7)).await?;
+        let (scope, cp) = record(fx.archive, 7, "A-id");
+        checkpoints::put(c, fx.account, &scope, &cp).await?;
+        fx.outbox
+            .manage_mailbox(
+                fx.account,
+                crate::MailboxChange::Delete {
+                    mailbox: fx.archive,
+                },
+            )
+            .await?;
+        // The sync lists a mailbox under the name "Archive" (Other, renamed by another
+        // client), and its SELECT recorded the MAILBOXID.
+        mailboxes::set_remote_id(c, fx.other, "Archive").await?;
+        mailboxes::update_status(c, fx.other, status(listed_uv)).await?;
+        if let Some(id) = listed_id {
+            let (scope, cp) = record(fx.other, listed_uv, id);
+            checkpoints::put(c, fx.account, &scope, &cp).await?;
+        }
+        fx.outbox.reapply_queued(fx.account).await?;
+        let shown = mailboxes::find_by_remote_id(c, fx.account, "Archive")
+            .await?
+            .is_some();
+        assert_eq!(shown, !hidden, "{listed_id:?} {listed_uv}");
+        db.cleanup().await?;
+    }
+    Ok(())
+}
+
 /// A queued rename of a mailbox a sync found gone from the server (another client deleted
 /// it) is refused after that sync, with the reason, and never sent: over IMAP it addresses the
 /// old name, which another client's new mailbox has taken here, and the rename would have
