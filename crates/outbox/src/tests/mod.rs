@@ -74,6 +74,18 @@ fn answering(
     m
 }
 
+/// Flushes the account with every item refused by the server (`reason`): reverts and evicts
+/// all that is queued.
+async fn flush_refused(fx: &Fx, reason: &str) -> Result<(), crate::Error> {
+    let refused = ItemOutcome::Permanent {
+        reason: reason.into(),
+    };
+    fx.outbox
+        .flush(fx.account, &answering(refused, calls()))
+        .await?;
+    Ok(())
+}
+
 type Calls = Arc<std::sync::Mutex<Vec<Vec<QueuedChange>>>>;
 
 fn calls() -> Calls {

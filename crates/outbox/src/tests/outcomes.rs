@@ -921,12 +921,7 @@ async fn a_reapplied_mailbox_delete_keeps_emails_with_queued_changes() -> R {
     assert!(fx.state(a).await?.is_some(), "the email is kept");
     assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 2);
     // Both refused: the email is back in INBOX under its UID.
-    let refused = ItemOutcome::Permanent {
-        reason: "refused".into(),
-    };
-    fx.outbox
-        .flush(fx.account, &answering(refused, calls()))
-        .await?;
+    flush_refused(&fx, "refused").await?;
     assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
     assert_eq!(fx.state(a).await?, Some(before));
     db.cleanup().await?;

@@ -465,12 +465,7 @@ async fn undo_after_a_move_into_a_deleted_mailbox_shows_the_email_where_the_serv
     // where it is, with its UID.
     fx.outbox.reapply_queued(fx.account).await?;
     assert_eq!(fx.state(a).await?.as_ref(), Some(&before));
-    let refused = ItemOutcome::Permanent {
-        reason: "mailbox not found".into(),
-    };
-    fx.outbox
-        .flush(fx.account, &answering(refused, calls()))
-        .await?;
+    flush_refused(&fx, "mailbox not found").await?;
     assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
     assert_eq!(fx.state(a).await?, Some(before));
     db.cleanup().await?;
