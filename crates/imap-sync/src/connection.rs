@@ -262,11 +262,27 @@ impl Connection {
         Ok((data, done))
     }
 
+    /// Whether [`Connection::list`] asks the STATUS of every mailbox in the LIST itself.
+    pub(crate) fn lists_status(&self) -> bool {
+        self.has_capability("LIST-STATUS") && self.has_capability("LIST-EXTENDED")
+    }
+
+    /// How many mailboxes a plain `LIST "" "*"` names. A server answers it from its mailbox
+    /// list alone, where LIST-STATUS opens every mailbox (Dovecot 2.3, 100,000 Maildir++
+    /// folders: 0.5 s against 57 s).
+    pub(crate) async fn count_mailboxes(&mut self) -> Result<usize, Error> {
+        let (data, _) = self.run(&Cmd::new("LIST").raw("\"\" \"*\"")).await?;
+        Ok(data
+            .iter()
+            .filter(|u| matches!(u, Untagged::List(_)))
+            .count())
+    }
+
     /// `LIST "" "*"`, with SPECIAL-USE and STATUS (LIST-STATUS) when offered.
     pub(crate) async fn list(
         &mut self,
     ) -> Result<(Vec<ListEntry>, Vec<(String, StatusItems)>), Error> {
-        let cmd = if self.has_capability("LIST-STATUS") && self.has_capability("LIST-EXTENDED") {
+        let cmd = if self.lists_status() {
             let mut ret = String::from("RETURN (");
             if self.has_capability("SPECIAL-USE") {
                 ret.push_str("SPECIAL-USE ");

@@ -128,11 +128,23 @@ pub struct MailboxesReport {
 
 /// LIST (with STATUS of every selectable mailbox) as the upserts the store takes, and the
 /// STATUS items by name.
+///
+/// `first`: the account has no mailbox stored yet, so it may be one to refuse. A plain LIST
+/// counts its mailboxes before the server is asked the STATUS of each: an account over the
+/// limit is refused in the time the server takes to name its mailboxes, not to open them all.
+/// Later listings go straight to LIST-STATUS (one round trip a cycle) and are checked after.
 async fn listing(
     conn: &mut Connection,
+    first: bool,
 ) -> Result<(Vec<MailboxUpsert>, HashMap<String, StatusItems>), Error> {
-    let (lists, statuses) = conn.list().await?;
     let limit = conn.wire.timeouts.max_mailboxes;
+    if first && conn.lists_status() {
+        let count = conn.count_mailboxes().await?;
+        if count > limit {
+            return Err(Error::TooManyMailboxes { count, limit });
+        }
+    }
+    let (lists, statuses) = conn.list().await?;
     if lists.len() > limit {
         return Err(Error::TooManyMailboxes {
             count: lists.len(),
@@ -197,7 +209,11 @@ pub async fn follow_renames(
     store: &Store,
     account: AccountId,
 ) -> Result<usize, Error> {
-    let (upserts, _) = listing(conn).await?;
+    // Nothing stored, nothing another client can have renamed.
+    if !mailboxes::any(store.conn(), account).await? {
+        return Ok(0);
+    }
+    let (upserts, _) = listing(conn, false).await?;
     let keep_set: std::collections::HashSet<&str> =
         upserts.iter().map(|u| u.remote_id.as_str()).collect();
     let verified = verified_renames(conn, store, account, &upserts, &keep_set).await?;
@@ -222,7 +238,8 @@ pub async fn sync_mailboxes(
     store: &Store,
     account: AccountId,
 ) -> Result<MailboxesReport, Error> {
-    let (upserts, status_by_name) = listing(conn).await?;
+    let first = !mailboxes::any(store.conn(), account).await?;
+    let (upserts, status_by_name) = listing(conn, first).await?;
     let keep: Vec<String> = upserts.iter().map(|u| u.remote_id.clone()).collect();
     // Sets, not scans: an account may have 100,000 mailboxes.
     let keep_set: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();

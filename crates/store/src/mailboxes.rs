@@ -196,6 +196,15 @@ pub async fn list<C: ConnectionTrait>(
         .collect()
 }
 
+/// Whether the account has any mailbox stored: none means its mailboxes were never listed.
+pub async fn any<C: ConnectionTrait>(c: &C, account: AccountId) -> Result<bool, StoreError> {
+    Ok(mb::Entity::find()
+        .filter(mb::Column::AccountId.eq(account.0))
+        .one(c)
+        .await?
+        .is_some())
+}
+
 /// Loads a mailbox by id.
 pub async fn get<C: ConnectionTrait>(c: &C, id: MailboxId) -> Result<Mailbox, StoreError> {
     mb::Entity::find_by_id(id.0)

@@ -8,6 +8,7 @@ mod cyrus;
 mod deleted_midsync;
 mod idle;
 mod incremental;
+mod limits;
 mod manage;
 mod mutations;
 mod names;
