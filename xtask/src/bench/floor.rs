@@ -15,6 +15,9 @@ pub const FULL: &str = "UID FLAGS BODY.PEEK[]";
 /// What mailsync asks Dovecot for every mailbox (LIST-EXTENDED, SPECIAL-USE, LIST-STATUS).
 pub const LIST: &str = "LIST \"\" \"*\" RETURN (SPECIAL-USE STATUS (MESSAGES UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ))";
 
+/// The names alone: what a server answers from its mailbox list, without opening a mailbox.
+pub const LIST_PLAIN: &str = "LIST \"\" \"*\"";
+
 struct Conn {
     r: BufReader<TcpStream>,
     w: TcpStream,
@@ -122,6 +125,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
                 .0
         }
         "list" => c.cmd(LIST, false)?.0,
+        "list-plain" => c.cmd(LIST_PLAIN, false)?.0,
         other => bail!("unknown floor mode {other}"),
     };
     c.cmd("LOGOUT", false)?;

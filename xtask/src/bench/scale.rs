@@ -108,6 +108,12 @@ impl Ctx {
             v,
             String::new(),
         );
+        // The names alone (what a client needs to count them, and what mailsync asks first on
+        // an account's first listing).
+        let plain = self.floor(&user, "list-plain", &[]);
+        self.note_cmd("raw floor, plain LIST", &plain);
+        let v = self.repeat(self.runs, &plain, |_| Ok(()))?;
+        self.push(&size, S_LIST, "raw floor (plain LIST)", v, String::new());
         // How mailsync ends (over the cap: refused, with its exit code and error line).
         let probe = self.fresh_dir("ms-list")?.join("db.sqlite");
         self.add_imap(&probe, &user, self.port(), "none")?;
