@@ -222,6 +222,15 @@ const REGRESSIONS: &[&str] = &[
     // name is another mailbox's; re-applying it no longer hides that mailbox locally. (The cut
     // is a byte offset: it must land on the DELETE.)
     "o-create B; sync; m-delete 0; cut c360; o-rename B A; sync",
+    // Cyrus IMAP seed 18017 (250 ops, with cuts and kills; 3 runs in 3), shrunk: a mailbox
+    // create held by a cut before the server made it (uncertain), the user's delete of it
+    // queued behind, and another client's create of B. The retry looked B up by name, took the
+    // other client's mailbox for the user's, and the delete deleted it. Now an uncertain
+    // create that finds its name taken after the user deleted the mailbox is refused and
+    // leaves the mailbox alone.
+    "crash c1999; d-save; delete 184; send; d-save; o-flag Archive 156 -seen; d-save; \
+     m-create B; flag 631 -flagged; delete 673; undo; o-delete A; cut c1578; cut c1294; \
+     m-delete 396; m-create F; sync; o-copy A 259 INBOX; o-delete C; o-create B",
     // Dovecot seed 13006 (200 ops, with cuts and kills), written down from its trace (Dovecot
     // and Cyrus IMAP): the user deleted a draft to Trash, another client copied it from Trash
     // to Archive, the user undid the delete and discarded the draft. The discard removed the

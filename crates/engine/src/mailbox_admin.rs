@@ -68,6 +68,40 @@ async fn resolve(
     Ok((target, parent))
 }
 
+/// An uncertain create's retry (its earlier attempt's answer was lost) found a mailbox with
+/// the name. It is the earlier attempt's or another client's, and nothing tells them apart:
+/// the answer that would have named it (IMAP's MAILBOXID, JMAP's id) is what was lost. While
+/// the user still has the mailbox it is taken for theirs (both want a mailbox of that name;
+/// nothing is lost by sharing it). Once the user deleted it (the local row is gone; a delete
+/// is queued behind this row), taking it would hand the found mailbox to that delete, which
+/// would destroy another client's: refused instead, leaving it on the server (model test,
+/// Cyrus IMAP seed 18017 with cuts: a create cut before the server made it, the user's delete
+/// of the mailbox queued behind it, another client's create of the name; the retry took the
+/// other client's mailbox and the delete deleted it). Should the mailbox be the user's, it
+/// stays, listed as failed, and the next sync shows it.
+async fn found_after_uncertain(
+    store: &Store,
+    op: &MailboxOperation,
+    name: &str,
+    found: String,
+) -> Result<ItemOutcome, EngineError> {
+    // SQLite reuses a deleted row's id: the user's row is the one with the create's
+    // placeholder.
+    let kept = match mailboxes::get(store.conn(), op.mailbox_id).await {
+        Ok(m) => m.remote_id == op.remote_id,
+        Err(StoreError::NotFound { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if kept {
+        return Ok(relocated(found));
+    }
+    Err(EngineError::Refused(format!(
+        "not known whether the create reached the server (its answer was lost), and the \
+         mailbox {name:?} there now may be another client's: left alone, and the delete asked \
+         since was not sent"
+    )))
+}
+
 /// Runs a mailbox change over IMAP; every failure becomes its item outcome.
 pub(crate) async fn imap_execute(
     conn: &mut imap::Connection,
@@ -100,7 +134,7 @@ async fn imap_run(
             if uncertain {
                 let wire = imap::wire_name(conn, parent.as_deref(), name).await?;
                 if let Some(m) = imap::lookup(conn, &wire).await? {
-                    return Ok(relocated(m.remote_id));
+                    return found_after_uncertain(store, op, name, m.remote_id).await;
                 }
             }
             let m = imap::create_mailbox(conn, parent.as_deref(), name, *role).await?;
@@ -127,7 +161,9 @@ async fn imap_run(
         }
         MailboxAction::Delete { .. } => {
             // Already gone (another client, or an earlier attempt): the server satisfies it.
-            if imap::lookup(conn, &target).await?.is_some() {
+            // A placeholder: its create never gave it a server identity (refused, e.g. by
+            // `found_after_uncertain`), so no mailbox on the server is the user's.
+            if !mailboxes::is_local(&target) && imap::lookup(conn, &target).await?.is_some() {
                 // Never delete another mailbox that has the name by now (another client
                 // renamed one to it, or deleted the user's and created one of that name; an
                 // earlier attempt of this delete may have taken the user's). Where the server
@@ -292,7 +328,7 @@ async fn jmap_run(
                     .find(|m| same_place(m, name, parent_id.as_ref()))
                     .and_then(|m| m.id.clone())
                 {
-                    return Ok(relocated(id.as_str().to_owned()));
+                    return found_after_uncertain(store, op, name, id.as_str().to_owned()).await;
                 }
             }
             let mut m = jmap::Mailbox::new(name.clone());
@@ -344,7 +380,10 @@ async fn jmap_run(
             Ok(relocated(target_id.as_str().to_owned()))
         }
         MailboxAction::Delete { .. } => {
-            if jmap_get(client, &jacc, &target_id).await?.is_some() {
+            // A placeholder: its create never gave it a server identity (see the IMAP arm).
+            if !mailboxes::is_local(target_id.as_str())
+                && jmap_get(client, &jacc, &target_id).await?.is_some()
+            {
                 if let Some(seen) = &op.seen
                     && let Some(why) = jmap_unseen_mail(client, &jacc, &target_id, seen).await?
                 {

@@ -4,7 +4,8 @@
 //! cycle `manage_mailbox` runs (one row per mailbox, no duplicate, emails of a deleted mailbox
 //! gone). A name that exists is refused with nothing changed. IMAP on Dovecot, JMAP on Cyrus.
 //! A create whose answer is cut after the server made the mailbox is done once, not listed as
-//! failed (Dovecot, through a cutting proxy). A JMAP rename of a mailbox another client
+//! failed (Dovecot, through a cutting proxy); one the user deleted meanwhile, whose name
+//! another client gave a new mailbox, leaves that mailbox alone. A JMAP rename of a mailbox another client
 //! deleted is refused at once (Cyrus answers `serverFail`).
 
 mod common;
@@ -288,6 +289,76 @@ async fn imap_mailbox_create_cut_before_its_answer_is_done_once() -> R {
     let mb = mailboxes::get(engine.store().conn(), id).await?;
     assert_eq!(mb.name, name, "the user's row holds the mailbox");
     assert!(!mailboxes::is_local(&mb.remote_id), "{mb:?}");
+    db.cleanup().await?;
+    Ok(())
+}
+
+/// A CREATE cut at its answer, then the user deleted the mailbox, and another client replaced
+/// it with a mailbox of the same name (here by deleting and creating it; in the model test,
+/// Cyrus IMAP seed 18017, the CREATE never reached the server). The uncertain retry finds a
+/// mailbox with the name and cannot tell whose it is: it must not take it, or the delete
+/// queued behind would destroy the other client's mailbox. The create is listed as failed and
+/// the mailbox stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_uncertain_create_deleted_since_leaves_a_mailbox_of_its_name_alone() -> R {
+    let servers = Servers::load()?;
+    let user = servers.fresh_dovecot_user("i15mamb");
+    let (new, proxy) = dovecot_account_via_proxy(&servers, &user.user, &user.password)?;
+    let db = TempDb::sqlite().await?;
+    let engine = Engine::new(db.store.clone());
+    let account = engine.add_account(new).await?;
+    engine.sync_once(account.id).await?;
+    let name = unique_name("m15amb");
+    let (id, _) = engine
+        .queue_mailbox(
+            account.id,
+            MailboxAction::Create {
+                name: name.clone(),
+                parent: None,
+                role: None,
+            },
+        )
+        .await?;
+    let id = id.ok_or("no local mailbox for the create")?;
+    proxy.arm(Cut::after_client_sends(b"CREATE", 0).over_all_connections());
+    let _ = engine.sync_once(account.id).await;
+    assert_eq!(proxy.cuts(), 1, "the CREATE's answer was cut");
+    let mut imap = dovecot_client(&servers, &user)?;
+    imap.command(&format!("DELETE \"{name}\""))?;
+    imap.command(&format!("CREATE \"{name}\""))?;
+    engine
+        .queue_mailbox(account.id, MailboxAction::Delete { mailbox: id })
+        .await?;
+    // The retry comes due after its backoff.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    for _ in 0..10 {
+        if engine.outbox().pending(account.id).await?.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        engine.sync_once(account.id).await?;
+    }
+    assert!(
+        engine.outbox().pending(account.id).await?.is_empty(),
+        "the queue settled"
+    );
+    assert!(
+        !listed(&mut imap, "LIST", &name)?.is_empty(),
+        "the other client's mailbox was deleted"
+    );
+    let failed = engine.outbox().failed(account.id).await?;
+    assert!(
+        failed
+            .iter()
+            .any(|f| f.description == format!("create mailbox {name:?}")),
+        "the create is listed as failed: {failed:?}"
+    );
+    engine.sync_once(account.id).await?;
+    assert_eq!(
+        rows_named(&engine, &account, &name).await?,
+        1,
+        "shown again"
+    );
     db.cleanup().await?;
     Ok(())
 }
