@@ -313,6 +313,20 @@ pub struct Failed {
     pub mailboxes: Vec<String>,
 }
 
+/// An undo withdrew or compensated the queued row `change`: the promises of the actions it
+/// carries are not checked. An undo names the row, not the action, and actions on one email
+/// merge into one row (a flag, then a draft's update and its discard), so every intent the
+/// row carries is let go, whichever action the undo took out. Returns whether any intent
+/// carries the row; when none does, the caller cannot tell what was undone.
+pub fn undone(intents: &mut [Intent], change: i64) -> bool {
+    let mut hit = false;
+    for i in intents.iter_mut().filter(|i| i.change == Some(change)) {
+        i.superseded = true;
+        hit = true;
+    }
+    hit
+}
+
 /// Checks the intents nothing superseded against the server's final state.
 pub fn check_intents(
     intents: &[Intent],
@@ -468,6 +482,43 @@ mod tests {
 
     fn kinds(d: &[Divergence]) -> Vec<&str> {
         d.iter().map(|d| d.kind.as_str()).collect()
+    }
+
+    #[test]
+    fn an_undo_lets_go_of_every_action_its_row_carries() {
+        // Model seed 19003 (Dovecot, with cuts): a flag on an uploaded draft queued row 51,
+        // the draft's update and then its discard merged into it; the undo took out the
+        // discard (`Withdrawn(51)`), so the draft rightly stayed in Drafts, but only the
+        // flag's promise was let go and the discard's was reported as a copy left.
+        let intent = |op: usize, change: Option<i64>, expect: Expect| Intent {
+            op,
+            text: "t".into(),
+            message_id: "d".into(),
+            email: Some(9),
+            change,
+            expect,
+            mailboxes: vec!["Drafts".into()],
+            superseded: false,
+            raced_expunge: false,
+        };
+        let mut intents = vec![
+            intent(1, Some(51), Expect::Flag(ModelFlag::Flagged, true)),
+            intent(2, Some(51), Expect::DraftGone { others: 0 }),
+            intent(3, Some(52), Expect::Flag(ModelFlag::Seen, true)),
+        ];
+        assert!(undone(&mut intents, 51));
+        let left: Vec<usize> = intents
+            .iter()
+            .filter(|i| !i.superseded)
+            .map(|i| i.op)
+            .collect();
+        assert_eq!(left, [3]);
+        let d = Msg::new("d", true, true);
+        let kept = snap(&[("Drafts", std::slice::from_ref(&d))]);
+        let found = check_intents(&intents, &kept, &HashMap::new(), &Failed::default());
+        assert!(found.is_empty(), "{found:?}");
+        // A row no intent carries: the caller has to let go of everything itself.
+        assert!(!undone(&mut intents, 77));
     }
 
     #[test]

@@ -492,6 +492,14 @@ impl Run {
     }
 }
 
+/// The queued row that carries an action, which an undo names (`oracle::undone`).
+fn row_of(e: Enqueued) -> Option<i64> {
+    match e {
+        Enqueued::Queued(c) | Enqueued::Merged(c) | Enqueued::Collapsed(c) => Some(c.0),
+        Enqueued::Unchanged => None,
+    }
+}
+
 fn pick<T>(v: &[T], p: u32) -> Option<&T> {
     if v.is_empty() {
         None
@@ -649,12 +657,12 @@ async fn mailbox_or_draft_op(
                 .save_draft(acc, None, draft_message(from, &message_id, 1))
                 .await
             {
-                Ok((email, _)) => run.intents.push(Intent {
+                Ok((email, queued)) => run.intents.push(Intent {
                     op: index,
                     text,
                     message_id,
                     email: Some(email.0),
-                    change: None,
+                    change: row_of(queued),
                     expect: Expect::Draft {
                         drafts: drafts.clone(),
                         others: 0,
@@ -692,29 +700,43 @@ async fn mailbox_or_draft_op(
                         draft_message(from, &d.message_id, run.versions),
                     )
                     .await
-                    .map(|_| None),
+                    .map(|(_, q)| (row_of(q), None)),
                     Expect::Draft {
                         drafts: drafts.clone(),
                         others,
                     },
                 ),
                 Op::DDiscard { .. } => (
-                    ob.discard_draft(acc, email).await.map(|_| None),
+                    ob.discard_draft(acc, email)
+                        .await
+                        .map(|q| (row_of(q), None)),
                     Expect::DraftGone { others },
                 ),
                 _ => (
-                    ob.send_draft(acc, email).await.map(Some),
+                    match ob.send_draft(acc, email).await {
+                        // The discard is queued beside the send, in the draft's newest row.
+                        Ok(q) => Ok((
+                            mailsync_store::queue::for_email(local.db.store.conn(), email)
+                                .await?
+                                .last()
+                                .map(|r| r.id.0),
+                            Some(q),
+                        )),
+                        Err(e) => Err(e),
+                    },
                     Expect::DraftGone { others },
                 ),
             };
             match result {
-                Ok(sent) => {
+                Ok((row, sent)) => {
+                    // Its row, so that an undo of this action (or of another one merged into
+                    // the same row) lets go of its promise (model seed 19003).
                     run.intents.push(Intent {
                         op: index,
                         text: format!("{text} -> {}", run.short(&d.message_id)),
                         message_id: d.message_id.clone(),
                         email: Some(d.id),
-                        change: None,
+                        change: row,
                         expect,
                         mailboxes: vec![drafts],
                         superseded: false,
@@ -807,14 +829,7 @@ async fn engine_op(local: &Local, run: &mut Run, index: usize, op: &Op, from: &s
         Op::Undo => {
             match ob.undo_last(acc).await {
                 Ok(Undone::Withdrawn(c) | Undone::Compensated { change: c, .. }) => {
-                    let mut hit = false;
-                    for i in &mut run.intents {
-                        if i.change == Some(c.0) {
-                            i.superseded = true;
-                            hit = true;
-                        }
-                    }
-                    if !hit {
+                    if !oracle::undone(&mut run.intents, c.0) {
                         for i in &mut run.intents {
                             i.superseded = true;
                         }
@@ -953,16 +968,12 @@ async fn engine_op(local: &Local, run: &mut Run, index: usize, op: &Op, from: &s
         // Nothing to do locally: no intent (the user asked for the state they saw).
         Ok(Enqueued::Unchanged) => {}
         Ok(e) => {
-            let change = match e {
-                Enqueued::Queued(c) | Enqueued::Merged(c) | Enqueued::Collapsed(c) => Some(c.0),
-                Enqueued::Unchanged => None,
-            };
             run.intents.push(Intent {
                 op: index,
                 text: format!("{text} -> {}", run.short(&p.message_id)),
                 message_id: p.message_id.clone(),
                 email: Some(p.id),
-                change,
+                change: row_of(e),
                 expect,
                 superseded: boxes.iter().any(|b| run.renamed.contains(b)),
                 mailboxes: boxes,
