@@ -25,6 +25,7 @@ pub(crate) async fn enqueue_send<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
     mut message: OutgoingMessage,
+    draft: Option<crate::model::SentDraft>,
     now: DateTime<Utc>,
 ) -> Result<Enqueued, Error> {
     message.prepare()?;
@@ -34,6 +35,7 @@ pub(crate) async fn enqueue_send<C: ConnectionTrait>(
         handed_at: None,
         submitted_at: None,
         submission_id: None,
+        draft,
         message,
     }));
     let id = queue::insert(

@@ -228,8 +228,11 @@ pub(crate) async fn send<C: ConnectionTrait>(
     touched: &mut Touched,
 ) -> Result<Enqueued, Error> {
     let mut m = message(c, account, id).await?;
-    m.message_id.clear();
-    let sent = enqueue_send(c, account, m, now).await?;
+    let draft = crate::model::SentDraft {
+        email: id.0,
+        message_id: std::mem::take(&mut m.message_id),
+    };
+    let sent = enqueue_send(c, account, m, Some(draft), now).await?;
     discard(c, account, id, now, touched).await?;
     Ok(sent)
 }

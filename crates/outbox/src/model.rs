@@ -176,6 +176,18 @@ pub(crate) struct EmailPayload {
     pub(crate) superseded_on: Vec<i64>,
 }
 
+/// The draft a send came from (`Outbox::send_draft`): sending a draft queues the send and
+/// discards the draft at the same instant, one action of the user's that one undo takes back
+/// whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SentDraft {
+    /// The draft's email.
+    pub(crate) email: i64,
+    /// The draft's Message-ID (the send goes out with a fresh one), for a draft put back from
+    /// the send's content.
+    pub(crate) message_id: String,
+}
+
 /// See [`Payload::Send`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SendPayload {
@@ -195,6 +207,9 @@ pub(crate) struct SendPayload {
     /// The JMAP EmailSubmission id the server gave, when it was accepted over JMAP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) submission_id: Option<String>,
+    /// Set when the send came from a draft.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) draft: Option<SentDraft>,
     pub(crate) message: OutgoingMessage,
 }
 
@@ -793,6 +808,7 @@ mod tests {
             handed_at: None,
             submitted_at: None,
             submission_id: None,
+            draft: None,
             message: OutgoingMessage {
                 message_id: "id@example.org".into(),
                 from: mailsync_store::Address {

@@ -400,7 +400,7 @@ impl Outbox {
         for change in changes {
             let r = match change {
                 Change::Send(message) => {
-                    enqueue_send(&txn, account, message.as_ref().clone(), now).await?
+                    enqueue_send(&txn, account, message.as_ref().clone(), None, now).await?
                 }
                 _ => enqueue_email(&txn, account, change, now, &mut touched).await?,
             };
@@ -607,7 +607,7 @@ impl Outbox {
                 Some(done.id),
             )
         } else {
-            let Some((_, id, k)) = best else {
+            let Some((at, id, k)) = best else {
                 return Err(Error::NothingToUndo(account));
             };
             let email = rows::get(&txn, id).await?.and_then(|r| r.email_id);
@@ -615,10 +615,20 @@ impl Outbox {
             let row = rows::get(&txn, id)
                 .await?
                 .ok_or(Error::ChangeNotFound(id))?;
-            (
-                withdraw_or_compensate(&txn, &row, k, now, &mut touched).await?,
-                None,
-            )
+            match draft_send(&txn, account, &row, at).await? {
+                Some((send, draft)) => {
+                    local::lock(&txn, [EmailId(draft.email)]).await?;
+                    (
+                        undo_draft_send(&txn, account, &send, &draft, at, now, &mut touched)
+                            .await?,
+                        None,
+                    )
+                }
+                None => (
+                    withdraw_or_compensate(&txn, &row, k, now, &mut touched).await?,
+                    None,
+                ),
+            }
         };
         touched.recount(&txn).await?;
         txn.commit().await?;
@@ -1474,4 +1484,83 @@ impl Outbox {
 
 fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::days(365))
+}
+
+/// The send a draft went out with, when the action an undo picked (`row`, its latest action
+/// made at `at`) is one half of sending a draft: the send itself, or the draft's discard
+/// queued beside it at the same instant.
+async fn draft_send<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    row: &Row,
+    at: DateTime<Utc>,
+) -> Result<Option<(Row, model::SentDraft)>, Error> {
+    if let Payload::Send(s) = &row.payload {
+        return Ok(s.draft.clone().map(|d| (row.clone(), d)));
+    }
+    let Payload::Email(p) = &row.payload else {
+        return Ok(None);
+    };
+    let discarded = p
+        .ops
+        .iter()
+        .rev()
+        .find(|o| !o.undo && !o.undone)
+        .is_some_and(|o| o.at == at && matches!(o.op, model::Op::Destroy));
+    let Some(email) = row.email_id.filter(|_| discarded) else {
+        return Ok(None);
+    };
+    for r in rows::for_account(c, account).await? {
+        if let Payload::Send(s) = &r.payload
+            && s.at == at
+            && let Some(d) = s.draft.clone().filter(|d| d.email == email.0)
+        {
+            return Ok(Some((r, d)));
+        }
+    }
+    Ok(None)
+}
+
+/// Takes back the sending of a draft, whichever half the undo picked: the send is withdrawn
+/// (refused once it is handed over: then nothing changes), and the draft's discard made with
+/// it is withdrawn where it is still queued; where it is not (a draft never uploaded leaves
+/// with its discard, nothing of it having reached the server; or the discard went out before
+/// the send did), the draft is saved again from the send's content, under its Message-ID.
+/// Undoing one half alone sent the message with its draft back, or left its content neither
+/// sent nor kept.
+async fn undo_draft_send<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    send: &Row,
+    draft: &model::SentDraft,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    touched: &mut Touched,
+) -> Result<Undone, Error> {
+    let out = withdraw_or_compensate(c, send, None, now, touched).await?;
+    let email = EmailId(draft.email);
+    for row in rows::for_email(c, email).await? {
+        if let Payload::Email(p) = &row.payload
+            && let Some(k) = p.ops.iter().rposition(|o| {
+                !o.undo && !o.undone && o.at == at && matches!(o.op, model::Op::Destroy)
+            })
+        {
+            withdraw_or_compensate(c, &row, Some(k), now, touched).await?;
+            return Ok(out);
+        }
+    }
+    // Still shown somewhere (its discard was taken back already): nothing to put back.
+    if local::load(c, email)
+        .await?
+        .is_some_and(|(_, snap)| !snap.mailboxes.is_empty())
+    {
+        return Ok(out);
+    }
+    let Payload::Send(s) = &send.payload else {
+        return Ok(out);
+    };
+    let mut message = s.message.clone();
+    message.message_id.clone_from(&draft.message_id);
+    crate::draft::save(c, account, None, message, now, touched).await?;
+    Ok(out)
 }

@@ -251,6 +251,11 @@ pub enum Expect {
         /// Copies the other client had made of the message (see [`Expect::DraftGone`]).
         others: usize,
     },
+    /// A send the user undid before it was handed over: not at the sink, no copy in Sent.
+    Unsent {
+        /// The Sent mailbox's name.
+        sent: String,
+    },
     /// A draft discarded or sent: no copy of it left, besides the copies another client made.
     ///
     /// A discard removes the user's draft, not the messages another client filed from it: over
@@ -443,6 +448,15 @@ pub fn check_intents(
                 "other-mailbox-lost",
                 format!("the other client's mailbox {n:?} is gone from the server"),
             ),
+            Expect::Unsent { sent } => {
+                let at_sink = sink.get(id).copied().unwrap_or(0);
+                let filed = server.copies_in(sent, id);
+                (
+                    at_sink == 0 && filed == 0,
+                    "undone-send-sent",
+                    format!("{at_sink} at the sink, {filed} in {sent} after its undo"),
+                )
+            }
             Expect::Sent { sent } => {
                 let at_sink = sink.get(id).copied().unwrap_or(0);
                 let filed = server.copies_in(sent, id);

@@ -713,17 +713,11 @@ async fn mailbox_or_draft_op(
                     Expect::DraftGone { others },
                 ),
                 _ => (
-                    match ob.send_draft(acc, email).await {
-                        // The discard is queued beside the send, in the draft's newest row.
-                        Ok(q) => Ok((
-                            mailsync_store::queue::for_email(local.db.store.conn(), email)
-                                .await?
-                                .last()
-                                .map(|r| r.id.0),
-                            Some(q),
-                        )),
-                        Err(e) => Err(e),
-                    },
+                    // The discard is one action with the send: an undo of either half takes
+                    // both back and names the send's row.
+                    ob.send_draft(acc, email)
+                        .await
+                        .map(|q| (q.change_id().map(|c| c.0), Some(q))),
                     Expect::DraftGone { others },
                 ),
             };
@@ -829,11 +823,42 @@ async fn engine_op(local: &Local, run: &mut Run, index: usize, op: &Op, from: &s
         Op::Undo => {
             match ob.undo_last(acc).await {
                 Ok(Undone::Withdrawn(c) | Undone::Compensated { change: c, .. }) => {
+                    // What an undone send promises: it does not go out, and the draft it was
+                    // sent from (its discard is the same action, on the send's row) is back.
+                    let of_row = |i: &&Intent| i.change == Some(c.0) && !i.superseded;
+                    let a_send = run
+                        .intents
+                        .iter()
+                        .filter(of_row)
+                        .any(|i| matches!(i.expect, Expect::Sent { .. }));
+                    let back: Vec<Intent> = run
+                        .intents
+                        .iter()
+                        .filter(of_row)
+                        .filter_map(|i| {
+                            let expect = match &i.expect {
+                                Expect::Sent { sent } => Expect::Unsent { sent: sent.clone() },
+                                Expect::DraftGone { others } if a_send => Expect::Draft {
+                                    drafts: i.mailboxes.first().cloned()?,
+                                    others: *others,
+                                },
+                                _ => return None,
+                            };
+                            Some(Intent {
+                                op: index,
+                                text: format!("undo of {}", i.text),
+                                change: None,
+                                expect,
+                                ..i.clone()
+                            })
+                        })
+                        .collect();
                     if !oracle::undone(&mut run.intents, c.0) {
                         for i in &mut run.intents {
                             i.superseded = true;
                         }
                     }
+                    run.intents.extend(back);
                 }
                 Err(e) => run.notes.push(format!("op {index} `undo` refused: {e}")),
             }

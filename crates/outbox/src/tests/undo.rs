@@ -512,3 +512,81 @@ async fn undo_in_an_unsent_draft_never_takes_the_draft_away() -> R {
     db.cleanup().await?;
     Ok(())
 }
+
+/// Sending a draft is one action of the user's (a send queued, the draft discarded, both at
+/// the same instant), and one undo takes it back whole: the send withdrawn and the draft in
+/// Drafts with its content. Taking one half left the other: the send went out with its
+/// draft back, or (the send withdrawn) the draft's content was gone, neither sent nor kept
+/// (found in the model test's review, Dovecot seed 19003).
+#[tokio::test]
+async fn undo_after_sending_a_draft_takes_back_the_send_and_the_discard() -> R {
+    let (db, fx) = setup(|o| o).await?;
+    let drafts = fx.mailbox("Drafts", mailsync_store::Role::Drafts).await?;
+    let msg = OutgoingMessage {
+        from: Address {
+            name: None,
+            email: "t@example.test".into(),
+        },
+        to: vec![Address {
+            name: None,
+            email: "bob@example.test".into(),
+        }],
+        subject: "v1".into(),
+        text: "v1 text".into(),
+        ..Default::default()
+    };
+    // A new draft, never uploaded (the discard withdraws its save and drops the row), and
+    // one on the server (the discard queues a destroy).
+    for uploaded in [false, true] {
+        let (d, _) = fx.outbox.save_draft(fx.account, None, msg.clone()).await?;
+        if uploaded {
+            let up = ItemOutcome::Relocated {
+                remote_id: Some(format!("S{}", d.0)),
+                locations: vec![crate::Location::plain(drafts)],
+                size: None,
+            };
+            fx.outbox.flush(fx.account, &answering(up, calls())).await?;
+            assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+            assert_eq!(fx.where_is(d).await?, vec![drafts]);
+        }
+        let queued = fx.outbox.counts(fx.account).await?.queued();
+        let draft_mid = fx.outbox.draft_message(fx.account, d).await?.message_id;
+        let sent = fx
+            .outbox
+            .send_draft(fx.account, d)
+            .await?
+            .change_id()
+            .ok_or("queued")?;
+        assert_eq!(
+            fx.outbox.undo_last(fx.account).await?,
+            Undone::Withdrawn(sent),
+            "uploaded: {uploaded}"
+        );
+        // The draft back in Drafts: the same email where its discard was still queued, one
+        // saved again from the send's content (same Message-ID) where it had left.
+        let back = mailsync_store::mailboxes::email_ids(fx.store.conn(), drafts).await?;
+        assert_eq!(back.len(), 1, "uploaded: {uploaded}: one draft");
+        let b = back[0];
+        if uploaded {
+            assert_eq!(b, d);
+        }
+        let m = fx.outbox.draft_message(fx.account, b).await?;
+        assert_eq!((m.subject.as_str(), m.text.as_str()), ("v1", "v1 text"));
+        assert_eq!(m.message_id, draft_mid);
+        assert_eq!(
+            fx.outbox.counts(fx.account).await?.queued(),
+            queued,
+            "uploaded: {uploaded}: nothing left queued of the send"
+        );
+        fx.outbox.discard_draft(fx.account, b).await?;
+        flush_all_done(&fx).await?;
+    }
+    db.cleanup().await?;
+    Ok(())
+}
+
+/// Flushes everything queued, the server acknowledging each change.
+async fn flush_all_done(fx: &Fx) -> Result<(), crate::Error> {
+    fx.outbox.flush(fx.account, &acking(calls())).await?;
+    Ok(())
+}
