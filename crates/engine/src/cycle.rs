@@ -33,6 +33,20 @@ pub(crate) struct Synced {
     pub complete: bool,
 }
 
+impl Synced {
+    /// This sync's counts followed by a later one's in the same cycle: the counts add up, the
+    /// mailbox count and completeness are the later sync's.
+    fn then(self, more: Synced) -> Synced {
+        Synced {
+            mailboxes: more.mailboxes,
+            added: self.added + more.added,
+            updated: self.updated + more.updated,
+            removed: self.removed + more.removed,
+            complete: more.complete,
+        }
+    }
+}
+
 /// Syncs, then shows still-queued changes again on top of what the sync wrote, rebased on it.
 /// Also when the sync failed midway (a cut): what it committed before the failure (a mailbox's
 /// server name, say) would otherwise hide a queued change (the user's rename) until the next
@@ -104,14 +118,7 @@ pub(crate) async fn run(
                 {
                     break;
                 }
-                let more = sync_then_reapply(remote, outbox, account).await?;
-                synced = Synced {
-                    mailboxes: more.mailboxes,
-                    added: synced.added + more.added,
-                    updated: synced.updated + more.updated,
-                    removed: synced.removed + more.removed,
-                    complete: more.complete,
-                };
+                synced = synced.then(sync_then_reapply(remote, outbox, account).await?);
             }
         }
         // Changes whose message was not where they addressed it are found again (or declared
@@ -124,14 +131,7 @@ pub(crate) async fn run(
     }
     if evicted_late {
         tracing::info!("A change sent after the sync was refused; syncing again.");
-        let more = sync_then_reapply(remote, outbox, account).await?;
-        synced = Synced {
-            mailboxes: more.mailboxes,
-            added: synced.added + more.added,
-            updated: synced.updated + more.updated,
-            removed: synced.removed + more.removed,
-            complete: more.complete,
-        };
+        synced = synced.then(sync_then_reapply(remote, outbox, account).await?);
     }
     if let Some(p) = &flushed.paused {
         return Err(EngineError::from_pause(p));
