@@ -269,7 +269,7 @@ impl Connection {
 
     /// How many mailboxes a plain `LIST "" "*"` names. A server answers it from its mailbox
     /// list alone, where LIST-STATUS opens every mailbox (Dovecot 2.3, 100,000 Maildir++
-    /// folders: 0.5 s against 57 s).
+    /// folders, a fresh login: 27 s against 46 s; a second LIST in one session: 1 s).
     pub(crate) async fn count_mailboxes(&mut self) -> Result<usize, Error> {
         let (data, _) = self.run(&Cmd::new("LIST").raw("\"\" \"*\"")).await?;
         Ok(data
