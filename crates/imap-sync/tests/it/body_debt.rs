@@ -1,27 +1,13 @@
 //! Bodies are a debt: whatever the body policy wants and the cache lacks is fetched by later
 //! syncs, so a connection cut during a body download loses nothing (Dovecot, fault proxy).
 
-use mailsync_imap_sync::{
-    ImapConfig, MailboxResult, SyncCounts, SyncOptions, sync_account, sync_mailbox,
-};
+use mailsync_imap_sync::{MailboxResult, SyncCounts, SyncOptions, sync_account, sync_mailbox};
 use mailsync_store::emails::{self, EmailFilter};
 use mailsync_store::testing::TempDb;
-use mailsync_store::{AccountId, BodyPolicy, Role, Security, bodies, mailboxes};
-use mailsync_testkit::{Account, Cut, FaultProxy, Generator};
+use mailsync_store::{AccountId, BodyPolicy, Role, bodies, mailboxes};
+use mailsync_testkit::{Cut, FaultProxy, Generator};
 
 use crate::common::*;
-
-/// Dovecot through the proxy.
-fn via(proxy: &FaultProxy, user: &Account) -> ImapConfig {
-    ImapConfig::new(
-        proxy.host(),
-        proxy.port(),
-        Security::Plain,
-        &user.user,
-        mailsync_imap_sync::Auth::Password(user.password.clone()),
-    )
-    .with_timeouts(test_timeouts())
-}
 
 /// (emails, emails with a cached body whose text holds the generator's token).
 async fn cached(db: &TempDb, g: &Generator, n: usize) -> anyhow::Result<(usize, usize)> {
@@ -62,7 +48,7 @@ async fn cut_then_clean(
     let proxy = FaultProxy::start(s.dovecot_host(), s.dovecot_imap_port())?;
     let (db, account): (TempDb, AccountId) = store().await?;
     // No server previews: the preview must come from the downloaded body.
-    let pcfg = via(&proxy, &user).disable_extension("PREVIEW");
+    let pcfg = dovecot_via(&proxy, &user).disable_extension("PREVIEW");
     let opts = SyncOptions::default()
         .with_body_policy(policy)
         .with_batch_size(batch);

@@ -37,6 +37,18 @@ pub fn dovecot(user: &Account) -> ImapConfig {
     .with_timeouts(test_timeouts())
 }
 
+/// Dovecot through a fault-injecting proxy, over loopback plaintext.
+pub fn dovecot_via(proxy: &mailsync_testkit::FaultProxy, user: &Account) -> ImapConfig {
+    ImapConfig::new(
+        proxy.host(),
+        proxy.port(),
+        Security::Plain,
+        &user.user,
+        Auth::Password(user.password.clone()),
+    )
+    .with_timeouts(test_timeouts())
+}
+
 /// Cyrus over loopback plaintext.
 pub fn cyrus(user: &Account) -> ImapConfig {
     let s = servers();

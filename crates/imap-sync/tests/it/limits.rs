@@ -3,7 +3,7 @@
 //! server is asked any STATUS (a plain LIST counts them), and on later ones after LIST-STATUS.
 
 use mailsync_imap_sync::{Error, ImapConfig, sync_mailboxes};
-use mailsync_store::{Security, mailboxes};
+use mailsync_store::mailboxes;
 use mailsync_testkit::{Account, Cut, FaultProxy};
 
 use crate::common::*;
@@ -12,14 +12,7 @@ use crate::common::*;
 fn via(proxy: &FaultProxy, user: &Account, max_mailboxes: usize) -> ImapConfig {
     let mut t = test_timeouts();
     t.max_mailboxes = max_mailboxes;
-    ImapConfig::new(
-        proxy.host(),
-        proxy.port(),
-        Security::Plain,
-        &user.user,
-        mailsync_imap_sync::Auth::Password(user.password.clone()),
-    )
-    .with_timeouts(t)
+    dovecot_via(proxy, user).with_timeouts(t)
 }
 
 async fn create(user: &Account, names: impl Iterator<Item = String>) -> anyhow::Result<()> {
