@@ -1418,6 +1418,29 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
         let r = local.cycle().await;
         let pending = local.outbox.pending(local.account.id).await?;
         retrying = pending.iter().any(|p| p.last_error.is_some());
+        if trace {
+            // What each converging cycle did and left queued: a run that does not converge
+            // shows here which changes keep failing or which echo keeps coming back.
+            match &r {
+                Ok(c) => eprintln!(
+                    "converge cycle {n}: +{} ~{} -{} emails, {} changes sent, {} queued",
+                    c.emails_added,
+                    c.emails_updated,
+                    c.emails_removed,
+                    c.changes_flushed,
+                    pending.len()
+                ),
+                Err(e) => eprintln!("converge cycle {n}: error: {e}; {} queued", pending.len()),
+            }
+            for p in &pending {
+                eprintln!(
+                    "  queued: {} ({}, {:?})",
+                    p.description,
+                    p.kind,
+                    p.last_error.as_deref().unwrap_or("")
+                );
+            }
+        }
         match r {
             Ok(c) => {
                 last_err = None;
