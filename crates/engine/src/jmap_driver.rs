@@ -19,7 +19,7 @@ use mailsync_outbox::{
 use mailsync_store::accounts::Account;
 use mailsync_store::checkpoints::{self, Scope};
 use mailsync_store::sync_log::SyncCounts;
-use mailsync_store::{AccountId, MailboxId, Store, mailboxes};
+use mailsync_store::{AccountId, MailboxId, Role, Store, mailboxes};
 use tokio_util::sync::CancellationToken;
 
 use crate::classify::{Disposition, batch_error, classify, item_outcome};
@@ -109,6 +109,18 @@ fn keyword(flag: &Flag) -> String {
     }
 }
 
+/// The mailboxes a change only takes the email out of, when that is all it does (it ends in
+/// some of the mailboxes it is in and in no other), e.g. a draft discarded from Drafts that
+/// another client filed elsewhere (`Op::Discard` in the outbox).
+fn removal(c: &EmailChange) -> Option<Vec<MailboxId>> {
+    let mailsync_outbox::Target::Mailboxes(to) = &c.target else {
+        return None;
+    };
+    let from = c.before.mailbox_ids();
+    let leave: Vec<MailboxId> = from.iter().filter(|m| !to.contains(m)).copied().collect();
+    (!to.is_empty() && to.iter().all(|m| from.contains(m)) && !leave.is_empty()).then_some(leave)
+}
+
 /// Executes queued changes against a JMAP account.
 pub struct JmapExecutor<'a> {
     /// The connected client.
@@ -152,9 +164,10 @@ impl<'a> JmapExecutor<'a> {
 
 impl JmapExecutor<'_> {
     /// Saves a draft's new content: `Email/set` create in its mailbox with its keywords
-    /// (`$draft` among them), and only once the server created it, destroy the version it
-    /// replaces. Not one request: RFC 8620 handles every item of a set on its own, so a
-    /// destroy next to a refused create would leave the user with neither version.
+    /// (`$draft` among them), and only once the server created it, remove the version it
+    /// replaces ([`Self::retire_old`]). Not one request: RFC 8620 handles every item of a set
+    /// on its own, so a destroy next to a refused create would leave the user with neither
+    /// version.
     ///
     /// An [`Attempt::Uncertain`] save (an earlier `Email/set` whose answer was lost) first
     /// looks for that attempt's copy and takes it instead of creating a second one; so does a
@@ -162,6 +175,7 @@ impl JmapExecutor<'_> {
     /// a server may refuse two Emails with the same content).
     async fn save_draft(
         &self,
+        account: AccountId,
         c: &EmailChange,
         msg: &mailsync_outbox::OutgoingMessage,
         attempt: Attempt,
@@ -170,7 +184,18 @@ impl JmapExecutor<'_> {
             Ok(d) => d,
             Err(e) => return Ok(item_outcome(&e)),
         };
-        let Some(dest) = c.destination() else {
+        let drafts_box =
+            match mailboxes::find_by_role(self.store.conn(), account, Role::Drafts).await {
+                Ok(m) => m.map(|m| m.id),
+                Err(e) => return Ok(item_outcome(&e.into())),
+            };
+        // Drafts, where the draft is there: `destination` takes the first mailbox by id, which
+        // for a draft another client also filed elsewhere may be that other mailbox.
+        let in_drafts = drafts_box.filter(|d| {
+            c.target == mailsync_outbox::Target::Stay
+                && c.source().iter().any(|l| l.mailbox_id == *d)
+        });
+        let Some(dest) = in_drafts.or_else(|| c.destination()) else {
             return Ok(ItemOutcome::Permanent {
                 reason: "a draft with no mailbox to go to".into(),
             });
@@ -179,6 +204,19 @@ impl JmapExecutor<'_> {
             Ok(m) => jmap::MailboxId::new(m.remote_id),
             Err(e) => return Ok(item_outcome(&e.into())),
         };
+        // The mailboxes the old version leaves: where the new one went, Drafts, and for a save
+        // merged with a move the mailboxes it moves away from.
+        let mut vacated = vec![dest];
+        vacated.extend(drafts_box);
+        if matches!(c.target, mailsync_outbox::Target::Mailboxes(_)) {
+            vacated.extend(c.source().iter().map(|l| l.mailbox_id));
+        }
+        let mut leave = vec![remote.clone()];
+        for m in vacated.into_iter().filter(|m| *m != dest) {
+            if let Ok(mb) = mailboxes::get(self.store.conn(), m).await {
+                leave.push(jmap::MailboxId::new(mb.remote_id));
+            }
+        }
         let jacc = self
             .client
             .mail_account_id()
@@ -238,19 +276,15 @@ impl JmapExecutor<'_> {
                 }
             };
             if !c.source().is_empty() {
-                let mut set = Set::<Email>::new(&jacc);
                 let old = jmap::EmailId::new(c.remote_id.clone());
-                set.destroy([&old]);
-                match self.client.call(set).await {
-                    Ok(r) if r.is_ok() || r.not_destroyed.values().all(|e| e.kind == jmap::SetErrorType::NotFound) => {}
-                    Ok(r) => tracing::warn!(errors = ?r.not_destroyed, "The draft's new version is saved; removing the old one failed."),
+                match self.retire_old(&jacc, &old, &leave).await {
+                    Ok(()) => {}
                     // Cut: the save is tried again, as uncertain, which finds the new version
                     // above instead of creating it twice and removes the old one.
+                    Err(e) if matches!(classify(&e), Disposition::Offline | Disposition::Retry { .. }) => {
+                        return Err(e);
+                    }
                     Err(e) => {
-                        let e = EngineError::from(e);
-                        if matches!(classify(&e), Disposition::Offline | Disposition::Retry { .. }) {
-                            return Err(e);
-                        }
                         tracing::warn!(error = %e, "The draft's new version is saved; removing the old one failed.");
                     }
                 }
@@ -275,6 +309,89 @@ impl JmapExecutor<'_> {
         }
     }
 
+    /// Removes the version a draft's save replaced, once the new one is stored: out of the
+    /// mailboxes the draft leaves (`leave`: Drafts) only, when the Email is in another one too
+    /// (another client filed a copy of the draft there: on Cyrus the same Email in one more
+    /// mailbox, which must stay, as it does over IMAP); destroyed when it is in no other.
+    ///
+    /// Decided on the old Email's mailboxes as the server has them, read just before and
+    /// guarded by that read's state (`ifInState`), read again after a `stateMismatch`. The
+    /// local view cannot guard this step: the save's own create moved the Email state on, and
+    /// an interrupted save keeps the old version's base (`outbox::reapply_after_sync`).
+    async fn retire_old(
+        &self,
+        jacc: &jmap::AccountId,
+        old: &jmap::EmailId,
+        leave: &[jmap::MailboxId],
+    ) -> Result<(), EngineError> {
+        const READS: usize = 3;
+        for _ in 0..READS {
+            let got = self
+                .client
+                .call(
+                    jmap::Get::<Email>::new(jacc)
+                        .ids(vec![old.clone()])
+                        .properties(["mailboxIds"]),
+                )
+                .await?;
+            // Already gone: nothing to remove.
+            let Some(e) = got.list.first() else {
+                return Ok(());
+            };
+            let now: Vec<&jmap::MailboxId> = e
+                .mailbox_ids
+                .iter()
+                .flatten()
+                .filter(|(_, on)| **on)
+                .map(|(m, _)| m)
+                .collect();
+            let mut set = Set::<Email>::new(jacc).if_in_state(&got.state);
+            if now.iter().any(|m| !leave.contains(m)) {
+                let mut patch = Patch::new();
+                for m in leave.iter().filter(|m| now.contains(m)) {
+                    patch = patch.mailbox(m, false);
+                }
+                if patch.is_empty() {
+                    return Ok(());
+                }
+                set.update(old, patch);
+            } else {
+                set.destroy([old]);
+            }
+            match self.client.call(set).await {
+                Ok(r) => {
+                    let errors: Vec<&jmap::SetError> = r
+                        .not_updated
+                        .values()
+                        .chain(r.not_destroyed.values())
+                        .collect();
+                    if errors
+                        .iter()
+                        .any(|e| e.kind != jmap::SetErrorType::NotFound)
+                    {
+                        tracing::warn!(
+                            ?errors,
+                            "The draft's new version is saved; removing the old one failed."
+                        );
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    let e = EngineError::from(e);
+                    if classify(&e) != Disposition::Resync {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        // Changed under us every time: the old version stays (a duplicate, nothing lost).
+        tracing::warn!(
+            "The draft's new version is saved; the Email state changed {READS} times while \
+             removing the old one, which stays."
+        );
+        Ok(())
+    }
+
     async fn email_changes(
         &self,
         account: AccountId,
@@ -297,10 +414,11 @@ impl JmapExecutor<'_> {
         // Check that every move target still exists on the server: Cyrus accepts a patch into
         // a mailbox another client just deleted and the email then vanishes from every
         // mailbox, so such a move must be refused here (permanently) instead.
+        // A change that only takes the email out of mailboxes adds it nowhere: nothing to check.
         let mut targets: Vec<jmap::MailboxId> = items
             .iter()
             .filter_map(|(_, c)| match &c.target {
-                mailsync_outbox::Target::Mailboxes(to) => Some(to.clone()),
+                mailsync_outbox::Target::Mailboxes(to) if removal(c).is_none() => Some(to.clone()),
                 _ => None,
             })
             .flatten()
@@ -334,7 +452,14 @@ impl JmapExecutor<'_> {
                     for f in &c.flags {
                         patch = patch.keyword(&keyword(&f.flag), f.value);
                     }
-                    if let mailsync_outbox::Target::Mailboxes(to) = target {
+                    if let Some(leave) = removal(c) {
+                        // Out of these mailboxes only (`mailboxIds/<id>: null`, RFC 8621
+                        // section 4.6), e.g. a draft discarded from Drafts whose copy another
+                        // client filed elsewhere: the Email stays there.
+                        for m in leave.iter().filter_map(|m| boxes.get(m)) {
+                            patch = patch.mailbox(&jmap::MailboxId::new(m.clone()), false);
+                        }
+                    } else if let mailsync_outbox::Target::Mailboxes(to) = target {
                         let mut remote = Vec::with_capacity(to.len());
                         for m in to {
                             match boxes.get(m) {
@@ -417,6 +542,21 @@ impl JmapExecutor<'_> {
                 {
                     ItemOutcome::Done
                 }
+                // Taken out of its last mailboxes: another client removed it from the others
+                // since the view the change was decided on. Looked for again after the sync,
+                // which shows where it is (for a discarded draft only in Drafts: destroyed
+                // then); destroying it here could undo a move another client made.
+                Some(e)
+                    if e.kind == jmap::SetErrorType::InvalidProperties && removal(c).is_some() =>
+                {
+                    ItemOutcome::NotFound {
+                        reason: format!(
+                            "the email would be left in no mailbox ({}); looking at it again \
+                             after the next sync",
+                            e.description.as_deref().unwrap_or("invalidProperties")
+                        ),
+                    }
+                }
                 // An email another client destroyed: `notFound` becomes NotFound, so the
                 // outbox looks for it again after the sync, as for IMAP.
                 Some(e) => item_outcome(&EngineError::Jmap(jmap::Error::SetItem {
@@ -451,7 +591,7 @@ impl Executor for JmapExecutor<'_> {
             if let Operation::Email(c) = &q.operation
                 && let Some(msg) = &c.content
             {
-                out[i] = Some(self.save_draft(c, msg, q.attempt).await?);
+                out[i] = Some(self.save_draft(account, c, msg, q.attempt).await?);
             }
         }
         for (i, q) in batch.iter().enumerate() {

@@ -273,3 +273,143 @@ async fn imap_draft_upload_cut_before_its_answer_is_stored_once() -> R {
     db.cleanup().await?;
     Ok(())
 }
+
+/// When another client copies the draft: before the engine's next sync (`synced = false`: the
+/// change is decided on an older view, which the `ifInState` guard sends back for a resync)
+/// or after it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Copied {
+    BeforeSync,
+    AfterSync,
+}
+
+/// A draft saved and uploaded, copied by another client over IMAP into Archive (on Cyrus the
+/// same JMAP Email, now in two mailboxes), then discarded (`update = false`) or saved again:
+/// the user's draft leaves Drafts (or is replaced there) and the other client's copy in
+/// Archive stays, as it does over IMAP. The engine once destroyed the whole Email.
+async fn draft_copied_elsewhere(c: &mut CyrusJmap, update: bool, when: Copied) -> R {
+    let (engine, account) = (&c.engine, &c.account);
+    let store = engine.store();
+    let drafts = mailboxes::find_by_role(store.conn(), account.id, Role::Drafts)
+        .await?
+        .ok_or("no Drafts mailbox")?;
+    let archive = mailboxes::list(store.conn(), account.id)
+        .await?
+        .into_iter()
+        .find(|m| m.name == "Archive")
+        .ok_or("no Archive mailbox")?;
+    let subject = unique_name("draftcopied");
+    let msg = |v: u32| OutgoingMessage {
+        from: addr(&account.email),
+        to: vec![addr("bob@example.test")],
+        subject: subject.clone(),
+        text: format!("copied draft version {v}\r\n"),
+        ..Default::default()
+    };
+    // An empty Drafts and Archive (an earlier case leaves its draft and copy there).
+    for b in [drafts.name.as_str(), "Archive"] {
+        if c.other.select(b)? > 0 {
+            c.other.command("STORE 1:* +FLAGS.SILENT (\\Deleted)")?;
+            c.other.command("EXPUNGE")?;
+        }
+    }
+    engine.sync_once(account.id).await?;
+    let id = engine.save_draft(account.id, None, msg(1)).await?;
+    engine.sync_once(account.id).await?;
+    let mid = emails::get(store.conn(), id)
+        .await?
+        .message_id
+        .ok_or("the draft has no Message-ID")?;
+
+    // Another client files a copy of the draft in Archive.
+    c.other.select(&drafts.name)?;
+    let uid = common::uid_by_message_id(&mut c.other, &mid)?;
+    c.other.command(&format!("UID COPY {uid} Archive"))?;
+    if when == Copied::AfterSync {
+        engine.sync_once(account.id).await?;
+        let members = emails::memberships(store.conn(), id).await?;
+        assert_eq!(
+            members.len(),
+            2,
+            "one Email in Drafts and Archive: {members:?}"
+        );
+    }
+
+    if update {
+        assert_eq!(engine.save_draft(account.id, Some(id), msg(2)).await?, id);
+    } else {
+        engine.discard_draft(account.id, id).await?;
+    }
+    engine.sync_once(account.id).await?;
+    // A `stateMismatch` asks for a resync; the next cycle has then flushed.
+    if queued(engine, account).await? > 0 {
+        engine.sync_once(account.id).await?;
+    }
+    let failed = engine.outbox().failed(account.id).await?;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(queued(engine, account).await?, 0);
+
+    // The server: the other client's copy is still in Archive, with the old content.
+    let kept = server_copies(&mut c.other, "Archive")?;
+    assert_eq!(kept.len(), 1, "the copy in Archive is lost: {kept:?}");
+    assert!(kept[0].contains("version 1"), "{kept:?}");
+    let in_drafts = server_copies(&mut c.other, &drafts.name)?;
+    if update {
+        assert_eq!(in_drafts.len(), 1, "{in_drafts:?}");
+        assert!(in_drafts[0].contains("version 2"), "{in_drafts:?}");
+    } else {
+        assert!(
+            in_drafts.is_empty(),
+            "the draft is still in Drafts: {in_drafts:?}"
+        );
+    }
+
+    // The database agrees: one email in Archive, the draft (or none) in Drafts.
+    let listed = |mailbox| async move {
+        emails::list(
+            store.conn(),
+            &emails::EmailFilter {
+                account: Some(account.id),
+                mailbox: Some(mailbox),
+                ..Default::default()
+            },
+        )
+        .await
+    };
+    let local_archive = listed(archive.id).await?;
+    assert_eq!(local_archive.len(), 1, "{local_archive:?}");
+    assert_eq!(
+        local_archive[0].email.message_id.as_deref(),
+        Some(mid.as_str())
+    );
+    assert_eq!(listed(drafts.id).await?.len(), usize::from(update));
+    Ok(())
+}
+
+/// Runs [`draft_copied_elsewhere`] for every timing of the copy, on a Cyrus user of its own
+/// with an empty Drafts and Archive.
+async fn copied_elsewhere_case(user: usize, update: bool) -> R {
+    let user = mailsync_testkit::accounts::ENGINE.user(user);
+    let mut c = CyrusJmap::setup(&user, &["Drafts", "Archive"], 0).await?;
+    let res = tokio::time::timeout(Duration::from_secs(90), async {
+        for when in [Copied::AfterSync, Copied::BeforeSync] {
+            draft_copied_elsewhere(&mut c, update, when)
+                .await
+                .map_err(|e| format!("copy {when:?}: {e}"))?;
+        }
+        Ok::<_, E>(())
+    })
+    .await;
+    c.db.cleanup().await?;
+    res.map_err(|_| "timed out")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmap_discarding_a_draft_keeps_the_copy_another_client_filed() -> R {
+    copied_elsewhere_case(6, false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmap_updating_a_draft_keeps_the_copy_another_client_filed() -> R {
+    copied_elsewhere_case(7, true).await
+}

@@ -193,10 +193,13 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
     // mailboxes stay as they are.
     let destroys = entries
         .iter()
-        .any(|e| matches!(e.op, Op::Destroy | Op::Replace { .. }));
-    let moves = entries
-        .iter()
-        .any(|e| matches!(e.op, Op::Move { .. } | Op::Trash { .. } | Op::Destroy));
+        .any(|e| matches!(e.op, Op::Destroy | Op::Discard { .. } | Op::Replace { .. }));
+    let moves = entries.iter().any(|e| {
+        matches!(
+            e.op,
+            Op::Move { .. } | Op::Trash { .. } | Op::Destroy | Op::Discard { .. }
+        )
+    });
     if after.state == *current && !destroys {
         return Ok(Enqueued::Unchanged);
     }
@@ -286,10 +289,12 @@ async fn supersede_siblings<C: ConnectionTrait>(c: &C, email: &Email) -> Result<
         }
         for r in rows::for_email(c, other.id).await? {
             let Some(p) = r.email_payload() else { continue };
-            let relocates = p
-                .ops
-                .iter()
-                .any(|o| matches!(o.op, Op::Move { .. } | Op::Trash { .. } | Op::Destroy));
+            let relocates = p.ops.iter().any(|o| {
+                matches!(
+                    o.op,
+                    Op::Move { .. } | Op::Trash { .. } | Op::Destroy | Op::Discard { .. }
+                )
+            });
             if !relocates || p.superseded_on.contains(&email.id.0) {
                 continue;
             }

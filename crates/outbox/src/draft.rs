@@ -162,8 +162,9 @@ pub(crate) async fn save<C: ConnectionTrait>(
     Ok((email.id, r))
 }
 
-/// Discards a draft: removed from the server (permanently, not to the trash); one that never
-/// reached the server only leaves the database.
+/// Discards a draft: removed from the server (permanently, not to the trash) unless another
+/// client filed a copy of it elsewhere, which stays; one that never reached the server only
+/// leaves the database.
 pub(crate) async fn discard<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
@@ -172,12 +173,16 @@ pub(crate) async fn discard<C: ConnectionTrait>(
     touched: &mut Touched,
 ) -> Result<Enqueued, Error> {
     let (email, snap) = load_email(c, account, id).await?;
-    let drafts = mailboxes::find_by_role(c, account, Role::Drafts).await?;
-    let in_drafts = drafts.is_some_and(|d| snap.mailboxes.iter().any(|l| l.mailbox_id == d.id));
-    if !in_drafts || !email.flags.draft {
+    let drafts = mailboxes::find_by_role(c, account, Role::Drafts)
+        .await?
+        .filter(|d| snap.mailboxes.iter().any(|l| l.mailbox_id == d.id));
+    let Some(drafts) = drafts.filter(|_| email.flags.draft) else {
         return Err(Error::NotADraft(id));
-    }
-    let r = enqueue_ops(c, account, id, vec![Op::Destroy], false, now, touched).await?;
+    };
+    // Out of Drafts, not destroyed outright: a copy another client filed elsewhere stays
+    // (`Op::Discard`).
+    let op = Op::Discard { from: drafts.id };
+    let r = enqueue_ops(c, account, id, vec![op], false, now, touched).await?;
     // Nothing left queued for an email the server never had: the row goes too.
     if email.remote_id.starts_with(LOCAL_PREFIX) && rows::for_email(c, id).await?.is_empty() {
         emails::delete(c, id).await?;

@@ -109,6 +109,16 @@ pub(crate) enum Op {
     Trash { to: MailboxId },
     /// A delete that became a permanent delete.
     Destroy,
+    /// A draft discarded: the email leaves mailbox `from` (the Drafts mailbox it was in), and
+    /// is destroyed only when that leaves it in no mailbox. Another client's copy of the draft
+    /// filed elsewhere is over JMAP the same Email in one more mailbox (Cyrus), and must stay
+    /// there, as it does over IMAP, where it is a message of its own. Decided on the state the
+    /// row is folded on, so a copy a sync finds before the flush is kept too. (Rows queued
+    /// before this op existed carry `Destroy` and keep its meaning.)
+    Discard {
+        /// The mailbox the draft is discarded from.
+        from: MailboxId,
+    },
     /// A draft saved: the email's content becomes this message (the server gets a new message
     /// replacing the copies it has). Only the latest one in a row goes up.
     Replace {
@@ -240,6 +250,8 @@ impl Payload {
             Self::Email(e) => match e.delta().target {
                 _ if e.ops.iter().any(|o| matches!(o.op, Op::Replace { .. })) => "draft",
                 Target::Destroy => "delete",
+                // A discarded draft that stays where another client filed it.
+                _ if e.discards() => "delete",
                 Target::Mailboxes(_) => "move",
                 Target::Stay => "flags",
             },
@@ -309,12 +321,17 @@ pub(crate) fn apply_op(state: &mut Folded, op: &Op, known: &[Location]) {
             state.state.mailboxes.clear();
             state.destroyed = true;
         }
+        Op::Discard { from } => {
+            state.state.mailboxes.retain(|l| l.mailbox_id != *from);
+            state.destroyed = state.state.mailboxes.is_empty();
+        }
         // The content is not part of the snapshot; `content` reads it from the ops.
         Op::Replace { .. } => {}
     }
 }
 
-/// The content the ops leave to upload: the latest `Replace` not followed by a destroy.
+/// The content the ops leave to upload: the latest `Replace` not followed by a destroy or a
+/// discard.
 pub(crate) fn content(ops: &[OpEntry]) -> Option<OutgoingMessage> {
     latest_content(ops).cloned()
 }
@@ -325,7 +342,7 @@ pub(crate) fn latest_content(ops: &[OpEntry]) -> Option<&OutgoingMessage> {
     for o in ops.iter().filter(|o| !o.undone) {
         match &o.op {
             Op::Replace { message } => out = Some(message.as_ref()),
-            Op::Destroy => out = None,
+            Op::Destroy | Op::Discard { .. } => out = None,
             _ => {}
         }
     }
@@ -350,6 +367,16 @@ fn relocate(s: &mut Snapshot, to: &[MailboxId], known: &[Location]) {
 }
 
 impl EmailPayload {
+    /// Whether the row ends with a draft's discard (its last op that places the email).
+    pub(crate) fn discards(&self) -> bool {
+        self.ops
+            .iter()
+            .rev()
+            .filter(|o| !o.undone)
+            .find(|o| !matches!(o.op, Op::SetFlag { .. } | Op::Replace { .. }))
+            .is_some_and(|o| matches!(o.op, Op::Discard { .. }))
+    }
+
     /// The state after all ops, starting from `before`.
     pub(crate) fn fold(&self) -> Folded {
         fold(&self.before, &self.ops)
@@ -388,7 +415,7 @@ fn reassert(d: &mut Delta, ops: &[OpEntry], after: &Snapshot) {
                 }
             }
             Op::Move { .. } | Op::Trash { .. } => moved = true,
-            Op::Destroy | Op::Replace { .. } => {}
+            Op::Destroy | Op::Discard { .. } | Op::Replace { .. } => {}
         }
     }
     if moved && d.target == Target::Stay {
@@ -533,6 +560,13 @@ pub(crate) fn describe(p: &Payload) -> String {
             match &d.target {
                 Target::Stay => {}
                 Target::Destroy => parts.push("delete permanently".into()),
+                Target::Mailboxes(m) if e.discards() => {
+                    let list: Vec<String> = m.iter().map(|m| m.to_string()).collect();
+                    parts.push(format!(
+                        "discard draft (its copies in mailbox {} kept)",
+                        list.join(", ")
+                    ));
+                }
                 Target::Mailboxes(m) => {
                     let list: Vec<String> = m.iter().map(|m| m.to_string()).collect();
                     let verb = if trash {
@@ -731,6 +765,41 @@ mod tests {
             describe(&Payload::Email(p)),
             "mark read; delete (move to trash 9)"
         );
+    }
+
+    #[test]
+    fn a_discard_leaves_drafts_and_destroys_only_a_draft_in_no_other_mailbox() {
+        let discard = || Op::Discard { from: MailboxId(5) };
+        // Only in Drafts: destroyed, as a permanent delete.
+        let alone = payload(before(&[5]), vec![discard()]);
+        assert_eq!(alone.delta().target, Target::Destroy);
+        assert_eq!(Payload::Email(alone).kind(), "delete");
+        // Another client filed a copy in mailbox 3 (one JMAP Email): it stays there.
+        let copied = payload(before(&[3, 5]), vec![set(Flag::Seen, true), discard()]);
+        assert_eq!(copied.delta().target, Target::Mailboxes(vec![MailboxId(3)]));
+        assert_eq!(copied.fold().state.mailboxes[0].uid, Some(103), "copy kept");
+        assert!(copied.discards());
+        assert_eq!(Payload::Email(copied.clone()).kind(), "delete");
+        assert_eq!(
+            describe(&Payload::Email(copied)),
+            "mark read; discard draft (its copies in mailbox 3 kept)"
+        );
+        // The content of a save the discard follows is not uploaded.
+        let saved = payload(
+            before(&[5]),
+            vec![
+                Op::Replace {
+                    message: Box::default(),
+                },
+                discard(),
+            ],
+        );
+        assert_eq!(saved.delta().content, None);
+        // Its JSON; rows written before it existed carry `destroy` and keep that meaning.
+        let v = serde_json::to_value(Payload::Email(payload(before(&[5]), vec![discard()])))
+            .unwrap_or_default();
+        assert_eq!(v["ops"][0]["op"], "discard");
+        assert_eq!(v["ops"][0]["from"], 5);
     }
 
     #[test]

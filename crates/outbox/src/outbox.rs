@@ -1506,7 +1506,9 @@ async fn draft_send<C: ConnectionTrait>(
         .iter()
         .rev()
         .find(|o| !o.undo && !o.undone)
-        .is_some_and(|o| o.at == at && matches!(o.op, model::Op::Destroy));
+        .is_some_and(|o| {
+            o.at == at && matches!(o.op, model::Op::Destroy | model::Op::Discard { .. })
+        });
     let Some(email) = row.email_id.filter(|_| discarded) else {
         return Ok(None);
     };
@@ -1542,7 +1544,10 @@ async fn undo_draft_send<C: ConnectionTrait>(
     for row in rows::for_email(c, email).await? {
         if let Payload::Email(p) = &row.payload
             && let Some(k) = p.ops.iter().rposition(|o| {
-                !o.undo && !o.undone && o.at == at && matches!(o.op, model::Op::Destroy)
+                !o.undo
+                    && !o.undone
+                    && o.at == at
+                    && matches!(o.op, model::Op::Destroy | model::Op::Discard { .. })
             })
         {
             withdraw_or_compensate(c, &row, Some(k), now, touched).await?;

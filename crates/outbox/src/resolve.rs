@@ -145,7 +145,7 @@ fn deletes(r: &Row) -> bool {
             .iter()
             .rev()
             .find(|o| !matches!(o.op, Op::SetFlag { .. }))
-            .is_some_and(|o| matches!(o.op, Op::Trash { .. } | Op::Destroy))
+            .is_some_and(|o| matches!(o.op, Op::Trash { .. } | Op::Destroy | Op::Discard { .. }))
     })
 }
 
