@@ -240,6 +240,19 @@ const REGRESSIONS: &[&str] = &[
     // The same with an update instead of the discard: the new version in Drafts and the other
     // client's copy of the old one in Archive were reported as a draft stored twice.
     "d-save; sync; delete 0; sync; o-copy Trash 0 Archive; undo; d-update 0; sync",
+    // Cyrus JMAP: another client copied the uploaded draft into Archive, the same JMAP Email
+    // in one more mailbox; discarding the draft destroyed the Email and the copy with it
+    // (over IMAP the copy is a message of its own and stayed). The discard now takes the
+    // Email out of Drafts only (`Op::Discard`); the oracle checks the copies the database
+    // showed (`other-copy-lost`). Copied before the last sync, then after it (the discard is
+    // decided on an older view: `ifInState` sends it back for a resync; the oracle's check
+    // counts the copies the database showed, none here, so only the engine test
+    // `drafts::jmap_discarding_a_draft_keeps_the_copy_another_client_filed` catches that one).
+    "d-save; sync; o-copy Drafts 0 Archive; sync; d-discard 0; sync",
+    "d-save; sync; o-copy Drafts 0 Archive; d-discard 0; sync",
+    // The same with an update: the new version went to Archive (the Email's first mailbox)
+    // and the old one, with the copy, was destroyed; none was left in Drafts.
+    "d-save; sync; o-copy Drafts 0 Archive; sync; d-update 0; sync",
     // Dovecot seed 19003 (250 ops, with cuts and kills), written down from its trace (every
     // backend; an oracle false alarm, not an engine bug): a flag on an uploaded draft queued
     // a row, the draft's discard merged into it, and the undo took the discard out

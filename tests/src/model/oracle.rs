@@ -267,10 +267,18 @@ pub enum Expect {
     /// (Dovecot, with cuts): the other client copied the draft from the Trash the user had put
     /// it in to Archive (and later back to Trash); the user undid the delete and discarded
     /// the draft, and the copies in Archive and Trash, rightly kept, were reported.
+    ///
+    /// And the other way round, `kept`: the copies outside Drafts the database showed when
+    /// the user acted (the other client's, synced) must still be on the server. Over JMAP they
+    /// were once the same Email as the draft and destroyed with it (the discard now only takes
+    /// the Email out of Drafts, like IMAP's expunge of the draft's own copy). Not checked when
+    /// the other client had expunged or moved a copy of the message (`raced_expunge`).
     DraftGone {
         /// How many copies the other client had made of the message before the action (a
         /// copy made after it supersedes the promise).
         others: usize,
+        /// Copies outside Drafts the database showed at the action.
+        kept: usize,
     },
     /// A mailbox created or renamed to this name: the server has it.
     MailboxExists(String),
@@ -425,14 +433,32 @@ pub fn check_intents(
                     ),
                 )
             }
-            Expect::DraftGone { others } => (
-                server.copies(id) <= *others,
-                "lost-intent/draft-gone",
-                format!(
-                    "copies left in {:?} (the other client made {others})",
-                    server.holders(id)
-                ),
-            ),
+            Expect::DraftGone { others, kept } => {
+                let n = server.copies(id);
+                let outside = i
+                    .mailboxes
+                    .first()
+                    .map_or(n, |drafts| n - server.copies_in(drafts, id));
+                if n > *others {
+                    (
+                        false,
+                        "lost-intent/draft-gone",
+                        format!(
+                            "copies left in {:?} (the other client made {others})",
+                            server.holders(id)
+                        ),
+                    )
+                } else {
+                    (
+                        i.raced_expunge || outside >= *kept,
+                        "other-copy-lost",
+                        format!(
+                            "{kept} copies outside Drafts when discarded, left in {:?}",
+                            server.holders(id)
+                        ),
+                    )
+                }
+            }
             Expect::MailboxExists(n) => (
                 server.mailboxes.contains_key(n),
                 "lost-intent/mailbox",
@@ -517,7 +543,7 @@ mod tests {
         };
         let mut intents = vec![
             intent(1, Some(51), Expect::Flag(ModelFlag::Flagged, true)),
-            intent(2, Some(51), Expect::DraftGone { others: 0 }),
+            intent(2, Some(51), Expect::DraftGone { others: 0, kept: 0 }),
             intent(3, Some(52), Expect::Flag(ModelFlag::Seen, true)),
         ];
         assert!(undone(&mut intents, 51));
@@ -544,7 +570,7 @@ mod tests {
             email: Some(9),
             change: None,
             expect,
-            mailboxes: vec![],
+            mailboxes: vec!["Drafts".into()],
             superseded: false,
             raced_expunge: false,
         };
@@ -568,7 +594,7 @@ mod tests {
             kinds(&check(intent("d", drafts()), &none)),
             ["lost-intent/draft"]
         );
-        let gone_draft = |others| Expect::DraftGone { others };
+        let gone_draft = |others| Expect::DraftGone { others, kept: 0 };
         assert!(check(intent("d", gone_draft(0)), &none).is_empty());
         assert_eq!(
             kinds(&check(intent("d", gone_draft(0)), &once)),
@@ -586,6 +612,17 @@ mod tests {
             kinds(&check(intent("d", gone_draft(1)), &both)),
             ["lost-intent/draft-gone"]
         );
+        // The copy in Archive the database showed at the discard is still there; over JMAP
+        // (one Email in two mailboxes) a destroy took it too.
+        let kept = Expect::DraftGone { others: 1, kept: 1 };
+        assert!(check(intent("d", kept.clone()), &archived).is_empty());
+        assert_eq!(
+            kinds(&check(intent("d", kept.clone()), &none)),
+            ["other-copy-lost"]
+        );
+        let mut raced = intent("d", kept);
+        raced.raced_expunge = true;
+        assert!(check(raced, &none).is_empty());
         let saved_copied = || Expect::Draft {
             drafts: "Drafts".into(),
             others: 1,

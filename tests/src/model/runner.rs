@@ -678,15 +678,23 @@ async fn mailbox_or_draft_op(
             let Some((_, drafts)) = role_name(local, Role::Drafts).await? else {
                 return Ok(());
             };
-            let mine: Vec<LocalEmail> = local
-                .emails()
-                .await?
-                .into_iter()
+            let all = local.emails().await?;
+            let mine: Vec<&LocalEmail> = all
+                .iter()
                 .filter(|e| e.mailbox == drafts && e.message_id.starts_with('d'))
                 .collect();
-            let Some(d) = self::pick(&mine, *pick).cloned() else {
+            let Some(d) = self::pick(&mine, *pick).map(|d| (*d).clone()) else {
                 return Ok(());
             };
+            // The copies elsewhere the database shows (the other client's, synced): a discard
+            // must leave them (`Expect::DraftGone`).
+            let kept = all
+                .iter()
+                .filter(|e| e.message_id == d.message_id && e.mailbox != drafts)
+                .count();
+            // A copy the other client expunged or moved may be gone or in Drafts by now.
+            let raced =
+                run.expunged.contains(&d.message_id) || run.moved_by_other.contains(&d.message_id);
             let email = mailsync_store::EmailId(d.id);
             run.touch(std::slice::from_ref(&d.message_id), &[]);
             run.versions += 1;
@@ -710,7 +718,7 @@ async fn mailbox_or_draft_op(
                     ob.discard_draft(acc, email)
                         .await
                         .map(|q| (row_of(q), None)),
-                    Expect::DraftGone { others },
+                    Expect::DraftGone { others, kept },
                 ),
                 _ => (
                     // The discard is one action with the send: an undo of either half takes
@@ -718,7 +726,7 @@ async fn mailbox_or_draft_op(
                     ob.send_draft(acc, email)
                         .await
                         .map(|q| (q.change_id().map(|c| c.0), Some(q))),
-                    Expect::DraftGone { others },
+                    Expect::DraftGone { others, kept },
                 ),
             };
             match result {
@@ -731,10 +739,10 @@ async fn mailbox_or_draft_op(
                         message_id: d.message_id.clone(),
                         email: Some(d.id),
                         change: row,
+                        raced_expunge: raced && matches!(expect, Expect::DraftGone { .. }),
                         expect,
                         mailboxes: vec![drafts],
                         superseded: false,
-                        raced_expunge: false,
                     });
                     // The send goes out with a fresh Message-ID: read it from the queue.
                     if let Some(c) = sent.and_then(Enqueued::change_id) {
@@ -838,7 +846,7 @@ async fn engine_op(local: &Local, run: &mut Run, index: usize, op: &Op, from: &s
                         .filter_map(|i| {
                             let expect = match &i.expect {
                                 Expect::Sent { sent } => Expect::Unsent { sent: sent.clone() },
-                                Expect::DraftGone { others } if a_send => Expect::Draft {
+                                Expect::DraftGone { others, .. } if a_send => Expect::Draft {
                                     drafts: i.mailboxes.first().cloned()?,
                                     others: *others,
                                 },
