@@ -272,6 +272,12 @@ const REGRESSIONS: &[&str] = &[
     "d-save; sync; d-send 0; undo; sync",
     "d-save; d-send 0; undo; sync",
     "d-save; sync; flag 0 +flagged; d-send 0; undo; sync",
+    // dovecot and cyrus-imap seed 623 (30 ops, faults): the user renamed A to E; another
+    // client renamed A to C and created a new, empty A; the queued RENAME addressed the
+    // name A and moved the other client's new mailbox to E. The executor now checks the
+    // name is still the user's mailbox (MAILBOXID, else UIDVALIDITY, recorded with the
+    // rename) and refuses the rename otherwise (`mailbox_admin::another_mailbox_now`).
+    "m-rename 768 E; o-rename A C; o-create A",
 ];
 
 /// Seeds `cargo xtask ci` also runs with cuts ([`model::Op::Cut`]).

@@ -102,6 +102,38 @@ async fn found_after_uncertain(
     )))
 }
 
+/// Why the mailbox the server has under the name `target` is not the one the user's change
+/// `op` was asked on, if it is not: its MAILBOXID (RFC 8474) differs from the one recorded
+/// when the change was asked, or, where either is unknown, its UIDVALIDITY does. Over IMAP a
+/// rename or delete addresses a name, which another mailbox may have by the time it is sent
+/// (another client renamed one to it, or renamed or deleted the user's and created one of
+/// that name; an earlier attempt of the change may have moved the user's). MAILBOXID first:
+/// Cyrus takes UIDVALIDITY from the clock, so an empty mailbox created in the same second
+/// passes that check (model test, Cyrus IMAP: a delete of A held by a cut, another client
+/// renamed B to A, and the retry deleted B). Rows queued before this was recorded carry no
+/// `seen` and are not checked.
+async fn another_mailbox_now(
+    conn: &mut imap::Connection,
+    target: &str,
+    op: &MailboxOperation,
+) -> Result<Option<String>, EngineError> {
+    let Some(seen) = &op.seen else {
+        return Ok(None);
+    };
+    if let Some(was) = seen.mailbox_id.as_deref()
+        && let Some(now) = imap::mailbox_id(conn, target).await?
+    {
+        return Ok((now != was).then(|| {
+            format!(
+                "the mailbox {target:?} on the server is another mailbox now (MAILBOXID {was} -> \
+                 {now}); the user's was removed or renamed meanwhile (by another client, or an \
+                 earlier attempt of this change)"
+            )
+        }));
+    }
+    Ok(imap::unseen_mail(conn, target, seen.uidvalidity, None).await?)
+}
+
 /// Runs a mailbox change over IMAP; every failure becomes its item outcome.
 pub(crate) async fn imap_execute(
     conn: &mut imap::Connection,
@@ -156,6 +188,13 @@ async fn imap_run(
                     return Ok(relocated(m.remote_id));
                 }
             }
+            // Never rename another mailbox that has the name by now (another client renamed
+            // the user's away and created one of that name: model test, Dovecot and Cyrus
+            // IMAP seed 623 with faults, where the rename moved the other client's new,
+            // empty mailbox to the user's name).
+            if let Some(why) = another_mailbox_now(conn, &target, op).await? {
+                return Err(EngineError::Refused(format!("not renamed: {why}")));
+            }
             let m = imap::rename_mailbox(conn, &target, parent.as_deref(), name).await?;
             relocated(m.remote_id)
         }
@@ -171,15 +210,8 @@ async fn imap_run(
                 // an empty mailbox created in the same second passes the checks below (model
                 // test, Cyrus IMAP: a delete of A held by a cut, another client renamed B to A,
                 // and the retry deleted B).
-                if let Some(was) = op.seen.as_ref().and_then(|s| s.mailbox_id.as_deref())
-                    && let Some(now) = imap::mailbox_id(conn, &target).await?
-                    && now != was
-                {
-                    return Err(EngineError::Refused(format!(
-                        "not deleted: the mailbox {target:?} on the server is another mailbox now \
-                         (MAILBOXID {was} -> {now}); the one deleted was removed or renamed \
-                         meanwhile (by another client, or an earlier attempt of this delete)"
-                    )));
+                if let Some(why) = another_mailbox_now(conn, &target, op).await? {
+                    return Err(EngineError::Refused(format!("not deleted: {why}")));
                 }
                 // Never destroy mail the user did not see in it (another client's since).
                 if let Some(seen) = &op.seen

@@ -107,7 +107,8 @@ pub(crate) struct MailboxPayload {
     #[serde(default)]
     pub(crate) parent_before: Option<String>,
     pub(crate) change: MailboxChange,
-    /// A delete: what the user saw in the mailbox (older rows have none).
+    /// A delete or rename: what the user saw in the mailbox (older rows have none; a
+    /// rename's rows have one since the executor checks the name is still this mailbox).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) seen: Option<SeenContent>,
     /// A delete that took over renames not sent yet: the name the server still has. Should the
@@ -193,7 +194,9 @@ pub struct MailboxOperation {
     pub remote_id: String,
     /// What to do. Parents are local ids: resolve them in the store at execution time.
     pub change: MailboxChange,
-    /// A delete: what the user saw in the mailbox (`None` for rows queued before it was kept).
+    /// A delete or rename: what the user saw in the mailbox (`None` for rows queued before it
+    /// was kept); its identity (UIDVALIDITY, MAILBOXID) tells whether the name still
+    /// addresses this mailbox.
     pub seen: Option<SeenContent>,
 }
 
@@ -465,7 +468,19 @@ pub(crate) async fn apply<C: ConnectionTrait>(
             }
             let result = match result {
                 Some(r) => r,
-                None => insert(c, account, MailboxPayload::of(&mb, change, now, None), now).await?,
+                // What the user renames, as a sync last saw it: over IMAP the rename addresses
+                // a name, which the executor checks is still this mailbox (UIDVALIDITY,
+                // MAILBOXID) before sending it.
+                None => {
+                    let seen = seen_content(c, &mb).await?;
+                    insert(
+                        c,
+                        account,
+                        MailboxPayload::of(&mb, change, now, Some(seen)),
+                        now,
+                    )
+                    .await?
+                }
             };
             rename_local(c, account, &mb, &full, parent_remote.as_deref()).await?;
             Ok((Some(mb.id), result))
