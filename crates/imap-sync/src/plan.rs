@@ -110,6 +110,13 @@ pub fn plan(cp: Option<&Checkpoint>, selected: &ServerState, qresync_sent: bool)
     }
     let empty = selected.messages == Some(0);
     let last_uid = cp_u32(cp.last_uid).unwrap_or(0);
+    // UIDNEXT never goes back under one UIDVALIDITY (RFC 3501 2.3.1.1): a UIDNEXT at or below
+    // a UID already stored is another mailbox of that name that took the same UIDVALIDITY
+    // (Cyrus takes it from the clock: a mailbox made in the same second and renamed over a
+    // deleted one). Kept, the checkpoint would skip the new mailbox's first UIDs forever.
+    if selected.uidnext.is_some_and(|n| n <= last_uid) {
+        return Plan::Full { reset: true };
+    }
     let fetch_new = match selected.uidnext {
         _ if empty => false,
         Some(n) => u64::from(n) > u64::from(last_uid) + 1,
@@ -278,6 +285,15 @@ mod tests {
                 ..
             }
         ));
+        // UIDNEXT below a stored UID under the same UIDVALIDITY: another mailbox.
+        assert_eq!(
+            plan(Some(&cp(7, 1, Some(50))), &st(7, 1, Some(51), 0), true),
+            Plan::Full { reset: true }
+        );
+        assert_eq!(
+            plan(Some(&cp(7, 3, Some(50))), &st(7, 2, Some(51), 1), true),
+            Plan::Full { reset: true }
+        );
         // Nothing stored yet: no flags to compare.
         assert!(matches!(
             plan(Some(&cp(7, 0, None)), &st(7, 5, None, 4), false),

@@ -381,7 +381,7 @@ async fn sync_mailbox_inner(
         None => select_applying_qresync(conn, store, mb, qparams, &mut flags, &mut counts).await?,
     };
     counts.updated += flags.flush().await?;
-    record_mailbox_id(store, account, mb.id, &sel).await?;
+    let replaced = mailbox_replaced(store, account, mb.id, &sel).await?;
 
     let sel_state = ServerState {
         uidvalidity: Some(sel.uidvalidity),
@@ -389,7 +389,15 @@ async fn sync_mailbox_inner(
         highestmodseq: sel.highestmodseq,
         messages: Some(sel.exists),
     };
-    let planned = plan::plan(cp.as_ref(), &sel_state, qparams.is_some());
+    let planned = match plan::plan(cp.as_ref(), &sel_state, qparams.is_some()) {
+        // Another mailbox under this name (MAILBOXID changed) with the UIDVALIDITY of the
+        // one the checkpoint describes: its UIDs are not the stored ones.
+        Plan::Incremental { .. } if replaced => {
+            tracing::info!(mailbox = %mb.name, "MAILBOXID changed under the same UIDVALIDITY: full resync.");
+            Plan::Full { reset: true }
+        }
+        p => p,
+    };
     tracing::debug!(mailbox = %mb.name, ?planned, "mailbox plan");
     let ctx = Ctx {
         store,
@@ -401,6 +409,8 @@ async fn sync_mailbox_inner(
     };
     let (last_uid, fetch_new, flag_check, kept_modseq) =
         follow_plan(&ctx, &planned, &sel, cp.as_ref()).await?;
+    // After a reset has committed: a run cut before this finds the old id and resets again.
+    record_mailbox_id(store, account, mb.id, &sel).await?;
 
     // New messages: one streamed UID FETCH, committed batch by batch with the checkpoint.
     let mut fetched = NewMessages {
@@ -493,6 +503,25 @@ impl<'a> FlagSink<'a> {
         self.buf.clear();
         Ok(n)
     }
+}
+
+/// Whether the SELECT reported a MAILBOXID other than the one recorded for this row: another
+/// mailbox now has the name (RFC 8474 keeps a mailbox's id across renames and gives a mailbox
+/// created again a new one), whatever its UIDVALIDITY says.
+async fn mailbox_replaced(
+    store: &Store,
+    account: AccountId,
+    mailbox: MailboxId,
+    sel: &Selected,
+) -> Result<bool, Error> {
+    let Some(id) = &sel.mailbox_id else {
+        return Ok(false);
+    };
+    let known = checkpoints::get(store.conn(), account, &Scope::imap_mailbox_id(mailbox)).await?;
+    Ok(known
+        .as_ref()
+        .and_then(|k| k.state.as_deref())
+        .is_some_and(|k| k != id.as_str()))
 }
 
 /// Records the MAILBOXID a SELECT reported (RFC 8474; servers with OBJECTID), with the
