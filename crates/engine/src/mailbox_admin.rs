@@ -110,12 +110,15 @@ async fn found_after_uncertain(
 /// that name; an earlier attempt of the change may have moved the user's). MAILBOXID first:
 /// Cyrus takes UIDVALIDITY from the clock, so an empty mailbox created in the same second
 /// passes that check (model test, Cyrus IMAP: a delete of A held by a cut, another client
-/// renamed B to A, and the retry deleted B). Rows queued before this was recorded carry no
-/// `seen` and are not checked.
+/// renamed B to A, and the retry deleted B). With `new_mail` (a delete), mail that arrived
+/// since the user saw the mailbox (a UID at or above the UIDNEXT recorded) is a reason too,
+/// read by the same STATUS. Rows queued before this was recorded carry no `seen` and are not
+/// checked.
 async fn another_mailbox_now(
     conn: &mut imap::Connection,
     target: &str,
     op: &MailboxOperation,
+    new_mail: bool,
 ) -> Result<Option<String>, EngineError> {
     let Some(seen) = &op.seen else {
         return Ok(None);
@@ -131,7 +134,8 @@ async fn another_mailbox_now(
             )
         }));
     }
-    Ok(imap::unseen_mail(conn, target, seen.uidvalidity, None).await?)
+    let uidnext = seen.uidnext.filter(|_| new_mail);
+    Ok(imap::unseen_mail(conn, target, seen.uidvalidity, uidnext).await?)
 }
 
 /// Runs a mailbox change over IMAP; every failure becomes its item outcome.
@@ -192,7 +196,7 @@ async fn imap_run(
             // the user's away and created one of that name: model test, Dovecot and Cyrus
             // IMAP seed 623 with faults, where the rename moved the other client's new,
             // empty mailbox to the user's name).
-            if let Some(why) = another_mailbox_now(conn, &target, op).await? {
+            if let Some(why) = another_mailbox_now(conn, &target, op, false).await? {
                 return Err(EngineError::Refused(format!("not renamed: {why}")));
             }
             let m = imap::rename_mailbox(conn, &target, parent.as_deref(), name).await?;
@@ -203,21 +207,9 @@ async fn imap_run(
             // A placeholder: its create never gave it a server identity (refused, e.g. by
             // `found_after_uncertain`), so no mailbox on the server is the user's.
             if !mailboxes::is_local(&target) && imap::lookup(conn, &target).await?.is_some() {
-                // Never delete another mailbox that has the name by now (another client
-                // renamed one to it, or deleted the user's and created one of that name; an
-                // earlier attempt of this delete may have taken the user's). Where the server
-                // has OBJECTID the MAILBOXID tells: Cyrus takes UIDVALIDITY from the clock, so
-                // an empty mailbox created in the same second passes the checks below (model
-                // test, Cyrus IMAP: a delete of A held by a cut, another client renamed B to A,
-                // and the retry deleted B).
-                if let Some(why) = another_mailbox_now(conn, &target, op).await? {
-                    return Err(EngineError::Refused(format!("not deleted: {why}")));
-                }
-                // Never destroy mail the user did not see in it (another client's since).
-                if let Some(seen) = &op.seen
-                    && let Some(why) =
-                        imap::unseen_mail(conn, &target, seen.uidvalidity, seen.uidnext).await?
-                {
+                // Never delete another mailbox that has the name by now, nor mail the user
+                // did not see in it (another client's since).
+                if let Some(why) = another_mailbox_now(conn, &target, op, true).await? {
                     return Err(EngineError::Refused(format!("not deleted: {why}")));
                 }
                 imap::delete_mailbox(conn, &target).await?;

@@ -238,19 +238,31 @@ async fn jmap_mailbox_management() -> R {
     res.map_err(|_| "timed out")?
 }
 
-/// A CREATE cut at its answer (Dovecot made the mailbox): the retry is uncertain and looks
-/// first, so it finds the mailbox instead of meeting `ALREADYEXISTS` and listing the create
-/// as failed (before: evicted, the local row removed until the next LIST brought it back).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn imap_mailbox_create_cut_before_its_answer_is_done_once() -> R {
+/// A fresh Dovecot account (through a cutting proxy) whose queued CREATE of a new mailbox had
+/// its answer cut: the server made the mailbox, the engine does not know it.
+struct CutCreate {
+    db: TempDb,
+    engine: Engine,
+    account: Account,
+    /// The mailbox's name.
+    name: String,
+    /// Its local row.
+    id: mailsync_store::MailboxId,
+    /// Another client's connection to the account.
+    imap: ImapClient,
+    /// The engine's way to the server: it must outlive the test's later cycles.
+    _proxy: mailsync_testkit::FaultProxy,
+}
+
+async fn create_cut_at_its_answer(user_tag: &str, name_tag: &str) -> Result<CutCreate, E> {
     let servers = Servers::load()?;
-    let user = servers.fresh_dovecot_user("i15mcut");
+    let user = servers.fresh_dovecot_user(user_tag);
     let (new, proxy) = dovecot_account_via_proxy(&servers, &user.user, &user.password)?;
     let db = TempDb::sqlite().await?;
     let engine = Engine::new(db.store.clone());
     let account = engine.add_account(new).await?;
     engine.sync_once(account.id).await?;
-    let name = unique_name("m15cut");
+    let name = unique_name(name_tag);
     let (id, _) = engine
         .queue_mailbox(
             account.id,
@@ -265,12 +277,20 @@ async fn imap_mailbox_create_cut_before_its_answer_is_done_once() -> R {
     proxy.arm(Cut::after_client_sends(b"CREATE", 0).over_all_connections());
     let _ = engine.sync_once(account.id).await;
     assert_eq!(proxy.cuts(), 1, "the CREATE's answer was cut");
-    let mut imap = dovecot_client(&servers, &user)?;
-    assert!(
-        !listed(&mut imap, "LIST", &name)?.is_empty(),
-        "the server made the mailbox before the cut"
-    );
-    // The retry comes due after its backoff.
+    let imap = dovecot_client(&servers, &user)?;
+    Ok(CutCreate {
+        db,
+        engine,
+        account,
+        name,
+        id,
+        imap,
+        _proxy: proxy,
+    })
+}
+
+/// Syncs until the queue is empty (at most ~10 cycles), once the retry's backoff has passed.
+async fn settle(engine: &Engine, account: &Account) -> Result<(), E> {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     for _ in 0..10 {
         if engine.outbox().pending(account.id).await?.is_empty() {
@@ -279,6 +299,28 @@ async fn imap_mailbox_create_cut_before_its_answer_is_done_once() -> R {
         tokio::time::sleep(Duration::from_millis(500)).await;
         engine.sync_once(account.id).await?;
     }
+    Ok(())
+}
+
+/// A CREATE cut at its answer (Dovecot made the mailbox): the retry is uncertain and looks
+/// first, so it finds the mailbox instead of meeting `ALREADYEXISTS` and listing the create
+/// as failed (before: evicted, the local row removed until the next LIST brought it back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_mailbox_create_cut_before_its_answer_is_done_once() -> R {
+    let CutCreate {
+        db,
+        engine,
+        account,
+        name,
+        id,
+        mut imap,
+        _proxy,
+    } = create_cut_at_its_answer("i15mcut", "m15cut").await?;
+    assert!(
+        !listed(&mut imap, "LIST", &name)?.is_empty(),
+        "the server made the mailbox before the cut"
+    );
+    settle(&engine, &account).await?;
     assert!(
         engine.outbox().pending(account.id).await?.is_empty(),
         "the create went through"
@@ -301,43 +343,21 @@ async fn imap_mailbox_create_cut_before_its_answer_is_done_once() -> R {
 /// the mailbox stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_uncertain_create_deleted_since_leaves_a_mailbox_of_its_name_alone() -> R {
-    let servers = Servers::load()?;
-    let user = servers.fresh_dovecot_user("i15mamb");
-    let (new, proxy) = dovecot_account_via_proxy(&servers, &user.user, &user.password)?;
-    let db = TempDb::sqlite().await?;
-    let engine = Engine::new(db.store.clone());
-    let account = engine.add_account(new).await?;
-    engine.sync_once(account.id).await?;
-    let name = unique_name("m15amb");
-    let (id, _) = engine
-        .queue_mailbox(
-            account.id,
-            MailboxAction::Create {
-                name: name.clone(),
-                parent: None,
-                role: None,
-            },
-        )
-        .await?;
-    let id = id.ok_or("no local mailbox for the create")?;
-    proxy.arm(Cut::after_client_sends(b"CREATE", 0).over_all_connections());
-    let _ = engine.sync_once(account.id).await;
-    assert_eq!(proxy.cuts(), 1, "the CREATE's answer was cut");
-    let mut imap = dovecot_client(&servers, &user)?;
+    let CutCreate {
+        db,
+        engine,
+        account,
+        name,
+        id,
+        mut imap,
+        _proxy,
+    } = create_cut_at_its_answer("i15mamb", "m15amb").await?;
     imap.command(&format!("DELETE \"{name}\""))?;
     imap.command(&format!("CREATE \"{name}\""))?;
     engine
         .queue_mailbox(account.id, MailboxAction::Delete { mailbox: id })
         .await?;
-    // The retry comes due after its backoff.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    for _ in 0..10 {
-        if engine.outbox().pending(account.id).await?.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        engine.sync_once(account.id).await?;
-    }
+    settle(&engine, &account).await?;
     assert!(
         engine.outbox().pending(account.id).await?.is_empty(),
         "the queue settled"

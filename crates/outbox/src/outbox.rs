@@ -1486,6 +1486,12 @@ fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::days(365))
 }
 
+/// Whether `o` is a draft's discard made at `at` (`Destroy` in rows queued before `Discard`
+/// existed), the half of sending a draft that is not the send.
+fn discards_at(o: &model::OpEntry, at: DateTime<Utc>) -> bool {
+    o.at == at && matches!(o.op, model::Op::Destroy | model::Op::Discard { .. })
+}
+
 /// The send a draft went out with, when the action an undo picked (`row`, its latest action
 /// made at `at`) is one half of sending a draft: the send itself, or the draft's discard
 /// queued beside it at the same instant.
@@ -1506,9 +1512,7 @@ async fn draft_send<C: ConnectionTrait>(
         .iter()
         .rev()
         .find(|o| !o.undo && !o.undone)
-        .is_some_and(|o| {
-            o.at == at && matches!(o.op, model::Op::Destroy | model::Op::Discard { .. })
-        });
+        .is_some_and(|o| discards_at(o, at));
     let Some(email) = row.email_id.filter(|_| discarded) else {
         return Ok(None);
     };
@@ -1543,12 +1547,10 @@ async fn undo_draft_send<C: ConnectionTrait>(
     let email = EmailId(draft.email);
     for row in rows::for_email(c, email).await? {
         if let Payload::Email(p) = &row.payload
-            && let Some(k) = p.ops.iter().rposition(|o| {
-                !o.undo
-                    && !o.undone
-                    && o.at == at
-                    && matches!(o.op, model::Op::Destroy | model::Op::Discard { .. })
-            })
+            && let Some(k) = p
+                .ops
+                .iter()
+                .rposition(|o| !o.undo && !o.undone && discards_at(o, at))
         {
             withdraw_or_compensate(c, &row, Some(k), now, touched).await?;
             return Ok(out);

@@ -15,6 +15,23 @@ use mailsync_store::testing::TempDb;
 use crate::{ItemOutcome, ManualClock, MockExecutor, Outbox, QueuedChange, RetryPolicy};
 use support::{Fx, Res};
 
+/// A message from t@ to bob@ with this subject and the text "hello".
+fn message(subject: &str) -> crate::OutgoingMessage {
+    crate::OutgoingMessage {
+        from: mailsync_store::Address {
+            name: None,
+            email: "t@example.test".into(),
+        },
+        to: vec![mailsync_store::Address {
+            name: None,
+            email: "bob@example.test".into(),
+        }],
+        subject: subject.into(),
+        text: "hello".into(),
+        ..Default::default()
+    }
+}
+
 /// A fresh SQLite store with the fixture account; `configure` adjusts the outbox.
 async fn setup(configure: impl FnOnce(Outbox) -> Outbox) -> Res<(TempDb, Fx)> {
     let db = TempDb::sqlite().await?;

@@ -10,25 +10,8 @@ use super::support::{FakeServer, Fx, R, Res};
 use super::*;
 use crate::{
     AccountId, Attempt, BatchError, Change, ChangeId, ChangeState, Enqueued, Error, Executor,
-    Operation, OutgoingMessage, Pause, Target,
+    Operation, Pause, Target,
 };
-use mailsync_store::Address;
-
-fn message(subject: &str) -> OutgoingMessage {
-    OutgoingMessage {
-        from: Address {
-            name: None,
-            email: "t@example.test".into(),
-        },
-        to: vec![Address {
-            name: None,
-            email: "bob@example.test".into(),
-        }],
-        subject: subject.into(),
-        text: "hello".into(),
-        ..Default::default()
-    }
-}
 
 fn transient(reason: &str, retry_after: Option<Duration>) -> ItemOutcome {
     ItemOutcome::Transient {

@@ -523,17 +523,8 @@ async fn undo_after_sending_a_draft_takes_back_the_send_and_the_discard() -> R {
     let (db, fx) = setup(|o| o).await?;
     let drafts = fx.mailbox("Drafts", mailsync_store::Role::Drafts).await?;
     let msg = OutgoingMessage {
-        from: Address {
-            name: None,
-            email: "t@example.test".into(),
-        },
-        to: vec![Address {
-            name: None,
-            email: "bob@example.test".into(),
-        }],
-        subject: "v1".into(),
         text: "v1 text".into(),
-        ..Default::default()
+        ..message("v1")
     };
     // A new draft, never uploaded (the discard withdraws its save and drops the row), and
     // one on the server (the discard queues a destroy).
