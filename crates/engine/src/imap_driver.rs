@@ -23,7 +23,7 @@ use mailsync_outbox::{
 use mailsync_store::accounts::Account;
 use mailsync_store::checkpoints::{self, Scope};
 use mailsync_store::sync_log::{self, SyncCounts};
-use mailsync_store::{AccountId, MailboxId, Role, Store, StoreError, emails, mailboxes};
+use mailsync_store::{AccountId, EmailId, MailboxId, Role, Store, StoreError, emails, mailboxes};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -558,6 +558,50 @@ impl ImapExecutor<'_> {
         Ok(false)
     }
 
+    /// The batch's email changes whose source copy their email no longer holds, by position,
+    /// each with that source's UID taken away (so it is looked for after the next sync, as a
+    /// copy without a UID is). A UID is sent only under the UIDVALIDITY it was recorded with,
+    /// and only while the email row still holds that identity: when a sync renumbered the
+    /// mailbox (new UIDVALIDITY, or another mailbox under the name) it retired every identity
+    /// there, and a server may hand the old UIDVALIDITY out again (Cyrus: a mailbox renamed
+    /// into the name keeps its own), under which the UID names another message. The queued
+    /// delete of a message whose mailbox was renumbered twice expunged that other message.
+    async fn unheld_sources(
+        &self,
+        batch: &[QueuedChange],
+    ) -> Result<HashMap<usize, EmailChange>, BatchError> {
+        let sourced: Vec<(usize, &EmailChange, String)> = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| match &q.operation {
+                Operation::Email(c) => {
+                    let (mailbox, uid, uv) = source(c)?;
+                    Some((i, c, emails::imap_remote_id(mailbox, uv, uid)))
+                }
+                _ => None,
+            })
+            .collect();
+        if sourced.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<EmailId> = sourced.iter().map(|(_, c, _)| c.email_id).collect();
+        let held = emails::remote_ids_by_id(self.store.conn(), &ids)
+            .await
+            .map_err(|e| batch_error(&e.into()))?;
+        Ok(sourced
+            .into_iter()
+            .filter(|(_, c, identity)| held.get(&c.email_id) != Some(identity))
+            .map(|(i, c, identity)| {
+                tracing::info!(email = %c.email_id, identity, held = ?held.get(&c.email_id), "A queued change's source copy is no longer this email's identity; looking for the message after the next sync.");
+                let mut c = c.clone();
+                for l in &mut c.before.mailboxes {
+                    l.uid = None;
+                }
+                (i, c)
+            })
+            .collect())
+    }
+
     /// Refreshes Sent from the server and tells whether a copy with this Message-ID is there.
     async fn filed(&self, sent: &mailboxes::Mailbox, message_id: &str) -> Result<bool, BatchError> {
         {
@@ -683,11 +727,14 @@ impl Executor for ImapExecutor<'_> {
         batch: &[QueuedChange],
     ) -> Result<Vec<ItemOutcome>, BatchError> {
         let mut out: Vec<Option<ItemOutcome>> = vec![None; batch.len()];
+        let unheld = self.unheld_sources(batch).await?;
         let items: Vec<(usize, &EmailChange)> = batch
             .iter()
             .enumerate()
             .filter_map(|(i, q)| match &q.operation {
-                Operation::Email(c) if c.content.is_none() => Some((i, c)),
+                Operation::Email(c) if c.content.is_none() => {
+                    Some((i, unheld.get(&i).unwrap_or(c)))
+                }
                 _ => None,
             })
             .collect();
@@ -696,6 +743,7 @@ impl Executor for ImapExecutor<'_> {
             if let Operation::Email(c) = &q.operation
                 && let Some(msg) = &c.content
             {
+                let c = unheld.get(&i).unwrap_or(c);
                 out[i] = Some(self.draft(c, msg, q.attempt).await);
             }
         }

@@ -158,6 +158,85 @@ async fn recreated_mailbox_changes_never_hit_new_messages() -> R {
     Ok(())
 }
 
+/// A mailbox renumbered, then given its old UIDVALIDITY back (Cyrus does it when another
+/// client renames into the name a mailbox created in the same second as the first one: RENAME
+/// keeps UIDVALIDITY; here doveadm sets it). A change queued under the first numbering must
+/// not act on the UID that now names another message, nor leave that identity to the old
+/// row (model test, Cyrus IMAP seed 25007: the identity clash turned a done move into a store
+/// error, and the moved message was then lost locally). The mailbox is Trash, so the queued
+/// delete is an expunge, sent after the batch's moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uidvalidity_handed_out_again_never_hits_another_message() -> R {
+    let g = Generator::new(47);
+    let t = Setup::dovecot("uvback", "INBOX", &g, 1..2).await?;
+    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
+    let user = t.user.user.clone();
+    t.append("Trash", &g, 0..1)?;
+    engine.sync_once(acc.id).await?;
+    let m = mids(&g, 0..2);
+    let ids = ids_of(&db.store, acc, &m).await?;
+    let trash = mailboxes::find_by_role(db.store.conn(), acc.id, Role::Trash)
+        .await?
+        .ok_or("Trash")?;
+    let old_uv = trash.status.uidvalidity.ok_or("uidvalidity")?.to_string();
+
+    // Offline: delete m0 for good (Trash, UID 1), move m1 from INBOX to Trash.
+    engine.enqueue(acc.id, Change::delete(ids[0])).await?;
+    engine
+        .enqueue(acc.id, Change::move_to(ids[1], trash.id))
+        .await?;
+
+    // Another client replaces Trash (new UIDVALIDITY); the engine syncs, not flushing yet.
+    let replace = |uv: Option<&str>| -> Result<(), E> {
+        t.servers
+            .doveadm(&["mailbox", "delete", "-u", &user, "Trash"])?;
+        t.servers
+            .doveadm(&["mailbox", "create", "-u", &user, "Trash"])?;
+        if let Some(uv) = uv {
+            t.servers.doveadm(&[
+                "mailbox",
+                "update",
+                "-u",
+                &user,
+                "--uid-validity",
+                uv,
+                "Trash",
+            ])?;
+        }
+        Ok(())
+    };
+    replace(None)?;
+    let mut conn = mailsync_engine::imap_driver::connect(acc).await?;
+    mailsync_imap_sync::sync_account(
+        &mut conn,
+        &db.store,
+        acc.id,
+        &mailsync_imap_sync::SyncOptions::default(),
+    )
+    .await?;
+    conn.logout().await;
+    engine.outbox().reapply_queued(acc.id).await?;
+    // And again, by one with the first UIDVALIDITY: UID 1 is free again.
+    replace(Some(&old_uv))?;
+
+    engine.sync_once(acc.id).await?;
+    engine.sync_once(acc.id).await?;
+    let server = server_state(&t.servers, &user)?;
+    // m1 moved into Trash (UID 1 there); m0's delete, addressed by the UID 1 of the first
+    // numbering, touched nothing: m0 went with the first Trash.
+    let want: State = [("Trash".to_owned(), m[1].clone(), false, false)]
+        .into_iter()
+        .collect();
+    assert_eq!(server, want, "m1 in Trash, untouched by m0's delete");
+    assert_eq!(
+        db_state(&db.store, acc, false).await?,
+        server,
+        "database equals server"
+    );
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_follow_a_moved_message_and_leave_no_ghosts() -> R {
     let g = Generator::new(43);

@@ -685,6 +685,7 @@ async fn follow_plan(
                 // checkpoint moves to the new UIDVALIDITY in the same transaction.
                 let txn = ctx.store.begin().await?;
                 storeext::detach_uids(&txn, ctx.mailbox).await?;
+                storeext::retire_identities(&txn, ctx.account, ctx.mailbox).await?;
                 checkpoints::put(
                     &txn,
                     ctx.account,

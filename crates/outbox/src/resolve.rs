@@ -150,7 +150,7 @@ fn deletes(r: &Row) -> bool {
 }
 
 /// The email a lost change now applies to: its own row when the sync re-identified it (new
-/// server identity after a UIDVALIDITY change), else the oldest row with the same Message-ID
+/// server identity after a UIDVALIDITY change, re-matched by Message-ID), else the oldest row with the same Message-ID
 /// (and size, when both are known) that has no queued changes of its own.
 async fn find_again<C: ConnectionTrait>(
     c: &C,
@@ -158,8 +158,11 @@ async fn find_again<C: ConnectionTrait>(
     old: EmailId,
     p: &model::EmailPayload,
 ) -> Result<Option<Email>, Error> {
+    // A retired identity (its mailbox renumbered) is not a new one: the message is looked
+    // for by Message-ID like any other.
     if let Some((e, _)) = local::load(c, old).await?
         && e.remote_id != p.remote_id
+        && !emails::is_retired(&e.remote_id)
     {
         return Ok(Some(e));
     }

@@ -23,6 +23,20 @@ pub fn imap_remote_id(mailbox: MailboxId, uidvalidity: u32, uid: u32) -> String 
     format!("{}/{}/{}", mailbox.0, uidvalidity, uid)
 }
 
+/// The `remote_id` an email holds once the IMAP identity it had in `mailbox` is retired (its
+/// mailbox was renumbered or replaced: [`crate::uids::retire_identities`]). It names no message
+/// on the server and never equals an [`imap_remote_id`] (its middle part is not a number) nor
+/// a JMAP id (which has no `/`), so a later message given the old mailbox, UIDVALIDITY and UID
+/// (a server that hands a UIDVALIDITY out again) is a new email, not this one.
+pub fn retired_remote_id(mailbox: MailboxId, email: EmailId) -> String {
+    format!("{}/retired/{}", mailbox.0, email.0)
+}
+
+/// Whether `remote_id` is a retired identity ([`retired_remote_id`]).
+pub fn is_retired(remote_id: &str) -> bool {
+    remote_id.split('/').nth(1) == Some("retired")
+}
+
 /// Membership of an email in a mailbox, with the IMAP identity of that copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Membership {
@@ -1005,6 +1019,26 @@ pub async fn remote_ids_of<C: ConnectionTrait>(
                 .all(c)
                 .await?,
         );
+    }
+    Ok(out)
+}
+
+/// The `remote_id` of each of these emails that exists, by email.
+pub async fn remote_ids_by_id<C: ConnectionTrait>(
+    c: &C,
+    ids: &[EmailId],
+) -> Result<HashMap<EmailId, String>, StoreError> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let rows: Vec<(i64, String)> = e::Entity::find()
+            .select_only()
+            .column(e::Column::Id)
+            .column(e::Column::RemoteId)
+            .filter(e::Column::Id.is_in(chunk.iter().map(|i| i.0)))
+            .into_tuple()
+            .all(c)
+            .await?;
+        out.extend(rows.into_iter().map(|(id, r)| (EmailId(id), r)));
     }
     Ok(out)
 }

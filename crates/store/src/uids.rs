@@ -96,6 +96,35 @@ pub async fn detach_uids<C: ConnectionTrait>(c: &C, mailbox: MailboxId) -> Resul
         .rows_affected)
 }
 
+/// After a UIDVALIDITY change (or a mailbox replaced under the same name): every identity an
+/// email of the account holds in `mailbox` is retired ([`crate::emails::retired_remote_id`]),
+/// whether or not the email still has a copy there. An email a queued local change took out of
+/// the mailbox (a delete, a move elsewhere) kept the old identity; a server that later hands
+/// the old UIDVALIDITY out again (Cyrus: a mailbox renamed into the name keeps its own, which
+/// can be the old one) made that identity name another message, which the next sync wrote
+/// into the old row and the queued delete then removed (model test, Cyrus IMAP seed 25007).
+/// The copies still in the mailbox are re-matched by Message-ID as before (the retired id
+/// keeps the mailbox as its first part, which re-matching looks at). Run it in the
+/// transaction that moves the checkpoint.
+pub async fn retire_identities<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    mailbox: MailboxId,
+) -> Result<u64, StoreError> {
+    let prefix = format!("{}/", mailbox.0);
+    let retired = format!("{}/retired/", mailbox.0);
+    // `mailbox.0` is a number: the expression holds no user text.
+    let new_id = Expr::cust(format!("'{retired}' || CAST(id AS TEXT)"));
+    Ok(e::Entity::update_many()
+        .col_expr(e::Column::RemoteId, new_id)
+        .filter(e::Column::AccountId.eq(account.0))
+        .filter(e::Column::RemoteId.starts_with(prefix))
+        .filter(e::Column::RemoteId.not_like(format!("{retired}%")))
+        .exec(c)
+        .await?
+        .rows_affected)
+}
+
 /// Whether the mailbox has copies without a UID (re-match candidates).
 pub async fn has_unmatched<C: ConnectionTrait>(
     c: &C,

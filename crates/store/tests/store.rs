@@ -76,6 +76,7 @@ both_backends! {
     search_indexer_beside_an_open_writer => search_indexer_beside_an_open_writer;
     uid_ranges_delete_exactly => uid_ranges_delete_exactly;
     optimistic_copies_rematch_only_without_queued_changes => optimistic_copies_rematch_only_without_queued_changes;
+    retired_identities_free_the_old_ones => retired_identities_free_the_old_ones;
     read_then_write_beside_a_committing_writer => read_then_write_beside_a_committing_writer;
 }
 
@@ -260,6 +261,73 @@ async fn uid_ranges_delete_exactly(store: &Store) -> R {
 /// re-matched to a new server message with its Message-ID only when no queued change stands
 /// behind it, or the copy's identity is in that mailbox already: whether a queued move made
 /// that message is for the flush to read back (model test seeds 4078, 9141).
+/// A mailbox renumbered: every identity held in it is retired, including one held by an email
+/// no longer in it locally (a queued delete); a message given an old identity again is a new
+/// row; a retired copy still in the mailbox is re-matched by Message-ID.
+async fn retired_identities_free_the_old_ones(store: &Store) -> R {
+    use mailsync_store::uids;
+    store.migrate().await?;
+    let c = store.conn();
+    let acc = accounts::create(c, new_account("retire")).await?.id;
+    let boxes = mailboxes::upsert(
+        c,
+        acc,
+        &[mbox("INBOX", Some(Role::Inbox)), mbox("Box", None)],
+    )
+    .await?;
+    let (inbox, bx) = (boxes[0].id, boxes[1].id);
+    let (kept, taken_out, elsewhere) = (
+        emails::imap_remote_id(bx, 7, 1),
+        emails::imap_remote_id(bx, 7, 2),
+        emails::imap_remote_id(inbox, 7, 1),
+    );
+    emails::upsert_batch(
+        c,
+        acc,
+        &[
+            email(&kept, bx, 1),
+            email(&taken_out, bx, 2),
+            email(&elsewhere, inbox, 1),
+        ],
+    )
+    .await?;
+    let ids = emails::ids_by_remote_ids(c, acc, &[kept.clone(), taken_out.clone()]).await?;
+    let (kept_id, out_id) = (ids[&kept], ids[&taken_out]);
+    emails::set_memberships(c, out_id, &[]).await?;
+
+    let txn = store.begin().await?;
+    uids::detach_uids(&txn, bx).await?;
+    assert_eq!(uids::retire_identities(&txn, acc, bx).await?, 2);
+    txn.commit().await?;
+    for id in [kept_id, out_id] {
+        let rid = emails::get(c, id).await?.remote_id;
+        assert_eq!(rid, emails::retired_remote_id(bx, id));
+        assert!(emails::is_retired(&rid));
+    }
+    assert!(!emails::is_retired(&elsewhere));
+    assert!(
+        emails::find_by_remote_id(c, acc, &elsewhere)
+            .await?
+            .is_some()
+    );
+    assert_eq!(uids::retire_identities(c, acc, bx).await?, 0, "idempotent");
+
+    // The old UIDVALIDITY handed out again: UID 2 is another message, a new row.
+    let mut other = email(&taken_out, bx, 2);
+    other.message_id = Some("other@example.test".into());
+    emails::upsert_batch(c, acc, &[other]).await?;
+    assert_eq!(emails::count(c, acc).await?, 4);
+    assert_eq!(emails::memberships(c, out_id).await?, vec![]);
+    // The copy still in Box is found again by its Message-ID.
+    let again =
+        uids::unmatched_by_message_id(c, acc, bx, &[format!("{kept}@example.test")]).await?;
+    assert_eq!(
+        again.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![kept_id]
+    );
+    Ok(())
+}
+
 async fn optimistic_copies_rematch_only_without_queued_changes(store: &Store) -> R {
     use mailsync_store::uids;
     store.migrate().await?;
