@@ -558,41 +558,40 @@ impl ImapExecutor<'_> {
         Ok(false)
     }
 
-    /// The batch's email changes whose source copy their email no longer holds, by position,
-    /// each with that source's UID taken away (so it is looked for after the next sync, as a
-    /// copy without a UID is). A UID is sent only under the UIDVALIDITY it was recorded with,
-    /// and only while the email row still holds that identity: when a sync renumbered the
-    /// mailbox (new UIDVALIDITY, or another mailbox under the name) it retired every identity
-    /// there, and a server may hand the old UIDVALIDITY out again (Cyrus: a mailbox renamed
-    /// into the name keeps its own), under which the UID names another message. The queued
-    /// delete of a message whose mailbox was renumbered twice expunged that other message.
-    async fn unheld_sources(
+    /// The batch's email changes whose email's identity was retired, by position, each with its
+    /// source's UID taken away (so it is looked for after the next sync, as a copy without a
+    /// UID is). A UID is sent only under the UIDVALIDITY it was recorded with, but a server
+    /// may hand an old UIDVALIDITY out again (Cyrus: a mailbox renamed into the name keeps its
+    /// own), and the UID then names another message: the queued delete of a message whose
+    /// mailbox was renumbered twice expunged the message a move had just put at that UID. A
+    /// sync that renumbers a mailbox retires every identity held there
+    /// (`uids::retire_identities`), which no UIDVALIDITY coming back revives. (An identity
+    /// that merely differs from the source is normal: a draft save cut after its APPEND holds
+    /// the new version's, and its retry removes the old one by the source's UID.)
+    async fn retired_sources(
         &self,
         batch: &[QueuedChange],
     ) -> Result<HashMap<usize, EmailChange>, BatchError> {
-        let sourced: Vec<(usize, &EmailChange, String)> = batch
+        let sourced: Vec<(usize, &EmailChange)> = batch
             .iter()
             .enumerate()
             .filter_map(|(i, q)| match &q.operation {
-                Operation::Email(c) => {
-                    let (mailbox, uid, uv) = source(c)?;
-                    Some((i, c, emails::imap_remote_id(mailbox, uv, uid)))
-                }
+                Operation::Email(c) if source(c).is_some() => Some((i, c)),
                 _ => None,
             })
             .collect();
         if sourced.is_empty() {
             return Ok(HashMap::new());
         }
-        let ids: Vec<EmailId> = sourced.iter().map(|(_, c, _)| c.email_id).collect();
+        let ids: Vec<EmailId> = sourced.iter().map(|(_, c)| c.email_id).collect();
         let held = emails::remote_ids_by_id(self.store.conn(), &ids)
             .await
             .map_err(|e| batch_error(&e.into()))?;
         Ok(sourced
             .into_iter()
-            .filter(|(_, c, identity)| held.get(&c.email_id) != Some(identity))
-            .map(|(i, c, identity)| {
-                tracing::info!(email = %c.email_id, identity, held = ?held.get(&c.email_id), "A queued change's source copy is no longer this email's identity; looking for the message after the next sync.");
+            .filter(|(_, c)| held.get(&c.email_id).is_some_and(|r| emails::is_retired(r)))
+            .map(|(i, c)| {
+                tracing::info!(email = %c.email_id, "A queued change's message was in a mailbox renumbered since; looking for it after the next sync.");
                 let mut c = c.clone();
                 for l in &mut c.before.mailboxes {
                     l.uid = None;
@@ -727,13 +726,13 @@ impl Executor for ImapExecutor<'_> {
         batch: &[QueuedChange],
     ) -> Result<Vec<ItemOutcome>, BatchError> {
         let mut out: Vec<Option<ItemOutcome>> = vec![None; batch.len()];
-        let unheld = self.unheld_sources(batch).await?;
+        let retired = self.retired_sources(batch).await?;
         let items: Vec<(usize, &EmailChange)> = batch
             .iter()
             .enumerate()
             .filter_map(|(i, q)| match &q.operation {
                 Operation::Email(c) if c.content.is_none() => {
-                    Some((i, unheld.get(&i).unwrap_or(c)))
+                    Some((i, retired.get(&i).unwrap_or(c)))
                 }
                 _ => None,
             })
@@ -743,7 +742,7 @@ impl Executor for ImapExecutor<'_> {
             if let Operation::Email(c) = &q.operation
                 && let Some(msg) = &c.content
             {
-                let c = unheld.get(&i).unwrap_or(c);
+                let c = retired.get(&i).unwrap_or(c);
                 out[i] = Some(self.draft(c, msg, q.attempt).await);
             }
         }
