@@ -237,6 +237,44 @@ async fn a_uidvalidity_handed_out_again_never_hits_another_message() -> R {
     Ok(())
 }
 
+/// Offline, the user deletes a message (to the trash), then deletes the mailbox it was in:
+/// the message must end in the trash, not go with the mailbox. The move out of the mailbox is
+/// sent first (it was queued first), addressed to a mailbox that is no longer in the database
+/// (model test, Dovecot seed 26010: the move was taken as lost, the mailbox delete took the
+/// message, and the user's delete, then "satisfied", lost it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_deleted_before_its_mailbox_ends_in_the_trash() -> R {
+    let g = Generator::new(48);
+    let t = Setup::dovecot("delbox", "Box", &g, 0..2).await?;
+    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
+    let m = mids(&g, 0..2);
+    let ids = ids_of(&db.store, acc, &m).await?;
+    let boxrow = mailboxes::find_by_name(db.store.conn(), acc.id, "Box")
+        .await?
+        .ok_or("Box")?;
+    engine.enqueue(acc.id, Change::delete(ids[0])).await?;
+    engine
+        .queue_mailbox(
+            acc.id,
+            mailsync_engine::MailboxAction::Delete { mailbox: boxrow.id },
+        )
+        .await?;
+    engine.sync_once(acc.id).await?;
+    engine.sync_once(acc.id).await?;
+    let server = server_state(&t.servers, &t.user.user)?;
+    let want: State = [("Trash".to_owned(), m[0].clone(), false, false)]
+        .into_iter()
+        .collect();
+    assert_eq!(server, want, "m0 in Trash; Box gone with m1");
+    assert_eq!(
+        db_state(&db.store, acc, false).await?,
+        server,
+        "database equals server"
+    );
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_follow_a_moved_message_and_leave_no_ghosts() -> R {
     let g = Generator::new(43);

@@ -154,7 +154,7 @@ pub use manage::{
     set_subscribed, unseen_mail, wire_name,
 };
 pub use mime::ParsedBody;
-pub use mutate::{AppendedBefore, ImapMutation, MutationOutcome, apply};
+pub use mutate::{AppendedBefore, ImapMutation, MutationOutcome, apply, apply_with};
 pub use part::fetch_part;
 pub use search::{MailboxHits, ServerMessage, fetch_summaries, search_mailbox};
 pub use sync::{

@@ -252,6 +252,19 @@ pub async fn mailbox_id(conn: &mut Connection, remote_id: &str) -> Result<Option
 
 /// `DELETE` a mailbox (a wire name) and check it is no longer listed. Its messages go with it.
 pub async fn delete_mailbox(conn: &mut Connection, remote_id: &str) -> Result<(), Error> {
+    // A server may drop the connection of a client whose selected mailbox it deletes (Dovecot:
+    // "BYE Selected mailbox was deleted"), which a change queued just before (a message moved
+    // out of it) leaves selected. UNSELECT, or without it CLOSE after EXAMINE (read-only, so
+    // nothing is expunged), leaves no mailbox selected first.
+    if conn.selected.as_ref().is_some_and(|s| s.name == remote_id) {
+        conn.forget_selection();
+        if conn.has_capability("UNSELECT") {
+            conn.run(&Cmd::new("UNSELECT")).await?;
+        } else {
+            conn.run(&Cmd::new("EXAMINE").astring(remote_id)).await?;
+            conn.run(&Cmd::new("CLOSE")).await?;
+        }
+    }
     match conn.run(&Cmd::new("DELETE").astring(remote_id)).await {
         Ok(_) => {}
         // Cyrus's delayed delete keeps a deleted mailbox as `DELETED.<name>.<time in seconds>`,

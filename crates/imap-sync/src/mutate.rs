@@ -227,8 +227,20 @@ pub async fn apply(
     store: &Store,
     items: &[ImapMutation],
 ) -> Vec<MutationOutcome> {
+    apply_with(conn, store, items, &[]).await
+}
+
+/// [`apply`], reaching also the mailboxes of `gone`: mailboxes the database no longer has
+/// (the user deleted them, and the delete is still queued) but whose copies changes queued
+/// before the delete still address, by the name and UIDVALIDITY given there.
+pub async fn apply_with(
+    conn: &mut Connection,
+    store: &Store,
+    items: &[ImapMutation],
+    gone: &[Mailbox],
+) -> Vec<MutationOutcome> {
     let mut out: Vec<Option<MutationOutcome>> = vec![None; items.len()];
-    let mut boxes: HashMap<MailboxId, Mailbox> = HashMap::new();
+    let mut boxes: HashMap<MailboxId, Mailbox> = gone.iter().map(|m| (m.id, m.clone())).collect();
     let mut i = 0;
     let mut dead: Option<String> = None;
     while i < items.len() {

@@ -1456,6 +1456,32 @@ impl Outbox {
             .collect())
     }
 
+    /// The account's mailboxes whose delete is queued, with their server identity as last
+    /// known. Their local rows are gone, but a change queued before the delete may still
+    /// address a copy in one (a message moved out, then its mailbox deleted): its executor
+    /// needs the name to reach it, and the move runs first, so the message is not deleted with
+    /// the mailbox (model test, Dovecot seed 26010).
+    pub async fn mailboxes_being_deleted(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<crate::MailboxOperation>, Error> {
+        Ok(rows::readable(self.store.conn(), account)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r.payload {
+                Payload::Mailbox(m) if matches!(m.change, crate::MailboxChange::Delete { .. }) => {
+                    Some(crate::MailboxOperation {
+                        mailbox_id: m.mailbox_id,
+                        remote_id: m.remote_id,
+                        change: m.change,
+                        seen: m.seen,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// How many changes of the account are queued, per state, and how many failed.
     pub async fn counts(&self, account: AccountId) -> Result<Counts, Error> {
         let c = self.store.conn();
