@@ -603,6 +603,67 @@ async fn jmap_cancelled_out_actions_still_win_over_another_client() -> R {
     Ok(())
 }
 
+/// The JMAP side of `a_message_deleted_before_its_mailbox_ends_in_the_trash`: the user deletes
+/// m0 (to the trash), then the mailbox Box it is in; m0 ends in the trash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmap_a_message_deleted_before_its_mailbox_ends_in_the_trash() -> R {
+    let user = mailsync_testkit::accounts::ATTACH.user(4);
+    {
+        // Pool users persist between runs: start from an empty Box.
+        let servers = Servers::load()?;
+        let mut pre = ImapClient::login(
+            servers.cyrus_host(),
+            servers.cyrus_imap_port(),
+            &user,
+            mailsync_testkit::CYRUS_POOL_PASSWORD,
+        )?;
+        let _ = pre.command_any("DELETE \"Box\"");
+        pre.create_mailbox("Box")?;
+        pre.logout();
+    }
+    let t = CyrusJmap::setup(&user, &["INBOX", "Trash", "Box"], 2).await?;
+    let (servers, who, g, db, engine, acc) =
+        (&t.servers, &t.who, &t.g, &t.db, &t.engine, &t.account);
+    let mut other = t.other;
+    let m = mids(g, 0..2);
+    let ids = ids_of(&db.store, acc, &m).await?;
+    other.select("INBOX")?;
+    let u0 = uid_by_message_id(&mut other, &m[0])?;
+    other.command(&format!("UID MOVE {u0} Box"))?;
+    engine.sync_once(acc.id).await?;
+    let boxrow = mailboxes::find_by_name(db.store.conn(), acc.id, "Box")
+        .await?
+        .ok_or("Box")?;
+
+    engine.enqueue(acc.id, Change::delete(ids[0])).await?;
+    engine
+        .queue_mailbox(
+            acc.id,
+            mailsync_engine::MailboxAction::Delete { mailbox: boxrow.id },
+        )
+        .await?;
+    engine.sync_once(acc.id).await?;
+    engine.sync_once(acc.id).await?;
+    let server = cyrus_state(servers, &who.user, &who.password, &["INBOX", "Trash"])?;
+    let want: State = [
+        ("INBOX".to_owned(), m[1].clone(), false, false),
+        ("Trash".to_owned(), m[0].clone(), false, false),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(server, want, "m0 in Trash");
+    let listed = other.command("LIST \"\" \"Box\"")?;
+    let listed: Vec<String> = listed.lines().collect();
+    assert!(
+        listed.iter().all(|l| !l.contains("Box")),
+        "Box deleted: {listed:?}"
+    );
+    other.logout();
+    assert_eq!(db_state(&db.store, acc, true).await?, server);
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    Ok(())
+}
+
 /// The other client moves m0 into mailbox Lists; the user, not having synced, deletes m0 (to
 /// the trash) and then the mailbox Lists. The delete of m0 is lost (its UID is gone from
 /// INBOX), and the queued mailbox delete hides Lists locally, so m0 looked gone and its delete
