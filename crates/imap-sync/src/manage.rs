@@ -256,13 +256,21 @@ pub async fn delete_mailbox(conn: &mut Connection, remote_id: &str) -> Result<()
     // "BYE Selected mailbox was deleted"), which a change queued just before (a message moved
     // out of it) leaves selected. UNSELECT, or without it CLOSE after EXAMINE (read-only, so
     // nothing is expunged), leaves no mailbox selected first.
+    // Best effort: a NO or BAD here (the server had deselected it already) is no reason not
+    // to delete.
     if conn.selected.as_ref().is_some_and(|s| s.name == remote_id) {
         conn.forget_selection();
-        if conn.has_capability("UNSELECT") {
-            conn.run(&Cmd::new("UNSELECT")).await?;
+        let deselected = if conn.has_capability("UNSELECT") {
+            conn.run(&Cmd::new("UNSELECT")).await.map(drop)
         } else {
-            conn.run(&Cmd::new("EXAMINE").astring(remote_id)).await?;
-            conn.run(&Cmd::new("CLOSE")).await?;
+            match conn.run(&Cmd::new("EXAMINE").astring(remote_id)).await {
+                Ok(_) => conn.run(&Cmd::new("CLOSE")).await.map(drop),
+                Err(e) => Err(e),
+            }
+        };
+        match deselected {
+            Err(e) if e.is_connection() => return Err(e),
+            _ => conn.forget_selection(),
         }
     }
     match conn.run(&Cmd::new("DELETE").astring(remote_id)).await {
