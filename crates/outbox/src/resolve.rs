@@ -150,8 +150,9 @@ fn deletes(r: &Row) -> bool {
 }
 
 /// The email a lost change now applies to: its own row when the sync re-identified it (new
-/// server identity after a UIDVALIDITY change, re-matched by Message-ID), else the oldest row with the same Message-ID
-/// (and size, when both are known) that has no queued changes of its own.
+/// server identity after a UIDVALIDITY change, re-matched by Message-ID), else the oldest row
+/// with the same Message-ID (and size, when both are known) that has no queued changes of its
+/// own.
 async fn find_again<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
