@@ -719,3 +719,106 @@ async fn a_lost_delete_is_not_satisfied_by_a_queued_mailbox_delete() -> R {
     assert_eq!(db_state(&db.store, acc, false).await?, server);
     Ok(())
 }
+
+/// Sets up m0 in the trash and a copy of it the other client put in INBOX (both synced), then
+/// the user deletes the trash copy for good (queued) and marks the INBOX copy read; the other
+/// client then moves the trash copy to Archive (`move_away`) or expunges it, and the engine
+/// syncs. Returns the set-up and the Message-IDs.
+async fn delete_lost_after_marking_a_copy(
+    tag: &str,
+    move_away: bool,
+) -> Result<(Setup, Vec<String>), E> {
+    let g = Generator::new(59);
+    let t = Setup::dovecot(tag, "INBOX", &g, 0..2).await?;
+    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
+    let m = mids(&g, 0..2);
+    let mut other = t.other()?;
+    other.select("INBOX")?;
+    other.command("UID MOVE 1 Trash")?;
+    engine.sync_once(acc.id).await?;
+    other.select("Trash")?;
+    other.command("UID COPY 1 INBOX")?;
+    engine.sync_once(acc.id).await?;
+    let copies = emails::find_by_message_id(db.store.conn(), acc.id, &m[0]).await?;
+    assert_eq!(copies.len(), 2, "{copies:#?}");
+    let trash = mailboxes::find_by_role(db.store.conn(), acc.id, Role::Trash)
+        .await?
+        .ok_or("Trash")?;
+    let mut in_trash = None;
+    let mut in_inbox = None;
+    for e in &copies {
+        if emails::memberships(db.store.conn(), e.id)
+            .await?
+            .iter()
+            .any(|b| b.mailbox_id == trash.id)
+        {
+            in_trash = Some(e.id);
+        } else {
+            in_inbox = Some(e.id);
+        }
+    }
+    let (in_trash, in_inbox) = (in_trash.ok_or("trash copy")?, in_inbox.ok_or("inbox copy")?);
+
+    engine
+        .enqueue(acc.id, Change::Delete { email: in_trash })
+        .await?;
+    engine.enqueue(acc.id, Change::seen(in_inbox, true)).await?;
+    if move_away {
+        other.command("UID MOVE 1 Archive")?;
+    } else {
+        other.command("UID STORE 1 +FLAGS.SILENT (\\Deleted)")?;
+        other.command("UID EXPUNGE 1")?;
+    }
+    other.logout();
+    engine.sync_once(acc.id).await?;
+    engine.sync_once(acc.id).await?;
+    Ok((t, m))
+}
+
+/// A lost change is not carried over to a copy the user marked after queuing it: model test,
+/// Cyrus IMAP seed 26011. The user deleted a message for good from the trash; the other
+/// client had copied it to INBOX and then moved the trash copy to C; the user marked the
+/// INBOX copy read. The lost delete, found again by Message-ID, went to the INBOX copy (the
+/// oldest) and expunged it: the read mark vanished, nothing listed as failed. The delete is
+/// the trash copy's, which the other client moved: it follows it there, and the copy the user
+/// marked stays, read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_delete_spares_the_copy_the_user_marked_since() -> R {
+    let (t, m) = delete_lost_after_marking_a_copy("lostmarked", true).await?;
+    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
+    let server = server_state(&t.servers, &t.user.user)?;
+    let want: State = [
+        ("INBOX".to_owned(), m[0].clone(), true, false),
+        ("INBOX".to_owned(), m[1].clone(), false, false),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(server, want);
+    let failed = engine.outbox().failed(acc.id).await?;
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    assert_eq!(db_state(&db.store, acc, false).await?, server);
+    Ok(())
+}
+
+/// The same, with the trash copy expunged by the other client: the only copy left is the one
+/// the user marked since, so the delete is not carried over to it but listed as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_delete_of_a_copy_the_user_marked_since_is_listed() -> R {
+    let (t, m) = delete_lost_after_marking_a_copy("lostmarked1", false).await?;
+    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
+    let server = server_state(&t.servers, &t.user.user)?;
+    let want: State = [
+        ("INBOX".to_owned(), m[0].clone(), true, false),
+        ("INBOX".to_owned(), m[1].clone(), false, false),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(server, want);
+    let failed = engine.outbox().failed(acc.id).await?;
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert!(failed[0].reason.starts_with("superseded"), "{failed:#?}");
+    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
+    assert_eq!(db_state(&db.store, acc, false).await?, server);
+    Ok(())
+}

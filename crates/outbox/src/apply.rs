@@ -9,7 +9,7 @@ use mailsync_store::emails::{self, Email};
 use mailsync_store::queue::{self, ChangeState, NewChange};
 use mailsync_store::{AccountId, ConnectionTrait, EmailId, MailboxId, Role, mailboxes};
 
-use crate::change::{Change, OutgoingMessage};
+use crate::change::{Change, Flag, OutgoingMessage};
 use crate::error::{Error, UndoRefusal};
 use crate::local::{self, Touched};
 use crate::model::{
@@ -203,6 +203,14 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
     if after.state == *current && !destroys {
         return Ok(Enqueued::Unchanged);
     }
+    // Flags the user just decided on this copy (see `supersede_siblings`).
+    let flags: Vec<Flag> = entries
+        .iter()
+        .filter_map(|e| match &e.op {
+            Op::SetFlag { flag, .. } => Some(flag.clone()),
+            _ => None,
+        })
+        .collect();
     let mut result = None;
     if let Some(tail) = queued.last()
         && tail.state == ChangeState::Pending
@@ -260,9 +268,7 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
             Enqueued::Queued(id)
         }
     };
-    if moves {
-        supersede_siblings(c, email).await?;
-    }
+    supersede_siblings(c, email, moves, &flags).await?;
     local::write(c, email.id, current, &after.state, touched).await?;
     if after.state.mailboxes.is_empty() {
         // A destroy that cancelled a new draft's upload: the server never had it, nothing is
@@ -273,13 +279,29 @@ pub(crate) async fn apply_entries<C: ConnectionTrait>(
     Ok(result)
 }
 
-/// The user moved or deleted `email`: queued changes of other copies of the same message
-/// (same Message-ID and size) that also move or delete it are marked superseded on it. Should
-/// one of them be lost (its copy gone) and this email found as where the message went, the
-/// user's later decision stands (model test, Dovecot seed 4019: a delete for good, cut, then
-/// the message reappeared in the trash by another client's move, the user moved it to A, and
-/// the lost delete, found again, expunged it from A).
-async fn supersede_siblings<C: ConnectionTrait>(c: &C, email: &Email) -> Result<(), Error> {
+/// The user acted on `email`: queued changes of other copies of the same message (same
+/// Message-ID and size) that would undo what they just decided here are marked superseded on
+/// it, and a lost one is not carried over to this copy (`resolve::find_again` prefers another
+/// copy, or lists it as failed). Should one of them be lost (its copy gone) and this email be
+/// found as where the message went, the user's later decision stands:
+/// - they moved or deleted it (`moves`): changes that also move or delete it (model test,
+///   Dovecot seed 4019: a delete for good, cut, then the message reappeared in the trash by
+///   another client's move, the user moved it to A, and the lost delete, found again,
+///   expunged it from A);
+/// - they set or cleared `flags` on it: changes that move or delete it, which would take away
+///   the copy they just marked, or set one of those flags (model test, Cyrus IMAP seed 26011:
+///   a delete for good from the trash, queued; the other client copied the message to INBOX
+///   and moved the trash copy to C; the user marked the INBOX copy read, and the lost delete,
+///   found again on it, expunged it: the read mark was gone and nothing was listed as failed).
+async fn supersede_siblings<C: ConnectionTrait>(
+    c: &C,
+    email: &Email,
+    moves: bool,
+    flags: &[Flag],
+) -> Result<(), Error> {
+    if !moves && flags.is_empty() {
+        return Ok(());
+    }
     let Some(mid) = &email.message_id else {
         return Ok(());
     };
@@ -295,7 +317,11 @@ async fn supersede_siblings<C: ConnectionTrait>(c: &C, email: &Email) -> Result<
                     Op::Move { .. } | Op::Trash { .. } | Op::Destroy | Op::Discard { .. }
                 )
             });
-            if !relocates || p.superseded_on.contains(&email.id.0) {
+            let same_flag = p
+                .ops
+                .iter()
+                .any(|o| matches!(&o.op, Op::SetFlag { flag, .. } if flags.contains(flag)));
+            if !(relocates || same_flag) || p.superseded_on.contains(&email.id.0) {
                 continue;
             }
             let mut np = p.clone();

@@ -30,7 +30,7 @@ pub struct ResolveReport {
     pub gone: u32,
     /// Lost deletes of messages that are gone: satisfied, dropped quietly.
     pub satisfied: u32,
-    /// Lost changes whose message the user moved or deleted since where it was found
+    /// Lost changes whose message the user moved, deleted or marked since where it was found
     /// (listed in the failed list).
     pub superseded: u32,
 }
@@ -39,7 +39,7 @@ pub struct ResolveReport {
 pub const GONE_REASON: &str = "gone: the message is no longer on the server (expunged by another client, or its mailbox was deleted or re-created); the change was dropped";
 
 /// The reason recorded for a lost change whose message the user acted on again elsewhere.
-pub const SUPERSEDED_REASON: &str = "superseded: the message was found elsewhere and you moved or deleted it there since; this earlier change was dropped";
+pub const SUPERSEDED_REASON: &str = "superseded: the message was found elsewhere and you moved, deleted or marked it there since; this earlier change was dropped";
 
 /// Re-resolves every lost change of `account` (see the module docs). Call it only after a sync
 /// that covered every mailbox of the account; otherwise a message merely moved to a mailbox not
@@ -80,14 +80,13 @@ pub(crate) async fn reresolve<C: ConnectionTrait>(
         if head.state != ChangeState::Lost {
             continue;
         }
-        match find_again(c, account, old, &p).await? {
-            Some(found)
-                if found.id != old
-                    && queued
-                        .iter()
-                        .filter_map(Row::email_payload)
-                        .any(|q| q.superseded_on.contains(&found.id.0)) =>
-            {
+        let superseded: Vec<i64> = queued
+            .iter()
+            .filter_map(Row::email_payload)
+            .flat_map(|q| q.superseded_on.iter().copied())
+            .collect();
+        match find_again(c, account, old, &p, &superseded).await? {
+            Some(found) if found.id != old && superseded.contains(&found.id.0) => {
                 // The user moved or deleted that copy after queuing these changes: their
                 // later decision stands, and these go to the failed list.
                 drop_row(c, old, &mut touched).await?;
@@ -153,11 +152,20 @@ fn deletes(r: &Row) -> bool {
 /// server identity after a UIDVALIDITY change, re-matched by Message-ID), else the oldest row
 /// with the same Message-ID (and size, when both are known) that has no queued changes of its
 /// own.
+///
+/// A copy the lost changes are `superseded` on (the user acted on it since, see
+/// `apply::supersede_siblings`) is taken only when no other copy is there, and then the
+/// changes go to the failed list: a lost change is not carried over to a copy the user decided
+/// about later, while the copy another client moved away is still to be found (model test,
+/// Cyrus IMAP seed 26011: a delete for good from the trash, lost because the other client
+/// moved the message to C after copying it to INBOX, was found again on the INBOX copy the
+/// user had marked read since, and expunged it; the copy in C is the one it addressed).
 async fn find_again<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
     old: EmailId,
     p: &model::EmailPayload,
+    superseded: &[i64],
 ) -> Result<Option<Email>, Error> {
     // A retired identity (its mailbox renumbered) is not a new one: the message is looked
     // for by Message-ID like any other.
@@ -170,6 +178,7 @@ async fn find_again<C: ConnectionTrait>(
     let Some(mid) = &p.message_id else {
         return Ok(None);
     };
+    let mut fallback = None;
     for e in emails::find_by_message_id(c, account, mid).await? {
         if e.id == old {
             continue;
@@ -185,9 +194,13 @@ async fn find_again<C: ConnectionTrait>(
         if emails::memberships(c, e.id).await?.is_empty() {
             continue;
         }
+        if superseded.contains(&e.id.0) {
+            fallback.get_or_insert(e);
+            continue;
+        }
         return Ok(Some(e));
     }
-    Ok(None)
+    Ok(fallback)
 }
 
 /// Moves the lost email's rows onto `found`, rebased on its current (server) state, makes the
