@@ -20,7 +20,7 @@ use crate::outbox::Enqueued;
 use crate::rows;
 
 /// The `remote_id` of a draft the server has not seen yet (unique: it embeds the Message-ID).
-const LOCAL_PREFIX: &str = "local-draft:";
+pub(crate) const LOCAL_PREFIX: &str = "local-draft:";
 
 fn valid_address(a: &Address) -> bool {
     a.email.rsplit_once('@').is_some_and(|(l, d)| {

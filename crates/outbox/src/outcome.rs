@@ -73,6 +73,9 @@ pub(crate) async fn relocate<C: ConnectionTrait>(
     size: Option<i64>,
     touched: &mut Touched,
 ) -> Result<(), Error> {
+    if superseded_by_holder(c, account, email, remote_id, locations, touched).await? {
+        return Ok(());
+    }
     for l in locations {
         if let Some(uid) = l.uid {
             let taken = em::Entity::find()
@@ -143,6 +146,66 @@ pub(crate) async fn relocate<C: ConnectionTrait>(
         }
     }
     Ok(())
+}
+
+/// The row a sync stored for the copy an executed change created (found by the new copy's UID
+/// or server id), when the user moved, deleted or sent that row's message after `email`'s
+/// later changes were queued (`supersede_siblings` marked them): their later decision stands,
+/// as for a lost change found again (`resolve`). `email` gives way instead of the sync's row:
+/// its local row goes and its later changes go to the failed list. Model test, Cyrus JMAP
+/// seed 26005 with cuts: a new draft's upload was cut after the server stored it and the user
+/// then discarded the draft; the sync showed the stored copy as a draft of its own, which the
+/// user sent and then took back with undo; the upload, found again, took that copy's identity
+/// from the synced row and the old discard destroyed the draft the undo had brought back.
+async fn superseded_by_holder<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    email: EmailId,
+    remote_id: Option<&str>,
+    locations: &[Location],
+    touched: &mut Touched,
+) -> Result<bool, Error> {
+    let later = rows::for_email(c, email).await?;
+    if later.is_empty() {
+        return Ok(false);
+    }
+    let mut holders = Vec::new();
+    for l in locations {
+        if let Some(uid) = l.uid
+            && let Some(t) = em::Entity::find()
+                .filter(em::Column::MailboxId.eq(l.mailbox_id.0))
+                .filter(em::Column::Uid.eq(uid))
+                .filter(em::Column::EmailId.ne(email.0))
+                .one(c)
+                .await?
+        {
+            holders.push(t.email_id);
+        }
+    }
+    if let Some(rid) = remote_id
+        && let Some(other) = emails::find_by_remote_id(c, account, rid).await?
+        && other.id != email
+    {
+        holders.push(other.id.0);
+    }
+    let Some(holder) = holders.into_iter().find(|h| {
+        later
+            .iter()
+            .filter_map(Row::email_payload)
+            .any(|p| p.superseded_on.contains(h))
+    }) else {
+        return Ok(false);
+    };
+    warn!(email = %email, holder, "The user acted on the copy a sync stored for this message after this email's later changes were queued; those changes are dropped.");
+    // Deleted first, so that evicting does not put the email back where it was.
+    if let Some((_, snap)) = local::load(c, email).await? {
+        touched.add(&snap);
+        emails::delete(c, email).await?;
+    }
+    for r in &later {
+        evict(c, r, crate::resolve::SUPERSEDED_REASON, touched).await?;
+    }
+    Ok(true)
 }
 
 pub(crate) async fn evict<C: ConnectionTrait>(

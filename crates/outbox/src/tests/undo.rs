@@ -581,3 +581,103 @@ async fn flush_all_done(fx: &Fx) -> Result<(), crate::Error> {
     fx.outbox.flush(fx.account, &acking(calls())).await?;
     Ok(())
 }
+
+/// A new draft's upload cut after the server stored it, then the draft discarded (its own
+/// row, the upload being uncertain): the sync stores the server's copy as an email of its
+/// own, which shows the draft again. The user sends that copy and takes the send back: the
+/// draft is back in Drafts and must stay there. The upload, tried again, finds the copy and
+/// used to take its identity from the synced row, and the old discard then destroyed the
+/// draft the undo had brought back, with nothing in the failed list (model test, Cyrus JMAP
+/// seed 26005 with cuts). The user's later decision stands: the old discard goes to the
+/// failed list and the synced row keeps the copy.
+#[tokio::test]
+async fn a_discard_queued_before_the_user_acted_on_the_synced_copy_gives_way() -> R {
+    use mailsync_store::emails::{self, EmailUpsert, Membership};
+    let (db, fx, clock) = setup_clocked().await?;
+    let drafts = fx.mailbox("Drafts", mailsync_store::Role::Drafts).await?;
+    let msg = OutgoingMessage {
+        text: "v1 text".into(),
+        ..message("v1")
+    };
+    let (d, _) = fx.outbox.save_draft(fx.account, None, msg).await?;
+    let cut = ItemOutcome::Unknown {
+        reason: "cut".into(),
+    };
+    fx.outbox
+        .flush(fx.account, &answering(cut, calls()))
+        .await?;
+    fx.outbox.discard_draft(fx.account, d).await?;
+    assert!(fx.where_is(d).await?.is_empty());
+
+    let c = fx.store.conn();
+    let mut u = EmailUpsert::new("S1".to_owned(), fx.outbox.now());
+    u.message_id = emails::get(c, d).await?.message_id;
+    u.size = 311;
+    let m = message("v1");
+    u.from = vec![m.from];
+    u.to = m.to;
+    u.flags = mailsync_store::Flags {
+        seen: true,
+        draft: true,
+        ..Default::default()
+    };
+    u.mailboxes = vec![Membership {
+        mailbox_id: drafts,
+        uidvalidity: None,
+        uid: None,
+        modseq: None,
+    }];
+    emails::upsert_batch(c, fx.account, &[u]).await?;
+    mailsync_store::mailboxes::recount(c, drafts).await?;
+    let copy = emails::find_by_remote_id(c, fx.account, "S1")
+        .await?
+        .ok_or("not stored")?
+        .id;
+
+    let sent = fx
+        .outbox
+        .send_draft(fx.account, copy)
+        .await?
+        .change_id()
+        .ok_or("queued")?;
+    assert_eq!(
+        fx.outbox.undo_last(fx.account).await?,
+        Undone::Withdrawn(sent)
+    );
+    assert_eq!(fx.where_is(copy).await?, vec![drafts]);
+
+    // The upload again: it finds the stored copy. Anything else handed over (the discard)
+    // is recorded, and acknowledged.
+    clock.advance(Duration::from_secs(60));
+    let c2 = calls();
+    let rec = c2.clone();
+    let mut m = MockExecutor::new();
+    m.expect_execute().returning(move |_, batch| {
+        rec.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(batch.to_vec());
+        Ok(batch
+            .iter()
+            .map(|q| match q.attempt {
+                crate::Attempt::Uncertain => ItemOutcome::Relocated {
+                    remote_id: Some("S1".into()),
+                    locations: vec![crate::Location::plain(drafts)],
+                    size: Some(311),
+                },
+                _ => ItemOutcome::Done,
+            })
+            .collect())
+    });
+    fx.outbox.flush(fx.account, &m).await?;
+    let handed: Vec<QueuedChange> = taken(&c2).into_iter().flatten().collect();
+    assert_eq!(handed.len(), 1, "only the upload goes: {handed:?}");
+    assert_eq!(fx.where_is(copy).await?, vec![drafts], "the draft stays");
+    assert_eq!(fx.outbox.counts(fx.account).await?.queued(), 0);
+    assert_eq!(
+        fx.outbox.failed(fx.account).await?.len(),
+        1,
+        "the old discard"
+    );
+    db.cleanup().await?;
+    Ok(())
+}
