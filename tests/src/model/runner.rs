@@ -1438,7 +1438,19 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
                     c.changes_flushed,
                     pending.len()
                 ),
-                Err(e) => eprintln!("converge cycle {n}: error: {e}; {} queued", pending.len()),
+                Err(e) => {
+                    // The whole chain: "store error" alone says nothing of which write failed.
+                    let mut chain = e.to_string();
+                    let mut src = std::error::Error::source(e);
+                    while let Some(s) = src {
+                        chain.push_str(&format!(": {s}"));
+                        src = s.source();
+                    }
+                    eprintln!(
+                        "converge cycle {n}: error: {chain}; {} queued",
+                        pending.len()
+                    )
+                }
             }
             for p in &pending {
                 eprintln!(
