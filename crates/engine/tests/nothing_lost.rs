@@ -82,6 +82,20 @@ async fn db_state(store: &Store, account: &Account, jmap: bool) -> Result<State,
     Ok(state)
 }
 
+/// After the engine's cycles (Dovecot): the server holds `want`, the database shows the same,
+/// and nothing is left queued.
+async fn settled_on(t: &Setup, want: &State, what: &str) -> Result<(), E> {
+    let server = server_state(&t.servers, &t.user.user)?;
+    assert_eq!(&server, want, "{what}");
+    assert_eq!(
+        db_state(&t.db.store, &t.account, false).await?,
+        server,
+        "database equals server"
+    );
+    assert_eq!(t.engine.outbox().counts(t.account.id).await?.queued(), 0);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recreated_mailbox_changes_never_hit_new_messages() -> R {
     let g = Generator::new(41);
@@ -221,20 +235,12 @@ async fn a_uidvalidity_handed_out_again_never_hits_another_message() -> R {
 
     engine.sync_once(acc.id).await?;
     engine.sync_once(acc.id).await?;
-    let server = server_state(&t.servers, &user)?;
     // m1 moved into Trash (UID 1 there); m0's delete, addressed by the UID 1 of the first
     // numbering, touched nothing: m0 went with the first Trash.
     let want: State = [("Trash".to_owned(), m[1].clone(), false, false)]
         .into_iter()
         .collect();
-    assert_eq!(server, want, "m1 in Trash, untouched by m0's delete");
-    assert_eq!(
-        db_state(&db.store, acc, false).await?,
-        server,
-        "database equals server"
-    );
-    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
-    Ok(())
+    settled_on(&t, &want, "m1 in Trash, untouched by m0's delete").await
 }
 
 /// Offline, the user deletes a message (to the trash), then deletes the mailbox it was in:
@@ -261,18 +267,10 @@ async fn a_message_deleted_before_its_mailbox_ends_in_the_trash() -> R {
         .await?;
     engine.sync_once(acc.id).await?;
     engine.sync_once(acc.id).await?;
-    let server = server_state(&t.servers, &t.user.user)?;
     let want: State = [("Trash".to_owned(), m[0].clone(), false, false)]
         .into_iter()
         .collect();
-    assert_eq!(server, want, "m0 in Trash; Box gone with m1");
-    assert_eq!(
-        db_state(&db.store, acc, false).await?,
-        server,
-        "database equals server"
-    );
-    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
-    Ok(())
+    settled_on(&t, &want, "m0 in Trash; Box gone with m1").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -785,19 +783,15 @@ async fn delete_lost_after_marking_a_copy(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_delete_spares_the_copy_the_user_marked_since() -> R {
     let (t, m) = delete_lost_after_marking_a_copy("lostmarked", true).await?;
-    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
-    let server = server_state(&t.servers, &t.user.user)?;
     let want: State = [
         ("INBOX".to_owned(), m[0].clone(), true, false),
         ("INBOX".to_owned(), m[1].clone(), false, false),
     ]
     .into_iter()
     .collect();
-    assert_eq!(server, want);
-    let failed = engine.outbox().failed(acc.id).await?;
+    settled_on(&t, &want, "the marked copy stays, read").await?;
+    let failed = t.engine.outbox().failed(t.account.id).await?;
     assert!(failed.is_empty(), "{failed:#?}");
-    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
-    assert_eq!(db_state(&db.store, acc, false).await?, server);
     Ok(())
 }
 
@@ -806,19 +800,15 @@ async fn a_lost_delete_spares_the_copy_the_user_marked_since() -> R {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_delete_of_a_copy_the_user_marked_since_is_listed() -> R {
     let (t, m) = delete_lost_after_marking_a_copy("lostmarked1", false).await?;
-    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
-    let server = server_state(&t.servers, &t.user.user)?;
     let want: State = [
         ("INBOX".to_owned(), m[0].clone(), true, false),
         ("INBOX".to_owned(), m[1].clone(), false, false),
     ]
     .into_iter()
     .collect();
-    assert_eq!(server, want);
-    let failed = engine.outbox().failed(acc.id).await?;
+    settled_on(&t, &want, "the marked copy stays, read").await?;
+    let failed = t.engine.outbox().failed(t.account.id).await?;
     assert_eq!(failed.len(), 1, "{failed:#?}");
     assert!(failed[0].reason.starts_with("superseded"), "{failed:#?}");
-    assert_eq!(engine.outbox().counts(acc.id).await?.queued(), 0);
-    assert_eq!(db_state(&db.store, acc, false).await?, server);
     Ok(())
 }
