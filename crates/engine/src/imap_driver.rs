@@ -568,14 +568,7 @@ impl ImapExecutor<'_> {
     async fn deleted_sources(&self, muts: &[ImapMutation]) -> Vec<mailboxes::Mailbox> {
         let mut ids: Vec<MailboxId> = muts
             .iter()
-            .filter_map(|m| match m {
-                ImapMutation::AddFlags { mailbox, .. }
-                | ImapMutation::RemoveFlags { mailbox, .. }
-                | ImapMutation::Delete { mailbox, .. }
-                | ImapMutation::Confirm { mailbox, .. } => Some(*mailbox),
-                ImapMutation::Move { from, .. } => Some(*from),
-                _ => None,
-            })
+            .filter_map(ImapMutation::source_mailbox)
             .collect();
         ids.sort_unstable();
         ids.dedup();

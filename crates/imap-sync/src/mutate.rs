@@ -371,6 +371,20 @@ async fn mailbox(
     Ok(m)
 }
 
+impl ImapMutation {
+    /// The mailbox whose copies it addresses by UID (`None` for an APPEND).
+    pub fn source_mailbox(&self) -> Option<MailboxId> {
+        match self {
+            Self::AddFlags { mailbox, .. }
+            | Self::RemoveFlags { mailbox, .. }
+            | Self::Delete { mailbox, .. }
+            | Self::Confirm { mailbox, .. } => Some(*mailbox),
+            Self::Move { from, .. } => Some(*from),
+            Self::Append { .. } => None,
+        }
+    }
+}
+
 fn all_uids(group: &[ImapMutation]) -> Vec<u32> {
     let mut v: Vec<u32> = group
         .iter()
