@@ -273,6 +273,82 @@ async fn a_message_deleted_before_its_mailbox_ends_in_the_trash() -> R {
     settled_on(&t, &want, "m0 in Trash; Box gone with m1").await
 }
 
+/// A sync cut after resetting a replaced mailbox leaves the old rows without a UID; a move of
+/// another copy of one of those messages into the mailbox then gets its identity by COPYUID.
+/// The next sync must not also give that identity to the old row of the same Message-ID: the
+/// batch failed on the unique remote id, and so did every later sync (model test, Cyrus IMAP
+/// seed 30001 with 800 operations).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_moved_in_after_a_reset_keeps_its_own_row() -> R {
+    let g = Generator::new(49);
+    let t = Setup::dovecot("rematchheld", "Box", &g, 0..1).await?;
+    let (engine, acc, db) = (&t.engine, &t.account, &t.db);
+    let user = t.user.user.clone();
+    // The same message in INBOX too (another copy, same Message-ID).
+    t.append("INBOX", &g, 0..1)?;
+    engine.sync_once(acc.id).await?;
+    let inbox = mailboxes::find_by_role(db.store.conn(), acc.id, Role::Inbox)
+        .await?
+        .ok_or("INBOX")?;
+    let boxrow = mailboxes::find_by_name(db.store.conn(), acc.id, "Box")
+        .await?
+        .ok_or("Box")?;
+    let m = mids(&g, 0..2);
+    let mut in_inbox = None;
+    for e in emails::find_by_message_id(db.store.conn(), acc.id, &m[0]).await? {
+        if emails::memberships(db.store.conn(), e.id)
+            .await?
+            .iter()
+            .any(|x| x.mailbox_id == inbox.id)
+        {
+            in_inbox = Some(e.id);
+        }
+    }
+    let in_inbox = in_inbox.ok_or("the INBOX copy")?;
+
+    // Another client replaces Box, with another message in it; the engine's sync of it is
+    // killed after its first batch (the reset committed, the old row left without a UID).
+    t.servers
+        .doveadm(&["mailbox", "delete", "-u", &user, "Box"])?;
+    t.servers
+        .doveadm(&["mailbox", "create", "-u", &user, "Box"])?;
+    t.append("Box", &g, 1..2)?;
+    let store = db.store.clone();
+    let account = acc.clone();
+    let killed = tokio::spawn(async move {
+        let mut conn = mailsync_engine::imap_driver::connect(&account)
+            .await
+            .expect("connect");
+        let opts = mailsync_imap_sync::SyncOptions::default()
+            .with_batch_size(1)
+            .with_progress(std::sync::Arc::new(
+                |_p: &mailsync_imap_sync::SyncProgress| panic!("killed after the first batch"),
+            ));
+        let _ = mailsync_imap_sync::sync_account(&mut conn, &store, account.id, &opts).await;
+    })
+    .await;
+    assert!(killed.is_err(), "the sync was expected to be killed");
+
+    // The user moves the INBOX copy into Box: COPYUID gives it UID 2 there.
+    engine
+        .enqueue(acc.id, Change::move_to(in_inbox, boxrow.id))
+        .await?;
+    engine.sync_once(acc.id).await?;
+    engine.sync_once(acc.id).await?;
+    let want: State = [
+        ("Box".to_owned(), m[0].clone(), false, false),
+        ("Box".to_owned(), m[1].clone(), false, false),
+    ]
+    .into_iter()
+    .collect();
+    settled_on(
+        &t,
+        &want,
+        "the moved copy and the other client's message in Box",
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_follow_a_moved_message_and_leave_no_ghosts() -> R {
     let g = Generator::new(43);
