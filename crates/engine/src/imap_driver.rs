@@ -373,10 +373,10 @@ impl ImapExecutor<'_> {
         if muts.is_empty() {
             return;
         }
-        let gone = self.deleted_sources(&muts).await;
+        let known = self.addressed_mailboxes(&muts).await;
         let results = {
             let mut conn = self.conn.lock().await;
-            imap::apply_with(&mut conn, self.store, &muts, &gone).await
+            imap::apply_with(&mut conn, self.store, &muts, &known).await
         };
         for ((m, (uids, who)), res) in muts.iter().zip(owners).zip(results) {
             // A move answered with COPYUID: tell the outbox each copy's new identity so the local
@@ -559,53 +559,59 @@ impl ImapExecutor<'_> {
         Ok(false)
     }
 
-    /// The mailboxes the mutations address that the database no longer has because the user
-    /// deleted them and the delete is still queued, as the queue last knew them (name,
-    /// UIDVALIDITY): a message moved out of a mailbox that was deleted next is moved first
-    /// (queue order), and must be reached there, or the mailbox's delete takes it with it
-    /// (model test, Dovecot seed 26010: a message deleted to the trash, then its mailbox).
-    /// A failure to read them leaves them out (those changes are then lost and looked for).
-    async fn deleted_sources(&self, muts: &[ImapMutation]) -> Vec<mailboxes::Mailbox> {
+    /// The mailboxes the mutations address, read once for the batch (imap-sync takes them
+    /// instead of reading them again): the database's, and for one the database no longer has
+    /// because the user deleted it and the delete is still queued, the name and UIDVALIDITY
+    /// the queue recorded. A message moved out of a mailbox that was deleted next is moved
+    /// first (queue order) and must be reached there, or the mailbox's delete takes it with it
+    /// (model test, Dovecot seed 26010: a message deleted to the trash, then its mailbox). A
+    /// mailbox that cannot be read is left out: imap-sync reads it, or finds it gone.
+    async fn addressed_mailboxes(&self, muts: &[ImapMutation]) -> Vec<mailboxes::Mailbox> {
         let mut ids: Vec<MailboxId> = muts
             .iter()
             .filter_map(ImapMutation::source_mailbox)
             .collect();
         ids.sort_unstable();
         ids.dedup();
+        let mut known = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
         for id in ids {
-            if let Err(StoreError::NotFound { .. }) = mailboxes::get(self.store.conn(), id).await {
-                missing.push(id);
+            match mailboxes::get(self.store.conn(), id).await {
+                Ok(m) => known.push(m),
+                Err(StoreError::NotFound { .. }) => missing.push(id),
+                Err(_) => {}
             }
         }
         if missing.is_empty() {
-            return Vec::new();
+            return known;
         }
         let queued = match self.outbox.mailboxes_being_deleted(self.account.id).await {
             Ok(q) => q,
             Err(e) => {
                 tracing::warn!(error = %e, "Could not read the queued mailbox deletes.");
-                return Vec::new();
+                return known;
             }
         };
-        queued
-            .into_iter()
-            .filter(|op| missing.contains(&op.mailbox_id))
-            .map(|op| mailboxes::Mailbox {
-                id: op.mailbox_id,
-                account_id: self.account.id,
-                name: op.remote_id.clone(),
-                remote_id: op.remote_id,
-                parent_remote_id: None,
-                delimiter: None,
-                selectable: true,
-                role: None,
-                status: mailboxes::MailboxStatus {
-                    uidvalidity: op.seen.and_then(|s| s.uidvalidity),
-                    ..Default::default()
-                },
-            })
-            .collect()
+        known.extend(
+            queued
+                .into_iter()
+                .filter(|op| missing.contains(&op.mailbox_id))
+                .map(|op| mailboxes::Mailbox {
+                    id: op.mailbox_id,
+                    account_id: self.account.id,
+                    name: op.remote_id.clone(),
+                    remote_id: op.remote_id,
+                    parent_remote_id: None,
+                    delimiter: None,
+                    selectable: true,
+                    role: None,
+                    status: mailboxes::MailboxStatus {
+                        uidvalidity: op.seen.and_then(|s| s.uidvalidity),
+                        ..Default::default()
+                    },
+                }),
+        );
+        known
     }
 
     /// The batch's email changes whose email's identity was retired, by position, each with its

@@ -259,7 +259,6 @@ pub async fn delete_mailbox(conn: &mut Connection, remote_id: &str) -> Result<()
     // Best effort: a NO or BAD here (the server had deselected it already) is no reason not
     // to delete.
     if conn.selected.as_ref().is_some_and(|s| s.name == remote_id) {
-        conn.forget_selection();
         let deselected = if conn.has_capability("UNSELECT") {
             conn.run(&Cmd::new("UNSELECT")).await.map(drop)
         } else {
@@ -268,9 +267,11 @@ pub async fn delete_mailbox(conn: &mut Connection, remote_id: &str) -> Result<()
                 Err(e) => Err(e),
             }
         };
-        match deselected {
-            Err(e) if e.is_connection() => return Err(e),
-            _ => conn.forget_selection(),
+        conn.forget_selection();
+        if let Err(e) = deselected
+            && e.is_connection()
+        {
+            return Err(e);
         }
     }
     match conn.run(&Cmd::new("DELETE").astring(remote_id)).await {

@@ -230,17 +230,18 @@ pub async fn apply(
     apply_with(conn, store, items, &[]).await
 }
 
-/// [`apply`], reaching also the mailboxes of `gone`: mailboxes the database no longer has
-/// (the user deleted them, and the delete is still queued) but whose copies changes queued
-/// before the delete still address, by the name and UIDVALIDITY given there.
+/// [`apply`], addressing the mailboxes of `known` as given there instead of reading them from
+/// the database: mailboxes the caller read already, and mailboxes the database no longer has
+/// (the user deleted them, and the delete is still queued) whose copies changes queued before
+/// the delete still address, by the name and UIDVALIDITY the caller knows.
 pub async fn apply_with(
     conn: &mut Connection,
     store: &Store,
     items: &[ImapMutation],
-    gone: &[Mailbox],
+    known: &[Mailbox],
 ) -> Vec<MutationOutcome> {
     let mut out: Vec<Option<MutationOutcome>> = vec![None; items.len()];
-    let mut boxes: HashMap<MailboxId, Mailbox> = gone.iter().map(|m| (m.id, m.clone())).collect();
+    let mut boxes: HashMap<MailboxId, Mailbox> = known.iter().map(|m| (m.id, m.clone())).collect();
     let mut i = 0;
     let mut dead: Option<String> = None;
     while i < items.len() {

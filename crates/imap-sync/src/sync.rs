@@ -381,7 +381,12 @@ async fn sync_mailbox_inner(
         None => select_applying_qresync(conn, store, mb, qparams, &mut flags, &mut counts).await?,
     };
     counts.updated += flags.flush().await?;
-    let replaced = mailbox_replaced(store, account, mb.id, &sel).await?;
+    // The MAILBOXID recorded for the row, read once for both the check and the update below.
+    let recorded = match &sel.mailbox_id {
+        Some(_) => checkpoints::get(store.conn(), account, &Scope::imap_mailbox_id(mb.id)).await?,
+        None => None,
+    };
+    let replaced = mailbox_replaced(recorded.as_ref(), &sel);
 
     let sel_state = ServerState {
         uidvalidity: Some(sel.uidvalidity),
@@ -410,7 +415,7 @@ async fn sync_mailbox_inner(
     let (last_uid, fetch_new, flag_check, kept_modseq) =
         follow_plan(&ctx, &planned, &sel, cp.as_ref()).await?;
     // After a reset has committed: a run cut before this finds the old id and resets again.
-    record_mailbox_id(store, account, mb.id, &sel).await?;
+    record_mailbox_id(store, account, mb.id, &sel, recorded.as_ref()).await?;
 
     // New messages: one streamed UID FETCH, committed batch by batch with the checkpoint.
     let mut fetched = NewMessages {
@@ -508,20 +513,13 @@ impl<'a> FlagSink<'a> {
 /// Whether the SELECT reported a MAILBOXID other than the one recorded for this row: another
 /// mailbox now has the name (RFC 8474 keeps a mailbox's id across renames and gives a mailbox
 /// created again a new one), whatever its UIDVALIDITY says.
-async fn mailbox_replaced(
-    store: &Store,
-    account: AccountId,
-    mailbox: MailboxId,
-    sel: &Selected,
-) -> Result<bool, Error> {
+fn mailbox_replaced(recorded: Option<&Checkpoint>, sel: &Selected) -> bool {
     let Some(id) = &sel.mailbox_id else {
-        return Ok(false);
+        return false;
     };
-    let known = checkpoints::get(store.conn(), account, &Scope::imap_mailbox_id(mailbox)).await?;
-    Ok(known
-        .as_ref()
+    recorded
         .and_then(|k| k.state.as_deref())
-        .is_some_and(|k| k != id.as_str()))
+        .is_some_and(|k| k != id.as_str())
 }
 
 /// Records the MAILBOXID a SELECT reported (RFC 8474; servers with OBJECTID), with the
@@ -532,15 +530,14 @@ async fn record_mailbox_id(
     account: AccountId,
     mailbox: MailboxId,
     sel: &Selected,
+    known: Option<&Checkpoint>,
 ) -> Result<(), Error> {
     let Some(id) = &sel.mailbox_id else {
         return Ok(());
     };
     let scope = Scope::imap_mailbox_id(mailbox);
-    let known = checkpoints::get(store.conn(), account, &scope).await?;
     let uidvalidity = Some(i64::from(sel.uidvalidity));
     if known
-        .as_ref()
         .is_some_and(|k| k.state.as_deref() == Some(id.as_str()) && k.uidvalidity == uidvalidity)
     {
         return Ok(());
