@@ -1,6 +1,8 @@
 //! The model test (issue #11 "Nothing lost"): per backend (Dovecot IMAP, Cyrus IMAP, Cyrus
 //! JMAP), a fixed set of seeds, each a random interleaving of engine actions and another
-//! client's changes (and a few seeds again with cut syncs, [`CI_FAULT_SEEDS`]), and the
+//! client's changes (and a few seeds again with cut syncs, [`CI_FAULT_SEEDS`], longer ones,
+//! [`CI_LONG_FAULT_SEEDS`], and some with the database on PostgreSQL,
+//! [`CI_POSTGRES_FAULT_SEEDS`]), and the
 //! operation lists of past failures ([`REGRESSIONS`]), checked by
 //! the oracle (database equals server, no lost intent). A failing
 //! seed prints its shrunk operation list with a replay command.
@@ -15,12 +17,15 @@
 //! timing-dependent failures, default 1),
 //! `MAILSYNC_MODEL_FAULTS` (half the syncs cut mid-traffic: [`model::Op::Cut`]),
 //! `MAILSYNC_MODEL_NO_FAIL` (report only), `MAILSYNC_MODEL_CYRUS_USER` (`en8`..`en10`, instead
-//! of en8 for Cyrus IMAP and en9 for Cyrus JMAP; runs on one user take turns via a lock file).
+//! of en8 for Cyrus IMAP and en9 for Cyrus JMAP; runs on one user take turns via a lock file),
+//! `MAILSYNC_MODEL_STORE` (`postgres`: the engine's database in a fresh PostgreSQL database),
+//! `MAILSYNC_MODEL_CONCURRENT` (half the syncs followed by another client's change get it
+//! mid-cycle: [`model::Op::During`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use mailsync_tests::model::{self, Backend, SeedReport};
+use mailsync_tests::model::{self, Backend, SeedReport, StoreKind};
 
 /// The seeds `cargo xtask ci` runs per backend.
 const CI_SEEDS: &[u64] = &[1, 2, 3, 4, 5];
@@ -300,6 +305,11 @@ const CI_FAULT_SEEDS: &[u64] = &[1, 2, 3];
 /// by undo). About 10 s each per backend.
 const CI_LONG_FAULT_SEEDS: &[(u64, usize)] = &[(26005, 400), (26010, 400), (26011, 400)];
 
+/// Seeds `cargo xtask ci` also runs with the engine's database on PostgreSQL, with cuts
+/// (services mirror many mailboxes there; its transactions, locks and conflicts are not
+/// SQLite's). About 2 s each per backend.
+const CI_POSTGRES_FAULT_SEEDS: &[u64] = &[1, 2, 3, 4];
+
 fn env<T: std::str::FromStr>(key: &str) -> Option<T> {
     std::env::var(key).ok().and_then(|v| v.trim().parse().ok())
 }
@@ -323,11 +333,14 @@ async fn run_backend(backend: Backend) {
     }
     let ops_per_seed: usize = env("MAILSYNC_MODEL_OPS").unwrap_or(CI_OPS);
     let faults = std::env::var_os("MAILSYNC_MODEL_FAULTS").is_some();
+    let concurrent = std::env::var_os("MAILSYNC_MODEL_CONCURRENT").is_some();
     let budget = Duration::from_secs(env("MAILSYNC_MODEL_SHRINK_SECS").unwrap_or(30));
-    let mut runs: Vec<(Option<u64>, Vec<model::Op>)> = Vec::new();
+    let store = StoreKind::from_env();
+    let mut runs: Vec<(Option<u64>, StoreKind, Vec<model::Op>)> = Vec::new();
     if let Ok(text) = std::env::var("MAILSYNC_MODEL_REPLAY") {
         runs.push((
             None,
+            store,
             model::parse_ops(&text).expect("MAILSYNC_MODEL_REPLAY"),
         ));
     } else {
@@ -347,20 +360,33 @@ async fn run_backend(backend: Backend) {
         runs.extend(
             seeds
                 .into_iter()
-                .map(|s| (Some(s), model::generate_with(s, ops_per_seed, faults))),
+                .map(|s| {
+                    let ops = model::generate_full(s, ops_per_seed, faults, concurrent);
+                    (Some(s), store, ops)
+                }),
         );
         if pinned && !faults {
             for &s in CI_FAULT_SEEDS {
-                runs.push((Some(s), model::generate_with(s, ops_per_seed, true)));
+                runs.push((Some(s), store, model::generate_with(s, ops_per_seed, true)));
             }
             for &(s, n) in CI_LONG_FAULT_SEEDS {
-                runs.push((Some(s), model::generate_with(s, n, true)));
+                runs.push((Some(s), store, model::generate_with(s, n, true)));
+            }
+            if store == StoreKind::Sqlite {
+                for &s in CI_POSTGRES_FAULT_SEEDS {
+                    runs.push((
+                        Some(s),
+                        StoreKind::Postgres,
+                        model::generate_with(s, ops_per_seed, true),
+                    ));
+                }
             }
         }
         if pinned {
             for text in REGRESSIONS {
                 runs.push((
                     None,
+                    store,
                     model::parse_ops(text).expect("a regression's operations"),
                 ));
             }
@@ -371,8 +397,8 @@ async fn run_backend(backend: Backend) {
     let tries: usize = env("MAILSYNC_MODEL_SHRINK_TRIES").unwrap_or(1);
     let mut shrunk_kinds: Vec<Vec<String>> = Vec::new();
     let mut reports: Vec<SeedReport> = Vec::new();
-    for (seed, ops) in runs {
-        let mut r = model::run_one(backend, seed, ops.clone(), Duration::ZERO).await;
+    for (seed, store, ops) in runs {
+        let mut r = model::run_one(backend, store, seed, ops.clone(), Duration::ZERO).await;
         // Shrink the first seeds of each new set of divergence kinds (bounded: CI time).
         if let Ok(o) = &r.outcome
             && !o.divergences.is_empty()
@@ -381,7 +407,7 @@ async fn run_backend(backend: Backend) {
             && !shrunk_kinds.contains(&o.kinds())
         {
             shrunk_kinds.push(o.kinds());
-            let (small, found) = model::shrink(backend, ops, &o.kinds(), budget, tries).await;
+            let (small, found) = model::shrink(backend, store, ops, &o.kinds(), budget, tries).await;
             r.shrunk = Some((
                 small,
                 found

@@ -13,7 +13,8 @@ const USAGE: &str = "\
 usage: cargo xtask model [--seeds N] [--seed-start S] [--seed S] [--ops M]
                          [--backend dovecot|cyrus-imap|cyrus-jmap] [--replay 'OPS']
                          [--shrink-secs T] [--shrink-max K] [--shrink-tries R]
-                         [--cyrus-user en8|en9|en10] [--faults] [--no-fail] [--release]
+                         [--cyrus-user en8|en9|en10] [--store sqlite|postgres] [--faults]
+                         [--concurrent] [--no-fail] [--release]
 
   Random interleavings of engine actions and another IMAP client's changes, checked by the
   oracle (database equals server, no lost intent). Defaults: the CI seeds (1..=5), 30
@@ -22,10 +23,14 @@ usage: cargo xtask model [--seeds N] [--seed-start S] [--seed S] [--ops M]
   R (1) runs fails (raise R for timing-dependent Cyrus failures). --seeds N runs seeds
   S..S+N (S = --seed-start, default 1); --seed runs one; --replay runs a printed operation list
   (as printed for a failing seed). --faults turns half the syncs into cut ones (the
-  engine's connections cut after a random number of bytes, through a proxy).
+  engine's connections cut after a random number of bytes, through a proxy). --concurrent
+  makes half the syncs followed by another client's change pause at a random byte while the
+  other client makes it (the change lands mid-command or mid-answer).
   --no-fail reports without failing.
   The test servers must be up: `cargo xtask servers up`. Cyrus users are reset before each run:
-  en8 (IMAP) and en9 (JMAP), or --cyrus-user; runs on one user take turns (a lock file).";
+  en8 (IMAP) and en9 (JMAP), or --cyrus-user; runs on one user take turns (a lock file).
+  --store postgres keeps the engine's database in a fresh PostgreSQL database per run (on
+  MAILSYNC_PG_URL's server) instead of a SQLite file.";
 
 /// Maps the options to the test's environment variables.
 fn env_of(args: &[String]) -> Result<(Vec<(&'static str, String)>, bool)> {
@@ -51,8 +56,10 @@ fn env_of(args: &[String]) -> Result<(Vec<(&'static str, String)>, bool)> {
             "--shrink-max" => value("MAILSYNC_MODEL_SHRINK_MAX")?,
             "--shrink-tries" => value("MAILSYNC_MODEL_SHRINK_TRIES")?,
             "--cyrus-user" => value("MAILSYNC_MODEL_CYRUS_USER")?,
+            "--store" => value("MAILSYNC_MODEL_STORE")?,
             "--no-fail" => env.push(("MAILSYNC_MODEL_NO_FAIL", "1".into())),
             "--faults" => env.push(("MAILSYNC_MODEL_FAULTS", "1".into())),
+            "--concurrent" => env.push(("MAILSYNC_MODEL_CONCURRENT", "1".into())),
             "--release" => release = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -81,6 +88,9 @@ fn env_of(args: &[String]) -> Result<(Vec<(&'static str, String)>, bool)> {
                 .all(|b| ["dovecot", "cyrus-imap", "cyrus-jmap"].contains(&b.trim()))
         {
             bail!("unknown backend `{v}`\n{USAGE}");
+        }
+        if *k == "MAILSYNC_MODEL_STORE" && !["sqlite", "postgres"].contains(&v.as_str()) {
+            bail!("unknown store `{v}`\n{USAGE}");
         }
     }
     Ok((env, release))
@@ -153,6 +163,8 @@ mod tests {
         );
         assert!(env_of(&args(&["--seeds", "many"])).is_err());
         assert!(env_of(&args(&["--backend", "exchange"])).is_err());
+        assert!(env_of(&args(&["--store", "postgres"])).is_ok());
+        assert!(env_of(&args(&["--store", "mysql"])).is_err());
         assert!(env_of(&args(&["--ops"])).is_err());
         assert!(env_of(&args(&["--frobnicate"])).is_err());
     }

@@ -41,6 +41,11 @@ pub struct Cut {
     /// connection. A test drops its client meanwhile, as when the process is killed at that
     /// byte: the client never sees the cut.
     pub hold: bool,
+    /// Pause instead of cutting: at the limit the connection goes silent in that direction
+    /// until [`FaultProxy::resume`] or for at most this long, then forwards on as if nothing
+    /// happened (nothing is lost or closed). A test makes another client act meanwhile, in
+    /// the middle of the paused client's command or answer.
+    pub pause: Option<std::time::Duration>,
 }
 
 impl Cut {
@@ -52,6 +57,7 @@ impl Cut {
             client_bytes: None,
             across_connections: false,
             hold: false,
+            pause: None,
         }
     }
 
@@ -63,6 +69,7 @@ impl Cut {
             client_bytes: Some(client_bytes),
             across_connections: false,
             hold: false,
+            pause: None,
         }
     }
 
@@ -74,6 +81,7 @@ impl Cut {
             client_bytes: None,
             across_connections: false,
             hold: false,
+            pause: None,
         }
     }
 
@@ -89,6 +97,13 @@ impl Cut {
     #[must_use]
     pub fn held(mut self) -> Self {
         self.hold = true;
+        self
+    }
+
+    /// The same limit, paused for at most `max` instead of cut ([`Cut::pause`]).
+    #[must_use]
+    pub fn paused(mut self, max: std::time::Duration) -> Self {
+        self.pause = Some(max);
         self
     }
 }
@@ -127,7 +142,7 @@ impl Armed {
             return None;
         }
         // Counted before the client can see the cut.
-        if self.cut.hold {
+        if self.cut.hold || self.cut.pause.is_some() {
             shared.held.store(true, Ordering::SeqCst);
         }
         shared.cuts.fetch_add(1, Ordering::SeqCst);
@@ -247,6 +262,16 @@ impl FaultProxy {
         {
             a.spent.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// Ends a pause ([`Cut::pause`]): the paused connection forwards on.
+    pub fn resume(&self) {
+        self.shared.held.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether a held or paused cut was reached and is not yet released or resumed.
+    pub fn holding(&self) -> bool {
+        self.shared.held.load(Ordering::SeqCst)
     }
 
     /// Ends a held cut ([`Cut::hold`]): every connection open now is closed (the held one
@@ -440,6 +465,23 @@ impl Closed {
     }
 }
 
+/// For a paused cut ([`Cut::pause`]), waits until [`FaultProxy::resume`], the pause's
+/// longest or the proxy's stop. Returns whether the cut was a pause (the caller forwards on).
+fn pause_while_paused(a: &Armed, shared: &Shared) -> bool {
+    let Some(max) = a.cut.pause else {
+        return false;
+    };
+    let start = std::time::Instant::now();
+    while shared.held.load(Ordering::SeqCst)
+        && !shared.stop.load(Ordering::SeqCst)
+        && start.elapsed() < max
+    {
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+    shared.held.store(false, Ordering::SeqCst);
+    true
+}
+
 /// For a held cut, forwards nothing more until [`FaultProxy::release`] (or the proxy stops).
 fn hold_while_held(a: &Armed, shared: &Shared) {
     if !a.cut.hold {
@@ -480,6 +522,13 @@ fn client_to_server(
             let mut left = a.client_left.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(take) = left.as_mut().and_then(|l| a.take(l, n, shared)) {
                 let _ = to.write_all(data.get(..take).unwrap_or_default());
+                drop(left);
+                if pause_while_paused(a, shared) {
+                    if to.write_all(data.get(take..).unwrap_or_default()).is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 hold_while_held(a, shared);
                 let _ = to.shutdown(Shutdown::Both);
                 let _ = from.shutdown(Shutdown::Both);
@@ -513,6 +562,13 @@ fn server_to_client(
             if let Some(take) = a.take(&mut left, n, shared) {
                 let _ = to.write_all(data.get(..take).unwrap_or_default());
                 let _ = to.flush();
+                drop(left);
+                if pause_while_paused(a, shared) {
+                    if to.write_all(data.get(take..).unwrap_or_default()).is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 hold_while_held(a, shared);
                 let _ = to.shutdown(Shutdown::Both);
                 let _ = from.shutdown(Shutdown::Both);
@@ -639,6 +695,26 @@ mod tests {
         let mut second = TcpStream::connect(proxy.addr)?;
         assert_eq!(read_until_cut(&mut second)?, (1000, false));
         assert_eq!(proxy.cuts(), before);
+        Ok(())
+    }
+
+    /// A paused cut forwards up to its limit, then nothing until resumed, then the rest.
+    #[test]
+    fn a_paused_cut_forwards_the_rest_once_resumed() -> Result<(), Box<dyn std::error::Error>> {
+        let proxy = FaultProxy::start("127.0.0.1", upstream_sending_1000()?)?;
+        proxy.arm(Cut::after_server_bytes(600).paused(std::time::Duration::from_secs(60)));
+        let mut c = TcpStream::connect(proxy.addr)?;
+        assert_eq!(read_until_cut(&mut c)?, (600, false));
+        assert!(proxy.holding());
+        proxy.resume();
+        assert_eq!(read_until_cut(&mut c)?, (400, false), "the rest, not closed");
+        assert!(!proxy.holding());
+        // A pause ends by itself after its longest.
+        proxy.arm(Cut::after_server_bytes(100).paused(std::time::Duration::from_secs(1)));
+        let mut d = TcpStream::connect(proxy.addr)?;
+        assert_eq!(read_until_cut(&mut d)?, (100, false));
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        assert_eq!(read_until_cut(&mut d)?, (900, false));
         Ok(())
     }
 

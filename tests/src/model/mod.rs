@@ -13,14 +13,16 @@ pub mod runner;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-pub use ops::{Op, format_ops, generate, generate_with, parse_ops};
-pub use runner::{Backend, Outcome, run_ops, shrink};
+pub use ops::{Op, format_ops, generate, generate_full, generate_with, parse_ops};
+pub use runner::{Backend, Outcome, StoreKind, run_ops, shrink};
 
 /// One seed's result, printable.
 #[derive(Debug)]
 pub struct SeedReport {
     /// The backend.
     pub backend: Backend,
+    /// Where the engine kept its database.
+    pub store: StoreKind,
     /// The seed (`None` for a replayed list).
     pub seed: Option<u64>,
     /// Number of operations run.
@@ -48,8 +50,12 @@ impl SeedReport {
         let seed = self.seed.map(|s| s.to_string()).unwrap_or("replay".into());
         let _ = write!(
             s,
-            "{} seed {seed} ({} ops, {:.1} s): ",
+            "{}{} seed {seed} ({} ops, {:.1} s): ",
             self.backend.name(),
+            match self.store {
+                StoreKind::Postgres => " (postgres)",
+                StoreKind::Sqlite => "",
+            },
             self.ops,
             self.elapsed.as_secs_f64()
         );
@@ -87,8 +93,12 @@ impl SeedReport {
                     }
                     let _ = writeln!(
                         s,
-                        "  replay: cargo xtask model --backend {} --replay '{}'",
+                        "  replay: cargo xtask model --backend {}{} --replay '{}'",
                         self.backend.name(),
+                        match self.store {
+                            StoreKind::Postgres => " --store postgres",
+                            StoreKind::Sqlite => "",
+                        },
                         format_ops(ops)
                     );
                 }
@@ -101,19 +111,20 @@ impl SeedReport {
 /// Runs one list (seeded or replayed); on divergence shrinks within `shrink_budget`.
 pub async fn run_one(
     backend: Backend,
+    store: StoreKind,
     seed: Option<u64>,
     ops: Vec<Op>,
     shrink_budget: Duration,
 ) -> SeedReport {
     let start = Instant::now();
-    let outcome = run_ops(backend, &ops).await.map_err(|e| format!("{e:#}"));
+    let outcome = run_ops(backend, store, &ops).await.map_err(|e| format!("{e:#}"));
     let elapsed = start.elapsed();
     let mut shrunk = None;
     if let Ok(o) = &outcome
         && !o.divergences.is_empty()
         && !shrink_budget.is_zero()
     {
-        let (small, found) = shrink(backend, ops.clone(), &o.kinds(), shrink_budget, 1).await;
+        let (small, found) = shrink(backend, store, ops.clone(), &o.kinds(), shrink_budget, 1).await;
         let found = found
             .map(|f| f.divergences.iter().map(ToString::to_string).collect())
             .unwrap_or_else(|| vec!["(no smaller failing list found)".into()]);
@@ -121,6 +132,7 @@ pub async fn run_one(
     }
     SeedReport {
         backend,
+        store,
         seed,
         ops: ops.len(),
         outcome,

@@ -129,6 +129,18 @@ pub enum Op {
         /// Where.
         at: u32,
     },
+    /// Engine: one sync cycle paused at that byte (as [`Op::Cut`] counts them) while the other
+    /// client does `other` (at most a few seconds: a server that holds a lock while its answer
+    /// waits at the pause is let go on), then forwarded on: the other client's change lands in
+    /// the middle of the engine's command or answer, as on a live account.
+    During {
+        /// Count the client's bytes instead of the server's.
+        client: bool,
+        /// Where.
+        at: u32,
+        /// The other client's operation (an `O*` one).
+        other: Box<Op>,
+    },
     /// Engine: create a mailbox (through the outbox).
     MCreate {
         /// Its name.
@@ -238,6 +250,7 @@ impl Op {
                 | Self::Sync
                 | Self::Cut { .. }
                 | Self::Crash { .. }
+                | Self::During { .. }
                 | Self::MCreate { .. }
                 | Self::MRename { .. }
                 | Self::MDelete { .. }
@@ -269,6 +282,9 @@ impl fmt::Display for Op {
             }
             Self::Crash { client, at } => {
                 write!(f, "crash {}{at}", if *client { "c" } else { "s" })
+            }
+            Self::During { client, at, other } => {
+                write!(f, "during {}{at} {other}", if *client { "c" } else { "s" })
             }
             Self::MCreate { name } => write!(f, "m-create {name}"),
             Self::MRename { pick, name } => write!(f, "m-rename {pick} {name}"),
@@ -326,7 +342,28 @@ impl std::str::FromStr for Op {
         let word = |i: usize| -> Result<String, String> {
             w.get(i).map(|v| (*v).to_string()).ok_or_else(bad)
         };
+        let side_at = |t: &str| -> Result<(bool, u32), String> {
+            let (side, at) = t.split_at_checked(1).ok_or_else(bad)?;
+            let client = match side {
+                "c" => true,
+                "s" => false,
+                _ => return Err(bad()),
+            };
+            Ok((client, at.parse().map_err(|_| bad())?))
+        };
         let op = match (w.first().copied(), w.len()) {
+            (Some("during"), 3..) => {
+                let (client, at) = side_at(w[1])?;
+                let other: Op = w[2..].join(" ").parse()?;
+                if other.is_engine() {
+                    return Err(bad());
+                }
+                Self::During {
+                    client,
+                    at,
+                    other: Box::new(other),
+                }
+            }
             (Some("flag"), 3) => {
                 let (flag, value) = parse_flag(w[2]).ok_or_else(bad)?;
                 Self::Flag {
@@ -344,13 +381,7 @@ impl std::str::FromStr for Op {
             (Some("send"), 1) => Self::Send,
             (Some("sync"), 1) => Self::Sync,
             (Some(verb @ ("cut" | "crash")), 2) => {
-                let (side, at) = w[1].split_at_checked(1).ok_or_else(bad)?;
-                let client = match side {
-                    "c" => true,
-                    "s" => false,
-                    _ => return Err(bad()),
-                };
-                let at = at.parse().map_err(|_| bad())?;
+                let (client, at) = side_at(w[1])?;
                 if verb == "cut" {
                     Self::Cut { client, at }
                 } else {
@@ -437,6 +468,41 @@ pub fn generate(seed: u64, n: usize) -> Vec<Op> {
 const CUT_SERVER_BYTES: u64 = 8_000;
 /// Client bytes within which a cut is placed (commands are shorter than answers).
 const CUT_CLIENT_BYTES: u64 = 2_500;
+
+/// [`generate_with`], with `concurrent`: half of the syncs followed by another client's
+/// operation become one [`Op::During`] (the other client's change made mid-cycle, at a random
+/// byte). Drawn from a third generator, so the rest of the seed's list is the same.
+pub fn generate_full(seed: u64, n: usize, faults: bool, concurrent: bool) -> Vec<Op> {
+    let ops = generate_with(seed, n, faults);
+    if !concurrent {
+        return ops;
+    }
+    let mut r = Rng::new(seed.rotate_left(29) ^ 0x636f_6e63);
+    let mut out = Vec::with_capacity(ops.len());
+    let mut it = ops.into_iter().peekable();
+    while let Some(op) = it.next() {
+        if op == Op::Sync
+            && it.peek().is_some_and(|o| !o.is_engine())
+            && r.coin()
+            && let Some(other) = it.next()
+        {
+            let client = r.coin();
+            let at = r.below(if client {
+                CUT_CLIENT_BYTES
+            } else {
+                CUT_SERVER_BYTES
+            }) as u32;
+            out.push(Op::During {
+                client,
+                at,
+                other: Box::new(other),
+            });
+        } else {
+            out.push(op);
+        }
+    }
+    out
+}
 
 /// [`generate`], with `faults`: half of the syncs become cut ones ([`Op::Cut`]), a third of
 /// those killed ones instead ([`Op::Crash`]). The faults are drawn from a second generator, so
@@ -561,6 +627,30 @@ mod tests {
         ] {
             assert!((0..50).any(|s| generate_with(s, 40, true).iter().any(fault)));
         }
+    }
+
+    #[test]
+    fn concurrent_runs_pair_syncs_with_the_other_clients_next_operation() {
+        let mut seen = false;
+        for seed in 0..50 {
+            let plain = generate_with(seed, 60, true);
+            let conc = generate_full(seed, 60, true, true);
+            assert_eq!(parse_ops(&format_ops(&conc)).unwrap(), conc);
+            // Unfolding each `during` gives back the list without it.
+            let unfolded: Vec<Op> = conc
+                .iter()
+                .flat_map(|o| match o {
+                    Op::During { other, .. } => {
+                        seen = true;
+                        vec![Op::Sync, (**other).clone()]
+                    }
+                    o => vec![o.clone()],
+                })
+                .collect();
+            assert_eq!(unfolded, plain);
+        }
+        assert!(seen);
+        assert!(parse_ops("during s10 sync").is_err(), "only another client's operation");
     }
 
     #[test]

@@ -34,6 +34,25 @@ pub enum Backend {
     CyrusJmap,
 }
 
+/// Where the engine under test keeps its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A fresh SQLite file per run (the default).
+    Sqlite,
+    /// A fresh PostgreSQL database per run, on `MAILSYNC_PG_URL`'s server.
+    Postgres,
+}
+
+impl StoreKind {
+    /// `MAILSYNC_MODEL_STORE` (`sqlite` or `postgres`), SQLite when unset.
+    pub fn from_env() -> Self {
+        match std::env::var("MAILSYNC_MODEL_STORE").as_deref() {
+            Ok("postgres") => Self::Postgres,
+            _ => Self::Sqlite,
+        }
+    }
+}
+
 impl Backend {
     /// All of them.
     pub const ALL: [Backend; 3] = [Backend::Dovecot, Backend::CyrusImap, Backend::CyrusJmap];
@@ -1018,6 +1037,97 @@ async fn engine_op(local: &Local, run: &mut Run, index: usize, op: &Op, from: &s
     Ok(())
 }
 
+/// [`other_op`], logging in again once when the server ended the session: after a change to
+/// the mailbox it has selected (renamed or deleted by the engine), Dovecot may end the other
+/// client's session ("IMAP session state is inconsistent, please relogin"), and a real client
+/// logs in again.
+fn other_op_again(
+    c: &mut ImapClient,
+    server: &Server,
+    run: &mut Run,
+    index: usize,
+    op: &Op,
+) -> Result<()> {
+    if let Err(e) = other_op(c, run, index, op) {
+        if !format!("{e:#}").contains("connection closed") {
+            return Err(e);
+        }
+        *c = server.login().context("the other client's login again")?;
+        run.notes.push(format!(
+            "op {index} `{op}`: the other client logged in again"
+        ));
+        other_op(c, run, index, op)?;
+    }
+    Ok(())
+}
+
+/// Where an [`Op::During`] pauses its cycle: after `at` bytes from the client, or the server.
+#[derive(Debug, Clone, Copy)]
+struct Pause {
+    client: bool,
+    at: u32,
+}
+
+/// How long an [`Op::During`] pause lasts at most: a server that holds a lock while its answer
+/// waits at the pause would otherwise keep the other client waiting for good.
+const PAUSE_MAX: Duration = Duration::from_secs(5);
+
+/// [`Op::During`]: a cycle paused at the byte while the other client does `inner` (on this
+/// thread: the engine's connections wait at the proxy or in their sockets meanwhile), then
+/// forwarded on. A cycle that ends before the byte is followed by `inner`.
+#[allow(clippy::too_many_arguments)]
+async fn during(
+    local: &Local,
+    other: &mut ImapClient,
+    server: &Server,
+    run: &mut Run,
+    index: usize,
+    op: &Op,
+    pause: Pause,
+    inner: &Op,
+) -> Result<()> {
+    let proxy = local
+        .proxy
+        .as_ref()
+        .ok_or_else(|| anyhow!("a `during` in a run without the proxy"))?;
+    let at = u64::from(pause.at);
+    let cut = if pause.client {
+        Cut::after_client_bytes(at)
+    } else {
+        Cut::after_server_bytes(at)
+    };
+    proxy.arm(cut.over_all_connections().paused(PAUSE_MAX));
+    let cycle = local.cycle();
+    tokio::pin!(cycle);
+    let reached = async {
+        while !proxy.holding() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    let finished = tokio::select! {
+        r = &mut cycle => Some(r),
+        () = reached => None,
+    };
+    proxy.disarm();
+    let r = match finished {
+        Some(r) => {
+            other_op_again(other, server, run, index, inner)?;
+            r
+        }
+        None => {
+            let o = tokio::task::block_in_place(|| other_op_again(other, server, run, index, inner));
+            proxy.resume();
+            o?;
+            run.notes.push(format!("op {index} `{op}`: paused"));
+            cycle.await
+        }
+    };
+    if let Err(e) = r {
+        run.notes.push(format!("op {index} `{op}` failed: {e}"));
+    }
+    Ok(())
+}
+
 fn other_op(c: &mut ImapClient, run: &mut Run, index: usize, op: &Op) -> Result<()> {
     let picked = |c: &mut ImapClient, mailbox: &str, p: u32| -> Result<Option<Fetched>> {
         Ok(fetch_all(c, mailbox)?.and_then(|v| {
@@ -1230,7 +1340,7 @@ fn new_account(backend: Backend, servers: &Servers, server: &Server) -> NewAccou
 
 /// Runs `ops` on `backend` from a fresh start and asks the oracle. An `Err` is a harness or
 /// setup failure (servers down), not a divergence.
-pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
+pub async fn run_ops(backend: Backend, store: StoreKind, ops: &[Op]) -> Result<Outcome> {
     let servers = Servers::load().context("test servers (run `cargo xtask servers up`)")?;
     let server = match backend {
         Backend::Dovecot => {
@@ -1313,12 +1423,15 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
     other.command("STORE 4 +FLAGS.SILENT (\\Flagged)")?;
     other.command("UNSELECT")?;
 
-    let db = TempDb::sqlite().await?;
+    let db = match store {
+        StoreKind::Postgres => TempDb::postgres().await?,
+        StoreKind::Sqlite => TempDb::sqlite().await?,
+    };
     let mut new = new_account(backend, &servers, &server);
     // Runs with cuts reach the server through a proxy that cuts on request.
     let proxy = if ops
         .iter()
-        .any(|o| matches!(o, Op::Cut { .. } | Op::Crash { .. }))
+        .any(|o| matches!(o, Op::Cut { .. } | Op::Crash { .. } | Op::During { .. }))
     {
         let p = match backend {
             Backend::CyrusJmap => {
@@ -1388,22 +1501,13 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
         }
         if let Op::Crash { client, at } = op {
             crash(&mut local, &mut run, index, op, *client, *at).await?;
+        } else if let Op::During { client, at, other: o } = op {
+            let at = Pause { client: *client, at: *at };
+            during(&local, &mut other, &server, &mut run, index, op, at, o).await?;
         } else if op.is_engine() {
             engine_op(&local, &mut run, index, op, &from).await?;
         } else {
-            // After a change to the mailbox it has selected (renamed or deleted by the engine),
-            // Dovecot may end the other client's session ("IMAP session state is
-            // inconsistent, please relogin"): like a real client, it logs in again, once.
-            if let Err(e) = other_op(&mut other, &mut run, index, op) {
-                if !format!("{e:#}").contains("connection closed") {
-                    return Err(e);
-                }
-                other = server.login().context("the other client's login again")?;
-                run.notes.push(format!(
-                    "op {index} `{op}`: the other client logged in again"
-                ));
-                other_op(&mut other, &mut run, index, op)?;
-            }
+            other_op_again(&mut other, &server, &mut run, index, op)?;
         }
     }
     let _ = other.command_any("UNSELECT");
@@ -1598,6 +1702,7 @@ pub async fn run_ops(backend: Backend, ops: &[Op]) -> Result<Outcome> {
 /// failing list found and its outcome.
 pub async fn shrink(
     backend: Backend,
+    store: StoreKind,
     ops: Vec<Op>,
     kinds: &[String],
     budget: Duration,
@@ -1626,7 +1731,7 @@ pub async fn shrink(
             // A timing-dependent failure (Cyrus) may need a few tries to show again.
             let mut hit = None;
             for _ in 0..tries.max(1) {
-                if let Ok(o) = run_ops(backend, &candidate).await
+                if let Ok(o) = run_ops(backend, store, &candidate).await
                     && o.kinds().iter().any(|k| kinds.contains(k))
                 {
                     hit = Some(o);
