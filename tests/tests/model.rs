@@ -2,7 +2,8 @@
 //! JMAP), a fixed set of seeds, each a random interleaving of engine actions and another
 //! client's changes (and a few seeds again with cut syncs, [`CI_FAULT_SEEDS`], longer ones,
 //! [`CI_LONG_FAULT_SEEDS`], and some with the database on PostgreSQL,
-//! [`CI_POSTGRES_FAULT_SEEDS`]), and the
+//! [`CI_POSTGRES_FAULT_SEEDS`], and with another client's changes made mid-cycle,
+//! [`CI_CONCURRENT_SEEDS`]), and the
 //! operation lists of past failures ([`REGRESSIONS`]), checked by
 //! the oracle (database equals server, no lost intent). A failing
 //! seed prints its shrunk operation list with a replay command.
@@ -310,6 +311,10 @@ const CI_LONG_FAULT_SEEDS: &[(u64, usize)] = &[(26005, 400), (26010, 400), (2601
 /// SQLite's). About 2 s each per backend.
 const CI_POSTGRES_FAULT_SEEDS: &[u64] = &[1, 2, 3, 4];
 
+/// Seeds `cargo xtask ci` also runs with cuts and another client's changes made mid-cycle
+/// ([`model::Op::During`]), 100 operations each (about a dozen pauses per run).
+const CI_CONCURRENT_SEEDS: &[u64] = &[1, 2, 3];
+
 fn env<T: std::str::FromStr>(key: &str) -> Option<T> {
     std::env::var(key).ok().and_then(|v| v.trim().parse().ok())
 }
@@ -357,20 +362,19 @@ async fn run_backend(backend: Backend) {
         };
         let pinned = env::<u64>("MAILSYNC_MODEL_SEED").is_none()
             && env::<u64>("MAILSYNC_MODEL_SEEDS").is_none();
-        runs.extend(
-            seeds
-                .into_iter()
-                .map(|s| {
-                    let ops = model::generate_full(s, ops_per_seed, faults, concurrent);
-                    (Some(s), store, ops)
-                }),
-        );
+        runs.extend(seeds.into_iter().map(|s| {
+            let ops = model::generate_full(s, ops_per_seed, faults, concurrent);
+            (Some(s), store, ops)
+        }));
         if pinned && !faults {
             for &s in CI_FAULT_SEEDS {
                 runs.push((Some(s), store, model::generate_with(s, ops_per_seed, true)));
             }
             for &(s, n) in CI_LONG_FAULT_SEEDS {
                 runs.push((Some(s), store, model::generate_with(s, n, true)));
+            }
+            for &s in CI_CONCURRENT_SEEDS {
+                runs.push((Some(s), store, model::generate_full(s, 100, true, true)));
             }
             if store == StoreKind::Sqlite {
                 for &s in CI_POSTGRES_FAULT_SEEDS {
@@ -407,7 +411,8 @@ async fn run_backend(backend: Backend) {
             && !shrunk_kinds.contains(&o.kinds())
         {
             shrunk_kinds.push(o.kinds());
-            let (small, found) = model::shrink(backend, store, ops, &o.kinds(), budget, tries).await;
+            let (small, found) =
+                model::shrink(backend, store, ops, &o.kinds(), budget, tries).await;
             r.shrunk = Some((
                 small,
                 found

@@ -707,7 +707,11 @@ mod tests {
         assert_eq!(read_until_cut(&mut c)?, (600, false));
         assert!(proxy.holding());
         proxy.resume();
-        assert_eq!(read_until_cut(&mut c)?, (400, false), "the rest, not closed");
+        assert_eq!(
+            read_until_cut(&mut c)?,
+            (400, false),
+            "the rest, not closed"
+        );
         assert!(!proxy.holding());
         // A pause ends by itself after its longest.
         proxy.arm(Cut::after_server_bytes(100).paused(std::time::Duration::from_secs(1)));

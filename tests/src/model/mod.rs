@@ -72,7 +72,10 @@ impl SeedReport {
                     o.intents.1,
                     o.server_messages,
                     if o.cuts > 0 {
-                        format!(", {} cycles cut ({} killed)", o.cuts, o.crashes)
+                        format!(
+                            ", {} cycles cut ({} killed, {} paused)",
+                            o.cuts, o.crashes, o.pauses
+                        )
                     } else {
                         String::new()
                     }
@@ -117,14 +120,17 @@ pub async fn run_one(
     shrink_budget: Duration,
 ) -> SeedReport {
     let start = Instant::now();
-    let outcome = run_ops(backend, store, &ops).await.map_err(|e| format!("{e:#}"));
+    let outcome = run_ops(backend, store, &ops)
+        .await
+        .map_err(|e| format!("{e:#}"));
     let elapsed = start.elapsed();
     let mut shrunk = None;
     if let Ok(o) = &outcome
         && !o.divergences.is_empty()
         && !shrink_budget.is_zero()
     {
-        let (small, found) = shrink(backend, store, ops.clone(), &o.kinds(), shrink_budget, 1).await;
+        let (small, found) =
+            shrink(backend, store, ops.clone(), &o.kinds(), shrink_budget, 1).await;
         let found = found
             .map(|f| f.divergences.iter().map(ToString::to_string).collect())
             .unwrap_or_else(|| vec!["(no smaller failing list found)".into()]);

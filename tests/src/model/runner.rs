@@ -93,11 +93,14 @@ pub struct Outcome {
     pub intents: (usize, usize),
     /// Messages on the server at the end (all mailboxes).
     pub server_messages: usize,
-    /// Cycles of [`Op::Cut`] the proxy did cut, and of [`Op::Crash`] it held (the others ended
+    /// Cycles of [`Op::Cut`] the proxy did cut, and of [`Op::Crash`] and [`Op::During`] it held
+    /// or paused (the others ended
     /// before their byte).
     pub cuts: usize,
     /// Of those, the cycles killed ([`Op::Crash`]).
     pub crashes: usize,
+    /// Of those, the cycles paused while the other client acted ([`Op::During`]).
+    pub pauses: usize,
 }
 
 impl Outcome {
@@ -495,6 +498,7 @@ struct Run {
     versions: usize,
     notes: Vec<String>,
     crashes: usize,
+    pauses: usize,
 }
 
 impl Run {
@@ -1115,10 +1119,12 @@ async fn during(
             r
         }
         None => {
-            let o = tokio::task::block_in_place(|| other_op_again(other, server, run, index, inner));
+            let o =
+                tokio::task::block_in_place(|| other_op_again(other, server, run, index, inner));
             proxy.resume();
             o?;
             run.notes.push(format!("op {index} `{op}`: paused"));
+            run.pauses += 1;
             cycle.await
         }
     };
@@ -1399,6 +1405,7 @@ pub async fn run_ops(backend: Backend, store: StoreKind, ops: &[Op]) -> Result<O
         versions: 1,
         notes: Vec::new(),
         crashes: 0,
+        pauses: 0,
     };
     // The starting mail: 6 in INBOX (2 read, 1 flagged), 2 in Archive, mailbox A with 1.
     other.create_mailbox("A")?;
@@ -1501,8 +1508,16 @@ pub async fn run_ops(backend: Backend, store: StoreKind, ops: &[Op]) -> Result<O
         }
         if let Op::Crash { client, at } = op {
             crash(&mut local, &mut run, index, op, *client, *at).await?;
-        } else if let Op::During { client, at, other: o } = op {
-            let at = Pause { client: *client, at: *at };
+        } else if let Op::During {
+            client,
+            at,
+            other: o,
+        } = op
+        {
+            let at = Pause {
+                client: *client,
+                at: *at,
+            };
             during(&local, &mut other, &server, &mut run, index, op, at, o).await?;
         } else if op.is_engine() {
             engine_op(&local, &mut run, index, op, &from).await?;
@@ -1692,6 +1707,7 @@ pub async fn run_ops(backend: Backend, store: StoreKind, ops: &[Op]) -> Result<O
     out.notes.extend(run.notes.iter().map(|n| run.short(n)));
     out.cuts = local.proxy.as_ref().map_or(0, FaultProxy::cuts);
     out.crashes = run.crashes;
+    out.pauses = run.pauses;
     other.logout();
     local.db.cleanup().await.ok();
     Ok(out)
