@@ -3,7 +3,7 @@
 //! client's changes (and a few seeds again with cut syncs, [`CI_FAULT_SEEDS`], longer ones,
 //! [`CI_LONG_FAULT_SEEDS`], and some with the database on PostgreSQL,
 //! [`CI_POSTGRES_FAULT_SEEDS`], and with another client's changes made mid-cycle,
-//! [`CI_CONCURRENT_SEEDS`]), and the
+//! [`CI_CONCURRENT_SEEDS`], the same with bodies, [`CI_BODIES_SEEDS`]), and the
 //! operation lists of past failures ([`REGRESSIONS`]), checked by
 //! the oracle (database equals server, no lost intent). A failing
 //! seed prints its shrunk operation list with a replay command.
@@ -20,13 +20,14 @@
 //! `MAILSYNC_MODEL_NO_FAIL` (report only), `MAILSYNC_MODEL_CYRUS_USER` (`en8`..`en10`, instead
 //! of en8 for Cyrus IMAP and en9 for Cyrus JMAP; runs on one user take turns via a lock file),
 //! `MAILSYNC_MODEL_STORE` (`postgres`: the engine's database in a fresh PostgreSQL database),
-//! `MAILSYNC_MODEL_CONCURRENT` (half the syncs followed by another client's change get it
-//! mid-cycle: [`model::Op::During`]).
+//! `MAILSYNC_MODEL_BODIES` (every body downloaded, and checked by the oracle),
+//! `MAILSYNC_MODEL_CONCURRENT` (a third of the other client's changes made mid-cycle:
+//! [`model::Op::During`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use mailsync_tests::model::{self, Backend, SeedReport, StoreKind};
+use mailsync_tests::model::{self, Backend, SeedReport, Setup, StoreKind};
 
 /// The seeds `cargo xtask ci` runs per backend.
 const CI_SEEDS: &[u64] = &[1, 2, 3, 4, 5];
@@ -315,6 +316,10 @@ const CI_POSTGRES_FAULT_SEEDS: &[u64] = &[1, 2, 3, 4];
 /// ([`model::Op::During`]), 100 operations each (about a dozen pauses per run).
 const CI_CONCURRENT_SEEDS: &[u64] = &[1, 2, 3];
 
+/// Seeds `cargo xtask ci` also runs as [`CI_CONCURRENT_SEEDS`] with every body downloaded
+/// (the oracle then checks each message has its own body).
+const CI_BODIES_SEEDS: &[u64] = &[4, 5];
+
 fn env<T: std::str::FromStr>(key: &str) -> Option<T> {
     std::env::var(key).ok().and_then(|v| v.trim().parse().ok())
 }
@@ -340,12 +345,12 @@ async fn run_backend(backend: Backend) {
     let faults = std::env::var_os("MAILSYNC_MODEL_FAULTS").is_some();
     let concurrent = std::env::var_os("MAILSYNC_MODEL_CONCURRENT").is_some();
     let budget = Duration::from_secs(env("MAILSYNC_MODEL_SHRINK_SECS").unwrap_or(30));
-    let store = StoreKind::from_env();
-    let mut runs: Vec<(Option<u64>, StoreKind, Vec<model::Op>)> = Vec::new();
+    let setup = Setup::from_env();
+    let mut runs: Vec<(Option<u64>, Setup, Vec<model::Op>)> = Vec::new();
     if let Ok(text) = std::env::var("MAILSYNC_MODEL_REPLAY") {
         runs.push((
             None,
-            store,
+            setup,
             model::parse_ops(&text).expect("MAILSYNC_MODEL_REPLAY"),
         ));
     } else {
@@ -364,24 +369,33 @@ async fn run_backend(backend: Backend) {
             && env::<u64>("MAILSYNC_MODEL_SEEDS").is_none();
         runs.extend(seeds.into_iter().map(|s| {
             let ops = model::generate_full(s, ops_per_seed, faults, concurrent);
-            (Some(s), store, ops)
+            (Some(s), setup, ops)
         }));
         if pinned && !faults {
             for &s in CI_FAULT_SEEDS {
-                runs.push((Some(s), store, model::generate_with(s, ops_per_seed, true)));
+                runs.push((Some(s), setup, model::generate_with(s, ops_per_seed, true)));
             }
             for &(s, n) in CI_LONG_FAULT_SEEDS {
-                runs.push((Some(s), store, model::generate_with(s, n, true)));
+                runs.push((Some(s), setup, model::generate_with(s, n, true)));
             }
             for &s in CI_CONCURRENT_SEEDS {
-                runs.push((Some(s), store, model::generate_full(s, 100, true, true)));
+                runs.push((Some(s), setup, model::generate_full(s, 100, true, true)));
             }
-            if store == StoreKind::Sqlite {
+            if setup.store == StoreKind::Sqlite {
                 for &s in CI_POSTGRES_FAULT_SEEDS {
                     runs.push((
                         Some(s),
-                        StoreKind::Postgres,
+                        setup.on(StoreKind::Postgres),
                         model::generate_with(s, ops_per_seed, true),
+                    ));
+                }
+            }
+            if !setup.bodies {
+                for &s in CI_BODIES_SEEDS {
+                    runs.push((
+                        Some(s),
+                        setup.with_bodies(),
+                        model::generate_full(s, 100, true, true),
                     ));
                 }
             }
@@ -390,7 +404,7 @@ async fn run_backend(backend: Backend) {
             for text in REGRESSIONS {
                 runs.push((
                     None,
-                    store,
+                    setup,
                     model::parse_ops(text).expect("a regression's operations"),
                 ));
             }
@@ -401,8 +415,8 @@ async fn run_backend(backend: Backend) {
     let tries: usize = env("MAILSYNC_MODEL_SHRINK_TRIES").unwrap_or(1);
     let mut shrunk_kinds: Vec<Vec<String>> = Vec::new();
     let mut reports: Vec<SeedReport> = Vec::new();
-    for (seed, store, ops) in runs {
-        let mut r = model::run_one(backend, store, seed, ops.clone(), Duration::ZERO).await;
+    for (seed, setup, ops) in runs {
+        let mut r = model::run_one(backend, setup, seed, ops.clone(), Duration::ZERO).await;
         // Shrink the first seeds of each new set of divergence kinds (bounded: CI time).
         if let Ok(o) = &r.outcome
             && !o.divergences.is_empty()
@@ -412,7 +426,7 @@ async fn run_backend(backend: Backend) {
         {
             shrunk_kinds.push(o.kinds());
             let (small, found) =
-                model::shrink(backend, store, ops, &o.kinds(), budget, tries).await;
+                model::shrink(backend, setup, ops, &o.kinds(), budget, tries).await;
             r.shrunk = Some((
                 small,
                 found

@@ -14,7 +14,7 @@ usage: cargo xtask model [--seeds N] [--seed-start S] [--seed S] [--ops M]
                          [--backend dovecot|cyrus-imap|cyrus-jmap] [--replay 'OPS']
                          [--shrink-secs T] [--shrink-max K] [--shrink-tries R]
                          [--cyrus-user en8|en9|en10] [--store sqlite|postgres] [--faults]
-                         [--concurrent] [--no-fail] [--release]
+                         [--concurrent] [--bodies] [--no-fail] [--release]
 
   Random interleavings of engine actions and another IMAP client's changes, checked by the
   oracle (database equals server, no lost intent). Defaults: the CI seeds (1..=5), 30
@@ -24,8 +24,9 @@ usage: cargo xtask model [--seeds N] [--seed-start S] [--seed S] [--ops M]
   S..S+N (S = --seed-start, default 1); --seed runs one; --replay runs a printed operation list
   (as printed for a failing seed). --faults turns half the syncs into cut ones (the
   engine's connections cut after a random number of bytes, through a proxy). --concurrent
-  makes half the syncs followed by another client's change pause at a random byte while the
-  other client makes it (the change lands mid-command or mid-answer).
+  has a third of the other client's changes made while a sync cycle is paused at a random
+  byte (the change lands mid-command or mid-answer). --bodies has the engine
+  download every body, and the oracle check that each message has its own.
   --no-fail reports without failing.
   The test servers must be up: `cargo xtask servers up`. Cyrus users are reset before each run:
   en8 (IMAP) and en9 (JMAP), or --cyrus-user; runs on one user take turns (a lock file).
@@ -60,6 +61,7 @@ fn env_of(args: &[String]) -> Result<(Vec<(&'static str, String)>, bool)> {
             "--no-fail" => env.push(("MAILSYNC_MODEL_NO_FAIL", "1".into())),
             "--faults" => env.push(("MAILSYNC_MODEL_FAULTS", "1".into())),
             "--concurrent" => env.push(("MAILSYNC_MODEL_CONCURRENT", "1".into())),
+            "--bodies" => env.push(("MAILSYNC_MODEL_BODIES", "1".into())),
             "--release" => release = true,
             "-h" | "--help" => {
                 println!("{USAGE}");

@@ -14,15 +14,15 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 pub use ops::{Op, format_ops, generate, generate_full, generate_with, parse_ops};
-pub use runner::{Backend, Outcome, StoreKind, run_ops, shrink};
+pub use runner::{Backend, Outcome, Setup, StoreKind, run_ops, shrink};
 
 /// One seed's result, printable.
 #[derive(Debug)]
 pub struct SeedReport {
     /// The backend.
     pub backend: Backend,
-    /// Where the engine kept its database.
-    pub store: StoreKind,
+    /// How the engine was set up.
+    pub setup: Setup,
     /// The seed (`None` for a replayed list).
     pub seed: Option<u64>,
     /// Number of operations run.
@@ -52,10 +52,7 @@ impl SeedReport {
             s,
             "{}{} seed {seed} ({} ops, {:.1} s): ",
             self.backend.name(),
-            match self.store {
-                StoreKind::Postgres => " (postgres)",
-                StoreKind::Sqlite => "",
-            },
+            self.setup.label(),
             self.ops,
             self.elapsed.as_secs_f64()
         );
@@ -98,10 +95,7 @@ impl SeedReport {
                         s,
                         "  replay: cargo xtask model --backend {}{} --replay '{}'",
                         self.backend.name(),
-                        match self.store {
-                            StoreKind::Postgres => " --store postgres",
-                            StoreKind::Sqlite => "",
-                        },
+                        self.setup.options(),
                         format_ops(ops)
                     );
                 }
@@ -114,13 +108,13 @@ impl SeedReport {
 /// Runs one list (seeded or replayed); on divergence shrinks within `shrink_budget`.
 pub async fn run_one(
     backend: Backend,
-    store: StoreKind,
+    setup: Setup,
     seed: Option<u64>,
     ops: Vec<Op>,
     shrink_budget: Duration,
 ) -> SeedReport {
     let start = Instant::now();
-    let outcome = run_ops(backend, store, &ops)
+    let outcome = run_ops(backend, setup, &ops)
         .await
         .map_err(|e| format!("{e:#}"));
     let elapsed = start.elapsed();
@@ -130,7 +124,7 @@ pub async fn run_one(
         && !shrink_budget.is_zero()
     {
         let (small, found) =
-            shrink(backend, store, ops.clone(), &o.kinds(), shrink_budget, 1).await;
+            shrink(backend, setup, ops.clone(), &o.kinds(), shrink_budget, 1).await;
         let found = found
             .map(|f| f.divergences.iter().map(ToString::to_string).collect())
             .unwrap_or_else(|| vec!["(no smaller failing list found)".into()]);
@@ -138,7 +132,7 @@ pub async fn run_one(
     }
     SeedReport {
         backend,
-        store,
+        setup,
         seed,
         ops: ops.len(),
         outcome,

@@ -12,6 +12,7 @@ use mailsync_engine::{EngineError, engine::driver_for};
 use mailsync_outbox::{Change, Enqueued, Outbox, OutgoingMessage, Undone};
 use mailsync_outbox::{FixedJitter, ManualClock, RetryPolicy};
 use mailsync_store::accounts::{self, Account, Endpoint, NewAccount};
+use mailsync_store::bodies;
 use mailsync_store::emails::{self, EmailFilter};
 use mailsync_store::sync_log::SyncCounts;
 use mailsync_store::testing::TempDb;
@@ -43,13 +44,70 @@ pub enum StoreKind {
     Postgres,
 }
 
-impl StoreKind {
-    /// `MAILSYNC_MODEL_STORE` (`sqlite` or `postgres`), SQLite when unset.
+/// How a run's engine is set up, beside its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    /// Where it keeps its database.
+    pub store: StoreKind,
+    /// Whether it downloads every body ([`BodyPolicy::All`]; else none): the oracle then
+    /// also checks each message's body is there and is that message's.
+    pub bodies: bool,
+}
+
+impl Setup {
+    /// `MAILSYNC_MODEL_STORE` (`sqlite` or `postgres`; SQLite when unset) and
+    /// `MAILSYNC_MODEL_BODIES` (set: every body).
     pub fn from_env() -> Self {
-        match std::env::var("MAILSYNC_MODEL_STORE").as_deref() {
-            Ok("postgres") => Self::Postgres,
-            _ => Self::Sqlite,
+        Self {
+            store: match std::env::var("MAILSYNC_MODEL_STORE").as_deref() {
+                Ok("postgres") => StoreKind::Postgres,
+                _ => StoreKind::Sqlite,
+            },
+            bodies: std::env::var_os("MAILSYNC_MODEL_BODIES").is_some(),
         }
+    }
+
+    /// The same with the database on `store`.
+    #[must_use]
+    pub fn on(self, store: StoreKind) -> Self {
+        Self { store, ..self }
+    }
+
+    /// The same with every body downloaded.
+    #[must_use]
+    pub fn with_bodies(self) -> Self {
+        Self {
+            bodies: true,
+            ..self
+        }
+    }
+
+    /// How a report names it (`""` for the default).
+    pub fn label(self) -> String {
+        let mut parts = Vec::new();
+        if self.store == StoreKind::Postgres {
+            parts.push("postgres");
+        }
+        if self.bodies {
+            parts.push("bodies");
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        }
+    }
+
+    /// The options of `cargo xtask model` that give it.
+    pub fn options(self) -> String {
+        let mut s = String::new();
+        if self.store == StoreKind::Postgres {
+            s.push_str(" --store postgres");
+        }
+        if self.bodies {
+            s.push_str(" --bodies");
+        }
+        s
     }
 }
 
@@ -431,6 +489,47 @@ impl Local {
         out.sort_by(|a, b| {
             (&a.message_id, &a.mailbox, a.id).cmp(&(&b.message_id, &b.mailbox, b.id))
         });
+        Ok(out)
+    }
+
+    /// With every body downloaded: each message the other client appended (subject
+    /// `model N`, text `body N`) has its body in the database, and it is its own.
+    async fn body_check(&self) -> Result<Vec<Divergence>> {
+        let mut out = Vec::new();
+        let c = self.db.store.conn();
+        for (id, name, _) in self.mailboxes().await? {
+            let filter = EmailFilter {
+                mailbox: Some(id),
+                ..Default::default()
+            };
+            for e in emails::list(c, &filter).await? {
+                let e = e.email;
+                // The engine's own drafts and sends have subjects of their own.
+                let Some(n) = e
+                    .subject
+                    .as_deref()
+                    .and_then(|s| s.strip_prefix("model "))
+                    .filter(|n| n.parse::<u64>().is_ok())
+                else {
+                    continue;
+                };
+                let mid = clean_id(e.message_id.as_deref());
+                let text = bodies::get(c, e.id)
+                    .await?
+                    .map(|b| b.text.unwrap_or_default());
+                match text {
+                    None => out.push(Divergence {
+                        kind: "body-missing".into(),
+                        detail: format!("{mid} in {name} (email {}) has no body", e.id.0),
+                    }),
+                    Some(t) if t.trim() != format!("body {n}") => out.push(Divergence {
+                        kind: "body-not-its-own".into(),
+                        detail: format!("{mid} in {name} (`model {n}`) has the body {t:?}"),
+                    }),
+                    Some(_) => {}
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -1346,7 +1445,7 @@ fn new_account(backend: Backend, servers: &Servers, server: &Server) -> NewAccou
 
 /// Runs `ops` on `backend` from a fresh start and asks the oracle. An `Err` is a harness or
 /// setup failure (servers down), not a divergence.
-pub async fn run_ops(backend: Backend, store: StoreKind, ops: &[Op]) -> Result<Outcome> {
+pub async fn run_ops(backend: Backend, setup: Setup, ops: &[Op]) -> Result<Outcome> {
     let servers = Servers::load().context("test servers (run `cargo xtask servers up`)")?;
     let server = match backend {
         Backend::Dovecot => {
@@ -1430,11 +1529,14 @@ pub async fn run_ops(backend: Backend, store: StoreKind, ops: &[Op]) -> Result<O
     other.command("STORE 4 +FLAGS.SILENT (\\Flagged)")?;
     other.command("UNSELECT")?;
 
-    let db = match store {
+    let db = match setup.store {
         StoreKind::Postgres => TempDb::postgres().await?,
         StoreKind::Sqlite => TempDb::sqlite().await?,
     };
     let mut new = new_account(backend, &servers, &server);
+    if setup.bodies {
+        new.body_policy = BodyPolicy::All;
+    }
     // Runs with cuts reach the server through a proxy that cuts on request.
     let proxy = if ops
         .iter()
@@ -1655,6 +1757,9 @@ pub async fn run_ops(backend: Backend, store: StoreKind, ops: &[Op]) -> Result<O
         });
     }
     out.divergences.extend(found);
+    if setup.bodies {
+        out.divergences.extend(local.body_check().await?);
+    }
     let mut failed = Failed::default();
     for f in local.outbox.failed(local.account.id).await? {
         out.notes.push(format!(
@@ -1718,7 +1823,7 @@ pub async fn run_ops(backend: Backend, store: StoreKind, ops: &[Op]) -> Result<O
 /// failing list found and its outcome.
 pub async fn shrink(
     backend: Backend,
-    store: StoreKind,
+    setup: Setup,
     ops: Vec<Op>,
     kinds: &[String],
     budget: Duration,
@@ -1747,7 +1852,7 @@ pub async fn shrink(
             // A timing-dependent failure (Cyrus) may need a few tries to show again.
             let mut hit = None;
             for _ in 0..tries.max(1) {
-                if let Ok(o) = run_ops(backend, store, &candidate).await
+                if let Ok(o) = run_ops(backend, setup, &candidate).await
                     && o.kinds().iter().any(|k| kinds.contains(k))
                 {
                     hit = Some(o);
