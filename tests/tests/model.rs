@@ -21,6 +21,7 @@
 //! of en8 for Cyrus IMAP and en9 for Cyrus JMAP; runs on one user take turns via a lock file),
 //! `MAILSYNC_MODEL_STORE` (`postgres`: the engine's database in a fresh PostgreSQL database),
 //! `MAILSYNC_MODEL_BODIES` (every body downloaded, and checked by the oracle),
+//! `MAILSYNC_MODEL_NESTED` (some mailboxes made children of others: [`model::nest`]),
 //! `MAILSYNC_MODEL_CONCURRENT` (a third of the other client's changes made mid-cycle:
 //! [`model::Op::During`]).
 
@@ -344,6 +345,7 @@ async fn run_backend(backend: Backend) {
     let ops_per_seed: usize = env("MAILSYNC_MODEL_OPS").unwrap_or(CI_OPS);
     let faults = std::env::var_os("MAILSYNC_MODEL_FAULTS").is_some();
     let concurrent = std::env::var_os("MAILSYNC_MODEL_CONCURRENT").is_some();
+    let nested = std::env::var_os("MAILSYNC_MODEL_NESTED").is_some();
     let budget = Duration::from_secs(env("MAILSYNC_MODEL_SHRINK_SECS").unwrap_or(30));
     let setup = Setup::from_env();
     let mut runs: Vec<(Option<u64>, Setup, Vec<model::Op>)> = Vec::new();
@@ -369,6 +371,7 @@ async fn run_backend(backend: Backend) {
             && env::<u64>("MAILSYNC_MODEL_SEEDS").is_none();
         runs.extend(seeds.into_iter().map(|s| {
             let ops = model::generate_full(s, ops_per_seed, faults, concurrent);
+            let ops = if nested { model::nest(ops) } else { ops };
             (Some(s), setup, ops)
         }));
         if pinned && !faults {

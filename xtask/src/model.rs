@@ -14,7 +14,7 @@ usage: cargo xtask model [--seeds N] [--seed-start S] [--seed S] [--ops M]
                          [--backend dovecot|cyrus-imap|cyrus-jmap] [--replay 'OPS']
                          [--shrink-secs T] [--shrink-max K] [--shrink-tries R]
                          [--cyrus-user en8|en9|en10] [--store sqlite|postgres] [--faults]
-                         [--concurrent] [--bodies] [--no-fail] [--release]
+                         [--concurrent] [--bodies] [--nested] [--no-fail] [--release]
 
   Random interleavings of engine actions and another IMAP client's changes, checked by the
   oracle (database equals server, no lost intent). Defaults: the CI seeds (1..=5), 30
@@ -26,7 +26,8 @@ usage: cargo xtask model [--seeds N] [--seed-start S] [--seed S] [--ops M]
   engine's connections cut after a random number of bytes, through a proxy). --concurrent
   has a third of the other client's changes made while a sync cycle is paused at a random
   byte (the change lands mid-command or mid-answer). --bodies has the engine
-  download every body, and the oracle check that each message has its own.
+  download every body, and the oracle check that each message has its own. --nested makes
+  some mailboxes children of others (C becomes A/C, F becomes B/F).
   --no-fail reports without failing.
   The test servers must be up: `cargo xtask servers up`. Cyrus users are reset before each run:
   en8 (IMAP) and en9 (JMAP), or --cyrus-user; runs on one user take turns (a lock file).
@@ -62,6 +63,7 @@ fn env_of(args: &[String]) -> Result<(Vec<(&'static str, String)>, bool)> {
             "--faults" => env.push(("MAILSYNC_MODEL_FAULTS", "1".into())),
             "--concurrent" => env.push(("MAILSYNC_MODEL_CONCURRENT", "1".into())),
             "--bodies" => env.push(("MAILSYNC_MODEL_BODIES", "1".into())),
+            "--nested" => env.push(("MAILSYNC_MODEL_NESTED", "1".into())),
             "--release" => release = true,
             "-h" | "--help" => {
                 println!("{USAGE}");

@@ -13,7 +13,7 @@ pub mod runner;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-pub use ops::{Op, format_ops, generate, generate_full, generate_with, parse_ops};
+pub use ops::{Op, format_ops, generate, generate_full, generate_with, nest, parse_ops};
 pub use runner::{Backend, Outcome, Setup, StoreKind, run_ops, shrink};
 
 /// One seed's result, printable.

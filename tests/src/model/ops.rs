@@ -503,6 +503,47 @@ pub fn generate_full(seed: u64, n: usize, faults: bool, concurrent: bool) -> Vec
     out
 }
 
+/// The names [`nest`] moves under a parent: the other client's `C` becomes `A/C`, the
+/// engine's `F` becomes `B/F`.
+pub const NESTED: &[(&str, &str)] = &[("C", "A/C"), ("F", "B/F")];
+
+/// The same operations with some mailboxes made children of others ([`NESTED`]): a rename or
+/// delete of `A` or `B` then reaches a mailbox below it (IMAP renames the children with
+/// their parent; a server may refuse to delete a parent, or leave its children).
+pub fn nest(ops: Vec<Op>) -> Vec<Op> {
+    let n = |name: &mut String| {
+        if let Some((_, to)) = NESTED.iter().find(|(from, _)| name == from) {
+            *name = (*to).to_owned();
+        }
+    };
+    ops.into_iter()
+        .map(|mut op| {
+            match &mut op {
+                Op::During { other, .. } => {
+                    **other = nest(vec![(**other).clone()]).remove(0);
+                }
+                Op::OFlag { mailbox, .. }
+                | Op::OExpunge { mailbox, .. }
+                | Op::OAppend { mailbox, .. } => n(mailbox),
+                Op::OMove { from, to, .. }
+                | Op::OCopy { from, to, .. }
+                | Op::ORename { from, to } => {
+                    n(from);
+                    n(to);
+                }
+                Op::OCreate { name }
+                | Op::ODelete { name }
+                | Op::MCreate { name }
+                | Op::MRename { name, .. } => {
+                    n(name);
+                }
+                _ => {}
+            }
+            op
+        })
+        .collect()
+}
+
 /// [`generate`], with `faults`: half of the syncs become cut ones ([`Op::Cut`]), a third of
 /// those killed ones instead ([`Op::Crash`]). The faults are drawn from a second generator, so
 /// a seed's other operations are the same either way.
@@ -654,6 +695,18 @@ mod tests {
         assert!(
             parse_ops("during s10 sync").is_err(),
             "only another client's operation"
+        );
+    }
+
+    #[test]
+    fn nesting_moves_names_under_a_parent() {
+        let ops = parse_ops(
+            "o-create C; o-move C 1 INBOX; m-rename 2 F; during s5 o-rename A C; flag 1 +seen",
+        )
+        .unwrap();
+        assert_eq!(
+            format_ops(&nest(ops)),
+            "o-create A/C; o-move A/C 1 INBOX; m-rename 2 B/F; during s5 o-rename A A/C; flag 1 +seen"
         );
     }
 

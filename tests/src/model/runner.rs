@@ -306,7 +306,10 @@ fn normalize(name: &str, role: Option<Role>) -> String {
 
 /// Empties a shared (Cyrus) account: extra mailboxes deleted, the standard ones expunged.
 fn reset_account(c: &mut ImapClient) -> Result<()> {
-    for name in list_mailboxes(c)? {
+    // Children first: Cyrus refuses to delete a mailbox that has some ([HASCHILDREN]).
+    let mut names = list_mailboxes(c)?;
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    for name in names {
         if !STANDARD.contains(&name.as_str()) {
             // Cyrus' delayed delete refuses a second DELETE of a name within the same second.
             let cmd = format!("DELETE {}", quote_mailbox(&name));
@@ -601,9 +604,14 @@ struct Run {
 }
 
 impl Run {
+    /// Marks the intents on these messages or mailboxes as touched since. A mailbox's
+    /// children and parents go with it: a RENAME or DELETE of `A` reaches `A/S`, and a
+    /// CREATE of `A/S` may create `A` (Cyrus makes it an intermediate mailbox, and keeps it).
     fn touch(&mut self, ids: &[String], boxes: &[String]) {
+        let below = |m: &str, b: &str| m.strip_prefix(b).is_some_and(|r| r.starts_with('/'));
+        let related = |m: &String| boxes.iter().any(|b| m == b || below(m, b) || below(b, m));
         for i in &mut self.intents {
-            if ids.contains(&i.message_id) || i.mailboxes.iter().any(|m| boxes.contains(m)) {
+            if ids.contains(&i.message_id) || i.mailboxes.iter().any(related) {
                 i.superseded = true;
             }
         }
