@@ -3,7 +3,8 @@
 //! client's changes (and a few seeds again with cut syncs, [`CI_FAULT_SEEDS`], longer ones,
 //! [`CI_LONG_FAULT_SEEDS`], and some with the database on PostgreSQL,
 //! [`CI_POSTGRES_FAULT_SEEDS`], and with another client's changes made mid-cycle,
-//! [`CI_CONCURRENT_SEEDS`], the same with bodies, [`CI_BODIES_SEEDS`]), and the
+//! [`CI_CONCURRENT_SEEDS`], the same with bodies, [`CI_BODIES_SEEDS`], and with nested
+//! mailboxes, [`CI_NESTED_SEEDS`]), and the
 //! operation lists of past failures ([`REGRESSIONS`]), checked by
 //! the oracle (database equals server, no lost intent). A failing
 //! seed prints its shrunk operation list with a replay command.
@@ -321,6 +322,10 @@ const CI_CONCURRENT_SEEDS: &[u64] = &[1, 2, 3];
 /// (the oracle then checks each message has its own body).
 const CI_BODIES_SEEDS: &[u64] = &[4, 5];
 
+/// Seeds `cargo xtask ci` also runs as [`CI_CONCURRENT_SEEDS`] with some mailboxes children
+/// of others ([`model::nest`]).
+const CI_NESTED_SEEDS: &[u64] = &[6, 7];
+
 fn env<T: std::str::FromStr>(key: &str) -> Option<T> {
     std::env::var(key).ok().and_then(|v| v.trim().parse().ok())
 }
@@ -392,6 +397,13 @@ async fn run_backend(backend: Backend) {
                         model::generate_with(s, ops_per_seed, true),
                     ));
                 }
+            }
+            for &s in CI_NESTED_SEEDS {
+                runs.push((
+                    Some(s),
+                    setup,
+                    model::nest(model::generate_full(s, 100, true, true)),
+                ));
             }
             if !setup.bodies {
                 for &s in CI_BODIES_SEEDS {
