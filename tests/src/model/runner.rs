@@ -152,8 +152,7 @@ pub struct Outcome {
     /// Messages on the server at the end (all mailboxes).
     pub server_messages: usize,
     /// Cycles of [`Op::Cut`] the proxy did cut, and of [`Op::Crash`] and [`Op::During`] it held
-    /// or paused (the others ended
-    /// before their byte).
+    /// or paused (the others ended before their byte).
     pub cuts: usize,
     /// Of those, the cycles killed ([`Op::Crash`]).
     pub crashes: usize,
