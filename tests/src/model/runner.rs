@@ -82,32 +82,34 @@ impl Setup {
         }
     }
 
-    /// How a report names it (`""` for the default).
-    pub fn label(self) -> String {
-        let mut parts = Vec::new();
+    /// What differs from the default: (how a report names it, the option that gives it).
+    fn differences(self) -> Vec<(&'static str, &'static str)> {
+        let mut v = Vec::new();
         if self.store == StoreKind::Postgres {
-            parts.push("postgres");
+            v.push(("postgres", "--store postgres"));
         }
         if self.bodies {
-            parts.push("bodies");
+            v.push(("bodies", "--bodies"));
         }
-        if parts.is_empty() {
+        v
+    }
+
+    /// How a report names it (`""` for the default).
+    pub fn label(self) -> String {
+        let names: Vec<&str> = self.differences().iter().map(|d| d.0).collect();
+        if names.is_empty() {
             String::new()
         } else {
-            format!(" ({})", parts.join(", "))
+            format!(" ({})", names.join(", "))
         }
     }
 
     /// The options of `cargo xtask model` that give it.
     pub fn options(self) -> String {
-        let mut s = String::new();
-        if self.store == StoreKind::Postgres {
-            s.push_str(" --store postgres");
-        }
-        if self.bodies {
-            s.push_str(" --bodies");
-        }
-        s
+        self.differences()
+            .iter()
+            .map(|d| format!(" {}", d.1))
+            .collect()
     }
 }
 
