@@ -8,6 +8,7 @@ use mailsync_store::checkpoints::{self, Scope};
 use mailsync_store::mailboxes::{self, Mailbox, MailboxStatus, MailboxUpsert};
 use mailsync_store::{AccountId, MailboxId, Role, Store, emails};
 
+use crate::ResponseCode;
 use crate::connection::Connection;
 use crate::error::Error;
 use crate::plan::ServerState;
@@ -158,6 +159,12 @@ async fn listing(
         .filter(|l| is_selectable(&l.attributes) && !status_by_name.contains_key(&l.name))
         .map(|l| l.name.clone())
         .collect();
+    // Listed, but the server says there is no such mailbox: deleted between LIST and STATUS,
+    // or a parent Dovecot lists as `\HasChildren` without `\Noselect` though it holds
+    // nothing (`CREATE A/C` where there is no `A`: STATUS and SELECT of `A` answer a bare
+    // NO). Either way not a mailbox to sync, and not the one stored under that name
+    // (`still_listed`).
+    let mut absent: HashSet<String> = HashSet::new();
     if !missing.is_empty() {
         let results = conn.status_many(&missing).await?;
         for (name, r) in missing.into_iter().zip(results) {
@@ -165,7 +172,15 @@ async fn listing(
                 Ok(items) => {
                     status_by_name.insert(name, items);
                 }
-                // Deleted between LIST and STATUS: it will be gone from the next LIST.
+                // Dovecot answers a bare NO, others [NONEXISTENT]; transient codes
+                // ([UNAVAILABLE], [INUSE]) leave the mailbox as listed.
+                Err(Error::No {
+                    code: None | Some(ResponseCode::NonExistent),
+                    ..
+                }) => {
+                    tracing::debug!(%name, "STATUS: no such mailbox");
+                    absent.insert(name);
+                }
                 Err(e) if !e.is_connection() => tracing::debug!(%name, error = %e, "STATUS failed"),
                 Err(e) => return Err(e),
             }
@@ -192,7 +207,7 @@ async fn listing(
                 name: utf7::decode(&l.name).unwrap_or_else(|| l.name.clone()),
                 parent_remote_id: parent,
                 delimiter: delim,
-                selectable: is_selectable(&l.attributes),
+                selectable: is_selectable(&l.attributes) && !absent.contains(&l.name),
                 role,
                 status: status_by_name.get(&l.name).map(to_status),
             }
@@ -214,8 +229,9 @@ pub async fn follow_renames(
         return Ok(0);
     }
     let (upserts, _) = listing(conn, false).await?;
-    let keep_set: std::collections::HashSet<&str> =
-        upserts.iter().map(|u| u.remote_id.as_str()).collect();
+    let stored = mailboxes::list(store.conn(), account).await?;
+    let keep = still_listed(&stored, &upserts);
+    let keep_set: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
     let verified = verified_renames(conn, store, account, &upserts, &keep_set).await?;
     let txn = store.begin().await?;
     let before = mailboxes::list(&txn, account).await?;
@@ -240,7 +256,8 @@ pub async fn sync_mailboxes(
 ) -> Result<MailboxesReport, Error> {
     let first = !mailboxes::any(store.conn(), account).await?;
     let (upserts, status_by_name) = listing(conn, first).await?;
-    let keep: Vec<String> = upserts.iter().map(|u| u.remote_id.clone()).collect();
+    let stored = mailboxes::list(store.conn(), account).await?;
+    let keep = still_listed(&stored, &upserts);
     // Sets, not scans: an account may have 100,000 mailboxes.
     let keep_set: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
     let verified = verified_renames(conn, store, account, &upserts, &keep_set).await?;
@@ -278,6 +295,27 @@ pub async fn sync_mailboxes(
         removed,
         states,
     })
+}
+
+/// The listed names whose stored mailbox is still there: every name listed, except one listed
+/// as not selectable where a selectable mailbox was stored. That is a placeholder, not the
+/// mailbox: another client renamed or deleted it and made a child under its name (`A/C`
+/// after `RENAME A B`), or deleted it while it had children (RFC 3501: a DELETE of a mailbox
+/// with inferiors leaves it `\Noselect`, its messages gone). Taking the placeholder for the
+/// mailbox kept its emails as ghosts and hid the rename (model test, nested mailboxes,
+/// Dovecot seed 52000). Its row goes (or follows the rename), and the placeholder is stored
+/// afresh.
+fn still_listed(stored: &[Mailbox], upserts: &[MailboxUpsert]) -> Vec<String> {
+    let was_selectable: HashSet<&str> = stored
+        .iter()
+        .filter(|m| m.selectable)
+        .map(|m| m.remote_id.as_str())
+        .collect();
+    upserts
+        .iter()
+        .filter(|u| u.selectable || !was_selectable.contains(u.remote_id.as_str()))
+        .map(|u| u.remote_id.clone())
+        .collect()
 }
 
 /// The rename candidates of `renames` (read outside any transaction) that the server confirms
@@ -577,14 +615,35 @@ mod tests {
     }
 
     fn pairs(before: &[Mailbox], now: &[MailboxUpsert]) -> Vec<(i64, String)> {
-        let keep: std::collections::HashSet<&str> =
-            now.iter().map(|u| u.remote_id.as_str()).collect();
+        let still = still_listed(before, now);
+        let keep: std::collections::HashSet<&str> = still.iter().map(String::as_str).collect();
         let known: std::collections::HashSet<&str> =
             before.iter().map(|b| b.remote_id.as_str()).collect();
         renames(before, now, &keep, &known)
             .into_iter()
             .map(|(id, r)| (id.0, r))
             .collect()
+    }
+
+    /// Dovecot seed 52000: A renamed to B, then A/C created: A is listed again, as a parent
+    /// the server says does not exist. That is not the stored A, which went to B.
+    #[test]
+    fn a_placeholder_under_a_renamed_mailboxs_name_is_not_that_mailbox() {
+        let before = [known(1, "A", 100, 10), known(2, "X", 300, 1)];
+        let mut placeholder = listed("A", 0, 0);
+        placeholder.selectable = false;
+        placeholder.status = None;
+        let now = [
+            listed("B", 100, 10),
+            placeholder.clone(),
+            listed("A/C", 101, 1),
+        ];
+        assert_eq!(pairs(&before, &now), vec![(1, "B".to_owned())]);
+        assert_eq!(still_listed(&before, &now), ["B", "A/C"]);
+        // A parent stored as one stays what it was.
+        let mut parent = known(1, "A", 100, 10);
+        parent.selectable = false;
+        assert_eq!(still_listed(&[parent], &now), ["B", "A", "A/C"]);
     }
 
     #[test]

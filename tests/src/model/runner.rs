@@ -286,7 +286,11 @@ fn list_mailboxes(c: &mut ImapClient) -> Result<Vec<String>> {
 fn server_snapshot(c: &mut ImapClient) -> Result<Snapshot> {
     let mut s = Snapshot::default();
     for name in list_mailboxes(c)? {
-        let msgs = fetch_all(c, &name)?.unwrap_or_default();
+        // A name listed without `\Noselect` that cannot be selected is no mailbox: Dovecot
+        // lists `A` so when only `A/C` exists.
+        let Some(msgs) = fetch_all(c, &name)? else {
+            continue;
+        };
         let v = msgs
             .into_iter()
             .filter(|m| !m.deleted)
