@@ -232,7 +232,7 @@ pub async fn follow_renames(
     let stored = mailboxes::list(store.conn(), account).await?;
     let keep = still_listed(&stored, &upserts);
     let keep_set: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
-    let verified = verified_renames(conn, store, account, &upserts, &keep_set).await?;
+    let verified = verified_renames(conn, store, &stored, &upserts, &keep_set).await?;
     let txn = store.begin().await?;
     let before = mailboxes::list(&txn, account).await?;
     let known: std::collections::HashSet<&str> =
@@ -260,7 +260,7 @@ pub async fn sync_mailboxes(
     let keep = still_listed(&stored, &upserts);
     // Sets, not scans: an account may have 100,000 mailboxes.
     let keep_set: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
-    let verified = verified_renames(conn, store, account, &upserts, &keep_set).await?;
+    let verified = verified_renames(conn, store, &stored, &upserts, &keep_set).await?;
     let txn = store.begin().await?;
     let before = mailboxes::list(&txn, account).await?;
     let known: std::collections::HashSet<&str> =
@@ -318,20 +318,20 @@ fn still_listed(stored: &[Mailbox], upserts: &[MailboxUpsert]) -> Vec<String> {
         .collect()
 }
 
-/// The rename candidates of `renames` (read outside any transaction) that the server confirms
+/// The rename candidates of `renames` among `before` (the stored mailboxes, read outside any
+/// transaction, once per listing) that the server confirms
 /// by content (`same_content`). Asked before the store transaction opens: no network wait
 /// while holding the write lock.
 async fn verified_renames(
     conn: &mut Connection,
     store: &Store,
-    account: AccountId,
+    before: &[Mailbox],
     upserts: &[MailboxUpsert],
     keep: &HashSet<&str>,
 ) -> Result<HashSet<(MailboxId, String)>, Error> {
-    let before = mailboxes::list(store.conn(), account).await?;
     let known: HashSet<&str> = before.iter().map(|b| b.remote_id.as_str()).collect();
     let mut out = HashSet::new();
-    for (id, remote_id) in renames(&before, upserts, keep, &known) {
+    for (id, remote_id) in renames(before, upserts, keep, &known) {
         let (Some(gone), Some(new)) = (
             before.iter().find(|b| b.id == id),
             upserts.iter().find(|u| u.remote_id == remote_id),
