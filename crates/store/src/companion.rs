@@ -41,13 +41,21 @@ use crate::{StoreError, redact_url};
 pub const SUFFIX: &str = ".search";
 
 /// The index and its state. The FTS5 table is the one v11-v15 kept in the mail database:
-/// contentless (the text lives in the mail database), rows keyed by `emails.id`.
-const SCHEMA: &[&str] = &[
-    "CREATE VIRTUAL TABLE IF NOT EXISTS main.email_fts USING fts5(subject, sender, recipients, \
-     body, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2')",
-    "CREATE TABLE IF NOT EXISTS main.index_state (id INTEGER PRIMARY KEY CHECK (id = 1), \
-     generation TEXT NOT NULL, indexed_seq INTEGER NOT NULL)",
-];
+/// contentless (the text lives in the mail database), rows keyed by `emails.id`, its words
+/// split by `unicode61` and each distinct word of a column indexed once (`mailsync_fts`'s
+/// tokenizer: phrases are checked against the text, see [`crate::search`]).
+fn schema() -> [String; 2] {
+    [
+        format!(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS main.email_fts USING fts5(subject, sender, \
+             recipients, body, content='', contentless_delete=1, tokenize='{}')",
+            mailsync_fts::TOKENIZE
+        ),
+        "CREATE TABLE IF NOT EXISTS main.index_state (id INTEGER PRIMARY KEY CHECK (id = 1), \
+         generation TEXT NOT NULL, indexed_seq INTEGER NOT NULL)"
+            .to_owned(),
+    ]
+}
 
 /// FTS5's merge settings (kept in its `email_fts_config` table). Every indexing step commits
 /// a new segment; FTS5 merges them as they pile up, and with its defaults (merge 4 segments
@@ -180,22 +188,34 @@ fn index_noted_rows() -> String {
 /// The text the index holds for the emails of `from` (a FROM clause naming the mail
 /// database's emails `e`, in id order): subject, sender, recipients, cached text body.
 fn index_rows(from: &str) -> String {
+    let [subject, sender, recipients, body] = columns();
+    format!(
+        "INSERT INTO main.email_fts (rowid, subject, sender, recipients, body) \
+         SELECT e.id, {subject}, {sender}, {recipients}, {body} {from}"
+    )
+}
+
+/// The SQL expressions of the index's four columns for an email `e` (of the mail database,
+/// attached or not): subject, sender, recipients, cached text body. A phrase is checked
+/// against the same text the index was given (`mailsync_phrase`, see [`crate::search`]).
+pub(crate) fn columns() -> [String; 4] {
     let addrs = |col: &str| {
         format!(
             "coalesce((SELECT group_concat(coalesce(json_extract(j.value, '$.name'), '') || ' ' || \
              coalesce(json_extract(j.value, '$.email'), ''), ' ') FROM json_each({col}) j), '')"
         )
     };
-    format!(
-        "INSERT INTO main.email_fts (rowid, subject, sender, recipients, body) \
-         SELECT e.id, coalesce(e.subject, ''), {from_}, {to} || ' ' || {cc} || ' ' || {bcc}, \
-         coalesce((SELECT b.text_body FROM mail.email_bodies b WHERE b.email_id = e.id), '') \
-         {from}",
-        from_ = addrs("e.from_addr"),
-        to = addrs("e.to_addr"),
-        cc = addrs("e.cc_addr"),
-        bcc = addrs("e.bcc_addr"),
-    )
+    [
+        "coalesce(e.subject, '')".to_owned(),
+        addrs("e.from_addr"),
+        format!(
+            "{} || ' ' || {} || ' ' || {}",
+            addrs("e.to_addr"),
+            addrs("e.cc_addr"),
+            addrs("e.bcc_addr")
+        ),
+        "coalesce((SELECT b.text_body FROM email_bodies b WHERE b.email_id = e.id), '')".to_owned(),
+    ]
 }
 
 impl Companion {
@@ -220,6 +240,11 @@ impl Companion {
             });
         };
         let index = path_for(&mail);
+        // The tokenizer and phrase function the index uses, on every connection opened after.
+        mailsync_fts::install().map_err(|e| StoreError::Open {
+            url: index.display().to_string(),
+            source: sea_orm::DbErr::Custom(e.to_string()),
+        })?;
         let db = Self::pool(url, &index, &mail_str, 2, false).await?;
         let indexer = Self::pool(url, &index, &mail_str, 1, true).await?;
         Ok(Self {
@@ -372,10 +397,29 @@ impl Companion {
     /// when it is not valid (see the module docs). `store` is the mail database's.
     /// Returns whether it rebuilt.
     pub(crate) async fn ensure(&self, store: &crate::Store) -> Result<bool, StoreError> {
-        for s in SCHEMA {
-            self.db.execute_unprepared(s).await?;
-        }
         let _one = self.step.lock().await;
+        // A companion made before the tokenizer (every word indexed, phrases asked of FTS5):
+        // its table is dropped and the index rebuilt with the tokenizer (without its state
+        // row the index is not valid).
+        let current = self
+            .db
+            .query_one_raw(sql(
+                "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = 'email_fts'",
+            ))
+            .await?
+            .map(|r| r.try_get::<String>("", "sql"))
+            .transpose()?;
+        if current.is_some_and(|s| !s.contains(mailsync_fts::TOKENIZER)) {
+            let txn = self.db.begin().await?;
+            txn.execute_unprepared("DROP TABLE main.email_fts").await?;
+            txn.execute_unprepared("DROP TABLE IF EXISTS main.index_state")
+                .await?;
+            txn.commit().await?;
+            tracing::info!("The search index predates its tokenizer: rebuilding it.");
+        }
+        for s in schema() {
+            self.db.execute_unprepared(&s).await?;
+        }
         let txn = Self::begin_write(&self.db).await?;
         Self::configure(&txn).await?;
         let valid = Self::state(&txn).await?.valid();

@@ -4,6 +4,11 @@
 //! [`crate::Store::index_noted`]: in a companion file on SQLite (`companion`, schema v16), in
 //! transactions of their own on PostgreSQL (`pg_index_step`, schema v19).
 //!
+//! SQLite's index holds each distinct word of a field once, without positions (the
+//! `mailsync_fts` tokenizer: FTS5's work is per word written), so a phrase is asked of FTS5
+//! as its words and checked against the candidates' text by `mailsync_phrase`
+//! ([`push_phrases`]); PostgreSQL's documents keep positions and word pairs ([`pg_doc`]).
+//!
 //! Query syntax: words and `"quoted phrases"` (all must match), `from:`, `to:` (To/Cc/Bcc),
 //! `subject:` (a word or a quoted phrase), `in:MAILBOX` (name or role), `is:unread`,
 //! `is:read`, `is:flagged`, `is:unflagged`, `has:attachment`, `before:YYYY-MM-DD` (arrived
@@ -181,16 +186,46 @@ fn fts5_match(terms: &[Term]) -> String {
     terms
         .iter()
         .map(|t| {
-            let phrase = format!("\"{}\"", t.words.join(" "));
+            // The index holds each distinct word of a column once, without where it stands
+            // (`mailsync_fts`), so a phrase is asked for as its words; [`push_phrases`]
+            // keeps the documents that have them in a row.
+            let words = t
+                .words
+                .iter()
+                .map(|w| format!("\"{w}\""))
+                .collect::<Vec<_>>();
+            let words = if words.len() == 1 {
+                words.join("")
+            } else {
+                format!("({})", words.join(" AND "))
+            };
             match t.field {
-                Field::Any => phrase,
-                Field::Subject => format!("subject : {phrase}"),
-                Field::From => format!("sender : {phrase}"),
-                Field::To => format!("recipients : {phrase}"),
+                Field::Any => words,
+                Field::Subject => format!("subject : {words}"),
+                Field::From => format!("sender : {words}"),
+                Field::To => format!("recipients : {words}"),
             }
         })
         .collect::<Vec<_>>()
         .join(" AND ")
+}
+
+/// SQLite: keeps the candidates `e` that hold each phrase of the query (a term of several
+/// words) in a row, within one of the term's columns: `mailsync_phrase` splits the same text
+/// the index was given ([`crate::companion::columns`]) with the same tokenizer.
+fn push_phrases(sql: &mut Sql, q: &Query) {
+    let [subject, sender, recipients, body] = crate::companion::columns();
+    for t in q.terms.iter().filter(|t| t.words.len() > 1) {
+        let columns = match t.field {
+            Field::Any => format!("{subject}, {sender}, {recipients}, {body}"),
+            Field::Subject => subject.clone(),
+            Field::From => sender.clone(),
+            Field::To => recipients.clone(),
+        };
+        sql.push(" AND mailsync_phrase(")
+            .bind(t.words.join(" "))
+            .push(&format!(", {columns}) = 1"));
+    }
 }
 
 /// tsquery text: lexemes in quotes, weights A..C for the fields. A phrase is its words in
@@ -252,8 +287,7 @@ pub struct Hit {
     pub snippet: Option<String>,
 }
 
-/// How many candidates the full-text index hands over for ranking and filtering before a
-/// second, unbounded pass is tried (see [`search`]).
+/// How many of the newest matches are ranked and filtered first (see [`search`]).
 fn candidates(limit: u64) -> i64 {
     i64::try_from(limit.saturating_mul(10).max(500)).unwrap_or(i64::MAX)
 }
@@ -621,10 +655,10 @@ const CATCH_UP_NOTES: u64 = 2_000;
 /// Searches the local database, best match first (newest first when the query has no words).
 ///
 /// Ranking is bounded so a very common word does not rank every message that has it. SQLite:
-/// FTS5 ranks by bm25 only the newest max(500, 10 × `limit`) matches (rowid order, found
-/// without ranking) and hands only the best
-/// of them to the join with the emails and their filters; should the filters leave
-/// fewer than `limit`, the search is repeated with 16 times the bound, then without one. PostgreSQL (where ranking
+/// FTS5 ranks by bm25 the newest max(500, 10 × `limit`) matches (rowid order, found without
+/// ranking), which are joined with the emails, filtered and their phrases checked; should
+/// fewer than `limit` pass, the next older matches are taken in growing windows
+/// ([`fts_ranked`]), each candidate checked once. PostgreSQL (where ranking
 /// reads each match's stored tsvector): the newest max(500, 10 × `limit`) matches that pass the
 /// filters are ranked by `ts_rank`; when a query matches more than that, older matches are not
 /// ranked (recent mail first, which is what a mail search wants of a word found everywhere).
@@ -645,13 +679,6 @@ pub async fn search(
     if walk && (ranked.len() as u64) < limit {
         // Filters left too few in the newest mail walked: the index's matches, all of them.
         ranked = ranked_ids(index, account, q, limit, Some(bound), false).await?;
-    }
-    // SQLite: filters that left too few of the best candidates get 16 times as many, then all.
-    for wider in [Some(bound.saturating_mul(16)), None] {
-        if pg || q.terms.is_empty() || ranked.len() as u64 >= limit {
-            break;
-        }
-        ranked = ranked_ids(index, account, q, limit, wider, false).await?;
     }
     let c = store.conn();
     let ids: Vec<EmailId> = ranked.iter().map(|(id, _)| *id).collect();
@@ -761,6 +788,87 @@ fn rank_candidates(sql: &mut Sql, tsq: String) {
         );
 }
 
+/// SQLite: the ids and scores of the best `limit` matches of a text query, from the newest
+/// matches (by rowid, arrival order) in windows: the newest `first`, then as many again, then
+/// twice as many each time, until `limit` matches passed the filters and phrase checks or
+/// every match was seen. Each window is ranked by bm25 on its own (FTS5 ranks only the rowids
+/// in it; bm25's statistics are the whole index's, so scores compare across windows) and only
+/// its candidates are checked, once: a phrase of common words, whose candidates are checked
+/// against their text ([`push_phrases`]), costs what finding `limit` of them costs, not a
+/// fixed 16-fold widening. Best score first; ties keep the newer window's order.
+async fn fts_ranked<C: ConnectionTrait>(
+    c: &C,
+    account: Option<AccountId>,
+    q: &Query,
+    limit: u64,
+    first: i64,
+) -> Result<Vec<(EmailId, f64)>, StoreError> {
+    let m = fts5_match(&q.terms);
+    let mut found: Vec<(EmailId, f64)> = Vec::new();
+    // The window's upper end (exclusive); none for the newest.
+    let mut below: Option<i64> = None;
+    let mut size = first.max(1);
+    let mut windows = 0u32;
+    loop {
+        // Where the window ends: the `size`-th match below it, or none (all the rest).
+        let mut edge = Sql::new(c.get_database_backend());
+        edge.push("SELECT rowid AS id FROM email_fts WHERE email_fts MATCH ")
+            .bind(m.clone());
+        if let Some(b) = below {
+            edge.push(" AND rowid < ").bind(b);
+        }
+        edge.push(" ORDER BY rowid DESC LIMIT 1 OFFSET ")
+            .bind(size - 1);
+        let lowest = match c.query_one_raw(edge.build()).await? {
+            Some(r) => Some(r.try_get::<i64>("", "id")?),
+            None => None,
+        };
+        // bm25 weights per column: subject, sender, recipients, body (FTS5's rank is
+        // lower-is-better, so negated). FTS5 sorts the window's matches by rank itself and
+        // they are looked up in emails in that order (CROSS JOIN keeps that order of work).
+        let mut sql = Sql::new(c.get_database_backend());
+        sql.push(
+            "SELECT e.id AS id, f.score AS score FROM (SELECT rowid AS rid, -rank AS score \
+             FROM email_fts WHERE email_fts MATCH ",
+        )
+        .bind(m.clone());
+        if let Some(b) = below {
+            sql.push(" AND rowid < ").bind(b);
+        }
+        if let Some(l) = lowest {
+            sql.push(" AND rowid >= ").bind(l);
+        }
+        sql.push(
+            " AND rank MATCH 'bm25(4.0, 2.0, 2.0, 1.0)' ORDER BY rank) f \
+                  CROSS JOIN emails e WHERE e.id = f.rid",
+        );
+        push_filters(&mut sql, account, q);
+        push_phrases(&mut sql, q);
+        sql.push(" ORDER BY score DESC, e.received_at DESC, e.id DESC LIMIT ")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        for r in c.query_all_raw(sql.build()).await? {
+            found.push((
+                EmailId(r.try_get::<i64>("", "id")?),
+                r.try_get::<f64>("", "score")?,
+            ));
+        }
+        windows += 1;
+        match lowest {
+            Some(l) if (found.len() as u64) < limit => {
+                below = Some(l);
+                if windows > 1 {
+                    size = size.saturating_mul(2);
+                }
+            }
+            _ => break,
+        }
+    }
+    // Stable: equal scores keep the newer window first.
+    found.sort_by(|a, b| b.1.total_cmp(&a.1));
+    found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(found)
+}
+
 /// The ids and scores of the best `limit` matches; `bound` limits the candidates ranked;
 /// `walk` (PostgreSQL) takes them from the newest [`PG_WALK`] emails instead of the index.
 async fn ranked_ids<C: ConnectionTrait>(
@@ -776,29 +884,7 @@ async fn ranked_ids<C: ConnectionTrait>(
     let text = !q.terms.is_empty();
     match (text, pg) {
         (true, false) => {
-            // bm25 weights per column: subject, sender, recipients, body (FTS5's rank is
-            // lower-is-better, so negated). FTS5 sorts its matches by rank itself and only
-            // the best `bound` are looked up in emails (CROSS JOIN keeps that order of work).
-            sql.push(
-                "SELECT e.id AS id, f.score AS score FROM (SELECT rowid AS rid, -rank AS score \
-                 FROM email_fts WHERE email_fts MATCH ",
-            )
-            .bind(fts5_match(&q.terms));
-            if let Some(b) = bound {
-                // bm25 of every match of a common word is the cost: only the newest `b`
-                // matches by rowid (arrival order, walked without ranking) are ranked.
-                sql.push(
-                    " AND rowid >= coalesce((SELECT rowid FROM email_fts WHERE email_fts MATCH ",
-                )
-                .bind(fts5_match(&q.terms))
-                .push(" ORDER BY rowid DESC LIMIT 1 OFFSET ")
-                .bind(b.saturating_sub(1))
-                .push("), 0)");
-            }
-            sql.push(" AND rank MATCH 'bm25(4.0, 2.0, 2.0, 1.0)' ORDER BY rank LIMIT ")
-                .bind(bound.unwrap_or(-1))
-                .push(") f CROSS JOIN emails e WHERE e.id = f.rid");
-            push_filters(&mut sql, account, q);
+            return fts_ranked(c, account, q, limit, bound.unwrap_or(i64::MAX)).await;
         }
         (true, true) if walk => {
             // The newest emails that pass the filters, each document tested in turn (a
@@ -975,7 +1061,7 @@ mod tests {
         let q = parse(r#"hello "big plan" from:ann subject:x"#)?;
         assert_eq!(
             fts5_match(&q.terms),
-            r#""hello" AND "big plan" AND sender : "ann" AND subject : "x""#
+            r#""hello" AND ("big" AND "plan") AND sender : "ann" AND subject : "x""#
         );
         // A phrase: the buckets of its pairs and its words in order.
         assert_eq!(

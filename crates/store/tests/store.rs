@@ -74,6 +74,7 @@ both_backends! {
     thread_merges_chain_and_v18 => thread_merges_chain_and_v18;
     search_local_language_and_upkeep => search_local_language_and_upkeep;
     search_indexer_beside_an_open_writer => search_indexer_beside_an_open_writer;
+    search_phrases_are_words_in_a_row_within_one_field => search_phrases_are_words_in_a_row_within_one_field;
     uid_ranges_delete_exactly => uid_ranges_delete_exactly;
     optimistic_copies_rematch_only_without_queued_changes => optimistic_copies_rematch_only_without_queued_changes;
     retired_identities_free_the_old_ones => retired_identities_free_the_old_ones;
@@ -2771,6 +2772,185 @@ async fn search_companion_indexes_beside_the_writer_and_is_rebuilt_when_out_of_s
         want,
         "an older companion is reconfigured"
     );
+    store.close().await?;
+    Ok(())
+}
+
+/// A phrase matches its words in a row within one field, whatever else the text holds: the
+/// same answers on both backends (SQLite indexes each distinct word once and checks phrases
+/// against the text; PostgreSQL keeps positions). A phrase found only in mail older than the
+/// first window of candidates (500 here) is still found, and its words apart are not.
+async fn search_phrases_are_words_in_a_row_within_one_field(store: &Store) -> R {
+    use mailsync_store::search;
+    store.migrate().await?;
+    let c = store.conn();
+    let acc = accounts::create(c, new_account("phrases")).await?.id;
+    let inbox = mailboxes::upsert(c, acc, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    let body = |t: &str| bodies::Body {
+        text: Some(t.into()),
+        html: None,
+        raw: None,
+        truncated: false,
+    };
+    let mut ups = Vec::new();
+    // 1: the phrase after a first "budget" that is not followed by "review".
+    ups.push(msg("1", inbox, 1, "Notes", None));
+    // 2: both words, apart. 3: one in the subject, the other in the body.
+    ups.push(msg("2", inbox, 2, "Review", None));
+    ups.push(msg("3", inbox, 3, "Budget", None));
+    // 4: the phrase in the sender's name only.
+    let mut four = msg("4", inbox, 4, "Hello", None);
+    four.from = vec![Address {
+        name: Some("Ann Budget".into()),
+        email: "ann@example.test".into(),
+    }];
+    ups.push(four);
+    // 5: outside ASCII.
+    ups.push(msg("5", inbox, 5, "Un été chaud", None));
+    // 6..=1205: both words, never in a row; old1..=3 hold the phrase and arrive between
+    // them, behind 600 newer ones (arrival order is the index's order).
+    for i in 6..=605 {
+        ups.push(msg(
+            &i.to_string(),
+            inbox,
+            10_000 + i,
+            "alpha gamma beta",
+            None,
+        ));
+    }
+    emails::upsert_batch(c, acc, &ups).await?;
+    let old: Vec<EmailUpsert> = (1..=3)
+        .map(|i| {
+            msg(
+                &format!("old{i}"),
+                inbox,
+                20_000 + i,
+                "beta alpha gamma",
+                None,
+            )
+        })
+        .collect();
+    emails::upsert_batch(c, acc, &old).await?;
+    let newer: Vec<EmailUpsert> = (606..=1205)
+        .map(|i| msg(&i.to_string(), inbox, 10_000 + i, "alpha gamma beta", None))
+        .collect();
+    emails::upsert_batch(c, acc, &newer).await?;
+    let id = |r: &str| {
+        let r = r.to_owned();
+        async move {
+            Ok::<_, Box<dyn std::error::Error>>(
+                emails::find_by_remote_id(c, acc, &r).await?.ok_or(r)?.id,
+            )
+        }
+    };
+    bodies::put(
+        c,
+        id("1").await?,
+        &body("The budget of the year; the BUDGET, review: due."),
+    )
+    .await?;
+    bodies::put(c, id("2").await?, &body("review the budget")).await?;
+    bodies::put(c, id("3").await?, &body("review of the plan")).await?;
+    let found = |q: &str| {
+        let q = q.to_owned();
+        async move {
+            let mut ids: Vec<String> = search::search(store, Some(acc), &search::parse(&q)?, 10)
+                .await?
+                .into_iter()
+                .map(|h| h.summary.email.remote_id)
+                .collect();
+            ids.sort();
+            Ok::<_, Box<dyn std::error::Error>>(ids)
+        }
+    };
+    assert_eq!(found("\"budget review\"").await?, ["1"]);
+    assert_eq!(found("\"review the budget\"").await?, ["2"]);
+    assert_eq!(found("\"budget of the year\"").await?, ["1"]);
+    assert_eq!(found("\"year budget\"").await?, Vec::<String>::new());
+    // Not across two fields (the subject's "Budget", the body's "review").
+    assert_eq!(found("subject:budget review").await?, ["3"]);
+    assert_eq!(found("\"budget review of\"").await?, Vec::<String>::new());
+    // In the sender only, asked for anywhere or in from:.
+    assert_eq!(found("\"ann budget\"").await?, ["4"]);
+    assert_eq!(found("from:\"ann budget\"").await?, ["4"]);
+    assert_eq!(found("subject:\"ann budget\"").await?, Vec::<String>::new());
+    assert_eq!(found("\"Été chaud\"").await?, ["5"]);
+    assert_eq!(found("\"chaud un\"").await?, Vec::<String>::new());
+    // Behind 1,200 newer candidates with both words apart.
+    assert_eq!(found("\"beta alpha\"").await?, ["old1", "old2", "old3"]);
+    assert_eq!(found("\"alpha beta\"").await?, Vec::<String>::new());
+    assert_eq!(found("alpha beta").await?.len(), 10);
+    Ok(())
+}
+
+/// A companion made before the distinct-word tokenizer (every word indexed, phrases asked of
+/// FTS5) is dropped and rebuilt with it when the store opens, and what it held is found again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_companion_is_rebuilt_with_the_distinct_word_tokenizer() -> R {
+    let dir = tempfile::tempdir()?;
+    let mail = dir.path().join("mail.db");
+    let url = format!("sqlite://{}?mode=rwc", mail.display());
+    let store = Store::open(&url).await?;
+    let c = store.conn();
+    let acc = accounts::create(c, new_account("tokenizer")).await?.id;
+    let inbox = mailboxes::upsert(c, acc, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    emails::upsert_batch(
+        c,
+        acc,
+        &[msg("1", inbox, 1, "lighthouse lighthouse keeper", None)],
+    )
+    .await?;
+    assert_eq!(found_words(&store, &["lighthouse"]).await?, ["lighthouse"]);
+    let vocab = |store: &Store| {
+        let c = store.search_conn().clone();
+        async move {
+            // One connection (the pool's other one has no such temporary table).
+            let c = c.begin().await?;
+            c.execute_unprepared(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, email_fts, 'row')",
+            )
+            .await?;
+            let r = c
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    "SELECT cnt FROM temp.vocab WHERE term = 'lighthouse'",
+                ))
+                .await?;
+            r.map(|r| r.try_get::<i64>("", "cnt")).transpose()
+        }
+    };
+    assert_eq!(vocab(&store).await?, Some(1), "each distinct word once");
+    store.close().await?;
+
+    // As a companion of the previous version: the table with `unicode61`, empty, its state
+    // row saying it is current.
+    let companion = mailsync_store::companion::path_for(&mail);
+    let old = sea_orm::Database::connect(format!("sqlite://{}", companion.display())).await?;
+    old.execute_unprepared(
+        "DROP TABLE email_fts; CREATE VIRTUAL TABLE email_fts USING fts5(subject, sender, \
+         recipients, body, content='', contentless_delete=1, \
+         tokenize='unicode61 remove_diacritics 2')",
+    )
+    .await?;
+    old.close().await?;
+
+    let store = Store::open(&url).await?;
+    assert_eq!(
+        found_words(&store, &["lighthouse", "keeper"]).await?,
+        ["lighthouse", "keeper"],
+        "rebuilt"
+    );
+    let sql = store
+        .search_conn()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT sql FROM main.sqlite_master WHERE name = 'email_fts'",
+        ))
+        .await?
+        .ok_or("email_fts")?
+        .try_get::<String>("", "sql")?;
+    assert!(sql.contains(mailsync_fts::TOKENIZER), "{sql}");
+    assert_eq!(vocab(&store).await?, Some(1));
     store.close().await?;
     Ok(())
 }
