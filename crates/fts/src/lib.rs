@@ -353,8 +353,31 @@ unsafe extern "C" fn distinct_tokenize(
     let Some(token) = token else {
         return ffi::SQLITE_MISUSE;
     };
+    if flags & ffi::FTS5_TOKENIZE_QUERY != 0 {
+        // A string of a query is one word of the store's (phrases are asked for as their
+        // words). Where `unicode61` splits it (combining marks are not word characters to it:
+        // Devanagari's vowel signs, say), its pieces' positions in the index mean nothing, so
+        // only the first piece is asked for: a superset, which the store checks with
+        // `mailsync_phrase` (any word outside ASCII is checked).
+        let mut first = First {
+            context,
+            token,
+            done: false,
+        };
+        // SAFETY: `first` outlives the call, the only user of the pointer to it.
+        return unsafe {
+            (this.base.tokenize)(
+                this.inner,
+                (&raw mut first).cast(),
+                flags,
+                text,
+                n,
+                Some(first_only),
+            )
+        };
+    }
     if flags & ffi::FTS5_TOKENIZE_DOCUMENT == 0 {
-        // Queries (and FTS5's auxiliary functions) get every word, in place.
+        // FTS5's auxiliary functions get every word, in place.
         // SAFETY: FTS5's own arguments, passed on to `unicode61`.
         return unsafe { (this.base.tokenize)(this.inner, context, flags, text, n, Some(token)) };
     }
@@ -374,6 +397,36 @@ unsafe extern "C" fn distinct_tokenize(
             n,
             Some(forward),
         )
+    }
+}
+
+/// What [`first_only`] needs: FTS5's callback and context, and whether a word went by.
+struct First {
+    context: *mut c_void,
+    token: TokenCallback,
+    done: bool,
+}
+
+/// `unicode61`'s callback in a query string: passes on its first word only.
+unsafe extern "C" fn first_only(
+    context: *mut c_void,
+    tflags: c_int,
+    token: *const c_char,
+    n: c_int,
+    start: c_int,
+    end: c_int,
+) -> c_int {
+    // SAFETY: the context is the `First` of `distinct_tokenize`, alive during tokenizing; the
+    // token is FTS5's for the call.
+    unsafe {
+        let first = &mut *context.cast::<First>();
+        if first.done {
+            return ffi::SQLITE_OK;
+        }
+        if tflags & ffi::FTS5_TOKEN_COLOCATED == 0 {
+            first.done = true;
+        }
+        (first.token)(first.context, tflags, token, n, start, end)
     }
 }
 

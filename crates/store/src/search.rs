@@ -210,12 +210,16 @@ fn fts5_match(terms: &[Term]) -> String {
         .join(" AND ")
 }
 
-/// SQLite: keeps the candidates `e` that hold each phrase of the query (a term of several
-/// words) in a row, within one of the term's columns: `mailsync_phrase` splits the same text
-/// the index was given ([`crate::companion::columns`]) with the same tokenizer.
+/// SQLite: keeps the candidates `e` that hold each phrase of the query in a row, within one
+/// of the term's columns: `mailsync_phrase` splits the same text the index was given
+/// ([`crate::companion::columns`]) with the same tokenizer. A phrase is a term of several
+/// words, or one with a word outside ASCII: FTS5's `unicode61` may split such a word in
+/// pieces (combining marks are not word characters to it), of which the index is asked for
+/// the first only (`mailsync_fts`).
 fn push_phrases(sql: &mut Sql, q: &Query) {
     let [subject, sender, recipients, body] = crate::companion::columns();
-    for t in q.terms.iter().filter(|t| t.words.len() > 1) {
+    let checked = |t: &&Term| t.words.len() > 1 || t.words.iter().any(|w| !w.is_ascii());
+    for t in q.terms.iter().filter(checked) {
         let columns = match t.field {
             Field::Any => format!("{subject}, {sender}, {recipients}, {body}"),
             Field::Subject => subject.clone(),
