@@ -477,8 +477,18 @@ struct Seen {
     bytes: Vec<u8>,
 }
 
+/// Past this many bytes of words or this many slots, [`Seen::clear`] frees the set's memory
+/// instead of keeping it for the next document: one huge body (a text part of megabytes)
+/// must not pin its buffers to the connection for good.
+const SEEN_KEEP_BYTES: usize = 1 << 20;
+const SEEN_KEEP_SLOTS: usize = 1 << 16;
+
 impl Seen {
     fn clear(&mut self) {
+        if self.bytes.capacity() > SEEN_KEEP_BYTES || self.slots.len() > SEEN_KEEP_SLOTS {
+            *self = Seen::default();
+            return;
+        }
         for e in &self.entries {
             if let Some(s) = self.slots.get_mut(e.3) {
                 *s = 0;

@@ -228,6 +228,15 @@ fn the_set_of_seen_words_is_exact() {
         assert!(s.insert("é".as_bytes()));
         assert_eq!(s.entries.len(), 2_002);
     }
+    // A huge document's buffers are not kept for the next one.
+    s.clear();
+    for i in 0..100_000u32 {
+        s.insert(format!("word{i}").as_bytes());
+    }
+    assert!(s.slots.len() > SEEN_KEEP_SLOTS);
+    s.clear();
+    assert_eq!((s.slots.len(), s.bytes.capacity()), (0, 0));
+    assert!(s.insert(b"again") && !s.insert(b"again"));
 }
 
 /// The ASCII shortcut gives `unicode61`'s answer: checked against a plain model of its
