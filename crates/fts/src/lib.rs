@@ -94,18 +94,20 @@ unsafe extern "C" fn init(
 }
 
 /// The `fts5_api` of `db`, or null when SQLite has no FTS5 (the documented way: `SELECT
-/// fts5(?1)` with a pointer bound to be filled in).
+/// fts5(?1)` with a pointer bound to be filled in). Errors are SQLite's result codes: a
+/// database that cannot be read now (busy past the timeout, not a database) fails the
+/// connection's opening rather than leaving it without the tokenizer.
 ///
 /// # Safety
 /// `db` is an open connection used by this thread only for the call's duration.
-unsafe fn fts5_api(db: *mut ffi::sqlite3) -> *mut ffi::fts5_api {
+unsafe fn fts5_api(db: *mut ffi::sqlite3) -> Result<*mut ffi::fts5_api, c_int> {
     let mut api: *mut ffi::fts5_api = null_mut();
     let mut stmt: *mut ffi::sqlite3_stmt = null_mut();
     // SAFETY: `db` is open (caller); the SQL is NUL-terminated; `stmt` is finalized below
     // whether or not preparing it succeeded (finalizing null is a no-op); the bound pointer
     // outlives the statement, and FTS5 writes an `fts5_api*` through it, as its type says.
-    unsafe {
-        let rc =
+    let rc = unsafe {
+        let mut rc =
             ffi::sqlite3_prepare_v2(db, c"SELECT fts5(?1)".as_ptr(), -1, &mut stmt, null_mut());
         if rc == ffi::SQLITE_OK {
             ffi::sqlite3_bind_pointer(
@@ -115,12 +117,21 @@ unsafe fn fts5_api(db: *mut ffi::sqlite3) -> *mut ffi::fts5_api {
                 c"fts5_api_ptr".as_ptr(),
                 None,
             );
-            ffi::sqlite3_step(stmt);
+            rc = ffi::sqlite3_step(stmt);
         }
         ffi::sqlite3_finalize(stmt);
+        rc
+    };
+    match rc {
+        ffi::SQLITE_ROW | ffi::SQLITE_DONE => Ok(api),
+        // "no such function: fts5": a SQLite built without FTS5.
+        ffi::SQLITE_ERROR => Ok(null_mut()),
+        rc => Err(rc),
     }
-    api
 }
+
+/// How long registering waits for a lock on the database (see [`register`]), in ms.
+const REGISTER_BUSY_MS: c_int = 10_000;
 
 /// `unicode61`'s methods and the context FTS5 created them with (per connection).
 #[derive(Clone, Copy)]
@@ -178,8 +189,15 @@ impl Base {
 /// # Safety
 /// `db` is a connection being opened, used by this thread only.
 unsafe fn register(db: *mut ffi::sqlite3) -> Result<(), c_int> {
+    // Looking FTS5 up prepares a statement, which reads the schema, which waits for a read
+    // lock: another process may be recovering the database's WAL at that moment (SQLite's
+    // SQLITE_BUSY_RECOVERY, seen when a CLI command opened the database beside a daemon).
+    // The connection has no busy timeout yet while it is being opened (sqlx sets its own
+    // right after, replacing this one), so wait here rather than fail the opening at once.
+    // SAFETY: `db` is the connection being opened (this function's contract).
+    unsafe { ffi::sqlite3_busy_timeout(db, REGISTER_BUSY_MS) };
     // SAFETY: as this function's contract.
-    let api = unsafe { fts5_api(db) };
+    let api = unsafe { fts5_api(db) }?;
     if api.is_null() {
         return Ok(());
     }

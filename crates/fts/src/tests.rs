@@ -285,3 +285,52 @@ fn the_ascii_shortcut_agrees_with_unicode61s_words() {
     // Both answers were exercised.
     assert!(found > 1_000 && missed > 1_000, "{found} / {missed}");
 }
+
+/// Opening a connection waits for a lock another connection holds on the database, as
+/// registering reads the schema before sqlx has set any busy timeout (a CLI command opening
+/// the search index beside a daemon failed with "database is locked" without the wait).
+#[test]
+fn opening_waits_for_a_lock_held_elsewhere() {
+    install().expect("install");
+    let dir = std::env::temp_dir().join(format!("mailsync-fts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("locked.db");
+    let _ = std::fs::remove_file(&path);
+    let cpath = std::ffi::CString::new(path.to_str().expect("utf-8")).expect("path");
+    let open = |p: &std::ffi::CStr| {
+        let mut db = null_mut();
+        // SAFETY: a file database opened here and closed by `Db`'s Drop.
+        let rc = unsafe {
+            ffi::sqlite3_open_v2(
+                p.as_ptr(),
+                &mut db,
+                ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE,
+                std::ptr::null(),
+            )
+        };
+        (rc, Db(db))
+    };
+    let (rc, holder) = open(&cpath);
+    assert_eq!(rc, ffi::SQLITE_OK);
+    holder.run("CREATE TABLE x (a)", &[]);
+    holder.run("BEGIN EXCLUSIVE", &[]);
+    holder.run("INSERT INTO x VALUES (1)", &[]);
+    let p2 = cpath.clone();
+    let opener = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let (rc, db) = open(&p2);
+        let ok = db.one("SELECT count(*) FROM x", &[]);
+        (rc, started.elapsed(), ok)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    holder.run("COMMIT", &[]);
+    let (rc, waited, count) = opener.join().expect("thread");
+    assert_eq!(rc, ffi::SQLITE_OK, "opened once the lock was released");
+    assert!(
+        waited >= std::time::Duration::from_millis(200),
+        "{waited:?}"
+    );
+    assert_eq!(count, "1");
+    drop(holder);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,7 +7,7 @@
 //! SQLite's index holds each distinct word of a field once, without positions (the
 //! `mailsync_fts` tokenizer: FTS5's work is per word written), so a phrase is asked of FTS5
 //! as its words and checked against the candidates' text by `mailsync_phrase`
-//! ([`push_phrases`]); PostgreSQL's documents keep positions and word pairs ([`pg_doc`]).
+//! (`push_phrases`); PostgreSQL's documents keep positions and word pairs (`pg_doc`).
 //!
 //! Query syntax: words and `"quoted phrases"` (all must match), `from:`, `to:` (To/Cc/Bcc),
 //! `subject:` (a word or a quoted phrase), `in:MAILBOX` (name or role), `is:unread`,
@@ -662,7 +662,7 @@ const CATCH_UP_NOTES: u64 = 2_000;
 /// FTS5 ranks by bm25 the newest max(500, 10 × `limit`) matches (rowid order, found without
 /// ranking), which are joined with the emails, filtered and their phrases checked; should
 /// fewer than `limit` pass, the next older matches are taken in growing windows
-/// ([`fts_ranked`]), each candidate checked once. PostgreSQL (where ranking
+/// (`fts_ranked`), each candidate checked once. PostgreSQL (where ranking
 /// reads each match's stored tsvector): the newest max(500, 10 × `limit`) matches that pass the
 /// filters are ranked by `ts_rank`; when a query matches more than that, older matches are not
 /// ranked (recent mail first, which is what a mail search wants of a word found everywhere).
