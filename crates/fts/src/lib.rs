@@ -347,11 +347,19 @@ unsafe extern "C" fn distinct_delete(p: *mut ffi::Fts5Tokenizer) {
     unsafe { (this.base.delete)(this.inner) };
 }
 
-/// What [`forward`] needs: FTS5's callback and context, and the words seen.
+/// What [`forward`] needs: FTS5's callback and context, and which words to pass on.
 struct Forward<'a> {
     context: *mut c_void,
     token: TokenCallback,
-    seen: &'a mut Seen,
+    filter: Filter<'a>,
+}
+
+/// Which of `unicode61`'s words reach FTS5.
+enum Filter<'a> {
+    /// A document's: each word the first time it is seen.
+    Distinct(&'a mut Seen),
+    /// A query string's: its first word only (true once it went by).
+    First(bool),
 }
 
 unsafe extern "C" fn distinct_tokenize(
@@ -377,10 +385,10 @@ unsafe extern "C" fn distinct_tokenize(
         // Devanagari's vowel signs, say), its pieces' positions in the index mean nothing, so
         // only the first piece is asked for: a superset, which the store checks with
         // `mailsync_phrase` (any word outside ASCII is checked).
-        let mut first = First {
+        let mut first = Forward {
             context,
             token,
-            done: false,
+            filter: Filter::First(false),
         };
         // SAFETY: `first` outlives the call, the only user of the pointer to it.
         return unsafe {
@@ -390,7 +398,7 @@ unsafe extern "C" fn distinct_tokenize(
                 flags,
                 text,
                 n,
-                Some(first_only),
+                Some(forward),
             )
         };
     }
@@ -403,7 +411,7 @@ unsafe extern "C" fn distinct_tokenize(
     let mut fwd = Forward {
         context,
         token,
-        seen: &mut this.seen,
+        filter: Filter::Distinct(&mut this.seen),
     };
     // SAFETY: `fwd` outlives the call, which is the only user of the pointer to it.
     unsafe {
@@ -418,37 +426,8 @@ unsafe extern "C" fn distinct_tokenize(
     }
 }
 
-/// What [`first_only`] needs: FTS5's callback and context, and whether a word went by.
-struct First {
-    context: *mut c_void,
-    token: TokenCallback,
-    done: bool,
-}
-
-/// `unicode61`'s callback in a query string: passes on its first word only.
-unsafe extern "C" fn first_only(
-    context: *mut c_void,
-    tflags: c_int,
-    token: *const c_char,
-    n: c_int,
-    start: c_int,
-    end: c_int,
-) -> c_int {
-    // SAFETY: the context is the `First` of `distinct_tokenize`, alive during tokenizing; the
-    // token is FTS5's for the call.
-    unsafe {
-        let first = &mut *context.cast::<First>();
-        if first.done {
-            return ffi::SQLITE_OK;
-        }
-        if tflags & ffi::FTS5_TOKEN_COLOCATED == 0 {
-            first.done = true;
-        }
-        (first.token)(first.context, tflags, token, n, start, end)
-    }
-}
-
-/// `unicode61`'s callback in a document: passes a word on to FTS5 the first time it is seen.
+/// `unicode61`'s callback under this tokenizer: passes a word on to FTS5 as [`Forward`]'s
+/// filter says.
 unsafe extern "C" fn forward(
     context: *mut c_void,
     tflags: c_int,
@@ -461,9 +440,16 @@ unsafe extern "C" fn forward(
     // the token is `n` bytes FTS5 owns for the call.
     unsafe {
         let fwd = &mut *context.cast::<Forward<'_>>();
-        let word = bytes(token.cast(), n);
         let colocated = tflags & ffi::FTS5_TOKEN_COLOCATED != 0;
-        if !colocated && !fwd.seen.insert(word) {
+        let pass = match &mut fwd.filter {
+            Filter::Distinct(seen) => colocated || seen.insert(bytes(token.cast(), n)),
+            Filter::First(done) => {
+                let pass = !*done;
+                *done |= !colocated;
+                pass
+            }
+        };
+        if !pass {
             return ffi::SQLITE_OK;
         }
         (fwd.token)(fwd.context, tflags, token, n, start, end)
