@@ -379,39 +379,25 @@ unsafe extern "C" fn distinct_tokenize(
     let Some(token) = token else {
         return ffi::SQLITE_MISUSE;
     };
-    if flags & ffi::FTS5_TOKENIZE_QUERY != 0 {
+    let filter = if flags & ffi::FTS5_TOKENIZE_QUERY != 0 {
         // A string of a query is one word of the store's (phrases are asked for as their
         // words). Where `unicode61` splits it (combining marks are not word characters to it:
         // Devanagari's vowel signs, say), its pieces' positions in the index mean nothing, so
         // only the first piece is asked for: a superset, which the store checks with
         // `mailsync_phrase` (any word outside ASCII is checked).
-        let mut first = Forward {
-            context,
-            token,
-            filter: Filter::First(false),
-        };
-        // SAFETY: `first` outlives the call, the only user of the pointer to it.
-        return unsafe {
-            (this.base.tokenize)(
-                this.inner,
-                (&raw mut first).cast(),
-                flags,
-                text,
-                n,
-                Some(forward),
-            )
-        };
-    }
-    if flags & ffi::FTS5_TOKENIZE_DOCUMENT == 0 {
+        Filter::First(false)
+    } else if flags & ffi::FTS5_TOKENIZE_DOCUMENT == 0 {
         // FTS5's auxiliary functions get every word, in place.
         // SAFETY: FTS5's own arguments, passed on to `unicode61`.
         return unsafe { (this.base.tokenize)(this.inner, context, flags, text, n, Some(token)) };
-    }
-    this.seen.clear();
+    } else {
+        this.seen.clear();
+        Filter::Distinct(&mut this.seen)
+    };
     let mut fwd = Forward {
         context,
         token,
-        filter: Filter::Distinct(&mut this.seen),
+        filter,
     };
     // SAFETY: `fwd` outlives the call, which is the only user of the pointer to it.
     unsafe {
