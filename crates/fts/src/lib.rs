@@ -571,7 +571,7 @@ struct Phrase {
     inner: *mut ffi::Fts5Tokenizer,
     /// The phrase's words.
     words: Vec<Vec<u8>>,
-    /// `state[k]`: the last word read ends a run of the phrase's first `k` words.
+    /// [`Run::state`]'s buffer.
     state: Vec<bool>,
     /// An ASCII text in lower case ([`ascii_phrase`]).
     lower: Vec<u8>,
@@ -587,39 +587,31 @@ unsafe extern "C" fn drop_phrase(p: *mut c_void) {
     unsafe { (this.base.delete)(this.inner) };
 }
 
-/// Collects a phrase's words ([`Phrase::words`]).
-unsafe extern "C" fn collect(
-    context: *mut c_void,
-    tflags: c_int,
-    token: *const c_char,
-    n: c_int,
-    _start: c_int,
-    _end: c_int,
-) -> c_int {
-    // SAFETY: the context is the `Vec` `phrase_function` passes, alive during the call; the
-    // token is `n` bytes owned by FTS5 for the call.
-    unsafe {
-        if tflags & ffi::FTS5_TOKEN_COLOCATED == 0 {
-            (*context.cast::<Vec<Vec<u8>>>()).push(bytes(token.cast(), n).to_vec());
-        }
-    }
-    ffi::SQLITE_OK
+/// What [`phrase_word`] does with each word `unicode61` finds.
+enum Scan<'a> {
+    /// The phrase's own: collects its words ([`Phrase::words`]).
+    Collect(&'a mut Vec<Vec<u8>>),
+    /// A text's: moves the runs of the phrase's words on.
+    Match(Run<'a>),
 }
 
-/// What [`advance`] reads and updates.
+/// A run of the phrase's words through a text (shift-and).
 struct Run<'a> {
     words: &'a [Vec<u8>],
+    /// `state[k]`: the last word read ends a run of the phrase's first `k` words.
     state: &'a mut [bool],
-    /// Set once the phrase is found; [`advance`] then stops the tokenizer with [`STOP`].
+    /// Set once the phrase is found; [`phrase_word`] then stops the tokenizer with [`STOP`].
     found: bool,
 }
 
-/// What [`advance`] returns to stop tokenizing once the phrase is found. Not an error, and not
-/// relied on as a return value (`unicode61` turns `SQLITE_DONE` into `SQLITE_OK`): `found` is.
+/// What [`phrase_word`] returns to stop tokenizing once the phrase is found. Not an error, and
+/// not relied on as a return value (`unicode61` turns `SQLITE_DONE` into `SQLITE_OK`): `found`
+/// is.
 const STOP: c_int = ffi::SQLITE_DONE;
 
-/// One word of the text: moves the runs of the phrase's words on (shift-and).
-unsafe extern "C" fn advance(
+/// `unicode61`'s callback for the phrase function: one word of the phrase or of a text, as the
+/// [`Scan`] says.
+unsafe extern "C" fn phrase_word(
     context: *mut c_void,
     tflags: c_int,
     token: *const c_char,
@@ -630,9 +622,16 @@ unsafe extern "C" fn advance(
     if tflags & ffi::FTS5_TOKEN_COLOCATED != 0 {
         return ffi::SQLITE_OK;
     }
-    // SAFETY: the context is `phrase_function`'s `Run`, alive during the call; the token is
+    // SAFETY: the context is `phrase_function`'s `Scan`, alive during the call; the token is
     // `n` bytes owned by FTS5 for the call.
-    let (run, word) = unsafe { (&mut *context.cast::<Run<'_>>(), bytes(token.cast(), n)) };
+    let (scan, word) = unsafe { (&mut *context.cast::<Scan<'_>>(), bytes(token.cast(), n)) };
+    let run = match scan {
+        Scan::Collect(words) => {
+            words.push(word.to_vec());
+            return ffi::SQLITE_OK;
+        }
+        Scan::Match(run) => run,
+    };
     let len = run.words.len();
     for k in (1..=len).rev() {
         let before = run.state.get(k - 1).copied().unwrap_or(false);
@@ -726,13 +725,14 @@ unsafe extern "C" fn phrase_function(
         };
         this.words.clear();
         let (p, n) = value_text(*phrase);
+        let mut scan = Scan::Collect(&mut this.words);
         let rc = (this.base.tokenize)(
             this.inner,
-            (&raw mut this.words).cast(),
+            (&raw mut scan).cast(),
             ffi::FTS5_TOKENIZE_QUERY,
             p,
             n,
-            Some(collect),
+            Some(phrase_word),
         );
         if rc != ffi::SQLITE_OK {
             ffi::sqlite3_result_error_code(ctx, rc);
@@ -763,20 +763,20 @@ unsafe extern "C" fn phrase_function(
             if let Some(s) = this.state.first_mut() {
                 *s = true;
             }
-            let mut run = Run {
+            let mut scan = Scan::Match(Run {
                 words: &this.words,
                 state: &mut this.state,
                 found: false,
-            };
+            });
             let rc = (this.base.tokenize)(
                 this.inner,
-                (&raw mut run).cast(),
+                (&raw mut scan).cast(),
                 ffi::FTS5_TOKENIZE_DOCUMENT,
                 p,
                 n,
-                Some(advance),
+                Some(phrase_word),
             );
-            if run.found {
+            if matches!(scan, Scan::Match(Run { found: true, .. })) {
                 ffi::sqlite3_result_int(ctx, 1);
                 return;
             }

@@ -2881,7 +2881,7 @@ async fn search_phrases_are_words_in_a_row_within_one_field(store: &Store) -> R 
     assert_eq!(found("हिन्दी").await?, ["10"]);
     assert_eq!(found("subject:हिन्दी").await?, ["10"]);
     assert_eq!(found("\"ह हिन्दी\"").await?, ["10"]);
-    // Behind 1,200 newer candidates with both words apart.
+    // Behind 600 newer candidates with both words apart (the first window is 500).
     assert_eq!(found("\"beta alpha\"").await?, ["old1", "old2", "old3"]);
     assert_eq!(found("\"alpha beta\"").await?, Vec::<String>::new());
     assert_eq!(found("alpha beta").await?.len(), 10);
