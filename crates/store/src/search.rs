@@ -7,7 +7,8 @@
 //! SQLite's index holds each distinct word of a field once, without positions (the
 //! `mailsync_fts` tokenizer: FTS5's work is per word written), so a phrase is asked of FTS5
 //! as its words and checked against the candidates' text by `mailsync_phrase`
-//! (`push_phrases`); PostgreSQL's documents keep positions and word pairs (`pg_doc`).
+//! (`push_phrases`); PostgreSQL's documents keep positions (`pg_doc`), and a phrase is asked
+//! of the index with `<->`.
 //!
 //! Query syntax: words and `"quoted phrases"` (all must match), `from:`, `to:` (To/Cc/Bcc),
 //! `subject:` (a word or a quoted phrase), `in:MAILBOX` (name or role), `is:unread`,
@@ -15,7 +16,7 @@
 //! before that day, UTC), `after:YYYY-MM-DD` (arrived that day or later).
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, Statement, sqlx};
 
 use crate::emails::{self, EmailSummary};
 use crate::sql::Sql;
@@ -233,8 +234,7 @@ fn push_phrases(sql: &mut Sql, q: &Query) {
 }
 
 /// tsquery text: lexemes in quotes, weights A..C for the fields. A phrase is its words in
-/// order with `<->`, and the buckets of its word pairs ([`pair_lexeme`], which [`pg_doc`]
-/// adds), so that the GIN index leaves few documents to check the positions of.
+/// order with `<->`.
 fn tsquery(terms: &[Term]) -> String {
     terms
         .iter()
@@ -245,39 +245,11 @@ fn tsquery(terms: &[Term]) -> String {
                 Field::From => ":B",
                 Field::To => ":C",
             };
-            let mut parts: Vec<String> = t
-                .words
-                .windows(2)
-                .map(|pair| format!("'{}'{w}", pair_lexeme(&pair[0], &pair[1])))
-                .collect();
             let seq: Vec<String> = t.words.iter().map(|x| format!("'{x}'{w}")).collect();
-            parts.push(seq.join(" <-> "));
-            format!("({})", parts.join(" & "))
+            format!("({})", seq.join(" <-> "))
         })
         .collect::<Vec<_>>()
         .join(" & ")
-}
-
-/// How many lexemes stand for all pairs of words: a pair's is its bucket (`_` and four hex
-/// digits; `_` is in no word). 4,096 made phrases of common words check ~3 % of the documents
-/// holding both words for nothing (p99 264 ms at 100,000 messages); 65,536 ~0.2 % (115 ms).
-const PAIR_BUCKETS: u64 = 65_536;
-
-/// The lexeme standing for two words in a row within a field: one of [`PAIR_BUCKETS`], by an
-/// FNV-1a hash of the pair (fixed, so documents and queries agree across versions).
-fn pair_lexeme(a: &str, b: &str) -> String {
-    format!("_{:04x}", pair_bucket(a, b))
-}
-
-/// [`pair_lexeme`]'s bucket as a number.
-fn pair_bucket(a: &str, b: &str) -> u16 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in a.bytes().chain([b' ']).chain(b.bytes()) {
-        h ^= u64::from(byte);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    // PAIR_BUCKETS is 2^16.
-    (h % PAIR_BUCKETS) as u16
 }
 
 /// One result.
@@ -312,119 +284,175 @@ const PG_INDEX_CHUNK: usize = 100;
 ///   triggers lock the note they meet) is left for a later step, and a writer meeting a note
 ///   taken here waits for this step, then notes the email again (so a change committed after
 ///   the text was read here is indexed by a later step);
-/// - their emails are locked in the same query, `FOR KEY SHARE SKIP LOCKED`: one a writer
-///   is deleting is left with its note (its index row goes with it), and the notes behind it
-///   are taken instead; the note of one gone already is dropped;
+/// - then their emails, `FOR KEY SHARE SKIP LOCKED`: one a writer is deleting is left with
+///   its note (its index row goes with it), and the notes behind it are taken instead; the
+///   note of one gone already is dropped;
 /// - its index rows are only ever written by steps like this one, on emails it holds.
 ///
-/// Documents are built here rather than by `to_tsvector` in the server: PostgreSQL's
-/// text-search parser took ~1.2 ms per 5 KB body, reading a `tsvector` 0.13 ms.
+/// Documents are built here rather than by `to_tsvector` in the server (PostgreSQL's
+/// text-search parser took ~1.2 ms per 5 KB body), and sent in `tsvector`'s binary form
+/// ([`PgDoc::binary`]): reading the text form was a third of the server's indexing work
+/// (~0.1 ms per email of a first sync). sqlx directly, not SeaORM, for that one parameter
+/// type; the transaction is an ordinary one on the store's pool.
 pub(crate) async fn pg_index_step(store: &crate::Store, max_notes: u64) -> Result<u64, StoreError> {
-    let pg = sea_orm::DbBackend::Postgres;
+    // The store opens PostgreSQL through sqlx's pool, and this runs for PostgreSQL only
+    // (`Store::index_noted`).
+    let pool = store.conn().get_postgres_connection_pool();
     // Searches and idle indexing loops call this when nothing is noted, most of the time: a
     // plain read then spares them a write transaction, its locks and the anti-join below.
-    let any = store
-        .conn()
-        .query_one_raw(Statement::from_string(
-            pg,
-            "SELECT EXISTS (SELECT 1 FROM search_pending) AS pending",
-        ))
-        .await?
-        .map(|r| r.try_get::<bool>("", "pending"))
-        .transpose()?
-        .unwrap_or(false);
+    let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM search_pending)")
+        .fetch_one(pool)
+        .await
+        .map_err(sqlx_error)?;
     if !any {
         return Ok(0);
     }
-    let txn = store.begin().await?;
-    let ids_of = |rows: Vec<sea_orm::QueryResult>, col: &str| -> Result<Vec<i64>, StoreError> {
-        rows.iter()
-            .map(|r| r.try_get::<i64>("", col).map_err(StoreError::from))
-            .collect()
-    };
+    let mut tx = pool.begin().await.map_err(sqlx_error)?;
     let max = i64::try_from(max_notes).unwrap_or(i64::MAX);
-    // The notes and their emails are locked in one query, so the limit counts only notes
-    // this step can index: notes skipped for a busy email do not use up the step (taking
-    // notes first, then their emails, a step whose lowest notes all named emails being
-    // deleted consumed nothing, and its loop stopped with other notes waiting).
-    let held = ids_of(
-        txn.query_all_raw(Statement::from_sql_and_values(
-            pg,
-            "SELECT p.email_id FROM search_pending p JOIN emails e ON e.id = p.email_id \
-             ORDER BY p.email_id LIMIT $1 \
-             FOR UPDATE OF p SKIP LOCKED FOR KEY SHARE OF e SKIP LOCKED",
-            [max.into()],
-        ))
-        .await?,
-        "email_id",
-    )?;
+    // Notes are taken in key order, then their emails are locked; notes skipped for a busy
+    // email do not use up the step: the next notes are taken until the step is full or none
+    // are left (else a step whose lowest notes all named emails being deleted consumed
+    // nothing, and its loop stopped with other notes waiting). Two queries, each driven by
+    // the few notes it names: one query joining notes and emails let the planner, misled by
+    // statistics of a queue that churns faster than it is analysed, walk every email's key
+    // and look its note up (a scan of all emails per step, quadratic over a first sync).
+    let mut held: Vec<i64> = Vec::new();
+    let mut after = i64::MIN;
+    while (held.len() as u64) < max_notes {
+        let want = max - i64::try_from(held.len()).unwrap_or(0);
+        let notes: Vec<i64> = sqlx::query_scalar(
+            "SELECT email_id FROM search_pending WHERE email_id > $1 \
+             ORDER BY email_id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(after)
+        .bind(want)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(sqlx_error)?;
+        let Some(&last) = notes.last() else {
+            break;
+        };
+        after = last;
+        let taken = notes.len() as i64;
+        let emails: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM emails WHERE id = ANY($1) FOR KEY SHARE SKIP LOCKED",
+        )
+        .bind(notes)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(sqlx_error)?;
+        held.extend(emails);
+        if taken < want {
+            break;
+        }
+    }
     // Notes of emails gone (deletions are noted; their index rows went with them), once the
     // live notes did not fill the step: the anti-join reads every note, and such notes cost
-    // nothing while they wait. An email whose deletion is not yet committed still exists
-    // here, so its note stays for the step after the commit.
+    // nothing while they wait. Each note's email is looked up by its key (`OFFSET 0` keeps
+    // the subquery from becoming a join the planner may run over every email). An email
+    // whose deletion is not yet committed still exists here, so its note stays for the step
+    // after the commit.
     let gone = if (held.len() as u64) < max_notes {
-        txn.execute_raw(Statement::from_sql_and_values(
-            pg,
+        sqlx::query(
             "DELETE FROM search_pending WHERE email_id IN (SELECT p.email_id \
              FROM search_pending p WHERE NOT EXISTS (SELECT 1 FROM emails e \
-             WHERE e.id = p.email_id) LIMIT $1 FOR UPDATE SKIP LOCKED)",
-            [(max - i64::try_from(held.len()).unwrap_or(0)).into()],
-        ))
-        .await?
+             WHERE e.id = p.email_id OFFSET 0) LIMIT $1 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(max - i64::try_from(held.len()).unwrap_or(0))
+        .execute(&mut *tx)
+        .await
+        .map_err(sqlx_error)?
         .rows_affected()
     } else {
         0
     };
     if held.is_empty() {
-        txn.commit().await?;
+        tx.commit().await.map_err(sqlx_error)?;
         return Ok(gone);
     }
+    type Row = (
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     for part in held.chunks(PG_INDEX_CHUNK) {
-        let rows = txn
-            .query_all_raw(Statement::from_sql_and_values(
-                pg,
-                "SELECT e.id, e.subject, e.from_addr, e.to_addr, e.cc_addr, e.bcc_addr, \
-                 b.text_body FROM emails e LEFT JOIN email_bodies b ON b.email_id = e.id \
-                 WHERE e.id = ANY($1)",
-                [part.to_vec().into()],
-            ))
-            .await?;
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT e.id, e.subject, e.from_addr, e.to_addr, e.cc_addr, e.bcc_addr, \
+             b.text_body FROM emails e LEFT JOIN email_bodies b ON b.email_id = e.id \
+             WHERE e.id = ANY($1)",
+        )
+        .bind(part)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(sqlx_error)?;
         if rows.is_empty() {
             continue;
         }
-        let mut ins = Sql::new(pg);
-        ins.push("INSERT INTO email_search (email_id, doc) VALUES ");
-        for (k, r) in rows.iter().enumerate() {
-            let text = |col: &str| r.try_get::<Option<String>>("", col);
-            let doc = pg_doc(&DocText {
-                subject: text("subject")?.as_deref(),
-                from: text("from_addr")?.as_deref(),
-                to: text("to_addr")?.as_deref(),
-                cc: text("cc_addr")?.as_deref(),
-                bcc: text("bcc_addr")?.as_deref(),
-                body: text("text_body")?.as_deref(),
-            });
+        let mut sql = String::from("INSERT INTO email_search (email_id, doc) VALUES ");
+        for k in 0..rows.len() {
             if k > 0 {
-                ins.push(", ");
+                sql.push_str(", ");
             }
-            ins.push("(")
-                .bind(r.try_get::<i64>("", "id")?)
-                .push(", CAST(")
-                .bind(doc)
-                .push(" AS tsvector))");
+            sql.push_str(&format!("(${}, ${})", 2 * k + 1, 2 * k + 2));
         }
-        ins.push(" ON CONFLICT (email_id) DO UPDATE SET doc = EXCLUDED.doc");
-        txn.execute_raw(ins.build()).await?;
+        sql.push_str(" ON CONFLICT (email_id) DO UPDATE SET doc = EXCLUDED.doc");
+        // Only placeholders are formatted into it.
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, subject, from, to, cc, bcc, body) in &rows {
+            let doc = pg_doc(&DocText {
+                subject: subject.as_deref(),
+                from: from.as_deref(),
+                to: to.as_deref(),
+                cc: cc.as_deref(),
+                bcc: bcc.as_deref(),
+                body: body.as_deref(),
+            });
+            insert = insert.bind(*id).bind(TsVector(doc.binary()));
+        }
+        insert.execute(&mut *tx).await.map_err(sqlx_error)?;
     }
     let consumed = held.len() as u64 + gone;
-    txn.execute_raw(Statement::from_sql_and_values(
-        pg,
-        "DELETE FROM search_pending WHERE email_id = ANY($1)",
-        [held.into()],
-    ))
-    .await?;
-    txn.commit().await?;
+    sqlx::query("DELETE FROM search_pending WHERE email_id = ANY($1)")
+        .bind(&held)
+        .execute(&mut *tx)
+        .await
+        .map_err(sqlx_error)?;
+    tx.commit().await.map_err(sqlx_error)?;
     Ok(consumed)
+}
+
+/// A driver error of the statements run through sqlx directly, as SeaORM reports its own (so
+/// [`StoreError::is_transient`] reads it the same way).
+fn sqlx_error(e: sqlx::Error) -> StoreError {
+    StoreError::Db(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(
+        std::sync::Arc::new(e),
+    )))
+}
+
+/// A `tsvector` in PostgreSQL's binary format ([`PgDoc::binary`]), bound as a parameter of
+/// that type: the server reads it with `tsvectorrecv`, no text to parse.
+struct TsVector(Vec<u8>);
+
+impl sqlx::Type<sqlx::Postgres> for TsVector {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        // `tsvector`'s OID is fixed in PostgreSQL's catalog (pg_type.dat), as for any
+        // built-in type.
+        sqlx::postgres::PgTypeInfo::with_oid(sqlx::postgres::types::Oid(3614))
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for TsVector {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        buf.extend_from_slice(&self.0);
+        Ok(sqlx::encode::IsNull::No)
+    }
 }
 
 /// The indexed text of one email, as stored (addresses as their JSON).
@@ -439,25 +467,44 @@ struct DocText<'a> {
 
 /// PostgreSQL's limits on a `tsvector`: the highest position, positions kept per lexeme, the
 /// longest lexeme (longer words are left out, as `to_tsvector` does).
-const TS_MAX_POS: u32 = 16_383;
-const TS_MAX_POSITIONS: usize = 255;
+const TS_MAX_POS: u16 = 16_383;
+const TS_MAX_POSITIONS: u16 = 255;
 const TS_MAX_LEXEME: usize = 2_047;
 /// A body is indexed up to this many characters (a `tsvector` holds at most 1 MB).
 const BODY_INDEXED_CHARS: usize = 100_000;
 
-/// The `tsvector` input text of an email: its [`words`] with their positions, weighted A
+/// An email's search document for PostgreSQL: its [`words`] with their positions, weighted A
 /// (subject), B (sender), C (recipients) and D (body). The same as v11's SQL function
 /// `mailsync_search_doc` (each field's words numbered on from the previous field's last
 /// position), except that words are split and lower-cased as [`words`] does, which is also
 /// how queries are ([`tsquery`]).
 ///
-/// Since v17 it also holds, for every two words in a row within a field, their pair's bucket
-/// ([`pair_lexeme`], at the first word's position). GIN keeps no positions: a phrase of two
-/// common words had PostgreSQL read and check every document holding both (up to 600 ms at
-/// 100,000 messages). With the bucket in the query, only documents that also hold it are
-/// checked. One lexeme per distinct pair (millions of GIN keys) made indexing 100,000 messages
-/// take 239 s instead of 188 s with the buckets.
-fn pg_doc(t: &DocText<'_>) -> String {
+/// From v17 to this version documents also held, for every two words in a row, one of 65,536
+/// lexemes standing for the pair (`_` and four hex digits), so that GIN left few documents to
+/// check a phrase's positions in. Those rare keys were three quarters of GIN's work when
+/// indexing (inserting 20,000 documents into a GIN index: 10.2 s with them, 2.5 s without);
+/// phrases of common words are now found by walking the newest mail ([`search`]). Documents
+/// written before keep their pair lexemes until reindexed; no query asks for them (words
+/// hold no `_`).
+struct PgDoc {
+    /// Distinct lexemes, in the order they first occur: ranges of `text`.
+    lexemes: Vec<std::ops::Range<usize>>,
+    text: String,
+    /// Lexeme indexes in `tsvector` order (bytewise, as PostgreSQL compares lexemes).
+    order: Vec<u32>,
+    /// Each lexeme's positions, grouped: those of lexeme `i` are
+    /// `positions[starts[i]..starts[i + 1]]`, ascending, as `WordEntryPos` (the position in
+    /// the low 14 bits, the weight, 3 for A to 0 for D, in the top 2).
+    starts: Vec<u32>,
+    positions: Vec<u16>,
+}
+
+/// Builds [`PgDoc`]. This runs for every email a PostgreSQL store indexes and was most of the
+/// client's CPU in a first sync: hence one table from word to lexeme index with a
+/// multiplicative hash instead of SipHash (the keys are the mail's own words; a flooded table
+/// costs one document's indexing time), and positions kept in one list, grouped at the end,
+/// rather than a list per lexeme.
+fn pg_doc(t: &DocText<'_>) -> PgDoc {
     use std::borrow::Cow;
     use std::collections::HashMap;
     let addrs = |json: Option<&str>| -> String {
@@ -476,33 +523,25 @@ fn pg_doc(t: &DocText<'_>) -> String {
         .char_indices()
         .nth(BODY_INDEXED_CHARS)
         .map_or(body, |(end, _)| &body[..end]);
-    let fields = [
-        (t.subject.unwrap_or(""), b'A'),
-        (from.as_str(), b'B'),
-        (recipients.as_str(), b'C'),
+    let fields: [(&str, u16); 4] = [
+        (t.subject.unwrap_or(""), 3),
+        (from.as_str(), 2),
+        (recipients.as_str(), 1),
         (body, 0),
     ];
-    // Words (borrowed when already lower case, as most are) and pair buckets, each with its
-    // positions and their weights (0: none, i.e. D). This runs for every email a PostgreSQL
-    // store indexes and was most of the client's CPU in a first sync: hence a multiplicative
-    // hash instead of SipHash (the keys are the mail's own words; a flooded table costs one
-    // document's indexing time), buckets kept as numbers until printed, positions printed by
-    // hand.
-    type Positions = Vec<(u32, u8)>;
     let guess = (body.len() / 6).max(16);
-    let mut lexemes: HashMap<Cow<'_, str>, Positions, FastHash> =
+    let mut index: HashMap<Cow<'_, str>, u32, FastHash> =
         HashMap::with_capacity_and_hasher(guess, FastHash);
-    let mut pairs: HashMap<u16, Positions, FastHash> =
-        HashMap::with_capacity_and_hasher(guess, FastHash);
-    fn add(at: &mut Positions, pos: u32, weight: u8) {
-        if at.len() < TS_MAX_POSITIONS && at.last().is_none_or(|&(p, _)| p < pos) {
-            at.push((pos, weight));
-        }
-    }
-    let mut last = 0u32;
-    for &(text, weight) in &fields {
+    let mut lexemes: Vec<std::ops::Range<usize>> = Vec::with_capacity(guess);
+    let mut text = String::with_capacity(body.len() / 2);
+    // Per lexeme: positions kept so far and the last one (0: none; positions start at 1).
+    let mut kept: Vec<(u16, u16)> = Vec::with_capacity(guess);
+    // Every kept occurrence: (lexeme, WordEntryPos), in position order.
+    let mut occurrences: Vec<(u32, u16)> = Vec::with_capacity(body.len() / 5);
+    let mut last: u16 = 0;
+    for &(field, weight) in &fields {
         let base = last;
-        let kept = text
+        let words = field
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
             .map(|w| {
@@ -514,99 +553,113 @@ fn pg_doc(t: &DocText<'_>) -> String {
             })
             // As `to_tsvector`: a word too long to index takes no position.
             .filter(|w| w.len() <= TS_MAX_LEXEME);
-        let mut prev: Option<Cow<'_, str>> = None;
-        for (i, w) in kept.enumerate() {
-            let pos = base
-                .saturating_add(u32::try_from(i + 1).unwrap_or(u32::MAX))
+        for (i, w) in words.enumerate() {
+            let pos = u16::try_from(i + 1)
+                .unwrap_or(u16::MAX)
+                .saturating_add(base)
                 .min(TS_MAX_POS);
             last = last.max(pos);
-            if let Some(p) = prev.take() {
-                let bucket = pair_bucket(&p, &w);
-                add(
-                    pairs.entry(bucket).or_default(),
-                    pos.saturating_sub(1),
-                    weight,
-                );
+            let next = u32::try_from(lexemes.len()).unwrap_or(u32::MAX);
+            let id = *index.entry(w).or_insert_with_key(|w| {
+                text.push_str(w);
+                lexemes.push(text.len() - w.len()..text.len());
+                kept.push((0, 0));
+                next
+            });
+            let (count, at) = &mut kept[id as usize];
+            // PostgreSQL keeps at most 255 positions of a lexeme, each once (the words past
+            // the highest position all share it).
+            if *count < TS_MAX_POSITIONS && *at < pos {
+                *count += 1;
+                *at = pos;
+                occurrences.push((id, pos | (weight << 14)));
             }
-            match lexemes.get_mut(w.as_ref()) {
-                Some(at) => add(at, pos, weight),
-                None => {
-                    lexemes.insert(w.clone(), vec![(pos, weight)]);
+        }
+    }
+    let mut starts = Vec::with_capacity(kept.len() + 1);
+    let mut sum = 0u32;
+    for &(count, _) in &kept {
+        starts.push(sum);
+        sum += u32::from(count);
+    }
+    starts.push(sum);
+    let mut fill: Vec<u32> = starts[..kept.len()].to_vec();
+    let mut positions = vec![0u16; occurrences.len()];
+    for &(id, p) in &occurrences {
+        let slot = &mut fill[id as usize];
+        positions[*slot as usize] = p;
+        *slot += 1;
+    }
+    let mut order: Vec<u32> = (0..u32::try_from(lexemes.len()).unwrap_or(u32::MAX)).collect();
+    let word = |i: u32| &text[lexemes[i as usize].clone()];
+    order.sort_unstable_by(|&a, &b| word(a).cmp(word(b)));
+    PgDoc {
+        lexemes,
+        text,
+        order,
+        starts,
+        positions,
+    }
+}
+
+impl PgDoc {
+    /// Each lexeme in `tsvector` order with its positions.
+    fn entries(&self) -> impl Iterator<Item = (&str, &[u16])> {
+        self.order.iter().map(|&i| {
+            let i = i as usize;
+            let at = &self.positions[self.starts[i] as usize..self.starts[i + 1] as usize];
+            (&self.text[self.lexemes[i].clone()], at)
+        })
+    }
+
+    /// `tsvector`'s binary form, as `tsvectorrecv` reads it: the number of lexemes (int32),
+    /// then each lexeme's bytes, a NUL, its number of positions (uint16) and the positions
+    /// (uint16 `WordEntryPos` each), all big-endian. Lexemes are sorted and distinct, and hold
+    /// no NUL (they are letters and digits), as it requires.
+    fn binary(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            4 + self.text.len() + 3 * self.lexemes.len() + 2 * self.positions.len(),
+        );
+        let n = i32::try_from(self.order.len()).unwrap_or(i32::MAX);
+        out.extend_from_slice(&n.to_be_bytes());
+        for (lexeme, at) in self.entries() {
+            out.extend_from_slice(lexeme.as_bytes());
+            out.push(0);
+            // At most TS_MAX_POSITIONS.
+            out.extend_from_slice(&(at.len() as u16).to_be_bytes());
+            for p in at {
+                out.extend_from_slice(&p.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    /// `tsvector`'s text form (what PostgreSQL prints), for tests and for reading.
+    #[cfg(test)]
+    fn text(&self) -> String {
+        let mut out = String::new();
+        for (lexeme, at) in self.entries() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push('\'');
+            out.push_str(&lexeme.replace('\'', "''"));
+            out.push_str("':");
+            for (k, p) in at.iter().enumerate() {
+                if k > 0 {
+                    out.push(',');
+                }
+                out.push_str(&(p & TS_MAX_POS).to_string());
+                if let Some(w) = [None, Some('C'), Some('B'), Some('A')][usize::from(p >> 14)] {
+                    out.push(w);
                 }
             }
-            prev = Some(w);
         }
-    }
-    let mut words: Vec<(Cow<'_, str>, Positions)> = lexemes.into_iter().collect();
-    words.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut pairs: Vec<(u16, Positions)> = pairs.into_iter().collect();
-    pairs.sort_unstable_by_key(|p| p.0);
-    // One sorted list, as `tsvector`'s output orders it: a pair's lexeme (`_` and four
-    // lower-case hex digits) sorts after every word starting with a digit and before every
-    // other word (words hold no `_`, and are lower case).
-    let mut out = String::with_capacity(body.len() + 64);
-    let mut emit = |lexeme: &str, at: &Positions| {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push('\'');
-        for ch in lexeme.chars() {
-            if ch == '\'' || ch == '\\' {
-                out.push(ch);
-            }
-            out.push(ch);
-        }
-        out.push_str("':");
-        for (k, &(p, weight)) in at.iter().enumerate() {
-            if k > 0 {
-                out.push(',');
-            }
-            push_u32(&mut out, p);
-            if weight != 0 {
-                out.push(char::from(weight));
-            }
-        }
-    };
-    let mut words = words.iter().peekable();
-    let mut hex = String::with_capacity(5);
-    for (bucket, at) in &pairs {
-        hex.clear();
-        hex.push('_');
-        for shift in [12u16, 8, 4, 0] {
-            hex.push(char::from(
-                b"0123456789abcdef"[usize::from((bucket >> shift) & 0xf)],
-            ));
-        }
-        while let Some((w, wat)) = words.next_if(|(w, _)| w.as_ref() < hex.as_str()) {
-            emit(w, wat);
-        }
-        emit(&hex, at);
-    }
-    for (w, at) in words {
-        emit(w, at);
-    }
-    out
-}
-
-/// Appends `n` in decimal.
-fn push_u32(out: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        // n % 10 < 10.
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
+        out
     }
 }
 
-/// A multiplicative hasher (FxHash's) for [`pg_doc`]'s per-document tables.
+/// A multiplicative hasher (FxHash's) for [`pg_doc`]'s per-document table.
 #[derive(Clone, Copy, Default)]
 struct FastHash;
 
@@ -636,9 +689,6 @@ impl std::hash::Hasher for FxHasher {
         for &b in chunks.remainder() {
             self.mix(u64::from(b));
         }
-    }
-    fn write_u16(&mut self, n: u16) {
-        self.mix(u64::from(n));
     }
     fn finish(&self) -> u64 {
         self.0
@@ -1067,17 +1117,13 @@ mod tests {
             fts5_match(&q.terms),
             r#""hello" AND ("big" AND "plan") AND sender : "ann" AND subject : "x""#
         );
-        // A phrase: the buckets of its pairs and its words in order.
+        // A phrase: its words in order.
         assert_eq!(
             tsquery(&q.terms),
-            "('hello') & ('_7694' & 'big' <-> 'plan') & ('ann':B) & ('x':A)"
+            "('hello') & ('big' <-> 'plan') & ('ann':B) & ('x':A)"
         );
         let q = parse(r#"subject:"a big plan""#)?;
-        let (ab, bp) = (pair_lexeme("a", "big"), pair_lexeme("big", "plan"));
-        assert_eq!(
-            tsquery(&q.terms),
-            format!("('{ab}':A & '{bp}':A & 'a':A <-> 'big':A <-> 'plan':A)")
-        );
+        assert_eq!(tsquery(&q.terms), "('a':A <-> 'big':A <-> 'plan':A)");
         Ok(())
     }
 
@@ -1091,16 +1137,18 @@ mod tests {
             bcc: Some("not json"),
             body: Some("the big plan, it's big"),
         });
-        // Pairs of words in a row, within a field only: none for "plan ann" across subject
-        // and sender. "big plan" is in the subject and the body: one bucket, both positions.
         assert_eq!(
-            doc,
-            "'_0c23':3B '_1390':4B '_4ef9':5B '_5928':11 '_7519':10 '_7694':1A,8 '_d35b':9 \
-             '_d402':7 'ann':3B,4B 'big':1A,8,12 'it':10 'org':6B 'plan':2A,9 's':11 'the':7 \
-             'x':5B"
+            doc.text(),
+            "'ann':3B,4B 'big':1A,8,12 'it':10 'org':6B 'plan':2A,9 's':11 'the':7 'x':5B"
         );
-        assert_eq!(pair_lexeme("big", "plan"), "_7694");
-        assert!(!doc.contains(&format!("'{}'", pair_lexeme("plan", "ann"))));
+        // The binary form: 8 lexemes; "ann" at 3 and 4 weighted B (2 << 14); ...
+        let bin = doc.binary();
+        assert_eq!(&bin[..4], &8i32.to_be_bytes());
+        assert_eq!(
+            &bin[4..16],
+            &[b'a', b'n', b'n', 0, 0, 2, 0x80, 3, 0x80, 4, b'b', b'i']
+        );
+        assert_eq!(&bin[bin.len() - 6..], &[b'x', 0, 0, 1, 0x80, 5]);
         fn body_only(body: &str) -> String {
             pg_doc(&DocText {
                 subject: None,
@@ -1110,6 +1158,7 @@ mod tests {
                 bcc: None,
                 body: Some(body),
             })
+            .text()
         }
         // The lexemes are the words queries are made of, whatever the script.
         let text = "İstanbul ΣΟΦΟΣ Straße ÉTÉ naïve Ǆemal x²";
@@ -1127,15 +1176,11 @@ mod tests {
                 })
                 .collect()
         };
-        let got: Vec<String> = lexemes(&doc)
-            .into_iter()
-            .filter(|l| !l.starts_with('_'))
-            .collect();
-        assert_eq!(got, want);
+        assert_eq!(lexemes(&doc), want);
         // Positions stop at PostgreSQL's highest; a lexeme keeps at most 255 of them.
         let doc = body_only(&"w ".repeat(20_000));
         let w = doc.split(' ').find(|l| l.starts_with("'w':")).unwrap_or("");
-        assert_eq!(w.matches(',').count(), TS_MAX_POSITIONS - 1);
+        assert_eq!(w.matches(',').count(), usize::from(TS_MAX_POSITIONS) - 1);
         let doc = pg_doc(&DocText {
             subject: Some(&"x".repeat(3_000)),
             from: None,
@@ -1143,9 +1188,10 @@ mod tests {
             cc: None,
             bcc: None,
             body: Some(&format!("{} y", "z ".repeat(20_000))),
-        });
+        })
+        .text();
         assert!(
-            doc.contains(" 'y':16383 'z':1,2,"),
+            doc.starts_with("'y':16383 'z':1,2,"),
             "{}",
             &doc[doc.len().saturating_sub(2_000)..]
         );
