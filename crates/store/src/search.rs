@@ -296,7 +296,15 @@ const PG_INDEX_CHUNK: usize = 100;
 /// type; the transaction is an ordinary one on the store's pool.
 pub(crate) async fn pg_index_step(store: &crate::Store, max_notes: u64) -> Result<u64, StoreError> {
     // The store opens PostgreSQL through sqlx's pool, and this runs for PostgreSQL only
-    // (`Store::index_noted`).
+    // (`Store::index_noted`); checked first, as SeaORM's accessor panics otherwise.
+    if !matches!(
+        store.conn().inner,
+        sea_orm::DatabaseConnectionType::SqlxPostgresPoolConnection(_)
+    ) {
+        return Err(StoreError::Db(sea_orm::DbErr::Custom(
+            "the PostgreSQL search index needs a PostgreSQL connection pool".into(),
+        )));
+    }
     let pool = store.conn().get_postgres_connection_pool();
     // Searches and idle indexing loops call this when nothing is noted, most of the time: a
     // plain read then spares them a write transaction, its locks and the anti-join below.
@@ -797,35 +805,31 @@ fn push_listed(sql: &mut Sql, alias: &str) {
     ));
 }
 
-/// [`push_filters`], leaving out the check that the email is in some mailbox when `listed`
-/// is deferred to the caller and no `in:` names one (a walk tests it on the matches only:
-/// nearly every email is listed, and testing each walked one was a fifth of a walk).
+/// [`push_filters`], leaving out the check that the email is in some mailbox when
+/// `defer_listed` and no `in:` names one: the caller tests it ([`push_listed`]) on fewer rows
+/// (a walk, on its matches only: nearly every email is listed, and testing each walked one
+/// was a fifth of a walk).
 fn push_filters_but(sql: &mut Sql, account: Option<AccountId>, q: &Query, defer_listed: bool) {
     if let Some(a) = account {
         sql.push(" AND e.account_id = ").bind(a.0);
     }
-    if q.mailbox.is_none() {
-        if !defer_listed {
-            push_listed(sql, "e");
-        }
-    } else {
-        push_in_mailbox(sql, q);
+    match &q.mailbox {
+        Some(m) => push_in_mailbox(sql, m),
+        None if !defer_listed => push_listed(sql, "e"),
+        None => {}
     }
     push_flags_and_dates(sql, q);
 }
 
-/// In the mailbox `in:` names (by name or role).
-fn push_in_mailbox(sql: &mut Sql, q: &Query) {
-    let Some(m) = &q.mailbox else {
-        return;
-    };
+/// In the mailbox `in:` names (`name`, matched against names and roles).
+fn push_in_mailbox(sql: &mut Sql, name: &str) {
     // Not correlated with the email (a membership names its own account's mailbox), so the
     // database evaluates the mailbox list once, not once per candidate.
     sql.push(" AND EXISTS (SELECT 1 FROM email_mailboxes em WHERE em.email_id = e.id")
         .push(" AND em.mailbox_id IN (SELECT m.id FROM mailboxes m WHERE (lower(m.name) = ")
-        .bind(m.to_lowercase())
+        .bind(name.to_lowercase())
         .push(" OR m.role = ")
-        .bind(m.to_lowercase())
+        .bind(name.to_lowercase())
         .push(")))");
 }
 
@@ -1449,7 +1453,7 @@ mod tests {
         crate::emails::upsert_batch(c, a.id, &batch).await?;
         while store.index_noted(1_000).await? > 0 {}
         let q = parse("\"alpha beta\"")?;
-        let subjects = |found: &[(EmailId, f64)]| -> Vec<i64> {
+        let ids = |found: &[(EmailId, f64)]| -> Vec<i64> {
             let mut n: Vec<i64> = found.iter().map(|(id, _)| id.0).collect();
             n.sort_unstable();
             n
@@ -1478,12 +1482,12 @@ mod tests {
         // Windows of 8, 8 and 16 find none (each next one as large as all walked before);
         // the fourth (32, allowed: 32 + 32 ≤ 64, the estimate) all five, each once.
         let walked = pg_walk(c, Some(a.id), &q, 5, 500, 64, 8).await?;
-        assert_eq!(walked.as_deref().map(subjects), Some(oldest.clone()));
+        assert_eq!(walked.as_deref().map(ids), Some(oldest.clone()));
         // Capped: after 8 + 8 emails the next window (16) would pass the estimate of 20.
         assert_eq!(pg_walk(c, Some(a.id), &q, 5, 500, 20, 8).await?, None);
         // More asked for than match: the walk ends at the oldest email with all it found.
         let walked = pg_walk(c, Some(a.id), &q, 10, 500, 1_000, 8).await?;
-        assert_eq!(walked.as_deref().map(subjects), Some(oldest.clone()));
+        assert_eq!(walked.as_deref().map(ids), Some(oldest.clone()));
         // "beta alpha" is in emails 6 to 40: the first window (8: 34 to 41) finds 7 of the 20
         // asked for, so the second is 13 × 8 / 7 (14) and half as many again: 21, which finds
         // the rest; it is weighed alone against the index's estimate (what was walked is
@@ -1494,7 +1498,7 @@ mod tests {
         assert_eq!(pg_walk(c, Some(a.id), &many, 20, 500, 20, 8).await?, None);
         // What the index gives for the same query.
         let indexed = ranked_ids(c, Some(a.id), &q, 10, Some(500), None).await?;
-        assert_eq!(subjects(&indexed), oldest);
+        assert_eq!(ids(&indexed), oldest);
         db.cleanup().await?;
         Ok(())
     }
