@@ -426,13 +426,8 @@ pub(crate) async fn withdraw_or_compensate<C: ConnectionTrait>(
                     // client moved the message away while the user's delete to the trash
                     // waited; the undo put it back in Archive, where it stayed for good).
                     let after = p.fold().state;
-                    for l in p.before.mailboxes.iter().filter(|l| {
-                        l.uidvalidity.is_some()
-                            && !after.mailboxes.iter().any(|a| a.mailbox_id == l.mailbox_id)
-                    }) {
-                        mailsync_store::checkpoints::forget_modseq(c, row.account, l.mailbox_id)
-                            .await?;
-                    }
+                    crate::outcome::compare_in_full(c, row.account, &p.before, &after.mailboxes)
+                        .await?;
                     // A new draft whose save is withdrawn was never anywhere (model test,
                     // Dovecot and Cyrus IMAP seed 4114: `d-save; undo` left its row in no
                     // mailbox).

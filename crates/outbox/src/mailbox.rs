@@ -715,6 +715,7 @@ pub(crate) async fn revert<C: ConnectionTrait>(
                 if let Some((_, current)) = local::load(c, email).await? {
                     local::write_existing(c, email, &current, &before, touched).await?;
                 }
+                crate::outcome::base_back_after_eviction(c, account, email, &before).await?;
                 // A draft the server never had has nowhere to go back to (model test, Dovecot
                 // seed 327 with cuts: a new draft moved into a mailbox whose create was refused).
                 crate::outcome::drop_if_nowhere(c, email, touched).await?;

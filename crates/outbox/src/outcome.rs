@@ -13,7 +13,7 @@ use crate::apply::resettle;
 use crate::error::Error;
 use crate::executor::{Attempt, EmailChange, Operation, QueuedChange};
 use crate::local::{self, Touched};
-use crate::model::{Location, Payload, Target};
+use crate::model::{Location, Payload, Snapshot, Target};
 use crate::outbox::{Completed, Tally, not_found_is_none};
 use crate::rows::{self, Patch, Row};
 
@@ -251,35 +251,64 @@ pub(crate) async fn evict_with_count<C: ConnectionTrait>(
     if let Some(email) = row.email_id {
         drop_if_nowhere(c, email, touched).await?;
     }
-    if let Payload::Email(p) = &row.payload {
-        // The email is put back as it was when the change was queued, not as the server has
-        // it now: a change evicted after part of it took effect (IMAP: the flags stored, then
-        // the connection cut before the move, and the move refused later) left the server
-        // elsewhere, at a mod-sequence the sync has already passed. The next sync compares
-        // those mailboxes' flags in full. (A JMAP change applies whole or not at all.)
-        for l in p
-            .before
-            .mailboxes
-            .iter()
-            .filter(|l| l.uidvalidity.is_some())
-        {
-            checkpoints::forget_modseq(c, row.account, l.mailbox_id).await?;
-        }
-        // JMAP: the sync may have consumed another client's change to this email (moved or
-        // destroyed it) while the queued change hid it, and Email/changes will not report it
-        // again; the next sync lists every email once (a no-op for IMAP, whose mailboxes are
-        // compared above). Evictions are failures, rare enough for that (model test, Cyrus
-        // JMAP seeds 9312 and 9319 under load: a reverted move left the email in INBOX). Not
-        // when the row is gone (a change whose message the server no longer has): nothing
-        // stale is left to correct.
-        if let Some(email) = row.email_id
-            && local::load(c, email).await?.is_some()
-        {
-            checkpoints::require_full_listing(c, row.account).await?;
-        }
+    if let (Some(email), Payload::Email(p)) = (row.email_id, &row.payload) {
+        base_back_after_eviction(c, row.account, email, &p.before).await?;
     }
     if let Payload::Mailbox(p) = &row.payload {
         crate::mailbox::revert(c, row.account, p, reason, touched).await?;
+    }
+    Ok(())
+}
+
+/// An email whose changes were evicted is shown on its queue's base again: where the server
+/// had it when the first of them was queued, not where it has it now. Every path that evicts
+/// an email's changes ends here ([`evict_with_count`], and `mailbox::revert` when the mailbox
+/// they moved it into was refused).
+///
+/// - Its IMAP mailboxes in that base are compared in full by the next sync: the sync may have
+///   passed another client's expunge or flag change of a copy the changes hid (VANISHED and
+///   FETCH name a UID the local row no longer showed), and a change evicted after part of it
+///   took effect (the flags stored, then the connection cut before the move, and the move
+///   refused later) left the server elsewhere, at a mod-sequence the sync has already passed.
+///   Without this the base came back for good: a move into a mailbox whose create was refused
+///   put the message back in Archive, which another client had expunged it from while the
+///   move waited, and Archive's checkpoint said nothing had changed (model test, Dovecot seed
+///   62004 with concurrent changes and faults).
+/// - JMAP: the sync may have consumed another client's change to this email (moved or
+///   destroyed it) while the queued change hid it, and Email/changes will not report it
+///   again; the next sync lists every email once (a no-op for IMAP, whose mailboxes are
+///   compared above). Evictions are failures, rare enough for that (model test, Cyrus JMAP
+///   seeds 9312 and 9319 under load: a reverted move left the email in INBOX). Not when the
+///   row is gone (a change whose message the server no longer has): nothing stale is left to
+///   correct.
+pub(crate) async fn base_back_after_eviction<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    email: EmailId,
+    before: &Snapshot,
+) -> Result<(), Error> {
+    compare_in_full(c, account, before, &[]).await?;
+    if local::load(c, email).await?.is_some() {
+        checkpoints::require_full_listing(c, account).await?;
+    }
+    Ok(())
+}
+
+/// The IMAP mailboxes of `before` (a queue's base shown again), less those `still` shows, are
+/// compared in full by the next sync (flags and UIDs): what another client did to a copy
+/// while a queued change hid it is behind their checkpoints.
+pub(crate) async fn compare_in_full<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+    before: &Snapshot,
+    still: &[Location],
+) -> Result<(), Error> {
+    for l in before
+        .mailboxes
+        .iter()
+        .filter(|l| l.uidvalidity.is_some() && !still.iter().any(|s| s.mailbox_id == l.mailbox_id))
+    {
+        checkpoints::forget_modseq(c, account, l.mailbox_id).await?;
     }
     Ok(())
 }

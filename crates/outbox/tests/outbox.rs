@@ -52,6 +52,7 @@ both_backends! {
     untouched_changes_survive_a_sync => untouched_changes_survive_a_sync;
     a_queued_move_survives_a_sync_of_flags => a_queued_move_survives_a_sync_of_flags;
     a_move_into_a_removed_mailbox_does_not_fail_the_sync => move_into_removed_mailbox;
+    a_base_shown_again_is_compared_in_full => base_shown_again;
     bulk_enqueue_and_flush_timings => bulk_timings;
 }
 
@@ -187,6 +188,91 @@ async fn eviction_and_failed_list(store: Store) -> R {
     assert_converged(&fx, &server, &[a]).await?;
     assert_eq!(fx.outbox.counts(fx.account).await?.failed, 0);
     Ok(())
+}
+
+/// Every way an email comes back to its queue's base (an evicted move, a move into a mailbox
+/// whose create the server refused, an undo) has the base's mailbox compared in full by the
+/// next sync: its checkpoint may have passed another client's expunge of the copy the change
+/// hid. Without it the refused create put a message back in Archive that another client had
+/// expunged, for good (model test, Dovecot seed 62004).
+async fn base_shown_again(store: Store) -> R {
+    use mailsync_store::checkpoints::{self, Checkpoint, Scope};
+    let fx = Fx::new(store, |o| o).await?;
+    let c = fx.store.conn();
+    let modseq = |m| async move {
+        checkpoints::get(c, fx.account, &Scope::imap_mailbox(m))
+            .await
+            .map(|cp| cp.and_then(|cp| cp.highestmodseq))
+    };
+    let checkpoint = |m| async move {
+        let cp = Checkpoint {
+            uidvalidity: Some(7),
+            last_uid: Some(9),
+            highestmodseq: Some(42),
+            ..Checkpoint::default()
+        };
+        checkpoints::put(c, fx.account, &Scope::imap_mailbox(m), &cp).await
+    };
+    let refuse = || {
+        let mut m = MockExecutor::new();
+        m.expect_execute().returning(|_, batch| {
+            Ok(batch
+                .iter()
+                .map(|_| ItemOutcome::Permanent {
+                    reason: "NO [ALREADYEXISTS] Mailbox already exists".into(),
+                })
+                .collect())
+        });
+        m
+    };
+    let a = fx.email_in(1, fx.archive, Default::default()).await?;
+    let b = fx.email_in(2, fx.other, Default::default()).await?;
+    let d = fx.email_in(3, fx.trash, Default::default()).await?;
+    for m in [fx.inbox, fx.archive, fx.other, fx.trash] {
+        checkpoint(m).await?;
+    }
+
+    // A move into a mailbox created locally, the create refused.
+    let (made, _) = fx
+        .outbox
+        .manage_mailbox(
+            fx.account,
+            mailsync_outbox::MailboxChange::Create {
+                name: "F".into(),
+                parent: None,
+                role: None,
+            },
+        )
+        .await?;
+    let made = made.ok_or("no mailbox created")?;
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(a, made))
+        .await?;
+    assert_eq!(fx.where_is(a).await?, vec![made]);
+    let report = fx.outbox.flush(fx.account, &refuse()).await?;
+    assert!(report.evicted >= 1, "{report:?}");
+    assert_eq!(fx.where_is(a).await?, vec![fx.archive], "back on its base");
+    assert_eq!(modseq(fx.archive).await?, None, "Archive compared in full");
+    assert_eq!(modseq(fx.inbox).await?, Some(42), "INBOX untouched");
+
+    // An evicted move.
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(b, fx.inbox))
+        .await?;
+    fx.outbox.flush(fx.account, &refuse()).await?;
+    assert_eq!(fx.where_is(b).await?, vec![fx.other]);
+    assert_eq!(modseq(fx.other).await?, None, "Other compared in full");
+    assert_eq!(modseq(fx.inbox).await?, Some(42), "INBOX untouched");
+
+    // An undo before the flush.
+    fx.outbox
+        .enqueue(fx.account, Change::move_to(d, fx.inbox))
+        .await?;
+    fx.outbox.undo_last(fx.account).await?;
+    assert_eq!(fx.where_is(d).await?, vec![fx.trash]);
+    assert_eq!(modseq(fx.trash).await?, None, "Trash compared in full");
+    assert_eq!(modseq(fx.inbox).await?, Some(42), "INBOX untouched");
+    fx.assert_counters_exact().await
 }
 
 /// Journals the hand-over of every send as the contract asks, submits it, then never answers.
