@@ -1312,11 +1312,15 @@ fn other_op(c: &mut ImapClient, run: &mut Run, index: usize, op: &Op) -> Result<
             run.other_named.insert(name.clone());
             run.touch(&[], std::slice::from_ref(name));
             if created {
-                other_mailbox_intent(run, index, op, name);
+                other_mailbox_intent(run, index, op, name, None);
             }
         }
         Op::ODelete { name } | Op::ORename { from: name, .. } => {
-            let inside: Vec<String> = fetch_all(c, name)?
+            // `None`: no mailbox to select, only a placeholder for its children (Dovecot and
+            // Cyrus list `A` as `\Noselect` when only `A/C` exists).
+            let selected = fetch_all(c, name)?;
+            let placeholder = selected.is_none();
+            let inside: Vec<String> = selected
                 .unwrap_or_default()
                 .into_iter()
                 .map(|m| m.message_id)
@@ -1354,11 +1358,16 @@ fn other_op(c: &mut ImapClient, run: &mut Run, index: usize, op: &Op) -> Result<
                 .intents
                 .iter()
                 .any(|i| matches!(&i.expect, Expect::MailboxGone(n) if n == name));
+            // A placeholder renamed is a placeholder under the new name, gone with its last
+            // child: no mailbox to keep (Dovecot and Cyrus IMAP seed 64012 with nested
+            // mailboxes: `A` held only `A/C`, another client renamed it to `B`, the user then
+            // renamed `B/C` to `E`, and `B` rightly went; the check took it for a loss).
             if done
                 && !users
+                && !placeholder
                 && let Op::ORename { to, .. } = op
             {
-                other_mailbox_intent(run, index, op, to);
+                other_mailbox_intent(run, index, op, to, Some(name));
             }
         }
         _ => bail!("not an other-client operation: {op}"),
@@ -1375,7 +1384,17 @@ fn other_op(c: &mut ImapClient, run: &mut Run, index: usize, op: &Op) -> Result<
 /// mailbox change names an id, so it can only act on the mailbox the user meant, which may be
 /// the one the other client just renamed: a delete of the user's C after another client
 /// renamed it to B rightly deletes B (Cyrus JMAP seed 19, which the check took for a loss).
-fn other_mailbox_intent(run: &mut Run, index: usize, op: &Op, name: &str) {
+/// Over IMAP the same holds where the server gives MAILBOXID (RFC 8474): the user's later
+/// change of the mailbox under its old name (`renamed_from`) follows it to the new one
+/// (Cyrus IMAP seed 64012 with nested mailboxes: another client renamed A to B, the user
+/// renamed their A to E, and B, the same mailbox, became E).
+fn other_mailbox_intent(
+    run: &mut Run,
+    index: usize,
+    op: &Op,
+    name: &str,
+    renamed_from: Option<&String>,
+) {
     if run.by_id {
         return;
     }
@@ -1386,7 +1405,9 @@ fn other_mailbox_intent(run: &mut Run, index: usize, op: &Op, name: &str) {
         email: None,
         change: None,
         expect: Expect::OtherMailboxKept(name.to_owned()),
-        mailboxes: vec![name.to_owned()],
+        mailboxes: std::iter::once(name.to_owned())
+            .chain(renamed_from.cloned())
+            .collect(),
         superseded: false,
         raced_expunge: false,
     });
