@@ -79,7 +79,7 @@ impl CliError {
             ) => (code::NOT_FOUND, text),
             EngineError::Outbox(
                 mailsync_outbox::Error::InvalidMessage(_)
-                | mailsync_outbox::Error::InvalidMailboxName(_),
+                | mailsync_outbox::Error::InvalidMailboxName { .. },
             ) => (code::USAGE, text),
             _ => match classify(err) {
                 Disposition::NeedsUser if is_auth_failure(err) && !names_authentication(err) => (

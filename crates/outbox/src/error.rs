@@ -61,8 +61,13 @@ pub enum Error {
     },
     /// A mailbox name that is empty, has surrounding spaces or control characters, contains
     /// the hierarchy delimiter, or would put a mailbox under itself.
-    #[error("invalid mailbox name {0:?}")]
-    InvalidMailboxName(String),
+    #[error("invalid mailbox name {name:?}: {why}")]
+    InvalidMailboxName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it, in words.
+        why: String,
+    },
     /// A mailbox with this full name already exists in the account.
     #[error("a mailbox named {0:?} already exists")]
     MailboxExists(String),

@@ -253,16 +253,29 @@ fn delimiter(parent: Option<&Mailbox>, all: &[Mailbox]) -> String {
         .unwrap_or_else(|| "/".to_owned())
 }
 
+/// A new name is one level: a user who types `Work/Projects` is told to name the parent
+/// instead, rather than only that the name is invalid.
 fn check_name(name: &str, delim: &str) -> Result<(), Error> {
-    let bad = name.trim().is_empty()
-        || name.trim() != name
-        || name.chars().any(char::is_control)
-        || name.contains(delim)
-        || name.chars().count() > 255;
-    if bad {
-        return Err(Error::InvalidMailboxName(name.to_owned()));
-    }
-    Ok(())
+    let why = if name.trim().is_empty() {
+        "it is empty".to_owned()
+    } else if name.trim() != name {
+        "it starts or ends with a space".to_owned()
+    } else if name.chars().any(char::is_control) {
+        "it holds a control character".to_owned()
+    } else if name.contains(delim) {
+        format!(
+            "it holds the hierarchy delimiter {delim:?}: a name is one level, under its parent \
+             mailbox"
+        )
+    } else if name.chars().count() > 255 {
+        "it is longer than 255 characters".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidMailboxName {
+        name: name.to_owned(),
+        why,
+    })
 }
 
 fn full_name(parent: Option<&Mailbox>, delim: &str, leaf: &str) -> String {
@@ -419,9 +432,10 @@ pub(crate) async fn apply<C: ConnectionTrait>(
                     if pm.id == mb.id
                         || (!d.is_empty() && pm.name.starts_with(&format!("{}{d}", mb.name)))
                     {
-                        return Err(Error::InvalidMailboxName(format!(
-                            "{name} (a mailbox cannot move under itself)"
-                        )));
+                        return Err(Error::InvalidMailboxName {
+                            name: name.clone(),
+                            why: "a mailbox cannot move under itself".to_owned(),
+                        });
                     }
                     Some(pm)
                 }
@@ -853,4 +867,28 @@ async fn gone_from_server<C: ConnectionTrait>(
         "the mailbox no longer exists on the server (another client deleted or renamed it)"
             .to_owned(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each refused name says what is wrong with it; a name with the delimiter says to name
+    /// the parent instead.
+    #[test]
+    fn a_refused_name_says_why() {
+        let why = |name: &str| match check_name(name, "/") {
+            Err(Error::InvalidMailboxName { why, .. }) => why,
+            other => panic!("{name:?}: {other:?}"),
+        };
+        assert!(why("Work/Projects").contains("one level, under its parent"));
+        assert!(why("").contains("empty"));
+        assert!(why(" Work").contains("space"));
+        assert!(why("a\u{7}b").contains("control"));
+        assert!(why(&"x".repeat(256)).contains("255"));
+        assert!(check_name("Work.Projects", "/").is_ok());
+        let e = check_name("B/F", "/").unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.starts_with("invalid mailbox name \"B/F\": it holds the hierarchy delimiter"));
+    }
 }
