@@ -251,6 +251,13 @@ impl TryFrom<e::Model> for Email {
     }
 }
 
+/// The longest Message-ID stored: a header line holds at most 998 characters (RFC 5322
+/// §2.1.1), so a longer one is not a Message-ID, and it is stored as none. The column is a
+/// B-tree key on PostgreSQL, which refuses an index row over 2,704 bytes: one message from
+/// anyone with a Message-ID of a few kilobytes failed its batch's write, and the sync of its
+/// mailbox, every cycle.
+pub const MESSAGE_ID_MAX: usize = 998;
+
 fn active(
     account: AccountId,
     u: &EmailUpsert,
@@ -262,7 +269,7 @@ fn active(
         remote_id: Set(u.remote_id.clone()),
         blob_id: Set(u.blob_id.clone()),
         thread_id: Set(u.thread_id.clone()),
-        message_id: Set(u.message_id.clone()),
+        message_id: Set(u.message_id.clone().filter(|m| m.len() <= MESSAGE_ID_MAX)),
         in_reply_to: Set(u.in_reply_to.clone()),
         references: Set(u.references.clone()),
         subject: Set(u.subject.clone()),

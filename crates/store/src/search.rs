@@ -478,6 +478,14 @@ struct DocText<'a> {
 const TS_MAX_POS: u16 = 16_383;
 const TS_MAX_POSITIONS: u16 = 255;
 const TS_MAX_LEXEME: usize = 2_047;
+/// The most bytes a `tsvector`'s lexemes and positions take (`MAXSTRPOS`, 1 MB less a byte).
+/// Past it the server refuses the whole document, and so the whole indexing step, every
+/// time: one message with a subject or recipient list of a megabyte of distinct words held
+/// every email's indexing back. A document takes no new lexeme once its lexemes, with 5 bytes
+/// each for a position count, an alignment byte and one position, and 2 bytes for each of the
+/// other positions (at most one per position number, [`TS_MAX_POS`]), could pass it; words
+/// already in it still take their positions.
+const TS_MAX_DATA: usize = (1 << 20) - 1 - 2 * (TS_MAX_POS as usize + 1);
 /// A body is indexed up to this many characters (a `tsvector` holds at most 1 MB).
 const BODY_INDEXED_CHARS: usize = 100_000;
 
@@ -567,6 +575,11 @@ fn pg_doc(t: &DocText<'_>) -> PgDoc {
                 .saturating_add(base)
                 .min(TS_MAX_POS);
             last = last.max(pos);
+            if text.len() + w.len() + 5 * (lexemes.len() + 1) > TS_MAX_DATA
+                && !index.contains_key(&w)
+            {
+                continue;
+            }
             let next = u32::try_from(lexemes.len()).unwrap_or(u32::MAX);
             let id = *index.entry(w).or_insert_with_key(|w| {
                 text.push_str(w);
