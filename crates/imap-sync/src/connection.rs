@@ -476,11 +476,16 @@ pub(crate) fn mailbox_id_code(code: &ResponseCode) -> Option<String> {
         .strip_prefix('(')?
         .strip_suffix(')')?
         .trim();
-    let ok = (1..=255).contains(&id.len())
+    is_objectid(id).then(|| id.to_owned())
+}
+
+/// An RFC 8474 object id: `1*255(ALPHA / DIGIT / "_" / "-")`. Anything else from a server is
+/// no identity (and unbounded, it would not fit PostgreSQL's B-tree keys).
+pub(crate) fn is_objectid(id: &str) -> bool {
+    (1..=255).contains(&id.len())
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    ok.then(|| id.to_owned())
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// An IMAP quoted string.

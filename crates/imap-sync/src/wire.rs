@@ -853,7 +853,13 @@ fn fetch(attrs: &[AttributeValue<'_>], raw: &[u8]) -> FetchData {
                     Some(_) => {}
                 }
             }
-            AttributeValue::ThreadId(t) => f.thread_id = t.as_ref().map(|t| t.to_string()),
+            // A malformed THREADID (RFC 8474 §5.2) is none: the message is threaded locally.
+            AttributeValue::ThreadId(t) => {
+                f.thread_id = t
+                    .as_ref()
+                    .map(|t| t.to_string())
+                    .filter(|t| crate::connection::is_objectid(t));
+            }
             AttributeValue::Unknown => unknown = true,
             _ => {}
         }
@@ -1019,5 +1025,21 @@ mod tests {
                 .as_deref(),
             Some("ä.pdf")
         );
+    }
+
+    /// A THREADID is kept when it is an RFC 8474 object id; a malformed or overlong one (a
+    /// hostile server's) is none, and the message is threaded locally.
+    #[test]
+    fn fetch_keeps_only_well_formed_thread_ids() {
+        let thread = |id: &str| {
+            let line = format!("* 1 FETCH (UID 1 THREADID ({id}))\r\n");
+            let Response::Untagged(Untagged::Fetch(f)) = parse(line.as_bytes()) else {
+                panic!("not a fetch: {line}")
+            };
+            f.thread_id
+        };
+        assert_eq!(thread("T_a-9").as_deref(), Some("T_a-9"));
+        assert_eq!(thread(&"t".repeat(255)).map(|t| t.len()), Some(255));
+        assert_eq!(thread(&"t".repeat(256)), None);
     }
 }

@@ -29,6 +29,16 @@ pub trait JmapId:
     fn as_str(&self) -> &str {
         self.as_ref()
     }
+
+    /// Whether the server's id has the length RFC 8620 §1.2 allows (1 to 255 octets) and no
+    /// control characters. The RFC also limits ids to `A-Z a-z 0-9 - _`; other printable
+    /// characters are accepted, as a server's variant a client can still store and send back.
+    /// A client keeps ids in indexes: one that is not an id (megabytes long, or with line
+    /// breaks) is better left out than stored.
+    fn is_well_formed(&self) -> bool {
+        let s = self.as_str();
+        (1..=255).contains(&s.len()) && !s.chars().any(char::is_control)
+    }
 }
 
 macro_rules! string_newtype {

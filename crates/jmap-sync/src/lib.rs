@@ -285,13 +285,22 @@ fn flags(keywords: &Option<BTreeMap<String, bool>>) -> Flags {
     f
 }
 
-/// Converts a JMAP Email into a store upsert; `None` for an email without id or receivedAt.
+/// Converts a JMAP Email into a store upsert; `None` for an email without a well-formed id
+/// (`JmapId::is_well_formed`: RFC 8620 §1.2's length, no control characters) or without
+/// receivedAt. A malformed `threadId` is none: the email is
+/// threaded locally. (Unbounded, such ids failed PostgreSQL's index writes, and so the sync,
+/// every cycle.)
 pub fn email_upsert(e: &Email, boxes: &HashMap<String, MailboxId>) -> Option<EmailUpsert> {
-    let id = e.id.as_ref()?;
+    use jmap::JmapId as _;
+    let id = e.id.as_ref().filter(|i| i.is_well_formed())?;
     let received = e.received_at?;
     let mut u = EmailUpsert::new(id.as_str(), received);
     u.blob_id = e.blob_id.as_ref().map(|b| b.as_str().to_owned());
-    u.thread_id = e.thread_id.as_ref().map(|t| t.as_str().to_owned());
+    u.thread_id = e
+        .thread_id
+        .as_ref()
+        .filter(|t| t.is_well_formed())
+        .map(|t| t.as_str().to_owned());
     u.message_id = e.message_id.as_ref().and_then(|v| v.first().cloned());
     u.in_reply_to = e
         .in_reply_to
@@ -761,5 +770,37 @@ pub fn body_of(e: &Email) -> Body {
         html,
         raw: None,
         truncated: t1 || t2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids the server sends are kept only when RFC 8620 §1.2 allows them: an email with a
+    /// malformed id is left out, a malformed `threadId` leaves the email to local threading.
+    #[test]
+    fn malformed_ids_are_not_stored() -> Result<(), serde_json::Error> {
+        let email = |id: &str, thread: &str| {
+            serde_json::from_value::<Email>(serde_json::json!({
+                "id": id,
+                "threadId": thread,
+                "receivedAt": "2026-12-07T08:00:00Z",
+            }))
+        };
+        let boxes = HashMap::new();
+        let ok = email_upsert(&email("M1-a_b", "T1")?, &boxes).map(|u| u.thread_id);
+        assert_eq!(ok, Some(Some("T1".to_owned())));
+        let long = "T".repeat(256);
+        let no_thread = email_upsert(&email("M1", &long)?, &boxes).map(|u| u.thread_id);
+        assert_eq!(no_thread, Some(None));
+        assert!(email_upsert(&email(&"M".repeat(20_000), "T1")?, &boxes).is_none());
+        assert!(email_upsert(&email("M\n1", "T1")?, &boxes).is_none());
+        assert!(
+            email_upsert(&email("M.1:x", "T1")?, &boxes).is_some(),
+            "a variant"
+        );
+        assert!(email_upsert(&email("", "T1")?, &boxes).is_none());
+        Ok(())
     }
 }
