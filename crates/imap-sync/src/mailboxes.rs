@@ -113,6 +113,23 @@ fn to_status(s: &StatusItems) -> MailboxStatus {
     }
 }
 
+/// The longest mailbox name stored, in bytes as the server sends it.
+pub const MAILBOX_NAME_MAX: usize = 2_000;
+
+/// Whether a listed mailbox's name can be stored ([`MAILBOX_NAME_MAX`]); one that cannot is
+/// logged and left out. (Dovecot and Cyrus refuse to create such names, so only a hostile
+/// or broken server lists one.)
+fn storable(l: &ListEntry) -> bool {
+    let ok = l.name.len() <= MAILBOX_NAME_MAX;
+    if !ok {
+        tracing::warn!(
+            bytes = l.name.len(),
+            "A mailbox name too long to store: left out."
+        );
+    }
+    ok
+}
+
 /// What [`sync_mailboxes`] found.
 #[derive(Debug, Clone, Default)]
 pub struct MailboxesReport {
@@ -145,7 +162,11 @@ async fn listing(
             return Err(Error::TooManyMailboxes { count, limit });
         }
     }
-    let (lists, statuses) = conn.list().await?;
+    let (mut lists, statuses) = conn.list().await?;
+    // A name no server gives a real mailbox (IMAP sets no limit; Dovecot and Cyrus stop far
+    // below): left out with a warning. It is a B-tree key on PostgreSQL, which refuses an
+    // index row over 2,704 bytes, and failed the listing's write, and the sync, every cycle.
+    lists.retain(storable);
     if lists.len() > limit {
         return Err(Error::TooManyMailboxes {
             count: lists.len(),
@@ -473,6 +494,17 @@ fn renames(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_too_long_to_store_is_left_out() {
+        let entry = |n: usize| ListEntry {
+            attributes: Vec::new(),
+            delimiter: Some("/".into()),
+            name: "a".repeat(n),
+        };
+        assert!(storable(&entry(MAILBOX_NAME_MAX)));
+        assert!(!storable(&entry(MAILBOX_NAME_MAX + 1)));
+    }
 
     #[test]
     fn rename_needs_the_same_messages_at_the_same_uids() {

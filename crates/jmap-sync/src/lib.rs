@@ -148,8 +148,10 @@ pub fn full_paths(list: &[jmap::Mailbox]) -> HashMap<String, String> {
     out
 }
 
+/// A JMAP Mailbox as a store upsert; `None` without a well-formed id, as for emails.
 fn mailbox_upsert(m: &jmap::Mailbox, paths: &HashMap<String, String>) -> Option<MailboxUpsert> {
-    let id = m.id.as_ref()?;
+    use jmap::JmapId as _;
+    let id = m.id.as_ref().filter(|i| i.is_well_formed())?;
     Some(MailboxUpsert {
         remote_id: id.as_str().to_owned(),
         name: paths
