@@ -151,7 +151,14 @@ pub fn full_paths(list: &[jmap::Mailbox]) -> HashMap<String, String> {
 /// A JMAP Mailbox as a store upsert; `None` without a well-formed id, as for emails.
 fn mailbox_upsert(m: &jmap::Mailbox, paths: &HashMap<String, String>) -> Option<MailboxUpsert> {
     use jmap::JmapId as _;
-    let id = m.id.as_ref().filter(|i| i.is_well_formed())?;
+    let id = m.id.as_ref()?;
+    if !id.is_well_formed() {
+        tracing::warn!(
+            bytes = id.as_str().len(),
+            "A mailbox whose JMAP id is malformed (RFC 8620 §1.2): left out."
+        );
+        return None;
+    }
     Some(MailboxUpsert {
         remote_id: id.as_str().to_owned(),
         name: paths
@@ -294,7 +301,14 @@ fn flags(keywords: &Option<BTreeMap<String, bool>>) -> Flags {
 /// every cycle.)
 pub fn email_upsert(e: &Email, boxes: &HashMap<String, MailboxId>) -> Option<EmailUpsert> {
     use jmap::JmapId as _;
-    let id = e.id.as_ref().filter(|i| i.is_well_formed())?;
+    let id = e.id.as_ref()?;
+    if !id.is_well_formed() {
+        tracing::warn!(
+            bytes = id.as_str().len(),
+            "An email whose JMAP id is malformed (RFC 8620 §1.2): left out."
+        );
+        return None;
+    }
     let received = e.received_at?;
     let mut u = EmailUpsert::new(id.as_str(), received);
     u.blob_id = e.blob_id.as_ref().map(|b| b.as_str().to_owned());
