@@ -1412,24 +1412,7 @@ mod tests {
         let db = crate::testing::TempDb::postgres().await?;
         let store = &db.store;
         let c = store.conn();
-        let a = crate::accounts::create(
-            c,
-            crate::accounts::NewAccount {
-                name: "walk".into(),
-                kind: crate::AccountKind::Imap,
-                email: "walk@example.test".into(),
-                display_name: None,
-                username: "walk".into(),
-                secret_ref: crate::SecretRef::Env("MAILSYNC_TEST_PW".into()),
-                imap: None,
-                smtp: None,
-                jmap_session_url: None,
-                ca_file: None,
-                allow_plaintext: false,
-                body_policy: crate::BodyPolicy::All,
-            },
-        )
-        .await?;
+        let a = crate::testing::account(c, "walk", crate::BodyPolicy::All).await?;
         let inbox = crate::mailboxes::upsert(
             c,
             a.id,

@@ -104,3 +104,30 @@ impl TempDb {
         Ok(())
     }
 }
+
+/// An IMAP account named `name` with no endpoints (for tests that write mail straight into the
+/// store).
+pub async fn account<C: ConnectionTrait>(
+    c: &C,
+    name: &str,
+    body_policy: crate::BodyPolicy,
+) -> Result<crate::accounts::Account, StoreError> {
+    crate::accounts::create(
+        c,
+        crate::accounts::NewAccount {
+            name: name.into(),
+            kind: crate::AccountKind::Imap,
+            email: format!("{name}@example.test"),
+            display_name: None,
+            username: name.into(),
+            secret_ref: crate::SecretRef::Env("MAILSYNC_TEST_PW".into()),
+            imap: None,
+            smtp: None,
+            jmap_session_url: None,
+            ca_file: None,
+            allow_plaintext: false,
+            body_policy,
+        },
+    )
+    .await
+}

@@ -809,24 +809,7 @@ mod tests {
     async fn a_batch_looks_its_links_up_by_key() -> Result<(), Box<dyn std::error::Error>> {
         let db = crate::testing::TempDb::postgres().await?;
         let c = db.store.conn();
-        let a = crate::accounts::create(
-            c,
-            crate::accounts::NewAccount {
-                name: "links".into(),
-                kind: crate::AccountKind::Imap,
-                email: "links@example.test".into(),
-                display_name: None,
-                username: "links".into(),
-                secret_ref: crate::SecretRef::Env("MAILSYNC_TEST_PW".into()),
-                imap: None,
-                smtp: None,
-                jmap_session_url: None,
-                ca_file: None,
-                allow_plaintext: false,
-                body_policy: crate::BodyPolicy::None,
-            },
-        )
-        .await?;
+        let a = crate::testing::account(c, "links", crate::BodyPolicy::None).await?;
         let run = |sql: String| async move {
             c.execute_unprepared(&sql).await?;
             Ok::<_, Box<dyn std::error::Error>>(())
