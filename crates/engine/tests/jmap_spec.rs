@@ -3,7 +3,8 @@
 //! rejects (`invalidArguments` on `/changes`) leads to one full listing of that type, never a
 //! loop; every flush `Email/set` carries `ifInState` and a `stateMismatch` is resynced and
 //! retried in the same cycle; a push reconnection triggers one sync; the default sender comes
-//! from the server's identities and a refused send leaves no draft behind.
+//! from the server's identities and a refused send leaves no draft behind; an email whose id
+//! is not one RFC 8620 allows (20,000 bytes) is left out and the sync into PostgreSQL completes.
 
 mod fake_jmap;
 
@@ -559,4 +560,54 @@ async fn a_refused_web_socket_falls_back_to_event_source() -> R {
     assert_eq!(w.ws_authorization.len(), 1, "one refused upgrade");
     assert_eq!(w.sse_connections, 1);
     Ok(())
+}
+
+/// An email whose id (and so, in this fake, its `threadId`) is 20,000 bytes long, beside two
+/// ordinary ones, synced into PostgreSQL: the sync completes, the malformed one is left out
+/// (RFC 8620 §1.2 allows 1-255 octets; the database cannot index it), the others are stored,
+/// and the next sync has nothing left to do. Before, PostgreSQL refused the index row and the
+/// sync failed every cycle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_with_a_malformed_id_is_left_out_and_the_sync_completes() -> R {
+    let db = TempDb::postgres().await?;
+    let fake = FakeJmap::start().await?;
+    let inbox = seed(&fake, 2);
+    {
+        let mut w = fake.world();
+        let mut x = 3u64;
+        let id: String = (0..20_000)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                char::from(b'a' + u8::try_from((x >> 33) % 26).unwrap_or(0))
+            })
+            .collect();
+        w.emails.insert(
+            id.clone(),
+            fake_jmap::FEmail {
+                id: id.clone(),
+                received_at: "2024-02-01T10:00:00Z".into(),
+                subject: "malformed".into(),
+                mailbox_ids: std::collections::BTreeMap::from([(inbox.clone(), true)]),
+                keywords: std::collections::BTreeMap::new(),
+            },
+        );
+        w.order.push(id.clone());
+        w.email_state += 1;
+        let state = w.email_state;
+        w.email_log.push((state, id, true, false));
+    }
+    let acc = account(&db, &fake, "malformed").await?;
+    let res = async {
+        let counts = sync(&db, &acc).await?;
+        assert_eq!(counts.added, 2, "{counts:?}");
+        let ids = emails::remote_ids(db.store.conn(), acc.id).await?;
+        assert_eq!(ids.len(), 2);
+        assert!(ids.iter().all(|i| i.len() < 256));
+        let again = sync(&db, &acc).await?;
+        assert_eq!(again.added, 0);
+        Ok::<_, E>(())
+    }
+    .await;
+    db.cleanup().await?;
+    res
 }
