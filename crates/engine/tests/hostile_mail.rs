@@ -13,19 +13,13 @@ use common::{E, dovecot_account};
 use mailsync_engine::Engine;
 use mailsync_store::search;
 use mailsync_store::testing::TempDb;
-use mailsync_testkit::{ImapClient, Servers};
+use mailsync_testkit::{ImapClient, Servers, incompressible};
 
 type R = Result<(), E>;
 
 /// The hostile message: every header line folded below 998 characters but the Message-ID's.
 fn hostile() -> Vec<u8> {
-    let mut x = 1u64;
-    let noise: String = (0..20_000)
-        .map(|_| {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            format!("{:x}", x >> 60)
-        })
-        .collect();
+    let noise = incompressible(20_000, 1);
     let words: Vec<String> = (0..150_000).map(|i| format!("w{i}x")).collect();
     let subject = words
         .chunks(100)

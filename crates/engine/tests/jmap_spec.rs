@@ -574,13 +574,7 @@ async fn an_email_with_a_malformed_id_is_left_out_and_the_sync_completes() -> R 
     let inbox = seed(&fake, 2);
     {
         let mut w = fake.world();
-        let mut x = 3u64;
-        let id: String = (0..20_000)
-            .map(|_| {
-                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                char::from(b'a' + u8::try_from((x >> 33) % 26).unwrap_or(0))
-            })
-            .collect();
+        let id = mailsync_testkit::incompressible(20_000, 3);
         w.emails.insert(
             id.clone(),
             fake_jmap::FEmail {

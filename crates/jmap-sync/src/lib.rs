@@ -148,17 +148,25 @@ pub fn full_paths(list: &[jmap::Mailbox]) -> HashMap<String, String> {
     out
 }
 
+/// `id` when it is well formed (`JmapId::is_well_formed`: RFC 8620 §1.2's length, no control
+/// characters); otherwise the object (`what`) is left out, with a warning. Unbounded, such ids
+/// failed PostgreSQL's index writes, and so the sync, every cycle.
+fn well_formed<'a, I: jmap::JmapId>(id: Option<&'a I>, what: &str) -> Option<&'a I> {
+    let id = id?;
+    if id.is_well_formed() {
+        return Some(id);
+    }
+    tracing::warn!(
+        what,
+        bytes = id.as_str().len(),
+        "An object whose JMAP id is malformed (RFC 8620 §1.2): left out."
+    );
+    None
+}
+
 /// A JMAP Mailbox as a store upsert; `None` without a well-formed id, as for emails.
 fn mailbox_upsert(m: &jmap::Mailbox, paths: &HashMap<String, String>) -> Option<MailboxUpsert> {
-    use jmap::JmapId as _;
-    let id = m.id.as_ref()?;
-    if !id.is_well_formed() {
-        tracing::warn!(
-            bytes = id.as_str().len(),
-            "A mailbox whose JMAP id is malformed (RFC 8620 §1.2): left out."
-        );
-        return None;
-    }
+    let id = well_formed(m.id.as_ref(), "mailbox")?;
     Some(MailboxUpsert {
         remote_id: id.as_str().to_owned(),
         name: paths
@@ -295,20 +303,11 @@ fn flags(keywords: &Option<BTreeMap<String, bool>>) -> Flags {
 }
 
 /// Converts a JMAP Email into a store upsert; `None` for an email without a well-formed id
-/// (`JmapId::is_well_formed`: RFC 8620 §1.2's length, no control characters) or without
-/// receivedAt. A malformed `threadId` is none: the email is
-/// threaded locally. (Unbounded, such ids failed PostgreSQL's index writes, and so the sync,
-/// every cycle.)
+/// ([`well_formed`]) or without receivedAt. A malformed `threadId` is none: the email is
+/// threaded locally.
 pub fn email_upsert(e: &Email, boxes: &HashMap<String, MailboxId>) -> Option<EmailUpsert> {
     use jmap::JmapId as _;
-    let id = e.id.as_ref()?;
-    if !id.is_well_formed() {
-        tracing::warn!(
-            bytes = id.as_str().len(),
-            "An email whose JMAP id is malformed (RFC 8620 §1.2): left out."
-        );
-        return None;
-    }
+    let id = well_formed(e.id.as_ref(), "email")?;
     let received = e.received_at?;
     let mut u = EmailUpsert::new(id.as_str(), received);
     u.blob_id = e.blob_id.as_ref().map(|b| b.as_str().to_owned());

@@ -2987,13 +2987,7 @@ async fn a_hostile_header_is_stored_and_does_not_hold_the_index_back(store: &Sto
         })
         .collect();
     // Hardly compressible (PostgreSQL compresses a long index key before refusing it).
-    let mut x = 1u64;
-    let noise: String = (0..20_000)
-        .map(|_| {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            format!("{:x}", x >> 60)
-        })
-        .collect();
+    let noise = mailsync_testkit::incompressible(20_000, 1);
     huge.message_id = Some(format!("{noise}@huge.example"));
     let mut plain = email("h2", inbox, 2);
     plain.subject = Some("quarterly budget".into());

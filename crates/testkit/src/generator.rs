@@ -1496,6 +1496,20 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
+/// `len` lowercase letters from a fixed linear congruential sequence (`seed`): text that
+/// hardly compresses, for tests of limits a database checks after compressing a value
+/// (PostgreSQL compresses a long index key before refusing it).
+#[must_use]
+pub fn incompressible(len: usize, seed: u64) -> String {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            char::from(b'a' + u8::try_from((x >> 33) % 26).unwrap_or(0))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

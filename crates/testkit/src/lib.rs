@@ -37,6 +37,7 @@ pub use doveadm::{doveadm, doveadm_with_input};
 pub use error::Error;
 pub use generator::{
     Expected, ExpectedAttachment, Generator, Kind, Profile, SubjectEncoding, expected, generate,
+    incompressible,
 };
 pub use hostile::{HostileServer, Script, Then};
 pub use imap::ImapClient;
