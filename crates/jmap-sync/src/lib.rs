@@ -303,8 +303,8 @@ fn flags(keywords: &Option<BTreeMap<String, bool>>) -> Flags {
 }
 
 /// Converts a JMAP Email into a store upsert; `None` for an email without a well-formed id
-/// ([`well_formed`]) or without receivedAt. A malformed `threadId` is none: the email is
-/// threaded locally.
+/// (RFC 8620 §1.2's length, no control characters) or without receivedAt. A malformed
+/// `threadId` is none: the email is threaded locally.
 pub fn email_upsert(e: &Email, boxes: &HashMap<String, MailboxId>) -> Option<EmailUpsert> {
     use jmap::JmapId as _;
     let id = well_formed(e.id.as_ref(), "email")?;
