@@ -919,6 +919,8 @@ impl Batch {
             if u.preview.is_none() {
                 u.preview.clone_from(&text.preview);
             }
+            // `commit_new` stores the batch's bodies in the upsert's transaction.
+            u.body_in_transaction = true;
             self.bodies.push((u.remote_id.clone(), Body::from(text)));
         }
         self.upserts.push(u);

@@ -150,7 +150,8 @@ fn size_limit(policy: BodyPolicy) -> Option<Option<i64>> {
 }
 
 /// The email has no cached body: `emails.body_cached` is false (kept by triggers on
-/// `email_bodies`, schema v14). With the account, it is a prefix of the index
+/// `email_bodies`, schema v14; set at insert for a body written in the same transaction,
+/// `EmailUpsert::body_in_transaction`). With the account, it is a prefix of the index
 /// `(account_id, body_cached, id)`, so a debt query walks only the emails that owe a body
 /// instead of probing `email_bodies` once per email.
 fn no_body() -> Expr {

@@ -124,6 +124,15 @@ pub struct EmailUpsert {
     pub mailboxes: Vec<Membership>,
     /// `Some` replaces the stored attachment metadata; `None` leaves it alone.
     pub attachments: Option<Vec<Attachment>>,
+    /// The caller stores this email's body in the same transaction, after this upsert
+    /// ([`crate::bodies::put_many`]; a first sync with bodies). A new row is then written
+    /// with `body_cached` already set, so the body's trigger finds nothing to change: on
+    /// PostgreSQL it otherwise wrote a second version of every new row and of its six index
+    /// entries (`body_cached` is indexed, so the update is never HOT). Leave `false` when
+    /// the body is not written in the same transaction: a row marked cached without a body
+    /// would never have its body fetched. An existing row's `body_cached` is the triggers'
+    /// either way.
+    pub body_in_transaction: bool,
 }
 
 impl EmailUpsert {
@@ -150,6 +159,7 @@ impl EmailUpsert {
             has_attachment: false,
             mailboxes: Vec::new(),
             attachments: None,
+            body_in_transaction: false,
         }
     }
 }
@@ -288,8 +298,9 @@ fn active(
         keywords: Set(to_json("keywords", &u.flags.keywords)?),
         preview: Set(u.preview.clone()),
         has_attachment: Set(u.has_attachment),
-        // Only the triggers on `email_bodies` write it (an upsert leaves it as it is).
-        body_cached: ActiveValue::NotSet,
+        // On insert, whether the body follows in this transaction; after that only the
+        // triggers on `email_bodies` write it (an upsert's update leaves it as it is).
+        body_cached: Set(u.body_in_transaction),
         created_at: Set(now),
         updated_at: Set(now),
     })

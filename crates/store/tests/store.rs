@@ -68,6 +68,7 @@ both_backends! {
     v16_upgrade_rebuilds_documents => v16_upgrade_rebuilds_documents;
     v19_upgrade_compresses_bodies_with_lz4 => v19_upgrade_compresses_bodies_with_lz4;
     bodies_stored_many_at_once => bodies_stored_many_at_once;
+    a_body_written_with_its_email_marks_it_cached_in_place => a_body_written_with_its_email_marks_it_cached_in_place;
     planner_statistics_follow_a_growing_store => planner_statistics_follow_a_growing_store;
     v9_upgrade_threads_and_indexes => v9_upgrade_threads_and_indexes;
     threads_local_incremental => threads_local_incremental;
@@ -889,6 +890,86 @@ async fn bodies_stored_many_at_once(store: &Store) -> R {
     assert_eq!(got(0).await?.as_deref(), Some("second 0"));
     assert_eq!(got(7).await?.map(|t| t.len()), Some(5 << 20));
     assert_eq!(got(249).await?.as_deref(), Some("first 249"));
+    Ok(())
+}
+
+/// Emails whose bodies are written in the upsert's transaction (`body_in_transaction`, a first
+/// sync with bodies) are inserted already marked cached, so storing their bodies rewrites no
+/// email row; emails whose bodies come later are marked by the trigger, as before. Both end
+/// cached, with no body debt left. Rows rewritten are counted inside the transaction
+/// (PostgreSQL: `pg_stat_xact_user_tables`; SQLite: `total_changes()`, which counts a
+/// trigger's updates too).
+async fn a_body_written_with_its_email_marks_it_cached_in_place(store: &Store) -> R {
+    store.migrate().await?;
+    let c = store.conn();
+    let a = accounts::create(c, new_account("inplace")).await?;
+    let inbox = mailboxes::upsert(c, a.id, &[mbox("INBOX", Some(Role::Inbox))]).await?[0].id;
+    let pg = c.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let txn = store.begin().await?;
+    let rewritten = || async {
+        let sql = if pg {
+            "SELECT (n_tup_upd + n_tup_hot_upd)::bigint FROM pg_stat_xact_user_tables \
+             WHERE relname = 'emails'"
+        } else {
+            "SELECT total_changes()"
+        };
+        let row = txn
+            .query_one_raw(sea_orm::Statement::from_string(
+                txn.get_database_backend(),
+                sql,
+            ))
+            .await?
+            .ok_or("no row")?;
+        Ok::<i64, Box<dyn std::error::Error>>(row.try_get_by_index::<i64>(0)?)
+    };
+    let text = bodies::Body {
+        text: Some("the body".into()),
+        html: None,
+        raw: None,
+        truncated: false,
+    };
+    let mut changed = Vec::new();
+    for (group, with) in [("w", true), ("l", false)] {
+        let items: Vec<EmailUpsert> = (1..=10)
+            .map(|u| {
+                let mut e = email(
+                    &format!("{group}{u}"),
+                    inbox,
+                    u + if with { 0 } else { 100 },
+                );
+                e.body_in_transaction = with;
+                e
+            })
+            .collect();
+        emails::upsert_batch(&txn, a.id, &items).await?;
+        let remotes: Vec<String> = items.iter().map(|e| e.remote_id.clone()).collect();
+        let ids = emails::ids_by_remote_ids(&txn, a.id, &remotes).await?;
+        let rows: Vec<_> = ids.values().map(|id| (*id, &text)).collect();
+        let before = rewritten().await?;
+        bodies::put_many(&txn, &rows).await?;
+        changed.push(rewritten().await? - before);
+    }
+    if pg {
+        assert_eq!(
+            changed,
+            vec![0, 10],
+            "email rows rewritten by the bodies' trigger"
+        );
+    } else {
+        // Both writes insert 10 bodies (and their search notes); the later one also marks
+        // its 10 emails.
+        assert_eq!(changed[1] - changed[0], 10, "{changed:?}");
+    }
+    txn.commit().await?;
+    assert_eq!(
+        scalar(store, "SELECT COUNT(*) FROM emails WHERE body_cached").await?,
+        20
+    );
+    assert!(
+        bodies::mailboxes_with_debt(c, a.id, BodyPolicy::All)
+            .await?
+            .is_empty()
+    );
     Ok(())
 }
 
