@@ -298,9 +298,9 @@ fn active(
         keywords: Set(to_json("keywords", &u.flags.keywords)?),
         preview: Set(u.preview.clone()),
         has_attachment: Set(u.has_attachment),
-        // On insert, whether the body follows in this transaction; after that only the
-        // triggers on `email_bodies` write it (an upsert's update leaves it as it is).
-        body_cached: Set(u.body_in_transaction),
+        // Only the triggers on `email_bodies` write it (an upsert's update leaves it as it
+        // is), except on insert with the body in the same transaction (`upsert_batch`).
+        body_cached: ActiveValue::NotSet,
         created_at: Set(now),
         updated_at: Set(now),
     })
@@ -362,12 +362,19 @@ pub async fn upsert_batch<C: ConnectionTrait>(
             .map(|u| u.remote_id.as_str())
             .zip(crate::threads::assign(c, account, &inputs).await?)
             .collect();
+        // Every row of a statement names the same columns, and the column is named only when
+        // some row needs it (callers that never set the flag, such as tests writing at an
+        // older schema version, do not depend on it).
+        let mark = last.values().any(|u| u.body_in_transaction);
         let models = last
             .values()
             .map(|u| {
                 let mut m = active(account, u, now)?;
                 if let Some(t) = local.get(u.remote_id.as_str()) {
                     m.thread_id = Set(Some(t.clone()));
+                }
+                if mark {
+                    m.body_cached = Set(u.body_in_transaction);
                 }
                 Ok(m)
             })
