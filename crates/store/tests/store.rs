@@ -929,13 +929,16 @@ async fn a_body_written_with_its_email_marks_it_cached_in_place(store: &Store) -
     // Group "w": every body written with its email; "l": bodies written for emails not
     // marked (as a later download would); "m": a mixed batch, half with their bodies (a size
     // cap leaves the others owing).
-    let groups: [(&str, fn(i64) -> bool); 3] =
-        [("w", |_| true), ("l", |_| false), ("m", |u| u % 2 == 0)];
-    for (k, (group, with)) in groups.into_iter().enumerate() {
+    let with = |group: &str, u: i64| match group {
+        "w" => true,
+        "l" => false,
+        _ => u % 2 == 0,
+    };
+    for (k, group) in ["w", "l", "m"].into_iter().enumerate() {
         let items: Vec<EmailUpsert> = (1..=10)
             .map(|u| {
                 let mut e = email(&format!("{group}{u}"), inbox, 100 * k as i64 + u);
-                e.body_in_transaction = with(u);
+                e.body_in_transaction = with(group, u);
                 e
             })
             .collect();
