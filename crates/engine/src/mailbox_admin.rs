@@ -79,6 +79,15 @@ async fn resolve(
 /// of the mailbox queued behind it, another client's create of the name; the retry took the
 /// other client's mailbox and the delete deleted it). Should the mailbox be the user's, it
 /// stays, listed as failed, and the next sync shows it.
+///
+/// Likewise when the user deleted the found mailbox as a mailbox of its own: a sync between
+/// the attempts listed what the earlier attempt made as a new mailbox (its answer, which would
+/// have tied it to the user's row, was lost), the user deleted that "copy", and its delete is
+/// queued behind this row. Taken, the mailbox would stand for the user's row, and that delete
+/// would then destroy it with whatever the user did to it since (model test, Cyrus JMAP seed
+/// 79012 with cuts: the user's later rename of the created mailbox was acknowledged, then the
+/// delete removed the mailbox, and the rename was lost without a word). Refused instead: the
+/// create and the changes behind it are listed as failed, and the delete goes ahead.
 async fn found_after_uncertain(
     store: &Store,
     op: &MailboxOperation,
@@ -88,11 +97,21 @@ async fn found_after_uncertain(
     // SQLite reuses a deleted row's id: the user's row is the one with the create's
     // placeholder.
     let kept = match mailboxes::get(store.conn(), op.mailbox_id).await {
-        Ok(m) => m.remote_id == op.remote_id,
-        Err(StoreError::NotFound { .. }) => false,
+        Ok(m) if m.remote_id == op.remote_id => Some(m),
+        Ok(_) | Err(StoreError::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    if kept {
+    if let Some(m) = kept {
+        let doomed = mailsync_outbox::queued_deletes(store.conn(), m.account_id)
+            .await?
+            .iter()
+            .any(|d| d.remote_id == found);
+        if doomed {
+            return Err(EngineError::Refused(format!(
+                "not known whether the create reached the server (its answer was lost), and \
+                 the mailbox {name:?} there now is one you deleted since: left to that delete"
+            )));
+        }
         return Ok(relocated(found));
     }
     Err(EngineError::Refused(format!(

@@ -138,7 +138,7 @@ pub use executor::MockExecutor;
 pub use executor::{
     Attempt, BatchError, EmailChange, Executor, ItemOutcome, Operation, QueuedChange,
 };
-pub use mailbox::{MAX_SEEN_IDS, MailboxChange, MailboxOperation, SeenContent};
+pub use mailbox::{MAX_SEEN_IDS, MailboxChange, MailboxOperation, SeenContent, queued_deletes};
 pub use mailsync_store::queue::ChangeState;
 pub use mailsync_store::{AccountId, Address, ChangeId, EmailId, FailedId, Flags, MailboxId};
 pub use model::{FlagChange, Location, Snapshot, Target};

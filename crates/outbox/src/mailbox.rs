@@ -200,6 +200,30 @@ pub struct MailboxOperation {
     pub seen: Option<SeenContent>,
 }
 
+/// The account's mailbox deletes still queued, with the server identity each addresses as
+/// last known (see [`crate::Outbox::mailboxes_being_deleted`]). A free function for the
+/// executors, which read the queue through the store while a flush runs.
+pub async fn queued_deletes<C: ConnectionTrait>(
+    c: &C,
+    account: AccountId,
+) -> Result<Vec<MailboxOperation>, Error> {
+    Ok(rows::readable(c, account)
+        .await?
+        .into_iter()
+        .filter_map(|r| match r.payload {
+            Payload::Mailbox(m) if matches!(m.change, MailboxChange::Delete { .. }) => {
+                Some(MailboxOperation {
+                    mailbox_id: m.mailbox_id,
+                    remote_id: m.remote_id,
+                    change: m.change,
+                    seen: m.seen,
+                })
+            }
+            _ => None,
+        })
+        .collect())
+}
+
 pub(crate) fn describe(p: &MailboxPayload) -> String {
     match &p.change {
         MailboxChange::Create { name, role, .. } => match role {

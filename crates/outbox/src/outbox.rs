@@ -1465,21 +1465,7 @@ impl Outbox {
         &self,
         account: AccountId,
     ) -> Result<Vec<crate::MailboxOperation>, Error> {
-        Ok(rows::readable(self.store.conn(), account)
-            .await?
-            .into_iter()
-            .filter_map(|r| match r.payload {
-                Payload::Mailbox(m) if matches!(m.change, crate::MailboxChange::Delete { .. }) => {
-                    Some(crate::MailboxOperation {
-                        mailbox_id: m.mailbox_id,
-                        remote_id: m.remote_id,
-                        change: m.change,
-                        seen: m.seen,
-                    })
-                }
-                _ => None,
-            })
-            .collect())
+        crate::mailbox::queued_deletes(self.store.conn(), account).await
     }
 
     /// How many changes of the account are queued, per state, and how many failed.
