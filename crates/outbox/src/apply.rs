@@ -421,12 +421,16 @@ pub(crate) async fn withdraw_or_compensate<C: ConnectionTrait>(
                 if withdrawn {
                     // The copies the change hid come back as they were when it was queued;
                     // the sync meanwhile may have passed their expunge (VANISHED said nothing
-                    // about a copy that was hidden), so those mailboxes are compared in full
-                    // next time, as after an eviction (model test, Dovecot seed 5042: another
-                    // client moved the message away while the user's delete to the trash
-                    // waited; the undo put it back in Archive, where it stayed for good).
-                    let after = p.fold().state;
-                    crate::outcome::compare_in_full(c, row.account, &p.before, &after.mailboxes)
+                    // about a copy that was hidden) or another client's flag change (a sync
+                    // leaves an email with queued changes as the user left it), so the base
+                    // is brought back as after an eviction: its mailboxes compared in full,
+                    // every one (a flag change hides the mailbox the email stays in too),
+                    // and JMAP listed in full (model test, Dovecot seed 5042: another client
+                    // moved the message away while the user's delete to the trash waited;
+                    // the undo put it back in Archive, where it stayed for good. Cyrus IMAP
+                    // seed 81029 with cuts: another client cleared \Flagged while the user's
+                    // clearing waited, and the undo set it again for good).
+                    crate::outcome::base_back_after_eviction(c, row.account, email, &p.before)
                         .await?;
                     // A new draft whose save is withdrawn was never anywhere (model test,
                     // Dovecot and Cyrus IMAP seed 4114: `d-save; undo` left its row in no

@@ -263,7 +263,7 @@ pub(crate) async fn evict_with_count<C: ConnectionTrait>(
 /// An email whose changes were evicted is shown on its queue's base again: where the server
 /// had it when the first of them was queued, not where it has it now. Every path that evicts
 /// an email's changes ends here ([`evict_with_count`], and `mailbox::revert` when the mailbox
-/// they moved it into was refused).
+/// they moved it into was refused), and so does an undo that withdraws a change not sent yet.
 ///
 /// - Its IMAP mailboxes in that base are compared in full by the next sync: the sync may have
 ///   passed another client's expunge or flag change of a copy the changes hid (VANISHED and
@@ -277,37 +277,32 @@ pub(crate) async fn evict_with_count<C: ConnectionTrait>(
 /// - JMAP: the sync may have consumed another client's change to this email (moved or
 ///   destroyed it) while the queued change hid it, and Email/changes will not report it
 ///   again; the next sync lists every email once (a no-op for IMAP, whose mailboxes are
-///   compared above). Evictions are failures, rare enough for that (model test, Cyrus JMAP
-///   seeds 9312 and 9319 under load: a reverted move left the email in INBOX). Not when the
-///   row is gone (a change whose message the server no longer has): nothing stale is left to
-///   correct.
+///   compared above). Evictions are failures and undos a person's action, rare enough for
+///   that (model test, Cyrus JMAP seeds 9312 and 9319 under load: a reverted move left the
+///   email in INBOX). Not when the row is gone (a change whose message the server no longer
+///   has): nothing stale is left to correct.
 pub(crate) async fn base_back_after_eviction<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
     email: EmailId,
     before: &Snapshot,
 ) -> Result<(), Error> {
-    compare_in_full(c, account, before, &[]).await?;
+    compare_in_full(c, account, before).await?;
     if local::load(c, email).await?.is_some() {
         checkpoints::require_full_listing(c, account).await?;
     }
     Ok(())
 }
 
-/// The IMAP mailboxes of `before` (a queue's base shown again), less those `still` shows, are
-/// compared in full by the next sync (flags and UIDs): what another client did to a copy
-/// while a queued change hid it is behind their checkpoints.
-pub(crate) async fn compare_in_full<C: ConnectionTrait>(
+/// The IMAP mailboxes of `before` (a queue's base shown again) are compared in full by the
+/// next sync (flags and UIDs): what another client did to a copy while a queued change hid it
+/// is behind their checkpoints.
+async fn compare_in_full<C: ConnectionTrait>(
     c: &C,
     account: AccountId,
     before: &Snapshot,
-    still: &[Location],
 ) -> Result<(), Error> {
-    for l in before
-        .mailboxes
-        .iter()
-        .filter(|l| l.uidvalidity.is_some() && !still.iter().any(|s| s.mailbox_id == l.mailbox_id))
-    {
+    for l in before.mailboxes.iter().filter(|l| l.uidvalidity.is_some()) {
         checkpoints::forget_modseq(c, account, l.mailbox_id).await?;
     }
     Ok(())

@@ -272,6 +272,29 @@ async fn base_shown_again(store: Store) -> R {
     assert_eq!(fx.where_is(d).await?, vec![fx.trash]);
     assert_eq!(modseq(fx.trash).await?, None, "Trash compared in full");
     assert_eq!(modseq(fx.inbox).await?, Some(42), "INBOX untouched");
+
+    // An undone flag change: the email stays where it was, but a sync while the change
+    // waited left the email's flags as the user had set them, whatever another client did
+    // (model test, Cyrus IMAP seed 81029 with cuts: the undo set \Flagged again for good).
+    checkpoint(fx.trash).await?;
+    let jmap = Checkpoint {
+        state: Some("s1".into()),
+        ..Checkpoint::default()
+    };
+    checkpoints::put(c, fx.account, &Scope::jmap("Email"), &jmap).await?;
+    fx.outbox
+        .enqueue(fx.account, Change::flagged(d, true))
+        .await?;
+    fx.outbox.undo_last(fx.account).await?;
+    assert_eq!(fx.where_is(d).await?, vec![fx.trash]);
+    assert_eq!(modseq(fx.trash).await?, None, "Trash compared in full");
+    assert_eq!(modseq(fx.inbox).await?, Some(42), "INBOX untouched");
+    assert!(
+        checkpoints::get(c, fx.account, &Scope::jmap("Email"))
+            .await?
+            .is_none(),
+        "JMAP emails listed in full"
+    );
     fx.assert_counters_exact().await
 }
 
